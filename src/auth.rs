@@ -1,0 +1,162 @@
+//! Authentication: API tokens, the caller's [`Identity`], and the admin bootstrap.
+//!
+//! Every `/openapi/*` and `/api/*` route goes through [`require_auth`]: the token comes from
+//! `?token=` (which wins, as in Zadig) or `Authorization: <scheme> <token>`; it is hashed and
+//! looked up; the user found becomes the request's [`Identity`]. Tokens are 32 random bytes,
+//! shown once, stored only as SHA-256 hashes (DESIGN.md §1.3).
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::users::User;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: String,
+    pub account: String,
+    pub name: String,
+    pub identity_type: String,
+    pub is_admin: bool,
+}
+
+impl Identity {
+    /// 403 unless the caller is a system admin.
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "user {} is not a system admin",
+                self.account
+            )))
+        }
+    }
+
+    /// 403 unless the caller is `uid` or an admin.
+    pub fn require_self_or_admin(&self, uid: &str, what: &str) -> ApiResult<()> {
+        if self.is_admin || self.uid == uid {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "only the {what} or a system admin may do this; user {} is neither",
+                self.account
+            )))
+        }
+    }
+}
+
+impl From<&User> for Identity {
+    fn from(u: &User) -> Self {
+        Self {
+            uid: u.id.clone(),
+            account: u.account.clone(),
+            name: u.name.clone(),
+            identity_type: u.identity_type.clone(),
+            is_admin: u.is_admin,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))
+    }
+}
+
+/// A fresh API token: 32 random bytes as 64 hex characters.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The stored form of a token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The token of a request: `?token=` first, then the second word of `Authorization`.
+fn token_of(parts: &Parts) -> Result<String, ApiError> {
+    if let Some(q) = parts.uri.query() {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            if k == "token" && !v.is_empty() {
+                return Ok(v.into_owned());
+            }
+        }
+    }
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing API token: send `Authorization: Bearer <token>` or `?token=<token>`",
+            )
+        })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let words: Vec<&str> = value.split(' ').collect();
+    match words.as_slice() {
+        [_scheme, token] if !token.is_empty() => Ok((*token).to_string()),
+        _ => Err(ApiError::unauthorized(
+            "malformed Authorization header: expected `Bearer <token>`",
+        )),
+    }
+}
+
+/// Middleware: resolve the caller or answer 401.
+pub async fn require_auth(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let token = token_of(&parts)?;
+    let user = state
+        .users
+        .by_token_hash(&hash_token(&token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"))?;
+    parts.extensions.insert(Identity::from(&user));
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// Make sure the admin `admin` exists and its token is `token` (idempotent; a changed value
+/// replaces the old token).
+pub async fn bootstrap_admin(state: &AppState, token: &str) -> anyhow::Result<()> {
+    let hash = hash_token(token);
+    if let Some(existing) = state.users.by_account("admin", "system").await? {
+        if existing.token_hash != hash || !existing.is_admin {
+            state.users.make_admin(&existing.id, &hash).await?;
+        }
+        return Ok(());
+    }
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: "admin".into(),
+        name: "admin".into(),
+        identity_type: "system".into(),
+        is_admin: true,
+        token_hash: hash,
+        created_at: state.clock.now(),
+    };
+    match state.users.insert(&user).await {
+        // Another replica created it at the same moment: theirs has the same token.
+        Ok(()) | Err(StoreError::Duplicate(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

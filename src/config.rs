@@ -1,0 +1,111 @@
+//! Layered configuration: compiled-in `config/default.toml` < `--config FILE` < `ZADIG_*` env.
+//!
+//! Every key of [`Config`] can be set by the env var `ZADIG_<KEY>` (upper case). A value of
+//! the wrong type or out of range stops the server at start with an error naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Which storage backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Embedded,
+    Mongodb,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The server's configuration. See `config/default.toml` for each key's meaning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub storage: StorageKind,
+    pub data_dir: PathBuf,
+    pub mongodb_uri: String,
+    pub mongodb_database: String,
+    pub admin_token: String,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub body_limit: usize,
+    pub request_timeout_secs: u64,
+    pub shutdown_timeout_secs: u64,
+}
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+impl Config {
+    /// Defaults < file < env.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // Only keys that have a default are configuration, so unrelated `ZADIG_*` variables
+        // (e.g. the test suite's `ZADIG_TEST_MONGODB_URI`) are ignored.
+        let keys: Vec<String> = Figment::from(Toml::string(DEFAULTS))
+            .extract::<std::collections::BTreeMap<String, figment::value::Value>>()?
+            .into_keys()
+            .collect();
+        fig = fig.merge(
+            Env::prefixed("ZADIG_")
+                .filter(move |k| keys.iter().any(|x| k.as_str().eq_ignore_ascii_case(x))),
+        );
+        Self::extract(fig)
+    }
+
+    /// Only the compiled-in defaults (tests start from these).
+    pub fn defaults() -> Self {
+        // The defaults are compiled in and covered by tests.
+        Self::extract(Figment::from(Toml::string(DEFAULTS)))
+            .unwrap_or_else(|e| panic!("config/default.toml is invalid: {e}"))
+    }
+
+    fn extract(fig: Figment) -> anyhow::Result<Self> {
+        let cfg: Config = fig.extract().map_err(|e| {
+            let keys: Vec<String> = e
+                .clone()
+                .into_iter()
+                .filter_map(|e| e.path.last().cloned())
+                .collect();
+            anyhow::anyhow!("invalid configuration (key {}): {e}", keys.join(", "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
+            anyhow::bail!(
+                "invalid configuration (key mongodb_uri): required when storage = mongodb"
+            );
+        }
+        if self.mongodb_database.trim().is_empty() {
+            anyhow::bail!("invalid configuration (key mongodb_database): must not be empty");
+        }
+        if self.body_limit == 0 {
+            anyhow::bail!("invalid configuration (key body_limit): must be > 0");
+        }
+        if self.request_timeout_secs == 0 {
+            anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            anyhow::bail!("invalid configuration (key log): {e}");
+        }
+        Ok(())
+    }
+}

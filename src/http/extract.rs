@@ -1,0 +1,123 @@
+//! Extractors whose rejections come out as Zadig's error JSON naming the offending field.
+//!
+//! axum's own `Json`/`Query`/`Path` reject with plain text; ours decode through
+//! `serde_path_to_error` so the description says which key was wrong
+//! (`invalid request body: start_time: invalid type: string "x", expected i64`).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON request body (any content type is accepted: `curl -d` sends a form type) or a JSON
+/// response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+fn describe_path(path: &serde_path_to_error::Path) -> Option<String> {
+    let p = path.to_string();
+    (p != "." && !p.is_empty()).then_some(p)
+}
+
+/// Decode JSON bytes into `T`, naming the field on failure.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "request body is empty: expected a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        let desc = match (inner.classify(), describe_path(e.path())) {
+            (serde_json::error::Category::Syntax | serde_json::error::Category::Eof, _) => {
+                format!("request body is not valid JSON: {inner}")
+            }
+            (_, Some(path)) => format!("invalid request body: field `{path}`: {inner}"),
+            (_, None) => format!("invalid request body: {inner}"),
+        };
+        ApiError::bad_request(desc)
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body is larger than the configured body_limit",
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read request body: {}", rej.body_text()))
+            }
+        })?;
+        decode_json(&bytes).map(Json)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query-string parameters, naming the parameter on failure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+/// Decode a query string into `T`, naming the parameter on failure.
+pub fn decode_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let desc = match describe_path(e.path()) {
+            Some(path) => format!("invalid query parameter `{path}`: {}", e.inner()),
+            None => format!("invalid query string: {}", e.inner()),
+        };
+        ApiError::bad_request(desc)
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        decode_query(parts.uri.query().unwrap_or_default()).map(Query)
+    }
+}
+
+/// Path parameters; a value that does not parse names the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|rej| {
+                ApiError::bad_request(format!("invalid path parameter: {}", rej.body_text()))
+            })
+    }
+}
+
+/// `{"message":"success"}`, Zadig's answer for a success without payload.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Success {
+    pub message: &'static str,
+}
+
+impl Success {
+    pub fn new() -> Json<Success> {
+        Json(Success { message: "success" })
+    }
+}

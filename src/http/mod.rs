@@ -1,0 +1,142 @@
+//! The HTTP layer: one module per resource (routes + request/response types, no business
+//! rules), the shared extractors, and the router with its middleware.
+//!
+//! Every route is registered together with its OpenAPI operation (`utoipa_axum::routes!`), so
+//! the spec served at `/openapi.json` cannot drift from the router.
+
+pub mod extract;
+pub mod metrics;
+pub mod service;
+pub mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use extract::{Json, Path, Query, Success};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "zadig-server",
+        description = "Zadig's OpenAPI (release plans, workflows, builds, delivery versions), reimplemented in Rust. \
+            Every /openapi and /api route needs `Authorization: Bearer <api token>` (or `?token=`).",
+    ),
+    modifiers(&SecurityAddon),
+    security(("bearer" = []), ("token" = [])),
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
+        );
+    }
+}
+
+/// The routes that need a token: every `/openapi/*` and `/api/*` route.
+fn protected() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(users::router())
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut spec) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(protected())
+        .merge(service::router())
+        .split_for_parts();
+    spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    spec
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let auth = middleware::from_fn_with_state(state.clone(), crate::auth::require_auth);
+    let (api, _) = protected().route_layer(auth).split_for_parts();
+    let (svc, _) = service::router().split_for_parts();
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    Router::new()
+        .merge(api)
+        .merge(svc)
+        .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// Bound the time to produce a response. Streams (SSE logs) are not cut: once their headers
+/// are out, the handler has returned.
+async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "request timed out after {}s (request_timeout_secs)",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,207 @@
+//! Users and API tokens (our extension, DESIGN.md §1.3 and §5).
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Identity, hash_token, new_token};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Json, Path, Query, Success};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::users::User;
+use crate::validate;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(get_user, delete_user))
+        .routes(routes!(rotate_token))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUserRequest {
+    pub account: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Defaults to `system`.
+    #[serde(default)]
+    pub identity_type: Option<String>,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+/// A user as the API shows it (never with a token hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub uid: String,
+    pub account: String,
+    pub name: String,
+    pub identity_type: String,
+    pub is_admin: bool,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            uid: u.id,
+            account: u.account,
+            name: u.name,
+            identity_type: u.identity_type,
+            is_admin: u.is_admin,
+        }
+    }
+}
+
+/// A user with their new API token, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserWithToken {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub api_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    pub total: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-based page, default 1.
+    #[serde(rename = "pageNum")]
+    pub page_num: Option<i64>,
+    /// Page size, default 20, at most 1000.
+    #[serde(rename = "pageSize")]
+    pub page_size: Option<i64>,
+}
+
+/// Create a user (admin only); the answer carries the user's API token, shown once.
+#[utoipa::path(post, path = "/openapi/users", tag = "users", request_body = CreateUserRequest,
+    responses((status = 200, body = UserWithToken), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Identity,
+    Json(req): Json<CreateUserRequest>,
+) -> ApiResult<Json<UserWithToken>> {
+    caller.require_admin()?;
+    validate::name("account", &req.account)?;
+    let name = req.name.unwrap_or_else(|| req.account.clone());
+    validate::max_len("name", &name)?;
+    let identity_type = req
+        .identity_type
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "system".to_string());
+    validate::max_len("identity_type", &identity_type)?;
+    let token = new_token();
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: req.account,
+        name,
+        identity_type,
+        is_admin: req.is_admin,
+        token_hash: hash_token(&token),
+        created_at: state.clock.now(),
+    };
+    match state.users.insert(&user).await {
+        Ok(()) => {}
+        Err(StoreError::Duplicate(_)) => {
+            return Err(ApiError::conflict(format!(
+                "a user with account {:?} and identity_type {:?} already exists",
+                user.account, user.identity_type
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(user.uid = %user.id, "user {} created by {}", user.account, caller.account);
+    Ok(Json(UserWithToken {
+        user: user.into(),
+        api_token: token,
+    }))
+}
+
+/// List users, oldest first.
+#[utoipa::path(get, path = "/openapi/users", tag = "users", params(PageQuery),
+    responses((status = 200, body = UserList), (status = 400, body = ErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<UserList>> {
+    let page = validate::page_param("pageNum", q.page_num, Some(1), None)?;
+    let size = validate::page_param("pageSize", q.page_size, Some(20), Some(1000))?;
+    let (users, total) = state.users.page(page, size).await?;
+    Ok(Json(UserList {
+        users: users.into_iter().map(Into::into).collect(),
+        total,
+    }))
+}
+
+async fn find_user(state: &AppState, uid: &str) -> ApiResult<User> {
+    state
+        .users
+        .get(uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {uid} not found")))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/openapi/users/{uid}", tag = "users",
+    params(("uid" = String, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
+async fn get_user(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(uid): Path<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(find_user(&state, &uid).await?.into()))
+}
+
+/// Delete a user (admin only); their token stops working at once.
+#[utoipa::path(delete, path = "/openapi/users/{uid}", tag = "users",
+    params(("uid" = String, Path)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_user(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(uid): Path<String>,
+) -> ApiResult<Json<Success>> {
+    caller.require_admin()?;
+    if !state.users.delete(&uid).await? {
+        return Err(ApiError::not_found(format!("user {uid} not found")));
+    }
+    tracing::info!(user.uid = %uid, "user {uid} deleted by {}", caller.account);
+    Ok(Success::new())
+}
+
+/// Issue a new API token for a user (themselves, or anyone for an admin); the old one stops
+/// working at once.
+#[utoipa::path(post, path = "/openapi/users/{uid}/token", tag = "users",
+    params(("uid" = String, Path)),
+    responses((status = 200, body = UserWithToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rotate_token(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(uid): Path<String>,
+) -> ApiResult<Json<UserWithToken>> {
+    caller.require_self_or_admin(&uid, "user themselves")?;
+    let user = find_user(&state, &uid).await?;
+    let token = new_token();
+    if !state
+        .users
+        .set_token_hash(&uid, &hash_token(&token))
+        .await?
+    {
+        return Err(ApiError::not_found(format!("user {uid} not found")));
+    }
+    tracing::info!(user.uid = %uid, "token of user {} rotated by {}", user.account, caller.account);
+    Ok(Json(UserWithToken {
+        user: user.into(),
+        api_token: token,
+    }))
+}

@@ -1,0 +1,140 @@
+//! The `zadig-server` command line: `serve`, `migrate`, `user create`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use zadig_server::clock::SystemClock;
+use zadig_server::config::{Config, LogFormat};
+use zadig_server::store::users::User;
+use zadig_server::store::{StoreError, index_specs};
+
+#[derive(Parser)]
+#[command(
+    name = "zadig-server",
+    version,
+    about = "Zadig's OpenAPI, reimplemented in Rust"
+)]
+struct Cli {
+    /// A TOML file overriding the built-in defaults (env vars ZADIG_* override both).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and run the background loops.
+    Serve,
+    /// Create the MongoDB indexes / SQLite schema and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user and print their API token (shown once).
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "system")]
+        identity_type: String,
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zadig-server: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    match run(cli.command, config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zadig-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let backend = zadig_server::store::open(&config).await?;
+    match command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {} (listen): {e}", config.listen))?;
+            let server =
+                zadig_server::start(config, backend, Arc::new(SystemClock), listener).await?;
+            server.run_until_signal().await;
+        }
+        Command::Migrate => {
+            backend.migrate(&index_specs()).await?;
+            println!("migrations applied ({})", backend.kind());
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    account,
+                    name,
+                    identity_type,
+                    admin,
+                },
+        } => {
+            backend.migrate(&index_specs()).await?;
+            let users = zadig_server::store::users::UserStore::new(backend.as_ref());
+            let token = zadig_server::auth::new_token();
+            let user = User {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: name.unwrap_or_else(|| account.clone()),
+                account,
+                identity_type,
+                is_admin: admin,
+                token_hash: zadig_server::auth::hash_token(&token),
+                created_at: chrono::Utc::now().timestamp(),
+            };
+            match users.insert(&user).await {
+                Ok(()) => {}
+                Err(StoreError::Duplicate(_)) => anyhow::bail!(
+                    "a user with account {:?} and identity type {:?} already exists",
+                    user.account,
+                    user.identity_type
+                ),
+                Err(e) => return Err(e.into()),
+            }
+            println!(
+                "uid: {}\naccount: {}\napi_token: {token}",
+                user.id, user.account
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! The application state every handler and background loop shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::lease::Leases;
+use crate::store::sequence::Sequences;
+use crate::store::users::UserStore;
+use crate::store::{Backend, index_specs};
+
+/// Everything the server holds: configuration, stores, services, clock, shutdown signal.
+pub struct App {
+    pub config: Config,
+    pub backend: Arc<dyn Backend>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled once, at shutdown; every background loop stops on it.
+    pub shutdown: CancellationToken,
+    /// This process' name in leases (unique per process start).
+    pub instance_id: String,
+    pub sequences: Sequences,
+    pub leases: Leases,
+    pub users: UserStore,
+}
+
+/// Cheap-to-clone handle on [`App`], the axum state.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Open the stores (running the migrations) and assemble the state.
+    pub async fn build(
+        config: Config,
+        backend: Arc<dyn Backend>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        backend
+            .migrate(&index_specs())
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let b = backend.as_ref();
+        let app = App {
+            instance_id: format!("{}-{}", hostname_or_local(), uuid::Uuid::new_v4().simple()),
+            sequences: Sequences::new(b),
+            leases: Leases::new(b),
+            users: UserStore::new(b),
+            shutdown: CancellationToken::new(),
+            config,
+            clock,
+            backend,
+        };
+        Ok(Self(Arc::new(app)))
+    }
+}
+
+fn hostname_or_local() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_string())
+}
