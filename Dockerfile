@@ -1,0 +1,20 @@
+# Multi-stage build: compile in the Rust image, run in a slim Debian as a non-root user.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin zadig-server
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates git bash \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --create-home --home-dir /var/lib/zadig zadig
+COPY --from=build /src/target/release/zadig-server /usr/local/bin/zadig-server
+USER zadig
+WORKDIR /var/lib/zadig
+ENV ZADIG_LISTEN=0.0.0.0:8080 \
+    ZADIG_DATA_DIR=/var/lib/zadig/data \
+    ZADIG_LOG_FORMAT=json
+EXPOSE 8080
+ENTRYPOINT ["zadig-server"]
+CMD ["serve"]

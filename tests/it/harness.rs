@@ -1,0 +1,254 @@
+//! The test harness: a real server on `127.0.0.1:0`, on the embedded store (a fresh temp dir)
+//! or on MongoDB (a fresh database on `ZADIG_TEST_MONGODB_URI`), with a manual clock, and an
+//! HTTP client that speaks to it over the socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use zadig_server::clock::ManualClock;
+use zadig_server::config::{Config, StorageKind};
+use zadig_server::store::Backend;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Embedded,
+    Mongo,
+}
+
+/// The MongoDB URI for tests, or `None` (the MongoDB variant of each test is then skipped,
+/// unless `ZADIG_TEST_REQUIRE_MONGODB=1`, as in CI, makes that a failure).
+pub fn mongo_uri() -> Option<String> {
+    match std::env::var("ZADIG_TEST_MONGODB_URI") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("ZADIG_TEST_REQUIRE_MONGODB").as_deref() == Ok("1") {
+                panic!("ZADIG_TEST_REQUIRE_MONGODB=1 but ZADIG_TEST_MONGODB_URI is not set");
+            }
+            eprintln!("skipped: ZADIG_TEST_MONGODB_URI is not set");
+            None
+        }
+    }
+}
+
+/// A server under test.
+pub struct TestApp {
+    pub kind: Kind,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub config: Config,
+    server: Option<zadig_server::Server>,
+    pub backend: Arc<dyn Backend>,
+    _dir: tempfile::TempDir,
+}
+
+/// An HTTP answer: status and body (JSON when it parses, else a string value).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// Assert the status, showing the body when it differs; returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        &self.body
+    }
+
+    /// Assert a Zadig error JSON with this status whose description mentions `needle`.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, needle: &str) -> &Value {
+        self.expect(status);
+        for k in ["code", "description", "extra", "message", "type"] {
+            assert!(self.body.get(k).is_some(), "error JSON lacks `{k}`: {}", self.text);
+        }
+        assert_eq!(self.body["type"], "error", "{}", self.text);
+        let desc = self.body["description"].as_str().unwrap_or_default();
+        assert!(desc.contains(needle), "description {desc:?} does not mention {needle:?}");
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub async fn start(kind: Kind) -> Option<Self> {
+        Self::start_with(kind, |_| {}).await
+    }
+
+    /// Start with a config adjusted by `tweak` (data dir, storage and admin token are set).
+    pub async fn start_with(kind: Kind, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::defaults();
+        config.data_dir = dir.path().to_path_buf();
+        config.admin_token = ADMIN_TOKEN.to_string();
+        match kind {
+            Kind::Embedded => config.storage = StorageKind::Embedded,
+            Kind::Mongo => {
+                config.storage = StorageKind::Mongodb;
+                config.mongodb_uri = mongo_uri()?;
+                config.mongodb_database = format!("zt_{}", uuid::Uuid::new_v4().simple());
+            }
+        }
+        tweak(&mut config);
+        Some(Self::boot(kind, config, dir, ManualClock::starting_now()).await)
+    }
+
+    async fn boot(kind: Kind, config: Config, dir: tempfile::TempDir, clock: Arc<ManualClock>) -> Self {
+        let backend = zadig_server::store::open(&config).await.expect("open store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = zadig_server::start(config.clone(), backend.clone(), Arc::new(clock.clone()), listener)
+            .await
+            .expect("start server");
+        let base = format!("http://{}", server.addr);
+        Self {
+            kind,
+            base,
+            client: client(),
+            clock,
+            config,
+            server: Some(server),
+            backend,
+            _dir: dir,
+        }
+    }
+
+    /// The running server's state (for conformance tests that use the stores directly).
+    pub fn state(&self) -> &zadig_server::state::AppState {
+        &self.server.as_ref().expect("server running").state
+    }
+
+    /// Stop the server and start a new one on the same store and data dir (a restart).
+    pub async fn restart(mut self) -> Self {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let TestApp { kind, config, _dir, clock, .. } = self;
+        Self::boot(kind, config, _dir, clock).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with an explicit token (`None`: no token at all).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        into_resp(resp).await
+    }
+
+    /// A request with a raw body (for malformed JSON).
+    pub async fn raw(&self, method: Method, path: &str, body: &str) -> Resp {
+        let resp = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        into_resp(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, Some(ADMIN_TOKEN), None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(ADMIN_TOKEN), Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(ADMIN_TOKEN), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(ADMIN_TOKEN), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(ADMIN_TOKEN), None).await
+    }
+
+    /// Create a user through the API; returns (uid, token).
+    pub async fn create_user(&self, account: &str, admin: bool) -> (String, String) {
+        let r = self
+            .post("/openapi/users", serde_json::json!({"account": account, "name": account, "is_admin": admin}))
+            .await;
+        let b = r.expect(200);
+        (
+            b["uid"].as_str().expect("uid").to_string(),
+            b["api_token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    /// Poll `f` until it returns `Some`, for at most `limit`; panics with `what` otherwise.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+async fn into_resp(resp: reqwest::Response) -> Resp {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+    Resp { status, headers, body, text }
+}
+
+/// Define a test that runs once per storage backend: `mod name { embedded, mongodb }`.
+#[macro_export]
+macro_rules! backend_test {
+    ($(#[$m:meta])* async fn $name:ident($app:ident) $body:block) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let Some($app) = $crate::harness::TestApp::start($crate::harness::Kind::Embedded).await else { return };
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mongodb() {
+                let Some($app) = $crate::harness::TestApp::start($crate::harness::Kind::Mongo).await else { return };
+                $body
+            }
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: a real server over a real socket, each test on both storage backends.
+//! One test binary (modules below) so the suite links once.
+
+#[allow(dead_code)]
+mod harness;
+
+mod foundation;
+mod openapi;
+mod store_conformance;
