@@ -7,13 +7,17 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod build;
 pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod http;
+pub mod release_plan;
 pub mod state;
 pub mod store;
 pub mod validate;
+pub mod workflow;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

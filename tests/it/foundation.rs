@@ -109,9 +109,13 @@ backend_test! {
 
 #[tokio::test]
 async fn body_limit_is_413_in_error_json() {
-    let app = TestApp::start_with(Kind::Embedded, |c| c.body_limit = 1024).await.unwrap();
+    let app = TestApp::start_with(Kind::Embedded, |c| c.body_limit = 1024)
+        .await
+        .unwrap();
     let big = json!({"account": "x".repeat(4096)});
-    app.post("/openapi/users", big).await.expect_error(413, "body_limit");
+    app.post("/openapi/users", big)
+        .await
+        .expect_error(413, "body_limit");
     app.stop().await;
 }
 
@@ -126,8 +130,17 @@ async fn changing_the_admin_token_replaces_it() {
     })
     .await
     .unwrap();
-    app.call(Method::GET, "/openapi/users", Some(ADMIN_TOKEN), None).await.expect_error(401, "invalid");
-    let r = app.call(Method::GET, "/openapi/users", Some("another-admin-token-abcdefabcdefabcdef"), None).await;
+    app.call(Method::GET, "/openapi/users", Some(ADMIN_TOKEN), None)
+        .await
+        .expect_error(401, "invalid");
+    let r = app
+        .call(
+            Method::GET,
+            "/openapi/users",
+            Some("another-admin-token-abcdefabcdefabcdef"),
+            None,
+        )
+        .await;
     assert_eq!(r.expect(200)["total"], 1);
     app.stop().await;
 }
@@ -143,18 +156,39 @@ async fn storage_down_is_503() {
     struct Down(Arc<dyn Backend>);
     #[async_trait::async_trait]
     impl Backend for Down {
-        fn collection(&self, name: &str) -> Arc<dyn Collection> { self.0.collection(name) }
-        async fn ping(&self) -> StoreResult<()> { Err(StoreError::Backend("connection refused".into())) }
-        async fn migrate(&self, i: &[IndexSpec]) -> StoreResult<()> { self.0.migrate(i).await }
-        fn kind(&self) -> &'static str { "embedded" }
+        fn collection(&self, name: &str) -> Arc<dyn Collection> {
+            self.0.collection(name)
+        }
+        async fn ping(&self) -> StoreResult<()> {
+            Err(StoreError::Backend("connection refused".into()))
+        }
+        async fn migrate(&self, i: &[IndexSpec]) -> StoreResult<()> {
+            self.0.migrate(i).await
+        }
+        fn kind(&self) -> &'static str {
+            "embedded"
+        }
     }
     let dir = tempfile::tempdir().unwrap();
-    let inner = zadig_server::store::embedded::SqliteBackend::open(&dir.path().join("x.db")).await.unwrap();
+    let inner = zadig_server::store::embedded::SqliteBackend::open(&dir.path().join("x.db"))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut cfg = zadig_server::config::Config::defaults();
     cfg.data_dir = dir.path().to_path_buf();
-    let server = zadig_server::start(cfg, Arc::new(Down(Arc::new(inner))), Arc::new(zadig_server::clock::SystemClock), listener).await.unwrap();
-    let r = crate::harness::client().get(format!("http://{}/healthz", server.addr)).send().await.unwrap();
+    let server = zadig_server::start(
+        cfg,
+        Arc::new(Down(Arc::new(inner))),
+        Arc::new(zadig_server::clock::SystemClock),
+        listener,
+    )
+    .await
+    .unwrap();
+    let r = crate::harness::client()
+        .get(format!("http://{}/healthz", server.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(b["type"], "error");

@@ -59,7 +59,12 @@ impl Resp {
     /// Assert the status, showing the body when it differs; returns the body.
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
         &self.body
     }
 
@@ -68,11 +73,18 @@ impl Resp {
     pub fn expect_error(&self, status: u16, needle: &str) -> &Value {
         self.expect(status);
         for k in ["code", "description", "extra", "message", "type"] {
-            assert!(self.body.get(k).is_some(), "error JSON lacks `{k}`: {}", self.text);
+            assert!(
+                self.body.get(k).is_some(),
+                "error JSON lacks `{k}`: {}",
+                self.text
+            );
         }
         assert_eq!(self.body["type"], "error", "{}", self.text);
         let desc = self.body["description"].as_str().unwrap_or_default();
-        assert!(desc.contains(needle), "description {desc:?} does not mention {needle:?}");
+        assert!(
+            desc.contains(needle),
+            "description {desc:?} does not mention {needle:?}"
+        );
         &self.body
     }
 }
@@ -100,12 +112,26 @@ impl TestApp {
         Some(Self::boot(kind, config, dir, ManualClock::starting_now()).await)
     }
 
-    async fn boot(kind: Kind, config: Config, dir: tempfile::TempDir, clock: Arc<ManualClock>) -> Self {
-        let backend = zadig_server::store::open(&config).await.expect("open store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = zadig_server::start(config.clone(), backend.clone(), Arc::new(clock.clone()), listener)
+    async fn boot(
+        kind: Kind,
+        config: Config,
+        dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+    ) -> Self {
+        let backend = zadig_server::store::open(&config)
             .await
-            .expect("start server");
+            .expect("open store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = zadig_server::start(
+            config.clone(),
+            backend.clone(),
+            Arc::new(clock.clone()),
+            listener,
+        )
+        .await
+        .expect("start server");
         let base = format!("http://{}", server.addr);
         Self {
             kind,
@@ -129,7 +155,13 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
-        let TestApp { kind, config, _dir, clock, .. } = self;
+        let TestApp {
+            kind,
+            config,
+            _dir,
+            clock,
+            ..
+        } = self;
         Self::boot(kind, config, _dir, clock).await
     }
 
@@ -144,7 +176,13 @@ impl TestApp {
     }
 
     /// A request with an explicit token (`None`: no token at all).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let mut req = self.client.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -174,22 +212,29 @@ impl TestApp {
         self.call(Method::GET, path, Some(ADMIN_TOKEN), None).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(ADMIN_TOKEN), Some(body)).await
+        self.call(Method::POST, path, Some(ADMIN_TOKEN), Some(body))
+            .await
     }
     pub async fn put(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::PUT, path, Some(ADMIN_TOKEN), Some(body)).await
+        self.call(Method::PUT, path, Some(ADMIN_TOKEN), Some(body))
+            .await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::PATCH, path, Some(ADMIN_TOKEN), Some(body)).await
+        self.call(Method::PATCH, path, Some(ADMIN_TOKEN), Some(body))
+            .await
     }
     pub async fn delete(&self, path: &str) -> Resp {
-        self.call(Method::DELETE, path, Some(ADMIN_TOKEN), None).await
+        self.call(Method::DELETE, path, Some(ADMIN_TOKEN), None)
+            .await
     }
 
     /// Create a user through the API; returns (uid, token).
     pub async fn create_user(&self, account: &str, admin: bool) -> (String, String) {
         let r = self
-            .post("/openapi/users", serde_json::json!({"account": account, "name": account, "is_admin": admin}))
+            .post(
+                "/openapi/users",
+                serde_json::json!({"account": account, "name": account, "is_admin": admin}),
+            )
             .await;
         let b = r.expect(200);
         (
@@ -209,7 +254,10 @@ impl TestApp {
             if let Some(v) = f().await {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -228,7 +276,12 @@ async fn into_resp(resp: reqwest::Response) -> Resp {
     let headers = resp.headers().clone();
     let text = resp.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
-    Resp { status, headers, body, text }
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 /// Define a test that runs once per storage backend: `mod name { embedded, mongodb }`.
