@@ -11,6 +11,7 @@ use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
 use crate::store::{Backend, index_specs};
+use crate::workflow::task::TaskStore;
 
 /// Everything the server holds: configuration, stores, services, clock, shutdown signal.
 pub struct App {
@@ -24,6 +25,7 @@ pub struct App {
     pub sequences: Sequences,
     pub leases: Leases,
     pub users: UserStore,
+    pub tasks: TaskStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -54,6 +56,7 @@ impl AppState {
             sequences: Sequences::new(b),
             leases: Leases::new(b),
             users: UserStore::new(b),
+            tasks: TaskStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

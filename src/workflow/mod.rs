@@ -5,6 +5,8 @@
 //! [`start_release_task`]; when such a task ends, the engine calls
 //! [`crate::release_plan::on_workflow_task_finished`].
 
+pub mod task;
+
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;

@@ -1,0 +1,273 @@
+//! The workflow task record: one execution of a workflow (spec/workflow.md §3.7–3.8, §5), shared
+//! by the workflow API (which creates, cancels, retries and approves tasks) and the engine
+//! (which runs them).
+//!
+//! A task is one document in `workflow_tasks`, unique on (`workflow_name`, `task_id`). Writers
+//! never read-modify-write blindly: every change goes through a conditional update on
+//! `version` (or on `status`), so an API call and the engine racing on one task cannot lose
+//! each other's writes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
+use crate::workflow::ReleaseRef;
+
+/// Task statuses (Zadig's strings).
+pub mod status {
+    pub const CREATED: &str = "created";
+    pub const WAITING: &str = "waiting";
+    pub const RUNNING: &str = "running";
+    pub const PASSED: &str = "passed";
+    pub const FAILED: &str = "failed";
+    pub const TIMEOUT: &str = "timeout";
+    pub const CANCELLED: &str = "cancelled";
+    pub const REJECT: &str = "reject";
+    pub const PAUSE: &str = "pause";
+    pub const WAIT_FOR_APPROVAL: &str = "wait_for_approval";
+    pub const SKIPPED: &str = "skipped";
+    pub const UNSTABLE: &str = "unstable";
+    pub const PREPARE: &str = "prepare";
+    /// A job task not started (yet).
+    pub const NOT_RUN: &str = "";
+
+    /// Final task statuses: the task leaves the queue and never runs again (unless retried).
+    pub const FINAL: &[&str] = &[PASSED, FAILED, TIMEOUT, CANCELLED, REJECT, SKIPPED];
+
+    pub fn is_final(s: &str) -> bool {
+        FINAL.contains(&s)
+    }
+}
+
+/// One vote (or pending approver) of a stage approval, in the seed's shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApproveUser {
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default)]
+    pub user_name: String,
+    /// `approve`, `reject` or `""` (not voted).
+    #[serde(default)]
+    pub reject_or_approve: String,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub operation_time: i64,
+}
+
+/// A stage's native approval as the task records it (seed 002 task detail `approval`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageApproval {
+    #[serde(default)]
+    pub enabled: bool,
+    /// `native`, `lark`, `dingtalk`, `workwx`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub approve_users: Vec<ApproveUser>,
+    /// Minutes; 0 means the default (60).
+    #[serde(default)]
+    pub timeout: i64,
+    /// Approvals needed; 0 means one (not an automatic pass, see docs/compatibility.md).
+    #[serde(default)]
+    pub needed_approvers: i64,
+    #[serde(default)]
+    pub description: String,
+    /// The outcome: `approve`, `reject` or `""` while undecided.
+    #[serde(default)]
+    pub reject_or_approve: String,
+    /// When the stage started waiting (ms, business clock) — the timeout counts from here.
+    #[serde(default)]
+    pub wait_start_ms: i64,
+    /// The type-specific configuration as defined on the workflow (kept verbatim).
+    #[serde(default, flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// One job task (a workflow job may expand into several, e.g. one per service).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobTask {
+    /// The job-task name: unique in the task; the key of its log.
+    pub name: String,
+    /// The workflow job's name.
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub origin_name: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// See [`status`]; `""` until started.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub end_time: i64,
+    #[serde(default)]
+    pub error: String,
+    /// The job task's spec (the workflow job's spec with the execute inputs merged, narrowed to
+    /// this job task). Unknown fields are kept.
+    #[serde(default)]
+    pub spec: Value,
+    #[serde(default)]
+    pub run_policy: String,
+    #[serde(default)]
+    pub error_policy: Value,
+    #[serde(default)]
+    pub execute_policy: Value,
+    #[serde(default)]
+    pub retry_count: i64,
+    /// Outputs recorded when the job ended (`IMAGE`, `IMAGETAG`, `PKG_FILE`, declared ones).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// One stage of a task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTask {
+    pub name: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub end_time: i64,
+    #[serde(default)]
+    pub parallel: bool,
+    #[serde(default)]
+    pub approval: Option<StageApproval>,
+    #[serde(default)]
+    pub manual_exec: Value,
+    #[serde(default)]
+    pub jobs: Vec<JobTask>,
+    #[serde(default)]
+    pub error: String,
+}
+
+/// A workflow task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Storage id (24 hex).
+    pub id: String,
+    pub task_id: i64,
+    pub workflow_name: String,
+    #[serde(default)]
+    pub workflow_display_name: String,
+    pub project_name: String,
+    /// Workflow parameters after the execute input.
+    #[serde(default)]
+    pub params: Vec<Value>,
+    pub status: String,
+    #[serde(default)]
+    pub task_creator: String,
+    #[serde(default)]
+    pub task_creator_account: String,
+    #[serde(default)]
+    pub task_creator_id: String,
+    #[serde(default)]
+    pub task_revoker: String,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub end_time: i64,
+    #[serde(default)]
+    pub stages: Vec<StageTask>,
+    #[serde(default)]
+    pub remark: String,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub retry_num: i64,
+    #[serde(default)]
+    pub approval_ticket_id: String,
+    #[serde(default)]
+    pub approval_id: String,
+    /// Set when a release-plan job started this task (DESIGN.md §5).
+    #[serde(default)]
+    pub release: Option<ReleaseRef>,
+    #[serde(default)]
+    pub notify_inputs: Value,
+    /// The workflow definition with the execute input applied (used to regenerate job tasks on
+    /// retry).
+    #[serde(default)]
+    pub workflow_args: Value,
+    /// The workflow's `concurrency_limit` when the task was created (-1 unlimited).
+    #[serde(default)]
+    pub concurrency_limit: i64,
+    /// Archived with its deleted workflow: hidden from lists, still found by detail.
+    #[serde(default)]
+    pub is_deleted: bool,
+    /// Engine bookkeeping: which process runs the task, until when (wall-clock ms).
+    #[serde(default)]
+    pub lease_owner: String,
+    #[serde(default)]
+    pub lease_until_ms: i64,
+    /// Bumped on every write; conditional updates compare it.
+    #[serde(default)]
+    pub version: i64,
+    /// Business-clock ms when the task was queued (dispatch order).
+    #[serde(default)]
+    pub queued_at_ms: i64,
+}
+
+/// Queries over `workflow_tasks`.
+#[derive(Clone)]
+pub struct TaskStore {
+    pub tasks: Typed<Task>,
+}
+
+impl TaskStore {
+    pub fn new(backend: &dyn Backend) -> Self {
+        Self {
+            tasks: Typed::new(backend, "workflow_tasks"),
+        }
+    }
+
+    pub fn key(workflow: &str, task_id: i64) -> Filter {
+        Filter::eq("workflow_name", workflow).and(Filter::eq("task_id", task_id))
+    }
+
+    pub async fn insert(&self, task: &Task) -> StoreResult<()> {
+        self.tasks.insert(task).await
+    }
+
+    pub async fn get(&self, workflow: &str, task_id: i64) -> StoreResult<Option<Task>> {
+        self.tasks.find_one(&Self::key(workflow, task_id)).await
+    }
+
+    /// Write `task` if nobody wrote since it was read (its `version` still matches); bumps the
+    /// version. `Ok(false)`: someone else won; re-read and decide again.
+    pub async fn save(&self, task: &mut Task) -> StoreResult<bool> {
+        let filter = Filter::id(&task.id).and(Filter::eq("version", task.version));
+        task.version += 1;
+        let ok = self.tasks.replace(&filter, task).await?;
+        if !ok {
+            task.version -= 1;
+        }
+        Ok(ok)
+    }
+
+    /// Tasks of a workflow (not archived), newest first, and their total.
+    pub async fn page(
+        &self,
+        project: &str,
+        workflow: &str,
+        page: u64,
+        size: u64,
+    ) -> StoreResult<(Vec<Task>, u64)> {
+        let filter = Filter::eq("workflow_name", workflow)
+            .and(Filter::eq("project_name", project))
+            .and(Filter::eq("is_deleted", false));
+        let opts = FindOptions::sort("task_id", Dir::Desc).page(page, size);
+        Ok((
+            self.tasks.find(&filter, &opts).await?,
+            self.tasks.count(&filter).await?,
+        ))
+    }
+}
