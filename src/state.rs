@@ -11,7 +11,10 @@ use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
 use crate::store::{Backend, index_specs};
+use crate::workflow::store::WorkflowStore;
 use crate::workflow::task::TaskStore;
+use crate::workflow::tickets::TicketStore;
+use crate::workflow::views::ViewStore;
 
 /// Everything the server holds: configuration, stores, services, clock, shutdown signal.
 pub struct App {
@@ -26,6 +29,9 @@ pub struct App {
     pub leases: Leases,
     pub users: UserStore,
     pub tasks: TaskStore,
+    pub workflows: WorkflowStore,
+    pub workflow_views: ViewStore,
+    pub approval_tickets: TicketStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -57,6 +63,9 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             tasks: TaskStore::new(b),
+            workflows: WorkflowStore::new(b),
+            workflow_views: ViewStore::new(b),
+            approval_tickets: TicketStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

@@ -7,7 +7,11 @@
 pub mod extract;
 pub mod metrics;
 pub mod service;
+pub mod tickets;
 pub mod users;
+pub mod workflow_tasks;
+pub mod workflow_views;
+pub mod workflows;
 
 use std::time::Duration;
 
@@ -59,7 +63,12 @@ impl Modify for SecurityAddon {
 
 /// The routes that need a token: every `/openapi/*` and `/api/*` route.
 fn protected() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(users::router())
+    OpenApiRouter::new()
+        .merge(users::router())
+        .merge(workflows::router())
+        .merge(workflow_tasks::router())
+        .merge(workflow_views::router())
+        .merge(tickets::router())
 }
 
 /// The OpenAPI document of every route.
