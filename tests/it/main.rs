@@ -7,3 +7,5 @@ mod harness;
 mod foundation;
 mod openapi;
 mod store_conformance;
+mod workflow_tasks;
+mod workflows;
