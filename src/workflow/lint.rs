@@ -269,7 +269,7 @@ fn normalize_approval(v: &mut Value, field: &str, stage: bool) -> ApiResult<()> 
                 na.entry(key).or_insert(v);
             }
             let val = na.entry(key).or_insert(Value::from(0));
-            if !val.as_i64().is_some_and(|n| n >= 0) {
+            if val.as_i64().is_none_or(|n| n < 0) {
                 return Err(bad(
                     &format!("{nfield}.{key}"),
                     "must be a non-negative integer",

@@ -128,18 +128,18 @@ backend_test! {
         assert_eq!(param("repo1")["repo"]["codehost_id"], 4);
 
         // Stages and job tasks: names, keys, statuses.
-        let layout: Vec<(String, Vec<(String, String, String)>)> = t.stages.iter()
-            .map(|s| (s.name.clone(), s.jobs.iter().map(|j| (j.name.clone(), j.key.clone(), j.status.clone())).collect()))
+        let layout: Vec<Value> = t.stages.iter()
+            .map(|s| json!([s.name, s.jobs.iter().map(|j| json!([j.name, j.key, j.status])).collect::<Vec<_>>()]))
             .collect();
+        assert_eq!(Value::Array(layout), json!([
+            ["build", [["zadig-aslan-build-myapps", "build-myapps", ""]]],
+            ["deploy", [["zadig-aslan-deploy-myapps", "deploy-myapps", ""],
+                        ["zadig-zadig-portal-deploy-myapps", "deploy-myapps", ""],
+                        ["service2-service2-deploy-my-app", "deploy-my-app", ""]]],
+            ["ops", [["jira-issue-update", "jira-issue-update", ""], ["sql", "sql", ""]]],
+            ["after", [["cleanup", "cleanup", "skipped"]]],
+        ]));
         let s = |x: &str| x.to_string();
-        assert_eq!(layout, vec![
-            (s("build"), vec![(s("zadig-aslan-build-myapps"), s("build-myapps"), s(""))]),
-            (s("deploy"), vec![(s("zadig-aslan-deploy-myapps"), s("deploy-myapps"), s("")),
-                               (s("zadig-zadig-portal-deploy-myapps"), s("deploy-myapps"), s("")),
-                               (s("service2-service2-deploy-my-app"), s("deploy-my-app"), s(""))]),
-            (s("ops"), vec![(s("jira-issue-update"), s("jira-issue-update"), s("")), (s("sql"), s("sql"), s(""))]),
-            (s("after"), vec![(s("cleanup"), s("cleanup"), s("skipped"))]),
-        ]);
         assert_eq!(t.stages[3].status, "skipped");
         assert!(t.stages[3].approval.is_none(), "a skipped stage needs no approval");
         assert!(t.stages[0].parallel && !t.stages[2].parallel);
