@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::lease::Leases;
@@ -26,6 +27,8 @@ pub struct App {
     pub leases: Leases,
     pub users: UserStore,
     pub tasks: TaskStore,
+    pub builds: BuildStore,
+    pub build_templates: TemplateStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -57,6 +60,8 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             tasks: TaskStore::new(b),
+            builds: BuildStore::new(b),
+            build_templates: TemplateStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

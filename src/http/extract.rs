@@ -45,6 +45,18 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Decode an already-parsed JSON body into `T`, naming the field on failure (for routes whose
+/// body shape depends on the query, e.g. `?source=template`).
+pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let desc = match describe_path(e.path()) {
+            Some(path) => format!("invalid request body: field `{path}`: {}", e.inner()),
+            None => format!("invalid request body: {}", e.inner()),
+        };
+        ApiError::bad_request(desc)
+    })
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
