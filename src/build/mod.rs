@@ -8,6 +8,7 @@
 
 pub mod input;
 pub mod model;
+pub mod rules;
 pub mod service;
 pub mod store;
 pub mod view;

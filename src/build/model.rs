@@ -84,6 +84,7 @@ impl KeyVal {
 /// A tool to install (`pre_build.installs`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Install {
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub version: String,

@@ -9,11 +9,11 @@
 
 use axum::http::StatusCode;
 
-use super::input::{
-    BuildRequest, TemplateBuildRequest, TemplateRequest, def_of_build, def_of_template, project_of,
-    repos_of, services_of, target_list, targets_of,
-};
+use super::input::{BuildRequest, TemplateBuildRequest, TemplateRequest};
 use super::model::{Build, BuildDef, BuildTemplate, KeyVal, MASK, Repository, Target, merge_vars};
+use super::rules::{
+    def_of_build, def_of_template, project_of, repos_of, services_of, target_list, targets_of,
+};
 use super::view::{self, BuildDetail, BuildList, TemplateList, TemplateView};
 use crate::error::{ApiError, ApiResult, codes};
 use crate::state::AppState;

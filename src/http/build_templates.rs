@@ -12,6 +12,7 @@ use crate::build::input::TemplateRequest;
 use crate::build::service;
 use crate::build::view::{TemplateList, TemplateView};
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::extract::decode_object;
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
 use crate::validate;
@@ -41,8 +42,9 @@ pub struct PageQuery {
 async fn create_template(
     State(state): State<AppState>,
     caller: Identity,
-    Json(req): Json<TemplateRequest>,
+    Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
+    let req: TemplateRequest = decode_object(body)?;
     service::create_template(&state, &caller.name, &req).await?;
     Ok(Success::new())
 }
@@ -83,9 +85,10 @@ async fn update_template(
     State(state): State<AppState>,
     caller: Identity,
     Path(name): Path<String>,
-    Json(req): Json<TemplateRequest>,
+    Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
+    let req: TemplateRequest = decode_object(body)?;
     service::update_template(&state, &caller.name, &name, &req).await?;
     Ok(Success::new())
 }

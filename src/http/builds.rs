@@ -12,7 +12,7 @@ use crate::build::input::{BuildRequest, TemplateBuildRequest};
 use crate::build::service;
 use crate::build::view::{BuildDetail, BuildList};
 use crate::error::{ApiResult, ErrorBody};
-use crate::http::extract::decode_value;
+use crate::http::extract::decode_object;
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
 use crate::validate;
@@ -115,10 +115,10 @@ async fn create_build(
 ) -> ApiResult<Json<Success>> {
     let project = q.project_key.as_deref();
     if q.is_template() {
-        let req: TemplateBuildRequest = decode_value(body)?;
+        let req: TemplateBuildRequest = decode_object(body)?;
         service::create_from_template(&state, &caller.name, &req, project).await?;
     } else {
-        let req: BuildRequest = decode_value(body)?;
+        let req: BuildRequest = decode_object(body)?;
         service::create(&state, &caller.name, &req, project).await?;
     }
     Ok(Success::new())
@@ -138,10 +138,10 @@ async fn update_build(
 ) -> ApiResult<Json<Success>> {
     let project = q.project_key.as_deref();
     if q.is_template() {
-        let req: TemplateBuildRequest = decode_value(body)?;
+        let req: TemplateBuildRequest = decode_object(body)?;
         service::update_from_template(&state, &caller.name, None, &req, project).await?;
     } else {
-        let req: BuildRequest = decode_value(body)?;
+        let req: BuildRequest = decode_object(body)?;
         service::update(&state, &caller.name, &req, project).await?;
     }
     Ok(Success::new())
@@ -159,9 +159,10 @@ async fn update_template_build(
     caller: Identity,
     Path(name): Path<String>,
     Query(q): Query<WriteQuery>,
-    Json(req): Json<TemplateBuildRequest>,
+    Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
+    let req: TemplateBuildRequest = decode_object(body)?;
     service::update_from_template(
         &state,
         &caller.name,
