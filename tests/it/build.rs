@@ -128,6 +128,9 @@ pub fn demo_template() -> Value {
     })
 }
 
+/// A named change to a valid body that makes it invalid.
+pub type Mutation = (&'static str, Box<dyn Fn(&mut Value)>);
+
 fn assert_error_code(body: &Value, code: i64) {
     assert_eq!(body["code"], code, "{body}");
 }
@@ -313,7 +316,7 @@ backend_test! {
 
 backend_test! {
     async fn invalid_bodies_are_400_naming_the_field(app) {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        let cases: Vec<Mutation> = vec![
             ("name", Box::new(|b| { b.as_object_mut().unwrap().remove("name"); })),
             ("name", Box::new(|b| b["name"] = json!("x".repeat(300)))),
             ("project_key", Box::new(|b| { b.as_object_mut().unwrap().remove("project_key"); })),

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::build::{demo_template, seed_build};
+use crate::build::{Mutation, demo_template, seed_build};
 
 backend_test! {
     async fn template_crud(app) {
@@ -105,7 +105,7 @@ backend_test! {
 
 backend_test! {
     async fn template_validation(app) {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        let cases: Vec<Mutation> = vec![
             ("name", Box::new(|t| { t.as_object_mut().unwrap().remove("name"); })),
             ("scripts", Box::new(|t| { t.as_object_mut().unwrap().remove("scripts"); })),
             ("script_type", Box::new(|t| t["script_type"] = json!("zsh"))),
