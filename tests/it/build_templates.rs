@@ -1,7 +1,7 @@
 //! Build templates (`/openapi/templates/build`, our extension; Zadig's template document of
 //! spec/build.md §3.7), on both backends.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::backend_test;
 use crate::build::{Mutation, demo_template, seed_build};
