@@ -25,6 +25,8 @@ pub struct App {
     pub sequences: Sequences,
     pub leases: Leases,
     pub users: UserStore,
+    /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
+    pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
 }
 
@@ -56,6 +58,7 @@ impl AppState {
             sequences: Sequences::new(b),
             leases: Leases::new(b),
             users: UserStore::new(b),
+            token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
             shutdown: CancellationToken::new(),
             config,

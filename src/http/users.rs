@@ -175,6 +175,7 @@ async fn delete_user(
     if !state.users.delete(&uid).await? {
         return Err(ApiError::not_found(format!("user {uid} not found")));
     }
+    state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "user {uid} deleted by {}", caller.account);
     Ok(Success::new())
 }

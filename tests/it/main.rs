@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod cli;
 mod foundation;
 mod openapi;
 mod store_conformance;
