@@ -8,6 +8,7 @@ mod build;
 mod build_engine;
 mod build_recipe;
 mod build_templates;
+mod cli;
 mod foundation;
 mod openapi;
 mod store_conformance;
