@@ -551,3 +551,45 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn racing_writes_keep_the_invariants(app) {
+        // Concurrent creates of one name: exactly one wins, the rest are 409 (6520).
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let mut body = seed_build();
+            body["project_key"] = json!(format!("race-{i}"));
+            tasks.push(app.post("/openapi/build", body));
+        }
+        let results = futures::future::join_all(tasks).await;
+        let ok = results.iter().filter(|r| r.status == 200).count();
+        assert_eq!(ok, 1, "{:?}", results.iter().map(|r| &r.text).collect::<Vec<_>>());
+        for r in results.iter().filter(|r| r.status != 200) {
+            assert_error_code(r.expect_error(409, "api-test"), 6520);
+        }
+
+        // A template DELETE racing template-build creates: never both a deleted template and a
+        // build using it.
+        for round in 0..6 {
+            app.post("/openapi/templates/build", demo_template()).await.expect(200);
+            let mut body = seed_template_build();
+            body["name"] = json!(format!("tb-{round}"));
+            let (del, create) = tokio::join!(
+                app.delete("/openapi/templates/build/demo-template"),
+                app.post("/openapi/build?source=template", body),
+            );
+            let build_exists = app.get(&format!("/openapi/build/tb-{round}/detail?projectKey=demo")).await.status == 200;
+            let template_exists = app.get("/openapi/templates/build/demo-template").await.status == 200;
+            assert_eq!(build_exists, create.status == 200, "create answered {}", create.text);
+            assert_eq!(template_exists, del.status != 200, "delete answered {}", del.text);
+            assert!(!(build_exists && !template_exists), "round {round}: a build uses a deleted template");
+            if build_exists {
+                app.delete(&format!("/openapi/build?name=tb-{round}&projectKey=demo")).await.expect(200);
+            }
+            if template_exists {
+                app.delete("/openapi/templates/build/demo-template").await.expect(200);
+            }
+        }
+        app.stop().await;
+    }
+}
