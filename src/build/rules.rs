@@ -9,8 +9,8 @@ use super::input::{
     ServiceWithModule, TargetServiceInput, TemplateBuildRequest, TemplateRequest,
 };
 use super::model::{
-    BUILTIN_OUTPUTS, BuildDef, DockerBuild, FileArchive, INFRASTRUCTURES, Install, KeyVal, Output,
-    Pair, PostBuild, PreBuild, Repository, ResourceSpec, SCRIPT_TYPES, Storages, Target,
+    BUILTIN_OUTPUTS, BuildDef, DockerBuild, FileArchive, INFRASTRUCTURES, Install, KeyVal, MASK,
+    Output, Pair, PostBuild, PreBuild, Repository, ResourceSpec, SCRIPT_TYPES, Storages, Target,
     merge_vars, var_type,
 };
 use crate::error::{ApiError, ApiResult};
@@ -587,9 +587,9 @@ pub fn targets_of(list: &[TargetServiceInput], template_vars: &[KeyVal]) -> ApiR
                 ..KeyVal::default()
             });
         }
-        let envs = merge_vars(template_vars, &inputs);
+        let merged = merge_vars(template_vars, &inputs);
         for (j, kv) in t.inputs.iter().enumerate() {
-            let Some(m) = envs.iter().find(|e| e.key == kv.key) else {
+            let Some(m) = merged.iter().find(|e| e.key == kv.key && e.value != MASK) else {
                 continue;
             };
             if m.kind == var_type::CHOICE
@@ -605,11 +605,15 @@ pub fn targets_of(list: &[TargetServiceInput], template_vars: &[KeyVal]) -> ApiR
                 ));
             }
         }
+        // Only the inputs are kept (of variables the template defines; Zadig drops the others):
+        // they are merged over the template's current variables whenever the build is read or
+        // run, so later template changes (types, options, new variables) apply.
+        inputs.retain(|kv| template_vars.iter().any(|t| t.key == kv.key));
         out.push(Target {
             service_name: t.service_name.clone(),
             service_module: t.service_module.clone(),
             repos: repos_of(&f("repo_info"), &t.repo_info)?,
-            envs,
+            envs: inputs,
         });
     }
     Ok(out)

@@ -25,20 +25,11 @@ const WRITE_ATTEMPTS: usize = 5;
 /// How long a template DELETE keeps new builds from using the template (ms).
 const DELETE_MARK_MS: i64 = 60_000;
 
-fn update_not_found(name: &str, project: &str) -> ApiError {
+/// An unknown build, with the Zadig code of the route (6521 update, 6523 get).
+fn build_not_found(code: (i64, &str), name: &str, project: &str) -> ApiError {
     ApiError::code(
         StatusCode::NOT_FOUND,
-        codes::UPDATE_BUILD,
-        format!(
-            "failed to find build module, buildName: {name}, projectName: {project}: no such build"
-        ),
-    )
-}
-
-fn get_not_found(name: &str, project: &str) -> ApiError {
-    ApiError::code(
-        StatusCode::NOT_FOUND,
-        codes::GET_BUILD,
+        code,
         format!(
             "failed to find build module, buildName: {name}, projectName: {project}: no such build"
         ),
@@ -93,15 +84,52 @@ fn restore_secrets(new: &mut [KeyVal], old: &[KeyVal]) {
     }
 }
 
-fn plain_targets(services: Vec<(String, String)>) -> Vec<Target> {
-    services
+/// A template build's credential inputs sent back as `********` keep the stored input; without
+/// one the template's default applies.
+fn restore_inputs(new: &mut Vec<KeyVal>, old: &[KeyVal], template: &[KeyVal]) {
+    new.retain_mut(|kv| {
+        let credential =
+            kv.is_credential || template.iter().any(|t| t.key == kv.key && t.is_credential);
+        if kv.value != MASK || !credential {
+            return true;
+        }
+        match old.iter().find(|o| o.key == kv.key) {
+            Some(o) => {
+                kv.value = o.value.clone();
+                true
+            }
+            None => false,
+        }
+    });
+}
+
+/// A full build request, checked.
+struct Checked {
+    project: String,
+    def: BuildDef,
+    targets: Vec<Target>,
+    repos: Vec<Repository>,
+}
+
+fn check_build(req: &BuildRequest, query_project: Option<&str>) -> ApiResult<Checked> {
+    validate::name("name", &req.name)?;
+    let project = project_of(&req.project_key, query_project)?;
+    let def = def_of_build(req)?;
+    let targets = services_of(req.services.as_deref())?
         .into_iter()
         .map(|(service_name, service_module)| Target {
             service_name,
             service_module,
             ..Target::default()
         })
-        .collect()
+        .collect();
+    let repos = repos_of("repo_info", &req.repo_info)?;
+    Ok(Checked {
+        project,
+        def,
+        targets,
+        repos,
+    })
 }
 
 /// `POST /openapi/build` (spec/build.md §4).
@@ -111,11 +139,12 @@ pub async fn create(
     req: &BuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
-    validate::name("name", &req.name)?;
-    let project = project_of(&req.project_key, query_project)?;
-    let def = def_of_build(req)?;
-    let targets = plain_targets(services_of(req.services.as_deref())?);
-    let repos = repos_of("repo_info", &req.repo_info)?;
+    let Checked {
+        project,
+        def,
+        targets,
+        repos,
+    } = check_build(req, query_project)?;
     let now = state.clock.now();
     let build = Build {
         id: validate::new_object_id(now),
@@ -145,18 +174,19 @@ pub async fn update(
     req: &BuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
-    validate::name("name", &req.name)?;
-    let project = project_of(&req.project_key, query_project)?;
-    let def = def_of_build(req)?;
-    let targets = plain_targets(services_of(req.services.as_deref())?);
-    let repos = repos_of("repo_info", &req.repo_info)?;
+    let Checked {
+        project,
+        def,
+        targets,
+        repos,
+    } = check_build(req, query_project)?;
     let name = req.name.trim();
     for _ in 0..WRITE_ATTEMPTS {
         let old = state
             .builds
             .get(&project, name)
             .await?
-            .ok_or_else(|| update_not_found(name, &project))?;
+            .ok_or_else(|| build_not_found(codes::UPDATE_BUILD, name, &project))?;
         let mut def = def.clone();
         restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
         let new = Build {
@@ -177,17 +207,27 @@ pub async fn update(
     Err(busy(&format!("build {name}")))
 }
 
-/// The template named by a template-build request, not being deleted.
-async fn template_for(state: &AppState, name: &str) -> ApiResult<BuildTemplate> {
-    let t = state
+/// A template-build request, checked: its project, its template (there and not being deleted)
+/// and its services with their variables merged over the template's.
+async fn check_template_build(
+    state: &AppState,
+    req: &TemplateBuildRequest,
+    query_project: Option<&str>,
+) -> ApiResult<(String, BuildTemplate, Vec<Target>)> {
+    let project = project_of(&req.project_key, query_project)?;
+    validate::name("template_name", &req.template_name)?;
+    let list = target_list(req)?;
+    let name = &req.template_name;
+    let template = state
         .build_templates
         .by_name(name)
         .await?
         .ok_or_else(|| template_missing(name))?;
-    if t.deleting_until_ms > state.clock.now_ms() {
+    if template.deleting_until_ms > state.clock.now_ms() {
         return Err(template_deleting(name));
     }
-    Ok(t)
+    let targets = targets_of(list, &template.def.pre_build.envs)?;
+    Ok((project, template, targets))
 }
 
 /// Whether template `id` is still there and not being deleted (checked after a write that
@@ -208,11 +248,7 @@ pub async fn create_from_template(
     query_project: Option<&str>,
 ) -> ApiResult<()> {
     validate::name("name", &req.name)?;
-    let project = project_of(&req.project_key, query_project)?;
-    validate::name("template_name", &req.template_name)?;
-    let list = target_list(req)?;
-    let template = template_for(state, &req.template_name).await?;
-    let targets = targets_of(list, &template.def.pre_build.envs)?;
+    let (project, template, targets) = check_template_build(state, req, query_project).await?;
     let now = state.clock.now();
     let build = Build {
         id: validate::new_object_id(now),
@@ -261,17 +297,13 @@ pub async fn update_from_template(
         None => req.name.trim(),
     };
     validate::name("name", name)?;
-    let project = project_of(&req.project_key, query_project)?;
-    validate::name("template_name", &req.template_name)?;
-    let list = target_list(req)?;
-    let template = template_for(state, &req.template_name).await?;
-    let targets = targets_of(list, &template.def.pre_build.envs)?;
+    let (project, template, targets) = check_template_build(state, req, query_project).await?;
     for _ in 0..WRITE_ATTEMPTS {
         let old = state
             .builds
             .get(&project, name)
             .await?
-            .ok_or_else(|| get_not_found(name, &project))?;
+            .ok_or_else(|| build_not_found(codes::GET_BUILD, name, &project))?;
         let mut targets = targets.clone();
         for t in &mut targets {
             if let Some(o) = old
@@ -279,7 +311,7 @@ pub async fn update_from_template(
                 .iter()
                 .find(|o| o.service_name == t.service_name && o.service_module == t.service_module)
             {
-                restore_secrets(&mut t.envs, &o.envs);
+                restore_inputs(&mut t.envs, &o.envs, &template.def.pre_build.envs);
             }
         }
         let new = Build {
@@ -341,7 +373,7 @@ pub async fn resolve(
         .builds
         .get(project, name)
         .await?
-        .ok_or_else(|| get_not_found(name, project))?;
+        .ok_or_else(|| build_not_found(codes::GET_BUILD, name, project))?;
     if build.template_id.is_empty() {
         return Ok(Resolved {
             template_name: String::new(),
