@@ -1,9 +1,9 @@
 //! Builds and build templates (`/openapi/build`, `/openapi/templates/build`).
 //!
 //! [`model`] is the one build model: a [`model::BuildDef`] (script, OS, tools, variables,
-//! resources, image step, outputs) shared by builds and templates. [`input`] turns the request
-//! bodies into it with every check, [`service`] holds the rules of the routes, [`view`] the
-//! answers, [`store`] the queries. The engine runs what is stored here: [`resolve_for_job`]
+//! resources, image step, outputs) shared by builds and templates. [`input`] holds the request
+//! bodies, [`rules`] turns them into the model with every check, [`service`] holds the rules of
+//! the routes, [`view`] the answers, [`store`] the queries. The engine runs what is stored here: [`resolve_for_job`]
 //! gives a zadig-build job the build's repos, script, variables and outputs.
 
 pub mod input;
