@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::lease::Leases;
@@ -28,6 +29,8 @@ pub struct App {
     /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
     pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
+    pub builds: BuildStore,
+    pub build_templates: TemplateStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -60,6 +63,8 @@ impl AppState {
             users: UserStore::new(b),
             token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
+            builds: BuildStore::new(b),
+            build_templates: TemplateStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

@@ -4,6 +4,8 @@
 //! Every route is registered together with its OpenAPI operation (`utoipa_axum::routes!`), so
 //! the spec served at `/openapi.json` cannot drift from the router.
 
+pub mod build_templates;
+pub mod builds;
 pub mod extract;
 pub mod metrics;
 pub mod service;
@@ -59,7 +61,10 @@ impl Modify for SecurityAddon {
 
 /// The routes that need a token: every `/openapi/*` and `/api/*` route.
 fn protected() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(users::router())
+    OpenApiRouter::new()
+        .merge(users::router())
+        .merge(builds::router())
+        .merge(build_templates::router())
 }
 
 /// The OpenAPI document of every route.
