@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::lease::Leases;
@@ -28,10 +29,14 @@ pub struct App {
     pub sequences: Sequences,
     pub leases: Leases,
     pub users: UserStore,
+    /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
+    pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
     pub workflows: WorkflowStore,
     pub workflow_views: ViewStore,
     pub approval_tickets: TicketStore,
+    pub builds: BuildStore,
+    pub build_templates: TemplateStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -62,10 +67,13 @@ impl AppState {
             sequences: Sequences::new(b),
             leases: Leases::new(b),
             users: UserStore::new(b),
+            token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
             workflows: WorkflowStore::new(b),
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
+            builds: BuildStore::new(b),
+            build_templates: TemplateStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

@@ -4,6 +4,8 @@
 //! Every route is registered together with its OpenAPI operation (`utoipa_axum::routes!`), so
 //! the spec served at `/openapi.json` cannot drift from the router.
 
+pub mod build_templates;
+pub mod builds;
 pub mod extract;
 pub mod metrics;
 pub mod service;
@@ -69,6 +71,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(workflow_tasks::router())
         .merge(workflow_views::router())
         .merge(tickets::router())
+        .merge(builds::router())
+        .merge(build_templates::router())
 }
 
 /// The OpenAPI document of every route.
