@@ -694,3 +694,24 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn concurrent_votes_are_all_recorded(app) {
+        let mut users = Vec::new();
+        for i in 0..8 {
+            users.push(app.create_user(&format!("approver-{i}"), false).await);
+        }
+        let approvers: Vec<Value> = (0..8).map(|i| json!({"user_name": format!("approver-{i}")})).collect();
+        waiting_for_approval(&app, Value::Array(approvers), 8).await;
+        let vote = json!({"task_id": 1, "workflow_key": "infra-dev-workflow", "stage_name": "deploy", "approve": true});
+        let calls = users.iter().map(|(_, token)| {
+            app.call(Method::POST, "/openapi/workflows/custom/task/approve", Some(token), Some(vote.clone()))
+        });
+        for r in futures::future::join_all(calls).await {
+            r.expect(200);
+        }
+        let a = stored(&app, "infra-dev-workflow", 1).await.stages[1].approval.clone().unwrap();
+        assert!(a.approve_users.iter().all(|u| u.reject_or_approve == "approve"), "{:?}", a.approve_users);
+        app.stop().await;
+    }
+}

@@ -431,3 +431,17 @@ backend_test! {
 pub async fn create(app: &TestApp, body: Value) {
     app.post("/api/aslan/workflow/v4", body).await.expect(200);
 }
+
+backend_test! {
+    async fn concurrent_view_edits_all_apply(app) {
+        app.post("/openapi/workflows/view", json!({"project_key": "p", "name": "v", "workflow_list": []})).await.expect(200);
+        let calls = (0..10).map(|i| app.put("/openapi/workflows/view/v?projectKey=p",
+            json!({"workflow_list": [{"workflow_key": format!("wf-{i}"), "workflow_type": "custom", "enabled": true}]})));
+        for r in futures::future::join_all(calls).await {
+            r.expect(200);
+        }
+        let v = app.get("/openapi/workflows/view?projectKey=p").await.expect(200)[0].clone();
+        assert_eq!(v["workflows"].as_array().unwrap().len(), 10, "{v}");
+        app.stop().await;
+    }
+}
