@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use axum::http::StatusCode;
+
+use crate::error::{ApiError, ApiResult, codes};
 use crate::validate;
 use crate::workflow::legacy;
 use crate::workflow::model::{
@@ -46,8 +48,14 @@ fn is_output_name(s: &str) -> bool {
 }
 
 /// Check and normalise a definition in place: defaults filled, legacy freestyle specs
-/// converted, approval settings in one spelling. Fails on the first problem.
+/// converted, approval settings in one spelling. Fails on the first problem with a 400 carrying
+/// Zadig's lint code 6545.
 pub fn lint(wf: &mut Workflow) -> ApiResult<()> {
+    check(wf)
+        .map_err(|e| ApiError::code(StatusCode::BAD_REQUEST, codes::LINT_WORKFLOW, e.description))
+}
+
+fn check(wf: &mut Workflow) -> ApiResult<()> {
     validate::name("name", &wf.name)?;
     if !is_workflow_key(&wf.name) {
         return Err(bad(
@@ -233,63 +241,67 @@ fn check_outputs<'a>(outputs: impl Iterator<Item = &'a Value>, field: &str) -> A
     Ok(())
 }
 
-/// Bring a stage `approval` (or an approval job's spec) into one spelling: `type` defaults to
-/// `native`; the detail view's capitalised `Timeout`/`NeededApprovers` are accepted for
-/// `timeout`/`needed_approvers`.
+/// Bring a stage `approval` (or an approval job's spec) into one spelling: the detail view's
+/// capitalised `Timeout`/`NeededApprovers` are accepted for `timeout`/`needed_approvers`. A
+/// stage approval also gets the seed's detail keys (`enabled`, `type` — `native` by default —
+/// and `description`).
 fn normalize_approval(v: &mut Value, field: &str, stage: bool) -> ApiResult<()> {
     let Some(m) = v.as_object_mut() else {
         return Err(bad(field, "must be an object"));
     };
-    let kind = m
-        .get("type")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .unwrap_or("native")
-        .to_string();
-    validate::one_of(&format!("{field}.type"), &kind, APPROVAL_TYPES)?;
-    m.insert("type".into(), Value::String(kind));
+    match m.get("type") {
+        None | Some(Value::Null) if stage => {
+            m.insert("type".into(), Value::String("native".into()));
+        }
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t.is_empty() && !stage => {}
+        Some(Value::String(t)) => {
+            let t = if t.is_empty() { "native" } else { t.as_str() }.to_string();
+            validate::one_of(&format!("{field}.type"), &t, APPROVAL_TYPES)?;
+            m.insert("type".into(), Value::String(t));
+        }
+        Some(_) => return Err(bad(&format!("{field}.type"), "must be a string")),
+    }
     if stage {
         m.entry("enabled").or_insert(Value::Bool(false));
         m.entry("description")
             .or_insert(Value::String(String::new()));
     }
-    if let Some(na) = m.get_mut("native_approval") {
-        if na.is_null() {
-            return Ok(());
+    let Some(na) = m.get_mut("native_approval").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let nfield = format!("{field}.native_approval");
+    let Some(na) = na.as_object_mut() else {
+        return Err(bad(&nfield, "must be an object"));
+    };
+    for (alias, key) in [
+        ("Timeout", "timeout"),
+        ("NeededApprovers", "needed_approvers"),
+    ] {
+        if let Some(v) = na.remove(alias) {
+            na.entry(key).or_insert(v);
         }
-        let nfield = format!("{field}.native_approval");
-        let Some(na) = na.as_object_mut() else {
-            return Err(bad(&nfield, "must be an object"));
-        };
-        for (alias, key) in [
-            ("Timeout", "timeout"),
-            ("NeededApprovers", "needed_approvers"),
-        ] {
-            if let Some(v) = na.remove(alias) {
-                na.entry(key).or_insert(v);
-            }
-            let val = na.entry(key).or_insert(Value::from(0));
-            if val.as_i64().is_none_or(|n| n < 0) {
-                return Err(bad(
-                    &format!("{nfield}.{key}"),
-                    "must be a non-negative integer",
-                ));
-            }
+        if na
+            .get(key)
+            .is_some_and(|v| v.as_i64().is_none_or(|n| n < 0))
+        {
+            return Err(bad(
+                &format!("{nfield}.{key}"),
+                "must be a non-negative integer",
+            ));
         }
-        let users = na
-            .entry("approve_users")
-            .or_insert(Value::Array(Vec::new()));
-        let Some(users) = users.as_array() else {
-            return Err(bad(&format!("{nfield}.approve_users"), "must be a list"));
-        };
-        for (k, u) in users.iter().enumerate() {
-            if !u.is_object() {
+    }
+    match na.get("approve_users") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(users)) => {
+            if let Some(k) = users.iter().position(|u| !u.is_object()) {
                 return Err(bad(
                     &format!("{nfield}.approve_users[{k}]"),
                     "must be an object",
                 ));
             }
         }
+        Some(_) => return Err(bad(&format!("{nfield}.approve_users"), "must be a list")),
     }
     Ok(())
 }

@@ -127,6 +127,15 @@ backend_test! {
                 {"name": "hello", "type": "plugin", "spec": {"plugin": {"name": "hello-world", "inputs": [{"name": "CONTENT", "value": "x"}]},
                  "properties": {"timeout": 60}}},
                 {"name": "nacos-1", "type": "nacos", "spec": {"namespace_id": "ns", "nacos_datas": [{"data_id": "a"}]}}
+            ]}, {"name": "s2", "jobs": [
+                {"name": "vm", "type": "zadig-vm-deploy", "spec": {"env": "vm-env", "service_and_vm_deploys": [{"service_name": "s", "file_name": "a.tgz"}]}},
+                {"name": "scan", "type": "zadig-scanning", "spec": {"scanning_type": "", "scannings": [{"name": "sonar", "project_name": "p", "key_vals": []}]}},
+                {"name": "k8s", "type": "custom-deploy", "spec": {"namespace": "ns", "cluster_id": "c", "targets": [{"target": "Deployment/a/b", "image": "i"}], "timeout": 10}},
+                {"name": "gate", "type": "approval", "spec": {"timeout": 30, "type": "native", "description": "go?",
+                    "native_approval": {"timeout": 30, "needed_approvers": 1, "approve_users": [{"type": "user", "user_id": "u", "user_name": "n"}]}}},
+                {"name": "apollo-1", "type": "apollo", "spec": {"apolloID": "a1", "namespaceList": [{"appID": "app", "env": "DEV", "kv": [{"key": "k", "val": "v"}]}]}},
+                {"name": "db", "type": "sql", "spec": {"id": "db-1", "type": "mysql", "sql": "select 1", "source": "fixed"}},
+                {"name": "tapd-1", "type": "tapd", "spec": {"tapd_id": "t", "project_id": "1", "status": "open", "iterations": [{"iteration_id": "i1"}]}}
             ]}]
         });
         app.post("/openapi/workflows/custom", body.clone()).await.expect(200);
@@ -137,6 +146,10 @@ backend_test! {
         assert_eq!(jobs[0]["run_policy"], "default_not_run");
         assert_eq!(jobs[1]["spec"], body["stages"][0]["jobs"][1]["spec"], "plugin properties are not converted");
         assert_eq!(jobs[2]["spec"], body["stages"][0]["jobs"][2]["spec"]);
+        for k in 0..7 {
+            assert_eq!(d["stages"][1]["jobs"][k]["spec"], body["stages"][1]["jobs"][k]["spec"], "job {k} round-trips");
+            assert_eq!(d["stages"][1]["jobs"][k]["type"], body["stages"][1]["jobs"][k]["type"]);
+        }
         assert_eq!(d["stages"][0]["parallel"], true);
         assert_eq!(d["notify_ctls"], body["notify_ctls"]);
         assert_eq!(d["share_storages"], body["share_storages"]);
@@ -184,7 +197,7 @@ backend_test! {
         ];
         for (body, needle) in cases {
             let r = app.post("/api/aslan/workflow/v4", body.clone()).await;
-            r.expect_error(400, needle);
+            assert_eq!(code_of(r.expect_error(400, needle)), 6545, "Zadig's lint code");
         }
         // fromjob must quote an earlier job: a later stage or the same parallel stage won't do.
         let later = json!({"name": "ok", "project": "p", "stages": [
