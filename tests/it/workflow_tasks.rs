@@ -715,3 +715,47 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn execute_the_seed_five_stage_workflow(app) {
+        create(&app, crate::workflows::seed_create_body()).await;
+        let inputs = json!([
+            {"job_name": "build", "job_type": "zadig-build", "parameters": {"registry": "",
+                "service_list": [{"service_name": "service1", "service_module": "service1",
+                    "repo_info": [{"codehost_name": "github", "repo_namespace": "owner1", "repo_name": "hello", "branch": "dev"}],
+                    "inputs": [{"key": "VERSION", "value": "1.2.3"}]}]}},
+            {"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {}},
+            {"job_name": "test", "job_type": "zadig-test", "parameters": {}},
+            {"job_name": "common", "job_type": "freestyle", "parameters": {"kv": [{"key": "key1", "value": "val2"}],
+                "repo_info": [{"codehost_name": "GitHub", "repo_namespace": "owner1", "repo_name": "hello", "branch": "feature"}]}},
+            {"job_name": "image-release", "job_type": "zadig-distribute-image", "parameters": {}}
+        ]);
+        let r = app.post("/openapi/workflows/custom/task", execute("demo", "workflow-demo", inputs)).await;
+        assert_eq!(r.expect(200), &json!({"project_name": "demo", "workflow_name": "workflow-demo", "task_id": 1}));
+        let t = stored(&app, "workflow-demo", 1).await;
+        let names: Vec<Vec<&str>> = t.stages.iter().map(|s| s.jobs.iter().map(|j| j.name.as_str()).collect()).collect();
+        assert_eq!(names, vec![vec!["service1-service1-build"], vec!["service1-service1-deploy"], vec!["service1-service1-test"],
+            vec!["common"], vec!["image-release"]]);
+        let build = &t.stages[0].jobs[0].spec;
+        assert_eq!(build["build_name"], "build-demo");
+        assert_eq!(build["repos"][0]["branch"], "dev");
+        assert_eq!(build["key_vals"][0], json!({"key": "VERSION", "value": "1.2.3", "type": "string", "is_credential": false}));
+        let deploy = &t.stages[1].jobs[0].spec;
+        assert_eq!((deploy["env"].as_str(), deploy["source"].as_str(), deploy["job_name"].as_str()), (Some("dev"), Some("fromjob"), Some("build")));
+        assert_eq!(deploy["service_and_images"][0]["service_module"], "service1");
+        assert_eq!(t.stages[2].jobs[0].spec["name"], "smoke-test");
+        let fs = &t.stages[3].jobs[0].spec;
+        assert_eq!(fs["envs"][0]["value"], "val2");
+        assert_eq!(fs["repos"][0]["branch"], "feature");
+        assert_eq!(fs["repos"][0]["codehost_id"], 23, "the stored repository's settings are kept");
+        let kinds: Vec<&str> = fs["steps"].as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["tools", "git", "shell"]);
+        assert_eq!(fs["properties"]["timeout"], 60);
+        assert_eq!(fs["properties"]["build_os"], "focal");
+        let a = t.stages[1].approval.as_ref().expect("the Deploy stage needs approval");
+        assert_eq!((a.enabled, a.timeout, a.needed_approvers, a.approve_users.len()), (true, 5, 1, 2));
+        assert_eq!(a.approve_users[1].user_name, "sre-admin");
+        assert_eq!(t.stages[4].jobs[0].spec["target_registry_id"], "630xxxxxxxxxxxx");
+        app.stop().await;
+    }
+}
