@@ -22,6 +22,7 @@ use crate::workflow::lint::lint;
 use crate::workflow::model::{PARAM_TYPES, Workflow, str_of};
 use crate::workflow::task::{Task, status};
 use crate::workflow::{ReleaseRef, StartedTask, definitions, expand, registry, tickets};
+use crate::workflow::{bad, text};
 
 /// An execute request (`POST /openapi/workflows/custom/task`); the free-form parts are
 /// decoded here so that errors name their field.
@@ -56,10 +57,6 @@ struct JobInput {
     job_type: String,
     #[serde(default)]
     parameters: Value,
-}
-
-fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("`{field}`: {what}"))
 }
 
 fn create_failed(status: StatusCode, what: impl Into<String>) -> ApiError {
@@ -266,14 +263,6 @@ fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
         }
     }
     Ok(())
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// Override the recipients of `notify_ctls[id]` of the same type (spec §3.4); entries that

@@ -12,12 +12,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::workflow::model::{Job, Workflow, arr_of, str_of};
-
-fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("`{field}`: {what}"))
-}
+use crate::workflow::{bad, text};
 
 /// Decode `v` (absent/null: the type's default) naming the failing field under `field`.
 pub fn decode<T: DeserializeOwned + Default>(v: &Value, field: &str) -> ApiResult<T> {
@@ -33,15 +30,6 @@ pub fn decode<T: DeserializeOwned + Default>(v: &Value, field: &str) -> ApiResul
         };
         bad(&full, e.inner())
     })
-}
-
-/// A value given as a string, number or boolean, as text.
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// `{key, value}`: a job variable input.

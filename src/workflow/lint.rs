@@ -13,14 +13,11 @@ use axum::http::StatusCode;
 
 use crate::error::{ApiError, ApiResult, codes};
 use crate::validate;
+use crate::workflow::bad;
 use crate::workflow::legacy;
 use crate::workflow::model::{
     APPROVAL_TYPES, JOB_TYPES, Job, PARAM_TYPES, RUN_POLICIES, Workflow, arr_of, str_of,
 };
-
-fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("`{field}`: {what}"))
-}
 
 /// `^[a-zA-Z0-9-]+$`: the workflow key.
 pub fn is_workflow_key(s: &str) -> bool {

@@ -30,6 +30,20 @@ use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// A 400 naming `field` (its JSON path or query parameter).
+pub(crate) fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("`{field}`: {what}"))
+}
+
+/// A value given as a string, number or boolean, as text.
+pub(crate) fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A task's back-reference to the release-plan job that started it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseRef {
