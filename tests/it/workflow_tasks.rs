@@ -75,11 +75,39 @@ async fn stored(app: &TestApp, wf: &str, id: i64) -> Task {
         .expect("task stored")
 }
 
-/// Put a task into a state as the engine would (for cancel/retry/approve tests).
+/// Keep the engine from starting tasks of `workflow` (whose `concurrency_limit` is `limit`):
+/// `limit` tasks of it that this process holds waiting for approval fill its slots, so the
+/// tasks a test creates stay `waiting` and the test alone moves them. The holders are archived
+/// and of another project, so no list shows them.
+pub async fn hold_engine(app: &TestApp, workflow: &str, limit: i64) {
+    let st = app.state();
+    for k in 0..limit {
+        let t = Task {
+            id: zadig_server::validate::new_object_id(app.clock.now()),
+            task_id: 1_000_000 + k,
+            workflow_name: workflow.into(),
+            project_name: "engine-hold".into(),
+            status: status::WAIT_FOR_APPROVAL.into(),
+            is_deleted: true,
+            concurrency_limit: limit,
+            lease_owner: st.instance_id.clone(),
+            lease_until_ms: i64::MAX / 4,
+            ..Task::default()
+        };
+        st.tasks.insert(&t).await.expect("holder task");
+    }
+}
+
+/// Put a task into a state as the engine would (for cancel/retry/approve tests); an active
+/// task is owned by this process, as the engine's claim would make it.
 async fn set(app: &TestApp, wf: &str, id: i64, f: impl Fn(&mut Task)) {
     loop {
         let mut t = stored(app, wf, id).await;
         f(&mut t);
+        if [status::RUNNING, status::WAIT_FOR_APPROVAL].contains(&t.status.as_str()) {
+            t.lease_owner = app.state().instance_id.clone();
+            t.lease_until_ms = i64::MAX / 4;
+        }
         if app.state().tasks.save(&mut t).await.unwrap() {
             return;
         }
@@ -94,6 +122,7 @@ fn code_of(body: &Value) -> i64 {
 backend_test! {
     async fn execute_seed_example(app) {
         create(&app, seed_workflow()).await;
+        hold_engine(&app, "test-openapi", 2).await;
         let now = app.clock.now();
         // Verbatim, the example names an image registry that is not configured here.
         let r = app.post("/openapi/workflows/custom/task", seed_execute_body()).await;
@@ -226,6 +255,7 @@ backend_test! {
 backend_test! {
     async fn execute_errors(app) {
         create(&app, seed_workflow()).await;
+        hold_engine(&app, "test-openapi", 2).await;
         let only_sql = json!([{"job_name": "sql", "job_type": "sql", "parameters": {"sql": "select 2"}}]);
         let post = |body: Value| app.post("/openapi/workflows/custom/task", body);
 
@@ -305,6 +335,7 @@ backend_test! {
 backend_test! {
     async fn concurrent_executes_get_distinct_consecutive_ids(app) {
         create(&app, echo_workflow("busy", "p")).await;
+        hold_engine(&app, "busy", 1).await;
         let body = execute("p", "busy", json!([{"job_name": "echo", "job_type": "freestyle", "parameters": {"kv": [{"key": "GREETING", "value": "yo"}]}}]));
         let calls = (0..50).map(|_| app.post("/openapi/workflows/custom/task", body.clone()));
         let ids: Vec<i64> = futures::future::join_all(calls).await.iter().map(|r| r.expect(200)["task_id"].as_i64().unwrap()).collect();
@@ -319,6 +350,7 @@ backend_test! {
 backend_test! {
     async fn list_tasks(app) {
         create(&app, echo_workflow("wf", "p")).await;
+        hold_engine(&app, "wf", 1).await;
         for _ in 0..55 {
             app.post("/openapi/workflows/custom/task", execute("p", "wf", json!([{"job_name": "echo"}]))).await.expect(200);
         }
@@ -351,6 +383,7 @@ backend_test! {
 backend_test! {
     async fn task_detail_errors(app) {
         create(&app, echo_workflow("wf", "p")).await;
+        hold_engine(&app, "wf", 1).await;
         let r = app.get("/openapi/workflows/custom/task?taskId=1&workflowKey=wf").await;
         assert_eq!(code_of(r.expect_error(404, "wf:1")), 6161);
         app.get("/openapi/workflows/custom/task?workflowKey=wf").await.expect_error(400, "taskId");
@@ -381,6 +414,7 @@ backend_test! {
 backend_test! {
     async fn cancel_tasks(app) {
         create(&app, echo_workflow("build-images", "p")).await;
+        hold_engine(&app, "build-images", 1).await;
         for _ in 0..4 {
             app.post("/openapi/workflows/custom/task", execute("p", "build-images", json!([{"job_name": "echo"}]))).await.expect(200);
         }
@@ -426,6 +460,7 @@ backend_test! {
         wf["stages"][0]["jobs"].as_array_mut().unwrap().push(json!({"name": "second", "type": "freestyle", "spec": {"script": "exit 1"}}));
         wf["stages"].as_array_mut().unwrap().push(json!({"name": "later", "jobs": [{"name": "third", "type": "freestyle", "spec": {"script": "true"}}]}));
         create(&app, wf).await;
+        hold_engine(&app, "wf", 1).await;
         app.post("/openapi/workflows/custom/task", execute("p", "wf", json!([{"job_name": "echo"}, {"job_name": "second"}, {"job_name": "third"}]))).await.expect(200);
         let original = stored(&app, "wf", 1).await;
 
@@ -495,6 +530,7 @@ async fn waiting_for_approval(app: &TestApp, approvers: Value, needed: i64) {
         "native_approval": {"approve_users": approvers, "timeout": 120, "needed_approvers": needed}},
         "jobs": [{"name": "ship", "type": "freestyle", "spec": {"script": "echo ship"}}]}));
     create(app, wf).await;
+    hold_engine(app, "infra-dev-workflow", 1).await;
     let r = app
         .post(
             "/openapi/workflows/custom/task",
@@ -589,6 +625,7 @@ backend_test! {
         wf["stages"].as_array_mut().unwrap().insert(0, json!({"name": "gate", "jobs": [{"name": "approval-1", "type": "approval", "run_policy": "force_run",
             "spec": {"type": "native", "timeout": 10, "native_approval": {"approve_users": [{"user_name": "dave"}], "needed_approvers": 1}}}]}));
         create(&app, wf).await;
+        hold_engine(&app, "gated", 1).await;
         app.post("/openapi/workflows/custom/task", execute("p", "gated", json!([{"job_name": "echo"}]))).await.expect_error(400, "approval-1");
         let r = app.post("/openapi/workflows/custom/task", execute("p", "gated", json!([{"job_name": "approval-1", "job_type": "approval", "parameters": {}}, {"job_name": "echo"}]))).await;
         assert_eq!(r.expect(200)["task_id"], 1);
@@ -612,6 +649,7 @@ backend_test! {
         let mut wf = seed_workflow();
         wf["enable_approval_ticket"] = json!(true);
         create(&app, wf).await;
+        hold_engine(&app, "test-openapi", 2).await;
         let (_, alice) = app.create_user("alice@example.com", false).await;
         let now = app.clock.now();
         let deploy = json!([{"job_name": "deploy-myapps", "parameters": {"env_name": "prod",
@@ -664,6 +702,7 @@ backend_test! {
 backend_test! {
     async fn release_plan_interface(app) {
         create(&app, seed_workflow()).await;
+        hold_engine(&app, "test-openapi", 2).await;
         let st = app.state();
         let inputs = json!([{"job_name": "sql", "job_type": "sql", "parameters": {"sql": "select 3"}}]);
         let params = json!([{"name": "test", "type": "string", "value": "from-release"}]);
@@ -719,6 +758,7 @@ backend_test! {
 backend_test! {
     async fn execute_the_seed_five_stage_workflow(app) {
         create(&app, crate::workflows::seed_create_body()).await;
+        hold_engine(&app, "workflow-demo", 5).await;
         let inputs = json!([
             {"job_name": "build", "job_type": "zadig-build", "parameters": {"registry": "",
                 "service_list": [{"service_name": "service1", "service_module": "service1",

@@ -289,6 +289,7 @@ backend_test! {
         app.get("/openapi/workflows/custom/wf/detail?projectKey=q").await.expect_error(404, "project q");
 
         // A task to see it archived with its workflow.
+        crate::workflow_tasks::hold_engine(&app, "wf", 1).await;
         let r = app.post("/openapi/workflows/custom/task", json!({"project_key": "p", "workflow_key": "wf", "inputs": [{"job_name": "echo", "job_type": "freestyle", "parameters": {}}]})).await;
         assert_eq!(r.expect(200)["task_id"], 1);
 
