@@ -26,6 +26,8 @@ pub struct App {
     pub leases: Leases,
     pub users: UserStore,
     pub tasks: TaskStore,
+    /// Delivery versions, image registries, chart repositories and their pipeline.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -57,6 +59,7 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             tasks: TaskStore::new(b),
+            delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
             shutdown: CancellationToken::new(),
             config,
             clock,

@@ -4,8 +4,11 @@
 //! Every route is registered together with its OpenAPI operation (`utoipa_axum::routes!`), so
 //! the spec served at `/openapi.json` cannot drift from the router.
 
+pub mod delivery;
 pub mod extract;
+pub mod helm_repos;
 pub mod metrics;
+pub mod registries;
 pub mod service;
 pub mod users;
 
@@ -59,7 +62,11 @@ impl Modify for SecurityAddon {
 
 /// The routes that need a token: every `/openapi/*` and `/api/*` route.
 fn protected() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(users::router())
+    OpenApiRouter::new()
+        .merge(users::router())
+        .merge(delivery::router())
+        .merge(registries::router())
+        .merge(helm_repos::router())
 }
 
 /// The OpenAPI document of every route.
