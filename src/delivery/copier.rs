@@ -343,7 +343,8 @@ mod tests {
         let r = parse_image("nginx", "1.25").unwrap();
         assert_eq!(registry_host(&r), "docker.io");
         assert!(parse_image("", "x").is_err());
-        assert!(parse_image("UPPER/case:1", "").is_err());
+        assert!(parse_image("library/UPPER:1", "").is_err());
+        assert!(parse_image("a b", "").is_err());
         assert_eq!(explicit_tag("h:5000/a/b"), None);
         assert_eq!(explicit_tag("h:5000/a/b:t"), Some("t"));
     }

@@ -77,6 +77,11 @@ impl Delivery {
         }
     }
 
+    /// Whether this process is running the pipeline of a version now.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.running_map().contains_key(id)
+    }
+
     fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

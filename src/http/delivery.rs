@@ -344,7 +344,7 @@ async fn retry_version(
     let b: RetryParams = if body.iter().all(u8::is_ascii_whitespace) {
         RetryParams::default()
     } else {
-        decode_json(&body)?
+        decode_json::<Option<RetryParams>>(&body)?.unwrap_or_default()
     };
     let pick = |a: Option<String>, b: Option<String>| {
         a.filter(|s| !s.is_empty())

@@ -4,6 +4,9 @@
 #[allow(dead_code)]
 mod harness;
 
+mod delivery;
+mod delivery_pipeline;
+mod delivery_registry;
 mod foundation;
 mod openapi;
 mod store_conformance;
