@@ -113,9 +113,18 @@ impl Config {
             ("delivery_workers", self.delivery_workers as u64),
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),
-            ("delivery_copy_timeout_secs", self.delivery_copy_timeout_secs),
-            ("registry_connect_timeout_secs", self.registry_connect_timeout_secs),
-            ("registry_read_timeout_secs", self.registry_read_timeout_secs),
+            (
+                "delivery_copy_timeout_secs",
+                self.delivery_copy_timeout_secs,
+            ),
+            (
+                "registry_connect_timeout_secs",
+                self.registry_connect_timeout_secs,
+            ),
+            (
+                "registry_read_timeout_secs",
+                self.registry_read_timeout_secs,
+            ),
         ] {
             if v == 0 {
                 anyhow::bail!("invalid configuration (key {key}): must be > 0");

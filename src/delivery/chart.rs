@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use oci_client::Reference;
 use oci_client::client::{Config, ImageLayer};
 use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
-use oci_client::Reference;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::copier::{OciCopier, RegistryAccess, describe};
@@ -207,16 +207,32 @@ impl RepoPublisher {
             HELM_CHART_MEDIA_TYPE.to_string(),
             None,
         )];
-        let config = Config::new(pkg.config_json.clone(), HELM_CONFIG_MEDIA_TYPE.to_string(), None);
+        let config = Config::new(
+            pkg.config_json.clone(),
+            HELM_CONFIG_MEDIA_TYPE.to_string(),
+            None,
+        );
         let annotations = BTreeMap::from([
-            ("org.opencontainers.image.title".to_string(), name.to_string()),
-            ("org.opencontainers.image.version".to_string(), version.to_string()),
+            (
+                "org.opencontainers.image.title".to_string(),
+                name.to_string(),
+            ),
+            (
+                "org.opencontainers.image.version".to_string(),
+                version.to_string(),
+            ),
         ]);
         let manifest = OciImageManifest::build(&layers, &config, Some(annotations));
         client
             .push(&reference, &layers, config, &auth, Some(manifest))
             .await
-            .map_err(|e| format!("cannot push chart to oci://{}: {}", reference.whole(), describe(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot push chart to oci://{}: {}",
+                    reference.whole(),
+                    describe(&e)
+                )
+            })?;
         Ok(format!("oci://{}", reference.whole()))
     }
 
@@ -324,12 +340,19 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert!(String::from_utf8_lossy(&files[0].1).contains("version: 1.0.0"));
         // Add a template by hand, then repackage under a new name and version.
-        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        for (rel, data) in files.iter().chain([("templates/d.yaml".to_string(), b"kind: X\n".to_vec())].iter()) {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (rel, data) in files
+            .iter()
+            .chain([("templates/d.yaml".to_string(), b"kind: X\n".to_vec())].iter())
+        {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
-            tar.append_data(&mut h, format!("svc/{rel}"), data.as_slice()).unwrap();
+            tar.append_data(&mut h, format!("svc/{rel}"), data.as_slice())
+                .unwrap();
         }
         let base = tar.into_inner().unwrap().finish().unwrap();
         let second = package(&ChartSpec {
@@ -345,7 +368,10 @@ mod tests {
         let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, vec!["Chart.yaml", "values.yaml", "templates/d.yaml"]);
         let chart = String::from_utf8_lossy(&files[0].1);
-        assert!(chart.contains("name: svc2") && chart.contains("version: 2.0.0+b1"), "{chart}");
+        assert!(
+            chart.contains("name: svc2") && chart.contains("version: 2.0.0+b1"),
+            "{chart}"
+        );
         let cfg: serde_json::Value = serde_json::from_slice(&second.config_json).unwrap();
         assert_eq!(cfg["name"], "svc2");
         assert_eq!(oci_tag("2.0.0+b1"), "2.0.0_b1");

@@ -119,8 +119,12 @@ impl OciCopier {
                 data: pem.as_bytes().to_vec(),
             });
         }
-        Client::try_from(cfg)
-            .map_err(|e| CopyError(format!("cannot set up the registry client: {}", describe(&e))))
+        Client::try_from(cfg).map_err(|e| {
+            CopyError(format!(
+                "cannot set up the registry client: {}",
+                describe(&e)
+            ))
+        })
     }
 }
 
@@ -159,7 +163,12 @@ impl Ends<'_> {
         match self.dc.blob_exists(self.dst, digest).await {
             Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(e) => return Err(err(&format!("cannot check blob {digest} at the target"), &e)),
+            Err(e) => {
+                return Err(err(
+                    &format!("cannot check blob {digest} at the target"),
+                    &e,
+                ));
+            }
         }
         let same_registry = self.src.resolve_registry() == self.dst.resolve_registry();
         if same_registry
@@ -196,10 +205,13 @@ impl Ends<'_> {
                 return Err(CopyError("a manifest descriptor has no digest".to_string()));
             }
             // Foreign (non-distributable) layers live at their URLs, not in the registry.
-            if d.get("urls").is_some_and(|u| u.as_array().is_some_and(|a| !a.is_empty())) {
+            if d.get("urls")
+                .is_some_and(|u| u.as_array().is_some_and(|a| !a.is_empty()))
+            {
                 continue;
             }
-            self.blob(digest, d.get("size").and_then(Value::as_u64)).await?;
+            self.blob(digest, d.get("size").and_then(Value::as_u64))
+                .await?;
         }
         Ok(())
     }
@@ -218,11 +230,19 @@ impl Ends<'_> {
             .await
             .map_err(|e| err(&format!("cannot pull manifest {digest}"), &e))?;
         let (mt, v) = manifest_media_type(&bytes)?;
-        let mt = if mt.is_empty() { media_type.to_string() } else { mt };
+        let mt = if mt.is_empty() {
+            media_type.to_string()
+        } else {
+            mt
+        };
         if v.get("manifests").is_some() {
             return Err(CopyError(format!("nested index {digest} is not supported")));
         }
-        let child = Ends { src: &src, dst: &dst, ..*self };
+        let child = Ends {
+            src: &src,
+            dst: &dst,
+            ..*self
+        };
         child.blobs_of(&v).await?;
         self.dc
             .push_manifest_raw(&dst, bytes, header(&mt)?)
@@ -251,10 +271,20 @@ impl ImageCopier for OciCopier {
         let (sauth, dauth) = (src_access.auth(), dst_access.auth());
         sc.auth(src, &sauth, RegistryOperation::Pull)
             .await
-            .map_err(|e| err(&format!("cannot reach source registry {}", src.registry()), &e))?;
+            .map_err(|e| {
+                err(
+                    &format!("cannot reach source registry {}", src.registry()),
+                    &e,
+                )
+            })?;
         dc.auth(dst, &dauth, RegistryOperation::Push)
             .await
-            .map_err(|e| err(&format!("cannot reach target registry {}", dst.registry()), &e))?;
+            .map_err(|e| {
+                err(
+                    &format!("cannot reach target registry {}", dst.registry()),
+                    &e,
+                )
+            })?;
         let (bytes, digest) = sc
             .pull_manifest_raw(src, &sauth, ACCEPT)
             .await
@@ -270,7 +300,10 @@ impl ImageCopier for OciCopier {
         if let Some(children) = manifest.get("manifests").and_then(Value::as_array) {
             for c in children {
                 let d = c.get("digest").and_then(Value::as_str).unwrap_or_default();
-                let cmt = c.get("mediaType").and_then(Value::as_str).unwrap_or_default();
+                let cmt = c
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 if d.is_empty() {
                     return Err(CopyError("an index entry has no digest".to_string()));
                 }
@@ -309,7 +342,9 @@ pub fn parse_image(image: &str, tag: &str) -> Result<Reference, String> {
 pub fn explicit_tag(image: &str) -> Option<&str> {
     let last = image.rsplit('/').next().unwrap_or(image);
     let last = last.split('@').next().unwrap_or(last);
-    last.split_once(':').map(|(_, t)| t).filter(|t| !t.is_empty())
+    last.split_once(':')
+        .map(|(_, t)| t)
+        .filter(|t| !t.is_empty())
 }
 
 /// The registry host of a reference, with Docker Hub's aliases folded to `docker.io`.

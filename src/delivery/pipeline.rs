@@ -37,7 +37,11 @@ pub async fn run(state: AppState) {
     let mut runs = JoinSet::new();
     loop {
         while runs.len() < workers && !state.shutdown.is_cancelled() {
-            match d.versions.claim(&state.instance_id, now_ms(), lease_ms).await {
+            match d
+                .versions
+                .claim(&state.instance_id, now_ms(), lease_ms)
+                .await
+            {
                 Ok(Some(v)) => {
                     runs.spawn(run_version(state.clone(), v));
                 }
@@ -89,14 +93,21 @@ async fn run_version(state: AppState, mut v: DeliveryVersion) {
                     () = token.cancelled() => return,
                     () = tokio::time::sleep(every) => {}
                 }
-                match state.delivery.versions.renew(&v, &owner, now_ms() + lease).await {
+                match state
+                    .delivery
+                    .versions
+                    .renew(&v, &owner, now_ms() + lease)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::info!(delivery.id = %v.id, "delivery version {} is no longer ours; stopping its run", v.id);
                         token.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(delivery.id = %v.id, error = %e, "cannot renew the lease of delivery version {}: {e}", v.id),
+                    Err(e) => {
+                        tracing::warn!(delivery.id = %v.id, error = %e, "cannot renew the lease of delivery version {}: {e}", v.id)
+                    }
                 }
             }
         })
@@ -246,7 +257,10 @@ async fn execute(
                 Err(e) => {
                     tracing::warn!(delivery.id = %v.id, "chart of {} failed: {e}", s.service_name);
                     s.chart_status = item::FAILED.to_string();
-                    s.error = format!("failed to package or push chart {}-{}: {e}", s.chart_name, s.chart_version);
+                    s.error = format!(
+                        "failed to package or push chart {}-{}: {e}",
+                        s.chart_name, s.chart_version
+                    );
                 }
             }
             if !save(state, v).await? {
@@ -259,7 +273,10 @@ async fn execute(
     for s in &v.services {
         for im in &s.images {
             if im.push_image && im.status != item::PASSED {
-                errors.push(format!("service {} container {}: {}", s.service_name, im.container_name, im.error));
+                errors.push(format!(
+                    "service {} container {}: {}",
+                    s.service_name, im.container_name, im.error
+                ));
             }
         }
         if v.kind == TYPE_HELM && s.chart_status != item::PASSED {
@@ -313,13 +330,19 @@ fn source_access(src: &Reference, registries: &[Registry]) -> RegistryAccess {
     let repo = src.repository();
     on_host
         .iter()
-        .find(|r| !r.namespace.is_empty() && repo.starts_with(&format!("{}/", r.namespace.trim_matches('/'))))
+        .find(|r| {
+            !r.namespace.is_empty()
+                && repo.starts_with(&format!("{}/", r.namespace.trim_matches('/')))
+        })
         .or(on_host.first())
         .map_or_else(RegistryAccess::default, |r| access_of(r))
 }
 
 /// Copy one image; `None` when the run was stopped meanwhile.
-#[expect(clippy::too_many_arguments, reason = "one call site; the parts of one copy")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the parts of one copy"
+)]
 async fn copy_image(
     state: &AppState,
     source: &str,
@@ -331,7 +354,9 @@ async fn copy_image(
     token: &CancellationToken,
 ) -> Option<Result<String, CopyError>> {
     let Some(target) = target else {
-        return Some(Err(CopyError(format!("image registry {target_id:?} not found"))));
+        return Some(Err(CopyError(format!(
+            "image registry {target_id:?} not found"
+        ))));
     };
     let src = match parse_image(source, "") {
         Ok(r) => r,
@@ -383,7 +408,10 @@ async fn chart(
         None => None,
     };
     let now = state.clock.now();
-    let description = format!("{} {} of project {}", s.service_name, v.version, v.project_name);
+    let description = format!(
+        "{} {} of project {}",
+        s.service_name, v.version, v.project_name
+    );
     let pkg = match package(&ChartSpec {
         name: &s.chart_name,
         version: &s.chart_version,
@@ -410,5 +438,7 @@ async fn chart(
     let Some(repo) = repo else {
         return Ok(Ok(String::new()));
     };
-    Ok(d.publisher.push(repo, &s.chart_name, &s.chart_version, &pkg).await)
+    Ok(d.publisher
+        .push(repo, &s.chart_name, &s.chart_version, &pkg)
+        .await)
 }

@@ -392,7 +392,9 @@ pub async fn update_registry(
         ..old
     };
     if !state.delivery.registries.replace_registry(&r).await? {
-        return Err(ApiError::not_found(format!("image registry {id} not found")));
+        return Err(ApiError::not_found(format!(
+            "image registry {id} not found"
+        )));
     }
     tracing::info!(registry.id = %id, "image registry {} updated by {}", r.key(), caller.account);
     Ok(())
@@ -462,7 +464,9 @@ pub async fn update_repo(
         .await
         .map_err(|e| duplicate_repo(e, &r.repo_name))?
     {
-        return Err(ApiError::not_found(format!("chart repository {id} not found")));
+        return Err(ApiError::not_found(format!(
+            "chart repository {id} not found"
+        )));
     }
     tracing::info!(helm_repo.id = %id, "chart repository {} updated by {}", r.repo_name, caller.account);
     Ok(())
@@ -481,7 +485,9 @@ pub async fn get_repo(state: &AppState, id: &str) -> ApiResult<HelmRepo> {
 pub async fn delete_repo(state: &AppState, caller: &Identity, id: &str) -> ApiResult<()> {
     caller.require_admin()?;
     if !state.delivery.registries.delete_repo(id).await? {
-        return Err(ApiError::not_found(format!("chart repository {id} not found")));
+        return Err(ApiError::not_found(format!(
+            "chart repository {id} not found"
+        )));
     }
     tracing::info!(helm_repo.id = %id, "chart repository {id} deleted by {}", caller.account);
     Ok(())

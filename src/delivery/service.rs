@@ -9,8 +9,8 @@ use base64::Engine;
 
 use super::copier::{explicit_tag, fold_host, parse_image, registry_host};
 use super::model::{
-    ChartPackage, DeliveryVersion, ImagePath, NewImage, NewService, NewVersion, SOURCES,
-    TYPE_HELM, TYPE_K8S, VersionImage, VersionService, item, status,
+    ChartPackage, DeliveryVersion, ImagePath, NewImage, NewService, NewVersion, SOURCES, TYPE_HELM,
+    TYPE_K8S, VersionImage, VersionService, item, status,
 };
 use super::registry::Registry;
 use super::yaml;
@@ -37,10 +37,12 @@ fn valid_chart_name(name: &str) -> bool {
     !bytes.is_empty()
         && name.len() <= 128
         && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
-        && bytes.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && bytes
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'))
+            .last()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && bytes.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.')
+        })
 }
 
 /// A chart version usable as an OCI tag once `+` becomes `_`.
@@ -50,7 +52,8 @@ fn valid_chart_version(v: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// Create a K8s YAML (`kind` = [`TYPE_K8S`]) or Helm (`TYPE_HELM`) version. Returns the
@@ -112,7 +115,10 @@ pub async fn create(
         if o.kind != kind {
             return Err(bad(
                 "original_version_name",
-                format!("version {:?} is a {} version; this one is {kind}", o.version, o.kind),
+                format!(
+                    "version {:?} is a {} version; this one is {kind}",
+                    o.version, o.kind
+                ),
             ));
         }
         Some(o)
@@ -318,13 +324,18 @@ async fn prepare(
         let mut images = Vec::new();
         for (j, im) in s.images.iter().flatten().enumerate() {
             let at = format!("{at}.images[{j}]");
-            images.push(prepare_image(&at, &s.service_name, im, original, orig_service, target)?);
+            images.push(prepare_image(
+                &at,
+                &s.service_name,
+                im,
+                original,
+                orig_service,
+                target,
+            )?);
         }
         let mut yaml_content = s.yaml_content.clone();
-        if yaml_content.trim().is_empty() {
-            if let Some(os) = orig_service {
-                yaml_content = os.yaml_content.clone();
-            }
+        if let Some(os) = orig_service.filter(|_| yaml_content.trim().is_empty()) {
+            yaml_content = os.yaml_content.clone();
         }
         let mut service = VersionService {
             service_name: s.service_name.clone(),
@@ -346,15 +357,19 @@ async fn prepare(
                 .map_err(|e| bad(format!("{at}.yaml_content"), e))?;
         } else {
             prepare_helm(&at, s, orig_service, &mut service)?;
-            if let (Some(o), Some(_)) = (original, orig_service) {
-                if let Some(pkg) = state.delivery.versions.chart(&o.id, &s.service_name).await? {
-                    let base = ChartPackage {
-                        packaged: false,
-                        updated_at: state.clock.now(),
-                        ..pkg
-                    };
-                    base_charts.push((s.service_name.clone(), base));
-                }
+            if let (Some(o), Some(_)) = (original, orig_service)
+                && let Some(pkg) = state
+                    .delivery
+                    .versions
+                    .chart(&o.id, &s.service_name)
+                    .await?
+            {
+                let base = ChartPackage {
+                    packaged: false,
+                    updated_at: state.clock.now(),
+                    ..pkg
+                };
+                base_charts.push((s.service_name.clone(), base));
             }
         }
         out.push(service);
@@ -376,7 +391,11 @@ fn prepare_image(
     let (image_name, source, source_tag, orig_path) = match original {
         Some(o) => {
             let oi = orig_service
-                .and_then(|os| os.images.iter().find(|x| x.container_name == im.container_name))
+                .and_then(|os| {
+                    os.images
+                        .iter()
+                        .find(|x| x.container_name == im.container_name)
+                })
                 .ok_or_else(|| {
                     bad(
                         format!("{at}.container_name"),
@@ -403,10 +422,14 @@ fn prepare_image(
     };
     let (source_image, source_image_tag) =
         full_reference(&format!("{at}.source_image"), &source, &source_tag)?;
-    let (target_image, target_image_tag) =
-        full_reference(&format!("{at}.target_image"), &im.target_image, &im.target_image_tag)?;
+    let (target_image, target_image_tag) = full_reference(
+        &format!("{at}.target_image"),
+        &im.target_image,
+        &im.target_image_tag,
+    )?;
     if im.push_image {
-        let dst = parse_image(&target_image, "").map_err(|e| bad(format!("{at}.target_image"), e))?;
+        let dst =
+            parse_image(&target_image, "").map_err(|e| bad(format!("{at}.target_image"), e))?;
         if dst.tag().is_none() {
             return Err(bad(
                 format!("{at}.target_image_tag"),
@@ -507,7 +530,11 @@ fn not_found(what: impl std::fmt::Display) -> ApiError {
 }
 
 /// A version by id, optionally scoped to a project.
-pub async fn by_id(state: &AppState, id: &str, project: Option<&str>) -> ApiResult<DeliveryVersion> {
+pub async fn by_id(
+    state: &AppState,
+    id: &str,
+    project: Option<&str>,
+) -> ApiResult<DeliveryVersion> {
     validate::object_id("id", id)?;
     let v = state
         .delivery
@@ -593,5 +620,8 @@ pub async fn chart_package(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(pkg.tgz.as_bytes())
         .map_err(ApiError::internal)?;
-    Ok((format!("{}-{}.tgz", pkg.chart_name, pkg.chart_version), bytes))
+    Ok((
+        format!("{}-{}.tgz", pkg.chart_name, pkg.chart_version),
+        bytes,
+    ))
 }

@@ -105,7 +105,12 @@ impl VersionStore {
     }
 
     /// Extend our lease; false when the run is no longer ours (deleted, retried, taken over).
-    pub async fn renew(&self, v: &DeliveryVersion, owner: &str, until_ms: i64) -> StoreResult<bool> {
+    pub async fn renew(
+        &self,
+        v: &DeliveryVersion,
+        owner: &str,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
         self.versions
             .update_one(
                 &Self::fence(v, owner),
@@ -196,7 +201,13 @@ impl VersionStore {
         }
     }
 
-    pub async fn chart(&self, version_id: &str, service: &str) -> StoreResult<Option<ChartPackage>> {
-        self.charts.get(&ChartPackage::key(version_id, service)).await
+    pub async fn chart(
+        &self,
+        version_id: &str,
+        service: &str,
+    ) -> StoreResult<Option<ChartPackage>> {
+        self.charts
+            .get(&ChartPackage::key(version_id, service))
+            .await
     }
 }

@@ -38,7 +38,9 @@ pub fn rewrite_k8s_images(yaml: &str, subs: &[Substitution<'_>]) -> Result<Strin
     let mut out = String::with_capacity(yaml.len());
     for (n, (separator, body)) in split_documents(yaml).into_iter().enumerate() {
         out.push_str(separator);
-        out.push_str(&rewrite_document(body, subs).map_err(|e| format!("document {}: {e}", n + 1))?);
+        out.push_str(
+            &rewrite_document(body, subs).map_err(|e| format!("document {}: {e}", n + 1))?,
+        );
     }
     Ok(replace_references(&out, subs))
 }
@@ -92,8 +94,13 @@ fn rewrite_document(text: &str, subs: &[Substitution<'_>]) -> Result<String, Str
         return Ok(text.to_string());
     }
     let (protected, saved) = protect_placeholders(text);
-    let mut doc: Value = serde_yaml_ng::from_str(&protected).map_err(|e| format!("invalid YAML: {e}"))?;
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut doc: Value =
+        serde_yaml_ng::from_str(&protected).map_err(|e| format!("invalid YAML: {e}"))?;
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !WORKLOAD_KINDS.contains(&kind.as_str()) {
         return Ok(text.to_string());
     }
@@ -113,15 +120,19 @@ fn rewrite_document(text: &str, subs: &[Substitution<'_>]) -> Result<String, Str
                 continue;
             };
             for c in containers.iter_mut() {
-                let name = c.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+                let name = c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let Some(sub) = subs.iter().find(|s| s.container_name == name) else {
                     continue;
                 };
-                if c.get("image").and_then(Value::as_str) != Some(sub.target_image) {
-                    if let Value::Mapping(m) = c {
-                        m.insert(Value::from("image"), Value::from(sub.target_image));
-                        changed = true;
-                    }
+                if c.get("image").and_then(Value::as_str) != Some(sub.target_image)
+                    && let Value::Mapping(m) = c
+                {
+                    m.insert(Value::from("image"), Value::from(sub.target_image));
+                    changed = true;
                 }
             }
         }
@@ -152,7 +163,11 @@ fn replace_references(text: &str, subs: &[Substitution<'_>]) -> String {
             let before = result.chars().next_back();
             let after = rest[i + s.source_image.len()..].chars().next();
             let whole = !before.is_some_and(is_ref_char) && !after.is_some_and(is_ref_char);
-            result.push_str(if whole { s.target_image } else { s.source_image });
+            result.push_str(if whole {
+                s.target_image
+            } else {
+                s.source_image
+            });
             rest = &rest[i + s.source_image.len()..];
         }
         result.push_str(rest);
@@ -198,14 +213,20 @@ pub fn image_values(path: &ImagePath, target: &str) -> Result<Vec<(String, Strin
     let out = match set.len() {
         1 => vec![(set[0].1.clone(), target.to_string())],
         2 if !path.tag.is_empty() => {
-            let other = set.iter().find(|(k, _)| *k != "tag").map(|(_, v)| (*v).clone());
+            let other = set
+                .iter()
+                .find(|(k, _)| *k != "tag")
+                .map(|(_, v)| (*v).clone());
             vec![
                 (path.tag.clone(), p.tag.clone()),
                 (other.unwrap_or_default(), format!("{}{}", p.repo, p.image)),
             ]
         }
         2 => {
-            let other = set.iter().find(|(k, _)| *k != "image").map(|(_, v)| (*v).clone());
+            let other = set
+                .iter()
+                .find(|(k, _)| *k != "image")
+                .map(|(_, v)| (*v).clone());
             let image_with_tag = if p.tag.is_empty() {
                 p.image.clone()
             } else {
@@ -221,7 +242,9 @@ pub fn image_values(path: &ImagePath, target: &str) -> Result<Vec<(String, Strin
         }
         3 => {
             if path.repo.is_empty() || path.image.is_empty() || path.tag.is_empty() {
-                return Err("image_path with three members must set repo, image and tag".to_string());
+                return Err(
+                    "image_path with three members must set repo, image and tag".to_string()
+                );
             }
             vec![
                 (path.repo.clone(), repo_bare),
@@ -230,7 +253,9 @@ pub fn image_values(path: &ImagePath, target: &str) -> Result<Vec<(String, Strin
             ]
         }
         4 => {
-            let (host, ns) = repo_bare.split_once('/').unwrap_or((repo_bare.as_str(), ""));
+            let (host, ns) = repo_bare
+                .split_once('/')
+                .unwrap_or((repo_bare.as_str(), ""));
             vec![
                 (path.repo.clone(), host.to_string()),
                 (path.namespace.clone(), ns.to_string()),
@@ -319,7 +344,9 @@ mod tests {
     fn k8s_rewrites_matching_containers_and_keeps_other_documents() {
         let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a # keep\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: a\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: r/a:1\n        env:\n        - name: X\n          value: '{{.port}}'\n      - name: b\n        image: r/b:1\n";
         let out = rewrite_k8s_images(yaml, &[sub("a", "r/a:1", "t/a:v2")]).unwrap();
-        assert!(out.starts_with("apiVersion: v1\nkind: Service\nmetadata:\n  name: a # keep\n---\n"));
+        assert!(
+            out.starts_with("apiVersion: v1\nkind: Service\nmetadata:\n  name: a # keep\n---\n")
+        );
         assert!(out.contains("image: t/a:v2"), "{out}");
         assert!(out.contains("image: r/b:1"), "{out}");
         assert!(out.contains("{{.port}}"), "{out}");
@@ -356,14 +383,20 @@ mod tests {
             image_values(&two, target).unwrap(),
             vec![
                 ("image.tag".to_string(), "123".to_string()),
-                ("image.repository".to_string(), "koderover.tencentcloudcr.com/test/service3".to_string())
+                (
+                    "image.repository".to_string(),
+                    "koderover.tencentcloudcr.com/test/service3".to_string()
+                )
             ]
         );
         let one = ImagePath {
             image: "img".into(),
             ..Default::default()
         };
-        assert_eq!(image_values(&one, target).unwrap(), vec![("img".to_string(), target.to_string())]);
+        assert_eq!(
+            image_values(&one, target).unwrap(),
+            vec![("img".to_string(), target.to_string())]
+        );
         let four = ImagePath {
             repo: "r".into(),
             namespace: "n".into(),

@@ -35,11 +35,16 @@ pub async fn add_chart_repo(app: &TestApp, name: &str, url: &str, plain_http: bo
 
 /// Poll the version until its status is one of `want` (bounded).
 pub async fn wait_status(app: &TestApp, id: &str, want: &[&str]) -> Value {
-    app.wait_for(&format!("version {id} to be {want:?}"), Duration::from_secs(30), || async move {
-        let r = app.get(&format!("/openapi/delivery/releases/{id}")).await;
-        let b = r.expect(200).clone();
-        want.contains(&b["status"].as_str().unwrap_or_default()).then_some(b)
-    })
+    app.wait_for(
+        &format!("version {id} to be {want:?}"),
+        Duration::from_secs(30),
+        || async move {
+            let r = app.get(&format!("/openapi/delivery/releases/{id}")).await;
+            let b = r.expect(200).clone();
+            want.contains(&b["status"].as_str().unwrap_or_default())
+                .then_some(b)
+        },
+    )
     .await
 }
 
@@ -48,7 +53,9 @@ pub fn assert_keys(want: &Value, got: &Value, at: &str) {
     match (want, got) {
         (Value::Object(w), Value::Object(g)) => {
             for (k, wv) in w {
-                let gv = g.get(k).unwrap_or_else(|| panic!("missing key {at}.{k} in {got}"));
+                let gv = g
+                    .get(k)
+                    .unwrap_or_else(|| panic!("missing key {at}.{k} in {got}"));
                 assert_keys(wv, gv, &format!("{at}.{k}"));
             }
         }

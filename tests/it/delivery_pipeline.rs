@@ -16,10 +16,18 @@ use crate::harness::TestApp;
 
 /// Wait until the version's first image has `status`.
 async fn wait_image_status(app: &TestApp, id: &str, status: &str) {
-    app.wait_for(&format!("image of {id} to be {status}"), Duration::from_secs(30), || async move {
-        let b = app.get(&format!("/openapi/delivery/releases/{id}")).await.expect(200).clone();
-        (b["services"][0]["images"][0]["status"] == status).then_some(())
-    })
+    app.wait_for(
+        &format!("image of {id} to be {status}"),
+        Duration::from_secs(30),
+        || async move {
+            let b = app
+                .get(&format!("/openapi/delivery/releases/{id}"))
+                .await
+                .expect(200)
+                .clone();
+            (b["services"][0]["images"][0]["status"] == status).then_some(())
+        },
+    )
     .await;
 }
 
@@ -210,13 +218,23 @@ async fn hanging_copy(app: &TestApp, reg: &TestRegistry) -> (Relay, String) {
     let body = json!({"project_key": "p", "version_name": "v1", "source": "manual", "image_registry_id": target,
         "services": [{"service_name": "app", "images": [
             image("app", &format!("{}/build/app:1", reg.host()), &format!("127.0.0.1:{}/release/app:v1", relay.port))]}]});
-    let id = app.post("/openapi/delivery/releases/k8s", body).await.expect(200)["id"].as_str().unwrap().to_string();
+    let id = app
+        .post("/openapi/delivery/releases/k8s", body)
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_image_status(app, &id, "running").await;
     let held = relay.held.clone();
-    app.wait_for("the copy to reach the relay", Duration::from_secs(10), || {
-        let held = held.clone();
-        async move { (held.load(Ordering::SeqCst) >= 1).then_some(()) }
-    })
+    app.wait_for(
+        "the copy to reach the relay",
+        Duration::from_secs(10),
+        || {
+            let held = held.clone();
+            async move { (held.load(Ordering::SeqCst) >= 1).then_some(()) }
+        },
+    )
     .await;
     (relay, id)
 }
@@ -335,10 +353,13 @@ backend_test! {
     }
 }
 
+/// Uploads seen: (path, "content-type\nauthorization", body).
+type Uploads = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
 /// A ChartMuseum stand-in: records uploads to `/api/.../charts` and answers `status`.
 struct ChartMuseum {
     port: u16,
-    uploads: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
+    uploads: Uploads,
     status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -347,13 +368,37 @@ impl ChartMuseum {
     async fn start() -> Self {
         use axum::extract::State;
         use axum::http::{HeaderMap, StatusCode, Uri};
-        type Shared = (Arc<Mutex<Vec<(String, String, Vec<u8>)>>>, Arc<AtomicU16>);
-        async fn upload(State((uploads, status)): State<Shared>, uri: Uri, headers: HeaderMap, body: axum::body::Bytes) -> (StatusCode, String) {
-            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-            let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-            uploads.lock().unwrap().push((uri.path().to_string(), format!("{ct}\n{auth}"), body.to_vec()));
+        type Shared = (Uploads, Arc<AtomicU16>);
+        async fn upload(
+            State((uploads, status)): State<Shared>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> (StatusCode, String) {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let ct = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            uploads.lock().unwrap().push((
+                uri.path().to_string(),
+                format!("{ct}\n{auth}"),
+                body.to_vec(),
+            ));
             let code = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
-            (code, if code.is_success() { "{\"saved\":true}".into() } else { "{\"error\":\"file already exists\"}".into() })
+            (
+                code,
+                if code.is_success() {
+                    "{\"saved\":true}".into()
+                } else {
+                    "{\"error\":\"file already exists\"}".into()
+                },
+            )
         }
         let uploads = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(201));
@@ -366,7 +411,12 @@ impl ChartMuseum {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { port, uploads, status, task }
+        Self {
+            port,
+            uploads,
+            status,
+            task,
+        }
     }
 }
 

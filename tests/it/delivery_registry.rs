@@ -65,7 +65,9 @@ impl TestRegistry {
     pub async fn start_on(port: u16) -> Option<Self> {
         if registry_binary().is_none() {
             if std::env::var("ZADIG_TEST_REQUIRE_MONGODB").as_deref() == Ok("1") {
-                panic!("docker-registry is not installed (apt-get install docker-registry); CI requires it");
+                panic!(
+                    "docker-registry is not installed (apt-get install docker-registry); CI requires it"
+                );
             }
             eprintln!("skipped: docker-registry is not installed");
             return None;
@@ -109,16 +111,17 @@ impl TestRegistry {
         self.child = Some(child);
         let url = format!("http://{}/v2/", self.host());
         for _ in 0..300 {
-            if let Ok(r) = self.client.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-                    panic!("docker-registry exited ({status}): {log}");
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let log = std::fs::read_to_string(self.dir.path().join("registry.log"))
+                    .unwrap_or_default();
+                panic!("docker-registry exited ({status}): {log}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -145,9 +148,21 @@ impl TestRegistry {
             .send()
             .await
             .expect("start upload");
-        assert_eq!(r.status(), 202, "start upload: {}", r.text().await.unwrap_or_default());
-        let location = r.headers()["location"].to_str().expect("location").to_string();
-        let location = if location.starts_with('/') { self.url(&location) } else { location };
+        assert_eq!(
+            r.status(),
+            202,
+            "start upload: {}",
+            r.text().await.unwrap_or_default()
+        );
+        let location = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        let location = if location.starts_with('/') {
+            self.url(&location)
+        } else {
+            location
+        };
         let sep = if location.contains('?') { '&' } else { '?' };
         let r = self
             .client
@@ -157,12 +172,23 @@ impl TestRegistry {
             .send()
             .await
             .expect("upload");
-        assert_eq!(r.status(), 201, "upload: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            201,
+            "upload: {}",
+            r.text().await.unwrap_or_default()
+        );
         digest
     }
 
     /// Push a manifest; returns its digest.
-    pub async fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
         let r = self
             .client
             .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
@@ -171,7 +197,12 @@ impl TestRegistry {
             .send()
             .await
             .expect("push manifest");
-        assert_eq!(r.status(), 201, "push manifest: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            201,
+            "push manifest: {}",
+            r.text().await.unwrap_or_default()
+        );
         digest_of(body)
     }
 
@@ -209,19 +240,27 @@ impl TestRegistry {
     pub async fn push_index(&self, repo: &str, tag: &str, content: &str) -> String {
         let mut entries = Vec::new();
         for arch in ["amd64", "arm64"] {
-            let (m, d) = self.image_manifest(repo, &format!("{content}-{arch}"), arch).await;
+            let (m, d) = self
+                .image_manifest(repo, &format!("{content}-{arch}"), arch)
+                .await;
             self.push_manifest(repo, &d, OCI_MANIFEST, &m).await;
-            entries.push(json!({"mediaType": OCI_MANIFEST, "digest": d, "size": m.len(),
-                "platform": {"architecture": arch, "os": "linux"}}));
+            entries.push(
+                json!({"mediaType": OCI_MANIFEST, "digest": d, "size": m.len(),
+                "platform": {"architecture": arch, "os": "linux"}}),
+            );
         }
-        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
-            .expect("index");
+        let index = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+        )
+        .expect("index");
         self.push_manifest(repo, tag, OCI_INDEX, &index).await
     }
 
     /// The digest a manifest has at `repo:reference`, or `None` when it is not there.
     pub async fn manifest_digest(&self, repo: &str, reference: &str) -> Option<String> {
-        self.manifest(repo, reference).await.map(|(_, body)| digest_of(&body))
+        self.manifest(repo, reference)
+            .await
+            .map(|(_, body)| digest_of(&body))
     }
 
     /// `(content type, bytes)` of a manifest.
@@ -237,7 +276,10 @@ impl TestRegistry {
             return None;
         }
         assert_eq!(r.status(), 200);
-        let ct = r.headers()["content-type"].to_str().unwrap_or_default().to_string();
+        let ct = r.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
         Some((ct, r.bytes().await.expect("body").to_vec()))
     }
 
@@ -266,19 +308,25 @@ impl Drop for TestRegistry {
 }
 
 fn layer_tgz(content: &str) -> Vec<u8> {
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     let mut h = tar::Header::new_gnu();
     h.set_size(content.len() as u64);
     h.set_mode(0o755);
     h.set_mtime(1);
-    tar.append_data(&mut h, "hello", content.as_bytes()).expect("tar");
+    tar.append_data(&mut h, "hello", content.as_bytes())
+        .expect("tar");
     tar.into_inner().expect("tar").finish().expect("gzip")
 }
 
 fn gunzip(data: &[u8]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).read_to_end(&mut out).expect("gunzip");
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("gunzip");
     out
 }
 
@@ -290,7 +338,10 @@ pub fn chart_files(tgz: &[u8]) -> std::collections::BTreeMap<String, String> {
     for e in a.entries().expect("entries") {
         let mut e = e.expect("entry");
         let path = e.path().expect("path").to_string_lossy().into_owned();
-        let rel = path.split_once('/').map(|(_, r)| r.to_string()).unwrap_or(path);
+        let rel = path
+            .split_once('/')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or(path);
         let mut s = String::new();
         e.read_to_string(&mut s).expect("read");
         out.insert(rel, s);
@@ -311,14 +362,18 @@ pub struct Relay {
 impl Relay {
     /// Listen on `port` and relay to `127.0.0.1:backend`, starting paused.
     pub async fn start(port: u16, backend: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("relay bind");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("relay bind");
         let (release, rx) = watch::channel(false);
         let held = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicUsize::new(0));
         let (h, d) = (held.clone(), dropped.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 let mut rx = rx.clone();
                 let (h, d) = (h.clone(), d.clone());
                 tokio::spawn(async move {
@@ -342,10 +397,10 @@ impl Relay {
                             }
                         }
                     }
-                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", backend)).await {
-                        if server.write_all(&sent).await.is_ok() {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
+                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", backend)).await
+                        && server.write_all(&sent).await.is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
             }
