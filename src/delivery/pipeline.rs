@@ -200,12 +200,14 @@ async fn execute(
             match result {
                 None => return Ok(End::Stopped),
                 Some(Ok(digest)) => {
+                    metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
                     tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
                     im.status = item::PASSED.to_string();
                     im.error.clear();
                     im.digest = digest;
                 }
                 Some(Err(e)) => {
+                    metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
                     tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
                     im.status = item::FAILED.to_string();
                     im.error = format!(
@@ -249,12 +251,14 @@ async fn execute(
             let s = &mut v.services[si];
             match outcome {
                 Ok(at) => {
+                    metrics::counter!("delivery_charts_total", "result" => "passed").increment(1);
                     tracing::info!(delivery.id = %v.id, "chart {}-{} of {} packaged{}", s.chart_name, s.chart_version, s.service_name,
                         if at.is_empty() { String::new() } else { format!(", pushed to {at}") });
                     s.chart_status = item::PASSED.to_string();
                     s.error.clear();
                 }
                 Err(e) => {
+                    metrics::counter!("delivery_charts_total", "result" => "failed").increment(1);
                     tracing::warn!(delivery.id = %v.id, "chart of {} failed: {e}", s.service_name);
                     s.chart_status = item::FAILED.to_string();
                     s.error = format!(
