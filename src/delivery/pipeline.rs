@@ -200,14 +200,16 @@ async fn execute(
             match result {
                 None => return Ok(End::Stopped),
                 Some(Ok(digest)) => {
-                    metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
+                    metrics::counter!("delivery_image_copies_total", "result" => "passed")
+                        .increment(1);
                     tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
                     im.status = item::PASSED.to_string();
                     im.error.clear();
                     im.digest = digest;
                 }
                 Some(Err(e)) => {
-                    metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
+                    metrics::counter!("delivery_image_copies_total", "result" => "failed")
+                        .increment(1);
                     tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
                     im.status = item::FAILED.to_string();
                     im.error = format!(
@@ -442,7 +444,16 @@ async fn chart(
     let Some(repo) = repo else {
         return Ok(Ok(String::new()));
     };
-    Ok(d.publisher
-        .push(repo, &s.chart_name, &s.chart_version, &pkg)
-        .await)
+    let limit = Duration::from_secs(state.config.delivery_copy_timeout_secs.max(1));
+    let pushed = d
+        .publisher
+        .push(repo, &s.chart_name, &s.chart_version, &pkg);
+    Ok(tokio::time::timeout(limit, pushed)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "timed out after {}s (delivery_copy_timeout_secs)",
+                limit.as_secs()
+            ))
+        }))
 }
