@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::lease::Leases;
@@ -25,7 +26,11 @@ pub struct App {
     pub sequences: Sequences,
     pub leases: Leases,
     pub users: UserStore,
+    /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
+    pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
+    pub builds: BuildStore,
+    pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
     pub delivery: Arc<crate::delivery::Delivery>,
 }
@@ -58,7 +63,10 @@ impl AppState {
             sequences: Sequences::new(b),
             leases: Leases::new(b),
             users: UserStore::new(b),
+            token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
+            builds: BuildStore::new(b),
+            build_templates: TemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
             shutdown: CancellationToken::new(),
             config,

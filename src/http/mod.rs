@@ -4,6 +4,8 @@
 //! Every route is registered together with its OpenAPI operation (`utoipa_axum::routes!`), so
 //! the spec served at `/openapi.json` cannot drift from the router.
 
+pub mod build_templates;
+pub mod builds;
 pub mod delivery;
 pub mod extract;
 pub mod helm_repos;
@@ -64,6 +66,8 @@ impl Modify for SecurityAddon {
 fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(users::router())
+        .merge(builds::router())
+        .merge(build_templates::router())
         .merge(delivery::router())
         .merge(registries::router())
         .merge(helm_repos::router())
