@@ -45,6 +45,7 @@ pub struct Config {
     pub delivery_lease_secs: u64,
     pub delivery_poll_ms: u64,
     pub delivery_copy_timeout_secs: u64,
+    pub delivery_copy_parallelism: usize,
     pub registry_connect_timeout_secs: u64,
     pub registry_read_timeout_secs: u64,
 }

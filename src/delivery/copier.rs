@@ -9,6 +9,8 @@
 //!
 //! The copier is a trait so tests or other transports (skopeo, crane) can take its place.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// How to reach one registry.
 #[derive(Clone, Default)]
@@ -74,12 +77,16 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Blobs up to this size are copied through memory in one request each.
+const SMALL_BLOB: u64 = 4 << 20;
 const ACCEPT: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
-/// The registry-API copier.
+/// The registry-API copier. Clients (connection pools, TLS setup, tokens) are kept per
+/// access settings and reused across copies.
 pub struct OciCopier {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    clients: Mutex<HashMap<String, Client>>,
 }
 
 /// Render an oci-client error with its causes (e.g. "connection refused").
@@ -98,8 +105,42 @@ pub fn describe(e: &OciDistributionError) -> String {
 }
 
 impl OciCopier {
-    /// A client for one registry.
+    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            read_timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A client for one registry (shared by every copy with the same access settings).
     pub fn client(&self, access: &RegistryAccess, monolithic: bool) -> Result<Client, CopyError> {
+        // Keyed by a hash so the cache holds no second copy of the password.
+        let key = hex::encode(Sha256::digest(
+            format!(
+                "{}\0{}\0{}\0{}\0{}",
+                access.plain_http,
+                monolithic,
+                access.ca_pem.as_deref().unwrap_or_default(),
+                access.username,
+                access.password
+            )
+            .as_bytes(),
+        ));
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = self.new_client(access, monolithic)?;
+        // Bounded: registries are few; a full cache just starts over.
+        if clients.len() >= 256 {
+            clients.clear();
+        }
+        clients.insert(key, c.clone());
+        Ok(c)
+    }
+
+    fn new_client(&self, access: &RegistryAccess, monolithic: bool) -> Result<Client, CopyError> {
         let mut cfg = ClientConfig {
             protocol: if access.plain_http {
                 ClientProtocol::Http
@@ -175,6 +216,19 @@ impl Ends<'_> {
             && self.src.repository() != self.dst.repository()
             && self.dc.mount_blob(self.dst, self.src, digest).await.is_ok()
         {
+            return Ok(());
+        }
+        // Small blobs go in one request (a streamed body costs round trips); large ones stream.
+        if size.is_some_and(|s| s <= SMALL_BLOB) {
+            let mut data = Vec::new();
+            self.sc
+                .pull_blob(self.src, digest, &mut data)
+                .await
+                .map_err(|e| err(&format!("cannot pull blob {digest}"), &e))?;
+            self.dc
+                .push_blob(self.dst, data, digest)
+                .await
+                .map_err(|e| err(&format!("cannot push blob {digest}"), &e))?;
             return Ok(());
         }
         let pulled = self

@@ -46,10 +46,10 @@ pub struct Delivery {
 impl Delivery {
     /// The stores on `backend` and the registry-API copier and publisher from `config`.
     pub fn new(backend: &dyn Backend, config: &Config) -> anyhow::Result<Self> {
-        let oci = Arc::new(copier::OciCopier {
-            connect_timeout: Duration::from_secs(config.registry_connect_timeout_secs),
-            read_timeout: Duration::from_secs(config.registry_read_timeout_secs),
-        });
+        let oci = Arc::new(copier::OciCopier::new(
+            Duration::from_secs(config.registry_connect_timeout_secs),
+            Duration::from_secs(config.registry_read_timeout_secs),
+        ));
         let publisher = chart::RepoPublisher::new(
             oci.clone(),
             Duration::from_secs(config.delivery_copy_timeout_secs),

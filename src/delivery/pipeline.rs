@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use oci_client::Reference;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -171,58 +173,73 @@ async fn execute(
     let all_registries = d.registries.registries().await?;
     let timeout = Duration::from_secs(state.config.delivery_copy_timeout_secs.max(1));
 
-    for si in 0..v.services.len() {
-        for ii in 0..v.services[si].images.len() {
-            let im = &v.services[si].images[ii];
-            if !im.push_image || im.status == item::PASSED {
-                continue;
-            }
+    // Copy the pending images, a few at a time.
+    let ctx = CopyCtx {
+        state,
+        target: target.as_ref(),
+        target_id: v.image_registry_id.clone(),
+        registries: &all_registries,
+        timeout,
+        token,
+    };
+    let mut queue = v
+        .services
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            s.images
+                .iter()
+                .enumerate()
+                .filter(|(_, im)| im.push_image && im.status != item::PASSED)
+                .map(move |(ii, _)| (si, ii))
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
+    let parallel = state.config.delivery_copy_parallelism.max(1);
+    let mut copies = FuturesUnordered::new();
+    loop {
+        while copies.len() < parallel {
+            let Some((si, ii)) = queue.next() else { break };
             if token.is_cancelled() {
                 return Ok(End::Stopped);
             }
-            v.services[si].images[ii].status = item::RUNNING.to_string();
-            if !save(state, v).await? {
-                return Ok(End::Stopped);
-            }
-            let im = &v.services[si].images[ii];
-            let result = copy_image(
-                state,
-                &im.source_image,
-                &im.target_image,
-                target.as_ref(),
-                &v.image_registry_id,
-                &all_registries,
-                timeout,
-                token,
-            )
-            .await;
             let im = &mut v.services[si].images[ii];
-            match result {
-                None => return Ok(End::Stopped),
-                Some(Ok(digest)) => {
-                    metrics::counter!("delivery_image_copies_total", "result" => "passed")
-                        .increment(1);
-                    tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
-                    im.status = item::PASSED.to_string();
-                    im.error.clear();
-                    im.digest = digest;
-                }
-                Some(Err(e)) => {
-                    metrics::counter!("delivery_image_copies_total", "result" => "failed")
-                        .increment(1);
-                    tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
-                    im.status = item::FAILED.to_string();
-                    im.error = format!(
-                        "failed to copy image {} to {}: {e}",
-                        im.source_image, im.target_image
-                    );
-                }
-            }
+            im.status = item::RUNNING.to_string();
+            let (source, target_image) = (im.source_image.clone(), im.target_image.clone());
             if !save(state, v).await? {
                 return Ok(End::Stopped);
+            }
+            let ctx = &ctx;
+            copies.push(async move { (si, ii, ctx.copy(&source, &target_image).await) });
+        }
+        let Some((si, ii, result)) = copies.next().await else {
+            break;
+        };
+        let im = &mut v.services[si].images[ii];
+        match result {
+            None => return Ok(End::Stopped),
+            Some(Ok(digest)) => {
+                metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
+                tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
+                im.status = item::PASSED.to_string();
+                im.error.clear();
+                im.digest = digest;
+            }
+            Some(Err(e)) => {
+                metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
+                tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
+                im.status = item::FAILED.to_string();
+                im.error = format!(
+                    "failed to copy image {} to {}: {e}",
+                    im.source_image, im.target_image
+                );
             }
         }
+        if !save(state, v).await? {
+            return Ok(End::Stopped);
+        }
     }
+    drop(copies);
 
     if v.kind == TYPE_HELM {
         let repo = if v.chart_repo_name.is_empty() {
@@ -344,54 +361,61 @@ fn source_access(src: &Reference, registries: &[Registry]) -> RegistryAccess {
         .map_or_else(RegistryAccess::default, |r| access_of(r))
 }
 
-/// Copy one image; `None` when the run was stopped meanwhile.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the parts of one copy"
-)]
-async fn copy_image(
-    state: &AppState,
-    source: &str,
-    target_image: &str,
-    target: Option<&Registry>,
-    target_id: &str,
-    registries: &[Registry],
+/// What every image copy of a run shares.
+struct CopyCtx<'a> {
+    state: &'a AppState,
+    target: Option<&'a Registry>,
+    target_id: String,
+    registries: &'a [Registry],
     timeout: Duration,
-    token: &CancellationToken,
-) -> Option<Result<String, CopyError>> {
-    let Some(target) = target else {
-        return Some(Err(CopyError(format!(
-            "image registry {target_id:?} not found"
-        ))));
-    };
-    let src = match parse_image(source, "") {
-        Ok(r) => r,
-        Err(e) => return Some(Err(CopyError(format!("source image {e}")))),
-    };
-    let dst = match parse_image(target_image, "") {
-        Ok(r) => r,
-        Err(e) => return Some(Err(CopyError(format!("target image {e}")))),
-    };
-    let src_access = source_access(&src, registries);
-    let dst_access = access_of(target);
-    let copier = Arc::clone(&state.delivery.copier);
-    // A separate task, so a panic in the transport fails this copy instead of the run.
-    let mut job = tokio::spawn(async move {
-        tokio::time::timeout(timeout, copier.copy(&src, &src_access, &dst, &dst_access)).await
-    });
-    tokio::select! {
-        () = token.cancelled() => {
-            job.abort();
-            None
+    token: &'a CancellationToken,
+}
+
+/// Aborts a spawned task when dropped (a stopped run must not leave copies behind).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl CopyCtx<'_> {
+    /// Copy one image; `None` when the run was stopped meanwhile.
+    async fn copy(&self, source: &str, target_image: &str) -> Option<Result<String, CopyError>> {
+        let Some(target) = self.target else {
+            return Some(Err(CopyError(format!(
+                "image registry {:?} not found",
+                self.target_id
+            ))));
+        };
+        let src = match parse_image(source, "") {
+            Ok(r) => r,
+            Err(e) => return Some(Err(CopyError(format!("source image {e}")))),
+        };
+        let dst = match parse_image(target_image, "") {
+            Ok(r) => r,
+            Err(e) => return Some(Err(CopyError(format!("target image {e}")))),
+        };
+        let src_access = source_access(&src, self.registries);
+        let dst_access = access_of(target);
+        let copier = Arc::clone(&self.state.delivery.copier);
+        let timeout = self.timeout;
+        // A separate task, so a panic in the transport fails this copy instead of the run.
+        let mut job = AbortOnDrop(tokio::spawn(async move {
+            tokio::time::timeout(timeout, copier.copy(&src, &src_access, &dst, &dst_access)).await
+        }));
+        tokio::select! {
+            () = self.token.cancelled() => None,
+            r = &mut job.0 => Some(match r {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(CopyError(format!(
+                    "timed out after {}s (delivery_copy_timeout_secs)",
+                    timeout.as_secs()
+                ))),
+                Err(e) => Err(CopyError(format!("the copy task failed: {e}"))),
+            }),
         }
-        r = &mut job => Some(match r {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(CopyError(format!(
-                "timed out after {}s (delivery_copy_timeout_secs)",
-                timeout.as_secs()
-            ))),
-            Err(e) => Err(CopyError(format!("the copy task failed: {e}"))),
-        }),
     }
 }
 
