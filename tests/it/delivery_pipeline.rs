@@ -181,9 +181,16 @@ backend_test! {
         let err = im["error"].as_str().unwrap();
         assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
         assert!(v["error"].as_str().unwrap().starts_with("1 error occurred:"), "{v}");
-        // No silent background retries: it stays failed.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(app.get(&format!("/openapi/delivery/releases/{id}")).await.expect(200)["status"], "failed");
+        // No silent background retries: the run is over and a failed version is not work.
+        let state = app.state().clone();
+        let id2 = id.clone();
+        app.wait_for("the run to end", Duration::from_secs(10), || {
+            let (state, id) = (state.clone(), id2.clone());
+            async move { (!state.delivery.is_running(&id)).then_some(()) }
+        })
+        .await;
+        let stored = state.delivery.versions.get(&id).await.unwrap().unwrap();
+        assert!(!stored.is_pending() && stored.lease_until_ms == 0, "{stored:?}");
 
         // The registry comes back; of two racing retries exactly one is accepted.
         let Some(target_reg) = TestRegistry::start_on(port).await else { return app.stop().await };

@@ -110,7 +110,7 @@ impl TestRegistry {
             .expect("start docker-registry");
         self.child = Some(child);
         let url = format!("http://{}/v2/", self.host());
-        for _ in 0..300 {
+        for _ in 0..750 {
             if let Ok(r) = self.client.get(&url).send().await
                 && r.status().is_success()
             {
@@ -125,7 +125,7 @@ impl TestRegistry {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("docker-registry did not answer on {url} within 6s");
+        panic!("docker-registry did not answer on {url} within 15s");
     }
 
     fn stop(&mut self) {
