@@ -36,7 +36,7 @@ fn valid_chart_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && name.len() <= 128
-        && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
         && bytes
             .last()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -264,7 +264,6 @@ fn check_shape(kind: &str, req: &NewVersion, services: &[NewService]) -> ApiResu
             }
             if !from_version {
                 validate::name(&format!("{at}.image_name"), &im.image_name)?;
-                validate::max_len(&format!("{at}.source_image"), &im.source_image)?;
                 validate::name(&format!("{at}.source_image"), &im.source_image)?;
             }
             validate::name(&format!("{at}.target_image"), &im.target_image)?;
