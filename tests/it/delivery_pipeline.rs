@@ -472,3 +472,39 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn registry_credentials_are_used(app) {
+        let Some(reg) = TestRegistry::start_with_auth().await else { return app.stop().await };
+        let host = reg.host();
+        let digest = reg.push_image("build/app", "1", "private").await;
+        let (user, password, _) = crate::delivery_registry::HTPASSWD;
+        let r = app.post("/openapi/system/registry", json!({"address": format!("http://{host}"), "provider": "native",
+            "namespace": "release", "access_key": user, "secret_key": password})).await;
+        let reg_id = r.expect(200)["id"].as_str().unwrap().to_string();
+        let body = |name: &str| json!({"project_key": "p", "version_name": name, "source": "manual", "image_registry_id": reg_id,
+            "services": [{"service_name": "app", "images": [
+                image("app", &format!("{host}/build/app:1"), &format!("{host}/release/app:{name}"))]}]});
+        let id = app.post("/openapi/delivery/releases/k8s", body("v1")).await.expect(200)["id"].as_str().unwrap().to_string();
+        assert_eq!(wait_status(&app, &id, &["success", "failed"]).await["status"], "success");
+        assert_eq!(reg.manifest_digest("release/app", "v1").await, Some(digest.clone()));
+
+        // A wrong secret fails the copy with the registry's answer on the image.
+        let update = |secret: &str| json!({"address": format!("http://{host}"), "provider": "native", "namespace": "release",
+            "is_default": false, "secret_key": secret});
+        app.put(&format!("/openapi/system/registry/{reg_id}"), update("wrong")).await.expect(200);
+        let id = app.post("/openapi/delivery/releases/k8s", body("v2")).await.expect(200)["id"].as_str().unwrap().to_string();
+        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        assert_eq!(v["status"], "failed", "{v}");
+        let err = v["services"][0]["images"][0]["error"].as_str().unwrap().to_string();
+        assert!(err.contains("401") || err.to_lowercase().contains("auth"), "{err}");
+        assert!(!err.contains("wrong") && !v.to_string().contains(password), "no secret in errors: {err}");
+
+        // Fixed credentials, then a retry.
+        app.put(&format!("/openapi/system/registry/{reg_id}"), update(password)).await.expect(200);
+        app.post("/openapi/delivery/releases/retry", json!({"id": id, "projectKey": "p"})).await.expect(200);
+        assert_eq!(wait_status(&app, &id, &["success", "failed"]).await["status"], "success");
+        assert_eq!(reg.manifest_digest("release/app", "v2").await, Some(digest));
+        app.stop().await;
+    }
+}

@@ -53,7 +53,16 @@ pub struct TestRegistry {
     dir: tempfile::TempDir,
     child: Option<Child>,
     client: reqwest::Client,
+    /// Basic credentials the registry requires (htpasswd), if any.
+    auth: Option<(String, String)>,
 }
+
+/// `robot:s3cret-pw` as an htpasswd line (bcrypt).
+pub const HTPASSWD: (&str, &str, &str) = (
+    "robot",
+    "s3cret-pw",
+    "robot:$2b$04$b91dU3mgda7WGgH3NBwCJ.GcqFPFUcOfRUZ2lp42EKREjAgrqq0tG",
+);
 
 impl TestRegistry {
     /// Start on a free port; `None` (test skipped) when the binary is missing, unless CI
@@ -63,6 +72,19 @@ impl TestRegistry {
     }
 
     pub async fn start_on(port: u16) -> Option<Self> {
+        Self::launch(port, None).await
+    }
+
+    /// Start on a free port, requiring [`HTPASSWD`]'s basic credentials.
+    pub async fn start_with_auth() -> Option<Self> {
+        Self::launch(
+            free_port(),
+            Some((HTPASSWD.0.to_string(), HTPASSWD.1.to_string())),
+        )
+        .await
+    }
+
+    async fn launch(port: u16, auth: Option<(String, String)>) -> Option<Self> {
         if registry_binary().is_none() {
             if std::env::var("ZADIG_TEST_REQUIRE_MONGODB").as_deref() == Ok("1") {
                 panic!(
@@ -77,6 +99,7 @@ impl TestRegistry {
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
             client: crate::harness::client(),
+            auth,
         };
         r.run().await;
         Some(r)
@@ -99,6 +122,16 @@ impl TestRegistry {
             self.port
         )
         .expect("write config");
+        if self.auth.is_some() {
+            let htpasswd = self.dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{}\n", HTPASSWD.2)).expect("htpasswd");
+            write!(
+                f,
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                htpasswd.display()
+            )
+            .expect("write config");
+        }
         let log = std::fs::File::create(self.dir.path().join("registry.log")).expect("log");
         let child = Command::new(bin)
             .arg("serve")
@@ -111,7 +144,7 @@ impl TestRegistry {
         self.child = Some(child);
         let url = format!("http://{}/v2/", self.host());
         for _ in 0..750 {
-            if let Ok(r) = self.client.get(&url).send().await
+            if let Ok(r) = self.req(reqwest::Method::GET, url.clone()).send().await
                 && r.status().is_success()
             {
                 return;
@@ -135,6 +168,14 @@ impl TestRegistry {
         }
     }
 
+    fn req(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, url);
+        match &self.auth {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.host())
     }
@@ -143,8 +184,10 @@ impl TestRegistry {
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = digest_of(data);
         let r = self
-            .client
-            .post(self.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .req(
+                reqwest::Method::POST,
+                self.url(&format!("/v2/{repo}/blobs/uploads/")),
+            )
             .send()
             .await
             .expect("start upload");
@@ -165,8 +208,10 @@ impl TestRegistry {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let r = self
-            .client
-            .put(format!("{location}{sep}digest={digest}"))
+            .req(
+                reqwest::Method::PUT,
+                format!("{location}{sep}digest={digest}"),
+            )
             .header("content-type", "application/octet-stream")
             .body(data.to_vec())
             .send()
@@ -190,8 +235,10 @@ impl TestRegistry {
         body: &[u8],
     ) -> String {
         let r = self
-            .client
-            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .req(
+                reqwest::Method::PUT,
+                self.url(&format!("/v2/{repo}/manifests/{reference}")),
+            )
             .header("content-type", media_type)
             .body(body.to_vec())
             .send()
@@ -266,8 +313,10 @@ impl TestRegistry {
     /// `(content type, bytes)` of a manifest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Option<(String, Vec<u8>)> {
         let r = self
-            .client
-            .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .req(
+                reqwest::Method::GET,
+                self.url(&format!("/v2/{repo}/manifests/{reference}")),
+            )
             .header("accept", ACCEPT)
             .send()
             .await
@@ -285,8 +334,10 @@ impl TestRegistry {
 
     pub async fn blob(&self, repo: &str, digest: &str) -> Option<Vec<u8>> {
         let r = self
-            .client
-            .get(self.url(&format!("/v2/{repo}/blobs/{digest}")))
+            .req(
+                reqwest::Method::GET,
+                self.url(&format!("/v2/{repo}/blobs/{digest}")),
+            )
             .send()
             .await
             .expect("get blob");
