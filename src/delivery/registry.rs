@@ -15,8 +15,8 @@ use crate::validate;
 /// Registry providers Zadig accepts.
 pub const PROVIDERS: &[&str] = &["native", "harbor", "dockerhub", "acr", "tcr", "swr", "ecr"];
 
-/// A stored image registry. `secret_key` never leaves the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored image registry. `secret_key` never leaves the server (nor its `Debug` output).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     pub id: String,
     /// As given: `https://host[:port]`, `http://host[:port]` (plain HTTP) or `host[:port]`.
@@ -32,6 +32,28 @@ pub struct Registry {
     pub created_at: i64,
     pub updated_at: i64,
     pub updated_by: String,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("id", &self.id)
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HelmRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelmRepo")
+            .field("id", &self.id)
+            .field("repo_name", &self.repo_name)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -61,12 +83,12 @@ impl Registry {
 
 /// `host[:port]` of a registry address, without scheme, path or trailing slash.
 pub fn address_host(address: &str) -> String {
-    let a = address.trim();
+    let a = address.trim().to_ascii_lowercase();
     let a = a
         .strip_prefix("https://")
         .or_else(|| a.strip_prefix("http://"))
-        .unwrap_or(a);
-    a.split('/').next().unwrap_or_default().to_ascii_lowercase()
+        .unwrap_or(&a);
+    a.split('/').next().unwrap_or_default().to_string()
 }
 
 /// The body of `POST /openapi/system/registry` and `PUT /openapi/system/registry/{id}`.
@@ -131,8 +153,9 @@ impl RegistryInput {
     }
 }
 
-/// A stored Helm chart repository. `password` never leaves the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored Helm chart repository. `password` never leaves the server (nor its `Debug`
+/// output).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelmRepo {
     pub id: String,
     pub repo_name: String,

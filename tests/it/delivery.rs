@@ -133,6 +133,11 @@ backend_test! {
         let stored = app.state().delivery.registries.registry(&id).await.unwrap().unwrap();
         assert_eq!(stored.secret_key, "s3cret");
         assert_eq!(app.get(&format!("/openapi/system/registry/{id2}")).await.expect(200)["is_default"], true);
+        // Other areas find a registry by Zadig's `<address>/<namespace>` key.
+        let regs = &app.state().delivery.registries;
+        assert_eq!(regs.registry_by_key("https://registry.example.com/prod").await.unwrap().map(|r| r.id), Some(id.clone()));
+        assert_eq!(regs.registry_by_key("127.0.0.1:5000/dev/").await.unwrap().map(|r| r.id), Some(id2.clone()));
+        assert!(regs.registry_by_key("registry.example.com/release").await.unwrap().is_none());
 
         // Errors name the field.
         app.post("/openapi/system/registry", json!({"provider": "native", "namespace": "x"})).await.expect_error(400, "address");
