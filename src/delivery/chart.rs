@@ -19,7 +19,7 @@ use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::copier::{OciCopier, RegistryAccess, describe};
+use super::copier::{OciCopier, RegistryAccess, describe, error_chain};
 use super::registry::{HelmRepo, RepoKind, repo_kind};
 
 pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
@@ -288,17 +288,6 @@ impl RepoPublisher {
             text.trim()
         ))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[async_trait]

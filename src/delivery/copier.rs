@@ -89,10 +89,10 @@ pub struct OciCopier {
     clients: Mutex<HashMap<String, Client>>,
 }
 
-/// Render an oci-client error with its causes (e.g. "connection refused").
-pub fn describe(e: &OciDistributionError) -> String {
+/// An error with its causes (e.g. "…: connection refused"), each cause once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         let more = s.to_string();
         if !text.contains(&more) {
@@ -102,6 +102,11 @@ pub fn describe(e: &OciDistributionError) -> String {
         source = s.source();
     }
     text
+}
+
+/// Render an oci-client error with its causes.
+pub fn describe(e: &OciDistributionError) -> String {
+    error_chain(e)
 }
 
 impl OciCopier {
@@ -403,16 +408,13 @@ pub fn explicit_tag(image: &str) -> Option<&str> {
 
 /// The registry host of a reference, with Docker Hub's aliases folded to `docker.io`.
 pub fn registry_host(r: &Reference) -> String {
-    match r.registry().to_ascii_lowercase().as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_string(),
-        other => other.to_string(),
-    }
+    fold_host(&r.registry().to_ascii_lowercase())
 }
 
-/// A registry address's host with Docker Hub's aliases folded.
+/// A registry host with Docker Hub's aliases folded to `docker.io`.
 pub fn fold_host(host: &str) -> String {
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_string(),
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
         other => other.to_string(),
     }
 }
