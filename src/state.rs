@@ -31,6 +31,8 @@ pub struct App {
     pub tasks: TaskStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
+    /// Delivery versions, image registries, chart repositories and their pipeline.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -65,6 +67,7 @@ impl AppState {
             tasks: TaskStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
+            delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
             shutdown: CancellationToken::new(),
             config,
             clock,
