@@ -41,6 +41,13 @@ pub struct Config {
     pub body_limit: usize,
     pub request_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
+    pub delivery_workers: usize,
+    pub delivery_lease_secs: u64,
+    pub delivery_poll_ms: u64,
+    pub delivery_copy_timeout_secs: u64,
+    pub delivery_copy_parallelism: usize,
+    pub registry_connect_timeout_secs: u64,
+    pub registry_read_timeout_secs: u64,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -102,6 +109,27 @@ impl Config {
         }
         if self.request_timeout_secs == 0 {
             anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
+        }
+        for (key, v) in [
+            ("delivery_workers", self.delivery_workers as u64),
+            ("delivery_lease_secs", self.delivery_lease_secs),
+            ("delivery_poll_ms", self.delivery_poll_ms),
+            (
+                "delivery_copy_timeout_secs",
+                self.delivery_copy_timeout_secs,
+            ),
+            (
+                "registry_connect_timeout_secs",
+                self.registry_connect_timeout_secs,
+            ),
+            (
+                "registry_read_timeout_secs",
+                self.registry_read_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                anyhow::bail!("invalid configuration (key {key}): must be > 0");
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             anyhow::bail!("invalid configuration (key log): {e}");

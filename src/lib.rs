@@ -10,6 +10,7 @@ pub mod auth;
 pub mod build;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod http;
@@ -72,8 +73,8 @@ pub async fn start(
 }
 
 /// The background loops of every area, all stopped by `state.shutdown`.
-fn spawn_background(_state: &AppState) -> Vec<JoinHandle<()>> {
-    Vec::new()
+fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
+    vec![tokio::spawn(delivery::pipeline::run(state.clone()))]
 }
 
 impl Server {

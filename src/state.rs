@@ -37,6 +37,8 @@ pub struct App {
     pub approval_tickets: TicketStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
+    /// Delivery versions, image registries, chart repositories and their pipeline.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -74,6 +76,7 @@ impl AppState {
             approval_tickets: TicketStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
+            delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
             shutdown: CancellationToken::new(),
             config,
             clock,

@@ -124,14 +124,14 @@ backend_test! {
         create(&app, seed_workflow()).await;
         hold_engine(&app, "test-openapi", 2).await;
         let now = app.clock.now();
-        // Verbatim, the example names an image registry that is not configured here.
+        // The example names an image registry: unknown → 400 naming the field, nothing stored.
         let r = app.post("/openapi/workflows/custom/task", seed_execute_body()).await;
         r.expect_error(400, "inputs[0].parameters.registry");
         assert!(app.state().tasks.get("test-openapi", 1).await.unwrap().is_none(), "a refused execute stores nothing");
+        let reg = app.post("/openapi/system/registry", json!({"address": "https://koderover.******.com", "provider": "harbor", "namespace": "test"})).await;
+        let registry_id = reg.expect(200)["id"].as_str().expect("registry id").to_string();
 
-        let mut body = seed_execute_body();
-        body["inputs"][0]["parameters"].as_object_mut().unwrap().remove("registry");
-        let r = app.post("/openapi/workflows/custom/task", body).await;
+        let r = app.post("/openapi/workflows/custom/task", seed_execute_body()).await;
         assert_eq!(r.expect(200), &json!({"project_name": "helm", "workflow_name": "test-openapi", "task_id": 1}));
 
         let t = stored(&app, "test-openapi", 1).await;
@@ -180,7 +180,7 @@ backend_test! {
         assert_eq!(b.spec["service_name"], "zadig");
         assert_eq!(b.spec["service_module"], "aslan");
         assert_eq!(b.spec["build_name"], "aslan-build");
-        assert_eq!(b.spec["docker_registry_id"], "reg-0");
+        assert_eq!(b.spec["docker_registry_id"], registry_id.as_str(), "the input's registry replaces the job's");
         assert_eq!(b.spec["service_and_builds"].as_array().unwrap().len(), 1);
         assert_eq!(b.spec["repos"], json!([{"source": "koderover", "codehost_name": "koderover", "repo_owner": "koderover",
             "repo_namespace": "koderover", "repo_name": "zadig", "remote_name": "origin", "checkout_path": "", "submodules": false,
@@ -778,6 +778,7 @@ backend_test! {
             vec!["common"], vec!["image-release"]]);
         let build = &t.stages[0].jobs[0].spec;
         assert_eq!(build["build_name"], "build-demo");
+        assert_eq!(build["docker_registry_id"], "62c**********", "an empty registry keeps the job's");
         assert_eq!(build["repos"][0]["branch"], "dev");
         assert_eq!(build["key_vals"][0], json!({"key": "VERSION", "value": "1.2.3", "type": "string", "is_credential": false}));
         let deploy = &t.stages[1].jobs[0].spec;
