@@ -69,8 +69,8 @@ pub struct Prepared {
     pub runs: HashSet<String>,
 }
 
-/// Apply `parameters` and `inputs` to `wf` (spec §3.2–3.3, §3.5 step 6): listed jobs run,
-/// the others are skipped; a `force_run` job that is not listed is refused.
+/// Apply `parameters` and `inputs` to `wf` (spec §3.2–3.3): listed jobs run, the others are
+/// skipped. (Whether that makes a task is checked when one is created.)
 pub async fn prepare(
     state: &AppState,
     mut wf: Workflow,
@@ -133,31 +133,43 @@ pub async fn prepare(
                     job.skipped = false;
                     runs.insert(job.name.clone());
                 }
-                None if job.run_policy == "force_run" => {
-                    return Err(create_failed(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "`inputs`: job {} skipped, but the run policy is set to force run",
-                            job.name
-                        ),
-                    ));
-                }
                 None => job.skipped = true,
             }
             wf.stages[si].jobs[ji] = job;
         }
     }
     lint(&mut wf)?;
-    if runs.is_empty() {
-        return Err(create_failed(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "`inputs`: no stage found in workflow task: {} (no job is listed in inputs)",
-                wf.name
-            ),
-        ));
-    }
     Ok(Prepared { workflow: wf, runs })
+}
+
+impl Prepared {
+    /// What task creation requires of the jobs that run (spec §3.5 steps 6–7): every
+    /// `force_run` job runs, and something runs at all.
+    fn check_runnable(&self) -> ApiResult<()> {
+        let wf = &self.workflow;
+        if let Some((_, job)) = wf
+            .jobs()
+            .find(|(_, j)| j.run_policy == "force_run" && !self.runs.contains(&j.name))
+        {
+            return Err(create_failed(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`inputs`: job {} skipped, but the run policy is set to force run",
+                    job.name
+                ),
+            ));
+        }
+        if self.runs.is_empty() {
+            return Err(create_failed(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`inputs`: no stage found in workflow task: {} (no job is listed in inputs)",
+                    wf.name
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
@@ -355,10 +367,12 @@ pub async fn execute(
         ));
     }
     let enable_ticket = wf.enable_approval_ticket;
+    let prepared = prepare(state, wf, &req.parameters, &req.inputs).await?;
+    prepared.check_runnable()?;
     let Prepared {
         workflow: mut merged,
         runs,
-    } = prepare(state, wf, &req.parameters, &req.inputs).await?;
+    } = prepared;
     let notify_inputs = apply_notify(&mut merged, &req.notify_inputs)?;
     let ticket = if enable_ticket {
         Some(

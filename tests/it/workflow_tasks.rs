@@ -710,6 +710,9 @@ backend_test! {
         assert_eq!(merged["params"][0]["value"], "from-release");
         assert_eq!(merged["stages"][2]["jobs"][1]["spec"]["sql"], "select 3");
         assert_eq!(merged["stages"][0]["jobs"][0]["skipped"], true);
+        // Listing no job is not an input error (the plan may be edited later); starting it is.
+        let none = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([])).await.unwrap();
+        assert!(none["stages"].as_array().unwrap().iter().all(|s| s["jobs"].as_array().unwrap().iter().all(|j| j["skipped"] == true)));
         let e = zadig_server::workflow::check_release_input(st, "helm", "nope", &params, &inputs).await.unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (404, 6542));
         let e = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &json!([{"name": "zzz"}]), &inputs).await.unwrap_err();
@@ -721,6 +724,8 @@ backend_test! {
             uid: "u-1".into(), account: "rm".into(), name: "Release Manager".into(), identity_type: "system".into(), is_admin: false,
         };
         let release = zadig_server::workflow::ReleaseRef { plan_id: "p1".into(), plan_name: "plan".into(), plan_index: 3, job_id: "j1".into() };
+        let e = zadig_server::workflow::start_release_task(st, "helm", "test-openapi", &params, &json!([]), &caller, release.clone()).await.unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (400, 6160), "{e:?}");
         let started = zadig_server::workflow::start_release_task(st, "helm", "test-openapi", &params, &inputs, &caller, release.clone()).await.unwrap();
         assert_eq!((started.project_name.as_str(), started.workflow_name.as_str(), started.task_id), ("helm", "test-openapi", 1));
         let t = stored(&app, "test-openapi", 1).await;
