@@ -15,5 +15,6 @@ mod delivery_registry;
 mod foundation;
 mod openapi;
 mod store_conformance;
+mod workflow_e2e;
 mod workflow_tasks;
 mod workflows;
