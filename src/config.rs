@@ -41,6 +41,12 @@ pub struct Config {
     pub body_limit: usize,
     pub request_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
+    pub release_plan_hook_timeout_secs: u64,
+    pub release_plan_hook_retry_secs: Vec<u64>,
+    pub release_plan_poll_ms: u64,
+    pub release_plan_lease_secs: u64,
+    pub release_plan_reconcile_secs: u64,
+    pub release_plan_workers: usize,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -102,6 +108,26 @@ impl Config {
         }
         if self.request_timeout_secs == 0 {
             anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
+        }
+        for (key, v) in [
+            (
+                "release_plan_hook_timeout_secs",
+                self.release_plan_hook_timeout_secs,
+            ),
+            ("release_plan_poll_ms", self.release_plan_poll_ms),
+            ("release_plan_lease_secs", self.release_plan_lease_secs),
+            (
+                "release_plan_reconcile_secs",
+                self.release_plan_reconcile_secs,
+            ),
+            (
+                "release_plan_workers",
+                u64::try_from(self.release_plan_workers).unwrap_or(u64::MAX),
+            ),
+        ] {
+            if v == 0 {
+                anyhow::bail!("invalid configuration (key {key}): must be > 0");
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             anyhow::bail!("invalid configuration (key log): {e}");

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod release_plan;
+pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod validate;
@@ -72,8 +73,10 @@ pub async fn start(
 }
 
 /// The background loops of every area, all stopped by `state.shutdown`.
-fn spawn_background(_state: &AppState) -> Vec<JoinHandle<()>> {
-    Vec::new()
+fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
+    let mut loops = Vec::new();
+    loops.extend(scheduler::spawn(state));
+    loops
 }
 
 impl Server {

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::release_plan::store::PlanStore;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -26,6 +27,7 @@ pub struct App {
     pub leases: Leases,
     pub users: UserStore,
     pub tasks: TaskStore,
+    pub release_plans: PlanStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -57,6 +59,7 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             tasks: TaskStore::new(b),
+            release_plans: PlanStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

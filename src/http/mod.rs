@@ -6,6 +6,7 @@
 
 pub mod extract;
 pub mod metrics;
+pub mod release_plans;
 pub mod service;
 pub mod users;
 
@@ -59,7 +60,9 @@ impl Modify for SecurityAddon {
 
 /// The routes that need a token: every `/openapi/*` and `/api/*` route.
 fn protected() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(users::router())
+    OpenApiRouter::new()
+        .merge(users::router())
+        .merge(release_plans::router())
 }
 
 /// The OpenAPI document of every route.
