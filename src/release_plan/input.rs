@@ -481,21 +481,30 @@ async fn resolve_approvers(state: &AppState, a: &mut Approval) -> ApiResult<()> 
     };
     let mut resolved: Vec<ApproveUser> = Vec::with_capacity(n.approve_users.len());
     for (i, u) in n.approve_users.iter().enumerate() {
-        let user = if !u.user_id.is_empty() {
-            state.users.get(&u.user_id).await?.ok_or_else(|| {
-                bad(format!(
+        // By uid; a uid we do not know (e.g. copied from another Zadig) falls back to the
+        // account in `user_name`.
+        let by_id = if u.user_id.is_empty() {
+            None
+        } else {
+            state.users.get(&u.user_id).await?
+        };
+        let user = match by_id {
+            Some(user) => user,
+            None if u.user_name.is_empty() => {
+                return Err(bad(format!(
                     "`approval.native_approval.approve_users[{i}].user_id`: no user {:?}",
                     u.user_id
-                ))
-            })?
-        } else {
-            resolve_user(
-                state,
-                &format!("approval.native_approval.approve_users[{i}].user_name"),
-                &u.user_name,
-                "system",
-            )
-            .await?
+                )));
+            }
+            None => {
+                resolve_user(
+                    state,
+                    &format!("approval.native_approval.approve_users[{i}].user_name"),
+                    &u.user_name,
+                    "system",
+                )
+                .await?
+            }
         };
         if resolved.iter().any(|r| r.user_id == user.id) {
             continue;

@@ -542,7 +542,11 @@ impl Step<'_> {
     /// say when each state was last entered and never move backwards).
     fn replan(&mut self) {
         for j in &mut self.p.jobs {
-            j.last_status = j.status;
+            // A job that did not run in the cycle being left keeps what it had before, so a
+            // job done two cycles ago still counts as done.
+            if !matches!(j.status, JobStatus::Todo | JobStatus::Unset) {
+                j.last_status = j.status;
+            }
             j.status = JobStatus::Todo;
             j.updated = false;
         }

@@ -210,7 +210,7 @@ pub async fn release(state: &AppState, id: &str) {
 
 /// Write the operation records of a saved change (spec §9).
 pub async fn record(state: &AppState, plan: &ReleasePlan, effects: &[Effect]) {
-    let now_ms = state.clock.now_ms();
+    let now = state.clock.now();
     let mut seq = 0;
     for e in effects {
         let Effect::Log(l) = e else { continue };
@@ -227,8 +227,7 @@ pub async fn record(state: &AppState, plan: &ReleasePlan, effects: &[Effect]) {
             after: l.after.clone(),
             detail: l.detail.clone(),
             version: plan.version,
-            created_at: now_ms.div_euclid(1000),
-            created_ms: now_ms,
+            created_at: now,
             seq,
         };
         if let Err(e) = state.release_plans.logs.insert(&rec).await {
@@ -368,7 +367,12 @@ pub async fn delete(state: &AppState, caller: &Identity, id: &str) -> ApiResult<
         after: Value::Null,
         detail: String::new(),
     })];
-    record(state, &plan, &effects).await;
+    // The record outlives the plan; it comes after the plan's last change.
+    let gone = ReleasePlan {
+        version: plan.version + 1,
+        ..plan
+    };
+    record(state, &gone, &effects).await;
     tracing::info!(release_plan.id = %id, "release plan {id} deleted by {}", caller.account);
     Ok(())
 }

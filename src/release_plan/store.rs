@@ -25,13 +25,11 @@ pub struct LogRecord {
     pub after: Value,
     #[serde(default)]
     pub detail: String,
-    /// The plan's version after the change.
+    /// The plan's version after the change (records are ordered by it, then by `seq`).
     #[serde(default)]
     pub version: i64,
     pub created_at: i64,
-    /// Business-clock ms and the position within one change: the newest-first order.
-    #[serde(default)]
-    pub created_ms: i64,
+    /// Position within one change.
     #[serde(default)]
     pub seq: i64,
 }
@@ -94,7 +92,7 @@ impl PlanStore {
         self.logs
             .find(
                 &Filter::eq("plan_id", plan_id),
-                &FindOptions::sort("created_ms", Dir::Desc).then("seq", Dir::Desc),
+                &FindOptions::sort("version", Dir::Desc).then("seq", Dir::Desc),
             )
             .await
     }

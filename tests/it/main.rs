@@ -6,4 +6,5 @@ mod harness;
 
 mod foundation;
 mod openapi;
+mod release_plan;
 mod store_conformance;
