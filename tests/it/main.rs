@@ -7,4 +7,5 @@ mod harness;
 mod foundation;
 mod openapi;
 mod release_plan;
+mod release_plan_hooks;
 mod store_conformance;
