@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::release_plan::store::PlanStore;
@@ -26,8 +27,12 @@ pub struct App {
     pub sequences: Sequences,
     pub leases: Leases,
     pub users: UserStore,
+    /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
+    pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
     pub release_plans: PlanStore,
+    pub builds: BuildStore,
+    pub build_templates: TemplateStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -58,8 +63,11 @@ impl AppState {
             sequences: Sequences::new(b),
             leases: Leases::new(b),
             users: UserStore::new(b),
+            token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
             release_plans: PlanStore::new(b),
+            builds: BuildStore::new(b),
+            build_templates: TemplateStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

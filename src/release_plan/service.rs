@@ -200,9 +200,11 @@ pub async fn release(state: &AppState, id: &str) {
         "internal.claim_owner",
         state.instance_id.as_str(),
     ));
+    // Bumping the version keeps a writer with an older copy from restoring the claim.
     let update = crate::store::Update::new()
         .set("internal.claim_owner", "")
-        .set("internal.claim_until_ms", 0);
+        .set("internal.claim_until_ms", 0)
+        .inc("version", 1);
     if let Err(e) = state.release_plans.plans.update_one(&filter, &update).await {
         tracing::warn!(release_plan.id = %id, error = %e, "cannot release the claim on release plan {id}: {e}");
     }

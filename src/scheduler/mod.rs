@@ -49,9 +49,12 @@ pub async fn claim(
 ) -> StoreResult<Option<ReleasePlan>> {
     let wall = wall_ms();
     let f = filter.and(Filter::lt("internal.claim_until_ms", wall));
+    // Claiming bumps the version, so a writer holding an older copy (which would write the
+    // claim fields back as they were) must re-read.
     let update = Update::new()
         .set("internal.claim_owner", state.instance_id.as_str())
-        .set("internal.claim_until_ms", wall + lease_ms(state));
+        .set("internal.claim_until_ms", wall + lease_ms(state))
+        .inc("version", 1);
     state
         .release_plans
         .plans
