@@ -136,7 +136,9 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
             // Each replica opens its own connection, as separate processes would.
             zadig_server::store::open(&config).await.expect("store")
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         servers.push(
             zadig_server::start(config.clone(), b, Arc::new(clock), listener)
                 .await
@@ -172,7 +174,10 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
     // A double execution would show as two "执行 by 系统 → running" records for one plan.
     let logs = store
         .logs
-        .find(&Filter::eq("username", "系统").and(Filter::eq("verb", "执行")), &FindOptions::default())
+        .find(
+            &Filter::eq("username", "系统").and(Filter::eq("verb", "执行")),
+            &FindOptions::default(),
+        )
         .await
         .expect("logs");
     let mut starts: HashMap<String, usize> = HashMap::new();
@@ -206,7 +211,10 @@ fn base_config(dir: &std::path::Path) -> Config {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let plans: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let spread: i64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -428,18 +428,15 @@ fn job_snapshot(j: &ReleaseJob) -> Value {
 }
 
 impl Step<'_> {
-    fn log(&mut self, verb: &'static str, target_type: &'static str, target_name: &str) -> usize {
-        self.fx.push(Effect::Log(LogEntry {
-            username: self.who.name.clone(),
-            account: self.who.account.clone(),
+    fn log(&mut self, verb: &'static str, target_type: &'static str, target_name: &str) {
+        self.log_with(
             verb,
             target_type,
-            target_name: target_name.to_string(),
-            before: Value::Null,
-            after: Value::Null,
-            detail: String::new(),
-        }));
-        self.fx.len() - 1
+            target_name,
+            Value::Null,
+            Value::Null,
+            String::new(),
+        );
     }
 
     fn log_with(
@@ -451,12 +448,16 @@ impl Step<'_> {
         after: Value,
         detail: String,
     ) {
-        let i = self.log(verb, target_type, target_name);
-        if let Some(Effect::Log(l)) = self.fx.get_mut(i) {
-            l.before = before;
-            l.after = after;
-            l.detail = detail;
-        }
+        self.fx.push(Effect::Log(LogEntry {
+            username: self.who.name.clone(),
+            account: self.who.account.clone(),
+            verb,
+            target_type,
+            target_name: target_name.to_string(),
+            before,
+            after,
+            detail,
+        }));
     }
 
     fn plan_owner(&self) -> bool {
@@ -643,6 +644,7 @@ impl Step<'_> {
                 self.p.name
             )));
         }
+        let before = summary(&self.p);
         let p = &mut self.p;
         p.name = c.name.clone();
         p.manager = c.manager.clone();
@@ -657,7 +659,7 @@ impl Step<'_> {
             a.clear_runtime();
         }
         // spec §2.4 step 9: a job keeps its id when an old job has the same type and name.
-        let mut old: Vec<Option<&ReleaseJob>> = plan_jobs(&self.p.jobs);
+        let mut old: Vec<Option<&ReleaseJob>> = self.p.jobs.iter().map(Some).collect();
         let jobs: Vec<ReleaseJob> = c
             .jobs
             .iter()
@@ -686,7 +688,14 @@ impl Step<'_> {
         self.p.jobs = jobs;
         self.touch();
         let name = self.p.name.clone();
-        self.log("更新", "release_plan", &name);
+        self.log_with(
+            "更新",
+            "release_plan",
+            &name,
+            before,
+            summary(&self.p),
+            String::new(),
+        );
         self.replan();
         // A PATCH leaves the jobs' runtime empty (spec §2.4), unlike a status-API re-plan.
         for j in &mut self.p.jobs {
@@ -1229,8 +1238,17 @@ impl Step<'_> {
     }
 }
 
-fn plan_jobs(jobs: &[ReleaseJob]) -> Vec<Option<&ReleaseJob>> {
-    jobs.iter().map(Some).collect()
+/// What an edit record shows of a plan (spec §9: a before/after summary).
+fn summary(p: &ReleasePlan) -> Value {
+    json!({
+        "name": p.name,
+        "manager": p.manager,
+        "start_time": p.start_time,
+        "end_time": p.end_time,
+        "schedule_execute_time": p.schedule_execute_time,
+        "approval": Approval::is_on(&p.approval),
+        "jobs": p.jobs.iter().map(|j| format!("{} ({})", j.name, j.kind.as_str())).collect::<Vec<_>>(),
+    })
 }
 
 fn im_name(kind: &str) -> &'static str {
@@ -1290,7 +1308,15 @@ pub fn create(id: &str, index: i64, content: &Content, actor: &Actor, ctx: &Ctx<
     let _ = s.edit(content);
     s.fx.clear();
     let name = s.p.name.clone();
-    s.log("新建", "release_plan", &name);
+    let after = summary(&s.p);
+    s.log_with(
+        "新建",
+        "release_plan",
+        &name,
+        Value::Null,
+        after,
+        String::new(),
+    );
     s.p.version = 1;
     s.normalize();
     Outcome {

@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use rand::RngCore;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::hooks::{HookSetting, SETTING_ID};
@@ -752,11 +752,4 @@ pub async fn reconcile(state: &AppState, plan: &ReleasePlan) -> ApiResult<()> {
     }
     release(state, &plan.id).await;
     Ok(())
-}
-
-/// A plan's detail as a JSON object, for tests and benchmarks that compare shapes.
-pub fn view(plan: &ReleasePlan) -> Map<String, Value> {
-    let mut doc = crate::store::to_doc(plan).unwrap_or_default();
-    doc.remove(INTERNAL_KEY);
-    doc
 }

@@ -308,6 +308,10 @@ backend_test! {
         assert!(d["jobs"][0]["id"].as_str().unwrap().len() == 36);
         assert_ne!(d["instance_code"], before["instance_code"], "a re-plan renews the instance code");
         assert!(d.get("approval").is_none(), "omitted approval removes it");
+        let edit = logs(&app, &id).await.into_iter().find(|l| l["verb"] == "更新" && l["target_type"] == "release_plan").unwrap();
+        assert_eq!(edit["before"]["name"], "p");
+        assert_eq!(edit["after"]["name"], "Test-Plan-1");
+        assert_eq!(edit["after"]["jobs"], json!(["Text-1 (text)"]));
         // A job keeps its id when type and name stay.
         let job_id = d["jobs"][0]["id"].clone();
         app.patch(&format!("{BASE}/{id}"), text_only).await.expect(200);

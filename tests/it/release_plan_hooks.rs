@@ -393,26 +393,58 @@ backend_test! {
             "native_approval": {"approve_users": [{"user_name": "ann"}], "needed_approvers": 1}});
         let id = create(&app, body.clone()).await;
         patch_text_jobs(&app, &id, body, 1).await;
+        let cb = |event: &str, code: &str, result: &str| json!({
+            "hook_event": event, "release_plan_id": id, "instance_code": code, "result": result,
+            "failed_reason": "checked"});
+        let code = || async { detail(&app, &id).await["instance_code"].as_str().unwrap().to_string() };
+
+        // A failed finish-planning check (C1); re-planning starts over with a new code.
         set_status(&app, &id, "finish_planning").await.expect(200);
-        let code = detail(&app, &id).await["instance_code"].as_str().unwrap().to_string();
-        let cb = |event: &str, result: &str| json!({
-            "hook_event": event, "release_plan_id": id, "instance_code": code, "result": result});
-        callback(&app, cb("finish_planning", "success")).await.expect(200);
-        // With approval, a passed finish-planning check stops at finish_planning.
+        let first = code().await;
+        callback(&app, cb("finish_planning", &first, "failed")).await.expect(200);
+        let d = detail(&app, &id).await;
+        assert_eq!(d["status"], "wait_for_finish_planning_external_check_failed");
+        assert_eq!(d["external_check_failed_reason"], "checked");
+        set_status(&app, &id, "planning").await.expect(200);
+        set_status(&app, &id, "finish_planning").await.expect(200);
+        let c = code().await;
+        assert_ne!(c, first);
+        callback(&app, cb("finish_planning", &c, "success")).await.expect(200);
+        // With approval, a passed finish-planning check stops at finish_planning (C2).
         assert_eq!(detail(&app, &id).await["status"], "finish_planning");
         set_status(&app, &id, "wait_for_approval").await.expect(200);
         approve_as(&app, &ann, &id, true).await.expect(200);
         let d = detail(&app, &id).await;
         assert_eq!(d["status"], "wait_for_execute_external_check");
         assert_eq!(d["approval"]["status"], "passed");
-        let hits = recv.wait_hits(&app, 2).await;
-        assert_eq!(hits[1].event_name(), "start_execute");
-        assert_eq!(hits[1].json["release_plan"]["status"], "wait_for_execute_external_check");
-        callback(&app, cb("start_execute", "failed")).await.expect(200);
+        let hits = recv.wait_hits(&app, 3).await;
+        assert_eq!(hits[2].event_name(), "start_execute");
+        assert_eq!(hits[2].json["release_plan"]["status"], "wait_for_execute_external_check");
+        assert_eq!(hits[2].json["release_plan"]["instance_code"], json!(c));
+        // A failed start-execute check (C3).
+        callback(&app, cb("start_execute", &c, "failed")).await.expect(200);
         assert_eq!(detail(&app, &id).await["status"], "wait_for_execute_external_check_failed");
+
+        // Another cycle: a passed start-execute check executes (C4).
+        set_status(&app, &id, "planning").await.expect(200);
+        set_status(&app, &id, "finish_planning").await.expect(200);
+        let c = code().await;
+        callback(&app, cb("finish_planning", &c, "success")).await.expect(200);
+        set_status(&app, &id, "wait_for_approval").await.expect(200);
+        approve_as(&app, &ann, &id, true).await.expect(200);
+        assert_eq!(detail(&app, &id).await["status"], "wait_for_execute_external_check");
+        callback(&app, cb("start_execute", &c, "success")).await.expect(200);
+        let d = detail(&app, &id).await;
+        assert_eq!(d["status"], "executing");
+        assert!(d["executing_time"].as_i64().unwrap() > 0);
+        assert!(d["wait_for_execute_external_check_time"].as_i64().unwrap() > 0);
+        assert_eq!(d["jobs"][0]["status"], "todo");
         set_status(&app, &id, "cancel").await.expect(200);
         assert_eq!(detail(&app, &id).await["status"], "cancel");
-        callback(&app, cb("start_execute", "success")).await.expect_error(409, "not waiting");
+        // Not awaited any more: 409 (an identical repeat of the accepted callback stays 200).
+        callback(&app, cb("start_execute", &c, "failed")).await.expect_error(409, "not waiting");
+        callback(&app, cb("start_execute", &c, "success")).await.expect(200);
+        assert_eq!(detail(&app, &id).await["status"], "cancel");
         app.stop().await;
     }
 }
