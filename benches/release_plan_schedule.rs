@@ -154,7 +154,7 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
         if left == 0 || Instant::now() > deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     // Let in-flight task starts settle before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -187,8 +187,10 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
     let doubles = starts.values().filter(|n| **n > 1).count();
     let started = starts.len();
     println!(
-        "[{label}] replicas={replicas} plans={plans} spread={spread}s fired={} missed={missed} \
+        "[{label}] replicas={replicas} plans={plans} spread={spread}s poll={}ms workers={} fired={} missed={missed} \
          lag_ms p50={} p99={} max={} min={} double_executions={doubles} (plans with a start record: {started})",
+        config.release_plan_poll_ms,
+        config.release_plan_workers,
         lags.len(),
         percentile(&lags, 0.50),
         percentile(&lags, 0.99),
@@ -207,6 +209,18 @@ fn base_config(dir: &std::path::Path) -> Config {
     c.log = "error".into();
     // Keep the reconciler out of the measurement.
     c.release_plan_reconcile_secs = 3600;
+    if let Some(ms) = std::env::var("ZADIG_BENCH_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.release_plan_poll_ms = ms;
+    }
+    if let Some(n) = std::env::var("ZADIG_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.release_plan_workers = n;
+    }
     c
 }
 

@@ -428,17 +428,6 @@ fn job_snapshot(j: &ReleaseJob) -> Value {
 }
 
 impl Step<'_> {
-    fn log(&mut self, verb: &'static str, target_type: &'static str, target_name: &str) {
-        self.log_with(
-            verb,
-            target_type,
-            target_name,
-            Value::Null,
-            Value::Null,
-            String::new(),
-        );
-    }
-
     fn log_with(
         &mut self,
         verb: &'static str,

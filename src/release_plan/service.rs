@@ -108,9 +108,23 @@ pub async fn apply(
     event: &Event,
     release_claim: bool,
 ) -> ApiResult<Applied> {
+    apply_from(state, id, None, event, release_claim).await
+}
+
+/// [`apply`], starting from `first` (a copy just read, e.g. by a claim) instead of a read.
+async fn apply_from(
+    state: &AppState,
+    id: &str,
+    mut first: Option<ReleasePlan>,
+    event: &Event,
+    release_claim: bool,
+) -> ApiResult<Applied> {
     let store = &state.release_plans;
     for _ in 0..MAX_ATTEMPTS {
-        let before = load(state, id).await?;
+        let before = match first.take() {
+            Some(p) => p,
+            None => load(state, id).await?,
+        };
         let snapshot = if event.may_replan() {
             store.hook_setting().await?.snapshot()
         } else {
@@ -698,8 +712,9 @@ pub async fn task_finished(
 
 /// The scheduler's step on a claimed plan: timeouts and the scheduled execution, then the
 /// tasks of the jobs it started.
-pub async fn tick(state: &AppState, id: &str) -> ApiResult<()> {
-    let applied = apply(state, id, &Event::Tick, true).await?;
+pub async fn tick(state: &AppState, claimed: ReleasePlan) -> ApiResult<()> {
+    let id = claimed.id.clone();
+    let applied = apply_from(state, &id, Some(claimed), &Event::Tick, true).await?;
     record(state, &applied.plan, &applied.effects).await;
     if applied.plan.status != applied.before.status {
         tracing::info!(release_plan.id = %id, "release plan {id} moved {} -> {}", applied.before.status, applied.plan.status);

@@ -16,8 +16,9 @@ pub async fn run(state: AppState) {
         let now = state.clock.now();
         let due = scheduled().and(Filter::lte("internal.schedule_at", now));
         super::drain(&state, &due, "internal.schedule_at", |state, plan| async move {
-            if let Err(e) = service::tick(&state, &plan.id).await {
-                tracing::warn!(release_plan.id = %plan.id, "scheduled execution of release plan {} failed: {}", plan.id, e.description);
+            let id = plan.id.clone();
+            if let Err(e) = service::tick(&state, plan).await {
+                tracing::warn!(release_plan.id = %id, "scheduled execution of release plan {id} failed: {}", e.description);
             }
         })
         .await;

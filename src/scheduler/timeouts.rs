@@ -24,8 +24,9 @@ pub async fn run(state: AppState) {
             approval_with_deadline().and(Filter::lte("internal.approval_deadline", now)),
         ]);
         super::drain(&state, &due, "id", |state, plan| async move {
-            if let Err(e) = service::tick(&state, &plan.id).await {
-                tracing::warn!(release_plan.id = %plan.id, "timeout check of release plan {} failed: {}", plan.id, e.description);
+            let id = plan.id.clone();
+            if let Err(e) = service::tick(&state, plan).await {
+                tracing::warn!(release_plan.id = %id, "timeout check of release plan {id} failed: {}", e.description);
             }
         })
         .await;
