@@ -164,7 +164,11 @@ fn main() {
         }
         let ours = ours.iter().sum::<f64>() / ours.len() as f64;
         let bare = bares.iter().sum::<f64>() / bares.len() as f64;
-        let client_kind = if wrk(&bare_url, None, 1, 1).await.is_some() { "wrk" } else { "reqwest (in process)" };
+        let client_kind = if std::process::Command::new("wrk").arg("-v").output().is_ok() {
+            "wrk"
+        } else {
+            "reqwest (in process)"
+        };
         println!(
             "[detail] embedded store, client {client_kind}, {conns} connections, {secs}s x2 each, body {bytes} bytes: \
              GET /openapi/release_plan/v1/:id = {ours:.0} req/s, bare axum handler = {bare:.0} req/s, \

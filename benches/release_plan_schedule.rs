@@ -118,7 +118,7 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
     let t = Instant::now();
     for i in 0..plans {
         let due = base + (i as i64 * spread) / plans as i64;
-        store.plans.insert(&plan(i, due)).await.expect("insert");
+        store.insert(&plan(i, due)).await.expect("insert");
     }
     println!(
         "[{label}] inserted {plans} plans in {:.1}s",
@@ -150,7 +150,7 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
     let deadline = Instant::now() + Duration::from_secs(spread as u64 + 120);
     let unfired = || Filter::eq("internal.schedule_fired_ms", 0);
     loop {
-        let left = store.plans.count(&unfired()).await.expect("count");
+        let left = store.count(&unfired()).await.expect("count");
         if left == 0 || Instant::now() > deadline {
             break;
         }
@@ -160,7 +160,6 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let all = store
-        .plans
         .find(&Filter::All, &FindOptions::default())
         .await
         .expect("plans");

@@ -3,6 +3,8 @@
 //! Rules live in [`crate::release_plan`]; handlers parse, call the service and answer.
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -148,8 +150,9 @@ async fn get_plan(
     State(state): State<AppState>,
     _caller: Identity,
     Path(id): Path<String>,
-) -> ApiResult<Json<crate::store::Doc>> {
-    Ok(Json(service::detail(&state, &id).await?))
+) -> ApiResult<Response> {
+    let json = service::detail(&state, &id).await?;
+    Ok(([(CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// Replace a plan's metadata and jobs; the plan returns to `planning` (seed 001 "Update

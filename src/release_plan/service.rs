@@ -5,6 +5,7 @@
 //! Every writer (API calls, the engine's task notifications, the scheduler) goes through
 //! [`apply`], so racing writers never lose each other's changes.
 
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use rand::RngCore;
 use serde::Serialize;
@@ -16,14 +17,12 @@ use super::input::{
     self, ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
 use super::machine::{self, Actor, CallbackResult, Ctx, Effect, Event, RejectKind, Rejection};
-use super::model::{
-    HookEvent, HookSnapshot, INTERNAL_KEY, JobKind, PendingHook, ReleasePlan, Status,
-};
+use super::model::{HookEvent, HookSnapshot, JobKind, PendingHook, ReleasePlan, Status};
 use super::store::LogRecord;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Dir, Doc, Filter, FindOptions, StoreError};
+use crate::store::{Dir, Filter, FindOptions, StoreError};
 use crate::validate;
 use crate::workflow::ReleaseRef;
 
@@ -210,16 +209,13 @@ fn wake(state: &AppState, plan: &ReleasePlan) {
 
 /// Give up a scheduler claim on a plan without changing it.
 pub async fn release(state: &AppState, id: &str) {
-    let filter = Filter::id(id).and(Filter::eq(
-        "internal.claim_owner",
-        state.instance_id.as_str(),
-    ));
+    let mine = Filter::eq("internal.claim_owner", state.instance_id.as_str());
     // Bumping the version keeps a writer with an older copy from restoring the claim.
     let update = crate::store::Update::new()
         .set("internal.claim_owner", "")
         .set("internal.claim_until_ms", 0)
         .inc("version", 1);
-    if let Err(e) = state.release_plans.plans.update_one(&filter, &update).await {
+    if let Err(e) = state.release_plans.update(id, mine, &update).await {
         tracing::warn!(release_plan.id = %id, error = %e, "cannot release the claim on release plan {id}: {e}");
     }
 }
@@ -274,7 +270,7 @@ pub struct ListItem {
 
 /// A page of plans, newest index first, and the total.
 pub async fn list(state: &AppState, page: u64, size: u64) -> ApiResult<(Vec<ListItem>, u64)> {
-    let plans = &state.release_plans.plans;
+    let plans = &state.release_plans;
     let opts = FindOptions::sort("index", Dir::Desc).page(page, size);
     let list = plans
         .find(&Filter::All, &opts)
@@ -293,18 +289,14 @@ pub async fn list(state: &AppState, page: u64, size: u64) -> ApiResult<(Vec<List
     Ok((list, plans.count(&Filter::All).await?))
 }
 
-/// The stored plan without our bookkeeping (spec §2.2: the raw document).
-pub async fn detail(state: &AppState, id: &str) -> ApiResult<Doc> {
+/// The stored plan without our bookkeeping, as JSON (spec §2.2: the raw document).
+pub async fn detail(state: &AppState, id: &str) -> ApiResult<Bytes> {
     check_id(id)?;
-    let mut doc = state
+    state
         .release_plans
-        .plans
-        .coll
-        .find_one(&Filter::id(id))
+        .detail(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("release plan {id} not found")))?;
-    doc.remove(INTERNAL_KEY);
-    Ok(doc)
+        .ok_or_else(|| ApiError::not_found(format!("release plan {id} not found")))
 }
 
 /// The operation records of a plan, newest first (spec §9).
@@ -340,7 +332,7 @@ pub async fn create(state: &AppState, caller: &Identity, input: PlanInput) -> Ap
         hook_setting: &snapshot,
     };
     let out = machine::create(&id, index, &content, &Actor::from(caller), &ctx);
-    state.release_plans.plans.insert(&out.plan).await?;
+    state.release_plans.insert(&out.plan).await?;
     record(state, &out.plan, &out.effects).await;
     tracing::info!(release_plan.id = %id, "release plan {id} (#{index}) created by {}", caller.account);
     Ok(id)
@@ -370,7 +362,7 @@ pub async fn delete(state: &AppState, caller: &Identity, id: &str) -> ApiResult<
     check_id(id)?;
     let plan = load(state, id).await?;
     caller.require_self_or_admin(&plan.manager_id, "release manager")?;
-    if state.release_plans.plans.delete(&Filter::id(id)).await? == 0 {
+    if !state.release_plans.delete(id).await? {
         return Err(ApiError::not_found(format!("release plan {id} not found")));
     }
     let effects = [Effect::Log(machine::LogEntry {

@@ -25,7 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::release_plan::model::ReleasePlan;
 use crate::state::AppState;
 use crate::store::lease::now_ms as wall_ms;
-use crate::store::{Dir, Filter, FindOptions, StoreResult, Update};
+use crate::store::{Filter, StoreResult, Update};
 
 /// Start the release-plan loops.
 pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
@@ -55,21 +55,14 @@ pub async fn claim(
         .set("internal.claim_owner", state.instance_id.as_str())
         .set("internal.claim_until_ms", wall + lease_ms(state))
         .inc("version", 1);
-    state
-        .release_plans
-        .plans
-        .find_one_and_update(&f, &[(sort.to_string(), Dir::Asc)], &update)
-        .await
+    state.release_plans.claim(&f, sort, &update).await
 }
 
 /// Extend this process' claim on a plan (long work such as slow hook receivers).
 pub async fn renew(state: &AppState, id: &str) -> StoreResult<bool> {
-    let f = Filter::id(id).and(Filter::eq(
-        "internal.claim_owner",
-        state.instance_id.as_str(),
-    ));
+    let mine = Filter::eq("internal.claim_owner", state.instance_id.as_str());
     let update = Update::new().set("internal.claim_until_ms", wall_ms() + lease_ms(state));
-    state.release_plans.plans.update_one(&f, &update).await
+    state.release_plans.update(id, mine, &update).await
 }
 
 /// Claim every plan `filter` matches and run `handle` on each, at most `release_plan_workers`
@@ -102,13 +95,8 @@ where
 
 /// The earliest value of `path` (a due time) among plans matching `filter`.
 pub async fn earliest(state: &AppState, filter: Filter, path: &str) -> Option<i64> {
-    let opts = FindOptions::sort(path, Dir::Asc).limit(1);
-    match state.release_plans.plans.coll.find(&filter, &opts).await {
-        Ok(docs) => docs.first().and_then(|d| {
-            path.split('.')
-                .try_fold(&serde_json::Value::Object(d.clone()), |v, k| v.get(k))
-                .and_then(serde_json::Value::as_i64)
-        }),
+    match state.release_plans.earliest(&filter, path).await {
+        Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "release-plan scheduler cannot read due work: {e}");
             None

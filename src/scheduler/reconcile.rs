@@ -27,7 +27,7 @@ pub async fn run(state: AppState) {
 pub async fn round(state: &AppState) {
     let running = || Filter::gt("internal.running_jobs", 0);
     let opts = FindOptions::sort("id", Dir::Asc).limit(BATCH);
-    let plans = match state.release_plans.plans.find(&running(), &opts).await {
+    let plans = match state.release_plans.find(&running(), &opts).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list release plans with running jobs: {e}");
