@@ -47,6 +47,13 @@ pub struct Config {
     pub release_plan_lease_secs: u64,
     pub release_plan_reconcile_secs: u64,
     pub release_plan_workers: usize,
+    pub delivery_workers: usize,
+    pub delivery_lease_secs: u64,
+    pub delivery_poll_ms: u64,
+    pub delivery_copy_timeout_secs: u64,
+    pub delivery_copy_parallelism: usize,
+    pub registry_connect_timeout_secs: u64,
+    pub registry_read_timeout_secs: u64,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -123,6 +130,21 @@ impl Config {
             (
                 "release_plan_workers",
                 u64::try_from(self.release_plan_workers).unwrap_or(u64::MAX),
+            ),
+            ("delivery_workers", self.delivery_workers as u64),
+            ("delivery_lease_secs", self.delivery_lease_secs),
+            ("delivery_poll_ms", self.delivery_poll_ms),
+            (
+                "delivery_copy_timeout_secs",
+                self.delivery_copy_timeout_secs,
+            ),
+            (
+                "registry_connect_timeout_secs",
+                self.registry_connect_timeout_secs,
+            ),
+            (
+                "registry_read_timeout_secs",
+                self.registry_read_timeout_secs,
             ),
         ] {
             if v == 0 {

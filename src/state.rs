@@ -33,6 +33,8 @@ pub struct App {
     pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
+    /// Delivery versions, image registries, chart repositories and their pipeline.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -68,6 +70,7 @@ impl AppState {
             release_plans: PlanStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
+            delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
             shutdown: CancellationToken::new(),
             config,
             clock,
