@@ -146,6 +146,23 @@ pub enum Event {
 }
 
 impl Event {
+    /// Who causes the event (`None`: the system).
+    pub fn actor(&self) -> Option<&Actor> {
+        match self {
+            Event::Edit { actor, .. }
+            | Event::SetStatus { actor, .. }
+            | Event::Vote { actor, .. }
+            | Event::Execute { actor, .. }
+            | Event::Skip { actor, .. }
+            | Event::Retry { actor, .. }
+            | Event::Callback { actor, .. } => Some(actor),
+            Event::TaskStarted { .. }
+            | Event::TaskStartFailed { .. }
+            | Event::TaskFinished { .. }
+            | Event::Tick => None,
+        }
+    }
+
     /// Whether the event may re-plan (and so needs the current hook setting to snapshot).
     pub fn may_replan(&self) -> bool {
         matches!(
@@ -323,52 +340,28 @@ pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome,
         trail: Vec::new(),
         ctx,
         now: ctx.now(),
-        who: Actor::system(),
+        who: event.actor().cloned().unwrap_or_else(Actor::system),
         error: None,
     };
     match event {
-        Event::Edit { actor, content } => {
-            s.who = actor.clone();
-            s.edit(content)?;
-        }
-        Event::SetStatus { actor, target } => {
-            s.who = actor.clone();
-            s.set_status(*target)?;
-        }
+        Event::Edit { content, .. } => s.edit(content)?,
+        Event::SetStatus { target, .. } => s.set_status(*target)?,
         Event::Vote {
-            actor,
-            approve,
-            comment,
-        } => {
-            s.who = actor.clone();
-            s.vote(*approve, comment)?;
-        }
+            approve, comment, ..
+        } => s.vote(*approve, comment)?,
         Event::Execute {
-            actor,
             job_id,
             kind,
             remark,
-        } => {
-            s.who = actor.clone();
-            s.execute(job_id, *kind, remark)?;
-        }
+            ..
+        } => s.execute(job_id, *kind, remark)?,
         Event::Skip {
-            actor,
             job_id,
             kind,
             remark,
-        } => {
-            s.who = actor.clone();
-            s.skip(job_id, *kind, remark)?;
-        }
-        Event::Retry {
-            actor,
-            job_id,
-            kind,
-        } => {
-            s.who = actor.clone();
-            s.retry(job_id, *kind)?;
-        }
+            ..
+        } => s.skip(job_id, *kind, remark)?,
+        Event::Retry { job_id, kind, .. } => s.retry(job_id, *kind)?,
         Event::TaskStarted { job_id, task_id } => s.task_started(job_id, *task_id),
         Event::TaskStartFailed {
             job_id,
@@ -381,15 +374,12 @@ pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome,
             task_status,
         } => s.task_finished(job_id, *task_id, task_status),
         Event::Callback {
-            actor,
             hook_event,
             instance_code,
             result,
             reason,
-        } => {
-            s.who = actor.clone();
-            s.callback(*hook_event, instance_code, *result, reason)?;
-        }
+            ..
+        } => s.callback(*hook_event, instance_code, *result, reason)?,
         Event::Tick => s.tick(),
     }
     s.normalize();

@@ -259,21 +259,8 @@ pub struct ReleaseJob {
     pub error: String,
 }
 
-/// One approver of a native approval, with their vote.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApproveUser {
-    #[serde(default)]
-    pub user_id: String,
-    #[serde(default)]
-    pub user_name: String,
-    /// `approve`, `reject` or `""` (not voted yet).
-    #[serde(default)]
-    pub reject_or_approve: String,
-    #[serde(default)]
-    pub comment: String,
-    #[serde(default)]
-    pub operation_time: i64,
-}
+/// One approver of a native approval, with their vote (the workflow task's shape).
+pub use crate::workflow::task::ApproveUser;
 
 /// Zadig's own approval (spec §3.4, §7.2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
