@@ -346,3 +346,40 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn two_replicas_fire_each_schedule_once(app) {
+        // A second server on the same store (on MongoDB with its own connection, as another
+        // process would have), racing the first for every due plan.
+        let backend = match app.kind {
+            Kind::Mongo => zadig_server::store::open(&app.config).await.expect("store"),
+            Kind::Embedded => app.backend.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(app.clock.clone());
+        let second = zadig_server::start(app.config.clone(), backend, clock, listener)
+            .await
+            .expect("second server");
+        let mut ids = Vec::new();
+        for _ in 0..12 {
+            ids.push(scheduled_plan(&app, "ghost-wf", 30).await.0);
+        }
+        app.clock.advance(Duration::from_secs(30));
+        app.wait_for("every scheduled execution", LIMIT, || async {
+            for id in &ids {
+                let p = stored(&app, id).await;
+                if p.internal.schedule_fired_ms == 0 || p.jobs[1].status != JobStatus::Failed {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        settle().await;
+        for id in &ids {
+            assert_eq!(system_executions(&logs(&app, id).await), 1, "plan {id} fired more than once");
+        }
+        second.shutdown().await;
+        app.stop().await;
+    }
+}
