@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::release_plan::store::PlanStore;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -29,6 +30,7 @@ pub struct App {
     /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
     pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
+    pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
@@ -65,6 +67,7 @@ impl AppState {
             users: UserStore::new(b),
             token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
+            release_plans: PlanStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),

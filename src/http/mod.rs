@@ -11,6 +11,7 @@ pub mod extract;
 pub mod helm_repos;
 pub mod metrics;
 pub mod registries;
+pub mod release_plans;
 pub mod service;
 pub mod users;
 
@@ -66,6 +67,7 @@ impl Modify for SecurityAddon {
 fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(users::router())
+        .merge(release_plans::router())
         .merge(builds::router())
         .merge(build_templates::router())
         .merge(delivery::router())

@@ -14,4 +14,8 @@ mod delivery_pipeline;
 mod delivery_registry;
 mod foundation;
 mod openapi;
+mod release_plan;
+mod release_plan_hooks;
+mod release_plan_scheduler;
+mod release_plan_workflow;
 mod store_conformance;
