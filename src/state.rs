@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::release_plan::store::PlanStore;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -35,6 +36,7 @@ pub struct App {
     pub workflows: WorkflowStore,
     pub workflow_views: ViewStore,
     pub approval_tickets: TicketStore,
+    pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
@@ -74,6 +76,7 @@ impl AppState {
             workflows: WorkflowStore::new(b),
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
+            release_plans: PlanStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod helm_repos;
 pub mod metrics;
 pub mod registries;
+pub mod release_plans;
 pub mod service;
 pub mod tickets;
 pub mod users;
@@ -74,6 +75,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(workflow_tasks::router())
         .merge(workflow_views::router())
         .merge(tickets::router())
+        .merge(release_plans::router())
         .merge(builds::router())
         .merge(build_templates::router())
         .merge(delivery::router())
