@@ -240,7 +240,7 @@ fn param_view(p: &Value) -> Value {
     if p.get("is_credential").and_then(Value::as_bool) == Some(true)
         && let Some(m) = p.as_object_mut()
     {
-        m.insert("value".into(), Value::String("********".into()));
+        m.insert("value".into(), Value::String(tasks::MASK.into()));
     }
     p
 }

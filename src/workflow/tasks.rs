@@ -56,7 +56,8 @@ pub async fn get(
     })
 }
 
-const MASK: &str = "********";
+/// How credential values are shown.
+pub const MASK: &str = "********";
 
 /// Variables as the detail shows them (`key`, `value`, `type`, `is_credential`), credential
 /// values masked.
