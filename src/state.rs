@@ -13,7 +13,10 @@ use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
 use crate::store::{Backend, index_specs};
+use crate::workflow::store::WorkflowStore;
 use crate::workflow::task::TaskStore;
+use crate::workflow::tickets::TicketStore;
+use crate::workflow::views::ViewStore;
 
 /// Everything the server holds: configuration, stores, services, clock, shutdown signal.
 pub struct App {
@@ -30,6 +33,9 @@ pub struct App {
     /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
     pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
+    pub workflows: WorkflowStore,
+    pub workflow_views: ViewStore,
+    pub approval_tickets: TicketStore,
     pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
@@ -67,6 +73,9 @@ impl AppState {
             users: UserStore::new(b),
             token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
+            workflows: WorkflowStore::new(b),
+            workflow_views: ViewStore::new(b),
+            approval_tickets: TicketStore::new(b),
             release_plans: PlanStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),

@@ -13,7 +13,11 @@ pub mod metrics;
 pub mod registries;
 pub mod release_plans;
 pub mod service;
+pub mod tickets;
 pub mod users;
+pub mod workflow_tasks;
+pub mod workflow_views;
+pub mod workflows;
 
 use std::time::Duration;
 
@@ -67,6 +71,10 @@ impl Modify for SecurityAddon {
 fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(users::router())
+        .merge(workflows::router())
+        .merge(workflow_tasks::router())
+        .merge(workflow_views::router())
+        .merge(tickets::router())
         .merge(release_plans::router())
         .merge(builds::router())
         .merge(build_templates::router())

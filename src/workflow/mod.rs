@@ -4,14 +4,45 @@
 //! Release plans start workflow tasks through [`check_release_input`] and
 //! [`start_release_task`]; when such a task ends, the engine calls
 //! [`crate::release_plan::on_workflow_task_finished`].
+//!
+//! - [`model`], [`lint`], [`legacy`], [`store`], [`definitions`]: the definitions;
+//! - [`views`], [`tickets`]: workflow views and pre-approval tickets;
+//! - [`execute`] (with [`inputs`], [`expand`], [`registry`]): execute → a queued task;
+//! - [`task`], [`tasks`]: the task record (shared with the engine) and the task API.
 
+pub mod definitions;
+pub mod execute;
+pub mod expand;
+pub mod inputs;
+pub mod legacy;
+pub mod lint;
+pub mod model;
+pub mod registry;
+pub mod store;
 pub mod task;
+pub mod tasks;
+pub mod tickets;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+/// A 400 naming `field` (its JSON path or query parameter).
+pub(crate) fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("`{field}`: {what}"))
+}
+
+/// A value given as a string, number or boolean, as text.
+pub(crate) fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
 
 /// A task's back-reference to the release-plan job that started it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,42 +64,51 @@ pub struct StartedTask {
 /// Check a release job's workflow reference as the execute route would: the workflow exists
 /// (else 404, code 6542) and `parameters`/`inputs` (the execute body's shapes) apply to it
 /// (else 400 naming the field). Returns the workflow definition with them applied, which the
-/// release plan shows on the job.
+/// release plan shows on the job. The project key is not compared (spec/release-plan.md: the
+/// workflow is looked up by name only).
 pub async fn check_release_input(
-    _state: &AppState,
+    state: &AppState,
     _project_key: &str,
     workflow_key: &str,
-    _parameters: &serde_json::Value,
-    _inputs: &serde_json::Value,
+    parameters: &serde_json::Value,
+    inputs: &serde_json::Value,
 ) -> ApiResult<serde_json::Value> {
-    Err(ApiError::code(
-        axum::http::StatusCode::NOT_FOUND,
-        crate::error::codes::FIND_WORKFLOW,
-        format!("workflow {workflow_key} not found"),
-    ))
+    crate::validate::name("workflow_key", workflow_key)?;
+    let wf = definitions::find(state, workflow_key).await?;
+    let prepared = execute::prepare(state, wf, parameters, inputs).await?;
+    serde_json::to_value(&prepared.workflow).map_err(ApiError::internal)
 }
 
 /// Start a task for a release job with the same rules as `POST /openapi/workflows/custom/task`,
 /// recording `release` on the task.
 pub async fn start_release_task(
-    _state: &AppState,
-    _project_key: &str,
+    state: &AppState,
+    project_key: &str,
     workflow_key: &str,
-    _parameters: &serde_json::Value,
-    _inputs: &serde_json::Value,
-    _caller: &Identity,
-    _release: ReleaseRef,
+    parameters: &serde_json::Value,
+    inputs: &serde_json::Value,
+    caller: &Identity,
+    release: ReleaseRef,
 ) -> ApiResult<StartedTask> {
-    Err(ApiError::conflict(format!(
-        "cannot start workflow {workflow_key}: the workflow engine is not available yet"
-    )))
+    let req = execute::ExecuteInput {
+        project_key: project_key.to_string(),
+        workflow_key: workflow_key.to_string(),
+        parameters: parameters.clone(),
+        inputs: inputs.clone(),
+        ..execute::ExecuteInput::default()
+    };
+    execute::execute(state, caller, req, Some(release), false).await
 }
 
 /// The status of a task (`waiting`, `running`, `passed`, …), `None` when it does not exist.
 pub async fn task_status(
-    _state: &AppState,
-    _workflow_key: &str,
-    _task_id: i64,
+    state: &AppState,
+    workflow_key: &str,
+    task_id: i64,
 ) -> ApiResult<Option<String>> {
-    Ok(None)
+    Ok(state
+        .tasks
+        .get(workflow_key, task_id)
+        .await?
+        .map(|t| t.status))
 }

@@ -62,7 +62,10 @@ async fn plan_with_workflow(app: &TestApp, workflow: &str) -> (String, String) {
     let id = create(app, simple_body("wf-plan", "admin")).await;
     let mut body = simple_body("wf-plan", "admin");
     body["jobs"] = json!([{"name": "Workflow-1", "type": "workflow",
-        "spec": {"workflow_key": workflow, "project_key": "demo", "remark": "r", "parameters": [], "inputs": []}}]);
+        // The workflow's job is listed in `inputs`: unlisted jobs are skipped, and a task with
+        // nothing to run is refused (spec/workflow.md §3.5).
+        "spec": {"workflow_key": workflow, "project_key": "demo", "remark": "r", "parameters": [],
+            "inputs": [{"job_name": "hello", "job_type": "freestyle", "parameters": {}}]}}]);
     app.patch(&format!("{BASE}/{id}"), body).await.expect(200);
     let d = detail(app, &id).await;
     assert_eq!(d["jobs"][0]["spec"]["workflow_key"], workflow);

@@ -1,0 +1,492 @@
+//! Workflow tasks (seed 002; spec/workflow.md §2.3–2.8, §3): execute, list, detail, cancel,
+//! retry and approve.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult, ErrorBody, codes};
+use crate::http::{Json, Path, Query, Success};
+use crate::state::AppState;
+use crate::validate;
+use crate::workflow::execute::{self, ExecuteInput};
+use crate::workflow::task::{StageApproval, Task};
+use crate::workflow::tasks;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(execute_workflow, task_detail, cancel_task))
+        .routes(routes!(approve_task))
+        .routes(routes!(list_tasks))
+        .routes(routes!(retry_task))
+}
+
+/// The execute body (seed 002 "Execute the Workflow").
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExecuteRequest {
+    #[serde(default)]
+    pub project_key: String,
+    #[serde(default)]
+    pub workflow_key: String,
+    /// Global parameters: `[{name, type, value, repo}]`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub parameters: Value,
+    /// Per-job inputs: `[{job_name, job_type, parameters}]`; jobs not listed are skipped.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub inputs: Value,
+    /// Notification overrides: `[{id, type, <type>_notification_config}]`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub notify_inputs: Value,
+    /// The pre-approval ticket (its `approval_id`) for workflows that require one (our
+    /// extension; Zadig refuses such workflows on the OpenAPI).
+    #[serde(default)]
+    pub approval_ticket_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecuteResponse {
+    pub project_name: String,
+    pub workflow_name: String,
+    pub task_id: i64,
+}
+
+/// Execute a workflow (seed 002 "Execute the Workflow"; spec §3): the task is created
+/// `waiting` and run by the engine.
+#[utoipa::path(post, path = "/openapi/workflows/custom/task", tag = "workflow tasks",
+    request_body = ExecuteRequest,
+    responses((status = 200, body = ExecuteResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn execute_workflow(
+    State(state): State<AppState>,
+    caller: Identity,
+    Json(req): Json<ExecuteRequest>,
+) -> ApiResult<Json<ExecuteResponse>> {
+    let input = ExecuteInput {
+        project_key: req.project_key,
+        workflow_key: req.workflow_key,
+        parameters: req.parameters,
+        inputs: req.inputs,
+        notify_inputs: req.notify_inputs,
+        approval_ticket_id: req.approval_ticket_id,
+    };
+    let t = execute::execute(&state, &caller, input, None, true).await?;
+    Ok(Json(ExecuteResponse {
+        project_name: t.project_name,
+        workflow_name: t.workflow_name,
+        task_id: t.task_id,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    #[serde(rename = "taskId")]
+    pub task_id: Option<i64>,
+    #[serde(rename = "workflowKey", default)]
+    pub workflow_key: String,
+}
+
+impl TaskQuery {
+    fn key(&self) -> ApiResult<(&str, i64)> {
+        validate::name("workflowKey", &self.workflow_key)?;
+        match self.task_id {
+            Some(id) if id > 0 => Ok((&self.workflow_key, id)),
+            Some(id) => Err(ApiError::bad_request(format!(
+                "`taskId` must be a positive task id, got {id}"
+            ))),
+            None => Err(ApiError::bad_request("`taskId` is required")),
+        }
+    }
+}
+
+/// One vote in a stage approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApproveUserView {
+    pub user_id: String,
+    pub user_name: String,
+    pub reject_or_approve: String,
+    pub comment: String,
+    pub operation_time: i64,
+}
+
+/// A stage's approval in task detail (seed 002).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub enabled: bool,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub approve_users: Vec<ApproveUserView>,
+    /// Minutes.
+    pub timeout: i64,
+    pub needed_approvers: i64,
+    pub description: String,
+    /// `approve`, `reject` or `""` while undecided.
+    pub reject_or_approve: String,
+}
+
+impl From<&StageApproval> for ApprovalView {
+    fn from(a: &StageApproval) -> Self {
+        Self {
+            enabled: a.enabled,
+            kind: a.kind.clone(),
+            approve_users: a
+                .approve_users
+                .iter()
+                .map(|u| ApproveUserView {
+                    user_id: u.user_id.clone(),
+                    user_name: u.user_name.clone(),
+                    reject_or_approve: u.reject_or_approve.clone(),
+                    comment: u.comment.clone(),
+                    operation_time: u.operation_time,
+                })
+                .collect(),
+            timeout: a.timeout,
+            needed_approvers: a.needed_approvers,
+            description: a.description.clone(),
+            reject_or_approve: a.reject_or_approve.clone(),
+        }
+    }
+}
+
+/// A job task in task detail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobTaskView {
+    pub name: String,
+    pub key: String,
+    pub display_name: String,
+    pub origin_name: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub status: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub cost_seconds: i64,
+    pub error: String,
+    /// The type-specific summary (spec §2.4); credential values masked.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    #[schema(value_type = Object)]
+    pub error_policy: Value,
+    pub retry_count: i64,
+    #[schema(value_type = Object)]
+    pub job_info: Value,
+    pub reverted: bool,
+    pub breakpoint_before: bool,
+    pub breakpoint_after: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StageTaskView {
+    pub name: String,
+    pub status: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub parallel: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalView>,
+    #[schema(value_type = Object)]
+    pub manual_exec: Value,
+    pub jobs: Vec<JobTaskView>,
+    pub error: String,
+}
+
+/// The release-plan job that started a task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleasePlanRef {
+    pub plan_id: String,
+    pub plan_name: String,
+    pub plan_index: i64,
+    pub job_id: String,
+}
+
+/// Task detail (seed 002 "Get Workflow Task Details").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskDetail {
+    pub task_id: i64,
+    pub workflow_key: String,
+    pub workflow_name: String,
+    pub project_key: String,
+    #[schema(value_type = Vec<Object>)]
+    pub params: Vec<Value>,
+    pub status: String,
+    pub task_creator: String,
+    pub task_revoker: String,
+    pub create_time: i64,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub stages: Vec<StageTaskView>,
+    pub error: String,
+    pub remark: String,
+    pub retry_num: i64,
+    pub reverted: bool,
+    pub is_restart: bool,
+    pub debug: bool,
+    pub approval_ticket_id: String,
+    pub approval_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_plan: Option<ReleasePlanRef>,
+}
+
+/// A parameter as task detail shows it: credential values masked.
+fn param_view(p: &Value) -> Value {
+    let mut p = p.clone();
+    if p.get("is_credential").and_then(Value::as_bool) == Some(true)
+        && let Some(m) = p.as_object_mut()
+    {
+        m.insert("value".into(), Value::String(tasks::MASK.into()));
+    }
+    p
+}
+
+fn detail(t: Task, now: i64) -> TaskDetail {
+    let stages = t
+        .stages
+        .iter()
+        .map(|s| StageTaskView {
+            name: s.name.clone(),
+            status: s.status.clone(),
+            start_time: s.start_time,
+            end_time: s.end_time,
+            parallel: s.parallel,
+            approval: s.approval.as_ref().map(ApprovalView::from),
+            manual_exec: s.manual_exec.clone(),
+            error: s.error.clone(),
+            jobs: s
+                .jobs
+                .iter()
+                .map(|j| {
+                    let mut info = serde_json::Map::new();
+                    info.insert("job_name".into(), Value::String(j.key.clone()));
+                    for k in ["service_name", "service_module"] {
+                        if let Some(v) = j
+                            .spec
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .filter(|v| !v.is_empty())
+                        {
+                            info.insert(k.into(), Value::String(v.to_string()));
+                        }
+                    }
+                    JobTaskView {
+                        name: j.name.clone(),
+                        key: j.key.clone(),
+                        display_name: j.display_name.clone(),
+                        origin_name: j.origin_name.clone(),
+                        job_type: j.job_type.clone(),
+                        status: j.status.clone(),
+                        start_time: j.start_time,
+                        end_time: j.end_time,
+                        cost_seconds: tasks::cost_seconds(j, now),
+                        error: j.error.clone(),
+                        spec: tasks::job_spec_view(j),
+                        error_policy: j.error_policy.clone(),
+                        retry_count: j.retry_count,
+                        job_info: Value::Object(info),
+                        reverted: false,
+                        breakpoint_before: false,
+                        breakpoint_after: false,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    TaskDetail {
+        task_id: t.task_id,
+        workflow_key: t.workflow_name,
+        workflow_name: t.workflow_display_name,
+        project_key: t.project_name,
+        params: t.params.iter().map(param_view).collect(),
+        status: t.status,
+        task_creator: t.task_creator,
+        task_revoker: t.task_revoker,
+        create_time: t.create_time,
+        start_time: t.start_time,
+        end_time: t.end_time,
+        stages,
+        error: t.error,
+        remark: t.remark,
+        retry_num: t.retry_num,
+        reverted: false,
+        is_restart: t.retry_num > 0,
+        debug: false,
+        approval_ticket_id: t.approval_ticket_id,
+        approval_id: t.approval_id,
+        release_plan: t.release.map(|r| ReleasePlanRef {
+            plan_id: r.plan_id,
+            plan_name: r.plan_name,
+            plan_index: r.plan_index,
+            job_id: r.job_id,
+        }),
+    }
+}
+
+/// A task's detail (seed 002 "Get Workflow Task Details"; spec §2.4). Tasks of deleted
+/// workflows are still found.
+#[utoipa::path(get, path = "/openapi/workflows/custom/task", tag = "workflow tasks", params(TaskQuery),
+    responses((status = 200, body = TaskDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn task_detail(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<TaskQuery>,
+) -> ApiResult<Json<TaskDetail>> {
+    let (wf, id) = q.key()?;
+    let t = tasks::get(&state, wf, id, codes::GET_TASK).await?;
+    Ok(Json(detail(t, state.clock.now())))
+}
+
+/// Cancel a task (seed 002 "Cancel Workflow Tasks"; spec §2.6).
+#[utoipa::path(delete, path = "/openapi/workflows/custom/task", tag = "workflow tasks", params(TaskQuery),
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_task(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<TaskQuery>,
+) -> ApiResult<Json<Success>> {
+    let (wf, id) = q.key()?;
+    tasks::cancel(&state, &caller, wf, id).await?;
+    Ok(Success::new())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListTasksQuery {
+    #[serde(rename = "projectKey", default)]
+    pub project_key: String,
+    /// 1-based page, default 1 (`page` is accepted too).
+    #[serde(rename = "pageNum")]
+    pub page_num: Option<i64>,
+    /// Alias of `pageNum`.
+    pub page: Option<i64>,
+    /// Page size, default 50, at most 1000.
+    #[serde(rename = "pageSize")]
+    pub page_size: Option<i64>,
+}
+
+/// One task in the list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskItem {
+    pub workflow_key: String,
+    pub workflow_name: String,
+    pub project_key: String,
+    pub task_id: i64,
+    pub task_creator: String,
+    pub create_time: i64,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskList {
+    pub total: u64,
+    pub workflow_tasks: Vec<TaskItem>,
+}
+
+/// A workflow's tasks, newest first (seed 002 "Get a Workflow Task List"; spec §2.3).
+#[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/tasks", tag = "workflow tasks",
+    params(("workflowKey" = String, Path, description = "Workflow key"), ListTasksQuery),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_tasks(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(key): Path<String>,
+    Query(q): Query<ListTasksQuery>,
+) -> ApiResult<Json<TaskList>> {
+    let (field, num) = match (q.page_num, q.page) {
+        (Some(n), _) => ("pageNum", Some(n)),
+        (None, Some(n)) => ("page", Some(n)),
+        (None, None) => ("pageNum", None),
+    };
+    let page = validate::page_param(field, num, Some(1), None)?;
+    let size = validate::page_param("pageSize", q.page_size, Some(50), Some(1000))?;
+    let (wf, list, total) = tasks::list(&state, &key, &q.project_key, page, size).await?;
+    Ok(Json(TaskList {
+        total,
+        workflow_tasks: list
+            .into_iter()
+            .map(|t| TaskItem {
+                workflow_key: t.workflow_name,
+                workflow_name: wf.display_name.clone(),
+                project_key: t.project_name,
+                task_id: t.task_id,
+                task_creator: t.task_creator,
+                create_time: t.create_time,
+                start_time: t.start_time,
+                end_time: t.end_time,
+                status: t.status.to_lowercase(),
+            })
+            .collect(),
+    }))
+}
+
+/// Retry a failed, timed-out, cancelled or rejected task under the same id (seed 002 "Retry
+/// the Workflow Task"; spec §2.7, §5.7).
+#[utoipa::path(post, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}", tag = "workflow tasks",
+    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"), ProjectQuery),
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_task(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((key, id)): Path<(String, String)>,
+    Query(_q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
+    validate::name("workflowKey", &key)?;
+    let id: i64 = id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::bad_request(format!("`taskID` must be a positive task id, got {id:?}"))
+    })?;
+    tasks::retry(&state, &caller, &key, id).await?;
+    Ok(Success::new())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectQuery {
+    /// Accepted for compatibility; the task is found by workflow and id.
+    #[serde(rename = "projectKey", default)]
+    pub project_key: String,
+}
+
+/// An approval vote (seed 002 "Approval Workflow").
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ApproveRequest {
+    #[serde(default)]
+    pub task_id: i64,
+    #[serde(default)]
+    pub workflow_key: String,
+    /// The stage waiting for approval (the name of a waiting `approval` job works too).
+    #[serde(default)]
+    pub stage_name: String,
+    /// `true` approves; absent or `false` rejects (as in Zadig).
+    #[serde(default)]
+    pub approve: bool,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Approve or reject a stage waiting for approval (seed 002 "Approval Workflow"; spec §2.8).
+#[utoipa::path(post, path = "/openapi/workflows/custom/task/approve", tag = "workflow tasks",
+    request_body = ApproveRequest,
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve_task(
+    State(state): State<AppState>,
+    caller: Identity,
+    Json(req): Json<ApproveRequest>,
+) -> ApiResult<Json<Success>> {
+    let vote = tasks::Vote {
+        task_id: req.task_id,
+        workflow_key: req.workflow_key,
+        stage_name: req.stage_name,
+        approve: req.approve,
+        comment: req.comment,
+    };
+    tasks::approve(&state, &caller, &vote).await?;
+    Ok(Success::new())
+}

@@ -1,0 +1,437 @@
+//! Execute: from an OpenAPI execute request to a queued task (spec/workflow.md §3).
+//!
+//! [`prepare`] applies the global `parameters` (§3.2) and the per-job `inputs` (§3.3) to a copy
+//! of the definition and decides which jobs run; [`execute`] then checks the pre-approval
+//! ticket (§7.2), expands the jobs into job tasks, takes the next task id from the
+//! per-workflow counter and stores the task as `waiting` for the engine.
+//!
+//! Every check runs before the task id is taken, so a refused execution consumes no id.
+
+use std::collections::HashSet;
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult, codes};
+use crate::state::AppState;
+use crate::validate;
+use crate::workflow::inputs::{self, RepoInput, decode};
+use crate::workflow::lint::lint;
+use crate::workflow::model::{PARAM_TYPES, Workflow, str_of};
+use crate::workflow::task::{Task, status};
+use crate::workflow::{ReleaseRef, StartedTask, definitions, expand, registry, tickets};
+use crate::workflow::{bad, text};
+
+/// An execute request (`POST /openapi/workflows/custom/task`); the free-form parts are
+/// decoded here so that errors name their field.
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteInput {
+    pub project_key: String,
+    pub workflow_key: String,
+    pub parameters: Value,
+    pub inputs: Value,
+    pub notify_inputs: Value,
+    /// The pre-approval ticket (its `approval_id` or id) for workflows that need one.
+    pub approval_ticket_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ParamInput {
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    value: Value,
+    #[serde(default)]
+    repo: Option<RepoInput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct JobInput {
+    #[serde(default)]
+    job_name: String,
+    #[serde(default)]
+    job_type: String,
+    #[serde(default)]
+    parameters: Value,
+}
+
+fn create_failed(status: StatusCode, what: impl Into<String>) -> ApiError {
+    ApiError::code(status, codes::CREATE_TASK, what)
+}
+
+/// A definition with an execute request applied, and the jobs that run.
+pub struct Prepared {
+    pub workflow: Workflow,
+    pub runs: HashSet<String>,
+}
+
+/// Apply `parameters` and `inputs` to `wf` (spec §3.2–3.3): listed jobs run, the others are
+/// skipped. (Whether that makes a task is checked when one is created.)
+pub async fn prepare(
+    state: &AppState,
+    mut wf: Workflow,
+    parameters: &Value,
+    inputs: &Value,
+) -> ApiResult<Prepared> {
+    let params: Vec<ParamInput> = decode(parameters, "parameters")?;
+    apply_params(&mut wf, &params)?;
+
+    let inputs: Vec<JobInput> = decode(inputs, "inputs")?;
+    let mut seen = HashSet::new();
+    for (k, i) in inputs.iter().enumerate() {
+        let field = format!("inputs[{k}].job_name");
+        validate::name(&field, &i.job_name)?;
+        let Some(job) = wf.job(&i.job_name) else {
+            return Err(bad(
+                &field,
+                format!("job {} not found in workflow {}", i.job_name, wf.name),
+            ));
+        };
+        if !seen.insert(i.job_name.as_str()) {
+            return Err(bad(&field, format!("job {} is listed twice", i.job_name)));
+        }
+        if !i.job_type.is_empty() {
+            validate::one_of(
+                &format!("inputs[{k}].job_type"),
+                &i.job_type,
+                crate::workflow::model::JOB_TYPES,
+            )?;
+            if i.job_type != job.job_type {
+                return Err(bad(
+                    &format!("inputs[{k}].job_type"),
+                    format!(
+                        "job {} is of type {}, not {}",
+                        i.job_name, job.job_type, i.job_type
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut runs = HashSet::new();
+    for si in 0..wf.stages.len() {
+        for ji in 0..wf.stages[si].jobs.len() {
+            let mut job = wf.stages[si].jobs[ji].clone();
+            match inputs
+                .iter()
+                .enumerate()
+                .find(|(_, i)| i.job_name == job.name)
+            {
+                Some((k, input)) => {
+                    let field = format!("inputs[{k}].parameters");
+                    let registry = match (job.job_type.as_str(), input.parameters.get("registry")) {
+                        ("zadig-build", Some(Value::String(addr))) if !addr.is_empty() => Some(
+                            registry::resolve(state, addr, &format!("{field}.registry")).await?,
+                        ),
+                        _ => None,
+                    };
+                    inputs::apply(&wf, &mut job, &input.parameters, &field, registry)?;
+                    job.skipped = false;
+                    runs.insert(job.name.clone());
+                }
+                None => job.skipped = true,
+            }
+            wf.stages[si].jobs[ji] = job;
+        }
+    }
+    lint(&mut wf)?;
+    Ok(Prepared { workflow: wf, runs })
+}
+
+impl Prepared {
+    /// What task creation requires of the jobs that run (spec §3.5 steps 6–7): every
+    /// `force_run` job runs, and something runs at all.
+    fn check_runnable(&self) -> ApiResult<()> {
+        let wf = &self.workflow;
+        if let Some((_, job)) = wf
+            .jobs()
+            .find(|(_, j)| j.run_policy == "force_run" && !self.runs.contains(&j.name))
+        {
+            return Err(create_failed(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`inputs`: job {} skipped, but the run policy is set to force run",
+                    job.name
+                ),
+            ));
+        }
+        if self.runs.is_empty() {
+            return Err(create_failed(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`inputs`: no stage found in workflow task: {} (no job is listed in inputs)",
+                    wf.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
+    let mut seen = HashSet::new();
+    for (i, p) in params.iter().enumerate() {
+        let field = format!("parameters[{i}]");
+        validate::name(&format!("{field}.name"), &p.name)?;
+        if !seen.insert(p.name.as_str()) {
+            return Err(bad(
+                &format!("{field}.name"),
+                format!("param {} is given twice", p.name),
+            ));
+        }
+        if !p.kind.is_empty() {
+            validate::one_of(&format!("{field}.type"), &p.kind, PARAM_TYPES)?;
+        }
+        let wf_name = wf.name.clone();
+        let Some(stored) = wf.params.iter_mut().find(|s| str_of(s, "name") == p.name) else {
+            return Err(bad(
+                &format!("{field}.name"),
+                format!("param {} not found in workflow {wf_name}", p.name),
+            ));
+        };
+        let kind = str_of(stored, "type").to_string();
+        let options: Vec<String> = stored
+            .get("choice_option")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(m) = stored.as_object_mut() else {
+            continue;
+        };
+        match kind.as_str() {
+            "repo" => {
+                let Some(repo) = &p.repo else {
+                    return Err(bad(
+                        &format!("{field}.repo"),
+                        format!("param {} is a repo parameter: give repo", p.name),
+                    ));
+                };
+                let target = m.entry("repo").or_insert(Value::Null);
+                if !target.is_object() || !repo.matches(target) {
+                    return Err(bad(
+                        &format!("{field}.repo"),
+                        format!(
+                            "repository {}/{} is not the repository of param {}",
+                            repo.repo_namespace, repo.repo_name, p.name
+                        ),
+                    ));
+                }
+                repo.apply(target);
+            }
+            "file" => {
+                return Err(bad(
+                    &format!("{field}.name"),
+                    format!(
+                        "param {} is a file parameter, which the OpenAPI cannot set",
+                        p.name
+                    ),
+                ));
+            }
+            "multi-select" => {
+                let values: Vec<String> = match &p.value {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|v| v.as_str().unwrap_or_default().to_string())
+                        .collect(),
+                    v => text(v)
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                };
+                if let Some(bad_value) = values
+                    .iter()
+                    .find(|v| !options.is_empty() && !options.contains(v))
+                {
+                    return Err(bad(
+                        &format!("{field}.value"),
+                        format!("invalid choice value {bad_value} for param {}", p.name),
+                    ));
+                }
+                m.insert("value".into(), json!(values.join(",")));
+                m.insert("choice_value".into(), json!(values));
+            }
+            "choice" => {
+                let v = text(&p.value);
+                if !options.is_empty() && !options.contains(&v) {
+                    return Err(bad(
+                        &format!("{field}.value"),
+                        format!("invalid choice value {v} for param {}", p.name),
+                    ));
+                }
+                m.insert("value".into(), Value::String(v));
+            }
+            _ => {
+                m.insert("value".into(), Value::String(text(&p.value)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Override the recipients of `notify_ctls[id]` of the same type (spec §3.4); entries that
+/// match no notification of that type are kept on the task but change nothing.
+fn apply_notify(wf: &mut Workflow, notify: &Value) -> ApiResult<Vec<Value>> {
+    let list: Vec<Value> = decode(notify, "notify_inputs")?;
+    for (i, n) in list.iter().enumerate() {
+        let Some(obj) = n.as_object() else {
+            return Err(bad(&format!("notify_inputs[{i}]"), "must be an object"));
+        };
+        let id = match obj.get("id") {
+            Some(v) => v.as_u64().ok_or_else(|| {
+                bad(
+                    &format!("notify_inputs[{i}].id"),
+                    "must be a non-negative integer",
+                )
+            })?,
+            None => return Err(bad(&format!("notify_inputs[{i}].id"), "is required")),
+        };
+        let kind = obj.get("type").and_then(Value::as_str).unwrap_or_default();
+        let Some(ctl) = usize::try_from(id)
+            .ok()
+            .and_then(|id| wf.notify_ctls.get_mut(id))
+        else {
+            continue;
+        };
+        if str_of(ctl, "webhook_type") != kind {
+            continue;
+        }
+        let Some(ctl) = ctl.as_object_mut() else {
+            continue;
+        };
+        if let Some(enabled) = obj.get("enabled").and_then(Value::as_bool) {
+            ctl.insert("enabled".into(), Value::Bool(enabled));
+        }
+        for (k, v) in obj
+            .iter()
+            .filter(|(k, _)| k.ends_with("_notification_config"))
+        {
+            match (ctl.get_mut(k), v) {
+                (Some(Value::Object(stored)), Value::Object(add)) => {
+                    for (ak, av) in add {
+                        stored.insert(ak.clone(), av.clone());
+                    }
+                }
+                _ => {
+                    ctl.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Execute a workflow: `POST /openapi/workflows/custom/task` and release-plan jobs.
+/// `check_project`: the request's `project_key` must be the workflow's project.
+pub async fn execute(
+    state: &AppState,
+    caller: &Identity,
+    req: ExecuteInput,
+    release: Option<ReleaseRef>,
+    check_project: bool,
+) -> ApiResult<StartedTask> {
+    validate::name("workflow_key", &req.workflow_key)?;
+    let wf = if check_project {
+        validate::name("project_key", &req.project_key)?;
+        definitions::find_in(
+            state,
+            &req.workflow_key,
+            &req.project_key,
+            codes::FIND_WORKFLOW,
+        )
+        .await?
+    } else {
+        definitions::find(state, &req.workflow_key).await?
+    };
+    if wf.disabled {
+        return Err(create_failed(
+            StatusCode::CONFLICT,
+            format!("workflow {} is disabled", wf.name),
+        ));
+    }
+    if wf.concurrency_limit == 0 {
+        return Err(create_failed(
+            StatusCode::CONFLICT,
+            format!(
+                "workflow cannot be executed: workflow {} has concurrency_limit 0",
+                wf.name
+            ),
+        ));
+    }
+    let enable_ticket = wf.enable_approval_ticket;
+    let prepared = prepare(state, wf, &req.parameters, &req.inputs).await?;
+    prepared.check_runnable()?;
+    let Prepared {
+        workflow: mut merged,
+        runs,
+    } = prepared;
+    let notify_inputs = apply_notify(&mut merged, &req.notify_inputs)?;
+    let ticket = if enable_ticket {
+        Some(
+            tickets::check(
+                state,
+                &req.approval_ticket_id,
+                &merged,
+                &|j| runs.contains(j),
+                caller,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let stages = expand::stages(&merged, &|j| runs.contains(j))?;
+    let workflow_args = serde_json::to_value(&merged).map_err(ApiError::internal)?;
+
+    let task_id = state
+        .sequences
+        .next(&format!("workflow_task:{}", merged.name))
+        .await
+        .map_err(|e| {
+            tracing::error!(workflow = %merged.name, error = %e, "task id counter failed: {e}");
+            ApiError::code(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::GET_COUNTER,
+                "the task id counter is unavailable",
+            )
+        })?;
+    let now = state.clock.now();
+    let task = Task {
+        id: validate::new_object_id(now),
+        task_id,
+        workflow_name: merged.name.clone(),
+        workflow_display_name: merged.display_name.clone(),
+        project_name: merged.project.clone(),
+        params: merged.params.clone(),
+        status: status::WAITING.to_string(),
+        task_creator: caller.name.clone(),
+        task_creator_account: caller.account.clone(),
+        task_creator_id: caller.uid.clone(),
+        create_time: now,
+        stages,
+        approval_ticket_id: ticket.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
+        approval_id: ticket.map(|t| t.approval_id).unwrap_or_default(),
+        release,
+        notify_inputs: Value::Array(notify_inputs),
+        workflow_args,
+        concurrency_limit: merged.concurrency_limit,
+        queued_at_ms: state.clock.now_ms(),
+        ..Task::default()
+    };
+    state.tasks.insert(&task).await?;
+    tracing::info!(workflow = %task.workflow_name, task_id, "task {}#{task_id} created by {}", task.workflow_name, caller.account);
+    crate::engine::task_queued(state);
+    Ok(StartedTask {
+        project_name: task.project_name,
+        workflow_name: task.workflow_name,
+        task_id,
+    })
+}

@@ -1,0 +1,361 @@
+//! Validation and normalisation of a workflow definition (spec/workflow.md §2.9), used on
+//! create, update and again on the merged definition at execute time.
+//!
+//! Every failure is a 400 whose description names the offending field by its JSON path
+//! (`stages[1].jobs[0].name`), followed by Zadig's text where the spec gives one
+//! (`duplicated job name: build`).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use axum::http::StatusCode;
+
+use crate::error::{ApiError, ApiResult, codes};
+use crate::validate;
+use crate::workflow::bad;
+use crate::workflow::legacy;
+use crate::workflow::model::{
+    APPROVAL_TYPES, JOB_TYPES, Job, PARAM_TYPES, RUN_POLICIES, Workflow, arr_of, str_of,
+};
+
+/// `^[a-zA-Z0-9-]+$`: the workflow key.
+pub fn is_workflow_key(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn is_cjk(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fa5}').contains(&c)
+}
+
+/// `^[a-z\u4e00-\u9fa5][a-z0-9\u4e00-\u9fa5-]{0,31}$`: a job name.
+pub fn is_job_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_ascii_lowercase() || is_cjk(first))
+        && s.chars().count() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || is_cjk(c) || c == '-')
+}
+
+/// `^[a-zA-Z0-9_]{1,64}$`: an output name.
+fn is_output_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Check and normalise a definition in place: defaults filled, legacy freestyle specs
+/// converted, approval settings in one spelling. Fails on the first problem with a 400 carrying
+/// Zadig's lint code 6545.
+pub fn lint(wf: &mut Workflow) -> ApiResult<()> {
+    check(wf)
+        .map_err(|e| ApiError::code(StatusCode::BAD_REQUEST, codes::LINT_WORKFLOW, e.description))
+}
+
+fn check(wf: &mut Workflow) -> ApiResult<()> {
+    validate::name("name", &wf.name)?;
+    if !is_workflow_key(&wf.name) {
+        return Err(bad(
+            "name",
+            "the workflow identifier allows letters, digits and '-' only",
+        ));
+    }
+    validate::name("project", &wf.project)?;
+    if wf.display_name.trim().is_empty() {
+        wf.display_name = wf.name.clone();
+    }
+    validate::max_len("display_name", &wf.display_name)?;
+    if wf.concurrency_limit < -1 {
+        return Err(bad(
+            "concurrency_limit",
+            format!(
+                "must be -1 (unlimited), 0 (not executable) or a positive number, got {}",
+                wf.concurrency_limit
+            ),
+        ));
+    }
+    lint_params(&mut wf.params)?;
+    for (i, ctl) in wf.notify_ctls.iter().enumerate() {
+        if !ctl.is_object() {
+            return Err(bad(&format!("notify_ctls[{i}]"), "must be an object"));
+        }
+    }
+
+    let mut stage_names = HashSet::new();
+    let mut job_names = HashSet::new();
+    for (i, stage) in wf.stages.iter_mut().enumerate() {
+        let field = format!("stages[{i}].name");
+        validate::name(&field, &stage.name)?;
+        if !stage_names.insert(stage.name.clone()) {
+            return Err(bad(
+                &field,
+                format!("duplicated stage name: {}", stage.name),
+            ));
+        }
+        if let Some(approval) = stage.approval.as_mut() {
+            if approval.is_null() {
+                stage.approval = None;
+            } else {
+                normalize_approval(approval, &format!("stages[{i}].approval"), true)?;
+            }
+        }
+        for (j, job) in stage.jobs.iter_mut().enumerate() {
+            let field = format!("stages[{i}].jobs[{j}]");
+            lint_job(job, &field)?;
+            if !job_names.insert(job.name.clone()) {
+                return Err(bad(
+                    &format!("{field}.name"),
+                    format!("duplicated job name: {}", job.name),
+                ));
+            }
+        }
+    }
+    check_references(wf)
+}
+
+fn lint_params(params: &mut [Value]) -> ApiResult<()> {
+    let mut names = HashSet::new();
+    for (i, p) in params.iter_mut().enumerate() {
+        let Some(m) = p.as_object_mut() else {
+            return Err(bad(&format!("params[{i}]"), "must be an object"));
+        };
+        let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+        validate::name(&format!("params[{i}].name"), name)?;
+        if !names.insert(name.to_string()) {
+            return Err(bad(
+                &format!("params[{i}].name"),
+                format!("duplicated parameter name: {name}"),
+            ));
+        }
+        let kind = m.get("type").and_then(Value::as_str).unwrap_or("string");
+        validate::one_of(&format!("params[{i}].type"), kind, PARAM_TYPES)?;
+        let kind = kind.to_string();
+        // The seed's detail shape: every Param has these keys.
+        m.insert("type".into(), Value::String(kind));
+        for key in ["description", "value", "default"] {
+            m.entry(key).or_insert(Value::String(String::new()));
+        }
+        m.entry("repo").or_insert(Value::Null);
+        m.entry("is_credential").or_insert(Value::Bool(false));
+    }
+    Ok(())
+}
+
+fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
+    if !is_job_name(&job.name) {
+        return Err(bad(
+            &format!("{field}.name"),
+            format!(
+                "job name [{}] did not match ^[a-z\\u4e00-\\u9fa5][a-z0-9\\u4e00-\\u9fa5-]{{0,31}}$",
+                job.name
+            ),
+        ));
+    }
+    validate::one_of(&format!("{field}.type"), &job.job_type, JOB_TYPES)?;
+    validate::one_of(
+        &format!("{field}.run_policy"),
+        &job.run_policy,
+        RUN_POLICIES,
+    )?;
+    if job.spec.is_null() {
+        job.spec = Value::Object(Map::new());
+    }
+    let sfield = format!("{field}.spec");
+    let Some(spec) = job.spec.as_object_mut() else {
+        return Err(bad(&sfield, "must be an object"));
+    };
+    match job.job_type.as_str() {
+        "freestyle" => {
+            legacy::to_current(spec, &sfield)?;
+            check_outputs(
+                job.spec["advanced_setting"]["outputs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten(),
+                &format!("{sfield}.advanced_setting.outputs"),
+            )?;
+        }
+        "plugin" => check_outputs(
+            job.spec["plugin"]["outputs"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+            &format!("{sfield}.plugin.outputs"),
+        )?,
+        "zadig-build" => {
+            for list in ["service_and_builds_options", "service_and_builds"] {
+                let mut seen = HashSet::new();
+                for (k, item) in arr_of(&job.spec, list).iter().enumerate() {
+                    let pair = (str_of(item, "service_name"), str_of(item, "service_module"));
+                    if !seen.insert(pair) {
+                        return Err(bad(
+                            &format!("{sfield}.{list}[{k}]"),
+                            "duplicate service module in options field",
+                        ));
+                    }
+                }
+            }
+        }
+        "zadig-test" if str_of(&job.spec, "test_type") == "service_test" => {
+            for list in ["service_and_tests", "service_test_options"] {
+                for (k, item) in arr_of(&job.spec, list).iter().enumerate() {
+                    if str_of(item, "name").is_empty() {
+                        return Err(bad(
+                            &format!("{sfield}.{list}[{k}].name"),
+                            "test name cannot be empty in service testing",
+                        ));
+                    }
+                }
+            }
+        }
+        "zadig-scanning" if str_of(&job.spec, "scanning_type") == "service_scanning" => {
+            for list in ["service_and_scannings", "service_scanning_options"] {
+                for (k, item) in arr_of(&job.spec, list).iter().enumerate() {
+                    if str_of(item, "name").is_empty() {
+                        return Err(bad(
+                            &format!("{sfield}.{list}[{k}].name"),
+                            "scan name cannot be empty in service scanning",
+                        ));
+                    }
+                }
+            }
+        }
+        "approval" => normalize_approval(&mut job.spec, &sfield, false)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_outputs<'a>(outputs: impl Iterator<Item = &'a Value>, field: &str) -> ApiResult<()> {
+    for (k, o) in outputs.enumerate() {
+        if !is_output_name(str_of(o, "name")) {
+            return Err(bad(
+                &format!("{field}[{k}].name"),
+                "output name must match ^[a-zA-Z0-9_]{1,64}$",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bring a stage `approval` (or an approval job's spec) into one spelling: the detail view's
+/// capitalised `Timeout`/`NeededApprovers` are accepted for `timeout`/`needed_approvers`. A
+/// stage approval also gets the seed's detail keys (`enabled`, `type` — `native` by default —
+/// and `description`).
+fn normalize_approval(v: &mut Value, field: &str, stage: bool) -> ApiResult<()> {
+    let Some(m) = v.as_object_mut() else {
+        return Err(bad(field, "must be an object"));
+    };
+    match m.get("type") {
+        None | Some(Value::Null) if stage => {
+            m.insert("type".into(), Value::String("native".into()));
+        }
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t.is_empty() && !stage => {}
+        Some(Value::String(t)) => {
+            let t = if t.is_empty() { "native" } else { t.as_str() }.to_string();
+            validate::one_of(&format!("{field}.type"), &t, APPROVAL_TYPES)?;
+            m.insert("type".into(), Value::String(t));
+        }
+        Some(_) => return Err(bad(&format!("{field}.type"), "must be a string")),
+    }
+    if stage {
+        m.entry("enabled").or_insert(Value::Bool(false));
+        m.entry("description")
+            .or_insert(Value::String(String::new()));
+    }
+    let Some(na) = m.get_mut("native_approval").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let nfield = format!("{field}.native_approval");
+    let Some(na) = na.as_object_mut() else {
+        return Err(bad(&nfield, "must be an object"));
+    };
+    for (alias, key) in [
+        ("Timeout", "timeout"),
+        ("NeededApprovers", "needed_approvers"),
+    ] {
+        if let Some(v) = na.remove(alias) {
+            na.entry(key).or_insert(v);
+        }
+        if na
+            .get(key)
+            .is_some_and(|v| v.as_i64().is_none_or(|n| n < 0))
+        {
+            return Err(bad(
+                &format!("{nfield}.{key}"),
+                "must be a non-negative integer",
+            ));
+        }
+    }
+    match na.get("approve_users") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(users)) => {
+            if let Some(k) = users.iter().position(|u| !u.is_object()) {
+                return Err(bad(
+                    &format!("{nfield}.approve_users[{k}]"),
+                    "must be an object",
+                ));
+            }
+        }
+        Some(_) => return Err(bad(&format!("{nfield}.approve_users"), "must be a list")),
+    }
+    Ok(())
+}
+
+/// A `source: fromjob` job must quote a job that ends before it starts: a job of an earlier
+/// stage, or an earlier job of the same serial stage (jobs of a parallel stage run at the
+/// same time).
+fn check_references(wf: &Workflow) -> ApiResult<()> {
+    // job name -> (stage index, position, stage parallel)
+    let mut at: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (i, s) in wf.stages.iter().enumerate() {
+        for (j, job) in s.jobs.iter().enumerate() {
+            at.insert(job.name.as_str(), (i, j));
+        }
+    }
+    for (i, s) in wf.stages.iter().enumerate() {
+        for (j, job) in s.jobs.iter().enumerate() {
+            if str_of(&job.spec, "source") != "fromjob" {
+                continue;
+            }
+            let field = format!("stages[{i}].jobs[{j}].spec.job_name");
+            let target = str_of(&job.spec, "job_name");
+            if target.is_empty() {
+                return Err(bad(&field, "required when `source` is fromjob"));
+            }
+            let earlier = match at.get(target) {
+                Some(&(ti, _)) if ti < i => true,
+                Some(&(ti, tj)) => ti == i && tj < j && !s.parallel,
+                None => false,
+            };
+            if !earlier {
+                return Err(bad(
+                    &field,
+                    format!("can not quote job {target} in job {}", job.name),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_job_name("build"));
+        assert!(is_job_name("image-release"));
+        assert!(is_job_name("构建-1"));
+        assert!(!is_job_name("Build"));
+        assert!(!is_job_name("1build"));
+        assert!(!is_job_name("a_b"));
+        assert!(!is_job_name(&"a".repeat(33)));
+        assert!(is_job_name(&"a".repeat(32)));
+        assert!(is_workflow_key("Work-flow-1"));
+        assert!(!is_workflow_key("a_b"));
+        assert!(!is_workflow_key(""));
+    }
+}

@@ -1,0 +1,210 @@
+//! The stored custom-workflow definition (spec/workflow.md §1): workflow, stages, jobs.
+//!
+//! Only the fields the server reasons about are typed; everything else a client sends — job
+//! specs, parameters, notification settings, unknown keys at any level — is kept verbatim
+//! (`serde_json::Value` / a flattened `extra` map), so a definition reads back as it was
+//! written.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Every job type Zadig knows (spec/workflow.md §1.4). Anything else is rejected with 400.
+pub const JOB_TYPES: &[&str] = &[
+    "zadig-build",
+    "zadig-deploy",
+    "zadig-helm-chart-deploy",
+    "zadig-vm-deploy",
+    "zadig-test",
+    "zadig-scanning",
+    "zadig-distribute-image",
+    "zadig-restart",
+    "custom-deploy",
+    "freestyle",
+    "plugin",
+    "k8s-blue-green-deploy",
+    "k8s-blue-green-release",
+    "k8s-canary-deploy",
+    "k8s-canary-release",
+    "k8s-gray-release",
+    "k8s-gray-rollback",
+    "k8s-resource-patch",
+    "istio-release",
+    "istio-rollback",
+    "update-env-istio-config",
+    "jira",
+    "nacos",
+    "apollo",
+    "dms",
+    "pingcode",
+    "tapd",
+    "sql",
+    "jenkins",
+    "meego-transition",
+    "workflow-trigger",
+    "offline-service",
+    "mse-gray-release",
+    "mse-gray-offline",
+    "guanceyun-check",
+    "grafana",
+    "blueking",
+    "approval",
+    "notification",
+    "ai-release-specialist",
+    "ai-task",
+    "sae-deploy",
+    "apisix",
+];
+
+/// Workflow parameter types (spec/workflow.md §1.3).
+pub const PARAM_TYPES: &[&str] = &[
+    "string",
+    "text",
+    "choice",
+    "repo",
+    "multi-select",
+    "file",
+    "script",
+    "image",
+];
+
+/// Job run policies (spec/workflow.md §1.2).
+pub const RUN_POLICIES: &[&str] = &["", "default_not_run", "force_run", "skip"];
+
+/// Stage approval types (spec/workflow.md §1.2).
+pub const APPROVAL_TYPES: &[&str] = &["native", "lark", "lark_intl", "dingtalk", "workwx"];
+
+fn is_null(v: &Value) -> bool {
+    v.is_null()
+}
+
+/// A custom workflow definition as stored in `workflows` (unique on `name`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Storage id (24 hex); assigned by the server.
+    #[serde(default)]
+    pub id: String,
+    /// The workflow key: unique across all projects, `^[a-zA-Z0-9-]+$`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// The project key.
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub category: String,
+    /// Global parameters, each a Param object (§1.3) kept verbatim.
+    #[serde(default)]
+    pub params: Vec<Value>,
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    #[serde(default)]
+    pub notify_ctls: Vec<Value>,
+    #[serde(default)]
+    pub share_storages: Vec<Value>,
+    /// -1 unlimited, 0 never executable, N at most N tasks at once.
+    #[serde(default)]
+    pub concurrency_limit: i64,
+    #[serde(default)]
+    pub remark_required: bool,
+    /// Executing requires a pre-approval ticket (§7).
+    #[serde(default)]
+    pub enable_approval_ticket: bool,
+    #[serde(default)]
+    pub approval_ticket_id: String,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(default)]
+    pub update_time: i64,
+    /// UI column settings; kept across updates.
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub custom_field: Value,
+    /// Bumped on every write; updates are conditional on it.
+    #[serde(default)]
+    pub version: i64,
+    /// Fields we do not interpret, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One stage: jobs run one after the other, or all at once when `parallel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub parallel: bool,
+    /// Stage-level approval (seed 002), kept verbatim after normalisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Value>,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub manual_exec: Value,
+    #[serde(default)]
+    pub jobs: Vec<Job>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One job of a stage; `spec` is the type-specific configuration (§1.4), kept verbatim.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub job_type: String,
+    #[serde(default)]
+    pub skipped: bool,
+    #[serde(default)]
+    pub spec: Value,
+    #[serde(default)]
+    pub run_policy: String,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub error_policy: Value,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub execute_policy: Value,
+    #[serde(default)]
+    pub service_modules: Vec<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Workflow {
+    /// All jobs in definition order, with their stage index.
+    pub fn jobs(&self) -> impl Iterator<Item = (usize, &Job)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.jobs.iter().map(move |j| (i, j)))
+    }
+
+    /// The job called `name`.
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs().map(|(_, j)| j).find(|j| j.name == name)
+    }
+
+    /// The global parameter called `name`.
+    pub fn param(&self, name: &str) -> Option<&Value> {
+        self.params.iter().find(|p| str_of(p, "name") == name)
+    }
+}
+
+/// `v[key]` as a string slice, `""` when absent or not a string.
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `v[key]` as an array slice, empty when absent or not an array.
+pub fn arr_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}

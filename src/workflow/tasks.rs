@@ -1,0 +1,467 @@
+//! The task API at the data level (spec/workflow.md §2.3, §2.4, §2.6–2.8, §5.7): list,
+//! detail, cancel, retry and approve. The engine runs tasks; these functions change the
+//! stored task with conditional writes (`TaskStore::save`) and notify the engine.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult, codes};
+use crate::state::AppState;
+use crate::validate;
+use crate::workflow::definitions;
+use crate::workflow::expand;
+use crate::workflow::model::{Workflow, arr_of, str_of};
+use crate::workflow::task::{ApproveUser, JobTask, Task, status};
+
+/// How often a write is re-applied after losing a race with the engine before giving up.
+const MAX_ATTEMPTS: usize = 50;
+
+fn raced(what: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "{what}: the task kept changing while this request was applied; retry"
+    ))
+}
+
+/// One page of a workflow's tasks (newest first) and the total.
+pub async fn list(
+    state: &AppState,
+    workflow: &str,
+    project: &str,
+    page: u64,
+    size: u64,
+) -> ApiResult<(Workflow, Vec<Task>, u64)> {
+    validate::name("workflowKey", workflow)?;
+    validate::name("projectKey", project)?;
+    let wf = definitions::find_in(state, workflow, project, codes::FIND_WORKFLOW).await?;
+    let (tasks, total) = state.tasks.page(project, workflow, page, size).await?;
+    Ok((wf, tasks, total))
+}
+
+/// A task by workflow and id; unknown → 404 with `code`.
+pub async fn get(
+    state: &AppState,
+    workflow: &str,
+    task_id: i64,
+    code: (i64, &str),
+) -> ApiResult<Task> {
+    state.tasks.get(workflow, task_id).await?.ok_or_else(|| {
+        ApiError::code(
+            StatusCode::NOT_FOUND,
+            code,
+            format!("task {workflow}:{task_id} not found"),
+        )
+    })
+}
+
+/// How credential values are shown.
+pub const MASK: &str = "********";
+
+/// Variables as the detail shows them (`key`, `value`, `type`, `is_credential`), credential
+/// values masked.
+fn envs_view(vars: &[Value]) -> Value {
+    Value::Array(
+        vars.iter()
+            .map(|v| {
+                let secret = v.get("is_credential").and_then(Value::as_bool).unwrap_or(false);
+                json!({
+                    "key": str_of(v, "key"),
+                    "value": if secret { Value::String(MASK.into()) } else { v.get("value").cloned().unwrap_or(json!("")) },
+                    "type": v.get("type").cloned().unwrap_or(json!("string")),
+                    "is_credential": secret,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn output(job: &JobTask, key: &str) -> String {
+    job.outputs.get(key).cloned().unwrap_or_default()
+}
+
+/// The per-type summary of a job task's spec shown by task detail (spec §2.4).
+pub fn job_spec_view(job: &JobTask) -> Value {
+    let s = &job.spec;
+    let pick = |keys: &[&str]| {
+        let mut m = Map::new();
+        for k in keys {
+            m.insert((*k).to_string(), s.get(*k).cloned().unwrap_or(Value::Null));
+        }
+        m
+    };
+    let vars = |key: &str| envs_view(arr_of(s, key));
+    match job.job_type.as_str() {
+        "zadig-build" | "freestyle" => {
+            let image = Some(output(job, "IMAGE"))
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| str_of(s, "image").to_string());
+            let vars_key = if job.job_type == "zadig-build" {
+                "key_vals"
+            } else {
+                "envs"
+            };
+            json!({
+                "repos": arr_of(s, "repos"),
+                "image": image,
+                "package": output(job, "PKG_FILE"),
+                "service_name": str_of(s, "service_name"),
+                "service_module": str_of(s, "service_module"),
+                "envs": vars(vars_key),
+            })
+        }
+        "zadig-test" => {
+            let mut m = pick(&[
+                "repos",
+                "test_type",
+                "project_name",
+                "service_name",
+                "service_module",
+            ]);
+            m.insert("test_name".into(), json!(str_of(s, "name")));
+            m.insert("envs".into(), vars("key_vals"));
+            for k in ["junit_report", "archive", "html_report"] {
+                m.insert(k.into(), json!(output(job, k)));
+            }
+            Value::Object(m)
+        }
+        "zadig-scanning" => {
+            let mut m = pick(&["repos", "scanning_type", "service_name", "service_module"]);
+            m.insert("scanning_name".into(), json!(str_of(s, "name")));
+            m.insert("envs".into(), vars("key_vals"));
+            m.insert("link_url".into(), json!(output(job, "link_url")));
+            Value::Object(m)
+        }
+        "zadig-deploy" | "zadig-helm-chart-deploy" => {
+            let mut m = pick(&[
+                "env",
+                "production",
+                "deploy_contents",
+                "skip_check_run_status",
+                "variable_kvs",
+                "value_merge_strategy",
+                "deploy_type",
+            ]);
+            let images: Vec<Value> = arr_of(s, "service_and_images")
+                .iter()
+                .map(|i| {
+                    let image = Some(output(job, "IMAGE"))
+                        .filter(|o| !o.is_empty())
+                        .unwrap_or_else(|| str_of(i, "image").to_string());
+                    json!({"service_name": str_of(i, "service_name"), "service_module": str_of(i, "service_module"), "image": image})
+                })
+                .collect();
+            m.insert("service_and_images".into(), Value::Array(images));
+            Value::Object(m)
+        }
+        "custom-deploy" => {
+            let mut m = pick(&[
+                "target",
+                "image",
+                "cluster_id",
+                "namespace",
+                "skip_check_run_status",
+            ]);
+            m.insert(
+                "cluster_name".into(),
+                s.get("cluster_id").cloned().unwrap_or(json!("")),
+            );
+            Value::Object(m)
+        }
+        "plugin" => s.get("plugin").cloned().unwrap_or(json!({})),
+        "zadig-distribute-image" => {
+            let mut m = pick(&["source_registry_id", "target_registry_id"]);
+            m.insert(
+                "distribute_target".into(),
+                s.get("targets").cloned().unwrap_or(json!([])),
+            );
+            Value::Object(m)
+        }
+        _ => s.clone(),
+    }
+}
+
+/// Seconds a job task has run: 0 before it starts, to its end or to now.
+pub fn cost_seconds(job: &JobTask, now: i64) -> i64 {
+    match (job.start_time, job.end_time) {
+        (0, _) => 0,
+        (start, 0) => (now - start).max(0),
+        (start, end) => (end - start).max(0),
+    }
+}
+
+/// Cancel a task (`DELETE /openapi/workflows/custom/task`): any unfinished task becomes
+/// `cancelled`; a passed task → 400/6163 with the seed's text; other finished tasks → 409.
+pub async fn cancel(
+    state: &AppState,
+    caller: &Identity,
+    workflow: &str,
+    task_id: i64,
+) -> ApiResult<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        let mut t = get(state, workflow, task_id, codes::CANCEL_TASK).await?;
+        match t.status.as_str() {
+            status::PASSED => {
+                return Err(ApiError::code(
+                    StatusCode::BAD_REQUEST,
+                    codes::CANCEL_TASK,
+                    format!("task: {workflow}:{task_id} is passed, cannot cancel"),
+                ));
+            }
+            status::CANCELLED => return Ok(()),
+            s if status::is_final(s) => {
+                return Err(ApiError::code(
+                    StatusCode::CONFLICT,
+                    codes::CANCEL_TASK,
+                    format!("task: {workflow}:{task_id} is {s}, cannot cancel"),
+                ));
+            }
+            _ => {}
+        }
+        // A task nobody started ends now; a running one ends when the engine winds it down.
+        if [status::WAITING, status::CREATED].contains(&t.status.as_str()) {
+            t.end_time = state.clock.now();
+        }
+        t.status = status::CANCELLED.to_string();
+        t.task_revoker = caller.name.clone();
+        if state.tasks.save(&mut t).await? {
+            tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} cancelled by {}", caller.account);
+            crate::engine::task_cancelled(state, workflow, task_id);
+            return Ok(());
+        }
+    }
+    Err(raced("cancel"))
+}
+
+fn finished_ok(s: &str) -> bool {
+    [status::PASSED, status::SKIPPED, status::UNSTABLE].contains(&s)
+}
+
+/// Retry a task (`POST /openapi/workflows/custom/:workflowKey/task/:taskID`, spec §5.7): same
+/// task id; stages and job tasks that did not pass are reset (their specs regenerated from
+/// the stored definition), passed work is kept; the task is queued again.
+pub async fn retry(
+    state: &AppState,
+    caller: &Identity,
+    workflow: &str,
+    task_id: i64,
+) -> ApiResult<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
+        if ![
+            status::FAILED,
+            status::TIMEOUT,
+            status::CANCELLED,
+            status::REJECT,
+        ]
+        .contains(&t.status.as_str())
+        {
+            return Err(ApiError::code(
+                StatusCode::CONFLICT,
+                codes::GET_TASK,
+                format!(
+                    "task {workflow}:{task_id} is {}: only failed, timeout, cancelled or rejected tasks can be retried",
+                    t.status
+                ),
+            ));
+        }
+        let fresh = regenerated_specs(&t);
+        for stage in &mut t.stages {
+            if finished_ok(&stage.status) {
+                continue;
+            }
+            stage.status = status::NOT_RUN.to_string();
+            stage.start_time = 0;
+            stage.end_time = 0;
+            stage.error.clear();
+            if let Some(a) = stage.approval.as_mut() {
+                a.reject_or_approve.clear();
+                a.wait_start_ms = 0;
+                for u in &mut a.approve_users {
+                    *u = ApproveUser {
+                        user_id: u.user_id.clone(),
+                        user_name: u.user_name.clone(),
+                        ..ApproveUser::default()
+                    };
+                }
+            }
+            for job in &mut stage.jobs {
+                if finished_ok(&job.status) {
+                    continue;
+                }
+                job.status = status::NOT_RUN.to_string();
+                job.start_time = 0;
+                job.end_time = 0;
+                job.error.clear();
+                job.outputs.clear();
+                if let Some(spec) = fresh.get(&job.name) {
+                    job.spec = spec.clone();
+                }
+            }
+        }
+        t.retry_num += 1;
+        t.status = status::WAITING.to_string();
+        t.queued_at_ms = state.clock.now_ms();
+        t.start_time = 0;
+        t.end_time = 0;
+        t.error.clear();
+        t.task_revoker.clear();
+        t.lease_owner.clear();
+        t.lease_until_ms = 0;
+        if state.tasks.save(&mut t).await? {
+            tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} retried by {}", caller.account);
+            crate::engine::task_queued(state);
+            return Ok(());
+        }
+    }
+    Err(raced("retry"))
+}
+
+/// Job-task specs rebuilt from the task's stored definition, by job-task name.
+fn regenerated_specs(t: &Task) -> HashMap<String, Value> {
+    let Ok(wf) = serde_json::from_value::<Workflow>(t.workflow_args.clone()) else {
+        return HashMap::new();
+    };
+    let runs = |j: &str| wf.job(j).is_some_and(|j| !j.skipped);
+    match expand::stages(&wf, &runs) {
+        Ok(stages) => stages
+            .into_iter()
+            .flat_map(|s| s.jobs)
+            .map(|j| (j.name, j.spec))
+            .collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// An approval vote (`POST /openapi/workflows/custom/task/approve`).
+#[derive(Debug, Clone)]
+pub struct Vote {
+    pub task_id: i64,
+    pub workflow_key: String,
+    /// The stage to approve; the name of a waiting `approval` job (or job task) works too.
+    pub stage_name: String,
+    pub approve: bool,
+    pub comment: String,
+}
+
+fn approve_error(status: StatusCode, what: impl Into<String>) -> ApiError {
+    ApiError::code(status, codes::APPROVE_TASK, what)
+}
+
+/// Record `caller`'s vote on the stage (or approval job) waiting for approval. The caller must
+/// be a listed approver (system admins may always vote) who has not voted yet; the engine
+/// decides the outcome when notified.
+pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiResult<()> {
+    validate::name("workflow_key", &vote.workflow_key)?;
+    validate::name("stage_name", &vote.stage_name)?;
+    if vote.task_id <= 0 {
+        return Err(ApiError::bad_request(
+            "`task_id` is required (a positive task id)",
+        ));
+    }
+    let (wf, id, stage) = (&vote.workflow_key, vote.task_id, &vote.stage_name);
+    for _ in 0..MAX_ATTEMPTS {
+        let mut t = state.tasks.get(wf, id).await?.ok_or_else(|| {
+            approve_error(
+                StatusCode::NOT_FOUND,
+                format!("can not find approved workflow: {wf}, taskID: {id},jobName: {stage}"),
+            )
+        })?;
+        let nothing = || {
+            approve_error(
+                StatusCode::CONFLICT,
+                format!("workflow {wf} ID {id} stage {stage} do not need approve"),
+            )
+        };
+        let now = state.clock.now();
+        if let Some(st) = t
+            .stages
+            .iter_mut()
+            .find(|s| &s.name == stage && s.approval.as_ref().is_some_and(|a| a.enabled))
+        {
+            let waiting = st.status == status::WAIT_FOR_APPROVAL;
+            let Some(a) = st
+                .approval
+                .as_mut()
+                .filter(|a| waiting && a.reject_or_approve.is_empty())
+            else {
+                return Err(nothing());
+            };
+            record(&mut a.approve_users, caller, vote, now)?;
+        } else {
+            let job = t
+                .stages
+                .iter_mut()
+                .flat_map(|s| s.jobs.iter_mut())
+                .find(|j| {
+                    j.job_type == "approval"
+                        && (&j.name == stage || &j.key == stage)
+                        && j.status == status::WAIT_FOR_APPROVAL
+                })
+                .ok_or_else(nothing)?;
+            let mut users: Vec<ApproveUser> = job
+                .spec
+                .pointer("/native_approval/approve_users")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            record(&mut users, caller, vote, now)?;
+            let users = serde_json::to_value(users).map_err(ApiError::internal)?;
+            match job
+                .spec
+                .get_mut("native_approval")
+                .and_then(Value::as_object_mut)
+            {
+                Some(na) => {
+                    na.insert("approve_users".into(), users);
+                }
+                None => return Err(nothing()),
+            }
+        }
+        if state.tasks.save(&mut t).await? {
+            tracing::info!(workflow = %wf, task_id = id, "{} voted {} on {wf}#{id} stage {stage}", caller.account, if vote.approve { "approve" } else { "reject" });
+            crate::engine::approval_recorded(state, wf, id);
+            return Ok(());
+        }
+    }
+    Err(raced("approve"))
+}
+
+fn record(users: &mut Vec<ApproveUser>, caller: &Identity, vote: &Vote, now: i64) -> ApiResult<()> {
+    let at = users.iter().position(|u| {
+        (!u.user_id.is_empty() && u.user_id == caller.uid)
+            || (!u.user_name.is_empty()
+                && (u.user_name == caller.account || u.user_name == caller.name))
+    });
+    let at = match at {
+        Some(at) => at,
+        None if caller.is_admin => {
+            users.push(ApproveUser {
+                user_id: caller.uid.clone(),
+                user_name: caller.account.clone(),
+                ..ApproveUser::default()
+            });
+            users.len() - 1
+        }
+        None => {
+            return Err(approve_error(
+                StatusCode::FORBIDDEN,
+                format!("user {} has no authority to Approve", caller.account),
+            ));
+        }
+    };
+    let u = &mut users[at];
+    if !u.reject_or_approve.is_empty() {
+        return Err(approve_error(
+            StatusCode::CONFLICT,
+            format!("{} have {} already", caller.account, u.reject_or_approve),
+        ));
+    }
+    u.reject_or_approve = if vote.approve { "approve" } else { "reject" }.to_string();
+    u.comment = vote.comment.clone();
+    u.operation_time = now;
+    if u.user_id.is_empty() {
+        u.user_id = caller.uid.clone();
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Pre-approval tickets (spec/workflow.md §7): created by a third-party approval system
+//! through `POST /openapi/ticket/approval`, stored in `approval_tickets` (unique on
+//! `approval_id`), and checked when a workflow with `enable_approval_ticket` is executed.
+//!
+//! Zadig refuses such workflows on its OpenAPI; we run them when the execute request names a
+//! ticket (`approval_ticket_id`: the ticket's `approval_id` or its internal id) and enforce
+//! everything the ticket restricts: status, time window, users, environments and services.
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult, codes};
+use crate::state::AppState;
+use crate::store::{Backend, Filter, StoreError, Typed};
+use crate::validate;
+use crate::workflow::model::{Workflow, arr_of, str_of};
+
+/// A service a ticket allows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketService {
+    #[serde(default)]
+    pub service_name: String,
+    #[serde(default)]
+    pub service_module: String,
+}
+
+/// A user a ticket allows (matched by `email` against the caller's account or name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketUser {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+/// A stored ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: String,
+    pub approval_id: String,
+    /// 0 invalid, 1 in effect.
+    pub status: i64,
+    pub project_key: String,
+    #[serde(default)]
+    pub envs: Vec<String>,
+    #[serde(default)]
+    pub services: Vec<TicketService>,
+    #[serde(default)]
+    pub users: Vec<TicketUser>,
+    /// Unix seconds; 0 unbounded.
+    #[serde(default)]
+    pub execution_window_start: i64,
+    #[serde(default)]
+    pub execution_window_end: i64,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub created_by: String,
+}
+
+/// Queries over `approval_tickets`.
+#[derive(Clone)]
+pub struct TicketStore {
+    docs: Typed<Ticket>,
+}
+
+impl TicketStore {
+    pub fn new(backend: &dyn Backend) -> Self {
+        Self {
+            docs: Typed::new(backend, "approval_tickets"),
+        }
+    }
+
+    /// A ticket by its `approval_id`, or by its internal id.
+    pub async fn find(&self, reference: &str) -> ApiResult<Option<Ticket>> {
+        if let Some(t) = self
+            .docs
+            .find_one(&Filter::eq("approval_id", reference))
+            .await?
+        {
+            return Ok(Some(t));
+        }
+        Ok(self.docs.get(reference).await?)
+    }
+}
+
+/// Store a new ticket. `ticket.id`/`create_time`/`created_by` are assigned here.
+pub async fn create(state: &AppState, caller: &Identity, mut ticket: Ticket) -> ApiResult<()> {
+    validate::name("approval_id", &ticket.approval_id)?;
+    validate::name("project_key", &ticket.project_key)?;
+    if ![0, 1].contains(&ticket.status) {
+        return Err(ApiError::bad_request(format!(
+            "`status` must be 0 (invalid) or 1 (in effect), got {}",
+            ticket.status
+        )));
+    }
+    if ticket.execution_window_end != 0
+        && ticket.execution_window_start > ticket.execution_window_end
+    {
+        return Err(ApiError::bad_request(
+            "`execution_window_start`: invalid time window: start time greater than end time",
+        ));
+    }
+    for (i, s) in ticket.services.iter().enumerate() {
+        validate::name(&format!("services[{i}].service_name"), &s.service_name)?;
+    }
+    let now = state.clock.now();
+    ticket.id = validate::new_object_id(now);
+    ticket.create_time = now;
+    ticket.created_by = caller.name.clone();
+    match state.approval_tickets.docs.insert(&ticket).await {
+        Ok(()) => {
+            tracing::info!(approval_id = %ticket.approval_id, "approval ticket {} created", ticket.approval_id);
+            Ok(())
+        }
+        Err(StoreError::Duplicate(_)) => Err(ApiError::code(
+            StatusCode::CONFLICT,
+            codes::CREATE_TICKET,
+            format!(
+                "an approval ticket with approval_id {:?} already exists",
+                ticket.approval_id
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn denied(what: impl Into<String>) -> ApiError {
+    ApiError::code(StatusCode::FORBIDDEN, codes::CREATE_TASK, what)
+}
+
+/// Check that `reference` names a ticket that allows `caller` to run `wf` (the definition with
+/// the execute input applied, `runs` telling which jobs run) now. Returns the ticket.
+pub async fn check(
+    state: &AppState,
+    reference: &str,
+    wf: &Workflow,
+    runs: &(dyn Fn(&str) -> bool + Sync),
+    caller: &Identity,
+) -> ApiResult<Ticket> {
+    if reference.is_empty() {
+        return Err(ApiError::code(
+            StatusCode::BAD_REQUEST,
+            codes::CREATE_TASK,
+            format!(
+                "`approval_ticket_id`: workflow {} needs an approval ticket to run; name one in approval_ticket_id",
+                wf.name
+            ),
+        ));
+    }
+    let ticket = state
+        .approval_tickets
+        .find(reference)
+        .await?
+        .ok_or_else(|| {
+            ApiError::code(
+                StatusCode::NOT_FOUND,
+                codes::CREATE_TASK,
+                format!("`approval_ticket_id`: cannot find approval ticket of id: {reference}"),
+            )
+        })?;
+    if ticket.project_key != wf.project {
+        return Err(denied(
+            "workflow task creation denied: project key mismatch.",
+        ));
+    }
+    if ticket.status != 1 {
+        return Err(denied(format!(
+            "workflow task creation denied: approval ticket {} is not in effect (status {}).",
+            ticket.approval_id, ticket.status
+        )));
+    }
+    let now = state.clock.now();
+    if (ticket.execution_window_start != 0 && now < ticket.execution_window_start)
+        || (ticket.execution_window_end != 0 && now > ticket.execution_window_end)
+    {
+        return Err(denied(
+            "workflow task creation denied: not in execution time window.",
+        ));
+    }
+    if !ticket.users.is_empty() {
+        let allowed = ticket.users.iter().any(|u| {
+            !u.email.is_empty()
+                && (u.email.eq_ignore_ascii_case(&caller.account)
+                    || u.email.eq_ignore_ascii_case(&caller.name))
+        });
+        if !allowed {
+            return Err(denied(format!(
+                "workflow task creation denied: user {} is not allowed to create workflow task.",
+                caller.name
+            )));
+        }
+    }
+    let deny = |what: String| {
+        denied(format!(
+            "update workflow spec is denied: approvalTicket: [{}] does not allow {what}",
+            ticket.approval_id
+        ))
+    };
+    for (_, job) in wf.jobs() {
+        if !runs(&job.name) {
+            continue;
+        }
+        let env = str_of(&job.spec, "env");
+        let deploys = matches!(
+            job.job_type.as_str(),
+            "zadig-deploy" | "zadig-helm-chart-deploy" | "zadig-vm-deploy"
+        );
+        if deploys && !ticket.envs.is_empty() && !ticket.envs.iter().any(|e| e == env) {
+            return Err(deny(format!("deploying to env [{env}]")));
+        }
+        if ticket.services.is_empty() {
+            continue;
+        }
+        for (svc, module) in job_services(&job.job_type, &job.spec) {
+            let ok = ticket.services.iter().any(|s| {
+                s.service_name == svc
+                    && (s.service_module.is_empty()
+                        || module.is_empty()
+                        || s.service_module == module)
+            });
+            if !ok {
+                return Err(deny(format!("service [{svc}/{module}]")));
+            }
+        }
+    }
+    Ok(ticket)
+}
+
+/// The (service, module) pairs a build or deploy job touches.
+fn job_services(job_type: &str, spec: &serde_json::Value) -> Vec<(String, String)> {
+    let pair = |v: &serde_json::Value, module_key: &str| {
+        (
+            str_of(v, "service_name").to_string(),
+            str_of(v, module_key).to_string(),
+        )
+    };
+    match job_type {
+        "zadig-build" => arr_of(spec, "service_and_builds")
+            .iter()
+            .map(|s| pair(s, "service_module"))
+            .collect(),
+        "zadig-deploy" | "zadig-helm-chart-deploy" => {
+            let mut out = Vec::new();
+            for s in arr_of(spec, "services") {
+                let modules = arr_of(s, "modules");
+                if modules.is_empty() {
+                    out.push((str_of(s, "service_name").to_string(), String::new()));
+                }
+                for m in modules {
+                    out.push((
+                        str_of(s, "service_name").to_string(),
+                        str_of(m, "service_module").to_string(),
+                    ));
+                }
+            }
+            out.extend(
+                arr_of(spec, "service_and_images")
+                    .iter()
+                    .map(|s| pair(s, "service_module")),
+            );
+            out
+        }
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,168 @@
+//! End to end with the engine: tasks created through the workflow API run, are cancelled,
+//! approved and retried for real (seed 002; spec/workflow.md §3, §5).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Kind, TestApp};
+use crate::workflows::create;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `backend_test!` for tests that need the engine to run tasks.
+macro_rules! engine_test {
+    (async fn $name:ident($app:ident) $body:block) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs the workflow engine (enabled when it is merged)"]
+            async fn embedded() {
+                let Some($app) = TestApp::start(Kind::Embedded).await else {
+                    return;
+                };
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs the workflow engine (enabled when it is merged)"]
+            async fn mongodb() {
+                let Some($app) = TestApp::start(Kind::Mongo).await else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
+
+fn freestyle(name: &str, script: &str) -> Value {
+    json!({"name": name, "type": "freestyle", "spec": {"script": script, "envs": []}})
+}
+
+async fn detail(app: &TestApp, wf: &str, id: i64) -> Value {
+    app.get(&format!(
+        "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
+    ))
+    .await
+    .expect(200)
+    .clone()
+}
+
+/// Wait until the task's status is `want`.
+async fn wait_status(app: &TestApp, wf: &str, id: i64, want: &str) -> Value {
+    app.wait_for(&format!("{wf}#{id} to be {want}"), LIMIT, || async {
+        let d = detail(app, wf, id).await;
+        (d["status"] == want).then_some(d)
+    })
+    .await
+}
+
+async fn run(app: &TestApp, project: &str, wf: &str, inputs: Value) -> i64 {
+    let r = app
+        .post(
+            "/openapi/workflows/custom/task",
+            json!({"project_key": project, "workflow_key": wf, "inputs": inputs}),
+        )
+        .await;
+    r.expect(200)["task_id"].as_i64().expect("task_id")
+}
+
+engine_test! {
+    async fn an_executed_freestyle_task_runs_and_passes(app) {
+        create(&app, json!({"name": "hello", "project": "e2e", "concurrency_limit": 1,
+            "params": [{"name": "WHO", "type": "string", "value": "nobody"}],
+            "stages": [{"name": "run", "jobs": [{"name": "echo", "type": "freestyle",
+                "spec": {"script": "echo \"hello $WHO $GREETING\"", "envs": [{"key": "GREETING", "value": "unset", "type": "string"}]}}]}]})).await;
+        let r = app.post("/openapi/workflows/custom/task", json!({"project_key": "e2e", "workflow_key": "hello",
+            "parameters": [{"name": "WHO", "type": "string", "value": "world"}],
+            "inputs": [{"job_name": "echo", "job_type": "freestyle", "parameters": {"kv": [{"key": "GREETING", "value": "from-e2e"}]}}]})).await;
+        assert_eq!(r.expect(200)["task_id"], 1);
+        let d = wait_status(&app, "hello", 1, "passed").await;
+        assert_eq!(d["stages"][0]["status"], "passed");
+        let job = &d["stages"][0]["jobs"][0];
+        assert_eq!(job["status"], "passed");
+        assert!(d["start_time"].as_i64().unwrap() > 0 && d["end_time"].as_i64().unwrap() > 0);
+        let log = app.get(&format!("/openapi/logs/log/v4/workflow/hello/1/{}", job["name"].as_str().unwrap())).await;
+        log.expect(200);
+        assert!(log.text.contains("hello world from-e2e"), "log: {}", log.text);
+        // Listed as passed; a passed task cannot be cancelled.
+        let l = app.get("/openapi/workflows/custom/hello/tasks?projectKey=e2e").await.expect(200).clone();
+        assert_eq!(l["workflow_tasks"][0]["status"], "passed");
+        app.delete("/openapi/workflows/custom/task?taskId=1&workflowKey=hello").await.expect_error(400, "task: hello:1 is passed, cannot cancel");
+        app.stop().await;
+    }
+}
+
+engine_test! {
+    async fn cancelling_a_running_task_stops_it(app) {
+        create(&app, json!({"name": "slow", "project": "e2e", "concurrency_limit": -1,
+            "stages": [{"name": "run", "jobs": [freestyle("nap", "echo started; sleep 600")]}]})).await;
+        let id = run(&app, "e2e", "slow", json!([{"job_name": "nap"}])).await;
+        app.wait_for("the job to run", LIMIT, || async {
+            let d = detail(&app, "slow", id).await;
+            (d["stages"][0]["jobs"][0]["status"] == "running").then_some(())
+        }).await;
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=slow")).await.expect(200);
+        let d = app.wait_for("the job to end", LIMIT, || async {
+            let d = detail(&app, "slow", id).await;
+            (d["stages"][0]["jobs"][0]["status"] == "cancelled").then_some(d)
+        }).await;
+        assert_eq!(d["status"], "cancelled");
+        assert_eq!(d["task_revoker"], "admin");
+        app.stop().await;
+    }
+}
+
+engine_test! {
+    async fn an_approved_stage_runs_and_a_rejected_one_does_not(app) {
+        let (_, alice) = app.create_user("alice", false).await;
+        create(&app, json!({"name": "gated", "project": "e2e", "concurrency_limit": -1,
+            "stages": [
+                {"name": "build", "jobs": [freestyle("prepare", "echo prepared")]},
+                {"name": "deploy", "approval": {"enabled": true, "type": "native", "description": "ship it?",
+                    "native_approval": {"approve_users": [{"user_name": "alice"}], "timeout": 30, "needed_approvers": 1}},
+                 "jobs": [freestyle("ship", "echo shipped")]}
+            ]})).await;
+        for (id, approve) in [(1, true), (2, false)] {
+            assert_eq!(run(&app, "e2e", "gated", json!([{"job_name": "prepare"}, {"job_name": "ship"}])).await, id);
+            app.wait_for("the stage to wait for approval", LIMIT, || async {
+                let d = detail(&app, "gated", id).await;
+                (d["stages"][1]["status"] == "wait_for_approval").then_some(())
+            }).await;
+            let vote = json!({"task_id": id, "workflow_key": "gated", "stage_name": "deploy", "approve": approve, "comment": "ok"});
+            app.call(Method::POST, "/openapi/workflows/custom/task/approve", Some(&alice), Some(vote)).await.expect(200);
+        }
+        let d = wait_status(&app, "gated", 1, "passed").await;
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "passed");
+        assert_eq!(d["stages"][1]["approval"]["approve_users"][0]["reject_or_approve"], "approve");
+        let d = wait_status(&app, "gated", 2, "reject").await;
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "", "a rejected stage runs nothing");
+        app.stop().await;
+    }
+}
+
+engine_test! {
+    async fn a_retried_task_redoes_only_what_failed(app) {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("second-attempt");
+        let script = format!("if [ -f '{m}' ]; then echo second try; else touch '{m}'; exit 1; fi", m = marker.display());
+        create(&app, json!({"name": "flaky", "project": "e2e", "concurrency_limit": 1,
+            "stages": [
+                {"name": "one", "jobs": [freestyle("steady", "echo steady")]},
+                {"name": "two", "jobs": [freestyle("shaky", &script)]}
+            ]})).await;
+        let id = run(&app, "e2e", "flaky", json!([{"job_name": "steady"}, {"job_name": "shaky"}])).await;
+        let first = wait_status(&app, "flaky", id, "failed").await;
+        assert_eq!(first["stages"][0]["jobs"][0]["status"], "passed");
+        assert_eq!(first["stages"][1]["jobs"][0]["status"], "failed");
+        app.clock.advance(Duration::from_secs(5));
+        app.post(&format!("/openapi/workflows/custom/flaky/task/{id}?projectKey=e2e"), json!({})).await.expect(200);
+        let d = wait_status(&app, "flaky", id, "passed").await;
+        assert_eq!(d["task_id"], id);
+        assert_eq!(d["retry_num"], 1);
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "passed");
+        assert_eq!(d["stages"][0]["jobs"][0]["end_time"], first["stages"][0]["jobs"][0]["end_time"], "passed work is not redone");
+        app.stop().await;
+    }
+}
