@@ -72,8 +72,10 @@ pub async fn start(
 }
 
 /// The background loops of every area, all stopped by `state.shutdown`.
-fn spawn_background(_state: &AppState) -> Vec<JoinHandle<()>> {
-    Vec::new()
+fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
+    let mut handles = Vec::new();
+    handles.extend(engine::spawn(state));
+    handles
 }
 
 impl Server {

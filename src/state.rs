@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -26,6 +27,8 @@ pub struct App {
     pub leases: Leases,
     pub users: UserStore,
     pub tasks: TaskStore,
+    /// The workflow engine: dispatcher registry, executor, job logs.
+    pub engine: Engine,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -57,6 +60,7 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             tasks: TaskStore::new(b),
+            engine: Engine::new(b, &config),
             shutdown: CancellationToken::new(),
             config,
             clock,

@@ -5,6 +5,7 @@
 //! the spec served at `/openapi.json` cannot drift from the router.
 
 pub mod extract;
+pub mod logs;
 pub mod metrics;
 pub mod service;
 pub mod users;
@@ -59,7 +60,9 @@ impl Modify for SecurityAddon {
 
 /// The routes that need a token: every `/openapi/*` and `/api/*` route.
 fn protected() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(users::router())
+    OpenApiRouter::new()
+        .merge(users::router())
+        .merge(logs::router())
 }
 
 /// The OpenAPI document of every route.
