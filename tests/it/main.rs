@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 mod harness;
 
+mod engine;
+mod engine_restart;
 mod foundation;
 mod openapi;
 mod store_conformance;
