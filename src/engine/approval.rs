@@ -36,12 +36,24 @@ pub fn deadline_ms(wait_start_ms: i64, timeout_minutes: i64) -> i64 {
 }
 
 /// Decide from the votes: a reject wins, then the quorum, then the clock.
-pub fn decide(users: &[ApproveUser], needed_approvers: i64, deadline_ms: i64, now_ms: i64) -> Decision {
+pub fn decide(
+    users: &[ApproveUser],
+    needed_approvers: i64,
+    deadline_ms: i64,
+    now_ms: i64,
+) -> Decision {
     if let Some(u) = users.iter().find(|u| u.reject_or_approve == "reject") {
-        let who = if u.user_name.is_empty() { &u.user_id } else { &u.user_name };
+        let who = if u.user_name.is_empty() {
+            &u.user_id
+        } else {
+            &u.user_name
+        };
         return Decision::Rejected(who.clone());
     }
-    let approvals = users.iter().filter(|u| u.reject_or_approve == "approve").count();
+    let approvals = users
+        .iter()
+        .filter(|u| u.reject_or_approve == "approve")
+        .count();
     let needed = usize::try_from(needed_approvers.max(1)).unwrap_or(1);
     if approvals >= needed {
         return Decision::Approved;
@@ -91,7 +103,10 @@ impl JobApproval {
         Self {
             kind,
             users,
-            needed_approvers: native.get("needed_approvers").and_then(Value::as_i64).unwrap_or(0),
+            needed_approvers: native
+                .get("needed_approvers")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
             timeout_minutes: timeout,
         }
     }
@@ -141,8 +156,14 @@ mod tests {
         assert_eq!(d, 1_000 + 3_600_000);
         // needed_approvers 0 means one approval, not an automatic pass.
         assert_eq!(decide(&[vote("a", "")], 0, d, 2_000), Decision::Waiting);
-        assert_eq!(decide(&[vote("a", "approve")], 0, d, 2_000), Decision::Approved);
-        assert_eq!(decide(&[vote("a", "approve"), vote("b", "")], 2, d, 2_000), Decision::Waiting);
+        assert_eq!(
+            decide(&[vote("a", "approve")], 0, d, 2_000),
+            Decision::Approved
+        );
+        assert_eq!(
+            decide(&[vote("a", "approve"), vote("b", "")], 2, d, 2_000),
+            Decision::Waiting
+        );
         assert_eq!(
             decide(&[vote("a", "approve"), vote("b", "reject")], 1, d, 2_000),
             Decision::Rejected("b".into())

@@ -67,7 +67,11 @@ async fn dispatch_loop(state: AppState) {
     let mut runners: JoinSet<()> = JoinSet::new();
     let mut again = false;
     loop {
-        let pause = if again { Duration::from_millis(50) } else { sweep };
+        let pause = if again {
+            Duration::from_millis(50)
+        } else {
+            sweep
+        };
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = state.engine.wake.notified() => {}
@@ -93,7 +97,10 @@ async fn dispatch_loop(state: AppState) {
 
 /// One round: claim as many eligible waiting tasks as there are free slots. `Ok(true)` asks
 /// for another round soon (another replica held the dispatch lease).
-async fn dispatch_round(state: &AppState, runners: &mut JoinSet<()>) -> crate::store::StoreResult<bool> {
+async fn dispatch_round(
+    state: &AppState,
+    runners: &mut JoinSet<()>,
+) -> crate::store::StoreResult<bool> {
     let cap = state.config.engine_task_cap();
     let mut free = cap.saturating_sub(state.engine.running_count());
     if free == 0 {
@@ -101,7 +108,13 @@ async fn dispatch_round(state: &AppState, runners: &mut JoinSet<()>) -> crate::s
     }
     let waiting = Filter::eq("status", status::WAITING);
     let order = FindOptions::sort("queued_at_ms", Dir::Asc).then("task_id", Dir::Asc);
-    if state.tasks.tasks.find(&waiting, &order.clone().limit(1)).await?.is_empty() {
+    if state
+        .tasks
+        .tasks
+        .find(&waiting, &order.clone().limit(1))
+        .await?
+        .is_empty()
+    {
         return Ok(false);
     }
     if !state
@@ -112,7 +125,10 @@ async fn dispatch_round(state: &AppState, runners: &mut JoinSet<()>) -> crate::s
         return Ok(true);
     }
     let result = claim_eligible(state, runners, &mut free, waiting, order).await;
-    state.leases.release(DISPATCH_LEASE, &state.instance_id).await?;
+    state
+        .leases
+        .release(DISPATCH_LEASE, &state.instance_id)
+        .await?;
     result.map(|()| false)
 }
 
@@ -132,7 +148,11 @@ async fn claim_eligible(
             filter = filter.and(Filter::ne("workflow_name", wf.as_str()));
         }
         let batch_size = u64::try_from((*free * 4).clamp(16, 256)).unwrap_or(64);
-        let batch = state.tasks.tasks.find(&filter, &order.clone().limit(batch_size)).await?;
+        let batch = state
+            .tasks
+            .tasks
+            .find(&filter, &order.clone().limit(batch_size))
+            .await?;
         if batch.is_empty() {
             break;
         }
@@ -159,7 +179,10 @@ async fn claim_eligible(
                         let n = state
                             .tasks
                             .tasks
-                            .count(&Filter::eq("workflow_name", t.workflow_name.as_str()).and(Filter::is_in("status", ACTIVE.iter().copied())))
+                            .count(
+                                &Filter::eq("workflow_name", t.workflow_name.as_str())
+                                    .and(Filter::is_in("status", ACTIVE.iter().copied())),
+                            )
                             .await?;
                         let n = i64::try_from(n).unwrap_or(i64::MAX);
                         active.insert(t.workflow_name.clone(), n);
@@ -190,7 +213,8 @@ async fn claim_eligible(
 
 /// Take a waiting task for this process: `running`, `start_time`, `lease_owner`.
 async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<Task>> {
-    let ttl_ms = i64::try_from(state.config.engine_lease_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+    let ttl_ms = i64::try_from(state.config.engine_lease_ttl_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX / 4);
     let filter = Filter::id(&t.id)
         .and(Filter::eq("status", status::WAITING))
         .and(Filter::eq("version", t.version));
@@ -203,14 +227,20 @@ async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<T
         .set("lease_until_ms", now_ms() + ttl_ms)
         .set("final_notified", false)
         .inc("version", 1);
-    state.tasks.tasks.find_one_and_update(&filter, &[], &update).await
+    state
+        .tasks
+        .tasks
+        .find_one_and_update(&filter, &[], &update)
+        .await
 }
 
 /// Run a claimed task in the background; its slot frees (and the dispatcher wakes) when it
 /// ends, whatever happens — a panic marks the task failed.
 fn start(state: &AppState, runners: &mut JoinSet<()>, task: Task) {
     let key = (task.workflow_name.clone(), task.task_id);
-    let reg = state.engine.register(key.clone(), task.id.clone(), &state.shutdown);
+    let reg = state
+        .engine
+        .register(key.clone(), task.id.clone(), &state.shutdown);
     let state = state.clone();
     runners.spawn(async move {
         let id = task.id.clone();
@@ -226,7 +256,8 @@ fn start(state: &AppState, runners: &mut JoinSet<()>, task: Task) {
 }
 
 async fn recovery_loop(state: AppState) {
-    let every = Duration::from_secs(state.config.engine_lease_ttl_secs).max(Duration::from_secs(1)) / 2;
+    let every =
+        Duration::from_secs(state.config.engine_lease_ttl_secs).max(Duration::from_secs(1)) / 2;
     loop {
         if let Err(e) = recover_orphans(&state).await {
             tracing::warn!("recovering orphaned tasks failed: {e}");
@@ -245,14 +276,19 @@ async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
         Filter::is_in("status", ACTIVE.iter().copied()),
         Filter::eq("status", status::CANCELLED).and(Filter::ne("lease_owner", "")),
     ]);
-    let active = state.tasks.tasks.find(&filter, &FindOptions::default()).await?;
+    let active = state
+        .tasks
+        .tasks
+        .find(&filter, &FindOptions::default())
+        .await?;
     let leases = state.backend.collection("leases");
     let mut alive: HashMap<String, bool> = HashMap::new();
     for t in active {
         let owner = t.lease_owner.clone();
         let live = if owner == state.instance_id {
             // Just claimed and not registered yet, or running here.
-            t.lease_until_ms >= now_ms() || state.engine.is_running_here(&t.workflow_name, t.task_id)
+            t.lease_until_ms >= now_ms()
+                || state.engine.is_running_here(&t.workflow_name, t.task_id)
         } else if owner.is_empty() {
             false
         } else {
@@ -260,7 +296,10 @@ async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
                 Some(a) => *a,
                 None => {
                     let held = leases
-                        .find_one(&Filter::id(&instance_lease(&owner)).and(Filter::gte("until_ms", now_ms())))
+                        .find_one(
+                            &Filter::id(&instance_lease(&owner))
+                                .and(Filter::gte("until_ms", now_ms())),
+                        )
                         .await?
                         .is_some();
                     alive.insert(owner.clone(), held);
@@ -296,16 +335,24 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
             return;
         }
         let at = state.clock.now();
-        let final_status = if t.status == status::CANCELLED { status::CANCELLED } else { status::FAILED };
+        let final_status = if t.status == status::CANCELLED {
+            status::CANCELLED
+        } else {
+            status::FAILED
+        };
         for s in &mut t.stages {
             for j in &mut s.jobs {
-                if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE].contains(&j.status.as_str()) {
+                if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
+                    .contains(&j.status.as_str())
+                {
                     j.status = final_status.to_string();
                     j.error = error.to_string();
                     j.end_time = at;
                 }
             }
-            if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE].contains(&s.status.as_str()) {
+            if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
+                .contains(&s.status.as_str())
+            {
                 s.status = final_status.to_string();
                 s.error = error.to_string();
                 s.end_time = at;
@@ -322,7 +369,8 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         match state.tasks.save(&mut t).await {
             Ok(true) => {
                 if let Some(r) = &t.release {
-                    crate::release_plan::on_workflow_task_finished(state, r, t.task_id, &t.status).await;
+                    crate::release_plan::on_workflow_task_finished(state, r, t.task_id, &t.status)
+                        .await;
                 }
                 return;
             }
@@ -345,7 +393,12 @@ async fn cancel_check_loop(state: AppState) {
         }
         let ids: Vec<&str> = running.iter().map(|(_, id)| id.as_str()).collect();
         let filter = Filter::is_in("id", ids).and(Filter::eq("status", status::CANCELLED));
-        match state.tasks.tasks.find(&filter, &FindOptions::default()).await {
+        match state
+            .tasks
+            .tasks
+            .find(&filter, &FindOptions::default())
+            .await
+        {
             Ok(cancelled) => {
                 for t in cancelled {
                     state.engine.cancel_local(&(t.workflow_name, t.task_id));

@@ -222,7 +222,11 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
     if end.status != JobStatus::Passed && !end.error.is_empty() {
         log.raw(&format!("Failed to run: {}.", end.error));
     }
-    let verdict = if end.status == JobStatus::Passed { "success" } else { "fail" };
+    let verdict = if end.status == JobStatus::Passed {
+        "success"
+    } else {
+        "fail"
+    };
     log.output(&[&format!("Job Status: {verdict}")]);
     log.raw(&format!(
         "====================== job-executor End. Duration: {:.2} seconds ======================",

@@ -36,7 +36,9 @@ exec 3<&-; \"$@\"";
 const MAX_LINE: usize = 64 * 1024;
 
 /// Variables of the server's environment a job inherits.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR"];
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
+];
 
 /// Runs jobs as local process groups.
 pub struct LocalExecutor {
@@ -62,7 +64,13 @@ impl LocalExecutor {
 fn path_safe(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.starts_with('.') || out.is_empty() {
         out.insert(0, '_');
@@ -146,7 +154,12 @@ fn job_env(job: &PreparedJob, ws: &Path) -> Vec<(OsString, OsString)> {
     env
 }
 
-async fn run_steps(job: &PreparedJob, dir: &Path, ws: &Path, log: &JobLog) -> Result<BTreeMap<String, String>, String> {
+async fn run_steps(
+    job: &PreparedJob,
+    dir: &Path,
+    ws: &Path,
+    log: &JobLog,
+) -> Result<BTreeMap<String, String>, String> {
     let env = job_env(job, ws);
     let mut outputs = BTreeMap::new();
     for step in &job.steps {
@@ -187,13 +200,28 @@ fn which(name: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
         .find(|p| is_exec(p))
 }
 
-async fn check_tools(tools: &[Tool], env: &[(OsString, OsString)], ws: &Path, log: &JobLog) -> Result<(), String> {
+async fn check_tools(
+    tools: &[Tool],
+    env: &[(OsString, OsString)],
+    ws: &Path,
+    log: &JobLog,
+) -> Result<(), String> {
     log.info("Installing tools.");
     for t in tools {
-        let label = if t.version.is_empty() { t.name.clone() } else { format!("{} {}", t.name, t.version) };
+        let label = if t.version.is_empty() {
+            t.name.clone()
+        } else {
+            format!("{} {}", t.name, t.version)
+        };
         let Some(path) = which(&t.name, env) else {
-            log.info(&format!("Tool {label} is not installed: {} is not on the PATH.", t.name));
-            return Err(format!("tool {label} is not installed: {} is not on the PATH", t.name));
+            log.info(&format!(
+                "Tool {label} is not installed: {} is not on the PATH.",
+                t.name
+            ));
+            return Err(format!(
+                "tool {label} is not installed: {} is not on the PATH",
+                t.name
+            ));
         };
         let reported = tool_version(&path, env, ws).await;
         log.info(&format!(
@@ -222,15 +250,28 @@ async fn tool_version(path: &Path, env: &[(OsString, OsString)], ws: &Path) -> O
         if !out.status.success() {
             continue;
         }
-        let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
-        if let Some(line) = String::from_utf8_lossy(&text).lines().map(str::trim).find(|l| !l.is_empty()) {
+        let text = if out.stdout.is_empty() {
+            out.stderr
+        } else {
+            out.stdout
+        };
+        if let Some(line) = String::from_utf8_lossy(&text)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+        {
             return Some(line.to_string());
         }
     }
     None
 }
 
-async fn clone(r: &GitRepo, env: &[(OsString, OsString)], ws: &Path, log: &JobLog) -> Result<(), String> {
+async fn clone(
+    r: &GitRepo,
+    env: &[(OsString, OsString)],
+    ws: &Path,
+    log: &JobLog,
+) -> Result<(), String> {
     let mut env = env.to_vec();
     env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
     env.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
@@ -255,14 +296,29 @@ async fn clone(r: &GitRepo, env: &[(OsString, OsString)], ws: &Path, log: &JobLo
     }
     args.push(r.url.clone());
     args.push(target.to_string_lossy().into_owned());
-    let fail = |what: String| format!("git clone of repo {} ({}) failed: {what}", r.name, log.mask(&r.url));
+    let fail = |what: String| {
+        format!(
+            "git clone of repo {} ({}) failed: {what}",
+            r.name,
+            log.mask(&r.url)
+        )
+    };
     git(&args, &env, ws, log).await.map_err(fail)?;
     let dir = target.to_string_lossy().into_owned();
     if r.pr > 0 {
         let mut fetched = false;
-        for refspec in [format!("pull/{}/head", r.pr), format!("merge-requests/{}/head", r.pr)] {
-            let fetch = ["-C".to_string(), dir.clone(), "fetch".into(), "--quiet".into(), "origin".into(),
-                format!("+refs/{refspec}:refs/remotes/origin/pr/{}", r.pr)];
+        for refspec in [
+            format!("pull/{}/head", r.pr),
+            format!("merge-requests/{}/head", r.pr),
+        ] {
+            let fetch = [
+                "-C".to_string(),
+                dir.clone(),
+                "fetch".into(),
+                "--quiet".into(),
+                "origin".into(),
+                format!("+refs/{refspec}:refs/remotes/origin/pr/{}", r.pr),
+            ];
             if git(&fetch, &env, ws, log).await.is_ok() {
                 fetched = true;
                 break;
@@ -271,19 +327,40 @@ async fn clone(r: &GitRepo, env: &[(OsString, OsString)], ws: &Path, log: &JobLo
         if !fetched {
             return Err(fail(format!("pull request {} not found", r.pr)));
         }
-        let co = ["-C".to_string(), dir.clone(), "checkout".into(), "--quiet".into(), format!("origin/pr/{}", r.pr)];
+        let co = [
+            "-C".to_string(),
+            dir.clone(),
+            "checkout".into(),
+            "--quiet".into(),
+            format!("origin/pr/{}", r.pr),
+        ];
         git(&co, &env, ws, log).await.map_err(fail)?;
     }
     if !r.commit_id.is_empty() {
-        let co = ["-C".to_string(), dir, "checkout".into(), "--quiet".into(), r.commit_id.clone()];
-        git(&co, &env, ws, log).await.map_err(|e| fail(format!("commit {}: {e}", r.commit_id)))?;
+        let co = [
+            "-C".to_string(),
+            dir,
+            "checkout".into(),
+            "--quiet".into(),
+            r.commit_id.clone(),
+        ];
+        git(&co, &env, ws, log)
+            .await
+            .map_err(|e| fail(format!("commit {}: {e}", r.commit_id)))?;
     }
     Ok(())
 }
 
-async fn git(args: &[String], env: &[(OsString, OsString)], ws: &Path, log: &JobLog) -> Result<(), String> {
+async fn git(
+    args: &[String],
+    env: &[(OsString, OsString)],
+    ws: &Path,
+    log: &JobLog,
+) -> Result<(), String> {
     log.output(&[&format!("git {}", args.join(" "))]);
-    let argv: Vec<OsString> = std::iter::once(OsString::from("git")).chain(args.iter().map(OsString::from)).collect();
+    let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
+        .chain(args.iter().map(OsString::from))
+        .collect();
     match run_logged(&argv, env, ws, log).await {
         Ok(st) if st.success() => Ok(()),
         Ok(st) => Err(exit_text(st)),
@@ -341,10 +418,18 @@ async fn run_script(
         }
         ScriptKind::PowerShell => {
             let Some(pwsh) = which("pwsh", env) else {
-                return Err("powershell scripts need pwsh on the PATH, which is not installed".into());
+                return Err(
+                    "powershell scripts need pwsh on the PATH, which is not installed".into(),
+                );
             };
             let file = dir.join("zadig").join("script.ps1");
-            let argv = vec![pwsh.into_os_string(), "-NoLogo".into(), "-NonInteractive".into(), "-File".into(), file.clone().into_os_string()];
+            let argv = vec![
+                pwsh.into_os_string(),
+                "-NoLogo".into(),
+                "-NonInteractive".into(),
+                "-File".into(),
+                file.clone().into_os_string(),
+            ];
             (file, argv, body)
         }
     };
@@ -392,7 +477,12 @@ impl Drop for AbortOnDrop {
 
 /// Run `argv` in its own process group (with the watchdog), its output going to the log line
 /// by line; the group is killed when the main process exits or when this future is dropped.
-async fn run_logged(argv: &[OsString], env: &[(OsString, OsString)], cwd: &Path, log: &JobLog) -> std::io::Result<ExitStatus> {
+async fn run_logged(
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    cwd: &Path,
+    log: &JobLog,
+) -> std::io::Result<ExitStatus> {
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(WATCHDOG)
@@ -414,8 +504,14 @@ async fn run_logged(argv: &[OsString], env: &[(OsString, OsString)], cwd: &Path,
     let guard = GroupGuard(Pid::from_raw(pid));
     // Held until the end: its closing (also by the server's death) fires the watchdog.
     let stdin = child.stdin.take();
-    let out = child.stdout.take().map(|r| AbortOnDrop(tokio::spawn(pump(r, log.clone()))));
-    let err = child.stderr.take().map(|r| AbortOnDrop(tokio::spawn(pump(r, log.clone()))));
+    let out = child
+        .stdout
+        .take()
+        .map(|r| AbortOnDrop(tokio::spawn(pump(r, log.clone()))));
+    let err = child
+        .stderr
+        .take()
+        .map(|r| AbortOnDrop(tokio::spawn(pump(r, log.clone()))));
     let status = child.wait().await?;
     drop(guard);
     drop(stdin);

@@ -116,7 +116,10 @@ impl LogHub {
     pub async fn stored_len(&self, key: &LogKey) -> StoreResult<u64> {
         let last = self
             .chunks
-            .find(&key_filter(key), &FindOptions::sort("end", Dir::Desc).limit(1))
+            .find(
+                &key_filter(key),
+                &FindOptions::sort("end", Dir::Desc).limit(1),
+            )
             .await?;
         Ok(last
             .first()
@@ -124,13 +127,19 @@ impl LogHub {
     }
 
     /// Stored lines from line `from` on, at most about `max` (whole chunks).
-    pub async fn read_stored(&self, key: &LogKey, from: u64, max: usize) -> StoreResult<Vec<String>> {
+    pub async fn read_stored(
+        &self,
+        key: &LogKey,
+        from: u64,
+        max: usize,
+    ) -> StoreResult<Vec<String>> {
         let from_i = i64::try_from(from).unwrap_or(i64::MAX);
         let chunks = self
             .chunks
             .find(
                 &key_filter(key).and(Filter::gt("end", from_i)),
-                &FindOptions::sort("seq", Dir::Asc).limit(u64::try_from(max / CHUNK_LINES + 1).unwrap_or(1)),
+                &FindOptions::sort("seq", Dir::Asc)
+                    .limit(u64::try_from(max / CHUNK_LINES + 1).unwrap_or(1)),
             )
             .await?;
         let mut out = Vec::new();
@@ -147,7 +156,12 @@ impl LogHub {
     }
 
     /// Every stored line, page by page (`pages` chunks at a time) — for the full-log route.
-    pub async fn stored_page(&self, key: &LogKey, from_seq: i64, chunks: u64) -> StoreResult<Vec<LogChunk>> {
+    pub async fn stored_page(
+        &self,
+        key: &LogKey,
+        from_seq: i64,
+        chunks: u64,
+    ) -> StoreResult<Vec<LogChunk>> {
         self.chunks
             .find(
                 &key_filter(key).and(Filter::gte("seq", from_seq)),
@@ -416,13 +430,21 @@ async fn flush_loop(chunks: Typed<LogChunk>, key: LogKey, live: Arc<LiveLog>) {
     }
 }
 
-async fn store_lines(chunks: &Typed<LogChunk>, key: &LogKey, from: u64, lines: &[Arc<str>]) -> StoreResult<()> {
+async fn store_lines(
+    chunks: &Typed<LogChunk>,
+    key: &LogKey,
+    from: u64,
+    lines: &[Arc<str>],
+) -> StoreResult<()> {
     let mut seq = from;
     let mut start = 0;
     while start < lines.len() {
         let mut bytes = 0;
         let mut end = start;
-        while end < lines.len() && end - start < CHUNK_LINES && (bytes == 0 || bytes + lines[end].len() <= CHUNK_BYTES) {
+        while end < lines.len()
+            && end - start < CHUNK_LINES
+            && (bytes == 0 || bytes + lines[end].len() <= CHUNK_BYTES)
+        {
             bytes += lines[end].len();
             end += 1;
         }
@@ -442,7 +464,11 @@ async fn store_lines(chunks: &Typed<LogChunk>, key: &LogKey, from: u64, lines: &
             // A retried flush whose first attempt did land: continue after what is stored.
             Err(crate::store::StoreError::Duplicate(_)) => match chunks.get(&chunk.id).await? {
                 Some(c) => u64::try_from(c.end - c.seq).unwrap_or(n).clamp(1, n),
-                None => return Err(crate::store::StoreError::Conflict("log chunk vanished".into())),
+                None => {
+                    return Err(crate::store::StoreError::Conflict(
+                        "log chunk vanished".into(),
+                    ));
+                }
             },
             Err(e) => return Err(e),
         };
@@ -543,7 +569,10 @@ impl Follow {
                     .get_or_insert_with(|| live.progress().0.saturating_sub(self.tail));
                 let r = live.read(cur, BATCH_LINES);
                 if r.behind.is_some() {
-                    let lines = hub.read_stored(&self.key, cur, BATCH_LINES).await.unwrap_or_default();
+                    let lines = hub
+                        .read_stored(&self.key, cur, BATCH_LINES)
+                        .await
+                        .unwrap_or_default();
                     if !lines.is_empty() {
                         self.cur = Some(cur + lines.len() as u64);
                         return Some(sse_events(&lines));
@@ -574,7 +603,10 @@ impl Follow {
                     *self.cur.insert(total.saturating_sub(self.tail))
                 }
             };
-            let lines = hub.read_stored(&self.key, cur, BATCH_LINES).await.unwrap_or_default();
+            let lines = hub
+                .read_stored(&self.key, cur, BATCH_LINES)
+                .await
+                .unwrap_or_default();
             if !lines.is_empty() {
                 self.cur = Some(cur + lines.len() as u64);
                 return Some(sse_events(&lines));
@@ -586,7 +618,10 @@ impl Follow {
                 }
                 JobPhase::Ended => {
                     // Its last lines were stored before it was marked ended.
-                    let lines = hub.read_stored(&self.key, cur, BATCH_LINES).await.unwrap_or_default();
+                    let lines = hub
+                        .read_stored(&self.key, cur, BATCH_LINES)
+                        .await
+                        .unwrap_or_default();
                     if lines.is_empty() {
                         self.done = true;
                         return None;
@@ -606,7 +641,10 @@ impl Follow {
 /// The whole log as plain text, piece by piece (`None` at the end): stored lines, then the
 /// lines of a job running here that are not stored yet.
 pub async fn full_piece(hub: &LogHub, key: &LogKey, cur: &mut u64) -> Option<String> {
-    let lines = hub.read_stored(key, *cur, BATCH_LINES * 4).await.unwrap_or_default();
+    let lines = hub
+        .read_stored(key, *cur, BATCH_LINES * 4)
+        .await
+        .unwrap_or_default();
     if !lines.is_empty() {
         *cur += lines.len() as u64;
         return Some(plain(&lines));
@@ -627,6 +665,9 @@ mod tests {
     #[test]
     fn masks_longest_first() {
         let s = vec!["secret-long".to_string(), "secret".to_string()];
-        assert_eq!(mask_with(&s, "a secret-long b secret"), "a ******** b ********");
+        assert_eq!(
+            mask_with(&s, "a secret-long b secret"),
+            "a ******** b ********"
+        );
     }
 }

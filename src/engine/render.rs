@@ -63,13 +63,22 @@ mod tests {
     fn renders_known_and_blanks_unknown() {
         let ctx: BTreeMap<String, String> = [
             ("workflow.params.v".to_string(), "1.2".to_string()),
-            ("job.build.a.b.output.IMAGE".to_string(), "reg/a:1".to_string()),
+            (
+                "job.build.a.b.output.IMAGE".to_string(),
+                "reg/a:1".to_string(),
+            ),
         ]
         .into();
         assert_eq!(render_str("v={{.workflow.params.v}}!", &ctx), "v=1.2!");
-        assert_eq!(render_str("{{ .job.build.a.b.output.IMAGE }}", &ctx), "reg/a:1");
+        assert_eq!(
+            render_str("{{ .job.build.a.b.output.IMAGE }}", &ctx),
+            "reg/a:1"
+        );
         assert_eq!(render_str("x{{.nope}}y", &ctx), "xy");
-        assert_eq!(render_str("${{ github.sha }} {{", &ctx), "${{ github.sha }} {{");
+        assert_eq!(
+            render_str("${{ github.sha }} {{", &ctx),
+            "${{ github.sha }} {{"
+        );
         let v = serde_json::json!({"a": ["{{.workflow.params.v}}", 3]});
         assert_eq!(render_value(&v, &ctx), serde_json::json!({"a": ["1.2", 3]}));
     }

@@ -6,12 +6,19 @@ use crate::workflow::task::status::{
 };
 
 /// Job-status priorities when rolling up a stage: the highest present wins.
-const STAGE_PRIORITY: &[&str] = &[CANCELLED, TIMEOUT, FAILED, PAUSE, REJECT, PASSED, UNSTABLE, SKIPPED];
+const STAGE_PRIORITY: &[&str] = &[
+    CANCELLED, TIMEOUT, FAILED, PAUSE, REJECT, PASSED, UNSTABLE, SKIPPED,
+];
 
 /// Stage-status priorities when rolling up a task.
-const TASK_PRIORITY: &[&str] = &[PAUSE, REJECT, CANCELLED, TIMEOUT, FAILED, PASSED, UNSTABLE, SKIPPED];
+const TASK_PRIORITY: &[&str] = &[
+    PAUSE, REJECT, CANCELLED, TIMEOUT, FAILED, PASSED, UNSTABLE, SKIPPED,
+];
 
-fn highest<'a>(priority: &[&'static str], statuses: impl Iterator<Item = &'a str>) -> Option<&'static str> {
+fn highest<'a>(
+    priority: &[&'static str],
+    statuses: impl Iterator<Item = &'a str>,
+) -> Option<&'static str> {
     statuses
         .filter_map(|s| priority.iter().position(|p| *p == s))
         .min()
@@ -52,15 +59,33 @@ mod tests {
 
     #[test]
     fn stage_rollup_follows_priorities() {
-        assert_eq!(stage_status(false, ["passed", "failed"].into_iter()), FAILED);
-        assert_eq!(stage_status(false, ["timeout", "failed"].into_iter()), TIMEOUT);
-        assert_eq!(stage_status(false, ["passed", "skipped"].into_iter()), PASSED);
-        assert_eq!(stage_status(false, ["skipped", "skipped"].into_iter()), SKIPPED);
-        assert_eq!(stage_status(false, ["unstable", "passed"].into_iter()), PASSED);
+        assert_eq!(
+            stage_status(false, ["passed", "failed"].into_iter()),
+            FAILED
+        );
+        assert_eq!(
+            stage_status(false, ["timeout", "failed"].into_iter()),
+            TIMEOUT
+        );
+        assert_eq!(
+            stage_status(false, ["passed", "skipped"].into_iter()),
+            PASSED
+        );
+        assert_eq!(
+            stage_status(false, ["skipped", "skipped"].into_iter()),
+            SKIPPED
+        );
+        assert_eq!(
+            stage_status(false, ["unstable", "passed"].into_iter()),
+            PASSED
+        );
         assert_eq!(stage_status(false, ["", "running"].into_iter()), RUNNING);
         assert_eq!(stage_status(false, ["passed", ""].into_iter()), PASSED);
         assert_eq!(stage_status(true, ["passed"].into_iter()), CANCELLED);
-        assert_eq!(stage_status(false, ["reject", "passed"].into_iter()), REJECT);
+        assert_eq!(
+            stage_status(false, ["reject", "passed"].into_iter()),
+            REJECT
+        );
     }
 
     #[test]

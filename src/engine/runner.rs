@@ -55,7 +55,11 @@ pub(super) struct TaskCtl {
 
 impl TaskCtl {
     pub fn new(state: AppState, task: Task, cancel: CancellationToken) -> Self {
-        Self { state, task, cancel }
+        Self {
+            state,
+            task,
+            cancel,
+        }
     }
 
     /// Apply `f` to the task and store it (see the module doc).
@@ -81,7 +85,8 @@ impl TaskCtl {
                     }
                     tracing::warn!(workflow = %self.task.workflow_name, task_id = self.task.task_id,
                         "writing the task failed (attempt {failures}): {e}");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20))))
+                        .await;
                 }
                 Err(lost) => return Err(lost),
             }
@@ -117,7 +122,11 @@ pub(super) async fn run(state: AppState, task: Task, reg: Registered) {
     if task.status == status::CANCELLED {
         reg.cancel.cancel();
     }
-    let ctl: Ctl = Arc::new(Mutex::new(TaskCtl::new(state.clone(), task, reg.cancel.clone())));
+    let ctl: Ctl = Arc::new(Mutex::new(TaskCtl::new(
+        state.clone(),
+        task,
+        reg.cancel.clone(),
+    )));
     let driven = drive(&state, &ctl, &reg).await;
     if let Err(Stop::Lost) = driven {
         tracing::warn!(workflow = %key.0, task_id = key.1, "task {}#{} was taken over or deleted; stopping", key.0, key.1);
@@ -167,16 +176,34 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             let restart = interrupted.is_some() && !cancelled;
             let why = interrupted.unwrap_or(RESTART_ERROR);
             for s in &mut t.stages {
-                let open = [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE].contains(&s.status.as_str());
+                let open = [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
+                    .contains(&s.status.as_str());
                 for j in &mut s.jobs {
-                    if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE].contains(&j.status.as_str()) {
-                        j.status = if restart { status::FAILED } else { status::CANCELLED }.to_string();
-                        j.error = if restart { why } else { "workflow was canceled" }.to_string();
+                    if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
+                        .contains(&j.status.as_str())
+                    {
+                        j.status = if restart {
+                            status::FAILED
+                        } else {
+                            status::CANCELLED
+                        }
+                        .to_string();
+                        j.error = if restart {
+                            why
+                        } else {
+                            "workflow was canceled"
+                        }
+                        .to_string();
                         j.end_time = at;
                     }
                 }
                 if open {
-                    s.status = if restart { status::FAILED } else { status::CANCELLED }.to_string();
+                    s.status = if restart {
+                        status::FAILED
+                    } else {
+                        status::CANCELLED
+                    }
+                    .to_string();
                     s.end_time = at;
                 }
             }
@@ -186,7 +213,11 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             } else if !cancelled {
                 let rolled = rollup::task_status(t.stages.iter().map(|s| s.status.as_str()));
                 t.status = if rolled == status::RUNNING {
-                    if t.stages.is_empty() { status::PASSED } else { status::FAILED }
+                    if t.stages.is_empty() {
+                        status::PASSED
+                    } else {
+                        status::FAILED
+                    }
                 } else {
                     rolled
                 }
@@ -206,7 +237,13 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
                 "task {}#{} ended {}", task.workflow_name, task.task_id, task.status);
             if status::is_final(&task.status) {
                 if let Some(r) = &task.release {
-                    crate::release_plan::on_workflow_task_finished(state, r, task.task_id, &task.status).await;
+                    crate::release_plan::on_workflow_task_finished(
+                        state,
+                        r,
+                        task.task_id,
+                        &task.status,
+                    )
+                    .await;
                 }
             }
         }
@@ -215,7 +252,12 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
     }
 }
 
-async fn run_stage(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize) -> Result<String, Stop> {
+async fn run_stage(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+) -> Result<String, Stop> {
     let at = now(state);
     let stage = {
         let mut c = ctl.lock().await;
@@ -229,17 +271,39 @@ async fn run_stage(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize) -> 
         .await?;
         c.task.stages[si].clone()
     };
-    let manual = stage.manual_exec.get("enabled").and_then(Value::as_bool).unwrap_or(false)
-        && !stage.manual_exec.get("executed").and_then(Value::as_bool).unwrap_or(false);
+    let manual = stage
+        .manual_exec
+        .get("enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        && !stage
+            .manual_exec
+            .get("executed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     if manual {
         // The stage waits for someone to trigger it (§5.8): the task pauses and frees its slot.
-        return end_stage(state, ctl, si, status::PAUSE, "the stage waits for manual execution").await;
+        return end_stage(
+            state,
+            ctl,
+            si,
+            status::PAUSE,
+            "the stage waits for manual execution",
+        )
+        .await;
     }
     if stage.approval.as_ref().is_some_and(|a| a.enabled) {
         match stage_approval(state, ctl, reg, si).await? {
             Decision::Approved => {}
             Decision::Rejected(user) => {
-                return end_stage(state, ctl, si, status::REJECT, &format!("{user} reject this task")).await;
+                return end_stage(
+                    state,
+                    ctl,
+                    si,
+                    status::REJECT,
+                    &format!("{user} reject this task"),
+                )
+                .await;
             }
             Decision::TimedOut => {
                 return end_stage(state, ctl, si, status::TIMEOUT, "approval timed out").await;
@@ -285,7 +349,12 @@ async fn run_stage(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize) -> 
         let task_cancelled = cancelled || t.status == status::CANCELLED;
         let s = &mut t.stages[si];
         let rolled = rollup::stage_status(task_cancelled, s.jobs.iter().map(|j| j.status.as_str()));
-        s.status = if rolled == status::RUNNING && s.jobs.is_empty() { status::SKIPPED } else { rolled }.to_string();
+        s.status = if rolled == status::RUNNING && s.jobs.is_empty() {
+            status::SKIPPED
+        } else {
+            rolled
+        }
+        .to_string();
         s.end_time = at;
     })
     .await?;
@@ -297,7 +366,13 @@ fn stage_approval_error(stage: &crate::workflow::task::StageTask) -> String {
     work::missing_integration(&format!("stage approval of type {kind}"), "im")
 }
 
-async fn end_stage(state: &AppState, ctl: &Ctl, si: usize, st: &str, error: &str) -> Result<String, Stop> {
+async fn end_stage(
+    state: &AppState,
+    ctl: &Ctl,
+    si: usize,
+    st: &str,
+    error: &str,
+) -> Result<String, Stop> {
     let at = now(state);
     let mut c = ctl.lock().await;
     c.update(|t| {
@@ -315,7 +390,12 @@ async fn end_stage(state: &AppState, ctl: &Ctl, si: usize, st: &str, error: &str
 
 /// Wait for a stage's native approval. `Waiting` comes back when the wait ended without a
 /// decision: the task was cancelled, or the approval type needs an integration.
-async fn stage_approval(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize) -> Result<Decision, Stop> {
+async fn stage_approval(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+) -> Result<Decision, Stop> {
     let at_ms = state.clock.now_ms();
     let kind = {
         let mut c = ctl.lock().await;
@@ -332,7 +412,11 @@ async fn stage_approval(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize
             }
         })
         .await?;
-        c.task.stages[si].approval.as_ref().map(|a| a.kind.clone()).unwrap_or_default()
+        c.task.stages[si]
+            .approval
+            .as_ref()
+            .map(|a| a.kind.clone())
+            .unwrap_or_default()
     };
     if !(kind.is_empty() || kind == "native") {
         return Ok(Decision::Waiting);
@@ -340,7 +424,15 @@ async fn stage_approval(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize
     let decision = wait_votes(state, ctl, reg, |t| {
         let a = t.stages[si].approval.clone().unwrap_or_default();
         let deadline = approval::deadline_ms(a.wait_start_ms, a.timeout);
-        (approval::decide(&a.approve_users, a.needed_approvers, deadline, state.clock.now_ms()), deadline)
+        (
+            approval::decide(
+                &a.approve_users,
+                a.needed_approvers,
+                deadline,
+                state.clock.now_ms(),
+            ),
+            deadline,
+        )
     })
     .await?;
     let mut c = ctl.lock().await;
@@ -403,15 +495,30 @@ fn context_of(task: &Task) -> BTreeMap<String, String> {
     put("project.name".into(), task.project_name.clone());
     put("workflow.id".into(), task.workflow_name.clone());
     put("workflow.name".into(), task.workflow_name.clone());
-    put("workflow.display_name".into(), task.workflow_display_name.clone());
+    put(
+        "workflow.display_name".into(),
+        task.workflow_display_name.clone(),
+    );
     put("workflow.task.id".into(), task.task_id.to_string());
     put("workflow.task.creator".into(), task.task_creator.clone());
-    put("workflow.task.creator.id".into(), task.task_creator_account.clone());
-    put("workflow.task.creator.userId".into(), task.task_creator_id.clone());
-    put("workflow.task.timestamp".into(), task.create_time.to_string());
+    put(
+        "workflow.task.creator.id".into(),
+        task.task_creator_account.clone(),
+    );
+    put(
+        "workflow.task.creator.userId".into(),
+        task.task_creator_id.clone(),
+    );
+    put(
+        "workflow.task.timestamp".into(),
+        task.create_time.to_string(),
+    );
     for p in &task.params {
         if let Some(name) = p.get("name").and_then(Value::as_str) {
-            put(format!("workflow.params.{name}"), value_text(p.get("value")));
+            put(
+                format!("workflow.params.{name}"),
+                value_text(p.get("value")),
+            );
         }
     }
     for s in &task.stages {
@@ -422,7 +529,13 @@ fn context_of(task: &Task) -> BTreeMap<String, String> {
                 put(format!("job.{key}.output.{k}"), v.clone());
             }
             for list in ["envs", "key_vals"] {
-                for kv in j.spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+                for kv in j
+                    .spec
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(k) = kv.get("key").and_then(Value::as_str) {
                         put(format!("job.{key}.{k}"), value_text(kv.get("value")));
                     }
@@ -449,8 +562,16 @@ pub fn job_key(j: &JobTask) -> String {
         .find(|s| !s.is_empty())
         .cloned()
         .unwrap_or_default();
-    let svc = j.spec.get("service_name").and_then(Value::as_str).unwrap_or("");
-    let module = j.spec.get("service_module").and_then(Value::as_str).unwrap_or("");
+    let svc = j
+        .spec
+        .get("service_name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let module = j
+        .spec
+        .get("service_module")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if svc.is_empty() || base.ends_with(&format!(".{svc}.{module}")) {
         base
     } else {
@@ -465,7 +586,10 @@ fn job_context(task: &Task, job: &JobTask) -> JobContext {
         let name = p.get("name").and_then(Value::as_str).unwrap_or("");
         let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
         let value = value_text(p.get("value"));
-        if p.get("is_credential").and_then(Value::as_bool).unwrap_or(false) {
+        if p.get("is_credential")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
             secrets.push(value.clone());
         }
         if !name.is_empty() && kind != "repo" && kind != "file" {
@@ -487,7 +611,13 @@ fn job_context(task: &Task, job: &JobTask) -> JobContext {
 }
 
 /// Run one job task; returns its final status (`""` when it never started).
-async fn run_job_task(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, ji: usize) -> Result<String, Stop> {
+async fn run_job_task(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+    ji: usize,
+) -> Result<String, Stop> {
     if reg.cancel.is_cancelled() {
         return Ok(String::new());
     }
@@ -524,8 +654,18 @@ async fn run_job_task(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, 
             return Ok(status::FAILED.to_string());
         }
     }
-    let policy = job.error_policy.get("policy").and_then(Value::as_str).unwrap_or("stop").to_string();
-    let max_retry = job.error_policy.get("maximum_retry").and_then(Value::as_i64).unwrap_or(0).max(0);
+    let policy = job
+        .error_policy
+        .get("policy")
+        .and_then(Value::as_str)
+        .unwrap_or("stop")
+        .to_string();
+    let max_retry = job
+        .error_policy
+        .get("maximum_retry")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .max(0);
     let mut attempt = 0;
     loop {
         let at = now(state);
@@ -544,7 +684,8 @@ async fn run_job_task(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, 
         let mut end = executor::run_job(state, attempt_ctx, reg.cancel.child_token()).await;
         if job.job_type == "zadig-build" {
             if let Some(image) = end.outputs.get("IMAGE").cloned() {
-                end.outputs.insert("IMAGETAG".into(), work::image_tag(&image));
+                end.outputs
+                    .insert("IMAGETAG".into(), work::image_tag(&image));
             }
         }
         let failed = matches!(end.status, JobStatus::Failed | JobStatus::Timeout);
@@ -561,7 +702,9 @@ async fn run_job_task(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, 
         if failed && policy == "ignore_error" {
             st = status::UNSTABLE;
         } else if failed && policy == "manual_check" {
-            error = format!("{error} (error policy manual_check: no manual error handling on this server, treated as stop)");
+            error = format!(
+                "{error} (error policy manual_check: no manual error handling on this server, treated as stop)"
+            );
         }
         let at = now(state);
         set_job(ctl, si, ji, |j| {
@@ -588,7 +731,13 @@ async fn set_job(ctl: &Ctl, si: usize, ji: usize, f: impl Fn(&mut JobTask)) -> R
 }
 
 /// An `approval` job: waits for the votes recorded on its spec.
-async fn approval_job(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, ji: usize) -> Result<String, Stop> {
+async fn approval_job(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+    ji: usize,
+) -> Result<String, Stop> {
     let at = now(state);
     set_job(ctl, si, ji, |j| {
         j.status = status::WAIT_FOR_APPROVAL.to_string();
@@ -600,13 +749,20 @@ async fn approval_job(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, 
     .await?;
     let kind = JobApproval::from_spec(&ctl.lock().await.task.stages[si].jobs[ji].spec).kind;
     let (st, error) = if kind != "native" {
-        (status::FAILED, work::missing_integration(&format!("approval ({kind})"), "im"))
+        (
+            status::FAILED,
+            work::missing_integration(&format!("approval ({kind})"), "im"),
+        )
     } else {
         let decision = wait_votes(state, ctl, reg, |t| {
             let j = &t.stages[si].jobs[ji];
             let a = JobApproval::from_spec(&j.spec);
-            let deadline = approval::deadline_ms(j.start_time.saturating_mul(1000), a.timeout_minutes);
-            (approval::decide(&a.users, a.needed_approvers, deadline, state.clock.now_ms()), deadline)
+            let deadline =
+                approval::deadline_ms(j.start_time.saturating_mul(1000), a.timeout_minutes);
+            (
+                approval::decide(&a.users, a.needed_approvers, deadline, state.clock.now_ms()),
+                deadline,
+            )
         })
         .await?;
         match decision {
@@ -629,7 +785,10 @@ async fn approval_job(state: &AppState, ctl: &Ctl, reg: &Registered, si: usize, 
 /// Evaluate a job's `execute_policy` (`{type: skip|execute, match_rule: all|any, rules:
 /// [{field, verb, value}]}`): whether the job runs.
 pub fn execute_policy(policy: &Value, ctx: &BTreeMap<String, String>) -> Result<bool, String> {
-    let rules = policy.get("rules").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let rules = policy
+        .get("rules")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     if rules.is_empty() {
         return Ok(true);
     }
@@ -645,7 +804,11 @@ pub fn execute_policy(policy: &Value, ctx: &BTreeMap<String, String>) -> Result<
             "not-contains" | "not_contains" | "not-contain" => !field.contains(&value),
             "in" => value.split(',').map(str::trim).any(|v| v == field),
             "not-in" | "not_in" => !value.split(',').map(str::trim).any(|v| v == field),
-            other => return Err(format!("execute_policy: unknown verb {other:?} in rule on {field:?}")),
+            other => {
+                return Err(format!(
+                    "execute_policy: unknown verb {other:?} in rule on {field:?}"
+                ));
+            }
         };
         results.push(hit);
     }
@@ -681,7 +844,13 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
     match state.tasks.tasks.update_one(&filter, &update).await {
         Ok(true) => {
             if let Some(r) = &task.release {
-                crate::release_plan::on_workflow_task_finished(state, r, task_id, status::CANCELLED).await;
+                crate::release_plan::on_workflow_task_finished(
+                    state,
+                    r,
+                    task_id,
+                    status::CANCELLED,
+                )
+                .await;
             }
         }
         Ok(false) => {}
@@ -695,7 +864,8 @@ mod tests {
 
     #[test]
     fn execute_policy_rules() {
-        let ctx: BTreeMap<String, String> = [("workflow.params.env".to_string(), "prod".to_string())].into();
+        let ctx: BTreeMap<String, String> =
+            [("workflow.params.env".to_string(), "prod".to_string())].into();
         let p = serde_json::json!({"type": "execute", "match_rule": "all",
             "rules": [{"field": "{{.workflow.params.env}}", "verb": "=", "value": "prod"}]});
         assert_eq!(execute_policy(&p, &ctx), Ok(true));

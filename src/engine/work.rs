@@ -27,9 +27,15 @@ pub const DEFAULT_TIMEOUT_MINUTES: i64 = 600;
 /// The integrations job types may need, with what they are. None has a driver in this
 /// version; `engine_integrations` lists the enabled ones once drivers exist.
 pub const INTEGRATIONS: &[(&str, &str)] = &[
-    ("kubernetes", "a Kubernetes cluster (deployments, Helm releases, workloads)"),
+    (
+        "kubernetes",
+        "a Kubernetes cluster (deployments, Helm releases, workloads)",
+    ),
     ("vm-agent", "agents on virtual machines / hosts"),
-    ("container-runtime", "a container runtime to run plugin images"),
+    (
+        "container-runtime",
+        "a container runtime to run plugin images",
+    ),
     ("database", "database instances"),
     ("nacos", "a Nacos server"),
     ("apollo", "an Apollo configuration server"),
@@ -60,7 +66,10 @@ pub fn check_integrations(list: &str) -> Result<(), String> {
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !INTEGRATIONS.iter().any(|(n, _)| *n == name) {
             let known: Vec<&str> = INTEGRATIONS.iter().map(|(n, _)| *n).collect();
-            return Err(format!("unknown integration {name:?} (known: {})", known.join(", ")));
+            return Err(format!(
+                "unknown integration {name:?} (known: {})",
+                known.join(", ")
+            ));
         }
         return Err(format!(
             "integration {name:?} has no driver in this version of zadig-server"
@@ -174,7 +183,10 @@ fn vars_of(list: &[Value]) -> Vec<Var> {
             (!key.is_empty()).then(|| Var {
                 key: key.to_string(),
                 value: kv.get("value").map(to_text).unwrap_or_default(),
-                secret: kv.get("is_credential").and_then(Value::as_bool).unwrap_or(false),
+                secret: kv
+                    .get("is_credential")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             })
         })
         .collect()
@@ -208,7 +220,9 @@ fn installs_of(list: &[Value]) -> Vec<Tool> {
 }
 
 fn timeout_of(minutes: Option<i64>) -> Duration {
-    let m = minutes.filter(|m| *m > 0).unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+    let m = minutes
+        .filter(|m| *m > 0)
+        .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
     Duration::from_secs(u64::try_from(m).unwrap_or(600).saturating_mul(60))
 }
 
@@ -253,7 +267,10 @@ fn freestyle(ctx: &JobContext, spec: &Value) -> Result<PreparedJob, String> {
             .and_then(Value::as_bool)
             .unwrap_or(false)
         {
-            return Err(missing_integration("freestyle (object_storage_upload)", "object-storage"));
+            return Err(missing_integration(
+                "freestyle (object_storage_upload)",
+                "object-storage",
+            ));
         }
     } else {
         for step in legacy_steps {
@@ -265,9 +282,14 @@ fn freestyle(ctx: &JobContext, spec: &Value) -> Result<PreparedJob, String> {
                     steps.push(script_step(t, s(sspec, "script"))?);
                 }
                 "archive" | "object_storage_upload" => {
-                    return Err(missing_integration("freestyle (archive step)", "object-storage"));
+                    return Err(missing_integration(
+                        "freestyle (archive step)",
+                        "object-storage",
+                    ));
                 }
-                "perforce" => return Err(missing_integration("freestyle (perforce step)", "perforce")),
+                "perforce" => {
+                    return Err(missing_integration("freestyle (perforce step)", "perforce"));
+                }
                 "debug_before" | "debug_after" | "" => {}
                 other => return Err(format!("freestyle step type {other} is not supported")),
             }
@@ -291,7 +313,15 @@ fn freestyle(ctx: &JobContext, spec: &Value) -> Result<PreparedJob, String> {
         extra.push(("SERVICE_NAME".to_string(), service.0.to_string()));
         extra.push(("SERVICE_MODULE".to_string(), service.1.to_string()));
     }
-    Ok(assemble(ctx, steps, vars, service, extra, outputs, timeout_of(timeout)))
+    Ok(assemble(
+        ctx,
+        steps,
+        vars,
+        service,
+        extra,
+        outputs,
+        timeout_of(timeout),
+    ))
 }
 
 fn script_step(script_type: &str, script: &str) -> Result<Step, String> {
@@ -304,8 +334,13 @@ fn script_step(script_type: &str, script: &str) -> Result<Step, String> {
             kind: ScriptKind::PowerShell,
             script: script.to_string(),
         }),
-        "batch_file" => Err(missing_integration("freestyle (batch_file script)", "windows")),
-        other => Err(format!("script_type {other} is not supported (shell, powershell)")),
+        "batch_file" => Err(missing_integration(
+            "freestyle (batch_file script)",
+            "windows",
+        )),
+        other => Err(format!(
+            "script_type {other} is not supported (shell, powershell)"
+        )),
     }
 }
 
@@ -373,7 +408,15 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
         ("PKG_FILE".to_string(), pkg),
     ];
     let timeout = timeout_of(Some(recipe.timeout_minutes));
-    Ok(assemble(ctx, steps, vars, (service, module), extra, outputs, timeout))
+    Ok(assemble(
+        ctx,
+        steps,
+        vars,
+        (service, module),
+        extra,
+        outputs,
+        timeout,
+    ))
 }
 
 /// IMAGE and PKG_FILE of a build: the job's `image` when set, else
@@ -477,7 +520,14 @@ fn assemble(
                 env.push((format!("REPO_{i}"), var.clone()));
                 env.push((format!("{var}_BRANCH"), r.branch.clone()));
                 env.push((format!("{var}_TAG"), r.tag.clone()));
-                env.push((format!("{var}_PR"), if r.pr > 0 { r.pr.to_string() } else { String::new() }));
+                env.push((
+                    format!("{var}_PR"),
+                    if r.pr > 0 {
+                        r.pr.to_string()
+                    } else {
+                        String::new()
+                    },
+                ));
                 env.push((format!("{var}_COMMIT_ID"), r.commit_id.clone()));
             }
         }
@@ -507,7 +557,13 @@ fn assemble(
 pub fn repo_var(name: &str) -> String {
     let mut out: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if let Some(d) = out.chars().next().and_then(|c| c.to_digit(10)) {
         let letter = char::from(b'A' + u8::try_from(d).unwrap_or(0));
@@ -520,7 +576,9 @@ pub fn repo_var(name: &str) -> String {
 fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let auth = rest.split('/').next()?.rsplit_once('@')?.0;
-    auth.split_once(':').map(|(_, p)| p.to_string()).filter(|p| !p.is_empty())
+    auth.split_once(':')
+        .map(|(_, p)| p.to_string())
+        .filter(|p| !p.is_empty())
 }
 
 /// Repositories of a spec in Zadig's Repository shape.
@@ -557,12 +615,19 @@ fn repo_of(i: usize, r: &Value) -> Result<GitRepo, String> {
         p => p.to_string(),
     };
     let cp = Path::new(&checkout_path);
-    if cp.is_absolute() || cp.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if cp.is_absolute()
+        || cp
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!(
             "repo {name}: checkout_path {checkout_path:?} must be a relative path inside the workspace"
         ));
     }
-    let enable_commit = r.get("enable_commit").and_then(Value::as_bool).unwrap_or(false);
+    let enable_commit = r
+        .get("enable_commit")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let commit_id = s(r, "commit_id");
     let pr = r
         .get("pr")
@@ -587,7 +652,10 @@ fn repo_of(i: usize, r: &Value) -> Result<GitRepo, String> {
         },
         pr,
         checkout_path,
-        submodules: r.get("submodules").and_then(Value::as_bool).unwrap_or(false),
+        submodules: r
+            .get("submodules")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -612,7 +680,11 @@ fn clone_url(r: &Value, name: &str) -> Result<String, String> {
         if is_repo(direct) {
             return Ok(local.to_string());
         }
-        let nested = if ns.is_empty() { direct.join(name) } else { direct.join(ns).join(name) };
+        let nested = if ns.is_empty() {
+            direct.join(name)
+        } else {
+            direct.join(ns).join(name)
+        };
         return Ok(nested.to_string_lossy().into_owned());
     }
     let tail = address.rsplit('/').next().unwrap_or("");
@@ -647,17 +719,28 @@ mod tests {
     fn names_and_urls() {
         assert_eq!(repo_var("my-app.v2"), "my_app_v2");
         assert_eq!(repo_var("2fa"), "Cfa");
-        assert_eq!(image_tag("reg.io:5000/ns/app:20240101-1-main"), "20240101-1-main");
+        assert_eq!(
+            image_tag("reg.io:5000/ns/app:20240101-1-main"),
+            "20240101-1-main"
+        );
         assert_eq!(image_tag("app"), "");
         let r = serde_json::json!({"address": "https://gitee.com", "repo_owner": "o", "repo_name": "hello", "oauth_token": "tok"});
         let g = repo_of(0, &r).unwrap();
         assert_eq!(g.url, "https://oauth2:tok@gitee.com/o/hello");
         assert_eq!(url_password(&g.url).as_deref(), Some("tok"));
-        let bad = serde_json::json!({"address": "/tmp", "repo_name": "x", "checkout_path": "../up"});
+        let bad =
+            serde_json::json!({"address": "/tmp", "repo_name": "x", "checkout_path": "../up"});
         assert!(repo_of(0, &bad).unwrap_err().contains("checkout_path"));
         assert!(check_integrations("").is_ok());
-        assert!(check_integrations("kubernetes").unwrap_err().contains("no driver"));
+        assert!(
+            check_integrations("kubernetes")
+                .unwrap_err()
+                .contains("no driver")
+        );
         assert!(check_integrations("nope").unwrap_err().contains("unknown"));
-        assert!(missing_integration("zadig-deploy", integration_for("zadig-deploy")).contains("engine_integrations"));
+        assert!(
+            missing_integration("zadig-deploy", integration_for("zadig-deploy"))
+                .contains("engine_integrations")
+        );
     }
 }

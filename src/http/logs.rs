@@ -64,12 +64,20 @@ async fn sse_log(
     let tail = lines.trim().parse::<u64>().unwrap_or(DEFAULT_TAIL);
     let follow = Follow::new(key.clone(), tail);
     // Dropped with the response body when the client goes away: the reader stops there.
-    let stream = futures::stream::unfold((state, key, follow), |(state, key, mut follow)| async move {
-        let piece = follow
-            .next(&state.engine.logs, || crate::engine::job_phase(&state, &key))
-            .await?;
-        Some((Ok::<_, Infallible>(Bytes::from(piece)), (state, key, follow)))
-    });
+    let stream = futures::stream::unfold(
+        (state, key, follow),
+        |(state, key, mut follow)| async move {
+            let piece = follow
+                .next(&state.engine.logs, || {
+                    crate::engine::job_phase(&state, &key)
+                })
+                .await?;
+            Some((
+                Ok::<_, Infallible>(Bytes::from(piece)),
+                (state, key, follow),
+            ))
+        },
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),

@@ -37,7 +37,14 @@ pub fn stage(name: &str, parallel: bool, jobs: Vec<JobTask>) -> StageTask {
 }
 
 /// A waiting task as the workflow API stores it.
-pub fn new_task(workflow: &str, task_id: i64, now_ms: i64, limit: i64, params: Vec<Value>, stages: Vec<StageTask>) -> Task {
+pub fn new_task(
+    workflow: &str,
+    task_id: i64,
+    now_ms: i64,
+    limit: i64,
+    params: Vec<Value>,
+    stages: Vec<StageTask>,
+) -> Task {
     let now = now_ms / 1000;
     Task {
         id: zadig_server::validate::new_object_id(now),
@@ -58,7 +65,13 @@ pub fn new_task(workflow: &str, task_id: i64, now_ms: i64, limit: i64, params: V
 }
 
 /// Store a waiting task the way the workflow API does and wake the engine.
-pub async fn queue(app: &TestApp, workflow: &str, limit: i64, params: Vec<Value>, stages: Vec<StageTask>) -> i64 {
+pub async fn queue(
+    app: &TestApp,
+    workflow: &str,
+    limit: i64,
+    params: Vec<Value>,
+    stages: Vec<StageTask>,
+) -> i64 {
     let st = app.state();
     let task_id = st
         .sequences
@@ -77,10 +90,14 @@ pub async fn task(app: &TestApp, workflow: &str, id: i64) -> Task {
 
 /// Wait until the task's status is one of `statuses`.
 pub async fn wait_status(app: &TestApp, workflow: &str, id: i64, statuses: &[&str]) -> Task {
-    app.wait_for(&format!("{workflow}#{id} in {statuses:?}"), WAIT, || async {
-        let t = task(app, workflow, id).await;
-        statuses.contains(&t.status.as_str()).then_some(t)
-    })
+    app.wait_for(
+        &format!("{workflow}#{id} in {statuses:?}"),
+        WAIT,
+        || async {
+            let t = task(app, workflow, id).await;
+            statuses.contains(&t.status.as_str()).then_some(t)
+        },
+    )
     .await
 }
 
@@ -115,11 +132,16 @@ async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
 
 async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
     let r = app
-        .get(&format!("/openapi/logs/log/v4/workflow/{workflow}/{id}/{job}"))
+        .get(&format!(
+            "/openapi/logs/log/v4/workflow/{workflow}/{id}/{job}"
+        ))
         .await;
     r.expect(200);
     assert!(
-        r.headers["content-type"].to_str().unwrap().starts_with("text/plain"),
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
         "{:?}",
         r.headers
     );
@@ -447,7 +469,11 @@ backend_test! {
 
 /// Read SSE events from a live response until `until` says stop; returns the data lines and
 /// whether the stream ended.
-async fn read_events(resp: &mut reqwest::Response, buf: &mut String, until: impl Fn(&[String]) -> bool) -> (Vec<String>, bool) {
+async fn read_events(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    until: impl Fn(&[String]) -> bool,
+) -> (Vec<String>, bool) {
     let mut data = Vec::new();
     loop {
         while let Some(end) = buf.find("\n\n") {
@@ -462,7 +488,11 @@ async fn read_events(resp: &mut reqwest::Response, buf: &mut String, until: impl
                 return (data, false);
             }
         }
-        match tokio::time::timeout(WAIT, resp.chunk()).await.expect("an SSE chunk in time").unwrap() {
+        match tokio::time::timeout(WAIT, resp.chunk())
+            .await
+            .expect("an SSE chunk in time")
+            .unwrap()
+        {
             Some(chunk) => buf.push_str(&String::from_utf8_lossy(&chunk)),
             None => return (data, true),
         }

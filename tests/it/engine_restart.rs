@@ -59,7 +59,11 @@ async fn healthy(port: u16) {
     poll("the server to answer", Duration::from_secs(30), || {
         let c = c.clone();
         async move {
-            let r = c.get(format!("http://127.0.0.1:{port}/healthz")).send().await.ok()?;
+            let r = c
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .ok()?;
             r.status().is_success().then_some(())
         }
     })
@@ -73,7 +77,10 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     let port = free_port();
     let mut env: Vec<(String, String)> = vec![
         ("ZADIG_LISTEN".into(), format!("127.0.0.1:{port}")),
-        ("ZADIG_DATA_DIR".into(), dir.path().to_string_lossy().into_owned()),
+        (
+            "ZADIG_DATA_DIR".into(),
+            dir.path().to_string_lossy().into_owned(),
+        ),
         ("ZADIG_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
         ("ZADIG_ENGINE_LEASE_TTL_SECS".into(), "2".into()),
         ("ZADIG_ENGINE_SWEEP_INTERVAL_MS".into(), "100".into()),
@@ -88,7 +95,10 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
             config.mongodb_database = format!("zt_{}", uuid::Uuid::new_v4().simple());
             env.push(("ZADIG_STORAGE".into(), "mongodb".into()));
             env.push(("ZADIG_MONGODB_URI".into(), uri));
-            env.push(("ZADIG_MONGODB_DATABASE".into(), config.mongodb_database.clone()));
+            env.push((
+                "ZADIG_MONGODB_DATABASE".into(),
+                config.mongodb_database.clone(),
+            ));
         }
     }
     let mut server = serve(&env);
@@ -100,30 +110,49 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     let pid_file = dir.path().join("pid");
     let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let task = new_task("crash", 1, now_ms, -1, vec![], vec![stage("s", false, vec![freestyle("sleeper", &script)])]);
+    let task = new_task(
+        "crash",
+        1,
+        now_ms,
+        -1,
+        vec![],
+        vec![stage("s", false, vec![freestyle("sleeper", &script)])],
+    );
     tasks.insert(&task).await.unwrap();
     let pid: i32 = poll("the job to start", Duration::from_secs(30), || async {
         std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
     })
     .await;
-    assert_eq!(tasks.get("crash", 1).await.unwrap().unwrap().status, "running");
+    assert_eq!(
+        tasks.get("crash", 1).await.unwrap().unwrap().status,
+        "running"
+    );
 
     // SIGKILL: no chance to clean up. The job's processes die with the server anyway.
     server.0.kill().unwrap();
     server.0.wait().unwrap();
-    poll("the job's process to die with the server", Duration::from_secs(10), || async {
-        process_gone(pid).then_some(())
-    })
+    poll(
+        "the job's process to die with the server",
+        Duration::from_secs(10),
+        || async { process_gone(pid).then_some(()) },
+    )
     .await;
-    assert_eq!(tasks.get("crash", 1).await.unwrap().unwrap().status, "running");
+    assert_eq!(
+        tasks.get("crash", 1).await.unwrap().unwrap().status,
+        "running"
+    );
 
     // The restarted server recovers the task once the dead process' lease expired.
     let server = serve(&env);
     healthy(port).await;
-    let t = poll("the task to be recovered", Duration::from_secs(30), || async {
-        let t = tasks.get("crash", 1).await.ok()??;
-        (t.status != "running").then_some(t)
-    })
+    let t = poll(
+        "the task to be recovered",
+        Duration::from_secs(30),
+        || async {
+            let t = tasks.get("crash", 1).await.ok()??;
+            (t.status != "running").then_some(t)
+        },
+    )
     .await;
     assert_eq!(t.status, "failed");
     assert_eq!(t.error, "server restarted while the task was running");
