@@ -115,13 +115,12 @@ impl Executor for LocalExecutor {
                 Err(error) => ExecEnd { status: JobStatus::Failed, error, outputs: BTreeMap::new() },
             },
         };
-        if !self.keep {
-            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(workflow = %job.key.workflow, task_id = job.key.task_id, job = %job.key.job,
-                        "cannot remove the job workspace {}: {e}", dir.display());
-                }
-            }
+        if !self.keep
+            && let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(workflow = %job.key.workflow, task_id = job.key.task_id, job = %job.key.job,
+                "cannot remove the job workspace {}: {e}", dir.display());
         }
         end
     }

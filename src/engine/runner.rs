@@ -235,16 +235,16 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
         Ok(()) => {
             tracing::info!(workflow = %task.workflow_name, task_id = task.task_id,
                 "task {}#{} ended {}", task.workflow_name, task.task_id, task.status);
-            if status::is_final(&task.status) {
-                if let Some(r) = &task.release {
-                    crate::release_plan::on_workflow_task_finished(
-                        state,
-                        r,
-                        task.task_id,
-                        &task.status,
-                    )
-                    .await;
-                }
+            if status::is_final(&task.status)
+                && let Some(r) = &task.release
+            {
+                crate::release_plan::on_workflow_task_finished(
+                    state,
+                    r,
+                    task.task_id,
+                    &task.status,
+                )
+                .await;
             }
         }
         Err(e) => tracing::error!(workflow = %task.workflow_name, task_id = task.task_id,
@@ -682,11 +682,11 @@ async fn run_job_task(
         // Outputs of jobs that ended since the context was taken (earlier stages are final).
         attempt_ctx.context = context_of(&ctl.lock().await.task);
         let mut end = executor::run_job(state, attempt_ctx, reg.cancel.child_token()).await;
-        if job.job_type == "zadig-build" {
-            if let Some(image) = end.outputs.get("IMAGE").cloned() {
-                end.outputs
-                    .insert("IMAGETAG".into(), work::image_tag(&image));
-            }
+        if job.job_type == "zadig-build"
+            && let Some(image) = end.outputs.get("IMAGE").cloned()
+        {
+            end.outputs
+                .insert("IMAGETAG".into(), work::image_tag(&image));
         }
         let failed = matches!(end.status, JobStatus::Failed | JobStatus::Timeout);
         if failed && policy == "retry" && attempt < max_retry && !reg.cancel.is_cancelled() {

@@ -63,7 +63,8 @@ pub const INTEGRATIONS: &[(&str, &str)] = &[
 /// Check `engine_integrations`: every name must be known, and (in this version) none has a
 /// driver yet, so any name is refused rather than silently accepted.
 pub fn check_integrations(list: &str) -> Result<(), String> {
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    // No driver exists yet, so the first name listed is refused (unknown names say so).
+    if let Some(name) = list.split(',').map(str::trim).find(|s| !s.is_empty()) {
         if !INTEGRATIONS.iter().any(|(n, _)| *n == name) {
             let known: Vec<&str> = INTEGRATIONS.iter().map(|(n, _)| *n).collect();
             return Err(format!(
