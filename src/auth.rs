@@ -125,14 +125,70 @@ pub async fn require_auth(
     next: Next,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let token = token_of(&parts)?;
-    let user = state
-        .users
-        .by_token_hash(&hash_token(&token))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"))?;
-    parts.extensions.insert(Identity::from(&user));
+    let hash = hash_token(&token_of(&parts)?);
+    let identity = match state.token_cache.get(&hash) {
+        Some(identity) => identity,
+        None => {
+            let user = state
+                .users
+                .by_token_hash(&hash)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"))?;
+            let identity = Identity::from(&user);
+            state.token_cache.put(hash, identity.clone());
+            identity
+        }
+    };
+    parts.extensions.insert(identity);
     Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// Token-hash → identity cache, so an authenticated request costs no store read.
+///
+/// Only enabled on the embedded store: there one process owns the database, so invalidating
+/// on rotate/delete in-process makes a revoked token fail at once. With MongoDB another replica
+/// may revoke a token, so every request reads the store.
+pub struct TokenCache {
+    enabled: bool,
+    map: std::sync::RwLock<std::collections::HashMap<String, Identity>>,
+}
+
+/// Beyond this many cached tokens the cache starts over (bounded memory).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl TokenCache {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            map: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<Identity> {
+        if !self.enabled {
+            return None;
+        }
+        self.map.read().ok()?.get(hash).cloned()
+    }
+
+    fn put(&self, hash: String, identity: Identity) {
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= TOKEN_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(hash, identity);
+        }
+    }
+
+    /// Forget every cached token of `uid` (its token changed, or it was deleted).
+    pub fn forget_user(&self, uid: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.retain(|_, identity| identity.uid != uid);
+        }
+    }
 }
 
 /// Make sure the admin `admin` exists and its token is `token` (idempotent; a changed value
@@ -142,6 +198,7 @@ pub async fn bootstrap_admin(state: &AppState, token: &str) -> anyhow::Result<()
     if let Some(existing) = state.users.by_account("admin", "system").await? {
         if existing.token_hash != hash || !existing.is_admin {
             state.users.make_admin(&existing.id, &hash).await?;
+            state.token_cache.forget_user(&existing.id);
         }
         return Ok(());
     }

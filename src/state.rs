@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -26,9 +27,13 @@ pub struct App {
     pub sequences: Sequences,
     pub leases: Leases,
     pub users: UserStore,
+    /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
+    pub token_cache: crate::auth::TokenCache,
     pub tasks: TaskStore,
     /// The workflow engine: dispatcher registry, executor, job logs.
     pub engine: Engine,
+    pub builds: BuildStore,
+    pub build_templates: TemplateStore,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -59,8 +64,11 @@ impl AppState {
             sequences: Sequences::new(b),
             leases: Leases::new(b),
             users: UserStore::new(b),
+            token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
             engine: Engine::new(b, &config),
+            builds: BuildStore::new(b),
+            build_templates: TemplateStore::new(b),
             shutdown: CancellationToken::new(),
             config,
             clock,

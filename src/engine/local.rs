@@ -171,7 +171,11 @@ async fn run_steps(
                 }
             }
             Step::Script { kind, script } => {
-                outputs = run_script(job, *kind, script, &env, dir, ws, log).await?;
+                // The first script (the user's) decides an output; a later step (the image
+                // build) only fills what is still missing.
+                for (k, v) in run_script(job, *kind, script, &env, dir, ws, log).await? {
+                    outputs.entry(k).or_insert(v);
+                }
             }
         }
     }

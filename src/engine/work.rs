@@ -390,10 +390,10 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
     if !repos.is_empty() {
         steps.push(Step::Git(repos.clone()));
     }
-    steps.push(Step::Script {
-        kind: ScriptKind::Bash,
-        script: recipe.script.clone(),
-    });
+    steps.push(script_step(&recipe.script_type, &recipe.script)?);
+    if let Some(d) = &recipe.docker_build {
+        steps.extend(image_build_steps(d)?);
+    }
     let (image, pkg) = image_and_package(state, ctx, spec, service, module, &repos);
     let mut outputs = vec!["IMAGE".to_string(), "PKG_FILE".to_string()];
     for o in &recipe.outputs {
@@ -418,6 +418,53 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
         outputs,
         timeout,
     ))
+}
+
+/// The build's image step (`post_build.docker_build`): `docker build -t $IMAGE` of the
+/// Dockerfile in the workspace, after checking docker is on the PATH. A Dockerfile template
+/// needs the template store, which this server does not have.
+fn image_build_steps(d: &crate::build::DockerBuild) -> Result<Vec<Step>, String> {
+    if d.source == "template" {
+        return Err(format!(
+            "the image build uses the Dockerfile template {:?}, but this server has no Dockerfile templates",
+            d.template_name
+        ));
+    }
+    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let dir = if d.work_dir.is_empty() {
+        "."
+    } else {
+        d.work_dir.as_str()
+    };
+    let file = if d.docker_file.is_empty() {
+        "Dockerfile"
+    } else {
+        d.docker_file.as_str()
+    };
+    let mut cmd = String::from("set -e\n");
+    if d.enable_buildkit {
+        cmd.push_str("export DOCKER_BUILDKIT=1\n");
+    }
+    cmd.push_str("docker build --rm=true");
+    if !d.platform.is_empty() {
+        cmd.push_str(&format!(" --platform {}", q(&d.platform)));
+    }
+    // build_args is a command-line fragment in Zadig (e.g. `--build-arg A=1`).
+    if !d.build_args.trim().is_empty() {
+        cmd.push(' ');
+        cmd.push_str(d.build_args.trim());
+    }
+    cmd.push_str(&format!(" -t \"$IMAGE\" -f {} {}\n", q(file), q(dir)));
+    Ok(vec![
+        Step::Tools(vec![Tool {
+            name: "docker".into(),
+            version: String::new(),
+        }]),
+        Step::Script {
+            kind: ScriptKind::Bash,
+            script: cmd,
+        },
+    ])
 }
 
 /// IMAGE and PKG_FILE of a build: the job's `image` when set, else

@@ -45,6 +45,24 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Decode an already-parsed JSON object body into `T`, naming the field on failure (for routes
+/// whose body shape depends on the query, e.g. `?source=template`). Anything but an object is
+/// refused (serde would take an array for a struct whose fields all have defaults).
+pub fn decode_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let desc = match describe_path(e.path()) {
+            Some(path) => format!("invalid request body: field `{path}`: {}", e.inner()),
+            None => format!("invalid request body: {}", e.inner()),
+        };
+        ApiError::bad_request(desc)
+    })
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 

@@ -4,6 +4,8 @@
 //! Every route is registered together with its OpenAPI operation (`utoipa_axum::routes!`), so
 //! the spec served at `/openapi.json` cannot drift from the router.
 
+pub mod build_templates;
+pub mod builds;
 pub mod extract;
 pub mod logs;
 pub mod metrics;
@@ -63,6 +65,8 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(users::router())
         .merge(logs::router())
+        .merge(builds::router())
+        .merge(build_templates::router())
 }
 
 /// The OpenAPI document of every route.

@@ -175,6 +175,7 @@ async fn delete_user(
     if !state.users.delete(&uid).await? {
         return Err(ApiError::not_found(format!("user {uid} not found")));
     }
+    state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "user {uid} deleted by {}", caller.account);
     Ok(Success::new())
 }
@@ -199,6 +200,7 @@ async fn rotate_token(
     {
         return Err(ApiError::not_found(format!("user {uid} not found")));
     }
+    state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "token of user {} rotated by {}", user.account, caller.account);
     Ok(Json(UserWithToken {
         user: user.into(),

@@ -629,3 +629,50 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn build_job_runs_the_build_and_records_outputs(app) {
+        app.post("/openapi/build?projectKey=demo", json!({
+            "name": "web-build",
+            "project_key": "demo",
+            "infrastructure": "kubernetes",
+            "build_os": "ubuntu 20.04",
+            "installs": [],
+            "script_type": "shell",
+            "build_script": "set -e\necho \"building $SERVICE/$SERVICE_MODULE as $IMAGE pkg=$PKG_FILE mode=$MODE token=$TOKEN\"\nVERSION_OUT=v42",
+            "parameters": [
+                {"key": "MODE", "type": "string", "default_value": "debug"},
+                {"key": "TOKEN", "type": "string", "default_value": "b-s3cr3t", "is_credential": true}
+            ],
+            "advanced_settings": {"outputs": ["VERSION_OUT"]},
+            "services": [{"service_name": "web", "service_module": "web-mod"}]
+        })).await.expect(200);
+        let mut build = freestyle("job-0-0-0-build", "");
+        build.key = "build".into();
+        build.job_type = "zadig-build".into();
+        build.spec = json!({
+            "service_name": "web", "service_module": "web-mod", "build_name": "web-build",
+            "image_name": "web-img",
+            "key_vals": [{"key": "MODE", "value": "release", "type": "string", "is_credential": false}]
+        });
+        let uses = freestyle("use", "echo image={{.job.build.web.web-mod.output.IMAGE}} tag={{.job.build.web.web-mod.output.IMAGETAG}} v={{.job.build.web.web-mod.output.VERSION_OUT}}");
+        let id = queue(&app, "builds", -1, vec![], vec![
+            stage("build", true, vec![build]),
+            stage("use", false, vec![uses]),
+        ]).await;
+        let t = wait_status(&app, "builds", id, &["passed", "failed"]).await;
+        let b = job(&t, "job-0-0-0-build");
+        assert_eq!(t.status, "passed", "{}", b.error);
+        let image = b.outputs["IMAGE"].clone();
+        assert!(image.starts_with(&format!("web-img:")) && image.contains(&format!("-{id}")), "{image}");
+        assert_eq!(b.outputs["IMAGETAG"], image.split_once(':').unwrap().1);
+        assert!(b.outputs["PKG_FILE"].starts_with("web-mod-") && b.outputs["PKG_FILE"].ends_with(".tar.gz"));
+        assert_eq!(b.outputs["VERSION_OUT"], "v42");
+        let log = full_log(&app, "builds", id, "job-0-0-0-build").await;
+        assert!(log.contains(&format!("building web/web-mod as {image} pkg={} mode=release token=********", b.outputs["PKG_FILE"])), "{log}");
+        assert!(!log.contains("b-s3cr3t"));
+        let log = full_log(&app, "builds", id, "use").await;
+        assert!(log.contains(&format!("image={image} tag={} v=v42", b.outputs["IMAGETAG"])), "{log}");
+        app.stop().await;
+    }
+}

@@ -4,6 +4,11 @@
 #[allow(dead_code)]
 mod harness;
 
+mod build;
+mod build_engine;
+mod build_recipe;
+mod build_templates;
+mod cli;
 mod engine;
 mod engine_restart;
 mod foundation;

@@ -1,0 +1,596 @@
+//! The rules of the build and template routes (spec/build.md §4–9, DESIGN.md §5): create,
+//! replace, template builds, list, detail, delete, and the template CRUD.
+//!
+//! Writes after an insert are conditional on `version` and retried a few times when another
+//! write came first. A template build and a template DELETE cannot both succeed: the DELETE
+//! marks the template (`deleting_until_ms`) before it looks for builds using it, and a build
+//! that starts using a template checks after its own write that the template is still there
+//! and not marked, undoing that write otherwise.
+
+use axum::http::StatusCode;
+
+use super::input::{BuildRequest, TemplateBuildRequest, TemplateRequest};
+use super::model::{Build, BuildDef, BuildTemplate, KeyVal, MASK, Repository, Target, merge_vars};
+use super::rules::{
+    def_of_build, def_of_template, project_of, repos_of, services_of, target_list, targets_of,
+};
+use super::view::{self, BuildDetail, BuildList, TemplateList, TemplateView};
+use crate::error::{ApiError, ApiResult, codes};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::validate;
+
+/// Attempts of a conditional write before answering 409.
+const WRITE_ATTEMPTS: usize = 5;
+/// How long a template DELETE keeps new builds from using the template (ms).
+const DELETE_MARK_MS: i64 = 60_000;
+
+/// An unknown build, with the Zadig code of the route (6521 update, 6523 get).
+fn build_not_found(code: (i64, &str), name: &str, project: &str) -> ApiError {
+    ApiError::code(
+        StatusCode::NOT_FOUND,
+        code,
+        format!(
+            "failed to find build module, buildName: {name}, projectName: {project}: no such build"
+        ),
+    )
+}
+
+fn busy(what: &str) -> ApiError {
+    ApiError::conflict(format!("{what} was changed by concurrent requests; retry"))
+}
+
+fn template_missing(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "`template_name`: failed to find the build template specified by the user, template name: [{name}]"
+    ))
+}
+
+fn template_deleting(name: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "build template {name} is being deleted (`template_name`)"
+    ))
+}
+
+/// Store a new build; a name taken in any project is 409 with Zadig's code 6520.
+async fn insert_new(state: &AppState, b: &Build) -> ApiResult<()> {
+    match state.builds.insert(b).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Duplicate(_)) => {
+            let owner = state
+                .builds
+                .by_name(&b.name)
+                .await?
+                .map_or_else(|| b.project_key.clone(), |o| o.project_key);
+            Err(ApiError::code(
+                StatusCode::CONFLICT,
+                codes::CREATE_BUILD,
+                format!(
+                    "{owner}项目中有相同的构建名称存在,请检查! (a build named {:?} already exists in project {owner:?}; `name` must be unique across projects)",
+                    b.name
+                ),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Keep the stored value of each credential the client sent back masked.
+fn restore_secrets(new: &mut [KeyVal], old: &[KeyVal]) {
+    for kv in new.iter_mut().filter(|kv| kv.value == MASK) {
+        if let Some(o) = old.iter().find(|o| o.key == kv.key && o.is_credential) {
+            kv.value = o.value.clone();
+        }
+    }
+}
+
+/// A template build's credential inputs sent back as `********` keep the stored input; without
+/// one the template's default applies.
+fn restore_inputs(new: &mut Vec<KeyVal>, old: &[KeyVal], template: &[KeyVal]) {
+    new.retain_mut(|kv| {
+        let credential =
+            kv.is_credential || template.iter().any(|t| t.key == kv.key && t.is_credential);
+        if kv.value != MASK || !credential {
+            return true;
+        }
+        match old.iter().find(|o| o.key == kv.key) {
+            Some(o) => {
+                kv.value = o.value.clone();
+                true
+            }
+            None => false,
+        }
+    });
+}
+
+/// A full build request, checked.
+struct Checked {
+    project: String,
+    def: BuildDef,
+    targets: Vec<Target>,
+    repos: Vec<Repository>,
+}
+
+fn check_build(req: &BuildRequest, query_project: Option<&str>) -> ApiResult<Checked> {
+    validate::name("name", &req.name)?;
+    let project = project_of(&req.project_key, query_project)?;
+    let def = def_of_build(req)?;
+    let targets = services_of(req.services.as_deref())?
+        .into_iter()
+        .map(|(service_name, service_module)| Target {
+            service_name,
+            service_module,
+            ..Target::default()
+        })
+        .collect();
+    let repos = repos_of("repo_info", &req.repo_info)?;
+    Ok(Checked {
+        project,
+        def,
+        targets,
+        repos,
+    })
+}
+
+/// `POST /openapi/build` (spec/build.md §4).
+pub async fn create(
+    state: &AppState,
+    by: &str,
+    req: &BuildRequest,
+    query_project: Option<&str>,
+) -> ApiResult<()> {
+    let Checked {
+        project,
+        def,
+        targets,
+        repos,
+    } = check_build(req, query_project)?;
+    let now = state.clock.now();
+    let build = Build {
+        id: validate::new_object_id(now),
+        name: req.name.trim().to_string(),
+        project_key: project,
+        source: "zadig".into(),
+        template_id: String::new(),
+        targets,
+        repos,
+        def,
+        seq: state.sequences.next("builds").await?,
+        created_at: now,
+        update_time: now,
+        update_by: by.to_string(),
+        version: 1,
+    };
+    insert_new(state, &build).await?;
+    tracing::info!(build.name = %build.name, project = %build.project_key, "build {} created by {by}", build.name);
+    Ok(())
+}
+
+/// `PUT /openapi/build` (spec/build.md §5): the whole definition is replaced (a template build
+/// becomes a normal one); credentials sent back as `********` keep their stored values.
+pub async fn update(
+    state: &AppState,
+    by: &str,
+    req: &BuildRequest,
+    query_project: Option<&str>,
+) -> ApiResult<()> {
+    let Checked {
+        project,
+        def,
+        targets,
+        repos,
+    } = check_build(req, query_project)?;
+    let name = req.name.trim();
+    for _ in 0..WRITE_ATTEMPTS {
+        let old = state
+            .builds
+            .get(&project, name)
+            .await?
+            .ok_or_else(|| build_not_found(codes::UPDATE_BUILD, name, &project))?;
+        let mut def = def.clone();
+        restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
+        let new = Build {
+            template_id: String::new(),
+            targets: targets.clone(),
+            repos: repos.clone(),
+            def,
+            update_time: state.clock.now(),
+            update_by: by.to_string(),
+            version: old.version + 1,
+            ..old.clone()
+        };
+        if state.builds.replace(&new, old.version).await? {
+            tracing::info!(build.name = %name, project = %project, "build {name} updated by {by}");
+            return Ok(());
+        }
+    }
+    Err(busy(&format!("build {name}")))
+}
+
+/// A template-build request, checked: its project, its template (there and not being deleted)
+/// and its services with their variables merged over the template's.
+async fn check_template_build(
+    state: &AppState,
+    req: &TemplateBuildRequest,
+    query_project: Option<&str>,
+) -> ApiResult<(String, BuildTemplate, Vec<Target>)> {
+    let project = project_of(&req.project_key, query_project)?;
+    validate::name("template_name", &req.template_name)?;
+    let list = target_list(req)?;
+    let name = &req.template_name;
+    let template = state
+        .build_templates
+        .by_name(name)
+        .await?
+        .ok_or_else(|| template_missing(name))?;
+    if template.deleting_until_ms > state.clock.now_ms() {
+        return Err(template_deleting(name));
+    }
+    let targets = targets_of(list, &template.def.pre_build.envs)?;
+    Ok((project, template, targets))
+}
+
+/// Whether template `id` is still there and not being deleted (checked after a write that
+/// makes a build use it).
+async fn template_alive(state: &AppState, id: &str) -> ApiResult<bool> {
+    Ok(state
+        .build_templates
+        .get(id)
+        .await?
+        .is_some_and(|t| t.deleting_until_ms <= state.clock.now_ms()))
+}
+
+/// `POST /openapi/build?source=template` (spec/build.md §6.2).
+pub async fn create_from_template(
+    state: &AppState,
+    by: &str,
+    req: &TemplateBuildRequest,
+    query_project: Option<&str>,
+) -> ApiResult<()> {
+    validate::name("name", &req.name)?;
+    let (project, template, targets) = check_template_build(state, req, query_project).await?;
+    let now = state.clock.now();
+    let build = Build {
+        id: validate::new_object_id(now),
+        name: req.name.trim().to_string(),
+        project_key: project,
+        source: "zadig".into(),
+        template_id: template.id.clone(),
+        targets,
+        repos: Vec::new(),
+        def: BuildDef::default(),
+        seq: state.sequences.next("builds").await?,
+        created_at: now,
+        update_time: now,
+        update_by: by.to_string(),
+        version: 1,
+    };
+    insert_new(state, &build).await?;
+    if !template_alive(state, &template.id).await? {
+        state.builds.delete_id(&build.id).await?;
+        return Err(template_deleting(&template.name));
+    }
+    tracing::info!(build.name = %build.name, project = %build.project_key, template = %template.name,
+        "template build {} created by {by}", build.name);
+    Ok(())
+}
+
+/// `PUT /openapi/build/{name}/template` and `PUT /openapi/build?source=template` (spec/build.md
+/// §6.4): switch the build to the template and replace its services; the rest is kept.
+pub async fn update_from_template(
+    state: &AppState,
+    by: &str,
+    path_name: Option<&str>,
+    req: &TemplateBuildRequest,
+    query_project: Option<&str>,
+) -> ApiResult<()> {
+    let name = match path_name {
+        Some(p) => {
+            if !req.name.trim().is_empty() && req.name.trim() != p {
+                return Err(ApiError::bad_request(format!(
+                    "`name` ({:?}) does not match the build named in the path ({p:?})",
+                    req.name
+                )));
+            }
+            p
+        }
+        None => req.name.trim(),
+    };
+    validate::name("name", name)?;
+    let (project, template, targets) = check_template_build(state, req, query_project).await?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let old = state
+            .builds
+            .get(&project, name)
+            .await?
+            .ok_or_else(|| build_not_found(codes::GET_BUILD, name, &project))?;
+        let mut targets = targets.clone();
+        for t in &mut targets {
+            if let Some(o) = old
+                .targets
+                .iter()
+                .find(|o| o.service_name == t.service_name && o.service_module == t.service_module)
+            {
+                restore_inputs(&mut t.envs, &o.envs, &template.def.pre_build.envs);
+            }
+        }
+        let new = Build {
+            template_id: template.id.clone(),
+            targets,
+            update_time: state.clock.now(),
+            update_by: by.to_string(),
+            version: old.version + 1,
+            ..old.clone()
+        };
+        if !state.builds.replace(&new, old.version).await? {
+            continue;
+        }
+        if !template_alive(state, &template.id).await? {
+            // Undo, unless someone else wrote since.
+            let undo = Build {
+                version: new.version + 1,
+                ..old
+            };
+            state.builds.replace(&undo, new.version).await?;
+            return Err(template_deleting(&template.name));
+        }
+        tracing::info!(build.name = %name, project = %project, template = %template.name,
+            "template build {name} updated by {by}");
+        return Ok(());
+    }
+    Err(busy(&format!("build {name}")))
+}
+
+/// `GET /openapi/build` (spec/build.md §7).
+pub async fn list(state: &AppState, project: &str, page: u64, size: u64) -> ApiResult<BuildList> {
+    let (builds, total) = state.builds.page(project, page, size).await?;
+    Ok(BuildList {
+        total,
+        builds: builds.iter().map(Into::into).collect(),
+    })
+}
+
+/// What a build is for one service: its definition (the template's for a template build),
+/// repositories and variables (values in clear).
+pub struct Resolved {
+    pub build: Build,
+    pub template_name: String,
+    pub def: BuildDef,
+    pub repos: Vec<Repository>,
+    pub vars: Vec<KeyVal>,
+}
+
+/// Find build `name` of `project` and resolve it for `service`/`module` (both may be empty:
+/// a template build then shows the template's variables and no repositories).
+pub async fn resolve(
+    state: &AppState,
+    project: &str,
+    name: &str,
+    service: &str,
+    module: &str,
+) -> ApiResult<Resolved> {
+    let build = state
+        .builds
+        .get(project, name)
+        .await?
+        .ok_or_else(|| build_not_found(codes::GET_BUILD, name, project))?;
+    if build.template_id.is_empty() {
+        return Ok(Resolved {
+            template_name: String::new(),
+            def: build.def.clone(),
+            repos: build.repos.clone(),
+            vars: build.def.pre_build.envs.clone(),
+            build,
+        });
+    }
+    let template = state
+        .build_templates
+        .get(&build.template_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::code(
+                StatusCode::NOT_FOUND,
+                codes::GET_BUILD,
+                format!(
+                    "the build template of build {name} (id {}) no longer exists",
+                    build.template_id
+                ),
+            )
+        })?;
+    let target = build
+        .targets
+        .iter()
+        .find(|t| t.service_name == service && t.service_module == module);
+    let (repos, vars) = match target {
+        Some(t) => (
+            t.repos.clone(),
+            merge_vars(&template.def.pre_build.envs, &t.envs),
+        ),
+        None => (Vec::new(), template.def.pre_build.envs.clone()),
+    };
+    Ok(Resolved {
+        template_name: template.name,
+        def: template.def,
+        repos,
+        vars,
+        build,
+    })
+}
+
+/// `GET /openapi/build/{name}/detail` (spec/build.md §8), credentials masked.
+pub async fn detail(
+    state: &AppState,
+    project: &str,
+    name: &str,
+    service: &str,
+    module: &str,
+) -> ApiResult<BuildDetail> {
+    let r = resolve(state, project, name, service, module).await?;
+    Ok(view::detail(
+        &r.build,
+        &r.template_name,
+        &r.def,
+        &r.repos,
+        &r.vars,
+    ))
+}
+
+/// `DELETE /openapi/build` (spec/build.md §9); an unknown build is 404 (Zadig: success).
+/// Without a project the build of that name is deleted wherever it is (names are global).
+pub async fn delete(
+    state: &AppState,
+    by: &str,
+    name: &str,
+    project: Option<&str>,
+) -> ApiResult<()> {
+    validate::name("name", name)?;
+    let found = match project {
+        Some(p) => state.builds.get(p, name).await?,
+        None => state.builds.by_name(name).await?,
+    };
+    let b = found.ok_or_else(|| {
+        ApiError::code(
+            StatusCode::NOT_FOUND,
+            codes::DELETE_BUILD,
+            format!(
+                "build {name} not found in project {}",
+                project.unwrap_or("(any)")
+            ),
+        )
+    })?;
+    state.builds.delete_id(&b.id).await?;
+    tracing::info!(build.name = %name, project = %b.project_key, "build {name} deleted by {by}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+fn template_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("build template {name} not found"))
+}
+
+fn template_exists(name: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "a build template named {name:?} already exists (`name`)"
+    ))
+}
+
+/// `POST /openapi/templates/build`.
+pub async fn create_template(state: &AppState, by: &str, req: &TemplateRequest) -> ApiResult<()> {
+    validate::name("name", &req.name)?;
+    let def = def_of_template(req)?;
+    let now = state.clock.now();
+    let t = BuildTemplate {
+        id: validate::new_object_id(now),
+        name: req.name.trim().to_string(),
+        def,
+        created_at: now,
+        update_time: now,
+        update_by: by.to_string(),
+        version: 1,
+        deleting_until_ms: 0,
+    };
+    match state.build_templates.insert(&t).await {
+        Ok(()) => {}
+        Err(StoreError::Duplicate(_)) => return Err(template_exists(&t.name)),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(template = %t.name, "build template {} created by {by}", t.name);
+    Ok(())
+}
+
+/// `PUT /openapi/templates/build/{name}`: the whole document is replaced (a different `name`
+/// renames it); credentials sent back as `********` keep their stored values.
+pub async fn update_template(
+    state: &AppState,
+    by: &str,
+    name: &str,
+    req: &TemplateRequest,
+) -> ApiResult<()> {
+    let new_name = if req.name.trim().is_empty() {
+        name
+    } else {
+        req.name.trim()
+    };
+    validate::name("name", new_name)?;
+    let def = def_of_template(&TemplateRequest {
+        name: new_name.to_string(),
+        ..req.clone()
+    })?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let old = state
+            .build_templates
+            .by_name(name)
+            .await?
+            .ok_or_else(|| template_not_found(name))?;
+        let mut def = def.clone();
+        restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
+        let new = BuildTemplate {
+            name: new_name.to_string(),
+            def,
+            update_time: state.clock.now(),
+            update_by: by.to_string(),
+            version: old.version + 1,
+            ..old.clone()
+        };
+        match state.build_templates.replace(&new, old.version).await {
+            Ok(true) => {
+                tracing::info!(template = %new_name, "build template {name} updated by {by}");
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(StoreError::Duplicate(_)) => return Err(template_exists(new_name)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy(&format!("build template {name}")))
+}
+
+pub async fn get_template(state: &AppState, name: &str) -> ApiResult<TemplateView> {
+    let t = state
+        .build_templates
+        .by_name(name)
+        .await?
+        .ok_or_else(|| template_not_found(name))?;
+    Ok((&t).into())
+}
+
+pub async fn list_templates(state: &AppState, page: u64, size: u64) -> ApiResult<TemplateList> {
+    let (list, total) = state.build_templates.page(page, size).await?;
+    Ok(TemplateList {
+        total,
+        build_templates: list.iter().map(Into::into).collect(),
+    })
+}
+
+/// `DELETE /openapi/templates/build/{name}`: refused (409) while a build uses the template.
+pub async fn delete_template(state: &AppState, by: &str, name: &str) -> ApiResult<()> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let t = state
+            .build_templates
+            .by_name(name)
+            .await?
+            .ok_or_else(|| template_not_found(name))?;
+        let until = state.clock.now_ms() + DELETE_MARK_MS;
+        if !state
+            .build_templates
+            .mark_deleting(&t.id, t.version, until)
+            .await?
+        {
+            continue;
+        }
+        let users = state.builds.using_template(&t.id, 20).await?;
+        if !users.is_empty() {
+            state.build_templates.clear_deleting(&t.id).await?;
+            return Err(ApiError::conflict(format!(
+                "build template {name} is used by builds [{}]; change or delete them first",
+                users.join(",")
+            )));
+        }
+        state.build_templates.delete_id(&t.id).await?;
+        tracing::info!(template = %name, "build template {name} deleted by {by}");
+        return Ok(());
+    }
+    Err(busy(&format!("build template {name}")))
+}

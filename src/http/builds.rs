@@ -1,0 +1,224 @@
+//! `/openapi/build`: builds (seed 004, spec/build.md §2–9). Thin handlers; the rules are in
+//! `crate::build::service`.
+
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Identity;
+use crate::build::input::{BuildRequest, TemplateBuildRequest};
+use crate::build::service;
+use crate::build::view::{BuildDetail, BuildList};
+use crate::error::{ApiResult, ErrorBody};
+use crate::http::extract::decode_object;
+use crate::http::{Json, Path, Query, Success};
+use crate::state::AppState;
+use crate::validate;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            create_build,
+            update_build,
+            list_builds,
+            delete_build
+        ))
+        .routes(routes!(update_template_build))
+        .routes(routes!(build_detail))
+}
+
+/// The body of `POST`/`PUT /openapi/build`: a full definition, or with `?source=template` a
+/// template build.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[expect(
+    dead_code,
+    reason = "documents the two body shapes; bodies are decoded by `source`"
+)]
+enum BuildBody {
+    Full(Box<BuildRequest>),
+    Template(TemplateBuildRequest),
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteQuery {
+    /// The project; the body's `project_key` wins and they may not disagree.
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+    /// `template`: the body is a template build (`template_name`, `target_services`).
+    pub source: Option<String>,
+}
+
+impl WriteQuery {
+    fn is_template(&self) -> bool {
+        self.source.as_deref() == Some("template")
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+    /// 1-based page, default 1.
+    #[serde(rename = "pageNum")]
+    pub page_num: Option<i64>,
+    /// Page size, default 20.
+    #[serde(rename = "pageSize")]
+    pub page_size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+    /// For a template build: the service whose repositories and variables to show.
+    #[serde(rename = "serviceName")]
+    pub service_name: Option<String>,
+    #[serde(rename = "serviceModule")]
+    pub service_module: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// The build.
+    pub name: Option<String>,
+    /// The project (optional: build names are unique across projects).
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+}
+
+/// A required query parameter.
+fn required<'a>(field: &str, v: &'a Option<String>) -> ApiResult<&'a str> {
+    let v = v.as_deref().unwrap_or_default();
+    validate::name(field, v)?;
+    Ok(v)
+}
+
+/// Create a build (seed 004 "Create Build"), or a template build with `?source=template`
+/// ("Create Build from Template", spec/build.md §4, §6.2).
+#[utoipa::path(post, path = "/openapi/build", tag = "builds", params(WriteQuery),
+    request_body = BuildBody,
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown template"),
+        (status = 409, body = ErrorBody, description = "name taken (code 6520)")))]
+async fn create_build(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<WriteQuery>,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<Json<Success>> {
+    let project = q.project_key.as_deref();
+    if q.is_template() {
+        let req: TemplateBuildRequest = decode_object(body)?;
+        service::create_from_template(&state, &caller.name, &req, project).await?;
+    } else {
+        let req: BuildRequest = decode_object(body)?;
+        service::create(&state, &caller.name, &req, project).await?;
+    }
+    Ok(Success::new())
+}
+
+/// Replace a build's definition (seed 004 "Update Build", spec/build.md §5); with
+/// `?source=template` update a template build as `PUT /openapi/build/{name}/template` does.
+#[utoipa::path(put, path = "/openapi/build", tag = "builds", params(WriteQuery),
+    request_body = BuildBody,
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown build (code 6521) or template")))]
+async fn update_build(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<WriteQuery>,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<Json<Success>> {
+    let project = q.project_key.as_deref();
+    if q.is_template() {
+        let req: TemplateBuildRequest = decode_object(body)?;
+        service::update_from_template(&state, &caller.name, None, &req, project).await?;
+    } else {
+        let req: BuildRequest = decode_object(body)?;
+        service::update(&state, &caller.name, &req, project).await?;
+    }
+    Ok(Success::new())
+}
+
+/// Update a template build: its template and services (seed 004 "Update Build from
+/// Template", spec/build.md §6.4).
+#[utoipa::path(put, path = "/openapi/build/{name}/template", tag = "builds",
+    params(("name" = String, Path, description = "build name"), WriteQuery),
+    request_body = TemplateBuildRequest,
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown build (code 6523) or template")))]
+async fn update_template_build(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<WriteQuery>,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<Json<Success>> {
+    validate::name("name", &name)?;
+    let req: TemplateBuildRequest = decode_object(body)?;
+    service::update_from_template(
+        &state,
+        &caller.name,
+        Some(&name),
+        &req,
+        q.project_key.as_deref(),
+    )
+    .await?;
+    Ok(Success::new())
+}
+
+/// List a project's builds (seed 004 "Query Build List", spec/build.md §7).
+#[utoipa::path(get, path = "/openapi/build", tag = "builds", params(ListQuery),
+    responses((status = 200, body = BuildList), (status = 400, body = ErrorBody)))]
+async fn list_builds(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<BuildList>> {
+    let project = required("projectKey", &q.project_key)?;
+    let page = validate::page_param("pageNum", q.page_num, Some(1), None)?;
+    let size = validate::page_param("pageSize", q.page_size, Some(20), None)?;
+    Ok(Json(service::list(&state, project, page, size).await?))
+}
+
+/// A build's detail, credentials masked (seed 004 "Get Build Details", spec/build.md §8).
+#[utoipa::path(get, path = "/openapi/build/{buildName}/detail", tag = "builds",
+    params(("buildName" = String, Path), DetailQuery),
+    responses((status = 200, body = BuildDetail), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown build (code 6523)")))]
+async fn build_detail(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> ApiResult<Json<BuildDetail>> {
+    validate::name("buildName", &name)?;
+    let project = required("projectKey", &q.project_key)?;
+    let service_name = q.service_name.as_deref().unwrap_or_default();
+    let module = q.service_module.as_deref().unwrap_or_default();
+    Ok(Json(
+        service::detail(&state, project, &name, service_name, module).await?,
+    ))
+}
+
+/// Delete a build (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
+#[utoipa::path(delete, path = "/openapi/build", tag = "builds", params(DeleteQuery),
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown build (code 6524)")))]
+async fn delete_build(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Success>> {
+    let name = required("name", &q.name)?;
+    let project = q.project_key.as_deref().filter(|p| !p.is_empty());
+    service::delete(&state, &caller.name, name, project).await?;
+    Ok(Success::new())
+}
