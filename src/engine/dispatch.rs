@@ -106,42 +106,36 @@ async fn dispatch_round(
     if free == 0 {
         return Ok(false);
     }
-    let waiting = Filter::eq("status", status::WAITING);
-    let order = FindOptions::sort("queued_at_ms", Dir::Asc).then("task_id", Dir::Asc);
-    if state
-        .tasks
-        .tasks
-        .find(&waiting, &order.clone().limit(1))
-        .await?
-        .is_empty()
-    {
-        return Ok(false);
+    let mut lease = DispatchLease { held: false };
+    let result = claim_eligible(state, runners, &mut free, &mut lease).await;
+    if lease.held {
+        state
+            .leases
+            .release(DISPATCH_LEASE, &state.instance_id)
+            .await?;
     }
-    if !state
-        .leases
-        .claim(DISPATCH_LEASE, &state.instance_id, DISPATCH_LEASE_TTL)
-        .await?
-    {
-        return Ok(true);
-    }
-    let result = claim_eligible(state, runners, &mut free, waiting, order).await;
-    state
-        .leases
-        .release(DISPATCH_LEASE, &state.instance_id)
-        .await?;
-    result.map(|()| false)
+    result
+}
+
+/// The `engine-dispatch` lease, taken only when a task of a workflow with a positive
+/// `concurrency_limit` is considered (counting and claiming must not interleave with another
+/// replica's); unlimited tasks need only their conditional claim.
+struct DispatchLease {
+    held: bool,
 }
 
 async fn claim_eligible(
     state: &AppState,
     runners: &mut JoinSet<()>,
     free: &mut usize,
-    waiting: Filter,
-    order: FindOptions,
-) -> crate::store::StoreResult<()> {
-    // Workflows at their limit this round, and the active count of each limited workflow.
+    lease: &mut DispatchLease,
+) -> crate::store::StoreResult<bool> {
+    let waiting = Filter::eq("status", status::WAITING);
+    let order = FindOptions::sort("queued_at_ms", Dir::Asc).then("task_id", Dir::Asc);
+    // Workflows skipped this round, and the active count of each limited workflow.
     let mut full: Vec<String> = Vec::new();
     let mut active: HashMap<String, i64> = HashMap::new();
+    let mut contended = false;
     while *free > 0 {
         let mut filter = waiting.clone();
         for wf in &full {
@@ -173,6 +167,19 @@ async fn claim_eligible(
                 continue;
             }
             if limit > 0 {
+                if !lease.held {
+                    lease.held = state
+                        .leases
+                        .claim(DISPATCH_LEASE, &state.instance_id, DISPATCH_LEASE_TTL)
+                        .await?;
+                    if !lease.held {
+                        // Another replica is counting: its limited tasks wait for a later round.
+                        contended = true;
+                        full.push(t.workflow_name.clone());
+                        progressed = true;
+                        continue;
+                    }
+                }
                 let n = match active.get(&t.workflow_name) {
                     Some(n) => *n,
                     None => {
@@ -208,7 +215,7 @@ async fn claim_eligible(
             break;
         }
     }
-    Ok(())
+    Ok(contended)
 }
 
 /// Take a waiting task for this process: `running`, `start_time`, `lease_owner`.

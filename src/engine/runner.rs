@@ -48,21 +48,35 @@ pub(super) enum Stop {
 /// The runner's handle on its task: the latest stored version and the conditional writer.
 pub(super) struct TaskCtl {
     state: AppState,
+    /// The latest stored task with the deferred changes applied.
     pub task: Task,
+    /// Changes made but not stored yet: they ride along with the next write.
+    pending: Vec<Change>,
     /// Fired when a re-read shows the API cancelled the task.
     cancel: CancellationToken,
 }
+
+/// A change to a task, re-applicable to a fresher copy.
+type Change = Box<dyn Fn(&mut Task) + Send + Sync>;
 
 impl TaskCtl {
     pub fn new(state: AppState, task: Task, cancel: CancellationToken) -> Self {
         Self {
             state,
             task,
+            pending: Vec::new(),
             cancel,
         }
     }
 
-    /// Apply `f` to the task and store it (see the module doc).
+    /// Apply `f` now but store it with the next [`Self::update`]: for bookkeeping nobody waits
+    /// for (a stage's start and end), which saves a write per stage boundary.
+    pub fn defer(&mut self, f: impl Fn(&mut Task) + Send + Sync + 'static) {
+        f(&mut self.task);
+        self.pending.push(Box::new(f));
+    }
+
+    /// Apply `f` to the task and store it with the deferred changes (see the module doc).
     pub async fn update(&mut self, f: impl Fn(&mut Task)) -> Result<(), Stop> {
         let mut failures = 0u32;
         loop {
@@ -71,6 +85,7 @@ impl TaskCtl {
             let res = match self.state.tasks.save(&mut next).await {
                 Ok(true) => {
                     self.task = next;
+                    self.pending.clear();
                     return Ok(());
                 }
                 Ok(false) => self.refresh().await,
@@ -93,12 +108,16 @@ impl TaskCtl {
         }
     }
 
-    /// Re-read the task; [`Stop::Lost`] when it is gone or no longer ours.
+    /// Re-read the task (keeping the deferred changes); [`Stop::Lost`] when it is gone or no
+    /// longer ours.
     pub async fn refresh(&mut self) -> Result<(), Stop> {
         match self.state.tasks.tasks.get(&self.task.id).await {
-            Ok(Some(t)) if t.lease_owner == self.state.instance_id => {
+            Ok(Some(mut t)) if t.lease_owner == self.state.instance_id => {
                 if t.status == status::CANCELLED {
                     self.cancel.cancel();
+                }
+                for p in &self.pending {
+                    p(&mut t);
                 }
                 self.task = t;
                 Ok(())
@@ -261,14 +280,13 @@ async fn run_stage(
     let at = now(state);
     let stage = {
         let mut c = ctl.lock().await;
-        c.update(|t| {
+        c.defer(move |t| {
             let s = &mut t.stages[si];
             s.status = status::RUNNING.to_string();
             s.start_time = at;
             s.end_time = 0;
             s.error.clear();
-        })
-        .await?;
+        });
         c.task.stages[si].clone()
     };
     let manual = stage
@@ -345,7 +363,8 @@ async fn run_stage(
     let at = now(state);
     let cancelled = reg.cancel.is_cancelled();
     let mut c = ctl.lock().await;
-    c.update(|t| {
+    // Stored with the next write (the next job's start, or the task's end).
+    c.defer(move |t| {
         let task_cancelled = cancelled || t.status == status::CANCELLED;
         let s = &mut t.stages[si];
         let rolled = rollup::stage_status(task_cancelled, s.jobs.iter().map(|j| j.status.as_str()));
@@ -356,8 +375,7 @@ async fn run_stage(
         }
         .to_string();
         s.end_time = at;
-    })
-    .await?;
+    });
     Ok(c.task.stages[si].status.clone())
 }
 
