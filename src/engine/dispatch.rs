@@ -4,9 +4,10 @@
 //!   `engine_sweep_interval_ms`), it claims `waiting` tasks in `queued_at_ms` order while this
 //!   process has a free slot (`engine_max_tasks`) and the task's workflow is under its
 //!   `concurrency_limit` (running + waiting-for-approval tasks of that workflow, across every
-//!   replica). A round holds the short `engine-dispatch` lease so two replicas never count and
-//!   claim at the same time; the claim itself is a conditional update (`status = waiting` and
-//!   the read `version`), so each task starts exactly once.
+//!   replica). Before counting a limited workflow's tasks a round takes the short
+//!   `engine-dispatch` lease, so two replicas never count and claim at the same time; the claim
+//!   itself is a conditional update (`status = waiting` and the read `version`), so each task
+//!   starts exactly once.
 //! - **heartbeat**: this process' liveness lease `engine-instance:<instance_id>`, renewed
 //!   every third of `engine_lease_ttl_secs`. Claimed tasks carry `lease_owner = instance_id`.
 //! - **recovery** (at start, then every half TTL): a `running`/`wait_for_approval` task whose
@@ -65,7 +66,8 @@ async fn heartbeat_loop(state: AppState) {
 async fn dispatch_loop(state: AppState) {
     let sweep = Duration::from_millis(state.config.engine_sweep_interval_ms);
     let mut runners: JoinSet<()> = JoinSet::new();
-    let mut again = false;
+    // The first round comes at once: tasks queued before this process started.
+    let mut again = true;
     loop {
         let pause = if again {
             Duration::from_millis(50)

@@ -93,6 +93,7 @@ impl Engine {
     fn register(&self, key: TaskKey, id: String, parent: &CancellationToken) -> Registered {
         let cancel = parent.child_token();
         let votes = Arc::new(Notify::new());
+        metrics::counter!("engine_tasks_started_total").increment(1);
         self.registry().insert(
             key,
             Running {
@@ -101,11 +102,17 @@ impl Engine {
                 id,
             },
         );
+        metrics::gauge!("engine_tasks_running").set(self.registry().len() as f64);
         Registered { cancel, votes }
     }
 
     fn unregister(&self, key: &TaskKey) {
-        self.registry().remove(key);
+        let running = {
+            let mut r = self.registry();
+            r.remove(key);
+            r.len()
+        };
+        metrics::gauge!("engine_tasks_running").set(running as f64);
         self.wake.notify_one();
     }
 

@@ -254,6 +254,8 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
         Ok(()) => {
             tracing::info!(workflow = %task.workflow_name, task_id = task.task_id,
                 "task {}#{} ended {}", task.workflow_name, task.task_id, task.status);
+            metrics::counter!("engine_tasks_finished_total", "status" => task.status.clone())
+                .increment(1);
             if status::is_final(&task.status)
                 && let Some(r) = &task.release
             {

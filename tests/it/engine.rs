@@ -664,7 +664,7 @@ backend_test! {
         let b = job(&t, "job-0-0-0-build");
         assert_eq!(t.status, "passed", "{}", b.error);
         let image = b.outputs["IMAGE"].clone();
-        assert!(image.starts_with(&format!("web-img:")) && image.contains(&format!("-{id}")), "{image}");
+        assert!(image.starts_with("web-img:") && image.contains(&format!("-{id}")), "{image}");
         assert_eq!(b.outputs["IMAGETAG"], image.split_once(':').unwrap().1);
         assert!(b.outputs["PKG_FILE"].starts_with("web-mod-") && b.outputs["PKG_FILE"].ends_with(".tar.gz"));
         assert_eq!(b.outputs["VERSION_OUT"], "v42");
@@ -673,6 +673,203 @@ backend_test! {
         assert!(!log.contains("b-s3cr3t"));
         let log = full_log(&app, "builds", id, "use").await;
         assert!(log.contains(&format!("image={image} tag={} v=v42", b.outputs["IMAGETAG"])), "{log}");
+        app.stop().await;
+    }
+}
+
+fn gated(name: &str, needed: i64, timeout: i64) -> StageTask {
+    let mut s = stage(
+        name,
+        false,
+        vec![freestyle(&format!("{name}-job"), "echo after approval")],
+    );
+    s.approval = Some(StageApproval {
+        enabled: true,
+        kind: "native".into(),
+        approve_users: vec![
+            ApproveUser {
+                user_id: "u1".into(),
+                user_name: "alice".into(),
+                ..ApproveUser::default()
+            },
+            ApproveUser {
+                user_id: "u2".into(),
+                user_name: "bob".into(),
+                ..ApproveUser::default()
+            },
+        ],
+        needed_approvers: needed,
+        timeout,
+        ..StageApproval::default()
+    });
+    s
+}
+
+async fn vote(app: &TestApp, workflow: &str, id: i64, stage: usize, user: usize, verdict: &str) {
+    let verdict = verdict.to_string();
+    api_write(app, workflow, id, |t| {
+        let a = t.stages[stage].approval.as_mut().unwrap();
+        a.approve_users[user].reject_or_approve = verdict.clone();
+        a.approve_users[user].operation_time = 1;
+    })
+    .await;
+    engine::approval_recorded(app.state(), workflow, id);
+}
+
+backend_test! {
+    async fn stage_approval_quorum_reject_and_timeout(app) {
+        // Quorum of two: one approval is not enough.
+        let id = queue(&app, "quorum", -1, vec![], vec![gated("g", 2, 10)]).await;
+        wait_status(&app, "quorum", id, &["wait_for_approval"]).await;
+        vote(&app, "quorum", id, 0, 0, "approve").await;
+        // Still waiting after the vote was seen (the runner re-reads within the sweep interval).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(task(&app, "quorum", id).await.status, "wait_for_approval");
+        vote(&app, "quorum", id, 0, 1, "approve").await;
+        assert_eq!(wait_status(&app, "quorum", id, &["passed", "failed", "reject"]).await.status, "passed");
+
+        // Any reject rejects.
+        let id = queue(&app, "rejected", -1, vec![], vec![gated("g", 1, 10)]).await;
+        wait_status(&app, "rejected", id, &["wait_for_approval"]).await;
+        vote(&app, "rejected", id, 0, 1, "reject").await;
+        let t = wait_status(&app, "rejected", id, &["reject", "passed"]).await;
+        assert_eq!(t.status, "reject");
+        app.wait_for("the task end", WAIT, || async { (task(&app, "rejected", id).await.end_time > 0).then_some(()) }).await;
+        let t = task(&app, "rejected", id).await;
+        assert_eq!(t.stages[0].status, "reject");
+        assert_eq!(t.stages[0].error, "bob reject this task");
+        assert_eq!(t.stages[0].approval.as_ref().unwrap().reject_or_approve, "reject");
+        assert_eq!(job(&t, "g-job").status, "", "no job of a rejected stage runs");
+
+        // The timeout (minutes) runs on the business clock from when the stage started waiting.
+        let id = queue(&app, "late", -1, vec![], vec![gated("g", 1, 3)]).await;
+        wait_status(&app, "late", id, &["wait_for_approval"]).await;
+        app.clock.advance(Duration::from_secs(2 * 60));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(task(&app, "late", id).await.status, "wait_for_approval");
+        app.clock.advance(Duration::from_secs(61));
+        let t = wait_status(&app, "late", id, &["timeout", "passed"]).await;
+        assert_eq!(t.status, "timeout");
+        assert_eq!(t.stages[0].status, "timeout");
+
+        // Cancel ends the wait.
+        let id = queue(&app, "cancel-wait", -1, vec![], vec![gated("g", 1, 10)]).await;
+        wait_status(&app, "cancel-wait", id, &["wait_for_approval"]).await;
+        api_cancel(&app, "cancel-wait", id).await;
+        let t = app.wait_for("the cancelled end", Duration::from_secs(2), || async {
+            let t = task(&app, "cancel-wait", id).await;
+            (t.end_time > 0).then_some(t)
+        }).await;
+        assert_eq!(t.status, "cancelled");
+        assert_eq!(t.stages[0].status, "cancelled");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn approval_job_and_error_policies(app) {
+        let mut approval = freestyle("approve-it", "");
+        approval.job_type = "approval".into();
+        approval.spec = json!({"type": "native", "timeout": 5, "native_approval": {
+            "approve_users": [{"user_id": "u1", "user_name": "alice"}], "needed_approvers": 1}});
+        let mut ignored = freestyle("ignored", "exit 1");
+        ignored.error_policy = json!({"policy": "ignore_error"});
+        let id = queue(&app, "approval-job", -1, vec![], vec![
+            stage("gate", false, vec![approval]),
+            stage("after", false, vec![ignored, freestyle("next", "echo next")]),
+        ]).await;
+        let t = app.wait_for("the approval job to wait", WAIT, || async {
+            let t = task(&app, "approval-job", id).await;
+            (job(&t, "approve-it").status == "wait_for_approval").then_some(t)
+        }).await;
+        // An approval job keeps the task running.
+        assert_eq!(t.status, "running");
+        api_write(&app, "approval-job", id, |t| {
+            let j = &mut t.stages[0].jobs[0];
+            j.spec["native_approval"]["approve_users"][0]["reject_or_approve"] = json!("approve");
+        }).await;
+        engine::approval_recorded(app.state(), "approval-job", id);
+        let t = wait_status(&app, "approval-job", id, &["passed", "failed"]).await;
+        assert_eq!(t.status, "passed", "{t:#?}");
+        assert_eq!(job(&t, "approve-it").status, "passed");
+        // ignore_error: the failure becomes unstable, the stage and the task pass.
+        assert_eq!(job(&t, "ignored").status, "unstable");
+        assert_eq!(job(&t, "next").status, "passed");
+        assert_eq!(t.stages[1].status, "passed");
+
+        // retry: attempts 10 s apart on the business clock, stopping at the first pass.
+        let dir = scratch();
+        let marker = sh_path(&dir.path().join("tries"));
+        let mut flaky = freestyle("flaky", &format!("echo x >> {marker}; test $(wc -l < {marker}) -ge 2"));
+        flaky.error_policy = json!({"policy": "retry", "maximum_retry": 3});
+        let id = queue(&app, "retry-policy", -1, vec![], vec![stage("s", false, vec![flaky])]).await;
+        app.wait_for("the first attempt", WAIT, || async {
+            let n = std::fs::read_to_string(&marker).map(|s| s.lines().count()).unwrap_or(0);
+            (n == 1).then_some(())
+        }).await;
+        let t = app.wait_for("the retry pause", WAIT, || async {
+            app.clock.advance(Duration::from_secs(11));
+            let t = task(&app, "retry-policy", id).await;
+            (t.status == "passed").then_some(t)
+        }).await;
+        assert_eq!(job(&t, "flaky").retry_count, 1);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn two_replicas_run_each_task_exactly_once(app) {
+        // A second server on the same store (its own process state, workspace and lease).
+        let mut config = app.config.clone();
+        let dir2 = scratch();
+        config.engine_workspace_dir = dir2.path().join("ws");
+        let backend = zadig_server::store::open(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let clock: std::sync::Arc<dyn zadig_server::clock::Clock> = std::sync::Arc::new(app.clock.clone());
+        let second = zadig_server::start(config, backend, clock, listener).await.unwrap();
+        assert_ne!(second.state.instance_id, app.state().instance_id);
+
+        let dir = scratch();
+        let ran = sh_path(&dir.path().join("ran"));
+        let lock = sh_path(&dir.path().join("lock"));
+        let mut ids = Vec::new();
+        for _ in 0..12 {
+            ids.push(queue(&app, "shared", -1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("echo $TASK_ID >> {ran}"))])]).await);
+        }
+        // A limited workflow: never two at once across the replicas.
+        let mut limited = Vec::new();
+        for _ in 0..4 {
+            limited.push(queue(&app, "one-at-a-time", 1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("mkdir {lock} || exit 9; sleep 0.2; rmdir {lock}"))])]).await);
+        }
+        engine::task_queued(&second.state);
+        for id in &ids {
+            assert_eq!(wait_status(&app, "shared", *id, &["passed", "failed"]).await.status, "passed");
+        }
+        for id in &limited {
+            assert_eq!(wait_status(&app, "one-at-a-time", *id, &["passed", "failed"]).await.status, "passed", "task {id}");
+        }
+        let mut lines: Vec<i64> = std::fs::read_to_string(&ran).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ids, "each task ran exactly once");
+
+        // A cancel recorded through the first replica stops a job running on the second one.
+        let pid_file = dir.path().join("pid");
+        let id = queue(&app, "remote-cancel", -1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("sleep 30 & echo $! > {}; wait", sh_path(&pid_file)))])]).await;
+        let pid = read_pid(&app, &pid_file).await;
+        // Cancel through the replica that does NOT run it.
+        let on_second = second.state.engine.is_running_here("remote-cancel", id);
+        assert!(on_second || app.state().engine.is_running_here("remote-cancel", id));
+        let other = if on_second { app.state() } else { &second.state };
+        api_write(&app, "remote-cancel", id, |t| t.status = "cancelled".into()).await;
+        engine::task_cancelled(other, "remote-cancel", id);
+        let t = app.wait_for("the cancelled end", Duration::from_secs(3), || async {
+            let t = task(&app, "remote-cancel", id).await;
+            (t.end_time > 0).then_some(t)
+        }).await;
+        assert_eq!(t.status, "cancelled", "ran on the second replica: {on_second}");
+        app.wait_for("the process to be gone", Duration::from_secs(3), || async { process_gone(pid).then_some(()) }).await;
+        second.shutdown().await;
         app.stop().await;
     }
 }
