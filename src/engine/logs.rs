@@ -8,6 +8,7 @@
 //! window, readers on another replica and readers after the job ended read the chunks.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ fn key_filter(key: &LogKey) -> Filter {
 pub struct LogHub {
     chunks: Typed<LogChunk>,
     live: Mutex<HashMap<LogKey, Arc<LiveLog>>>,
+    /// Open log readers (SSE streams); each [`Follow`] counts itself while it exists.
+    followers: Arc<AtomicUsize>,
 }
 
 impl LogHub {
@@ -67,6 +70,7 @@ impl LogHub {
         Self {
             chunks: Typed::new(backend, "job_logs"),
             live: Mutex::new(HashMap::new()),
+            followers: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -98,6 +102,11 @@ impl LogHub {
         };
         log.add_secrets(secrets);
         Ok(log)
+    }
+
+    /// How many log readers are open.
+    pub fn followers(&self) -> usize {
+        self.followers.load(Ordering::SeqCst)
     }
 
     /// The live log of a job running in this process.
@@ -529,16 +538,26 @@ pub struct Follow {
     tail: u64,
     live: Option<Arc<LiveLog>>,
     done: bool,
+    /// The hub's reader count, decremented when this reader is dropped (the client left).
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Follow {
-    pub fn new(key: LogKey, tail: u64) -> Self {
+    pub fn new(hub: &LogHub, key: LogKey, tail: u64) -> Self {
+        hub.followers.fetch_add(1, Ordering::SeqCst);
         Self {
             key,
             cur: None,
             tail,
             live: None,
             done: false,
+            count: hub.followers.clone(),
         }
     }
 

@@ -62,7 +62,7 @@ async fn sse_log(
 ) -> ApiResult<Response> {
     let key = log_key(workflow, &task_id, job)?;
     let tail = lines.trim().parse::<u64>().unwrap_or(DEFAULT_TAIL);
-    let follow = Follow::new(key.clone(), tail);
+    let follow = Follow::new(&state.engine.logs, key.clone(), tail);
     // Dropped with the response body when the client goes away: the reader stops there.
     let stream = futures::stream::unfold(
         (state, key, follow),

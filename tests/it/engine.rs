@@ -521,6 +521,16 @@ backend_test! {
         assert!(lines[0].starts_with("===================="), "{lines:?}");
         // The job is still running: the lines came live.
         assert_eq!(job(&task(&app, "sse", id).await, "tail").status, "running");
+        // A client that goes away frees its reader at once.
+        let quitter = app.client
+            .get(app.url(&format!("/openapi/logs/sse/v4/workflow/sse/{id}/tail/1")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send().await.unwrap();
+        let mut quitter = quitter;
+        assert!(quitter.chunk().await.unwrap().is_some());
+        assert_eq!(app.state().engine.logs.followers(), 2);
+        drop(quitter);
+        app.wait_for("the reader to be freed", WAIT, || async { (app.state().engine.logs.followers() == 1).then_some(()) }).await;
         std::fs::write(&go, "").unwrap();
         let (rest, ended) = read_events(&mut resp, &mut buf, |_| false).await;
         assert!(ended, "the stream ends with the job");
