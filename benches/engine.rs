@@ -144,6 +144,31 @@ async fn bench_backend(kind: StorageKind, spawn: Duration) {
     // Per-job overhead: one task at a time.
     let srv = server(kind, &dir.path().join("seq"), 1).await;
     let st = srv.state.clone();
+    // The executor alone (job log + workspace + process group), without the task runner.
+    let n = 100u32;
+    let start = Instant::now();
+    for i in 0..n {
+        let ctx = zadig_server::engine::executor::JobContext {
+            project: "bench".into(),
+            workflow: "direct".into(),
+            task_id: i64::from(i),
+            job_name: "echo".into(),
+            job_type: "freestyle".into(),
+            spec: json!({"script": "echo hi"}),
+            params: vec![],
+            secrets: vec![],
+            context: Default::default(),
+            creator: String::new(),
+        };
+        let end = zadig_server::engine::executor::run_job(&st, ctx, Default::default()).await;
+        assert_eq!(end.status.as_str(), "passed", "{}", end.error);
+    }
+    let direct = start.elapsed() / n;
+    println!(
+        "run_job alone: {:.1} ms per echo job ({:.1} ms beyond the spawn baseline)",
+        direct.as_secs_f64() * 1e3,
+        direct.saturating_sub(spawn).as_secs_f64() * 1e3
+    );
     let seq_tasks = 50u64;
     for _ in 0..seq_tasks {
         queue(&st, "seq", three_stage()).await;

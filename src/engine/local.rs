@@ -1,9 +1,9 @@
 //! The local process executor: each job runs in its own workspace directory under the data
 //! dir, each of its commands as a child process group.
 //!
-//! Every command is started as `bash -c <watchdog> … <command>` in a new process group whose
-//! stdin is a pipe held by the server: a tiny watchdog in the group waits for that pipe to
-//! close and then kills the group. So when the server dies (even by SIGKILL) the job's
+//! Every command runs in a new process group whose stdin is a pipe held by the server, with a
+//! tiny watchdog in the group (the first line of a script, or `bash -c <watchdog>; "$@"` around
+//! other commands) that waits for that pipe to close and then kills the group. So when the server dies (even by SIGKILL) the job's
 //! processes die with it instead of running on as orphans. Cancel and timeout kill the group
 //! (SIGKILL to `-pgid`) at once; so does the end of the job's main process (no stragglers).
 //! The environment is built from scratch (only `PATH`, `HOME`, locale and temp-dir variables
@@ -27,10 +27,11 @@ use super::executor::{ExecEnd, Executor, GitRepo, JobStatus, PreparedJob, Script
 use super::logs::JobLog;
 use crate::clock::Clock;
 
-/// Kills the group when the server's end of the stdin pipe closes; then runs `"$@"`.
+/// The watchdog: a background subshell (disowned, so a script's `wait` does not wait for it)
+/// that blocks reading the server's end of the stdin pipe (moved to fd 3) and kills the whole
+/// process group when it closes. The job's own stdin is `/dev/null`.
 const WATCHDOG: &str = "exec 3<&0 0</dev/null; \
-( ( while read -r -u 3 _; do :; done; kill -KILL 0 ) >/dev/null 2>&1 & ); \
-exec 3<&-; \"$@\"";
+( while read -r -u 3 _; do :; done; kill -KILL 0 ) >/dev/null 2>&1 & disown $!; exec 3<&-";
 
 /// Longest log line; longer output is split.
 const MAX_LINE: usize = 64 * 1024;
@@ -364,7 +365,7 @@ async fn git(
     let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
         .chain(args.iter().map(OsString::from))
         .collect();
-    match run_logged(&argv, env, ws, log).await {
+    match run_logged(&argv, env, ws, log, Watchdog::Wrap).await {
         Ok(st) if st.success() => Ok(()),
         Ok(st) => Err(exit_text(st)),
         Err(e) => Err(format!("cannot start git: {e}")),
@@ -378,12 +379,12 @@ fn exit_text(st: ExitStatus) -> String {
     }
 }
 
-/// The script file: the user's script run by bash without `-e` (its status is that of its last
+/// The script file: the watchdog line, then the user's script run by bash without `-e` (its status is that of its last
 /// command, as in Zadig). With outputs, an EXIT trap first writes each output variable's value
 /// to `<results>/<NAME>`, keeping the script's status (Zadig's appended `echo` lines would make
 /// a failing script pass).
 fn bash_script(body: &str, outputs: &[String], results: &Path) -> String {
-    let mut text = String::new();
+    let mut text = format!("{WATCHDOG}\n");
     if !outputs.is_empty() {
         text.push_str("__zadig_outputs() { __zadig_rc=$?; set +ex; ");
         for o in outputs {
@@ -413,11 +414,12 @@ async fn run_script(
     log.info("Executing user script.");
     let results = dir.join("zadig").join("results");
     let body = script.replace("\r\n", "\n").replace('\r', "\n");
-    let (file, argv, content) = match kind {
+    let (file, argv, content, watchdog) = match kind {
         ScriptKind::Bash => {
             let file = dir.join("zadig").join("script.sh");
             let argv = vec![OsString::from("bash"), file.clone().into_os_string()];
-            (file, argv, bash_script(&body, &job.outputs, &results))
+            let text = bash_script(&body, &job.outputs, &results);
+            (file, argv, text, Watchdog::InScript)
         }
         ScriptKind::PowerShell => {
             let Some(pwsh) = which("pwsh", env) else {
@@ -433,14 +435,14 @@ async fn run_script(
                 "-File".into(),
                 file.clone().into_os_string(),
             ];
-            (file, argv, body)
+            (file, argv, body, Watchdog::Wrap)
         }
     };
     tokio::fs::write(&file, content)
         .await
         .map_err(|e| format!("cannot write the script file: {e}"))?;
     let started = Instant::now();
-    let status = run_logged(&argv, env, ws, log)
+    let status = run_logged(&argv, env, ws, log, watchdog)
         .await
         .map_err(|e| format!("cannot start the script: {e}"))?;
     log.info(&format!(
@@ -457,6 +459,15 @@ async fn run_script(
         }
     }
     Ok(outputs)
+}
+
+/// Where a command's watchdog comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watchdog {
+    /// Run the command under `bash -c <watchdog>; "$@"`.
+    Wrap,
+    /// The command is `bash <script>` whose first line is the watchdog.
+    InScript,
 }
 
 /// Kills a process group when dropped (end of the command, cancel, timeout, shutdown).
@@ -485,13 +496,24 @@ async fn run_logged(
     env: &[(OsString, OsString)],
     cwd: &Path,
     log: &JobLog,
+    watchdog: Watchdog,
 ) -> std::io::Result<ExitStatus> {
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c")
-        .arg(WATCHDOG)
-        .arg("zadig-job")
-        .args(argv)
-        .env_clear()
+    let mut cmd = match watchdog {
+        Watchdog::Wrap => {
+            let mut c = Command::new("bash");
+            c.arg("-c")
+                .arg(format!("{WATCHDOG}; \"$@\""))
+                .arg("zadig-job")
+                .args(argv);
+            c
+        }
+        Watchdog::InScript => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
         .stdin(Stdio::piped())
