@@ -343,38 +343,7 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         if t.status == status::CANCELLED && t.lease_owner.is_empty() {
             return;
         }
-        let at = state.clock.now();
-        let final_status = if t.status == status::CANCELLED {
-            status::CANCELLED
-        } else {
-            status::FAILED
-        };
-        for s in &mut t.stages {
-            for j in &mut s.jobs {
-                if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
-                    .contains(&j.status.as_str())
-                {
-                    j.status = final_status.to_string();
-                    j.error = error.to_string();
-                    j.end_time = at;
-                }
-            }
-            if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
-                .contains(&s.status.as_str())
-            {
-                s.status = final_status.to_string();
-                s.error = error.to_string();
-                s.end_time = at;
-            }
-        }
-        t.status = final_status.to_string();
-        if final_status == status::FAILED {
-            t.error = error.to_string();
-        }
-        t.end_time = at;
-        t.lease_owner.clear();
-        t.lease_until_ms = 0;
-        t.final_notified = true;
+        runner::end_task(&mut t, status::FAILED, error, state.clock.now());
         match state.tasks.save(&mut t).await {
             Ok(true) => {
                 if let Some(r) = &t.release {

@@ -184,68 +184,57 @@ async fn drive(state: &AppState, ctl: &Ctl, reg: &Registered) -> Result<(), Stop
     Ok(())
 }
 
-/// Write the task's end: roll-up (or `cancelled`, or `failed` with `interrupted` when the
-/// server stopped under it), `end_time`, lease given back; then tell the release plan.
+/// End every stage and job task still open (running, preparing, waiting for approval) with
+/// `status` and `error`; then close the task itself: `status` (a task cancelled by the API
+/// stays `cancelled`, keeping its own error), `end_time`, the lease given back.
+pub(super) fn end_task(t: &mut Task, status: &str, error: &str, at: i64) {
+    const OPEN: &[&str] = &[status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE];
+    let (status, error) = if t.status == status::CANCELLED {
+        (status::CANCELLED, "workflow was canceled")
+    } else {
+        (status, error)
+    };
+    for s in &mut t.stages {
+        for j in &mut s.jobs {
+            if OPEN.contains(&j.status.as_str()) {
+                j.status = status.to_string();
+                j.error = error.to_string();
+                j.end_time = at;
+            }
+        }
+        if OPEN.contains(&s.status.as_str()) {
+            s.status = status.to_string();
+            s.error = error.to_string();
+            s.end_time = at;
+        }
+    }
+    if t.status != status::CANCELLED {
+        t.status = status.to_string();
+        t.error = error.to_string();
+    }
+    t.end_time = at;
+    t.lease_owner.clear();
+    t.lease_until_ms = 0;
+    t.final_notified = status::is_final(&t.status);
+}
+
+/// Write the task's end — the roll-up of its stages, or `failed` with `interrupted` when the
+/// server stopped under it, or `cancelled` — then tell the release plan.
 async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
     let at = now(state);
     let mut c = ctl.lock().await;
     let res = c
-        .update(|t| {
-            let cancelled = t.status == status::CANCELLED;
-            let restart = interrupted.is_some() && !cancelled;
-            let why = interrupted.unwrap_or(RESTART_ERROR);
-            for s in &mut t.stages {
-                let open = [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
-                    .contains(&s.status.as_str());
-                for j in &mut s.jobs {
-                    if [status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE]
-                        .contains(&j.status.as_str())
-                    {
-                        j.status = if restart {
-                            status::FAILED
-                        } else {
-                            status::CANCELLED
-                        }
-                        .to_string();
-                        j.error = if restart {
-                            why
-                        } else {
-                            "workflow was canceled"
-                        }
-                        .to_string();
-                        j.end_time = at;
-                    }
-                }
-                if open {
-                    s.status = if restart {
-                        status::FAILED
-                    } else {
-                        status::CANCELLED
-                    }
-                    .to_string();
-                    s.end_time = at;
-                }
-            }
-            if restart {
-                t.status = status::FAILED.to_string();
-                t.error = why.to_string();
-            } else if !cancelled {
+        .update(|t| match interrupted {
+            Some(why) => end_task(t, status::FAILED, why, at),
+            None => {
                 let rolled = rollup::task_status(t.stages.iter().map(|s| s.status.as_str()));
-                t.status = if rolled == status::RUNNING {
-                    if t.stages.is_empty() {
-                        status::PASSED
-                    } else {
-                        status::FAILED
-                    }
-                } else {
-                    rolled
-                }
-                .to_string();
+                let rolled = match rolled {
+                    status::RUNNING if t.stages.is_empty() => status::PASSED,
+                    status::RUNNING => status::FAILED,
+                    s => s,
+                };
+                end_task(t, rolled, "", at);
             }
-            t.end_time = at;
-            t.lease_owner.clear();
-            t.lease_until_ms = 0;
-            t.final_notified = status::is_final(&t.status);
         })
         .await;
     let task = c.task.clone();
