@@ -545,6 +545,24 @@ backend_test! {
         // `lines` not an integer → the default 10.
         let r = app.get(&format!("/openapi/logs/sse/v4/workflow/sse/{id}/tail/abc")).await;
         assert_eq!(r.text.matches("event:message\n").count(), 10, "{}", r.text);
+
+        // A job that has not started yet: the stream waits for it, then follows it to its end.
+        let go2 = dir.path().join("go2");
+        let id = queue(&app, "sse", -1, vec![], vec![
+            stage("first", false, vec![freestyle("gate", &format!("while [ ! -f {} ]; do sleep 0.05; done", sh_path(&go2)))]),
+            stage("second", false, vec![freestyle("later", "echo later-line")]),
+        ]).await;
+        wait_status(&app, "sse", id, &["running"]).await;
+        let mut resp = app.client
+            .get(app.url(&format!("/openapi/logs/sse/v4/workflow/sse/{id}/later/10")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send().await.unwrap();
+        assert_eq!(job(&task(&app, "sse", id).await, "later").status, "");
+        std::fs::write(&go2, "").unwrap();
+        let mut buf = String::new();
+        let (lines, ended) = read_events(&mut resp, &mut buf, |_| false).await;
+        assert!(ended);
+        assert!(lines.iter().any(|l| l.ends_with("   later-line")), "{lines:?}");
         app.stop().await;
     }
 }
