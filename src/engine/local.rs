@@ -3,8 +3,9 @@
 //!
 //! Every command runs in a new process group whose stdin is a pipe held by the server, with a
 //! tiny watchdog in the group (the first line of a script, or `bash -c <watchdog>; "$@"` around
-//! other commands) that waits for that pipe to close and then kills the group. So when the server dies (even by SIGKILL) the job's
-//! processes die with it instead of running on as orphans. Cancel and timeout kill the group
+//! other commands) that waits for that pipe to close and then kills the group. So when the
+//! server dies (even by SIGKILL) the job's processes die with it instead of running on as
+//! orphans. Cancel and timeout kill the group
 //! (SIGKILL to `-pgid`) at once; so does the end of the job's main process (no stragglers).
 //! The environment is built from scratch (only `PATH`, `HOME`, locale and temp-dir variables
 //! are inherited) so server secrets such as `ZADIG_ADMIN_TOKEN` never reach a job.
@@ -53,15 +54,22 @@ impl LocalExecutor {
         Self { root, keep }
     }
 
+    /// A directory of its own for each run of a job (`<workflow>/<task>.<job>.<nonce>`), so a
+    /// run never meets the leftovers — or the background removal — of an earlier one.
     fn job_dir(&self, job: &PreparedJob) -> PathBuf {
-        self.root
-            .join(path_safe(&job.key.workflow))
-            .join(job.key.task_id.to_string())
-            .join(path_safe(&job.key.job))
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        self.root.join(path_safe(&job.key.workflow)).join(format!(
+            "{}.{}.{}",
+            job.key.task_id,
+            path_safe(&job.key.job),
+            &nonce[..12]
+        ))
     }
 }
 
-/// A file-name-safe form of a name (anything but `[A-Za-z0-9._-]` → `_`, no leading dot).
+/// A file-name-safe form of a name: anything but `[A-Za-z0-9._-]` → `_`, no leading dot, and
+/// when something was replaced a hash of the original keeps distinct names distinct (`构建`
+/// and `部署` must not share a workspace).
 fn path_safe(s: &str) -> String {
     let mut out: String = s
         .chars()
@@ -75,6 +83,13 @@ fn path_safe(s: &str) -> String {
         .collect();
     if out.starts_with('.') || out.is_empty() {
         out.insert(0, '_');
+    }
+    if out != s {
+        // FNV-1a: stable across runs and platforms.
+        let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        out.push_str(&format!("-{:08x}", h & 0xffff_ffff));
     }
     out
 }
@@ -116,27 +131,35 @@ impl Executor for LocalExecutor {
                 Err(error) => ExecEnd { status: JobStatus::Failed, error, outputs: BTreeMap::new() },
             },
         };
-        if !self.keep
-            && let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(workflow = %job.key.workflow, task_id = job.key.task_id, job = %job.key.job,
-                "cannot remove the job workspace {}: {e}", dir.display());
+        if !self.keep {
+            // In the background: the job's end need not wait for the disk.
+            tokio::task::spawn_blocking(move || remove_tree(&dir));
         }
         end
     }
 }
 
-/// A fresh `<dir>/workspace` (and `<dir>/zadig` for scripts and results).
-async fn prepare_dirs(dir: &Path) -> std::io::Result<PathBuf> {
-    match tokio::fs::remove_dir_all(dir).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+/// Remove a directory tree; a failure is logged (a leftover workspace is not a job error).
+fn remove_tree(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove the workspace {}: {e}", dir.display());
     }
-    let ws = dir.join("workspace");
-    tokio::fs::create_dir_all(&ws).await?;
-    tokio::fs::create_dir_all(dir.join("zadig").join("results")).await?;
-    Ok(ws)
+}
+
+/// `<dir>/workspace` (and `<dir>/zadig` for scripts and results), in one trip to the
+/// blocking pool.
+async fn prepare_dirs(dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let ws = dir.join("workspace");
+        std::fs::create_dir_all(&ws)?;
+        std::fs::create_dir_all(dir.join("zadig").join("results"))?;
+        Ok(ws)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The environment of every command of the job.
@@ -596,8 +619,10 @@ mod tests {
 
     #[test]
     fn safe_paths() {
-        assert_eq!(path_safe("job-1/../x"), "job-1_.._x");
-        assert_eq!(path_safe(".hidden"), "_.hidden");
+        assert_eq!(path_safe("job-1"), "job-1");
+        assert!(path_safe("job-1/../x").starts_with("job-1_.._x-"));
+        assert!(path_safe(".hidden").starts_with("_.hidden-"));
+        assert_ne!(path_safe("构建"), path_safe("部署"));
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
 }

@@ -245,6 +245,12 @@ backend_test! {
         assert!(log.contains("job-executor End. Duration:"), "{log}");
         let verify = full_log(&app, "three", id, "verify").await;
         assert!(verify.contains("kind=blue"), "{verify}");
+        // Each job ran in a workspace of its own under the data dir, removed after the job.
+        assert!(verify.contains(&format!("{}/three/{id}.verify.", app.config.engine_workspace_root().display())), "{verify}");
+        let ws = app.config.engine_workspace_root().join("three");
+        app.wait_for("the workspaces to be removed", WAIT, || async {
+            (std::fs::read_dir(&ws).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
+        }).await;
         app.stop().await;
     }
 }
@@ -627,6 +633,9 @@ backend_test! {
         std::fs::write(repo.join("README"), "hello from git\n").unwrap();
         git(&["add", "README"], &repo);
         git(&["commit", "-q", "-m", "first"], &repo);
+        let first = String::from_utf8(std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&repo).output().unwrap().stdout).unwrap().trim().to_string();
+        std::fs::write(repo.join("README"), "second version\n").unwrap();
+        git(&["commit", "-q", "-am", "second"], &repo);
         let code = dir.path().join("code").to_string_lossy().into_owned();
 
         let mut ok = freestyle("ok", "");
@@ -640,16 +649,23 @@ backend_test! {
         });
         let mut no_tool = freestyle("no-tool", "echo unreachable");
         no_tool.spec["runtime"] = json!({"installs": [{"name": "no-such-tool-xyz", "version": "1.0"}]});
+        // A pinned commit is checked out; checkout_path places the clone.
+        let mut pinned = freestyle("pinned", "cat src/app/README; echo commit=$hello_COMMIT_ID");
+        pinned.spec["repos"] = json!([{"repo_owner": "acme", "repo_name": "hello", "branch": "main", "address": code,
+            "enable_commit": true, "commit_id": first, "checkout_path": "src/app"}]);
         let mut bad_repo = freestyle("bad-repo", "echo unreachable");
         bad_repo.spec["repos"] = json!([{"repo_owner": "acme", "repo_name": "missing", "branch": "main", "address": code}]);
-        let id = queue(&app, "steps", -1, vec![], vec![stage("s", true, vec![ok, no_tool, bad_repo])]).await;
+        let id = queue(&app, "steps", -1, vec![], vec![stage("s", true, vec![ok, pinned, no_tool, bad_repo])]).await;
         let t = wait_status(&app, "steps", id, &["failed", "passed"]).await;
         assert_eq!(job(&t, "ok").status, "passed", "{}", job(&t, "ok").error);
         let log = full_log(&app, "steps", id, "ok").await;
         assert!(log.contains("\tInstalling tools.") && log.contains("Tool bash 5: "), "{log}");
         assert!(log.contains("\tStart git clone."), "{log}");
-        assert!(log.contains("   hello from git"), "{log}");
+        assert!(log.contains("   second version") && !log.contains("hello from git"), "{log}");
         assert!(log.contains("   hi hello hello main"), "{log}");
+        assert_eq!(job(&t, "pinned").status, "passed", "{}", job(&t, "pinned").error);
+        let log = full_log(&app, "steps", id, "pinned").await;
+        assert!(log.contains("   hello from git") && log.contains(&format!("commit={first}")), "{log}");
         let e = &job(&t, "no-tool").error;
         assert!(e.contains("no-such-tool-xyz"), "{e}");
         let e = &job(&t, "bad-repo").error;
