@@ -58,6 +58,13 @@ pub struct Config {
     /// Integrations enabled for job types that need more than a local process (comma
     /// separated; see `engine::work::INTEGRATIONS`). None has a driver in this version.
     pub engine_integrations: String,
+    pub delivery_workers: usize,
+    pub delivery_lease_secs: u64,
+    pub delivery_poll_ms: u64,
+    pub delivery_copy_timeout_secs: u64,
+    pub delivery_copy_parallelism: usize,
+    pub registry_connect_timeout_secs: u64,
+    pub registry_read_timeout_secs: u64,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -148,6 +155,27 @@ impl Config {
         }
         crate::engine::work::check_integrations(&self.engine_integrations)
             .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
+        for (key, v) in [
+            ("delivery_workers", self.delivery_workers as u64),
+            ("delivery_lease_secs", self.delivery_lease_secs),
+            ("delivery_poll_ms", self.delivery_poll_ms),
+            (
+                "delivery_copy_timeout_secs",
+                self.delivery_copy_timeout_secs,
+            ),
+            (
+                "registry_connect_timeout_secs",
+                self.registry_connect_timeout_secs,
+            ),
+            (
+                "registry_read_timeout_secs",
+                self.registry_read_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                anyhow::bail!("invalid configuration (key {key}): must be > 0");
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             anyhow::bail!("invalid configuration (key log): {e}");
         }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod build;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod http;
@@ -73,7 +74,7 @@ pub async fn start(
 
 /// The background loops of every area, all stopped by `state.shutdown`.
 fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
-    let mut handles = Vec::new();
+    let mut handles = vec![tokio::spawn(delivery::pipeline::run(state.clone()))];
     handles.extend(engine::spawn(state));
     handles
 }

@@ -34,6 +34,8 @@ pub struct App {
     pub engine: Engine,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
+    /// Delivery versions, image registries, chart repositories and their pipeline.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -69,6 +71,7 @@ impl AppState {
             engine: Engine::new(b, &config),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
+            delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
             shutdown: CancellationToken::new(),
             config,
             clock,

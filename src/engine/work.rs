@@ -374,7 +374,36 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
             secret: v.is_credential,
         })
         .collect();
-    let vars = merge_vars(base, vars_of(arr(spec, "key_vals")));
+    let mut vars = merge_vars(base, vars_of(arr(spec, "key_vals")));
+    // The registry images are named for (and pushed to by the image step), when set.
+    let registry = match s(spec, "docker_registry_id") {
+        "" => None,
+        id => Some(
+            state
+                .delivery
+                .registries
+                .registry(id)
+                .await
+                .map_err(|e| format!("cannot read image registry {id}: {e}"))?
+                .ok_or_else(|| {
+                    format!("image registry {id} (docker_registry_id) is not configured")
+                })?,
+        ),
+    };
+    if let Some(r) = &registry {
+        for (key, value, secret) in [
+            ("DOCKER_REGISTRY_HOST", r.address.clone(), false),
+            ("DOCKER_REGISTRY_NAMESPACE", r.namespace.clone(), false),
+            ("DOCKER_REGISTRY_AK", r.access_key.clone(), false),
+            ("DOCKER_REGISTRY_SK", r.secret_key.clone(), true),
+        ] {
+            vars.push(Var {
+                key: key.to_string(),
+                value,
+                secret,
+            });
+        }
+    }
     let mut steps = Vec::new();
     let installs: Vec<Tool> = recipe
         .installs
@@ -392,9 +421,19 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
     }
     steps.push(script_step(&recipe.script_type, &recipe.script)?);
     if let Some(d) = &recipe.docker_build {
-        steps.extend(image_build_steps(d)?);
+        steps.extend(image_build_steps(d, registry.as_ref())?);
     }
-    let (image, pkg) = image_and_package(state, ctx, spec, service, module, &repos);
+    let registry_key = registry
+        .as_ref()
+        .map(crate::delivery::registry::Registry::key);
+    let (image, pkg) = image_and_package(
+        state,
+        ctx,
+        spec,
+        (service, module),
+        &repos,
+        registry_key.as_deref(),
+    );
     let mut outputs = vec!["IMAGE".to_string(), "PKG_FILE".to_string()];
     for o in &recipe.outputs {
         if valid_var_name(o) && !outputs.contains(o) {
@@ -421,9 +460,13 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
 }
 
 /// The build's image step (`post_build.docker_build`): `docker build -t $IMAGE` of the
-/// Dockerfile in the workspace, after checking docker is on the PATH. A Dockerfile template
-/// needs the template store, which this server does not have.
-fn image_build_steps(d: &crate::build::DockerBuild) -> Result<Vec<Step>, String> {
+/// Dockerfile in the workspace (then `docker login` + `docker push` when the job has a
+/// registry), after checking docker is on the PATH. A Dockerfile template needs the template
+/// store, which this server does not have.
+fn image_build_steps(
+    d: &crate::build::DockerBuild,
+    registry: Option<&crate::delivery::registry::Registry>,
+) -> Result<Vec<Step>, String> {
     if d.source == "template" {
         return Err(format!(
             "the image build uses the Dockerfile template {:?}, but this server has no Dockerfile templates",
@@ -455,6 +498,13 @@ fn image_build_steps(d: &crate::build::DockerBuild) -> Result<Vec<Step>, String>
         cmd.push_str(d.build_args.trim());
     }
     cmd.push_str(&format!(" -t \"$IMAGE\" -f {} {}\n", q(file), q(dir)));
+    if let Some(r) = registry {
+        cmd.push_str(&format!(
+            "printf '%s' \"$DOCKER_REGISTRY_SK\" | docker login -u \"$DOCKER_REGISTRY_AK\" --password-stdin {}\n\
+             docker push \"$IMAGE\"\n",
+            q(&r.host())
+        ));
+    }
     Ok(vec![
         Step::Tools(vec![Tool {
             name: "docker".into(),
@@ -468,15 +518,15 @@ fn image_build_steps(d: &crate::build::DockerBuild) -> Result<Vec<Step>, String>
 }
 
 /// IMAGE and PKG_FILE of a build: the job's `image` when set, else
-/// `[<registry>/]<image_name>:<YYYYMMDDHHMMSS>-<task id>[-<branch|tag|pr>]`; the package
-/// `<module>-<YYYYMMDDHHMMSS>-<task id>[-<ref>].tar.gz` (Zadig's naming).
+/// `[<registry host>/<namespace>/]<image_name>:<YYYYMMDDHHMMSS>-<task id>[-<branch|tag|pr>]`;
+/// the package `<module>-<YYYYMMDDHHMMSS>-<task id>[-<ref>].tar.gz` (Zadig's naming).
 fn image_and_package(
     state: &AppState,
     ctx: &JobContext,
     spec: &Value,
-    service: &str,
-    module: &str,
+    (service, module): (&str, &str),
     repos: &[GitRepo],
+    registry: Option<&str>,
 ) -> (String, String) {
     let stamp = chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
         .map(|t| t.format("%Y%m%d%H%M%S").to_string())
@@ -501,11 +551,9 @@ fn image_and_package(
                 .into_iter()
                 .find(|n| !n.is_empty())
                 .unwrap_or("image");
-            let registry = s(spec, "image_registry").trim_end_matches('/');
-            if registry.is_empty() {
-                format!("{name}:{tag}")
-            } else {
-                format!("{registry}/{name}:{tag}")
+            match registry {
+                Some(r) if !r.is_empty() => format!("{}/{name}:{tag}", r.trim_end_matches('/')),
+                _ => format!("{name}:{tag}"),
             }
         }
         given => given.to_string(),

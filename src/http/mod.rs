@@ -6,9 +6,12 @@
 
 pub mod build_templates;
 pub mod builds;
+pub mod delivery;
 pub mod extract;
+pub mod helm_repos;
 pub mod logs;
 pub mod metrics;
+pub mod registries;
 pub mod service;
 pub mod users;
 
@@ -67,6 +70,9 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(logs::router())
         .merge(builds::router())
         .merge(build_templates::router())
+        .merge(delivery::router())
+        .merge(registries::router())
+        .merge(helm_repos::router())
 }
 
 /// The OpenAPI document of every route.

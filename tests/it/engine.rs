@@ -683,7 +683,7 @@ backend_test! {
             "build_os": "ubuntu 20.04",
             "installs": [],
             "script_type": "shell",
-            "build_script": "set -e\necho \"building $SERVICE/$SERVICE_MODULE as $IMAGE pkg=$PKG_FILE mode=$MODE token=$TOKEN\"\nVERSION_OUT=v42",
+            "build_script": "set -e\necho \"building $SERVICE/$SERVICE_MODULE as $IMAGE pkg=$PKG_FILE mode=$MODE token=$TOKEN\"\necho \"registry $DOCKER_REGISTRY_HOST $DOCKER_REGISTRY_NAMESPACE $DOCKER_REGISTRY_AK $DOCKER_REGISTRY_SK\"\nVERSION_OUT=v42",
             "parameters": [
                 {"key": "MODE", "type": "string", "default_value": "debug"},
                 {"key": "TOKEN", "type": "string", "default_value": "b-s3cr3t", "is_credential": true}
@@ -691,14 +691,22 @@ backend_test! {
             "advanced_settings": {"outputs": ["VERSION_OUT"]},
             "services": [{"service_name": "web", "service_module": "web-mod"}]
         })).await.expect(200);
+        let reg = app.post("/openapi/system/registry", json!({
+            "address": "https://reg.example.com", "provider": "native", "namespace": "team",
+            "access_key": "robot", "secret_key": "reg-s3cr3t", "is_default": false
+        })).await;
+        let reg_id = reg.expect(200)["id"].as_str().unwrap().to_string();
         let mut build = freestyle("job-0-0-0-build", "");
         build.key = "build".into();
         build.job_type = "zadig-build".into();
         build.spec = json!({
             "service_name": "web", "service_module": "web-mod", "build_name": "web-build",
-            "image_name": "web-img",
+            "image_name": "web-img", "docker_registry_id": reg_id,
             "key_vals": [{"key": "MODE", "value": "release", "type": "string", "is_credential": false}]
         });
+        let mut unknown_registry = build.clone();
+        unknown_registry.name = "job-0-0-1-build".into();
+        unknown_registry.spec["docker_registry_id"] = json!("no-such-registry");
         let uses = freestyle("use", "echo image={{.job.build.web.web-mod.output.IMAGE}} tag={{.job.build.web.web-mod.output.IMAGETAG}} v={{.job.build.web.web-mod.output.VERSION_OUT}}");
         let id = queue(&app, "builds", -1, vec![], vec![
             stage("build", true, vec![build]),
@@ -706,17 +714,24 @@ backend_test! {
         ]).await;
         let t = wait_status(&app, "builds", id, &["passed", "failed"]).await;
         let b = job(&t, "job-0-0-0-build");
-        assert_eq!(t.status, "passed", "{}", b.error);
+        assert_eq!(b.status, "passed", "{}", b.error);
         let image = b.outputs["IMAGE"].clone();
-        assert!(image.starts_with("web-img:") && image.contains(&format!("-{id}")), "{image}");
+        assert!(image.starts_with("reg.example.com/team/web-img:") && image.contains(&format!("-{id}")), "{image}");
         assert_eq!(b.outputs["IMAGETAG"], image.split_once(':').unwrap().1);
         assert!(b.outputs["PKG_FILE"].starts_with("web-mod-") && b.outputs["PKG_FILE"].ends_with(".tar.gz"));
         assert_eq!(b.outputs["VERSION_OUT"], "v42");
         let log = full_log(&app, "builds", id, "job-0-0-0-build").await;
         assert!(log.contains(&format!("building web/web-mod as {image} pkg={} mode=release token=********", b.outputs["PKG_FILE"])), "{log}");
-        assert!(!log.contains("b-s3cr3t"));
+        assert!(log.contains("registry https://reg.example.com team robot ********"), "{log}");
+        assert!(!log.contains("b-s3cr3t") && !log.contains("reg-s3cr3t"));
         let log = full_log(&app, "builds", id, "use").await;
         assert!(log.contains(&format!("image={image} tag={} v=v42", b.outputs["IMAGETAG"])), "{log}");
+        assert_eq!(t.status, "passed");
+
+        let id = queue(&app, "builds", -1, vec![], vec![stage("build", true, vec![unknown_registry])]).await;
+        let t = wait_status(&app, "builds", id, &["passed", "failed"]).await;
+        let e = &job(&t, "job-0-0-1-build").error;
+        assert!(e.contains("no-such-registry") && e.contains("docker_registry_id"), "{e}");
         app.stop().await;
     }
 }

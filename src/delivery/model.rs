@@ -1,0 +1,223 @@
+//! The delivery-version aggregate as stored, and the create request it is built from
+//! (seed 003, spec/delivery.md §3 and §6).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Version `type` values.
+pub const TYPE_K8S: &str = "K8SYaml";
+pub const TYPE_HELM: &str = "HelmChart";
+
+/// Version `source` values (DESIGN.md §5: anything else is 400).
+pub const SOURCES: &[&str] = &["manual", "from_env", "from_version"];
+
+/// Version statuses (seed 003: success, failed, creating, retrying).
+pub mod status {
+    pub const CREATING: &str = "creating";
+    pub const RETRYING: &str = "retrying";
+    pub const SUCCESS: &str = "success";
+    pub const FAILED: &str = "failed";
+}
+
+/// Statuses of one image copy or one chart push (Zadig's job statuses; `""` = not run).
+pub mod item {
+    pub const NONE: &str = "";
+    pub const RUNNING: &str = "running";
+    pub const PASSED: &str = "passed";
+    pub const FAILED: &str = "failed";
+}
+
+/// Where each part of an image reference goes in a Helm chart's values (dotted paths).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImagePath {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+}
+
+impl ImagePath {
+    /// True when no member is set (treated like a missing path).
+    pub fn is_empty(&self) -> bool {
+        self.repo.is_empty()
+            && self.namespace.is_empty()
+            && self.image.is_empty()
+            && self.tag.is_empty()
+    }
+}
+
+/// One image of a service: where it is copied from and to, and how that went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionImage {
+    pub container_name: String,
+    pub image_name: String,
+    /// The full source reference (with its tag or digest).
+    pub source_image: String,
+    pub source_image_tag: String,
+    /// The full target reference (with its tag).
+    pub target_image: String,
+    pub target_image_tag: String,
+    #[serde(default)]
+    pub image_path: Option<ImagePath>,
+    pub push_image: bool,
+    /// `""` (not copied / not pushed), `running`, `passed` or `failed`.
+    pub status: String,
+    pub error: String,
+    /// Digest of the copied manifest (same at source and target), once copied.
+    #[serde(default)]
+    pub digest: String,
+}
+
+/// One service of a version: its K8s YAML or Helm values, its chart and its images.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionService {
+    pub service_name: String,
+    pub chart_name: String,
+    pub original_chart_version: String,
+    pub chart_version: String,
+    /// Helm only: `""` (not yet packaged), `passed` or `failed`.
+    pub chart_status: String,
+    /// K8s manifests or Helm values, with image references rewritten to the targets.
+    pub yaml_content: String,
+    pub images: Vec<VersionImage>,
+    pub error: String,
+}
+
+/// A delivery version. `status` `creating`/`retrying` means its pipeline has work to do;
+/// the pipeline claims it through `lease_owner`/`lease_until_ms` and fences every write with
+/// `attempt` (bumped by each retry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryVersion {
+    pub id: String,
+    /// The version name (`version_name` in requests).
+    pub version: String,
+    pub project_name: String,
+    pub env_name: String,
+    pub production: bool,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub original_version_name: String,
+    pub desc: String,
+    pub labels: Vec<String>,
+    pub image_registry_id: String,
+    pub chart_repo_name: String,
+    pub services: Vec<VersionService>,
+    pub status: String,
+    pub error: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Pipeline run number: 1 at creation, +1 per retry.
+    pub attempt: i64,
+    pub lease_owner: String,
+    /// Wall-clock ms until which `lease_owner` holds the pipeline run (0 = free).
+    pub lease_until_ms: i64,
+}
+
+impl DeliveryVersion {
+    /// Whether the pipeline still has work on this version.
+    pub fn is_pending(&self) -> bool {
+        self.status == status::CREATING || self.status == status::RETRYING
+    }
+}
+
+/// A packaged Helm chart of one service of a version (kept with the version, pushed to the
+/// chart repo when the version names one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChartPackage {
+    /// `<version id>:<service name>`.
+    pub id: String,
+    pub version_id: String,
+    pub service_name: String,
+    pub chart_name: String,
+    pub chart_version: String,
+    /// False while this is only the base chart copied from the original version.
+    pub packaged: bool,
+    /// The `.tgz`, base64.
+    pub tgz: String,
+    pub updated_at: i64,
+}
+
+impl ChartPackage {
+    pub fn key(version_id: &str, service_name: &str) -> String {
+        format!("{version_id}:{service_name}")
+    }
+}
+
+/// The create body of `POST /openapi/delivery/releases/k8s` and `/helm` (seed 003).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct NewVersion {
+    #[serde(default)]
+    pub project_key: String,
+    #[serde(default)]
+    pub version_name: String,
+    /// `manual`, `from_env` or `from_version`.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub env_name: String,
+    #[serde(default)]
+    pub production: bool,
+    #[serde(default)]
+    pub desc: String,
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub image_registry_id: String,
+    /// Helm: the chart repository the charts are pushed to (empty: packaged, not pushed).
+    #[serde(default)]
+    pub chart_repo_name: String,
+    /// Accepted and ignored, as in Zadig.
+    #[serde(default)]
+    pub original_chart_repo_name: String,
+    /// `from_version`: the version to copy from (Zadig's field, missing from the seed).
+    #[serde(default)]
+    pub original_version_name: String,
+    #[serde(default)]
+    pub services: Option<Vec<NewService>>,
+}
+
+/// A service of a create request.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct NewService {
+    #[serde(default)]
+    pub service_name: String,
+    /// Helm: the chart's name (default: the service name; from_version: the original's).
+    #[serde(default)]
+    pub chart_name: String,
+    #[serde(default)]
+    pub original_chart_version: String,
+    /// Helm: required.
+    #[serde(default)]
+    pub chart_version: String,
+    #[serde(default)]
+    pub yaml_content: String,
+    #[serde(default)]
+    pub images: Option<Vec<NewImage>>,
+}
+
+/// An image of a create request.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct NewImage {
+    #[serde(default)]
+    pub container_name: String,
+    #[serde(default)]
+    pub image_name: String,
+    #[serde(default)]
+    pub source_image: String,
+    #[serde(default)]
+    pub source_image_tag: String,
+    #[serde(default)]
+    pub target_image: String,
+    #[serde(default)]
+    pub target_image_tag: String,
+    #[serde(default)]
+    pub image_path: Option<ImagePath>,
+    #[serde(default)]
+    pub push_image: bool,
+}
