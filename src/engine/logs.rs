@@ -561,6 +561,18 @@ impl Follow {
         }
     }
 
+    /// Stored lines from `cur`; a store failure is logged and reads as nothing yet (the
+    /// stream goes on polling, or ends if the job ended).
+    async fn stored(&self, hub: &LogHub, cur: u64) -> Vec<String> {
+        hub.read_stored(&self.key, cur, BATCH_LINES)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(workflow = %self.key.workflow, task_id = self.key.task_id,
+                    job = %self.key.job, "reading the job log failed: {e}");
+                Vec::new()
+            })
+    }
+
     /// The next piece of the SSE body (events or a keep-alive comment); `None` at the end.
     /// `phase` tells where the job stands when its live log is not in this process.
     pub async fn next<F, Fut>(&mut self, hub: &LogHub, phase: F) -> Option<String>
@@ -588,10 +600,7 @@ impl Follow {
                     .get_or_insert_with(|| live.progress().0.saturating_sub(self.tail));
                 let r = live.read(cur, BATCH_LINES);
                 if r.behind.is_some() {
-                    let lines = hub
-                        .read_stored(&self.key, cur, BATCH_LINES)
-                        .await
-                        .unwrap_or_default();
+                    let lines = self.stored(hub, cur).await;
                     if !lines.is_empty() {
                         self.cur = Some(cur + lines.len() as u64);
                         return Some(sse_events(&lines));
@@ -622,10 +631,7 @@ impl Follow {
                     *self.cur.insert(total.saturating_sub(self.tail))
                 }
             };
-            let lines = hub
-                .read_stored(&self.key, cur, BATCH_LINES)
-                .await
-                .unwrap_or_default();
+            let lines = self.stored(hub, cur).await;
             if !lines.is_empty() {
                 self.cur = Some(cur + lines.len() as u64);
                 return Some(sse_events(&lines));
@@ -637,10 +643,7 @@ impl Follow {
                 }
                 JobPhase::Ended => {
                     // Its last lines were stored before it was marked ended.
-                    let lines = hub
-                        .read_stored(&self.key, cur, BATCH_LINES)
-                        .await
-                        .unwrap_or_default();
+                    let lines = self.stored(hub, cur).await;
                     if lines.is_empty() {
                         self.done = true;
                         return None;
@@ -657,24 +660,23 @@ impl Follow {
     }
 }
 
-/// The whole log as plain text, piece by piece (`None` at the end): stored lines, then the
+/// The whole log as plain text, piece by piece (`Ok(None)` at the end): stored lines, then the
 /// lines of a job running here that are not stored yet.
-pub async fn full_piece(hub: &LogHub, key: &LogKey, cur: &mut u64) -> Option<String> {
-    let lines = hub
-        .read_stored(key, *cur, BATCH_LINES * 4)
-        .await
-        .unwrap_or_default();
+pub async fn full_piece(hub: &LogHub, key: &LogKey, cur: &mut u64) -> StoreResult<Option<String>> {
+    let lines = hub.read_stored(key, *cur, BATCH_LINES * 4).await?;
     if !lines.is_empty() {
         *cur += lines.len() as u64;
-        return Some(plain(&lines));
+        return Ok(Some(plain(&lines)));
     }
-    let live = hub.live(key)?;
+    let Some(live) = hub.live(key) else {
+        return Ok(None);
+    };
     let r = live.read(*cur, BATCH_LINES * 4);
     if r.lines.is_empty() {
-        return None;
+        return Ok(None);
     }
     *cur += r.lines.len() as u64;
-    Some(plain(&r.lines))
+    Ok(Some(plain(&r.lines)))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -106,13 +107,34 @@ async fn full_log(
     Path((workflow, task_id, job)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let key = log_key(workflow, &task_id, job)?;
-    let stream = futures::stream::unfold((state, key, 0u64), |(state, key, mut cur)| async move {
-        let piece = full_piece(&state.engine.logs, &key, &mut cur).await?;
-        Some((Ok::<_, Infallible>(Bytes::from(piece)), (state, key, cur)))
-    });
+    // The first piece is read before answering, so a store failure is an honest 500.
+    let mut cur = 0u64;
+    let first = full_piece(&state.engine.logs, &key, &mut cur)
+        .await
+        .map_err(ApiError::from)?;
+    let rest = futures::stream::unfold(
+        (state, key, cur, first.is_some()),
+        |(state, key, mut cur, more)| async move {
+            if !more {
+                return None;
+            }
+            match full_piece(&state.engine.logs, &key, &mut cur).await {
+                Ok(Some(piece)) => Some((Bytes::from(piece), (state, key, cur, true))),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(workflow = %key.workflow, task_id = key.task_id, job = %key.job,
+                        "reading the job log failed mid-stream: {e}");
+                    None
+                }
+            }
+        },
+    );
+    let body = futures::stream::iter(first.map(Bytes::from))
+        .chain(rest)
+        .map(Ok::<_, Infallible>);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        Body::from_stream(stream),
+        Body::from_stream(body),
     )
         .into_response())
 }
