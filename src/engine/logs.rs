@@ -163,21 +163,6 @@ impl LogHub {
         }
         Ok(out)
     }
-
-    /// Every stored line, page by page (`pages` chunks at a time) — for the full-log route.
-    pub async fn stored_page(
-        &self,
-        key: &LogKey,
-        from_seq: i64,
-        chunks: u64,
-    ) -> StoreResult<Vec<LogChunk>> {
-        self.chunks
-            .find(
-                &key_filter(key).and(Filter::gte("seq", from_seq)),
-                &FindOptions::sort("seq", Dir::Asc).limit(chunks),
-            )
-            .await
-    }
 }
 
 /// The in-memory part of a running job's log, followed by live readers.
