@@ -58,6 +58,12 @@ pub struct Config {
     /// Integrations enabled for job types that need more than a local process (comma
     /// separated; see `engine::work::INTEGRATIONS`). None has a driver in this version.
     pub engine_integrations: String,
+    pub release_plan_hook_timeout_secs: u64,
+    pub release_plan_hook_retry_secs: Vec<u64>,
+    pub release_plan_poll_ms: u64,
+    pub release_plan_lease_secs: u64,
+    pub release_plan_reconcile_secs: u64,
+    pub release_plan_workers: usize,
     pub delivery_workers: usize,
     pub delivery_lease_secs: u64,
     pub delivery_poll_ms: u64,
@@ -156,6 +162,20 @@ impl Config {
         crate::engine::work::check_integrations(&self.engine_integrations)
             .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
         for (key, v) in [
+            (
+                "release_plan_hook_timeout_secs",
+                self.release_plan_hook_timeout_secs,
+            ),
+            ("release_plan_poll_ms", self.release_plan_poll_ms),
+            ("release_plan_lease_secs", self.release_plan_lease_secs),
+            (
+                "release_plan_reconcile_secs",
+                self.release_plan_reconcile_secs,
+            ),
+            (
+                "release_plan_workers",
+                u64::try_from(self.release_plan_workers).unwrap_or(u64::MAX),
+            ),
             ("delivery_workers", self.delivery_workers as u64),
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),

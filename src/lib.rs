@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod release_plan;
+pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod validate;
@@ -74,9 +75,10 @@ pub async fn start(
 
 /// The background loops of every area, all stopped by `state.shutdown`.
 fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
-    let mut handles = vec![tokio::spawn(delivery::pipeline::run(state.clone()))];
-    handles.extend(engine::spawn(state));
-    handles
+    let mut loops = vec![tokio::spawn(delivery::pipeline::run(state.clone()))];
+    loops.extend(scheduler::spawn(state));
+    loops.extend(engine::spawn(state));
+    loops
 }
 
 impl Server {

@@ -9,6 +9,7 @@ use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::release_plan::store::PlanStore;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -32,6 +33,7 @@ pub struct App {
     pub tasks: TaskStore,
     /// The workflow engine: dispatcher registry, executor, job logs.
     pub engine: Engine,
+    pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
@@ -69,6 +71,7 @@ impl AppState {
             token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
             tasks: TaskStore::new(b),
             engine: Engine::new(b, &config),
+            release_plans: PlanStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),

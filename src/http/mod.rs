@@ -12,6 +12,7 @@ pub mod helm_repos;
 pub mod logs;
 pub mod metrics;
 pub mod registries;
+pub mod release_plans;
 pub mod service;
 pub mod users;
 
@@ -68,6 +69,7 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(users::router())
         .merge(logs::router())
+        .merge(release_plans::router())
         .merge(builds::router())
         .merge(build_templates::router())
         .merge(delivery::router())

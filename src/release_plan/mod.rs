@@ -1,5 +1,17 @@
 //! Release plans: model, the pure state machine, the service applying its effects, approvals,
-//! external hooks and the callback.
+//! external hooks and the callback (seeds 000/001, spec/release-plan.md, DESIGN.md §1.4–1.5).
+//!
+//! - [`model`]: the stored plan; [`machine`]: `(plan, event, clock) → (plan, effects)`;
+//! - [`input`]: request bodies and their validation; [`service`]: load → machine →
+//!   conditional save → effects; [`hooks`]: outgoing hook body and delivery;
+//! - [`store`]: collections. The background loops live in [`crate::scheduler`].
+
+pub mod hooks;
+pub mod input;
+pub mod machine;
+pub mod model;
+pub mod service;
+pub mod store;
 
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
@@ -8,9 +20,13 @@ use crate::workflow::ReleaseRef;
 /// (`passed`, `failed`, `timeout`, `cancelled`, `reject`); moves the job accordingly. Must be
 /// idempotent (a repeat, or a call for a job already moved on, changes nothing).
 pub async fn on_workflow_task_finished(
-    _state: &AppState,
-    _release: &ReleaseRef,
-    _task_id: i64,
-    _status: &str,
+    state: &AppState,
+    release: &ReleaseRef,
+    task_id: i64,
+    status: &str,
 ) {
+    if let Err(e) = service::task_finished(state, release, task_id, status).await {
+        // The scheduler's reconciliation applies the status later.
+        tracing::warn!(release_plan.id = %release.plan_id, "release job {} (task {task_id}, {status}) not applied yet: {}", release.job_id, e.description);
+    }
 }

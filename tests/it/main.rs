@@ -16,4 +16,8 @@ mod engine;
 mod engine_restart;
 mod foundation;
 mod openapi;
+mod release_plan;
+mod release_plan_hooks;
+mod release_plan_scheduler;
+mod release_plan_workflow;
 mod store_conformance;

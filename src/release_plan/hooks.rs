@@ -1,0 +1,232 @@
+//! Outgoing release-plan hooks (seed 000 "Hook External Systems", spec §8, DESIGN.md §5):
+//! the body, the system hook setting, and one delivery attempt.
+//!
+//! The body is built by the state machine at the transition ([`body`], pure); delivery happens
+//! later from the scheduler's hook loop ([`crate::scheduler::hooks`]), never inside an API
+//! request, with the address and secret of the setting current at delivery.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::model::{HookEvent, HookSnapshot, JobKind, PendingHook, ReleaseJob, ReleasePlan};
+
+/// The system-wide hook setting (spec §8.1), one document in `settings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookSetting {
+    pub id: String,
+    #[serde(default)]
+    pub enable: bool,
+    #[serde(default)]
+    pub enable_call_back: bool,
+    #[serde(default)]
+    pub hook_address: String,
+    /// Sent as `X-Zadig-Token` and used as the HMAC key of `X-Zadig-Signature`.
+    #[serde(default)]
+    pub hook_secret: String,
+    #[serde(default)]
+    pub hook_events: Vec<HookEvent>,
+}
+
+/// Id of the hook-setting document.
+pub const SETTING_ID: &str = "release_plan_hook";
+
+impl HookSetting {
+    /// What a plan snapshots of it.
+    pub fn snapshot(&self) -> HookSnapshot {
+        HookSnapshot {
+            enable: self.enable,
+            enable_call_back: self.enable_call_back,
+            hook_events: self.hook_events.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    object_kind: &'static str,
+    event: &'static str,
+    workflow: Option<()>,
+    release_plan: HookPlan<'a>,
+}
+
+/// The plan as the hook shows it; key order as in seed 000's example.
+#[derive(Serialize)]
+struct HookPlan<'a> {
+    id: &'a str,
+    index: i64,
+    name: &'a str,
+    event_name: &'static str,
+    manager: &'a str,
+    manager_id: &'a str,
+    start_time: i64,
+    end_time: i64,
+    schedule_execute_time: i64,
+    description: &'a str,
+    created_by: &'a str,
+    create_time: i64,
+    updated_by: &'a str,
+    update_time: i64,
+    instance_code: &'a str,
+    jobs: Vec<HookJob<'a>>,
+    status: &'static str,
+    planning_time: i64,
+    approval_time: i64,
+    executing_time: i64,
+    success_time: i64,
+}
+
+#[derive(Serialize)]
+struct HookJob<'a> {
+    id: &'a str,
+    name: &'a str,
+    manager: &'a str,
+    manager_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    spec: Value,
+    status: &'static str,
+    executed_by: &'a str,
+    executed_time: i64,
+}
+
+fn hook_job(j: &ReleaseJob) -> HookJob<'_> {
+    // Text: {content, remark}; workflow: {workflow, status, task_id} (spec §8.3).
+    let spec = match j.kind {
+        JobKind::Text => json!({"content": j.spec.content, "remark": j.spec.remark}),
+        JobKind::Workflow => {
+            let mut s = json!({"workflow": j.spec.workflow});
+            if !j.spec.status.is_empty() {
+                s["status"] = json!(j.spec.status);
+            }
+            if j.spec.task_id != 0 {
+                s["task_id"] = json!(j.spec.task_id);
+            }
+            s
+        }
+    };
+    HookJob {
+        id: &j.id,
+        name: &j.name,
+        manager: &j.manager,
+        manager_id: &j.manager_id,
+        kind: j.kind.as_str(),
+        spec,
+        status: j.status.as_str(),
+        executed_by: &j.executed_by,
+        executed_time: j.executed_time,
+    }
+}
+
+/// The JSON body of the hook for `event`, showing `plan` as it is now.
+pub fn body(plan: &ReleasePlan, event: HookEvent) -> String {
+    let env = Envelope {
+        object_kind: "release_plan",
+        event: "release_plan",
+        workflow: None,
+        release_plan: HookPlan {
+            id: &plan.id,
+            index: plan.index,
+            name: &plan.name,
+            event_name: event.as_str(),
+            manager: &plan.manager,
+            manager_id: &plan.manager_id,
+            start_time: plan.start_time,
+            end_time: plan.end_time,
+            schedule_execute_time: plan.schedule_execute_time,
+            description: &plan.description,
+            created_by: &plan.created_by,
+            create_time: plan.create_time,
+            updated_by: &plan.updated_by,
+            update_time: plan.update_time,
+            instance_code: &plan.instance_code,
+            jobs: plan.jobs.iter().map(hook_job).collect(),
+            status: plan.status.as_str(),
+            planning_time: plan.planning_time,
+            approval_time: plan.approval_time,
+            executing_time: plan.executing_time,
+            success_time: plan.success_time,
+        },
+    };
+    // Serializing plain structs of strings and numbers cannot fail.
+    serde_json::to_string(&env).unwrap_or_default()
+}
+
+/// `sha256=<hex HMAC-SHA256 of body keyed with secret>`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The HTTP client for hooks: no proxy, bounded time.
+pub fn client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("Zadig zadig-server/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// One delivery attempt of `hook` to the setting's address. `Err` says why it failed.
+pub async fn deliver(
+    client: &reqwest::Client,
+    setting: &HookSetting,
+    hook: &PendingHook,
+    now_secs: i64,
+) -> Result<(), String> {
+    let mut req = client
+        .post(&setting.hook_address)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .header("X-Zadig-Event", "release_plan")
+        .header("X-Zadig-Event-UUID", &hook.id)
+        .header("X-Zadig-Webhook-UUID", uuid::Uuid::new_v4().to_string());
+    if !setting.hook_secret.is_empty() {
+        req = req
+            .header("X-Zadig-Token", &setting.hook_secret)
+            .header("X-Zadig-Timestamp", now_secs.to_string())
+            .header(
+                "X-Zadig-Signature",
+                signature(&setting.hook_secret, hook.body.as_bytes()),
+            );
+    }
+    let resp = req
+        .body(hook.body.clone())
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {}", without_url(&e)))?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("receiver answered {status}"))
+    }
+}
+
+/// reqwest's error text without the URL (which may carry credentials).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "error"
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}

@@ -1,0 +1,476 @@
+//! The release-plan document (spec/release-plan.md §3) and its parts.
+//!
+//! One plan is one document in `release_plans`. The public fields keep Zadig's names and order
+//! (seed 001's detail example), so the stored document minus [`Internal`] is the detail answer.
+//! [`Internal`] holds our bookkeeping: what the scheduler must do and when, pending outgoing
+//! hooks (kept in the plan so they are saved atomically with the transition that caused them)
+//! and the background-work claim.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Plan statuses (spec §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Planning,
+    FinishPlanning,
+    WaitForApproval,
+    Executing,
+    Denied,
+    Timeout,
+    Success,
+    Cancel,
+    WaitForFinishPlanningExternalCheck,
+    WaitForExecuteExternalCheck,
+    WaitForAllDoneExternalCheck,
+    WaitForFinishPlanningExternalCheckFailed,
+    WaitForExecuteExternalCheckFailed,
+    WaitForAllDoneExternalCheckFailed,
+}
+
+impl Status {
+    pub const ALL: [Status; 14] = [
+        Status::Planning,
+        Status::FinishPlanning,
+        Status::WaitForApproval,
+        Status::Executing,
+        Status::Denied,
+        Status::Timeout,
+        Status::Success,
+        Status::Cancel,
+        Status::WaitForFinishPlanningExternalCheck,
+        Status::WaitForExecuteExternalCheck,
+        Status::WaitForAllDoneExternalCheck,
+        Status::WaitForFinishPlanningExternalCheckFailed,
+        Status::WaitForExecuteExternalCheckFailed,
+        Status::WaitForAllDoneExternalCheckFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Planning => "planning",
+            Status::FinishPlanning => "finish_planning",
+            Status::WaitForApproval => "wait_for_approval",
+            Status::Executing => "executing",
+            Status::Denied => "denied",
+            Status::Timeout => "timeout",
+            Status::Success => "success",
+            Status::Cancel => "cancel",
+            Status::WaitForFinishPlanningExternalCheck => "wait_for_finish_planning_external_check",
+            Status::WaitForExecuteExternalCheck => "wait_for_execute_external_check",
+            Status::WaitForAllDoneExternalCheck => "wait_for_all_done_external_check",
+            Status::WaitForFinishPlanningExternalCheckFailed => {
+                "wait_for_finish_planning_external_check_failed"
+            }
+            Status::WaitForExecuteExternalCheckFailed => "wait_for_execute_external_check_failed",
+            Status::WaitForAllDoneExternalCheckFailed => "wait_for_all_done_external_check_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Nothing leaves these (DESIGN.md §1.5: a failed job never finishes a plan, so no retry
+    /// can reopen a `success`).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Success | Status::Cancel)
+    }
+
+    /// Waiting for an external check, or that check failed: only re-plan or cancel leave it
+    /// through the status API.
+    pub fn is_external_check(self) -> bool {
+        matches!(
+            self,
+            Status::WaitForFinishPlanningExternalCheck
+                | Status::WaitForExecuteExternalCheck
+                | Status::WaitForAllDoneExternalCheck
+                | Status::WaitForFinishPlanningExternalCheckFailed
+                | Status::WaitForExecuteExternalCheckFailed
+                | Status::WaitForAllDoneExternalCheckFailed
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The three events of the outgoing hook (spec §8.2) and of the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookEvent {
+    FinishPlanning,
+    StartExecute,
+    AllJobDone,
+}
+
+impl HookEvent {
+    pub const ALL: [HookEvent; 3] = [
+        HookEvent::FinishPlanning,
+        HookEvent::StartExecute,
+        HookEvent::AllJobDone,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::FinishPlanning => "finish_planning",
+            HookEvent::StartExecute => "start_execute",
+            HookEvent::AllJobDone => "all_job_done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HookEvent> {
+        HookEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The status a plan waits in for this event's external check.
+    pub fn wait_status(self) -> Status {
+        match self {
+            HookEvent::FinishPlanning => Status::WaitForFinishPlanningExternalCheck,
+            HookEvent::StartExecute => Status::WaitForExecuteExternalCheck,
+            HookEvent::AllJobDone => Status::WaitForAllDoneExternalCheck,
+        }
+    }
+
+    /// The status a failed check leaves the plan in.
+    pub fn failed_status(self) -> Status {
+        match self {
+            HookEvent::FinishPlanning => Status::WaitForFinishPlanningExternalCheckFailed,
+            HookEvent::StartExecute => Status::WaitForExecuteExternalCheckFailed,
+            HookEvent::AllJobDone => Status::WaitForAllDoneExternalCheckFailed,
+        }
+    }
+}
+
+/// Release-job types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Text,
+    Workflow,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Text => "text",
+            JobKind::Workflow => "workflow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        match s {
+            "text" => Some(JobKind::Text),
+            "workflow" => Some(JobKind::Workflow),
+            _ => None,
+        }
+    }
+}
+
+/// Release-job statuses (spec §5.1); `""` before the first execution cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    #[default]
+    #[serde(rename = "")]
+    Unset,
+    Todo,
+    Running,
+    Done,
+    Skipped,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Unset => "",
+            JobStatus::Todo => "todo",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Skipped => "skipped",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// A job's `spec`. Text jobs use `content`/`remark`; workflow jobs the workflow reference, its
+/// execute input, the resolved workflow definition and the task it runs. Empty fields are
+/// omitted, so a text job shows `{content, remark}` and a workflow job never shows `content`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remark: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workflow_key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project_key: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub parameters: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub inputs: Value,
+    /// The workflow definition with `parameters`/`inputs` applied (from the workflow service).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub workflow: Value,
+    /// The workflow task's status as last seen (`prepare` until it is known).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub task_id: i64,
+}
+
+/// One release job (spec §3.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseJob {
+    pub id: String,
+    pub name: String,
+    /// Optional per-job owner (spec §5.2).
+    #[serde(default)]
+    pub manager: String,
+    #[serde(default)]
+    pub manager_id: String,
+    #[serde(rename = "type")]
+    pub kind: JobKind,
+    pub spec: JobSpec,
+    #[serde(default)]
+    pub status: JobStatus,
+    #[serde(default)]
+    pub last_status: JobStatus,
+    #[serde(default)]
+    pub updated: bool,
+    #[serde(default)]
+    pub executed_by: String,
+    #[serde(default)]
+    pub executed_time: i64,
+    /// Why the job failed (a workflow task that did not pass, or could not start).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// One approver of a native approval, with their vote (the workflow task's shape).
+pub use crate::workflow::task::ApproveUser;
+
+/// Zadig's own approval (spec §3.4, §7.2).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NativeApproval {
+    /// Minutes from entering `wait_for_approval`; 0 = no limit.
+    #[serde(default)]
+    pub timeout: i64,
+    #[serde(default)]
+    pub approve_users: Vec<ApproveUser>,
+    #[serde(default)]
+    pub needed_approvers: i64,
+    #[serde(default)]
+    pub reject_or_approve: String,
+    #[serde(default)]
+    pub instance_code: String,
+}
+
+/// A plan's approval configuration and outcome (spec §3.4). IM approvals (Lark, DingTalk,
+/// WorkWX) are kept verbatim.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    #[serde(default)]
+    pub enabled: bool,
+    /// `""`, `passed`, `reject` or `timeout`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_approval: Option<NativeApproval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lark_approval: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dingtalk_approval: Option<Value>,
+    /// Any other key the client sent (`workwx_approval`, `start_time`, …), kept verbatim.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+impl Approval {
+    /// Approval counts only when present and enabled (spec §3.4).
+    pub fn is_on(a: &Option<Approval>) -> bool {
+        a.as_ref().is_some_and(|a| a.enabled)
+    }
+
+    /// Forget any decision and votes (create, PATCH, submitting again).
+    pub fn clear_runtime(&mut self) {
+        self.status.clear();
+        if let Some(n) = &mut self.native_approval {
+            n.reject_or_approve.clear();
+            n.instance_code.clear();
+            for u in &mut n.approve_users {
+                u.reject_or_approve.clear();
+                u.comment.clear();
+                u.operation_time = 0;
+            }
+        }
+    }
+}
+
+/// The part of the hook setting a plan snapshots (spec §8.1): which events fire and whether
+/// the plan waits for the callback.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookSnapshot {
+    #[serde(default)]
+    pub enable: bool,
+    #[serde(default)]
+    pub enable_call_back: bool,
+    #[serde(default)]
+    pub hook_events: Vec<HookEvent>,
+}
+
+impl HookSnapshot {
+    /// The hook for `e` is sent.
+    pub fn fires(s: &Option<HookSnapshot>, e: HookEvent) -> bool {
+        s.as_ref()
+            .is_some_and(|s| s.enable && s.hook_events.contains(&e))
+    }
+
+    /// The plan waits for the callback of `e`.
+    pub fn waits(s: &Option<HookSnapshot>, e: HookEvent) -> bool {
+        Self::fires(s, e) && s.as_ref().is_some_and(|s| s.enable_call_back)
+    }
+}
+
+/// An outgoing hook not delivered yet. The body is built at the transition, so it shows the
+/// plan as it was then; the address and secret are read at delivery (spec §8.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingHook {
+    /// Also sent as `X-Zadig-Event-UUID`, stable across attempts so receivers can dedupe.
+    pub id: String,
+    pub event: HookEvent,
+    pub body: String,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Business-clock ms of the next attempt.
+    pub next_attempt_ms: i64,
+    #[serde(default)]
+    pub last_error: String,
+}
+
+/// The last accepted callback, so that an identical repeat is answered as success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackKey {
+    pub hook_event: HookEvent,
+    pub instance_code: String,
+    pub result: String,
+}
+
+/// Our bookkeeping, stored under `internal` and never shown by the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Internal {
+    #[serde(default)]
+    pub manager_identity_type: String,
+    /// Seconds: when the scheduled execution is due (0: nothing to fire). Set on entering
+    /// `executing`, cleared when fired or when the plan leaves `executing`.
+    #[serde(default)]
+    pub schedule_at: i64,
+    /// Business-clock ms when the scheduled execution was applied (benchmarks read it).
+    #[serde(default)]
+    pub schedule_fired_ms: i64,
+    /// Seconds: when a native approval times out (0: no limit / not waiting).
+    #[serde(default)]
+    pub approval_deadline: i64,
+    /// Jobs in `running` (the reconciler looks at these plans).
+    #[serde(default)]
+    pub running_jobs: i64,
+    #[serde(default)]
+    pub pending_hooks: Vec<PendingHook>,
+    /// Business-clock ms when the first pending hook is due (0: none).
+    #[serde(default)]
+    pub hook_due_ms: i64,
+    /// Background-work claim: which process works on the plan, until when (wall-clock ms).
+    #[serde(default)]
+    pub claim_owner: String,
+    #[serde(default)]
+    pub claim_until_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_callback: Option<CallbackKey>,
+}
+
+/// A release plan (spec §3.1). Field order follows seed 001's detail example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleasePlan {
+    pub id: String,
+    pub index: i64,
+    pub name: String,
+    pub manager: String,
+    pub manager_id: String,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub end_time: i64,
+    #[serde(default)]
+    pub schedule_execute_time: i64,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(default)]
+    pub update_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    #[serde(default)]
+    pub jobs: Vec<ReleaseJob>,
+    pub status: Status,
+    #[serde(default)]
+    pub planning_time: i64,
+    #[serde(default)]
+    pub approval_time: i64,
+    #[serde(default)]
+    pub executing_time: i64,
+    #[serde(default)]
+    pub success_time: i64,
+    #[serde(default)]
+    pub finish_planning_time: i64,
+    #[serde(default)]
+    pub instance_code: String,
+    #[serde(default)]
+    pub hook_settings: Option<HookSnapshot>,
+    #[serde(default)]
+    pub wait_for_finish_planning_external_check_time: i64,
+    #[serde(default)]
+    pub wait_for_execute_external_check_time: i64,
+    #[serde(default)]
+    pub wait_for_all_done_external_check_time: i64,
+    #[serde(default)]
+    pub external_check_failed_reason: String,
+    /// Bumped on every write; every write is conditional on it.
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default)]
+    pub internal: Internal,
+}
+
+impl ReleasePlan {
+    pub fn job(&self, id: &str) -> Option<&ReleaseJob> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+
+    pub fn job_mut(&mut self, id: &str) -> Option<&mut ReleaseJob> {
+        self.jobs.iter_mut().find(|j| j.id == id)
+    }
+}
+
+/// The key under which [`Internal`] is stored; the API strips it.
+pub const INTERNAL_KEY: &str = "internal";

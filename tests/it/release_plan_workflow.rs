@@ -1,0 +1,163 @@
+//! Workflow release jobs: a task start that fails leaves the job as it was; and, end to end
+//! with the workflow engine, a job that runs a real workflow task (spec §5.3–5.6).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::backend_test;
+use crate::harness::{ADMIN_TOKEN, Kind, TestApp};
+use crate::release_plan::{
+    BASE, create, detail, executing_plan, job_call, logs, set_status, simple_body,
+};
+use crate::release_plan_scheduler::{edit_stored, stored, workflow_job};
+use zadig_server::release_plan::model::JobStatus;
+
+backend_test! {
+    async fn a_failed_task_start_leaves_the_job_untouched(app) {
+        let id = executing_plan(&app, simple_body("p", "admin"), 1).await;
+        let wf = workflow_job("deploy", "ghost-wf", JobStatus::Todo, 0);
+        let wf_id = wf.id.clone();
+        edit_stored(&app, &id, |p| p.jobs.push(wf)).await;
+        let before = detail(&app, &id).await;
+        // The workflow cannot be started (no such workflow; before the engine existed: 409
+        // "the workflow engine is not available yet"): the call fails with the reason.
+        let r = job_call(&app, ADMIN_TOKEN, &id, "execute", &wf_id, "workflow").await;
+        assert!(matches!(r.status.as_u16(), 404 | 409), "{}", r.text);
+        r.expect_error(r.status.as_u16(), "ghost-wf");
+        let after = detail(&app, &id).await;
+        assert_eq!(after["jobs"][1], before["jobs"][1], "the job is as it was");
+        assert_eq!(after["status"], "executing");
+        assert!(logs(&app, &id).await.iter().all(|l| l["target_name"] != "deploy"));
+        assert_eq!(stored(&app, &id).await.internal.running_jobs, 0);
+        app.stop().await;
+    }
+}
+
+/// Seed 002's create example, reduced to one freestyle job running `script`.
+fn workflow_body(name: &str, script: &str) -> Value {
+    json!({
+        "name": name,
+        "display_name": name,
+        "project": "demo",
+        "description": "release plan e2e",
+        "concurrency_limit": 5,
+        "stages": [{
+            "name": "Run",
+            "parallel": true,
+            "jobs": [{
+                "name": "hello",
+                "type": "freestyle",
+                "run_policy": "",
+                "spec": {
+                    "properties": {"timeout": 60, "envs": [], "build_os": "focal"},
+                    "steps": [{"name": "shell", "type": "shell", "spec": {"script": script}}]
+                }
+            }]
+        }]
+    })
+}
+
+async fn plan_with_workflow(app: &TestApp, workflow: &str) -> (String, String) {
+    let id = create(app, simple_body("wf-plan", "admin")).await;
+    let mut body = simple_body("wf-plan", "admin");
+    body["jobs"] = json!([{"name": "Workflow-1", "type": "workflow",
+        "spec": {"workflow_key": workflow, "project_key": "demo", "remark": "r", "parameters": [], "inputs": []}}]);
+    app.patch(&format!("{BASE}/{id}"), body).await.expect(200);
+    let d = detail(app, &id).await;
+    assert_eq!(d["jobs"][0]["spec"]["workflow_key"], workflow);
+    assert!(
+        d["jobs"][0]["spec"]["workflow"].is_object(),
+        "the resolved workflow is kept: {d}"
+    );
+    set_status(app, &id, "finish_planning").await.expect(200);
+    set_status(app, &id, "executing").await.expect(200);
+    let job = d["jobs"][0]["id"].as_str().unwrap().to_string();
+    (id, job)
+}
+
+async fn wait_job(app: &TestApp, id: &str, status: &str) -> Value {
+    app.wait_for(
+        &format!("the release job to be {status}"),
+        Duration::from_secs(120),
+        || async {
+            let d = detail(app, id).await;
+            (d["jobs"][0]["status"] == status).then_some(d)
+        },
+    )
+    .await
+}
+
+async fn workflow_job_runs_a_real_task(kind: Kind) {
+    let Some(app) = TestApp::start(kind).await else {
+        return;
+    };
+    {
+        app.post(
+            "/openapi/workflows/custom",
+            workflow_body("rp-echo", "#!/bin/bash\nset -e\necho hello"),
+        )
+        .await
+        .expect(200);
+        let (id, job) = plan_with_workflow(&app, "rp-echo").await;
+        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow")
+            .await
+            .expect(200);
+        let d = detail(&app, &id).await;
+        let task_id = d["jobs"][0]["spec"]["task_id"]
+            .as_i64()
+            .expect("task_id recorded");
+        assert!(task_id > 0);
+        let d = wait_job(&app, &id, "done").await;
+        assert_eq!(d["jobs"][0]["spec"]["status"], "passed");
+        assert_eq!(d["status"], "success");
+        let task = app
+            .get(&format!(
+                "/openapi/workflows/custom/task?taskId={task_id}&workflowKey=rp-echo"
+            ))
+            .await;
+        assert_eq!(task.expect(200)["status"], "passed");
+
+        // A failing script: the job fails, the plan stays executing; retry starts a new task.
+        app.post(
+            "/openapi/workflows/custom",
+            workflow_body("rp-fail", "#!/bin/bash\nexit 3"),
+        )
+        .await
+        .expect(200);
+        let (id, job) = plan_with_workflow(&app, "rp-fail").await;
+        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow")
+            .await
+            .expect(200);
+        let d = wait_job(&app, &id, "failed").await;
+        assert_eq!(d["status"], "executing");
+        let first = d["jobs"][0]["spec"]["task_id"].as_i64().unwrap();
+        job_call(&app, ADMIN_TOKEN, &id, "retry", &job, "workflow")
+            .await
+            .expect(200);
+        let d = detail(&app, &id).await;
+        let second = d["jobs"][0]["spec"]["task_id"].as_i64().unwrap();
+        assert_ne!(second, first, "retry starts a new task");
+        let d = wait_job(&app, &id, "failed").await;
+        assert_eq!(d["jobs"][0]["spec"]["task_id"], second);
+        job_call(&app, ADMIN_TOKEN, &id, "skip", &job, "workflow")
+            .await
+            .expect(200);
+        assert_eq!(detail(&app, &id).await["status"], "success");
+    }
+    app.stop().await;
+}
+
+mod workflow_job_e2e {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs the workflow engine"]
+    async fn embedded() {
+        workflow_job_runs_a_real_task(Kind::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs the workflow engine"]
+    async fn mongodb() {
+        workflow_job_runs_a_real_task(Kind::Mongo).await;
+    }
+}
