@@ -41,6 +41,23 @@ pub struct Config {
     pub body_limit: usize,
     pub request_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
+    /// Most workflow tasks this process runs at once; 0 = number of cores × 4.
+    pub engine_max_tasks: usize,
+    /// Most job tasks of one parallel stage running at once.
+    pub engine_parallel_jobs: usize,
+    /// Where job workspaces are created; empty = `<data_dir>/workspace`.
+    pub engine_workspace_dir: PathBuf,
+    /// Keep a job's workspace after it ends (for debugging) instead of deleting it.
+    pub engine_keep_workspaces: bool,
+    /// Liveness lease of this process' engine, in seconds: tasks of a process whose lease
+    /// expired are recovered by another (or the restarted) process.
+    pub engine_lease_ttl_secs: u64,
+    /// Safety-net interval of the dispatcher and the cross-replica cancel check, in ms (the
+    /// dispatcher is woken by events; this only bounds how late it can be).
+    pub engine_sweep_interval_ms: u64,
+    /// Integrations enabled for job types that need more than a local process (comma
+    /// separated; see `engine::work::INTEGRATIONS`). None has a driver in this version.
+    pub engine_integrations: String,
     pub release_plan_hook_timeout_secs: u64,
     pub release_plan_hook_retry_secs: Vec<u64>,
     pub release_plan_poll_ms: u64,
@@ -101,6 +118,23 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The engine's global cap of running tasks (`engine_max_tasks`, 0 = cores × 4).
+    pub fn engine_task_cap(&self) -> usize {
+        if self.engine_max_tasks > 0 {
+            return self.engine_max_tasks;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 4
+    }
+
+    /// The root of job workspaces.
+    pub fn engine_workspace_root(&self) -> PathBuf {
+        if self.engine_workspace_dir.as_os_str().is_empty() {
+            self.data_dir.join("workspace")
+        } else {
+            self.engine_workspace_dir.clone()
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
             anyhow::bail!(
@@ -116,6 +150,17 @@ impl Config {
         if self.request_timeout_secs == 0 {
             anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
         }
+        if self.engine_parallel_jobs == 0 {
+            anyhow::bail!("invalid configuration (key engine_parallel_jobs): must be > 0");
+        }
+        if self.engine_lease_ttl_secs == 0 {
+            anyhow::bail!("invalid configuration (key engine_lease_ttl_secs): must be > 0");
+        }
+        if self.engine_sweep_interval_ms == 0 {
+            anyhow::bail!("invalid configuration (key engine_sweep_interval_ms): must be > 0");
+        }
+        crate::engine::work::check_integrations(&self.engine_integrations)
+            .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
         for (key, v) in [
             (
                 "release_plan_hook_timeout_secs",

@@ -77,6 +77,7 @@ pub async fn start(
 fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut loops = vec![tokio::spawn(delivery::pipeline::run(state.clone()))];
     loops.extend(scheduler::spawn(state));
+    loops.extend(engine::spawn(state));
     loops
 }
 

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::release_plan::store::PlanStore;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
@@ -36,6 +37,8 @@ pub struct App {
     pub workflows: WorkflowStore,
     pub workflow_views: ViewStore,
     pub approval_tickets: TicketStore,
+    /// The workflow engine: dispatcher registry, executor, job logs.
+    pub engine: Engine,
     pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
@@ -76,6 +79,7 @@ impl AppState {
             workflows: WorkflowStore::new(b),
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
+            engine: Engine::new(b, &config),
             release_plans: PlanStore::new(b),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),

@@ -1,14 +1,21 @@
 //! Running one job task: the boundary between the task runner and the executors.
 //!
 //! The runner calls [`run_job`] with a [`JobContext`] when a job task's turn comes; this module
-//! renders the job's variables, turns the job type's spec into work (processes for freestyle
-//! and zadig-build jobs; a clear failure naming the missing integration for job types that need
-//! one), writes the job log, and reports a [`JobEnd`].
+//! renders the job's variables, turns the job type's spec into a [`PreparedJob`] (steps for
+//! freestyle and zadig-build jobs; a clear failure naming the missing integration for job
+//! types that need one, see [`super::work`]), hands it to the [`Executor`] (today the
+//! [`super::local::LocalExecutor`]; a Kubernetes-Job executor can take the same prepared job),
+//! writes the job log with the executor banner of spec/workflow.md §5.10, and reports a
+//! [`JobEnd`].
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use super::logs::{JobLog, LogKey};
+use crate::clock::Clock;
 use crate::state::AppState;
 
 /// Everything the engine knows about one job task when it is its turn to run.
@@ -65,22 +72,171 @@ pub struct JobEnd {
     pub outputs: BTreeMap<String, String>,
 }
 
-/// Run one job task to its end. Never panics and never hangs past the job's timeout; a
-/// cancelled token ends it as `Cancelled` (its processes killed) within 2 s.
-pub async fn run_job(_state: &AppState, ctx: JobContext, cancel: CancellationToken) -> JobEnd {
-    if cancel.is_cancelled() {
-        return JobEnd {
+impl JobEnd {
+    pub fn failed(error: impl Into<String>) -> Self {
+        Self {
+            status: JobStatus::Failed,
+            error: error.into(),
+            outputs: BTreeMap::new(),
+        }
+    }
+    pub fn cancelled() -> Self {
+        Self {
             status: JobStatus::Cancelled,
             error: "workflow was canceled".into(),
             outputs: BTreeMap::new(),
-        };
+        }
     }
+}
+
+/// A tool the job needs on the PATH (`runtime.installs` / a tools step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+/// A repository to check out before the script runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRepo {
+    /// The repository's name (for messages and `REPONAME_<i>`).
+    pub name: String,
+    /// What `git clone` gets: a URL or a local path.
+    pub url: String,
+    pub branch: String,
+    pub tag: String,
+    pub commit_id: String,
+    /// A pull/merge request number to check out (0: none).
+    pub pr: i64,
+    /// Relative directory in the workspace.
+    pub checkout_path: String,
+    pub submodules: bool,
+}
+
+/// The interpreter of a script step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptKind {
+    Bash,
+    PowerShell,
+}
+
+/// One step of a prepared job, run in order; a failing step ends the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Check that each tool is on the PATH and log its version.
+    Tools(Vec<Tool>),
+    /// Clone the repositories into the workspace.
+    Git(Vec<GitRepo>),
+    /// Run the script; afterwards the job's outputs are read from the variables it left.
+    Script { kind: ScriptKind, script: String },
+}
+
+/// A job translated into executor-neutral work.
+#[derive(Debug, Clone)]
+pub struct PreparedJob {
+    pub key: LogKey,
+    pub job_type: String,
+    /// Environment of every step (the executor adds `WORKSPACE` and `PATH`/`HOME` of its
+    /// own environment).
+    pub env: Vec<(String, String)>,
+    pub steps: Vec<Step>,
+    /// Variables whose values the script leaves are the job's outputs.
+    pub outputs: Vec<String>,
+    /// The job's timeout.
+    pub timeout: Duration,
+    /// Credential values to mask (job variables, tokens in clone URLs).
+    pub secrets: Vec<String>,
+}
+
+/// How an executor's run of a prepared job ended.
+#[derive(Debug, Clone)]
+pub struct ExecEnd {
+    pub status: JobStatus,
+    pub error: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Runs prepared jobs somewhere: local process groups today, Kubernetes Jobs later.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// A short name for logs (`local`).
+    fn name(&self) -> &'static str;
+    /// Run `job` to its end, writing output to `log`. Must end by `deadline_ms` (business
+    /// clock; → `Timeout`) and within 2 s of `cancel` (→ `Cancelled`), leaving no process
+    /// behind.
+    async fn execute(
+        &self,
+        job: &PreparedJob,
+        log: &JobLog,
+        clock: &dyn Clock,
+        deadline_ms: i64,
+        cancel: &CancellationToken,
+    ) -> ExecEnd;
+}
+
+const BANNER_START: &str = "====================== job-executor Start ======================";
+
+/// Run one job task to its end. Never panics and never hangs past the job's timeout; a
+/// cancelled token ends it as `Cancelled` (its processes killed) within 2 s.
+pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToken) -> JobEnd {
+    if cancel.is_cancelled() {
+        return JobEnd::cancelled();
+    }
+    let key = LogKey {
+        workflow: ctx.workflow.clone(),
+        task_id: ctx.task_id,
+        job: ctx.job_name.clone(),
+    };
+    let log = match state
+        .engine
+        .logs
+        .open(key, &ctx.secrets, state.clock.clone())
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(workflow = %ctx.workflow, task_id = ctx.task_id, job = %ctx.job_name,
+                "cannot open the job log: {e}");
+            return JobEnd::failed(format!("cannot open the job log: {e}"));
+        }
+    };
+    let started = Instant::now();
+    log.raw(BANNER_START);
+    let end = match super::work::prepare(state, &ctx).await {
+        Err(error) => ExecEnd {
+            status: JobStatus::Failed,
+            error,
+            outputs: BTreeMap::new(),
+        },
+        Ok(job) => {
+            log.add_secrets(&job.secrets);
+            let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX / 4);
+            let deadline = state.clock.now_ms().saturating_add(timeout_ms);
+            state
+                .engine
+                .executor
+                .execute(&job, &log, state.clock.as_ref(), deadline, &cancel)
+                .await
+        }
+    };
+    if end.status != JobStatus::Passed && !end.error.is_empty() {
+        log.raw(&format!("Failed to run: {}.", end.error));
+    }
+    let verdict = if end.status == JobStatus::Passed {
+        "success"
+    } else {
+        "fail"
+    };
+    log.output(&[&format!("Job Status: {verdict}")]);
+    log.raw(&format!(
+        "====================== job-executor End. Duration: {:.2} seconds ======================",
+        started.elapsed().as_secs_f64()
+    ));
+    let error = log.mask(&end.error);
+    log.close(&state.engine.logs).await;
     JobEnd {
-        status: JobStatus::Failed,
-        error: format!(
-            "job type {} cannot run: the job executor is not implemented yet",
-            ctx.job_type
-        ),
-        outputs: BTreeMap::new(),
+        status: end.status,
+        error,
+        outputs: end.outputs,
     }
 }

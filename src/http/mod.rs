@@ -9,6 +9,7 @@ pub mod builds;
 pub mod delivery;
 pub mod extract;
 pub mod helm_repos;
+pub mod logs;
 pub mod metrics;
 pub mod registries;
 pub mod release_plans;
@@ -75,6 +76,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(workflow_tasks::router())
         .merge(workflow_views::router())
         .merge(tickets::router())
+        .merge(logs::router())
         .merge(release_plans::router())
         .merge(builds::router())
         .merge(build_templates::router())

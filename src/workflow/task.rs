@@ -110,7 +110,9 @@ pub struct JobTask {
     #[serde(default)]
     pub error: String,
     /// The job task's spec (the workflow job's spec with the execute inputs merged, narrowed to
-    /// this job task). Unknown fields are kept.
+    /// this job task). Unknown fields are kept. For an `approval` job the approve API records
+    /// votes on `spec.native_approval.approve_users[]` (the [`ApproveUser`] shape) while the job
+    /// is `wait_for_approval`; the engine decides from them (src/engine/approval.rs).
     #[serde(default)]
     pub spec: Value,
     #[serde(default)]
@@ -214,6 +216,10 @@ pub struct Task {
     /// Business-clock ms when the task was queued (dispatch order).
     #[serde(default)]
     pub queued_at_ms: i64,
+    /// Engine bookkeeping: the release plan (if any) was told about the task's current final
+    /// status. Reset when the engine claims the task.
+    #[serde(default)]
+    pub final_notified: bool,
 }
 
 /// Queries over `workflow_tasks`.

@@ -1,31 +1,20 @@
 //! End to end: a workflow whose zadig-build job references a build created through
 //! `/openapi/build` runs the build's script for real, and the job log shows its output.
-//! Needs the workflow engine (enabled by the lead at integration).
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Kind, TestApp};
+use crate::backend_test;
+use crate::harness::TestApp;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the workflow engine"]
-async fn workflow_runs_the_build_script_embedded() {
-    if let Some(app) = TestApp::start(Kind::Embedded).await {
-        workflow_runs_the_build_script(app).await;
+backend_test! {
+    async fn workflow_runs_the_build_script(app) {
+        run(app).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the workflow engine"]
-async fn workflow_runs_the_build_script_mongodb() {
-    if let Some(app) = TestApp::start(Kind::Mongo).await {
-        workflow_runs_the_build_script(app).await;
-    }
-}
-
-// (`backend_test!` puts attributes on the module, where `#[ignore]` has no effect.)
-async fn workflow_runs_the_build_script(app: TestApp) {
+async fn run(app: TestApp) {
     // A build whose script prints a marker built from a variable, a credential and the
     // service the job builds.
     app.post("/openapi/build?projectKey=e2e", json!({

@@ -98,8 +98,11 @@ backend_test! {
         assert_eq!(detail(&app, &id).await["status"], "executing", "the window is still open at end_time");
         app.clock.advance(Duration::from_secs(1));
         wait_status(&app, &id, "timeout").await;
-        let l = logs(&app, &id).await;
-        assert_eq!(l[0]["after"], "timeout");
+        // The operation record is written after the status change: wait for it too.
+        let l = app.wait_for("the timeout record", LIMIT, || async {
+            let l = logs(&app, &id).await;
+            (l[0]["after"] == "timeout").then_some(l)
+        }).await;
         assert_eq!(l[0]["username"], "系统");
         // timeout → planning or cancel only.
         set_status(&app, &id, "executing").await.expect_error(409, "from timeout to executing");
@@ -202,6 +205,9 @@ backend_test! {
         assert!(job["error"].as_str().unwrap().contains("ghost-wf"), "{job}");
         assert_eq!(d["jobs"][0]["status"], "todo");
         assert_eq!(d["status"], "executing", "a failed job does not finish the plan");
+        app.wait_for("the scheduled execution record", LIMIT, || async {
+            (system_executions(&logs(&app, &id).await) == 1).then_some(())
+        }).await;
         let fired = stored(&app, &id).await.internal;
         assert!(fired.schedule_fired_ms >= (app.clock.now() - 1) * 1000);
         assert_eq!(fired.schedule_at, 0);
@@ -230,7 +236,9 @@ backend_test! {
             let p = stored(&app, &id).await;
             (p.internal.schedule_fired_ms > 0 && p.jobs[1].status == JobStatus::Failed).then_some(())
         }).await;
-        assert_eq!(system_executions(&logs(&app, &id).await), 1);
+        app.wait_for("one scheduled execution record", LIMIT, || async {
+            (system_executions(&logs(&app, &id).await) == 1).then_some(())
+        }).await;
         app.stop().await;
     }
 }

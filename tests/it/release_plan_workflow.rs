@@ -154,12 +154,10 @@ async fn workflow_job_runs_a_real_task(kind: Kind) {
 mod workflow_job_e2e {
     use super::*;
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs the workflow engine"]
     async fn embedded() {
         workflow_job_runs_a_real_task(Kind::Embedded).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs the workflow engine"]
     async fn mongodb() {
         workflow_job_runs_a_real_task(Kind::Mongo).await;
     }

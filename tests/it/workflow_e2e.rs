@@ -6,35 +6,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Kind, TestApp};
+use crate::backend_test;
+use crate::harness::TestApp;
 use crate::workflows::create;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `backend_test!` for tests that need the engine to run tasks.
-macro_rules! engine_test {
-    (async fn $name:ident($app:ident) $body:block) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs the workflow engine (enabled when it is merged)"]
-            async fn embedded() {
-                let Some($app) = TestApp::start(Kind::Embedded).await else {
-                    return;
-                };
-                $body
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs the workflow engine (enabled when it is merged)"]
-            async fn mongodb() {
-                let Some($app) = TestApp::start(Kind::Mongo).await else {
-                    return;
-                };
-                $body
-            }
-        }
-    };
-}
 
 fn freestyle(name: &str, script: &str) -> Value {
     json!({"name": name, "type": "freestyle", "spec": {"script": script, "envs": []}})
@@ -68,7 +44,7 @@ async fn run(app: &TestApp, project: &str, wf: &str, inputs: Value) -> i64 {
     r.expect(200)["task_id"].as_i64().expect("task_id")
 }
 
-engine_test! {
+backend_test! {
     async fn an_executed_freestyle_task_runs_and_passes(app) {
         create(&app, json!({"name": "hello", "project": "e2e", "concurrency_limit": 1,
             "params": [{"name": "WHO", "type": "string", "value": "nobody"}],
@@ -94,7 +70,7 @@ engine_test! {
     }
 }
 
-engine_test! {
+backend_test! {
     async fn cancelling_a_running_task_stops_it(app) {
         create(&app, json!({"name": "slow", "project": "e2e", "concurrency_limit": -1,
             "stages": [{"name": "run", "jobs": [freestyle("nap", "echo started; sleep 600")]}]})).await;
@@ -114,7 +90,7 @@ engine_test! {
     }
 }
 
-engine_test! {
+backend_test! {
     async fn an_approved_stage_runs_and_a_rejected_one_does_not(app) {
         let (_, alice) = app.create_user("alice", false).await;
         create(&app, json!({"name": "gated", "project": "e2e", "concurrency_limit": -1,
@@ -142,7 +118,7 @@ engine_test! {
     }
 }
 
-engine_test! {
+backend_test! {
     async fn a_retried_task_redoes_only_what_failed(app) {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("second-attempt");

@@ -1,0 +1,628 @@
+//! The local process executor: each job runs in its own workspace directory under the data
+//! dir, each of its commands as a child process group.
+//!
+//! Every command runs in a new process group whose stdin is a pipe held by the server, with a
+//! tiny watchdog in the group (the first line of a script, or `bash -c <watchdog>; "$@"` around
+//! other commands) that waits for that pipe to close and then kills the group. So when the
+//! server dies (even by SIGKILL) the job's processes die with it instead of running on as
+//! orphans. Cancel and timeout kill the group
+//! (SIGKILL to `-pgid`) at once; so does the end of the job's main process (no stragglers).
+//! The environment is built from scratch (only `PATH`, `HOME`, locale and temp-dir variables
+//! are inherited) so server secrets such as `ZADIG_ADMIN_TOKEN` never reach a job.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::executor::{ExecEnd, Executor, GitRepo, JobStatus, PreparedJob, ScriptKind, Step, Tool};
+use super::logs::JobLog;
+use crate::clock::Clock;
+
+/// The watchdog: a background subshell (disowned, so a script's `wait` does not wait for it)
+/// that blocks reading the server's end of the stdin pipe (moved to fd 3) and kills the whole
+/// process group when it closes. The job's own stdin is `/dev/null`.
+const WATCHDOG: &str = "exec 3<&0 0</dev/null; \
+( while read -r -u 3 _; do :; done; kill -KILL 0 ) >/dev/null 2>&1 & disown $!; exec 3<&-";
+
+/// Longest log line; longer output is split.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Variables of the server's environment a job inherits.
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
+];
+
+/// Runs jobs as local process groups.
+pub struct LocalExecutor {
+    root: PathBuf,
+    keep: bool,
+}
+
+impl LocalExecutor {
+    /// Workspaces go under `root`; `keep` leaves them in place after the job.
+    pub fn new(root: PathBuf, keep: bool) -> Self {
+        Self { root, keep }
+    }
+
+    /// A directory of its own for each run of a job (`<workflow>/<task>.<job>.<nonce>`), so a
+    /// run never meets the leftovers — or the background removal — of an earlier one.
+    fn job_dir(&self, job: &PreparedJob) -> PathBuf {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        self.root.join(path_safe(&job.key.workflow)).join(format!(
+            "{}.{}.{}",
+            job.key.task_id,
+            path_safe(&job.key.job),
+            &nonce[..12]
+        ))
+    }
+}
+
+/// A file-name-safe form of a name: anything but `[A-Za-z0-9._-]` → `_`, no leading dot, and
+/// when something was replaced a hash of the original keeps distinct names distinct (`构建`
+/// and `部署` must not share a workspace).
+fn path_safe(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with('.') || out.is_empty() {
+        out.insert(0, '_');
+    }
+    if out != s {
+        // FNV-1a: stable across runs and platforms.
+        let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        out.push_str(&format!("-{:08x}", h & 0xffff_ffff));
+    }
+    out
+}
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn execute(
+        &self,
+        job: &PreparedJob,
+        log: &JobLog,
+        clock: &dyn Clock,
+        deadline_ms: i64,
+        cancel: &CancellationToken,
+    ) -> ExecEnd {
+        let dir = self.job_dir(job);
+        let run = async {
+            let ws = prepare_dirs(&dir)
+                .await
+                .map_err(|e| format!("cannot create the job workspace {}: {e}", dir.display()))?;
+            run_steps(job, &dir, &ws, log).await
+        };
+        let end = tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                log.info("Job cancelled: its processes were killed.");
+                ExecEnd { status: JobStatus::Cancelled, error: "workflow was canceled".into(), outputs: BTreeMap::new() }
+            }
+            () = clock.sleep_until(deadline_ms) => {
+                let minutes = job.timeout.as_secs() / 60;
+                log.info(&format!("Job timed out after {minutes} minutes: its processes were killed."));
+                ExecEnd { status: JobStatus::Timeout, error: format!("job timed out after {minutes} minutes (timeout)"), outputs: BTreeMap::new() }
+            }
+            r = run => match r {
+                Ok(outputs) => ExecEnd { status: JobStatus::Passed, error: String::new(), outputs },
+                Err(error) => ExecEnd { status: JobStatus::Failed, error, outputs: BTreeMap::new() },
+            },
+        };
+        if !self.keep {
+            // In the background: the job's end need not wait for the disk.
+            tokio::task::spawn_blocking(move || remove_tree(&dir));
+        }
+        end
+    }
+}
+
+/// Remove a directory tree; a failure is logged (a leftover workspace is not a job error).
+fn remove_tree(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove the workspace {}: {e}", dir.display());
+    }
+}
+
+/// `<dir>/workspace` (and `<dir>/zadig` for scripts and results), in one trip to the
+/// blocking pool.
+async fn prepare_dirs(dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let ws = dir.join("workspace");
+        std::fs::create_dir_all(&ws)?;
+        std::fs::create_dir_all(dir.join("zadig").join("results"))?;
+        Ok(ws)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// The environment of every command of the job.
+fn job_env(job: &PreparedJob, ws: &Path) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
+        .iter()
+        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+        .collect();
+    for (k, v) in &job.env {
+        if !k.is_empty() && !k.contains(['=', '\0']) {
+            env.push((k.into(), v.replace('\0', "").into()));
+        }
+    }
+    env.push(("WORKSPACE".into(), ws.as_os_str().to_owned()));
+    env
+}
+
+async fn run_steps(
+    job: &PreparedJob,
+    dir: &Path,
+    ws: &Path,
+    log: &JobLog,
+) -> Result<BTreeMap<String, String>, String> {
+    let env = job_env(job, ws);
+    let mut outputs = BTreeMap::new();
+    for step in &job.steps {
+        match step {
+            Step::Tools(tools) => check_tools(tools, &env, ws, log).await?,
+            Step::Git(repos) => {
+                log.info("Start git clone.");
+                for r in repos {
+                    clone(r, &env, ws, log).await?;
+                }
+            }
+            Step::Script { kind, script } => {
+                // The first script (the user's) decides an output; a later step (the image
+                // build) only fills what is still missing.
+                for (k, v) in run_script(job, *kind, script, &env, dir, ws, log).await? {
+                    outputs.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    Ok(outputs)
+}
+
+/// Look a program up on the job's PATH.
+fn which(name: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return is_exec(&p).then_some(p);
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_exec(p))
+}
+
+async fn check_tools(
+    tools: &[Tool],
+    env: &[(OsString, OsString)],
+    ws: &Path,
+    log: &JobLog,
+) -> Result<(), String> {
+    log.info("Installing tools.");
+    for t in tools {
+        let label = if t.version.is_empty() {
+            t.name.clone()
+        } else {
+            format!("{} {}", t.name, t.version)
+        };
+        let Some(path) = which(&t.name, env) else {
+            log.info(&format!(
+                "Tool {label} is not installed: {} is not on the PATH.",
+                t.name
+            ));
+            return Err(format!(
+                "tool {label} is not installed: {} is not on the PATH",
+                t.name
+            ));
+        };
+        let reported = tool_version(&path, env, ws).await;
+        log.info(&format!(
+            "Tool {label}: {} ({})",
+            path.display(),
+            reported.as_deref().unwrap_or("version unknown")
+        ));
+    }
+    Ok(())
+}
+
+/// The first line a tool prints for `--version` / `version` / `-version`.
+async fn tool_version(path: &Path, env: &[(OsString, OsString)], ws: &Path) -> Option<String> {
+    for flag in ["--version", "version", "-version"] {
+        let mut cmd = Command::new(path);
+        cmd.arg(flag)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(ws)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        let Ok(Ok(out)) = tokio::time::timeout(Duration::from_secs(5), cmd.output()).await else {
+            continue;
+        };
+        if !out.status.success() {
+            continue;
+        }
+        let text = if out.stdout.is_empty() {
+            out.stderr
+        } else {
+            out.stdout
+        };
+        if let Some(line) = String::from_utf8_lossy(&text)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+        {
+            return Some(line.to_string());
+        }
+    }
+    None
+}
+
+async fn clone(
+    r: &GitRepo,
+    env: &[(OsString, OsString)],
+    ws: &Path,
+    log: &JobLog,
+) -> Result<(), String> {
+    let mut env = env.to_vec();
+    env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
+    env.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
+    let target = ws.join(&r.checkout_path);
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| format!("repo {}: cannot create {}: {e}", r.name, parent.display()))?;
+    }
+    let local = r.url.starts_with('/') || r.url.starts_with("file://");
+    let mut args: Vec<String> = vec!["clone".into()];
+    if r.submodules {
+        args.push("--recurse-submodules".into());
+    }
+    let exact = !r.commit_id.is_empty() || r.pr > 0;
+    let reference = if r.tag.is_empty() { &r.branch } else { &r.tag };
+    if !reference.is_empty() {
+        args.extend(["--branch".into(), reference.clone()]);
+    }
+    if !exact && !local {
+        args.extend(["--depth".into(), "1".into()]);
+    }
+    args.push(r.url.clone());
+    args.push(target.to_string_lossy().into_owned());
+    let fail = |what: String| {
+        format!(
+            "git clone of repo {} ({}) failed: {what}",
+            r.name,
+            log.mask(&r.url)
+        )
+    };
+    git(&args, &env, ws, log).await.map_err(fail)?;
+    let dir = target.to_string_lossy().into_owned();
+    if r.pr > 0 {
+        let mut fetched = false;
+        for refspec in [
+            format!("pull/{}/head", r.pr),
+            format!("merge-requests/{}/head", r.pr),
+        ] {
+            let fetch = [
+                "-C".to_string(),
+                dir.clone(),
+                "fetch".into(),
+                "--quiet".into(),
+                "origin".into(),
+                format!("+refs/{refspec}:refs/remotes/origin/pr/{}", r.pr),
+            ];
+            if git(&fetch, &env, ws, log).await.is_ok() {
+                fetched = true;
+                break;
+            }
+        }
+        if !fetched {
+            return Err(fail(format!("pull request {} not found", r.pr)));
+        }
+        let co = [
+            "-C".to_string(),
+            dir.clone(),
+            "checkout".into(),
+            "--quiet".into(),
+            format!("origin/pr/{}", r.pr),
+        ];
+        git(&co, &env, ws, log).await.map_err(fail)?;
+    }
+    if !r.commit_id.is_empty() {
+        let co = [
+            "-C".to_string(),
+            dir,
+            "checkout".into(),
+            "--quiet".into(),
+            r.commit_id.clone(),
+        ];
+        git(&co, &env, ws, log)
+            .await
+            .map_err(|e| fail(format!("commit {}: {e}", r.commit_id)))?;
+    }
+    Ok(())
+}
+
+async fn git(
+    args: &[String],
+    env: &[(OsString, OsString)],
+    ws: &Path,
+    log: &JobLog,
+) -> Result<(), String> {
+    log.output(&[&format!("git {}", args.join(" "))]);
+    let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
+        .chain(args.iter().map(OsString::from))
+        .collect();
+    match run_logged(&argv, env, ws, log, Watchdog::Wrap).await {
+        Ok(st) if st.success() => Ok(()),
+        Ok(st) => Err(exit_text(st)),
+        Err(e) => Err(format!("cannot start git: {e}")),
+    }
+}
+
+fn exit_text(st: ExitStatus) -> String {
+    match st.code() {
+        Some(c) => format!("exit code {c}"),
+        None => "killed by a signal".to_string(),
+    }
+}
+
+/// The script file: the watchdog line, then the user's script run by bash without `-e` (its status is that of its last
+/// command, as in Zadig). With outputs, an EXIT trap first writes each output variable's value
+/// to `<results>/<NAME>`, keeping the script's status (Zadig's appended `echo` lines would make
+/// a failing script pass).
+fn bash_script(body: &str, outputs: &[String], results: &Path) -> String {
+    let mut text = format!("{WATCHDOG}\n");
+    if !outputs.is_empty() {
+        text.push_str("__zadig_outputs() { __zadig_rc=$?; set +ex; ");
+        for o in outputs {
+            let path = shell_quote(&results.join(o).to_string_lossy());
+            text.push_str(&format!("printf '%s' \"${{{o}-}}\" > {path} 2>/dev/null; "));
+        }
+        text.push_str("exit $__zadig_rc; }; trap __zadig_outputs EXIT\n");
+    }
+    text.push_str(body);
+    text.push('\n');
+    text
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+async fn run_script(
+    job: &PreparedJob,
+    kind: ScriptKind,
+    script: &str,
+    env: &[(OsString, OsString)],
+    dir: &Path,
+    ws: &Path,
+    log: &JobLog,
+) -> Result<BTreeMap<String, String>, String> {
+    log.info("Executing user script.");
+    let results = dir.join("zadig").join("results");
+    let body = script.replace("\r\n", "\n").replace('\r', "\n");
+    let (file, argv, content, watchdog) = match kind {
+        ScriptKind::Bash => {
+            let file = dir.join("zadig").join("script.sh");
+            let argv = vec![OsString::from("bash"), file.clone().into_os_string()];
+            let text = bash_script(&body, &job.outputs, &results);
+            (file, argv, text, Watchdog::InScript)
+        }
+        ScriptKind::PowerShell => {
+            let Some(pwsh) = which("pwsh", env) else {
+                return Err(
+                    "powershell scripts need pwsh on the PATH, which is not installed".into(),
+                );
+            };
+            let file = dir.join("zadig").join("script.ps1");
+            let argv = vec![
+                pwsh.into_os_string(),
+                "-NoLogo".into(),
+                "-NonInteractive".into(),
+                "-File".into(),
+                file.clone().into_os_string(),
+            ];
+            (file, argv, body, Watchdog::Wrap)
+        }
+    };
+    tokio::fs::write(&file, content)
+        .await
+        .map_err(|e| format!("cannot write the script file: {e}"))?;
+    let started = Instant::now();
+    let status = run_logged(&argv, env, ws, log, watchdog)
+        .await
+        .map_err(|e| format!("cannot start the script: {e}"))?;
+    log.info(&format!(
+        "Script Execution ended. Duration: {:.2} seconds.",
+        started.elapsed().as_secs_f64()
+    ));
+    if !status.success() {
+        return Err(format!("script failed: {}", exit_text(status)));
+    }
+    let mut outputs = BTreeMap::new();
+    for o in &job.outputs {
+        if let Ok(v) = tokio::fs::read_to_string(results.join(o)).await {
+            outputs.insert(o.clone(), v.trim_end_matches(['\n', '\r']).to_string());
+        }
+    }
+    Ok(outputs)
+}
+
+/// Where a command's watchdog comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watchdog {
+    /// Run the command under `bash -c <watchdog>; "$@"`.
+    Wrap,
+    /// The command is `bash <script>` whose first line is the watchdog.
+    InScript,
+}
+
+/// Kills a process group when dropped (end of the command, cancel, timeout, shutdown).
+struct GroupGuard(Pid);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        // ESRCH (the group is already gone) is the normal case after a clean exit.
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run `argv` in its own process group (with the watchdog), its output going to the log line
+/// by line; the group is killed when the main process exits or when this future is dropped.
+async fn run_logged(
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    cwd: &Path,
+    log: &JobLog,
+    watchdog: Watchdog,
+) -> std::io::Result<ExitStatus> {
+    let mut cmd = match watchdog {
+        Watchdog::Wrap => {
+            let mut c = Command::new("bash");
+            c.arg("-c")
+                .arg(format!("{WATCHDOG}; \"$@\""))
+                .arg("zadig-job")
+                .args(argv);
+            c
+        }
+        Watchdog::InScript => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    cmd.env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .ok_or_else(|| std::io::Error::other("the child has no pid"))?;
+    let guard = GroupGuard(Pid::from_raw(pid));
+    // Held until the end: its closing (also by the server's death) fires the watchdog.
+    let stdin = child.stdin.take();
+    let out = child
+        .stdout
+        .take()
+        .map(|r| AbortOnDrop(tokio::spawn(pump(r, log.clone()))));
+    let err = child
+        .stderr
+        .take()
+        .map(|r| AbortOnDrop(tokio::spawn(pump(r, log.clone()))));
+    let status = child.wait().await?;
+    drop(guard);
+    drop(stdin);
+    // The group is dead, so the pipes reach EOF; a process that left the group (setsid) may
+    // still hold them: do not wait for it.
+    for reader in [out, err].into_iter().flatten() {
+        let mut reader = reader;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut reader.0).await;
+    }
+    Ok(status)
+}
+
+/// Forward a pipe to the log, line by line (lines longer than [`MAX_LINE`] are split).
+async fn pump(r: impl AsyncRead + Unpin, log: JobLog) {
+    let mut reader = BufReader::with_capacity(64 * 1024, r);
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) if !b.is_empty() => b,
+            _ => break,
+        };
+        let mut lines: Vec<String> = Vec::new();
+        let mut start = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if b == b'\n' {
+                partial.extend_from_slice(&buf[start..i]);
+                lines.push(to_line(&partial));
+                partial.clear();
+                start = i + 1;
+            }
+        }
+        partial.extend_from_slice(&buf[start..]);
+        if partial.len() >= MAX_LINE {
+            lines.push(to_line(&partial));
+            partial.clear();
+        }
+        let n = buf.len();
+        reader.consume(n);
+        if !lines.is_empty() {
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            log.output(&refs);
+        }
+    }
+    if !partial.is_empty() {
+        log.output(&[&to_line(&partial)]);
+    }
+}
+
+fn to_line(bytes: &[u8]) -> String {
+    let b = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_paths() {
+        assert_eq!(path_safe("job-1"), "job-1");
+        assert!(path_safe("job-1/../x").starts_with("job-1_.._x-"));
+        assert!(path_safe(".hidden").starts_with("_.hidden-"));
+        assert_ne!(path_safe("构建"), path_safe("部署"));
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+}

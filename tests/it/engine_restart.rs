@@ -1,0 +1,175 @@
+//! Crash recovery: the real binary is killed with SIGKILL while a job runs; the job's
+//! processes die with it (watchdog) and the restarted server marks the task failed instead of
+//! leaving it running forever. Both backends.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use zadig_server::config::{Config, StorageKind};
+use zadig_server::workflow::task::TaskStore;
+
+use crate::engine::{freestyle, new_task, process_gone, stage};
+use crate::harness::{ADMIN_TOKEN, Kind, client, mongo_uri};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(env: &[(String, String)]) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_zadig-server"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .expect("start zadig-server");
+    Server(child)
+}
+
+async fn poll<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn healthy(port: u16) {
+    let c = client();
+    poll("the server to answer", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+}
+
+async fn kill_9_mid_task_then_restart(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::defaults();
+    config.data_dir = dir.path().to_path_buf();
+    let port = free_port();
+    let mut env: Vec<(String, String)> = vec![
+        ("ZADIG_LISTEN".into(), format!("127.0.0.1:{port}")),
+        (
+            "ZADIG_DATA_DIR".into(),
+            dir.path().to_string_lossy().into_owned(),
+        ),
+        ("ZADIG_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        ("ZADIG_ENGINE_LEASE_TTL_SECS".into(), "2".into()),
+        ("ZADIG_ENGINE_SWEEP_INTERVAL_MS".into(), "100".into()),
+        ("ZADIG_LOG".into(), "warn".into()),
+    ];
+    match kind {
+        Kind::Embedded => env.push(("ZADIG_STORAGE".into(), "embedded".into())),
+        Kind::Mongo => {
+            let Some(uri) = mongo_uri() else { return };
+            config.storage = StorageKind::Mongodb;
+            config.mongodb_uri = uri.clone();
+            config.mongodb_database = format!("zt_{}", uuid::Uuid::new_v4().simple());
+            env.push(("ZADIG_STORAGE".into(), "mongodb".into()));
+            env.push(("ZADIG_MONGODB_URI".into(), uri));
+            env.push((
+                "ZADIG_MONGODB_DATABASE".into(),
+                config.mongodb_database.clone(),
+            ));
+        }
+    }
+    let mut server = serve(&env);
+    healthy(port).await;
+
+    // A task whose job sleeps; the server's dispatcher sweep picks it up.
+    let backend = zadig_server::store::open(&config).await.unwrap();
+    let tasks = TaskStore::new(backend.as_ref());
+    let pid_file = dir.path().join("pid");
+    let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let task = new_task(
+        "crash",
+        1,
+        now_ms,
+        -1,
+        vec![],
+        vec![stage("s", false, vec![freestyle("sleeper", &script)])],
+    );
+    tasks.insert(&task).await.unwrap();
+    let pid: i32 = poll("the job to start", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await;
+    assert_eq!(
+        tasks.get("crash", 1).await.unwrap().unwrap().status,
+        "running"
+    );
+
+    // SIGKILL: no chance to clean up. The job's processes die with the server anyway.
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    poll(
+        "the job's process to die with the server",
+        Duration::from_secs(10),
+        || async { process_gone(pid).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        tasks.get("crash", 1).await.unwrap().unwrap().status,
+        "running"
+    );
+
+    // The restarted server recovers the task once the dead process' lease expired.
+    let server = serve(&env);
+    healthy(port).await;
+    let t = poll(
+        "the task to be recovered",
+        Duration::from_secs(30),
+        || async {
+            let t = tasks.get("crash", 1).await.ok()??;
+            (t.status != "running").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(t.status, "failed");
+    assert_eq!(t.error, "server restarted while the task was running");
+    assert!(t.end_time > 0 && t.lease_owner.is_empty());
+    let job = &t.stages[0].jobs[0];
+    assert_eq!(job.status, "failed");
+    assert_eq!(job.error, "server restarted while the task was running");
+    assert_eq!(t.stages[0].status, "failed");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_task_then_restart_embedded() {
+    kill_9_mid_task_then_restart(Kind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_task_then_restart_mongodb() {
+    kill_9_mid_task_then_restart(Kind::Mongo).await;
+}
