@@ -119,7 +119,11 @@ pub enum Event {
         kind: JobKind,
     },
     /// The workflow service created the task of a job marked `running`.
-    TaskStarted { job_id: String, task_id: i64 },
+    TaskStarted {
+        job_id: String,
+        workflow_key: String,
+        task_id: i64,
+    },
     /// Starting the task failed: put the job back as it was (`revert_to`, an API call that
     /// answers the error) or mark it failed (the scheduler).
     TaskStartFailed {
@@ -216,6 +220,11 @@ pub enum Effect {
     /// Start the workflow task of a job just marked `running`.
     StartTask {
         job_id: String,
+    },
+    /// Cancel a workflow task the plan no longer waits for (re-plan, spec §4.4 step 4).
+    CancelTask {
+        workflow_key: String,
+        task_id: i64,
     },
     Log(LogEntry),
 }
@@ -362,7 +371,11 @@ pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome,
             ..
         } => s.skip(job_id, *kind, remark)?,
         Event::Retry { job_id, kind, .. } => s.retry(job_id, *kind)?,
-        Event::TaskStarted { job_id, task_id } => s.task_started(job_id, *task_id),
+        Event::TaskStarted {
+            job_id,
+            workflow_key,
+            task_id,
+        } => s.task_started(job_id, workflow_key, *task_id),
         Event::TaskStartFailed {
             job_id,
             reason,
@@ -521,6 +534,7 @@ impl Step<'_> {
     /// instance code and hook snapshot, approval decisions forgotten. Timestamps are kept (they
     /// say when each state was last entered and never move backwards).
     fn replan(&mut self) {
+        self.cancel_running_tasks();
         for j in &mut self.p.jobs {
             // A job that did not run in the cycle being left keeps what it had before, so a
             // job done two cycles ago still counts as done.
@@ -538,6 +552,20 @@ impl Step<'_> {
             a.clear_runtime();
         }
         self.move_to(Status::Planning);
+    }
+
+    /// Running workflow jobs' tasks are cancelled when the plan leaves the cycle they belong
+    /// to (passed and finished tasks are left alone).
+    fn cancel_running_tasks(&mut self) {
+        for j in &self.p.jobs {
+            if j.kind == JobKind::Workflow && j.status == JobStatus::Running && j.spec.task_id != 0
+            {
+                self.fx.push(Effect::CancelTask {
+                    workflow_key: j.spec.workflow_key.clone(),
+                    task_id: j.spec.task_id,
+                });
+            }
+        }
     }
 
     /// Jobs for a new execution: those done in the previous cycle and not edited stay done.
@@ -624,6 +652,8 @@ impl Step<'_> {
             )));
         }
         let before = summary(&self.p);
+        // The jobs are replaced below: their tasks go first.
+        self.cancel_running_tasks();
         let p = &mut self.p;
         p.name = c.name.clone();
         p.manager = c.manager.clone();
@@ -1034,10 +1064,18 @@ impl Step<'_> {
             .is_some_and(|j| j.status == JobStatus::Running && j.spec.task_id == 0)
     }
 
-    fn task_started(&mut self, job_id: &str, task_id: i64) {
-        if self.running_without_task(job_id)
-            && let Some(j) = self.p.job_mut(job_id)
-        {
+    fn task_started(&mut self, job_id: &str, workflow_key: &str, task_id: i64) {
+        if !self.running_without_task(job_id) {
+            // The plan was re-planned (or the job replaced) while the task was being created.
+            if self.p.job(job_id).is_none_or(|j| j.spec.task_id != task_id) {
+                self.fx.push(Effect::CancelTask {
+                    workflow_key: workflow_key.to_string(),
+                    task_id,
+                });
+            }
+            return;
+        }
+        if let Some(j) = self.p.job_mut(job_id) {
             j.spec.task_id = task_id;
         }
     }
@@ -1476,6 +1514,64 @@ mod tests {
     }
 
     #[test]
+    fn a_re_plan_cancels_running_tasks_and_late_starts() {
+        let p = plan(vec![
+            job(0, JobKind::Workflow, JobStatus::Unset),
+            job(1, JobKind::Workflow, JobStatus::Unset),
+        ]);
+        let mut p = set(
+            &set(&p, Status::FinishPlanning, T0_MS),
+            Status::Executing,
+            T0_MS,
+        );
+        for (i, task_id) in [(0, 7), (1, 0)] {
+            p.jobs[i].status = JobStatus::Running;
+            p.jobs[i].spec.workflow_key = format!("wf-{i}");
+            p.jobs[i].spec.task_id = task_id;
+        }
+        let out = run(
+            &p,
+            Event::SetStatus {
+                actor: actor(MANAGER),
+                target: Status::Planning,
+            },
+            T0_MS,
+        )
+        .unwrap();
+        let cancels: Vec<_> = out
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::CancelTask { .. }))
+            .collect();
+        assert_eq!(
+            cancels,
+            [&Effect::CancelTask {
+                workflow_key: "wf-0".into(),
+                task_id: 7
+            }]
+        );
+        // Job 1's task was still being created: it is cancelled when its start is reported.
+        let late = run(
+            &out.plan,
+            Event::TaskStarted {
+                job_id: "job-1".into(),
+                workflow_key: "wf-1".into(),
+                task_id: 3,
+            },
+            T0_MS,
+        )
+        .unwrap();
+        assert_eq!(
+            late.effects,
+            [Effect::CancelTask {
+                workflow_key: "wf-1".into(),
+                task_id: 3
+            }]
+        );
+        assert_eq!(late.plan.jobs[1].status, JobStatus::Todo);
+    }
+
+    #[test]
     fn failed_workflow_job_blocks_completion_until_retried_or_skipped() {
         let p = plan(vec![job(0, JobKind::Workflow, JobStatus::Unset)]);
         let p = set(
@@ -1501,6 +1597,7 @@ mod tests {
             &out.plan,
             Event::TaskStarted {
                 job_id: "job-0".into(),
+                workflow_key: "wf".into(),
                 task_id: 7,
             },
             T0_MS,
@@ -1830,6 +1927,7 @@ mod tests {
             },
             Gen::TaskStarted(j, t) => Event::TaskStarted {
                 job_id: job_id(*j),
+                workflow_key: "wf".into(),
                 task_id: *t,
             },
             Gen::TaskStartFailed(j, revert) => Event::TaskStartFailed {

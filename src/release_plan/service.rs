@@ -97,6 +97,17 @@ impl Applied {
             _ => None,
         })
     }
+
+    /// The workflow tasks to cancel (workflow key, task id).
+    fn cancels(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.effects.iter().filter_map(|e| match e {
+            Effect::CancelTask {
+                workflow_key,
+                task_id,
+            } => Some((workflow_key.as_str(), *task_id)),
+            _ => None,
+        })
+    }
 }
 
 /// Run `event` on plan `id` and save the outcome conditionally; re-read and retry when another
@@ -251,7 +262,29 @@ pub async fn record(state: &AppState, plan: &ReleasePlan, effects: &[Effect]) {
 async fn apply_recorded(state: &AppState, id: &str, event: &Event) -> ApiResult<Applied> {
     let applied = apply(state, id, event, false).await?;
     record(state, &applied.plan, &applied.effects).await;
+    if applied.cancels().next().is_some() {
+        let caller = event.actor().map_or_else(system_identity, |a| Identity {
+            uid: a.uid.clone(),
+            account: a.account.clone(),
+            name: a.name.clone(),
+            identity_type: "system".to_string(),
+            is_admin: a.is_admin,
+        });
+        cancel_tasks(state, &applied, &caller).await;
+    }
     Ok(applied)
+}
+
+/// Cancel the workflow tasks a saved change left behind (spec §4.4 step 4), as the caller of
+/// the change. A task that already ended is left alone.
+async fn cancel_tasks(state: &AppState, applied: &Applied, caller: &Identity) {
+    for (workflow_key, task_id) in applied.cancels() {
+        if let Err(err) = crate::workflow::tasks::cancel(state, caller, workflow_key, task_id).await
+            && err.status.is_server_error()
+        {
+            tracing::warn!(release_plan.id = %applied.plan.id, "cannot cancel workflow {workflow_key} task {task_id}: {}", err.description);
+        }
+    }
 }
 
 // ---- queries ------------------------------------------------------------------------------
@@ -529,9 +562,11 @@ async fn start_tasks(
             Ok(task) => {
                 let ev = Event::TaskStarted {
                     job_id: job.id.clone(),
+                    workflow_key: s.workflow_key.clone(),
                     task_id: task.task_id,
                 };
-                apply(state, &plan.id, &ev, false).await?;
+                let started = apply(state, &plan.id, &ev, false).await?;
+                cancel_tasks(state, &started, caller).await;
                 tracing::info!(release_plan.id = %plan.id, "release job {} started workflow {} task {}", job.name, s.workflow_key, task.task_id);
             }
             Err(err) => {

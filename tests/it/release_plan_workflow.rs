@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::harness::{ADMIN_TOKEN, Kind, TestApp};
+use crate::harness::{ADMIN_TOKEN, TestApp};
 use crate::release_plan::{
     BASE, create, detail, executing_plan, job_call, logs, set_status, simple_body,
 };
@@ -91,11 +91,8 @@ async fn wait_job(app: &TestApp, id: &str, status: &str) -> Value {
     .await
 }
 
-async fn workflow_job_runs_a_real_task(kind: Kind) {
-    let Some(app) = TestApp::start(kind).await else {
-        return;
-    };
-    {
+backend_test! {
+    async fn workflow_job_runs_a_real_task(app) {
         app.post(
             "/openapi/workflows/custom",
             workflow_body("rp-echo", "#!/bin/bash\nset -e\necho hello"),
@@ -147,18 +144,31 @@ async fn workflow_job_runs_a_real_task(kind: Kind) {
             .await
             .expect(200);
         assert_eq!(detail(&app, &id).await["status"], "success");
+        app.stop().await;
     }
-    app.stop().await;
 }
 
-mod workflow_job_e2e {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        workflow_job_runs_a_real_task(Kind::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mongodb() {
-        workflow_job_runs_a_real_task(Kind::Mongo).await;
+backend_test! {
+    async fn a_re_plan_cancels_the_running_task(app) {
+        app.post("/openapi/workflows/custom", workflow_body("rp-sleep", "sleep 30")).await.expect(200);
+        let (id, job) = plan_with_workflow(&app, "rp-sleep").await;
+        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow").await.expect(200);
+        let task_id = detail(&app, &id).await["jobs"][0]["spec"]["task_id"].as_i64().expect("task_id");
+        let task = format!("/openapi/workflows/custom/task?taskId={task_id}&workflowKey=rp-sleep");
+        app.wait_for("the task to run", Duration::from_secs(30), || async {
+            (app.get(&task).await.expect(200)["status"] == "running").then_some(())
+        }).await;
+        // Back to planning (spec §4.4 step 4): the task the plan no longer waits for is cancelled
+        // by the caller, and its end does not touch the new cycle's job.
+        set_status(&app, &id, "planning").await.expect(200);
+        let t = app.wait_for("the task to be cancelled", Duration::from_secs(30), || async {
+            let t = app.get(&task).await.expect(200).clone();
+            (t["status"] == "cancelled" && t["end_time"].as_i64() > Some(0)).then_some(t)
+        }).await;
+        assert_eq!(t["task_revoker"], "admin", "{t}");
+        let d = detail(&app, &id).await;
+        assert_eq!(d["status"], "planning");
+        assert_eq!(d["jobs"][0]["status"], "todo");
+        app.stop().await;
     }
 }
