@@ -126,13 +126,15 @@ impl Config {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 4
     }
 
-    /// The root of job workspaces.
+    /// The root of job workspaces, absolute: jobs run with their workspace as the current
+    /// directory, so a relative root (the default `./data`) would not resolve inside them.
     pub fn engine_workspace_root(&self) -> PathBuf {
-        if self.engine_workspace_dir.as_os_str().is_empty() {
+        let root = if self.engine_workspace_dir.as_os_str().is_empty() {
             self.data_dir.join("workspace")
         } else {
             self.engine_workspace_dir.clone()
-        }
+        };
+        std::path::absolute(&root).unwrap_or(root)
     }
 
     fn validate(&self) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! The `zadig-server` binary: config errors name the key, `user create` prints a working token,
-//! SIGTERM shuts down gracefully.
+//! jobs run with the default relative data dir, SIGTERM shuts down gracefully.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -40,12 +40,13 @@ fn a_bad_config_value_stops_the_server_naming_the_key() {
     }
 }
 
+/// As the README runs it: the default, relative data dir (`./data`).
 #[tokio::test]
-async fn user_create_then_serve_and_sigterm() {
+async fn user_create_then_serve_run_a_job_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["user", "create", "--account", "ci-bot", "--admin"])
-        .env("ZADIG_DATA_DIR", dir.path())
+        .current_dir(dir.path())
         .output()
         .expect("run binary");
     assert!(
@@ -63,7 +64,7 @@ async fn user_create_then_serve_and_sigterm() {
     let port = free_port();
     let mut child = tokio::process::Command::new(BIN)
         .arg("serve")
-        .env("ZADIG_DATA_DIR", dir.path())
+        .current_dir(dir.path())
         .env("ZADIG_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -85,6 +86,64 @@ async fn user_create_then_serve_and_sigterm() {
         Some(200),
         "the CLI-created token works against the server"
     );
+
+    // A job runs in its workspace under the relative data dir.
+    let base = format!("http://127.0.0.1:{port}");
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/openapi/workflows/custom",
+        serde_json::json!({
+            "name": "cli-wf", "project": "demo", "concurrency_limit": 1,
+            "stages": [{"name": "s", "parallel": true, "jobs": [{"name": "j", "type": "freestyle",
+                "spec": {"script": "echo from-the-workspace-$TASK_ID"}}]}]
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let r = post(
+        "/openapi/workflows/custom/task",
+        serde_json::json!({
+            "project_key": "demo", "workflow_key": "cli-wf",
+            "inputs": [{"job_name": "j", "job_type": "freestyle", "parameters": {}}]
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let get = |path: String| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let mut last = serde_json::Value::Null;
+    for _ in 0..600 {
+        last = get("/openapi/workflows/custom/task?taskId=1&workflowKey=cli-wf".into())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["passed", "failed"].contains(&last["status"].as_str().unwrap_or_default()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = get("/openapi/logs/log/v4/workflow/cli-wf/1/j".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(last["status"], "passed", "{log}");
+    assert!(log.contains("from-the-workspace-1"), "{log}");
 
     let pid = child.id().expect("pid");
     let killed = Command::new("kill")
