@@ -361,7 +361,7 @@ pub async fn execute(
         return Err(create_failed(
             StatusCode::CONFLICT,
             format!(
-                "workflow cannot be executed: workflow {} has concurrency_limit 0",
+                "workflow cannot be executed: workflow {} has concurrency_limit 0 (0 means not executable; set it to -1 for unlimited or to the number of tasks that may run at once)",
                 wf.name
             ),
         ));
