@@ -5,10 +5,13 @@ COPY . .
 RUN cargo build --release --locked --bin zadig-server
 
 FROM debian:bookworm-slim
+# Jobs run as local processes: bash for scripts, git for repositories. The data directory
+# exists in the image so that a named volume mounted there is owned by the zadig user.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git bash \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --create-home --home-dir /var/lib/zadig zadig
+    && useradd --system --create-home --home-dir /var/lib/zadig zadig \
+    && install -d -o zadig -g zadig /var/lib/zadig/data
 COPY --from=build /src/target/release/zadig-server /usr/local/bin/zadig-server
 USER zadig
 WORKDIR /var/lib/zadig
