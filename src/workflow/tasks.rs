@@ -1,5 +1,5 @@
 //! The task API at the data level (spec/workflow.md §2.3, §2.4, §2.6–2.8, §5.7): list,
-//! detail, cancel, retry and approve. The engine runs tasks; these functions change the
+//! detail, cancel, retry, approve and manual stage execution. The engine runs tasks; these functions change the
 //! stored task with conditional writes (`TaskStore::save`) and notify the engine.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use crate::validate;
 use crate::workflow::definitions;
 use crate::workflow::expand;
 use crate::workflow::model::{Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, JobTask, Task, status};
+use crate::workflow::task::{ApproveUser, JobTask, StageTask, Task, status};
 
 /// How often a write is re-applied after losing a race with the engine before giving up.
 const MAX_ATTEMPTS: usize = 50;
@@ -268,47 +268,14 @@ pub async fn retry(
         }
         let fresh = regenerated_specs(&t);
         for stage in &mut t.stages {
-            if finished_ok(&stage.status) {
-                continue;
-            }
-            stage.status = status::NOT_RUN.to_string();
-            stage.start_time = 0;
-            stage.end_time = 0;
-            stage.error.clear();
-            if let Some(a) = stage.approval.as_mut() {
-                a.reject_or_approve.clear();
-                a.wait_start_ms = 0;
-                for u in &mut a.approve_users {
-                    *u = ApproveUser {
-                        user_id: u.user_id.clone(),
-                        user_name: u.user_name.clone(),
-                        ..ApproveUser::default()
-                    };
-                }
-            }
-            for job in &mut stage.jobs {
-                if finished_ok(&job.status) {
-                    continue;
-                }
-                job.status = status::NOT_RUN.to_string();
-                job.start_time = 0;
-                job.end_time = 0;
-                job.error.clear();
-                job.outputs.clear();
-                if let Some(spec) = fresh.get(&job.name) {
-                    job.spec = spec.clone();
-                }
+            if !finished_ok(&stage.status) {
+                reset_stage(stage, &fresh);
             }
         }
         t.retry_num += 1;
-        t.status = status::WAITING.to_string();
-        t.queued_at_ms = state.clock.now_ms();
         t.start_time = 0;
-        t.end_time = 0;
-        t.error.clear();
         t.task_revoker.clear();
-        t.lease_owner.clear();
-        t.lease_until_ms = 0;
+        requeue(&mut t, state.clock.now_ms());
         if state.tasks.save(&mut t).await? {
             tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} retried by {}", caller.account);
             crate::engine::task_queued(state);
@@ -316,6 +283,181 @@ pub async fn retry(
         }
     }
     Err(raced("retry"))
+}
+
+/// A stage to run again: its approval votes cleared, its job tasks that did not pass reset
+/// (specs from `fresh` when given).
+fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
+    stage.status = status::NOT_RUN.to_string();
+    stage.start_time = 0;
+    stage.end_time = 0;
+    stage.error.clear();
+    if let Some(a) = stage.approval.as_mut() {
+        a.reject_or_approve.clear();
+        a.wait_start_ms = 0;
+        for u in &mut a.approve_users {
+            *u = ApproveUser {
+                user_id: u.user_id.clone(),
+                user_name: u.user_name.clone(),
+                ..ApproveUser::default()
+            };
+        }
+    }
+    for job in &mut stage.jobs {
+        if finished_ok(&job.status) {
+            continue;
+        }
+        job.status = status::NOT_RUN.to_string();
+        job.start_time = 0;
+        job.end_time = 0;
+        job.error.clear();
+        job.outputs.clear();
+        if let Some(spec) = fresh.get(&job.name) {
+            job.spec = spec.clone();
+        }
+    }
+}
+
+/// Put a task back in the queue (the engine resumes it at its first stage not done).
+fn requeue(t: &mut Task, now_ms: i64) {
+    t.status = status::WAITING.to_string();
+    t.queued_at_ms = now_ms;
+    t.end_time = 0;
+    t.error.clear();
+    t.lease_owner.clear();
+    t.lease_until_ms = 0;
+}
+
+/// The stage a paused task waits at (spec §2.15, §5.8).
+pub struct ManualExecState {
+    pub task: Task,
+    /// Index of the paused stage.
+    pub stage: usize,
+    /// Whether the caller may run it.
+    pub can_execute: bool,
+}
+
+/// The paused stage of a task, for `GET …/task/:taskID/manual-exec`: the task must be of
+/// `project` and `pause`d at a stage with `manual_exec.enabled`.
+pub async fn manual_exec_state(
+    state: &AppState,
+    caller: &Identity,
+    workflow: &str,
+    task_id: i64,
+    project: &str,
+) -> ApiResult<ManualExecState> {
+    let task = get(state, workflow, task_id, codes::GET_TASK).await?;
+    paused_stage(task, caller, project)
+}
+
+fn paused_stage(task: Task, caller: &Identity, project: &str) -> ApiResult<ManualExecState> {
+    if task.project_name != project {
+        return Err(ApiError::code(
+            StatusCode::NOT_FOUND,
+            codes::GET_TASK,
+            format!(
+                "task {}:{} is not in project {project:?} (`projectKey`)",
+                task.workflow_name, task.task_id
+            ),
+        ));
+    }
+    if task.status != status::PAUSE {
+        return Err(ApiError::conflict(format!(
+            "task {}:{} is {}: only a paused task can be executed manually",
+            task.workflow_name, task.task_id, task.status
+        )));
+    }
+    let stage = task
+        .stages
+        .iter()
+        .position(|s| s.status == status::PAUSE && manual_exec_enabled(&s.manual_exec))
+        .ok_or_else(|| {
+            ApiError::conflict("workflow task has no stage waiting for manual execution")
+        })?;
+    let can_execute = may_execute(&task, &task.stages[stage].manual_exec, caller);
+    Ok(ManualExecState {
+        task,
+        stage,
+        can_execute,
+    })
+}
+
+fn manual_exec_enabled(m: &Value) -> bool {
+    m.get("enabled").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Listed users (by id, account or name), the task creator when `task_creator` is listed, and
+/// system admins. Groups are not resolved (there is no group registry).
+fn may_execute(task: &Task, m: &Value, caller: &Identity) -> bool {
+    if caller.is_admin {
+        return true;
+    }
+    let is_caller = |id: &str, name: &str| {
+        (!id.is_empty() && id == caller.uid)
+            || (!name.is_empty() && (name == caller.account || name == caller.name))
+    };
+    arr_of(m, "manual_exec_users")
+        .iter()
+        .any(|u| match str_of(u, "type") {
+            "task_creator" => {
+                task.task_creator == caller.name || task.task_creator == caller.account
+            }
+            "" | "user" => is_caller(str_of(u, "user_id"), str_of(u, "user_name")),
+            _ => false,
+        })
+}
+
+/// Run a paused stage (`POST …/task/:taskID/manual-exec`, spec §5.8): the stage is marked
+/// executed, it and the later stages are reset and the task is queued again.
+pub async fn manual_exec(
+    state: &AppState,
+    caller: &Identity,
+    workflow: &str,
+    task_id: i64,
+    project: &str,
+    stage_name: &str,
+) -> ApiResult<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        let task = get(state, workflow, task_id, codes::GET_TASK).await?;
+        let ManualExecState {
+            mut task,
+            stage,
+            can_execute,
+        } = paused_stage(task, caller, project)?;
+        if task.stages[stage].name != stage_name {
+            return Err(ApiError::conflict(format!(
+                "stage {stage_name} is not waiting for manual execution"
+            )));
+        }
+        if !can_execute {
+            return Err(ApiError::forbidden(format!(
+                "user {} is not allowed to manually execute stage {stage_name}",
+                caller.account
+            )));
+        }
+        if let Some(prev) = stage.checked_sub(1).map(|i| &task.stages[i])
+            && !finished_ok(&prev.status)
+        {
+            return Err(ApiError::conflict(format!(
+                "previous stage {} status is not passed or skipped",
+                prev.name
+            )));
+        }
+        let fresh = regenerated_specs(&task);
+        for s in &mut task.stages[stage..] {
+            reset_stage(s, &fresh);
+        }
+        if let Some(m) = task.stages[stage].manual_exec.as_object_mut() {
+            m.insert("executed".into(), Value::Bool(true));
+        }
+        requeue(&mut task, state.clock.now_ms());
+        if state.tasks.save(&mut task).await? {
+            tracing::info!(workflow = %workflow, task_id, "stage {stage_name} of task {workflow}#{task_id} executed manually by {}", caller.account);
+            crate::engine::task_queued(state);
+            return Ok(());
+        }
+    }
+    Err(raced("manual execution"))
 }
 
 /// Job-task specs rebuilt from the task's stored definition, by job-task name.

@@ -142,3 +142,55 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn a_paused_stage_runs_when_executed_manually(app) {
+        let (_, alice) = app.create_user("alice", false).await;
+        let (_, bob) = app.create_user("bob", false).await;
+        create(&app, json!({"name": "manual", "project": "e2e", "concurrency_limit": 1,
+            "stages": [
+                {"name": "build", "jobs": [freestyle("prepare", "echo prepared")]},
+                {"name": "release", "manual_exec": {"enabled": true, "manual_exec_users": [{"type": "user", "user_name": "alice"}]},
+                 "jobs": [freestyle("ship", "echo shipped")]},
+                {"name": "verify", "jobs": [freestyle("check", "echo checked")]}
+            ]})).await;
+        let inputs = json!([{"job_name": "prepare"}, {"job_name": "ship"}, {"job_name": "check"}]);
+        let id = run(&app, "e2e", "manual", inputs.clone()).await;
+        let d = wait_status(&app, "manual", id, "pause").await;
+        assert_eq!(d["stages"][0]["status"], "passed");
+        assert_eq!(d["stages"][1]["status"], "pause");
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "", "nothing of the paused stage ran");
+        // A paused task frees its slot: with concurrency_limit 1 the next task runs.
+        let next = run(&app, "e2e", "manual", inputs).await;
+        wait_status(&app, "manual", next, "pause").await;
+
+        let path = format!("/openapi/workflows/custom/manual/task/{id}/manual-exec");
+        let m = app.call(Method::GET, &format!("{path}?projectKey=e2e"), Some(&bob), None).await.expect(200).clone();
+        assert_eq!(m["stage_name"], "release");
+        assert_eq!(m["status"], "pause");
+        assert_eq!(m["can_execute"], false);
+        assert_eq!(m["executors"][0]["user_name"], "alice");
+        let as_alice = app.call(Method::GET, &format!("{path}?projectKey=e2e"), Some(&alice), None).await;
+        assert_eq!(as_alice.expect(200)["can_execute"], true);
+        app.get(&path).await.expect_error(400, "projectKey");
+        app.get(&format!("{path}?projectKey=other")).await.expect_error(404, "other");
+        let body = |stage: &str| Some(json!({"stage_name": stage}));
+        app.call(Method::POST, &format!("{path}?projectKey=e2e"), Some(&bob), body("release")).await
+            .expect_error(403, "user bob is not allowed to manually execute stage release");
+        app.call(Method::POST, &format!("{path}?projectKey=e2e"), Some(&alice), Some(json!({}))).await
+            .expect_error(400, "stage_name");
+        app.call(Method::POST, &format!("{path}?projectKey=e2e"), Some(&alice), body("verify")).await
+            .expect_error(409, "stage verify is not waiting for manual execution");
+        app.call(Method::POST, &format!("{path}?projectKey=e2e"), Some(&alice), body("release")).await.expect(200);
+        let d = wait_status(&app, "manual", id, "passed").await;
+        for s in 0..3 {
+            assert_eq!(d["stages"][s]["jobs"][0]["status"], "passed", "{d}");
+        }
+        // Not paused any more.
+        app.post(&format!("{path}?projectKey=e2e"), json!({"stage_name": "release"})).await.expect_error(409, "only a paused task");
+        // A paused task can be cancelled.
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={next}&workflowKey=manual")).await.expect(200);
+        wait_status(&app, "manual", next, "cancelled").await;
+        app.stop().await;
+    }
+}
