@@ -146,6 +146,9 @@ impl Config {
         if self.mongodb_database.trim().is_empty() {
             anyhow::bail!("invalid configuration (key mongodb_database): must not be empty");
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            anyhow::bail!("invalid configuration (key log): {e}");
+        }
         if self.body_limit == 0 {
             anyhow::bail!("invalid configuration (key body_limit): must be > 0");
         }

@@ -77,6 +77,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 ApiError::bad_request(format!("cannot read request body: {}", rej.body_text()))
             }
         })?;
+        // Every request body is an object; serde would take an array for a struct whose
+        // fields all have defaults and silently apply nothing.
+        if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+            && *first != b'{'
+        {
+            return Err(ApiError::bad_request(
+                "invalid request body: expected a JSON object",
+            ));
+        }
         decode_json(&bytes).map(Json)
     }
 }

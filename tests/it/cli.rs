@@ -21,6 +21,7 @@ fn a_bad_config_value_stops_the_server_naming_the_key() {
         ("ZADIG_STORAGE", "postgres", "storage"),
         ("ZADIG_BODY_LIMIT", "-5", "body_limit"),
         ("ZADIG_LOG_FORMAT", "xml", "log_format"),
+        ("ZADIG_LOG", "zadig_server=loud", "key log"),
     ] {
         let out = Command::new(BIN)
             .arg("serve")

@@ -73,6 +73,9 @@ backend_test! {
     async fn error_model(app) {
         app.raw(Method::POST, "/openapi/users", "{bad").await.expect_error(400, "JSON");
         app.raw(Method::POST, "/openapi/users", "").await.expect_error(400, "empty");
+        for not_an_object in ["[]", "null", "\"x\"", "5"] {
+            app.raw(Method::PUT, "/openapi/release_plan/v1/hook/setting", not_an_object).await.expect_error(400, "expected a JSON object");
+        }
         app.raw(Method::POST, "/openapi/users", r#"{"account": 5}"#).await.expect_error(400, "account");
         app.raw(Method::POST, "/openapi/users", r#"{"account": "z", "is_admin": "yes"}"#).await.expect_error(400, "is_admin");
         app.get("/openapi/nothing-here").await.expect_error(404, "/openapi/nothing-here");
