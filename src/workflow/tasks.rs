@@ -1,6 +1,7 @@
-//! The task API at the data level (spec/workflow.md §2.3, §2.4, §2.6–2.8, §5.7): list,
-//! detail, cancel, retry, approve and manual stage execution. The engine runs tasks; these functions change the
-//! stored task with conditional writes (`TaskStore::save`) and notify the engine.
+//! The task API at the data level (spec/workflow.md §2.3, §2.4, §2.6–2.8, §2.15, §5.7, §5.8):
+//! list, detail, cancel, retry, approve and manual stage execution. The engine runs tasks;
+//! these functions change the stored task with conditional writes (`TaskStore::save`) and
+//! notify the engine.
 
 use std::collections::HashMap;
 
