@@ -71,6 +71,8 @@ pub struct Config {
     pub delivery_copy_parallelism: usize,
     pub registry_connect_timeout_secs: u64,
     pub registry_read_timeout_secs: u64,
+    /// ECR API endpoint; empty = AWS's regional endpoint.
+    pub delivery_ecr_endpoint: String,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");

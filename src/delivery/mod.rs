@@ -8,12 +8,13 @@
 //!   lease and runs their image copies and chart pushes;
 //! - [`copier`] and [`chart`]: the image copier (OCI distribution API) and the chart
 //!   packager/publisher, both behind traits;
-//! - [`registry`]: image registries and Helm chart repositories;
+//! - [`registry`]: image registries and Helm chart repositories; [`ecr`]: ECR logins;
 //! - [`yaml`]: image references in K8s YAML and Helm values;
 //! - [`store`]: the queries.
 
 pub mod chart;
 pub mod copier;
+pub mod ecr;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
@@ -38,6 +39,7 @@ pub struct Delivery {
     pub registries: registry::RegistryStore,
     pub copier: Arc<dyn copier::ImageCopier>,
     pub publisher: Arc<dyn chart::ChartPublisher>,
+    pub ecr: ecr::EcrLogin,
     wake: Notify,
     /// Pipeline runs of this process, by version id, so a delete stops its run at once.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -60,9 +62,31 @@ impl Delivery {
             registries: registry::RegistryStore::new(backend),
             copier: oci,
             publisher: Arc::new(publisher),
+            ecr: ecr::EcrLogin::new(
+                &config.delivery_ecr_endpoint,
+                Duration::from_secs(config.registry_read_timeout_secs),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The user and password to log in to registry `r` with: its keys, except for ECR, whose
+    /// AWS keys are exchanged for a login.
+    pub async fn login(
+        &self,
+        r: &registry::Registry,
+        now_ms: i64,
+    ) -> Result<(String, String), String> {
+        if r.provider != "ecr" {
+            return Ok((r.access_key.clone(), r.secret_key.clone()));
+        }
+        let password = self
+            .ecr
+            .password(&r.access_key, &r.secret_key, &r.region, now_ms)
+            .await?;
+        Ok((ecr::USER.to_string(), password))
     }
 
     /// Tell the pipeline there is new work (a create or a retry).

@@ -332,33 +332,45 @@ fn multi_error(errors: &[String]) -> String {
     text
 }
 
-/// How to reach a registry entry.
-fn access_of(r: &Registry) -> RegistryAccess {
-    RegistryAccess {
-        username: r.access_key.clone(),
-        password: r.secret_key.clone(),
+/// How to reach a registry entry (an ECR registry's AWS keys exchanged for a login).
+async fn access_of(state: &AppState, r: &Registry) -> Result<RegistryAccess, CopyError> {
+    let (username, password) = state
+        .delivery
+        .login(r, state.clock.now_ms())
+        .await
+        .map_err(CopyError)?;
+    Ok(RegistryAccess {
+        username,
+        password,
         plain_http: r.plain_http(),
         ca_pem: (r.enable_tls && !r.tls_cert.trim().is_empty()).then(|| r.tls_cert.clone()),
-    }
+    })
 }
 
 /// The configured registry an image lives on (the one whose namespace prefixes its
 /// repository first), or anonymous HTTPS access.
-fn source_access(src: &Reference, registries: &[Registry]) -> RegistryAccess {
+async fn source_access(
+    state: &AppState,
+    src: &Reference,
+    registries: &[Registry],
+) -> Result<RegistryAccess, CopyError> {
     let host = registry_host(src);
     let on_host: Vec<&Registry> = registries
         .iter()
         .filter(|r| fold_host(&r.host()) == host)
         .collect();
     let repo = src.repository();
-    on_host
+    let found = on_host
         .iter()
         .find(|r| {
             !r.namespace.is_empty()
                 && repo.starts_with(&format!("{}/", r.namespace.trim_matches('/')))
         })
-        .or(on_host.first())
-        .map_or_else(RegistryAccess::default, |r| access_of(r))
+        .or(on_host.first());
+    match found {
+        Some(r) => access_of(state, r).await,
+        None => Ok(RegistryAccess::default()),
+    }
 }
 
 /// What every image copy of a run shares.
@@ -397,8 +409,14 @@ impl CopyCtx<'_> {
             Ok(r) => r,
             Err(e) => return Some(Err(CopyError(format!("target image {e}")))),
         };
-        let src_access = source_access(&src, self.registries);
-        let dst_access = access_of(target);
+        let src_access = match source_access(self.state, &src, self.registries).await {
+            Ok(a) => a,
+            Err(e) => return Some(Err(CopyError(format!("source registry: {}", e.0)))),
+        };
+        let dst_access = match access_of(self.state, target).await {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
         let copier = Arc::clone(&self.state.delivery.copier);
         let timeout = self.timeout;
         // A separate task, so a panic in the transport fails this copy instead of the run.

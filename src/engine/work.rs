@@ -391,11 +391,17 @@ async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<Prepa
         ),
     };
     if let Some(r) = &registry {
+        // An ECR registry's AWS keys are exchanged for a docker login.
+        let (user, password) = state
+            .delivery
+            .login(r, state.clock.now_ms())
+            .await
+            .map_err(|e| format!("image registry {} (docker_registry_id): {e}", r.id))?;
         for (key, value, secret) in [
             ("DOCKER_REGISTRY_HOST", r.address.clone(), false),
             ("DOCKER_REGISTRY_NAMESPACE", r.namespace.clone(), false),
-            ("DOCKER_REGISTRY_AK", r.access_key.clone(), false),
-            ("DOCKER_REGISTRY_SK", r.secret_key.clone(), true),
+            ("DOCKER_REGISTRY_AK", user, false),
+            ("DOCKER_REGISTRY_SK", password, true),
         ] {
             vars.push(Var {
                 key: key.to_string(),

@@ -64,6 +64,14 @@ pub const HTPASSWD: (&str, &str, &str) = (
     "robot:$2b$04$b91dU3mgda7WGgH3NBwCJ.GcqFPFUcOfRUZ2lp42EKREjAgrqq0tG",
 );
 
+/// `AWS:ecr-l0gin-pw` (the user and password an ECR login gives) as an htpasswd line; a
+/// registry started with auth accepts it besides [`HTPASSWD`].
+pub const ECR_HTPASSWD: (&str, &str, &str) = (
+    "AWS",
+    "ecr-l0gin-pw",
+    "AWS:$2b$04$dggUmxpf.oA/Nn3vrWe46OeyzOlD89XlzZNm8pXpZguz2FiYJ0a2W",
+);
+
 impl TestRegistry {
     /// Start on a free port; `None` (test skipped) when the binary is missing, unless CI
     /// (`ZADIG_TEST_REQUIRE_MONGODB=1`) requires everything to run.
@@ -124,7 +132,8 @@ impl TestRegistry {
         .expect("write config");
         if self.auth.is_some() {
             let htpasswd = self.dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{}\n", HTPASSWD.2)).expect("htpasswd");
+            std::fs::write(&htpasswd, format!("{}\n{}\n", HTPASSWD.2, ECR_HTPASSWD.2))
+                .expect("htpasswd");
             write!(
                 f,
                 "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",

@@ -10,6 +10,7 @@ mod build_recipe;
 mod build_templates;
 mod cli;
 mod delivery;
+mod delivery_ecr;
 mod delivery_pipeline;
 mod delivery_registry;
 mod engine;
