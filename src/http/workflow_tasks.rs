@@ -22,7 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(execute_workflow, task_detail, cancel_task))
         .routes(routes!(approve_task))
         .routes(routes!(list_tasks))
-        .routes(routes!(retry_task))
+        .routes(routes!(retry_task, set_remark))
         .routes(routes!(manual_exec_state, manual_exec))
 }
 
@@ -442,6 +442,37 @@ async fn retry_task(
     tasks::retry(&state, &caller, &key, id).await?;
     Ok(Success::new())
 }
+
+/// `PUT …/task/:taskID` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RemarkRequest {
+    #[serde(default)]
+    pub remark: String,
+}
+
+/// Set a task's remark (spec/workflow.md §2.15; Zadig's OpenAPI, not in seed 002).
+#[utoipa::path(put, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}", tag = "workflow tasks",
+    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id")),
+    request_body = RemarkRequest,
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_remark(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((key, id)): Path<(String, String)>,
+    Json(body): Json<RemarkRequest>,
+) -> ApiResult<Json<Success>> {
+    let id = task_path(&key, &id)?;
+    if body.remark.chars().count() > MAX_REMARK {
+        return Err(ApiError::bad_request(format!(
+            "`remark` is longer than {MAX_REMARK} characters"
+        )));
+    }
+    tasks::set_remark(&state, &caller, &key, id, &body.remark).await?;
+    Ok(Success::new())
+}
+
+/// Longest task remark.
+const MAX_REMARK: usize = 4096;
 
 fn task_path(key: &str, id: &str) -> ApiResult<i64> {
     validate::name("workflowKey", key)?;

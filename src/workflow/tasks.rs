@@ -1,5 +1,5 @@
 //! The task API at the data level (spec/workflow.md §2.3, §2.4, §2.6–2.8, §2.15, §5.7, §5.8):
-//! list, detail, cancel, retry, approve and manual stage execution. The engine runs tasks;
+//! list, detail, cancel, retry, approve, remark and manual stage execution. The engine runs tasks;
 //! these functions change the stored task with conditional writes (`TaskStore::save`) and
 //! notify the engine.
 
@@ -284,6 +284,28 @@ pub async fn retry(
         }
     }
     Err(raced("retry"))
+}
+
+/// Set a task's remark (`PUT /openapi/workflows/custom/:workflowKey/task/:taskID`).
+pub async fn set_remark(
+    state: &AppState,
+    caller: &Identity,
+    workflow: &str,
+    task_id: i64,
+    remark: &str,
+) -> ApiResult<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
+        if t.remark == remark {
+            return Ok(());
+        }
+        t.remark = remark.to_string();
+        if state.tasks.save(&mut t).await? {
+            tracing::info!(workflow = %workflow, task_id, "remark of task {workflow}#{task_id} set by {}", caller.account);
+            return Ok(());
+        }
+    }
+    Err(raced("remark"))
 }
 
 /// A stage to run again: its approval votes cleared, its job tasks that did not pass reset

@@ -194,3 +194,20 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn a_task_remark_is_set(app) {
+        create(&app, json!({"name": "noted", "project": "e2e", "concurrency_limit": -1,
+            "stages": [{"name": "run", "jobs": [freestyle("echo", "echo hi")]}]})).await;
+        let id = run(&app, "e2e", "noted", json!([{"job_name": "echo"}])).await;
+        wait_status(&app, "noted", id, "passed").await;
+        let path = format!("/openapi/workflows/custom/noted/task/{id}");
+        app.put(&path, json!({"remark": "shipped to staging"})).await.expect(200);
+        assert_eq!(detail(&app, "noted", id).await["remark"], "shipped to staging");
+        app.put("/openapi/workflows/custom/noted/task/abc", json!({"remark": "x"})).await.expect_error(400, "taskID");
+        app.put("/openapi/workflows/custom/noted/task/99", json!({"remark": "x"})).await.expect_error(404, "noted:99");
+        app.put(&path, json!({"remark": "x".repeat(5000)})).await.expect_error(400, "remark");
+        assert_eq!(detail(&app, "noted", id).await["remark"], "shipped to staging");
+        app.stop().await;
+    }
+}
