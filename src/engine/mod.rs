@@ -204,7 +204,10 @@ pub async fn job_phase(state: &AppState, key: &logs::LogKey) -> logs::JobPhase {
     }
     match job.status.as_str() {
         "" => JobPhase::NotStarted,
-        status::RUNNING | status::PREPARE | status::WAIT_FOR_APPROVAL => JobPhase::Running,
+        status::RUNNING
+        | status::PREPARE
+        | status::WAIT_FOR_APPROVAL
+        | status::WAIT_FOR_MANUAL_ERROR_HANDLING => JobPhase::Running,
         _ => JobPhase::Ended,
     }
 }

@@ -188,7 +188,12 @@ async fn drive(state: &AppState, ctl: &Ctl, reg: &Registered) -> Result<(), Stop
 /// `status` and `error`; then close the task itself: `status` (a task cancelled by the API
 /// stays `cancelled`, keeping its own error), `end_time`, the lease given back.
 pub(super) fn end_task(t: &mut Task, status: &str, error: &str, at: i64) {
-    const OPEN: &[&str] = &[status::RUNNING, status::WAIT_FOR_APPROVAL, status::PREPARE];
+    const OPEN: &[&str] = &[
+        status::RUNNING,
+        status::WAIT_FOR_APPROVAL,
+        status::WAIT_FOR_MANUAL_ERROR_HANDLING,
+        status::PREPARE,
+    ];
     let (status, error) = if t.status == status::CANCELLED {
         (status::CANCELLED, "workflow was canceled")
     } else {
@@ -710,10 +715,15 @@ async fn run_job_task(
         let mut error = end.error.clone();
         if failed && policy == "ignore_error" {
             st = status::UNSTABLE;
-        } else if failed && policy == "manual_check" {
-            error = format!(
-                "{error} (error policy manual_check: no manual error handling on this server, treated as stop)"
-            );
+        } else if failed && policy == "manual_check" && !reg.cancel.is_cancelled() {
+            match manual_error_handling(state, ctl, reg, si, ji, &end).await? {
+                Decision::Approved => st = status::UNSTABLE,
+                Decision::Rejected(user) => error = format!("{error} (rejected by {user})"),
+                Decision::Waiting | Decision::TimedOut => {
+                    st = status::CANCELLED;
+                    error = "workflow was canceled".to_string();
+                }
+            }
         }
         let at = now(state);
         set_job(ctl, si, ji, |j| {
@@ -738,6 +748,50 @@ async fn set_job(ctl: &Ctl, si: usize, ji: usize, f: impl Fn(&mut JobTask)) -> R
         })
         .await
 }
+
+/// A failed job under the `manual_check` error policy (spec §5.3): it waits, holding the
+/// task's slot, until a user records `ignore` (→ `Approved`: the job becomes `unstable`) or
+/// `reject` (→ `Rejected`: the job keeps its failure) in its spec's `error_handling`; `Waiting`
+/// when the task was cancelled meanwhile.
+async fn manual_error_handling(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+    ji: usize,
+    end: &executor::JobEnd,
+) -> Result<Decision, Stop> {
+    set_job(ctl, si, ji, |j| {
+        j.status = status::WAIT_FOR_MANUAL_ERROR_HANDLING.to_string();
+        j.error = end.error.clone();
+        j.outputs = end.outputs.clone();
+        if let Some(spec) = j.spec.as_object_mut() {
+            spec.remove(ERROR_HANDLING);
+        }
+    })
+    .await?;
+    // No deadline: the decision is a person's (a cancel ends the wait); the wait is re-armed
+    // every day.
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    wait_votes(state, ctl, reg, |t| {
+        let h = t.stages[si].jobs[ji].spec.get(ERROR_HANDLING);
+        let text = |k: &str| {
+            h.and_then(|h| h.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let decision = match text("decision") {
+            "ignore" => Decision::Approved,
+            "reject" => Decision::Rejected(text("user").to_string()),
+            _ => Decision::Waiting,
+        };
+        (decision, state.clock.now_ms() + DAY_MS)
+    })
+    .await
+}
+
+/// Where the manual error-handling decision is recorded on a job task's spec.
+pub const ERROR_HANDLING: &str = "error_handling";
 
 /// An `approval` job: waits for the votes recorded on its spec.
 async fn approval_job(

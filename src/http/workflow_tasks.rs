@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tasks))
         .routes(routes!(retry_task, set_remark))
         .routes(routes!(manual_exec_state, manual_exec))
+        .routes(routes!(handle_job_error))
 }
 
 /// The execute body (seed 002 "Execute the Workflow").
@@ -440,6 +441,32 @@ async fn retry_task(
 ) -> ApiResult<Json<Success>> {
     let id = task_path(&key, &id)?;
     tasks::retry(&state, &caller, &key, id).await?;
+    Ok(Success::new())
+}
+
+/// `POST …/job/:jobName/error-handling` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ErrorHandlingRequest {
+    /// `ignore` (the job becomes `unstable` and the task goes on) or `reject` (it stays failed).
+    #[serde(default)]
+    pub decision: String,
+}
+
+/// Decide on a failed job that waits under the `manual_check` error policy (our extension;
+/// spec/workflow.md §5.3 — Zadig offers this only in its UI).
+#[utoipa::path(post, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}/job/{jobName}/error-handling", tag = "workflow tasks",
+    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"),
+        ("jobName" = String, Path, description = "Job task name (or the job's key)")),
+    request_body = ErrorHandlingRequest,
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn handle_job_error(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((key, id, job)): Path<(String, String, String)>,
+    Json(body): Json<ErrorHandlingRequest>,
+) -> ApiResult<Json<Success>> {
+    let id = task_path(&key, &id)?;
+    tasks::handle_job_error(&state, &caller, &key, id, &job, body.decision.trim()).await?;
     Ok(Success::new())
 }
 

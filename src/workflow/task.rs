@@ -27,6 +27,8 @@ pub mod status {
     pub const REJECT: &str = "reject";
     pub const PAUSE: &str = "pause";
     pub const WAIT_FOR_APPROVAL: &str = "wait_for_approval";
+    /// A failed job whose `manual_check` error policy waits for someone to ignore or reject.
+    pub const WAIT_FOR_MANUAL_ERROR_HANDLING: &str = "wait_for_manual_error_handling";
     pub const SKIPPED: &str = "skipped";
     pub const UNSTABLE: &str = "unstable";
     pub const PREPARE: &str = "prepare";

@@ -412,22 +412,93 @@ fn manual_exec_enabled(m: &Value) -> bool {
 /// Listed users (by id, account or name), the task creator when `task_creator` is listed, and
 /// system admins. Groups are not resolved (there is no group registry).
 fn may_execute(task: &Task, m: &Value, caller: &Identity) -> bool {
-    if caller.is_admin {
-        return true;
-    }
+    caller.is_admin || listed(task, arr_of(m, "manual_exec_users"), caller)
+}
+
+/// Whether `users` (Zadig `User` entries) names the caller.
+fn listed(task: &Task, users: &[Value], caller: &Identity) -> bool {
     let is_caller = |id: &str, name: &str| {
         (!id.is_empty() && id == caller.uid)
             || (!name.is_empty() && (name == caller.account || name == caller.name))
     };
-    arr_of(m, "manual_exec_users")
-        .iter()
-        .any(|u| match str_of(u, "type") {
-            "task_creator" => {
-                task.task_creator == caller.name || task.task_creator == caller.account
-            }
-            "" | "user" => is_caller(str_of(u, "user_id"), str_of(u, "user_name")),
-            _ => false,
-        })
+    users.iter().any(|u| match str_of(u, "type") {
+        "task_creator" => is_creator(task, caller),
+        "" | "user" => is_caller(str_of(u, "user_id"), str_of(u, "user_name")),
+        _ => false,
+    })
+}
+
+fn is_creator(task: &Task, caller: &Identity) -> bool {
+    task.task_creator == caller.name || task.task_creator == caller.account
+}
+
+/// Decide on a failed job waiting under the `manual_check` error policy (our extension,
+/// spec §5.3): `ignore` makes it `unstable` and the task goes on, `reject` keeps its failure.
+/// Allowed: the policy's `approval_users` (the task creator when none are listed) and admins.
+pub async fn handle_job_error(
+    state: &AppState,
+    caller: &Identity,
+    workflow: &str,
+    task_id: i64,
+    job_name: &str,
+    decision: &str,
+) -> ApiResult<()> {
+    if !["ignore", "reject"].contains(&decision) {
+        return Err(ApiError::bad_request(format!(
+            "`decision` must be ignore or reject, got {decision:?}"
+        )));
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
+        let Some(job) = t
+            .stages
+            .iter()
+            .flat_map(|s| s.jobs.iter())
+            .find(|j| j.name == job_name || j.key == job_name)
+        else {
+            return Err(ApiError::not_found(format!(
+                "task {workflow}:{task_id} has no job {job_name:?}"
+            )));
+        };
+        if job.status != status::WAIT_FOR_MANUAL_ERROR_HANDLING {
+            return Err(ApiError::conflict(format!(
+                "job {job_name} of task {workflow}:{task_id} is {:?}: it is not waiting for manual error handling",
+                job.status
+            )));
+        }
+        let allowed = arr_of(&job.error_policy, "approval_users");
+        if !(caller.is_admin
+            || listed(&t, allowed, caller)
+            || (allowed.is_empty() && is_creator(&t, caller)))
+        {
+            return Err(ApiError::forbidden(format!(
+                "user {} may not handle the error of job {job_name}",
+                caller.account
+            )));
+        }
+        let now = state.clock.now();
+        let Some(spec) = t
+            .stages
+            .iter_mut()
+            .flat_map(|s| s.jobs.iter_mut())
+            .find(|j| j.name == job_name || j.key == job_name)
+            .and_then(|j| j.spec.as_object_mut())
+        else {
+            return Err(ApiError::conflict(format!(
+                "job {job_name} has no spec to record the decision on"
+            )));
+        };
+        spec.insert(
+            crate::engine::runner::ERROR_HANDLING.into(),
+            json!({"decision": decision, "user": caller.name, "time": now}),
+        );
+        if state.tasks.save(&mut t).await? {
+            tracing::info!(workflow = %workflow, task_id, "{} chose {decision} for the failed job {job_name} of {workflow}#{task_id}", caller.account);
+            crate::engine::approval_recorded(state, workflow, task_id);
+            return Ok(());
+        }
+    }
+    Err(raced("error handling"))
 }
 
 /// Run a paused stage (`POST …/task/:taskID/manual-exec`, spec §5.8): the stage is marked

@@ -211,3 +211,63 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn a_manual_check_failure_waits_for_a_decision(app) {
+        let (_, alice) = app.create_user("alice", false).await;
+        let (_, bob) = app.create_user("bob", false).await;
+        let mut shaky = freestyle("shaky", "echo trying; exit 3");
+        shaky["error_policy"] = json!({"policy": "manual_check", "approval_users": [{"type": "user", "user_name": "alice"}]});
+        create(&app, json!({"name": "checked", "project": "e2e", "concurrency_limit": -1,
+            "stages": [{"name": "one", "jobs": [shaky]}, {"name": "two", "jobs": [freestyle("after", "echo after")]}]})).await;
+        let inputs = json!([{"job_name": "shaky"}, {"job_name": "after"}]);
+        let waiting = |id: i64| {
+            let app = &app;
+            async move {
+                app.wait_for("the failed job to wait for a decision", LIMIT, || async {
+                    let d = detail(app, "checked", id).await;
+                    (d["stages"][0]["jobs"][0]["status"] == "wait_for_manual_error_handling").then_some(d)
+                }).await
+            }
+        };
+        let path = |id: i64| format!("/openapi/workflows/custom/checked/task/{id}/job/shaky/error-handling");
+
+        // Ignored: the job becomes unstable and the task goes on to pass.
+        let id = run(&app, "e2e", "checked", inputs.clone()).await;
+        let d = waiting(id).await;
+        assert_eq!(d["status"], "running", "the task keeps its slot while it waits");
+        app.call(Method::POST, &path(id), Some(&bob), Some(json!({"decision": "ignore"}))).await
+            .expect_error(403, "user bob may not handle the error of job shaky");
+        app.call(Method::POST, &path(id), Some(&alice), Some(json!({"decision": "maybe"}))).await
+            .expect_error(400, "decision");
+        app.call(Method::POST, &format!("/openapi/workflows/custom/checked/task/{id}/job/nope/error-handling"), Some(&alice),
+            Some(json!({"decision": "ignore"}))).await.expect_error(404, "nope");
+        app.call(Method::POST, &path(id), Some(&alice), Some(json!({"decision": "ignore"}))).await.expect(200);
+        let d = wait_status(&app, "checked", id, "passed").await;
+        assert_eq!(d["stages"][0]["jobs"][0]["status"], "unstable");
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "passed");
+        app.call(Method::POST, &path(id), Some(&alice), Some(json!({"decision": "ignore"}))).await
+            .expect_error(409, "not waiting for manual error handling");
+
+        // Rejected: the job keeps its failure and the task fails without running stage two.
+        let id = run(&app, "e2e", "checked", inputs.clone()).await;
+        waiting(id).await;
+        app.call(Method::POST, &path(id), Some(&alice), Some(json!({"decision": "reject"}))).await.expect(200);
+        let d = wait_status(&app, "checked", id, "failed").await;
+        assert_eq!(d["stages"][0]["jobs"][0]["status"], "failed");
+        assert!(d["stages"][0]["jobs"][0]["error"].as_str().unwrap().contains("rejected by alice"), "{d}");
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "");
+
+        // Cancelled while waiting.
+        let id = run(&app, "e2e", "checked", inputs).await;
+        waiting(id).await;
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=checked")).await.expect(200);
+        let d = app.wait_for("the waiting job to end", LIMIT, || async {
+            let d = detail(&app, "checked", id).await;
+            (d["stages"][0]["jobs"][0]["status"] == "cancelled").then_some(d)
+        }).await;
+        assert_eq!(d["status"], "cancelled");
+        assert_eq!(d["stages"][1]["jobs"][0]["status"], "");
+        app.stop().await;
+    }
+}
