@@ -200,14 +200,4 @@ async fn ecr_keys_are_exchanged_for_a_login(kind: Kind) {
     app.stop().await;
 }
 
-mod ecr_login {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        ecr_keys_are_exchanged_for_a_login(Kind::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mongodb() {
-        ecr_keys_are_exchanged_for_a_login(Kind::Mongo).await;
-    }
-}
+crate::kind_test!(ecr_keys_are_exchanged_for_a_login);

@@ -164,12 +164,4 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     drop(server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_task_then_restart_embedded() {
-    kill_9_mid_task_then_restart(Kind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_task_then_restart_mongodb() {
-    kill_9_mid_task_then_restart(Kind::Mongo).await;
-}
+crate::kind_test!(kill_9_mid_task_then_restart);

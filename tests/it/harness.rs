@@ -305,3 +305,21 @@ macro_rules! backend_test {
         }
     };
 }
+
+/// Run `async fn name(kind: Kind)` — a test that starts its own server (a config tweak, a
+/// separate process) — once per storage backend: `mod name { embedded, mongodb }`.
+#[macro_export]
+macro_rules! kind_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::harness::Kind::Embedded).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mongodb() {
+                super::$name($crate::harness::Kind::Mongo).await;
+            }
+        }
+    };
+}

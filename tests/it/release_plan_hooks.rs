@@ -540,14 +540,4 @@ async fn slow_receiver_times_out(kind: Kind) {
     app.stop().await;
 }
 
-mod slow_receiver {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        slow_receiver_times_out(Kind::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mongodb() {
-        slow_receiver_times_out(Kind::Mongo).await;
-    }
-}
+crate::kind_test!(slow_receiver_times_out);

@@ -299,17 +299,7 @@ async fn reconcile_fails_unstarted(kind: Kind) {
     app.stop().await;
 }
 
-mod reconcile {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded() {
-        reconcile_fails_unstarted(Kind::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mongodb() {
-        reconcile_fails_unstarted(Kind::Mongo).await;
-    }
-}
+crate::kind_test!(reconcile_fails_unstarted);
 
 backend_test! {
     async fn engine_notifications_move_jobs(app) {
