@@ -2,12 +2,13 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::workflows::ProjectQuery;
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
 use crate::workflow::views::{self, EntryInput};
@@ -16,13 +17,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_views, create_view))
         .routes(routes!(edit_view, delete_view))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ProjectQuery {
-    #[serde(rename = "projectKey", default)]
-    pub project_key: String,
 }
 
 /// A workflow of a view.

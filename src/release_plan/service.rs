@@ -40,6 +40,18 @@ impl From<&Identity> for Actor {
     }
 }
 
+impl From<&Actor> for Identity {
+    fn from(a: &Actor) -> Self {
+        Identity {
+            uid: a.uid.clone(),
+            account: a.account.clone(),
+            name: a.name.clone(),
+            identity_type: "system".to_string(),
+            is_admin: a.is_admin,
+        }
+    }
+}
+
 /// The identity background work acts as (task creator of scheduled executions).
 pub fn system_identity() -> Identity {
     Identity {
@@ -263,13 +275,7 @@ async fn apply_recorded(state: &AppState, id: &str, event: &Event) -> ApiResult<
     let applied = apply(state, id, event, false).await?;
     record(state, &applied.plan, &applied.effects).await;
     if applied.cancels().next().is_some() {
-        let caller = event.actor().map_or_else(system_identity, |a| Identity {
-            uid: a.uid.clone(),
-            account: a.account.clone(),
-            name: a.name.clone(),
-            identity_type: "system".to_string(),
-            is_admin: a.is_admin,
-        });
+        let caller = event.actor().map_or_else(system_identity, Identity::from);
         cancel_tasks(state, &applied, &caller).await;
     }
     Ok(applied)

@@ -459,20 +459,41 @@ struct DeployServiceInput {
     value_merge_strategy: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct DeployInput {
+/// A deploy job's input (`zadig-deploy`, `zadig-vm-deploy`): the env and the services.
+#[derive(Debug, Deserialize)]
+#[serde(bound = "S: DeserializeOwned")]
+struct DeployInput<S> {
     #[serde(default)]
     env_name: String,
     #[serde(default)]
-    service_list: Option<Vec<DeployServiceInput>>,
+    service_list: Option<Vec<S>>,
 }
 
-fn deploy(spec: &mut Map<String, Value>, params: &Value, field: &str) -> ApiResult<()> {
-    let input: DeployInput = decode(params, field)?;
+impl<S> Default for DeployInput<S> {
+    fn default() -> Self {
+        Self {
+            env_name: String::new(),
+            service_list: None,
+        }
+    }
+}
+
+/// Decode a deploy input and apply its `env_name` (an empty one keeps the configured env);
+/// the service list when one was given.
+fn deploy_input<S: DeserializeOwned>(
+    spec: &mut Map<String, Value>,
+    params: &Value,
+    field: &str,
+) -> ApiResult<Option<Vec<S>>> {
+    let input: DeployInput<S> = decode(params, field)?;
     if !input.env_name.is_empty() {
         spec.insert("env".into(), Value::String(input.env_name));
     }
-    let Some(list) = input.service_list else {
+    Ok(input.service_list)
+}
+
+fn deploy(spec: &mut Map<String, Value>, params: &Value, field: &str) -> ApiResult<()> {
+    let Some(list) = deploy_input::<DeployServiceInput>(spec, params, field)? else {
         return Ok(());
     };
     let stored = take_list(&Value::Object(spec.clone()), "services");
@@ -926,20 +947,8 @@ struct VmServiceInput {
     file_name: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct VmDeployInput {
-    #[serde(default)]
-    env_name: String,
-    #[serde(default)]
-    service_list: Option<Vec<VmServiceInput>>,
-}
-
 fn vm_deploy(spec: &mut Map<String, Value>, params: &Value, field: &str) -> ApiResult<()> {
-    let input: VmDeployInput = decode(params, field)?;
-    if !input.env_name.is_empty() {
-        spec.insert("env".into(), Value::String(input.env_name));
-    }
-    let Some(list) = input.service_list else {
+    let Some(list) = deploy_input::<VmServiceInput>(spec, params, field)? else {
         return Ok(());
     };
     let stored = take_list(&Value::Object(spec.clone()), "service_and_vm_deploys");

@@ -450,16 +450,17 @@ pub async fn handle_job_error(
     }
     for _ in 0..MAX_ATTEMPTS {
         let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
-        let Some(job) = t
-            .stages
-            .iter()
-            .flat_map(|s| s.jobs.iter())
-            .find(|j| j.name == job_name || j.key == job_name)
-        else {
+        let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
+            s.jobs
+                .iter()
+                .position(|j| j.name == job_name || j.key == job_name)
+                .map(|ji| (si, ji))
+        }) else {
             return Err(ApiError::not_found(format!(
                 "task {workflow}:{task_id} has no job {job_name:?}"
             )));
         };
+        let job = &t.stages[si].jobs[ji];
         if job.status != status::WAIT_FOR_MANUAL_ERROR_HANDLING {
             return Err(ApiError::conflict(format!(
                 "job {job_name} of task {workflow}:{task_id} is {:?}: it is not waiting for manual error handling",
@@ -477,13 +478,7 @@ pub async fn handle_job_error(
             )));
         }
         let now = state.clock.now();
-        let Some(spec) = t
-            .stages
-            .iter_mut()
-            .flat_map(|s| s.jobs.iter_mut())
-            .find(|j| j.name == job_name || j.key == job_name)
-            .and_then(|j| j.spec.as_object_mut())
-        else {
+        let Some(spec) = t.stages[si].jobs[ji].spec.as_object_mut() else {
             return Err(ApiError::conflict(format!(
                 "job {job_name} has no spec to record the decision on"
             )));
