@@ -237,6 +237,7 @@ async fn bench() {
         .expect("client");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::defaults();
+    config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
     config.storage = StorageKind::Embedded;
     config.data_dir = dir.path().to_path_buf();
     config.admin_token = TOKEN.to_string();

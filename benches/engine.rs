@@ -119,6 +119,7 @@ async fn server(
     max_tasks: usize,
 ) -> zadig_server::Server {
     let mut config = Config::defaults();
+    config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
     config.data_dir = dir.to_path_buf();
     config.admin_token = TOKEN.into();
     config.engine_max_tasks = max_tasks;

@@ -95,6 +95,7 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::defaults();
+    config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
         config.data_dir = dir.path().to_path_buf();
         config.admin_token = TOKEN.into();
         config.log = "error".into();

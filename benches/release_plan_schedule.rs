@@ -203,6 +203,7 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
 
 fn base_config(dir: &std::path::Path) -> Config {
     let mut c = Config::defaults();
+    c.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
     c.data_dir = dir.to_path_buf();
     c.admin_token = String::new();
     c.log = "error".into();

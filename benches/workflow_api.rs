@@ -26,6 +26,7 @@ impl Bench {
     async fn start(kind: StorageKind) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut config = Config::defaults();
+        config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
         config.data_dir = dir.path().to_path_buf();
         config.admin_token = TOKEN.to_string();
         config.log = "warn".into();

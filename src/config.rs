@@ -26,6 +26,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the engine does when a protection of the job sandbox is missing (`engine_sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Jobs fail naming the missing protection (the default).
+    Required,
+    /// Jobs run without the missing protection.
+    BestEffort,
+}
+
+impl SandboxMode {
+    /// What a missing protection means for jobs, for the start-up log.
+    pub fn consequence(self) -> &'static str {
+        match self {
+            Self::Required => {
+                "jobs will fail (engine_sandbox = required; set it to best-effort to run them without this protection)"
+            }
+            Self::BestEffort => "jobs run without this protection (engine_sandbox = best-effort)",
+        }
+    }
+}
+
 /// The server's configuration. See `config/default.toml` for each key's meaning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +77,15 @@ pub struct Config {
     /// Safety-net interval of the dispatcher and the cross-replica cancel check, in ms (the
     /// dispatcher is woken by events; this only bounds how late it can be).
     pub engine_sweep_interval_ms: u64,
+    /// `required`: a job fails when a sandbox protection is missing; `best-effort`: it runs
+    /// without it.
+    pub engine_sandbox: SandboxMode,
+    /// `uid:gid` jobs run as when the server runs as root.
+    pub engine_job_user: String,
+    /// The program that launches sandboxed jobs; empty = this executable.
+    pub engine_sandbox_launcher: PathBuf,
+    /// Directories every job may write besides its own (shared caches).
+    pub engine_sandbox_writable: Vec<PathBuf>,
     /// Integrations enabled for job types that need more than a local process (comma
     /// separated; see `engine::work::INTEGRATIONS`). None has a driver in this version.
     pub engine_integrations: String,
@@ -139,6 +170,11 @@ impl Config {
         std::path::absolute(&root).unwrap_or(root)
     }
 
+    /// `engine_job_user` as numbers (validated at load).
+    pub fn engine_job_ids(&self) -> (u32, u32) {
+        parse_ids(&self.engine_job_user).unwrap_or((65534, 65534))
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
             anyhow::bail!(
@@ -165,6 +201,16 @@ impl Config {
         }
         if self.engine_sweep_interval_ms == 0 {
             anyhow::bail!("invalid configuration (key engine_sweep_interval_ms): must be > 0");
+        }
+        match parse_ids(&self.engine_job_user) {
+            Some((0, _) | (_, 0)) => anyhow::bail!(
+                "invalid configuration (key engine_job_user): jobs must not run as root (uid or gid 0)"
+            ),
+            Some(_) => {}
+            None => anyhow::bail!(
+                "invalid configuration (key engine_job_user): expected `uid:gid` (numbers), got {:?}",
+                self.engine_job_user
+            ),
         }
         crate::engine::work::check_integrations(&self.engine_integrations)
             .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
@@ -208,4 +254,10 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `uid:gid` → numbers.
+fn parse_ids(s: &str) -> Option<(u32, u32)> {
+    let (u, g) = s.trim().split_once(':')?;
+    Some((u.parse().ok()?, g.parse().ok()?))
 }

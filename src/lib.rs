@@ -50,6 +50,7 @@ pub async fn start(
     listener: TcpListener,
 ) -> anyhow::Result<Server> {
     http::metrics::init();
+    engine::sandbox::harden_server();
     let admin_token = config.admin_token.clone();
     let state = AppState::build(config, backend, clock).await?;
     if !admin_token.is_empty() {

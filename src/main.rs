@@ -1,6 +1,9 @@
-//! The `zadig-server` command line: `serve`, `migrate`, `user create`.
+//! The `zadig-server` command line: `serve`, `migrate`, `user create` — and the hidden
+//! `__sandbox` stages that run a job's commands in the job sandbox.
 
-#![forbid(unsafe_code)]
+// One exception, in `scrub_environment`: removing environment variables is `unsafe` in
+// edition 2024 because it races with other threads; it runs before any thread exists.
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,8 +69,12 @@ fn init_tracing(config: &Config) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__sandbox") {
+        let code = zadig_server::engine::sandbox::launcher::main(&args[2..]);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
+    }
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -76,6 +83,40 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    scrub_environment();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zadig-server: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(cli, config))
+}
+
+/// Remove every `ZADIG_*` variable (the admin token among them) from this process'
+/// environment once the configuration has been read, so nothing started later can inherit
+/// it. (`/proc/<pid>/environ` still shows the environment the process was started with; the
+/// server is non-dumpable and jobs run in their own PID namespace, so no job can read it.)
+fn scrub_environment() {
+    let keys: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.to_string_lossy().starts_with("ZADIG_"))
+        .collect();
+    for k in keys {
+        // SAFETY: called from `main` before the runtime or any other thread is started, so
+        // nothing reads the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var(&k);
+        }
+    }
+}
+
+async fn async_main(cli: Cli, config: Config) -> std::process::ExitCode {
     init_tracing(&config);
     match run(cli.command, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,19 +1,20 @@
-//! The local process executor: each job runs in its own workspace directory under the data
-//! dir, each of its commands as a child process group.
+//! The local process executor: each job runs in its own directory under the workspace root,
+//! each of its commands (tool checks, git, the script) in the job sandbox
+//! ([`super::sandbox`]) as a new process group.
 //!
-//! Every command runs in a new process group whose stdin is a pipe held by the server, with a
-//! tiny watchdog in the group (the first line of a script, or `bash -c <watchdog>; "$@"` around
-//! other commands) that waits for that pipe to close and then kills the group. So when the
-//! server dies (even by SIGKILL) the job's processes die with it instead of running on as
-//! orphans. Cancel and timeout kill the group
-//! (SIGKILL to `-pgid`) at once; so does the end of the job's main process (no stragglers).
-//! The environment is built from scratch (only `PATH`, `HOME`, locale and temp-dir variables
-//! are inherited) so server secrets such as `ZADIG_ADMIN_TOKEN` never reach a job.
+//! The sandbox launcher holds a stdin pipe whose other end only the server holds: when the
+//! server dies (even by SIGKILL) the pipe closes and the launcher kills the job. Cancel and
+//! timeout kill the group (SIGKILL to `-pgid`) at once; when the job's main process ends, its
+//! PID namespace (and the launcher, a child subreaper) ends every process it left, `setsid`
+//! and double-forked ones included. The environment is built from scratch (only `PATH`,
+//! locale and user-name variables are inherited; `HOME` and `TMPDIR` are private directories
+//! of the job) so server secrets such as `ZADIG_ADMIN_TOKEN` never reach a job.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,32 +27,54 @@ use tokio_util::sync::CancellationToken;
 
 use super::executor::{ExecEnd, Executor, GitRepo, JobStatus, PreparedJob, ScriptKind, Step, Tool};
 use super::logs::JobLog;
+use super::sandbox::Sandbox;
 use crate::clock::Clock;
-
-/// The watchdog: a background subshell (disowned, so a script's `wait` does not wait for it)
-/// that blocks reading the server's end of the stdin pipe (moved to fd 3) and kills the whole
-/// process group when it closes. The job's own stdin is `/dev/null`.
-const WATCHDOG: &str = "exec 3<&0 0</dev/null; \
-( while read -r -u 3 _; do :; done; kill -KILL 0 ) >/dev/null 2>&1 & disown $!; exec 3<&-";
 
 /// Longest log line; longer output is split.
 const MAX_LINE: usize = 64 * 1024;
 
 /// Variables of the server's environment a job inherits.
 const INHERITED_ENV: &[&str] = &[
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
+    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "SHELL",
 ];
 
-/// Runs jobs as local process groups.
+/// Runs jobs as local process groups in the job sandbox.
 pub struct LocalExecutor {
     root: PathBuf,
     keep: bool,
+    sandbox: Arc<Sandbox>,
+}
+
+/// Where one job runs: its directory (the only place it may write) and its sandbox.
+struct Jail<'a> {
+    sandbox: &'a Sandbox,
+    dir: &'a Path,
+}
+
+impl Jail<'_> {
+    /// A command running `argv` in the sandbox in `cwd`, in a process group of its own, with
+    /// exactly the job's environment; stdin is the launcher's watchdog pipe.
+    fn command(&self, argv: &[OsString], env: &[(OsString, OsString)], cwd: &Path) -> Command {
+        let mut cmd = self.sandbox.command(self.dir, cwd, argv);
+        cmd.env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
 }
 
 impl LocalExecutor {
     /// Workspaces go under `root`; `keep` leaves them in place after the job.
-    pub fn new(root: PathBuf, keep: bool) -> Self {
-        Self { root, keep }
+    pub fn new(root: PathBuf, keep: bool, sandbox: Arc<Sandbox>) -> Self {
+        Self {
+            root,
+            keep,
+            sandbox,
+        }
     }
 
     /// A directory of its own for each run of a job (`<workflow>/<task>.<job>.<nonce>`), so a
@@ -108,12 +131,25 @@ impl Executor for LocalExecutor {
         deadline_ms: i64,
         cancel: &CancellationToken,
     ) -> ExecEnd {
+        self.sandbox.probe(&self.root).await;
+        if let Some(refusal) = self.sandbox.refusal() {
+            log.info(&format!("Job not started: {refusal}."));
+            return ExecEnd {
+                status: JobStatus::Failed,
+                error: refusal,
+                outputs: BTreeMap::new(),
+            };
+        }
         let dir = self.job_dir(job);
         let run = async {
-            let ws = prepare_dirs(&dir)
+            let ws = prepare_dirs(&dir, &self.sandbox)
                 .await
                 .map_err(|e| format!("cannot create the job workspace {}: {e}", dir.display()))?;
-            run_steps(job, &dir, &ws, log).await
+            let jail = Jail {
+                sandbox: &self.sandbox,
+                dir: &dir,
+            };
+            run_steps(job, &jail, &ws, log).await
         };
         let end = tokio::select! {
             biased;
@@ -148,14 +184,18 @@ fn remove_tree(dir: &Path) {
     }
 }
 
-/// `<dir>/workspace` (and `<dir>/zadig` for scripts and results), in one trip to the
-/// blocking pool.
-async fn prepare_dirs(dir: &Path) -> std::io::Result<PathBuf> {
+/// `<dir>/workspace`, `<dir>/zadig` for scripts and results, and the job's private `home` and
+/// `tmp`, owned by the job user, in one trip to the blocking pool.
+async fn prepare_dirs(dir: &Path, sandbox: &Arc<Sandbox>) -> std::io::Result<PathBuf> {
     let dir = dir.to_path_buf();
+    let sandbox = sandbox.clone();
     tokio::task::spawn_blocking(move || {
         let ws = dir.join("workspace");
         std::fs::create_dir_all(&ws)?;
         std::fs::create_dir_all(dir.join("zadig").join("results"))?;
+        std::fs::create_dir_all(dir.join("home"))?;
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        sandbox.chown_tree(&dir);
         Ok(ws)
     })
     .await
@@ -163,11 +203,13 @@ async fn prepare_dirs(dir: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// The environment of every command of the job.
-fn job_env(job: &PreparedJob, ws: &Path) -> Vec<(OsString, OsString)> {
+fn job_env(job: &PreparedJob, dir: &Path, ws: &Path) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
         .iter()
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
         .collect();
+    env.push(("HOME".into(), dir.join("home").into_os_string()));
+    env.push(("TMPDIR".into(), dir.join("tmp").into_os_string()));
     for (k, v) in &job.env {
         if !k.is_empty() && !k.contains(['=', '\0']) {
             env.push((k.into(), v.replace('\0', "").into()));
@@ -179,25 +221,25 @@ fn job_env(job: &PreparedJob, ws: &Path) -> Vec<(OsString, OsString)> {
 
 async fn run_steps(
     job: &PreparedJob,
-    dir: &Path,
+    jail: &Jail<'_>,
     ws: &Path,
     log: &JobLog,
 ) -> Result<BTreeMap<String, String>, String> {
-    let env = job_env(job, ws);
+    let env = job_env(job, jail.dir, ws);
     let mut outputs = BTreeMap::new();
     for step in &job.steps {
         match step {
-            Step::Tools(tools) => check_tools(tools, &env, ws, log).await?,
+            Step::Tools(tools) => check_tools(tools, jail, &env, ws, log).await?,
             Step::Git(repos) => {
                 log.info("Start git clone.");
                 for r in repos {
-                    clone(r, &env, ws, log).await?;
+                    clone(r, jail, &env, ws, log).await?;
                 }
             }
             Step::Script { kind, script } => {
                 // The first script (the user's) decides an output; a later step (the image
                 // build) only fills what is still missing.
-                for (k, v) in run_script(job, *kind, script, &env, dir, ws, log).await? {
+                for (k, v) in run_script(job, *kind, script, jail, &env, ws, log).await? {
                     outputs.entry(k).or_insert(v);
                 }
             }
@@ -229,6 +271,7 @@ fn which(name: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
 
 async fn check_tools(
     tools: &[Tool],
+    jail: &Jail<'_>,
     env: &[(OsString, OsString)],
     ws: &Path,
     log: &JobLog,
@@ -250,7 +293,7 @@ async fn check_tools(
                 t.name
             ));
         };
-        let reported = tool_version(&path, env, ws).await;
+        let reported = tool_version(&path, jail, env, ws).await;
         log.info(&format!(
             "Tool {label}: {} ({})",
             path.display(),
@@ -260,28 +303,28 @@ async fn check_tools(
     Ok(())
 }
 
-/// The first line a tool prints for `--version` / `version` / `-version`.
-async fn tool_version(path: &Path, env: &[(OsString, OsString)], ws: &Path) -> Option<String> {
+/// The first line a tool prints for `--version` / `version` / `-version` (run in the
+/// sandbox: the tool is the job's to choose).
+async fn tool_version(
+    path: &Path,
+    jail: &Jail<'_>,
+    env: &[(OsString, OsString)],
+    ws: &Path,
+) -> Option<String> {
     for flag in ["--version", "version", "-version"] {
-        let mut cmd = Command::new(path);
-        cmd.arg(flag)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(ws)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        let Ok(Ok(out)) = tokio::time::timeout(Duration::from_secs(5), cmd.output()).await else {
+        let argv = [path.as_os_str().to_owned(), OsString::from(flag)];
+        let Ok(Ok((status, stdout, stderr))) = tokio::time::timeout(
+            Duration::from_secs(5),
+            super::sandbox::captured(jail.command(&argv, env, ws)),
+        )
+        .await
+        else {
             continue;
         };
-        if !out.status.success() {
+        if !status.success() {
             continue;
         }
-        let text = if out.stdout.is_empty() {
-            out.stderr
-        } else {
-            out.stdout
-        };
+        let text = if stdout.is_empty() { stderr } else { stdout };
         if let Some(line) = String::from_utf8_lossy(&text)
             .lines()
             .map(str::trim)
@@ -295,6 +338,7 @@ async fn tool_version(path: &Path, env: &[(OsString, OsString)], ws: &Path) -> O
 
 async fn clone(
     r: &GitRepo,
+    jail: &Jail<'_>,
     env: &[(OsString, OsString)],
     ws: &Path,
     log: &JobLog,
@@ -302,12 +346,8 @@ async fn clone(
     let mut env = env.to_vec();
     env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
     env.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
+    // git creates the leading directories itself, as the job user.
     let target = ws.join(&r.checkout_path);
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| format!("repo {}: cannot create {}: {e}", r.name, parent.display()))?;
-    }
     let local = r.url.starts_with('/') || r.url.starts_with("file://");
     let mut args: Vec<String> = vec!["clone".into()];
     if r.submodules {
@@ -330,7 +370,7 @@ async fn clone(
             log.mask(&r.url)
         )
     };
-    git(&args, &env, ws, log).await.map_err(fail)?;
+    git(&args, jail, &env, ws, log).await.map_err(fail)?;
     let dir = target.to_string_lossy().into_owned();
     if r.pr > 0 {
         let mut fetched = false;
@@ -346,7 +386,7 @@ async fn clone(
                 "origin".into(),
                 format!("+refs/{refspec}:refs/remotes/origin/pr/{}", r.pr),
             ];
-            if git(&fetch, &env, ws, log).await.is_ok() {
+            if git(&fetch, jail, &env, ws, log).await.is_ok() {
                 fetched = true;
                 break;
             }
@@ -361,7 +401,7 @@ async fn clone(
             "--quiet".into(),
             format!("origin/pr/{}", r.pr),
         ];
-        git(&co, &env, ws, log).await.map_err(fail)?;
+        git(&co, jail, &env, ws, log).await.map_err(fail)?;
     }
     if !r.commit_id.is_empty() {
         let co = [
@@ -371,7 +411,7 @@ async fn clone(
             "--quiet".into(),
             r.commit_id.clone(),
         ];
-        git(&co, &env, ws, log)
+        git(&co, jail, &env, ws, log)
             .await
             .map_err(|e| fail(format!("commit {}: {e}", r.commit_id)))?;
     }
@@ -380,6 +420,7 @@ async fn clone(
 
 async fn git(
     args: &[String],
+    jail: &Jail<'_>,
     env: &[(OsString, OsString)],
     ws: &Path,
     log: &JobLog,
@@ -388,7 +429,7 @@ async fn git(
     let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
         .chain(args.iter().map(OsString::from))
         .collect();
-    match run_logged(&argv, env, ws, log, Watchdog::Wrap).await {
+    match run_logged(jail.command(&argv, env, ws), log).await {
         Ok(st) if st.success() => Ok(()),
         Ok(st) => Err(exit_text(st)),
         Err(e) => Err(format!("cannot start git: {e}")),
@@ -402,12 +443,12 @@ fn exit_text(st: ExitStatus) -> String {
     }
 }
 
-/// The script file: the watchdog line, then the user's script run by bash without `-e` (its status is that of its last
+/// The script file: the user's script run by bash without `-e` (its status is that of its last
 /// command, as in Zadig). With outputs, an EXIT trap first writes each output variable's value
 /// to `<results>/<NAME>`, keeping the script's status (Zadig's appended `echo` lines would make
 /// a failing script pass).
 fn bash_script(body: &str, outputs: &[String], results: &Path) -> String {
-    let mut text = format!("{WATCHDOG}\n");
+    let mut text = String::new();
     if !outputs.is_empty() {
         text.push_str("__zadig_outputs() { __zadig_rc=$?; set +ex; ");
         for o in outputs {
@@ -429,20 +470,21 @@ async fn run_script(
     job: &PreparedJob,
     kind: ScriptKind,
     script: &str,
+    jail: &Jail<'_>,
     env: &[(OsString, OsString)],
-    dir: &Path,
     ws: &Path,
     log: &JobLog,
 ) -> Result<BTreeMap<String, String>, String> {
     log.info("Executing user script.");
+    let dir = jail.dir;
     let results = dir.join("zadig").join("results");
     let body = script.replace("\r\n", "\n").replace('\r', "\n");
-    let (file, argv, content, watchdog) = match kind {
+    let (file, argv, content) = match kind {
         ScriptKind::Bash => {
             let file = dir.join("zadig").join("script.sh");
             let argv = vec![OsString::from("bash"), file.clone().into_os_string()];
             let text = bash_script(&body, &job.outputs, &results);
-            (file, argv, text, Watchdog::InScript)
+            (file, argv, text)
         }
         ScriptKind::PowerShell => {
             let Some(pwsh) = which("pwsh", env) else {
@@ -458,14 +500,14 @@ async fn run_script(
                 "-File".into(),
                 file.clone().into_os_string(),
             ];
-            (file, argv, body, Watchdog::Wrap)
+            (file, argv, body)
         }
     };
     tokio::fs::write(&file, content)
         .await
         .map_err(|e| format!("cannot write the script file: {e}"))?;
     let started = Instant::now();
-    let status = run_logged(&argv, env, ws, log, watchdog)
+    let status = run_logged(jail.command(&argv, env, ws), log)
         .await
         .map_err(|e| format!("cannot start the script: {e}"))?;
     log.info(&format!(
@@ -482,15 +524,6 @@ async fn run_script(
         }
     }
     Ok(outputs)
-}
-
-/// Where a command's watchdog comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Watchdog {
-    /// Run the command under `bash -c <watchdog>; "$@"`.
-    Wrap,
-    /// The command is `bash <script>` whose first line is the watchdog.
-    InScript,
 }
 
 /// Kills a process group when dropped (end of the command, cancel, timeout, shutdown).
@@ -512,45 +545,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Run `argv` in its own process group (with the watchdog), its output going to the log line
-/// by line; the group is killed when the main process exits or when this future is dropped.
-async fn run_logged(
-    argv: &[OsString],
-    env: &[(OsString, OsString)],
-    cwd: &Path,
-    log: &JobLog,
-    watchdog: Watchdog,
-) -> std::io::Result<ExitStatus> {
-    let mut cmd = match watchdog {
-        Watchdog::Wrap => {
-            let mut c = Command::new("bash");
-            c.arg("-c")
-                .arg(format!("{WATCHDOG}; \"$@\""))
-                .arg("zadig-job")
-                .args(argv);
-            c
-        }
-        Watchdog::InScript => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
-    cmd.env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+/// Run a sandboxed command ([`Jail::command`]), its output going to the log line by line; the
+/// group is killed when the main process exits or when this future is dropped.
+async fn run_logged(mut cmd: Command, log: &JobLog) -> std::io::Result<ExitStatus> {
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .ok_or_else(|| std::io::Error::other("the child has no pid"))?;
     let guard = GroupGuard(Pid::from_raw(pid));
-    // Held until the end: its closing (also by the server's death) fires the watchdog.
+    // Held until the end: its closing (also by the server's death) makes the launcher kill
+    // the job.
     let stdin = child.stdin.take();
     let out = child
         .stdout
@@ -563,8 +568,8 @@ async fn run_logged(
     let status = child.wait().await?;
     drop(guard);
     drop(stdin);
-    // The group is dead, so the pipes reach EOF; a process that left the group (setsid) may
-    // still hold them: do not wait for it.
+    // The group is dead, so the pipes reach EOF; should a process still hold them, do not
+    // wait for it.
     for reader in [out, err].into_iter().flatten() {
         let mut reader = reader;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut reader.0).await;

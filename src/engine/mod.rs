@@ -21,6 +21,7 @@ pub mod logs;
 pub mod render;
 pub mod rollup;
 pub mod runner;
+pub mod sandbox;
 pub mod work;
 
 use std::collections::HashMap;
@@ -66,6 +67,7 @@ impl Engine {
             executor: Arc::new(local::LocalExecutor::new(
                 config.engine_workspace_root(),
                 config.engine_keep_workspaces,
+                Arc::new(sandbox::Sandbox::new(config)),
             )),
         }
     }

@@ -148,8 +148,61 @@ async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
     r.text
 }
 
-fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
+/// A directory jobs may write to (the harness lets jobs write under the temp dir; when the
+/// tests run as root, jobs run as an unprivileged user, so it is world-writable).
+pub fn scratch() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// Hand a fixture tree to the user jobs run as (the tests run as root in CI, and then jobs
+/// run as the unprivileged `engine_job_user`); a no-op for a non-root test run.
+pub fn give_to_jobs(path: &Path) {
+    if !nix::unistd::getuid().is_root() {
+        return;
+    }
+    let (uid, gid) = zadig_server::config::Config::defaults().engine_job_ids();
+    fn walk(p: &Path, uid: u32, gid: u32) {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), uid, gid);
+            }
+        }
+    }
+    walk(path, uid, gid);
+}
+
+/// A `sleep` the test can find from outside the job's PID namespace (inside it, `$!` is not
+/// the pid the test sees): the script fragment and its marker.
+pub fn marked_sleep(secs: u32) -> (String, String) {
+    let marker = format!("{secs}.{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
+    (format!("sleep {marker}"), marker)
+}
+
+/// The host pids of the running `sleep <marker>` processes.
+pub fn sleep_pids(marker: &str) -> Vec<i32> {
+    let wanted = format!("sleep\0{marker}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.ends_with(wanted.as_bytes()) && !process_gone(*pid))
+        })
+        .collect()
+}
+
+/// Wait for the job's `sleep <marker>` to run; its host pid.
+pub async fn find_sleep(app: &TestApp, marker: &str) -> i32 {
+    app.wait_for("the job's sleep process", WAIT, || async {
+        sleep_pids(marker).first().copied()
+    })
+    .await
 }
 
 /// Whether a process is gone (or a zombie nobody reaped yet).
@@ -160,15 +213,6 @@ pub fn process_gone(pid: i32) -> bool {
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
-}
-
-pub async fn read_pid(app: &TestApp, path: &Path) -> i32 {
-    app.wait_for("the job's pid file", WAIT, || async {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-    })
-    .await
 }
 
 fn sh_path(p: &Path) -> String {
@@ -193,6 +237,7 @@ backend_test! {
         let mut verify = freestyle("verify", "echo kind=$KIND; test -n \"$WORKSPACE\" && pwd");
         verify.spec["envs"] = json!([{"key": "KIND", "value": "blue", "type": "string", "is_credential": false}]);
         std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        give_to_jobs(&dir.path().join("out"));
         let id = queue(&app, "three", -1,
             vec![json!({"name": "VERSION", "type": "string", "value": "1.2.3", "is_credential": false})],
             vec![
@@ -295,14 +340,14 @@ backend_test! {
 backend_test! {
     async fn cancel_kills_the_running_job_within_two_seconds(app) {
         let dir = scratch();
-        let pid_file = dir.path().join("pid");
+        let (sleep, marker) = marked_sleep(30);
         let id = queue(&app, "cancel", -1, vec![], vec![
             stage("s", false, vec![
-                freestyle("sleeper", &format!("echo start; sleep 30 & echo $! > {}; wait", sh_path(&pid_file))),
+                freestyle("sleeper", &format!("echo start; {sleep} & wait")),
                 freestyle("next", "echo next"),
             ]),
         ]).await;
-        let pid = read_pid(&app, &pid_file).await;
+        let pid = find_sleep(&app, &marker).await;
         assert_eq!(task(&app, "cancel", id).await.status, "running");
         let started = Instant::now();
         api_cancel(&app, "cancel", id).await;
@@ -429,15 +474,14 @@ backend_test! {
 
 backend_test! {
     async fn timeout_kills_the_job(app) {
-        let dir = scratch();
-        let pid_file = dir.path().join("pid");
+        let (sleep, marker) = marked_sleep(300);
         let mut j = freestyle("slow", "");
         j.spec = json!({
             "properties": {"timeout": 1},
-            "steps": [{"name": "shell", "type": "shell", "spec": {"script": format!("sleep 300 & echo $! > {}; wait", sh_path(&pid_file))}}]
+            "steps": [{"name": "shell", "type": "shell", "spec": {"script": format!("{sleep} & wait")}}]
         });
         let id = queue(&app, "slow", -1, vec![], vec![stage("s", false, vec![j])]).await;
-        let pid = read_pid(&app, &pid_file).await;
+        let pid = find_sleep(&app, &marker).await;
         // The timeout (1 minute) runs on the business clock.
         app.clock.advance(Duration::from_secs(61));
         let t = wait_status(&app, "slow", id, &["timeout", "failed", "passed"]).await;
@@ -636,6 +680,8 @@ backend_test! {
         let first = String::from_utf8(std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&repo).output().unwrap().stdout).unwrap().trim().to_string();
         std::fs::write(repo.join("README"), "second version\n").unwrap();
         git(&["commit", "-q", "-am", "second"], &repo);
+        // git refuses to clone from a repository another user owns.
+        give_to_jobs(dir.path());
         let code = dir.path().join("code").to_string_lossy().into_owned();
 
         let mut ok = freestyle("ok", "");
@@ -913,9 +959,9 @@ backend_test! {
         assert_eq!(lines, ids, "each task ran exactly once");
 
         // A cancel recorded through the first replica stops a job running on the second one.
-        let pid_file = dir.path().join("pid");
-        let id = queue(&app, "remote-cancel", -1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("sleep 30 & echo $! > {}; wait", sh_path(&pid_file)))])]).await;
-        let pid = read_pid(&app, &pid_file).await;
+        let (sleep, marker) = marked_sleep(30);
+        let id = queue(&app, "remote-cancel", -1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("{sleep} & wait"))])]).await;
+        let pid = find_sleep(&app, &marker).await;
         // Cancel through the replica that does NOT run it.
         let on_second = second.state.engine.is_running_here("remote-cancel", id);
         assert!(on_second || app.state().engine.is_running_here("remote-cancel", id));

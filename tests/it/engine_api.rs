@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::engine::{process_gone, read_pid};
+use crate::engine::{find_sleep, marked_sleep, process_gone, scratch};
 use crate::harness::TestApp;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -118,14 +118,14 @@ backend_test! {
 
 backend_test! {
     async fn workflow_api_cancel_and_retry(app) {
-        let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("pid");
+        let dir = scratch();
+        let (sleep, sleep_marker) = marked_sleep(30);
         let marker = dir.path().join("marker");
         create_workflow(&app, "e2e-cr", 1, json!([
-            {"name": "s1", "jobs": [freestyle_job("sleepy", &format!("sleep 30 & echo $! > {}; wait", pid_file.display()))]},
+            {"name": "s1", "jobs": [freestyle_job("sleepy", &format!("{sleep} & wait"))]},
         ])).await;
         let id = execute(&app, "e2e-cr", &["sleepy"]).await;
-        let pid = read_pid(&app, &pid_file).await;
+        let pid = find_sleep(&app, &sleep_marker).await;
         let started = std::time::Instant::now();
         app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=e2e-cr")).await.expect(200);
         let d = app.wait_for("the cancelled end", Duration::from_secs(2), || async {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use zadig_server::config::{Config, StorageKind};
 use zadig_server::workflow::task::TaskStore;
 
-use crate::engine::{freestyle, new_task, process_gone, stage};
+use crate::engine::{freestyle, marked_sleep, new_task, process_gone, sleep_pids, stage};
 use crate::harness::{ADMIN_TOKEN, Kind, client, mongo_uri};
 
-struct Server(Child);
+pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -20,7 +20,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,7 +28,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(env: &[(String, String)]) -> Server {
+pub fn serve(env: &[(String, String)]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_zadig-server"))
         .arg("serve")
         .env_clear()
@@ -39,7 +39,7 @@ fn serve(env: &[(String, String)]) -> Server {
     Server(child)
 }
 
-async fn poll<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+pub async fn poll<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -54,7 +54,7 @@ where
     }
 }
 
-async fn healthy(port: u16) {
+pub async fn healthy(port: u16) {
     let c = client();
     poll("the server to answer", Duration::from_secs(30), || {
         let c = c.clone();
@@ -107,8 +107,8 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     // A task whose job sleeps; the server's dispatcher sweep picks it up.
     let backend = zadig_server::store::open(&config).await.unwrap();
     let tasks = TaskStore::new(backend.as_ref());
-    let pid_file = dir.path().join("pid");
-    let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+    let (sleep, marker) = marked_sleep(300);
+    let script = format!("{sleep} & wait");
     let now_ms = chrono::Utc::now().timestamp_millis();
     let task = new_task(
         "crash",
@@ -120,7 +120,7 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     );
     tasks.insert(&task).await.unwrap();
     let pid: i32 = poll("the job to start", Duration::from_secs(30), || async {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+        sleep_pids(&marker).first().copied()
     })
     .await;
     assert_eq!(

@@ -100,6 +100,11 @@ impl TestApp {
         let mut config = Config::defaults();
         config.data_dir = dir.path().to_path_buf();
         config.admin_token = ADMIN_TOKEN.to_string();
+        // Jobs are launched by the server binary's sandbox stages (this test binary has none).
+        config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
+        // Fixtures exchange files with jobs through temp dirs (data dirs under it stay hidden;
+        // tests/it/sandbox.rs checks the default, where jobs write nowhere else).
+        config.engine_sandbox_writable = vec![std::env::temp_dir()];
         match kind {
             Kind::Embedded => config.storage = StorageKind::Embedded,
             Kind::Mongo => {

@@ -120,7 +120,7 @@ backend_test! {
 
 backend_test! {
     async fn a_retried_task_redoes_only_what_failed(app) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::engine::scratch();
         let marker = dir.path().join("second-attempt");
         let script = format!("if [ -f '{m}' ]; then echo second try; else touch '{m}'; exit 1; fi", m = marker.display());
         create(&app, json!({"name": "flaky", "project": "e2e", "concurrency_limit": 1,
