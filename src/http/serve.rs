@@ -334,7 +334,10 @@ impl Registry {
         };
         metrics::gauge!("http_connections_open").set(map.len() as f64);
         metrics::counter!("http_connections_closed_total", "reason" => "evicted").increment(1);
-        tracing::debug!("connection cap reached: closing idle connection {}", conn.id);
+        tracing::debug!(
+            "connection cap reached: closing idle connection {}",
+            conn.id
+        );
         conn.evict.cancel();
         true
     }
@@ -589,7 +592,10 @@ mod tests {
         assert!(fresh_new.evict.is_cancelled());
         assert!(r.evict_idle());
         assert!(kept_alive.evict.is_cancelled());
-        assert!(!r.evict_idle(), "a connection with a request in flight stays");
+        assert!(
+            !r.evict_idle(),
+            "a connection with a request in flight stays"
+        );
         assert!(!busy.evict.is_cancelled());
         assert_eq!(r.len(), 1);
     }

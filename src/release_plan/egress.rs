@@ -132,7 +132,10 @@ impl EgressPolicy {
         let Some(host) = url.host_str() else {
             return Err("the URL has no host".to_string());
         };
-        let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         match literal.parse::<IpAddr>() {
             Ok(ip) => self.check(ip).or_else(denied),
             Err(_) => check_name(host).or_else(denied),
@@ -152,9 +155,7 @@ fn check_name(name: &str) -> Result<(), String> {
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) reaches the IPv4 address: judge that.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -219,14 +220,12 @@ impl Resolve for PolicyResolver {
         let host = name.as_str().to_string();
         Box::pin(async move {
             if let Err(why) = check_name(&host) {
-                return Err(Denied(format!(
-                    "denied by the hook egress policy: {why} ({KEYS})"
-                ))
-                .into());
+                return Err(
+                    Denied(format!("denied by the hook egress policy: {why} ({KEYS})")).into(),
+                );
             }
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = Vec::new();
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -350,7 +349,10 @@ mod tests {
     #[test]
     fn configured_lists_change_the_defaults() {
         // Allowed entries override the built-in list; denied entries add to it.
-        let p = policy(&["127.0.0.0/8", "10.0.0.0/8"], &["169.254.10.0/24", "10.1.0.0/16"]);
+        let p = policy(
+            &["127.0.0.0/8", "10.0.0.0/8"],
+            &["169.254.10.0/24", "10.1.0.0/16"],
+        );
         let ok = |ip: &str| p.check(ip.parse().unwrap()).is_ok();
         assert!(!ok("127.0.0.1"));
         assert!(!ok("::ffff:127.0.0.1"));
@@ -360,7 +362,10 @@ mod tests {
         assert!(!ok("169.254.169.254"));
         assert!(ok("192.168.0.1"));
         // A tie denies; an address is a /32; mapped networks match IPv4.
-        let p = policy(&["192.168.0.0/16", "::ffff:8.8.8.0/120"], &["192.168.0.0/16", "169.254.169.254"]);
+        let p = policy(
+            &["192.168.0.0/16", "::ffff:8.8.8.0/120"],
+            &["192.168.0.0/16", "169.254.169.254"],
+        );
         assert!(p.check("192.168.1.1".parse().unwrap()).is_err());
         assert!(p.check("169.254.169.254".parse().unwrap()).is_ok());
         assert!(p.check("169.254.169.253".parse().unwrap()).is_err());

@@ -185,7 +185,9 @@ pub fn client(
             reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
-                .dns_resolver(PolicyResolver::new(std::sync::Arc::new(EgressPolicy::deny_all())))
+                .dns_resolver(PolicyResolver::new(std::sync::Arc::new(
+                    EgressPolicy::deny_all(),
+                )))
                 .build()
                 .unwrap_or_default()
         })

@@ -121,7 +121,9 @@ async fn attempt(
         setting,
         hook,
         state.clock.now(),
-    ).await {
+    )
+    .await
+    {
         Ok(()) => Outcome::Delivered,
         Err(e) => Outcome::Failed(e),
     }

@@ -131,13 +131,22 @@ async fn names_resolving_to_denied_addresses(kind: Kind) {
     let path = format!("{BASE}/hook/setting");
     // The literal address is refused at once, naming the key that denies it.
     let r = app
-        .put(&path, json!({"enable": true, "hook_address": recv.url, "hook_events": ["finish_planning"]}))
+        .put(
+            &path,
+            json!({"enable": true, "hook_address": recv.url, "hook_events": ["finish_planning"]}),
+        )
         .await;
     r.expect_error(400, "hook_address");
     r.expect_error(400, "hook_denied_networks");
     // A name is only known at delivery: localhost resolves to loopback, which is denied.
     let port = recv.url.rsplit(':').next().unwrap().to_string();
-    enable_hooks(&app, &format!("http://localhost:{port}"), false, "hook-secret").await;
+    enable_hooks(
+        &app,
+        &format!("http://localhost:{port}"),
+        false,
+        "hook-secret",
+    )
+    .await;
     let id = trigger_hook(&app, "resolved").await;
     let why = first_failure(&app, &id).await;
     assert!(why.contains("hook egress policy"), "{why}");

@@ -59,7 +59,11 @@ async fn count_closed(streams: &mut [TcpStream], within: Duration) -> usize {
 async fn timed_healthz(app: &TestApp) -> Duration {
     let client = crate::harness::client();
     let t = Instant::now();
-    let r = client.get(app.url("/healthz")).send().await.expect("healthz answers");
+    let r = client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz answers");
     let took = t.elapsed();
     assert_eq!(r.status().as_u16(), 200);
     took
@@ -80,7 +84,10 @@ async fn idle_connections_do_not_starve_healthz(kind: Kind) {
     let closed = count_closed(&mut idle, Duration::from_secs(15)).await;
     assert_eq!(closed, 300, "idle connections left open");
     let after = opened.elapsed();
-    assert!(after >= Duration::from_millis(1500), "closed after {after:?}, before the timeout");
+    assert!(
+        after >= Duration::from_millis(1500),
+        "closed after {after:?}, before the timeout"
+    );
     app.stop().await;
 }
 
@@ -103,8 +110,14 @@ async fn the_connection_cap_evicts_idle_connections(kind: Kind) {
     // The oldest idle connections made room (well before the 60 s header timeout); no more
     // than the cap stay open.
     let closed = count_closed(&mut idle, Duration::from_secs(3)).await;
-    assert!(closed >= 60 - 20, "only {closed} of 60 idle connections were closed");
-    assert!(closed < 60, "the newest idle connections stay open under the cap");
+    assert!(
+        closed >= 60 - 20,
+        "only {closed} of 60 idle connections were closed"
+    );
+    assert!(
+        closed < 60,
+        "the newest idle connections stay open under the cap"
+    );
     // Ordinary requests keep working at the cap.
     for _ in 0..5 {
         app.get("/openapi/users").await.expect(200);
@@ -126,7 +139,9 @@ async fn slow_and_kept_alive_connections_are_closed(kind: Kind) {
     };
     // Keep-alive: one request, then idle; closed after the idle timeout, not the header one.
     let mut kept = TcpStream::connect(addr(&app)).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&got).contains("\"ok\"") {
@@ -145,7 +160,11 @@ async fn slow_and_kept_alive_connections_are_closed(kind: Kind) {
     let trickle = async {
         for i in 0..40 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if slow.write_all(format!("x-slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+            if slow
+                .write_all(format!("x-slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return started.elapsed();
             }
             let mut b = [0u8; 64];
@@ -158,10 +177,19 @@ async fn slow_and_kept_alive_connections_are_closed(kind: Kind) {
         panic!("the slow head was never cut");
     };
     let cut = trickle.await;
-    assert!(cut >= Duration::from_millis(900) && cut < Duration::from_secs(3), "slow head cut after {cut:?}");
-    assert!(closed_by(&mut kept, answered + Duration::from_secs(6)).await, "kept-alive connection left open");
+    assert!(
+        cut >= Duration::from_millis(900) && cut < Duration::from_secs(3),
+        "slow head cut after {cut:?}"
+    );
+    assert!(
+        closed_by(&mut kept, answered + Duration::from_secs(6)).await,
+        "kept-alive connection left open"
+    );
     let idle = answered.elapsed();
-    assert!(idle >= Duration::from_millis(1800), "kept-alive connection closed after {idle:?}");
+    assert!(
+        idle >= Duration::from_millis(1800),
+        "kept-alive connection closed after {idle:?}"
+    );
     app.stop().await;
 }
 
