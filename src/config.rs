@@ -63,6 +63,14 @@ pub struct Config {
     pub body_limit: usize,
     pub request_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
+    /// A connection must send a complete request head within this many seconds of being
+    /// accepted (or of the first byte of a later request) or it is closed.
+    pub http_header_read_timeout_secs: u64,
+    /// A keep-alive connection idle between requests for this long is closed.
+    pub http_keepalive_idle_secs: u64,
+    /// Most client connections held open at once; 0 = half the soft `RLIMIT_NOFILE`
+    /// (see [`Config::http_connection_cap`]).
+    pub http_max_connections: usize,
     /// Most workflow tasks this process runs at once; 0 = number of cores × 4.
     pub engine_max_tasks: usize,
     /// Most job tasks of one parallel stage running at once.
@@ -91,6 +99,11 @@ pub struct Config {
     pub engine_integrations: String,
     pub release_plan_hook_timeout_secs: u64,
     pub release_plan_hook_retry_secs: Vec<u64>,
+    /// Networks (CIDR or single addresses) hooks must not connect to, on top of the built-in
+    /// deny list (see [`crate::release_plan::egress`]).
+    pub hook_denied_networks: Vec<String>,
+    /// Networks hooks may connect to even though the built-in deny list covers them.
+    pub hook_allowed_networks: Vec<String>,
     pub release_plan_poll_ms: u64,
     pub release_plan_lease_secs: u64,
     pub release_plan_reconcile_secs: u64,
@@ -159,6 +172,20 @@ impl Config {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 4
     }
 
+    /// The cap on open client connections: `http_max_connections`, or when that is 0 half the
+    /// soft `RLIMIT_NOFILE` (at least 32). Each connection costs one descriptor; the other half
+    /// stays for what the server needs besides clients — database connections, the embedded
+    /// store's files, job processes' pipes and workspaces, registry and hook connections — so
+    /// a flood of clients cannot starve them (at the usual limit of 1024 the cap is 512).
+    pub fn http_connection_cap(&self) -> usize {
+        if self.http_max_connections > 0 {
+            return self.http_max_connections;
+        }
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        usize::try_from(soft / 2).unwrap_or(usize::MAX).max(32)
+    }
+
     /// The root of job workspaces, absolute: jobs run with their workspace as the current
     /// directory, so a relative root (the default `./data`) would not resolve inside them.
     pub fn engine_workspace_root(&self) -> PathBuf {
@@ -193,6 +220,13 @@ impl Config {
         if self.request_timeout_secs == 0 {
             anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
         }
+        if self.http_header_read_timeout_secs == 0 {
+            anyhow::bail!("invalid configuration (key http_header_read_timeout_secs): must be > 0");
+        }
+        if self.http_keepalive_idle_secs == 0 {
+            anyhow::bail!("invalid configuration (key http_keepalive_idle_secs): must be > 0");
+        }
+        crate::release_plan::egress::EgressPolicy::from_config(self)?;
         if self.engine_parallel_jobs == 0 {
             anyhow::bail!("invalid configuration (key engine_parallel_jobs): must be > 0");
         }

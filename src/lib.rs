@@ -37,7 +37,7 @@ use crate::store::Backend;
 pub struct Server {
     pub addr: SocketAddr,
     pub state: AppState,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -60,11 +60,8 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let app = http::router(state.clone());
     let token = state.shutdown.clone();
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-    });
+    let limits = http::serve::Limits::from_config(&state.config);
+    let serve = tokio::spawn(http::serve::serve(listener, app, limits, token));
     tracing::info!(%addr, storage = state.backend.kind(), "zadig-server listening on {addr}");
     Ok(Server {
         addr,

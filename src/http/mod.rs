@@ -13,6 +13,7 @@ pub mod logs;
 pub mod metrics;
 pub mod registries;
 pub mod release_plans;
+pub mod serve;
 pub mod service;
 pub mod tickets;
 pub mod users;

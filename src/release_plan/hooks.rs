@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::egress::{EgressPolicy, PolicyResolver};
 use super::model::{HookEvent, HookSnapshot, JobKind, PendingHook, ReleaseJob, ReleasePlan};
 
 /// The system-wide hook setting (spec §8.1), one document in `settings`.
@@ -162,26 +163,52 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The HTTP client for hooks: no proxy, bounded time.
-pub fn client(timeout: std::time::Duration) -> reqwest::Client {
+/// The HTTP client for hooks: no proxy, bounded time, no redirects (a 3xx is a failed
+/// delivery: following it would send the body and `X-Zadig-Token` to wherever the receiver
+/// points), and every resolved address checked against `policy` (see [`super::egress`]).
+pub fn client(
+    timeout: std::time::Duration,
+    policy: std::sync::Arc<EgressPolicy>,
+) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(PolicyResolver::new(policy))
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("Zadig zadig-server/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .unwrap_or_else(|e| {
+            // Building only fails when the TLS backend cannot start; nothing can be sent then,
+            // and a client without the policy must not be used instead.
+            tracing::error!(error = %e, "cannot build the hook client: {e}");
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(PolicyResolver::new(std::sync::Arc::new(
+                    EgressPolicy::deny_all(),
+                )))
+                .build()
+                .unwrap_or_default()
+        })
 }
 
 /// One delivery attempt of `hook` to the setting's address. `Err` says why it failed.
 pub async fn deliver(
     client: &reqwest::Client,
+    policy: &EgressPolicy,
     setting: &HookSetting,
     hook: &PendingHook,
     now_secs: i64,
 ) -> Result<(), String> {
+    // reqwest connects to an IP literal without asking the resolver: check it here.
+    let url = reqwest::Url::parse(&setting.hook_address)
+        .map_err(|e| format!("hook_address is not a URL: {e}"))?;
+    policy
+        .check_url(&url)
+        .map_err(|why| format!("denied by the hook egress policy: {why}"))?;
     let mut req = client
-        .post(&setting.hook_address)
+        .post(url)
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
         .header("X-Zadig-Event", "release_plan")
@@ -204,6 +231,10 @@ pub async fn deliver(
     let status = resp.status();
     if status.is_success() {
         Ok(())
+    } else if status.is_redirection() {
+        Err(format!(
+            "receiver answered {status}: a redirect, not followed (hooks never follow redirects)"
+        ))
     } else {
         Err(format!("receiver answered {status}"))
     }

@@ -3,9 +3,11 @@
 //!
 //! - [`model`]: the stored plan; [`machine`]: `(plan, event, clock) → (plan, effects)`;
 //! - [`input`]: request bodies and their validation; [`service`]: load → machine →
-//!   conditional save → effects; [`hooks`]: outgoing hook body and delivery;
+//!   conditional save → effects; [`hooks`]: outgoing hook body and delivery; [`egress`]:
+//!   where hooks may connect;
 //! - [`store`]: collections. The background loops live in [`crate::scheduler`].
 
+pub mod egress;
 pub mod hooks;
 pub mod input;
 pub mod machine;

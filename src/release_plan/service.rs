@@ -692,6 +692,15 @@ pub async fn put_hook_setting(
             )));
         }
     }
+    // A literal address or metadata host name the egress policy denies is refused now;
+    // names are checked again on every resolution at delivery.
+    if let Ok(url) = reqwest::Url::parse(&address) {
+        super::egress::EgressPolicy::of(&state.config)
+            .check_url(&url)
+            .map_err(|why| {
+                ApiError::bad_request(format!("`hook_address` {address:?} is not allowed: {why}"))
+            })?;
+    }
     let store = &state.release_plans;
     let old = store.hook_setting().await?;
     let setting = HookSetting {

@@ -17,6 +17,8 @@ mod engine;
 mod engine_api;
 mod engine_restart;
 mod foundation;
+mod hook_egress;
+mod net_hygiene;
 mod openapi;
 mod release_plan;
 mod release_plan_hooks;
