@@ -15,10 +15,11 @@
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::validate;
 
 /// Longest name or identifier, in characters (checked by the domain rules, see
 /// [`crate::validate::name`]).
-pub const MAX_NAME_LEN: usize = crate::validate::MAX_NAME_LEN;
+pub const MAX_NAME_LEN: usize = validate::MAX_NAME_LEN;
 /// Longest free text — a description, remark, comment, reason or text-job content — in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Longest script (build script, freestyle step, template script), in bytes.
@@ -112,27 +113,24 @@ impl Paging {
         num: Option<i64>,
         size: Option<i64>,
     ) -> ApiResult<Paging> {
-        let size = page_param("pageSize", size, rule.default_size, Some(rule.max_size))?;
-        let num = page_param(num_field, num, rule.default_num, None)?;
-        // `size` ≥ 1, so this bound is `num × size ≤ i64::MAX`.
+        let num = validate::page_param(num_field, num, rule.default_num, None)?;
+        let size = validate::page_param("pageSize", size, rule.default_size, None)?;
+        // The offset first, whatever the cap: a page that cannot exist is the fault of
+        // `pageNum`. `size` ≥ 1, so this bound is `num × size ≤ i64::MAX`.
         let max_num = i64::MAX.unsigned_abs() / size;
         if num > max_num {
             return Err(ApiError::bad_request(format!(
                 "`{num_field}` is too large: with pageSize {size} it must be at most {max_num}, got {num}"
             )));
         }
+        if size > rule.max_size {
+            return Err(ApiError::bad_request(format!(
+                "`pageSize` must be at most {}, got {size}",
+                rule.max_size
+            )));
+        }
         Ok(Paging { num, size })
     }
-}
-
-/// A paging parameter: `default` when absent, else ≥ 1 (and ≤ `max` when given).
-fn page_param(
-    field: &str,
-    value: Option<i64>,
-    default: Option<u64>,
-    max: Option<u64>,
-) -> ApiResult<u64> {
-    crate::validate::page_param(field, value, default, max)
 }
 
 /// Whether `key` is a POSIX environment-variable name: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -17,6 +17,7 @@ mod engine;
 mod engine_api;
 mod engine_restart;
 mod foundation;
+mod limits;
 mod openapi;
 mod release_plan;
 mod release_plan_hooks;
