@@ -325,7 +325,12 @@ mod tests {
 
     #[test]
     fn paging_offset_fits_i64() {
-        let p = Paging::parse(&USERS_PAGE, "pageNum", Some(9_223_372_036_854_777), Some(1000));
+        let p = Paging::parse(
+            &USERS_PAGE,
+            "pageNum",
+            Some(9_223_372_036_854_777),
+            Some(1000),
+        );
         assert!(desc(p.map(|_| ())).contains("`pageNum`"));
         let max = i64::MAX / 1000;
         assert_eq!(
@@ -335,8 +340,14 @@ mod tests {
                 size: 1000
             }
         );
-        assert!(desc(Paging::parse(&BUILDS_PAGE, "pageNum", None, Some(101)).map(|_| ())).contains("`pageSize`"));
-        assert!(desc(Paging::parse(&RELEASE_PLANS_PAGE, "pageNum", None, Some(1)).map(|_| ())).contains("`pageNum`"));
+        assert!(
+            desc(Paging::parse(&BUILDS_PAGE, "pageNum", None, Some(101)).map(|_| ()))
+                .contains("`pageSize`")
+        );
+        assert!(
+            desc(Paging::parse(&RELEASE_PLANS_PAGE, "pageNum", None, Some(1)).map(|_| ()))
+                .contains("`pageNum`")
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ async fn list_templates(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateList>> {
-    let p = Paging::parse(&limits::BUILD_TEMPLATES_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let p = Paging::parse(
+        &limits::BUILD_TEMPLATES_PAGE,
+        "pageNum",
+        q.page_num,
+        q.page_size,
+    )?;
     Ok(Json(service::list_templates(&state, p.num, p.size).await?))
 }
 

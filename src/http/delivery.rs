@@ -215,7 +215,12 @@ async fn list_versions(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<VersionList>> {
-    let p = Paging::parse(&limits::DELIVERY_VERSIONS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let p = Paging::parse(
+        &limits::DELIVERY_VERSIONS_PAGE,
+        "pageNum",
+        q.page_num,
+        q.page_size,
+    )?;
     let (list, total) = service::list(&state, &q.project_key, p.num, p.size).await?;
     Ok(Json(VersionList {
         list: list.into_iter().map(Into::into).collect(),

@@ -14,12 +14,12 @@ use utoipa_axum::routes;
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::release_plan::input::{
     ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
 use crate::release_plan::service::{self, HookSettingView, JobAction, ListItem};
 use crate::release_plan::store::LogRecord;
-use crate::limits::{self, Paging};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -122,7 +122,12 @@ async fn list_plans(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PlanList>> {
-    let p = Paging::parse(&limits::RELEASE_PLANS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let p = Paging::parse(
+        &limits::RELEASE_PLANS_PAGE,
+        "pageNum",
+        q.page_num,
+        q.page_size,
+    )?;
     let (list, total) = service::list(&state, p.num, p.size).await?;
     Ok(Json(PlanList { list, total }))
 }
