@@ -80,6 +80,14 @@ backend_test! {
             .collect();
         wf["stages"][0]["jobs"][0]["spec"]["envs"] = json!(envs);
         app.post("/api/aslan/workflow/v4", wf).await.expect_error(400, "`stages[0].jobs[0].spec.envs`");
+        // Edits add to a view's list, so the list is bounded after each edit.
+        let list: Vec<Value> = (0..limits::MAX_ITEMS)
+            .map(|i| json!({"workflow_key": format!("wf-{i}"), "workflow_type": "custom", "enabled": true}))
+            .collect();
+        app.post("/openapi/workflows/view", json!({"project_key": "p", "name": "v", "workflow_list": list}))
+            .await.expect(200);
+        let one_more = json!({"workflow_list": [{"workflow_key": "extra", "workflow_type": "custom", "enabled": true}]});
+        app.put("/openapi/workflows/view/v?projectKey=p", one_more).await.expect_error(400, "`workflow_list`");
         app.stop().await;
     }
 }
