@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod release_plan;
 pub mod scheduler;
 pub mod state;

@@ -25,10 +25,7 @@ fn bad(field: &str, what: impl fmt::Display) -> ApiError {
 
 /// A name a script can use as an environment variable.
 fn check_env_name(field: &str, v: &str) -> ApiResult<()> {
-    let mut chars = v.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+    if crate::limits::is_env_name(v) {
         validate::max_len(field, v)
     } else {
         Err(bad(
@@ -575,6 +572,7 @@ pub fn targets_of(list: &[TargetServiceInput], template_vars: &[KeyVal]) -> ApiR
             if kv.key.trim().is_empty() {
                 return Err(bad(&format!("{field}.key"), "is required"));
             }
+            check_env_name(&format!("{field}.key"), &kv.key)?;
             if let Some(kind) = kv.kind.as_deref().filter(|k| !k.is_empty()) {
                 validate::one_of(&format!("{field}.type"), kind, var_type::ALL)?;
             }

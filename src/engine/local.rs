@@ -202,8 +202,14 @@ async fn prepare_dirs(dir: &Path, sandbox: &Arc<Sandbox>) -> std::io::Result<Pat
     .map_err(std::io::Error::other)?
 }
 
-/// The environment of every command of the job.
-fn job_env(job: &PreparedJob, dir: &Path, ws: &Path) -> Vec<(OsString, OsString)> {
+/// The environment of every command of the job. Variable names are checked where they are
+/// defined and executed (crate::limits::env_name); one that still is not a name (a definition
+/// stored before that rule) fails the job rather than being dropped unseen.
+fn job_env(
+    job: &PreparedJob,
+    dir: &Path,
+    ws: &Path,
+) -> Result<Vec<(OsString, OsString)>, String> {
     let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
         .iter()
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
@@ -211,12 +217,15 @@ fn job_env(job: &PreparedJob, dir: &Path, ws: &Path) -> Vec<(OsString, OsString)
     env.push(("HOME".into(), dir.join("home").into_os_string()));
     env.push(("TMPDIR".into(), dir.join("tmp").into_os_string()));
     for (k, v) in &job.env {
-        if !k.is_empty() && !k.contains(['=', '\0']) {
-            env.push((k.into(), v.replace('\0', "").into()));
+        if !crate::limits::is_env_name(k) {
+            return Err(format!(
+                "environment variable name {k:?} is not valid (it must match [A-Za-z_][A-Za-z0-9_]*)"
+            ));
         }
+        env.push((k.into(), v.replace('\0', "").into()));
     }
     env.push(("WORKSPACE".into(), ws.as_os_str().to_owned()));
-    env
+    Ok(env)
 }
 
 async fn run_steps(
@@ -225,7 +234,7 @@ async fn run_steps(
     ws: &Path,
     log: &JobLog,
 ) -> Result<BTreeMap<String, String>, String> {
-    let env = job_env(job, jail.dir, ws);
+    let env = job_env(job, jail.dir, ws)?;
     let mut outputs = BTreeMap::new();
     for step in &job.steps {
         match step {

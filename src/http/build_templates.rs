@@ -14,6 +14,7 @@ use crate::build::view::{TemplateList, TemplateView};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::state::AppState;
 use crate::validate;
 
@@ -57,9 +58,13 @@ async fn list_templates(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateList>> {
-    let page = validate::page_param("pageNum", q.page_num, Some(1), None)?;
-    let size = validate::page_param("pageSize", q.page_size, Some(20), None)?;
-    Ok(Json(service::list_templates(&state, page, size).await?))
+    let p = Paging::parse(
+        &limits::BUILD_TEMPLATES_PAGE,
+        "pageNum",
+        q.page_num,
+        q.page_size,
+    )?;
+    Ok(Json(service::list_templates(&state, p.num, p.size).await?))
 }
 
 /// One build template; credential defaults shown as `********`.

@@ -14,6 +14,7 @@ use crate::build::view::{BuildDetail, BuildList};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::state::AppState;
 use crate::validate;
 
@@ -183,9 +184,8 @@ async fn list_builds(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<BuildList>> {
     let project = required("projectKey", &q.project_key)?;
-    let page = validate::page_param("pageNum", q.page_num, Some(1), None)?;
-    let size = validate::page_param("pageSize", q.page_size, Some(20), None)?;
-    Ok(Json(service::list(&state, project, page, size).await?))
+    let p = Paging::parse(&limits::BUILDS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    Ok(Json(service::list(&state, project, p.num, p.size).await?))
 }
 
 /// A build's detail, credentials masked (seed 004 "Get Build Details", spec/build.md §8).

@@ -22,8 +22,8 @@ use crate::delivery::service;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{decode_json, decode_query};
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::state::AppState;
-use crate::validate;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,7 +45,7 @@ pub struct ListQuery {
     /// 1-based page, default 1.
     #[serde(rename = "pageNum")]
     pub page_num: Option<i64>,
-    /// Page size, default 20, at most 1000.
+    /// Page size, default 20, at most 100.
     #[serde(rename = "pageSize")]
     pub page_size: Option<i64>,
 }
@@ -215,9 +215,13 @@ async fn list_versions(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<VersionList>> {
-    let page = validate::page_param("pageNum", q.page_num, Some(1), None)?;
-    let size = validate::page_param("pageSize", q.page_size, Some(20), Some(1000))?;
-    let (list, total) = service::list(&state, &q.project_key, page, size).await?;
+    let p = Paging::parse(
+        &limits::DELIVERY_VERSIONS_PAGE,
+        "pageNum",
+        q.page_num,
+        q.page_size,
+    )?;
+    let (list, total) = service::list(&state, &q.project_key, p.num, p.size).await?;
     Ok(Json(VersionList {
         list: list.into_iter().map(Into::into).collect(),
         total,

@@ -24,12 +24,19 @@ fn describe_path(path: &serde_path_to_error::Path) -> Option<String> {
     (p != "." && !p.is_empty()).then_some(p)
 }
 
-/// Decode JSON bytes into `T`, naming the field on failure.
+/// Decode JSON bytes into `T`, naming the field on failure; strings and arrays over their size
+/// limit ([`crate::limits::document`]) are a 400 naming their JSON path.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "request body is empty: expected a JSON object",
         ));
+    }
+    // Every string and array of a body is bounded by its key (crate::limits), before any
+    // domain rule runs; a body that is not JSON falls through to the typed decode below,
+    // which names the syntax error.
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        crate::limits::document(&value)?;
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {

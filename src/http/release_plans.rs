@@ -14,13 +14,13 @@ use utoipa_axum::routes;
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::release_plan::input::{
     ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
 use crate::release_plan::service::{self, HookSettingView, JobAction, ListItem};
 use crate::release_plan::store::LogRecord;
 use crate::state::AppState;
-use crate::validate;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -122,9 +122,13 @@ async fn list_plans(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PlanList>> {
-    let page = validate::page_param("pageNum", q.page_num, None, None)?;
-    let size = validate::page_param("pageSize", q.page_size, None, None)?;
-    let (list, total) = service::list(&state, page, size).await?;
+    let p = Paging::parse(
+        &limits::RELEASE_PLANS_PAGE,
+        "pageNum",
+        q.page_num,
+        q.page_size,
+    )?;
+    let (list, total) = service::list(&state, p.num, p.size).await?;
     Ok(Json(PlanList { list, total }))
 }
 

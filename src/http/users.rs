@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 use crate::auth::{Identity, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::users::User;
@@ -133,9 +134,8 @@ async fn list_users(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<UserList>> {
-    let page = validate::page_param("pageNum", q.page_num, Some(1), None)?;
-    let size = validate::page_param("pageSize", q.page_size, Some(20), Some(1000))?;
-    let (users, total) = state.users.page(page, size).await?;
+    let p = Paging::parse(&limits::USERS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let (users, total) = state.users.page(p.num, p.size).await?;
     Ok(Json(UserList {
         users: users.into_iter().map(Into::into).collect(),
         total,

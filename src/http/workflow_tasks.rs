@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody, codes};
 use crate::http::{Json, Path, Query, Success};
+use crate::limits::{self, Paging};
 use crate::state::AppState;
 use crate::validate;
 use crate::workflow::execute::{self, ExecuteInput};
@@ -366,7 +367,7 @@ pub struct ListTasksQuery {
     pub page_num: Option<i64>,
     /// Alias of `pageNum`.
     pub page: Option<i64>,
-    /// Page size, default 50, at most 1000.
+    /// Page size, default 50, at most 100.
     #[serde(rename = "pageSize")]
     pub page_size: Option<i64>,
 }
@@ -406,9 +407,8 @@ async fn list_tasks(
         (None, Some(n)) => ("page", Some(n)),
         (None, None) => ("pageNum", None),
     };
-    let page = validate::page_param(field, num, Some(1), None)?;
-    let size = validate::page_param("pageSize", q.page_size, Some(50), Some(1000))?;
-    let (wf, list, total) = tasks::list(&state, &key, &q.project_key, page, size).await?;
+    let p = Paging::parse(&limits::WORKFLOW_TASKS_PAGE, field, num, q.page_size)?;
+    let (wf, list, total) = tasks::list(&state, &key, &q.project_key, p.num, p.size).await?;
     Ok(Json(TaskList {
         total,
         workflow_tasks: list

@@ -194,6 +194,11 @@ fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
             ));
         };
         let kind = str_of(stored, "type").to_string();
+        // Exported to the jobs' environment (a definition stored before this rule may hold
+        // another name).
+        if kind != "repo" && kind != "file" {
+            crate::limits::env_name(&format!("{field}.name"), &p.name)?;
+        }
         let options: Vec<String> = stored
             .get("choice_option")
             .and_then(Value::as_array)

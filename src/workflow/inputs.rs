@@ -194,6 +194,8 @@ fn merge_kvs(
         if kv.key.is_empty() {
             return Err(bad(&format!("{field}[{k}].key"), "is required"));
         }
+        // Every variable set here ends up in the job's environment.
+        crate::limits::env_name(&format!("{field}[{k}].key"), &kv.key)?;
         let value = text(&kv.value);
         match stored.iter_mut().find(|v| str_of(v, "key") == kv.key) {
             Some(v) => {

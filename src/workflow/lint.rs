@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use axum::http::StatusCode;
 
 use crate::error::{ApiError, ApiResult, codes};
+use crate::limits;
 use crate::validate;
 use crate::workflow::bad;
 use crate::workflow::legacy;
@@ -129,6 +130,10 @@ fn lint_params(params: &mut [Value]) -> ApiResult<()> {
         }
         let kind = m.get("type").and_then(Value::as_str).unwrap_or("string");
         validate::one_of(&format!("params[{i}].type"), kind, PARAM_TYPES)?;
+        // Every parameter but a repository or a file is exported to the jobs' environment.
+        if kind != "repo" && kind != "file" {
+            limits::env_name(&format!("params[{i}].name"), name)?;
+        }
         let kind = kind.to_string();
         // The seed's detail shape: every Param has these keys.
         m.insert("type".into(), Value::String(kind));
@@ -221,6 +226,41 @@ fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
             }
         }
         "approval" => normalize_approval(&mut job.spec, &sfield, false)?,
+        _ => {}
+    }
+    if ENV_JOB_TYPES.contains(&job.job_type.as_str()) {
+        check_env_keys(&job.spec, &sfield)?;
+    }
+    Ok(())
+}
+
+/// Job types whose `envs`/`key_vals` become environment variables of a local process.
+const ENV_JOB_TYPES: &[&str] = &["freestyle", "zadig-build", "zadig-test", "zadig-scanning"];
+
+/// Every `key` of an `envs` or `key_vals` list anywhere in a job spec (the job's own, or a
+/// service's) must be an environment-variable name.
+fn check_env_keys(v: &Value, field: &str) -> ApiResult<()> {
+    match v {
+        Value::Object(m) => {
+            for (k, item) in m {
+                let f = format!("{field}.{k}");
+                match item {
+                    Value::Array(list) if k == "envs" || k == "key_vals" => {
+                        for (i, kv) in list.iter().enumerate() {
+                            if let Some(key) = kv.get("key").and_then(Value::as_str) {
+                                limits::env_name(&format!("{f}[{i}].key"), key)?;
+                            }
+                        }
+                    }
+                    _ => check_env_keys(item, &f)?,
+                }
+            }
+        }
+        Value::Array(list) => {
+            for (i, item) in list.iter().enumerate() {
+                check_env_keys(item, &format!("{field}[{i}]"))?;
+            }
+        }
         _ => {}
     }
     Ok(())

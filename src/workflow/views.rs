@@ -216,6 +216,12 @@ pub async fn edit(
                 (None, false) => {}
             }
         }
+        // Edits add entries, so the list is bounded here rather than per request.
+        crate::limits::items(
+            "workflow_list",
+            view.workflows.len(),
+            crate::limits::MAX_ITEMS,
+        )?;
         view.update_time = state.clock.now();
         view.update_by = caller.name.clone();
         let filter = Filter::id(&view.id).and(Filter::eq("version", view.version));

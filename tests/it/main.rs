@@ -18,6 +18,7 @@ mod engine_api;
 mod engine_restart;
 mod foundation;
 mod hook_egress;
+mod limits;
 mod net_hygiene;
 mod openapi;
 mod release_plan;
