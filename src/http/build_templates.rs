@@ -45,7 +45,7 @@ async fn create_template(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     let req: TemplateRequest = decode_object(body)?;
-    service::create_template(&state, &caller.name, &req).await?;
+    service::create_template(&state, &caller, &req).await?;
     Ok(Success::new())
 }
 
@@ -89,7 +89,7 @@ async fn update_template(
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
     let req: TemplateRequest = decode_object(body)?;
-    service::update_template(&state, &caller.name, &name, &req).await?;
+    service::update_template(&state, &caller, &name, &req).await?;
     Ok(Success::new())
 }
 
@@ -104,6 +104,6 @@ async fn delete_template(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
-    service::delete_template(&state, &caller.name, &name).await?;
+    service::delete_template(&state, &caller, &name).await?;
     Ok(Success::new())
 }

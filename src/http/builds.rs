@@ -116,10 +116,10 @@ async fn create_build(
     let project = q.project_key.as_deref();
     if q.is_template() {
         let req: TemplateBuildRequest = decode_object(body)?;
-        service::create_from_template(&state, &caller.name, &req, project).await?;
+        service::create_from_template(&state, &caller, &req, project).await?;
     } else {
         let req: BuildRequest = decode_object(body)?;
-        service::create(&state, &caller.name, &req, project).await?;
+        service::create(&state, &caller, &req, project).await?;
     }
     Ok(Success::new())
 }
@@ -139,10 +139,10 @@ async fn update_build(
     let project = q.project_key.as_deref();
     if q.is_template() {
         let req: TemplateBuildRequest = decode_object(body)?;
-        service::update_from_template(&state, &caller.name, None, &req, project).await?;
+        service::update_from_template(&state, &caller, None, &req, project).await?;
     } else {
         let req: BuildRequest = decode_object(body)?;
-        service::update(&state, &caller.name, &req, project).await?;
+        service::update(&state, &caller, &req, project).await?;
     }
     Ok(Success::new())
 }
@@ -165,7 +165,7 @@ async fn update_template_build(
     let req: TemplateBuildRequest = decode_object(body)?;
     service::update_from_template(
         &state,
-        &caller.name,
+        &caller,
         Some(&name),
         &req,
         q.project_key.as_deref(),
@@ -219,6 +219,6 @@ async fn delete_build(
 ) -> ApiResult<Json<Success>> {
     let name = required("name", &q.name)?;
     let project = q.project_key.as_deref().filter(|p| !p.is_empty());
-    service::delete(&state, &caller.name, name, project).await?;
+    service::delete(&state, &caller, name, project).await?;
     Ok(Success::new())
 }

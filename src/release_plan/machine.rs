@@ -341,6 +341,25 @@ pub fn is_kept_transition(from: Status, to: Status) -> bool {
     }
 }
 
+/// Whether `who` may edit `plan`, delete it or change its status: a system admin, the
+/// release manager (`manager_id`) or the plan's creator (`internal.creator_id`).
+pub fn may_edit(plan: &ReleasePlan, who: &Actor) -> bool {
+    let is = |uid: &str| !uid.is_empty() && who.uid == uid;
+    who.is_admin || is(&plan.manager_id) || is(&plan.internal.creator_id)
+}
+
+/// 403 unless `who` [`may_edit`] `plan`; `what` is the refused action ("delete", …).
+pub fn require_editor(plan: &ReleasePlan, who: &Actor, what: &str) -> Result<(), Rejection> {
+    if may_edit(plan, who) {
+        Ok(())
+    } else {
+        Err(Rejection::forbidden(format!(
+            "only the release manager {}, the plan's creator {} or a system admin may {what} release plan {}; user {} is none of them",
+            plan.manager, plan.created_by, plan.name, who.account
+        )))
+    }
+}
+
 /// Apply `event` to `plan` at `ctx`.
 pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome, Rejection> {
     let mut s = Step {
@@ -353,7 +372,10 @@ pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome,
         error: None,
     };
     match event {
-        Event::Edit { content, .. } => s.edit(content)?,
+        Event::Edit { content, .. } => {
+            s.authorize_edit(content)?;
+            s.edit(content)?;
+        }
         Event::SetStatus { target, .. } => s.set_status(*target)?,
         Event::Vote {
             approve, comment, ..
@@ -456,15 +478,23 @@ impl Step<'_> {
         self.who.is_admin || (!self.p.manager_id.is_empty() && self.who.uid == self.p.manager_id)
     }
 
-    fn require_plan_owner(&self, what: &str) -> Result<(), Rejection> {
-        if self.plan_owner() {
-            Ok(())
-        } else {
-            Err(Rejection::forbidden(format!(
-                "only the release manager {} or a system admin may {what} release plan {}; user {} is neither",
+    /// docs/security.md: an admin, the release manager or the plan's creator may edit the
+    /// plan, delete it and change its status.
+    fn require_plan_editor(&self, what: &str) -> Result<(), Rejection> {
+        require_editor(&self.p, &self.who, what)
+    }
+
+    /// An edit: the caller may edit the plan, and only an admin or the current manager may
+    /// hand it to another manager (a creator who is not the manager may not take it over).
+    fn authorize_edit(&self, c: &Content) -> Result<(), Rejection> {
+        self.require_plan_editor("edit")?;
+        if c.manager_id != self.p.manager_id && !self.plan_owner() {
+            return Err(Rejection::forbidden(format!(
+                "only the release manager {} or a system admin may hand release plan {} to another manager; user {} may not change `manager`",
                 self.p.manager, self.p.name, self.who.account
-            )))
+            )));
         }
+        Ok(())
     }
 
     /// spec §5.2: a job owner, the plan owner or an admin.
@@ -715,7 +745,7 @@ impl Step<'_> {
     }
 
     fn set_status(&mut self, target: Status) -> Result<(), Rejection> {
-        self.require_plan_owner("change the status of")?;
+        self.require_plan_editor("change the status of")?;
         let from = self.p.status;
         if target == from {
             return Err(Rejection::conflict(format!(
@@ -1310,7 +1340,10 @@ pub fn create(id: &str, index: i64, content: &Content, actor: &Actor, ctx: &Ctx<
         wait_for_all_done_external_check_time: 0,
         external_check_failed_reason: String::new(),
         version: 0,
-        internal: Default::default(),
+        internal: super::model::Internal {
+            creator_id: actor.uid.clone(),
+            ..Default::default()
+        },
     };
     let mut s = Step {
         p: blank,
