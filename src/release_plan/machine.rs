@@ -1502,6 +1502,63 @@ mod tests {
     }
 
     #[test]
+    fn editors_are_the_manager_the_creator_and_admins() {
+        let hooks = HookSnapshot::default();
+        let ctx = ctx_at(T0_MS, &hooks);
+        let mut content = Content {
+            name: "plan".into(),
+            manager: "manager".into(),
+            manager_id: MANAGER.into(),
+            manager_identity_type: "system".into(),
+            start_time: 0,
+            end_time: 0,
+            schedule_execute_time: 0,
+            description: String::new(),
+            approval: None,
+            jobs: Vec::new(),
+        };
+        // u-a1 creates a plan that MANAGER manages.
+        let p = create("p1", 1, &content, &actor("u-a1"), &ctx).plan;
+        assert_eq!(p.internal.creator_id, "u-a1");
+        let edit = |p: &ReleasePlan, who: &str, c: &Content| {
+            step(
+                p,
+                &Event::Edit {
+                    actor: actor(who),
+                    content: c.clone(),
+                },
+                &ctx,
+            )
+        };
+        for who in [MANAGER, "u-a1", "u-admin"] {
+            assert!(edit(&p, who, &content).is_ok(), "{who} edits");
+        }
+        assert_eq!(
+            edit(&p, "u-other", &content).unwrap_err().kind,
+            RejectKind::Forbidden
+        );
+        // Handing over: the manager and admins, not the creator.
+        content.manager_id = "u-a1".into();
+        assert_eq!(
+            edit(&p, "u-a1", &content).unwrap_err().kind,
+            RejectKind::Forbidden
+        );
+        assert!(edit(&p, MANAGER, &content).is_ok());
+        assert!(edit(&p, "u-admin", &content).is_ok());
+        // A plan stored before creators were recorded: only the manager and admins.
+        let mut old = p.clone();
+        old.internal.creator_id.clear();
+        assert!(!may_edit(&old, &actor("u-a1")));
+        assert!(may_edit(&old, &actor(MANAGER)));
+        assert!(may_edit(&old, &actor("u-admin")));
+        // A stored document without the field reads as such a plan.
+        let mut doc = serde_json::to_value(&p).unwrap();
+        doc["internal"].as_object_mut().unwrap().remove("creator_id");
+        let read: ReleasePlan = serde_json::from_value(doc).unwrap();
+        assert_eq!(read.internal.creator_id, "");
+    }
+
+    #[test]
     fn text_jobs_complete_the_plan() {
         let p = plan(vec![
             job(0, JobKind::Text, JobStatus::Unset),
