@@ -163,14 +163,8 @@ async fn update_template_build(
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
     let req: TemplateBuildRequest = decode_object(body)?;
-    service::update_from_template(
-        &state,
-        &caller,
-        Some(&name),
-        &req,
-        q.project_key.as_deref(),
-    )
-    .await?;
+    service::update_from_template(&state, &caller, Some(&name), &req, q.project_key.as_deref())
+        .await?;
     Ok(Success::new())
 }
 

@@ -1553,7 +1553,10 @@ mod tests {
         assert!(may_edit(&old, &actor("u-admin")));
         // A stored document without the field reads as such a plan.
         let mut doc = serde_json::to_value(&p).unwrap();
-        doc["internal"].as_object_mut().unwrap().remove("creator_id");
+        doc["internal"]
+            .as_object_mut()
+            .unwrap()
+            .remove("creator_id");
         let read: ReleasePlan = serde_json::from_value(doc).unwrap();
         assert_eq!(read.internal.creator_id, "");
     }

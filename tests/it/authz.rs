@@ -131,7 +131,12 @@ async fn snapshot(app: &TestApp, alice: &str, alice_uid: &str, plans: &[&str]) -
         s.insert(format!("task {wf}"), task_state(&task(app, wf, 1).await));
     }
     let me = app
-        .call(Method::GET, &format!("/openapi/users/{alice_uid}"), Some(alice), None)
+        .call(
+            Method::GET,
+            &format!("/openapi/users/{alice_uid}"),
+            Some(alice),
+            None,
+        )
         .await;
     s.insert("alice's token".into(), json!(me.status.as_u16()));
     Value::Object(s)
