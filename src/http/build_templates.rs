@@ -38,6 +38,7 @@ pub struct PageQuery {
 #[utoipa::path(post, path = "/openapi/templates/build", tag = "build templates",
     request_body = TemplateRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 409, body = ErrorBody, description = "name taken")))]
 async fn create_template(
     State(state): State<AppState>,
@@ -80,6 +81,7 @@ async fn get_template(
 #[utoipa::path(put, path = "/openapi/templates/build/{name}", tag = "build templates",
     params(("name" = String, Path)), request_body = TemplateRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_template(
     State(state): State<AppState>,
@@ -96,7 +98,9 @@ async fn update_template(
 /// Delete a build template; 409 while a build uses it.
 #[utoipa::path(delete, path = "/openapi/templates/build/{name}", tag = "build templates",
     params(("name" = String, Path)),
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Success),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "used by builds")))]
 async fn delete_template(
     State(state): State<AppState>,

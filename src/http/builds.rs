@@ -129,6 +129,7 @@ async fn create_build(
 #[utoipa::path(put, path = "/openapi/build", tag = "builds", params(WriteQuery),
     request_body = BuildBody,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown build (code 6521) or template")))]
 async fn update_build(
     State(state): State<AppState>,
@@ -153,6 +154,7 @@ async fn update_build(
     params(("name" = String, Path, description = "build name"), WriteQuery),
     request_body = TemplateBuildRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown build (code 6523) or template")))]
 async fn update_template_build(
     State(state): State<AppState>,
@@ -205,6 +207,7 @@ async fn build_detail(
 /// Delete a build (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
 #[utoipa::path(delete, path = "/openapi/build", tag = "builds", params(DeleteQuery),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown build (code 6524)")))]
 async fn delete_build(
     State(state): State<AppState>,

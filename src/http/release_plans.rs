@@ -160,6 +160,7 @@ async fn get_plan(
 #[utoipa::path(patch, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)), request_body = PlanInput,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the manager, the creator or an admin; or a creator changing the manager"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_plan(
     State(state): State<AppState>,
@@ -328,6 +329,7 @@ async fn put_hook_setting(
 #[utoipa::path(post, path = "/api/callback/release_plan", tag = "release plans",
     request_body = CallbackInput,
     responses((status = 200, body = CallbackResponse), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn callback(
     State(state): State<AppState>,
