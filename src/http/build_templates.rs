@@ -34,7 +34,7 @@ pub struct PageQuery {
     pub page_size: Option<i64>,
 }
 
-/// Create a build template (names are unique).
+/// Create a build template (system admins; names are unique).
 #[utoipa::path(post, path = "/openapi/templates/build", tag = "build templates",
     request_body = TemplateRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
@@ -76,7 +76,7 @@ async fn get_template(
     Ok(Json(service::get_template(&state, &name).await?))
 }
 
-/// Replace a build template (a different `name` in the body renames it); builds using it
+/// Replace a build template (system admins; a different `name` in the body renames it); builds using it
 /// follow at their next run.
 #[utoipa::path(put, path = "/openapi/templates/build/{name}", tag = "build templates",
     params(("name" = String, Path)), request_body = TemplateRequest,
@@ -95,7 +95,7 @@ async fn update_template(
     Ok(Success::new())
 }
 
-/// Delete a build template; 409 while a build uses it.
+/// Delete a build template (system admins); 409 while a build uses it.
 #[utoipa::path(delete, path = "/openapi/templates/build/{name}", tag = "build templates",
     params(("name" = String, Path)),
     responses((status = 200, body = Success),

@@ -204,7 +204,7 @@ async fn build_detail(
     ))
 }
 
-/// Delete a build (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
+/// Delete a build: its creator or an admin (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
 #[utoipa::path(delete, path = "/openapi/build", tag = "builds", params(DeleteQuery),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),

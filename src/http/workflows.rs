@@ -112,7 +112,7 @@ pub struct DeleteQuery {
     pub project_key: String,
 }
 
-/// Delete a workflow (seed 002 "Delete Workflow"; spec §2.11).
+/// Delete a workflow: its creator or an admin (seed 002 "Delete Workflow"; spec §2.11).
 #[utoipa::path(delete, path = "/openapi/workflows/custom", tag = "workflows", params(DeleteQuery),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the workflow's creator or an admin"), (status = 404, body = ErrorBody)))]
 async fn delete_workflow(
