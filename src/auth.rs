@@ -53,6 +53,28 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// 403 unless the caller is a system admin or `owner_uid`, the uid recorded as the owner
+    /// of `what` (e.g. "workflow wf"). Documents stored before owners were recorded have an
+    /// empty owner: only admins may change those (docs/security.md).
+    pub fn require_owner_or_admin(&self, owner_uid: &str, what: &str) -> ApiResult<()> {
+        if self.is_admin || (!owner_uid.is_empty() && self.uid == owner_uid) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(if owner_uid.is_empty() {
+            format!(
+                "{what} has no recorded owner: only a system admin may change it; user {} is not one",
+                self.account
+            )
+        } else {
+            format!(
+                "only the creator of {what} or a system admin may change it; user {} is neither",
+                self.account
+            )
+        }))
+    }
+}
+
 impl From<&User> for Identity {
     fn from(u: &User) -> Self {
         Self {

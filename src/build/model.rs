@@ -345,6 +345,9 @@ pub struct Build {
     pub created_at: i64,
     pub update_time: i64,
     pub update_by: String,
+    /// The creator's uid: the owner who, beside admins, may change or delete the build.
+    #[serde(default)]
+    pub created_by_id: String,
     /// Bumped by every write; writes are conditional on it.
     pub version: i64,
 }

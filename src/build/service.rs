@@ -15,6 +15,7 @@ use super::rules::{
     def_of_build, def_of_template, project_of, repos_of, services_of, target_list, targets_of,
 };
 use super::view::{self, BuildDetail, BuildList, TemplateList, TemplateView};
+use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -135,10 +136,11 @@ fn check_build(req: &BuildRequest, query_project: Option<&str>) -> ApiResult<Che
 /// `POST /openapi/build` (spec/build.md §4).
 pub async fn create(
     state: &AppState,
-    by: &str,
+    caller: &Identity,
     req: &BuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
+    let by = caller.name.as_str();
     let Checked {
         project,
         def,
@@ -159,6 +161,7 @@ pub async fn create(
         created_at: now,
         update_time: now,
         update_by: by.to_string(),
+        created_by_id: caller.uid.clone(),
         version: 1,
     };
     insert_new(state, &build).await?;
@@ -170,10 +173,11 @@ pub async fn create(
 /// becomes a normal one); credentials sent back as `********` keep their stored values.
 pub async fn update(
     state: &AppState,
-    by: &str,
+    caller: &Identity,
     req: &BuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
+    let by = caller.name.as_str();
     let Checked {
         project,
         def,
@@ -187,6 +191,7 @@ pub async fn update(
             .get(&project, name)
             .await?
             .ok_or_else(|| build_not_found(codes::UPDATE_BUILD, name, &project))?;
+        caller.require_owner_or_admin(&old.created_by_id, &format!("build {name}"))?;
         let mut def = def.clone();
         restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
         let new = Build {
@@ -243,10 +248,11 @@ async fn template_alive(state: &AppState, id: &str) -> ApiResult<bool> {
 /// `POST /openapi/build?source=template` (spec/build.md §6.2).
 pub async fn create_from_template(
     state: &AppState,
-    by: &str,
+    caller: &Identity,
     req: &TemplateBuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
+    let by = caller.name.as_str();
     validate::name("name", &req.name)?;
     let (project, template, targets) = check_template_build(state, req, query_project).await?;
     let now = state.clock.now();
@@ -263,6 +269,7 @@ pub async fn create_from_template(
         created_at: now,
         update_time: now,
         update_by: by.to_string(),
+        created_by_id: caller.uid.clone(),
         version: 1,
     };
     insert_new(state, &build).await?;
@@ -279,11 +286,12 @@ pub async fn create_from_template(
 /// §6.4): switch the build to the template and replace its services; the rest is kept.
 pub async fn update_from_template(
     state: &AppState,
-    by: &str,
+    caller: &Identity,
     path_name: Option<&str>,
     req: &TemplateBuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
+    let by = caller.name.as_str();
     let name = match path_name {
         Some(p) => {
             if !req.name.trim().is_empty() && req.name.trim() != p {
@@ -304,6 +312,7 @@ pub async fn update_from_template(
             .get(&project, name)
             .await?
             .ok_or_else(|| build_not_found(codes::GET_BUILD, name, &project))?;
+        caller.require_owner_or_admin(&old.created_by_id, &format!("build {name}"))?;
         let mut targets = targets.clone();
         for t in &mut targets {
             if let Some(o) = old
@@ -439,10 +448,11 @@ pub async fn detail(
 /// Without a project the build of that name is deleted wherever it is (names are global).
 pub async fn delete(
     state: &AppState,
-    by: &str,
+    caller: &Identity,
     name: &str,
     project: Option<&str>,
 ) -> ApiResult<()> {
+    let by = caller.name.as_str();
     validate::name("name", name)?;
     let found = match project {
         Some(p) => state.builds.get(p, name).await?,
@@ -458,6 +468,7 @@ pub async fn delete(
             ),
         )
     })?;
+    caller.require_owner_or_admin(&b.created_by_id, &format!("build {name}"))?;
     state.builds.delete_id(&b.id).await?;
     tracing::info!(build.name = %name, project = %b.project_key, "build {name} deleted by {by}");
     Ok(())
@@ -477,7 +488,13 @@ fn template_exists(name: &str) -> ApiError {
 }
 
 /// `POST /openapi/templates/build`.
-pub async fn create_template(state: &AppState, by: &str, req: &TemplateRequest) -> ApiResult<()> {
+pub async fn create_template(
+    state: &AppState,
+    caller: &Identity,
+    req: &TemplateRequest,
+) -> ApiResult<()> {
+    caller.require_admin()?;
+    let by = caller.name.as_str();
     validate::name("name", &req.name)?;
     let def = def_of_template(req)?;
     let now = state.clock.now();
@@ -504,10 +521,12 @@ pub async fn create_template(state: &AppState, by: &str, req: &TemplateRequest) 
 /// renames it); credentials sent back as `********` keep their stored values.
 pub async fn update_template(
     state: &AppState,
-    by: &str,
+    caller: &Identity,
     name: &str,
     req: &TemplateRequest,
 ) -> ApiResult<()> {
+    caller.require_admin()?;
+    let by = caller.name.as_str();
     let new_name = if req.name.trim().is_empty() {
         name
     } else {
@@ -565,7 +584,9 @@ pub async fn list_templates(state: &AppState, page: u64, size: u64) -> ApiResult
 }
 
 /// `DELETE /openapi/templates/build/{name}`: refused (409) while a build uses the template.
-pub async fn delete_template(state: &AppState, by: &str, name: &str) -> ApiResult<()> {
+pub async fn delete_template(state: &AppState, caller: &Identity, name: &str) -> ApiResult<()> {
+    caller.require_admin()?;
+    let by = caller.name.as_str();
     for _ in 0..WRITE_ATTEMPTS {
         let t = state
             .build_templates

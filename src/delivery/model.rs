@@ -110,6 +110,9 @@ pub struct DeliveryVersion {
     pub status: String,
     pub error: String,
     pub created_by: String,
+    /// The creator's uid: the owner who, beside admins, may delete the version.
+    #[serde(default)]
+    pub created_by_id: String,
     pub created_at: i64,
     pub updated_at: i64,
     /// Pipeline run number: 1 at creation, +1 per retry.

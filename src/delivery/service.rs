@@ -194,6 +194,7 @@ pub async fn create(
         status: status::CREATING.to_string(),
         error: String::new(),
         created_by: caller.name.clone(),
+        created_by_id: caller.uid.clone(),
         created_at: now,
         updated_at: now,
         attempt: 1,
@@ -561,6 +562,16 @@ pub async fn by_name(state: &AppState, project: &str, name: &str) -> ApiResult<D
 pub async fn delete(state: &AppState, caller: &Identity, project: &str, id: &str) -> ApiResult<()> {
     validate::name("projectKey", project)?;
     validate::object_id("id", id)?;
+    let Some(v) = state
+        .delivery
+        .versions
+        .get(id)
+        .await?
+        .filter(|v| v.project_name == project)
+    else {
+        return Err(not_found(format!("{id} of project {project:?}")));
+    };
+    caller.require_owner_or_admin(&v.created_by_id, &format!("delivery version {}", v.version))?;
     if !state.delivery.versions.delete(project, id).await? {
         return Err(not_found(format!("{id} of project {project:?}")));
     }

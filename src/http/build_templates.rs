@@ -35,10 +35,11 @@ pub struct PageQuery {
     pub page_size: Option<i64>,
 }
 
-/// Create a build template (names are unique).
+/// Create a build template (system admins; names are unique).
 #[utoipa::path(post, path = "/openapi/templates/build", tag = "build templates",
     request_body = TemplateRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 409, body = ErrorBody, description = "name taken")))]
 async fn create_template(
     State(state): State<AppState>,
@@ -46,7 +47,7 @@ async fn create_template(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     let req: TemplateRequest = decode_object(body)?;
-    service::create_template(&state, &caller.name, &req).await?;
+    service::create_template(&state, &caller, &req).await?;
     Ok(Success::new())
 }
 
@@ -80,11 +81,12 @@ async fn get_template(
     Ok(Json(service::get_template(&state, &name).await?))
 }
 
-/// Replace a build template (a different `name` in the body renames it); builds using it
+/// Replace a build template (system admins; a different `name` in the body renames it); builds using it
 /// follow at their next run.
 #[utoipa::path(put, path = "/openapi/templates/build/{name}", tag = "build templates",
     params(("name" = String, Path)), request_body = TemplateRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_template(
     State(state): State<AppState>,
@@ -94,14 +96,16 @@ async fn update_template(
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
     let req: TemplateRequest = decode_object(body)?;
-    service::update_template(&state, &caller.name, &name, &req).await?;
+    service::update_template(&state, &caller, &name, &req).await?;
     Ok(Success::new())
 }
 
-/// Delete a build template; 409 while a build uses it.
+/// Delete a build template (system admins); 409 while a build uses it.
 #[utoipa::path(delete, path = "/openapi/templates/build/{name}", tag = "build templates",
     params(("name" = String, Path)),
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Success),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "used by builds")))]
 async fn delete_template(
     State(state): State<AppState>,
@@ -109,6 +113,6 @@ async fn delete_template(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
-    service::delete_template(&state, &caller.name, &name).await?;
+    service::delete_template(&state, &caller, &name).await?;
     Ok(Success::new())
 }

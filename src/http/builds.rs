@@ -117,10 +117,10 @@ async fn create_build(
     let project = q.project_key.as_deref();
     if q.is_template() {
         let req: TemplateBuildRequest = decode_object(body)?;
-        service::create_from_template(&state, &caller.name, &req, project).await?;
+        service::create_from_template(&state, &caller, &req, project).await?;
     } else {
         let req: BuildRequest = decode_object(body)?;
-        service::create(&state, &caller.name, &req, project).await?;
+        service::create(&state, &caller, &req, project).await?;
     }
     Ok(Success::new())
 }
@@ -130,6 +130,7 @@ async fn create_build(
 #[utoipa::path(put, path = "/openapi/build", tag = "builds", params(WriteQuery),
     request_body = BuildBody,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown build (code 6521) or template")))]
 async fn update_build(
     State(state): State<AppState>,
@@ -140,10 +141,10 @@ async fn update_build(
     let project = q.project_key.as_deref();
     if q.is_template() {
         let req: TemplateBuildRequest = decode_object(body)?;
-        service::update_from_template(&state, &caller.name, None, &req, project).await?;
+        service::update_from_template(&state, &caller, None, &req, project).await?;
     } else {
         let req: BuildRequest = decode_object(body)?;
-        service::update(&state, &caller.name, &req, project).await?;
+        service::update(&state, &caller, &req, project).await?;
     }
     Ok(Success::new())
 }
@@ -154,6 +155,7 @@ async fn update_build(
     params(("name" = String, Path, description = "build name"), WriteQuery),
     request_body = TemplateBuildRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown build (code 6523) or template")))]
 async fn update_template_build(
     State(state): State<AppState>,
@@ -164,14 +166,8 @@ async fn update_template_build(
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
     let req: TemplateBuildRequest = decode_object(body)?;
-    service::update_from_template(
-        &state,
-        &caller.name,
-        Some(&name),
-        &req,
-        q.project_key.as_deref(),
-    )
-    .await?;
+    service::update_from_template(&state, &caller, Some(&name), &req, q.project_key.as_deref())
+        .await?;
     Ok(Success::new())
 }
 
@@ -208,9 +204,10 @@ async fn build_detail(
     ))
 }
 
-/// Delete a build (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
+/// Delete a build: its creator or an admin (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
 #[utoipa::path(delete, path = "/openapi/build", tag = "builds", params(DeleteQuery),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the build's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown build (code 6524)")))]
 async fn delete_build(
     State(state): State<AppState>,
@@ -219,6 +216,6 @@ async fn delete_build(
 ) -> ApiResult<Json<Success>> {
     let name = required("name", &q.name)?;
     let project = q.project_key.as_deref().filter(|p| !p.is_empty());
-    service::delete(&state, &caller.name, name, project).await?;
+    service::delete(&state, &caller, name, project).await?;
     Ok(Success::new())
 }

@@ -271,10 +271,11 @@ async fn get_version(
     Ok(Json(v.into()))
 }
 
-/// Delete a version in any status; a running pipeline for it stops (seed 003 "删除版本"; spec §9).
+/// Delete a version in any status (its creator or an admin); a running pipeline for it stops (seed 003 "删除版本"; spec §9).
 #[utoipa::path(delete, path = "/openapi/delivery/releases/{id}", tag = "delivery",
     params(("id" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the version's creator or an admin"), (status = 404, body = ErrorBody)))]
 async fn delete_version(
     State(state): State<AppState>,
     caller: Identity,

@@ -160,10 +160,12 @@ async fn get_plan(
 }
 
 /// Replace a plan's metadata and jobs; the plan returns to `planning` (seed 001 "Update
-/// Release Plan and Jobs", spec §2.4).
+/// Release Plan and Jobs", spec §2.4): the release manager, the plan's creator or an admin;
+/// only the manager or an admin changes the manager.
 #[utoipa::path(patch, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)), request_body = PlanInput,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the manager, the creator or an admin; or a creator changing the manager"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_plan(
     State(state): State<AppState>,
@@ -175,7 +177,7 @@ async fn update_plan(
     Ok(Success::new())
 }
 
-/// Delete a plan (extension, DESIGN.md §1.4): the release manager or an admin.
+/// Delete a plan (extension, DESIGN.md §1.4): the release manager, the plan's creator or an admin.
 #[utoipa::path(delete, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
@@ -189,7 +191,7 @@ async fn delete_plan(
     Ok(Success::new())
 }
 
-/// Change a plan's status (extension; spec §4.2): the release manager or an admin.
+/// Change a plan's status (extension; spec §4.2): the release manager, the plan's creator or an admin.
 #[utoipa::path(post, path = "/openapi/release_plan/v1/{id}/status/{status}", tag = "release plans",
     params(("id" = String, Path), ("status" = String, Path)),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody),
@@ -328,10 +330,12 @@ async fn put_hook_setting(
     Ok(Success::new())
 }
 
-/// An external system answers a hook (seed 000 "Release Plan CallBack", spec §2.5/§8.4).
+/// An external system answers a hook (seed 000 "Release Plan CallBack", spec §2.5/§8.4),
+/// with a system admin's token.
 #[utoipa::path(post, path = "/api/callback/release_plan", tag = "release plans",
     request_body = CallbackInput,
     responses((status = 200, body = CallbackResponse), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn callback(
     State(state): State<AppState>,

@@ -84,9 +84,10 @@ pub struct TicketCreated {
     pub message: &'static str,
 }
 
-/// Create a pre-approval ticket (seed 002 "Create a Pre-Approval Form"; spec §7.1).
+/// Create a pre-approval ticket (system admins; seed 002 "Create a Pre-Approval Form"; spec §7.1).
 #[utoipa::path(post, path = "/openapi/ticket/approval", tag = "tickets", request_body = CreateTicketRequest,
-    responses((status = 200, body = TicketCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = TicketCreated), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a system admin"), (status = 409, body = ErrorBody)))]
 async fn create_ticket(
     State(state): State<AppState>,
     caller: Identity,

@@ -76,7 +76,7 @@ async fn create_workflow_alias(
 #[utoipa::path(put, path = "/api/aslan/workflow/v4/{name}", tag = "workflows",
     params(("name" = String, Path, description = "Workflow key"), UpdateQuery),
     request_body(content = Object, description = "The workflow definition (spec/workflow.md §1)"),
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the workflow's creator or an admin"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_workflow(
     State(state): State<AppState>,
     caller: Identity,
@@ -92,7 +92,7 @@ async fn update_workflow(
 #[utoipa::path(put, path = "/openapi/workflows/custom/{workflowKey}", tag = "workflows",
     params(("workflowKey" = String, Path, description = "Workflow key"), UpdateQuery),
     request_body(content = Object, description = "The workflow definition (spec/workflow.md §1)"),
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the workflow's creator or an admin"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_workflow_alias(
     state: State<AppState>,
     caller: Identity,
@@ -112,9 +112,9 @@ pub struct DeleteQuery {
     pub project_key: String,
 }
 
-/// Delete a workflow (seed 002 "Delete Workflow"; spec §2.11).
+/// Delete a workflow: its creator or an admin (seed 002 "Delete Workflow"; spec §2.11).
 #[utoipa::path(delete, path = "/openapi/workflows/custom", tag = "workflows", params(DeleteQuery),
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the workflow's creator or an admin"), (status = 404, body = ErrorBody)))]
 async fn delete_workflow(
     State(state): State<AppState>,
     caller: Identity,

@@ -341,6 +341,25 @@ pub fn is_kept_transition(from: Status, to: Status) -> bool {
     }
 }
 
+/// Whether `who` may edit `plan`, delete it or change its status: a system admin, the
+/// release manager (`manager_id`) or the plan's creator (`internal.creator_id`).
+pub fn may_edit(plan: &ReleasePlan, who: &Actor) -> bool {
+    let is = |uid: &str| !uid.is_empty() && who.uid == uid;
+    who.is_admin || is(&plan.manager_id) || is(&plan.internal.creator_id)
+}
+
+/// 403 unless `who` [`may_edit`] `plan`; `what` is the refused action ("delete", …).
+pub fn require_editor(plan: &ReleasePlan, who: &Actor, what: &str) -> Result<(), Rejection> {
+    if may_edit(plan, who) {
+        Ok(())
+    } else {
+        Err(Rejection::forbidden(format!(
+            "only the release manager {}, the plan's creator {} or a system admin may {what} release plan {}; user {} is none of them",
+            plan.manager, plan.created_by, plan.name, who.account
+        )))
+    }
+}
+
 /// Apply `event` to `plan` at `ctx`.
 pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome, Rejection> {
     let mut s = Step {
@@ -353,7 +372,10 @@ pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome,
         error: None,
     };
     match event {
-        Event::Edit { content, .. } => s.edit(content)?,
+        Event::Edit { content, .. } => {
+            s.authorize_edit(content)?;
+            s.edit(content)?;
+        }
         Event::SetStatus { target, .. } => s.set_status(*target)?,
         Event::Vote {
             approve, comment, ..
@@ -456,15 +478,23 @@ impl Step<'_> {
         self.who.is_admin || (!self.p.manager_id.is_empty() && self.who.uid == self.p.manager_id)
     }
 
-    fn require_plan_owner(&self, what: &str) -> Result<(), Rejection> {
-        if self.plan_owner() {
-            Ok(())
-        } else {
-            Err(Rejection::forbidden(format!(
-                "only the release manager {} or a system admin may {what} release plan {}; user {} is neither",
+    /// docs/security.md: an admin, the release manager or the plan's creator may edit the
+    /// plan, delete it and change its status.
+    fn require_plan_editor(&self, what: &str) -> Result<(), Rejection> {
+        require_editor(&self.p, &self.who, what)
+    }
+
+    /// An edit: the caller may edit the plan, and only an admin or the current manager may
+    /// hand it to another manager (a creator who is not the manager may not take it over).
+    fn authorize_edit(&self, c: &Content) -> Result<(), Rejection> {
+        self.require_plan_editor("edit")?;
+        if c.manager_id != self.p.manager_id && !self.plan_owner() {
+            return Err(Rejection::forbidden(format!(
+                "only the release manager {} or a system admin may hand release plan {} to another manager; user {} may not change `manager`",
                 self.p.manager, self.p.name, self.who.account
-            )))
+            )));
         }
+        Ok(())
     }
 
     /// spec §5.2: a job owner, the plan owner or an admin.
@@ -715,7 +745,7 @@ impl Step<'_> {
     }
 
     fn set_status(&mut self, target: Status) -> Result<(), Rejection> {
-        self.require_plan_owner("change the status of")?;
+        self.require_plan_editor("change the status of")?;
         let from = self.p.status;
         if target == from {
             return Err(Rejection::conflict(format!(
@@ -1310,7 +1340,10 @@ pub fn create(id: &str, index: i64, content: &Content, actor: &Actor, ctx: &Ctx<
         wait_for_all_done_external_check_time: 0,
         external_check_failed_reason: String::new(),
         version: 0,
-        internal: Default::default(),
+        internal: super::model::Internal {
+            creator_id: actor.uid.clone(),
+            ..Default::default()
+        },
     };
     let mut s = Step {
         p: blank,
@@ -1466,6 +1499,66 @@ mod tests {
         )
         .unwrap_or_else(|r| panic!("{target}: {}", r.message));
         out.plan
+    }
+
+    #[test]
+    fn editors_are_the_manager_the_creator_and_admins() {
+        let hooks = HookSnapshot::default();
+        let ctx = ctx_at(T0_MS, &hooks);
+        let mut content = Content {
+            name: "plan".into(),
+            manager: "manager".into(),
+            manager_id: MANAGER.into(),
+            manager_identity_type: "system".into(),
+            start_time: 0,
+            end_time: 0,
+            schedule_execute_time: 0,
+            description: String::new(),
+            approval: None,
+            jobs: Vec::new(),
+        };
+        // u-a1 creates a plan that MANAGER manages.
+        let p = create("p1", 1, &content, &actor("u-a1"), &ctx).plan;
+        assert_eq!(p.internal.creator_id, "u-a1");
+        let edit = |p: &ReleasePlan, who: &str, c: &Content| {
+            step(
+                p,
+                &Event::Edit {
+                    actor: actor(who),
+                    content: c.clone(),
+                },
+                &ctx,
+            )
+        };
+        for who in [MANAGER, "u-a1", "u-admin"] {
+            assert!(edit(&p, who, &content).is_ok(), "{who} edits");
+        }
+        assert_eq!(
+            edit(&p, "u-other", &content).unwrap_err().kind,
+            RejectKind::Forbidden
+        );
+        // Handing over: the manager and admins, not the creator.
+        content.manager_id = "u-a1".into();
+        assert_eq!(
+            edit(&p, "u-a1", &content).unwrap_err().kind,
+            RejectKind::Forbidden
+        );
+        assert!(edit(&p, MANAGER, &content).is_ok());
+        assert!(edit(&p, "u-admin", &content).is_ok());
+        // A plan stored before creators were recorded: only the manager and admins.
+        let mut old = p.clone();
+        old.internal.creator_id.clear();
+        assert!(!may_edit(&old, &actor("u-a1")));
+        assert!(may_edit(&old, &actor(MANAGER)));
+        assert!(may_edit(&old, &actor("u-admin")));
+        // A stored document without the field reads as such a plan.
+        let mut doc = serde_json::to_value(&p).unwrap();
+        doc["internal"]
+            .as_object_mut()
+            .unwrap()
+            .remove("creator_id");
+        let read: ReleasePlan = serde_json::from_value(doc).unwrap();
+        assert_eq!(read.internal.creator_id, "");
     }
 
     #[test]

@@ -377,6 +377,10 @@ pub struct CallbackKey {
 pub struct Internal {
     #[serde(default)]
     pub manager_identity_type: String,
+    /// The uid of the plan's creator, who may edit it beside the manager (docs/security.md).
+    /// Plans stored before it was recorded have none: only the manager and admins edit those.
+    #[serde(default)]
+    pub creator_id: String,
     /// Seconds: when the scheduled execution is due (0: nothing to fire). Set on entering
     /// `executing`, cleared when fired or when the plan leaves `executing`.
     #[serde(default)]

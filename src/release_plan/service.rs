@@ -385,7 +385,10 @@ pub async fn update(
     input: PlanInput,
 ) -> ApiResult<()> {
     check_id(id)?;
-    load(state, id).await?;
+    let plan = load(state, id).await?;
+    // Refuse a caller who may not edit before validating what they sent; the machine checks
+    // again on the copy it applies to (and the manager hand-over rule).
+    machine::require_editor(&plan, &caller.into(), "edit").map_err(rejection)?;
     let content = input::content(state, input).await?;
     let event = Event::Edit {
         actor: caller.into(),
@@ -395,12 +398,12 @@ pub async fn update(
     Ok(())
 }
 
-/// `DELETE /openapi/release_plan/v1/:id` (our extension): the manager or an admin; the
-/// operation records stay.
+/// `DELETE /openapi/release_plan/v1/:id` (our extension): the manager, the creator or an
+/// admin; the operation records stay.
 pub async fn delete(state: &AppState, caller: &Identity, id: &str) -> ApiResult<()> {
     check_id(id)?;
     let plan = load(state, id).await?;
-    caller.require_self_or_admin(&plan.manager_id, "release manager")?;
+    machine::require_editor(&plan, &caller.into(), "delete").map_err(rejection)?;
     if !state.release_plans.delete(id).await? {
         return Err(ApiError::not_found(format!("release plan {id} not found")));
     }
@@ -607,6 +610,9 @@ pub async fn callback(
     caller: &Identity,
     input: CallbackInput,
 ) -> ApiResult<String> {
+    // The instance code is no secret (every user reads it in the plan detail), so the token
+    // is what authorizes a check result: the checking system calls with an admin's token.
+    caller.require_admin()?;
     let hook_event = HookEvent::parse(&input.hook_event).ok_or_else(|| {
         ApiError::bad_request(format!(
             "`hook_event` must be one of finish_planning, start_execute, all_job_done, got {:?}",

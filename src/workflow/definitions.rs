@@ -74,6 +74,7 @@ pub async fn create(
     let now = state.clock.now();
     wf.id = validate::new_object_id(now);
     wf.created_by = caller.name.clone();
+    wf.created_by_id = caller.uid.clone();
     wf.updated_by = caller.name.clone();
     wf.create_time = now;
     wf.update_time = now;
@@ -116,6 +117,7 @@ pub async fn update(
             Some(p) => find_in(state, name, p, codes::FIND_WORKFLOW).await?,
             None => find(state, name).await?,
         };
+        caller.require_owner_or_admin(&existing.created_by_id, &format!("workflow {name}"))?;
         let mut wf = body.clone();
         wf.name = existing.name.clone();
         if wf.project.is_empty() {
@@ -145,6 +147,7 @@ pub async fn update(
         }
         wf.id = existing.id.clone();
         wf.created_by = existing.created_by.clone();
+        wf.created_by_id = existing.created_by_id.clone();
         wf.create_time = existing.create_time;
         wf.custom_field = existing.custom_field.clone();
         wf.updated_by = caller.name.clone();
@@ -170,6 +173,7 @@ pub async fn delete(
     validate::name("workflowKey", name)?;
     validate::name("projectKey", project)?;
     let wf = find_in(state, name, project, codes::DELETE_WORKFLOW).await?;
+    caller.require_owner_or_admin(&wf.created_by_id, &format!("workflow {name}"))?;
     let unfinished = state
         .tasks
         .tasks

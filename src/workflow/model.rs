@@ -118,6 +118,9 @@ pub struct Workflow {
     pub approval_ticket_id: String,
     #[serde(default)]
     pub created_by: String,
+    /// The creator's uid: the owner who, beside admins, may change or delete the workflow.
+    #[serde(default)]
+    pub created_by_id: String,
     #[serde(default)]
     pub create_time: i64,
     #[serde(default)]

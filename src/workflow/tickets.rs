@@ -87,6 +87,9 @@ impl TicketStore {
 
 /// Store a new ticket. `ticket.id`/`create_time`/`created_by` are assigned here.
 pub async fn create(state: &AppState, caller: &Identity, mut ticket: Ticket) -> ApiResult<()> {
+    // A ticket is an approval: whoever may create one may let themselves run any
+    // ticket-gated workflow, so only admins (the approval system's token) create them.
+    caller.require_admin()?;
     validate::name("approval_id", &ticket.approval_id)?;
     validate::name("project_key", &ticket.project_key)?;
     if ![0, 1].contains(&ticket.status) {

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod authz;
 mod build;
 mod build_engine;
 mod build_recipe;

@@ -329,8 +329,9 @@ backend_test! {
         // The status API only re-plans or cancels here.
         set_status(&app, &id, "finish_planning").await.expect_error(409, "wait_for_finish_planning_external_check");
 
-        // Success (any authenticated caller): without approval the plan goes on to executing.
-        let (_, bob) = app.create_user("bob", false).await;
+        // Success (a system admin's token, e.g. the checking system's own admin user; see
+        // tests/it/authz.rs): without approval the plan goes on to executing.
+        let (_, bob) = app.create_user("bob", true).await;
         let ok = app.call(Method::POST, "/api/callback/release_plan", Some(&bob),
             Some(cb("finish_planning", &code, "success"))).await;
         assert_eq!(ok.expect(200).clone(), json!({"message": "success", "id": id}));

@@ -236,7 +236,8 @@ backend_test! {
         app.post("/api/aslan/workflow/v4", echo_workflow("other", "p")).await.expect(200);
         let created = app.clock.now();
         app.clock.advance(std::time::Duration::from_secs(60));
-        let (_, token) = app.create_user("bob", false).await;
+        // A second admin edits (only the creator or an admin may; tests/it/authz.rs).
+        let (_, token) = app.create_user("bob", true).await;
 
         let mut body = echo_workflow("wf", "p");
         body["display_name"] = json!("Workflow, renamed");
