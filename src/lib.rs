@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod release_plan;
 pub mod scheduler;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod validate;
