@@ -44,7 +44,9 @@ pub enum SecretError {
     #[error("the encrypted value is malformed ({0})")]
     Malformed(String),
     /// Authentication failed: another key sealed it, or it was altered.
-    #[error("the encrypted value does not decrypt with this key (wrong key, or the value was altered)")]
+    #[error(
+        "the encrypted value does not decrypt with this key (wrong key, or the value was altered)"
+    )]
     Decrypt,
     /// The plaintext is not UTF-8 (cannot happen for values sealed by [`SecretBox::seal`]).
     #[error("the decrypted value is not UTF-8")]
@@ -220,7 +222,11 @@ impl SecretBox {
                 })
             })
         });
-        let key = load_or_create_key(key_file, first_sealed.as_deref())?;
+        // File I/O, and possibly a short wait for a racing replica's key: off the runtime.
+        let path = key_file.to_path_buf();
+        let key =
+            tokio::task::spawn_blocking(move || load_or_create_key(&path, first_sealed.as_deref()))
+                .await??;
         let _ = self.cipher.set(cipher_of(&key));
 
         let mut migrated = 0usize;
@@ -253,7 +259,10 @@ impl SecretBox {
                             )
                             .await
                             .map_err(|e| {
-                                anyhow::anyhow!("cannot encrypt {}: {e}", describe(&s.collection, f, &d))
+                                anyhow::anyhow!(
+                                    "cannot encrypt {}: {e}",
+                                    describe(&s.collection, f, &d)
+                                )
                             })?;
                         migrated += usize::from(changed);
                     }
@@ -306,9 +315,9 @@ pub fn load_or_create_key(path: &Path, encrypted: Option<&str>) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("cannot generate a secret key: {e}"))?;
     match private_file(path, true) {
         Ok(mut f) => {
-            f.write_all(&key)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| anyhow::anyhow!("cannot write secret_key_file {}: {e}", path.display()))?;
+            f.write_all(&key).and_then(|()| f.sync_all()).map_err(|e| {
+                anyhow::anyhow!("cannot write secret_key_file {}: {e}", path.display())
+            })?;
             tracing::info!(path = %path.display(), "created a new secret key in {}", path.display());
             Ok(key)
         }
@@ -520,12 +529,18 @@ mod tests {
         assert_eq!(load_or_create_key(&path, None).unwrap(), [3u8; KEY_LEN]);
         std::fs::write(&path, b"short").unwrap();
         let e = load_or_create_key(&path, None).unwrap_err().to_string();
-        assert!(e.contains("secret_key_file") && e.contains("malformed"), "{e}");
+        assert!(
+            e.contains("secret_key_file") && e.contains("malformed"),
+            "{e}"
+        );
         let missing = dir.path().join("none.key");
         let e = load_or_create_key(&missing, Some("`password` of helm_repos document h"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("secret_key_file") && e.contains("helm_repos"), "{e}");
+        assert!(
+            e.contains("secret_key_file") && e.contains("helm_repos"),
+            "{e}"
+        );
         assert!(!missing.exists());
     }
 }

@@ -6,8 +6,8 @@
 //! from memory; on MongoDB (several replicas) the cache is off.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};

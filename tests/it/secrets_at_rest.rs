@@ -137,7 +137,11 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     ] {
         let r = app.get(&path).await;
         r.expect(200);
-        assert!(!r.text.contains(&sk) && !r.text.contains(&pw), "{path}: {}", r.text);
+        assert!(
+            !r.text.contains(&sk) && !r.text.contains(&pw),
+            "{path}: {}",
+            r.text
+        );
     }
     // An update without the secret keeps it (read back, decrypted, re-encrypted).
     app.put(
@@ -149,11 +153,25 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     // What the pipeline and the engine use is the plain value.
     let d = &app.state().delivery;
     let r = d.registries.registry(&reg).await.unwrap().unwrap();
-    assert_eq!((r.namespace.as_str(), r.secret_key.as_str()), ("ns2", sk.as_str()));
-    assert_eq!(d.login(&r, 0).await.unwrap(), ("robot".to_string(), sk.clone()));
-    assert_eq!(d.registries.repo(&repo).await.unwrap().unwrap().password, pw);
     assert_eq!(
-        d.registries.repo_by_name("charts").await.unwrap().unwrap().password,
+        (r.namespace.as_str(), r.secret_key.as_str()),
+        ("ns2", sk.as_str())
+    );
+    assert_eq!(
+        d.login(&r, 0).await.unwrap(),
+        ("robot".to_string(), sk.clone())
+    );
+    assert_eq!(
+        d.registries.repo(&repo).await.unwrap().unwrap().password,
+        pw
+    );
+    assert_eq!(
+        d.registries
+            .repo_by_name("charts")
+            .await
+            .unwrap()
+            .unwrap()
+            .password,
         pw
     );
 
@@ -195,14 +213,21 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     );
     for (p, bytes) in &files {
         for m in markers {
-            assert!(!contains(bytes, m), "{} holds a secret in clear", p.display());
+            assert!(
+                !contains(bytes, m),
+                "{} holds a secret in clear",
+                p.display()
+            );
         }
     }
 
     // File modes.
     assert_eq!(mode(&data), 0o700, "data dir");
     assert_eq!(mode(&data.join("secret.key")), 0o600, "key file");
-    assert_eq!(std::fs::metadata(data.join("secret.key")).unwrap().len(), 32);
+    assert_eq!(
+        std::fs::metadata(data.join("secret.key")).unwrap().len(),
+        32
+    );
     if kind == Kind::Embedded {
         assert_eq!(mode(&data.join("zadig.db")), 0o600, "database");
         for (p, _) in &files {
@@ -310,7 +335,12 @@ async fn plain_text_values_are_read_and_re_encrypted(kind: Kind) {
                 pw
             );
             assert_eq!(
-                plans.release_plans.hook_setting().await.unwrap().hook_secret,
+                plans
+                    .release_plans
+                    .hook_setting()
+                    .await
+                    .unwrap()
+                    .hook_secret,
                 hs
             );
         }
@@ -404,7 +434,9 @@ async fn a_wrong_or_missing_key_stops_the_start(kind: Kind) {
     app.stop().await;
     let key = data.join("secret.key");
     let good = std::fs::read(&key).unwrap();
-    try_start(&config).await.expect("restart with the right key");
+    try_start(&config)
+        .await
+        .expect("restart with the right key");
 
     // Another key: the start fails naming what could not be decrypted and the key file.
     std::fs::write(&key, [0x42u8; 32]).unwrap();
@@ -415,7 +447,10 @@ async fn a_wrong_or_missing_key_stops_the_start(kind: Kind) {
     // A malformed key file.
     std::fs::write(&key, b"not a key").unwrap();
     let e = try_start(&config).await.unwrap_err();
-    assert!(e.contains("secret_key_file") && e.contains("malformed"), "{e}");
+    assert!(
+        e.contains("secret_key_file") && e.contains("malformed"),
+        "{e}"
+    );
     // No key file while encrypted values exist: no new key is made up.
     std::fs::remove_file(&key).unwrap();
     let e = try_start(&config).await.unwrap_err();
@@ -473,5 +508,8 @@ fn embedded_synchronous_defaults_to_full() {
         Config::defaults().embedded_synchronous,
         EmbeddedSynchronous::Full
     );
-    assert_eq!(Config::defaults().secret_key_path(), Config::defaults().data_dir.join("secret.key"));
+    assert_eq!(
+        Config::defaults().secret_key_path(),
+        Config::defaults().data_dir.join("secret.key")
+    );
 }
