@@ -111,7 +111,10 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
         .migrate(&zadig_server::store::index_specs())
         .await
         .expect("migrate");
-    let store = zadig_server::release_plan::store::PlanStore::new(backend.as_ref());
+    let store = zadig_server::release_plan::store::PlanStore::new(
+        backend.as_ref(),
+        &Arc::new(zadig_server::secrets::SecretBox::new()),
+    );
 
     // Due times in "bench seconds" starting at 1_000_000 (the servers' clock is shifted there).
     let base: i64 = 1_000_000;

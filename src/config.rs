@@ -18,6 +18,27 @@ pub enum StorageKind {
     Mongodb,
 }
 
+/// SQLite's `synchronous` setting for the embedded store (`embedded_synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddedSynchronous {
+    /// A write is acknowledged once it survives power loss (the WAL is synced on every commit).
+    Full,
+    /// The WAL is synced only at checkpoints: faster, but the last commits may be lost on power
+    /// loss (never corrupted).
+    Normal,
+}
+
+impl EmbeddedSynchronous {
+    /// The value of SQLite's `PRAGMA synchronous`.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +76,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub storage: StorageKind,
     pub data_dir: PathBuf,
+    /// The AES-256-GCM key for credentials at rest; empty = `<data_dir>/secret.key`, created at
+    /// first start. Every replica sharing one MongoDB must use the same key file.
+    pub secret_key_file: PathBuf,
+    /// SQLite `synchronous` of the embedded store: `full` (durable) or `normal`.
+    pub embedded_synchronous: EmbeddedSynchronous,
     pub mongodb_uri: String,
     pub mongodb_database: String,
     pub admin_token: String,
@@ -184,6 +210,11 @@ impl Config {
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(1024, |(soft, _)| soft);
         usize::try_from(soft / 2).unwrap_or(usize::MAX).max(32)
+    }
+
+    /// The key file for credentials at rest (`secret_key_file`, or `<data_dir>/secret.key`).
+    pub fn secret_key_path(&self) -> PathBuf {
+        crate::secrets::key_path(&self.secret_key_file, &self.data_dir)
     }
 
     /// The root of job workspaces, absolute: jobs run with their workspace as the current

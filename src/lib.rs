@@ -17,6 +17,7 @@ pub mod http;
 pub mod limits;
 pub mod release_plan;
 pub mod scheduler;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod validate;

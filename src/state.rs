@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::release_plan::store::PlanStore;
+use crate::secrets::SecretBox;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -44,6 +45,8 @@ pub struct App {
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
     pub delivery: Arc<crate::delivery::Delivery>,
+    /// The key that encrypts stored credentials (see [`crate::secrets`]).
+    pub secrets: Arc<SecretBox>,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -69,6 +72,9 @@ impl AppState {
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         let b = backend.as_ref();
+        // Stores register their sealed fields as they are built; `init` below loads the key and
+        // migrates those collections before anything reads them.
+        let secrets = Arc::new(SecretBox::new());
         let app = App {
             instance_id: format!("{}-{}", hostname_or_local(), uuid::Uuid::new_v4().simple()),
             sequences: Sequences::new(b),
@@ -80,15 +86,19 @@ impl AppState {
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
             engine: Engine::new(b, &config),
-            release_plans: PlanStore::new(b),
+            release_plans: PlanStore::new(b, &secrets),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
-            delivery: Arc::new(crate::delivery::Delivery::new(b, &config)?),
+            delivery: Arc::new(crate::delivery::Delivery::new(b, &config, &secrets)?),
+            secrets,
             shutdown: CancellationToken::new(),
             config,
             clock,
             backend,
         };
+        app.secrets
+            .init(app.backend.as_ref(), &app.config.secret_key_path())
+            .await?;
         Ok(Self(Arc::new(app)))
     }
 }

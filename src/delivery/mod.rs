@@ -47,7 +47,11 @@ pub struct Delivery {
 
 impl Delivery {
     /// The stores on `backend` and the registry-API copier and publisher from `config`.
-    pub fn new(backend: &dyn Backend, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(
+        backend: &dyn Backend,
+        config: &Config,
+        secrets: &Arc<crate::secrets::SecretBox>,
+    ) -> anyhow::Result<Self> {
         let oci = Arc::new(copier::OciCopier::new(
             Duration::from_secs(config.registry_connect_timeout_secs),
             Duration::from_secs(config.registry_read_timeout_secs),
@@ -59,7 +63,7 @@ impl Delivery {
         .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self {
             versions: store::VersionStore::new(backend),
-            registries: registry::RegistryStore::new(backend),
+            registries: registry::RegistryStore::new(backend, secrets),
             copier: oci,
             publisher: Arc::new(publisher),
             ecr: ecr::EcrLogin::new(

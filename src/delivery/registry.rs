@@ -254,10 +254,12 @@ pub struct RegistryStore {
 }
 
 impl RegistryStore {
-    pub fn new(backend: &dyn Backend) -> Self {
+    /// The stores; `secret_key` and chart-repository `password`s are encrypted at rest
+    /// (`access_key` is a user name or an AWS key id, shown by `GET`, so it is not a secret).
+    pub fn new(backend: &dyn Backend, secrets: &std::sync::Arc<crate::secrets::SecretBox>) -> Self {
         Self {
-            registries: Typed::new(backend, "image_registries"),
-            repos: Typed::new(backend, "helm_repos"),
+            registries: Typed::new(backend, "image_registries").sealed(secrets, &["secret_key"]),
+            repos: Typed::new(backend, "helm_repos").sealed(secrets, &["password"]),
         }
     }
 

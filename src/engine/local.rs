@@ -205,11 +205,7 @@ async fn prepare_dirs(dir: &Path, sandbox: &Arc<Sandbox>) -> std::io::Result<Pat
 /// The environment of every command of the job. Variable names are checked where they are
 /// defined and executed (crate::limits::env_name); one that still is not a name (a definition
 /// stored before that rule) fails the job rather than being dropped unseen.
-fn job_env(
-    job: &PreparedJob,
-    dir: &Path,
-    ws: &Path,
-) -> Result<Vec<(OsString, OsString)>, String> {
+fn job_env(job: &PreparedJob, dir: &Path, ws: &Path) -> Result<Vec<(OsString, OsString)>, String> {
     let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
         .iter()
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))

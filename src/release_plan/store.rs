@@ -6,8 +6,8 @@
 //! from memory; on MongoDB (several replicas) the cache is off.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::hooks::{HookSetting, SETTING_ID};
 use super::model::{INTERNAL_KEY, ReleasePlan};
+use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
 
 /// One operation record (spec §9).
@@ -108,11 +109,12 @@ pub struct PlanStore {
 }
 
 impl PlanStore {
-    pub fn new(backend: &dyn Backend) -> Self {
+    pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
             plans: Typed::new(backend, "release_plans"),
             logs: Typed::new(backend, "release_plan_logs"),
-            settings: Typed::new(backend, "settings"),
+            // `hook_secret` is encrypted at rest.
+            settings: Typed::new(backend, "settings").sealed(secrets, &["hook_secret"]),
             wake: Wakers::default(),
             details: DetailCache {
                 enabled: backend.kind() == "embedded",

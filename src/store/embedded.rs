@@ -17,6 +17,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 use serde_json::Value;
 
+use crate::config::EmbeddedSynchronous;
+
 use super::{
     Backend, Collection, Dir, Doc, Filter, FindOptions, IndexSpec, Op, StoreError, StoreResult,
     Update, path_segments,
@@ -51,7 +53,7 @@ fn map_sql_err(e: rusqlite::Error) -> StoreError {
     backend_err(e)
 }
 
-fn open_conn(path: &Path, write: bool) -> rusqlite::Result<Connection> {
+fn open_conn(path: &Path, write: bool, sync: EmbeddedSynchronous) -> rusqlite::Result<Connection> {
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
     } else {
@@ -62,25 +64,42 @@ fn open_conn(path: &Path, write: bool) -> rusqlite::Result<Connection> {
     if write {
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // FULL (the default) syncs the WAL on every commit, so an acknowledged write survives
+    // power loss; NORMAL syncs only at checkpoints (`embedded_synchronous`).
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     Ok(conn)
 }
 
 impl SqliteBackend {
-    /// Open (creating if needed) the database file.
+    /// Open (creating if needed) the database file, with `synchronous=FULL`.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with(path, EmbeddedSynchronous::Full).await
+    }
+
+    /// Open (creating if needed) the database file with the given durability. The directory is
+    /// created 0700 and the database files are 0600 whatever the umask.
+    pub async fn open_with(path: &Path, sync: EmbeddedSynchronous) -> anyhow::Result<Self> {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Self> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create data dir {}: {e}", dir.display())
-                })?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::secrets::private_dir(dir)?;
             }
-            let writer = open_conn(&path, true)
+            // Created 0600 before SQLite opens it (SQLite would use 0644 & ~umask); SQLite gives
+            // its -wal and -shm files the database file's mode, and they are narrowed below too.
+            crate::secrets::private_file(&path, false)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            let writer = open_conn(&path, true, sync)
                 .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
             let readers = (0..READERS)
-                .map(|_| open_conn(&path, false).map(Mutex::new))
+                .map(|_| open_conn(&path, false, sync).map(Mutex::new))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            for suffix in ["-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                crate::secrets::narrow_file(Path::new(&p)).map_err(|e| {
+                    anyhow::anyhow!("cannot make {} private: {e}", Path::new(&p).display())
+                })?;
+            }
             Ok(Self {
                 inner: Arc::new(Inner {
                     writer: Mutex::new(writer),

@@ -272,13 +272,26 @@ pub fn from_doc<T: DeserializeOwned>(doc: Doc) -> StoreResult<T> {
 /// A typed view of a collection: models in, models out.
 pub struct Typed<T> {
     pub coll: Arc<dyn Collection>,
+    name: String,
+    /// Credential fields encrypted at rest (see [`Typed::sealed`]).
+    sealing: Option<Sealing>,
     _t: std::marker::PhantomData<fn() -> T>,
+}
+
+/// Which fields of a typed collection are sealed, and with what.
+#[derive(Clone)]
+struct Sealing {
+    secrets: Arc<crate::secrets::SecretBox>,
+    collection: String,
+    fields: &'static [&'static str],
 }
 
 impl<T> Clone for Typed<T> {
     fn clone(&self) -> Self {
         Self {
             coll: self.coll.clone(),
+            name: self.name.clone(),
+            sealing: self.sealing.clone(),
             _t: std::marker::PhantomData,
         }
     }
@@ -288,24 +301,69 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
     pub fn new(backend: &dyn Backend, name: &str) -> Self {
         Self {
             coll: backend.collection(name),
+            name: name.to_string(),
+            sealing: None,
             _t: std::marker::PhantomData,
         }
     }
+
+    /// Encrypt the top-level string `fields` (credentials) at rest with `secrets`: they are
+    /// sealed on every insert/replace and opened on every read, so callers see plain values,
+    /// and the start-up migration covers the collection. Filters and `Update`s on these fields
+    /// see the sealed text, so never query or `$set` them directly.
+    pub fn sealed(
+        mut self,
+        secrets: &Arc<crate::secrets::SecretBox>,
+        fields: &'static [&'static str],
+    ) -> Self {
+        let collection = self.name.clone();
+        secrets.register(&collection, fields);
+        self.sealing = Some(Sealing {
+            secrets: secrets.clone(),
+            collection,
+            fields,
+        });
+        self
+    }
+
+    fn write_doc(&self, v: &T) -> StoreResult<Doc> {
+        let mut doc = to_doc(v)?;
+        if let Some(s) = &self.sealing {
+            s.secrets.seal_fields(&mut doc, s.fields).map_err(|e| {
+                StoreError::Backend(format!("cannot encrypt a {} document: {e}", s.collection))
+            })?;
+        }
+        Ok(doc)
+    }
+
+    fn read_doc(&self, mut doc: Doc) -> StoreResult<T> {
+        if let Some(s) = &self.sealing {
+            s.secrets
+                .open_fields(&mut doc, &s.collection, s.fields)
+                .map_err(StoreError::Backend)?;
+        }
+        from_doc(doc)
+    }
+
     pub async fn insert(&self, v: &T) -> StoreResult<()> {
-        self.coll.insert(to_doc(v)?).await
+        self.coll.insert(self.write_doc(v)?).await
     }
     pub async fn get(&self, id: &str) -> StoreResult<Option<T>> {
         self.find_one(&Filter::id(id)).await
     }
     pub async fn find_one(&self, filter: &Filter) -> StoreResult<Option<T>> {
-        self.coll.find_one(filter).await?.map(from_doc).transpose()
+        self.coll
+            .find_one(filter)
+            .await?
+            .map(|d| self.read_doc(d))
+            .transpose()
     }
     pub async fn find(&self, filter: &Filter, opts: &FindOptions) -> StoreResult<Vec<T>> {
         self.coll
             .find(filter, opts)
             .await?
             .into_iter()
-            .map(from_doc)
+            .map(|d| self.read_doc(d))
             .collect()
     }
     pub async fn count(&self, filter: &Filter) -> StoreResult<u64> {
@@ -313,7 +371,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
     }
     /// Replace the document matched by `filter`; `Ok(false)` when nothing matched.
     pub async fn replace(&self, filter: &Filter, v: &T) -> StoreResult<bool> {
-        self.coll.replace_one(filter, to_doc(v)?).await
+        self.coll.replace_one(filter, self.write_doc(v)?).await
     }
     pub async fn update_one(&self, filter: &Filter, u: &Update) -> StoreResult<bool> {
         self.coll.update_one(filter, u).await
@@ -327,7 +385,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
         self.coll
             .find_one_and_update(filter, sort, u)
             .await?
-            .map(from_doc)
+            .map(|d| self.read_doc(d))
             .transpose()
     }
     pub async fn delete(&self, filter: &Filter) -> StoreResult<u64> {
@@ -353,10 +411,13 @@ pub(crate) fn path_segments(path: &str) -> Vec<&str> {
 /// Open the configured backend.
 pub async fn open(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Backend>> {
     use crate::config::StorageKind;
+    // The data dir holds the database, the secret key and job workspaces: private to us.
+    crate::secrets::private_dir(&config.data_dir)?;
     Ok(match config.storage {
         StorageKind::Embedded => {
             let path = config.data_dir.join("zadig.db");
-            Arc::new(embedded::SqliteBackend::open(&path).await?) as Arc<dyn Backend>
+            Arc::new(embedded::SqliteBackend::open_with(&path, config.embedded_synchronous).await?)
+                as Arc<dyn Backend>
         }
         StorageKind::Mongodb => Arc::new(
             mongo::MongoBackend::connect(&config.mongodb_uri, &config.mongodb_database).await?,

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
 use mongodb::options::{
-    FindOneAndUpdateOptions, FindOptions as MongoFind, IndexOptions, ReturnDocument,
+    Acknowledgment, ClientOptions, FindOneAndUpdateOptions, FindOptions as MongoFind, IndexOptions,
+    ReturnDocument, WriteConcern,
 };
 use mongodb::{Client, Database, IndexModel};
 use serde_json::Value;
@@ -29,8 +30,22 @@ pub struct MongoBackend {
 impl MongoBackend {
     /// Connect and check the server answers.
     pub async fn connect(uri: &str, database: &str) -> anyhow::Result<Self> {
-        let client = Client::with_uri_str(uri)
+        let mut options = ClientOptions::parse(uri)
             .await
+            .map_err(|e| anyhow::anyhow!("invalid MongoDB URI (mongodb_uri): {e}"))?;
+        // Durability: a write is acknowledged once a majority of the replica set has it in its
+        // journal, so an acknowledged write survives a primary failover and power loss. This is
+        // MongoDB's default for replica sets (w: majority), made explicit here together with
+        // j: true; a URI that sets `w`, `journal` or `wtimeoutMS` itself is kept as given.
+        if options.write_concern.is_none() {
+            options.write_concern = Some(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            );
+        }
+        let client = Client::with_options(options)
             .map_err(|e| anyhow::anyhow!("invalid MongoDB URI (mongodb_uri): {e}"))?;
         let this = Self {
             db: client.database(database),

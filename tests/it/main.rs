@@ -27,6 +27,7 @@ mod release_plan_hooks;
 mod release_plan_scheduler;
 mod release_plan_workflow;
 mod sandbox;
+mod secrets_at_rest;
 mod store_conformance;
 mod workflow_e2e;
 mod workflow_tasks;

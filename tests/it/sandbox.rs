@@ -175,6 +175,7 @@ head -c 64 /proc/{server_pid}/mem 2>&1 | od -c | head -2
 ls -la {d} {d}/workspace 2>&1
 head -c 16 {d}/zadig.db 2>&1; echo
 echo pwned >> {d}/zadig.db && echo DB_WRITTEN
+test -r {d}/secret.key && echo KEY_READABLE
 sqlite3 {d}/zadig.db "update c_users set doc=json_set(doc,'$.is_admin',json('true'))" 2>&1 && echo DB_UPDATED
 echo pwned > /tmp/escaped-{marker} && echo TMP_WRITTEN
 cat {d}/workspace/*/*/workspace/secret.txt 2>&1

@@ -116,7 +116,11 @@ impl Sandbox {
         } else {
             config.engine_sandbox_launcher.clone()
         };
-        let mut hide = vec![absolute(&config.data_dir), config.engine_workspace_root()];
+        let mut hide = vec![
+            absolute(&config.data_dir),
+            config.engine_workspace_root(),
+            absolute(&config.secret_key_path()),
+        ];
         hide.dedup();
         let root = nix::unistd::getuid().is_root();
         Self {
