@@ -18,6 +18,7 @@ pub mod release_plan;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod validate;
 pub mod workflow;
 
