@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use minijinja::{Environment, Value as JValue};
+use minijinja::{AutoEscape, Environment, Value as JValue};
 use serde_json::{Value, json};
 
 use super::session::Viewer;
@@ -36,6 +36,20 @@ fn env() -> &'static Environment<'static> {
                 tracing::error!("dashboard template {name} does not compile: {e}");
             }
         }
+        // HTML escaping of the five significant characters only (minijinja's default also
+        // escapes `/`, which makes every path unreadable); `none` renders as nothing.
+        env.set_formatter(|out, state, value| {
+            if value.is_undefined() || value.is_none() {
+                return Ok(());
+            }
+            let text = value.to_string();
+            if state.auto_escape() == AutoEscape::None || value.is_safe() {
+                out.write_str(&text)
+            } else {
+                out.write_str(&escape(&text))
+            }
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+        });
         env.add_filter("time", |v: i64| time(v));
         env.add_filter("duration", |v: i64| duration(v));
         env.add_filter("status_kind", |s: String| kind(&s).to_string());
@@ -152,11 +166,27 @@ pub fn label(status: &str) -> String {
 /// A status badge: symbol and word, coloured by family (the colour is never the only cue).
 pub fn badge(status: &str) -> String {
     let k = kind(status);
-    let word = minijinja::HtmlEscape(&label(status)).to_string();
+    let word = escape(&label(status));
     format!(
         "<span class=\"badge {k}\"><span aria-hidden=\"true\">{}</span> {word}</span>",
         symbol(k)
     )
+}
+
+/// Escape text for HTML content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Percent-encode a path segment or query value.
@@ -187,5 +217,14 @@ mod tests {
         assert_eq!(kind("passed"), "ok");
         assert_eq!(label(""), "not started");
         assert_eq!(urlencode("a b/c"), "a%20b%2Fc");
+        assert_eq!(
+            escape("<a href=\"/x\">'&'</a>"),
+            "&lt;a href=&quot;/x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        let html = render(
+            "error.html",
+            &json!({"title": "T", "status": 400, "message": "<b>/p</b>"}),
+        );
+        assert!(html.is_ok_and(|h| h.contains("&lt;b&gt;/p&lt;/b&gt;") && !h.contains("none")));
     }
 }
