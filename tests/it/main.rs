@@ -24,6 +24,7 @@ mod release_plan_scheduler;
 mod release_plan_workflow;
 mod store_conformance;
 mod ui;
+mod ui_browser;
 mod workflow_e2e;
 mod workflow_tasks;
 mod workflows;
