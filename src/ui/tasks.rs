@@ -424,5 +424,5 @@ pub async fn full_log(
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from(text))
-        .map_err(|e| crate::error::ApiError::internal(e))?)
+        .map_err(crate::error::ApiError::internal)?)
 }

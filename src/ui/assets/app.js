@@ -31,7 +31,8 @@
       // Do not swap the forms out from under someone typing a comment.
       if (live.contains(document.activeElement) && document.activeElement.tagName === "INPUT") { return; }
       fetch(live.dataset.live, { credentials: "same-origin", headers: { Accept: "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
+        // A redirect means the session ended (sign-in page): stop rather than show it here.
+        .then(function (r) { if (!r.ok || r.redirected) { clearInterval(timer); return null; } return r.text(); })
         .then(function (html) {
           if (html === null) { return; }
           live.innerHTML = html;
