@@ -143,6 +143,11 @@ pub struct Config {
     pub registry_read_timeout_secs: u64,
     /// ECR API endpoint; empty = AWS's regional endpoint.
     pub delivery_ecr_endpoint: String,
+    /// Lifetime of a dashboard session, in seconds.
+    pub ui_session_secs: u64,
+    /// `Secure` on the dashboard's session cookie: `auto` (when the request came over TLS),
+    /// `always` or `never`.
+    pub ui_cookie_secure: String,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -316,6 +321,15 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             anyhow::bail!("invalid configuration (key log): {e}");
+        }
+        if self.ui_session_secs == 0 {
+            anyhow::bail!("invalid configuration (key ui_session_secs): must be > 0");
+        }
+        if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
+            anyhow::bail!(
+                "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
+                self.ui_cookie_secure
+            );
         }
         Ok(())
     }

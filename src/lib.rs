@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod validate;
 pub mod workflow;
 

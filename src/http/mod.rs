@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(svc)
+        .merge(crate::ui::router())
         .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -29,6 +29,8 @@ mod release_plan_workflow;
 mod sandbox;
 mod secrets_at_rest;
 mod store_conformance;
+mod ui;
+mod ui_browser;
 mod workflow_e2e;
 mod workflow_tasks;
 mod workflows;

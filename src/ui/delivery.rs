@@ -1,0 +1,107 @@
+//! Delivery-version pages: the list and a version's detail with each image's copy status and
+//! error, and retry through [`crate::delivery::service`] as the API does.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::render::page;
+use super::session::Viewer;
+use super::{UiResult, done, posted};
+use crate::delivery::model::DeliveryVersion;
+use crate::delivery::service;
+use crate::state::AppState;
+use crate::store::{Dir, Filter, FindOptions, Typed};
+
+/// Versions per list page.
+const PAGE_SIZE: u64 = 25;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    page: Option<u64>,
+}
+
+/// `GET /ui/delivery[?project=]`: newest first, across projects unless one is asked for.
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> UiResult {
+    let page_no = q.page.unwrap_or(1).max(1);
+    let docs: Typed<DeliveryVersion> = Typed::new(state.backend.as_ref(), "delivery_versions");
+    let filter = if q.project.is_empty() {
+        Filter::All
+    } else {
+        Filter::eq("project_name", q.project.as_str())
+    };
+    let opts = FindOptions::sort("created_at", Dir::Desc)
+        .then("id", Dir::Desc)
+        .page(page_no, PAGE_SIZE);
+    let versions = docs.find(&filter, &opts).await?;
+    let total = docs.count(&filter).await?;
+    let rows: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            let images = v.services.iter().flat_map(|s| s.images.iter());
+            json!({
+                "id": v.id, "version": v.version, "project": v.project_name, "type": v.kind,
+                "status": v.status, "created_by": v.created_by, "created_at": v.created_at,
+                "services": v.services.len(),
+                "images": images.clone().count(),
+                "failed_images": images.filter(|i| i.status == "failed").count(),
+            })
+        })
+        .collect();
+    Ok(page(
+        "versions.html",
+        Some(&viewer),
+        json!({
+            "title": "Delivery versions", "nav": "delivery", "versions": rows, "total": total,
+            "project": q.project, "page": page_no, "has_next": page_no * PAGE_SIZE < total,
+        }),
+    ))
+}
+
+/// `GET /ui/delivery/{id}`
+pub async fn detail(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> UiResult {
+    let v = service::by_id(&state, &id, None).await?;
+    Ok(page(
+        "version.html",
+        Some(&viewer),
+        json!({
+            "title": format!("Version {}", v.version), "nav": "delivery",
+            "v": {
+                "id": v.id, "version": v.version, "project": v.project_name, "type": v.kind,
+                "status": v.status, "error": v.error, "desc": v.desc, "labels": v.labels,
+                "env_name": v.env_name, "created_by": v.created_by, "created_at": v.created_at,
+                "updated_at": v.updated_at, "attempt": v.attempt,
+                "chart_repo_name": v.chart_repo_name, "services": v.services,
+            },
+            // The service allows a retry of any failed version, to anyone signed in.
+            "can_retry": v.status == "failed",
+        }),
+    ))
+}
+
+/// `POST /ui/delivery/{id}/retry`
+pub async fn retry(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> UiResult {
+    posted(&viewer, &headers, &body)?;
+    let v = service::by_id(&state, &id, None).await?;
+    service::retry(&state, &viewer.identity, &v.project_name, &id).await?;
+    Ok(done(&format!("/ui/delivery/{id}")))
+}

@@ -1,0 +1,156 @@
+//! The dashboard: server-rendered HTML pages under `/ui/` for release plans, workflows and
+//! their tasks (with live job logs) and delivery versions.
+//!
+//! Everything is in the binary: templates (minijinja, compiled in with `include_str!`), the
+//! stylesheet and a small script. Pages read through the stores and act through the same
+//! services the API handlers call, with the signed-in user's [`crate::auth::Identity`], so a
+//! dashboard user can do exactly what their API token can; buttons are shown only when the
+//! service would allow the action. Reading works without JavaScript; the script only follows
+//! live logs and refreshes a running task.
+
+pub mod delivery;
+pub mod plans;
+pub mod render;
+pub mod session;
+pub mod signin;
+pub mod tasks;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// The dashboard's routes (merged into the application router, under its middleware).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/plans") }))
+        .route("/ui/assets/app.css", get(css))
+        .route("/ui/assets/app.js", get(js))
+        .route("/ui/login", get(signin::page).post(signin::sign_in))
+        .route("/ui/logout", post(signin::sign_out))
+        .route("/ui/plans", get(plans::list))
+        .route("/ui/plans/{id}", get(plans::detail))
+        .route("/ui/plans/{id}/approve", post(plans::approve))
+        .route("/ui/plans/{id}/status", post(plans::set_status))
+        .route(
+            "/ui/plans/{id}/jobs/{job}/{action}",
+            post(plans::job_action),
+        )
+        .route("/ui/workflows", get(tasks::workflows))
+        .route("/ui/workflows/{key}", get(tasks::workflow))
+        .route("/ui/workflows/{key}/tasks/{id}", get(tasks::task))
+        .route("/ui/workflows/{key}/tasks/{id}/live", get(tasks::task_live))
+        .route(
+            "/ui/workflows/{key}/tasks/{id}/{action}",
+            post(tasks::task_action),
+        )
+        .route(
+            "/ui/workflows/{key}/tasks/{id}/jobs/{job}/events",
+            get(tasks::log_events),
+        )
+        .route(
+            "/ui/workflows/{key}/tasks/{id}/jobs/{job}/log",
+            get(tasks::full_log),
+        )
+        .route("/ui/delivery", get(delivery::list))
+        .route("/ui/delivery/{id}", get(delivery::detail))
+        .route("/ui/delivery/{id}/retry", post(delivery::retry))
+}
+
+const CSS: &str = include_str!("assets/app.css");
+const JS: &str = include_str!("assets/app.js");
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What a dashboard request can end in besides its page.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not signed in (or the session ended): go to the sign-in page, then back to this path.
+    SignIn(String),
+    /// An error page with this status and explanation.
+    Status(StatusCode, String),
+}
+
+impl From<ApiError> for UiError {
+    fn from(e: ApiError) -> Self {
+        UiError::Status(e.status, e.description)
+    }
+}
+
+impl From<StoreError> for UiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        match self {
+            UiError::SignIn(next) => {
+                let to = format!("/ui/login?next={}", render::urlencode(&next));
+                Redirect::to(&to).into_response()
+            }
+            UiError::Status(status, message) => render::error_page(status, &message),
+        }
+    }
+}
+
+/// Result of a dashboard handler.
+pub type UiResult<T = Response> = Result<T, UiError>;
+
+/// The fields of an `application/x-www-form-urlencoded` body.
+#[derive(Debug, Default)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &Bytes) -> Self {
+        Self(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Check the CSRF token and origin of a posted form; then the form.
+pub fn posted(viewer: &session::Viewer, headers: &HeaderMap, body: &Bytes) -> UiResult<Form> {
+    let form = Form::parse(body);
+    session::check_csrf(viewer, headers, form.get("csrf"))?;
+    Ok(form)
+}
+
+/// After a successful action: back to `to` (post/redirect/get).
+pub fn done(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}

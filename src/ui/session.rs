@@ -1,0 +1,258 @@
+//! Dashboard sessions: sign-in with an API token, the session cookie and CSRF protection.
+//!
+//! Signing in checks the API token exactly as the API does (its SHA-256 hash must belong to a
+//! user) and stores a session in the `ui_sessions` collection: the SHA-256 of a random session
+//! id (the cookie value; the id itself is never stored), the user, the hash of the token used,
+//! a CSRF token and an expiry. Every request re-reads the user by that token hash, so rotating
+//! the token or deleting the user ends the session at once, on every replica.
+//!
+//! The cookie is `HttpOnly; SameSite=Strict; Path=/`, `Secure` when the request came over TLS
+//! (see [`secure_cookie`]), and expires after `ui_session_secs`. State-changing forms carry the
+//! session's CSRF token and are also refused when `Origin` names another host or
+//! `Sec-Fetch-Site` says `cross-site`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{COOKIE, HOST, ORIGIN};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Identity, hash_token, new_token};
+use crate::state::AppState;
+use crate::store::{Filter, StoreResult, Typed};
+use crate::ui::UiError;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "zadig_session";
+const COLLECTION: &str = "ui_sessions";
+
+/// A stored session. `id` is the SHA-256 of the cookie value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub uid: String,
+    /// Hash of the API token signed in with: the session lives as long as that token.
+    pub token_hash: String,
+    /// Sent back in every state-changing form.
+    pub csrf: String,
+    /// Unix seconds (business clock).
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+fn store(state: &AppState) -> Typed<Session> {
+    Typed::new(state.backend.as_ref(), COLLECTION)
+}
+
+/// Sign in with an API token: `Some((cookie value, session))`, or `None` for an unknown token.
+pub async fn sign_in(state: &AppState, api_token: &str) -> StoreResult<Option<(String, Session)>> {
+    let token_hash = hash_token(api_token.trim());
+    let Some(user) = state.users.by_token_hash(&token_hash).await? else {
+        return Ok(None);
+    };
+    let cookie = new_token();
+    let now = state.clock.now();
+    let lifetime = i64::try_from(state.config.ui_session_secs).unwrap_or(i64::MAX);
+    let session = Session {
+        id: hash_token(&cookie),
+        uid: user.id,
+        token_hash,
+        csrf: new_token(),
+        expires_at: now.saturating_add(lifetime),
+        created_at: now,
+    };
+    let sessions = store(state);
+    // Expired sessions of anyone are dropped here, so the collection stays small without a
+    // background loop.
+    sessions
+        .coll
+        .delete_many(&Filter::lt("expires_at", now))
+        .await?;
+    sessions.insert(&session).await?;
+    Ok(Some((cookie, session)))
+}
+
+/// End the session of this cookie value (if any).
+pub async fn sign_out(state: &AppState, cookie: &str) -> StoreResult<()> {
+    store(state)
+        .coll
+        .delete_many(&Filter::id(&hash_token(cookie)))
+        .await?;
+    Ok(())
+}
+
+/// The session cookie's value in a request, if any.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the `Secure` attribute is set: per `ui_cookie_secure` (`always`, `never`, or
+/// `auto`: when the request arrived over TLS — an `https` URI, or `X-Forwarded-Proto: https`
+/// from a TLS-terminating proxy; trusting that header can only make the cookie stricter).
+pub fn secure_cookie(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
+    match state.config.ui_cookie_secure.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => {
+            uri.scheme_str() == Some("https")
+                || headers
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+        }
+    }
+}
+
+/// The `Set-Cookie` value of a new session.
+pub fn set_cookie(value: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    set_cookie("", 0, secure)
+}
+
+/// The signed-in user of a dashboard request. Pages redirect to the sign-in page without one.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub identity: Identity,
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, UiError> {
+        let login = || {
+            let next = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/ui/");
+            UiError::SignIn(next.to_string())
+        };
+        let Some(cookie) = cookie_value(&parts.headers) else {
+            return Err(login());
+        };
+        let Some(session) = store(state).get(&hash_token(&cookie)).await? else {
+            return Err(login());
+        };
+        if session.expires_at <= state.clock.now() {
+            return Err(login());
+        }
+        let Some(user) = state.users.by_token_hash(&session.token_hash).await? else {
+            return Err(login());
+        };
+        if user.id != session.uid {
+            return Err(login());
+        }
+        Ok(Viewer {
+            identity: Identity::from(&user),
+            csrf: session.csrf,
+        })
+    }
+}
+
+/// The host a browser names in `Origin` (`scheme://host[:port]` → `host[:port]`).
+fn origin_host(origin: &str) -> Option<&str> {
+    origin.split_once("://").map(|(_, rest)| rest)
+}
+
+/// Refuse a cross-site form post: `Sec-Fetch-Site: cross-site`, or an `Origin` whose host is
+/// not this request's `Host`. (Browsers send `Origin` on every POST; a request without one is
+/// not from a browser and still needs the CSRF token, or a session, to do anything.)
+pub fn check_origin(headers: &HeaderMap) -> Result<(), UiError> {
+    let forbidden = |why: &str| UiError::Status(StatusCode::FORBIDDEN, why.to_string());
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site")
+    {
+        return Err(forbidden("cross-site form posts are refused"));
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if origin_host(origin).is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host)) {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "the form was posted from another origin (Origin does not match Host)",
+        ))
+    }
+}
+
+/// Check a posted form's CSRF token (and its origin) against the viewer's session.
+pub fn check_csrf(
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    posted: Option<&str>,
+) -> Result<(), UiError> {
+    check_origin(headers)?;
+    let posted = posted.unwrap_or_default();
+    // Both are 64 hex characters from our own generator; compare without an early exit anyway.
+    let same = posted.len() == viewer.csrf.len()
+        && posted
+            .bytes()
+            .zip(viewer.csrf.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(UiError::Status(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or stale: reload the page and try again".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "a=1; zadig_session=abc ; b=2".parse().unwrap());
+        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        h.insert(COOKIE, "zadig_session=".parse().unwrap());
+        assert_eq!(cookie_value(&h), None);
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let c = set_cookie("v", 60, true);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("Secure"));
+        assert!(!set_cookie("v", 60, false).contains("Secure"));
+        assert!(clear_cookie(false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, "127.0.0.1:8080".parse().unwrap());
+        assert!(check_origin(&h).is_ok());
+        h.insert(ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(check_origin(&h).is_ok());
+        h.insert(ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(check_origin(&h).is_err());
+        h.insert(ORIGIN, "null".parse().unwrap());
+        assert!(check_origin(&h).is_err());
+    }
+}

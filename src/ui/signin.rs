@@ -1,0 +1,100 @@
+//! Sign-in and sign-out pages.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::render;
+use super::session::{self, Viewer};
+use super::{Form, UiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// Only local dashboard paths are followed after sign-in (no open redirect).
+fn safe_next(next: &str) -> &str {
+    if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/ui/plans"
+    }
+}
+
+/// The sign-in form, with an error when a try failed.
+fn form_page(next: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let mut resp = render::page(
+        "login.html",
+        None,
+        json!({"title": "Sign in", "next": safe_next(next), "error": error}),
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+/// `GET /ui/login?next=`: the sign-in form.
+pub async fn page(Query(q): Query<NextQuery>) -> Response {
+    form_page(&q.next, None, StatusCode::OK)
+}
+
+/// `POST /ui/login` (`token`, `next`): check the API token and start a session.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> UiResult {
+    session::check_origin(&headers)?;
+    let form = Form::parse(&body);
+    let next = form.get("next").unwrap_or_default().to_string();
+    let token = form.get("token").unwrap_or_default();
+    if token.trim().is_empty() {
+        return Ok(form_page(
+            &next,
+            Some("Enter your API token."),
+            StatusCode::BAD_REQUEST,
+        ));
+    }
+    let Some((cookie, s)) = session::sign_in(&state, token).await? else {
+        return Ok(form_page(
+            &next,
+            Some("This API token is not valid (unknown or revoked)."),
+            StatusCode::UNAUTHORIZED,
+        ));
+    };
+    tracing::info!(uid = %s.uid, "dashboard sign-in of user {}", s.uid);
+    let secure = session::secure_cookie(&state, &headers, &uri);
+    let set = session::set_cookie(&cookie, state.config.ui_session_secs, secure);
+    let mut resp = Redirect::to(safe_next(&next)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&set) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// `POST /ui/logout`: end the session and clear the cookie.
+pub async fn sign_out(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> UiResult {
+    super::posted(&viewer, &headers, &body)?;
+    if let Some(cookie) = session::cookie_value(&headers) {
+        session::sign_out(&state, &cookie).await?;
+    }
+    let mut resp = Redirect::to("/ui/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(session::secure_cookie(
+        &state, &headers, &uri,
+    ))) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
