@@ -182,6 +182,10 @@ pub struct JobTaskView {
     pub reverted: bool,
     pub breakpoint_before: bool,
     pub breakpoint_after: bool,
+    /// Who ignored or rejected the failed job under the `manual_check` error policy; empty
+    /// otherwise.
+    pub error_handler_user_id: String,
+    pub error_handler_username: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -199,12 +203,15 @@ pub struct StageTaskView {
     pub error: String,
 }
 
-/// The release-plan job that started a task.
+/// The release plan that started a task (Zadig's `ReleasePlanRef`), plus the release job's id
+/// (our extension).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReleasePlanRef {
-    pub plan_id: String,
-    pub plan_name: String,
-    pub plan_index: i64,
+    /// The plan's id (24 hex).
+    pub id: String,
+    pub name: String,
+    pub index: i64,
+    /// The release job that started the task (not in Zadig).
     pub job_id: String,
 }
 
@@ -294,6 +301,8 @@ fn detail(t: Task, now: i64) -> TaskDetail {
                         reverted: false,
                         breakpoint_before: false,
                         breakpoint_after: false,
+                        error_handler_user_id: j.error_handler_user_id.clone(),
+                        error_handler_username: j.error_handler_username.clone(),
                     }
                 })
                 .collect(),
@@ -321,9 +330,9 @@ fn detail(t: Task, now: i64) -> TaskDetail {
         approval_ticket_id: t.approval_ticket_id,
         approval_id: t.approval_id,
         release_plan: t.release.map(|r| ReleasePlanRef {
-            plan_id: r.plan_id,
-            plan_name: r.plan_name,
-            plan_index: r.plan_index,
+            id: r.plan_id,
+            name: r.plan_name,
+            index: r.plan_index,
             job_id: r.job_id,
         }),
     }

@@ -23,6 +23,7 @@ mod release_plan_hooks;
 mod release_plan_scheduler;
 mod release_plan_workflow;
 mod store_conformance;
+mod wire;
 mod workflow_e2e;
 mod workflow_tasks;
 mod workflows;
