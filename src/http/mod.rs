@@ -7,6 +7,7 @@
 pub mod build_templates;
 pub mod builds;
 pub mod delivery;
+pub mod doc;
 pub mod extract;
 pub mod helm_repos;
 pub mod logs;
@@ -87,13 +88,13 @@ fn protected() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     let (_, mut spec) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(protected())
         .merge(service::router())
         .split_for_parts();
     spec.info.version = env!("CARGO_PKG_VERSION").to_string();
-    spec
+    doc::finish(&spec)
 }
 
 /// The whole application router.
@@ -106,7 +107,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(api)
         .merge(svc)
-        .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi()))
+        .merge(SwaggerUi::new("/swagger-ui").external_url_unchecked("/openapi.json", openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(metrics::track))

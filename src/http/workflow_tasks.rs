@@ -174,7 +174,8 @@ pub struct JobTaskView {
     /// The type-specific summary (spec §2.4); credential values masked.
     #[schema(value_type = Object)]
     pub spec: Value,
-    #[schema(value_type = Object)]
+    /// The job's error policy as defined (`null` when it has none).
+    #[schema(value_type = Option<Object>)]
     pub error_policy: Value,
     pub retry_count: i64,
     #[schema(value_type = Object)]
@@ -197,7 +198,8 @@ pub struct StageTaskView {
     pub parallel: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalView>,
-    #[schema(value_type = Object)]
+    /// The stage's manual-execution setting (`null` when it has none).
+    #[schema(value_type = Option<Object>)]
     pub manual_exec: Value,
     pub jobs: Vec<JobTaskView>,
     pub error: String,
