@@ -768,6 +768,8 @@ async fn manual_error_handling(
         if let Some(spec) = j.spec.as_object_mut() {
             spec.remove(ERROR_HANDLING);
         }
+        j.error_handler_user_id.clear();
+        j.error_handler_username.clear();
     })
     .await?;
     // No deadline: the decision is a person's (a cancel ends the wait); the wait is re-armed

@@ -7,6 +7,7 @@
 pub mod build_templates;
 pub mod builds;
 pub mod delivery;
+pub mod doc;
 pub mod extract;
 pub mod helm_repos;
 pub mod logs;
@@ -24,10 +25,11 @@ pub mod workflows;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -87,13 +89,13 @@ fn protected() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     let (_, mut spec) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(protected())
         .merge(service::router())
         .split_for_parts();
     spec.info.version = env!("CARGO_PKG_VERSION").to_string();
-    spec
+    doc::finish(&spec)
 }
 
 /// The whole application router.
@@ -103,11 +105,11 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = protected().route_layer(auth).split_for_parts();
     let (svc, _) = service::router().split_for_parts();
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
-    Router::new()
+    let app = Router::new()
         .merge(api)
         .merge(svc)
         .merge(crate::ui::router())
-        .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi()))
+        .merge(SwaggerUi::new("/swagger-ui").external_url_unchecked("/openapi.json", openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(metrics::track))
@@ -128,7 +130,37 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    // Rewriting the path must happen before routing, so the whole router sits behind it.
+    Router::new().fallback_service(app.map_request(merge_slashes))
+}
+
+/// Merge repeated slashes in the request path (`//openapi/users` → `/openapi/users`), as the
+/// nginx in front of Zadig does; some SDKs join a base URL ending in `/` with a path starting
+/// with one.
+fn merge_slashes(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if !path.contains("//") {
+        return req;
+    }
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    if let Some(q) = req.uri().query() {
+        merged.push('?');
+        merged.push_str(q);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = merged.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -139,7 +171,13 @@ async fn not_found(req: Request) -> ApiError {
     ))
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
+/// A method a route does not have. When the path matched only through a parameter segment
+/// (`GET /api/aslan/workflow/v4/webhook` against `PUT …/v4/{name}`) the path is as unknown as
+/// any other: 404, not 405.
+async fn method_not_allowed(matched: Option<MatchedPath>, req: Request) -> ApiError {
+    if matched.is_none_or(|m| m.as_str().contains('{')) {
+        return not_found(req).await;
+    }
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(

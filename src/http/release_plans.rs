@@ -56,6 +56,21 @@ pub struct PlanList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedId {
     pub id: String,
+    /// What was ignored (see [`Updated::warnings`]); absent when nothing was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The answer of a PATCH: Zadig's `{"message": "success"}`, plus what was ignored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    /// `success`
+    pub message: &'static str,
+    /// One line per workflow-job input naming a job the workflow does not have, which was
+    /// ignored as Zadig ignores it (`jobs[1].spec.inputs[0]: workflow W has no job build;
+    /// ignored`); absent when nothing was ignored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -141,8 +156,8 @@ async fn create_plan(
     caller: Identity,
     Json(input): Json<PlanInput>,
 ) -> ApiResult<Json<CreatedId>> {
-    let id = service::create(&state, &caller, input).await?;
-    Ok(Json(CreatedId { id }))
+    let (id, warnings) = service::create(&state, &caller, input).await?;
+    Ok(Json(CreatedId { id, warnings }))
 }
 
 /// A release plan with its jobs and approval (seed 001 "Get Release Plan Details", spec §2.2).
@@ -164,7 +179,7 @@ async fn get_plan(
 /// only the manager or an admin changes the manager.
 #[utoipa::path(patch, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)), request_body = PlanInput,
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Updated), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not the manager, the creator or an admin; or a creator changing the manager"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_plan(
@@ -172,9 +187,12 @@ async fn update_plan(
     caller: Identity,
     Path(id): Path<String>,
     Json(input): Json<PlanInput>,
-) -> ApiResult<Json<Success>> {
-    service::update(&state, &caller, &id, input).await?;
-    Ok(Success::new())
+) -> ApiResult<Json<Updated>> {
+    let warnings = service::update(&state, &caller, &id, input).await?;
+    Ok(Json(Updated {
+        message: "success",
+        warnings,
+    }))
 }
 
 /// Delete a plan (extension, DESIGN.md §1.4): the release manager, the plan's creator or an admin.

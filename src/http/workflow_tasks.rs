@@ -175,7 +175,8 @@ pub struct JobTaskView {
     /// The type-specific summary (spec §2.4); credential values masked.
     #[schema(value_type = Object)]
     pub spec: Value,
-    #[schema(value_type = Object)]
+    /// The job's error policy as defined (`null` when it has none).
+    #[schema(value_type = Option<Object>)]
     pub error_policy: Value,
     pub retry_count: i64,
     #[schema(value_type = Object)]
@@ -183,6 +184,10 @@ pub struct JobTaskView {
     pub reverted: bool,
     pub breakpoint_before: bool,
     pub breakpoint_after: bool,
+    /// Who ignored or rejected the failed job under the `manual_check` error policy; empty
+    /// otherwise.
+    pub error_handler_user_id: String,
+    pub error_handler_username: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -194,18 +199,22 @@ pub struct StageTaskView {
     pub parallel: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalView>,
-    #[schema(value_type = Object)]
+    /// The stage's manual-execution setting (`null` when it has none).
+    #[schema(value_type = Option<Object>)]
     pub manual_exec: Value,
     pub jobs: Vec<JobTaskView>,
     pub error: String,
 }
 
-/// The release-plan job that started a task.
+/// The release plan that started a task (Zadig's `ReleasePlanRef`), plus the release job's id
+/// (our extension).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReleasePlanRef {
-    pub plan_id: String,
-    pub plan_name: String,
-    pub plan_index: i64,
+    /// The plan's id (24 hex).
+    pub id: String,
+    pub name: String,
+    pub index: i64,
+    /// The release job that started the task (not in Zadig).
     pub job_id: String,
 }
 
@@ -295,6 +304,8 @@ fn detail(t: Task, now: i64) -> TaskDetail {
                         reverted: false,
                         breakpoint_before: false,
                         breakpoint_after: false,
+                        error_handler_user_id: j.error_handler_user_id.clone(),
+                        error_handler_username: j.error_handler_username.clone(),
                     }
                 })
                 .collect(),
@@ -322,9 +333,9 @@ fn detail(t: Task, now: i64) -> TaskDetail {
         approval_ticket_id: t.approval_ticket_id,
         approval_id: t.approval_id,
         release_plan: t.release.map(|r| ReleasePlanRef {
-            plan_id: r.plan_id,
-            plan_name: r.plan_name,
-            plan_index: r.plan_index,
+            id: r.plan_id,
+            name: r.plan_name,
+            index: r.plan_index,
             job_id: r.job_id,
         }),
     }

@@ -158,8 +158,9 @@ struct CheckedJob {
     manager_identity_type: String,
 }
 
-/// Validate a create/PATCH body into [`Content`] (lookups of users and workflows included).
-pub async fn content(state: &AppState, input: PlanInput) -> ApiResult<Content> {
+/// Validate a create/PATCH body into [`Content`] (lookups of users and workflows included),
+/// with the warnings about what was ignored (`jobs[i].spec.inputs[k]: … ignored`).
+pub async fn content(state: &AppState, input: PlanInput) -> ApiResult<(Content, Vec<String>)> {
     // 1. Checks without lookups.
     validate::name("name", &input.name)?;
     validate::name("manager", &input.manager)?;
@@ -212,10 +213,11 @@ pub async fn content(state: &AppState, input: PlanInput) -> ApiResult<Content> {
         resolve_approvers(state, a).await?;
     }
     let mut new_jobs = Vec::with_capacity(jobs.len());
+    let mut warnings = Vec::new();
     for (i, j) in jobs.into_iter().enumerate() {
-        new_jobs.push(resolve_job(state, i, j).await?);
+        new_jobs.push(resolve_job(state, i, j, &mut warnings).await?);
     }
-    Ok(Content {
+    let content = Content {
         name: input.name,
         manager: input.manager,
         manager_id: manager.id,
@@ -226,7 +228,8 @@ pub async fn content(state: &AppState, input: PlanInput) -> ApiResult<Content> {
         description: input.description,
         approval,
         jobs: new_jobs,
-    })
+    };
+    Ok((content, warnings))
 }
 
 fn identity_type(t: &str) -> String {
@@ -308,7 +311,12 @@ fn check_job(i: usize, j: JobInput) -> ApiResult<CheckedJob> {
     })
 }
 
-async fn resolve_job(state: &AppState, i: usize, j: CheckedJob) -> ApiResult<NewJob> {
+async fn resolve_job(
+    state: &AppState,
+    i: usize,
+    j: CheckedJob,
+    warnings: &mut Vec<String>,
+) -> ApiResult<NewJob> {
     let manager_id = if j.manager.is_empty() {
         String::new()
     } else {
@@ -331,7 +339,7 @@ async fn resolve_job(state: &AppState, i: usize, j: CheckedJob) -> ApiResult<New
         JobKind::Workflow => {
             let params = array_or_empty(s.parameters);
             let inputs = array_or_empty(s.inputs);
-            let workflow = crate::workflow::check_release_input(
+            let checked = crate::workflow::check_release_input(
                 state,
                 &s.project_key,
                 &s.workflow_key,
@@ -343,13 +351,21 @@ async fn resolve_job(state: &AppState, i: usize, j: CheckedJob) -> ApiResult<New
                 let d = format!("jobs[{i}] (workflow {}): {}", s.workflow_key, e.description);
                 e.with_description(d)
             })?;
+            warnings.extend(
+                checked
+                    .warnings
+                    .iter()
+                    .map(|w| format!("jobs[{i}].spec.{w}")),
+            );
+            // Only the inputs that apply are kept: starting the task later must not trip
+            // over the ignored ones.
             JobSpec {
                 remark: s.remark,
                 workflow_key: s.workflow_key,
                 project_key: s.project_key,
                 parameters: params,
-                inputs,
-                workflow,
+                inputs: checked.inputs,
+                workflow: checked.workflow,
                 ..JobSpec::default()
             }
         }

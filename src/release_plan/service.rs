@@ -351,8 +351,13 @@ pub async fn logs(state: &AppState, id: &str) -> ApiResult<Vec<LogRecord>> {
 // ---- plan changes -------------------------------------------------------------------------
 
 /// `POST /openapi/release_plan/v1` (spec §2.3).
-pub async fn create(state: &AppState, caller: &Identity, input: PlanInput) -> ApiResult<String> {
-    let content = input::content(state, input).await?;
+/// Returns the new plan's id and the warnings about ignored inputs.
+pub async fn create(
+    state: &AppState,
+    caller: &Identity,
+    input: PlanInput,
+) -> ApiResult<(String, Vec<String>)> {
+    let (content, warnings) = input::content(state, input).await?;
     let now_ms = state.clock.now_ms();
     let id = validate::new_object_id(now_ms.div_euclid(1000));
     let index = state.sequences.next("release_plan").await.map_err(|e| {
@@ -374,28 +379,29 @@ pub async fn create(state: &AppState, caller: &Identity, input: PlanInput) -> Ap
     state.release_plans.insert(&out.plan).await?;
     record(state, &out.plan, &out.effects).await;
     tracing::info!(release_plan.id = %id, "release plan {id} (#{index}) created by {}", caller.account);
-    Ok(id)
+    Ok((id, warnings))
 }
 
 /// `PATCH /openapi/release_plan/v1/:id` (spec §2.4): replace metadata and jobs; a re-plan.
+/// Returns the warnings about ignored inputs.
 pub async fn update(
     state: &AppState,
     caller: &Identity,
     id: &str,
     input: PlanInput,
-) -> ApiResult<()> {
+) -> ApiResult<Vec<String>> {
     check_id(id)?;
     let plan = load(state, id).await?;
     // Refuse a caller who may not edit before validating what they sent; the machine checks
     // again on the copy it applies to (and the manager hand-over rule).
     machine::require_editor(&plan, &caller.into(), "edit").map_err(rejection)?;
-    let content = input::content(state, input).await?;
+    let (content, warnings) = input::content(state, input).await?;
     let event = Event::Edit {
         actor: caller.into(),
         content,
     };
     apply_recorded(state, id, &event).await?;
-    Ok(())
+    Ok(warnings)
 }
 
 /// `DELETE /openapi/release_plan/v1/:id` (our extension): the manager, the creator or an

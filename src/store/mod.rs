@@ -143,7 +143,11 @@ impl FindOptions {
     }
     /// 1-based page of `size` documents.
     pub fn page(mut self, page: u64, size: u64) -> Self {
-        self.skip = page.saturating_sub(1).saturating_mul(size);
+        // Clamped: both backends take the offset as a signed 64-bit number.
+        self.skip = page
+            .saturating_sub(1)
+            .saturating_mul(size)
+            .min(i64::MAX.unsigned_abs());
         self.limit = Some(size);
         self
     }

@@ -67,6 +67,18 @@ fn create_failed(status: StatusCode, what: impl Into<String>) -> ApiError {
 pub struct Prepared {
     pub workflow: Workflow,
     pub runs: HashSet<String>,
+    /// Positions of `inputs` entries naming a job the workflow does not have, when
+    /// [`UnknownJobs::Ignore`] let them pass.
+    pub ignored: Vec<usize>,
+}
+
+/// What an input for a job the workflow does not have means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownJobs {
+    /// 400 naming `inputs[k].job_name` (execute: a task is created now).
+    Reject,
+    /// Ignored and reported (a release plan's workflow job, as Zadig: docs/compatibility.md).
+    Ignore,
 }
 
 /// Apply `parameters` and `inputs` to `wf` (spec §3.2–3.3): listed jobs run, the others are
@@ -76,16 +88,22 @@ pub async fn prepare(
     mut wf: Workflow,
     parameters: &Value,
     inputs: &Value,
+    unknown: UnknownJobs,
 ) -> ApiResult<Prepared> {
     let params: Vec<ParamInput> = decode(parameters, "parameters")?;
     apply_params(&mut wf, &params)?;
 
     let inputs: Vec<JobInput> = decode(inputs, "inputs")?;
     let mut seen = HashSet::new();
+    let mut ignored = Vec::new();
     for (k, i) in inputs.iter().enumerate() {
         let field = format!("inputs[{k}].job_name");
         validate::name(&field, &i.job_name)?;
         let Some(job) = wf.job(&i.job_name) else {
+            if unknown == UnknownJobs::Ignore {
+                ignored.push(k);
+                continue;
+            }
             return Err(bad(
                 &field,
                 format!("job {} not found in workflow {}", i.job_name, wf.name),
@@ -139,7 +157,11 @@ pub async fn prepare(
         }
     }
     lint(&mut wf)?;
-    Ok(Prepared { workflow: wf, runs })
+    Ok(Prepared {
+        workflow: wf,
+        runs,
+        ignored,
+    })
 }
 
 impl Prepared {
@@ -372,11 +394,12 @@ pub async fn execute(
         ));
     }
     let enable_ticket = wf.enable_approval_ticket;
-    let prepared = prepare(state, wf, &req.parameters, &req.inputs).await?;
+    let prepared = prepare(state, wf, &req.parameters, &req.inputs, UnknownJobs::Reject).await?;
     prepared.check_runnable()?;
     let Prepared {
         workflow: mut merged,
         runs,
+        ..
     } = prepared;
     let notify_inputs = apply_notify(&mut merged, &req.notify_inputs)?;
     let ticket = if enable_ticket {

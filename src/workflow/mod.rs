@@ -61,22 +61,60 @@ pub struct StartedTask {
     pub task_id: i64,
 }
 
+/// A release job's workflow reference after [`check_release_input`].
+#[derive(Debug, Clone)]
+pub struct ReleaseInput {
+    /// The workflow definition with the parameters and inputs applied (jobs not listed are
+    /// `skipped`), which the release plan shows on the job.
+    pub workflow: serde_json::Value,
+    /// The `inputs` that apply: those naming a job of the workflow.
+    pub inputs: serde_json::Value,
+    /// One line per ignored input: `inputs[k]: workflow W has no job J; ignored`.
+    pub warnings: Vec<String>,
+}
+
 /// Check a release job's workflow reference as the execute route would: the workflow exists
 /// (else 404, code 6542) and `parameters`/`inputs` (the execute body's shapes) apply to it
-/// (else 400 naming the field). Returns the workflow definition with them applied, which the
-/// release plan shows on the job. The project key is not compared (spec/release-plan.md: the
-/// workflow is looked up by name only).
+/// (else 400 naming the field). An input naming a job the workflow does not have is ignored
+/// and reported, as Zadig ignores it (seed 001's PATCH example names `build`, `deploy` and
+/// `test` whatever the workflow has). The project key is not compared (spec/release-plan.md:
+/// the workflow is looked up by name only).
 pub async fn check_release_input(
     state: &AppState,
     _project_key: &str,
     workflow_key: &str,
     parameters: &serde_json::Value,
     inputs: &serde_json::Value,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<ReleaseInput> {
     crate::validate::name("workflow_key", workflow_key)?;
     let wf = definitions::find(state, workflow_key).await?;
-    let prepared = execute::prepare(state, wf, parameters, inputs).await?;
-    serde_json::to_value(&prepared.workflow).map_err(ApiError::internal)
+    let name = wf.name.clone();
+    let prepared =
+        execute::prepare(state, wf, parameters, inputs, execute::UnknownJobs::Ignore).await?;
+    let all = inputs.as_array().map(Vec::as_slice).unwrap_or_default();
+    let warnings = prepared
+        .ignored
+        .iter()
+        .map(|&k| {
+            let job = all
+                .get(k)
+                .and_then(|v| v.get("job_name"))
+                .map(text)
+                .unwrap_or_default();
+            format!("inputs[{k}]: workflow {name} has no job {job}; ignored")
+        })
+        .collect();
+    let kept = all
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !prepared.ignored.contains(k))
+        .map(|(_, v)| v.clone())
+        .collect();
+    Ok(ReleaseInput {
+        workflow: serde_json::to_value(&prepared.workflow).map_err(ApiError::internal)?,
+        inputs: serde_json::Value::Array(kept),
+        warnings,
+    })
 }
 
 /// Start a task for a release job with the same rules as `POST /openapi/workflows/custom/task`,

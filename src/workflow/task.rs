@@ -128,6 +128,12 @@ pub struct JobTask {
     /// Outputs recorded when the job ended (`IMAGE`, `IMAGETAG`, `PKG_FILE`, declared ones).
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// Who decided on the failed job under the `manual_check` error policy (Zadig's
+    /// `error_handler_user_id` / `error_handler_username`); empty otherwise.
+    #[serde(default)]
+    pub error_handler_user_id: String,
+    #[serde(default)]
+    pub error_handler_username: String,
 }
 
 /// One stage of a task.

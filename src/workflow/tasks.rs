@@ -487,6 +487,9 @@ pub async fn handle_job_error(
             crate::engine::runner::ERROR_HANDLING.into(),
             json!({"decision": decision, "user": caller.name, "time": now}),
         );
+        let job = &mut t.stages[si].jobs[ji];
+        job.error_handler_user_id.clone_from(&caller.uid);
+        job.error_handler_username.clone_from(&caller.name);
         if state.tasks.save(&mut t).await? {
             tracing::info!(workflow = %workflow, task_id, "{} chose {decision} for the failed job {job_name} of {workflow}#{task_id}", caller.account);
             crate::engine::approval_recorded(state, workflow, task_id);

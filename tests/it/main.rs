@@ -31,6 +31,7 @@ mod secrets_at_rest;
 mod store_conformance;
 mod ui;
 mod ui_browser;
+mod wire;
 mod workflow_e2e;
 mod workflow_tasks;
 mod workflows;

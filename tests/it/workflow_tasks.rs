@@ -706,19 +706,21 @@ backend_test! {
         let st = app.state();
         let inputs = json!([{"job_name": "sql", "job_type": "sql", "parameters": {"sql": "select 3"}}]);
         let params = json!([{"name": "test", "type": "string", "value": "from-release"}]);
-        let merged = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &inputs).await.unwrap();
+        let merged = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &inputs).await.unwrap().workflow;
         assert_eq!(merged["params"][0]["value"], "from-release");
         assert_eq!(merged["stages"][2]["jobs"][1]["spec"]["sql"], "select 3");
         assert_eq!(merged["stages"][0]["jobs"][0]["skipped"], true);
         // Listing no job is not an input error (the plan may be edited later); starting it is.
-        let none = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([])).await.unwrap();
+        let none = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([])).await.unwrap().workflow;
         assert!(none["stages"].as_array().unwrap().iter().all(|s| s["jobs"].as_array().unwrap().iter().all(|j| j["skipped"] == true)));
         let e = zadig_server::workflow::check_release_input(st, "helm", "nope", &params, &inputs).await.unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (404, 6542));
         let e = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &json!([{"name": "zzz"}]), &inputs).await.unwrap_err();
         assert!(e.status == 400 && e.description.contains("parameters[0].name"), "{e:?}");
-        let e = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([{"job_name": "ghost"}])).await.unwrap_err();
-        assert!(e.status == 400 && e.description.contains("inputs[0].job_name"), "{e:?}");
+        // An input for a job the workflow does not have is ignored and reported (as Zadig).
+        let ghost = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([{"job_name": "ghost"}, inputs[0].clone()])).await.unwrap();
+        assert_eq!(ghost.warnings, vec!["inputs[0]: workflow test-openapi has no job ghost; ignored".to_string()]);
+        assert_eq!(ghost.inputs, inputs);
 
         let caller = zadig_server::auth::Identity {
             uid: "u-1".into(), account: "rm".into(), name: "Release Manager".into(), identity_type: "system".into(), is_admin: false,
@@ -734,7 +736,7 @@ backend_test! {
         assert_eq!(zadig_server::workflow::task_status(st, "test-openapi", 1).await.unwrap().as_deref(), Some("waiting"));
         assert_eq!(zadig_server::workflow::task_status(st, "test-openapi", 2).await.unwrap(), None);
         let d = app.get("/openapi/workflows/custom/task?taskId=1&workflowKey=test-openapi").await.expect(200).clone();
-        assert_eq!(d["release_plan"], json!({"plan_id": "p1", "plan_name": "plan", "plan_index": 3, "job_id": "j1"}));
+        assert_eq!(d["release_plan"], json!({"id": "p1", "name": "plan", "index": 3, "job_id": "j1"}));
         app.stop().await;
     }
 }

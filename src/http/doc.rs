@@ -1,0 +1,525 @@
+//! The finishing pass over the generated OpenAPI document: what holds for every operation is
+//! written once here instead of on each of the ~70 handlers.
+//!
+//! - every response has a `description` (OpenAPI 3.1 requires one; utoipa leaves it empty);
+//! - every `/openapi` and `/api` operation documents 401 (the token check in front of them),
+//!   400 when it takes parameters or a body (the extractors answer 400 naming the field), 413
+//!   when it takes a body (`body_limit`), 404 when it has path parameters, 500 (a server fault)
+//!   and 503 (storage down, `request_timeout_secs`) — all with [`ErrorBody`];
+//! - the open routes (`/healthz`, `/metrics`) drop the global bearer requirement;
+//! - path and query parameters say what the handlers enforce (24-hex ids, positive task ids and
+//!   pages, name lengths, the release-plan status list, which query parameters are required);
+//! - request bodies say which fields are required, their closed value lists, lengths and id
+//!   patterns, and which fields take `null` (those decoded with Zadig's null-as-default rule).
+//!
+//! The tables below are the contract: `.ci/run` drives schemathesis against them
+//! (`negative_data_rejection` fails when the server accepts what they forbid,
+//! `positive_data_acceptance` when it refuses what they allow).
+//!
+//! The statuses a handler answers for its own reasons (403, 409, …) stay on its
+//! `#[utoipa::path]`.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::ErrorBody;
+use crate::release_plan::model::Status;
+use crate::validate::MAX_NAME_LEN;
+
+/// Routes that need no token.
+const OPEN: &[&str] = &["/healthz", "/metrics"];
+
+/// A 24-hex ObjectId (release plans, delivery versions): anything else → 400 naming `id`.
+const OBJECT_ID: &str = "^[0-9a-fA-F]{24}$";
+
+/// At least one non-space character: names are checked with `trim().is_empty()`.
+const NOT_BLANK: &str = "\\S";
+
+/// Apply the pass to a document produced by utoipa; the result is served as JSON (a
+/// round trip through utoipa's types would not keep every 3.1 construct).
+pub fn finish(spec: &utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(spec).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the OpenAPI document does not serialize: {e}");
+        json!({})
+    });
+    finish_value(&mut doc);
+    doc
+}
+
+fn error_ref() -> Value {
+    json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", <ErrorBody as utoipa::ToSchema>::name())}}})
+}
+
+fn describe(status: &str) -> &'static str {
+    match status {
+        "200" => "Success",
+        "400" => {
+            "Bad input: malformed JSON, a wrong type, a missing or unknown value; `description` names the field or parameter"
+        }
+        "401" => "No API token, or an unknown or revoked one",
+        "403" => "The caller is not allowed to do this (not an admin, owner, approver …)",
+        "404" => "The resource (or a resource the request names) does not exist",
+        "409" => "Wrong state for this action, or a duplicate",
+        "413" => "The request body is larger than `body_limit`",
+        "503" => "Storage does not answer, or the request took longer than `request_timeout_secs`",
+        "500" => "A server fault; the details are only in the server log",
+        _ => "Answer",
+    }
+}
+
+/// A required name: non-blank, at most [`MAX_NAME_LEN`] characters.
+fn name_schema() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": NOT_BLANK})
+}
+
+/// Query parameters a route refuses to do without (400 `… is required`): (method, path, names).
+const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
+    ("get", "/openapi/build", &["projectKey"]),
+    ("get", "/openapi/build/{buildName}/detail", &["projectKey"]),
+    ("delete", "/openapi/build", &["name"]),
+    ("get", "/openapi/delivery/releases", &["projectKey"]),
+    (
+        "get",
+        "/openapi/delivery/releases/detail",
+        &["projectKey", "versionName"],
+    ),
+    ("get", "/openapi/delivery/releases/{id}", &["projectKey"]),
+    ("delete", "/openapi/delivery/releases/{id}", &["projectKey"]),
+    ("get", "/openapi/workflows", &["projectKey"]),
+    (
+        "delete",
+        "/openapi/workflows/custom",
+        &["workflowKey", "projectKey"],
+    ),
+    ("get", "/openapi/workflows/custom/task", &["workflowKey"]),
+    ("delete", "/openapi/workflows/custom/task", &["workflowKey"]),
+    (
+        "get",
+        "/openapi/workflows/custom/{workflowKey}/detail",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/workflows/custom/{workflowKey}/tasks",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/workflows/view", &["projectKey"]),
+    ("put", "/openapi/workflows/view/{viewName}", &["projectKey"]),
+    (
+        "delete",
+        "/openapi/workflows/view/{viewName}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec",
+        &["projectKey"],
+    ),
+];
+
+/// Request-body fields that must be present and non-blank names, by schema.
+const REQUIRED_NAMES: &[(&str, &[&str])] = &[
+    ("PlanInput", &["name", "manager"]),
+    ("JobInput", &["name", "type"]),
+    ("JobActionInput", &["id", "type"]),
+    (
+        "CallbackInput",
+        &["hook_event", "release_plan_id", "instance_code", "result"],
+    ),
+    ("ExecuteRequest", &["workflow_key", "project_key"]),
+    ("ApproveRequest", &["workflow_key", "stage_name", "task_id"]),
+    ("ErrorHandlingRequest", &["decision"]),
+    ("ManualExecRequest", &["stage_name"]),
+    ("CreateUserRequest", &["account"]),
+    ("CreateViewRequest", &["project_key", "name"]),
+    (
+        "CreateTicketRequest",
+        &["approval_id", "project_key", "status"],
+    ),
+    ("RegistryInput", &["address", "provider"]),
+    ("HelmRepoInput", &["repo_name", "url"]),
+    (
+        "NewVersion",
+        &["project_key", "version_name", "source", "services"],
+    ),
+    ("TemplateRequest", &["name"]),
+    ("TemplateBuildRequest", &["name", "template_name"]),
+    ("TicketServiceInput", &["service_name"]),
+    ("ViewWorkflowInput", &["workflow_key", "workflow_type"]),
+    ("ViewChange", &["workflow_key", "workflow_type"]),
+];
+
+/// Fields decoded with Zadig's null-as-default rule: `null` is accepted and means the default.
+const NULLABLE: &[(&str, &[&str])] = &[
+    (
+        "PlanInput",
+        &[
+            "manager_identity_type",
+            "description",
+            "start_time",
+            "end_time",
+            "schedule_execute_time",
+            "jobs",
+        ],
+    ),
+    ("JobInput", &["manager", "manager_identity_type"]),
+    ("JobActionInput", &["name"]),
+    ("ApproveInput", &["approve", "comment"]),
+    ("CallbackInput", &["failed_reason"]),
+    (
+        "HookSettingInput",
+        &["enable", "enable_call_back", "hook_address", "hook_events"],
+    ),
+];
+
+/// Property schemas beyond utoipa's types: closed value lists, ranges, id patterns, lengths.
+fn property_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    use crate::release_plan::model::HookEvent;
+    let hook_events: Vec<&str> = HookEvent::ALL.iter().map(|e| e.as_str()).collect();
+    let time = json!({"type": "integer", "format": "int64", "minimum": 0});
+    vec![
+        ("PlanInput", "start_time", time.clone()),
+        ("PlanInput", "end_time", time.clone()),
+        ("PlanInput", "schedule_execute_time", time),
+        (
+            "PlanInput",
+            "manager_identity_type",
+            json!({"type": "string", "maxLength": MAX_NAME_LEN}),
+        ),
+        (
+            "JobInput",
+            "type",
+            json!({"type": "string", "enum": ["text", "workflow"]}),
+        ),
+        (
+            "JobActionInput",
+            "type",
+            json!({"type": "string", "enum": ["text", "workflow"]}),
+        ),
+        (
+            "CallbackInput",
+            "hook_event",
+            json!({"type": "string", "enum": hook_events}),
+        ),
+        (
+            "CallbackInput",
+            "release_plan_id",
+            json!({"type": "string", "pattern": OBJECT_ID}),
+        ),
+        (
+            "CallbackInput",
+            "result",
+            json!({"type": "string", "enum": ["success", "failed"]}),
+        ),
+        (
+            "HookSettingInput",
+            "hook_events",
+            json!({"type": "array", "items": {"type": "string", "enum": hook_events}}),
+        ),
+        (
+            "ApproveRequest",
+            "task_id",
+            json!({"type": "integer", "format": "int64", "minimum": 1}),
+        ),
+        (
+            "ErrorHandlingRequest",
+            "decision",
+            json!({"type": "string", "enum": ["ignore", "reject"]}),
+        ),
+        (
+            "RemarkRequest",
+            "remark",
+            json!({"type": "string", "maxLength": 4096}),
+        ),
+        (
+            "CreateTicketRequest",
+            "status",
+            json!({"type": "integer", "enum": [0, 1]}),
+        ),
+        (
+            "RegistryInput",
+            "provider",
+            json!({"type": "string", "enum": crate::delivery::registry::PROVIDERS}),
+        ),
+        (
+            "NewVersion",
+            "source",
+            json!({"type": "string", "enum": crate::delivery::model::SOURCES}),
+        ),
+        (
+            "NewVersion",
+            "services",
+            json!({"type": "array", "minItems": 1, "items": {"type": "object"}}),
+        ),
+        (
+            "ViewWorkflowInput",
+            "workflow_type",
+            json!({"type": "string", "enum": ["custom", "product"]}),
+        ),
+        (
+            "ViewChange",
+            "workflow_type",
+            json!({"type": "string", "enum": ["custom", "product"]}),
+        ),
+        // Zadig's lenient forms, accepted as such.
+        (
+            "CreateTicketRequest",
+            "envs",
+            json!({"oneOf": [{"type": "array", "items": {"type": "string"}},
+                {"type": "string", "description": "comma-separated (the seed's form)"},
+                {"type": "null"}]}),
+        ),
+        (
+            "TemplateRequest",
+            "installs",
+            json!({"oneOf": [
+                {"type": "array", "items": {"type": "object",
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}},
+                {"type": "string", "description": "`name:version` entries separated by commas"},
+                {"type": "null"}]}),
+        ),
+        (
+            "BuildRequest",
+            "installs",
+            json!({"oneOf": [
+                {"type": "array", "items": {"type": "object",
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}},
+                {"type": "string", "description": "`name:version` entries separated by commas"}]}),
+        ),
+    ]
+}
+
+fn property<'a>(
+    schemas: &'a mut Map<String, Value>,
+    schema: &str,
+    field: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    schemas
+        .get_mut(schema)?
+        .get_mut("properties")?
+        .get_mut(field)?
+        .as_object_mut()
+}
+
+fn finish_schemas(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for (schema, fields) in NULLABLE {
+        for field in *fields {
+            if let Some(p) = property(schemas, schema, field)
+                && let Some(Value::String(t)) = p.get("type").cloned()
+            {
+                p.insert("type".into(), json!([t, "null"]));
+            }
+        }
+    }
+    for (schema, field, over) in property_overrides() {
+        if let Some(p) = property(schemas, schema, field)
+            && let Value::Object(over) = over
+        {
+            let nullable = p
+                .get("type")
+                .and_then(Value::as_array)
+                .is_some_and(|t| t.contains(&json!("null")));
+            if over.contains_key("oneOf") {
+                // A union replaces utoipa's single type.
+                p.retain(|k, _| k == "description");
+            }
+            p.extend(over);
+            let required = REQUIRED_NAMES
+                .iter()
+                .any(|(s, f)| *s == schema && f.contains(&field));
+            if nullable
+                && !required
+                && let Some(Value::String(t)) = p.get("type").cloned()
+            {
+                p.insert("type".into(), json!([t, "null"]));
+            }
+        }
+    }
+    for (schema, fields) in REQUIRED_NAMES {
+        for field in *fields {
+            if let Some(p) = property(schemas, schema, field)
+                && let Some(Value::Array(types)) = p.get("type").cloned()
+                && let Some(t) = types.iter().find(|t| *t != "null")
+            {
+                // `null` is refused like an absent value.
+                p.insert("type".into(), t.clone());
+            }
+            if let Some(p) = property(schemas, schema, field)
+                && p.get("type") == Some(&json!("string"))
+                && !p.contains_key("enum")
+                && !p.contains_key("pattern")
+            {
+                p.extend(name_schema().as_object().cloned().unwrap_or_default());
+            }
+        }
+        if let Some(s) = schemas.get_mut(*schema).and_then(Value::as_object_mut) {
+            let mut req: Vec<Value> = s
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for field in *fields {
+                if !req.contains(&json!(field)) {
+                    req.push(json!(field));
+                }
+            }
+            s.insert("required".into(), Value::Array(req));
+        }
+    }
+}
+
+fn finish_value(doc: &mut Value) {
+    finish_schemas(doc);
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if !matches!(
+                method.as_str(),
+                "get" | "put" | "post" | "delete" | "patch" | "head" | "options"
+            ) {
+                continue;
+            }
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            finish_operation(path, method, op);
+        }
+    }
+}
+
+fn finish_operation(path: &str, method: &str, op: &mut Map<String, Value>) {
+    let open = OPEN.contains(&path);
+    if open {
+        op.insert("security".into(), json!([]));
+    }
+    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        let required = REQUIRED_QUERY
+            .iter()
+            .find(|(m, p, _)| *m == method && *p == path)
+            .map(|(_, _, names)| *names)
+            .unwrap_or_default();
+        for p in params {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+            if p.get("in") == Some(&json!("query")) && required.contains(&name) {
+                p["required"] = json!(true);
+            }
+            constrain_parameter(path, p);
+        }
+    }
+    let has_params = op
+        .get("parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    let has_body = op.contains_key("requestBody");
+    let has_path_params = path.contains('{');
+    let responses = op
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    let Some(responses) = responses else {
+        return;
+    };
+    if !open {
+        let mut add = vec!["401", "500", "503"];
+        if has_params || has_body {
+            add.push("400");
+        }
+        if has_body {
+            add.push("413");
+        }
+        if has_path_params {
+            add.push("404");
+        }
+        for status in add {
+            responses.entry(status).or_insert_with(
+                || json!({"description": describe(status), "content": error_ref()}),
+            );
+        }
+    }
+    for (status, resp) in responses.iter_mut() {
+        if let Some(r) = resp.as_object_mut() {
+            let empty = r
+                .get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+            if empty {
+                r.insert("description".into(), json!(describe(status)));
+            }
+        }
+    }
+}
+
+/// What the handlers enforce on a parameter, by its name (the names are shared across
+/// routes and mean the same everywhere).
+fn constrain_parameter(path: &str, p: &mut Value) {
+    let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+    let location = p.get("in").and_then(Value::as_str).unwrap_or_default();
+    let schema = match (name, location) {
+        ("id", "path")
+            if path.starts_with("/openapi/release_plan/")
+                || path.starts_with("/openapi/delivery/releases/") =>
+        {
+            json!({"type": "string", "pattern": OBJECT_ID})
+        }
+        ("uid", "path") => json!({"type": "string", "format": "uuid"}),
+        // The log routes read any integer (a task that does not exist has an empty log).
+        ("taskID", "path") if path.starts_with("/openapi/logs/") => {
+            json!({"type": "integer", "format": "int64"})
+        }
+        ("taskID", "path") => json!({"type": "integer", "format": "int64", "minimum": 1}),
+        ("taskId", "query") => {
+            p["required"] = json!(true);
+            json!({"type": "integer", "format": "int64", "minimum": 1})
+        }
+        ("pageNum" | "page", "query") => {
+            if path == "/openapi/release_plan/v1" {
+                p["required"] = json!(true);
+            }
+            json!({"type": "integer", "format": "int64", "minimum": 1})
+        }
+        ("pageSize", "query") => {
+            if path == "/openapi/release_plan/v1" {
+                p["required"] = json!(true);
+            }
+            let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
+            if let Some(max) = page_size_max(path) {
+                s["maximum"] = json!(max);
+            }
+            s
+        }
+        ("status", "path") if path.starts_with("/openapi/release_plan/") => json!({
+            "type": "string",
+            "enum": Status::ALL.map(Status::as_str),
+        }),
+        (
+            "workflowKey" | "name" | "buildName" | "viewName" | "jobName" | "workflowName"
+            | "versionName" | "projectKey",
+            _,
+        ) if location == "path" || p.get("required") == Some(&json!(true)) => json!({
+            "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": NOT_BLANK,
+        }),
+        _ => return,
+    };
+    p["schema"] = schema;
+}
+
+/// The largest `pageSize` a list honours, where it has one.
+fn page_size_max(path: &str) -> Option<u64> {
+    (path == "/openapi/users" || path == "/openapi/delivery/releases" || path.ends_with("/tasks"))
+        .then_some(1000)
+}
