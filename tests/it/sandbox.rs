@@ -111,12 +111,8 @@ impl Api {
 
 /// Start the real binary with the admin token in its environment; a non-admin user's API.
 async fn start(kind: Kind, data: &Path) -> Option<(crate::engine_restart::Server, Api)> {
-    // Jobs reach their workspace by its path: the data dir's parents must be traversable by
-    // the job user (a tempdir is 0700).
-    if let Some(parent) = data.parent() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    // `data` lies in a 0700 tempdir: the sandbox covers that closed ancestor so the job user
+    // still reaches its workspace.
     let port = free_port();
     let mut env: Vec<(String, String)> = vec![
         ("ZADIG_LISTEN".into(), format!("127.0.0.1:{port}")),

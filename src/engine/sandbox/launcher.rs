@@ -339,10 +339,18 @@ fn hide_paths(spec: &LaunchSpec) -> Result<(), String> {
     // Keep a handle on the job directory before it is covered.
     let job = std::fs::File::open(&spec.job_dir)
         .map_err(|e| format!("open {}: {e}", spec.job_dir.display()))?;
-    let mut hidden: Vec<&PathBuf> = spec.hide.iter().collect();
+    let mut hidden: Vec<PathBuf> = spec.hide.clone();
+    // A job user who cannot traverse some ancestor of its directory (a data dir under a 0700
+    // home or temp dir) could not reach its workspace: cover that ancestor too. It hides
+    // nothing the job user could read anyway.
+    if spec.job_user.is_some()
+        && let Some(a) = closed_ancestor(&spec.job_dir)
+    {
+        hidden.push(a);
+    }
     hidden.sort_by_key(|p| p.as_os_str().len());
     let mut done: Vec<&Path> = Vec::new();
-    for h in hidden {
+    for h in &hidden {
         if done.iter().any(|d| h.starts_with(d)) {
             continue;
         }
@@ -383,6 +391,18 @@ fn hide_paths(spec: &LaunchSpec) -> Result<(), String> {
     .map_err(|e| format!("bind {}: {e}", spec.job_dir.display()))?;
     drop(job);
     Ok(())
+}
+
+/// The outermost ancestor of `dir` that others may not traverse (no `o+x`), if any.
+fn closed_ancestor(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
 }
 
 /// Device files a job may write to.
