@@ -113,6 +113,45 @@ async fn spawn_baseline(n: u32) -> Duration {
     start.elapsed() / n
 }
 
+/// The same `bash -c 'echo hi'` through the job sandbox's launcher (user/mount/PID namespaces,
+/// Landlock, the job user when root), as the local executor runs every job command.
+async fn sandboxed_spawn(n: u32) -> Duration {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job_dir = dir.path().join("job");
+    std::fs::create_dir_all(&job_dir).expect("job dir");
+    let root = nix::unistd::getuid().is_root();
+    if root {
+        std::os::unix::fs::chown(&job_dir, Some(65534), Some(65534)).expect("chown");
+    }
+    let spec = zadig_server::engine::sandbox::LaunchSpec {
+        job_dir: job_dir.clone(),
+        cwd: job_dir.clone(),
+        hide: vec![dir.path().join("data")],
+        job_user: root.then_some((65534, 65534)),
+        required: true,
+        ..Default::default()
+    };
+    let spec = serde_json::to_string(&spec).expect("spec");
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zadig-server"));
+        cmd.args(["__sandbox", "run", &spec, "--", "bash", "-c", "echo hi"])
+            .current_dir(&job_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let (status, out, err) = zadig_server::engine::sandbox::captured(cmd)
+            .await
+            .expect("launcher");
+        assert!(
+            status.success() && out == b"hi\n",
+            "{status}: {}",
+            String::from_utf8_lossy(&err)
+        );
+    }
+    start.elapsed() / n
+}
+
 async fn server(
     kind: StorageKind,
     dir: &std::path::Path,
@@ -297,6 +336,12 @@ async fn main() {
     println!(
         "process spawn baseline (bash -c 'echo hi'): {:.2} ms",
         spawn.as_secs_f64() * 1e3
+    );
+    let sandboxed = sandboxed_spawn(200).await;
+    println!(
+        "the same through the job sandbox: {:.2} ms (the sandbox adds {:.2} ms per job command)",
+        sandboxed.as_secs_f64() * 1e3,
+        sandboxed.saturating_sub(spawn).as_secs_f64() * 1e3
     );
     bench_backend(StorageKind::Embedded, spawn).await;
     if std::env::var("ZADIG_TEST_MONGODB_URI").is_ok_and(|u| !u.is_empty()) {

@@ -116,11 +116,12 @@ impl Paging {
         let num = validate::page_param(num_field, num, rule.default_num, None)?;
         let size = validate::page_param("pageSize", size, rule.default_size, None)?;
         // The offset first, whatever the cap: a page that cannot exist is the fault of
-        // `pageNum`. `size` ≥ 1, so this bound is `num × size ≤ i64::MAX`.
-        let max_num = i64::MAX.unsigned_abs() / size;
+        // `pageNum`. One bound per route, whatever `pageSize` (so the OpenAPI document can
+        // state it): a page of the largest size must start within a signed 64-bit offset.
+        let max_num = i64::MAX.unsigned_abs() / rule.max_size;
         if num > max_num {
             return Err(ApiError::bad_request(format!(
-                "`{num_field}` is too large: with pageSize {size} it must be at most {max_num}, got {num}"
+                "`{num_field}` is too large: it must be at most {max_num}, got {num}"
             )));
         }
         if size > rule.max_size {

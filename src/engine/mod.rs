@@ -56,10 +56,14 @@ pub struct Engine {
     pub logs: logs::LogHub,
     /// The executor that runs prepared jobs (local processes).
     pub executor: Arc<dyn executor::Executor>,
+    /// The job sandbox of the local executor (probed at start).
+    pub sandbox: Arc<sandbox::Sandbox>,
+    workspace_root: std::path::PathBuf,
 }
 
 impl Engine {
     pub fn new(backend: &dyn Backend, config: &crate::config::Config) -> Self {
+        let sandbox = Arc::new(sandbox::Sandbox::new(config));
         Self {
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
@@ -67,8 +71,10 @@ impl Engine {
             executor: Arc::new(local::LocalExecutor::new(
                 config.engine_workspace_root(),
                 config.engine_keep_workspaces,
-                Arc::new(sandbox::Sandbox::new(config)),
+                sandbox.clone(),
             )),
+            sandbox,
+            workspace_root: config.engine_workspace_root(),
         }
     }
 
@@ -151,7 +157,17 @@ struct Registered {
 
 /// Start the engine's background loops (all stopped by `state.shutdown`).
 pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
-    dispatch::spawn(state)
+    // Say at start which protections of the job sandbox the kernel offers (logged once).
+    let st = state.clone();
+    let mut loops = vec![tokio::spawn(async move {
+        let root = st.engine.workspace_root.clone();
+        if let Err(e) = tokio::fs::create_dir_all(&root).await {
+            tracing::warn!("cannot create the workspace root {}: {e}", root.display());
+        }
+        st.engine.sandbox.probe(&root).await;
+    })];
+    loops.extend(dispatch::spawn(state));
+    loops
 }
 
 /// A task was queued (created or retried): start it as soon as a slot is free.

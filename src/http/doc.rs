@@ -490,15 +490,20 @@ fn constrain_parameter(path: &str, p: &mut Value) {
             if path == "/openapi/release_plan/v1" {
                 p["required"] = json!(true);
             }
-            json!({"type": "integer", "format": "int64", "minimum": 1})
+            let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
+            // Every page of the largest size must start within a signed 64-bit offset.
+            if let Some(rule) = page_rule(path) {
+                s["maximum"] = json!(i64::MAX.unsigned_abs() / rule.max_size);
+            }
+            s
         }
         ("pageSize", "query") => {
             if path == "/openapi/release_plan/v1" {
                 p["required"] = json!(true);
             }
             let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
-            if let Some(max) = page_size_max(path) {
-                s["maximum"] = json!(max);
+            if let Some(rule) = page_rule(path) {
+                s["maximum"] = json!(rule.max_size);
             }
             s
         }
@@ -518,8 +523,21 @@ fn constrain_parameter(path: &str, p: &mut Value) {
     p["schema"] = schema;
 }
 
-/// The largest `pageSize` a list honours, where it has one.
-fn page_size_max(path: &str) -> Option<u64> {
-    (path == "/openapi/users" || path == "/openapi/delivery/releases" || path.ends_with("/tasks"))
-        .then_some(1000)
+/// How a list route pages (crate::limits), by its path.
+fn page_rule(path: &str) -> Option<&'static crate::limits::PageRule> {
+    use crate::limits::{
+        BUILD_TEMPLATES_PAGE, BUILDS_PAGE, DELIVERY_VERSIONS_PAGE, RELEASE_PLANS_PAGE, USERS_PAGE,
+        WORKFLOW_TASKS_PAGE,
+    };
+    match path {
+        "/openapi/users" => Some(&USERS_PAGE),
+        "/openapi/release_plan/v1" => Some(&RELEASE_PLANS_PAGE),
+        "/openapi/build" => Some(&BUILDS_PAGE),
+        "/openapi/templates/build" => Some(&BUILD_TEMPLATES_PAGE),
+        "/openapi/delivery/releases" => Some(&DELIVERY_VERSIONS_PAGE),
+        p if p.starts_with("/openapi/workflows/custom/") && p.ends_with("/tasks") => {
+            Some(&WORKFLOW_TASKS_PAGE)
+        }
+        _ => None,
+    }
 }

@@ -96,10 +96,11 @@ backend_test! {
     async fn paging_that_overflows_names_the_parameter(app) {
         app.post("/api/aslan/workflow/v4", echo_workflow("wf", "p")).await.expect(200);
         for route in PAGED {
-            let r = app.get(&format!("{route}pageNum=9223372036854777&pageSize=1000")).await;
+            let r = app.get(&format!("{route}pageNum=92233720368547759&pageSize=1")).await;
             r.expect_error(400, "`pageNum`");
-            // The page just inside the range answers.
-            let r = app.get(&format!("{route}pageNum=92233720368547758&pageSize=100")).await;
+            // A page inside every route's range answers (the bound is i64::MAX / the route's
+            // largest pageSize).
+            let r = app.get(&format!("{route}pageNum=9223372036854775&pageSize=100")).await;
             r.expect(200);
             let r = app.get(&format!("{route}pageNum=92233720368547759&pageSize=100")).await;
             r.expect_error(400, "`pageNum`");
@@ -108,7 +109,7 @@ backend_test! {
             r.expect_error(400, "pageNum");
         }
         // The task list's alias names itself.
-        app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&page=9223372036854777&pageSize=1000")
+        app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&page=92233720368547759&pageSize=1")
             .await.expect_error(400, "`page`");
         app.stop().await;
     }

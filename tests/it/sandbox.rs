@@ -266,3 +266,36 @@ async fn cancel_kills_processes_that_left_the_group(kind: Kind) {
     drop(server);
 }
 crate::kind_test!(cancel_kills_processes_that_left_the_group);
+
+/// A sandbox that cannot start refuses jobs with an error naming what is missing — never runs
+/// them unconfined.
+async fn a_broken_sandbox_refuses_jobs(kind: Kind) {
+    let Some(app) = crate::harness::TestApp::start_with(kind, |c| {
+        c.engine_sandbox_launcher = "/nonexistent/zadig-server".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let id = crate::engine::queue(
+        &app,
+        "refused",
+        -1,
+        vec![],
+        vec![crate::engine::stage(
+            "s",
+            false,
+            vec![crate::engine::freestyle("j", "echo ran")],
+        )],
+    )
+    .await;
+    let t = crate::engine::wait_status(&app, "refused", id, &["failed", "passed"]).await;
+    assert_eq!(t.status, "failed");
+    let err = &t.stages[0].jobs[0].error;
+    assert!(
+        err.contains("sandbox launcher /nonexistent/zadig-server does not work"),
+        "{err}"
+    );
+    app.stop().await;
+}
+crate::kind_test!(a_broken_sandbox_refuses_jobs);
