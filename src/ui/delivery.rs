@@ -4,7 +4,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::render::page;
@@ -13,35 +12,20 @@ use super::{UiResult, done, posted};
 use crate::delivery::model::DeliveryVersion;
 use crate::delivery::service;
 use crate::state::AppState;
-use crate::store::{Dir, Filter, FindOptions, Typed};
-
-/// Versions per list page.
-const PAGE_SIZE: u64 = 25;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    project: String,
-    #[serde(default)]
-    page: Option<u64>,
-}
+use crate::store::{Dir, FindOptions, Typed};
 
 /// `GET /ui/delivery[?project=]`: newest first, across projects unless one is asked for.
 pub async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<super::ListQuery>,
 ) -> UiResult {
-    let page_no = q.page.unwrap_or(1).max(1);
+    let page_no = q.page_no();
     let docs: Typed<DeliveryVersion> = Typed::new(state.backend.as_ref(), "delivery_versions");
-    let filter = if q.project.is_empty() {
-        Filter::All
-    } else {
-        Filter::eq("project_name", q.project.as_str())
-    };
+    let filter = q.project_filter("project_name");
     let opts = FindOptions::sort("created_at", Dir::Desc)
         .then("id", Dir::Desc)
-        .page(page_no, PAGE_SIZE);
+        .page(page_no, super::PAGE_SIZE);
     let versions = docs.find(&filter, &opts).await?;
     let total = docs.count(&filter).await?;
     let rows: Vec<_> = versions
@@ -62,7 +46,7 @@ pub async fn list(
         Some(&viewer),
         json!({
             "title": "Delivery versions", "nav": "delivery", "versions": rows, "total": total,
-            "project": q.project, "page": page_no, "has_next": page_no * PAGE_SIZE < total,
+            "project": q.project, "page": page_no, "has_next": super::has_next(page_no, total),
         }),
     ))
 }

@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::Filter;
 use crate::store::StoreError;
 
 /// The dashboard's routes (merged into the application router, under its middleware).
@@ -153,4 +154,39 @@ pub fn posted(viewer: &session::Viewer, headers: &HeaderMap, body: &Bytes) -> Ui
 /// After a successful action: back to `to` (post/redirect/get).
 pub fn done(to: &str) -> Response {
     Redirect::to(to).into_response()
+}
+
+/// Items per page of every list page.
+const PAGE_SIZE: u64 = 25;
+/// The last page a list offers (25,000,000 items); beyond it a page is empty anyway.
+const MAX_PAGE: u64 = 1_000_000;
+
+/// The query of a list page: an optional project and a page number.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    page: Option<u64>,
+}
+
+impl ListQuery {
+    /// The page asked for, 1 when absent, at most [`MAX_PAGE`] (so no offset can overflow).
+    fn page_no(&self) -> u64 {
+        self.page.unwrap_or(1).clamp(1, MAX_PAGE)
+    }
+
+    /// Everything, or the documents whose `field` is the project asked for.
+    fn project_filter(&self, field: &str) -> Filter {
+        if self.project.is_empty() {
+            Filter::All
+        } else {
+            Filter::eq(field, self.project.as_str())
+        }
+    }
+}
+
+/// Whether a page after `page_no` has items.
+fn has_next(page_no: u64, total: u64) -> bool {
+    page_no.saturating_mul(PAGE_SIZE) < total
 }

@@ -5,7 +5,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::render::{page, urlencode};
@@ -20,23 +19,14 @@ use crate::release_plan::store::LogRecord;
 use crate::state::AppState;
 use crate::store::{Dir, Filter, FindOptions};
 
-/// Plans per list page.
-const PAGE_SIZE: u64 = 25;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct PageQuery {
-    #[serde(default)]
-    page: Option<u64>,
-}
-
 /// `GET /ui/plans`: newest first, with status, manager, window and schedule.
 pub async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<super::ListQuery>,
 ) -> UiResult {
-    let page_no = q.page.unwrap_or(1).max(1);
-    let opts = FindOptions::sort("index", Dir::Desc).page(page_no, PAGE_SIZE);
+    let page_no = q.page_no();
+    let opts = FindOptions::sort("index", Dir::Desc).page(page_no, super::PAGE_SIZE);
     let plans = state.release_plans.find(&Filter::All, &opts).await?;
     let total = state.release_plans.count(&Filter::All).await?;
     let rows: Vec<Value> = plans
@@ -54,7 +44,7 @@ pub async fn list(
         Some(&viewer),
         json!({
             "title": "Release plans", "nav": "plans", "plans": rows, "total": total,
-            "page": page_no, "has_next": page_no * PAGE_SIZE < total,
+            "page": page_no, "has_next": super::has_next(page_no, total),
         }),
     ))
 }

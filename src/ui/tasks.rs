@@ -18,36 +18,22 @@ use crate::auth::Identity;
 use crate::engine::logs::{Follow, LogKey, full_piece};
 use crate::error::codes;
 use crate::state::AppState;
-use crate::store::{Dir, Filter, FindOptions, Typed};
+use crate::store::{Dir, FindOptions, Typed};
 use crate::workflow::model::Workflow;
 use crate::workflow::task::{ApproveUser, JobTask, StageTask, Task, status};
 use crate::workflow::tasks;
 
-/// Tasks per page of a workflow.
-const PAGE_SIZE: u64 = 25;
 /// Most log text put into a page; the plain-text link has the rest.
 const LOG_PAGE_LIMIT: usize = 1 << 20;
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    project: String,
-    #[serde(default)]
-    page: Option<u64>,
-}
 
 /// `GET /ui/workflows[?project=]`: every workflow (of one project when asked).
 pub async fn workflows(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<super::ListQuery>,
 ) -> UiResult {
     let docs: Typed<Workflow> = Typed::new(state.backend.as_ref(), "workflows");
-    let filter = if q.project.is_empty() {
-        Filter::All
-    } else {
-        Filter::eq("project", q.project.as_str())
-    };
+    let filter = q.project_filter("project");
     let opts = FindOptions::sort("project", Dir::Asc).then("name", Dir::Asc);
     let list: Vec<Value> = docs
         .find(&filter, &opts)
@@ -72,14 +58,15 @@ pub async fn workflow(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(key): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<super::ListQuery>,
 ) -> UiResult {
     crate::validate::name("workflowKey", &key)?;
     let wf = state.workflows.get(&key).await?.ok_or_else(|| {
         UiError::Status(StatusCode::NOT_FOUND, format!("workflow {key} not found"))
     })?;
-    let page_no = q.page.unwrap_or(1).max(1);
-    let (_, list, total) = tasks::list(&state, &key, &wf.project, page_no, PAGE_SIZE).await?;
+    let page_no = q.page_no();
+    let (_, list, total) =
+        tasks::list(&state, &key, &wf.project, page_no, super::PAGE_SIZE).await?;
     let now = state.clock.now();
     let rows: Vec<Value> = list
         .iter()
@@ -98,7 +85,7 @@ pub async fn workflow(
             "title": format!("Workflow {}", wf.name), "nav": "workflows",
             "workflow": {"name": wf.name, "display_name": wf.display_name, "project": wf.project,
                          "description": wf.description},
-            "tasks": rows, "total": total, "page": page_no, "has_next": page_no * PAGE_SIZE < total,
+            "tasks": rows, "total": total, "page": page_no, "has_next": super::has_next(page_no, total),
         }),
     ))
 }

@@ -110,42 +110,28 @@ fn stage1(spec: &LaunchSpec, argv: &[OsString]) -> i32 {
             }
         }
     }
-    if can_ns {
-        match unshare(CloneFlags::CLONE_NEWNS) {
-            Ok(()) => spec.mount_ns = true,
-            Err(e) => {
-                if missing(&spec, Feature::MountNamespace, &e.to_string()) {
-                    return EXIT_REFUSED;
-                }
-            }
-        }
-    } else if missing(
+    let Some(mount_ns) = enter(
         &spec,
+        can_ns,
+        CloneFlags::CLONE_NEWNS,
         Feature::MountNamespace,
-        "needs a user namespace or root",
-    ) {
+    ) else {
         return EXIT_REFUSED;
-    }
+    };
+    spec.mount_ns = mount_ns;
     // The watchdog thread must exist before the PID namespace: once it is unshared, this
     // process can no longer create threads (only children).
     let (tx, rx) = std::sync::mpsc::channel::<Pid>();
     std::thread::spawn(move || watchdog(&rx));
-    if can_ns {
-        match unshare(CloneFlags::CLONE_NEWPID) {
-            Ok(()) => spec.pid_ns = true,
-            Err(e) => {
-                if missing(&spec, Feature::PidNamespace, &e.to_string()) {
-                    return EXIT_REFUSED;
-                }
-            }
-        }
-    } else if missing(
+    let Some(pid_ns) = enter(
         &spec,
+        can_ns,
+        CloneFlags::CLONE_NEWPID,
         Feature::PidNamespace,
-        "needs a user namespace or root",
-    ) {
+    ) else {
         return EXIT_REFUSED;
-    }
+    };
+    spec.pid_ns = pid_ns;
     let spec_json = match serde_json::to_string(&spec) {
         Ok(s) => s,
         Err(e) => {
@@ -185,6 +171,20 @@ fn stage1(spec: &LaunchSpec, argv: &[OsString]) -> i32 {
     };
     kill_descendants();
     code
+}
+
+/// Unshare one namespace (`possible`: this process may create namespaces at all). Whether it
+/// was entered; `None` when it is missing and the launcher must stop.
+fn enter(spec: &LaunchSpec, possible: bool, flag: CloneFlags, feature: Feature) -> Option<bool> {
+    let why = if possible {
+        match unshare(flag) {
+            Ok(()) => return Some(true),
+            Err(e) => e.to_string(),
+        }
+    } else {
+        "needs a user namespace or root".to_string()
+    };
+    (!missing(spec, feature, &why)).then_some(false)
 }
 
 /// Stdin is a pipe only the server writes to; EOF means the server is gone (or the job is
