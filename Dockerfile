@@ -5,7 +5,8 @@ COPY . .
 RUN cargo build --release --locked --bin zadig-server
 
 FROM debian:bookworm-slim
-# Jobs run as local processes: bash for scripts, git for repositories. The data directory
+# Jobs run as local processes in the job sandbox (user/mount/PID namespaces: run the container
+# with the security options of docker-compose.yml): bash for scripts, git for repositories. The data directory
 # exists in the image so that a named volume mounted there is owned by the zadig user.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git bash \
