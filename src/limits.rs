@@ -198,6 +198,8 @@ const TEXT_KEYS: &[&str] = &[
 ];
 
 /// The longest string allowed under `key` (the key of the value, or of the array holding it).
+/// [`document`] checks bodies with it and the OpenAPI document states it (`maxLength`,
+/// `crate::http::doc`), so the two agree.
 pub fn string_limit(key: &str) -> usize {
     let k = key.to_ascii_lowercase();
     if TEXT_KEYS.contains(&k.as_str()) {
@@ -213,7 +215,8 @@ pub fn string_limit(key: &str) -> usize {
     }
 }
 
-/// The most items allowed in an array under `key`.
+/// The most items allowed in an array under `key` (checked by [`document`], stated as
+/// `maxItems` by `crate::http::doc`).
 pub fn array_limit(key: &str) -> usize {
     match key {
         "stages" => MAX_STAGES,
