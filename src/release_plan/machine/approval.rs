@@ -1,0 +1,117 @@
+//! Approval: submitting a plan for approval and native-approval votes.
+
+use super::planning::im_name;
+use super::*;
+
+impl Step<'_> {
+    /// spec S2 and §7.2; IM approvals need an integration we do not have.
+    pub(super) fn submit_approval(&mut self) -> Result<(), Rejection> {
+        let name = self.p.name.clone();
+        let Some(a) = self.p.approval.as_mut().filter(|a| a.enabled) else {
+            return Err(Rejection::conflict(format!(
+                "release plan {name} has no approval enabled: nothing to submit"
+            )));
+        };
+        if a.kind != "native" {
+            return Err(Rejection::conflict(format!(
+                "release plan {name} uses a {} approval, which needs the {} integration; zadig-server has no IM approval integration configured (only type native can be submitted)",
+                a.kind,
+                im_name(&a.kind)
+            )));
+        }
+        a.clear_runtime();
+        let Some(n) = a.native_approval.as_mut() else {
+            return Err(Rejection::conflict(format!(
+                "release plan {name} has a native approval without native_approval"
+            )));
+        };
+        n.instance_code = self.ctx.fresh_code.to_string();
+        self.p.internal.approval_deadline = if n.timeout > 0 {
+            self.now + n.timeout * 60
+        } else {
+            0
+        };
+        self.move_to(Status::WaitForApproval);
+        Ok(())
+    }
+
+    pub(super) fn vote(&mut self, approve: bool, comment: &str) -> Result<(), Rejection> {
+        let name = self.p.name.clone();
+        if self.p.status != Status::WaitForApproval {
+            return Err(Rejection::conflict(format!(
+                "release plan {name} is {}, not wait_for_approval: there is nothing to approve",
+                self.p.status
+            )));
+        }
+        let now = self.now;
+        let uid = self.who.uid.clone();
+        let account = self.who.account.clone();
+        let Some(native) = self
+            .p
+            .approval
+            .as_mut()
+            .filter(|a| a.kind == "native")
+            .and_then(|a| a.native_approval.as_mut())
+        else {
+            return Err(Rejection::conflict(format!(
+                "release plan {name} has no native approval"
+            )));
+        };
+        let Some(u) = native.approve_users.iter_mut().find(|u| u.user_id == uid) else {
+            return Err(Rejection::forbidden(format!(
+                "user {account} is not an approver of release plan {name}"
+            )));
+        };
+        if !u.reject_or_approve.is_empty() {
+            return Err(Rejection::conflict(format!(
+                "user {account} has already voted {} on release plan {name}",
+                u.reject_or_approve
+            )));
+        }
+        u.reject_or_approve = if approve { "approve" } else { "reject" }.to_string();
+        u.comment = comment.to_string();
+        u.operation_time = now;
+        let approvals = native
+            .approve_users
+            .iter()
+            .filter(|u| u.reject_or_approve == "approve")
+            .count();
+        let needed = usize::try_from(native.needed_approvers.max(1)).unwrap_or(1);
+        let decision = if !approve {
+            Some("reject")
+        } else if approvals >= needed {
+            Some("approve")
+        } else {
+            None
+        };
+        if let Some(d) = decision {
+            native.reject_or_approve = d.to_string();
+        }
+        self.log_with(
+            "更新",
+            "approval",
+            "审批",
+            Value::Null,
+            json!(if approve { "approve" } else { "reject" }),
+            comment.to_string(),
+        );
+        match decision {
+            Some("reject") => {
+                if let Some(a) = &mut self.p.approval {
+                    a.status = "reject".to_string();
+                }
+                self.p.approval_time = now;
+                self.move_to(Status::Denied);
+            }
+            Some(_) => {
+                if let Some(a) = &mut self.p.approval {
+                    a.status = "passed".to_string();
+                }
+                self.p.approval_time = now;
+                self.enter_executing();
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}

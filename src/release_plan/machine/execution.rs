@@ -1,0 +1,270 @@
+//! Execution: execute/skip/retry of jobs, the release window, and workflow task start,
+//! start failure and finish.
+
+use super::shared::job_snapshot;
+use super::*;
+
+impl Step<'_> {
+    /// Find a job and run the checks shared by execute/skip/retry.
+    pub(super) fn acting_job(&self, job_id: &str, kind: JobKind) -> Result<ReleaseJob, Rejection> {
+        let job = self.p.job(job_id).cloned().ok_or_else(|| {
+            Rejection::not_found(format!(
+                "release job {job_id} not found in release plan {}",
+                self.p.name
+            ))
+        })?;
+        self.require_job_owner(&job)?;
+        if job.kind != kind {
+            return Err(Rejection::bad_request(format!(
+                "`type` is {} but release job {} is a {} job",
+                kind.as_str(),
+                job.name,
+                job.kind.as_str()
+            )));
+        }
+        Ok(job)
+    }
+
+    pub(super) fn require_executing(&self, verb: &str, job: &ReleaseJob) -> Result<(), Rejection> {
+        if self.p.status == Status::Executing {
+            Ok(())
+        } else {
+            Err(Rejection::conflict(format!(
+                "release plan {} is {}, not executing: job {} cannot be {verb}",
+                self.p.name, self.p.status, job.name
+            )))
+        }
+    }
+
+    /// The release window (spec T1). With `expire`, a closed window times the plan out (saved)
+    /// and the call fails; returns false when the caller must stop.
+    pub(super) fn window_open(&mut self, expire: bool) -> Result<bool, Rejection> {
+        let (start, end) = (self.p.start_time, self.p.end_time);
+        if start != 0 && self.now < start {
+            return Err(Rejection::conflict(format!(
+                "release plan {} is not in the release time range: the window opens at {start}",
+                self.p.name
+            )));
+        }
+        if end != 0 && self.now > end {
+            let err = Rejection::conflict(format!(
+                "release plan {} is not in the release time range: the window closed at {end}",
+                self.p.name
+            ));
+            if !expire {
+                return Err(err);
+            }
+            self.move_to(Status::Timeout);
+            self.error = Some(Rejection {
+                message: format!("{}; the plan timed out", err.message),
+                ..err
+            });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Mark a workflow job running; the service starts its task after the save.
+    pub(super) fn start_job(&mut self, job_id: &str) {
+        let (name, now) = (self.who.name.clone(), self.now);
+        if let Some(j) = self.p.job_mut(job_id) {
+            j.status = JobStatus::Running;
+            j.spec.task_id = 0;
+            j.spec.status = "prepare".to_string();
+            j.error.clear();
+            j.executed_by = name;
+            j.executed_time = now;
+        }
+        self.fx.push(Effect::StartTask {
+            job_id: job_id.to_string(),
+        });
+    }
+
+    pub(super) fn log_job(&mut self, verb: &'static str, before: &ReleaseJob) {
+        let after = self.p.job(&before.id).map(job_snapshot).unwrap_or_default();
+        self.log_with(
+            verb,
+            "release_job",
+            &before.name,
+            job_snapshot(before),
+            after,
+            String::new(),
+        );
+    }
+
+    pub(super) fn execute(
+        &mut self,
+        job_id: &str,
+        kind: JobKind,
+        remark: &str,
+    ) -> Result<(), Rejection> {
+        let job = self.acting_job(job_id, kind)?;
+        self.require_executing("executed", &job)?;
+        if !self.window_open(true)? {
+            return Ok(());
+        }
+        match job.kind {
+            JobKind::Text => {
+                if job.status != JobStatus::Todo {
+                    return Err(Rejection::conflict(format!(
+                        "release job {} is {}: only a todo job can be completed",
+                        job.name,
+                        job.status.as_str()
+                    )));
+                }
+                let (name, now) = (self.who.name.clone(), self.now);
+                if let Some(j) = self.p.job_mut(job_id) {
+                    j.spec.remark = remark.to_string();
+                    j.status = JobStatus::Done;
+                    j.executed_by = name;
+                    j.executed_time = now;
+                }
+            }
+            JobKind::Workflow => {
+                if !matches!(job.status, JobStatus::Todo | JobStatus::Failed) {
+                    return Err(Rejection::conflict(format!(
+                        "release job {} is {}: only a todo or failed workflow job can be executed",
+                        job.name,
+                        job.status.as_str()
+                    )));
+                }
+                self.start_job(job_id);
+            }
+        }
+        self.touch();
+        self.log_job("执行", &job);
+        self.complete_if_done();
+        Ok(())
+    }
+
+    pub(super) fn skip(
+        &mut self,
+        job_id: &str,
+        kind: JobKind,
+        remark: &str,
+    ) -> Result<(), Rejection> {
+        let job = self.acting_job(job_id, kind)?;
+        self.require_executing("skipped", &job)?;
+        self.window_open(false)?;
+        if !matches!(job.status, JobStatus::Todo | JobStatus::Failed) {
+            return Err(Rejection::conflict(format!(
+                "release job {} is {}: only a todo or failed job can be skipped",
+                job.name,
+                job.status.as_str()
+            )));
+        }
+        let (name, now) = (self.who.name.clone(), self.now);
+        if let Some(j) = self.p.job_mut(job_id) {
+            j.status = JobStatus::Skipped;
+            j.executed_by = name;
+            j.executed_time = now;
+            if !remark.is_empty() {
+                j.spec.remark = remark.to_string();
+            }
+        }
+        self.touch();
+        self.log_job("跳过", &job);
+        self.complete_if_done();
+        Ok(())
+    }
+
+    pub(super) fn retry(&mut self, job_id: &str, kind: JobKind) -> Result<(), Rejection> {
+        if kind == JobKind::Text {
+            return Err(Rejection::bad_request(
+                "text release job does not support retry (`type` must be workflow)",
+            ));
+        }
+        let job = self.acting_job(job_id, kind)?;
+        self.require_executing("retried", &job)?;
+        if !self.window_open(true)? {
+            return Ok(());
+        }
+        if job.status != JobStatus::Failed {
+            return Err(Rejection::conflict(format!(
+                "release job {} is {}: only a failed job can be retried",
+                job.name,
+                job.status.as_str()
+            )));
+        }
+        self.start_job(job_id);
+        self.touch();
+        self.log_job("重试", &job);
+        Ok(())
+    }
+
+    pub(super) fn running_without_task(&self, job_id: &str) -> bool {
+        self.p
+            .job(job_id)
+            .is_some_and(|j| j.status == JobStatus::Running && j.spec.task_id == 0)
+    }
+
+    pub(super) fn task_started(&mut self, job_id: &str, workflow_key: &str, task_id: i64) {
+        if !self.running_without_task(job_id) {
+            // The plan was re-planned (or the job replaced) while the task was being created.
+            if self.p.job(job_id).is_none_or(|j| j.spec.task_id != task_id) {
+                self.fx.push(Effect::CancelTask {
+                    workflow_key: workflow_key.to_string(),
+                    task_id,
+                });
+            }
+            return;
+        }
+        if let Some(j) = self.p.job_mut(job_id) {
+            j.spec.task_id = task_id;
+        }
+    }
+
+    pub(super) fn task_start_failed(
+        &mut self,
+        job_id: &str,
+        reason: &str,
+        revert: Option<&ReleaseJob>,
+    ) {
+        if !self.running_without_task(job_id) {
+            return;
+        }
+        let Some(before) = self.p.job(job_id).cloned() else {
+            return;
+        };
+        if let Some(j) = self.p.job_mut(job_id) {
+            match revert {
+                Some(prev) => *j = prev.clone(),
+                None => {
+                    j.status = JobStatus::Failed;
+                    j.spec.status = "failed".to_string();
+                    j.error = reason.to_string();
+                }
+            }
+        }
+        if revert.is_none() {
+            self.log_job("执行", &before);
+        }
+    }
+
+    pub(super) fn task_finished(&mut self, job_id: &str, task_id: i64, task_status: &str) {
+        let Some(before) = self.p.job(job_id).cloned() else {
+            return;
+        };
+        let ours = before.status == JobStatus::Running
+            && (before.spec.task_id == task_id || before.spec.task_id == 0);
+        let new_status = match task_status {
+            "passed" => JobStatus::Done,
+            "failed" | "timeout" | "cancelled" | "reject" => JobStatus::Failed,
+            _ => return,
+        };
+        if !ours {
+            return;
+        }
+        let workflow = before.spec.workflow_key.clone();
+        if let Some(j) = self.p.job_mut(job_id) {
+            j.status = new_status;
+            j.spec.task_id = task_id;
+            j.spec.status = task_status.to_string();
+            if new_status == JobStatus::Failed {
+                j.error = format!("workflow {workflow} task {task_id} ended {task_status}");
+            }
+        }
+        self.log_job("更新", &before);
+        self.complete_if_done();
+    }
+}
