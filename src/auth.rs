@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::users::User;
+use crate::store::users::{User, UserStore};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -109,6 +109,55 @@ pub fn new_token() -> String {
 /// The stored form of a token.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// What a new user is made of; [`create_user`] adds the id, token hash and timestamp.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub account: String,
+    pub name: String,
+    pub identity_type: String,
+    pub is_admin: bool,
+}
+
+/// Why [`create_user`] did not create the user.
+#[derive(Debug)]
+pub enum CreateUserError {
+    /// A user with this (account, identity_type) already exists.
+    Duplicate {
+        account: String,
+        identity_type: String,
+    },
+    /// Any other store failure.
+    Store(StoreError),
+}
+
+/// The one way to create a user (HTTP `POST /openapi/users`, `zadig-server user create` and
+/// the admin bootstrap): a fresh uid, the hash of `token`, `created_at = now`; inserted into
+/// `users`, a duplicate (account, identity_type) being [`CreateUserError::Duplicate`].
+pub async fn create_user(
+    users: &UserStore,
+    new: NewUser,
+    token: &str,
+    now: i64,
+) -> Result<User, CreateUserError> {
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: new.account,
+        name: new.name,
+        identity_type: new.identity_type,
+        is_admin: new.is_admin,
+        token_hash: hash_token(token),
+        created_at: now,
+    };
+    match users.insert(&user).await {
+        Ok(()) => Ok(user),
+        Err(StoreError::Duplicate(_)) => Err(CreateUserError::Duplicate {
+            account: user.account,
+            identity_type: user.identity_type,
+        }),
+        Err(e) => Err(CreateUserError::Store(e)),
+    }
 }
 
 /// The token of a request: `?token=` first, then the second word of `Authorization`.
@@ -224,18 +273,15 @@ pub async fn bootstrap_admin(state: &AppState, token: &str) -> anyhow::Result<()
         }
         return Ok(());
     }
-    let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+    let admin = NewUser {
         account: "admin".into(),
         name: "admin".into(),
         identity_type: "system".into(),
         is_admin: true,
-        token_hash: hash,
-        created_at: state.clock.now(),
     };
-    match state.users.insert(&user).await {
+    match create_user(&state.users, admin, token, state.clock.now()).await {
         // Another replica created it at the same moment: theirs has the same token.
-        Ok(()) | Err(StoreError::Duplicate(_)) => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) | Err(CreateUserError::Duplicate { .. }) => Ok(()),
+        Err(CreateUserError::Store(e)) => Err(e.into()),
     }
 }

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use zadig_server::auth::{CreateUserError, NewUser, create_user};
 use zadig_server::clock::SystemClock;
 use zadig_server::config::{Config, LogFormat};
-use zadig_server::store::users::User;
-use zadig_server::store::{StoreError, index_specs};
+use zadig_server::store::index_specs;
 
 #[derive(Parser)]
 #[command(
@@ -154,24 +154,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             backend.migrate(&index_specs()).await?;
             let users = zadig_server::store::users::UserStore::new(backend.as_ref());
             let token = zadig_server::auth::new_token();
-            let user = User {
-                id: uuid::Uuid::new_v4().to_string(),
+            let new = NewUser {
                 name: name.unwrap_or_else(|| account.clone()),
                 account,
                 identity_type,
                 is_admin: admin,
-                token_hash: zadig_server::auth::hash_token(&token),
-                created_at: chrono::Utc::now().timestamp(),
             };
-            match users.insert(&user).await {
-                Ok(()) => {}
-                Err(StoreError::Duplicate(_)) => anyhow::bail!(
-                    "a user with account {:?} and identity type {:?} already exists",
-                    user.account,
-                    user.identity_type
+            let now = chrono::Utc::now().timestamp();
+            let user = match create_user(&users, new, &token, now).await {
+                Ok(user) => user,
+                Err(CreateUserError::Duplicate {
+                    account,
+                    identity_type,
+                }) => anyhow::bail!(
+                    "a user with account {account:?} and identity type {identity_type:?} already exists"
                 ),
-                Err(e) => return Err(e.into()),
-            }
+                Err(CreateUserError::Store(e)) => return Err(e.into()),
+            };
             println!(
                 "uid: {}\naccount: {}\napi_token: {token}",
                 user.id, user.account

@@ -6,12 +6,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Identity, hash_token, new_token};
+use crate::auth::{self, CreateUserError, Identity, NewUser, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
 use crate::limits::{self, Paging};
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::store::users::User;
 use crate::validate;
 
@@ -100,25 +99,24 @@ async fn create_user(
         .unwrap_or_else(|| "system".to_string());
     validate::max_len("identity_type", &identity_type)?;
     let token = new_token();
-    let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+    let new = NewUser {
         account: req.account,
         name,
         identity_type,
         is_admin: req.is_admin,
-        token_hash: hash_token(&token),
-        created_at: state.clock.now(),
     };
-    match state.users.insert(&user).await {
-        Ok(()) => {}
-        Err(StoreError::Duplicate(_)) => {
+    let user = match auth::create_user(&state.users, new, &token, state.clock.now()).await {
+        Ok(user) => user,
+        Err(CreateUserError::Duplicate {
+            account,
+            identity_type,
+        }) => {
             return Err(ApiError::conflict(format!(
-                "a user with account {:?} and identity_type {:?} already exists",
-                user.account, user.identity_type
+                "a user with account {account:?} and identity_type {identity_type:?} already exists"
             )));
         }
-        Err(e) => return Err(e.into()),
-    }
+        Err(CreateUserError::Store(e)) => return Err(e.into()),
+    };
     tracing::info!(user.uid = %user.id, "user {} created by {}", user.account, caller.account);
     Ok(Json(UserWithToken {
         user: user.into(),
