@@ -51,22 +51,6 @@ impl Feature {
             Self::Landlock => "landlock",
         }
     }
-
-    /// What the job could do without it.
-    pub fn protects(self) -> &'static str {
-        match self {
-            Self::UserNamespace => {
-                "namespaces for a server not running as root (without it, the mount and PID namespaces are missing too)"
-            }
-            Self::MountNamespace => {
-                "hiding the data dir (database, key file, other workspaces) from jobs"
-            }
-            Self::PidNamespace => {
-                "a job's own process tree and /proc (processes that setsid away are still killed by the subreaper)"
-            }
-            Self::Landlock => "confining a job's writes to its own directory",
-        }
-    }
 }
 
 /// What the launcher is told (JSON on its command line; no secret in it).
@@ -135,11 +119,6 @@ impl Sandbox {
             mode: config.engine_sandbox,
             probed: tokio::sync::OnceCell::new(),
         }
-    }
-
-    /// The uid/gid that will own the job's files (root servers), else `None`.
-    pub fn job_owner(&self) -> Option<(u32, u32)> {
-        self.job_user
     }
 
     /// The command running `argv` in the sandbox, with `job_dir` writable and `cwd` as its
