@@ -12,10 +12,12 @@ pub mod extract;
 pub mod helm_repos;
 pub mod logs;
 pub mod metrics;
+pub mod projects;
 pub mod registries;
 pub mod release_plans;
 pub mod serve;
 pub mod service;
+pub mod service_templates;
 pub mod tickets;
 pub mod users;
 pub mod workflow_tasks;
@@ -86,6 +88,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(delivery::router())
         .merge(registries::router())
         .merge(helm_repos::router())
+        .merge(projects::router())
+        .merge(service_templates::router())
 }
 
 /// The OpenAPI document of every route.
