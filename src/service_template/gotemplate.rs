@@ -285,9 +285,9 @@ fn lex_string(s: &str, line: usize) -> Result<(String, usize), TemplateError> {
 }
 
 /// How a block list ended.
-enum End {
+enum BlockEnd {
     Eof,
-    End(usize),
+    Close(usize),
     Else(usize, Vec<Tok>),
 }
 
@@ -303,15 +303,15 @@ impl Template {
         };
         let (nodes, end) = p.list()?;
         match end {
-            End::Eof => Ok(Template { nodes }),
-            End::End(line) => err(line, "unexpected {{end}}"),
-            End::Else(line, _) => err(line, "unexpected {{else}}"),
+            BlockEnd::Eof => Ok(Template { nodes }),
+            BlockEnd::Close(line) => err(line, "unexpected {{end}}"),
+            BlockEnd::Else(line, _) => err(line, "unexpected {{else}}"),
         }
     }
 }
 
 impl Parser {
-    fn list(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn list(&mut self) -> Result<(Vec<Node>, BlockEnd), TemplateError> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let (line, toks) = match item {
@@ -326,10 +326,10 @@ impl Parser {
                     if toks.len() > 1 {
                         return err(line, "unexpected tokens after end");
                     }
-                    return Ok((nodes, End::End(line)));
+                    return Ok((nodes, BlockEnd::Close(line)));
                 }
                 Some(Tok::Ident(k)) if k == "else" => {
-                    return Ok((nodes, End::Else(line, toks[1..].to_vec())));
+                    return Ok((nodes, BlockEnd::Else(line, toks[1..].to_vec())));
                 }
                 Some(Tok::Ident(k)) if k == "if" || k == "range" || k == "with" => {
                     let kw = k.clone();
@@ -348,7 +348,7 @@ impl Parser {
                 _ => nodes.push(Node::Action(line, parse_pipeline(&toks, line)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, BlockEnd::Eof))
     }
 
     fn block(&mut self, kw: &str, line: usize, toks: &[Tok]) -> Result<Node, TemplateError> {
@@ -358,17 +358,19 @@ impl Parser {
         }
         let (body, end) = self.list()?;
         let els = match end {
-            End::Eof => return err(line, format!("unexpected EOF: `{kw}` has no {{{{end}}}}")),
-            End::End(_) => Vec::new(),
-            End::Else(eline, rest) => {
+            BlockEnd::Eof => {
+                return err(line, format!("unexpected EOF: `{kw}` has no {{{{end}}}}"));
+            }
+            BlockEnd::Close(_) => Vec::new(),
+            BlockEnd::Else(eline, rest) => {
                 if rest.is_empty() {
                     let (els, end) = self.list()?;
                     match end {
-                        End::End(_) => els,
-                        End::Eof => {
+                        BlockEnd::Close(_) => els,
+                        BlockEnd::Eof => {
                             return err(line, format!("unexpected EOF: `{kw}` has no {{{{end}}}}"));
                         }
-                        End::Else(l, _) => return err(l, "unexpected second {{else}}"),
+                        BlockEnd::Else(l, _) => return err(l, "unexpected second {{else}}"),
                     }
                 } else if kw == "if" && rest.first() == Some(&Tok::Ident("if".into())) {
                     // `else if` shares the `end` of the outer `if`.

@@ -93,10 +93,10 @@ pub fn parse_objects(text: &str) -> Result<Vec<Object>, ManifestError> {
             ));
         }
         for field in ["apiVersion", "kind"] {
-            if !value
+            if value
                 .get(field)
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
+                .is_none_or(str::is_empty)
             {
                 return Err(fail(
                     line,
@@ -105,7 +105,7 @@ pub fn parse_objects(text: &str) -> Result<Vec<Object>, ManifestError> {
             }
         }
         let name = value.pointer("/metadata/name").and_then(Value::as_str);
-        if !name.is_some_and(|s| !s.is_empty()) {
+        if name.is_none_or(str::is_empty) {
             return Err(fail(
                 line,
                 "`metadata.name` is required (a non-empty string)".into(),
