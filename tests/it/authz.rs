@@ -81,6 +81,33 @@ async fn call_as(app: &TestApp, token: &str, m: Method, path: &str, body: Option
     app.call(m, path, Some(token), body).await
 }
 
+/// Call every row as its refused caller (`mallory_token` for `Mallory`): each must get the
+/// error JSON and leave `snapshot()` equal to `before`.
+async fn refuse_all<F, Fut>(
+    app: &TestApp,
+    rows: Vec<Row>,
+    mallory_token: &str,
+    before: &Value,
+    snapshot: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    for r in rows {
+        let (token, status, needle) = match r.caller {
+            Caller::Mallory => (Some(mallory_token), 403, "mallory"),
+            Caller::Nobody => (None, 401, "token"),
+        };
+        let what = format!("{} {} as {:?}", r.method, r.path, r.caller);
+        let resp = app
+            .call(r.method.clone(), &r.path, token, r.body.clone())
+            .await;
+        assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.text);
+        resp.expect_error(status, needle);
+        assert_eq!(&snapshot().await, before, "{what} changed something");
+    }
+}
+
 async fn task(app: &TestApp, wf: &str, id: i64) -> Value {
     app.get(&format!(
         "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
@@ -294,18 +321,7 @@ backend_test! {
         let plans = [planning.as_str(), approving.as_str(), executing.as_str()];
         let before = snapshot(&app, &alice, &alice_uid, &plans).await;
         assert_eq!(before["plan ".to_string() + &planning]["manager"], "alice");
-        for r in rows {
-            let (token, status, needle) = match r.caller {
-                Caller::Mallory => (Some(mallory.as_str()), 403, "mallory"),
-                Caller::Nobody => (None, 401, "token"),
-            };
-            let what = format!("{} {} as {:?}", r.method, r.path, r.caller);
-            let resp = app.call(r.method.clone(), &r.path, token, r.body.clone()).await;
-            assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.text);
-            resp.expect_error(status, needle);
-            let after = snapshot(&app, &alice, &alice_uid, &plans).await;
-            assert_eq!(after, before, "{what} changed something");
-        }
+        refuse_all(&app, rows, &mallory, &before, || snapshot(&app, &alice, &alice_uid, &plans)).await;
         // The refused ticket was not stored: the admin may create it now.
         app.post("/openapi/ticket/approval", json!({"project_key": "p", "approval_id": "T-EVIL", "status": 1})).await.expect(200);
         app.stop().await;
@@ -430,17 +446,7 @@ backend_test! {
             Value::Object(s)
         };
         let before = snapshot().await;
-        for r in rows {
-            let (token, status, needle) = match r.caller {
-                Caller::Mallory => (Some(mallory.as_str()), 403, "mallory"),
-                Caller::Nobody => (None, 401, "token"),
-            };
-            let what = format!("{} {} as {:?}", r.method, r.path, r.caller);
-            let resp = app.call(r.method.clone(), &r.path, token, r.body.clone()).await;
-            assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.text);
-            resp.expect_error(status, needle);
-            assert_eq!(snapshot().await, before, "{what} changed something");
-        }
+        refuse_all(&app, rows, &mallory, &before, snapshot).await;
         // Production services are the admins' even for the owner of the test service.
         call_as(&app, &alice, Method::PUT, "/openapi/service/yaml/production/web/variable?projectKey=demo",
             Some(json!({"service_variable_kvs": []}))).await.expect_error(403, "alice");
