@@ -166,29 +166,19 @@ fn lex_action(s: &str, line: usize) -> Result<(Option<Vec<Tok>>, usize, bool), T
                 i += 1;
             }
             b'}' if b.get(i + 1) == Some(&b'}') => return Ok((Some(toks), i + 2, false)),
-            b'(' => {
-                toks.push(Tok::LParen);
-                i += 1;
-            }
-            b')' => {
-                toks.push(Tok::RParen);
-                i += 1;
-            }
-            b'|' => {
-                toks.push(Tok::Pipe);
-                i += 1;
-            }
-            b',' => {
-                toks.push(Tok::Comma);
+            b'(' | b')' | b'|' | b',' | b'=' => {
+                toks.push(match c {
+                    b'(' => Tok::LParen,
+                    b')' => Tok::RParen,
+                    b'|' => Tok::Pipe,
+                    b',' => Tok::Comma,
+                    _ => Tok::Assign,
+                });
                 i += 1;
             }
             b':' if b.get(i + 1) == Some(&b'=') => {
                 toks.push(Tok::Declare);
                 i += 2;
-            }
-            b'=' => {
-                toks.push(Tok::Assign);
-                i += 1;
             }
             b'"' => {
                 let (v, n) = lex_string(&s[i..], line)?;
