@@ -188,6 +188,7 @@ mod tests {
             service_variable_kvs: serde_json::from_value(kvs).unwrap(),
             status: String::new(),
             containers: Vec::new(),
+            is_latest: true,
             version: 0,
         }
     }

@@ -271,17 +271,26 @@ async fn insert_revision(state: &AppState, mut t: ServiceTemplate) -> ApiResult<
         .sequences
         .next(&counter(&t.product_name, &t.service_name, t.production))
         .await?;
+    t.is_latest = true;
     match state.service_templates.insert(&t).await {
-        Err(StoreError::Duplicate(_)) => Err(ApiError::code(
-            StatusCode::CONFLICT,
-            CREATE_TEMPLATE,
-            format!(
-                "{} changed concurrently; try again",
-                what(&t.service_name, t.production)
-            ),
-        )),
-        other => Ok(other?),
+        Err(StoreError::Duplicate(_)) => {
+            return Err(ApiError::code(
+                StatusCode::CONFLICT,
+                CREATE_TEMPLATE,
+                format!(
+                    "{} changed concurrently; try again",
+                    what(&t.service_name, t.production)
+                ),
+            ));
+        }
+        other => other?,
     }
+    // Older revisions leave the lists only once this one is stored.
+    state
+        .service_templates
+        .supersede(&t.product_name, &t.service_name, t.production, t.revision)
+        .await?;
+    Ok(())
 }
 
 /// S1: create a service (revision 1 of it, or the next after a deleted one).
@@ -328,6 +337,7 @@ pub async fn create(
         service_variable_kvs: p.kvs,
         status: String::new(),
         containers: p.containers,
+        is_latest: true,
         version: 0,
     };
     insert_revision(state, t).await?;

@@ -120,6 +120,8 @@ backend_test! {
         let keys: Vec<&str> = d["service_variable_kvs"].as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap()).collect();
         assert_eq!(keys, vec!["image", "replicas", "port", "log_level"]);
         assert_eq!(d["service_variable_kvs"][1]["value"], 3);
+        let list = app.get("/openapi/service/yaml/services?projectKey=demo").await;
+        assert_eq!(list.expect(200).as_array().unwrap().len(), 1, "one item per service, not per revision");
         let first = zadig_server::service_template::get_revision(app.state(), "demo", "web", false, 1).await.unwrap().unwrap();
         assert_eq!(first.yaml, two_workloads("web"));
 
