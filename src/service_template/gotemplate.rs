@@ -478,6 +478,9 @@ fn matching_paren(toks: &[Tok], line: usize) -> Result<usize, TemplateError> {
     err(line, "unclosed left paren")
 }
 
+/// The ordering functions, which fail on values of different types.
+const ORDERINGS: &[&str] = &["lt", "le", "gt", "ge"];
+
 const FUNCS: &[&str] = &[
     "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "len", "index", "print",
 ];
@@ -726,7 +729,14 @@ impl Exec {
                 args.push(self.operand(op, dot, line)?);
             }
             args.extend(piped);
-            return call(f, &args, line);
+            return match call(f, &args, line) {
+                // Placeholder values (`""`) stand in for numbers too: an ordering between
+                // them and a number is false rather than a failed save.
+                Err(_) if self.mode == Mode::Placeholder && ORDERINGS.contains(&f.as_str()) => {
+                    Ok(Value::Bool(false))
+                }
+                other => other,
+            };
         }
         if ops.len() > 1 || piped.is_some() {
             return err(line, "can't give argument to non-function");
@@ -945,6 +955,12 @@ mod tests {
         assert_eq!(
             t.execute(&json!({"image": ""}), Mode::Placeholder).unwrap(),
             "image: ssssssss"
+        );
+        let cmp = Template::parse("{{if gt .n 1}}many{{end}}").unwrap();
+        assert!(cmp.execute(&json!({"n": ""}), Mode::Strict).is_err());
+        assert_eq!(
+            cmp.execute(&json!({"n": ""}), Mode::Placeholder).unwrap(),
+            ""
         );
     }
 
