@@ -249,4 +249,29 @@ mod tests {
         assert_eq!(image_name("nginx"), "nginx");
         assert_eq!(image_name("a/b/c:v1"), "c");
     }
+
+    proptest::proptest! {
+        /// Documents joined with `---` come back in order, each numbered and located at its
+        /// first line, empty documents counted but skipped.
+        #[test]
+        fn documents_keep_order_and_position(names in proptest::collection::vec("[a-z][a-z0-9-]{0,12}", 0..6), blank in proptest::bool::ANY) {
+            let mut docs: Vec<String> = names
+                .iter()
+                .map(|n| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{n}\n"))
+                .collect();
+            if blank {
+                docs.insert(0, "# nothing\n".to_string());
+            }
+            let text = docs.join("---\n");
+            let objs = parse_objects(&text).unwrap();
+            proptest::prop_assert_eq!(objs.len(), names.len());
+            let offset = usize::from(blank);
+            for (i, (o, n)) in objs.iter().zip(&names).enumerate() {
+                let want = format!("cm-{n}");
+                proptest::prop_assert_eq!(o.value["metadata"]["name"].as_str(), Some(want.as_str()));
+                proptest::prop_assert_eq!(o.document, i + 1 + offset);
+                proptest::prop_assert_eq!(o.line, 1 + offset * 2 + i * 5);
+            }
+        }
+    }
 }
