@@ -98,6 +98,24 @@ impl ServiceTemplateStore {
             .await
     }
 
+    /// Whether the service has a live revision older than `revision`.
+    pub async fn live_below(
+        &self,
+        project: &str,
+        name: &str,
+        production: bool,
+        revision: i64,
+    ) -> StoreResult<bool> {
+        let filter = service(project, name, production)
+            .and(Filter::lt("revision", revision))
+            .and(Filter::ne("status", STATUS_DELETING));
+        Ok(self.revisions.count(&filter).await? > 0)
+    }
+
+    pub async fn delete_id(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.revisions.delete(&Filter::id(id)).await? > 0)
+    }
+
     /// Replace revision `t` if it is still at `expected_version`.
     pub async fn replace(&self, t: &ServiceTemplate, expected_version: i64) -> StoreResult<bool> {
         self.revisions

@@ -225,3 +225,24 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn concurrent_creates_store_one_service(app) {
+        create_project(&app, "demo").await;
+        let raw = "/openapi/service/yaml/raw?projectKey=demo";
+        let (a, b, c, d) = tokio::join!(
+            app.post(raw, create_body("web")),
+            app.post(raw, create_body("web")),
+            app.post(raw, create_body("web")),
+            app.post(raw, create_body("web")),
+        );
+        let statuses: Vec<u16> = [a, b, c, d].iter().map(|r| r.status.as_u16()).collect();
+        // Usually one 200 and three 409s; two creates whose revisions are stored out of counter
+        // order may both succeed (then the later one is a second revision of the same service).
+        assert!(statuses.contains(&200), "{statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+        let list = app.get("/openapi/service/yaml/services?projectKey=demo").await;
+        assert_eq!(list.expect(200).as_array().unwrap().len(), 1);
+        app.stop().await;
+    }
+}
