@@ -9,18 +9,18 @@
 
 use std::collections::HashSet;
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::validate;
+use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::inputs::{self, RepoInput, decode};
 use crate::workflow::lint::lint;
 use crate::workflow::model::{PARAM_TYPES, Workflow, str_of};
-use crate::workflow::task::{Task, status};
+use crate::workflow::task::{Status, Task};
 use crate::workflow::{ReleaseRef, StartedTask, definitions, expand, registry, tickets};
 use crate::workflow::{bad, text};
 
@@ -59,8 +59,8 @@ struct JobInput {
     parameters: Value,
 }
 
-fn create_failed(status: StatusCode, what: impl Into<String>) -> ApiError {
-    ApiError::code(status, codes::CREATE_TASK, what)
+fn create_failed(kind: Kind, what: impl Into<String>) -> ApiError {
+    refuse(kind, Op::CreateTask, what)
 }
 
 /// A definition with an execute request applied, and the jobs that run.
@@ -116,7 +116,7 @@ pub async fn prepare(
             validate::one_of(
                 &format!("inputs[{k}].job_type"),
                 &i.job_type,
-                crate::workflow::model::JOB_TYPES,
+                crate::workflow::jobs::JobType::NAMES,
             )?;
             if i.job_type != job.job_type {
                 return Err(bad(
@@ -141,8 +141,9 @@ pub async fn prepare(
             {
                 Some((k, input)) => {
                     let field = format!("inputs[{k}].parameters");
-                    let registry = match (job.job_type.as_str(), input.parameters.get("registry")) {
-                        ("zadig-build", Some(Value::String(addr))) if !addr.is_empty() => Some(
+                    let takes_registry = job.kind().is_some_and(|t| t.kind().takes_registry());
+                    let registry = match input.parameters.get("registry") {
+                        Some(Value::String(addr)) if takes_registry && !addr.is_empty() => Some(
                             registry::resolve(state, addr, &format!("{field}.registry")).await?,
                         ),
                         _ => None,
@@ -174,7 +175,7 @@ impl Prepared {
             .find(|(_, j)| j.run_policy == "force_run" && !self.runs.contains(&j.name))
         {
             return Err(create_failed(
-                StatusCode::BAD_REQUEST,
+                Kind::BadRequest,
                 format!(
                     "`inputs`: job {} skipped, but the run policy is set to force run",
                     job.name
@@ -183,7 +184,7 @@ impl Prepared {
         }
         if self.runs.is_empty() {
             return Err(create_failed(
-                StatusCode::BAD_REQUEST,
+                Kind::BadRequest,
                 format!(
                     "`inputs`: no stage found in workflow task: {} (no job is listed in inputs)",
                     wf.name
@@ -368,25 +369,19 @@ pub async fn execute(
     validate::name("workflow_key", &req.workflow_key)?;
     let wf = if check_project {
         validate::name("project_key", &req.project_key)?;
-        definitions::find_in(
-            state,
-            &req.workflow_key,
-            &req.project_key,
-            codes::FIND_WORKFLOW,
-        )
-        .await?
+        definitions::find_in(state, &req.workflow_key, &req.project_key, Op::FindWorkflow).await?
     } else {
         definitions::find(state, &req.workflow_key).await?
     };
     if wf.disabled {
         return Err(create_failed(
-            StatusCode::CONFLICT,
+            Kind::Conflict,
             format!("workflow {} is disabled", wf.name),
         ));
     }
     if wf.concurrency_limit == 0 {
         return Err(create_failed(
-            StatusCode::CONFLICT,
+            Kind::Conflict,
             format!(
                 "workflow cannot be executed: workflow {} has concurrency_limit 0 (0 means not executable; set it to -1 for unlimited or to the number of tasks that may run at once)",
                 wf.name
@@ -425,9 +420,9 @@ pub async fn execute(
         .await
         .map_err(|e| {
             tracing::error!(workflow = %merged.name, error = %e, "task id counter failed: {e}");
-            ApiError::code(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                codes::GET_COUNTER,
+            refuse(
+                Kind::Unavailable,
+                Op::GetCounter,
                 "the task id counter is unavailable",
             )
         })?;
@@ -439,7 +434,7 @@ pub async fn execute(
         workflow_display_name: merged.display_name.clone(),
         project_name: merged.project.clone(),
         params: merged.params.clone(),
-        status: status::WAITING.to_string(),
+        status: Status::Waiting,
         task_creator: caller.name.clone(),
         task_creator_account: caller.account.clone(),
         task_creator_id: caller.uid.clone(),

@@ -1,0 +1,38 @@
+//! `zadig-distribute-image`: copy images between registries. Running it needs image
+//! registries to copy between (this server's delivery pipeline copies images for delivery
+//! versions, not for workflow jobs yet).
+
+use serde_json::{Value, json};
+
+use super::{JobKind, JobType};
+use crate::engine::executor::{JobContext, PreparedJob};
+use crate::engine::work::missing_integration;
+use crate::state::AppState;
+use crate::workflow::task::JobTask;
+use crate::workflow::tasks;
+
+/// The `zadig-distribute-image` job type.
+pub struct DistributeImage;
+
+#[async_trait::async_trait]
+impl JobKind for DistributeImage {
+    fn view(&self, job: &JobTask) -> Value {
+        let s = &job.spec;
+        let mut m = tasks::pick(s, &["source_registry_id", "target_registry_id"]);
+        m.insert(
+            "distribute_target".into(),
+            s.get("targets").cloned().unwrap_or(json!([])),
+        );
+        Value::Object(m)
+    }
+
+    async fn prepare(
+        &self,
+        ty: JobType,
+        _state: &AppState,
+        _ctx: &JobContext,
+        _spec: &Value,
+    ) -> Result<PreparedJob, String> {
+        Err(missing_integration(ty.as_str(), "image-registry"))
+    }
+}
