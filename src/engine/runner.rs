@@ -25,6 +25,7 @@ use super::{Registered, rollup};
 use crate::state::AppState;
 use crate::store::{Filter, Update};
 use crate::workflow::jobs::{JobType, Runs};
+use crate::workflow::model::{ErrorPolicy, OnError};
 use crate::workflow::task::{JobTask, Status, Task};
 
 pub use super::waits::ERROR_HANDLING;
@@ -203,42 +204,8 @@ async fn run_stage(
             .get("executed")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-    if manual {
-        // The stage waits for someone to trigger it (§5.8): the task pauses and frees its slot.
-        return end_stage(
-            state,
-            ctl,
-            si,
-            Status::Pause,
-            "the stage waits for manual execution",
-        )
-        .await;
-    }
-    if stage.approval.as_ref().is_some_and(|a| a.enabled) {
-        match stage_approval(state, ctl, reg, si).await? {
-            Decision::Approved => {}
-            Decision::Rejected(user) => {
-                return end_stage(
-                    state,
-                    ctl,
-                    si,
-                    Status::Reject,
-                    &format!("{user} reject this task"),
-                )
-                .await;
-            }
-            Decision::TimedOut => {
-                return end_stage(state, ctl, si, Status::Timeout, "approval timed out").await;
-            }
-            Decision::Waiting => {
-                let (st, err) = if reg.cancel.is_cancelled() {
-                    (Status::Cancelled, "workflow was canceled".to_string())
-                } else {
-                    (Status::Failed, stage_approval_error(&stage))
-                };
-                return end_stage(state, ctl, si, st, &err).await;
-            }
-        }
+    if let Some((st, error)) = stage_gate(state, ctl, reg, si, &stage, manual).await? {
+        return end_stage(state, ctl, si, st, &error).await;
     }
     let todo: Vec<usize> = stage
         .jobs
@@ -280,6 +247,36 @@ async fn run_stage(
         s.end_time = at;
     });
     Ok(c.task.stages[si].status)
+}
+
+/// What stops a stage before its jobs: a manual trigger not given yet (the task pauses and
+/// frees its slot, §5.8), or a native approval that did not pass. `None`: the jobs run.
+async fn stage_gate(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+    stage: &crate::workflow::task::StageTask,
+    manual: bool,
+) -> Result<Option<(Status, String)>, Stop> {
+    if manual {
+        return Ok(Some((
+            Status::Pause,
+            "the stage waits for manual execution".to_string(),
+        )));
+    }
+    if !stage.approval.as_ref().is_some_and(|a| a.enabled) {
+        return Ok(None);
+    }
+    Ok(match stage_approval(state, ctl, reg, si).await? {
+        Decision::Approved => None,
+        Decision::Rejected(user) => Some((Status::Reject, format!("{user} reject this task"))),
+        Decision::TimedOut => Some((Status::Timeout, "approval timed out".to_string())),
+        Decision::Waiting if reg.cancel.is_cancelled() => {
+            Some((Status::Cancelled, "workflow was canceled".to_string()))
+        }
+        Decision::Waiting => Some((Status::Failed, stage_approval_error(stage))),
+    })
 }
 
 async fn end_stage(
@@ -325,42 +322,28 @@ async fn run_job_task(
     if kind.is_some_and(|k| k.runs() == Runs::Votes) {
         return approval_job(state, ctl, reg, si, ji).await;
     }
-    match execute_policy(&job.execute_policy, &ctx.context) {
-        Ok(true) => {}
-        Ok(false) => {
-            let at = now(state);
-            set_job(ctl, si, ji, |j| {
-                j.status = Status::Skipped;
-                j.start_time = at;
-                j.end_time = at;
-            })
-            .await?;
-            return Ok(Status::Skipped);
-        }
-        Err(e) => {
-            let at = now(state);
-            set_job(ctl, si, ji, |j| {
-                j.status = Status::Failed;
-                j.error = e.clone();
-                j.start_time = at;
-                j.end_time = at;
-            })
-            .await?;
-            return Ok(Status::Failed);
-        }
+    let skip_or_fail = match execute_policy(&job.execute_policy, &ctx.context) {
+        Ok(true) => None,
+        Ok(false) => Some((Status::Skipped, String::new())),
+        Err(e) => Some((Status::Failed, e)),
+    };
+    // A malformed error policy fails the job naming the field, never a silent `stop`.
+    let policy = ErrorPolicy::of(&job.error_policy);
+    let skip_or_fail =
+        skip_or_fail.or_else(|| policy.as_ref().err().map(|e| (Status::Failed, e.clone())));
+    if let Some((st, error)) = skip_or_fail {
+        let at = now(state);
+        set_job(ctl, si, ji, |j| {
+            j.status = st;
+            j.error.clone_from(&error);
+            j.start_time = at;
+            j.end_time = at;
+        })
+        .await?;
+        return Ok(st);
     }
-    let policy = job
-        .error_policy
-        .get("policy")
-        .and_then(Value::as_str)
-        .unwrap_or("stop")
-        .to_string();
-    let max_retry = job
-        .error_policy
-        .get("maximum_retry")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        .max(0);
+    let policy = policy.unwrap_or_default();
+    let max_retry = policy.maximum_retry.max(0);
     let mut attempt = 0;
     loop {
         let at = now(state);
@@ -381,7 +364,11 @@ async fn run_job_task(
             k.finish_outputs(&mut end.outputs);
         }
         let failed = matches!(end.status, JobStatus::Failed | JobStatus::Timeout);
-        if failed && policy == "retry" && attempt < max_retry && !reg.cancel.is_cancelled() {
+        if failed
+            && policy.policy == OnError::Retry
+            && attempt < max_retry
+            && !reg.cancel.is_cancelled()
+        {
             attempt += 1;
             let until = state.clock.now_ms() + RETRY_PAUSE_MS;
             tokio::select! {
@@ -391,9 +378,9 @@ async fn run_job_task(
         }
         let mut st = Status::from(end.status);
         let mut error = end.error.clone();
-        if failed && policy == "ignore_error" {
+        if failed && policy.policy == OnError::IgnoreError {
             st = Status::Unstable;
-        } else if failed && policy == "manual_check" && !reg.cancel.is_cancelled() {
+        } else if failed && policy.policy == OnError::ManualCheck && !reg.cancel.is_cancelled() {
             match manual_error_handling(state, ctl, reg, si, ji, &end).await? {
                 Decision::Approved => st = Status::Unstable,
                 Decision::Rejected(user) => error = format!("{error} (rejected by {user})"),

@@ -222,84 +222,90 @@ fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
         if kind != "repo" && kind != "file" {
             crate::limits::env_name(&format!("{field}.name"), &p.name)?;
         }
-        let options: Vec<String> = stored
-            .get("choice_option")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let Some(m) = stored.as_object_mut() else {
-            continue;
-        };
-        match kind.as_str() {
-            "repo" => {
-                let Some(repo) = &p.repo else {
-                    return Err(bad(
-                        &format!("{field}.repo"),
-                        format!("param {} is a repo parameter: give repo", p.name),
-                    ));
-                };
-                let target = m.entry("repo").or_insert(Value::Null);
-                if !target.is_object() || !repo.matches(target) {
-                    return Err(bad(
-                        &format!("{field}.repo"),
-                        format!(
-                            "repository {}/{} is not the repository of param {}",
-                            repo.repo_namespace, repo.repo_name, p.name
-                        ),
-                    ));
-                }
-                repo.apply(target);
-            }
-            "file" => {
+        set_param(stored, p, &kind, &field)?;
+    }
+    Ok(())
+}
+
+/// Set a stored parameter from its input `p` (at `field`), as its `kind` takes a value.
+fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> ApiResult<()> {
+    let options: Vec<String> = stored
+        .get("choice_option")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(m) = stored.as_object_mut() else {
+        return Ok(());
+    };
+    match kind {
+        "repo" => {
+            let Some(repo) = &p.repo else {
                 return Err(bad(
-                    &format!("{field}.name"),
+                    &format!("{field}.repo"),
+                    format!("param {} is a repo parameter: give repo", p.name),
+                ));
+            };
+            let target = m.entry("repo").or_insert(Value::Null);
+            if !target.is_object() || !repo.matches(target) {
+                return Err(bad(
+                    &format!("{field}.repo"),
                     format!(
-                        "param {} is a file parameter, which the OpenAPI cannot set",
-                        p.name
+                        "repository {}/{} is not the repository of param {}",
+                        repo.repo_namespace, repo.repo_name, p.name
                     ),
                 ));
             }
-            "multi-select" => {
-                let values: Vec<String> = match &p.value {
-                    Value::Array(a) => a
-                        .iter()
-                        .map(|v| v.as_str().unwrap_or_default().to_string())
-                        .collect(),
-                    v => text(v)
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                };
-                if let Some(bad_value) = values
+            repo.apply(target);
+        }
+        "file" => {
+            return Err(bad(
+                &format!("{field}.name"),
+                format!(
+                    "param {} is a file parameter, which the OpenAPI cannot set",
+                    p.name
+                ),
+            ));
+        }
+        "multi-select" => {
+            let values: Vec<String> = match &p.value {
+                Value::Array(a) => a
                     .iter()
-                    .find(|v| !options.is_empty() && !options.contains(v))
-                {
-                    return Err(bad(
-                        &format!("{field}.value"),
-                        format!("invalid choice value {bad_value} for param {}", p.name),
-                    ));
-                }
-                m.insert("value".into(), json!(values.join(",")));
-                m.insert("choice_value".into(), json!(values));
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .collect(),
+                v => text(v)
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            };
+            if let Some(bad_value) = values
+                .iter()
+                .find(|v| !options.is_empty() && !options.contains(v))
+            {
+                return Err(bad(
+                    &format!("{field}.value"),
+                    format!("invalid choice value {bad_value} for param {}", p.name),
+                ));
             }
-            "choice" => {
-                let v = text(&p.value);
-                if !options.is_empty() && !options.contains(&v) {
-                    return Err(bad(
-                        &format!("{field}.value"),
-                        format!("invalid choice value {v} for param {}", p.name),
-                    ));
-                }
-                m.insert("value".into(), Value::String(v));
+            m.insert("value".into(), json!(values.join(",")));
+            m.insert("choice_value".into(), json!(values));
+        }
+        "choice" => {
+            let v = text(&p.value);
+            if !options.is_empty() && !options.contains(&v) {
+                return Err(bad(
+                    &format!("{field}.value"),
+                    format!("invalid choice value {v} for param {}", p.name),
+                ));
             }
-            _ => {
-                m.insert("value".into(), Value::String(text(&p.value)));
-            }
+            m.insert("value".into(), Value::String(v));
+        }
+        _ => {
+            m.insert("value".into(), Value::String(text(&p.value)));
         }
     }
     Ok(())
@@ -357,15 +363,13 @@ fn apply_notify(wf: &mut Workflow, notify: &Value) -> ApiResult<Vec<Value>> {
     Ok(list)
 }
 
-/// Execute a workflow: `POST /openapi/workflows/custom/task` and release-plan jobs.
-/// `check_project`: the request's `project_key` must be the workflow's project.
-pub async fn execute(
+/// The workflow an execute request names, if it may run at all (not disabled, not
+/// `concurrency_limit` 0). `check_project`: the request's `project_key` must be its project.
+async fn executable(
     state: &AppState,
-    caller: &Identity,
-    req: ExecuteInput,
-    release: Option<ReleaseRef>,
+    req: &ExecuteInput,
     check_project: bool,
-) -> ApiResult<StartedTask> {
+) -> ApiResult<Workflow> {
     validate::name("workflow_key", &req.workflow_key)?;
     let wf = if check_project {
         validate::name("project_key", &req.project_key)?;
@@ -388,6 +392,19 @@ pub async fn execute(
             ),
         ));
     }
+    Ok(wf)
+}
+
+/// Execute a workflow: `POST /openapi/workflows/custom/task` and release-plan jobs.
+/// `check_project`: the request's `project_key` must be the workflow's project.
+pub async fn execute(
+    state: &AppState,
+    caller: &Identity,
+    req: ExecuteInput,
+    release: Option<ReleaseRef>,
+    check_project: bool,
+) -> ApiResult<StartedTask> {
+    let wf = executable(state, &req, check_project).await?;
     let enable_ticket = wf.enable_approval_ticket;
     let prepared = prepare(state, wf, &req.parameters, &req.inputs, UnknownJobs::Reject).await?;
     prepared.check_runnable()?;

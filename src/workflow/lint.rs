@@ -15,7 +15,9 @@ use crate::validate;
 use crate::workflow::bad;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::jobs::JobType;
-use crate::workflow::model::{APPROVAL_TYPES, Job, PARAM_TYPES, RUN_POLICIES, Workflow, str_of};
+use crate::workflow::model::{
+    APPROVAL_TYPES, ErrorPolicy, Job, PARAM_TYPES, RUN_POLICIES, Workflow, str_of,
+};
 
 /// `^[a-zA-Z0-9-]+$`: the workflow key.
 pub fn is_workflow_key(s: &str) -> bool {
@@ -157,6 +159,10 @@ fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
         &format!("{field}.run_policy"),
         &job.run_policy,
         RUN_POLICIES,
+    )?;
+    crate::workflow::inputs::decode::<ErrorPolicy>(
+        &job.error_policy,
+        &format!("{field}.error_policy"),
     )?;
     if job.spec.is_null() {
         job.spec = Value::Object(Map::new());

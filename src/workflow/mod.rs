@@ -23,6 +23,7 @@ pub mod model;
 pub mod registry;
 pub mod store;
 pub mod task;
+pub mod task_view;
 pub mod tasks;
 pub mod tickets;
 pub mod views;

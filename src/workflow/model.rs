@@ -133,6 +133,46 @@ pub struct Job {
     pub extra: Map<String, Value>,
 }
 
+/// A job's `error_policy` (spec/workflow.md §1.2): what a failed job does. Absent (`null`) is
+/// Zadig's default, `stop`; a malformed one is refused by lint naming the field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorPolicy {
+    #[serde(default)]
+    pub policy: OnError,
+    /// Further attempts under `retry`.
+    #[serde(default)]
+    pub maximum_retry: i64,
+    /// Who may decide under `manual_check` (Zadig `User` entries).
+    #[serde(default)]
+    pub approval_users: Vec<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The error policies (Zadig's strings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Stop,
+    IgnoreError,
+    Retry,
+    ManualCheck,
+}
+
+impl ErrorPolicy {
+    /// The policy of a stored job (task); `Err` names the malformed field.
+    pub fn of(v: &Value) -> Result<Self, String> {
+        if v.is_null() {
+            return Ok(Self::default());
+        }
+        serde_path_to_error::deserialize(v.clone()).map_err(|e| match e.path().to_string() {
+            p if p == "." => format!("error_policy: {}", e.inner()),
+            p => format!("error_policy.{p}: {}", e.inner()),
+        })
+    }
+}
+
 impl Workflow {
     /// All jobs in definition order, with their stage index.
     pub fn jobs(&self) -> impl Iterator<Item = (usize, &Job)> {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
@@ -16,7 +16,7 @@ use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::{Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, JobTask, StageTask, Status, Task};
+use crate::workflow::task::{ApproveUser, StageTask, Status, Task};
 
 /// How often a write is re-applied after losing a race with the engine before giving up.
 const MAX_ATTEMPTS: usize = 50;
@@ -53,78 +53,7 @@ pub async fn get(state: &AppState, workflow: &str, task_id: i64, op: Op) -> ApiR
     })
 }
 
-/// How credential values are shown.
-pub const MASK: &str = "********";
-
-/// Variables as the detail shows them (`key`, `value`, `type`, `is_credential`), credential
-/// values masked.
-pub(crate) fn envs_view(vars: &[Value]) -> Value {
-    Value::Array(
-        vars.iter()
-            .map(|v| {
-                let secret = v.get("is_credential").and_then(Value::as_bool).unwrap_or(false);
-                json!({
-                    "key": str_of(v, "key"),
-                    "value": if secret { Value::String(MASK.into()) } else { v.get("value").cloned().unwrap_or(json!("")) },
-                    "type": v.get("type").cloned().unwrap_or(json!("string")),
-                    "is_credential": secret,
-                })
-            })
-            .collect(),
-    )
-}
-
-/// A recorded output of a job task, `""` when it has none.
-pub(crate) fn output(job: &JobTask, key: &str) -> String {
-    job.outputs.get(key).cloned().unwrap_or_default()
-}
-
-/// `keys` of `spec` (null when absent), for a view.
-pub(crate) fn pick(spec: &Value, keys: &[&str]) -> Map<String, Value> {
-    let mut m = Map::new();
-    for k in keys {
-        m.insert(
-            (*k).to_string(),
-            spec.get(*k).cloned().unwrap_or(Value::Null),
-        );
-    }
-    m
-}
-
-/// The view of a job task that builds in a process (build, freestyle): its repositories,
-/// image, package, service and variables (`vars_key`).
-pub(crate) fn built_view(job: &JobTask, vars_key: &str) -> Value {
-    let s = &job.spec;
-    let image = Some(output(job, "IMAGE"))
-        .filter(|i| !i.is_empty())
-        .unwrap_or_else(|| str_of(s, "image").to_string());
-    json!({
-        "repos": arr_of(s, "repos"),
-        "image": image,
-        "package": output(job, "PKG_FILE"),
-        "service_name": str_of(s, "service_name"),
-        "service_module": str_of(s, "service_module"),
-        "envs": envs_view(arr_of(s, vars_key)),
-    })
-}
-
-/// The per-type summary of a job task's spec shown by task detail (spec §2.4), as its type
-/// shows it (`workflow::jobs`); the spec itself for an unknown type.
-pub fn job_spec_view(job: &JobTask) -> Value {
-    match job.kind() {
-        Some(ty) => ty.kind().view(job),
-        None => job.spec.clone(),
-    }
-}
-
-/// Seconds a job task has run: 0 before it starts, to its end or to now.
-pub fn cost_seconds(job: &JobTask, now: i64) -> i64 {
-    match (job.start_time, job.end_time) {
-        (0, _) => 0,
-        (start, 0) => (now - start).max(0),
-        (start, end) => (end - start).max(0),
-    }
-}
+pub use crate::workflow::task_view::{MASK, cost_seconds, job_spec_view};
 
 /// Cancel a task (`DELETE /openapi/workflows/custom/task`): any unfinished task becomes
 /// `cancelled`; a passed task → 400/6163 with the seed's text; other finished tasks → 409.

@@ -195,6 +195,16 @@ pub async fn check(
             )));
         }
     }
+    check_jobs(&ticket, wf, runs)?;
+    Ok(ticket)
+}
+
+/// The environments and services the running jobs touch must be ones the ticket allows.
+fn check_jobs(
+    ticket: &Ticket,
+    wf: &Workflow,
+    runs: &(dyn Fn(&str) -> bool + Sync),
+) -> ApiResult<()> {
     let deny = |what: String| {
         denied(format!(
             "update workflow spec is denied: approvalTicket: [{}] does not allow {what}",
@@ -229,5 +239,5 @@ pub async fn check(
             }
         }
     }
-    Ok(ticket)
+    Ok(())
 }

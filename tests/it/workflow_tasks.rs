@@ -506,7 +506,7 @@ backend_test! {
 
         // Cancelled, timed-out and rejected tasks are retryable too.
         for s in [Status::Cancelled, Status::Timeout, Status::Reject] {
-            set(&app, "wf", 1, |t| t.status = s.into()).await;
+            set(&app, "wf", 1, |t| t.status = s).await;
             app.post("/openapi/workflows/custom/wf/task/1?projectKey=p", json!({})).await.expect(200);
         }
         assert_eq!(stored(&app, "wf", 1).await.retry_num, 4);

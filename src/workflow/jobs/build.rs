@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{InputCx, JobKind, JobType};
+use super::{InputCx, JobKind, JobType, nullable, typed};
 use crate::engine::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
 use crate::engine::work::{
-    Var, arr, assemble, merge_vars, repos_of, s, script_step, timeout_of, valid_var_name, vars_of,
+    Var, assemble, merge_vars, repos_of, script_step, timeout_of, valid_var_name, vars_of,
 };
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -20,7 +20,7 @@ use crate::workflow::expand::{Expander, nothing_to_run, svc_module};
 use crate::workflow::inputs::{RepoMode, ServiceInput, decode, pairs, select_services, take_list};
 use crate::workflow::model::{Job, arr_of, str_of};
 use crate::workflow::task::JobTask;
-use crate::workflow::{bad, tasks};
+use crate::workflow::{bad, task_view};
 
 /// The `zadig-build` job type.
 pub struct Build;
@@ -28,11 +28,17 @@ pub struct Build;
 #[async_trait::async_trait]
 impl JobKind for Build {
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
-        for list in ["service_and_builds_options", "service_and_builds"] {
+        let typed: JobSpec = decode(spec, field)?;
+        for (list, items) in [
+            (
+                "service_and_builds_options",
+                &typed.service_and_builds_options,
+            ),
+            ("service_and_builds", &typed.service_and_builds),
+        ] {
             let mut seen = HashSet::new();
-            for (k, item) in arr_of(spec, list).iter().enumerate() {
-                let pair = (str_of(item, "service_name"), str_of(item, "service_module"));
-                if !seen.insert(pair) {
+            for (k, item) in items.iter().enumerate() {
+                if !seen.insert((&item.service_name, &item.service_module)) {
                     return Err(bad(
                         &format!("{field}.{list}[{k}]"),
                         "duplicate service module in options field",
@@ -109,7 +115,7 @@ impl JobKind for Build {
     }
 
     fn view(&self, job: &JobTask) -> Value {
-        tasks::built_view(job, "key_vals")
+        task_view::built_view(job, "key_vals")
     }
 
     async fn prepare(
@@ -129,6 +135,57 @@ impl JobKind for Build {
     }
 }
 
+/// A `zadig-build` job's spec as defined: the service modules it may build (each with its
+/// build) and those it builds. What lint reads; the definition itself is stored verbatim.
+#[derive(Debug, Default, Deserialize)]
+struct JobSpec {
+    #[serde(default, deserialize_with = "nullable")]
+    service_and_builds: Vec<ServiceBuild>,
+    #[serde(default, deserialize_with = "nullable")]
+    service_and_builds_options: Vec<ServiceBuild>,
+    /// Every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// A service module to build.
+#[derive(Debug, Default, Deserialize)]
+struct ServiceBuild {
+    #[serde(default, deserialize_with = "nullable")]
+    service_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    service_module: String,
+    /// `build_name` and every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// A `zadig-build` job task's spec (the job's spec narrowed to one service module): what the
+/// engine reads. A field of the wrong type fails the job naming it.
+#[derive(Debug, Default, Deserialize)]
+struct TaskSpec {
+    #[serde(default, deserialize_with = "nullable")]
+    service_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    service_module: String,
+    #[serde(default, deserialize_with = "nullable")]
+    build_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    repos: Vec<Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    key_vals: Vec<Value>,
+    /// The image registry to push to (set from the execute input's `registry`).
+    #[serde(default, deserialize_with = "nullable")]
+    docker_registry_id: String,
+    /// The image name given outright; else it is made from `image_name` and the tag.
+    #[serde(default, deserialize_with = "nullable")]
+    image: String,
+    #[serde(default, deserialize_with = "nullable")]
+    image_name: String,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct BuildInput {
     /// Checked to be a string here; resolved to a registry id by `execute::prepare`.
@@ -145,9 +202,12 @@ async fn prepare_job(
     ctx: &JobContext,
     spec: &Value,
 ) -> Result<PreparedJob, String> {
-    let service = s(spec, "service_name");
-    let module = s(spec, "service_module");
-    let build_name = s(spec, "build_name");
+    let spec: TaskSpec =
+        typed(spec).map_err(|e| format!("zadig-build job task {}: {e}", ctx.job_name))?;
+    let spec = &spec;
+    let service = spec.service_name.as_str();
+    let module = spec.service_module.as_str();
+    let build_name = spec.build_name.as_str();
     if build_name.is_empty() {
         return Err(format!(
             "zadig-build job task {} names no build (build_name is empty)",
@@ -157,7 +217,7 @@ async fn prepare_job(
     let recipe = crate::build::resolve_for_job(state, &ctx.project, build_name, service, module)
         .await
         .map_err(|e| format!("build {build_name}: {}", e.description))?;
-    let job_repos = arr(spec, "repos");
+    let job_repos = &spec.repos;
     let repos = if job_repos.is_empty() {
         repos_of(&recipe.repos)?
     } else {
@@ -172,27 +232,9 @@ async fn prepare_job(
             secret: v.is_credential,
         })
         .collect();
-    let mut vars = merge_vars(base, vars_of(arr(spec, "key_vals")));
+    let mut vars = merge_vars(base, vars_of(&spec.key_vals));
     let registry = registry_login(state, spec, &mut vars).await?;
-    let mut steps = Vec::new();
-    let installs: Vec<Tool> = recipe
-        .installs
-        .iter()
-        .map(|(n, v)| Tool {
-            name: n.clone(),
-            version: v.clone(),
-        })
-        .collect();
-    if !installs.is_empty() {
-        steps.push(Step::Tools(installs));
-    }
-    if !repos.is_empty() {
-        steps.push(Step::Git(repos.clone()));
-    }
-    steps.push(script_step(&recipe.script_type, &recipe.script)?);
-    if let Some(d) = &recipe.docker_build {
-        steps.extend(image_build_steps(d, registry.as_ref())?);
-    }
+    let steps = build_steps(&recipe, &repos, registry.as_ref())?;
     let registry_key = registry
         .as_ref()
         .map(crate::delivery::registry::Registry::key);
@@ -229,14 +271,42 @@ async fn prepare_job(
     ))
 }
 
+/// The build's steps: its tools, the repositories, its script, then the image step.
+fn build_steps(
+    recipe: &crate::build::BuildRecipe,
+    repos: &[GitRepo],
+    registry: Option<&crate::delivery::registry::Registry>,
+) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    let installs: Vec<Tool> = recipe
+        .installs
+        .iter()
+        .map(|(n, v)| Tool {
+            name: n.clone(),
+            version: v.clone(),
+        })
+        .collect();
+    if !installs.is_empty() {
+        steps.push(Step::Tools(installs));
+    }
+    if !repos.is_empty() {
+        steps.push(Step::Git(repos.to_vec()));
+    }
+    steps.push(script_step(&recipe.script_type, &recipe.script)?);
+    if let Some(d) = &recipe.docker_build {
+        steps.extend(image_build_steps(d, registry)?);
+    }
+    Ok(steps)
+}
+
 /// The registry images are named for (and pushed to by the image step), when the job names
 /// one (`docker_registry_id`); its address and login are added to `vars`.
 async fn registry_login(
     state: &AppState,
-    spec: &Value,
+    spec: &TaskSpec,
     vars: &mut Vec<Var>,
 ) -> Result<Option<crate::delivery::registry::Registry>, String> {
-    let registry = match s(spec, "docker_registry_id") {
+    let registry = match spec.docker_registry_id.as_str() {
         "" => None,
         id => Some(
             state
@@ -337,7 +407,7 @@ fn image_build_steps(
 fn image_and_package(
     state: &AppState,
     ctx: &JobContext,
-    spec: &Value,
+    spec: &TaskSpec,
     (service, module): (&str, &str),
     repos: &[GitRepo],
     registry: Option<&str>,
@@ -359,9 +429,9 @@ fn image_and_package(
         tag.push('-');
         tag.push_str(&r.replace('/', "-"));
     }
-    let image = match s(spec, "image") {
+    let image = match spec.image.as_str() {
         "" => {
-            let name = [s(spec, "image_name"), module, service]
+            let name = [spec.image_name.as_str(), module, service]
                 .into_iter()
                 .find(|n| !n.is_empty())
                 .unwrap_or("image");

@@ -13,7 +13,7 @@ use crate::workflow::expand::{Expander, nothing_to_run};
 use crate::workflow::inputs::decode;
 use crate::workflow::model::{Job, arr_of, str_of};
 use crate::workflow::task::JobTask;
-use crate::workflow::{bad, tasks};
+use crate::workflow::{bad, task_view};
 
 /// The `custom-deploy` job type.
 pub struct CustomDeploy;
@@ -90,7 +90,7 @@ impl JobKind for CustomDeploy {
 
     fn view(&self, job: &JobTask) -> Value {
         let s = &job.spec;
-        let mut m = tasks::pick(
+        let mut m = task_view::pick(
             s,
             &[
                 "target",

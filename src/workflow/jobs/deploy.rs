@@ -15,7 +15,7 @@ use crate::workflow::expand::{Expander, narrowed, refused};
 use crate::workflow::inputs::{decode, referenced_services, take_list, with_list};
 use crate::workflow::model::{Job, arr_of, str_of};
 use crate::workflow::task::JobTask;
-use crate::workflow::{bad, tasks};
+use crate::workflow::{bad, task_view};
 
 /// A deploy job; `chart`: a Helm chart deploy, whose services a later `fromjob` job cannot
 /// quote.
@@ -115,7 +115,7 @@ impl JobKind for Deploy {
 
     fn view(&self, job: &JobTask) -> Value {
         let s = &job.spec;
-        let mut m = tasks::pick(
+        let mut m = task_view::pick(
             s,
             &[
                 "env",
@@ -130,7 +130,7 @@ impl JobKind for Deploy {
         let images: Vec<Value> = arr_of(s, "service_and_images")
             .iter()
             .map(|i| {
-                let image = Some(tasks::output(job, "IMAGE"))
+                let image = Some(task_view::output(job, "IMAGE"))
                     .filter(|o| !o.is_empty())
                     .unwrap_or_else(|| str_of(i, "image").to_string());
                 json!({"service_name": str_of(i, "service_name"), "service_module": str_of(i, "service_module"), "image": image})

@@ -9,7 +9,7 @@ use crate::engine::executor::{JobContext, PreparedJob};
 use crate::engine::work::missing_integration;
 use crate::state::AppState;
 use crate::workflow::task::JobTask;
-use crate::workflow::tasks;
+use crate::workflow::task_view;
 
 /// The `zadig-distribute-image` job type.
 pub struct DistributeImage;
@@ -18,7 +18,7 @@ pub struct DistributeImage;
 impl JobKind for DistributeImage {
     fn view(&self, job: &JobTask) -> Value {
         let s = &job.spec;
-        let mut m = tasks::pick(s, &["source_registry_id", "target_registry_id"]);
+        let mut m = task_view::pick(s, &["source_registry_id", "target_registry_id"]);
         m.insert(
             "distribute_target".into(),
             s.get("targets").cloned().unwrap_or(json!([])),

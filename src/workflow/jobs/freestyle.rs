@@ -23,7 +23,7 @@ use crate::workflow::inputs::{
 };
 use crate::workflow::model::{Job, arr_of, str_of};
 use crate::workflow::task::JobTask;
-use crate::workflow::{bad, legacy, lint, tasks};
+use crate::workflow::{bad, legacy, lint, task_view};
 
 /// The `freestyle` job type.
 pub struct Freestyle;
@@ -100,7 +100,7 @@ impl JobKind for Freestyle {
     }
 
     fn view(&self, job: &JobTask) -> Value {
-        tasks::built_view(job, "envs")
+        task_view::built_view(job, "envs")
     }
 
     async fn prepare(

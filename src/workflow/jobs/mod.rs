@@ -246,6 +246,29 @@ pub trait JobKind: Sync {
     fn finish_outputs(&self, _outputs: &mut BTreeMap<String, String>) {}
 }
 
+/// serde `deserialize_with` for a spec field: `null` reads as absent (Zadig sends `null` for
+/// unset lists and strings), anything else must have the field's type.
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A job task's spec decoded as its type's spec struct; the error names the failing field
+/// (`spec.repos: invalid type …`).
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "." => format!("spec: {}", e.inner()),
+            p if p.starts_with('[') => format!("spec{p}: {}", e.inner()),
+            p => format!("spec.{p}: {}", e.inner()),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use crate::workflow::inputs::{
 };
 use crate::workflow::model::{Job, arr_of, str_of};
 use crate::workflow::task::JobTask;
-use crate::workflow::{bad, tasks};
+use crate::workflow::{bad, task_view};
 
 /// The field names of a test job or a scanning job.
 pub struct TestKind {
@@ -73,7 +73,7 @@ pub static SCAN: TestKind = TestKind {
 
 fn test_view(job: &JobTask) -> Value {
     let s = &job.spec;
-    let mut m = tasks::pick(
+    let mut m = task_view::pick(
         s,
         &[
             "repos",
@@ -84,22 +84,22 @@ fn test_view(job: &JobTask) -> Value {
         ],
     );
     m.insert("test_name".into(), json!(str_of(s, "name")));
-    m.insert("envs".into(), tasks::envs_view(arr_of(s, "key_vals")));
+    m.insert("envs".into(), task_view::envs_view(arr_of(s, "key_vals")));
     for k in ["junit_report", "archive", "html_report"] {
-        m.insert(k.into(), json!(tasks::output(job, k)));
+        m.insert(k.into(), json!(task_view::output(job, k)));
     }
     Value::Object(m)
 }
 
 fn scan_view(job: &JobTask) -> Value {
     let s = &job.spec;
-    let mut m = tasks::pick(
+    let mut m = task_view::pick(
         s,
         &["repos", "scanning_type", "service_name", "service_module"],
     );
     m.insert("scanning_name".into(), json!(str_of(s, "name")));
-    m.insert("envs".into(), tasks::envs_view(arr_of(s, "key_vals")));
-    m.insert("link_url".into(), json!(tasks::output(job, "link_url")));
+    m.insert("envs".into(), task_view::envs_view(arr_of(s, "key_vals")));
+    m.insert("link_url".into(), json!(task_view::output(job, "link_url")));
     Value::Object(m)
 }
 
