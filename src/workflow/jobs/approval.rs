@@ -1,12 +1,10 @@
 //! `approval`: the job waits for approvers' votes (recorded on its spec by the approve API,
 //! decided by `engine/approval.rs`). It takes no execute input and runs no process.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{InputCx, JobKind, JobType, Runs};
-use crate::engine::executor::{JobContext, PreparedJob};
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::expand::{Expander, check_native_approval};
 use crate::workflow::lint;
 use crate::workflow::model::{Job, str_of};
@@ -21,12 +19,7 @@ impl JobKind for Approval {
         lint::normalize_approval(spec, field, false)
     }
 
-    fn apply_input(
-        &self,
-        _cx: &InputCx<'_>,
-        _spec: &mut Map<String, Value>,
-        _params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, _cx: &InputCx<'_>, _spec: &mut Spec, _params: &Value) -> ApiResult<()> {
         Ok(())
     }
 
@@ -42,15 +35,5 @@ impl JobKind for Approval {
 
     fn runs(&self) -> Runs {
         Runs::Votes
-    }
-
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(format!("{ty} jobs wait for votes; they run no process"))
     }
 }

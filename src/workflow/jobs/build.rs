@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{InputCx, JobKind, JobType, nullable, typed};
+use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, typed};
 use crate::engine::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
 use crate::engine::work::{
     Var, assemble, merge_vars, repos_of, script_step, timeout_of, valid_var_name, vars_of,
@@ -57,12 +57,7 @@ impl JobKind for Build {
         true
     }
 
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let input: BuildInput = decode(params, cx.field)?;
         if let Some(id) = cx.registry.clone() {
             spec.insert("docker_registry_id".into(), Value::String(id));
@@ -116,6 +111,10 @@ impl JobKind for Build {
 
     fn view(&self, job: &JobTask) -> Value {
         task_view::built_view(job, "key_vals")
+    }
+
+    fn runs(&self) -> Runs {
+        Runs::Process
     }
 
     async fn prepare(

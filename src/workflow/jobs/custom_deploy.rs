@@ -2,13 +2,10 @@
 //! targets), one job task per target. Running it needs a Kubernetes cluster.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::expand::{Expander, nothing_to_run};
 use crate::workflow::inputs::decode;
 use crate::workflow::model::{Job, arr_of, str_of};
@@ -38,12 +35,7 @@ struct CustomDeployInput {
 
 #[async_trait::async_trait]
 impl JobKind for CustomDeploy {
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let field = cx.field;
         let input: CustomDeployInput = decode(params, field)?;
         let Some(list) = input.target_list else {
@@ -107,13 +99,7 @@ impl JobKind for CustomDeploy {
         Value::Object(m)
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "kubernetes"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("kubernetes")
     }
 }

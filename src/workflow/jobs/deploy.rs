@@ -6,11 +6,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::workflow::expand::{Expander, narrowed, refused};
 use crate::workflow::inputs::{decode, referenced_services, take_list, with_list};
 use crate::workflow::model::{Job, arr_of, str_of};
@@ -25,12 +22,7 @@ pub struct Deploy {
 
 #[async_trait::async_trait]
 impl JobKind for Deploy {
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         apply_input(spec, params, cx.field)
     }
 
@@ -140,14 +132,8 @@ impl JobKind for Deploy {
         Value::Object(m)
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "kubernetes"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("kubernetes")
     }
 }
 

@@ -4,10 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
-use crate::state::AppState;
+use super::{JobKind, Runs};
 use crate::workflow::task::JobTask;
 use crate::workflow::task_view;
 
@@ -26,13 +23,7 @@ impl JobKind for DistributeImage {
         Value::Object(m)
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "image-registry"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("image-registry")
     }
 }

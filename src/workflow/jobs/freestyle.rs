@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{InputCx, JobKind, JobType};
+use super::{InputCx, JobKind, JobType, Runs, Spec};
 use crate::engine::executor::{JobContext, PreparedJob, Step};
 use crate::engine::work::{
     arr, assemble, installs_of, merge_vars, missing_integration, output_names, repos_of, s,
@@ -47,12 +47,7 @@ impl JobKind for Freestyle {
         true
     }
 
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         apply_input(cx, spec, params)
     }
 
@@ -101,6 +96,10 @@ impl JobKind for Freestyle {
 
     fn view(&self, job: &JobTask) -> Value {
         task_view::built_view(job, "envs")
+    }
+
+    fn runs(&self) -> Runs {
+        Runs::Process
     }
 
     async fn prepare(

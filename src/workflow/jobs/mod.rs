@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::engine::executor::{JobContext, PreparedJob};
+use crate::engine::work::missing_integration;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::model::{Job, Workflow};
@@ -150,7 +151,13 @@ pub enum Runs {
     Process,
     /// The job waits for the votes recorded on its spec (an `approval` job).
     Votes,
+    /// It cannot run here: it needs this integration (one of `engine::work::INTEGRATIONS`),
+    /// which this server does not have; the job fails naming it.
+    Needs(&'static str),
 }
+
+/// A job's spec as an execute input edits it.
+pub type Spec = Map<String, Value>;
 
 /// The context of an execute input being merged into a job (see [`JobKind::apply_input`]).
 pub struct InputCx<'a> {
@@ -188,12 +195,7 @@ pub trait JobKind: Sync {
 
     /// Apply an execute input's `parameters` to the spec (spec/workflow.md §3.3). By default a
     /// type has no documented input: the keys given are recorded on the spec as they are.
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         crate::workflow::inputs::record_as_is(spec, params, cx.field)
     }
 
@@ -227,20 +229,24 @@ pub trait JobKind: Sync {
         job.spec.clone()
     }
 
-    /// How the engine runs it.
-    fn runs(&self) -> Runs {
-        Runs::Process
-    }
+    /// How the engine runs it: every type says (a type that cannot run yet names the
+    /// integration it needs).
+    fn runs(&self) -> Runs;
 
     /// Translate a job task (its spec rendered against the task context) into the process
-    /// the engine runs, or say why it cannot run here.
+    /// the engine runs ([`Runs::Process`] types), or say why it cannot run here.
     async fn prepare(
         &self,
         ty: JobType,
-        state: &AppState,
-        ctx: &JobContext,
-        spec: &Value,
-    ) -> Result<PreparedJob, String>;
+        _state: &AppState,
+        _ctx: &JobContext,
+        _spec: &Value,
+    ) -> Result<PreparedJob, String> {
+        Err(match self.runs() {
+            Runs::Needs(integration) => missing_integration(ty.as_str(), integration),
+            Runs::Process | Runs::Votes => format!("job type {ty} runs no process here"),
+        })
+    }
 
     /// Outputs derived from the process's outputs when the job ended.
     fn finish_outputs(&self, _outputs: &mut BTreeMap<String, String>) {}

@@ -2,13 +2,10 @@
 //! which this server does not have.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::inputs::{KvInput, decode, with_list};
 use crate::workflow::model::str_of;
 use crate::workflow::task::JobTask;
@@ -33,12 +30,7 @@ impl JobKind for Plugin {
     }
 
     /// `kv` sets the values of the plugin's declared inputs.
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let (field, job) = (cx.field, cx.job);
         let input: PluginInput = decode(params, field)?;
         let plugin = spec.entry("plugin").or_insert_with(|| json!({}));
@@ -65,13 +57,7 @@ impl JobKind for Plugin {
         job.spec.get("plugin").cloned().unwrap_or(json!({}))
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "container-runtime"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("container-runtime")
     }
 }

@@ -2,13 +2,10 @@
 //! this server does not have.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::inputs::decode;
 
 /// The `sql` job type.
@@ -24,12 +21,7 @@ struct SqlInput {
 
 #[async_trait::async_trait]
 impl JobKind for Sql {
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let input: SqlInput = decode(params, cx.field)?;
         if let Some(db) = input.database_name {
             spec.insert("database_name".into(), Value::String(db));
@@ -40,13 +32,7 @@ impl JobKind for Sql {
         Ok(())
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "database"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("database")
     }
 }

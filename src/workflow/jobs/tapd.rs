@@ -2,13 +2,10 @@
 //! server does not have.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::bad;
 use crate::workflow::inputs::decode;
 use crate::workflow::model::str_of;
@@ -32,12 +29,7 @@ struct TapdInput {
 
 #[async_trait::async_trait]
 impl JobKind for Tapd {
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let field = cx.field;
         let input: TapdInput = decode(params, field)?;
         for (k, v) in [
@@ -70,13 +62,7 @@ impl JobKind for Tapd {
         Ok(())
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "tapd"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("tapd")
     }
 }

@@ -6,11 +6,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::expand::{Expander, nothing_to_run, svc_module};
 use crate::workflow::inputs::{
     KvInput, RepoInput, RepoMode, ServiceInput, decode, merge_kvs, merge_repos, pair_of, pairs,
@@ -129,12 +126,7 @@ impl JobKind for TestKind {
         true
     }
 
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let field = cx.field;
         let p = if params.is_null() {
             json!({})
@@ -191,14 +183,8 @@ impl JobKind for TestKind {
         (self.view)(job)
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), self.integration))
+    fn runs(&self) -> Runs {
+        Runs::Needs(self.integration)
     }
 }
 

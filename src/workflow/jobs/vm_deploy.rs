@@ -4,14 +4,11 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::deploy::{deploy_env, deploy_input, no_service};
-use super::{InputCx, JobKind, JobType};
-use crate::engine::executor::{JobContext, PreparedJob};
-use crate::engine::work::missing_integration;
+use super::{InputCx, JobKind, Runs, Spec};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::workflow::bad;
 use crate::workflow::expand::{Expander, narrowed};
 use crate::workflow::inputs::take_list;
@@ -31,12 +28,7 @@ struct VmServiceInput {
 
 #[async_trait::async_trait]
 impl JobKind for VmDeploy {
-    fn apply_input(
-        &self,
-        cx: &InputCx<'_>,
-        spec: &mut Map<String, Value>,
-        params: &Value,
-    ) -> ApiResult<()> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let field = cx.field;
         let Some(list) = deploy_input::<VmServiceInput>(spec, params, field)? else {
             return Ok(());
@@ -83,13 +75,7 @@ impl JobKind for VmDeploy {
         Some(str_of(spec, "env"))
     }
 
-    async fn prepare(
-        &self,
-        ty: JobType,
-        _state: &AppState,
-        _ctx: &JobContext,
-        _spec: &Value,
-    ) -> Result<PreparedJob, String> {
-        Err(missing_integration(ty.as_str(), "vm-agent"))
+    fn runs(&self) -> Runs {
+        Runs::Needs("vm-agent")
     }
 }
