@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::approval::Decision;
-use super::executor::{self, JobStatus};
+use super::executor::{self, JobContext, JobStatus};
 use super::job_context::{context_of, execute_policy, job_context};
 use super::task_ctl::{Ctl, Stop, TaskCtl};
 use super::waits::{approval_job, manual_error_handling, stage_approval, stage_approval_error};
@@ -322,27 +322,20 @@ async fn run_job_task(
     if kind.is_some_and(|k| k.runs() == Runs::Votes) {
         return approval_job(state, ctl, reg, si, ji).await;
     }
-    let skip_or_fail = match execute_policy(&job.execute_policy, &ctx.context) {
-        Ok(true) => None,
-        Ok(false) => Some((Status::Skipped, String::new())),
-        Err(e) => Some((Status::Failed, e)),
+    let policy = match runs_at_all(&job, &ctx) {
+        Ok(policy) => policy,
+        Err((st, error)) => {
+            let at = now(state);
+            set_job(ctl, si, ji, |j| {
+                j.status = st;
+                j.error.clone_from(&error);
+                j.start_time = at;
+                j.end_time = at;
+            })
+            .await?;
+            return Ok(st);
+        }
     };
-    // A malformed error policy fails the job naming the field, never a silent `stop`.
-    let policy = ErrorPolicy::of(&job.error_policy);
-    let skip_or_fail =
-        skip_or_fail.or_else(|| policy.as_ref().err().map(|e| (Status::Failed, e.clone())));
-    if let Some((st, error)) = skip_or_fail {
-        let at = now(state);
-        set_job(ctl, si, ji, |j| {
-            j.status = st;
-            j.error.clone_from(&error);
-            j.start_time = at;
-            j.end_time = at;
-        })
-        .await?;
-        return Ok(st);
-    }
-    let policy = policy.unwrap_or_default();
     let max_retry = policy.maximum_retry.max(0);
     let mut attempt = 0;
     loop {
@@ -371,25 +364,15 @@ async fn run_job_task(
         {
             attempt += 1;
             let until = state.clock.now_ms() + RETRY_PAUSE_MS;
-            tokio::select! {
-                () = state.clock.sleep_until(until) => continue,
-                () = reg.cancel.cancelled() => {}
+            if retry_pause(state, reg, until).await {
+                continue;
             }
         }
-        let mut st = Status::from(end.status);
-        let mut error = end.error.clone();
-        if failed && policy.policy == OnError::IgnoreError {
-            st = Status::Unstable;
-        } else if failed && policy.policy == OnError::ManualCheck && !reg.cancel.is_cancelled() {
-            match manual_error_handling(state, ctl, reg, si, ji, &end).await? {
-                Decision::Approved => st = Status::Unstable,
-                Decision::Rejected(user) => error = format!("{error} (rejected by {user})"),
-                Decision::Waiting | Decision::TimedOut => {
-                    st = Status::Cancelled;
-                    error = "workflow was canceled".to_string();
-                }
-            }
-        }
+        let (st, error) = if failed {
+            on_failure(state, ctl, reg, (si, ji), policy.policy, &end).await?
+        } else {
+            (Status::from(end.status), end.error.clone())
+        };
         let at = now(state);
         set_job(ctl, si, ji, |j| {
             j.status = st;
@@ -401,6 +384,55 @@ async fn run_job_task(
         tracing::debug!(workflow = %ctx.workflow, task_id = ctx.task_id, job = %job.name, "job {} ended {st}", job.name);
         return Ok(st);
     }
+}
+
+/// Whether a job task runs: its `execute_policy` may skip it (or fail it, when a rule is
+/// malformed), and a malformed `error_policy` fails it naming the field — never a silent
+/// `stop`. `Ok`: it runs under that error policy; `Err`: it ends now with that status.
+fn runs_at_all(job: &JobTask, ctx: &JobContext) -> Result<ErrorPolicy, (Status, String)> {
+    match execute_policy(&job.execute_policy, &ctx.context) {
+        Ok(true) => {}
+        Ok(false) => return Err((Status::Skipped, String::new())),
+        Err(e) => return Err((Status::Failed, e)),
+    }
+    ErrorPolicy::of(&job.error_policy).map_err(|e| (Status::Failed, e))
+}
+
+/// Wait until `until` (ms) before a retry; `false` when the task was cancelled meanwhile.
+async fn retry_pause(state: &AppState, reg: &Registered, until: i64) -> bool {
+    tokio::select! {
+        () = state.clock.sleep_until(until) => true,
+        () = reg.cancel.cancelled() => false,
+    }
+}
+
+/// A failed job's end under its error policy: `ignore_error` → `unstable`; `manual_check` →
+/// waits for a person's decision (`ignore` → `unstable`, `reject` keeps the failure); else the
+/// failure as it is.
+async fn on_failure(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    (si, ji): (usize, usize),
+    policy: OnError,
+    end: &executor::JobEnd,
+) -> Result<(Status, String), Stop> {
+    let failure = (Status::from(end.status), end.error.clone());
+    Ok(match policy {
+        OnError::IgnoreError => (Status::Unstable, end.error.clone()),
+        OnError::ManualCheck if !reg.cancel.is_cancelled() => {
+            match manual_error_handling(state, ctl, reg, si, ji, end).await? {
+                Decision::Approved => (Status::Unstable, end.error.clone()),
+                Decision::Rejected(user) => {
+                    (failure.0, format!("{} (rejected by {user})", end.error))
+                }
+                Decision::Waiting | Decision::TimedOut => {
+                    (Status::Cancelled, "workflow was canceled".to_string())
+                }
+            }
+        }
+        _ => failure,
+    })
 }
 
 pub(super) async fn set_job(

@@ -271,17 +271,7 @@ fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> Api
             ));
         }
         "multi-select" => {
-            let values: Vec<String> = match &p.value {
-                Value::Array(a) => a
-                    .iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .collect(),
-                v => text(v)
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            };
+            let values = multi_values(&p.value);
             if let Some(bad_value) = values
                 .iter()
                 .find(|v| !options.is_empty() && !options.contains(v))
@@ -309,6 +299,21 @@ fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> Api
         }
     }
     Ok(())
+}
+
+/// A multi-select parameter's values: a list, or one string separated by commas.
+fn multi_values(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+        v => text(v)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
 }
 
 /// Override the recipients of `notify_ctls[id]` of the same type (spec §3.4); entries that
