@@ -34,6 +34,11 @@ const DISPATCH_LEASE_TTL: Duration = Duration::from_secs(5);
 /// Statuses of a task that holds a slot (it is being run by some process).
 const ACTIVE: &[Status] = &[Status::Running, Status::WaitForApproval];
 
+/// Tasks holding a slot ([`ACTIVE`]).
+fn holding_slot() -> Filter {
+    Filter::is_in("status", ACTIVE.iter().map(|s| s.as_str()))
+}
+
 fn instance_lease(instance: &str) -> String {
     format!("engine-instance:{instance}")
 }
@@ -185,14 +190,14 @@ async fn claim_eligible(
                 let n = match active.get(&t.workflow_name) {
                     Some(n) => *n,
                     None => {
-                        let n =
-                            state
-                                .tasks
-                                .tasks
-                                .count(&Filter::eq("workflow_name", t.workflow_name.as_str()).and(
-                                    Filter::is_in("status", ACTIVE.iter().map(|s| s.as_str())),
-                                ))
-                                .await?;
+                        let n = state
+                            .tasks
+                            .tasks
+                            .count(
+                                &Filter::eq("workflow_name", t.workflow_name.as_str())
+                                    .and(holding_slot()),
+                            )
+                            .await?;
                         let n = i64::try_from(n).unwrap_or(i64::MAX);
                         active.insert(t.workflow_name.clone(), n);
                         n
@@ -282,7 +287,7 @@ async fn recovery_loop(state: AppState) {
 async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
     // Active tasks, and tasks the API cancelled while a (possibly dead) process ran them.
     let filter = Filter::Or(vec![
-        Filter::is_in("status", ACTIVE.iter().map(|s| s.as_str())),
+        holding_slot(),
         Filter::eq("status", Status::Cancelled.as_str()).and(Filter::ne("lease_owner", "")),
     ]);
     let active = state
