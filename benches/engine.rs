@@ -18,7 +18,7 @@ use serde_json::json;
 use zadig_server::clock::SystemClock;
 use zadig_server::config::{Config, StorageKind};
 use zadig_server::state::AppState;
-use zadig_server::workflow::task::{JobTask, StageTask, Task};
+use zadig_server::workflow::task::{JobTask, StageTask, Status, Task};
 
 const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
 
@@ -55,7 +55,7 @@ async fn queue(state: &AppState, workflow: &str, stages: Vec<StageTask>) -> i64 
         task_id: id,
         workflow_name: workflow.into(),
         project_name: "bench".into(),
-        status: "waiting".into(),
+        status: Status::Waiting,
         stages,
         concurrency_limit: -1,
         queued_at_ms: now_ms,

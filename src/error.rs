@@ -169,3 +169,33 @@ impl ApiError {
         Self::coded(status, code.0, code.1, description)
     }
 }
+
+/// The workflow domain's refusals, mapped once to the HTTP status and Zadig's code.
+impl From<crate::workflow::error::Refusal> for ApiError {
+    fn from(r: crate::workflow::error::Refusal) -> Self {
+        use crate::workflow::error::{Kind, Op};
+        let status = match r.kind {
+            Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Unavailable => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let code = match r.op {
+            Op::CreateTask => codes::CREATE_TASK,
+            Op::GetTask => codes::GET_TASK,
+            Op::CancelTask => codes::CANCEL_TASK,
+            Op::ApproveTask => codes::APPROVE_TASK,
+            Op::GetCounter => codes::GET_COUNTER,
+            Op::UpsertWorkflow => codes::UPSERT_WORKFLOW,
+            Op::FindWorkflow => codes::FIND_WORKFLOW,
+            Op::DeleteWorkflow => codes::DELETE_WORKFLOW,
+            Op::LintWorkflow => codes::LINT_WORKFLOW,
+            Op::CreateView => codes::CREATE_VIEW,
+            Op::UpdateView => codes::UPDATE_VIEW,
+            Op::DeleteView => codes::DELETE_VIEW,
+            Op::CreateTicket => codes::CREATE_TICKET,
+        };
+        ApiError::code(status, code, r.message)
+    }
+}

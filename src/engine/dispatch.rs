@@ -26,13 +26,18 @@ use super::runner::{self, RESTART_ERROR};
 use crate::state::AppState;
 use crate::store::lease::now_ms;
 use crate::store::{Dir, Filter, FindOptions, Update};
-use crate::workflow::task::{Task, status};
+use crate::workflow::task::{Status, Task};
 
 const DISPATCH_LEASE: &str = "engine-dispatch";
 const DISPATCH_LEASE_TTL: Duration = Duration::from_secs(5);
 
 /// Statuses of a task that holds a slot (it is being run by some process).
-const ACTIVE: &[&str] = &[status::RUNNING, status::WAIT_FOR_APPROVAL];
+const ACTIVE: &[Status] = &[Status::Running, Status::WaitForApproval];
+
+/// Tasks holding a slot ([`ACTIVE`]).
+fn holding_slot() -> Filter {
+    Filter::is_in("status", ACTIVE.iter().map(|s| s.as_str()))
+}
 
 fn instance_lease(instance: &str) -> String {
     format!("engine-instance:{instance}")
@@ -132,7 +137,7 @@ async fn claim_eligible(
     free: &mut usize,
     lease: &mut DispatchLease,
 ) -> crate::store::StoreResult<bool> {
-    let waiting = Filter::eq("status", status::WAITING);
+    let waiting = Filter::eq("status", Status::Waiting.as_str());
     let order = FindOptions::sort("queued_at_ms", Dir::Asc).then("task_id", Dir::Asc);
     // Workflows skipped this round, and the active count of each limited workflow.
     let mut full: Vec<String> = Vec::new();
@@ -190,7 +195,7 @@ async fn claim_eligible(
                             .tasks
                             .count(
                                 &Filter::eq("workflow_name", t.workflow_name.as_str())
-                                    .and(Filter::is_in("status", ACTIVE.iter().copied())),
+                                    .and(holding_slot()),
                             )
                             .await?;
                         let n = i64::try_from(n).unwrap_or(i64::MAX);
@@ -225,10 +230,10 @@ async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<T
     let ttl_ms = i64::try_from(state.config.engine_lease_ttl_secs.saturating_mul(1000))
         .unwrap_or(i64::MAX / 4);
     let filter = Filter::id(&t.id)
-        .and(Filter::eq("status", status::WAITING))
+        .and(Filter::eq("status", Status::Waiting.as_str()))
         .and(Filter::eq("version", t.version));
     let update = Update::new()
-        .set("status", status::RUNNING)
+        .set("status", Status::Running.as_str())
         .set("start_time", state.clock.now())
         .set("end_time", 0)
         .set("error", "")
@@ -282,8 +287,8 @@ async fn recovery_loop(state: AppState) {
 async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
     // Active tasks, and tasks the API cancelled while a (possibly dead) process ran them.
     let filter = Filter::Or(vec![
-        Filter::is_in("status", ACTIVE.iter().copied()),
-        Filter::eq("status", status::CANCELLED).and(Filter::ne("lease_owner", "")),
+        holding_slot(),
+        Filter::eq("status", Status::Cancelled.as_str()).and(Filter::ne("lease_owner", "")),
     ]);
     let active = state
         .tasks
@@ -337,18 +342,23 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
                 continue;
             }
         };
-        if !ACTIVE.contains(&t.status.as_str()) && t.status != status::CANCELLED {
+        if !ACTIVE.contains(&t.status) && t.status != Status::Cancelled {
             return;
         }
-        if t.status == status::CANCELLED && t.lease_owner.is_empty() {
+        if t.status == Status::Cancelled && t.lease_owner.is_empty() {
             return;
         }
-        runner::end_task(&mut t, status::FAILED, error, state.clock.now());
+        runner::end_task(&mut t, Status::Failed, error, state.clock.now());
         match state.tasks.save(&mut t).await {
             Ok(true) => {
                 if let Some(r) = &t.release {
-                    crate::release_plan::on_workflow_task_finished(state, r, t.task_id, &t.status)
-                        .await;
+                    crate::release_plan::on_workflow_task_finished(
+                        state,
+                        r,
+                        t.task_id,
+                        t.status.as_str(),
+                    )
+                    .await;
                 }
                 return;
             }
@@ -370,7 +380,7 @@ async fn cancel_check_loop(state: AppState) {
             continue;
         }
         let ids: Vec<&str> = running.iter().map(|(_, id)| id.as_str()).collect();
-        let filter = Filter::is_in("id", ids).and(Filter::eq("status", status::CANCELLED));
+        let filter = Filter::is_in("id", ids).and(Filter::eq("status", Status::Cancelled.as_str()));
         match state
             .tasks
             .tasks

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::logs::{JobLog, LogKey};
 use crate::clock::Clock;
 use crate::state::AppState;
+use crate::workflow::task::Status;
 
 /// Everything the engine knows about one job task when it is its turn to run.
 #[derive(Debug, Clone)]
@@ -53,11 +54,17 @@ pub enum JobStatus {
 impl JobStatus {
     /// Zadig's status string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Passed => "passed",
-            JobStatus::Failed => "failed",
-            JobStatus::Timeout => "timeout",
-            JobStatus::Cancelled => "cancelled",
+        Status::from(self).as_str()
+    }
+}
+
+impl From<JobStatus> for Status {
+    fn from(s: JobStatus) -> Status {
+        match s {
+            JobStatus::Passed => Status::Passed,
+            JobStatus::Failed => Status::Failed,
+            JobStatus::Timeout => Status::Timeout,
+            JobStatus::Cancelled => Status::Cancelled,
         }
     }
 }

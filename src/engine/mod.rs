@@ -16,12 +16,15 @@
 pub mod approval;
 pub mod dispatch;
 pub mod executor;
+mod job_context;
 pub mod local;
 pub mod logs;
 pub mod render;
 pub mod rollup;
 pub mod runner;
 pub mod sandbox;
+mod task_ctl;
+mod waits;
 pub mod work;
 
 use std::collections::HashMap;
@@ -201,7 +204,7 @@ pub fn approval_recorded(state: &AppState, workflow: &str, task_id: i64) {
 
 /// Where a job task stands in the store (for log readers that do not see its live log).
 pub async fn job_phase(state: &AppState, key: &logs::LogKey) -> logs::JobPhase {
-    use crate::workflow::task::status;
+    use crate::workflow::task::Status;
     use logs::JobPhase;
     let task = match state.tasks.get(&key.workflow, key.task_id).await {
         Ok(Some(t)) => t,
@@ -217,15 +220,15 @@ pub async fn job_phase(state: &AppState, key: &logs::LogKey) -> logs::JobPhase {
     else {
         return JobPhase::Missing;
     };
-    if status::is_final(&task.status) && task.lease_owner.is_empty() {
+    if task.status.is_final() && task.lease_owner.is_empty() {
         return JobPhase::Ended;
     }
-    match job.status.as_str() {
-        "" => JobPhase::NotStarted,
-        status::RUNNING
-        | status::PREPARE
-        | status::WAIT_FOR_APPROVAL
-        | status::WAIT_FOR_MANUAL_ERROR_HANDLING => JobPhase::Running,
+    match job.status {
+        Status::NotRun => JobPhase::NotStarted,
+        Status::Running
+        | Status::Prepare
+        | Status::WaitForApproval
+        | Status::WaitForManualErrorHandling => JobPhase::Running,
         _ => JobPhase::Ended,
     }
 }

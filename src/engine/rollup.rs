@@ -1,24 +1,21 @@
 //! Status roll-up (spec/workflow.md §5.2): a stage's status from its job tasks, a task's from
 //! its stages. Pure functions.
 
-use crate::workflow::task::status::{
-    CANCELLED, FAILED, PASSED, PAUSE, REJECT, RUNNING, SKIPPED, TIMEOUT, UNSTABLE,
+use crate::workflow::task::Status::{
+    self, Cancelled, Failed, Passed, Pause, Reject, Running, Skipped, Timeout, Unstable,
 };
 
 /// Job-status priorities when rolling up a stage: the highest present wins.
-const STAGE_PRIORITY: &[&str] = &[
-    CANCELLED, TIMEOUT, FAILED, PAUSE, REJECT, PASSED, UNSTABLE, SKIPPED,
+const STAGE_PRIORITY: &[Status] = &[
+    Cancelled, Timeout, Failed, Pause, Reject, Passed, Unstable, Skipped,
 ];
 
 /// Stage-status priorities when rolling up a task.
-const TASK_PRIORITY: &[&str] = &[
-    PAUSE, REJECT, CANCELLED, TIMEOUT, FAILED, PASSED, UNSTABLE, SKIPPED,
+const TASK_PRIORITY: &[Status] = &[
+    Pause, Reject, Cancelled, Timeout, Failed, Passed, Unstable, Skipped,
 ];
 
-fn highest<'a>(
-    priority: &[&'static str],
-    statuses: impl Iterator<Item = &'a str>,
-) -> Option<&'static str> {
+fn highest(priority: &[Status], statuses: impl Iterator<Item = Status>) -> Option<Status> {
     statuses
         .filter_map(|s| priority.iter().position(|p| *p == s))
         .min()
@@ -26,31 +23,31 @@ fn highest<'a>(
 }
 
 /// A stage's status from its job tasks' statuses. A cancelled task makes the stage
-/// `cancelled`; statuses outside the list (`""`, running, …) are ignored; none → `running`.
-pub fn stage_status<'a>(task_cancelled: bool, jobs: impl Iterator<Item = &'a str>) -> &'static str {
+/// `cancelled`; statuses outside the list (not run, running, …) are ignored; none → `running`.
+pub fn stage_status(task_cancelled: bool, jobs: impl Iterator<Item = Status>) -> Status {
     if task_cancelled {
-        return CANCELLED;
+        return Cancelled;
     }
-    highest(STAGE_PRIORITY, jobs).unwrap_or(RUNNING)
+    highest(STAGE_PRIORITY, jobs).unwrap_or(Running)
 }
 
 /// A task's final status from its stages' statuses; a final `unstable` becomes `passed`.
-pub fn task_status<'a>(stages: impl Iterator<Item = &'a str>) -> &'static str {
-    match highest(TASK_PRIORITY, stages).unwrap_or(RUNNING) {
-        UNSTABLE => PASSED,
+pub fn task_status(stages: impl Iterator<Item = Status>) -> Status {
+    match highest(TASK_PRIORITY, stages).unwrap_or(Running) {
+        Unstable => Passed,
         s => s,
     }
 }
 
 /// Whether a job (or stage) status ends a sequential stage (or the task): the remaining jobs
 /// (stages) do not start.
-pub fn stops_sequence(status: &str) -> bool {
-    [FAILED, TIMEOUT, CANCELLED, REJECT, PAUSE].contains(&status)
+pub fn stops_sequence(status: Status) -> bool {
+    [Failed, Timeout, Cancelled, Reject, Pause].contains(&status)
 }
 
 /// Work already done that a retry keeps.
-pub fn is_done(status: &str) -> bool {
-    [PASSED, SKIPPED, UNSTABLE].contains(&status)
+pub fn is_done(status: Status) -> bool {
+    [Passed, Skipped, Unstable].contains(&status)
 }
 
 #[cfg(test)]
@@ -59,42 +56,30 @@ mod tests {
 
     #[test]
     fn stage_rollup_follows_priorities() {
+        assert_eq!(stage_status(false, [Passed, Failed].into_iter()), Failed);
+        assert_eq!(stage_status(false, [Timeout, Failed].into_iter()), Timeout);
+        assert_eq!(stage_status(false, [Passed, Skipped].into_iter()), Passed);
+        assert_eq!(stage_status(false, [Skipped, Skipped].into_iter()), Skipped);
+        assert_eq!(stage_status(false, [Unstable, Passed].into_iter()), Passed);
         assert_eq!(
-            stage_status(false, ["passed", "failed"].into_iter()),
-            FAILED
+            stage_status(false, [Status::NotRun, Running].into_iter()),
+            Running
         );
         assert_eq!(
-            stage_status(false, ["timeout", "failed"].into_iter()),
-            TIMEOUT
+            stage_status(false, [Passed, Status::NotRun].into_iter()),
+            Passed
         );
-        assert_eq!(
-            stage_status(false, ["passed", "skipped"].into_iter()),
-            PASSED
-        );
-        assert_eq!(
-            stage_status(false, ["skipped", "skipped"].into_iter()),
-            SKIPPED
-        );
-        assert_eq!(
-            stage_status(false, ["unstable", "passed"].into_iter()),
-            PASSED
-        );
-        assert_eq!(stage_status(false, ["", "running"].into_iter()), RUNNING);
-        assert_eq!(stage_status(false, ["passed", ""].into_iter()), PASSED);
-        assert_eq!(stage_status(true, ["passed"].into_iter()), CANCELLED);
-        assert_eq!(
-            stage_status(false, ["reject", "passed"].into_iter()),
-            REJECT
-        );
+        assert_eq!(stage_status(true, [Passed].into_iter()), Cancelled);
+        assert_eq!(stage_status(false, [Reject, Passed].into_iter()), Reject);
     }
 
     #[test]
     fn task_rollup_follows_priorities() {
-        assert_eq!(task_status(["passed", "failed"].into_iter()), FAILED);
-        assert_eq!(task_status(["failed", "cancelled"].into_iter()), CANCELLED);
-        assert_eq!(task_status(["reject", "cancelled"].into_iter()), REJECT);
-        assert_eq!(task_status(["unstable", "skipped"].into_iter()), PASSED);
-        assert_eq!(task_status(["skipped"].into_iter()), SKIPPED);
-        assert_eq!(task_status(["", "running"].into_iter()), RUNNING);
+        assert_eq!(task_status([Passed, Failed].into_iter()), Failed);
+        assert_eq!(task_status([Failed, Cancelled].into_iter()), Cancelled);
+        assert_eq!(task_status([Reject, Cancelled].into_iter()), Reject);
+        assert_eq!(task_status([Unstable, Skipped].into_iter()), Passed);
+        assert_eq!(task_status([Skipped].into_iter()), Skipped);
+        assert_eq!(task_status([Status::NotRun, Running].into_iter()), Running);
     }
 }

@@ -1,15 +1,9 @@
-//! What a job task runs: the translation of a job type's spec into a [`PreparedJob`]
-//! (spec/workflow.md §5.9).
-//!
-//! - `freestyle`: its steps in order — tools (checked on the PATH), git (repositories cloned),
-//!   the script (bash) — in the legacy `properties`/`steps` format or the current one
-//!   (`runtime.installs`, `repos`, `script`, `envs`, `advanced_setting`);
-//! - `zadig-build`: the build named by `build_name` (its repos, tools, `build_script`,
-//!   variables merged with the job's `key_vals`) with `SERVICE`, `SERVICE_NAME`,
-//!   `SERVICE_MODULE`, `IMAGE`, `PKG_FILE`; outputs `IMAGE`, `IMAGETAG`, `PKG_FILE`;
-//! - every other type needs an integration this server does not have (a cluster, hosts, a
-//!   container runtime, an external service): the job fails naming the integration and the
-//!   config key (`engine_integrations`) that would enable it. Never a silent pass.
+//! What a job task runs: [`prepare`] hands a job task to its job type's module
+//! (`workflow::jobs`, which translates its spec into a [`PreparedJob`], spec/workflow.md §5.9);
+//! this file is the toolkit those modules share — variables, tools, repositories and clone
+//! URLs, scripts, the job's environment ([`assemble`]) — and the list of integrations a job
+//! type may need ([`INTEGRATIONS`], [`missing_integration`]): a job that needs one fails naming
+//! it and the config key (`engine_integrations`) that would enable it. Never a silent pass.
 
 use std::path::{Component, Path};
 use std::time::Duration;
@@ -20,6 +14,7 @@ use super::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
 use super::logs::LogKey;
 use super::render;
 use crate::state::AppState;
+use crate::workflow::jobs::JobType;
 
 /// Job timeout when none (or ≤ 0) is set, in minutes (Zadig's).
 pub const DEFAULT_TIMEOUT_MINUTES: i64 = 600;
@@ -79,51 +74,6 @@ pub fn check_integrations(list: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The integration a job type needs, when it cannot run as a local process.
-pub fn integration_for(job_type: &str) -> &'static str {
-    match job_type {
-        "zadig-deploy"
-        | "zadig-helm-chart-deploy"
-        | "custom-deploy"
-        | "zadig-restart"
-        | "k8s-blue-green-deploy"
-        | "k8s-blue-green-release"
-        | "k8s-canary-deploy"
-        | "k8s-canary-release"
-        | "k8s-gray-release"
-        | "k8s-gray-rollback"
-        | "k8s-resource-patch"
-        | "istio-release"
-        | "istio-rollback"
-        | "update-env-istio-config"
-        | "offline-service"
-        | "mse-gray-release"
-        | "mse-gray-offline" => "kubernetes",
-        "zadig-vm-deploy" => "vm-agent",
-        "plugin" => "container-runtime",
-        "sql" | "dms" => "database",
-        "nacos" => "nacos",
-        "apollo" => "apollo",
-        "tapd" => "tapd",
-        "jira" => "jira",
-        "pingcode" => "pingcode",
-        "meego-transition" => "meego",
-        "jenkins" => "jenkins",
-        "grafana" => "grafana",
-        "guanceyun-check" => "guanceyun",
-        "blueking" => "blueking",
-        "apisix" => "apisix",
-        "sae-deploy" => "sae",
-        "notification" => "im",
-        "ai-release-specialist" | "ai-task" => "ai",
-        "zadig-distribute-image" => "image-registry",
-        "zadig-test" => "testing",
-        "zadig-scanning" => "scanning",
-        "workflow-trigger" => "workflow-trigger",
-        _ => "",
-    }
-}
-
 /// The error of a job that needs `integration`.
 pub fn missing_integration(job_type: &str, integration: &str) -> String {
     let what = INTEGRATIONS
@@ -137,24 +87,24 @@ pub fn missing_integration(job_type: &str, integration: &str) -> String {
     )
 }
 
-/// Translate a job task into a [`PreparedJob`], or say why it cannot run.
+/// Translate a job task into a [`PreparedJob`], or say why it cannot run: the job type's
+/// module decides (`workflow::jobs`).
 pub async fn prepare(state: &AppState, ctx: &JobContext) -> Result<PreparedJob, String> {
+    let Some(ty) = JobType::parse(&ctx.job_type) else {
+        return Err(format!(
+            "job type {} is not supported by the engine",
+            ctx.job_type
+        ));
+    };
     let spec = render::render_value(&ctx.spec, &ctx.context);
-    match ctx.job_type.as_str() {
-        "freestyle" => freestyle(ctx, &spec),
-        "zadig-build" => build(state, ctx, &spec).await,
-        other => match integration_for(other) {
-            "" => Err(format!("job type {other} is not supported by the engine")),
-            integration => Err(missing_integration(other, integration)),
-        },
-    }
+    ty.kind().prepare(ty, state, ctx, &spec).await
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+pub(crate) fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
@@ -171,13 +121,13 @@ fn to_text(v: &Value) -> String {
 
 /// A job variable (`{key, value, is_credential}` of a RuntimeKeyVal / KeyVal).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Var {
-    key: String,
-    value: String,
-    secret: bool,
+pub(crate) struct Var {
+    pub key: String,
+    pub value: String,
+    pub secret: bool,
 }
 
-fn vars_of(list: &[Value]) -> Vec<Var> {
+pub(crate) fn vars_of(list: &[Value]) -> Vec<Var> {
     list.iter()
         .filter_map(|kv| {
             let key = s(kv, "key");
@@ -194,7 +144,7 @@ fn vars_of(list: &[Value]) -> Vec<Var> {
 }
 
 /// `over` replaces same-key entries of `base` (keeping a credential flag set on either).
-fn merge_vars(base: Vec<Var>, over: Vec<Var>) -> Vec<Var> {
+pub(crate) fn merge_vars(base: Vec<Var>, over: Vec<Var>) -> Vec<Var> {
     let mut out = base;
     for v in over {
         match out.iter_mut().find(|b| b.key == v.key) {
@@ -208,7 +158,7 @@ fn merge_vars(base: Vec<Var>, over: Vec<Var>) -> Vec<Var> {
     out
 }
 
-fn installs_of(list: &[Value]) -> Vec<Tool> {
+pub(crate) fn installs_of(list: &[Value]) -> Vec<Tool> {
     list.iter()
         .filter_map(|i| {
             let name = s(i, "name");
@@ -220,14 +170,14 @@ fn installs_of(list: &[Value]) -> Vec<Tool> {
         .collect()
 }
 
-fn timeout_of(minutes: Option<i64>) -> Duration {
+pub(crate) fn timeout_of(minutes: Option<i64>) -> Duration {
     let m = minutes
         .filter(|m| *m > 0)
         .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
     Duration::from_secs(u64::try_from(m).unwrap_or(600).saturating_mul(60))
 }
 
-fn output_names(list: &[Value]) -> Vec<String> {
+pub(crate) fn output_names(list: &[Value]) -> Vec<String> {
     list.iter()
         .map(|o| match o {
             Value::String(s) => s.clone(),
@@ -245,87 +195,7 @@ pub fn valid_var_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// A freestyle job: legacy `properties` + `steps`, or the current format.
-fn freestyle(ctx: &JobContext, spec: &Value) -> Result<PreparedJob, String> {
-    let props = spec.get("properties").unwrap_or(&Value::Null);
-    let adv = spec.get("advanced_setting").unwrap_or(&Value::Null);
-    let mut steps = Vec::new();
-    let legacy_steps = arr(spec, "steps");
-    if legacy_steps.is_empty() {
-        let installs = installs_of(arr(spec.get("runtime").unwrap_or(&Value::Null), "installs"));
-        if !installs.is_empty() {
-            steps.push(Step::Tools(installs));
-        }
-        let repos = repos_of(arr(spec, "repos"))?;
-        if !repos.is_empty() {
-            steps.push(Step::Git(repos));
-        }
-        let script = s(spec, "script");
-        steps.push(script_step(s(spec, "script_type"), script)?);
-        if spec
-            .get("object_storage_upload")
-            .and_then(|o| o.get("enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
-            return Err(missing_integration(
-                "freestyle (object_storage_upload)",
-                "object-storage",
-            ));
-        }
-    } else {
-        for step in legacy_steps {
-            let sspec = step.get("spec").unwrap_or(&Value::Null);
-            match s(step, "type") {
-                "tools" => steps.push(Step::Tools(installs_of(arr(sspec, "installs")))),
-                "git" => steps.push(Step::Git(repos_of(arr(sspec, "repos"))?)),
-                t @ ("shell" | "batch_file" | "powershell") => {
-                    steps.push(script_step(t, s(sspec, "script"))?);
-                }
-                "archive" | "object_storage_upload" => {
-                    return Err(missing_integration(
-                        "freestyle (archive step)",
-                        "object-storage",
-                    ));
-                }
-                "perforce" => {
-                    return Err(missing_integration("freestyle (perforce step)", "perforce"));
-                }
-                "debug_before" | "debug_after" | "" => {}
-                other => return Err(format!("freestyle step type {other} is not supported")),
-            }
-        }
-    }
-    let vars = merge_vars(
-        merge_vars(vars_of(arr(props, "envs")), vars_of(arr(spec, "envs"))),
-        vars_of(arr(spec, "key_vals")),
-    );
-    let timeout = props
-        .get("timeout")
-        .or_else(|| adv.get("timeout"))
-        .or_else(|| spec.get("timeout"))
-        .and_then(Value::as_i64);
-    let mut outputs = output_names(arr(adv, "outputs"));
-    outputs.extend(output_names(arr(spec, "outputs")));
-    outputs.dedup();
-    let service = (s(spec, "service_name"), s(spec, "service_module"));
-    let mut extra = Vec::new();
-    if !service.0.is_empty() {
-        extra.push(("SERVICE_NAME".to_string(), service.0.to_string()));
-        extra.push(("SERVICE_MODULE".to_string(), service.1.to_string()));
-    }
-    Ok(assemble(
-        ctx,
-        steps,
-        vars,
-        service,
-        extra,
-        outputs,
-        timeout_of(timeout),
-    ))
-}
-
-fn script_step(script_type: &str, script: &str) -> Result<Step, String> {
+pub(crate) fn script_step(script_type: &str, script: &str) -> Result<Step, String> {
     match script_type {
         "" | "shell" => Ok(Step::Script {
             kind: ScriptKind::Bash,
@@ -345,241 +215,8 @@ fn script_step(script_type: &str, script: &str) -> Result<Step, String> {
     }
 }
 
-/// A zadig-build job task: the build's recipe with the job's inputs.
-async fn build(state: &AppState, ctx: &JobContext, spec: &Value) -> Result<PreparedJob, String> {
-    let service = s(spec, "service_name");
-    let module = s(spec, "service_module");
-    let build_name = s(spec, "build_name");
-    if build_name.is_empty() {
-        return Err(format!(
-            "zadig-build job task {} names no build (build_name is empty)",
-            ctx.job_name
-        ));
-    }
-    let recipe = crate::build::resolve_for_job(state, &ctx.project, build_name, service, module)
-        .await
-        .map_err(|e| format!("build {build_name}: {}", e.description))?;
-    let job_repos = arr(spec, "repos");
-    let repos = if job_repos.is_empty() {
-        repos_of(&recipe.repos)?
-    } else {
-        repos_of(job_repos)?
-    };
-    let base: Vec<Var> = recipe
-        .vars
-        .iter()
-        .map(|v| Var {
-            key: v.key.clone(),
-            value: v.value.clone(),
-            secret: v.is_credential,
-        })
-        .collect();
-    let mut vars = merge_vars(base, vars_of(arr(spec, "key_vals")));
-    // The registry images are named for (and pushed to by the image step), when set.
-    let registry = match s(spec, "docker_registry_id") {
-        "" => None,
-        id => Some(
-            state
-                .delivery
-                .registries
-                .registry(id)
-                .await
-                .map_err(|e| format!("cannot read image registry {id}: {e}"))?
-                .ok_or_else(|| {
-                    format!("image registry {id} (docker_registry_id) is not configured")
-                })?,
-        ),
-    };
-    if let Some(r) = &registry {
-        // An ECR registry's AWS keys are exchanged for a docker login.
-        let (user, password) = state
-            .delivery
-            .login(r, state.clock.now_ms())
-            .await
-            .map_err(|e| format!("image registry {} (docker_registry_id): {e}", r.id))?;
-        for (key, value, secret) in [
-            ("DOCKER_REGISTRY_HOST", r.address.clone(), false),
-            ("DOCKER_REGISTRY_NAMESPACE", r.namespace.clone(), false),
-            ("DOCKER_REGISTRY_AK", user, false),
-            ("DOCKER_REGISTRY_SK", password, true),
-        ] {
-            vars.push(Var {
-                key: key.to_string(),
-                value,
-                secret,
-            });
-        }
-    }
-    let mut steps = Vec::new();
-    let installs: Vec<Tool> = recipe
-        .installs
-        .iter()
-        .map(|(n, v)| Tool {
-            name: n.clone(),
-            version: v.clone(),
-        })
-        .collect();
-    if !installs.is_empty() {
-        steps.push(Step::Tools(installs));
-    }
-    if !repos.is_empty() {
-        steps.push(Step::Git(repos.clone()));
-    }
-    steps.push(script_step(&recipe.script_type, &recipe.script)?);
-    if let Some(d) = &recipe.docker_build {
-        steps.extend(image_build_steps(d, registry.as_ref())?);
-    }
-    let registry_key = registry
-        .as_ref()
-        .map(crate::delivery::registry::Registry::key);
-    let (image, pkg) = image_and_package(
-        state,
-        ctx,
-        spec,
-        (service, module),
-        &repos,
-        registry_key.as_deref(),
-    );
-    let mut outputs = vec!["IMAGE".to_string(), "PKG_FILE".to_string()];
-    for o in &recipe.outputs {
-        if valid_var_name(o) && !outputs.contains(o) {
-            outputs.push(o.clone());
-        }
-    }
-    let extra = vec![
-        ("SERVICE".to_string(), service.to_string()),
-        ("SERVICE_NAME".to_string(), service.to_string()),
-        ("SERVICE_MODULE".to_string(), module.to_string()),
-        ("IMAGE".to_string(), image),
-        ("PKG_FILE".to_string(), pkg),
-    ];
-    let timeout = timeout_of(Some(recipe.timeout_minutes));
-    Ok(assemble(
-        ctx,
-        steps,
-        vars,
-        (service, module),
-        extra,
-        outputs,
-        timeout,
-    ))
-}
-
-/// The build's image step (`post_build.docker_build`): `docker build -t $IMAGE` of the
-/// Dockerfile in the workspace (then `docker login` + `docker push` when the job has a
-/// registry), after checking docker is on the PATH. A Dockerfile template needs the template
-/// store, which this server does not have.
-fn image_build_steps(
-    d: &crate::build::DockerBuild,
-    registry: Option<&crate::delivery::registry::Registry>,
-) -> Result<Vec<Step>, String> {
-    if d.source == "template" {
-        return Err(format!(
-            "the image build uses the Dockerfile template {:?}, but this server has no Dockerfile templates",
-            d.template_name
-        ));
-    }
-    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let dir = if d.work_dir.is_empty() {
-        "."
-    } else {
-        d.work_dir.as_str()
-    };
-    let file = if d.docker_file.is_empty() {
-        "Dockerfile"
-    } else {
-        d.docker_file.as_str()
-    };
-    let mut cmd = String::from("set -e\n");
-    if d.enable_buildkit {
-        cmd.push_str("export DOCKER_BUILDKIT=1\n");
-    }
-    cmd.push_str("docker build --rm=true");
-    if !d.platform.is_empty() {
-        cmd.push_str(&format!(" --platform {}", q(&d.platform)));
-    }
-    // build_args is a command-line fragment in Zadig (e.g. `--build-arg A=1`).
-    if !d.build_args.trim().is_empty() {
-        cmd.push(' ');
-        cmd.push_str(d.build_args.trim());
-    }
-    cmd.push_str(&format!(" -t \"$IMAGE\" -f {} {}\n", q(file), q(dir)));
-    if let Some(r) = registry {
-        cmd.push_str(&format!(
-            "printf '%s' \"$DOCKER_REGISTRY_SK\" | docker login -u \"$DOCKER_REGISTRY_AK\" --password-stdin {}\n\
-             docker push \"$IMAGE\"\n",
-            q(&r.host())
-        ));
-    }
-    Ok(vec![
-        Step::Tools(vec![Tool {
-            name: "docker".into(),
-            version: String::new(),
-        }]),
-        Step::Script {
-            kind: ScriptKind::Bash,
-            script: cmd,
-        },
-    ])
-}
-
-/// IMAGE and PKG_FILE of a build: the job's `image` when set, else
-/// `[<registry host>/<namespace>/]<image_name>:<YYYYMMDDHHMMSS>-<task id>[-<branch|tag|pr>]`;
-/// the package `<module>-<YYYYMMDDHHMMSS>-<task id>[-<ref>].tar.gz` (Zadig's naming).
-fn image_and_package(
-    state: &AppState,
-    ctx: &JobContext,
-    spec: &Value,
-    (service, module): (&str, &str),
-    repos: &[GitRepo],
-    registry: Option<&str>,
-) -> (String, String) {
-    let stamp = chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
-        .map(|t| t.format("%Y%m%d%H%M%S").to_string())
-        .unwrap_or_default();
-    let reference = repos.first().map(|r| {
-        if r.pr > 0 {
-            format!("pr-{}", r.pr)
-        } else if !r.tag.is_empty() {
-            r.tag.clone()
-        } else {
-            r.branch.clone()
-        }
-    });
-    let mut tag = format!("{stamp}-{}", ctx.task_id);
-    if let Some(r) = reference.filter(|r| !r.is_empty()) {
-        tag.push('-');
-        tag.push_str(&r.replace('/', "-"));
-    }
-    let image = match s(spec, "image") {
-        "" => {
-            let name = [s(spec, "image_name"), module, service]
-                .into_iter()
-                .find(|n| !n.is_empty())
-                .unwrap_or("image");
-            match registry {
-                Some(r) if !r.is_empty() => format!("{}/{name}:{tag}", r.trim_end_matches('/')),
-                _ => format!("{name}:{tag}"),
-            }
-        }
-        given => given.to_string(),
-    };
-    let pkg_name = if module.is_empty() { service } else { module };
-    (image, format!("{pkg_name}-{tag}.tar.gz"))
-}
-
-/// The tag of an image reference (after the last `:` of its last path segment).
-pub fn image_tag(image: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    let no_digest = last.split('@').next().unwrap_or(last);
-    no_digest
-        .split_once(':')
-        .map(|(_, t)| t.to_string())
-        .unwrap_or_default()
-}
-
 /// Put a job together: its environment (workflow params < job variables < built-ins).
-fn assemble(
+pub(crate) fn assemble(
     ctx: &JobContext,
     steps: Vec<Step>,
     vars: Vec<Var>,
@@ -684,7 +321,7 @@ fn url_password(url: &str) -> Option<String> {
 }
 
 /// Repositories of a spec in Zadig's Repository shape.
-fn repos_of(list: &[Value]) -> Result<Vec<GitRepo>, String> {
+pub(crate) fn repos_of(list: &[Value]) -> Result<Vec<GitRepo>, String> {
     list.iter()
         .enumerate()
         .filter(|(_, r)| !r.get("hidden").and_then(Value::as_bool).unwrap_or(false))
@@ -821,11 +458,6 @@ mod tests {
     fn names_and_urls() {
         assert_eq!(repo_var("my-app.v2"), "my_app_v2");
         assert_eq!(repo_var("2fa"), "Cfa");
-        assert_eq!(
-            image_tag("reg.io:5000/ns/app:20240101-1-main"),
-            "20240101-1-main"
-        );
-        assert_eq!(image_tag("app"), "");
         let r = serde_json::json!({"address": "https://gitee.com", "repo_owner": "o", "repo_name": "hello", "oauth_token": "tok"});
         let g = repo_of(0, &r).unwrap();
         assert_eq!(g.url, "https://oauth2:tok@gitee.com/o/hello");
@@ -840,9 +472,6 @@ mod tests {
                 .contains("no driver")
         );
         assert!(check_integrations("nope").unwrap_err().contains("unknown"));
-        assert!(
-            missing_integration("zadig-deploy", integration_for("zadig-deploy"))
-                .contains("engine_integrations")
-        );
+        assert!(missing_integration("zadig-deploy", "kubernetes").contains("engine_integrations"));
     }
 }

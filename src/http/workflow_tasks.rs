@@ -9,11 +9,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, ErrorBody, codes};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
 use crate::limits::{self, Paging};
 use crate::state::AppState;
 use crate::validate;
+use crate::workflow::error::Op;
 use crate::workflow::execute::{self, ExecuteInput};
 use crate::workflow::task::{StageApproval, Task};
 use crate::workflow::tasks;
@@ -263,7 +264,7 @@ fn detail(t: Task, now: i64) -> TaskDetail {
         .iter()
         .map(|s| StageTaskView {
             name: s.name.clone(),
-            status: s.status.clone(),
+            status: s.status.to_string(),
             start_time: s.start_time,
             end_time: s.end_time,
             parallel: s.parallel,
@@ -292,7 +293,7 @@ fn detail(t: Task, now: i64) -> TaskDetail {
                         display_name: j.display_name.clone(),
                         origin_name: j.origin_name.clone(),
                         job_type: j.job_type.clone(),
-                        status: j.status.clone(),
+                        status: j.status.to_string(),
                         start_time: j.start_time,
                         end_time: j.end_time,
                         cost_seconds: tasks::cost_seconds(j, now),
@@ -317,7 +318,7 @@ fn detail(t: Task, now: i64) -> TaskDetail {
         workflow_name: t.workflow_display_name,
         project_key: t.project_name,
         params: t.params.iter().map(param_view).collect(),
-        status: t.status,
+        status: t.status.to_string(),
         task_creator: t.task_creator,
         task_revoker: t.task_revoker,
         create_time: t.create_time,
@@ -351,7 +352,7 @@ async fn task_detail(
     Query(q): Query<TaskQuery>,
 ) -> ApiResult<Json<TaskDetail>> {
     let (wf, id) = q.key()?;
-    let t = tasks::get(&state, wf, id, codes::GET_TASK).await?;
+    let t = tasks::get(&state, wf, id, Op::GetTask).await?;
     Ok(Json(detail(t, state.clock.now())))
 }
 
@@ -433,7 +434,7 @@ async fn list_tasks(
                 create_time: t.create_time,
                 start_time: t.start_time,
                 end_time: t.end_time,
-                status: t.status.to_lowercase(),
+                status: t.status.to_string(),
             })
             .collect(),
     }))
@@ -592,7 +593,7 @@ async fn manual_exec_state(
         project_key: m.task.project_name.clone(),
         workflow_key: m.task.workflow_name.clone(),
         task_id: m.task.task_id,
-        status: m.task.status.clone(),
+        status: m.task.status.to_string(),
         stage_name: stage.name.clone(),
         can_execute: m.can_execute,
         executors,

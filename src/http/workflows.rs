@@ -10,11 +10,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Identity;
-use crate::error::{ApiResult, ErrorBody, codes};
+use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
 use crate::validate;
 use crate::workflow::definitions;
+use crate::workflow::error::Op;
 use crate::workflow::model::{Stage, Workflow};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -255,7 +256,7 @@ async fn workflow_detail(
 ) -> ApiResult<Json<WorkflowDetail>> {
     validate::name("workflowKey", &key)?;
     validate::name("projectKey", &q.project_key)?;
-    let wf = definitions::find_in(&state, &key, &q.project_key, codes::FIND_WORKFLOW).await?;
+    let wf = definitions::find_in(&state, &key, &q.project_key, Op::FindWorkflow).await?;
     Ok(Json(WorkflowDetail {
         workflow_key: wf.name,
         workflow_name: wf.display_name,

@@ -797,8 +797,8 @@ pub async fn reconcile(state: &AppState, plan: &ReleasePlan) -> ApiResult<()> {
                 crate::workflow::task_status(state, &job.spec.workflow_key, job.spec.task_id)
                     .await?;
             match status {
-                Some(s) if crate::workflow::task::status::is_final(&s) => {
-                    task_finished(state, &release, job.spec.task_id, &s).await?;
+                Some(s) if s.is_final() => {
+                    task_finished(state, &release, job.spec.task_id, s.as_str()).await?;
                 }
                 Some(_) => {}
                 None => {

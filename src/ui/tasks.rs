@@ -16,11 +16,12 @@ use super::session::Viewer;
 use super::{UiError, UiResult, done, posted};
 use crate::auth::Identity;
 use crate::engine::logs::{Follow, LogKey, full_piece};
-use crate::error::codes;
 use crate::state::AppState;
 use crate::store::{Dir, FindOptions, Typed};
+use crate::workflow::error::Op;
+use crate::workflow::jobs::Runs;
 use crate::workflow::model::Workflow;
-use crate::workflow::task::{ApproveUser, JobTask, StageTask, Task, status};
+use crate::workflow::task::{ApproveUser, JobTask, StageTask, Status, Task};
 use crate::workflow::tasks;
 
 /// Most log text put into a page; the plain-text link has the rest.
@@ -119,13 +120,13 @@ fn may_vote(users: &[ApproveUser], who: &Identity) -> bool {
 }
 
 fn job_ended(j: &JobTask) -> bool {
-    status::is_final(&j.status) || j.status == status::UNSTABLE
+    j.status.is_final() || j.status == Status::Unstable
 }
 
 async fn load(state: &AppState, key: &str, id: &str) -> UiResult<Task> {
     crate::validate::name("workflowKey", key)?;
     let id = parse_id(id)?;
-    Ok(tasks::get(state, key, id, codes::GET_TASK).await?)
+    Ok(tasks::get(state, key, id, Op::GetTask).await?)
 }
 
 fn parse_id(id: &str) -> UiResult<i64> {
@@ -152,7 +153,7 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
         t.task_id
     );
     // Whether the caller may run the stage a paused task waits at: the service's own answer.
-    let manual = if t.status == status::PAUSE {
+    let manual = if t.status == Status::Pause {
         tasks::manual_exec_state(state, who, &t.workflow_name, t.task_id, &t.project_name)
             .await
             .ok()
@@ -166,7 +167,7 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
         .enumerate()
         .map(|(i, s)| {
             let approval = s.approval.as_ref().filter(|a| a.enabled).map(|a| {
-                let waiting = s.status == status::WAIT_FOR_APPROVAL && a.reject_or_approve.is_empty();
+                let waiting = s.status == Status::WaitForApproval && a.reject_or_approve.is_empty();
                 json!({
                     "description": a.description, "type": a.kind, "outcome": a.reject_or_approve,
                     "needed": a.needed_approvers.max(1), "users": a.approve_users,
@@ -182,7 +183,8 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
                         .pointer("/native_approval/approve_users")
                         .and_then(|v| serde_json::from_value(v.clone()).ok())
                         .unwrap_or_default();
-                    let waits = j.job_type == "approval" && j.status == status::WAIT_FOR_APPROVAL;
+                    let waits = j.kind().is_some_and(|t| t.kind().runs() == Runs::Votes)
+                        && j.status == Status::WaitForApproval;
                     json!({
                         "name": j.name, "display_name": j.display_name, "type": j.job_type,
                         "status": j.status, "error": j.error,
@@ -201,23 +203,23 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
         })
         .collect();
     let retryable = [
-        status::FAILED,
-        status::TIMEOUT,
-        status::CANCELLED,
-        status::REJECT,
+        Status::Failed,
+        Status::Timeout,
+        Status::Cancelled,
+        Status::Reject,
     ]
-    .contains(&t.status.as_str());
+    .contains(&t.status);
     json!({
         "workflow": t.workflow_name, "display_name": t.workflow_display_name,
         "project": t.project_name, "task_id": t.task_id, "status": t.status,
-        "final": status::is_final(&t.status), "creator": t.task_creator,
+        "final": t.status.is_final(), "creator": t.task_creator,
         "revoker": t.task_revoker, "create_time": t.create_time, "start_time": t.start_time,
         "end_time": t.end_time, "duration": task_seconds(t, now), "remark": t.remark,
         "error": t.error, "url": base,
         "release": t.release.as_ref().map(|r| json!({
             "url": format!("/ui/plans/{}", r.plan_id), "name": r.plan_name, "index": r.plan_index,
         })),
-        "can_cancel": !status::is_final(&t.status),
+        "can_cancel": !t.status.is_final(),
         "can_retry": retryable,
         "stages": stages,
     })
@@ -249,7 +251,7 @@ pub async fn task(
     let job = jobs
         .iter()
         .find(|j| !q.job.is_empty() && j.name == q.job)
-        .or_else(|| jobs.iter().find(|j| j.status == status::RUNNING))
+        .or_else(|| jobs.iter().find(|j| j.status == Status::Running))
         .or_else(|| jobs.iter().rev().find(|j| j.start_time > 0))
         .or_else(|| jobs.first())
         .copied();

@@ -1,24 +1,19 @@
 //! Creating, updating, listing and deleting workflow definitions (spec/workflow.md
 //! §2.1, §2.2, §2.9–2.11).
 
-use axum::http::StatusCode;
-
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Filter, StoreError, Update};
 use crate::validate;
+use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::lint::lint;
 use crate::workflow::model::Workflow;
-use crate::workflow::task::status;
+use crate::workflow::task::Status;
 use crate::workflow::{tasks, views};
 
-fn unknown(code: (i64, &str), name: &str) -> ApiError {
-    ApiError::code(
-        StatusCode::NOT_FOUND,
-        code,
-        format!("workflow {name} not found"),
-    )
+fn unknown(op: Op, name: &str) -> ApiError {
+    refuse(Kind::NotFound, op, format!("workflow {name} not found"))
 }
 
 /// The workflow `name` in any project; unknown → 404 with code 6542.
@@ -27,31 +22,26 @@ pub async fn find(state: &AppState, name: &str) -> ApiResult<Workflow> {
         .workflows
         .get(name)
         .await?
-        .ok_or_else(|| unknown(codes::FIND_WORKFLOW, name))
+        .ok_or_else(|| unknown(Op::FindWorkflow, name))
 }
 
 /// The workflow `name` of `project`; unknown there → 404 with `code`.
-pub async fn find_in(
-    state: &AppState,
-    name: &str,
-    project: &str,
-    code: (i64, &str),
-) -> ApiResult<Workflow> {
+pub async fn find_in(state: &AppState, name: &str, project: &str, op: Op) -> ApiResult<Workflow> {
     match state.workflows.get(name).await? {
         Some(wf) if wf.project == project => Ok(wf),
-        Some(_) => Err(ApiError::code(
-            StatusCode::NOT_FOUND,
-            code,
+        Some(_) => Err(refuse(
+            Kind::NotFound,
+            op,
             format!("workflow {name} not found in project {project}"),
         )),
-        None => Err(unknown(code, name)),
+        None => Err(unknown(op, name)),
     }
 }
 
 fn duplicate(existing: &Workflow) -> ApiError {
-    ApiError::code(
-        StatusCode::CONFLICT,
-        codes::UPSERT_WORKFLOW,
+    refuse(
+        Kind::Conflict,
+        Op::UpsertWorkflow,
         format!(
             "`name`: the identifier {} is already used by workflow [{}] in project [{}]",
             existing.name, existing.display_name, existing.project
@@ -114,7 +104,7 @@ pub async fn update(
 ) -> ApiResult<()> {
     loop {
         let existing = match project.filter(|p| !p.is_empty()) {
-            Some(p) => find_in(state, name, p, codes::FIND_WORKFLOW).await?,
+            Some(p) => find_in(state, name, p, Op::FindWorkflow).await?,
             None => find(state, name).await?,
         };
         caller.require_owner_or_admin(&existing.created_by_id, &format!("workflow {name}"))?;
@@ -136,9 +126,9 @@ pub async fn update(
                 .await?
             && other.name != wf.name
         {
-            return Err(ApiError::code(
-                StatusCode::CONFLICT,
-                codes::UPSERT_WORKFLOW,
+            return Err(refuse(
+                Kind::Conflict,
+                Op::UpsertWorkflow,
                 format!(
                     "`display_name`: workflow v4 [{}] display name is duplicated in the project",
                     wf.display_name
@@ -172,7 +162,7 @@ pub async fn delete(
 ) -> ApiResult<()> {
     validate::name("workflowKey", name)?;
     validate::name("projectKey", project)?;
-    let wf = find_in(state, name, project, codes::DELETE_WORKFLOW).await?;
+    let wf = find_in(state, name, project, Op::DeleteWorkflow).await?;
     caller.require_owner_or_admin(&wf.created_by_id, &format!("workflow {name}"))?;
     let unfinished = state
         .tasks
@@ -181,11 +171,11 @@ pub async fn delete(
             &Filter::eq("workflow_name", name).and(Filter::is_in(
                 "status",
                 [
-                    status::WAITING,
-                    status::CREATED,
-                    status::RUNNING,
-                    status::WAIT_FOR_APPROVAL,
-                    status::PAUSE,
+                    Status::Waiting.as_str(),
+                    Status::Created.as_str(),
+                    Status::Running.as_str(),
+                    Status::WaitForApproval.as_str(),
+                    Status::Pause.as_str(),
                 ],
             )),
             &Default::default(),
@@ -197,7 +187,7 @@ pub async fn delete(
         }
     }
     if !state.workflows.delete(&wf.id).await? {
-        return Err(unknown(codes::DELETE_WORKFLOW, name));
+        return Err(unknown(Op::DeleteWorkflow, name));
     }
     state
         .tasks

@@ -9,18 +9,18 @@
 
 use std::collections::HashSet;
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::validate;
+use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::inputs::{self, RepoInput, decode};
 use crate::workflow::lint::lint;
 use crate::workflow::model::{PARAM_TYPES, Workflow, str_of};
-use crate::workflow::task::{Task, status};
+use crate::workflow::task::{Status, Task};
 use crate::workflow::{ReleaseRef, StartedTask, definitions, expand, registry, tickets};
 use crate::workflow::{bad, text};
 
@@ -59,8 +59,8 @@ struct JobInput {
     parameters: Value,
 }
 
-fn create_failed(status: StatusCode, what: impl Into<String>) -> ApiError {
-    ApiError::code(status, codes::CREATE_TASK, what)
+fn create_failed(kind: Kind, what: impl Into<String>) -> ApiError {
+    refuse(kind, Op::CreateTask, what)
 }
 
 /// A definition with an execute request applied, and the jobs that run.
@@ -116,7 +116,7 @@ pub async fn prepare(
             validate::one_of(
                 &format!("inputs[{k}].job_type"),
                 &i.job_type,
-                crate::workflow::model::JOB_TYPES,
+                crate::workflow::jobs::JobType::NAMES,
             )?;
             if i.job_type != job.job_type {
                 return Err(bad(
@@ -141,8 +141,9 @@ pub async fn prepare(
             {
                 Some((k, input)) => {
                     let field = format!("inputs[{k}].parameters");
-                    let registry = match (job.job_type.as_str(), input.parameters.get("registry")) {
-                        ("zadig-build", Some(Value::String(addr))) if !addr.is_empty() => Some(
+                    let takes_registry = job.kind().is_some_and(|t| t.kind().takes_registry());
+                    let registry = match input.parameters.get("registry") {
+                        Some(Value::String(addr)) if takes_registry && !addr.is_empty() => Some(
                             registry::resolve(state, addr, &format!("{field}.registry")).await?,
                         ),
                         _ => None,
@@ -174,7 +175,7 @@ impl Prepared {
             .find(|(_, j)| j.run_policy == "force_run" && !self.runs.contains(&j.name))
         {
             return Err(create_failed(
-                StatusCode::BAD_REQUEST,
+                Kind::BadRequest,
                 format!(
                     "`inputs`: job {} skipped, but the run policy is set to force run",
                     job.name
@@ -183,7 +184,7 @@ impl Prepared {
         }
         if self.runs.is_empty() {
             return Err(create_failed(
-                StatusCode::BAD_REQUEST,
+                Kind::BadRequest,
                 format!(
                     "`inputs`: no stage found in workflow task: {} (no job is listed in inputs)",
                     wf.name
@@ -221,87 +222,98 @@ fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
         if kind != "repo" && kind != "file" {
             crate::limits::env_name(&format!("{field}.name"), &p.name)?;
         }
-        let options: Vec<String> = stored
-            .get("choice_option")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let Some(m) = stored.as_object_mut() else {
-            continue;
-        };
-        match kind.as_str() {
-            "repo" => {
-                let Some(repo) = &p.repo else {
-                    return Err(bad(
-                        &format!("{field}.repo"),
-                        format!("param {} is a repo parameter: give repo", p.name),
-                    ));
-                };
-                let target = m.entry("repo").or_insert(Value::Null);
-                if !target.is_object() || !repo.matches(target) {
-                    return Err(bad(
-                        &format!("{field}.repo"),
-                        format!(
-                            "repository {}/{} is not the repository of param {}",
-                            repo.repo_namespace, repo.repo_name, p.name
-                        ),
-                    ));
-                }
-                repo.apply(target);
-            }
-            "file" => {
+        set_param(stored, p, &kind, &field)?;
+    }
+    Ok(())
+}
+
+/// Set a stored parameter from its input `p` (at `field`), as its `kind` takes a value.
+fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> ApiResult<()> {
+    let options: Vec<String> = stored
+        .get("choice_option")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(m) = stored.as_object_mut() else {
+        return Ok(());
+    };
+    match kind {
+        "repo" => {
+            let Some(repo) = &p.repo else {
                 return Err(bad(
-                    &format!("{field}.name"),
+                    &format!("{field}.repo"),
+                    format!("param {} is a repo parameter: give repo", p.name),
+                ));
+            };
+            let target = m.entry("repo").or_insert(Value::Null);
+            if !target.is_object() || !repo.matches(target) {
+                return Err(bad(
+                    &format!("{field}.repo"),
                     format!(
-                        "param {} is a file parameter, which the OpenAPI cannot set",
-                        p.name
+                        "repository {}/{} is not the repository of param {}",
+                        repo.repo_namespace, repo.repo_name, p.name
                     ),
                 ));
             }
-            "multi-select" => {
-                let values: Vec<String> = match &p.value {
-                    Value::Array(a) => a
-                        .iter()
-                        .map(|v| v.as_str().unwrap_or_default().to_string())
-                        .collect(),
-                    v => text(v)
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                };
-                if let Some(bad_value) = values
-                    .iter()
-                    .find(|v| !options.is_empty() && !options.contains(v))
-                {
-                    return Err(bad(
-                        &format!("{field}.value"),
-                        format!("invalid choice value {bad_value} for param {}", p.name),
-                    ));
-                }
-                m.insert("value".into(), json!(values.join(",")));
-                m.insert("choice_value".into(), json!(values));
+            repo.apply(target);
+        }
+        "file" => {
+            return Err(bad(
+                &format!("{field}.name"),
+                format!(
+                    "param {} is a file parameter, which the OpenAPI cannot set",
+                    p.name
+                ),
+            ));
+        }
+        "multi-select" => {
+            let values = multi_values(&p.value);
+            if let Some(bad_value) = values
+                .iter()
+                .find(|v| !options.is_empty() && !options.contains(v))
+            {
+                return Err(bad(
+                    &format!("{field}.value"),
+                    format!("invalid choice value {bad_value} for param {}", p.name),
+                ));
             }
-            "choice" => {
-                let v = text(&p.value);
-                if !options.is_empty() && !options.contains(&v) {
-                    return Err(bad(
-                        &format!("{field}.value"),
-                        format!("invalid choice value {v} for param {}", p.name),
-                    ));
-                }
-                m.insert("value".into(), Value::String(v));
+            m.insert("value".into(), json!(values.join(",")));
+            m.insert("choice_value".into(), json!(values));
+        }
+        "choice" => {
+            let v = text(&p.value);
+            if !options.is_empty() && !options.contains(&v) {
+                return Err(bad(
+                    &format!("{field}.value"),
+                    format!("invalid choice value {v} for param {}", p.name),
+                ));
             }
-            _ => {
-                m.insert("value".into(), Value::String(text(&p.value)));
-            }
+            m.insert("value".into(), Value::String(v));
+        }
+        _ => {
+            m.insert("value".into(), Value::String(text(&p.value)));
         }
     }
     Ok(())
+}
+
+/// A multi-select parameter's values: a list, or one string separated by commas.
+fn multi_values(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+        v => text(v)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
 }
 
 /// Override the recipients of `notify_ctls[id]` of the same type (spec §3.4); entries that
@@ -356,6 +368,38 @@ fn apply_notify(wf: &mut Workflow, notify: &Value) -> ApiResult<Vec<Value>> {
     Ok(list)
 }
 
+/// The workflow an execute request names, if it may run at all (not disabled, not
+/// `concurrency_limit` 0). `check_project`: the request's `project_key` must be its project.
+async fn executable(
+    state: &AppState,
+    req: &ExecuteInput,
+    check_project: bool,
+) -> ApiResult<Workflow> {
+    validate::name("workflow_key", &req.workflow_key)?;
+    let wf = if check_project {
+        validate::name("project_key", &req.project_key)?;
+        definitions::find_in(state, &req.workflow_key, &req.project_key, Op::FindWorkflow).await?
+    } else {
+        definitions::find(state, &req.workflow_key).await?
+    };
+    if wf.disabled {
+        return Err(create_failed(
+            Kind::Conflict,
+            format!("workflow {} is disabled", wf.name),
+        ));
+    }
+    if wf.concurrency_limit == 0 {
+        return Err(create_failed(
+            Kind::Conflict,
+            format!(
+                "workflow cannot be executed: workflow {} has concurrency_limit 0 (0 means not executable; set it to -1 for unlimited or to the number of tasks that may run at once)",
+                wf.name
+            ),
+        ));
+    }
+    Ok(wf)
+}
+
 /// Execute a workflow: `POST /openapi/workflows/custom/task` and release-plan jobs.
 /// `check_project`: the request's `project_key` must be the workflow's project.
 pub async fn execute(
@@ -365,34 +409,7 @@ pub async fn execute(
     release: Option<ReleaseRef>,
     check_project: bool,
 ) -> ApiResult<StartedTask> {
-    validate::name("workflow_key", &req.workflow_key)?;
-    let wf = if check_project {
-        validate::name("project_key", &req.project_key)?;
-        definitions::find_in(
-            state,
-            &req.workflow_key,
-            &req.project_key,
-            codes::FIND_WORKFLOW,
-        )
-        .await?
-    } else {
-        definitions::find(state, &req.workflow_key).await?
-    };
-    if wf.disabled {
-        return Err(create_failed(
-            StatusCode::CONFLICT,
-            format!("workflow {} is disabled", wf.name),
-        ));
-    }
-    if wf.concurrency_limit == 0 {
-        return Err(create_failed(
-            StatusCode::CONFLICT,
-            format!(
-                "workflow cannot be executed: workflow {} has concurrency_limit 0 (0 means not executable; set it to -1 for unlimited or to the number of tasks that may run at once)",
-                wf.name
-            ),
-        ));
-    }
+    let wf = executable(state, &req, check_project).await?;
     let enable_ticket = wf.enable_approval_ticket;
     let prepared = prepare(state, wf, &req.parameters, &req.inputs, UnknownJobs::Reject).await?;
     prepared.check_runnable()?;
@@ -425,9 +442,9 @@ pub async fn execute(
         .await
         .map_err(|e| {
             tracing::error!(workflow = %merged.name, error = %e, "task id counter failed: {e}");
-            ApiError::code(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                codes::GET_COUNTER,
+            refuse(
+                Kind::Unavailable,
+                Op::GetCounter,
                 "the task id counter is unavailable",
             )
         })?;
@@ -439,7 +456,7 @@ pub async fn execute(
         workflow_display_name: merged.display_name.clone(),
         project_name: merged.project.clone(),
         params: merged.params.clone(),
-        status: status::WAITING.to_string(),
+        status: Status::Waiting,
         task_creator: caller.name.clone(),
         task_creator_account: caller.account.clone(),
         task_creator_id: caller.uid.clone(),

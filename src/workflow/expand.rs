@@ -1,8 +1,9 @@
 //! Expanding a merged workflow definition into a task's stages and job tasks
 //! (spec/workflow.md §3.5).
 //!
-//! A job expands into one job task per service/module (build, deploy, test, scan, service
-//! freestyle, VM deploy), per target (custom deploy) or exactly one (everything else). Each
+//! A job expands as its type says (`workflow::jobs`): one job task per service/module
+//! (build, deploy, test, scan, service freestyle, VM deploy), per target (custom deploy) or
+//! exactly one (everything else). Each
 //! job task's `spec` is the job's spec narrowed to that job task: the per-item list holds just
 //! the one item, whose fields are also copied to the top level (`service_name`,
 //! `service_module`, `build_name`, `key_vals`, `repos`, `image`, …). Freestyle job tasks carry
@@ -15,24 +16,24 @@
 
 use std::collections::HashSet;
 
-use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult, codes};
-use crate::workflow::inputs::referenced_services;
-use crate::workflow::legacy;
+use crate::error::{ApiError, ApiResult};
+use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::model::{Job, Stage, Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, status};
+use crate::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Status};
 
 /// Longest job-task name (a Kubernetes-style name: it keys logs and containers).
 const MAX_NAME: usize = 63;
 
-fn nothing_to_run(job: &str, what: &str) -> ApiError {
-    ApiError::code(
-        StatusCode::BAD_REQUEST,
-        codes::CREATE_TASK,
-        format!("`inputs`: job {job} has {what}"),
-    )
+/// A 400 refusing to create the task (Zadig's code 6540).
+pub(crate) fn refused(what: String) -> ApiError {
+    refuse(Kind::BadRequest, Op::CreateTask, what)
+}
+
+/// The 400 of a job that expands into no job task.
+pub(crate) fn nothing_to_run(job: &str, what: &str) -> ApiError {
+    refused(format!("`inputs`: job {job} has {what}"))
 }
 
 /// The stages of a task for `wf`; `runs(job)` tells whether a job runs (else it is skipped).
@@ -43,25 +44,32 @@ pub fn stages(wf: &Workflow, runs: &dyn Fn(&str) -> bool) -> ApiResult<Vec<Stage
         let mut jobs = Vec::new();
         for job in &stage.jobs {
             if runs(&job.name) {
-                jobs.extend(job_tasks(wf, job, &mut used)?);
+                let mut x = Expander {
+                    wf,
+                    used: &mut used,
+                };
+                jobs.extend(match job.kind() {
+                    Some(ty) => ty.kind().expand(&mut x, job)?,
+                    // Lint refuses unknown types; a stored one runs as one job task (and fails).
+                    None => vec![x.single(job)],
+                });
             } else {
                 let mut t = job_task(job, &[], job.spec.clone(), &mut used);
-                t.status = status::SKIPPED.to_string();
+                t.status = Status::Skipped;
                 jobs.push(t);
             }
         }
-        let skipped = jobs.iter().all(|j| j.status == status::SKIPPED);
+        let skipped = jobs.iter().all(|j| j.status == Status::Skipped);
         if !skipped && let Some(a) = &stage.approval {
             check_native_approval(a.get("native_approval"), &format!("stage {}", stage.name))?;
         }
         out.push(StageTask {
             name: stage.name.clone(),
             status: if skipped {
-                status::SKIPPED
+                Status::Skipped
             } else {
-                status::NOT_RUN
-            }
-            .to_string(),
+                Status::NotRun
+            },
             parallel: stage.parallel,
             approval: if skipped { None } else { stage_approval(stage) },
             manual_exec: stage.manual_exec.clone(),
@@ -115,7 +123,7 @@ pub fn approvers(native: &Value) -> Vec<ApproveUser> {
 }
 
 /// Zadig's checks of a native approval when a task is created.
-fn check_native_approval(native: Option<&Value>, what: &str) -> ApiResult<()> {
+pub(crate) fn check_native_approval(native: Option<&Value>, what: &str) -> ApiResult<()> {
     let Some(na) = native.filter(|v| v.is_object()) else {
         return Ok(());
     };
@@ -124,7 +132,7 @@ fn check_native_approval(native: Option<&Value>, what: &str) -> ApiResult<()> {
         .get("needed_approvers")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let err = |d: String| ApiError::code(StatusCode::BAD_REQUEST, codes::CREATE_TASK, d);
+    let err = refused;
     if users == 0 {
         return Err(err(format!("{what}: num of approve-users is 0")));
     }
@@ -182,7 +190,7 @@ fn job_task(job: &Job, parts: &[&str], spec: Value, used: &mut HashSet<String>) 
         display_name: display.join("-"),
         origin_name: job.name.clone(),
         job_type: job.job_type.clone(),
-        status: status::NOT_RUN.to_string(),
+        status: Status::NotRun,
         spec,
         run_policy: job.run_policy.clone(),
         error_policy: job.error_policy.clone(),
@@ -193,7 +201,7 @@ fn job_task(job: &Job, parts: &[&str], spec: Value, used: &mut HashSet<String>) 
 
 /// The job's spec without candidate lists, with `list` holding just `item`, whose fields are
 /// also set at the top level.
-fn narrowed(job: &Job, list: &str, item: &Value) -> Value {
+pub(crate) fn narrowed(job: &Job, list: &str, item: &Value) -> Value {
     let mut spec: Map<String, Value> = job
         .spec
         .as_object()
@@ -211,227 +219,50 @@ fn narrowed(job: &Job, list: &str, item: &Value) -> Value {
     Value::Object(spec)
 }
 
-fn job_tasks(wf: &Workflow, job: &Job, used: &mut HashSet<String>) -> ApiResult<Vec<JobTask>> {
-    let spec = &job.spec;
-    let per_item = |list: &str,
-                    items: &[Value],
-                    parts: &dyn Fn(&Value) -> Vec<String>,
-                    used: &mut HashSet<String>| {
+/// Expansion state shared by a task's jobs: the definition (for `source: fromjob`) and the
+/// job-task names taken so far.
+pub struct Expander<'a> {
+    pub wf: &'a Workflow,
+    used: &'a mut HashSet<String>,
+}
+
+impl Expander<'_> {
+    /// The job's one job task, with the job's spec.
+    pub fn single(&mut self, job: &Job) -> JobTask {
+        job_task(job, &[], job.spec.clone(), self.used)
+    }
+
+    /// A job task of `job` for the item named by `parts`, with `spec`.
+    pub fn task(&mut self, job: &Job, parts: &[&str], spec: Value) -> JobTask {
+        job_task(job, parts, spec, self.used)
+    }
+
+    /// One job task per item of the spec's `list`, named by `parts(item)`, its spec
+    /// [`narrowed`] to the item.
+    pub fn per_item(
+        &mut self,
+        job: &Job,
+        list: &str,
+        items: &[Value],
+        parts: &dyn Fn(&Value) -> Vec<String>,
+    ) -> Vec<JobTask> {
         items
             .iter()
             .map(|item| {
                 let p = parts(item);
                 let p: Vec<&str> = p.iter().map(String::as_str).collect();
-                job_task(job, &p, narrowed(job, list, item), used)
+                job_task(job, &p, narrowed(job, list, item), self.used)
             })
-            .collect::<Vec<_>>()
-    };
-    let svc_module = |v: &Value| {
-        vec![
-            str_of(v, "service_name").to_string(),
-            str_of(v, "service_module").to_string(),
-        ]
-    };
-    let tasks = match job.job_type.as_str() {
-        "zadig-build" => {
-            let items = arr_of(spec, "service_and_builds");
-            if items.is_empty() {
-                return Err(nothing_to_run(
-                    &job.name,
-                    "no service to build: list services in inputs[].parameters.service_list",
-                ));
-            }
-            per_item("service_and_builds", items, &svc_module, used)
-        }
-        "zadig-deploy" | "zadig-helm-chart-deploy" | "zadig-vm-deploy" => {
-            deploy_tasks(wf, job, used)?
-        }
-        "custom-deploy" => {
-            let items = arr_of(spec, "targets");
-            if items.is_empty() {
-                return Err(nothing_to_run(
-                    &job.name,
-                    "no target to deploy: list targets in inputs[].parameters.target_list",
-                ));
-            }
-            per_item(
-                "targets",
-                items,
-                &|t: &Value| {
-                    // "<WorkloadType>/<workload>/<container>" → workload, container
-                    str_of(t, "target")
-                        .split('/')
-                        .skip(1)
-                        .map(str::to_string)
-                        .collect()
-                },
-                used,
-            )
-        }
-        "zadig-test" | "zadig-scanning" => {
-            let (type_key, service_type, services, modules) = if job.job_type == "zadig-test" {
-                (
-                    "test_type",
-                    "service_test",
-                    "service_and_tests",
-                    "test_modules",
-                )
-            } else {
-                (
-                    "scanning_type",
-                    "service_scanning",
-                    "service_and_scannings",
-                    "scannings",
-                )
-            };
-            let tasks = if str_of(spec, type_key) == service_type {
-                per_item(services, arr_of(spec, services), &svc_module, used)
-            } else {
-                per_item(
-                    modules,
-                    arr_of(spec, modules),
-                    &|m: &Value| vec![str_of(m, "name").to_string()],
-                    used,
-                )
-            };
-            if tasks.is_empty() {
-                return Err(nothing_to_run(&job.name, "nothing to test or scan"));
-            }
-            tasks
-        }
-        "freestyle" => {
-            let mut tasks = if str_of(spec, "freestyle_type") == "service_freestyle" {
-                let items: Vec<Value> = arr_of(spec, "services")
-                    .iter()
-                    .map(|s| {
-                        let mut s = s.clone();
-                        // The service's variables and repositories are the job task's.
-                        if let Some(m) = s.as_object_mut() {
-                            if let Some(kv) = m.get("key_vals").cloned() {
-                                m.insert("envs".into(), kv);
-                            }
-                            if arr_of(&Value::Object(m.clone()), "repos").is_empty() {
-                                m.remove("repos");
-                            }
-                        }
-                        s
-                    })
-                    .collect();
-                if items.is_empty() {
-                    return Err(nothing_to_run(
-                        &job.name,
-                        "no service to run: list services in inputs[].parameters.services",
-                    ));
-                }
-                per_item("services", &items, &svc_module, used)
-            } else {
-                vec![job_task(job, &[], spec.clone(), used)]
-            };
-            for t in &mut tasks {
-                let (props, steps) = legacy::task_steps(&t.spec);
-                if let Some(m) = t.spec.as_object_mut() {
-                    m.insert("properties".into(), props);
-                    m.insert("steps".into(), steps);
-                }
-            }
-            tasks
-        }
-        "approval" => {
-            if ["", "native"].contains(&str_of(spec, "type")) {
-                check_native_approval(spec.get("native_approval"), &format!("job {}", job.name))?;
-            }
-            vec![job_task(job, &[], spec.clone(), used)]
-        }
-        _ => vec![job_task(job, &[], spec.clone(), used)],
-    };
-    Ok(tasks)
+            .collect()
+    }
 }
 
-/// Deploy jobs: one job task per (service, module) — per service when it names no module;
-/// with `source: fromjob` and no services listed, the referenced job's services.
-fn deploy_tasks(wf: &Workflow, job: &Job, used: &mut HashSet<String>) -> ApiResult<Vec<JobTask>> {
-    let spec = &job.spec;
-    let env = str_of(spec, "env");
-    if env.is_empty() {
-        return Err(ApiError::code(
-            StatusCode::BAD_REQUEST,
-            codes::CREATE_TASK,
-            format!(
-                "`inputs[].parameters.env_name`: job {} has no environment to deploy to",
-                job.name
-            ),
-        ));
-    }
-    let mut tasks = Vec::new();
-    if job.job_type == "zadig-vm-deploy" {
-        for item in arr_of(spec, "service_and_vm_deploys") {
-            let name = str_of(item, "service_name").to_string();
-            tasks.push(job_task(
-                job,
-                &[&name],
-                narrowed(job, "service_and_vm_deploys", item),
-                used,
-            ));
-        }
-    } else {
-        let mut services: Vec<Value> = arr_of(spec, "services").to_vec();
-        if services.is_empty() {
-            // The documented older list, or what the referenced build produces.
-            let flat: Vec<Value> = if arr_of(spec, "service_and_images").is_empty()
-                && str_of(spec, "source") == "fromjob"
-            {
-                referenced_services(wf, str_of(spec, "job_name")).unwrap_or_default()
-            } else {
-                arr_of(spec, "service_and_images").to_vec()
-            };
-            for item in flat {
-                services.push(serde_json::json!({
-                    "service_name": str_of(&item, "service_name"),
-                    "modules": [{"service_module": str_of(&item, "service_module"), "image": str_of(&item, "image")}],
-                }));
-            }
-        }
-        for svc in &services {
-            let name = str_of(svc, "service_name");
-            let modules = arr_of(svc, "modules");
-            if modules.is_empty() {
-                let mut t = narrowed(job, "services", svc);
-                if let Some(m) = t.as_object_mut() {
-                    m.insert("service_and_images".into(), Value::Array(Vec::new()));
-                }
-                tasks.push(job_task(job, &[name], t, used));
-            }
-            for module in modules {
-                let mut one = svc.clone();
-                if let Some(m) = one.as_object_mut() {
-                    m.insert("modules".into(), Value::Array(vec![module.clone()]));
-                }
-                let mut t = narrowed(job, "services", &one);
-                let mname = str_of(module, "service_module");
-                let image = str_of(module, "image");
-                if let Some(m) = t.as_object_mut() {
-                    m.insert("service_module".into(), Value::String(mname.to_string()));
-                    m.insert("image".into(), Value::String(image.to_string()));
-                    m.insert(
-                        "service_and_images".into(),
-                        serde_json::json!([{"service_name": name, "service_module": mname, "image": image}]),
-                    );
-                }
-                tasks.push(job_task(job, &[name, mname], t, used));
-            }
-        }
-    }
-    if tasks.is_empty() {
-        return Err(ApiError::code(
-            StatusCode::BAD_REQUEST,
-            codes::CREATE_TASK,
-            format!(
-                "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
-                job.name
-            ),
-        ));
-    }
-    Ok(tasks)
+/// The (service, module) naming a per-service job task.
+pub fn svc_module(v: &Value) -> Vec<String> {
+    vec![
+        str_of(v, "service_name").to_string(),
+        str_of(v, "service_module").to_string(),
+    ]
 }
 
 #[cfg(test)]

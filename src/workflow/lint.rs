@@ -9,15 +9,14 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use axum::http::StatusCode;
-
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::ApiResult;
 use crate::limits;
 use crate::validate;
 use crate::workflow::bad;
-use crate::workflow::legacy;
+use crate::workflow::error::{Kind, Op, refuse};
+use crate::workflow::jobs::JobType;
 use crate::workflow::model::{
-    APPROVAL_TYPES, JOB_TYPES, Job, PARAM_TYPES, RUN_POLICIES, Workflow, arr_of, str_of,
+    APPROVAL_TYPES, ErrorPolicy, Job, PARAM_TYPES, RUN_POLICIES, Workflow, str_of,
 };
 
 /// `^[a-zA-Z0-9-]+$`: the workflow key.
@@ -49,8 +48,7 @@ fn is_output_name(s: &str) -> bool {
 /// converted, approval settings in one spelling. Fails on the first problem with a 400 carrying
 /// Zadig's lint code 6545.
 pub fn lint(wf: &mut Workflow) -> ApiResult<()> {
-    check(wf)
-        .map_err(|e| ApiError::code(StatusCode::BAD_REQUEST, codes::LINT_WORKFLOW, e.description))
+    check(wf).map_err(|e| refuse(Kind::BadRequest, Op::LintWorkflow, e.description))
 }
 
 fn check(wf: &mut Workflow) -> ApiResult<()> {
@@ -156,86 +154,33 @@ fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
             ),
         ));
     }
-    validate::one_of(&format!("{field}.type"), &job.job_type, JOB_TYPES)?;
+    validate::one_of(&format!("{field}.type"), &job.job_type, JobType::NAMES)?;
     validate::one_of(
         &format!("{field}.run_policy"),
         &job.run_policy,
         RUN_POLICIES,
     )?;
+    crate::workflow::inputs::decode::<ErrorPolicy>(
+        &job.error_policy,
+        &format!("{field}.error_policy"),
+    )?;
     if job.spec.is_null() {
         job.spec = Value::Object(Map::new());
     }
     let sfield = format!("{field}.spec");
-    let Some(spec) = job.spec.as_object_mut() else {
+    if !job.spec.is_object() {
         return Err(bad(&sfield, "must be an object"));
-    };
-    match job.job_type.as_str() {
-        "freestyle" => {
-            legacy::to_current(spec, &sfield)?;
-            check_outputs(
-                job.spec["advanced_setting"]["outputs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten(),
-                &format!("{sfield}.advanced_setting.outputs"),
-            )?;
-        }
-        "plugin" => check_outputs(
-            job.spec["plugin"]["outputs"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-            &format!("{sfield}.plugin.outputs"),
-        )?,
-        "zadig-build" => {
-            for list in ["service_and_builds_options", "service_and_builds"] {
-                let mut seen = HashSet::new();
-                for (k, item) in arr_of(&job.spec, list).iter().enumerate() {
-                    let pair = (str_of(item, "service_name"), str_of(item, "service_module"));
-                    if !seen.insert(pair) {
-                        return Err(bad(
-                            &format!("{sfield}.{list}[{k}]"),
-                            "duplicate service module in options field",
-                        ));
-                    }
-                }
-            }
-        }
-        "zadig-test" if str_of(&job.spec, "test_type") == "service_test" => {
-            for list in ["service_and_tests", "service_test_options"] {
-                for (k, item) in arr_of(&job.spec, list).iter().enumerate() {
-                    if str_of(item, "name").is_empty() {
-                        return Err(bad(
-                            &format!("{sfield}.{list}[{k}].name"),
-                            "test name cannot be empty in service testing",
-                        ));
-                    }
-                }
-            }
-        }
-        "zadig-scanning" if str_of(&job.spec, "scanning_type") == "service_scanning" => {
-            for list in ["service_and_scannings", "service_scanning_options"] {
-                for (k, item) in arr_of(&job.spec, list).iter().enumerate() {
-                    if str_of(item, "name").is_empty() {
-                        return Err(bad(
-                            &format!("{sfield}.{list}[{k}].name"),
-                            "scan name cannot be empty in service scanning",
-                        ));
-                    }
-                }
-            }
-        }
-        "approval" => normalize_approval(&mut job.spec, &sfield, false)?,
-        _ => {}
     }
-    if ENV_JOB_TYPES.contains(&job.job_type.as_str()) {
-        check_env_keys(&job.spec, &sfield)?;
+    // An unknown type was refused above.
+    if let Some(ty) = job.kind() {
+        let kind = ty.kind();
+        kind.lint(&mut job.spec, &sfield)?;
+        if kind.exports_env() {
+            check_env_keys(&job.spec, &sfield)?;
+        }
     }
     Ok(())
 }
-
-/// Job types whose `envs`/`key_vals` become environment variables of a local process.
-const ENV_JOB_TYPES: &[&str] = &["freestyle", "zadig-build", "zadig-test", "zadig-scanning"];
 
 /// Every `key` of an `envs` or `key_vals` list anywhere in a job spec (the job's own, or a
 /// service's) must be an environment-variable name.
@@ -266,7 +211,10 @@ fn check_env_keys(v: &Value, field: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_outputs<'a>(outputs: impl Iterator<Item = &'a Value>, field: &str) -> ApiResult<()> {
+pub(crate) fn check_outputs<'a>(
+    outputs: impl Iterator<Item = &'a Value>,
+    field: &str,
+) -> ApiResult<()> {
     for (k, o) in outputs.enumerate() {
         if !is_output_name(str_of(o, "name")) {
             return Err(bad(
@@ -282,7 +230,7 @@ fn check_outputs<'a>(outputs: impl Iterator<Item = &'a Value>, field: &str) -> A
 /// capitalised `Timeout`/`NeededApprovers` are accepted for `timeout`/`needed_approvers`. A
 /// stage approval also gets the seed's detail keys (`enabled`, `type` — `native` by default —
 /// and `description`).
-fn normalize_approval(v: &mut Value, field: &str, stage: bool) -> ApiResult<()> {
+pub(crate) fn normalize_approval(v: &mut Value, field: &str, stage: bool) -> ApiResult<()> {
     let Some(m) = v.as_object_mut() else {
         return Err(bad(field, "must be an object"));
     };

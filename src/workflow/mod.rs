@@ -7,19 +7,23 @@
 //!
 //! - [`model`], [`lint`], [`legacy`], [`store`], [`definitions`]: the definitions;
 //! - [`views`], [`tickets`]: workflow views and pre-approval tickets;
+//! - [`jobs`]: the job types, one module each (lint, inputs, expansion, view, engine);
 //! - [`execute`] (with [`inputs`], [`expand`], [`registry`]): execute → a queued task;
 //! - [`task`], [`tasks`]: the task record (shared with the engine) and the task API.
 
 pub mod definitions;
+pub mod error;
 pub mod execute;
 pub mod expand;
 pub mod inputs;
+pub mod jobs;
 pub mod legacy;
 pub mod lint;
 pub mod model;
 pub mod registry;
 pub mod store;
 pub mod task;
+pub mod task_view;
 pub mod tasks;
 pub mod tickets;
 pub mod views;
@@ -143,7 +147,7 @@ pub async fn task_status(
     state: &AppState,
     workflow_key: &str,
     task_id: i64,
-) -> ApiResult<Option<String>> {
+) -> ApiResult<Option<task::Status>> {
     Ok(state
         .tasks
         .get(workflow_key, task_id)

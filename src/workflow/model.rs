@@ -8,53 +8,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Every job type Zadig knows (spec/workflow.md §1.4). Anything else is rejected with 400.
-pub const JOB_TYPES: &[&str] = &[
-    "zadig-build",
-    "zadig-deploy",
-    "zadig-helm-chart-deploy",
-    "zadig-vm-deploy",
-    "zadig-test",
-    "zadig-scanning",
-    "zadig-distribute-image",
-    "zadig-restart",
-    "custom-deploy",
-    "freestyle",
-    "plugin",
-    "k8s-blue-green-deploy",
-    "k8s-blue-green-release",
-    "k8s-canary-deploy",
-    "k8s-canary-release",
-    "k8s-gray-release",
-    "k8s-gray-rollback",
-    "k8s-resource-patch",
-    "istio-release",
-    "istio-rollback",
-    "update-env-istio-config",
-    "jira",
-    "nacos",
-    "apollo",
-    "dms",
-    "pingcode",
-    "tapd",
-    "sql",
-    "jenkins",
-    "meego-transition",
-    "workflow-trigger",
-    "offline-service",
-    "mse-gray-release",
-    "mse-gray-offline",
-    "guanceyun-check",
-    "grafana",
-    "blueking",
-    "approval",
-    "notification",
-    "ai-release-specialist",
-    "ai-task",
-    "sae-deploy",
-    "apisix",
-];
-
 /// Workflow parameter types (spec/workflow.md §1.3).
 pub const PARAM_TYPES: &[&str] = &[
     "string",
@@ -156,7 +109,8 @@ pub struct Stage {
     pub extra: Map<String, Value>,
 }
 
-/// One job of a stage; `spec` is the type-specific configuration (§1.4), kept verbatim.
+/// One job of a stage; `spec` is the type-specific configuration (§1.4), kept verbatim;
+/// `type` is one of [`crate::workflow::jobs::JobType`] (checked by lint; see `Job::kind`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     #[serde(default)]
@@ -177,6 +131,46 @@ pub struct Job {
     pub service_modules: Vec<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A job's `error_policy` (spec/workflow.md §1.2): what a failed job does. Absent (`null`) is
+/// Zadig's default, `stop`; a malformed one is refused by lint naming the field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorPolicy {
+    #[serde(default)]
+    pub policy: OnError,
+    /// Further attempts under `retry`.
+    #[serde(default)]
+    pub maximum_retry: i64,
+    /// Who may decide under `manual_check` (Zadig `User` entries).
+    #[serde(default)]
+    pub approval_users: Vec<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The error policies (Zadig's strings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Stop,
+    IgnoreError,
+    Retry,
+    ManualCheck,
+}
+
+impl ErrorPolicy {
+    /// The policy of a stored job (task); `Err` names the malformed field.
+    pub fn of(v: &Value) -> Result<Self, String> {
+        if v.is_null() {
+            return Ok(Self::default());
+        }
+        serde_path_to_error::deserialize(v.clone()).map_err(|e| match e.path().to_string() {
+            p if p == "." => format!("error_policy: {}", e.inner()),
+            p => format!("error_policy.{p}: {}", e.inner()),
+        })
+    }
 }
 
 impl Workflow {

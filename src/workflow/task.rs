@@ -15,31 +15,85 @@ use serde_json::Value;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
 use crate::workflow::ReleaseRef;
 
-/// Task statuses (Zadig's strings).
-pub mod status {
-    pub const CREATED: &str = "created";
-    pub const WAITING: &str = "waiting";
-    pub const RUNNING: &str = "running";
-    pub const PASSED: &str = "passed";
-    pub const FAILED: &str = "failed";
-    pub const TIMEOUT: &str = "timeout";
-    pub const CANCELLED: &str = "cancelled";
-    pub const REJECT: &str = "reject";
-    pub const PAUSE: &str = "pause";
-    pub const WAIT_FOR_APPROVAL: &str = "wait_for_approval";
+/// Declares [`Status`] from one table: `Variant = "wire string",`.
+macro_rules! statuses {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// A task's, stage's or job task's status (spec/workflow.md §5.2), with Zadig's
+        /// strings on the wire and in storage.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum Status {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl Status {
+            /// Every status, in the order of [`Self::NAMES`].
+            pub const ALL: &'static [Status] = &[$(Status::$variant),*];
+            const NAMES: &'static [&'static str] = &[$($name),*];
+        }
+    };
+}
+
+statuses! {
+    Created = "created",
+    Waiting = "waiting",
+    Running = "running",
+    Passed = "passed",
+    Failed = "failed",
+    Timeout = "timeout",
+    Cancelled = "cancelled",
+    Reject = "reject",
+    Pause = "pause",
+    WaitForApproval = "wait_for_approval",
     /// A failed job whose `manual_check` error policy waits for someone to ignore or reject.
-    pub const WAIT_FOR_MANUAL_ERROR_HANDLING: &str = "wait_for_manual_error_handling";
-    pub const SKIPPED: &str = "skipped";
-    pub const UNSTABLE: &str = "unstable";
-    pub const PREPARE: &str = "prepare";
-    /// A job task not started (yet).
-    pub const NOT_RUN: &str = "";
+    WaitForManualErrorHandling = "wait_for_manual_error_handling",
+    Skipped = "skipped",
+    Unstable = "unstable",
+    Prepare = "prepare",
+    /// A stage or job task not started (yet).
+    #[default]
+    NotRun = "",
+}
 
+impl Status {
     /// Final task statuses: the task leaves the queue and never runs again (unless retried).
-    pub const FINAL: &[&str] = &[PASSED, FAILED, TIMEOUT, CANCELLED, REJECT, SKIPPED];
+    pub const FINAL: &'static [Status] = &[
+        Status::Passed,
+        Status::Failed,
+        Status::Timeout,
+        Status::Cancelled,
+        Status::Reject,
+        Status::Skipped,
+    ];
 
-    pub fn is_final(s: &str) -> bool {
-        FINAL.contains(&s)
+    /// Zadig's string: what is stored (use it in store filters) and sent.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The status called `s`; `None` for a string Zadig does not use.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+    }
+
+    /// Whether a task with this status is done (see [`Self::FINAL`]).
+    pub fn is_final(self) -> bool {
+        Self::FINAL.contains(&self)
+    }
+}
+
+/// Compares with Zadig's string (`task.status == "passed"` in tests and clients' terms).
+impl PartialEq<&str> for Status {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -102,9 +156,9 @@ pub struct JobTask {
     pub origin_name: String,
     #[serde(rename = "type")]
     pub job_type: String,
-    /// See [`status`]; `""` until started.
+    /// [`Status::NotRun`] until started.
     #[serde(default)]
-    pub status: String,
+    pub status: Status,
     #[serde(default)]
     pub start_time: i64,
     #[serde(default)]
@@ -141,7 +195,7 @@ pub struct JobTask {
 pub struct StageTask {
     pub name: String,
     #[serde(default)]
-    pub status: String,
+    pub status: Status,
     #[serde(default)]
     pub start_time: i64,
     #[serde(default)]
@@ -171,7 +225,7 @@ pub struct Task {
     /// Workflow parameters after the execute input.
     #[serde(default)]
     pub params: Vec<Value>,
-    pub status: String,
+    pub status: Status,
     #[serde(default)]
     pub task_creator: String,
     #[serde(default)]
@@ -283,5 +337,23 @@ impl TaskStore {
             self.tasks.find(&filter, &opts).await?,
             self.tasks.count(&filter).await?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for (i, st) in Status::ALL.iter().enumerate() {
+            assert_eq!(*st as usize, i);
+            let wire = serde_json::to_value(st).unwrap();
+            assert_eq!(wire, Value::String(st.as_str().to_string()));
+            assert_eq!(serde_json::from_value::<Status>(wire).unwrap(), *st);
+            assert_eq!(Status::parse(st.as_str()), Some(*st));
+        }
+        assert_eq!(Status::default().as_str(), "");
+        assert_eq!(Status::parse("nope"), None);
     }
 }

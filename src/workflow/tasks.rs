@@ -5,17 +5,18 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::validate;
 use crate::workflow::definitions;
+use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
+use crate::workflow::jobs::Runs;
 use crate::workflow::model::{Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, JobTask, StageTask, Task, status};
+use crate::workflow::task::{ApproveUser, StageTask, Status, Task};
 
 /// How often a write is re-applied after losing a race with the engine before giving up.
 const MAX_ATTEMPTS: usize = 50;
@@ -36,161 +37,23 @@ pub async fn list(
 ) -> ApiResult<(Workflow, Vec<Task>, u64)> {
     validate::name("workflowKey", workflow)?;
     validate::name("projectKey", project)?;
-    let wf = definitions::find_in(state, workflow, project, codes::FIND_WORKFLOW).await?;
+    let wf = definitions::find_in(state, workflow, project, Op::FindWorkflow).await?;
     let (tasks, total) = state.tasks.page(project, workflow, page, size).await?;
     Ok((wf, tasks, total))
 }
 
 /// A task by workflow and id; unknown → 404 with `code`.
-pub async fn get(
-    state: &AppState,
-    workflow: &str,
-    task_id: i64,
-    code: (i64, &str),
-) -> ApiResult<Task> {
+pub async fn get(state: &AppState, workflow: &str, task_id: i64, op: Op) -> ApiResult<Task> {
     state.tasks.get(workflow, task_id).await?.ok_or_else(|| {
-        ApiError::code(
-            StatusCode::NOT_FOUND,
-            code,
+        refuse(
+            Kind::NotFound,
+            op,
             format!("task {workflow}:{task_id} not found"),
         )
     })
 }
 
-/// How credential values are shown.
-pub const MASK: &str = "********";
-
-/// Variables as the detail shows them (`key`, `value`, `type`, `is_credential`), credential
-/// values masked.
-fn envs_view(vars: &[Value]) -> Value {
-    Value::Array(
-        vars.iter()
-            .map(|v| {
-                let secret = v.get("is_credential").and_then(Value::as_bool).unwrap_or(false);
-                json!({
-                    "key": str_of(v, "key"),
-                    "value": if secret { Value::String(MASK.into()) } else { v.get("value").cloned().unwrap_or(json!("")) },
-                    "type": v.get("type").cloned().unwrap_or(json!("string")),
-                    "is_credential": secret,
-                })
-            })
-            .collect(),
-    )
-}
-
-fn output(job: &JobTask, key: &str) -> String {
-    job.outputs.get(key).cloned().unwrap_or_default()
-}
-
-/// The per-type summary of a job task's spec shown by task detail (spec §2.4).
-pub fn job_spec_view(job: &JobTask) -> Value {
-    let s = &job.spec;
-    let pick = |keys: &[&str]| {
-        let mut m = Map::new();
-        for k in keys {
-            m.insert((*k).to_string(), s.get(*k).cloned().unwrap_or(Value::Null));
-        }
-        m
-    };
-    let vars = |key: &str| envs_view(arr_of(s, key));
-    match job.job_type.as_str() {
-        "zadig-build" | "freestyle" => {
-            let image = Some(output(job, "IMAGE"))
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| str_of(s, "image").to_string());
-            let vars_key = if job.job_type == "zadig-build" {
-                "key_vals"
-            } else {
-                "envs"
-            };
-            json!({
-                "repos": arr_of(s, "repos"),
-                "image": image,
-                "package": output(job, "PKG_FILE"),
-                "service_name": str_of(s, "service_name"),
-                "service_module": str_of(s, "service_module"),
-                "envs": vars(vars_key),
-            })
-        }
-        "zadig-test" => {
-            let mut m = pick(&[
-                "repos",
-                "test_type",
-                "project_name",
-                "service_name",
-                "service_module",
-            ]);
-            m.insert("test_name".into(), json!(str_of(s, "name")));
-            m.insert("envs".into(), vars("key_vals"));
-            for k in ["junit_report", "archive", "html_report"] {
-                m.insert(k.into(), json!(output(job, k)));
-            }
-            Value::Object(m)
-        }
-        "zadig-scanning" => {
-            let mut m = pick(&["repos", "scanning_type", "service_name", "service_module"]);
-            m.insert("scanning_name".into(), json!(str_of(s, "name")));
-            m.insert("envs".into(), vars("key_vals"));
-            m.insert("link_url".into(), json!(output(job, "link_url")));
-            Value::Object(m)
-        }
-        "zadig-deploy" | "zadig-helm-chart-deploy" => {
-            let mut m = pick(&[
-                "env",
-                "production",
-                "deploy_contents",
-                "skip_check_run_status",
-                "variable_kvs",
-                "value_merge_strategy",
-                "deploy_type",
-            ]);
-            let images: Vec<Value> = arr_of(s, "service_and_images")
-                .iter()
-                .map(|i| {
-                    let image = Some(output(job, "IMAGE"))
-                        .filter(|o| !o.is_empty())
-                        .unwrap_or_else(|| str_of(i, "image").to_string());
-                    json!({"service_name": str_of(i, "service_name"), "service_module": str_of(i, "service_module"), "image": image})
-                })
-                .collect();
-            m.insert("service_and_images".into(), Value::Array(images));
-            Value::Object(m)
-        }
-        "custom-deploy" => {
-            let mut m = pick(&[
-                "target",
-                "image",
-                "cluster_id",
-                "namespace",
-                "skip_check_run_status",
-            ]);
-            m.insert(
-                "cluster_name".into(),
-                s.get("cluster_id").cloned().unwrap_or(json!("")),
-            );
-            Value::Object(m)
-        }
-        "plugin" => s.get("plugin").cloned().unwrap_or(json!({})),
-        "zadig-distribute-image" => {
-            let mut m = pick(&["source_registry_id", "target_registry_id"]);
-            m.insert(
-                "distribute_target".into(),
-                s.get("targets").cloned().unwrap_or(json!([])),
-            );
-            Value::Object(m)
-        }
-        _ => s.clone(),
-    }
-}
-
-/// Seconds a job task has run: 0 before it starts, to its end or to now.
-pub fn cost_seconds(job: &JobTask, now: i64) -> i64 {
-    match (job.start_time, job.end_time) {
-        (0, _) => 0,
-        (start, 0) => (now - start).max(0),
-        (start, end) => (end - start).max(0),
-    }
-}
+pub use crate::workflow::task_view::{MASK, cost_seconds, job_spec_view};
 
 /// Cancel a task (`DELETE /openapi/workflows/custom/task`): any unfinished task becomes
 /// `cancelled`; a passed task → 400/6163 with the seed's text; other finished tasks → 409.
@@ -201,30 +64,30 @@ pub async fn cancel(
     task_id: i64,
 ) -> ApiResult<()> {
     for _ in 0..MAX_ATTEMPTS {
-        let mut t = get(state, workflow, task_id, codes::CANCEL_TASK).await?;
-        match t.status.as_str() {
-            status::PASSED => {
-                return Err(ApiError::code(
-                    StatusCode::BAD_REQUEST,
-                    codes::CANCEL_TASK,
+        let mut t = get(state, workflow, task_id, Op::CancelTask).await?;
+        match t.status {
+            Status::Passed => {
+                return Err(refuse(
+                    Kind::BadRequest,
+                    Op::CancelTask,
                     format!("task: {workflow}:{task_id} is passed, cannot cancel"),
                 ));
             }
-            status::CANCELLED => return Ok(()),
-            s if status::is_final(s) => {
-                return Err(ApiError::code(
-                    StatusCode::CONFLICT,
-                    codes::CANCEL_TASK,
+            Status::Cancelled => return Ok(()),
+            s if s.is_final() => {
+                return Err(refuse(
+                    Kind::Conflict,
+                    Op::CancelTask,
                     format!("task: {workflow}:{task_id} is {s}, cannot cancel"),
                 ));
             }
             _ => {}
         }
         // A task nobody started ends now; a running one ends when the engine winds it down.
-        if [status::WAITING, status::CREATED].contains(&t.status.as_str()) {
+        if [Status::Waiting, Status::Created].contains(&t.status) {
             t.end_time = state.clock.now();
         }
-        t.status = status::CANCELLED.to_string();
+        t.status = Status::Cancelled;
         t.task_revoker = caller.name.clone();
         if state.tasks.save(&mut t).await? {
             tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} cancelled by {}", caller.account);
@@ -235,8 +98,8 @@ pub async fn cancel(
     Err(raced("cancel"))
 }
 
-fn finished_ok(s: &str) -> bool {
-    [status::PASSED, status::SKIPPED, status::UNSTABLE].contains(&s)
+fn finished_ok(s: Status) -> bool {
+    [Status::Passed, Status::Skipped, Status::Unstable].contains(&s)
 }
 
 /// Retry a task (`POST /openapi/workflows/custom/:workflowKey/task/:taskID`, spec §5.7): same
@@ -249,18 +112,18 @@ pub async fn retry(
     task_id: i64,
 ) -> ApiResult<()> {
     for _ in 0..MAX_ATTEMPTS {
-        let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
+        let mut t = get(state, workflow, task_id, Op::GetTask).await?;
         if ![
-            status::FAILED,
-            status::TIMEOUT,
-            status::CANCELLED,
-            status::REJECT,
+            Status::Failed,
+            Status::Timeout,
+            Status::Cancelled,
+            Status::Reject,
         ]
-        .contains(&t.status.as_str())
+        .contains(&t.status)
         {
-            return Err(ApiError::code(
-                StatusCode::CONFLICT,
-                codes::GET_TASK,
+            return Err(refuse(
+                Kind::Conflict,
+                Op::GetTask,
                 format!(
                     "task {workflow}:{task_id} is {}: only failed, timeout, cancelled or rejected tasks can be retried",
                     t.status
@@ -269,7 +132,7 @@ pub async fn retry(
         }
         let fresh = regenerated_specs(&t);
         for stage in &mut t.stages {
-            if !finished_ok(&stage.status) {
+            if !finished_ok(stage.status) {
                 reset_stage(stage, &fresh);
             }
         }
@@ -295,7 +158,7 @@ pub async fn set_remark(
     remark: &str,
 ) -> ApiResult<()> {
     for _ in 0..MAX_ATTEMPTS {
-        let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
+        let mut t = get(state, workflow, task_id, Op::GetTask).await?;
         if t.remark == remark {
             return Ok(());
         }
@@ -311,7 +174,7 @@ pub async fn set_remark(
 /// A stage to run again: its approval votes cleared, its job tasks that did not pass reset
 /// (specs from `fresh` when given).
 fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
-    stage.status = status::NOT_RUN.to_string();
+    stage.status = Status::NotRun;
     stage.start_time = 0;
     stage.end_time = 0;
     stage.error.clear();
@@ -327,10 +190,10 @@ fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
         }
     }
     for job in &mut stage.jobs {
-        if finished_ok(&job.status) {
+        if finished_ok(job.status) {
             continue;
         }
-        job.status = status::NOT_RUN.to_string();
+        job.status = Status::NotRun;
         job.start_time = 0;
         job.end_time = 0;
         job.error.clear();
@@ -343,7 +206,7 @@ fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
 
 /// Put a task back in the queue (the engine resumes it at its first stage not done).
 fn requeue(t: &mut Task, now_ms: i64) {
-    t.status = status::WAITING.to_string();
+    t.status = Status::Waiting;
     t.queued_at_ms = now_ms;
     t.end_time = 0;
     t.error.clear();
@@ -369,22 +232,22 @@ pub async fn manual_exec_state(
     task_id: i64,
     project: &str,
 ) -> ApiResult<ManualExecState> {
-    let task = get(state, workflow, task_id, codes::GET_TASK).await?;
+    let task = get(state, workflow, task_id, Op::GetTask).await?;
     paused_stage(task, caller, project)
 }
 
 fn paused_stage(task: Task, caller: &Identity, project: &str) -> ApiResult<ManualExecState> {
     if task.project_name != project {
-        return Err(ApiError::code(
-            StatusCode::NOT_FOUND,
-            codes::GET_TASK,
+        return Err(refuse(
+            Kind::NotFound,
+            Op::GetTask,
             format!(
                 "task {}:{} is not in project {project:?} (`projectKey`)",
                 task.workflow_name, task.task_id
             ),
         ));
     }
-    if task.status != status::PAUSE {
+    if task.status != Status::Pause {
         return Err(ApiError::conflict(format!(
             "task {}:{} is {}: only a paused task can be executed manually",
             task.workflow_name, task.task_id, task.status
@@ -393,7 +256,7 @@ fn paused_stage(task: Task, caller: &Identity, project: &str) -> ApiResult<Manua
     let stage = task
         .stages
         .iter()
-        .position(|s| s.status == status::PAUSE && manual_exec_enabled(&s.manual_exec))
+        .position(|s| s.status == Status::Pause && manual_exec_enabled(&s.manual_exec))
         .ok_or_else(|| {
             ApiError::conflict("workflow task has no stage waiting for manual execution")
         })?;
@@ -449,7 +312,7 @@ pub async fn handle_job_error(
         )));
     }
     for _ in 0..MAX_ATTEMPTS {
-        let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
+        let mut t = get(state, workflow, task_id, Op::GetTask).await?;
         let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
             s.jobs
                 .iter()
@@ -461,7 +324,7 @@ pub async fn handle_job_error(
             )));
         };
         let job = &t.stages[si].jobs[ji];
-        if job.status != status::WAIT_FOR_MANUAL_ERROR_HANDLING {
+        if job.status != Status::WaitForManualErrorHandling {
             return Err(ApiError::conflict(format!(
                 "job {job_name} of task {workflow}:{task_id} is {:?}: it is not waiting for manual error handling",
                 job.status
@@ -510,7 +373,7 @@ pub async fn manual_exec(
     stage_name: &str,
 ) -> ApiResult<()> {
     for _ in 0..MAX_ATTEMPTS {
-        let task = get(state, workflow, task_id, codes::GET_TASK).await?;
+        let task = get(state, workflow, task_id, Op::GetTask).await?;
         let ManualExecState {
             mut task,
             stage,
@@ -528,7 +391,7 @@ pub async fn manual_exec(
             )));
         }
         if let Some(prev) = stage.checked_sub(1).map(|i| &task.stages[i])
-            && !finished_ok(&prev.status)
+            && !finished_ok(prev.status)
         {
             return Err(ApiError::conflict(format!(
                 "previous stage {} status is not passed or skipped",
@@ -579,8 +442,8 @@ pub struct Vote {
     pub comment: String,
 }
 
-fn approve_error(status: StatusCode, what: impl Into<String>) -> ApiError {
-    ApiError::code(status, codes::APPROVE_TASK, what)
+fn approve_error(kind: Kind, what: impl Into<String>) -> ApiError {
+    refuse(kind, Op::ApproveTask, what)
 }
 
 /// Record `caller`'s vote on the stage (or approval job) waiting for approval. The caller must
@@ -598,13 +461,13 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
     for _ in 0..MAX_ATTEMPTS {
         let mut t = state.tasks.get(wf, id).await?.ok_or_else(|| {
             approve_error(
-                StatusCode::NOT_FOUND,
+                Kind::NotFound,
                 format!("can not find approved workflow: {wf}, taskID: {id},jobName: {stage}"),
             )
         })?;
         let nothing = || {
             approve_error(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 format!("workflow {wf} ID {id} stage {stage} do not need approve"),
             )
         };
@@ -614,7 +477,7 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
             .iter_mut()
             .find(|s| &s.name == stage && s.approval.as_ref().is_some_and(|a| a.enabled))
         {
-            let waiting = st.status == status::WAIT_FOR_APPROVAL;
+            let waiting = st.status == Status::WaitForApproval;
             let Some(a) = st
                 .approval
                 .as_mut()
@@ -629,9 +492,9 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
                 .iter_mut()
                 .flat_map(|s| s.jobs.iter_mut())
                 .find(|j| {
-                    j.job_type == "approval"
+                    j.kind().is_some_and(|t| t.kind().runs() == Runs::Votes)
                         && (&j.name == stage || &j.key == stage)
-                        && j.status == status::WAIT_FOR_APPROVAL
+                        && j.status == Status::WaitForApproval
                 })
                 .ok_or_else(nothing)?;
             let mut users: Vec<ApproveUser> = job
@@ -679,7 +542,7 @@ fn record(users: &mut Vec<ApproveUser>, caller: &Identity, vote: &Vote, now: i64
         }
         None => {
             return Err(approve_error(
-                StatusCode::FORBIDDEN,
+                Kind::Forbidden,
                 format!("user {} has no authority to Approve", caller.account),
             ));
         }
@@ -687,7 +550,7 @@ fn record(users: &mut Vec<ApproveUser>, caller: &Identity, vote: &Vote, now: i64
     let u = &mut users[at];
     if !u.reject_or_approve.is_empty() {
         return Err(approve_error(
-            StatusCode::CONFLICT,
+            Kind::Conflict,
             format!("{} have {} already", caller.account, u.reject_or_approve),
         ));
     }

@@ -6,15 +6,15 @@
 //! ticket (`approval_ticket_id`: the ticket's `approval_id` or its internal id) and enforce
 //! everything the ticket restricts: status, time window, users, environments and services.
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Backend, Filter, StoreError, Typed};
 use crate::validate;
-use crate::workflow::model::{Workflow, arr_of, str_of};
+use crate::workflow::error::{Kind, Op, refuse};
+use crate::workflow::model::Workflow;
 
 /// A service a ticket allows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,9 +117,9 @@ pub async fn create(state: &AppState, caller: &Identity, mut ticket: Ticket) -> 
             tracing::info!(approval_id = %ticket.approval_id, "approval ticket {} created", ticket.approval_id);
             Ok(())
         }
-        Err(StoreError::Duplicate(_)) => Err(ApiError::code(
-            StatusCode::CONFLICT,
-            codes::CREATE_TICKET,
+        Err(StoreError::Duplicate(_)) => Err(refuse(
+            Kind::Conflict,
+            Op::CreateTicket,
             format!(
                 "an approval ticket with approval_id {:?} already exists",
                 ticket.approval_id
@@ -130,7 +130,7 @@ pub async fn create(state: &AppState, caller: &Identity, mut ticket: Ticket) -> 
 }
 
 fn denied(what: impl Into<String>) -> ApiError {
-    ApiError::code(StatusCode::FORBIDDEN, codes::CREATE_TASK, what)
+    refuse(Kind::Forbidden, Op::CreateTask, what)
 }
 
 /// Check that `reference` names a ticket that allows `caller` to run `wf` (the definition with
@@ -143,9 +143,9 @@ pub async fn check(
     caller: &Identity,
 ) -> ApiResult<Ticket> {
     if reference.is_empty() {
-        return Err(ApiError::code(
-            StatusCode::BAD_REQUEST,
-            codes::CREATE_TASK,
+        return Err(refuse(
+            Kind::BadRequest,
+            Op::CreateTask,
             format!(
                 "`approval_ticket_id`: workflow {} needs an approval ticket to run; name one in approval_ticket_id",
                 wf.name
@@ -157,9 +157,9 @@ pub async fn check(
         .find(reference)
         .await?
         .ok_or_else(|| {
-            ApiError::code(
-                StatusCode::NOT_FOUND,
-                codes::CREATE_TASK,
+            refuse(
+                Kind::NotFound,
+                Op::CreateTask,
                 format!("`approval_ticket_id`: cannot find approval ticket of id: {reference}"),
             )
         })?;
@@ -195,6 +195,16 @@ pub async fn check(
             )));
         }
     }
+    check_jobs(&ticket, wf, runs)?;
+    Ok(ticket)
+}
+
+/// The environments and services the running jobs touch must be ones the ticket allows.
+fn check_jobs(
+    ticket: &Ticket,
+    wf: &Workflow,
+    runs: &(dyn Fn(&str) -> bool + Sync),
+) -> ApiResult<()> {
     let deny = |what: String| {
         denied(format!(
             "update workflow spec is denied: approvalTicket: [{}] does not allow {what}",
@@ -205,18 +215,19 @@ pub async fn check(
         if !runs(&job.name) {
             continue;
         }
-        let env = str_of(&job.spec, "env");
-        let deploys = matches!(
-            job.job_type.as_str(),
-            "zadig-deploy" | "zadig-helm-chart-deploy" | "zadig-vm-deploy"
-        );
-        if deploys && !ticket.envs.is_empty() && !ticket.envs.iter().any(|e| e == env) {
+        let Some(kind) = job.kind().map(super::jobs::JobType::kind) else {
+            continue;
+        };
+        if let Some(env) = kind.deploys_to(&job.spec)
+            && !ticket.envs.is_empty()
+            && !ticket.envs.iter().any(|e| e == env)
+        {
             return Err(deny(format!("deploying to env [{env}]")));
         }
         if ticket.services.is_empty() {
             continue;
         }
-        for (svc, module) in job_services(&job.job_type, &job.spec) {
+        for (svc, module) in kind.touched_services(&job.spec) {
             let ok = ticket.services.iter().any(|s| {
                 s.service_name == svc
                     && (s.service_module.is_empty()
@@ -228,43 +239,5 @@ pub async fn check(
             }
         }
     }
-    Ok(ticket)
-}
-
-/// The (service, module) pairs a build or deploy job touches.
-fn job_services(job_type: &str, spec: &serde_json::Value) -> Vec<(String, String)> {
-    let pair = |v: &serde_json::Value, module_key: &str| {
-        (
-            str_of(v, "service_name").to_string(),
-            str_of(v, module_key).to_string(),
-        )
-    };
-    match job_type {
-        "zadig-build" => arr_of(spec, "service_and_builds")
-            .iter()
-            .map(|s| pair(s, "service_module"))
-            .collect(),
-        "zadig-deploy" | "zadig-helm-chart-deploy" => {
-            let mut out = Vec::new();
-            for s in arr_of(spec, "services") {
-                let modules = arr_of(s, "modules");
-                if modules.is_empty() {
-                    out.push((str_of(s, "service_name").to_string(), String::new()));
-                }
-                for m in modules {
-                    out.push((
-                        str_of(s, "service_name").to_string(),
-                        str_of(m, "service_module").to_string(),
-                    ));
-                }
-            }
-            out.extend(
-                arr_of(spec, "service_and_images")
-                    .iter()
-                    .map(|s| pair(s, "service_module")),
-            );
-            out
-        }
-        _ => Vec::new(),
-    }
+    Ok(())
 }

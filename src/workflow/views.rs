@@ -4,14 +4,14 @@
 //! The OpenAPI names workflow types `custom`/`product`; they are stored as Zadig does
 //! (`common_workflow`/`product_workflow`).
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreError, StoreResult, Typed};
 use crate::validate;
+use crate::workflow::error::{Kind, Op, refuse};
 
 /// The OpenAPI workflow types and their stored names.
 const TYPES: &[(&str, &str)] = &[
@@ -125,10 +125,10 @@ fn check_entries(entries: &[EntryInput]) -> ApiResult<Vec<ViewEntry>> {
         .collect()
 }
 
-fn not_found(code: (i64, &str), project: &str, name: &str) -> ApiError {
-    ApiError::code(
-        StatusCode::NOT_FOUND,
-        code,
+fn not_found(op: Op, project: &str, name: &str) -> ApiError {
+    refuse(
+        Kind::NotFound,
+        op,
         format!("find workflow view error: view {name:?} not found in project {project:?}"),
     )
 }
@@ -175,9 +175,9 @@ pub async fn create(
             tracing::info!(view.name = %name, project = %project, "workflow view {name} created");
             Ok(())
         }
-        Err(StoreError::Duplicate(_)) => Err(ApiError::code(
-            StatusCode::CONFLICT,
-            codes::CREATE_VIEW,
+        Err(StoreError::Duplicate(_)) => Err(refuse(
+            Kind::Conflict,
+            Op::CreateView,
             format!("a workflow view named {name:?} already exists in project {project:?}"),
         )),
         Err(e) => Err(e.into()),
@@ -201,7 +201,7 @@ pub async fn edit(
             .workflow_views
             .get(project, name)
             .await?
-            .ok_or_else(|| not_found(codes::UPDATE_VIEW, project, name))?;
+            .ok_or_else(|| not_found(Op::UpdateView, project, name))?;
         for c in &changes {
             let at = view
                 .workflows
@@ -244,7 +244,7 @@ pub async fn delete(state: &AppState, project: &str, name: &str) -> ApiResult<()
         .await?
         == 0
     {
-        return Err(not_found(codes::DELETE_VIEW, project, name));
+        return Err(not_found(Op::DeleteView, project, name));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use zadig_server::engine;
-use zadig_server::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Task};
+use zadig_server::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Status, Task};
 
 use crate::backend_test;
 use crate::harness::{ADMIN_TOKEN, TestApp};
@@ -53,7 +53,7 @@ pub fn new_task(
         workflow_display_name: workflow.to_string(),
         project_name: "demo".to_string(),
         params,
-        status: "waiting".to_string(),
+        status: Status::Waiting,
         task_creator: "admin".to_string(),
         create_time: now,
         start_time: now,
@@ -123,7 +123,7 @@ async fn api_write(app: &TestApp, workflow: &str, id: i64, f: impl Fn(&mut Task)
 /// Cancel as the API does: store `cancelled`, then notify.
 async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
     api_write(app, workflow, id, |t| {
-        t.status = "cancelled".into();
+        t.status = Status::Cancelled;
         t.task_revoker = "admin".into();
     })
     .await;
@@ -402,19 +402,19 @@ backend_test! {
         let now_ms = app.state().clock.now_ms();
         api_write(&app, "retry", id, |t| {
             t.retry_num += 1;
-            t.status = "waiting".into();
+            t.status = Status::Waiting;
             t.end_time = 0;
             t.error.clear();
             t.queued_at_ms = now_ms;
             for s in &mut t.stages {
                 if !["passed", "skipped", "unstable"].contains(&s.status.as_str()) {
-                    s.status.clear();
+                    s.status = Status::NotRun;
                     s.start_time = 0;
                     s.end_time = 0;
                     s.error.clear();
                     for j in &mut s.jobs {
                         if !["passed", "skipped", "unstable"].contains(&j.status.as_str()) {
-                            j.status.clear();
+                            j.status = Status::NotRun;
                             j.start_time = 0;
                             j.end_time = 0;
                             j.error.clear();
@@ -966,7 +966,7 @@ backend_test! {
         let on_second = second.state.engine.is_running_here("remote-cancel", id);
         assert!(on_second || app.state().engine.is_running_here("remote-cancel", id));
         let other = if on_second { app.state() } else { &second.state };
-        api_write(&app, "remote-cancel", id, |t| t.status = "cancelled".into()).await;
+        api_write(&app, "remote-cancel", id, |t| t.status = Status::Cancelled).await;
         engine::task_cancelled(other, "remote-cancel", id);
         let t = app.wait_for("the cancelled end", Duration::from_secs(3), || async {
             let t = task(&app, "remote-cancel", id).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use zadig_server::clock::Clock;
-use zadig_server::workflow::task::{Task, status};
+use zadig_server::workflow::task::{Status, Task};
 
 use crate::backend_test;
 use crate::harness::TestApp;
@@ -87,7 +87,7 @@ pub async fn hold_engine(app: &TestApp, workflow: &str, limit: i64) {
             task_id: 1_000_000 + k,
             workflow_name: workflow.into(),
             project_name: "engine-hold".into(),
-            status: status::WAIT_FOR_APPROVAL.into(),
+            status: Status::WaitForApproval,
             is_deleted: true,
             concurrency_limit: limit,
             lease_owner: st.instance_id.clone(),
@@ -104,7 +104,7 @@ async fn set(app: &TestApp, wf: &str, id: i64, f: impl Fn(&mut Task)) {
     loop {
         let mut t = stored(app, wf, id).await;
         f(&mut t);
-        if [status::RUNNING, status::WAIT_FOR_APPROVAL].contains(&t.status.as_str()) {
+        if [Status::Running, Status::WaitForApproval].contains(&t.status) {
             t.lease_owner = app.state().instance_id.clone();
             t.lease_until_ms = i64::MAX / 4;
         }
@@ -135,7 +135,7 @@ backend_test! {
         assert_eq!(r.expect(200), &json!({"project_name": "helm", "workflow_name": "test-openapi", "task_id": 1}));
 
         let t = stored(&app, "test-openapi", 1).await;
-        assert_eq!(t.status, status::WAITING);
+        assert_eq!(t.status, Status::Waiting);
         assert_eq!(t.project_name, "helm");
         assert_eq!(t.workflow_display_name, "Test OpenAPI");
         assert_eq!(t.task_creator, "admin");
@@ -395,10 +395,10 @@ backend_test! {
         app.post("/openapi/workflows/custom/task", execute("p", "wf", json!([{"job_name": "echo"}]))).await.expect(200);
         let start = app.clock.now();
         set(&app, "wf", 1, |t| {
-            t.status = status::RUNNING.into();
+            t.status = Status::Running;
             t.start_time = start;
-            t.stages[0].status = status::RUNNING.into();
-            t.stages[0].jobs[0].status = status::RUNNING.into();
+            t.stages[0].status = Status::Running;
+            t.stages[0].jobs[0].status = Status::Running;
             t.stages[0].jobs[0].start_time = start;
         }).await;
         app.clock.advance(Duration::from_secs(7));
@@ -430,18 +430,18 @@ backend_test! {
         assert_eq!(stored(&app, "build-images", 1).await.task_revoker, "carol");
 
         // A running task is marked cancelled; the engine winds it down.
-        set(&app, "build-images", 2, |t| { t.status = status::RUNNING.into(); t.start_time = 1; }).await;
+        set(&app, "build-images", 2, |t| { t.status = Status::Running; t.start_time = 1; }).await;
         app.delete("/openapi/workflows/custom/task?taskId=2&workflowKey=build-images").await.expect(200);
         let t = stored(&app, "build-images", 2).await;
         assert_eq!((t.status.as_str(), t.end_time), ("cancelled", 0));
 
         // A passed task: 400 with the seed's code and description.
-        set(&app, "build-images", 3, |t| t.status = status::PASSED.into()).await;
+        set(&app, "build-images", 3, |t| t.status = Status::Passed).await;
         let r = app.delete("/openapi/workflows/custom/task?taskId=3&workflowKey=build-images").await;
         let b = r.expect_error(400, "task: build-images:3 is passed, cannot cancel");
         assert_eq!(b["code"], 6163);
         assert_eq!(b["message"], "Cancel workflow task failed");
-        set(&app, "build-images", 4, |t| t.status = status::FAILED.into()).await;
+        set(&app, "build-images", 4, |t| t.status = Status::Failed).await;
         let r = app.delete("/openapi/workflows/custom/task?taskId=4&workflowKey=build-images").await;
         assert_eq!(code_of(r.expect_error(409, "is failed, cannot cancel")), 6163);
 
@@ -470,16 +470,16 @@ backend_test! {
 
         // As the engine would leave it: the first job passed, the second failed.
         set(&app, "wf", 1, |t| {
-            t.status = status::FAILED.into();
+            t.status = Status::Failed;
             t.start_time = 100;
             t.end_time = 200;
             t.error = "job second failed".into();
-            t.stages[0].status = status::FAILED.into();
-            t.stages[0].jobs[0].status = status::PASSED.into();
+            t.stages[0].status = Status::Failed;
+            t.stages[0].jobs[0].status = Status::Passed;
             t.stages[0].jobs[0].start_time = 100;
             t.stages[0].jobs[0].end_time = 150;
             t.stages[0].jobs[0].outputs.insert("OUT".into(), "1".into());
-            t.stages[0].jobs[1].status = status::FAILED.into();
+            t.stages[0].jobs[1].status = Status::Failed;
             t.stages[0].jobs[1].start_time = 100;
             t.stages[0].jobs[1].end_time = 190;
             t.stages[0].jobs[1].error = "exit status 1".into();
@@ -490,7 +490,7 @@ backend_test! {
         assert_eq!(r.expect(200), &json!({"message": "success"}));
         let t = stored(&app, "wf", 1).await;
         assert_eq!(t.task_id, 1);
-        assert_eq!(t.status, status::WAITING);
+        assert_eq!(t.status, Status::Waiting);
         assert_eq!(t.retry_num, 1);
         assert_eq!((t.start_time, t.end_time), (0, 0));
         assert_eq!(t.error, "");
@@ -505,12 +505,12 @@ backend_test! {
         assert_eq!(app.get("/openapi/workflows/custom/task?taskId=1&workflowKey=wf").await.expect(200)["is_restart"], true);
 
         // Cancelled, timed-out and rejected tasks are retryable too.
-        for s in [status::CANCELLED, status::TIMEOUT, status::REJECT] {
-            set(&app, "wf", 1, |t| t.status = s.into()).await;
+        for s in [Status::Cancelled, Status::Timeout, Status::Reject] {
+            set(&app, "wf", 1, |t| t.status = s).await;
             app.post("/openapi/workflows/custom/wf/task/1?projectKey=p", json!({})).await.expect(200);
         }
         assert_eq!(stored(&app, "wf", 1).await.retry_num, 4);
-        set(&app, "wf", 1, |t| t.status = status::PASSED.into()).await;
+        set(&app, "wf", 1, |t| t.status = Status::Passed).await;
         app.post("/openapi/workflows/custom/wf/task/1?projectKey=p", json!({})).await.expect_error(409, "passed");
 
         let r = app.post("/openapi/workflows/custom/wf/task/9?projectKey=p", json!({})).await;
@@ -543,9 +543,9 @@ async fn waiting_for_approval(app: &TestApp, approvers: Value, needed: i64) {
         .await;
     assert_eq!(r.expect(200)["task_id"], 1);
     set(app, "infra-dev-workflow", 1, |t| {
-        t.status = status::WAIT_FOR_APPROVAL.into();
-        t.stages[0].status = status::PASSED.into();
-        t.stages[1].status = status::WAIT_FOR_APPROVAL.into();
+        t.status = Status::WaitForApproval;
+        t.stages[0].status = Status::Passed;
+        t.stages[1].status = Status::WaitForApproval;
     })
     .await;
 }
@@ -604,7 +604,7 @@ backend_test! {
         app.raw(Method::POST, "/openapi/workflows/custom/task/approve", r#"{"task_id": "one"}"#).await.expect_error(400, "task_id");
 
         // Once decided (or no longer waiting), no more votes.
-        set(&app, "infra-dev-workflow", 1, |t| t.stages[1].status = status::REJECT.into()).await;
+        set(&app, "infra-dev-workflow", 1, |t| t.stages[1].status = Status::Reject).await;
         app.post("/openapi/workflows/custom/task/approve", seed).await.expect_error(409, "do not need approve");
         app.stop().await;
     }
@@ -632,9 +632,9 @@ backend_test! {
         let vote = json!({"task_id": 1, "workflow_key": "gated", "stage_name": "approval-1", "approve": true, "comment": "go"});
         app.call(Method::POST, "/openapi/workflows/custom/task/approve", Some(&dave), Some(vote.clone())).await.expect_error(409, "do not need approve");
         set(&app, "gated", 1, |t| {
-            t.status = status::RUNNING.into();
-            t.stages[0].status = status::RUNNING.into();
-            t.stages[0].jobs[0].status = status::WAIT_FOR_APPROVAL.into();
+            t.status = Status::Running;
+            t.stages[0].status = Status::Running;
+            t.stages[0].jobs[0].status = Status::WaitForApproval;
         }).await;
         app.call(Method::POST, "/openapi/workflows/custom/task/approve", Some(&dave), Some(vote)).await.expect(200);
         let job = stored(&app, "gated", 1).await.stages[0].jobs[0].clone();
@@ -733,7 +733,7 @@ backend_test! {
         let t = stored(&app, "test-openapi", 1).await;
         assert_eq!(t.release, Some(release));
         assert_eq!(t.task_creator, "Release Manager");
-        assert_eq!(zadig_server::workflow::task_status(st, "test-openapi", 1).await.unwrap().as_deref(), Some("waiting"));
+        assert_eq!(zadig_server::workflow::task_status(st, "test-openapi", 1).await.unwrap(), Some(Status::Waiting));
         assert_eq!(zadig_server::workflow::task_status(st, "test-openapi", 2).await.unwrap(), None);
         let d = app.get("/openapi/workflows/custom/task?taskId=1&workflowKey=test-openapi").await.expect(200).clone();
         assert_eq!(d["release_plan"], json!({"id": "p1", "name": "plan", "index": 3, "job_id": "j1"}));

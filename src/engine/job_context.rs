@@ -1,0 +1,209 @@
+//! What a job task sees of its task: the rendering context (`{{.workflow.params.x}}`,
+//! `{{.job.<key>.output.X}}`, …), the [`JobContext`] handed to the executor, and the
+//! evaluation of a job's `execute_policy` (spec/workflow.md §5).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::executor::JobContext;
+use crate::workflow::task::{JobTask, Task};
+
+/// The task context for rendering (`{{.workflow.params.x}}`, `{{.job.<key>.output.X}}`, …).
+pub(super) fn context_of(task: &Task) -> BTreeMap<String, String> {
+    let mut ctx = BTreeMap::new();
+    let mut put = |k: String, v: String| {
+        ctx.insert(k, v);
+    };
+    put("project".into(), task.project_name.clone());
+    put("project.id".into(), task.project_name.clone());
+    put("project.name".into(), task.project_name.clone());
+    put("workflow.id".into(), task.workflow_name.clone());
+    put("workflow.name".into(), task.workflow_name.clone());
+    put(
+        "workflow.display_name".into(),
+        task.workflow_display_name.clone(),
+    );
+    put("workflow.task.id".into(), task.task_id.to_string());
+    put("workflow.task.creator".into(), task.task_creator.clone());
+    put(
+        "workflow.task.creator.id".into(),
+        task.task_creator_account.clone(),
+    );
+    put(
+        "workflow.task.creator.userId".into(),
+        task.task_creator_id.clone(),
+    );
+    put(
+        "workflow.task.timestamp".into(),
+        task.create_time.to_string(),
+    );
+    for p in &task.params {
+        if let Some(name) = p.get("name").and_then(Value::as_str) {
+            put(
+                format!("workflow.params.{name}"),
+                value_text(p.get("value")),
+            );
+        }
+    }
+    for s in &task.stages {
+        for j in &s.jobs {
+            let key = job_key(j);
+            put(format!("job.{key}.status"), j.status.to_string());
+            for (k, v) in &j.outputs {
+                put(format!("job.{key}.output.{k}"), v.clone());
+            }
+            for list in ["envs", "key_vals"] {
+                for kv in j
+                    .spec
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(k) = kv.get("key").and_then(Value::as_str) {
+                        put(format!("job.{key}.{k}"), value_text(kv.get("value")));
+                    }
+                }
+            }
+        }
+    }
+    ctx
+}
+
+pub(super) fn value_text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A job task's key in the context: the workflow job name, plus `.<service>.<module>` for a
+/// service job task (`{{.job.build.svc.mod.output.IMAGE}}`).
+pub fn job_key(j: &JobTask) -> String {
+    let base = [&j.key, &j.origin_name, &j.name]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let svc = j
+        .spec
+        .get("service_name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let module = j
+        .spec
+        .get("service_module")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if svc.is_empty() || base.ends_with(&format!(".{svc}.{module}")) {
+        base
+    } else {
+        format!("{base}.{svc}.{module}")
+    }
+}
+
+pub(super) fn job_context(task: &Task, job: &JobTask) -> JobContext {
+    let mut params = Vec::new();
+    let mut secrets = Vec::new();
+    for p in &task.params {
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+        let value = value_text(p.get("value"));
+        if p.get("is_credential")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            secrets.push(value.clone());
+        }
+        if !name.is_empty() && kind != "repo" && kind != "file" {
+            params.push((name.to_string(), value));
+        }
+    }
+    JobContext {
+        project: task.project_name.clone(),
+        workflow: task.workflow_name.clone(),
+        task_id: task.task_id,
+        job_name: job.name.clone(),
+        job_type: job.job_type.clone(),
+        spec: job.spec.clone(),
+        params,
+        secrets,
+        context: context_of(task),
+        creator: task.task_creator.clone(),
+    }
+}
+
+/// Evaluate a job's `execute_policy` (`{type: skip|execute, match_rule: all|any, rules:
+/// [{field, verb, value}]}`): whether the job runs.
+pub fn execute_policy(policy: &Value, ctx: &BTreeMap<String, String>) -> Result<bool, String> {
+    let rules = policy
+        .get("rules")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if rules.is_empty() {
+        return Ok(true);
+    }
+    let mut results = Vec::new();
+    for r in rules {
+        let field = super::render::render_str(&value_text(r.get("field")), ctx);
+        let value = super::render::render_str(&value_text(r.get("value")), ctx);
+        let verb = value_text(r.get("verb"));
+        let hit = match verb.as_str() {
+            "=" | "==" | "eq" | "equal" => field == value,
+            "!=" | "neq" | "not-equal" | "not_equal" => field != value,
+            "contains" => field.contains(&value),
+            "not-contains" | "not_contains" | "not-contain" => !field.contains(&value),
+            "in" => value.split(',').map(str::trim).any(|v| v == field),
+            "not-in" | "not_in" => !value.split(',').map(str::trim).any(|v| v == field),
+            other => {
+                return Err(format!(
+                    "execute_policy: unknown verb {other:?} in rule on {field:?}"
+                ));
+            }
+        };
+        results.push(hit);
+    }
+    let matched = match value_text(policy.get("match_rule")).as_str() {
+        "any" => results.iter().any(|x| *x),
+        _ => results.iter().all(|x| *x),
+    };
+    Ok(match value_text(policy.get("type")).as_str() {
+        "skip" => !matched,
+        _ => matched,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_policy_rules() {
+        let ctx: BTreeMap<String, String> =
+            [("workflow.params.env".to_string(), "prod".to_string())].into();
+        let p = serde_json::json!({"type": "execute", "match_rule": "all",
+            "rules": [{"field": "{{.workflow.params.env}}", "verb": "=", "value": "prod"}]});
+        assert_eq!(execute_policy(&p, &ctx), Ok(true));
+        let p = serde_json::json!({"type": "skip", "match_rule": "any",
+            "rules": [{"field": "{{.workflow.params.env}}", "verb": "contains", "value": "pro"}]});
+        assert_eq!(execute_policy(&p, &ctx), Ok(false));
+        assert_eq!(execute_policy(&Value::Null, &ctx), Ok(true));
+        let bad = serde_json::json!({"rules": [{"field": "a", "verb": "~", "value": "b"}]});
+        assert!(execute_policy(&bad, &ctx).is_err());
+    }
+
+    #[test]
+    fn job_keys() {
+        let mut j = JobTask {
+            name: "job-0-0-0-build".into(),
+            key: "build".into(),
+            spec: serde_json::json!({"service_name": "svc", "service_module": "mod"}),
+            ..JobTask::default()
+        };
+        assert_eq!(job_key(&j), "build.svc.mod");
+        j.key = "build.svc.mod".into();
+        assert_eq!(job_key(&j), "build.svc.mod");
+    }
+}

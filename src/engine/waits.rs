@@ -1,0 +1,215 @@
+//! Waiting in a running task for people: a stage's native approval, an `approval` job's
+//! votes, and the decision on a failed job under the `manual_check` error policy
+//! (spec/workflow.md §5.3, §5.5).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Registered;
+use super::approval::{self, Decision, JobApproval};
+use super::executor;
+use super::runner::{now, set_job};
+use super::task_ctl::{Ctl, Stop};
+use super::work;
+use crate::state::AppState;
+use crate::workflow::task::{Status, Task};
+
+pub(super) fn stage_approval_error(stage: &crate::workflow::task::StageTask) -> String {
+    let kind = stage.approval.as_ref().map_or("", |a| a.kind.as_str());
+    work::missing_integration(&format!("stage approval of type {kind}"), "im")
+}
+
+/// Wait for a stage's native approval. `Waiting` comes back when the wait ended without a
+/// decision: the task was cancelled, or the approval type needs an integration.
+pub(super) async fn stage_approval(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+) -> Result<Decision, Stop> {
+    let at_ms = state.clock.now_ms();
+    let kind = {
+        let mut c = ctl.lock().await;
+        c.update(|t| {
+            if t.status != Status::Cancelled {
+                t.status = Status::WaitForApproval;
+            }
+            let s = &mut t.stages[si];
+            s.status = Status::WaitForApproval;
+            if let Some(a) = &mut s.approval {
+                a.reject_or_approve.clear();
+                approval::clear_votes(&mut a.approve_users);
+                a.wait_start_ms = at_ms;
+            }
+        })
+        .await?;
+        c.task.stages[si]
+            .approval
+            .as_ref()
+            .map(|a| a.kind.clone())
+            .unwrap_or_default()
+    };
+    if !(kind.is_empty() || kind == "native") {
+        return Ok(Decision::Waiting);
+    }
+    let decision = wait_votes(state, ctl, reg, |t| {
+        let a = t.stages[si].approval.clone().unwrap_or_default();
+        let deadline = approval::deadline_ms(a.wait_start_ms, a.timeout);
+        (
+            approval::decide(
+                &a.approve_users,
+                a.needed_approvers,
+                deadline,
+                state.clock.now_ms(),
+            ),
+            deadline,
+        )
+    })
+    .await?;
+    let mut c = ctl.lock().await;
+    c.update(|t| {
+        let approved = decision == Decision::Approved;
+        if approved && t.status == Status::WaitForApproval {
+            t.status = Status::Running;
+        }
+        let s = &mut t.stages[si];
+        if approved {
+            s.status = Status::Running;
+        }
+        if let Some(a) = &mut s.approval {
+            a.reject_or_approve = match decision {
+                Decision::Approved => "approve",
+                Decision::Rejected(_) => "reject",
+                _ => "",
+            }
+            .to_string();
+        }
+    })
+    .await?;
+    Ok(decision)
+}
+
+/// Wait until `decide` (run on the latest task) says something else than `Waiting`, waking
+/// on a vote, the deadline, the cancel token, and a periodic re-read (votes recorded through
+/// another replica). `Waiting` comes back when cancelled.
+async fn wait_votes(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    decide: impl Fn(&Task) -> (Decision, i64),
+) -> Result<Decision, Stop> {
+    let sweep = Duration::from_millis(state.config.engine_sweep_interval_ms);
+    loop {
+        let voted = reg.votes.notified();
+        let (decision, deadline) = decide(&ctl.lock().await.task);
+        if decision != Decision::Waiting {
+            return Ok(decision);
+        }
+        tokio::select! {
+            () = reg.cancel.cancelled() => return Ok(Decision::Waiting),
+            () = voted => {}
+            () = state.clock.sleep_until(deadline) => {}
+            () = tokio::time::sleep(sweep) => {}
+        }
+        ctl.lock().await.refresh().await?;
+    }
+}
+
+/// A failed job under the `manual_check` error policy (spec §5.3): it waits, holding the
+/// task's slot, until a user records `ignore` (→ `Approved`: the job becomes `unstable`) or
+/// `reject` (→ `Rejected`: the job keeps its failure) in its spec's `error_handling`; `Waiting`
+/// when the task was cancelled meanwhile.
+pub(super) async fn manual_error_handling(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+    ji: usize,
+    end: &executor::JobEnd,
+) -> Result<Decision, Stop> {
+    set_job(ctl, si, ji, |j| {
+        j.status = Status::WaitForManualErrorHandling;
+        j.error = end.error.clone();
+        j.outputs = end.outputs.clone();
+        if let Some(spec) = j.spec.as_object_mut() {
+            spec.remove(ERROR_HANDLING);
+        }
+        j.error_handler_user_id.clear();
+        j.error_handler_username.clear();
+    })
+    .await?;
+    // No deadline: the decision is a person's (a cancel ends the wait); the wait is re-armed
+    // every day.
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    wait_votes(state, ctl, reg, |t| {
+        let h = t.stages[si].jobs[ji].spec.get(ERROR_HANDLING);
+        let text = |k: &str| {
+            h.and_then(|h| h.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let decision = match text("decision") {
+            "ignore" => Decision::Approved,
+            "reject" => Decision::Rejected(text("user").to_string()),
+            _ => Decision::Waiting,
+        };
+        (decision, state.clock.now_ms() + DAY_MS)
+    })
+    .await
+}
+
+/// Where the manual error-handling decision is recorded on a job task's spec.
+pub const ERROR_HANDLING: &str = "error_handling";
+
+/// An `approval` job: waits for the votes recorded on its spec.
+pub(super) async fn approval_job(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    si: usize,
+    ji: usize,
+) -> Result<Status, Stop> {
+    let at = now(state);
+    set_job(ctl, si, ji, |j| {
+        j.status = Status::WaitForApproval;
+        j.start_time = at;
+        j.end_time = 0;
+        j.error.clear();
+        approval::clear_job_votes(&mut j.spec);
+    })
+    .await?;
+    let kind = JobApproval::from_spec(&ctl.lock().await.task.stages[si].jobs[ji].spec).kind;
+    let (st, error) = if kind != "native" {
+        (
+            Status::Failed,
+            work::missing_integration(&format!("approval ({kind})"), "im"),
+        )
+    } else {
+        let decision = wait_votes(state, ctl, reg, |t| {
+            let j = &t.stages[si].jobs[ji];
+            let a = JobApproval::from_spec(&j.spec);
+            let deadline =
+                approval::deadline_ms(j.start_time.saturating_mul(1000), a.timeout_minutes);
+            (
+                approval::decide(&a.users, a.needed_approvers, deadline, state.clock.now_ms()),
+                deadline,
+            )
+        })
+        .await?;
+        match decision {
+            Decision::Approved => (Status::Passed, String::new()),
+            Decision::Rejected(u) => (Status::Reject, format!("{u} reject this task")),
+            Decision::TimedOut => (Status::Timeout, "approval timed out".to_string()),
+            Decision::Waiting => (Status::Cancelled, "workflow was canceled".to_string()),
+        }
+    };
+    let at = now(state);
+    set_job(ctl, si, ji, |j| {
+        j.status = st;
+        j.error = error.clone();
+        j.end_time = at;
+    })
+    .await?;
+    Ok(st)
+}

@@ -1,0 +1,294 @@
+//! Job types: the closed list of Zadig's job types ([`JobType`]) and, for each, the one module
+//! that owns its behaviour in every phase — lint, execute-input merging, expansion into job
+//! tasks, ticket checks, the task-detail view and what the engine runs ([`JobKind`]).
+//!
+//! The table in [`job_types!`] below is the only place a job-type name is written: it gives
+//! the variant, its wire name (serde) and the module implementing [`JobKind`] for it. Every
+//! phase asks `JobType::kind()` instead of matching on names, so adding a job type is one new
+//! module and one table line (see docs/architecture.md, "Adding a job type"), and a type
+//! without behaviour does not compile.
+//!
+//! A job type this server cannot run yet is still listed, with [`external::Needs`] naming the
+//! integration it waits for: its jobs fail with the error that names the integration and the
+//! `engine_integrations` config key (never a silent pass).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::engine::executor::{JobContext, PreparedJob};
+use crate::engine::work::missing_integration;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use crate::workflow::model::{Job, Workflow};
+use crate::workflow::task::JobTask;
+
+pub mod approval;
+pub mod build;
+pub mod custom_deploy;
+pub mod deploy;
+pub mod distribute_image;
+pub mod external;
+pub mod freestyle;
+pub mod plugin;
+pub mod sql;
+pub mod tapd;
+pub mod testing;
+pub mod vm_deploy;
+
+/// Declares [`JobType`] from one table: `Variant = "wire-name" => behaviour,`.
+macro_rules! job_types {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal => $kind:expr,)*) => {
+        /// A job type (spec/workflow.md §1.4), serialised as Zadig's name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum JobType {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl JobType {
+            /// Every job type, in the order of [`Self::NAMES`].
+            pub const ALL: &'static [JobType] = &[$(JobType::$variant),*];
+            /// Zadig's names, in the documentation's order (used in 400 messages).
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// What this job type does in each phase.
+            pub fn kind(self) -> &'static dyn JobKind {
+                match self {
+                    $(JobType::$variant => $kind,)*
+                }
+            }
+        }
+    };
+}
+
+job_types! {
+    Build = "zadig-build" => &build::Build,
+    Deploy = "zadig-deploy" => &deploy::Deploy { chart: false },
+    HelmChartDeploy = "zadig-helm-chart-deploy" => &deploy::Deploy { chart: true },
+    VmDeploy = "zadig-vm-deploy" => &vm_deploy::VmDeploy,
+    Test = "zadig-test" => &testing::TEST,
+    Scanning = "zadig-scanning" => &testing::SCAN,
+    DistributeImage = "zadig-distribute-image" => &distribute_image::DistributeImage,
+    Restart = "zadig-restart" => &external::Needs { integration: "kubernetes" },
+    CustomDeploy = "custom-deploy" => &custom_deploy::CustomDeploy,
+    Freestyle = "freestyle" => &freestyle::Freestyle,
+    Plugin = "plugin" => &plugin::Plugin,
+    K8sBlueGreenDeploy = "k8s-blue-green-deploy" => &external::Needs { integration: "kubernetes" },
+    K8sBlueGreenRelease = "k8s-blue-green-release" => &external::Needs { integration: "kubernetes" },
+    K8sCanaryDeploy = "k8s-canary-deploy" => &external::Needs { integration: "kubernetes" },
+    K8sCanaryRelease = "k8s-canary-release" => &external::Needs { integration: "kubernetes" },
+    K8sGrayRelease = "k8s-gray-release" => &external::Needs { integration: "kubernetes" },
+    K8sGrayRollback = "k8s-gray-rollback" => &external::Needs { integration: "kubernetes" },
+    K8sResourcePatch = "k8s-resource-patch" => &external::Needs { integration: "kubernetes" },
+    IstioRelease = "istio-release" => &external::Needs { integration: "kubernetes" },
+    IstioRollback = "istio-rollback" => &external::Needs { integration: "kubernetes" },
+    UpdateEnvIstioConfig = "update-env-istio-config" => &external::Needs { integration: "kubernetes" },
+    Jira = "jira" => &external::Needs { integration: "jira" },
+    Nacos = "nacos" => &external::Needs { integration: "nacos" },
+    Apollo = "apollo" => &external::Needs { integration: "apollo" },
+    Dms = "dms" => &external::Needs { integration: "database" },
+    Pingcode = "pingcode" => &external::Needs { integration: "pingcode" },
+    Tapd = "tapd" => &tapd::Tapd,
+    Sql = "sql" => &sql::Sql,
+    Jenkins = "jenkins" => &external::Needs { integration: "jenkins" },
+    MeegoTransition = "meego-transition" => &external::Needs { integration: "meego" },
+    WorkflowTrigger = "workflow-trigger" => &external::Needs { integration: "workflow-trigger" },
+    OfflineService = "offline-service" => &external::Needs { integration: "kubernetes" },
+    MseGrayRelease = "mse-gray-release" => &external::Needs { integration: "kubernetes" },
+    MseGrayOffline = "mse-gray-offline" => &external::Needs { integration: "kubernetes" },
+    GuanceyunCheck = "guanceyun-check" => &external::Needs { integration: "guanceyun" },
+    Grafana = "grafana" => &external::Needs { integration: "grafana" },
+    Blueking = "blueking" => &external::Needs { integration: "blueking" },
+    Approval = "approval" => &approval::Approval,
+    Notification = "notification" => &external::Needs { integration: "im" },
+    AiReleaseSpecialist = "ai-release-specialist" => &external::Needs { integration: "ai" },
+    AiTask = "ai-task" => &external::Needs { integration: "ai" },
+    SaeDeploy = "sae-deploy" => &external::Needs { integration: "sae" },
+    Apisix = "apisix" => &external::Needs { integration: "apisix" },
+}
+
+impl JobType {
+    /// Zadig's name of the type.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The type called `name`, `None` for a name Zadig does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Self::ALL[i])
+    }
+}
+
+impl std::fmt::Display for JobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Job {
+    /// The job's type; `None` when the definition names a type Zadig does not know (lint
+    /// refuses those, naming the field).
+    pub fn kind(&self) -> Option<JobType> {
+        JobType::parse(&self.job_type)
+    }
+}
+
+impl JobTask {
+    /// The job task's type; `None` for a name Zadig does not know.
+    pub fn kind(&self) -> Option<JobType> {
+        JobType::parse(&self.job_type)
+    }
+}
+
+/// How the engine runs a job task of a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    /// A local process, prepared by [`JobKind::prepare`].
+    Process,
+    /// The job waits for the votes recorded on its spec (an `approval` job).
+    Votes,
+    /// It cannot run here: it needs this integration (one of `engine::work::INTEGRATIONS`),
+    /// which this server does not have; the job fails naming it.
+    Needs(&'static str),
+}
+
+/// A job's spec as an execute input edits it.
+pub type Spec = Map<String, Value>;
+
+/// The context of an execute input being merged into a job (see [`JobKind::apply_input`]).
+pub struct InputCx<'a> {
+    /// The definition holding the already-merged earlier jobs (for `source: fromjob`).
+    pub wf: &'a Workflow,
+    /// The job's spec before this input.
+    pub before: &'a Value,
+    /// The JSON path of the input (`inputs[k].parameters`).
+    pub field: &'a str,
+    /// The job's name.
+    pub job: &'a str,
+    /// The image registry id a build input's `registry` address resolved to.
+    pub registry: Option<String>,
+}
+
+/// What a job type does in each phase. Defaults are what a type with no rule of its own gets.
+#[async_trait::async_trait]
+pub trait JobKind: Sync {
+    /// Check and normalise the job's spec (an object) when a definition is linted; `field` is
+    /// the spec's JSON path. A malformed spec is a 400 naming the field.
+    fn lint(&self, _spec: &mut Value, _field: &str) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Whether the `envs`/`key_vals` of the spec become a local process's environment (so
+    /// their keys must be environment-variable names).
+    fn exports_env(&self) -> bool {
+        false
+    }
+
+    /// Whether an execute input's `registry` address names the image registry to push to.
+    fn takes_registry(&self) -> bool {
+        false
+    }
+
+    /// Apply an execute input's `parameters` to the spec (spec/workflow.md §3.3). By default a
+    /// type has no documented input: the keys given are recorded on the spec as they are.
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
+        crate::workflow::inputs::record_as_is(spec, params, cx.field)
+    }
+
+    /// The `{service_name, service_module}` items the job produces, for a later job's
+    /// `source: fromjob`.
+    fn produced(&self, _spec: &Value) -> Vec<Value> {
+        Vec::new()
+    }
+
+    /// The job's job tasks (spec/workflow.md §3.5); by default exactly one.
+    fn expand(
+        &self,
+        x: &mut crate::workflow::expand::Expander<'_>,
+        job: &Job,
+    ) -> ApiResult<Vec<JobTask>> {
+        Ok(vec![x.single(job)])
+    }
+
+    /// The environment a deploy job deploys to (checked against a ticket's `envs`).
+    fn deploys_to<'a>(&self, _spec: &'a Value) -> Option<&'a str> {
+        None
+    }
+
+    /// The (service, module) pairs the job touches (checked against a ticket's `services`).
+    fn touched_services(&self, _spec: &Value) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// The summary of a job task's spec shown by task detail (spec/workflow.md §2.4).
+    fn view(&self, job: &JobTask) -> Value {
+        job.spec.clone()
+    }
+
+    /// How the engine runs it: every type says (a type that cannot run yet names the
+    /// integration it needs).
+    fn runs(&self) -> Runs;
+
+    /// Translate a job task (its spec rendered against the task context) into the process
+    /// the engine runs ([`Runs::Process`] types), or say why it cannot run here.
+    async fn prepare(
+        &self,
+        ty: JobType,
+        _state: &AppState,
+        _ctx: &JobContext,
+        _spec: &Value,
+    ) -> Result<PreparedJob, String> {
+        Err(match self.runs() {
+            Runs::Needs(integration) => missing_integration(ty.as_str(), integration),
+            Runs::Process | Runs::Votes => format!("job type {ty} runs no process here"),
+        })
+    }
+
+    /// Outputs derived from the process's outputs when the job ended.
+    fn finish_outputs(&self, _outputs: &mut BTreeMap<String, String>) {}
+}
+
+/// serde `deserialize_with` for a spec field: `null` reads as absent (Zadig sends `null` for
+/// unset lists and strings), anything else must have the field's type.
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A job task's spec decoded as its type's spec struct; the error names the failing field
+/// (`spec.repos: invalid type …`).
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "." => format!("spec: {}", e.inner()),
+            p if p.starts_with('[') => format!("spec{p}: {}", e.inner()),
+            p => format!("spec.{p}: {}", e.inner()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for (i, t) in JobType::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i);
+            let wire = serde_json::to_value(t).unwrap();
+            assert_eq!(wire, Value::String(t.as_str().to_string()));
+            assert_eq!(serde_json::from_value::<JobType>(wire).unwrap(), *t);
+            assert_eq!(JobType::parse(t.as_str()), Some(*t));
+        }
+        assert_eq!(JobType::parse("nope"), None);
+        assert_eq!(JobType::NAMES.len(), 43);
+    }
+}

@@ -1,0 +1,68 @@
+//! `tapd`: move TAPD iterations to a status. Running it needs a TAPD account, which this
+//! server does not have.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{InputCx, JobKind, Runs, Spec};
+use crate::error::ApiResult;
+use crate::workflow::bad;
+use crate::workflow::inputs::decode;
+use crate::workflow::model::str_of;
+
+/// The `tapd` job type.
+pub struct Tapd;
+
+#[derive(Debug, Default, Deserialize)]
+struct TapdInput {
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    project_name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    iteration_ids: Option<Vec<String>>,
+    #[serde(default)]
+    iterations: Option<Vec<Value>>,
+}
+
+#[async_trait::async_trait]
+impl JobKind for Tapd {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
+        let field = cx.field;
+        let input: TapdInput = decode(params, field)?;
+        for (k, v) in [
+            ("project_id", input.project_id),
+            ("project_name", input.project_name),
+            ("status", input.status),
+        ] {
+            if let Some(v) = v {
+                spec.insert(k.into(), Value::String(v));
+            }
+        }
+        // Both documented shapes: `iteration_ids` (strings) and `iterations` (objects).
+        let mut iterations: Vec<Value> = input.iterations.unwrap_or_default();
+        for (k, it) in iterations.iter().enumerate() {
+            if str_of(it, "iteration_id").is_empty() {
+                return Err(bad(
+                    &format!("{field}.iterations[{k}].iteration_id"),
+                    "is required",
+                ));
+            }
+        }
+        for id in input.iteration_ids.unwrap_or_default() {
+            if !iterations.iter().any(|i| str_of(i, "iteration_id") == id) {
+                iterations.push(json!({"iteration_id": id}));
+            }
+        }
+        if !iterations.is_empty() {
+            spec.insert("iterations".into(), Value::Array(iterations));
+        }
+        Ok(())
+    }
+
+    fn runs(&self) -> Runs {
+        Runs::Needs("tapd")
+    }
+}
