@@ -19,10 +19,9 @@ use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::store::retry::Attempts;
 use crate::validate;
 
-/// Attempts of a conditional write before answering 409.
-const WRITE_ATTEMPTS: usize = 5;
 /// How long a template DELETE keeps new builds from using the template (ms).
 const DELETE_MARK_MS: i64 = 60_000;
 
@@ -185,7 +184,8 @@ pub async fn update(
         repos,
     } = check_build(req, query_project)?;
     let name = req.name.trim();
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let old = state
             .builds
             .get(&project, name)
@@ -306,7 +306,8 @@ pub async fn update_from_template(
     };
     validate::name("name", name)?;
     let (project, template, targets) = check_template_build(state, req, query_project).await?;
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let old = state
             .builds
             .get(&project, name)
@@ -537,7 +538,8 @@ pub async fn update_template(
         name: new_name.to_string(),
         ..req.clone()
     })?;
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let old = state
             .build_templates
             .by_name(name)
@@ -587,7 +589,8 @@ pub async fn list_templates(state: &AppState, page: u64, size: u64) -> ApiResult
 pub async fn delete_template(state: &AppState, caller: &Identity, name: &str) -> ApiResult<()> {
     caller.require_admin()?;
     let by = caller.name.as_str();
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let t = state
             .build_templates
             .by_name(name)

@@ -25,6 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::runner::{self, RESTART_ERROR};
 use crate::state::AppState;
 use crate::store::lease::now_ms;
+use crate::store::retry::Attempts;
 use crate::store::{Dir, Filter, FindOptions, Update};
 use crate::workflow::task::{Task, status};
 
@@ -327,13 +328,13 @@ async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
 
 /// Mark a task failed with `error` unless it already ended; tells its release plan.
 async fn recover_task(state: &AppState, id: &str, error: &str) {
-    for _ in 0..5 {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = match state.tasks.tasks.get(id).await {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(task = id, "cannot read task to recover: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };

@@ -22,12 +22,10 @@ use super::store::LogRecord;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::store::retry::{self, Attempts};
 use crate::store::{Dir, Filter, FindOptions, StoreError};
 use crate::validate;
 use crate::workflow::ReleaseRef;
-
-/// How often [`apply`] re-reads and retries when another writer saved first.
-const MAX_ATTEMPTS: usize = 32;
 
 impl From<&Identity> for Actor {
     fn from(i: &Identity) -> Self {
@@ -142,7 +140,8 @@ async fn apply_from(
     release_claim: bool,
 ) -> ApiResult<Applied> {
     let store = &state.release_plans;
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let before = match first.take() {
             Some(p) => p,
             None => load(state, id).await?,
@@ -724,19 +723,21 @@ pub async fn put_hook_setting(
         hook_events: events,
     };
     // Upsert: replace, or insert the first time (a racing insert loses and replaces).
-    for _ in 0..3 {
-        if store
+    let mut attempts = Attempts::new();
+    let mut saved = false;
+    while !saved && attempts.next().await {
+        saved = store
             .settings
             .replace(&Filter::id(SETTING_ID), &setting)
             .await?
-        {
-            break;
-        }
-        match store.settings.insert(&setting).await {
-            Ok(()) => break,
-            Err(StoreError::Duplicate(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+            || match store.settings.insert(&setting).await {
+                Ok(()) => true,
+                Err(StoreError::Duplicate(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+    }
+    if !saved {
+        return Err(retry::exhausted("the release-plan hook setting").into());
     }
     tracing::info!("release-plan hook setting changed by {}", caller.account);
     Ok(())

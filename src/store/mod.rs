@@ -15,6 +15,7 @@
 pub mod embedded;
 pub mod lease;
 pub mod mongo;
+pub mod retry;
 pub mod sequence;
 pub mod users;
 

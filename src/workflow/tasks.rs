@@ -11,14 +11,12 @@ use serde_json::{Map, Value, json};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, codes};
 use crate::state::AppState;
+use crate::store::retry::Attempts;
 use crate::validate;
 use crate::workflow::definitions;
 use crate::workflow::expand;
 use crate::workflow::model::{Workflow, arr_of, str_of};
 use crate::workflow::task::{ApproveUser, JobTask, StageTask, Task, status};
-
-/// How often a write is re-applied after losing a race with the engine before giving up.
-const MAX_ATTEMPTS: usize = 50;
 
 fn raced(what: &str) -> ApiError {
     ApiError::conflict(format!(
@@ -200,7 +198,8 @@ pub async fn cancel(
     workflow: &str,
     task_id: i64,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, codes::CANCEL_TASK).await?;
         match t.status.as_str() {
             status::PASSED => {
@@ -248,7 +247,8 @@ pub async fn retry(
     workflow: &str,
     task_id: i64,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
         if ![
             status::FAILED,
@@ -294,7 +294,8 @@ pub async fn set_remark(
     task_id: i64,
     remark: &str,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
         if t.remark == remark {
             return Ok(());
@@ -448,7 +449,8 @@ pub async fn handle_job_error(
             "`decision` must be ignore or reject, got {decision:?}"
         )));
     }
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, codes::GET_TASK).await?;
         let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
             s.jobs
@@ -509,7 +511,8 @@ pub async fn manual_exec(
     project: &str,
     stage_name: &str,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let task = get(state, workflow, task_id, codes::GET_TASK).await?;
         let ManualExecState {
             mut task,
@@ -595,7 +598,8 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
         ));
     }
     let (wf, id, stage) = (&vote.workflow_key, vote.task_id, &vote.stage_name);
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = state.tasks.get(wf, id).await?.ok_or_else(|| {
             approve_error(
                 StatusCode::NOT_FOUND,
