@@ -19,7 +19,6 @@ use base64::Engine;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use oci_client::Reference;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::chart::{ChartSpec, package};
@@ -28,45 +27,32 @@ use super::model::{ChartPackage, DeliveryVersion, TYPE_HELM, item, status};
 use super::registry::{HelmRepo, Registry};
 use crate::state::AppState;
 use crate::store::StoreResult;
-use crate::store::lease::now_ms;
+use crate::worker::{Pool, renewing};
 
 /// Run the pipeline until shutdown.
 pub async fn run(state: AppState) {
     let d = state.delivery.clone();
-    let workers = state.config.delivery_workers.max(1);
-    let lease_ms = lease_ms(&state);
+    let ttl = lease_ttl(&state);
     let poll = Duration::from_millis(state.config.delivery_poll_ms.max(10));
-    let mut runs = JoinSet::new();
+    let mut pool = Pool::new(state.config.delivery_workers);
     loop {
-        while runs.len() < workers && !state.shutdown.is_cancelled() {
-            match d
-                .versions
-                .claim(&state.instance_id, now_ms(), lease_ms)
-                .await
-            {
-                Ok(Some(v)) => {
-                    runs.spawn(run_version(state.clone(), v));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "delivery pipeline cannot claim work: {e}");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            () = d.wake.notified() => {}
-            () = tokio::time::sleep(poll) => {}
-            Some(_) = runs.join_next(), if !runs.is_empty() => {}
+        pool.fill(
+            &state.shutdown,
+            "delivery pipeline",
+            || d.versions.claim(&state.instance_id, ttl),
+            |v| run_version(state.clone(), v),
+        )
+        .await;
+        if !pool.wait(&state.shutdown, &d.wake, poll).await {
+            break;
         }
     }
     // Runs watch the shutdown token and give their leases back.
-    while runs.join_next().await.is_some() {}
+    pool.join().await;
 }
 
-fn lease_ms(state: &AppState) -> i64 {
-    i64::try_from(state.config.delivery_lease_secs.max(1).saturating_mul(1000)).unwrap_or(60_000)
+fn lease_ttl(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.delivery_lease_secs.max(1))
 }
 
 /// How a run ended.
@@ -85,47 +71,43 @@ async fn run_version(state: AppState, mut v: DeliveryVersion) {
     tracing::info!(delivery.id = %v.id, attempt = v.attempt, "delivery version {} ({}) pipeline started", v.version, v.status);
 
     // Keep the lease while we work; losing it (delete, retry, takeover) stops the run.
-    let renewer = {
-        let (state, v, token, owner) = (state.clone(), v.clone(), token.clone(), owner.clone());
-        tokio::spawn(async move {
-            let lease = lease_ms(&state);
-            let every = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1000).max(10));
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(every) => {}
-                }
-                match state
-                    .delivery
-                    .versions
-                    .renew(&v, &owner, now_ms() + lease)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::info!(delivery.id = %v.id, "delivery version {} is no longer ours; stopping its run", v.id);
-                        token.cancel();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(delivery.id = %v.id, error = %e, "cannot renew the lease of delivery version {}: {e}", v.id)
-                    }
-                }
-            }
-        })
-    };
+    let held = v.clone();
+    let ttl = lease_ttl(&state);
+    let finished = renewing(
+        complete(&state, &mut v, &owner, &token),
+        ttl,
+        &token,
+        &format!("delivery version {}", held.id),
+        || d.versions.renew(&held, &owner, ttl),
+    )
+    .await;
+    token.cancel();
+    if !finished && state.shutdown.is_cancelled() {
+        // Hand the run over at once instead of after the lease expires.
+        let _ = d.versions.release(&v, &owner).await;
+    }
+    d.running_map().remove(&v.id);
+}
 
-    let end = match execute(&state, &mut v, &token).await {
+/// Run the version's pending work and store its outcome: true when the outcome was stored.
+async fn complete(
+    state: &AppState,
+    v: &mut DeliveryVersion,
+    owner: &str,
+    token: &CancellationToken,
+) -> bool {
+    let d = &state.delivery;
+    let end = match execute(state, v, token).await {
         Ok(end) => end,
         Err(e) => {
             tracing::warn!(delivery.id = %v.id, error = %e, "delivery version {} run interrupted by a storage error: {e}", v.id);
             End::Stopped
         }
     };
-    let finished = match end {
+    match end {
         End::Done => {
             let now = state.clock.now();
-            match d.versions.finish(&v, &owner, now).await {
+            match d.versions.finish(v, owner, now).await {
                 Ok(true) => {
                     tracing::info!(delivery.id = %v.id, status = %v.status,
                         "delivery version {} finished: {}", v.version, v.status);
@@ -139,14 +121,7 @@ async fn run_version(state: AppState, mut v: DeliveryVersion) {
             }
         }
         End::Stopped => false,
-    };
-    token.cancel();
-    let _ = renewer.await;
-    if !finished && state.shutdown.is_cancelled() {
-        // Hand the run over at once instead of after the lease expires.
-        let _ = d.versions.release(&v, &owner).await;
     }
-    d.running_map().remove(&v.id);
 }
 
 /// Save progress; `false` means the run is no longer ours.

@@ -4,12 +4,18 @@
 //! the pipeline's lease owner, so a deleted version, a retried one or a run taken over by
 //! another replica after a lost lease is never overwritten by a stale run.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::model::{ChartPackage, DeliveryVersion, VersionService, status};
+use crate::store::lease::Encoding;
 use crate::store::{
     Backend, Dir, Filter, FindOptions, StoreError, StoreResult, Typed, Update, to_doc,
 };
+
+/// The pipeline's lease on a version.
+const LEASE: Encoding = Encoding::at("lease_owner", "lease_until_ms");
 
 #[derive(Clone)]
 pub struct VersionStore {
@@ -77,18 +83,11 @@ impl VersionStore {
     }
 
     /// Claim the oldest version with pipeline work whose lease is free or expired.
-    pub async fn claim(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> StoreResult<Option<DeliveryVersion>> {
-        let filter = Filter::is_in("status", [status::CREATING, status::RETRYING])
-            .and(Filter::lt("lease_until_ms", now_ms));
+    pub async fn claim(&self, owner: &str, ttl: Duration) -> StoreResult<Option<DeliveryVersion>> {
+        let filter =
+            Filter::is_in("status", [status::CREATING, status::RETRYING]).and(LEASE.free());
         let sort = [("created_at".to_string(), Dir::Asc)];
-        let update = Update::new()
-            .set("lease_owner", owner)
-            .set("lease_until_ms", now_ms + lease_ms);
+        let update = LEASE.take(Update::new(), owner, ttl);
         self.versions
             .find_one_and_update(&filter, &sort, &update)
             .await
@@ -97,7 +96,7 @@ impl VersionStore {
     fn fence(v: &DeliveryVersion, owner: &str) -> Filter {
         Filter::id(&v.id)
             .and(Filter::eq("attempt", v.attempt))
-            .and(Filter::eq("lease_owner", owner))
+            .and(LEASE.taken_by(owner))
             .and(Filter::is_in(
                 "status",
                 [status::CREATING, status::RETRYING],
@@ -105,17 +104,9 @@ impl VersionStore {
     }
 
     /// Extend our lease; false when the run is no longer ours (deleted, retried, taken over).
-    pub async fn renew(
-        &self,
-        v: &DeliveryVersion,
-        owner: &str,
-        until_ms: i64,
-    ) -> StoreResult<bool> {
+    pub async fn renew(&self, v: &DeliveryVersion, owner: &str, ttl: Duration) -> StoreResult<bool> {
         self.versions
-            .update_one(
-                &Self::fence(v, owner),
-                &Update::new().set("lease_until_ms", until_ms),
-            )
+            .update_one(&Self::fence(v, owner), &LEASE.renew(Update::new(), ttl))
             .await
     }
 
@@ -141,13 +132,13 @@ impl VersionStore {
         self.versions
             .update_one(
                 &Self::fence(v, owner),
-                &Update::new()
-                    .set("services", services_value(&v.services)?)
-                    .set("status", v.status.clone())
-                    .set("error", v.error.clone())
-                    .set("updated_at", now)
-                    .set("lease_owner", "")
-                    .set("lease_until_ms", 0),
+                &LEASE.clear(
+                    Update::new()
+                        .set("services", services_value(&v.services)?)
+                        .set("status", v.status.clone())
+                        .set("error", v.error.clone())
+                        .set("updated_at", now),
+                ),
             )
             .await
     }
@@ -156,10 +147,7 @@ impl VersionStore {
     /// takes it over at once.
     pub async fn release(&self, v: &DeliveryVersion, owner: &str) -> StoreResult<bool> {
         self.versions
-            .update_one(
-                &Self::fence(v, owner),
-                &Update::new().set("lease_until_ms", 0),
-            )
+            .update_one(&Self::fence(v, owner), &LEASE.hand_over(Update::new()))
             .await
     }
 
@@ -174,13 +162,13 @@ impl VersionStore {
         let filter = Filter::id(id)
             .and(Filter::eq("project_name", project))
             .and(Filter::eq("status", status::FAILED));
-        let update = Update::new()
-            .set("status", status::RETRYING)
-            .set("error", "")
-            .set("updated_at", now)
-            .set("lease_owner", "")
-            .set("lease_until_ms", 0)
-            .inc("attempt", 1);
+        let update = LEASE.clear(
+            Update::new()
+                .set("status", status::RETRYING)
+                .set("error", "")
+                .set("updated_at", now)
+                .inc("attempt", 1),
+        );
         self.versions
             .find_one_and_update(&filter, &[], &update)
             .await

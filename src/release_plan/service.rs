@@ -231,12 +231,10 @@ fn wake(state: &AppState, plan: &ReleasePlan) {
 
 /// Give up a scheduler claim on a plan without changing it.
 pub async fn release(state: &AppState, id: &str) {
-    let mine = Filter::eq("internal.claim_owner", state.instance_id.as_str());
+    let claim = super::store::CLAIM;
+    let mine = claim.taken_by(&state.instance_id);
     // Bumping the version keeps a writer with an older copy from restoring the claim.
-    let update = crate::store::Update::new()
-        .set("internal.claim_owner", "")
-        .set("internal.claim_until_ms", 0)
-        .inc("version", 1);
+    let update = claim.clear(crate::store::Update::new().inc("version", 1));
     if let Err(e) = state.release_plans.update(id, mine, &update).await {
         tracing::warn!(release_plan.id = %id, error = %e, "cannot release the claim on release plan {id}: {e}");
     }

@@ -17,7 +17,11 @@ use tokio::sync::Notify;
 use super::hooks::{HookSetting, SETTING_ID};
 use super::model::{INTERNAL_KEY, ReleasePlan};
 use crate::secrets::SecretBox;
+use crate::store::lease::Encoding;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
+
+/// The scheduler's claim on a plan (see [`crate::scheduler`]).
+pub const CLAIM: Encoding = Encoding::at("internal.claim_owner", "internal.claim_until_ms");
 
 /// One operation record (spec §9).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
