@@ -9,6 +9,7 @@ use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::finished::TaskFinishedPort;
 use crate::release_plan::store::PlanStore;
 use crate::secrets::SecretBox;
 use crate::store::lease::Leases;
@@ -40,6 +41,9 @@ pub struct App {
     pub approval_tickets: TicketStore,
     /// The workflow engine: dispatcher registry, executor, job logs.
     pub engine: Engine,
+    /// Where the engine reports that a release job's task finished (see
+    /// [`crate::engine::finished`]); the release-plan side subscribes in [`AppState::build`].
+    pub task_finished: TaskFinishedPort,
     pub release_plans: PlanStore,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
@@ -86,6 +90,7 @@ impl AppState {
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
             engine: Engine::new(b, &config),
+            task_finished: TaskFinishedPort::default(),
             release_plans: PlanStore::new(b, &secrets),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
@@ -99,6 +104,7 @@ impl AppState {
         app.secrets
             .init(app.backend.as_ref(), &app.config.secret_key_path())
             .await?;
+        crate::release_plan::subscribe(&app.task_finished);
         Ok(Self(Arc::new(app)))
     }
 }

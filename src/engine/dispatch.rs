@@ -346,7 +346,9 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         match state.tasks.save(&mut t).await {
             Ok(true) => {
                 if let Some(r) = &t.release {
-                    crate::release_plan::on_workflow_task_finished(state, r, t.task_id, &t.status)
+                    state
+                        .task_finished
+                        .publish(state, r, t.task_id, &t.status)
                         .await;
                 }
                 return;

@@ -253,13 +253,10 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             if status::is_final(&task.status)
                 && let Some(r) = &task.release
             {
-                crate::release_plan::on_workflow_task_finished(
-                    state,
-                    r,
-                    task.task_id,
-                    &task.status,
-                )
-                .await;
+                state
+                    .task_finished
+                    .publish(state, r, task.task_id, &task.status)
+                    .await;
             }
         }
         Err(e) => tracing::error!(workflow = %task.workflow_name, task_id = task.task_id,
@@ -909,13 +906,10 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
     match state.tasks.tasks.update_one(&filter, &update).await {
         Ok(true) => {
             if let Some(r) = &task.release {
-                crate::release_plan::on_workflow_task_finished(
-                    state,
-                    r,
-                    task_id,
-                    status::CANCELLED,
-                )
-                .await;
+                state
+                    .task_finished
+                    .publish(state, r, task_id, status::CANCELLED)
+                    .await;
             }
         }
         Ok(false) => {}
