@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chart::{ChartSpec, package};
 use super::copier::{CopyError, RegistryAccess, fold_host, parse_image, registry_host};
-use super::model::{ChartPackage, DeliveryVersion, TYPE_HELM, item, status};
+use super::model::{ChartPackage, DeliveryVersion, ItemStatus, TYPE_HELM, VersionStatus};
 use super::registry::{HelmRepo, Registry};
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -165,7 +165,7 @@ async fn execute(
             s.images
                 .iter()
                 .enumerate()
-                .filter(|(_, im)| im.push_image && im.status != item::PASSED)
+                .filter(|(_, im)| im.push_image && im.status != ItemStatus::Passed)
                 .map(move |(ii, _)| (si, ii))
         })
         .collect::<Vec<_>>()
@@ -179,7 +179,7 @@ async fn execute(
                 return Ok(End::Stopped);
             }
             let im = &mut v.services[si].images[ii];
-            im.status = item::RUNNING.to_string();
+            im.status = ItemStatus::Running;
             let (source, target_image) = (im.source_image.clone(), im.target_image.clone());
             if !save(state, v).await? {
                 return Ok(End::Stopped);
@@ -196,14 +196,14 @@ async fn execute(
             Some(Ok(digest)) => {
                 metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
                 tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
-                im.status = item::PASSED.to_string();
+                im.status = ItemStatus::Passed;
                 im.error.clear();
                 im.digest = digest;
             }
             Some(Err(e)) => {
                 metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
                 tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
-                im.status = item::FAILED.to_string();
+                im.status = ItemStatus::Failed;
                 im.error = format!(
                     "failed to copy image {} to {}: {e}",
                     im.source_image, im.target_image
@@ -227,7 +227,7 @@ async fn execute(
                 .ok_or_else(|| format!("chart repository {:?} not found", v.chart_repo_name))
         };
         for si in 0..v.services.len() {
-            if v.services[si].chart_status == item::PASSED {
+            if v.services[si].chart_status == ItemStatus::Passed {
                 continue;
             }
             if token.is_cancelled() {
@@ -248,13 +248,13 @@ async fn execute(
                     metrics::counter!("delivery_charts_total", "result" => "passed").increment(1);
                     tracing::info!(delivery.id = %v.id, "chart {}-{} of {} packaged{}", s.chart_name, s.chart_version, s.service_name,
                         if at.is_empty() { String::new() } else { format!(", pushed to {at}") });
-                    s.chart_status = item::PASSED.to_string();
+                    s.chart_status = ItemStatus::Passed;
                     s.error.clear();
                 }
                 Err(e) => {
                     metrics::counter!("delivery_charts_total", "result" => "failed").increment(1);
                     tracing::warn!(delivery.id = %v.id, "chart of {} failed: {e}", s.service_name);
-                    s.chart_status = item::FAILED.to_string();
+                    s.chart_status = ItemStatus::Failed;
                     s.error = format!(
                         "failed to package or push chart {}-{}: {e}",
                         s.chart_name, s.chart_version
@@ -270,22 +270,22 @@ async fn execute(
     let mut errors = Vec::new();
     for s in &v.services {
         for im in &s.images {
-            if im.push_image && im.status != item::PASSED {
+            if im.push_image && im.status != ItemStatus::Passed {
                 errors.push(format!(
                     "service {} container {}: {}",
                     s.service_name, im.container_name, im.error
                 ));
             }
         }
-        if v.kind == TYPE_HELM && s.chart_status != item::PASSED {
+        if v.kind == TYPE_HELM && s.chart_status != ItemStatus::Passed {
             errors.push(format!("service {}: {}", s.service_name, s.error));
         }
     }
     if errors.is_empty() {
-        v.status = status::SUCCESS.to_string();
+        v.status = VersionStatus::Success;
         v.error.clear();
     } else {
-        v.status = status::FAILED.to_string();
+        v.status = VersionStatus::Failed;
         v.error = multi_error(&errors);
     }
     Ok(End::Done)

@@ -10,7 +10,7 @@ use base64::Engine;
 use super::copier::{explicit_tag, fold_host, parse_image, registry_host};
 use super::model::{
     ChartPackage, DeliveryVersion, ImagePath, NewImage, NewService, NewVersion, SOURCES, TYPE_HELM,
-    TYPE_K8S, VersionImage, VersionService, item, status,
+    TYPE_K8S, VersionImage, VersionService, ItemStatus, VersionStatus,
 };
 use super::registry::Registry;
 use super::yaml;
@@ -191,7 +191,7 @@ pub async fn create(
             String::new()
         },
         services: prepared.services,
-        status: status::CREATING.to_string(),
+        status: VersionStatus::Creating,
         error: String::new(),
         created_by: caller.name.clone(),
         created_by_id: caller.uid.clone(),
@@ -406,7 +406,7 @@ fn prepare_image(
                     )
                 })?;
             // Copy what the original delivered: its target once copied, else its source.
-            let (src, tag) = if oi.push_image && oi.status == item::PASSED {
+            let (src, tag) = if oi.push_image && oi.status == ItemStatus::Passed {
                 (oi.target_image.clone(), oi.target_image_tag.clone())
             } else {
                 (oi.source_image.clone(), oi.source_image_tag.clone())
@@ -463,7 +463,7 @@ fn prepare_image(
         target_image_tag,
         image_path,
         push_image: im.push_image,
-        status: item::NONE.to_string(),
+        status: ItemStatus::NotRun,
         error: String::new(),
         digest: String::new(),
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::model::{ChartPackage, DeliveryVersion, VersionService, status};
+use super::model::{ChartPackage, DeliveryVersion, VersionService, VersionStatus};
 use crate::store::lease::Encoding;
 use crate::store::{
     Backend, Dir, Filter, FindOptions, StoreError, StoreResult, Typed, Update, to_doc,
@@ -85,7 +85,7 @@ impl VersionStore {
     /// Claim the oldest version with pipeline work whose lease is free or expired.
     pub async fn claim(&self, owner: &str, ttl: Duration) -> StoreResult<Option<DeliveryVersion>> {
         let filter =
-            Filter::is_in("status", [status::CREATING, status::RETRYING]).and(LEASE.free());
+            Filter::is_in("status", VersionStatus::PENDING.map(VersionStatus::as_str)).and(LEASE.free());
         let sort = [("created_at".to_string(), Dir::Asc)];
         let update = LEASE.take(Update::new(), owner, ttl);
         self.versions
@@ -99,7 +99,7 @@ impl VersionStore {
             .and(LEASE.taken_by(owner))
             .and(Filter::is_in(
                 "status",
-                [status::CREATING, status::RETRYING],
+                VersionStatus::PENDING.map(VersionStatus::as_str),
             ))
     }
 
@@ -135,7 +135,7 @@ impl VersionStore {
                 &LEASE.clear(
                     Update::new()
                         .set("services", services_value(&v.services)?)
-                        .set("status", v.status.clone())
+                        .set("status", v.status.as_str())
                         .set("error", v.error.clone())
                         .set("updated_at", now),
                 ),
@@ -161,10 +161,10 @@ impl VersionStore {
     ) -> StoreResult<Option<DeliveryVersion>> {
         let filter = Filter::id(id)
             .and(Filter::eq("project_name", project))
-            .and(Filter::eq("status", status::FAILED));
+            .and(Filter::eq("status", VersionStatus::Failed.as_str()));
         let update = LEASE.clear(
             Update::new()
-                .set("status", status::RETRYING)
+                .set("status", VersionStatus::Retrying.as_str())
                 .set("error", "")
                 .set("updated_at", now)
                 .inc("attempt", 1),

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::render::page;
 use super::session::Viewer;
 use super::{UiResult, done, posted};
-use crate::delivery::model::DeliveryVersion;
+use crate::delivery::model::{DeliveryVersion, ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::state::AppState;
 use crate::store::{Dir, FindOptions, Typed};
@@ -37,7 +37,7 @@ pub async fn list(
                 "status": v.status, "created_by": v.created_by, "created_at": v.created_at,
                 "services": v.services.len(),
                 "images": images.clone().count(),
-                "failed_images": images.filter(|i| i.status == "failed").count(),
+                "failed_images": images.filter(|i| i.status == ItemStatus::Failed).count(),
             })
         })
         .collect();
@@ -71,7 +71,7 @@ pub async fn detail(
                 "chart_repo_name": v.chart_repo_name, "services": v.services,
             },
             // The service allows a retry of any failed version, to anyone signed in.
-            "can_retry": v.status == "failed",
+            "can_retry": v.status == VersionStatus::Failed,
         }),
     ))
 }
