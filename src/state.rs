@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::finished::TaskFinishedPort;
+use crate::release_plan::details::DetailCache;
 use crate::release_plan::store::PlanStore;
 use crate::secrets::SecretBox;
 use crate::store::lease::Leases;
@@ -45,6 +46,10 @@ pub struct App {
     /// [`crate::engine::finished`]); the release-plan side subscribes in [`AppState::build`].
     pub task_finished: TaskFinishedPort,
     pub release_plans: PlanStore,
+    /// Rendered release-plan details (on for the embedded store only).
+    pub plan_details: Arc<DetailCache>,
+    /// Wake-ups of this process' release-plan scheduler loops.
+    pub scheduler_wake: crate::scheduler::Wakers,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
@@ -79,6 +84,7 @@ impl AppState {
         // Stores register their sealed fields as they are built; `init` below loads the key and
         // migrates those collections before anything reads them.
         let secrets = Arc::new(SecretBox::new());
+        let plan_details = Arc::new(DetailCache::new(backend.kind() == "embedded"));
         let app = App {
             instance_id: format!("{}-{}", hostname_or_local(), uuid::Uuid::new_v4().simple()),
             sequences: Sequences::new(b),
@@ -91,7 +97,9 @@ impl AppState {
             approval_tickets: TicketStore::new(b),
             engine: Engine::new(b, &config),
             task_finished: TaskFinishedPort::default(),
-            release_plans: PlanStore::new(b, &secrets),
+            release_plans: PlanStore::new(b, &secrets).with_details(plan_details.clone()),
+            plan_details,
+            scheduler_wake: crate::scheduler::Wakers::default(),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config, &secrets)?),

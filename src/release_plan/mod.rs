@@ -5,8 +5,10 @@
 //! - [`input`]: request bodies and their validation; [`service`]: load → machine →
 //!   conditional save → effects; [`hooks`]: outgoing hook body and delivery; [`egress`]:
 //!   where hooks may connect;
-//! - [`store`]: collections. The background loops live in [`crate::scheduler`].
+//! - [`store`]: collections; [`details`]: the rendered-detail cache. The background loops
+//!   (and their wake-ups) live in [`crate::scheduler`].
 
+pub mod details;
 pub mod egress;
 pub mod hooks;
 pub mod input;

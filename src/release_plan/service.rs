@@ -215,7 +215,7 @@ fn queue_hooks(plan: &mut ReleasePlan, effects: &[Effect], now_ms: i64) {
 
 /// Tell this process' loops about work the saved plan makes due.
 fn wake(state: &AppState, plan: &ReleasePlan) {
-    let w = &state.release_plans.wake;
+    let w = &state.scheduler_wake;
     if plan.internal.hook_due_ms > 0 {
         w.hooks.notify_one();
     }
@@ -329,8 +329,8 @@ pub async fn list(state: &AppState, page: u64, size: u64) -> ApiResult<(Vec<List
 pub async fn detail(state: &AppState, id: &str) -> ApiResult<Bytes> {
     check_id(id)?;
     state
-        .release_plans
-        .detail(id)
+        .plan_details
+        .detail(&state.release_plans, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("release plan {id} not found")))
 }

@@ -47,7 +47,7 @@ pub async fn run(state: AppState) {
         })
         .await;
         let next = super::earliest(&state, pending(), "internal.hook_due_ms").await;
-        if !super::wait(&state, next, &state.release_plans.wake.hooks).await {
+        if !super::wait(&state, next, &state.scheduler_wake.hooks).await {
             return;
         }
     }

@@ -29,6 +29,15 @@ use crate::state::AppState;
 use crate::store::{Filter, StoreResult, Update};
 use crate::worker::Pool;
 
+/// Wake-ups for the loops, so that work made due by this process starts at once (other
+/// replicas find it by polling). Owned by the state (`state.scheduler_wake`).
+#[derive(Default)]
+pub struct Wakers {
+    pub schedule: Notify,
+    pub timeouts: Notify,
+    pub hooks: Notify,
+}
+
 /// Start the release-plan loops.
 pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
     vec![
