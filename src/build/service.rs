@@ -7,7 +7,6 @@
 //! that starts using a template checks after its own write that the template is still there
 //! and not marked, undoing that write otherwise.
 
-use axum::http::StatusCode;
 
 use super::input::{BuildRequest, TemplateBuildRequest, TemplateRequest};
 use super::model::{Build, BuildDef, BuildTemplate, KeyVal, MASK, Repository, Target, merge_vars};
@@ -16,7 +15,7 @@ use super::rules::{
 };
 use super::view::{self, BuildDetail, BuildList, TemplateList, TemplateView};
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult, ErrorKind, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::retry::Attempts;
@@ -28,7 +27,7 @@ const DELETE_MARK_MS: i64 = 60_000;
 /// An unknown build, with the Zadig code of the route (6521 update, 6523 get).
 fn build_not_found(code: (i64, &str), name: &str, project: &str) -> ApiError {
     ApiError::code(
-        StatusCode::NOT_FOUND,
+        ErrorKind::NotFound,
         code,
         format!(
             "failed to find build module, buildName: {name}, projectName: {project}: no such build"
@@ -63,7 +62,7 @@ async fn insert_new(state: &AppState, b: &Build) -> ApiResult<()> {
                 .await?
                 .map_or_else(|| b.project_key.clone(), |o| o.project_key);
             Err(ApiError::code(
-                StatusCode::CONFLICT,
+                ErrorKind::Conflict,
                 codes::CREATE_BUILD,
                 format!(
                     "{owner}项目中有相同的构建名称存在,请检查! (a build named {:?} already exists in project {owner:?}; `name` must be unique across projects)",
@@ -399,7 +398,7 @@ pub async fn resolve(
         .await?
         .ok_or_else(|| {
             ApiError::code(
-                StatusCode::NOT_FOUND,
+                ErrorKind::NotFound,
                 codes::GET_BUILD,
                 format!(
                     "the build template of build {name} (id {}) no longer exists",
@@ -461,7 +460,7 @@ pub async fn delete(
     };
     let b = found.ok_or_else(|| {
         ApiError::code(
-            StatusCode::NOT_FOUND,
+            ErrorKind::NotFound,
             codes::DELETE_BUILD,
             format!(
                 "build {name} not found in project {}",

@@ -4,7 +4,6 @@
 //! YAML) and answers with the version stored as `creating`; the [`super::pipeline`] does the
 //! copying and pushing. Errors are honest 4xx naming the field (DESIGN.md §1.2, §5).
 
-use axum::http::StatusCode;
 use base64::Engine;
 
 use super::copier::{explicit_tag, fold_host, parse_image, registry_host};
@@ -15,7 +14,7 @@ use super::model::{
 use super::registry::Registry;
 use super::yaml;
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult, ErrorKind, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::validate;
@@ -211,7 +210,7 @@ pub async fn create(
         Ok(()) => {}
         Err(StoreError::Duplicate(_)) => {
             return Err(ApiError::code(
-                StatusCode::CONFLICT,
+                ErrorKind::Conflict,
                 codes::CREATE_DELIVERY,
                 format!(
                     "version {:?} already exists in project {:?}",

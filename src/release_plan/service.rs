@@ -6,7 +6,6 @@
 //! [`apply`], so racing writers never lose each other's changes.
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use rand::RngCore;
 use serde::Serialize;
 use serde_json::Value;
@@ -20,7 +19,7 @@ use super::machine::{self, Actor, CallbackResult, Ctx, Effect, Event, RejectKind
 use super::model::{HookEvent, HookSnapshot, JobKind, PendingHook, ReleasePlan, Status};
 use super::store::LogRecord;
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
 use crate::store::retry::{self, Attempts};
 use crate::store::{Dir, Filter, FindOptions, StoreError};
@@ -283,7 +282,7 @@ async fn apply_recorded(state: &AppState, id: &str, event: &Event) -> ApiResult<
 async fn cancel_tasks(state: &AppState, applied: &Applied, caller: &Identity) {
     for (workflow_key, task_id) in applied.cancels() {
         if let Err(err) = crate::workflow::tasks::cancel(state, caller, workflow_key, task_id).await
-            && err.status.is_server_error()
+            && err.kind.is_server_fault()
         {
             tracing::warn!(release_plan.id = %applied.plan.id, "cannot cancel workflow {workflow_key} task {task_id}: {}", err.description);
         }
@@ -360,7 +359,7 @@ pub async fn create(
     let index = state.sequences.next("release_plan").await.map_err(|e| {
         tracing::error!(error = %e, "release plan index counter failed: {e}");
         ApiError::code(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Internal,
             crate::error::codes::GET_COUNTER,
             "cannot allocate the release plan index",
         )
@@ -758,7 +757,7 @@ pub async fn task_finished(
     match apply_recorded(state, &release.plan_id, &event).await {
         Ok(_) => Ok(()),
         // The plan was deleted meanwhile: nothing to follow.
-        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -98,7 +98,7 @@ pub enum UiError {
 
 impl From<ApiError> for UiError {
     fn from(e: ApiError) -> Self {
-        UiError::Status(e.status, e.description)
+        UiError::Status(e.status(), e.description)
     }
 }
 
