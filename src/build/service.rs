@@ -131,6 +131,32 @@ fn check_build(req: &BuildRequest, query_project: Option<&str>) -> ApiResult<Che
     })
 }
 
+/// A new, empty build `name` of `project` by `caller`: numbered, stamped now, version 1.
+async fn new_build(
+    state: &AppState,
+    caller: &Identity,
+    name: &str,
+    project: String,
+) -> ApiResult<Build> {
+    let now = state.clock.now();
+    Ok(Build {
+        id: validate::new_object_id(now),
+        name: name.trim().to_string(),
+        project_key: project,
+        source: "zadig".into(),
+        template_id: String::new(),
+        targets: Vec::new(),
+        repos: Vec::new(),
+        def: BuildDef::default(),
+        seq: state.sequences.next("builds").await?,
+        created_at: now,
+        update_time: now,
+        update_by: caller.name.clone(),
+        created_by_id: caller.uid.clone(),
+        version: 1,
+    })
+}
+
 /// `POST /openapi/build` (spec/build.md §4).
 pub async fn create(
     state: &AppState,
@@ -145,22 +171,11 @@ pub async fn create(
         targets,
         repos,
     } = check_build(req, query_project)?;
-    let now = state.clock.now();
     let build = Build {
-        id: validate::new_object_id(now),
-        name: req.name.trim().to_string(),
-        project_key: project,
-        source: "zadig".into(),
-        template_id: String::new(),
         targets,
         repos,
         def,
-        seq: state.sequences.next("builds").await?,
-        created_at: now,
-        update_time: now,
-        update_by: by.to_string(),
-        created_by_id: caller.uid.clone(),
-        version: 1,
+        ..new_build(state, caller, &req.name, project).await?
     };
     insert_new(state, &build).await?;
     tracing::info!(build.name = %build.name, project = %build.project_key, "build {} created by {by}", build.name);
@@ -254,22 +269,10 @@ pub async fn create_from_template(
     let by = caller.name.as_str();
     validate::name("name", &req.name)?;
     let (project, template, targets) = check_template_build(state, req, query_project).await?;
-    let now = state.clock.now();
     let build = Build {
-        id: validate::new_object_id(now),
-        name: req.name.trim().to_string(),
-        project_key: project,
-        source: "zadig".into(),
         template_id: template.id.clone(),
         targets,
-        repos: Vec::new(),
-        def: BuildDef::default(),
-        seq: state.sequences.next("builds").await?,
-        created_at: now,
-        update_time: now,
-        update_by: by.to_string(),
-        created_by_id: caller.uid.clone(),
-        version: 1,
+        ..new_build(state, caller, &req.name, project).await?
     };
     insert_new(state, &build).await?;
     if !template_alive(state, &template.id).await? {

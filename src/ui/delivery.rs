@@ -1,14 +1,12 @@
 //! Delivery-version pages: the list and a version's detail with each image's copy status and
 //! error, and retry through [`crate::delivery::service`] as the API does.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use serde_json::json;
 
 use super::render::page;
 use super::session::Viewer;
-use super::{UiResult, done, posted};
+use super::{UiResult, Posted, done};
 use crate::delivery::model::{DeliveryVersion, ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::state::AppState;
@@ -79,12 +77,9 @@ pub async fn detail(
 /// `POST /ui/delivery/{id}/retry`
 pub async fn retry(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { viewer, .. }: Posted,
 ) -> UiResult {
-    posted(&viewer, &headers, &body)?;
     let v = service::by_id(&state, &id, None).await?;
     service::retry(&state, &viewer.identity, &v.project_name, &id).await?;
     Ok(done(&format!("/ui/delivery/{id}")))
