@@ -108,7 +108,12 @@ impl Pool {
 
     /// Sleep until a wake-up, `pause`, or the end of a run: true, there may be work; false on
     /// shutdown.
-    pub async fn wait(&mut self, shutdown: &CancellationToken, wake: &Notify, pause: Duration) -> bool {
+    pub async fn wait(
+        &mut self,
+        shutdown: &CancellationToken,
+        wake: &Notify,
+        pause: Duration,
+    ) -> bool {
         tokio::select! {
             () = shutdown.cancelled() => false,
             () = wake.notified() => true,

@@ -7,7 +7,6 @@
 //! that starts using a template checks after its own write that the template is still there
 //! and not marked, undoing that write otherwise.
 
-
 use super::input::{BuildRequest, TemplateBuildRequest, TemplateRequest};
 use super::model::{Build, BuildDef, BuildTemplate, KeyVal, MASK, Repository, Target, merge_vars};
 use super::rules::{
@@ -164,21 +163,15 @@ pub async fn create(
     req: &BuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
-    let by = caller.name.as_str();
-    let Checked {
-        project,
-        def,
-        targets,
-        repos,
-    } = check_build(req, query_project)?;
+    let c = check_build(req, query_project)?;
     let build = Build {
-        targets,
-        repos,
-        def,
-        ..new_build(state, caller, &req.name, project).await?
+        targets: c.targets,
+        repos: c.repos,
+        def: c.def,
+        ..new_build(state, caller, &req.name, c.project).await?
     };
     insert_new(state, &build).await?;
-    tracing::info!(build.name = %build.name, project = %build.project_key, "build {} created by {by}", build.name);
+    tracing::info!(build.name = %build.name, project = %build.project_key, "build {} created by {}", build.name, caller.name);
     Ok(())
 }
 

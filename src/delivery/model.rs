@@ -37,12 +37,6 @@ impl VersionStatus {
     pub const PENDING: [Self; 2] = [Self::Creating, Self::Retrying];
 }
 
-impl std::fmt::Display for VersionStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The status of one image copy or one chart push (Zadig's job statuses; `""` = not run).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,12 +57,6 @@ impl ItemStatus {
             Self::Passed => "passed",
             Self::Failed => "failed",
         }
-    }
-}
-
-impl std::fmt::Display for ItemStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -68,7 +68,7 @@ async fn run_version(state: AppState, mut v: DeliveryVersion) {
     let owner = state.instance_id.clone();
     let token = state.shutdown.child_token();
     d.running_map().insert(v.id.clone(), token.clone());
-    tracing::info!(delivery.id = %v.id, attempt = v.attempt, "delivery version {} ({}) pipeline started", v.version, v.status);
+    tracing::info!(delivery.id = %v.id, attempt = v.attempt, "delivery version {} ({}) pipeline started", v.version, v.status.as_str());
 
     // Keep the lease while we work; losing it (delete, retry, takeover) stops the run.
     let held = v.clone();
@@ -109,8 +109,8 @@ async fn complete(
             let now = state.clock.now();
             match d.versions.finish(v, owner, now).await {
                 Ok(true) => {
-                    tracing::info!(delivery.id = %v.id, status = %v.status,
-                        "delivery version {} finished: {}", v.version, v.status);
+                    tracing::info!(delivery.id = %v.id, status = v.status.as_str(),
+                        "delivery version {} finished: {}", v.version, v.status.as_str());
                     true
                 }
                 Ok(false) => false,

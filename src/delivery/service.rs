@@ -8,8 +8,8 @@ use base64::Engine;
 
 use super::copier::{explicit_tag, fold_host, parse_image, registry_host};
 use super::model::{
-    ChartPackage, DeliveryVersion, ImagePath, NewImage, NewService, NewVersion, SOURCES, TYPE_HELM,
-    TYPE_K8S, VersionImage, VersionService, ItemStatus, VersionStatus,
+    ChartPackage, DeliveryVersion, ImagePath, ItemStatus, NewImage, NewService, NewVersion,
+    SOURCES, TYPE_HELM, TYPE_K8S, VersionImage, VersionService, VersionStatus,
 };
 use super::registry::Registry;
 use super::yaml;
@@ -600,7 +600,8 @@ pub async fn retry(state: &AppState, caller: &Identity, project: &str, id: &str)
     match state.delivery.versions.get(id).await? {
         Some(v) if v.project_name == project => Err(ApiError::conflict(format!(
             "delivery version {:?} is {}; only a failed version can be retried",
-            v.version, v.status
+            v.version,
+            v.status.as_str()
         ))),
         _ => Err(not_found(format!("{id} of project {project:?}"))),
     }

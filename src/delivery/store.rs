@@ -66,8 +66,7 @@ impl VersionStore {
         let opts = FindOptions::sort("created_at", Dir::Desc)
             .then("id", Dir::Desc)
             .page(page, size);
-        let list = self.versions.find(&filter, &opts).await?;
-        Ok((list, self.versions.count(&filter).await?))
+        self.versions.page(&filter, &opts).await
     }
 
     /// Delete a project's version and its chart packages; false when there was none.
@@ -84,8 +83,8 @@ impl VersionStore {
 
     /// Claim the oldest version with pipeline work whose lease is free or expired.
     pub async fn claim(&self, owner: &str, ttl: Duration) -> StoreResult<Option<DeliveryVersion>> {
-        let filter =
-            Filter::is_in("status", VersionStatus::PENDING.map(VersionStatus::as_str)).and(LEASE.free());
+        let filter = Filter::is_in("status", VersionStatus::PENDING.map(VersionStatus::as_str))
+            .and(LEASE.free());
         let sort = [("created_at".to_string(), Dir::Asc)];
         let update = LEASE.take(Update::new(), owner, ttl);
         self.versions
@@ -104,7 +103,12 @@ impl VersionStore {
     }
 
     /// Extend our lease; false when the run is no longer ours (deleted, retried, taken over).
-    pub async fn renew(&self, v: &DeliveryVersion, owner: &str, ttl: Duration) -> StoreResult<bool> {
+    pub async fn renew(
+        &self,
+        v: &DeliveryVersion,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
         self.versions
             .update_one(&Self::fence(v, owner), &LEASE.renew(Update::new(), ttl))
             .await

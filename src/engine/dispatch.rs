@@ -85,7 +85,10 @@ async fn dispatch_loop(state: AppState) {
         } else {
             sweep
         };
-        if !runners.wait(&state.shutdown, &state.engine.wake, pause).await {
+        if !runners
+            .wait(&state.shutdown, &state.engine.wake, pause)
+            .await
+        {
             break;
         }
         again = match dispatch_round(&state, &mut runners).await {
@@ -107,10 +110,7 @@ async fn dispatch_loop(state: AppState) {
 
 /// One round: claim as many eligible waiting tasks as there are free slots. `Ok(true)` asks
 /// for another round soon (another replica held the dispatch lease).
-async fn dispatch_round(
-    state: &AppState,
-    runners: &mut Pool,
-) -> crate::store::StoreResult<bool> {
+async fn dispatch_round(state: &AppState, runners: &mut Pool) -> crate::store::StoreResult<bool> {
     let cap = state.config.engine_task_cap();
     let mut free = cap.saturating_sub(state.engine.running_count());
     if free == 0 {

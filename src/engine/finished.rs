@@ -16,7 +16,13 @@ use crate::workflow::ReleaseRef;
 /// Someone who wants to know when a release job's task finished.
 #[async_trait]
 pub trait TaskFinishedListener: Send + Sync {
-    async fn task_finished(&self, state: &AppState, release: &ReleaseRef, task_id: i64, status: &str);
+    async fn task_finished(
+        &self,
+        state: &AppState,
+        release: &ReleaseRef,
+        task_id: i64,
+        status: &str,
+    );
 }
 
 /// The subscribers (`state.task_finished`).
@@ -34,7 +40,13 @@ impl TaskFinishedPort {
     }
 
     /// Tell every subscriber that task `task_id` of `release` ended with `status`.
-    pub async fn publish(&self, state: &AppState, release: &ReleaseRef, task_id: i64, status: &str) {
+    pub async fn publish(
+        &self,
+        state: &AppState,
+        release: &ReleaseRef,
+        task_id: i64,
+        status: &str,
+    ) {
         let listeners = self
             .listeners
             .read()

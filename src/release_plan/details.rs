@@ -46,9 +46,8 @@ impl DetailCache {
             return Ok(None);
         };
         doc.remove(INTERNAL_KEY);
-        let bytes = Bytes::from(
-            serde_json::to_vec(&doc).map_err(|e| StoreError::Backend(e.to_string()))?,
-        );
+        let bytes =
+            Bytes::from(serde_json::to_vec(&doc).map_err(|e| StoreError::Backend(e.to_string()))?);
         self.put(id, epoch, bytes.clone());
         Ok(Some(bytes))
     }

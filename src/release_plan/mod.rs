@@ -33,7 +33,13 @@ struct TaskListener;
 
 #[async_trait::async_trait]
 impl TaskFinishedListener for TaskListener {
-    async fn task_finished(&self, state: &AppState, release: &ReleaseRef, task_id: i64, status: &str) {
+    async fn task_finished(
+        &self,
+        state: &AppState,
+        release: &ReleaseRef,
+        task_id: i64,
+        status: &str,
+    ) {
         on_workflow_task_finished(state, release, task_id, status).await;
     }
 }

@@ -110,13 +110,7 @@ impl PlanStore {
 
     /// Write `plan` if its stored version is still `expected`.
     pub async fn save(&self, plan: &ReleasePlan, expected: i64) -> StoreResult<bool> {
-        let ok = self
-            .plans
-            .replace(
-                &Filter::id(&plan.id).and(Filter::eq("version", expected)),
-                plan,
-            )
-            .await;
+        let ok = self.plans.replace_version(&plan.id, expected, plan).await;
         self.written(&plan.id);
         ok
     }

@@ -109,7 +109,10 @@ impl Leases {
 
     /// Whether someone holds `name` now.
     pub async fn is_held(&self, name: &str) -> StoreResult<bool> {
-        let held = self.coll.find_one(&Filter::id(name).and(NAMED.held())).await?;
+        let held = self
+            .coll
+            .find_one(&Filter::id(name).and(NAMED.held()))
+            .await?;
         Ok(held.is_some())
     }
 

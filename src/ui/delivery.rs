@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::render::page;
 use super::session::Viewer;
-use super::{UiResult, Posted, done};
+use super::{Posted, UiResult, done};
 use crate::delivery::model::{DeliveryVersion, ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::state::AppState;

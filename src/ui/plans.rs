@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::render::{page, urlencode};
 use super::session::Viewer;
-use super::{UiError, UiResult, Posted, done};
+use super::{Posted, UiError, UiResult, done};
 use crate::auth::Identity;
 use crate::release_plan::input::{ApproveInput, JobActionInput};
 use crate::release_plan::machine::status_api_allows;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::render::{page, render, urlencode};
 use super::session::Viewer;
-use super::{UiError, UiResult, Posted, done};
+use super::{Posted, UiError, UiResult, done};
 use crate::auth::Identity;
 use crate::engine::logs::{Follow, LogKey, full_piece};
 use crate::error::codes;
