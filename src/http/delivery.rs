@@ -22,7 +22,7 @@ use crate::delivery::service;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{decode_json, decode_query};
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -215,12 +215,7 @@ async fn list_versions(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<VersionList>> {
-    let p = Paging::parse(
-        &limits::DELIVERY_VERSIONS_PAGE,
-        "pageNum",
-        q.page_num,
-        q.page_size,
-    )?;
+    let p = limits::DELIVERY_VERSIONS_PAGE.page(q.page_num, q.page_size)?;
     let (list, total) = service::list(&state, &q.project_key, p.num, p.size).await?;
     Ok(Json(VersionList {
         list: list.into_iter().map(Into::into).collect(),

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::release_plan::input::{
     ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
@@ -137,12 +137,7 @@ async fn list_plans(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PlanList>> {
-    let p = Paging::parse(
-        &limits::RELEASE_PLANS_PAGE,
-        "pageNum",
-        q.page_num,
-        q.page_size,
-    )?;
+    let p = limits::RELEASE_PLANS_PAGE.page(q.page_num, q.page_size)?;
     let (list, total) = service::list(&state, p.num, p.size).await?;
     Ok(Json(PlanList { list, total }))
 }
