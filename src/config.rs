@@ -121,7 +121,7 @@ pub struct Config {
     /// Directories every job may write besides its own (shared caches).
     pub engine_sandbox_writable: Vec<PathBuf>,
     /// Integrations enabled for job types that need more than a local process (comma
-    /// separated; see `engine::work::INTEGRATIONS`). None has a driver in this version.
+    /// separated; see [`INTEGRATIONS`]). None has a driver in this version.
     pub engine_integrations: String,
     pub release_plan_hook_timeout_secs: u64,
     pub release_plan_hook_retry_secs: Vec<u64>,
@@ -282,7 +282,7 @@ impl Config {
                 self.engine_job_user
             ),
         }
-        crate::engine::work::check_integrations(&self.engine_integrations)
+        check_integrations(&self.engine_integrations)
             .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
         for (key, v) in [
             (
@@ -339,4 +339,75 @@ impl Config {
 fn parse_ids(s: &str) -> Option<(u32, u32)> {
     let (u, g) = s.trim().split_once(':')?;
     Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// The integrations job types may need, with what they are. None has a driver in this
+/// version; `engine_integrations` lists the enabled ones once drivers exist.
+pub const INTEGRATIONS: &[(&str, &str)] = &[
+    (
+        "kubernetes",
+        "a Kubernetes cluster (deployments, Helm releases, workloads)",
+    ),
+    ("vm-agent", "agents on virtual machines / hosts"),
+    (
+        "container-runtime",
+        "a container runtime to run plugin images",
+    ),
+    ("database", "database instances"),
+    ("nacos", "a Nacos server"),
+    ("apollo", "an Apollo configuration server"),
+    ("tapd", "a TAPD project-management account"),
+    ("jira", "a Jira server"),
+    ("pingcode", "a PingCode account"),
+    ("meego", "a Meego (Feishu project) account"),
+    ("jenkins", "a Jenkins server"),
+    ("grafana", "a Grafana server"),
+    ("guanceyun", "a Guance Cloud account"),
+    ("blueking", "a BlueKing server"),
+    ("apisix", "an APISIX gateway"),
+    ("sae", "Alibaba Cloud SAE"),
+    ("im", "an instant-messaging app (Lark, DingTalk, WeCom)"),
+    ("ai", "an AI service"),
+    ("image-registry", "image registries to copy images between"),
+    ("testing", "test definitions (the testing module API)"),
+    ("scanning", "code-scanning definitions and a scanner"),
+    ("object-storage", "object storage for archives"),
+    ("perforce", "a Perforce server"),
+    ("windows", "a Windows executor (batch_file scripts)"),
+    ("workflow-trigger", "triggering other workflows from a job"),
+];
+
+/// Check `engine_integrations`: every name must be known, and (in this version) none has a
+/// driver yet, so any name is refused rather than silently accepted.
+pub fn check_integrations(list: &str) -> Result<(), String> {
+    // No driver exists yet, so the first name listed is refused (unknown names say so).
+    if let Some(name) = list.split(',').map(str::trim).find(|s| !s.is_empty()) {
+        if !INTEGRATIONS.iter().any(|(n, _)| *n == name) {
+            let known: Vec<&str> = INTEGRATIONS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "unknown integration {name:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+        return Err(format!(
+            "integration {name:?} has no driver in this version of zadig-server"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_integrations;
+
+    #[test]
+    fn integrations_are_known_but_not_driven() {
+        assert!(check_integrations("").is_ok());
+        assert!(
+            check_integrations("kubernetes")
+                .unwrap_err()
+                .contains("no driver")
+        );
+        assert!(check_integrations("nope").unwrap_err().contains("unknown"));
+    }
 }

@@ -1,12 +1,13 @@
-//! The one error type of the API and its mapping to Zadig's error JSON.
+//! The one error type of the domain and Zadig's error vocabulary.
 //!
-//! Every failure a client can see leaves through [`ApiError`], rendered as
-//! `{"code","description","extra","message","type":"error"}` (DESIGN.md §1.2). Unlike Zadig,
-//! the HTTP status is the honest one (400/401/403/404/409/413/500/503); Zadig's numeric codes
-//! (6161, 6520, …) are kept in `code` where the spec names one.
+//! Every failure a client can see is an [`ApiError`]: an [`ErrorKind`] (what kind of failure,
+//! in the domain's terms, like the release-plan machine's `RejectKind`), Zadig's numeric code
+//! (6161, 6520, … where the spec names one for the operation, else the kind's) with its fixed
+//! summary, and a description naming the field or resource concerned. Domain modules know
+//! nothing of HTTP: the edge ([`crate::http::error`]) maps the kind to the honest HTTP status
+//! (400/401/403/404/409/413/500/503, unlike Zadig) once, and renders the body
+//! `{"code","description","extra","message","type":"error"}` (DESIGN.md §1.2).
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -29,11 +30,70 @@ pub struct ErrorBody {
     pub kind: String,
 }
 
+/// What kind of failure an error is. The HTTP edge gives each kind its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or names something invalid (the description says which field).
+    BadRequest,
+    /// No valid credentials.
+    Unauthorized,
+    /// The caller may not do this.
+    Forbidden,
+    NotFound,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
+    /// The resource is not in a state that allows this, or a name is taken.
+    Conflict,
+    /// A request body or document beyond the limits.
+    PayloadTooLarge,
+    /// A server fault (the details are in the log, never in the answer).
+    Internal,
+    /// The server cannot take the request now (overload, shutting down).
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// Zadig's `code` for an error of this kind without a business code.
+    pub const fn code(self) -> i64 {
+        match self {
+            Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Conflict => 409,
+            Self::PayloadTooLarge => 413,
+            Self::Internal => 500,
+            Self::Unavailable => 503,
+        }
+    }
+
+    /// Whether the server is at fault (not the request).
+    pub const fn is_server_fault(self) -> bool {
+        matches!(self, Self::Internal | Self::Unavailable)
+    }
+
+    /// Zadig's fixed `message` for an error of this kind without a business code.
+    pub const fn summary(self) -> &'static str {
+        match self {
+            Self::BadRequest => "Bad Request",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::NotFound => "Not Found",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::Conflict => "Conflict",
+            Self::PayloadTooLarge => "Payload Too Large",
+            Self::Internal => "Internal Error",
+            Self::Unavailable => "Service Unavailable",
+        }
+    }
+}
+
 /// An error answered to the client.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{status} {code} {message}: {description}")]
+#[error("{kind:?} {code} {message}: {description}")]
 pub struct ApiError {
-    pub status: StatusCode,
+    pub kind: ErrorKind,
     pub code: i64,
     pub message: String,
     pub description: String,
@@ -43,29 +103,26 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    /// An error whose `code` is the HTTP status and whose message is the status' reason.
-    pub fn new(status: StatusCode, description: impl Into<String>) -> Self {
-        let message = match status {
-            StatusCode::INTERNAL_SERVER_ERROR => "Internal Error",
-            s => s.canonical_reason().unwrap_or("Error"),
-        };
+    /// An error whose `code` and `message` are the kind's.
+    pub fn new(kind: impl Into<ErrorKind>, description: impl Into<String>) -> Self {
+        let kind = kind.into();
         Self {
-            status,
-            code: i64::from(status.as_u16()),
-            message: message.to_string(),
+            kind,
+            code: kind.code(),
+            message: kind.summary().to_string(),
             description: description.into(),
         }
     }
 
-    /// A Zadig coded error (e.g. 6161) sent with an honest HTTP status.
+    /// A Zadig coded error (e.g. 6161).
     pub fn coded(
-        status: StatusCode,
+        kind: impl Into<ErrorKind>,
         code: i64,
         message: impl Into<String>,
         description: impl Into<String>,
     ) -> Self {
         Self {
-            status,
+            kind: kind.into(),
             code,
             message: message.into(),
             description: description.into(),
@@ -73,35 +130,35 @@ impl ApiError {
     }
 
     pub fn bad_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, description)
+        Self::new(ErrorKind::BadRequest, description)
     }
 
     pub fn unauthorized(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, description)
+        Self::new(ErrorKind::Unauthorized, description)
     }
 
     pub fn forbidden(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, description)
+        Self::new(ErrorKind::Forbidden, description)
     }
 
     pub fn not_found(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, description)
+        Self::new(ErrorKind::NotFound, description)
     }
 
     pub fn conflict(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, description)
+        Self::new(ErrorKind::Conflict, description)
     }
 
     /// A server fault. The detail is logged here, once; the client gets a generic text.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error: {err}");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Internal,
             "internal server error; the server log has the details",
         )
     }
 
-    /// Keep the status and code but replace the description.
+    /// Keep the kind and code but replace the description.
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.description = description.into();
         self
@@ -115,12 +172,6 @@ impl ApiError {
             message: self.message.clone(),
             kind: "error".to_string(),
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
     }
 }
 
@@ -164,23 +215,20 @@ pub mod codes {
 }
 
 impl ApiError {
-    /// A coded Zadig error: `ApiError::code(StatusCode::CONFLICT, codes::CREATE_BUILD, "...")`.
-    pub fn code(status: StatusCode, code: (i64, &str), description: impl Into<String>) -> Self {
-        Self::coded(status, code.0, code.1, description)
+    /// A coded Zadig error: `ApiError::code(ErrorKind::Conflict, codes::CREATE_BUILD, "...")`.
+    pub fn code(
+        kind: impl Into<ErrorKind>,
+        code: (i64, &str),
+        description: impl Into<String>,
+    ) -> Self {
+        Self::coded(kind, code.0, code.1, description)
     }
 }
 
 /// The workflow domain's refusals, mapped once to the HTTP status and Zadig's code.
 impl From<crate::workflow::error::Refusal> for ApiError {
     fn from(r: crate::workflow::error::Refusal) -> Self {
-        use crate::workflow::error::{Kind, Op};
-        let status = match r.kind {
-            Kind::BadRequest => StatusCode::BAD_REQUEST,
-            Kind::Forbidden => StatusCode::FORBIDDEN,
-            Kind::NotFound => StatusCode::NOT_FOUND,
-            Kind::Conflict => StatusCode::CONFLICT,
-            Kind::Unavailable => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        use crate::workflow::error::Op;
         let code = match r.op {
             Op::CreateTask => codes::CREATE_TASK,
             Op::GetTask => codes::GET_TASK,
@@ -196,6 +244,6 @@ impl From<crate::workflow::error::Refusal> for ApiError {
             Op::DeleteView => codes::DELETE_VIEW,
             Op::CreateTicket => codes::CREATE_TICKET,
         };
-        ApiError::code(status, code, r.message)
+        ApiError::code(r.kind, code, r.message)
     }
 }

@@ -24,6 +24,7 @@ pub mod state;
 pub mod store;
 pub mod ui;
 pub mod validate;
+pub mod worker;
 pub mod workflow;
 
 use std::net::SocketAddr;

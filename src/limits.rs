@@ -105,6 +105,13 @@ pub struct Paging {
     pub size: u64,
 }
 
+impl PageRule {
+    /// Check `pageNum` and `pageSize` against this rule (see [`Paging::parse`]).
+    pub fn page(&self, num: Option<i64>, size: Option<i64>) -> ApiResult<Paging> {
+        Paging::parse(self, "pageNum", num, size)
+    }
+}
+
 impl Paging {
     /// Check `pageNum` (reported as `num_field`, e.g. `page` for the alias) and `pageSize`.
     pub fn parse(

@@ -9,7 +9,9 @@ use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::finished::TaskFinishedPort;
 use crate::project::store::ProjectStore;
+use crate::release_plan::details::DetailCache;
 use crate::release_plan::store::PlanStore;
 use crate::secrets::SecretBox;
 use crate::service_template::store::ServiceTemplateStore;
@@ -42,7 +44,14 @@ pub struct App {
     pub approval_tickets: TicketStore,
     /// The workflow engine: dispatcher registry, executor, job logs.
     pub engine: Engine,
+    /// Where the engine reports that a release job's task finished (see
+    /// [`crate::engine::finished`]); the release-plan side subscribes in [`AppState::build`].
+    pub task_finished: TaskFinishedPort,
     pub release_plans: PlanStore,
+    /// Rendered release-plan details (on for the embedded store only).
+    pub plan_details: Arc<DetailCache>,
+    /// Wake-ups of this process' release-plan scheduler loops.
+    pub scheduler_wake: crate::scheduler::Wakers,
     pub builds: BuildStore,
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
@@ -81,6 +90,7 @@ impl AppState {
         // Stores register their sealed fields as they are built; `init` below loads the key and
         // migrates those collections before anything reads them.
         let secrets = Arc::new(SecretBox::new());
+        let plan_details = Arc::new(DetailCache::new(backend.kind() == "embedded"));
         let app = App {
             instance_id: format!("{}-{}", hostname_or_local(), uuid::Uuid::new_v4().simple()),
             sequences: Sequences::new(b),
@@ -92,7 +102,10 @@ impl AppState {
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
             engine: Engine::new(b, &config),
-            release_plans: PlanStore::new(b, &secrets),
+            task_finished: TaskFinishedPort::default(),
+            release_plans: PlanStore::new(b, &secrets).with_details(plan_details.clone()),
+            plan_details,
+            scheduler_wake: crate::scheduler::Wakers::default(),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
             projects: ProjectStore::new(b),
@@ -107,6 +120,7 @@ impl AppState {
         app.secrets
             .init(app.backend.as_ref(), &app.config.secret_key_path())
             .await?;
+        crate::release_plan::subscribe(&app.task_finished);
         Ok(Self(Arc::new(app)))
     }
 }

@@ -7,8 +7,6 @@
 //! that starts using a template checks after its own write that the template is still there
 //! and not marked, undoing that write otherwise.
 
-use axum::http::StatusCode;
-
 use super::input::{BuildRequest, TemplateBuildRequest, TemplateRequest};
 use super::model::{Build, BuildDef, BuildTemplate, KeyVal, MASK, Repository, Target, merge_vars};
 use super::rules::{
@@ -16,20 +14,19 @@ use super::rules::{
 };
 use super::view::{self, BuildDetail, BuildList, TemplateList, TemplateView};
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult, ErrorKind, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::store::retry::Attempts;
 use crate::validate;
 
-/// Attempts of a conditional write before answering 409.
-const WRITE_ATTEMPTS: usize = 5;
 /// How long a template DELETE keeps new builds from using the template (ms).
 const DELETE_MARK_MS: i64 = 60_000;
 
 /// An unknown build, with the Zadig code of the route (6521 update, 6523 get).
 fn build_not_found(code: (i64, &str), name: &str, project: &str) -> ApiError {
     ApiError::code(
-        StatusCode::NOT_FOUND,
+        ErrorKind::NotFound,
         code,
         format!(
             "failed to find build module, buildName: {name}, projectName: {project}: no such build"
@@ -64,7 +61,7 @@ async fn insert_new(state: &AppState, b: &Build) -> ApiResult<()> {
                 .await?
                 .map_or_else(|| b.project_key.clone(), |o| o.project_key);
             Err(ApiError::code(
-                StatusCode::CONFLICT,
+                ErrorKind::Conflict,
                 codes::CREATE_BUILD,
                 format!(
                     "{owner}项目中有相同的构建名称存在,请检查! (a build named {:?} already exists in project {owner:?}; `name` must be unique across projects)",
@@ -133,6 +130,32 @@ fn check_build(req: &BuildRequest, query_project: Option<&str>) -> ApiResult<Che
     })
 }
 
+/// A new, empty build `name` of `project` by `caller`: numbered, stamped now, version 1.
+async fn new_build(
+    state: &AppState,
+    caller: &Identity,
+    name: &str,
+    project: String,
+) -> ApiResult<Build> {
+    let now = state.clock.now();
+    Ok(Build {
+        id: validate::new_object_id(now),
+        name: name.trim().to_string(),
+        project_key: project,
+        source: "zadig".into(),
+        template_id: String::new(),
+        targets: Vec::new(),
+        repos: Vec::new(),
+        def: BuildDef::default(),
+        seq: state.sequences.next("builds").await?,
+        created_at: now,
+        update_time: now,
+        update_by: caller.name.clone(),
+        created_by_id: caller.uid.clone(),
+        version: 1,
+    })
+}
+
 /// `POST /openapi/build` (spec/build.md §4).
 pub async fn create(
     state: &AppState,
@@ -140,32 +163,15 @@ pub async fn create(
     req: &BuildRequest,
     query_project: Option<&str>,
 ) -> ApiResult<()> {
-    let by = caller.name.as_str();
-    let Checked {
-        project,
-        def,
-        targets,
-        repos,
-    } = check_build(req, query_project)?;
-    let now = state.clock.now();
+    let c = check_build(req, query_project)?;
     let build = Build {
-        id: validate::new_object_id(now),
-        name: req.name.trim().to_string(),
-        project_key: project,
-        source: "zadig".into(),
-        template_id: String::new(),
-        targets,
-        repos,
-        def,
-        seq: state.sequences.next("builds").await?,
-        created_at: now,
-        update_time: now,
-        update_by: by.to_string(),
-        created_by_id: caller.uid.clone(),
-        version: 1,
+        targets: c.targets,
+        repos: c.repos,
+        def: c.def,
+        ..new_build(state, caller, &req.name, c.project).await?
     };
     insert_new(state, &build).await?;
-    tracing::info!(build.name = %build.name, project = %build.project_key, "build {} created by {by}", build.name);
+    tracing::info!(build.name = %build.name, project = %build.project_key, "build {} created by {}", build.name, caller.name);
     Ok(())
 }
 
@@ -185,7 +191,8 @@ pub async fn update(
         repos,
     } = check_build(req, query_project)?;
     let name = req.name.trim();
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let old = state
             .builds
             .get(&project, name)
@@ -255,22 +262,10 @@ pub async fn create_from_template(
     let by = caller.name.as_str();
     validate::name("name", &req.name)?;
     let (project, template, targets) = check_template_build(state, req, query_project).await?;
-    let now = state.clock.now();
     let build = Build {
-        id: validate::new_object_id(now),
-        name: req.name.trim().to_string(),
-        project_key: project,
-        source: "zadig".into(),
         template_id: template.id.clone(),
         targets,
-        repos: Vec::new(),
-        def: BuildDef::default(),
-        seq: state.sequences.next("builds").await?,
-        created_at: now,
-        update_time: now,
-        update_by: by.to_string(),
-        created_by_id: caller.uid.clone(),
-        version: 1,
+        ..new_build(state, caller, &req.name, project).await?
     };
     insert_new(state, &build).await?;
     if !template_alive(state, &template.id).await? {
@@ -306,7 +301,8 @@ pub async fn update_from_template(
     };
     validate::name("name", name)?;
     let (project, template, targets) = check_template_build(state, req, query_project).await?;
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let old = state
             .builds
             .get(&project, name)
@@ -398,7 +394,7 @@ pub async fn resolve(
         .await?
         .ok_or_else(|| {
             ApiError::code(
-                StatusCode::NOT_FOUND,
+                ErrorKind::NotFound,
                 codes::GET_BUILD,
                 format!(
                     "the build template of build {name} (id {}) no longer exists",
@@ -460,7 +456,7 @@ pub async fn delete(
     };
     let b = found.ok_or_else(|| {
         ApiError::code(
-            StatusCode::NOT_FOUND,
+            ErrorKind::NotFound,
             codes::DELETE_BUILD,
             format!(
                 "build {name} not found in project {}",
@@ -537,7 +533,8 @@ pub async fn update_template(
         name: new_name.to_string(),
         ..req.clone()
     })?;
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let old = state
             .build_templates
             .by_name(name)
@@ -587,7 +584,8 @@ pub async fn list_templates(state: &AppState, page: u64, size: u64) -> ApiResult
 pub async fn delete_template(state: &AppState, caller: &Identity, name: &str) -> ApiResult<()> {
     caller.require_admin()?;
     let by = caller.name.as_str();
-    for _ in 0..WRITE_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let t = state
             .build_templates
             .by_name(name)

@@ -38,10 +38,7 @@ impl BuildStore {
     /// one); false when another write came first or it is gone.
     pub async fn replace(&self, b: &Build, expected_version: i64) -> StoreResult<bool> {
         self.builds
-            .replace(
-                &Filter::id(&b.id).and(Filter::eq("version", expected_version)),
-                b,
-            )
+            .replace_version(&b.id, expected_version, b)
             .await
     }
 
@@ -52,10 +49,10 @@ impl BuildStore {
         page: u64,
         size: u64,
     ) -> StoreResult<(Vec<Build>, u64)> {
-        let filter = Filter::eq("project_key", project);
         let opts = FindOptions::sort("seq", Dir::Asc).page(page, size);
-        let list = self.builds.find(&filter, &opts).await?;
-        Ok((list, self.builds.count(&filter).await?))
+        self.builds
+            .page(&Filter::eq("project_key", project), &opts)
+            .await
     }
 
     /// Names of the builds that use template `template_id` (at most `limit`).
@@ -102,10 +99,7 @@ impl TemplateStore {
     /// Replace `t` if it is still at `expected_version`.
     pub async fn replace(&self, t: &BuildTemplate, expected_version: i64) -> StoreResult<bool> {
         self.templates
-            .replace(
-                &Filter::id(&t.id).and(Filter::eq("version", expected_version)),
-                t,
-            )
+            .replace_version(&t.id, expected_version, t)
             .await
     }
 
@@ -113,8 +107,7 @@ impl TemplateStore {
         let opts = FindOptions::sort("created_at", Dir::Asc)
             .then("name", Dir::Asc)
             .page(page, size);
-        let list = self.templates.find(&Filter::All, &opts).await?;
-        Ok((list, self.templates.count(&Filter::All).await?))
+        self.templates.page(&Filter::All, &opts).await
     }
 
     /// Mark template `id` as being deleted until `until_ms`, unless it changed since

@@ -328,22 +328,17 @@ impl ImageCopier for OciCopier {
         let sc = self.client(src_access, false)?;
         let dc = self.client(dst_access, true)?;
         let (sauth, dauth) = (src_access.auth(), dst_access.auth());
-        sc.auth(src, &sauth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| {
+        for (client, at, auth, op, side) in [
+            (&sc, src, &sauth, RegistryOperation::Pull, "source"),
+            (&dc, dst, &dauth, RegistryOperation::Push, "target"),
+        ] {
+            client.auth(at, auth, op).await.map_err(|e| {
                 err(
-                    &format!("cannot reach source registry {}", src.registry()),
+                    &format!("cannot reach {side} registry {}", at.registry()),
                     &e,
                 )
             })?;
-        dc.auth(dst, &dauth, RegistryOperation::Push)
-            .await
-            .map_err(|e| {
-                err(
-                    &format!("cannot reach target registry {}", dst.registry()),
-                    &e,
-                )
-            })?;
+        }
         let (bytes, digest) = sc
             .pull_manifest_raw(src, &sauth, ACCEPT)
             .await

@@ -11,20 +11,53 @@ pub const TYPE_HELM: &str = "HelmChart";
 /// Version `source` values (DESIGN.md §5: anything else is 400).
 pub const SOURCES: &[&str] = &["manual", "from_env", "from_version"];
 
-/// Version statuses (seed 003: success, failed, creating, retrying).
-pub mod status {
-    pub const CREATING: &str = "creating";
-    pub const RETRYING: &str = "retrying";
-    pub const SUCCESS: &str = "success";
-    pub const FAILED: &str = "failed";
+/// A version's status (seed 003), stored and sent as Zadig's lower-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionStatus {
+    /// Created; the pipeline has work to do.
+    Creating,
+    /// Retried after a failure; the pipeline has work to do again.
+    Retrying,
+    Success,
+    Failed,
 }
 
-/// Statuses of one image copy or one chart push (Zadig's job statuses; `""` = not run).
-pub mod item {
-    pub const NONE: &str = "";
-    pub const RUNNING: &str = "running";
-    pub const PASSED: &str = "passed";
-    pub const FAILED: &str = "failed";
+impl VersionStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Retrying => "retrying",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The statuses in which the pipeline still has work on a version.
+    pub const PENDING: [Self; 2] = [Self::Creating, Self::Retrying];
+}
+
+/// The status of one image copy or one chart push (Zadig's job statuses; `""` = not run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    #[default]
+    #[serde(rename = "")]
+    NotRun,
+    Running,
+    Passed,
+    Failed,
+}
+
+impl ItemStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotRun => "",
+            Self::Running => "running",
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// Where each part of an image reference goes in a Helm chart's values (dotted paths).
@@ -64,8 +97,8 @@ pub struct VersionImage {
     #[serde(default)]
     pub image_path: Option<ImagePath>,
     pub push_image: bool,
-    /// `""` (not copied / not pushed), `running`, `passed` or `failed`.
-    pub status: String,
+    /// Not copied / not pushed yet, `running`, `passed` or `failed`.
+    pub status: ItemStatus,
     pub error: String,
     /// Digest of the copied manifest (same at source and target), once copied.
     #[serde(default)]
@@ -79,8 +112,8 @@ pub struct VersionService {
     pub chart_name: String,
     pub original_chart_version: String,
     pub chart_version: String,
-    /// Helm only: `""` (not yet packaged), `passed` or `failed`.
-    pub chart_status: String,
+    /// Helm only: not yet packaged, `passed` or `failed`.
+    pub chart_status: ItemStatus,
     /// K8s manifests or Helm values, with image references rewritten to the targets.
     pub yaml_content: String,
     pub images: Vec<VersionImage>,
@@ -107,7 +140,7 @@ pub struct DeliveryVersion {
     pub image_registry_id: String,
     pub chart_repo_name: String,
     pub services: Vec<VersionService>,
-    pub status: String,
+    pub status: VersionStatus,
     pub error: String,
     pub created_by: String,
     /// The creator's uid: the owner who, beside admins, may delete the version.
@@ -125,7 +158,7 @@ pub struct DeliveryVersion {
 impl DeliveryVersion {
     /// Whether the pipeline still has work on this version.
     pub fn is_pending(&self) -> bool {
-        self.status == status::CREATING || self.status == status::RETRYING
+        VersionStatus::PENDING.contains(&self.status)
     }
 }
 

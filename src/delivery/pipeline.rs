@@ -19,54 +19,40 @@ use base64::Engine;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use oci_client::Reference;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::chart::{ChartSpec, package};
 use super::copier::{CopyError, RegistryAccess, fold_host, parse_image, registry_host};
-use super::model::{ChartPackage, DeliveryVersion, TYPE_HELM, item, status};
+use super::model::{ChartPackage, DeliveryVersion, ItemStatus, TYPE_HELM, VersionStatus};
 use super::registry::{HelmRepo, Registry};
 use crate::state::AppState;
 use crate::store::StoreResult;
-use crate::store::lease::now_ms;
+use crate::worker::{Pool, renewing};
 
 /// Run the pipeline until shutdown.
 pub async fn run(state: AppState) {
     let d = state.delivery.clone();
-    let workers = state.config.delivery_workers.max(1);
-    let lease_ms = lease_ms(&state);
+    let ttl = lease_ttl(&state);
     let poll = Duration::from_millis(state.config.delivery_poll_ms.max(10));
-    let mut runs = JoinSet::new();
+    let mut pool = Pool::new(state.config.delivery_workers);
     loop {
-        while runs.len() < workers && !state.shutdown.is_cancelled() {
-            match d
-                .versions
-                .claim(&state.instance_id, now_ms(), lease_ms)
-                .await
-            {
-                Ok(Some(v)) => {
-                    runs.spawn(run_version(state.clone(), v));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "delivery pipeline cannot claim work: {e}");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            () = d.wake.notified() => {}
-            () = tokio::time::sleep(poll) => {}
-            Some(_) = runs.join_next(), if !runs.is_empty() => {}
+        pool.fill(
+            &state.shutdown,
+            "delivery pipeline",
+            || d.versions.claim(&state.instance_id, ttl),
+            |v| run_version(state.clone(), v),
+        )
+        .await;
+        if !pool.wait(&state.shutdown, &d.wake, poll).await {
+            break;
         }
     }
     // Runs watch the shutdown token and give their leases back.
-    while runs.join_next().await.is_some() {}
+    pool.join().await;
 }
 
-fn lease_ms(state: &AppState) -> i64 {
-    i64::try_from(state.config.delivery_lease_secs.max(1).saturating_mul(1000)).unwrap_or(60_000)
+fn lease_ttl(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.delivery_lease_secs.max(1))
 }
 
 /// How a run ended.
@@ -82,53 +68,49 @@ async fn run_version(state: AppState, mut v: DeliveryVersion) {
     let owner = state.instance_id.clone();
     let token = state.shutdown.child_token();
     d.running_map().insert(v.id.clone(), token.clone());
-    tracing::info!(delivery.id = %v.id, attempt = v.attempt, "delivery version {} ({}) pipeline started", v.version, v.status);
+    tracing::info!(delivery.id = %v.id, attempt = v.attempt, "delivery version {} ({}) pipeline started", v.version, v.status.as_str());
 
     // Keep the lease while we work; losing it (delete, retry, takeover) stops the run.
-    let renewer = {
-        let (state, v, token, owner) = (state.clone(), v.clone(), token.clone(), owner.clone());
-        tokio::spawn(async move {
-            let lease = lease_ms(&state);
-            let every = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1000).max(10));
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(every) => {}
-                }
-                match state
-                    .delivery
-                    .versions
-                    .renew(&v, &owner, now_ms() + lease)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::info!(delivery.id = %v.id, "delivery version {} is no longer ours; stopping its run", v.id);
-                        token.cancel();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(delivery.id = %v.id, error = %e, "cannot renew the lease of delivery version {}: {e}", v.id)
-                    }
-                }
-            }
-        })
-    };
+    let held = v.clone();
+    let ttl = lease_ttl(&state);
+    let finished = renewing(
+        complete(&state, &mut v, &owner, &token),
+        ttl,
+        &token,
+        &format!("delivery version {}", held.id),
+        || d.versions.renew(&held, &owner, ttl),
+    )
+    .await;
+    token.cancel();
+    if !finished && state.shutdown.is_cancelled() {
+        // Hand the run over at once instead of after the lease expires.
+        let _ = d.versions.release(&v, &owner).await;
+    }
+    d.running_map().remove(&v.id);
+}
 
-    let end = match execute(&state, &mut v, &token).await {
+/// Run the version's pending work and store its outcome: true when the outcome was stored.
+async fn complete(
+    state: &AppState,
+    v: &mut DeliveryVersion,
+    owner: &str,
+    token: &CancellationToken,
+) -> bool {
+    let d = &state.delivery;
+    let end = match execute(state, v, token).await {
         Ok(end) => end,
         Err(e) => {
             tracing::warn!(delivery.id = %v.id, error = %e, "delivery version {} run interrupted by a storage error: {e}", v.id);
             End::Stopped
         }
     };
-    let finished = match end {
+    match end {
         End::Done => {
             let now = state.clock.now();
-            match d.versions.finish(&v, &owner, now).await {
+            match d.versions.finish(v, owner, now).await {
                 Ok(true) => {
-                    tracing::info!(delivery.id = %v.id, status = %v.status,
-                        "delivery version {} finished: {}", v.version, v.status);
+                    tracing::info!(delivery.id = %v.id, status = v.status.as_str(),
+                        "delivery version {} finished: {}", v.version, v.status.as_str());
                     true
                 }
                 Ok(false) => false,
@@ -139,14 +121,7 @@ async fn run_version(state: AppState, mut v: DeliveryVersion) {
             }
         }
         End::Stopped => false,
-    };
-    token.cancel();
-    let _ = renewer.await;
-    if !finished && state.shutdown.is_cancelled() {
-        // Hand the run over at once instead of after the lease expires.
-        let _ = d.versions.release(&v, &owner).await;
     }
-    d.running_map().remove(&v.id);
 }
 
 /// Save progress; `false` means the run is no longer ours.
@@ -190,7 +165,7 @@ async fn execute(
             s.images
                 .iter()
                 .enumerate()
-                .filter(|(_, im)| im.push_image && im.status != item::PASSED)
+                .filter(|(_, im)| im.push_image && im.status != ItemStatus::Passed)
                 .map(move |(ii, _)| (si, ii))
         })
         .collect::<Vec<_>>()
@@ -204,7 +179,7 @@ async fn execute(
                 return Ok(End::Stopped);
             }
             let im = &mut v.services[si].images[ii];
-            im.status = item::RUNNING.to_string();
+            im.status = ItemStatus::Running;
             let (source, target_image) = (im.source_image.clone(), im.target_image.clone());
             if !save(state, v).await? {
                 return Ok(End::Stopped);
@@ -221,14 +196,14 @@ async fn execute(
             Some(Ok(digest)) => {
                 metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
                 tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
-                im.status = item::PASSED.to_string();
+                im.status = ItemStatus::Passed;
                 im.error.clear();
                 im.digest = digest;
             }
             Some(Err(e)) => {
                 metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
                 tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
-                im.status = item::FAILED.to_string();
+                im.status = ItemStatus::Failed;
                 im.error = format!(
                     "failed to copy image {} to {}: {e}",
                     im.source_image, im.target_image
@@ -252,7 +227,7 @@ async fn execute(
                 .ok_or_else(|| format!("chart repository {:?} not found", v.chart_repo_name))
         };
         for si in 0..v.services.len() {
-            if v.services[si].chart_status == item::PASSED {
+            if v.services[si].chart_status == ItemStatus::Passed {
                 continue;
             }
             if token.is_cancelled() {
@@ -273,13 +248,13 @@ async fn execute(
                     metrics::counter!("delivery_charts_total", "result" => "passed").increment(1);
                     tracing::info!(delivery.id = %v.id, "chart {}-{} of {} packaged{}", s.chart_name, s.chart_version, s.service_name,
                         if at.is_empty() { String::new() } else { format!(", pushed to {at}") });
-                    s.chart_status = item::PASSED.to_string();
+                    s.chart_status = ItemStatus::Passed;
                     s.error.clear();
                 }
                 Err(e) => {
                     metrics::counter!("delivery_charts_total", "result" => "failed").increment(1);
                     tracing::warn!(delivery.id = %v.id, "chart of {} failed: {e}", s.service_name);
-                    s.chart_status = item::FAILED.to_string();
+                    s.chart_status = ItemStatus::Failed;
                     s.error = format!(
                         "failed to package or push chart {}-{}: {e}",
                         s.chart_name, s.chart_version
@@ -295,22 +270,22 @@ async fn execute(
     let mut errors = Vec::new();
     for s in &v.services {
         for im in &s.images {
-            if im.push_image && im.status != item::PASSED {
+            if im.push_image && im.status != ItemStatus::Passed {
                 errors.push(format!(
                     "service {} container {}: {}",
                     s.service_name, im.container_name, im.error
                 ));
             }
         }
-        if v.kind == TYPE_HELM && s.chart_status != item::PASSED {
+        if v.kind == TYPE_HELM && s.chart_status != ItemStatus::Passed {
             errors.push(format!("service {}: {}", s.service_name, s.error));
         }
     }
     if errors.is_empty() {
-        v.status = status::SUCCESS.to_string();
+        v.status = VersionStatus::Success;
         v.error.clear();
     } else {
-        v.status = status::FAILED.to_string();
+        v.status = VersionStatus::Failed;
         v.error = multi_error(&errors);
     }
     Ok(End::Done)

@@ -4,18 +4,17 @@
 //! YAML) and answers with the version stored as `creating`; the [`super::pipeline`] does the
 //! copying and pushing. Errors are honest 4xx naming the field (DESIGN.md §1.2, §5).
 
-use axum::http::StatusCode;
 use base64::Engine;
 
 use super::copier::{explicit_tag, fold_host, parse_image, registry_host};
 use super::model::{
-    ChartPackage, DeliveryVersion, ImagePath, NewImage, NewService, NewVersion, SOURCES, TYPE_HELM,
-    TYPE_K8S, VersionImage, VersionService, item, status,
+    ChartPackage, DeliveryVersion, ImagePath, ItemStatus, NewImage, NewService, NewVersion,
+    SOURCES, TYPE_HELM, TYPE_K8S, VersionImage, VersionService, VersionStatus,
 };
 use super::registry::Registry;
 use super::yaml;
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult, ErrorKind, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::validate;
@@ -191,7 +190,7 @@ pub async fn create(
             String::new()
         },
         services: prepared.services,
-        status: status::CREATING.to_string(),
+        status: VersionStatus::Creating,
         error: String::new(),
         created_by: caller.name.clone(),
         created_by_id: caller.uid.clone(),
@@ -211,7 +210,7 @@ pub async fn create(
         Ok(()) => {}
         Err(StoreError::Duplicate(_)) => {
             return Err(ApiError::code(
-                StatusCode::CONFLICT,
+                ErrorKind::Conflict,
                 codes::CREATE_DELIVERY,
                 format!(
                     "version {:?} already exists in project {:?}",
@@ -406,7 +405,7 @@ fn prepare_image(
                     )
                 })?;
             // Copy what the original delivered: its target once copied, else its source.
-            let (src, tag) = if oi.push_image && oi.status == item::PASSED {
+            let (src, tag) = if oi.push_image && oi.status == ItemStatus::Passed {
                 (oi.target_image.clone(), oi.target_image_tag.clone())
             } else {
                 (oi.source_image.clone(), oi.source_image_tag.clone())
@@ -463,7 +462,7 @@ fn prepare_image(
         target_image_tag,
         image_path,
         push_image: im.push_image,
-        status: item::NONE.to_string(),
+        status: ItemStatus::NotRun,
         error: String::new(),
         digest: String::new(),
     })
@@ -601,7 +600,8 @@ pub async fn retry(state: &AppState, caller: &Identity, project: &str, id: &str)
     match state.delivery.versions.get(id).await? {
         Some(v) if v.project_name == project => Err(ApiError::conflict(format!(
             "delivery version {:?} is {}; only a failed version can be retried",
-            v.version, v.status
+            v.version,
+            v.status.as_str()
         ))),
         _ => Err(not_found(format!("{id} of project {project:?}"))),
     }

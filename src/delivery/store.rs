@@ -4,12 +4,18 @@
 //! the pipeline's lease owner, so a deleted version, a retried one or a run taken over by
 //! another replica after a lost lease is never overwritten by a stale run.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
-use super::model::{ChartPackage, DeliveryVersion, VersionService, status};
+use super::model::{ChartPackage, DeliveryVersion, VersionService, VersionStatus};
+use crate::store::lease::Encoding;
 use crate::store::{
     Backend, Dir, Filter, FindOptions, StoreError, StoreResult, Typed, Update, to_doc,
 };
+
+/// The pipeline's lease on a version.
+const LEASE: Encoding = Encoding::at("lease_owner", "lease_until_ms");
 
 #[derive(Clone)]
 pub struct VersionStore {
@@ -60,8 +66,7 @@ impl VersionStore {
         let opts = FindOptions::sort("created_at", Dir::Desc)
             .then("id", Dir::Desc)
             .page(page, size);
-        let list = self.versions.find(&filter, &opts).await?;
-        Ok((list, self.versions.count(&filter).await?))
+        self.versions.page(&filter, &opts).await
     }
 
     /// Delete a project's version and its chart packages; false when there was none.
@@ -77,18 +82,11 @@ impl VersionStore {
     }
 
     /// Claim the oldest version with pipeline work whose lease is free or expired.
-    pub async fn claim(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> StoreResult<Option<DeliveryVersion>> {
-        let filter = Filter::is_in("status", [status::CREATING, status::RETRYING])
-            .and(Filter::lt("lease_until_ms", now_ms));
+    pub async fn claim(&self, owner: &str, ttl: Duration) -> StoreResult<Option<DeliveryVersion>> {
+        let filter = Filter::is_in("status", VersionStatus::PENDING.map(VersionStatus::as_str))
+            .and(LEASE.free());
         let sort = [("created_at".to_string(), Dir::Asc)];
-        let update = Update::new()
-            .set("lease_owner", owner)
-            .set("lease_until_ms", now_ms + lease_ms);
+        let update = LEASE.take(Update::new(), owner, ttl);
         self.versions
             .find_one_and_update(&filter, &sort, &update)
             .await
@@ -97,10 +95,10 @@ impl VersionStore {
     fn fence(v: &DeliveryVersion, owner: &str) -> Filter {
         Filter::id(&v.id)
             .and(Filter::eq("attempt", v.attempt))
-            .and(Filter::eq("lease_owner", owner))
+            .and(LEASE.taken_by(owner))
             .and(Filter::is_in(
                 "status",
-                [status::CREATING, status::RETRYING],
+                VersionStatus::PENDING.map(VersionStatus::as_str),
             ))
     }
 
@@ -109,13 +107,10 @@ impl VersionStore {
         &self,
         v: &DeliveryVersion,
         owner: &str,
-        until_ms: i64,
+        ttl: Duration,
     ) -> StoreResult<bool> {
         self.versions
-            .update_one(
-                &Self::fence(v, owner),
-                &Update::new().set("lease_until_ms", until_ms),
-            )
+            .update_one(&Self::fence(v, owner), &LEASE.renew(Update::new(), ttl))
             .await
     }
 
@@ -141,13 +136,13 @@ impl VersionStore {
         self.versions
             .update_one(
                 &Self::fence(v, owner),
-                &Update::new()
-                    .set("services", services_value(&v.services)?)
-                    .set("status", v.status.clone())
-                    .set("error", v.error.clone())
-                    .set("updated_at", now)
-                    .set("lease_owner", "")
-                    .set("lease_until_ms", 0),
+                &LEASE.clear(
+                    Update::new()
+                        .set("services", services_value(&v.services)?)
+                        .set("status", v.status.as_str())
+                        .set("error", v.error.clone())
+                        .set("updated_at", now),
+                ),
             )
             .await
     }
@@ -156,10 +151,7 @@ impl VersionStore {
     /// takes it over at once.
     pub async fn release(&self, v: &DeliveryVersion, owner: &str) -> StoreResult<bool> {
         self.versions
-            .update_one(
-                &Self::fence(v, owner),
-                &Update::new().set("lease_until_ms", 0),
-            )
+            .update_one(&Self::fence(v, owner), &LEASE.hand_over(Update::new()))
             .await
     }
 
@@ -173,14 +165,14 @@ impl VersionStore {
     ) -> StoreResult<Option<DeliveryVersion>> {
         let filter = Filter::id(id)
             .and(Filter::eq("project_name", project))
-            .and(Filter::eq("status", status::FAILED));
-        let update = Update::new()
-            .set("status", status::RETRYING)
-            .set("error", "")
-            .set("updated_at", now)
-            .set("lease_owner", "")
-            .set("lease_until_ms", 0)
-            .inc("attempt", 1);
+            .and(Filter::eq("status", VersionStatus::Failed.as_str()));
+        let update = LEASE.clear(
+            Update::new()
+                .set("status", VersionStatus::Retrying.as_str())
+                .set("error", "")
+                .set("updated_at", now)
+                .inc("attempt", 1),
+        );
         self.versions
             .find_one_and_update(&filter, &[], &update)
             .await

@@ -9,7 +9,8 @@
 //!   itself is a conditional update (`status = waiting` and the read `version`), so each task
 //!   starts exactly once.
 //! - **heartbeat**: this process' liveness lease `engine-instance:<instance_id>`, renewed
-//!   every third of `engine_lease_ttl_secs`. Claimed tasks carry `lease_owner = instance_id`.
+//!   every third of `engine_lease_ttl_secs`. Claimed tasks carry the task lease
+//!   ([`TASK_LEASE`]) with `owner = instance_id`; the runs live in a [`crate::worker::Pool`].
 //! - **recovery** (at start, then every half TTL): a `running`/`wait_for_approval` task whose
 //!   owner's liveness lease has expired (the process died) is marked `failed` with
 //!   [`RESTART_ERROR`](super::runner::RESTART_ERROR) — never left running forever.
@@ -20,16 +21,22 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use super::runner::{self, RESTART_ERROR};
 use crate::state::AppState;
-use crate::store::lease::now_ms;
+use crate::store::lease::{Encoding, now_ms};
+use crate::store::retry::Attempts;
 use crate::store::{Dir, Filter, FindOptions, Update};
+use crate::worker::{Pool, renewing};
 use crate::workflow::task::{Status, Task};
 
 const DISPATCH_LEASE: &str = "engine-dispatch";
 const DISPATCH_LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// The lease a claimed task carries: the process running it, and until when a just-claimed
+/// task counts as alive before that process registers it.
+pub const TASK_LEASE: Encoding = Encoding::at("lease_owner", "lease_until_ms");
 
 /// Statuses of a task that holds a slot (it is being run by some process).
 const ACTIVE: &[Status] = &[Status::Running, Status::WaitForApproval];
@@ -56,21 +63,25 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
 async fn heartbeat_loop(state: AppState) {
     let ttl = Duration::from_secs(state.config.engine_lease_ttl_secs);
     let name = instance_lease(&state.instance_id);
-    loop {
-        if let Err(e) = state.leases.claim(&name, &state.instance_id, ttl).await {
-            tracing::warn!("renewing the engine liveness lease failed: {e}");
-        }
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            () = tokio::time::sleep(ttl / 3) => {}
-        }
+    let beat = || state.leases.claim(&name, &state.instance_id, ttl);
+    if let Err(e) = beat().await {
+        tracing::warn!("taking the engine liveness lease failed: {e}");
     }
+    let token = state.shutdown.child_token();
+    renewing(
+        state.shutdown.cancelled(),
+        ttl,
+        &token,
+        "the engine liveness lease",
+        beat,
+    )
+    .await;
     // Released by the dispatcher once its tasks are finalized (see `dispatch_loop`).
 }
 
 async fn dispatch_loop(state: AppState) {
     let sweep = Duration::from_millis(state.config.engine_sweep_interval_ms);
-    let mut runners: JoinSet<()> = JoinSet::new();
+    let mut runners = Pool::new(state.config.engine_task_cap());
     // The first round comes at once: tasks queued before this process started.
     let mut again = true;
     loop {
@@ -79,11 +90,11 @@ async fn dispatch_loop(state: AppState) {
         } else {
             sweep
         };
-        tokio::select! {
-            () = state.shutdown.cancelled() => break,
-            () = state.engine.wake.notified() => {}
-            () = tokio::time::sleep(pause) => {}
-            Some(_) = runners.join_next(), if !runners.is_empty() => {}
+        if !runners
+            .wait(&state.shutdown, &state.engine.wake, pause)
+            .await
+        {
+            break;
         }
         again = match dispatch_round(&state, &mut runners).await {
             Ok(again) => again,
@@ -95,7 +106,7 @@ async fn dispatch_loop(state: AppState) {
     }
     // Shutdown: stop every task, let the runners write their end, give the lease back.
     state.engine.cancel_all();
-    while runners.join_next().await.is_some() {}
+    runners.join().await;
     let _ = state
         .leases
         .release(&instance_lease(&state.instance_id), &state.instance_id)
@@ -104,10 +115,7 @@ async fn dispatch_loop(state: AppState) {
 
 /// One round: claim as many eligible waiting tasks as there are free slots. `Ok(true)` asks
 /// for another round soon (another replica held the dispatch lease).
-async fn dispatch_round(
-    state: &AppState,
-    runners: &mut JoinSet<()>,
-) -> crate::store::StoreResult<bool> {
+async fn dispatch_round(state: &AppState, runners: &mut Pool) -> crate::store::StoreResult<bool> {
     let cap = state.config.engine_task_cap();
     let mut free = cap.saturating_sub(state.engine.running_count());
     if free == 0 {
@@ -133,7 +141,7 @@ struct DispatchLease {
 
 async fn claim_eligible(
     state: &AppState,
-    runners: &mut JoinSet<()>,
+    runners: &mut Pool,
     free: &mut usize,
     lease: &mut DispatchLease,
 ) -> crate::store::StoreResult<bool> {
@@ -227,8 +235,7 @@ async fn claim_eligible(
 
 /// Take a waiting task for this process: `running`, `start_time`, `lease_owner`.
 async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<Task>> {
-    let ttl_ms = i64::try_from(state.config.engine_lease_ttl_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX / 4);
+    let ttl = Duration::from_secs(state.config.engine_lease_ttl_secs);
     let filter = Filter::id(&t.id)
         .and(Filter::eq("status", Status::Waiting.as_str()))
         .and(Filter::eq("version", t.version));
@@ -237,10 +244,9 @@ async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<T
         .set("start_time", state.clock.now())
         .set("end_time", 0)
         .set("error", "")
-        .set("lease_owner", state.instance_id.as_str())
-        .set("lease_until_ms", now_ms() + ttl_ms)
         .set("final_notified", false)
         .inc("version", 1);
+    let update = TASK_LEASE.take(update, &state.instance_id, ttl);
     state
         .tasks
         .tasks
@@ -250,7 +256,7 @@ async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<T
 
 /// Run a claimed task in the background; its slot frees (and the dispatcher wakes) when it
 /// ends, whatever happens — a panic marks the task failed.
-fn start(state: &AppState, runners: &mut JoinSet<()>, task: Task) {
+fn start(state: &AppState, runners: &mut Pool, task: Task) {
     let key = (task.workflow_name.clone(), task.task_id);
     let reg = state
         .engine
@@ -295,7 +301,6 @@ async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
         .tasks
         .find(&filter, &FindOptions::default())
         .await?;
-    let leases = state.backend.collection("leases");
     let mut alive: HashMap<String, bool> = HashMap::new();
     for t in active {
         let owner = t.lease_owner.clone();
@@ -309,13 +314,7 @@ async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
             match alive.get(&owner) {
                 Some(a) => *a,
                 None => {
-                    let held = leases
-                        .find_one(
-                            &Filter::id(&instance_lease(&owner))
-                                .and(Filter::gte("until_ms", now_ms())),
-                        )
-                        .await?
-                        .is_some();
+                    let held = state.leases.is_held(&instance_lease(&owner)).await?;
                     alive.insert(owner.clone(), held);
                     held
                 }
@@ -332,13 +331,13 @@ async fn recover_orphans(state: &AppState) -> crate::store::StoreResult<()> {
 
 /// Mark a task failed with `error` unless it already ended; tells its release plan.
 async fn recover_task(state: &AppState, id: &str, error: &str) {
-    for _ in 0..5 {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = match state.tasks.tasks.get(id).await {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(task = id, "cannot read task to recover: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
@@ -352,13 +351,10 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         match state.tasks.save(&mut t).await {
             Ok(true) => {
                 if let Some(r) = &t.release {
-                    crate::release_plan::on_workflow_task_finished(
-                        state,
-                        r,
-                        t.task_id,
-                        t.status.as_str(),
-                    )
-                    .await;
+                    state
+                        .task_finished
+                        .publish(state, r, t.task_id, t.status.as_str())
+                        .await;
                 }
                 return;
             }

@@ -8,7 +8,9 @@
 //! - [`executor`] turns one job task into work: [`executor::run_job`] is the single entry
 //!   point the runner calls for every job task that is not an approval; [`work`] translates a
 //!   job type's spec into steps, [`local`] runs them as local process groups;
-//! - [`logs`] stores every job log line (chunked, both backends) and fans them out live.
+//! - [`logs`] stores every job log line (chunked, both backends) and fans them out live;
+//! - [`finished`] is the port through which the engine reports a release job's task ending
+//!   (the release-plan side subscribes; the engine does not call it).
 //!
 //! The workflow API creates, cancels, retries and approves tasks in the store and tells the
 //! engine through [`task_queued`], [`task_cancelled`] and [`approval_recorded`].
@@ -16,6 +18,7 @@
 pub mod approval;
 pub mod dispatch;
 pub mod executor;
+pub mod finished;
 mod job_context;
 pub mod local;
 pub mod logs;

@@ -162,13 +162,10 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             if task.status.is_final()
                 && let Some(r) = &task.release
             {
-                crate::release_plan::on_workflow_task_finished(
-                    state,
-                    r,
-                    task.task_id,
-                    task.status.as_str(),
-                )
-                .await;
+                state
+                    .task_finished
+                    .publish(state, r, task.task_id, task.status.as_str())
+                    .await;
             }
         }
         Err(e) => tracing::error!(workflow = %task.workflow_name, task_id = task.task_id,
@@ -473,13 +470,10 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
     match state.tasks.tasks.update_one(&filter, &update).await {
         Ok(true) => {
             if let Some(r) = &task.release {
-                crate::release_plan::on_workflow_task_finished(
-                    state,
-                    r,
-                    task_id,
-                    Status::Cancelled.as_str(),
-                )
-                .await;
+                state
+                    .task_finished
+                    .publish(state, r, task_id, Status::Cancelled.as_str())
+                    .await;
             }
         }
         Ok(false) => {}

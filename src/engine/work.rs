@@ -19,60 +19,7 @@ use crate::workflow::jobs::JobType;
 /// Job timeout when none (or ≤ 0) is set, in minutes (Zadig's).
 pub const DEFAULT_TIMEOUT_MINUTES: i64 = 600;
 
-/// The integrations job types may need, with what they are. None has a driver in this
-/// version; `engine_integrations` lists the enabled ones once drivers exist.
-pub const INTEGRATIONS: &[(&str, &str)] = &[
-    (
-        "kubernetes",
-        "a Kubernetes cluster (deployments, Helm releases, workloads)",
-    ),
-    ("vm-agent", "agents on virtual machines / hosts"),
-    (
-        "container-runtime",
-        "a container runtime to run plugin images",
-    ),
-    ("database", "database instances"),
-    ("nacos", "a Nacos server"),
-    ("apollo", "an Apollo configuration server"),
-    ("tapd", "a TAPD project-management account"),
-    ("jira", "a Jira server"),
-    ("pingcode", "a PingCode account"),
-    ("meego", "a Meego (Feishu project) account"),
-    ("jenkins", "a Jenkins server"),
-    ("grafana", "a Grafana server"),
-    ("guanceyun", "a Guance Cloud account"),
-    ("blueking", "a BlueKing server"),
-    ("apisix", "an APISIX gateway"),
-    ("sae", "Alibaba Cloud SAE"),
-    ("im", "an instant-messaging app (Lark, DingTalk, WeCom)"),
-    ("ai", "an AI service"),
-    ("image-registry", "image registries to copy images between"),
-    ("testing", "test definitions (the testing module API)"),
-    ("scanning", "code-scanning definitions and a scanner"),
-    ("object-storage", "object storage for archives"),
-    ("perforce", "a Perforce server"),
-    ("windows", "a Windows executor (batch_file scripts)"),
-    ("workflow-trigger", "triggering other workflows from a job"),
-];
-
-/// Check `engine_integrations`: every name must be known, and (in this version) none has a
-/// driver yet, so any name is refused rather than silently accepted.
-pub fn check_integrations(list: &str) -> Result<(), String> {
-    // No driver exists yet, so the first name listed is refused (unknown names say so).
-    if let Some(name) = list.split(',').map(str::trim).find(|s| !s.is_empty()) {
-        if !INTEGRATIONS.iter().any(|(n, _)| *n == name) {
-            let known: Vec<&str> = INTEGRATIONS.iter().map(|(n, _)| *n).collect();
-            return Err(format!(
-                "unknown integration {name:?} (known: {})",
-                known.join(", ")
-            ));
-        }
-        return Err(format!(
-            "integration {name:?} has no driver in this version of zadig-server"
-        ));
-    }
-    Ok(())
-}
+pub use crate::config::INTEGRATIONS;
 
 /// The error of a job that needs `integration`.
 pub fn missing_integration(job_type: &str, integration: &str) -> String {
@@ -465,13 +412,6 @@ mod tests {
         let bad =
             serde_json::json!({"address": "/tmp", "repo_name": "x", "checkout_path": "../up"});
         assert!(repo_of(0, &bad).unwrap_err().contains("checkout_path"));
-        assert!(check_integrations("").is_ok());
-        assert!(
-            check_integrations("kubernetes")
-                .unwrap_err()
-                .contains("no driver")
-        );
-        assert!(check_integrations("nope").unwrap_err().contains("unknown"));
         assert!(missing_integration("zadig-deploy", "kubernetes").contains("engine_integrations"));
     }
 }

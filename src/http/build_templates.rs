@@ -14,7 +14,7 @@ use crate::build::view::{TemplateList, TemplateView};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::state::AppState;
 use crate::validate;
 
@@ -59,12 +59,7 @@ async fn list_templates(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateList>> {
-    let p = Paging::parse(
-        &limits::BUILD_TEMPLATES_PAGE,
-        "pageNum",
-        q.page_num,
-        q.page_size,
-    )?;
+    let p = limits::BUILD_TEMPLATES_PAGE.page(q.page_num, q.page_size)?;
     Ok(Json(service::list_templates(&state, p.num, p.size).await?))
 }
 

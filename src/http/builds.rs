@@ -14,7 +14,7 @@ use crate::build::view::{BuildDetail, BuildList};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::state::AppState;
 use crate::validate;
 
@@ -180,7 +180,7 @@ async fn list_builds(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<BuildList>> {
     let project = required("projectKey", &q.project_key)?;
-    let p = Paging::parse(&limits::BUILDS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let p = limits::BUILDS_PAGE.page(q.page_num, q.page_size)?;
     Ok(Json(service::list(&state, project, p.num, p.size).await?))
 }
 

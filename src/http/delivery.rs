@@ -22,7 +22,7 @@ use crate::delivery::service;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{decode_json, decode_query};
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -144,7 +144,7 @@ fn image_view(i: VersionImage) -> ImageView {
         target_image_tag: i.target_image_tag,
         image_path: i.image_path,
         push_image: i.push_image,
-        status: i.status,
+        status: i.status.as_str().to_string(),
         error: i.error,
     }
 }
@@ -155,7 +155,7 @@ fn service_view(s: VersionService) -> ServiceView {
         chart_name: s.chart_name,
         original_chart_version: s.original_chart_version,
         chart_version: s.chart_version,
-        chart_status: s.chart_status,
+        chart_status: s.chart_status.as_str().to_string(),
         yaml_content: s.yaml_content,
         images: s.images.into_iter().map(image_view).collect(),
         error: s.error,
@@ -180,7 +180,7 @@ impl From<DeliveryVersion> for VersionDetail {
             image_registry_id: v.image_registry_id,
             chart_repo_name: v.chart_repo_name,
             services: v.services.into_iter().map(service_view).collect(),
-            status: v.status,
+            status: v.status.as_str().to_string(),
             error: v.error,
             created_by: v.created_by,
             created_at: v.created_at,
@@ -197,7 +197,7 @@ impl From<DeliveryVersion> for VersionListItem {
             version_name: v.version,
             kind: v.kind,
             source: v.source,
-            status: v.status,
+            status: v.status.as_str().to_string(),
             labels: v.labels,
             description: v.desc,
             created_by: v.created_by,
@@ -215,12 +215,7 @@ async fn list_versions(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<VersionList>> {
-    let p = Paging::parse(
-        &limits::DELIVERY_VERSIONS_PAGE,
-        "pageNum",
-        q.page_num,
-        q.page_size,
-    )?;
+    let p = limits::DELIVERY_VERSIONS_PAGE.page(q.page_num, q.page_size)?;
     let (list, total) = service::list(&state, &q.project_key, p.num, p.size).await?;
     Ok(Json(VersionList {
         list: list.into_iter().map(Into::into).collect(),

@@ -8,6 +8,7 @@ pub mod build_templates;
 pub mod builds;
 pub mod delivery;
 pub mod doc;
+pub mod error;
 pub mod extract;
 pub mod helm_repos;
 pub mod logs;

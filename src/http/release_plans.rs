@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::release_plan::input::{
     ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
@@ -137,12 +137,7 @@ async fn list_plans(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PlanList>> {
-    let p = Paging::parse(
-        &limits::RELEASE_PLANS_PAGE,
-        "pageNum",
-        q.page_num,
-        q.page_size,
-    )?;
+    let p = limits::RELEASE_PLANS_PAGE.page(q.page_num, q.page_size)?;
     let (list, total) = service::list(&state, p.num, p.size).await?;
     Ok(Json(PlanList { list, total }))
 }
@@ -250,50 +245,39 @@ async fn job_action(
     Ok(Success::new())
 }
 
-/// Complete a text job (with `spec.remark`) or start a workflow job (extension; spec §5.3).
-#[utoipa::path(post, path = "/openapi/release_plan/v1/{id}/execute", tag = "release plans",
-    params(("id" = String, Path)), request_body = JobActionInput,
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
-async fn execute_job(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(id): Path<String>,
-    Json(input): Json<JobActionInput>,
-) -> ApiResult<Json<Success>> {
-    job_action(state, caller, id, JobAction::Execute, input).await
+/// A job-action route: `POST /openapi/release_plan/v1/{id}/<path>`, one per [`JobAction`],
+/// all with the same body and answers.
+macro_rules! job_route {
+    ($(#[doc = $doc:tt])* $name:ident, $path:tt, $action:ident) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(post, path = $path, tag = "release plans",
+            params(("id" = String, Path)), request_body = JobActionInput,
+            responses((status = 200, body = Success), (status = 400, body = ErrorBody),
+                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+                (status = 409, body = ErrorBody)))]
+        async fn $name(
+            State(state): State<AppState>,
+            caller: Identity,
+            Path(id): Path<String>,
+            Json(input): Json<JobActionInput>,
+        ) -> ApiResult<Json<Success>> {
+            job_action(state, caller, id, JobAction::$action, input).await
+        }
+    };
 }
 
-/// Skip a `todo` or `failed` job (extension; spec §5.4).
-#[utoipa::path(post, path = "/openapi/release_plan/v1/{id}/skip", tag = "release plans",
-    params(("id" = String, Path)), request_body = JobActionInput,
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
-async fn skip_job(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(id): Path<String>,
-    Json(input): Json<JobActionInput>,
-) -> ApiResult<Json<Success>> {
-    job_action(state, caller, id, JobAction::Skip, input).await
-}
-
-/// Retry a failed workflow job with a new workflow task (extension; spec §5.5).
-#[utoipa::path(post, path = "/openapi/release_plan/v1/{id}/retry", tag = "release plans",
-    params(("id" = String, Path)), request_body = JobActionInput,
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
-async fn retry_job(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(id): Path<String>,
-    Json(input): Json<JobActionInput>,
-) -> ApiResult<Json<Success>> {
-    job_action(state, caller, id, JobAction::Retry, input).await
-}
+job_route!(
+    /// Complete a text job (with `spec.remark`) or start a workflow job (extension; spec §5.3).
+    execute_job, "/openapi/release_plan/v1/{id}/execute", Execute
+);
+job_route!(
+    /// Skip a `todo` or `failed` job (extension; spec §5.4).
+    skip_job, "/openapi/release_plan/v1/{id}/skip", Skip
+);
+job_route!(
+    /// Retry a failed workflow job with a new workflow task (extension; spec §5.5).
+    retry_job, "/openapi/release_plan/v1/{id}/retry", Retry
+);
 
 /// A plan's operation records, newest first (extension; spec §9).
 #[utoipa::path(get, path = "/openapi/release_plan/v1/{id}/logs", tag = "release plans",

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use crate::auth::{self, CreateUserError, Identity, NewUser, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::state::AppState;
 use crate::store::users::User;
 use crate::validate;
@@ -132,7 +132,7 @@ async fn list_users(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<UserList>> {
-    let p = Paging::parse(&limits::USERS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let p = limits::USERS_PAGE.page(q.page_num, q.page_size)?;
     let (users, total) = state.users.page(p.num, p.size).await?;
     Ok(Json(UserList {
         users: users.into_iter().map(Into::into).collect(),

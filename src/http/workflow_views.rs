@@ -85,6 +85,16 @@ pub struct CreateViewRequest {
     pub workflow_list: Vec<ViewWorkflowInput>,
 }
 
+/// The view entries of a request: `(workflow_key, workflow_type, enabled)` each.
+fn entries(list: impl Iterator<Item = (String, String, bool)>) -> Vec<EntryInput> {
+    list.map(|(workflow_key, workflow_type, enabled)| EntryInput {
+        workflow_key,
+        workflow_type,
+        enabled,
+    })
+    .collect()
+}
+
 /// Create a view (seed 002 "Create a Workflow View"; spec §6).
 #[utoipa::path(post, path = "/openapi/workflows/view", tag = "workflow views", request_body = CreateViewRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -93,15 +103,11 @@ async fn create_view(
     caller: Identity,
     Json(req): Json<CreateViewRequest>,
 ) -> ApiResult<Json<Success>> {
-    let entries: Vec<EntryInput> = req
-        .workflow_list
-        .into_iter()
-        .map(|w| EntryInput {
-            workflow_key: w.workflow_key,
-            workflow_type: w.workflow_type,
-            enabled: true,
-        })
-        .collect();
+    let entries = entries(
+        req.workflow_list
+            .into_iter()
+            .map(|w| (w.workflow_key, w.workflow_type, true)),
+    );
     views::create(&state, &caller, &req.project_key, &req.name, &entries).await?;
     Ok(Success::new())
 }
@@ -134,15 +140,11 @@ async fn edit_view(
     Query(q): Query<ProjectQuery>,
     Json(req): Json<EditViewRequest>,
 ) -> ApiResult<Json<Success>> {
-    let entries: Vec<EntryInput> = req
-        .workflow_list
-        .into_iter()
-        .map(|w| EntryInput {
-            workflow_key: w.workflow_key,
-            workflow_type: w.workflow_type,
-            enabled: w.enabled,
-        })
-        .collect();
+    let entries = entries(
+        req.workflow_list
+            .into_iter()
+            .map(|w| (w.workflow_key, w.workflow_type, w.enabled)),
+    );
     views::edit(&state, &caller, &q.project_key, &name, &entries).await?;
     Ok(Success::new())
 }

@@ -5,8 +5,10 @@
 //! - [`input`]: request bodies and their validation; [`service`]: load → machine →
 //!   conditional save → effects; [`hooks`]: outgoing hook body and delivery; [`egress`]:
 //!   where hooks may connect;
-//! - [`store`]: collections. The background loops live in [`crate::scheduler`].
+//! - [`store`]: collections; [`details`]: the rendered-detail cache. The background loops
+//!   (and their wake-ups) live in [`crate::scheduler`].
 
+pub mod details;
 pub mod egress;
 pub mod hooks;
 pub mod input;
@@ -15,10 +17,34 @@ pub mod model;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
+
+use crate::engine::finished::{TaskFinishedListener, TaskFinishedPort};
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
 
-/// Called by the engine once when a task started by a release job reaches a final status
+/// Follow the engine's reports of finished tasks (called once, when the state is assembled).
+pub fn subscribe(port: &TaskFinishedPort) {
+    port.subscribe(Arc::new(TaskListener));
+}
+
+/// Moves a release job on when its task finishes.
+struct TaskListener;
+
+#[async_trait::async_trait]
+impl TaskFinishedListener for TaskListener {
+    async fn task_finished(
+        &self,
+        state: &AppState,
+        release: &ReleaseRef,
+        task_id: i64,
+        status: &str,
+    ) {
+        on_workflow_task_finished(state, release, task_id, status).await;
+    }
+}
+
+/// Reported by the engine (through [`subscribe`]) when a task started by a release job reaches a final status
 /// (`passed`, `failed`, `timeout`, `cancelled`, `reject`); moves the job accordingly. Must be
 /// idempotent (a repeat, or a call for a job already moved on, changes nothing).
 pub async fn on_workflow_task_finished(

@@ -6,7 +6,6 @@
 //! [`apply`], so racing writers never lose each other's changes.
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use rand::RngCore;
 use serde::Serialize;
 use serde_json::Value;
@@ -20,14 +19,12 @@ use super::machine::{self, Actor, CallbackResult, Ctx, Effect, Event, RejectKind
 use super::model::{HookEvent, HookSnapshot, JobKind, PendingHook, ReleasePlan, Status};
 use super::store::LogRecord;
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
+use crate::store::retry::{self, Attempts};
 use crate::store::{Dir, Filter, FindOptions, StoreError};
 use crate::validate;
 use crate::workflow::ReleaseRef;
-
-/// How often [`apply`] re-reads and retries when another writer saved first.
-const MAX_ATTEMPTS: usize = 32;
 
 impl From<&Identity> for Actor {
     fn from(i: &Identity) -> Self {
@@ -142,7 +139,8 @@ async fn apply_from(
     release_claim: bool,
 ) -> ApiResult<Applied> {
     let store = &state.release_plans;
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let before = match first.take() {
             Some(p) => p,
             None => load(state, id).await?,
@@ -216,7 +214,7 @@ fn queue_hooks(plan: &mut ReleasePlan, effects: &[Effect], now_ms: i64) {
 
 /// Tell this process' loops about work the saved plan makes due.
 fn wake(state: &AppState, plan: &ReleasePlan) {
-    let w = &state.release_plans.wake;
+    let w = &state.scheduler_wake;
     if plan.internal.hook_due_ms > 0 {
         w.hooks.notify_one();
     }
@@ -232,12 +230,10 @@ fn wake(state: &AppState, plan: &ReleasePlan) {
 
 /// Give up a scheduler claim on a plan without changing it.
 pub async fn release(state: &AppState, id: &str) {
-    let mine = Filter::eq("internal.claim_owner", state.instance_id.as_str());
+    let claim = super::store::CLAIM;
+    let mine = claim.taken_by(&state.instance_id);
     // Bumping the version keeps a writer with an older copy from restoring the claim.
-    let update = crate::store::Update::new()
-        .set("internal.claim_owner", "")
-        .set("internal.claim_until_ms", 0)
-        .inc("version", 1);
+    let update = claim.clear(crate::store::Update::new().inc("version", 1));
     if let Err(e) = state.release_plans.update(id, mine, &update).await {
         tracing::warn!(release_plan.id = %id, error = %e, "cannot release the claim on release plan {id}: {e}");
     }
@@ -286,7 +282,7 @@ async fn apply_recorded(state: &AppState, id: &str, event: &Event) -> ApiResult<
 async fn cancel_tasks(state: &AppState, applied: &Applied, caller: &Identity) {
     for (workflow_key, task_id) in applied.cancels() {
         if let Err(err) = crate::workflow::tasks::cancel(state, caller, workflow_key, task_id).await
-            && err.status.is_server_error()
+            && err.kind.is_server_fault()
         {
             tracing::warn!(release_plan.id = %applied.plan.id, "cannot cancel workflow {workflow_key} task {task_id}: {}", err.description);
         }
@@ -332,8 +328,8 @@ pub async fn list(state: &AppState, page: u64, size: u64) -> ApiResult<(Vec<List
 pub async fn detail(state: &AppState, id: &str) -> ApiResult<Bytes> {
     check_id(id)?;
     state
-        .release_plans
-        .detail(id)
+        .plan_details
+        .detail(&state.release_plans, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("release plan {id} not found")))
 }
@@ -363,7 +359,7 @@ pub async fn create(
     let index = state.sequences.next("release_plan").await.map_err(|e| {
         tracing::error!(error = %e, "release plan index counter failed: {e}");
         ApiError::code(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Internal,
             crate::error::codes::GET_COUNTER,
             "cannot allocate the release plan index",
         )
@@ -724,19 +720,21 @@ pub async fn put_hook_setting(
         hook_events: events,
     };
     // Upsert: replace, or insert the first time (a racing insert loses and replaces).
-    for _ in 0..3 {
-        if store
+    let mut attempts = Attempts::new();
+    let mut saved = false;
+    while !saved && attempts.next().await {
+        saved = store
             .settings
             .replace(&Filter::id(SETTING_ID), &setting)
             .await?
-        {
-            break;
-        }
-        match store.settings.insert(&setting).await {
-            Ok(()) => break,
-            Err(StoreError::Duplicate(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+            || match store.settings.insert(&setting).await {
+                Ok(()) => true,
+                Err(StoreError::Duplicate(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+    }
+    if !saved {
+        return Err(retry::exhausted("the release-plan hook setting").into());
     }
     tracing::info!("release-plan hook setting changed by {}", caller.account);
     Ok(())
@@ -759,7 +757,7 @@ pub async fn task_finished(
     match apply_recorded(state, &release.plan_id, &event).await {
         Ok(_) => Ok(()),
         // The plan was deleted meanwhile: nothing to follow.
-        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -1,23 +1,22 @@
-//! Storage of release plans, their operation records and the hook setting, plus the wake-up
-//! signals the scheduler loops wait on.
+//! Storage of release plans, their operation records and the hook setting.
 //!
-//! Every write to a plan goes through [`PlanStore`], which keeps a cache of rendered plan
-//! details coherent: on the embedded store (one process owns the database) `GET …/:id` answers
-//! from memory; on MongoDB (several replicas) the cache is off.
+//! Every write to a plan goes through [`PlanStore`], which tells the detail cache
+//! ([`super::details`], when one is attached) so that it stays coherent.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Notify;
 
+use super::details::DetailCache;
 use super::hooks::{HookSetting, SETTING_ID};
-use super::model::{INTERNAL_KEY, ReleasePlan};
+use super::model::ReleasePlan;
 use crate::secrets::SecretBox;
-use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
+use crate::store::lease::Encoding;
+use crate::store::{Backend, Dir, Doc, Filter, FindOptions, StoreResult, Typed, Update};
+
+/// The scheduler's claim on a plan (see [`crate::scheduler`]).
+pub const CLAIM: Encoding = Encoding::at("internal.claim_owner", "internal.claim_until_ms");
 
 /// One operation record (spec §9).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,68 +43,13 @@ pub struct LogRecord {
     pub seq: i64,
 }
 
-/// Wake-ups for the scheduler loops, so that work made due by this process starts at once
-/// (other replicas find it by polling).
-#[derive(Default)]
-pub struct Wakers {
-    pub schedule: Notify,
-    pub timeouts: Notify,
-    pub hooks: Notify,
-}
-
-/// Rendered plan details, by id. An entry is only filled when no plan was written while it was
-/// being read (the epoch did not move), so a racing write can never leave a stale entry.
-struct DetailCache {
-    enabled: bool,
-    epoch: AtomicU64,
-    map: RwLock<HashMap<String, Bytes>>,
-}
-
-/// Beyond this many cached details the cache starts over (bounded memory).
-const DETAIL_CACHE_MAX: usize = 10_000;
-
-impl DetailCache {
-    fn get(&self, id: &str) -> Option<Bytes> {
-        if !self.enabled {
-            return None;
-        }
-        self.map.read().ok()?.get(id).cloned()
-    }
-
-    fn invalidate(&self, id: &str) {
-        if !self.enabled {
-            return;
-        }
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.map.write() {
-            m.remove(id);
-        }
-    }
-
-    fn put(&self, id: &str, epoch: u64, bytes: Bytes) {
-        if !self.enabled {
-            return;
-        }
-        if let Ok(mut m) = self.map.write() {
-            // Checked under the lock: invalidations take it too.
-            if self.epoch.load(Ordering::SeqCst) != epoch {
-                return;
-            }
-            if m.len() >= DETAIL_CACHE_MAX {
-                m.clear();
-            }
-            m.insert(id.to_string(), bytes);
-        }
-    }
-}
-
 /// The release-plan collections.
 pub struct PlanStore {
     plans: Typed<ReleasePlan>,
     pub logs: Typed<LogRecord>,
     pub settings: Typed<HookSetting>,
-    pub wake: Wakers,
-    details: DetailCache,
+    /// Told about every write of a plan (see [`Self::with_details`]).
+    details: Option<Arc<DetailCache>>,
 }
 
 impl PlanStore {
@@ -115,13 +59,25 @@ impl PlanStore {
             logs: Typed::new(backend, "release_plan_logs"),
             // `hook_secret` is encrypted at rest.
             settings: Typed::new(backend, "settings").sealed(secrets, &["hook_secret"]),
-            wake: Wakers::default(),
-            details: DetailCache {
-                enabled: backend.kind() == "embedded",
-                epoch: AtomicU64::new(0),
-                map: RwLock::new(HashMap::new()),
-            },
+            details: None,
         }
+    }
+
+    /// Keep `details` coherent: every write of a plan invalidates its entry.
+    pub fn with_details(mut self, details: Arc<DetailCache>) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    fn written(&self, id: &str) {
+        if let Some(d) = &self.details {
+            d.invalidate(id);
+        }
+    }
+
+    /// The stored document of plan `id`, as it is (bookkeeping included).
+    pub async fn raw(&self, id: &str) -> StoreResult<Option<Doc>> {
+        self.plans.coll.find_one(&Filter::id(id)).await
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<ReleasePlan>> {
@@ -147,39 +103,15 @@ impl PlanStore {
         }))
     }
 
-    /// The plan as the detail route shows it (without [`INTERNAL_KEY`]), rendered.
-    pub async fn detail(&self, id: &str) -> StoreResult<Option<Bytes>> {
-        if let Some(b) = self.details.get(id) {
-            return Ok(Some(b));
-        }
-        let epoch = self.details.epoch.load(Ordering::SeqCst);
-        let Some(mut doc) = self.plans.coll.find_one(&Filter::id(id)).await? else {
-            return Ok(None);
-        };
-        doc.remove(INTERNAL_KEY);
-        let bytes = Bytes::from(
-            serde_json::to_vec(&doc)
-                .map_err(|e| crate::store::StoreError::Backend(e.to_string()))?,
-        );
-        self.details.put(id, epoch, bytes.clone());
-        Ok(Some(bytes))
-    }
-
     pub async fn insert(&self, plan: &ReleasePlan) -> StoreResult<()> {
-        self.details.invalidate(&plan.id);
+        self.written(&plan.id);
         self.plans.insert(plan).await
     }
 
     /// Write `plan` if its stored version is still `expected`.
     pub async fn save(&self, plan: &ReleasePlan, expected: i64) -> StoreResult<bool> {
-        let ok = self
-            .plans
-            .replace(
-                &Filter::id(&plan.id).and(Filter::eq("version", expected)),
-                plan,
-            )
-            .await;
-        self.details.invalidate(&plan.id);
+        let ok = self.plans.replace_version(&plan.id, expected, plan).await;
+        self.written(&plan.id);
         ok
     }
 
@@ -189,7 +121,7 @@ impl PlanStore {
             .plans
             .update_one(&Filter::id(id).and(filter), update)
             .await;
-        self.details.invalidate(id);
+        self.written(id);
         ok
     }
 
@@ -205,7 +137,7 @@ impl PlanStore {
             .find_one_and_update(filter, &[(sort.to_string(), Dir::Asc)], update)
             .await?;
         if let Some(p) = &got {
-            self.details.invalidate(&p.id);
+            self.written(&p.id);
         }
         Ok(got)
     }
@@ -213,7 +145,7 @@ impl PlanStore {
     /// Delete plan `id`; false when it did not exist.
     pub async fn delete(&self, id: &str) -> StoreResult<bool> {
         let n = self.plans.delete(&Filter::id(id)).await;
-        self.details.invalidate(id);
+        self.written(id);
         Ok(n? > 0)
     }
 

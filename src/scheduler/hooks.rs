@@ -47,7 +47,7 @@ pub async fn run(state: AppState) {
         })
         .await;
         let next = super::earliest(&state, pending(), "internal.hook_due_ms").await;
-        if !super::wait(&state, next, &state.release_plans.wake.hooks).await {
+        if !super::wait(&state, next, &state.scheduler_wake.hooks).await {
             return;
         }
     }
@@ -140,7 +140,8 @@ async fn settle(
 ) -> crate::store::StoreResult<Option<ReleasePlan>> {
     let retries = &state.config.release_plan_hook_retry_secs;
     let store = &state.release_plans;
-    for _ in 0..32 {
+    let mut attempts = crate::store::retry::Attempts::new();
+    while attempts.next().await {
         let Some(mut plan) = store.get(plan_id).await? else {
             return Ok(None);
         };
@@ -181,7 +182,7 @@ async fn settle(
             return Ok(Some(plan));
         }
     }
-    Err(crate::store::StoreError::Conflict(format!(
-        "release plan {plan_id} changes too often to record its hook delivery"
+    Err(crate::store::retry::exhausted(&format!(
+        "release plan {plan_id} (recording its hook delivery)"
     )))
 }

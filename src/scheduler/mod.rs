@@ -3,7 +3,8 @@
 //! ([`hooks`]) and the safety net that follows running workflow jobs ([`reconcile`]).
 //!
 //! No timer lives only in memory: each loop finds what is due from the store, claims a plan
-//! with a lease (`internal.claim_owner`/`claim_until_ms`, one find-one-and-update), and applies
+//! with a lease ([`CLAIM`] on the plan, one find-one-and-update; the claims run in a
+//! [`crate::worker::Pool`]), and applies
 //! the change through the release-plan service's conditional update — so a restart loses
 //! nothing and several replicas on one MongoDB never apply a change twice. A loop sleeps until
 //! the next due moment on the injected clock, a poll interval (work of other replicas), a
@@ -20,12 +21,22 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::release_plan::model::ReleasePlan;
+pub use crate::release_plan::store::CLAIM;
 use crate::state::AppState;
-use crate::store::lease::now_ms as wall_ms;
 use crate::store::{Filter, StoreResult, Update};
+use crate::worker::Pool;
+
+/// Wake-ups for the loops, so that work made due by this process starts at once (other
+/// replicas find it by polling). Owned by the state (`state.scheduler_wake`).
+#[derive(Default)]
+pub struct Wakers {
+    pub schedule: Notify,
+    pub timeouts: Notify,
+    pub hooks: Notify,
+}
 
 /// Start the release-plan loops.
 pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
@@ -37,8 +48,8 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
     ]
 }
 
-fn lease_ms(state: &AppState) -> i64 {
-    i64::try_from(state.config.release_plan_lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
+fn lease_ttl(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.release_plan_lease_secs)
 }
 
 /// Claim the first unclaimed plan matching `filter` (in `sort` order) for this process.
@@ -47,21 +58,21 @@ pub async fn claim(
     filter: Filter,
     sort: &str,
 ) -> StoreResult<Option<ReleasePlan>> {
-    let wall = wall_ms();
-    let f = filter.and(Filter::lt("internal.claim_until_ms", wall));
+    let f = filter.and(CLAIM.free());
     // Claiming bumps the version, so a writer holding an older copy (which would write the
     // claim fields back as they were) must re-read.
-    let update = Update::new()
-        .set("internal.claim_owner", state.instance_id.as_str())
-        .set("internal.claim_until_ms", wall + lease_ms(state))
-        .inc("version", 1);
+    let update = CLAIM.take(
+        Update::new().inc("version", 1),
+        &state.instance_id,
+        lease_ttl(state),
+    );
     state.release_plans.claim(&f, sort, &update).await
 }
 
 /// Extend this process' claim on a plan (long work such as slow hook receivers).
 pub async fn renew(state: &AppState, id: &str) -> StoreResult<bool> {
-    let mine = Filter::eq("internal.claim_owner", state.instance_id.as_str());
-    let update = Update::new().set("internal.claim_until_ms", wall_ms() + lease_ms(state));
+    let mine = CLAIM.taken_by(&state.instance_id);
+    let update = CLAIM.renew(Update::new(), lease_ttl(state));
     state.release_plans.update(id, mine, &update).await
 }
 
@@ -73,24 +84,14 @@ where
     F: Fn(AppState, ReleasePlan) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let workers = state.config.release_plan_workers.max(1);
-    let mut set = JoinSet::new();
-    while !state.shutdown.is_cancelled() {
-        while set.len() >= workers {
-            let _ = set.join_next().await;
-        }
-        match claim(state, filter.clone(), sort).await {
-            Ok(Some(plan)) => {
-                set.spawn(handle(state.clone(), plan));
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "release-plan scheduler cannot claim work: {e}");
-                break;
-            }
-        }
-    }
-    while set.join_next().await.is_some() {}
+    Pool::new(state.config.release_plan_workers)
+        .drain(
+            &state.shutdown,
+            "release-plan scheduler",
+            || claim(state, filter.clone(), sort),
+            |plan| handle(state.clone(), plan),
+        )
+        .await;
 }
 
 /// The earliest value of `path` (a due time) among plans matching `filter`.

@@ -25,7 +25,7 @@ pub async fn run(state: AppState) {
         let next = super::earliest(&state, scheduled(), "internal.schedule_at")
             .await
             .map(|s| s.saturating_mul(1000));
-        if !super::wait(&state, next, &state.release_plans.wake.schedule).await {
+        if !super::wait(&state, next, &state.scheduler_wake.schedule).await {
             return;
         }
     }

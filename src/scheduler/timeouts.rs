@@ -45,7 +45,7 @@ pub async fn run(state: AppState) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if !super::wait(&state, next, &state.release_plans.wake.timeouts).await {
+        if !super::wait(&state, next, &state.scheduler_wake.timeouts).await {
             return;
         }
     }

@@ -1,10 +1,17 @@
-//! Leases: exactly one holder of a named piece of work until a deadline.
+//! Leases: exactly one holder of a piece of work until a deadline.
 //!
-//! A lease is a document `{id: name, owner, until_ms}` in `leases`. Claiming updates it only
-//! when it has expired or is already ours; when it does not exist yet a plain insert creates
-//! it, and a racing claimer loses on the duplicate key. Deadlines are wall-clock milliseconds
-//! (lease expiry is about process liveness, not business time, so the injected clock is not
-//! used here).
+//! One encoding, two places. A lease is an owner (a process' `instance_id`) and a wall-clock
+//! deadline in milliseconds, free once the deadline has passed ([`Encoding`]). It lives either
+//! in its own document `{id: name, owner, until_ms}` in `leases` ([`Leases`], for named work
+//! such as a process' liveness or the dispatcher's counting round), or on the work document
+//! itself ([`Encoding`] at that document's paths: a release plan's scheduler claim, a delivery
+//! version's pipeline run, a workflow task's runner), so that claiming the work and writing it
+//! can be one conditional update fenced by the owner.
+//!
+//! Claiming a named lease updates it only when it has expired or is already ours; when it does
+//! not exist yet a plain insert creates it, and a racing claimer loses on the duplicate key.
+//! Deadlines are wall-clock milliseconds (lease expiry is about process liveness, not business
+//! time, so the injected clock is not used here).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +19,57 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Backend, Collection, Filter, StoreError, StoreResult, Update, to_doc};
+
+/// Where a lease is kept in a document: the paths of its owner and of its deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoding {
+    pub owner: &'static str,
+    pub until: &'static str,
+}
+
+/// The named leases of the `leases` collection.
+const NAMED: Encoding = Encoding::at("owner", "until_ms");
+
+/// The deadline of a lease taken now for `ttl`.
+pub fn deadline(ttl: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2))
+}
+
+impl Encoding {
+    /// A lease kept at `owner` and `until` (dotted paths) of a document.
+    pub const fn at(owner: &'static str, until: &'static str) -> Self {
+        Self { owner, until }
+    }
+    /// Matches a document whose lease is free: never taken, given back, or expired.
+    pub fn free(&self) -> Filter {
+        Filter::lt(self.until, now_ms())
+    }
+    /// Matches a document whose lease `owner` took (whether or not it has expired since).
+    pub fn taken_by(&self, owner: &str) -> Filter {
+        Filter::eq(self.owner, owner)
+    }
+    /// Matches a document whose lease is held, by anyone, until after now.
+    pub fn held(&self) -> Filter {
+        Filter::gte(self.until, now_ms())
+    }
+    /// `update` plus taking (or renewing) the lease for `owner` for `ttl`.
+    pub fn take(&self, update: Update, owner: &str, ttl: Duration) -> Update {
+        update.set(self.owner, owner).set(self.until, deadline(ttl))
+    }
+    /// `update` plus extending the lease by `ttl` from now (fence it with [`Self::taken_by`]).
+    pub fn renew(&self, update: Update, ttl: Duration) -> Update {
+        update.set(self.until, deadline(ttl))
+    }
+    /// `update` plus making the lease free at once, the owner kept (a hand-over: the next
+    /// claim may come from anyone).
+    pub fn hand_over(&self, update: Update) -> Update {
+        update.set(self.until, 0)
+    }
+    /// `update` plus clearing the lease: no owner, free.
+    pub fn clear(&self, update: Update) -> Update {
+        update.set(self.owner, "").set(self.until, 0)
+    }
+}
 
 /// Named leases shared by every replica on one store.
 #[derive(Clone)]
@@ -33,17 +91,15 @@ impl Leases {
 
     /// Claim (or renew) `name` for `owner` for `ttl`. True when `owner` holds it now.
     pub async fn claim(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
-        let now = now_ms();
-        let until = now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let filter = Filter::id(name).and(Filter::Or(vec![
-            Filter::lt("until_ms", now),
-            Filter::eq("owner", owner),
-        ]));
-        let set = Update::new().set("owner", owner).set("until_ms", until);
+        let filter = Filter::id(name).and(Filter::Or(vec![NAMED.free(), NAMED.taken_by(owner)]));
+        let set = NAMED.take(Update::new(), owner, ttl);
         if self.coll.update_one(&filter, &set).await? {
             return Ok(true);
         }
-        let doc = to_doc(&json!({"id": name, "owner": owner, "until_ms": until}))?;
+        let mut doc = to_doc(&json!({"id": name}))?;
+        for (path, value) in set.set {
+            doc.insert(path, value);
+        }
         match self.coll.insert(doc).await {
             Ok(()) => Ok(true),
             Err(StoreError::Duplicate(_)) => Ok(false),
@@ -51,10 +107,19 @@ impl Leases {
         }
     }
 
+    /// Whether someone holds `name` now.
+    pub async fn is_held(&self, name: &str) -> StoreResult<bool> {
+        let held = self
+            .coll
+            .find_one(&Filter::id(name).and(NAMED.held()))
+            .await?;
+        Ok(held.is_some())
+    }
+
     /// Give `name` up if `owner` holds it.
     pub async fn release(&self, name: &str, owner: &str) -> StoreResult<()> {
         self.coll
-            .delete_many(&Filter::id(name).and(Filter::eq("owner", owner)))
+            .delete_many(&Filter::id(name).and(NAMED.taken_by(owner)))
             .await?;
         Ok(())
     }

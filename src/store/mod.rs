@@ -15,6 +15,7 @@
 pub mod embedded;
 pub mod lease;
 pub mod mongo;
+pub mod retry;
 pub mod sequence;
 pub mod users;
 
@@ -372,6 +373,16 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
     }
     pub async fn count(&self, filter: &Filter) -> StoreResult<u64> {
         self.coll.count(filter).await
+    }
+    /// One page of the matches of `filter` (`opts` sorts and pages) and the total of them.
+    pub async fn page(&self, filter: &Filter, opts: &FindOptions) -> StoreResult<(Vec<T>, u64)> {
+        let list = self.find(filter, opts).await?;
+        Ok((list, self.count(filter).await?))
+    }
+    /// Replace document `id` with `v` if its stored `version` is still `expected`.
+    pub async fn replace_version(&self, id: &str, expected: i64, v: &T) -> StoreResult<bool> {
+        self.replace(&Filter::id(id).and(Filter::eq("version", expected)), v)
+            .await
     }
     /// Replace the document matched by `filter`; `Ok(false)` when nothing matched.
     pub async fn replace(&self, filter: &Filter, v: &T) -> StoreResult<bool> {

@@ -26,7 +26,8 @@ impl Sequences {
 
     /// The next value of the counter `name`: 1, 2, 3 … with no value handed out twice.
     pub async fn next(&self, name: &str) -> StoreResult<i64> {
-        for _ in 0..100 {
+        let mut attempts = super::retry::Attempts::new();
+        while attempts.next().await {
             let updated = self
                 .coll
                 .find_one_and_update(&Filter::id(name), &[], &Update::new().inc("seq", 1))

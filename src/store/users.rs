@@ -58,8 +58,7 @@ impl UserStore {
     /// One page of users, oldest first, and the total.
     pub async fn page(&self, page: u64, size: u64) -> StoreResult<(Vec<User>, u64)> {
         let opts = FindOptions::sort("created_at", Dir::Asc).page(page, size);
-        let list = self.users.find(&Filter::All, &opts).await?;
-        Ok((list, self.users.count(&Filter::All).await?))
+        self.users.page(&Filter::All, &opts).await
     }
 
     /// Replace the token hash; false when the user does not exist.

@@ -1,15 +1,13 @@
 //! Delivery-version pages: the list and a version's detail with each image's copy status and
 //! error, and retry through [`crate::delivery::service`] as the API does.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use serde_json::json;
 
 use super::render::page;
 use super::session::Viewer;
-use super::{UiResult, done, posted};
-use crate::delivery::model::DeliveryVersion;
+use super::{Posted, UiResult, done};
+use crate::delivery::model::{DeliveryVersion, ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::state::AppState;
 use crate::store::{Dir, FindOptions, Typed};
@@ -37,7 +35,7 @@ pub async fn list(
                 "status": v.status, "created_by": v.created_by, "created_at": v.created_at,
                 "services": v.services.len(),
                 "images": images.clone().count(),
-                "failed_images": images.filter(|i| i.status == "failed").count(),
+                "failed_images": images.filter(|i| i.status == ItemStatus::Failed).count(),
             })
         })
         .collect();
@@ -71,7 +69,7 @@ pub async fn detail(
                 "chart_repo_name": v.chart_repo_name, "services": v.services,
             },
             // The service allows a retry of any failed version, to anyone signed in.
-            "can_retry": v.status == "failed",
+            "can_retry": v.status == VersionStatus::Failed,
         }),
     ))
 }
@@ -79,12 +77,9 @@ pub async fn detail(
 /// `POST /ui/delivery/{id}/retry`
 pub async fn retry(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { viewer, .. }: Posted,
 ) -> UiResult {
-    posted(&viewer, &headers, &body)?;
     let v = service::by_id(&state, &id, None).await?;
     service::retry(&state, &viewer.identity, &v.project_name, &id).await?;
     Ok(done(&format!("/ui/delivery/{id}")))

@@ -17,7 +17,7 @@ pub mod tasks;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -98,7 +98,7 @@ pub enum UiError {
 
 impl From<ApiError> for UiError {
     fn from(e: ApiError) -> Self {
-        UiError::Status(e.status, e.description)
+        UiError::Status(e.status(), e.description)
     }
 }
 
@@ -144,11 +144,31 @@ impl Form {
     }
 }
 
-/// Check the CSRF token and origin of a posted form; then the form.
-pub fn posted(viewer: &session::Viewer, headers: &HeaderMap, body: &Bytes) -> UiResult<Form> {
-    let form = Form::parse(body);
-    session::check_csrf(viewer, headers, form.get("csrf"))?;
-    Ok(form)
+/// A form posted by a signed-in viewer, its CSRF token and origin checked: what every
+/// dashboard action takes (it reads the body, so it is the last argument).
+pub struct Posted {
+    pub viewer: session::Viewer,
+    pub form: Form,
+}
+
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        let viewer = session::Viewer::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = Form::parse(&body);
+        session::check_csrf(&viewer, &headers, form.get("csrf"))
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self { viewer, form })
+    }
 }
 
 /// After a successful action: back to `to` (post/redirect/get).

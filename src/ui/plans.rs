@@ -2,14 +2,12 @@
 //! records, approval with votes, jobs with links to their workflow tasks) and its actions, each
 //! through [`crate::release_plan::service`] as the API does.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::render::{page, urlencode};
 use super::session::Viewer;
-use super::{UiError, UiResult, done, posted};
+use super::{Posted, UiError, UiResult, done};
 use crate::auth::Identity;
 use crate::release_plan::input::{ApproveInput, JobActionInput};
 use crate::release_plan::machine::status_api_allows;
@@ -225,12 +223,9 @@ fn back(id: &str) -> String {
 /// `POST /ui/plans/{id}/approve` (`approve=true|false`, `comment`).
 pub async fn approve(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> UiResult {
-    let form = posted(&viewer, &headers, &body)?;
     let input = ApproveInput {
         approve: form.get("approve") == Some("true"),
         comment: form.get("comment").unwrap_or_default().to_string(),
@@ -242,12 +237,9 @@ pub async fn approve(
 /// `POST /ui/plans/{id}/status` (`status`).
 pub async fn set_status(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> UiResult {
-    let form = posted(&viewer, &headers, &body)?;
     let target = form.get("status").unwrap_or_default();
     service::set_status(&state, &viewer.identity, &id, target).await?;
     Ok(done(&back(&id)))
@@ -256,12 +248,9 @@ pub async fn set_status(
 /// `POST /ui/plans/{id}/jobs/{job}/{execute|skip|retry}` (`remark` for text jobs).
 pub async fn job_action(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path((id, job, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> UiResult {
-    let form = posted(&viewer, &headers, &body)?;
     let action = match action.as_str() {
         "execute" => JobAction::Execute,
         "skip" => JobAction::Skip,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::render;
-use super::session::{self, Viewer};
+use super::session;
 use super::{Form, UiResult};
 use crate::state::AppState;
 
@@ -81,12 +81,10 @@ pub async fn sign_in(
 /// `POST /ui/logout`: end the session and clear the cookie.
 pub async fn sign_out(
     State(state): State<AppState>,
-    viewer: Viewer,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    _: super::Posted,
 ) -> UiResult {
-    super::posted(&viewer, &headers, &body)?;
     if let Some(cookie) = session::cookie_value(&headers) {
         session::sign_out(&state, &cookie).await?;
     }

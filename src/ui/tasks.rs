@@ -6,14 +6,14 @@ use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::render::{page, render, urlencode};
 use super::session::Viewer;
-use super::{UiError, UiResult, done, posted};
+use super::{Posted, UiError, UiResult, done};
 use crate::auth::Identity;
 use crate::engine::logs::{Follow, LogKey, full_piece};
 use crate::state::AppState;
@@ -314,12 +314,9 @@ pub async fn task_live(
 /// `POST …/tasks/{id}/{cancel|retry|approve|manual-exec}`
 pub async fn task_action(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path((key, id, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { viewer, form }: Posted,
 ) -> UiResult {
-    let form = posted(&viewer, &headers, &body)?;
     crate::validate::name("workflowKey", &key)?;
     let task_id = parse_id(&id)?;
     let who = &viewer.identity;

@@ -102,7 +102,8 @@ pub async fn update(
     project: Option<&str>,
     body: Workflow,
 ) -> ApiResult<()> {
-    loop {
+    let mut attempts = crate::store::retry::Attempts::new();
+    while attempts.next().await {
         let existing = match project.filter(|p| !p.is_empty()) {
             Some(p) => find_in(state, name, p, Op::FindWorkflow).await?,
             None => find(state, name).await?,
@@ -149,6 +150,7 @@ pub async fn update(
         }
         // Another update won the race: apply this one over it.
     }
+    Err(crate::store::retry::exhausted(&format!("workflow {name}")).into())
 }
 
 /// Delete a workflow: its unfinished tasks are cancelled, its tasks archived (hidden from

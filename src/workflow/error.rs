@@ -3,20 +3,8 @@
 //! status and Zadig's business code a client sees (the pattern of
 //! `release_plan::machine::Rejection`).
 
-/// What kind of refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The request is malformed or asks for something impossible.
-    BadRequest,
-    /// The caller may not do it.
-    Forbidden,
-    /// What the request names does not exist.
-    NotFound,
-    /// The current state does not allow it.
-    Conflict,
-    /// A part of the server failed (e.g. the task id counter).
-    Unavailable,
-}
+/// What kind of refusal: the one kind vocabulary of [`crate::error::ErrorKind`].
+pub use crate::error::ErrorKind as Kind;
 
 /// The operation refused; each has Zadig's business code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

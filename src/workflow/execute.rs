@@ -443,7 +443,7 @@ pub async fn execute(
         .map_err(|e| {
             tracing::error!(workflow = %merged.name, error = %e, "task id counter failed: {e}");
             refuse(
-                Kind::Unavailable,
+                Kind::Internal,
                 Op::GetCounter,
                 "the task id counter is unavailable",
             )

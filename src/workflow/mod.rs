@@ -2,8 +2,8 @@
 //! creation and the task APIs.
 //!
 //! Release plans start workflow tasks through [`check_release_input`] and
-//! [`start_release_task`]; when such a task ends, the engine calls
-//! [`crate::release_plan::on_workflow_task_finished`].
+//! [`start_release_task`]; when such a task ends, the engine reports it through
+//! [`crate::engine::finished`], which the release-plan side subscribes to.
 //!
 //! - [`model`], [`lint`], [`legacy`], [`store`], [`definitions`]: the definitions;
 //! - [`views`], [`tickets`]: workflow views and pre-approval tickets;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::store::retry::Attempts;
 use crate::validate;
 use crate::workflow::definitions;
 use crate::workflow::error::{Kind, Op, refuse};
@@ -17,9 +18,6 @@ use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::{Workflow, arr_of, str_of};
 use crate::workflow::task::{ApproveUser, StageTask, Status, Task};
-
-/// How often a write is re-applied after losing a race with the engine before giving up.
-const MAX_ATTEMPTS: usize = 50;
 
 fn raced(what: &str) -> ApiError {
     ApiError::conflict(format!(
@@ -63,7 +61,8 @@ pub async fn cancel(
     workflow: &str,
     task_id: i64,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, Op::CancelTask).await?;
         match t.status {
             Status::Passed => {
@@ -111,7 +110,8 @@ pub async fn retry(
     workflow: &str,
     task_id: i64,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, Op::GetTask).await?;
         if ![
             Status::Failed,
@@ -157,7 +157,8 @@ pub async fn set_remark(
     task_id: i64,
     remark: &str,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, Op::GetTask).await?;
         if t.remark == remark {
             return Ok(());
@@ -311,7 +312,8 @@ pub async fn handle_job_error(
             "`decision` must be ignore or reject, got {decision:?}"
         )));
     }
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = get(state, workflow, task_id, Op::GetTask).await?;
         let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
             s.jobs
@@ -372,7 +374,8 @@ pub async fn manual_exec(
     project: &str,
     stage_name: &str,
 ) -> ApiResult<()> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let task = get(state, workflow, task_id, Op::GetTask).await?;
         let ManualExecState {
             mut task,
@@ -458,7 +461,8 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
         ));
     }
     let (wf, id, stage) = (&vote.workflow_key, vote.task_id, &vote.stage_name);
-    for _ in 0..MAX_ATTEMPTS {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
         let mut t = state.tasks.get(wf, id).await?.ok_or_else(|| {
             approve_error(
                 Kind::NotFound,

@@ -196,7 +196,8 @@ pub async fn edit(
     validate::name("projectKey", project)?;
     validate::name("viewName", name)?;
     let changes = check_entries(entries)?;
-    loop {
+    let mut attempts = crate::store::retry::Attempts::new();
+    while attempts.next().await {
         let mut view = state
             .workflow_views
             .get(project, name)
@@ -231,6 +232,7 @@ pub async fn edit(
         }
         // Someone edited the view meanwhile: apply the changes to their version.
     }
+    Err(crate::store::retry::exhausted(&format!("view {name}")).into())
 }
 
 /// Delete a view; unknown → 404 with code 6894.

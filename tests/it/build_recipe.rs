@@ -43,9 +43,9 @@ backend_test! {
 
         // Unknown build, or a build of another project → 404.
         let e = resolve_for_job(app.state(), "yaml", "nope", "s", "m").await.unwrap_err();
-        assert_eq!(e.status.as_u16(), 404);
+        assert_eq!(e.status().as_u16(), 404);
         let e = resolve_for_job(app.state(), "other", "api-test", "s", "m").await.unwrap_err();
-        assert_eq!(e.status.as_u16(), 404);
+        assert_eq!(e.status().as_u16(), 404);
         app.stop().await;
     }
 }

@@ -714,9 +714,9 @@ backend_test! {
         let none = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([])).await.unwrap().workflow;
         assert!(none["stages"].as_array().unwrap().iter().all(|s| s["jobs"].as_array().unwrap().iter().all(|j| j["skipped"] == true)));
         let e = zadig_server::workflow::check_release_input(st, "helm", "nope", &params, &inputs).await.unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (404, 6542));
+        assert_eq!((e.status().as_u16(), e.code), (404, 6542));
         let e = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &json!([{"name": "zzz"}]), &inputs).await.unwrap_err();
-        assert!(e.status == 400 && e.description.contains("parameters[0].name"), "{e:?}");
+        assert!(e.status() == 400 && e.description.contains("parameters[0].name"), "{e:?}");
         // An input for a job the workflow does not have is ignored and reported (as Zadig).
         let ghost = zadig_server::workflow::check_release_input(st, "helm", "test-openapi", &params, &json!([{"job_name": "ghost"}, inputs[0].clone()])).await.unwrap();
         assert_eq!(ghost.warnings, vec!["inputs[0]: workflow test-openapi has no job ghost; ignored".to_string()]);
@@ -727,7 +727,7 @@ backend_test! {
         };
         let release = zadig_server::workflow::ReleaseRef { plan_id: "p1".into(), plan_name: "plan".into(), plan_index: 3, job_id: "j1".into() };
         let e = zadig_server::workflow::start_release_task(st, "helm", "test-openapi", &params, &json!([]), &caller, release.clone()).await.unwrap_err();
-        assert_eq!((e.status.as_u16(), e.code), (400, 6160), "{e:?}");
+        assert_eq!((e.status().as_u16(), e.code), (400, 6160), "{e:?}");
         let started = zadig_server::workflow::start_release_task(st, "helm", "test-openapi", &params, &inputs, &caller, release.clone()).await.unwrap();
         assert_eq!((started.project_name.as_str(), started.workflow_name.as_str(), started.task_id), ("helm", "test-openapi", 1));
         let t = stored(&app, "test-openapi", 1).await;

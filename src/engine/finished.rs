@@ -1,0 +1,59 @@
+//! The engine's port for "a task started by a release job reached a final status".
+//!
+//! The engine publishes here and depends on nobody above it; the release-plan side subscribes
+//! when the state is assembled (see [`crate::state::AppState::build`]) and moves its job on.
+//! Listeners are awaited in the order they subscribed, so a task's end is applied before the
+//! runner moves on, as when the engine called the release plan directly; they must be
+//! idempotent (the recovery path and the cancel path may report a task again).
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use crate::state::AppState;
+use crate::workflow::ReleaseRef;
+
+/// Someone who wants to know when a release job's task finished.
+#[async_trait]
+pub trait TaskFinishedListener: Send + Sync {
+    async fn task_finished(
+        &self,
+        state: &AppState,
+        release: &ReleaseRef,
+        task_id: i64,
+        status: &str,
+    );
+}
+
+/// The subscribers (`state.task_finished`).
+#[derive(Default)]
+pub struct TaskFinishedPort {
+    listeners: RwLock<Vec<Arc<dyn TaskFinishedListener>>>,
+}
+
+impl TaskFinishedPort {
+    pub fn subscribe(&self, listener: Arc<dyn TaskFinishedListener>) {
+        self.listeners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(listener);
+    }
+
+    /// Tell every subscriber that task `task_id` of `release` ended with `status`.
+    pub async fn publish(
+        &self,
+        state: &AppState,
+        release: &ReleaseRef,
+        task_id: i64,
+        status: &str,
+    ) {
+        let listeners = self
+            .listeners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for l in listeners {
+            l.task_finished(state, release, task_id, status).await;
+        }
+    }
+}
