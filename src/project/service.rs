@@ -1,7 +1,6 @@
 //! The rules of the project routes (spec/environments.md §2): who may call them, what is
 //! checked, what is stored, what is answered.
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -9,7 +8,7 @@ use super::model::{ProductFeature, Project};
 use super::{InitEnv, environments_blocking_delete};
 use crate::auth::Identity;
 use crate::build::model::nullable;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::service_template::ServiceVariableKV;
 use crate::service_template::service::{self as services, NewService};
 use crate::state::AppState;
@@ -211,7 +210,7 @@ async fn insert(state: &AppState, p: &Project) -> ApiResult<()> {
 
 fn duplicate_key(key: &str) -> ApiError {
     ApiError::code(
-        StatusCode::CONFLICT,
+        ErrorKind::Conflict,
         CREATE_PROJECT,
         format!("a project with key `project_key` {key:?} already exists"),
     )
@@ -219,7 +218,7 @@ fn duplicate_key(key: &str) -> ApiError {
 
 fn duplicate_name(name: &str) -> ApiError {
     ApiError::code(
-        StatusCode::CONFLICT,
+        ErrorKind::Conflict,
         CREATE_PROJECT,
         format!("a project named `project_name` {name:?} already exists"),
     )
@@ -364,7 +363,7 @@ pub async fn delete(state: &AppState, caller: &Identity, key: &str) -> ApiResult
     let envs = environments_blocking_delete(state, key).await?;
     if !envs.is_empty() {
         return Err(ApiError::code(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             DELETE_PROJECT,
             format!(
                 "project `{key}` still has environments [{}]: delete them first",

@@ -2,7 +2,6 @@
 //! revisions, answers. Test and production services follow the same rules; production
 //! services are changed by admins only (docs/security.md).
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -13,7 +12,7 @@ use super::variables::{self, ServiceVariableKV};
 use super::{Container, execute, manifest, objects_of, parse};
 use crate::auth::Identity;
 use crate::build::model::nullable;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::project::{self, Project};
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -116,7 +115,7 @@ fn field(at: &str, name: &str) -> String {
 }
 
 fn invalid(desc: String) -> ApiError {
-    ApiError::code(StatusCode::BAD_REQUEST, VALIDATE_TEMPLATE, desc)
+    ApiError::code(ErrorKind::BadRequest, VALIDATE_TEMPLATE, desc)
 }
 
 /// A service name: `^[a-zA-Z0-9-_]+$`, at most 256 characters.
@@ -255,7 +254,7 @@ async fn latest(
         .await?
         .ok_or_else(|| {
             ApiError::code(
-                StatusCode::NOT_FOUND,
+                ErrorKind::NotFound,
                 code,
                 format!(
                     "{} not found in project `{project}`",
@@ -281,7 +280,7 @@ async fn insert_revision(
     match state.service_templates.insert(&t).await {
         Err(StoreError::Duplicate(_)) => {
             return Err(ApiError::code(
-                StatusCode::CONFLICT,
+                ErrorKind::Conflict,
                 CREATE_TEMPLATE,
                 format!(
                     "{} changed concurrently; try again",
@@ -310,7 +309,7 @@ async fn insert_revision(
 
 fn exists(name: &str, project_key: &str, production: bool) -> ApiError {
     ApiError::code(
-        StatusCode::CONFLICT,
+        ErrorKind::Conflict,
         CREATE_TEMPLATE,
         format!(
             "{} already exists in project `{project_key}`",
@@ -436,7 +435,7 @@ pub async fn update_variables(
         Ok(())
     } else {
         Err(ApiError::code(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             UPDATE_SERVICE,
             format!("{} changed concurrently; try again", what(name, production)),
         ))
