@@ -47,6 +47,10 @@ pub struct App {
     pub delivery: Arc<crate::delivery::Delivery>,
     /// The key that encrypts stored credentials (see [`crate::secrets`]).
     pub secrets: Arc<SecretBox>,
+    /// Registered Kubernetes clusters and their clients.
+    pub clusters: crate::cluster::Clusters,
+    /// Environments (namespaces in clusters).
+    pub environments: crate::environment::Environments,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -90,6 +94,8 @@ impl AppState {
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config, &secrets)?),
+            clusters: crate::cluster::Clusters::new(b, &secrets, &config),
+            environments: crate::environment::Environments::new(b),
             secrets,
             shutdown: CancellationToken::new(),
             config,
