@@ -9,8 +9,10 @@ use crate::build::store::{BuildStore, TemplateStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::project::store::ProjectStore;
 use crate::release_plan::store::PlanStore;
 use crate::secrets::SecretBox;
+use crate::service_template::store::ServiceTemplateStore;
 use crate::store::lease::Leases;
 use crate::store::sequence::Sequences;
 use crate::store::users::UserStore;
@@ -45,6 +47,10 @@ pub struct App {
     pub build_templates: TemplateStore,
     /// Delivery versions, image registries, chart repositories and their pipeline.
     pub delivery: Arc<crate::delivery::Delivery>,
+    /// Projects (`/openapi/projects/project`).
+    pub projects: ProjectStore,
+    /// K8s YAML service revisions (`/openapi/service/yaml`).
+    pub service_templates: ServiceTemplateStore,
     /// The key that encrypts stored credentials (see [`crate::secrets`]).
     pub secrets: Arc<SecretBox>,
     /// Registered Kubernetes clusters and their clients.
@@ -93,6 +99,8 @@ impl AppState {
             release_plans: PlanStore::new(b, &secrets),
             builds: BuildStore::new(b),
             build_templates: TemplateStore::new(b),
+            projects: ProjectStore::new(b),
+            service_templates: ServiceTemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config, &secrets)?),
             clusters: crate::cluster::Clusters::new(b, &secrets, &config),
             environments: crate::environment::Environments::new(b),

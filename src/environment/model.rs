@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
 /// One environment. `env_key` is Zadig's storage `env_name`; `alias` is the OpenAPI
 /// `env_name` (display name).
@@ -78,16 +77,7 @@ impl EnvService {
     }
 }
 
-/// A container of a workload: Zadig's `Container` (`type` is `""` or `init`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Container {
-    pub name: String,
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    pub image: String,
-    #[serde(default)]
-    pub image_name: String,
-}
+pub use crate::service_template::Container;
 
 /// One object applied to the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,21 +43,7 @@ pub fn dns_label(field: &str, v: &str) -> ApiResult<()> {
     }
 }
 
-/// Where a workload kind keeps its pod spec.
-pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CloneSet" => Some("/spec/template/spec"),
-        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
-        _ => None,
-    }
-}
-
-/// `registry/ns/app:1.0` → `app`.
-pub fn image_name(image: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    let last = last.split('@').next().unwrap_or(last);
-    last.split(':').next().unwrap_or(last).to_string()
-}
+pub use crate::service_template::manifest::{image_name, pod_spec_pointer};
 
 /// The containers (service modules) of rendered objects: init containers then containers of
 /// every workload, first of a name wins.

@@ -104,10 +104,16 @@ pub async fn load(state: &AppState, project: &str, env: &str, production: bool) 
     }
 }
 
-/// Who may change an environment: its creator and admins; production ones: admins.
-fn may_change(caller: &Identity, env: &Environment) -> ApiResult<()> {
+/// Who may change an environment: its creator, the project's admins and system admins;
+/// production ones: system admins.
+async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> ApiResult<()> {
     if env.production {
         return caller.require_admin();
+    }
+    if !caller.is_admin
+        && catalog::is_project_admin(state, &env.project_key, &caller.uid).await?
+    {
+        return Ok(());
     }
     caller.require_owner_or_admin(&env.owner_uid, &env.label())
 }
@@ -487,7 +493,7 @@ pub async fn delete(
     delete_resources: bool,
 ) -> ApiResult<()> {
     let env = load(state, project, env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let lock = state.environments.lock(project, env_key);
     let _held = lock.lock().await;
     let env = load(state, project, env_key, production).await?;
@@ -538,7 +544,7 @@ pub async fn update_basic(
     input: BasicInput,
 ) -> ApiResult<()> {
     let mut env = load(state, project, env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     validate::max_len("env_name", &input.env_name)?;
     if !input.registry_id.is_empty() {
         if state.delivery.registries.registry(&input.registry_id).await?.is_none() {
@@ -575,7 +581,7 @@ pub async fn set_variables(
     globals: Vec<Value>,
 ) -> ApiResult<()> {
     let env = load(state, project, env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let defined = catalog::project_globals(state, project, production).await?;
     for (i, g) in globals.iter().enumerate() {
         let key = kv_key(g);
@@ -648,7 +654,7 @@ pub async fn add_services(
         validate::name("service_list.service_name", &s.service_name)?;
     }
     let env = load(state, project, &input.env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let lock = state.environments.lock(project, &input.env_key);
     let _held = lock.lock().await;
     let mut env = load(state, project, &input.env_key, production).await?;
@@ -707,7 +713,7 @@ pub async fn remove_services(
         return Err(ApiError::bad_request("`service_names` is required"));
     }
     let env = load(state, project, &input.env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let lock = state.environments.lock(project, &input.env_key);
     let _held = lock.lock().await;
     let mut env = load(state, project, &input.env_key, production).await?;
@@ -893,7 +899,7 @@ pub async fn restart_service(
 ) -> ApiResult<()> {
     validate::name("serviceName", service)?;
     let env = load(state, project, env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let lock = state.environments.lock(project, env_key);
     let _held = lock.lock().await;
     let mut env = load(state, project, env_key, production).await?;
@@ -930,7 +936,7 @@ pub async fn restart_pod(
 ) -> ApiResult<()> {
     validate::name("podName", pod)?;
     let env = load(state, project, env_key, production).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let cc = client_for(state, &env.cluster_id).await?;
     if k::pod(&cc, &env.namespace, pod).await?.is_none() {
         return Err(ApiError::code(
@@ -977,7 +983,7 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
     };
     let (project, env_key) = (input.project_key.as_str(), input.env_key.as_str());
     let env = load(state, project, env_key, false).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let lock = state.environments.lock(project, env_key);
     let _held = lock.lock().await;
     let mut env = load(state, project, env_key, false).await?;
@@ -1045,7 +1051,7 @@ pub async fn set_image(
     }
     let project = input.product_name.as_str();
     let env = load(state, project, path_env, false).await?;
-    may_change(caller, &env)?;
+    may_change(state, caller, &env).await?;
     let lock = state.environments.lock(project, path_env);
     let _held = lock.lock().await;
     let mut env = load(state, project, path_env, false).await?;

@@ -1,0 +1,1 @@
+//! The rules of the project routes (spec/environments.md §2).

@@ -1,0 +1,1 @@
+//! The rules of the service routes (spec/environments.md §4).

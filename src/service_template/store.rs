@@ -1,0 +1,112 @@
+//! Queries over `service_templates` (unique on project, service, production flag and revision).
+
+use super::model::{STATUS_DELETING, ServiceTemplate};
+use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
+
+#[derive(Clone)]
+pub struct ServiceTemplateStore {
+    revisions: Typed<ServiceTemplate>,
+}
+
+fn service(project: &str, name: &str, production: bool) -> Filter {
+    Filter::eq("product_name", project)
+        .and(Filter::eq("service_name", name))
+        .and(Filter::eq("production", production))
+}
+
+impl ServiceTemplateStore {
+    pub fn new(backend: &dyn Backend) -> Self {
+        Self {
+            revisions: Typed::new(backend, "service_templates"),
+        }
+    }
+
+    /// Insert a revision; an existing (project, service, production, revision) is `Duplicate`.
+    pub async fn insert(&self, t: &ServiceTemplate) -> StoreResult<()> {
+        self.revisions.insert(t).await
+    }
+
+    /// The latest revision that is not deleted.
+    pub async fn latest(
+        &self,
+        project: &str,
+        name: &str,
+        production: bool,
+    ) -> StoreResult<Option<ServiceTemplate>> {
+        let filter = service(project, name, production).and(Filter::ne("status", STATUS_DELETING));
+        let opts = FindOptions::sort("revision", Dir::Desc).limit(1);
+        Ok(self
+            .revisions
+            .find(&filter, &opts)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// One revision, deleted or not.
+    pub async fn revision(
+        &self,
+        project: &str,
+        name: &str,
+        production: bool,
+        revision: i64,
+    ) -> StoreResult<Option<ServiceTemplate>> {
+        self.revisions
+            .find_one(&service(project, name, production).and(Filter::eq("revision", revision)))
+            .await
+    }
+
+    /// The latest revision of every service of `project` that is not deleted, by name.
+    pub async fn list_latest(
+        &self,
+        project: &str,
+        production: bool,
+    ) -> StoreResult<Vec<ServiceTemplate>> {
+        let filter = Filter::eq("product_name", project)
+            .and(Filter::eq("production", production))
+            .and(Filter::ne("status", STATUS_DELETING));
+        let opts = FindOptions::sort("service_name", Dir::Asc).then("revision", Dir::Desc);
+        let mut out: Vec<ServiceTemplate> = Vec::new();
+        for t in self.revisions.find(&filter, &opts).await? {
+            if out.last().is_none_or(|l| l.service_name != t.service_name) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replace revision `t` if it is still at `expected_version`.
+    pub async fn replace(&self, t: &ServiceTemplate, expected_version: i64) -> StoreResult<bool> {
+        self.revisions
+            .replace(
+                &Filter::id(&t.id).and(Filter::eq("version", expected_version)),
+                t,
+            )
+            .await
+    }
+
+    /// Mark every revision of a service deleted; how many were live.
+    pub async fn mark_deleting(
+        &self,
+        project: &str,
+        name: &str,
+        production: bool,
+    ) -> StoreResult<u64> {
+        self.revisions
+            .coll
+            .update_many(
+                &service(project, name, production).and(Filter::ne("status", STATUS_DELETING)),
+                &Update::new()
+                    .set("status", STATUS_DELETING)
+                    .inc("version", 1),
+            )
+            .await
+    }
+
+    /// Remove every revision of every service of `project` (test and production).
+    pub async fn delete_project(&self, project: &str) -> StoreResult<u64> {
+        self.revisions
+            .delete(&Filter::eq("product_name", project))
+            .await
+    }
+}
