@@ -14,10 +14,12 @@ pub mod extract;
 pub mod helm_repos;
 pub mod logs;
 pub mod metrics;
+pub mod projects;
 pub mod registries;
 pub mod release_plans;
 pub mod serve;
 pub mod service;
+pub mod service_templates;
 pub mod tickets;
 pub mod users;
 pub mod workflow_tasks;
@@ -90,6 +92,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(helm_repos::router())
         .merge(clusters::router())
         .merge(environments::router())
+        .merge(projects::router())
+        .merge(service_templates::router())
 }
 
 /// The OpenAPI document of every route.

@@ -45,7 +45,8 @@ pub fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
     let mut cur = String::new();
     let mut start = 1;
-    for (i, line) in text.split('\n').enumerate() {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    for (i, line) in body.split('\n').enumerate() {
         let t = line.trim_end();
         if t == "---" || t.starts_with("--- #") {
             docs.push((start, std::mem::take(&mut cur)));
@@ -71,7 +72,11 @@ pub fn parse_objects(text: &str) -> Result<Vec<Object>, ManifestError> {
             message,
         };
         let mut y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&doc).map_err(|e| {
-            let l = e.location().map_or(line, |loc| line + loc.line() - 1);
+            // An error at the end of the input points one line past the document's last line.
+            let last = line + doc.matches('\n').count().max(1) - 1;
+            let l = e
+                .location()
+                .map_or(line, |loc| (line + loc.line().max(1) - 1).min(last));
             fail(l, format!("not valid YAML: {e}"))
         })?;
         if y.is_null() {
