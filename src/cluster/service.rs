@@ -6,9 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::client::ClusterClient;
-use super::model::{
-    Cluster, ClusterInput, LOCAL_CLUSTER_ID, PROVIDERS, TYPE_KUBECONFIG, is_local,
-};
+use super::model::{Cluster, ClusterInput, LOCAL_CLUSTER_ID, PROVIDERS, TYPE_KUBECONFIG, is_local};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -86,7 +84,11 @@ fn dedup(names: &[String]) -> Vec<String> {
 
 /// C1: register a kubeconfig cluster (admins). The kubeconfig is checked, not dialled: a
 /// cluster may be registered before it is reachable; the routes that use it say when not.
-pub async fn create(state: &AppState, caller: &Identity, input: ClusterInput) -> ApiResult<Created> {
+pub async fn create(
+    state: &AppState,
+    caller: &Identity,
+    input: ClusterInput,
+) -> ApiResult<Created> {
     caller.require_admin()?;
     input.validate_create()?;
     let text = input.kube_config.clone().unwrap_or_default();
@@ -174,7 +176,11 @@ pub async fn update(
     caller.require_admin()?;
     input.validate_common()?;
     let mut c = stored(state, id, UPDATE_CLUSTER).await?;
-    if let Some(k) = input.kube_config.as_deref().filter(|k| !k.trim().is_empty()) {
+    if let Some(k) = input
+        .kube_config
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+    {
         super::client::kube_config(k, state.clusters.clients_timeout()).await?;
         c.kube_config = k.to_string();
     }

@@ -88,12 +88,13 @@ pub async fn render(
             && let Some(g) = globals.iter().find(|g| key_of(g) == key_of(&v))
             && let Some(m) = v.as_object_mut()
         {
-            m.insert("value".into(), g.get("value").cloned().unwrap_or(Value::Null));
+            m.insert(
+                "value".into(),
+                g.get("value").cloned().unwrap_or(Value::Null),
+            );
         }
         let kv: ServiceVariableKV = serde_json::from_value(v.clone()).map_err(|e| {
-            ApiError::bad_request(format!(
-                "`variable_kvs[{i}]` of service {service:?}: {e}"
-            ))
+            ApiError::bad_request(format!("`variable_kvs[{i}]` of service {service:?}: {e}"))
         })?;
         if kv.key.trim().is_empty() {
             return Err(ApiError::bad_request(format!(
@@ -110,8 +111,14 @@ pub async fn render(
         if let Some(given) = effective.iter().find(|e| key_of(e) == kv.key)
             && let Some(m) = v.as_object_mut()
         {
-            m.insert("value".into(), given.get("value").cloned().unwrap_or(Value::Null));
-            m.insert("use_global_variable".into(), Value::Bool(uses_global(given)));
+            m.insert(
+                "value".into(),
+                given.get("value").cloned().unwrap_or(Value::Null),
+            );
+            m.insert(
+                "use_global_variable".into(),
+                Value::Bool(uses_global(given)),
+            );
         }
         variable_kvs.push(v);
     }

@@ -124,7 +124,10 @@ impl Kinds {
                 } else {
                     ApiError::new(
                         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        format!("kind {kind} ({api_version}) is not served by {}: {}", cc.label, e.description),
+                        format!(
+                            "kind {kind} ({api_version}) is not served by {}: {}",
+                            cc.label, e.description
+                        ),
                     )
                 }
             })?
@@ -161,7 +164,12 @@ fn resource_of(r: &ResourceRef) -> ApiResource {
 
 /// `apiVersion`, `kind` and `metadata.name` of a rendered object, or 422 naming what lacks.
 pub fn identity(obj: &Value) -> ApiResult<(String, String, String)> {
-    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (av, kind, name) = (s("/apiVersion"), s("/kind"), s("/metadata/name"));
     if av.is_empty() || kind.is_empty() || name.is_empty() {
         return Err(ApiError::new(
@@ -217,16 +225,24 @@ pub async fn delete(cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<
 pub async fn get(cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<Option<Value>> {
     let api = api_of(cc, &resource_of(r), r.namespaced, ns);
     let got = cc
-        .call_opt(&format!("reading {} {:?}", r.kind, r.name), api.get(&r.name))
+        .call_opt(
+            &format!("reading {} {:?}", r.kind, r.name),
+            api.get(&r.name),
+        )
         .await?;
     got.map(|o| {
-        serde_json::to_value(o).map_err(|e| ApiError::internal(format!("re-encoding {}: {e}", r.kind)))
+        serde_json::to_value(o)
+            .map_err(|e| ApiError::internal(format!("re-encoding {}: {e}", r.kind)))
     })
     .transpose()
 }
 
 /// Pods of namespace `ns` matching `labels` (every pod when empty).
-pub async fn pods(cc: &ClusterClient, ns: &str, labels: &BTreeMap<String, String>) -> ApiResult<Vec<Pod>> {
+pub async fn pods(
+    cc: &ClusterClient,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> ApiResult<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(cc.client.clone(), ns);
     let selector = labels
         .iter()
@@ -243,7 +259,8 @@ pub async fn pods(cc: &ClusterClient, ns: &str, labels: &BTreeMap<String, String
 /// The pod `name` in `ns`, if any.
 pub async fn pod(cc: &ClusterClient, ns: &str, name: &str) -> ApiResult<Option<Pod>> {
     let api: Api<Pod> = Api::namespaced(cc.client.clone(), ns);
-    cc.call_opt(&format!("reading pod {name:?}"), api.get(name)).await
+    cc.call_opt(&format!("reading pod {name:?}"), api.get(name))
+        .await
 }
 
 /// Delete pod `name` so its controller makes a new one.

@@ -20,7 +20,8 @@ pub mod view;
 /// Environments' store and the per-environment locks of this process.
 pub struct Environments {
     pub store: store::EnvStore,
-    locks: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    locks:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Environments {

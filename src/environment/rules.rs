@@ -29,7 +29,8 @@ pub const SYSTEM_NAMESPACES: &[&str] = &["kube-node-lease", "kube-public", "kube
 pub fn dns_label(field: &str, v: &str) -> ApiResult<()> {
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !v.starts_with('-')
         && !v.ends_with('-');
     if ok {
@@ -51,10 +52,17 @@ pub fn containers_of(objects: &[Value]) -> Vec<Container> {
     let mut out: Vec<Container> = Vec::new();
     for o in objects {
         let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let Some(ptr) = pod_spec_pointer(kind) else { continue };
+        let Some(ptr) = pod_spec_pointer(kind) else {
+            continue;
+        };
         let Some(spec) = o.pointer(ptr) else { continue };
         for (key, typ) in [("initContainers", "init"), ("containers", "")] {
-            for c in spec.get(key).and_then(Value::as_array).into_iter().flatten() {
+            for c in spec
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
                 let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
                 if name.is_empty() || out.iter().any(|x| x.name == name) {
@@ -78,7 +86,9 @@ fn ensure_path<'a>(obj: &'a mut Value, ptr: &str) -> Option<&'a mut Map<String, 
     let mut cur = obj;
     for seg in ptr.split('/').filter(|s| !s.is_empty()) {
         let m = cur.as_object_mut()?;
-        let next = m.entry(seg.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let next = m
+            .entry(seg.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !next.is_object() {
             *next = Value::Object(Map::new());
         }
@@ -122,13 +132,28 @@ pub fn decorate(
     containers: &[Container],
     overrides: &[WorkloadOverride],
 ) {
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if let Some(m) = obj.as_object_mut() {
         m.remove("status");
     }
     if let Some(meta) = ensure_path(obj, "/metadata") {
-        for k in ["resourceVersion", "uid", "managedFields", "creationTimestamp", "generation", "selfLink"] {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "managedFields",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+        ] {
             meta.remove(k);
         }
         if namespaced {
@@ -138,7 +163,10 @@ pub fn decorate(
         }
     }
     if !env.production {
-        let labels = [(LABEL_PRODUCT, env.project_key.as_str()), (LABEL_SERVICE, service)];
+        let labels = [
+            (LABEL_PRODUCT, env.project_key.as_str()),
+            (LABEL_SERVICE, service),
+        ];
         for ptr in label_targets(&kind) {
             set_labels(obj, ptr, &labels);
         }
@@ -147,8 +175,17 @@ pub fn decorate(
         && let Some(spec) = obj.pointer_mut(ptr)
     {
         for key in ["initContainers", "containers"] {
-            for c in spec.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten() {
-                let cname = c.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            for c in spec
+                .get_mut(key)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let cname = c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 if let Some(want) = containers.iter().find(|x| x.name == cname)
                     && let Some(m) = c.as_object_mut()
                 {
@@ -157,7 +194,10 @@ pub fn decorate(
             }
         }
     }
-    for o in overrides.iter().filter(|o| o.kind == kind && o.name == name) {
+    for o in overrides
+        .iter()
+        .filter(|o| o.kind == kind && o.name == name)
+    {
         if let Some(n) = o.replicas
             && let Some(spec) = ensure_path(obj, "/spec")
         {
@@ -166,7 +206,11 @@ pub fn decorate(
         if let Some(at) = &o.restarted_at
             && pod_spec_pointer(&kind).is_some()
         {
-            let tmpl = if kind == "CronJob" { "/spec/jobTemplate/spec/template/metadata" } else { "/spec/template/metadata" };
+            let tmpl = if kind == "CronJob" {
+                "/spec/jobTemplate/spec/template/metadata"
+            } else {
+                "/spec/template/metadata"
+            };
             set_annotation(obj, tmpl, RESTARTED_AT, at);
         }
     }

@@ -95,7 +95,12 @@ fn env_not_found(project: &str, env: &str, production: bool) -> ApiError {
 }
 
 /// The environment `env` of `project` in the route's group (test or production).
-pub async fn load(state: &AppState, project: &str, env: &str, production: bool) -> ApiResult<Environment> {
+pub async fn load(
+    state: &AppState,
+    project: &str,
+    env: &str,
+    production: bool,
+) -> ApiResult<Environment> {
     validate::name("projectKey", project)?;
     validate::name("envKey", env)?;
     match state.environments.store.get(project, env).await? {
@@ -110,9 +115,7 @@ async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> A
     if env.production {
         return caller.require_admin();
     }
-    if !caller.is_admin
-        && catalog::is_project_admin(state, &env.project_key, &caller.uid).await?
-    {
+    if !caller.is_admin && catalog::is_project_admin(state, &env.project_key, &caller.uid).await? {
         return Ok(());
     }
     caller.require_owner_or_admin(&env.owner_uid, &env.label())
@@ -130,7 +133,10 @@ async fn save(state: &AppState, env: &mut Environment, caller: &Identity) -> Api
         Err(ApiError::code(
             StatusCode::CONFLICT,
             UPDATE_ENV,
-            format!("{} changed or was deleted meanwhile; read it again", env.label()),
+            format!(
+                "{} changed or was deleted meanwhile; read it again",
+                env.label()
+            ),
         ))
     }
 }
@@ -149,10 +155,18 @@ pub async fn list(state: &AppState, project: &str, production: bool) -> ApiResul
 }
 
 /// Build the deployed form of a rendered service.
-fn env_service(state: &AppState, r: catalog::Rendered, name: &str, images: &[Container]) -> EnvService {
+fn env_service(
+    state: &AppState,
+    r: catalog::Rendered,
+    name: &str,
+    images: &[Container],
+) -> EnvService {
     let mut containers = rules::containers_of(&r.objects);
     for c in &mut containers {
-        if let Some(want) = images.iter().find(|x| x.name == c.name && !x.image.is_empty()) {
+        if let Some(want) = images
+            .iter()
+            .find(|x| x.name == c.name && !x.image.is_empty())
+        {
             c.image = want.image.clone();
             c.image_name = rules::image_name(&want.image);
         }
@@ -179,13 +193,26 @@ async fn prepared(
     let mut out: Vec<(ResourceRef, Value)> = Vec::new();
     for mut o in svc.objects() {
         let r = k::reference(cc, kinds, &o).await?;
-        if out.iter().any(|(x, _)| x.kind == r.kind && x.name == r.name) {
+        if out
+            .iter()
+            .any(|(x, _)| x.kind == r.kind && x.name == r.name)
+        {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("service {:?} defines {} {:?} twice", svc.service_name, r.kind, r.name),
+                format!(
+                    "service {:?} defines {} {:?} twice",
+                    svc.service_name, r.kind, r.name
+                ),
             ));
         }
-        rules::decorate(&mut o, env, &svc.service_name, r.namespaced, &svc.containers, &svc.overrides);
+        rules::decorate(
+            &mut o,
+            env,
+            &svc.service_name,
+            r.namespaced,
+            &svc.containers,
+            &svc.overrides,
+        );
         out.push((r, o));
     }
     Ok(out)
@@ -289,7 +316,12 @@ pub async fn create(
     }
     check_unsupported(&input)?;
     if !input.registry_id.is_empty()
-        && state.delivery.registries.registry(&input.registry_id).await?.is_none()
+        && state
+            .delivery
+            .registries
+            .registry(&input.registry_id)
+            .await?
+            .is_none()
     {
         return Err(ApiError::bad_request(format!(
             "`registry_id`: no image registry {:?}",
@@ -308,7 +340,9 @@ pub async fn create(
             return Err(ApiError::code(
                 StatusCode::BAD_REQUEST,
                 CREATE_ENV,
-                format!("project {project:?} deploys with {t:?}: only K8s-YAML (k8s) projects have environments here"),
+                format!(
+                    "project {project:?} deploys with {t:?}: only K8s-YAML (k8s) projects have environments here"
+                ),
             ));
         }
         Some(_) => {}
@@ -317,10 +351,19 @@ pub async fn create(
         ApiError::code(
             StatusCode::CONFLICT,
             CREATE_ENV,
-            format!("environment {:?} of project {project:?} already exists (环境已存在)", input.env_key),
+            format!(
+                "environment {:?} of project {project:?} already exists (环境已存在)",
+                input.env_key
+            ),
         )
     };
-    if state.environments.store.get(project, &input.env_key).await?.is_some() {
+    if state
+        .environments
+        .store
+        .get(project, &input.env_key)
+        .await?
+        .is_some()
+    {
         return Err(duplicate());
     }
     let cluster = resolve(state, &input.cluster_id).await?.ok_or_else(|| {
@@ -328,7 +371,11 @@ pub async fn create(
     })?;
     // Production envs start empty (spec §5.2); test envs render their services first, so a
     // missing template fails before the cluster is touched.
-    let globals = if production { Vec::new() } else { input.global_variables.clone() };
+    let globals = if production {
+        Vec::new()
+    } else {
+        input.global_variables.clone()
+    };
     let mut services = Vec::new();
     if !production {
         let mut seen: Vec<&str> = Vec::new();
@@ -341,7 +388,15 @@ pub async fn create(
                 )));
             }
             seen.push(&s.service_name);
-            let r = catalog::render(state, project, &s.service_name, production, &s.variable_kvs, &globals).await?;
+            let r = catalog::render(
+                state,
+                project,
+                &s.service_name,
+                production,
+                &s.variable_kvs,
+                &globals,
+            )
+            .await?;
             services.push(env_service(state, r, &s.service_name, &s.containers));
         }
     }
@@ -351,7 +406,10 @@ pub async fn create(
             return Err(ApiError::code(
                 StatusCode::CONFLICT,
                 CREATE_ENV,
-                format!("namespace `{}` is in terminating state, please wait for a while and try again", input.namespace),
+                format!(
+                    "namespace `{}` is in terminating state, please wait for a while and try again",
+                    input.namespace
+                ),
             ));
         }
         NsState::Active if !input.adopt_namespace => {
@@ -375,7 +433,11 @@ pub async fn create(
         id: validate::new_object_id(now),
         project_key: project.to_string(),
         env_key: input.env_key.clone(),
-        alias: if production { input.env_name.clone() } else { String::new() },
+        alias: if production {
+            input.env_name.clone()
+        } else {
+            String::new()
+        },
         production,
         cluster_id: cluster.id.clone(),
         namespace: input.namespace.clone(),
@@ -416,10 +478,18 @@ pub async fn create(
 /// The live status of a service: `succeeded` without workloads, `error` when one is
 /// missing, `running` when every workload has all its replicas updated and ready, else
 /// `unstable`.
-async fn service_status(cc: &ClusterClient, env: &Environment, svc: &EnvService) -> ApiResult<String> {
+async fn service_status(
+    cc: &ClusterClient,
+    env: &Environment,
+    svc: &EnvService,
+) -> ApiResult<String> {
     let mut any = false;
     let mut all_ready = true;
-    for r in svc.resources.iter().filter(|r| matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")) {
+    for r in svc
+        .resources
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet"))
+    {
         any = true;
         let Some(live) = k::get(cc, &env.namespace, r).await? else {
             return Ok("error".to_string());
@@ -451,7 +521,12 @@ async fn service_status(cc: &ClusterClient, env: &Environment, svc: &EnvService)
 }
 
 /// E3: the record with each service's live status.
-pub async fn detail(state: &AppState, project: &str, env_key: &str, production: bool) -> ApiResult<EnvDetail> {
+pub async fn detail(
+    state: &AppState,
+    project: &str,
+    env_key: &str,
+    production: bool,
+) -> ApiResult<EnvDetail> {
     let env = load(state, project, env_key, production).await?;
     let cc = client_for(state, &env.cluster_id).await?;
     let mut services = Vec::new();
@@ -547,7 +622,13 @@ pub async fn update_basic(
     may_change(state, caller, &env).await?;
     validate::max_len("env_name", &input.env_name)?;
     if !input.registry_id.is_empty() {
-        if state.delivery.registries.registry(&input.registry_id).await?.is_none() {
+        if state
+            .delivery
+            .registries
+            .registry(&input.registry_id)
+            .await?
+            .is_none()
+        {
             return Err(ApiError::bad_request(format!(
                 "`registry_id`: no image registry {:?}",
                 input.registry_id
@@ -562,8 +643,15 @@ pub async fn update_basic(
 }
 
 /// E16.
-pub async fn variables(state: &AppState, project: &str, env_key: &str, production: bool) -> ApiResult<Vec<Value>> {
-    Ok(load(state, project, env_key, production).await?.global_variables)
+pub async fn variables(
+    state: &AppState,
+    project: &str,
+    env_key: &str,
+    production: bool,
+) -> ApiResult<Vec<Value>> {
+    Ok(load(state, project, env_key, production)
+        .await?
+        .global_variables)
 }
 
 fn kv_key(v: &Value) -> &str {
@@ -586,7 +674,9 @@ pub async fn set_variables(
     for (i, g) in globals.iter().enumerate() {
         let key = kv_key(g);
         if key.is_empty() {
-            return Err(ApiError::bad_request(format!("`global_variables[{i}].key` is required")));
+            return Err(ApiError::bad_request(format!(
+                "`global_variables[{i}].key` is required"
+            )));
         }
         if !defined.iter().any(|d| kv_key(d) == key) {
             return Err(ApiError::bad_request(format!(
@@ -599,23 +689,46 @@ pub async fn set_variables(
     let mut env = load(state, project, env_key, production).await?;
     let changed: Vec<String> = globals
         .iter()
-        .filter(|g| env.global_variables.iter().find(|o| kv_key(o) == kv_key(g)).map(|o| o.get("value")) != Some(g.get("value")))
+        .filter(|g| {
+            env.global_variables
+                .iter()
+                .find(|o| kv_key(o) == kv_key(g))
+                .map(|o| o.get("value"))
+                != Some(g.get("value"))
+        })
         .map(|g| kv_key(g).to_string())
         .collect();
     env.global_variables = globals;
     let uses = |s: &EnvService| {
         s.variable_kvs.iter().any(|v| {
-            v.get("use_global_variable").and_then(Value::as_bool).unwrap_or(false)
+            v.get("use_global_variable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
                 && changed.iter().any(|c| c == kv_key(v))
         })
     };
-    let targets: Vec<String> = env.services.iter().filter(|s| uses(s)).map(|s| s.service_name.clone()).collect();
+    let targets: Vec<String> = env
+        .services
+        .iter()
+        .filter(|s| uses(s))
+        .map(|s| s.service_name.clone())
+        .collect();
     if !targets.is_empty() {
         let cc = client_for(state, &env.cluster_id).await?;
         let mut kinds = Kinds::default();
         for name in targets {
-            let Some(old) = env.service(&name).cloned() else { continue };
-            let r = catalog::render(state, project, &name, production, &old.variable_kvs, &env.global_variables).await?;
+            let Some(old) = env.service(&name).cloned() else {
+                continue;
+            };
+            let r = catalog::render(
+                state,
+                project,
+                &name,
+                production,
+                &old.variable_kvs,
+                &env.global_variables,
+            )
+            .await?;
             let mut s = env_service(state, r, &name, &old.containers);
             s.resources = old.resources.clone();
             s.overrides = old.overrides.clone();
@@ -660,14 +773,29 @@ pub async fn add_services(
     let mut env = load(state, project, &input.env_key, production).await?;
     let mut new = Vec::new();
     for s in &input.service_list {
-        if env.service(&s.service_name).is_some() || new.iter().any(|x: &EnvService| x.service_name == s.service_name) {
+        if env.service(&s.service_name).is_some()
+            || new
+                .iter()
+                .any(|x: &EnvService| x.service_name == s.service_name)
+        {
             return Err(ApiError::code(
                 StatusCode::CONFLICT,
                 UPDATE_ENV,
-                format!("service {} already exist in env, cannot repeatedly add the same service to the environment", s.service_name),
+                format!(
+                    "service {} already exist in env, cannot repeatedly add the same service to the environment",
+                    s.service_name
+                ),
             ));
         }
-        let r = catalog::render(state, project, &s.service_name, production, &s.variable_kvs, &env.global_variables).await?;
+        let r = catalog::render(
+            state,
+            project,
+            &s.service_name,
+            production,
+            &s.variable_kvs,
+            &env.global_variables,
+        )
+        .await?;
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;
@@ -734,11 +862,16 @@ pub async fn remove_services(
             }
         }
     }
-    env.services.retain(|s| !input.service_names.contains(&s.service_name));
+    env.services
+        .retain(|s| !input.service_names.contains(&s.service_name));
     save(state, &mut env, caller).await
 }
 
-fn service_of<'a>(env: &'a Environment, name: &str, code: (i64, &str)) -> ApiResult<&'a EnvService> {
+fn service_of<'a>(
+    env: &'a Environment,
+    name: &str,
+    code: (i64, &str),
+) -> ApiResult<&'a EnvService> {
     env.service(name).ok_or_else(|| {
         ApiError::code(
             StatusCode::NOT_FOUND,
@@ -764,9 +897,19 @@ pub async fn service_yaml(
         let namespaced = svc
             .resources
             .iter()
-            .find(|r| Some(r.name.as_str()) == o.pointer("/metadata/name").and_then(Value::as_str) && Some(r.kind.as_str()) == o.get("kind").and_then(Value::as_str))
+            .find(|r| {
+                Some(r.name.as_str()) == o.pointer("/metadata/name").and_then(Value::as_str)
+                    && Some(r.kind.as_str()) == o.get("kind").and_then(Value::as_str)
+            })
             .is_none_or(|r| r.namespaced);
-        rules::decorate(&mut o, &env, service, namespaced, &svc.containers, &svc.overrides);
+        rules::decorate(
+            &mut o,
+            &env,
+            service,
+            namespaced,
+            &svc.containers,
+            &svc.overrides,
+        );
         docs.push(serde_yaml_ng::to_string(&o).map_err(ApiError::internal)?);
     }
     Ok(docs.join("---\n"))
@@ -787,20 +930,34 @@ pub async fn service_detail(
     let cc = client_for(state, &env.cluster_id).await?;
     let now = state.clock.now();
     let mut scales = Vec::new();
-    for r in svc.resources.iter().filter(|r| WORKLOAD_KINDS.contains(&r.kind.as_str()) && r.kind != "CronJob") {
+    for r in svc
+        .resources
+        .iter()
+        .filter(|r| WORKLOAD_KINDS.contains(&r.kind.as_str()) && r.kind != "CronJob")
+    {
         if workload_type.is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(&r.kind)) {
             continue;
         }
-        let Some(live) = k::get(&cc, &env.namespace, r).await? else { continue };
+        let Some(live) = k::get(&cc, &env.namespace, r).await? else {
+            continue;
+        };
         let images = live
             .pointer("/spec/template/spec/containers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .map(|c| {
-                let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+                let image = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 ImageView {
-                    name: c.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    name: c
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     image_name: rules::image_name(&image),
                     image,
                 }
@@ -813,12 +970,19 @@ pub async fn service_detail(
         let pods = if selector.is_empty() {
             Vec::new()
         } else {
-            k::pods(&cc, &env.namespace, &selector).await?.iter().map(|p| pod_view(p, now)).collect()
+            k::pods(&cc, &env.namespace, &selector)
+                .await?
+                .iter()
+                .map(|p| pod_view(p, now))
+                .collect()
         };
         scales.push(ScaleView {
             name: r.name.clone(),
             kind: r.kind.clone(),
-            replicas: live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1),
+            replicas: live
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
             zadigx_release_type: String::new(),
             zadigx_release_tag: String::new(),
             images,
@@ -873,8 +1037,17 @@ pub async fn service_pods(
 }
 
 /// Record an override on a workload of `svc`.
-fn set_override(svc: &mut EnvService, kind: &str, name: &str, f: impl FnOnce(&mut WorkloadOverride)) {
-    if let Some(o) = svc.overrides.iter_mut().find(|o| o.kind == kind && o.name == name) {
+fn set_override(
+    svc: &mut EnvService,
+    kind: &str,
+    name: &str,
+    f: impl FnOnce(&mut WorkloadOverride),
+) {
+    if let Some(o) = svc
+        .overrides
+        .iter_mut()
+        .find(|o| o.kind == kind && o.name == name)
+    {
         f(o);
         return;
     }
@@ -915,7 +1088,9 @@ pub async fn restart_service(
         .cloned()
         .collect();
     for r in &targets {
-        set_override(&mut svc, &r.kind, &r.name, |o| o.restarted_at = Some(at.clone()));
+        set_override(&mut svc, &r.kind, &r.name, |o| {
+            o.restarted_at = Some(at.clone())
+        });
     }
     let cc = client_for(state, &env.cluster_id).await?;
     apply_some(&cc, &env, &svc, |r| targets.contains(r)).await?;
@@ -971,7 +1146,11 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
     validate::name("env_key", &input.env_key)?;
     validate::name("service_name", &input.service_name)?;
     validate::name("workload_name", &input.workload_name)?;
-    validate::one_of("workload_type", &input.workload_type, &["Deployment", "StatefulSet"])?;
+    validate::one_of(
+        "workload_type",
+        &input.workload_type,
+        &["Deployment", "StatefulSet"],
+    )?;
     let replicas = match input.target_replicas {
         None => return Err(ApiError::bad_request("`target_replicas` is required")),
         Some(n) if !(0..=i64::from(i32::MAX)).contains(&n) => {
@@ -999,7 +1178,9 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
             ),
         ));
     }
-    set_override(&mut svc, &input.workload_type, &input.workload_name, |o| o.replicas = Some(replicas));
+    set_override(&mut svc, &input.workload_type, &input.workload_name, |o| {
+        o.replicas = Some(replicas)
+    });
     let cc = client_for(state, &env.cluster_id).await?;
     apply_some(&cc, &env, &svc, owns).await?;
     if let Some(slot) = env.service_mut(&input.service_name) {
@@ -1041,7 +1222,10 @@ pub async fn set_image(
     validate::name("container_name", &input.container_name)?;
     validate::name("image", &input.image)?;
     if input.image.chars().any(char::is_whitespace) {
-        return Err(ApiError::bad_request(format!("`image` must not contain spaces, got {:?}", input.image)));
+        return Err(ApiError::bad_request(format!(
+            "`image` must not contain spaces, got {:?}",
+            input.image
+        )));
     }
     if !input.env_name.is_empty() && input.env_name != path_env {
         return Err(ApiError::bad_request(format!(
@@ -1064,23 +1248,37 @@ pub async fn set_image(
         return Err(ApiError::code(
             StatusCode::NOT_FOUND,
             UPDATE_IMAGE,
-            format!("{kind} {:?} is not part of service {:?}", input.name, input.service_name),
+            format!(
+                "{kind} {:?} is not part of service {:?}",
+                input.name, input.service_name
+            ),
         ));
     };
     let has_container = ["initContainers", "containers"].iter().any(|key| {
         workload
             .pointer(&format!("/spec/template/spec/{key}"))
             .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(input.container_name.as_str())))
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.get("name").and_then(Value::as_str) == Some(input.container_name.as_str())
+                })
+            })
     });
     if !has_container {
         return Err(ApiError::code(
             StatusCode::NOT_FOUND,
             UPDATE_IMAGE,
-            format!("{kind} {:?} has no container {:?}", input.name, input.container_name),
+            format!(
+                "{kind} {:?} has no container {:?}",
+                input.name, input.container_name
+            ),
         ));
     }
-    match svc.containers.iter_mut().find(|c| c.name == input.container_name) {
+    match svc
+        .containers
+        .iter_mut()
+        .find(|c| c.name == input.container_name)
+    {
         Some(c) => {
             c.image = input.image.clone();
             c.image_name = rules::image_name(&input.image);
@@ -1098,7 +1296,9 @@ pub async fn set_image(
         objects.iter().any(|o| {
             o.get("kind").and_then(Value::as_str) == Some(r.kind.as_str())
                 && o.pointer("/metadata/name").and_then(Value::as_str) == Some(r.name.as_str())
-                && rules::containers_of(std::slice::from_ref(o)).iter().any(|c| c.name == input.container_name)
+                && rules::containers_of(std::slice::from_ref(o))
+                    .iter()
+                    .any(|c| c.name == input.container_name)
         })
     };
     let cc = client_for(state, &env.cluster_id).await?;

@@ -186,7 +186,11 @@ fn age(secs: i64) -> String {
 pub fn pod_view(p: &Pod, now: i64) -> PodView {
     let meta = &p.metadata;
     let status = p.status.clone().unwrap_or_default();
-    let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0);
+    let created = meta
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(0);
     let cond = |t: &str| {
         status
             .conditions
@@ -216,15 +220,32 @@ pub fn pod_view(p: &Pod, now: i64) -> PodView {
         .map(|c| {
             let st = c.state.clone().unwrap_or_default();
             let (state, reason, mut message, started) = if let Some(r) = st.running {
-                ("running", String::new(), String::new(), r.started_at.map(|t| t.0.as_second()).unwrap_or(0))
+                (
+                    "running",
+                    String::new(),
+                    String::new(),
+                    r.started_at.map(|t| t.0.as_second()).unwrap_or(0),
+                )
             } else if let Some(w) = st.waiting {
-                ("waiting", w.reason.unwrap_or_default(), w.message.unwrap_or_default(), 0)
+                (
+                    "waiting",
+                    w.reason.unwrap_or_default(),
+                    w.message.unwrap_or_default(),
+                    0,
+                )
             } else if let Some(t) = st.terminated {
                 let mut m = t.message.unwrap_or_default();
                 if t.exit_code != 0 {
-                    m = format!("{m} exit code ({})", t.exit_code).trim().to_string();
+                    m = format!("{m} exit code ({})", t.exit_code)
+                        .trim()
+                        .to_string();
                 }
-                ("terminated", t.reason.unwrap_or_default(), m, t.started_at.map(|t| t.0.as_second()).unwrap_or(0))
+                (
+                    "terminated",
+                    t.reason.unwrap_or_default(),
+                    m,
+                    t.started_at.map(|t| t.0.as_second()).unwrap_or(0),
+                )
             } else {
                 ("waiting", String::new(), String::new(), 0)
             };
@@ -262,7 +283,11 @@ pub fn pod_view(p: &Pod, now: i64) -> PodView {
         createtime: created,
         ip: status.pod_ip.clone().unwrap_or_default(),
         labels: meta.labels.clone().unwrap_or_default(),
-        node_name: p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        node_name: p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
         host_ip: status.host_ip.clone().unwrap_or_default(),
         enable_debug_container: false,
         pod_ready: cond("Ready"),

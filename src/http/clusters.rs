@@ -48,7 +48,9 @@ async fn list_clusters(
     _caller: Identity,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<ClusterView>>> {
-    Ok(Json(service::list(&state, q.project_name.as_deref()).await?))
+    Ok(Json(
+        service::list(&state, q.project_name.as_deref()).await?,
+    ))
 }
 
 /// Change a cluster's name, description, projects or kubeconfig (system admins).

@@ -13,8 +13,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::environment::service::{
-    self, AddServicesInput, BasicInput, CreateEnvInput, ImageInput, RemoveServicesInput,
-    ScaleInput,
+    self, AddServicesInput, BasicInput, CreateEnvInput, ImageInput, RemoveServicesInput, ScaleInput,
 };
 use crate::environment::view::{EnvBrief, EnvDetail, ServiceDetail, ServicePods};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -25,18 +24,26 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_envs, create_env))
         .routes(routes!(get_env, update_env, delete_env))
-        .routes(routes!(get_service_yaml, add_services, remove_services))
-        .routes(routes!(service_detail))
-        .routes(routes!(service_pods))
-        .routes(routes!(restart_service))
-        .routes(routes!(restart_pod))
-        .routes(routes!(get_variables, set_variables))
-        .routes(routes!(scale))
+        .routes(routes!(
+            env_get_service_yaml,
+            env_add_services,
+            env_remove_services
+        ))
+        .routes(routes!(env_service_detail))
+        .routes(routes!(env_service_pods))
+        .routes(routes!(env_restart_service))
+        .routes(routes!(env_restart_pod))
+        .routes(routes!(env_get_variables, env_set_variables))
+        .routes(routes!(env_scale))
         .routes(routes!(image_deployment))
         .routes(routes!(image_statefulset))
         .routes(routes!(prod_list_envs, prod_create_env))
         .routes(routes!(prod_get_env, prod_update_env, prod_delete_env))
-        .routes(routes!(prod_get_service_yaml, prod_add_services, prod_remove_services))
+        .routes(routes!(
+            prod_get_service_yaml,
+            prod_add_services,
+            prod_remove_services
+        ))
         .routes(routes!(prod_service_detail))
         .routes(routes!(prod_service_pods))
         .routes(routes!(prod_restart_service))
@@ -131,19 +138,35 @@ fn text(body: String) -> axum::response::Response {
 
 // ---- shared bodies --------------------------------------------------------------------
 
-async fn do_delete(state: &AppState, caller: &Identity, name: &str, q: &DeleteQuery, production: bool) -> ApiResult<Json<Success>> {
+async fn do_delete(
+    state: &AppState,
+    caller: &Identity,
+    name: &str,
+    q: &DeleteQuery,
+    production: bool,
+) -> ApiResult<Json<Success>> {
     let project = project_of(&q.project_key)?;
-    let delete = if production { false } else { parse_bool("isDelete", q.is_delete.as_deref())? };
+    let delete = if production {
+        false
+    } else {
+        parse_bool("isDelete", q.is_delete.as_deref())?
+    };
     service::delete(state, caller, project, name, production, delete).await?;
     Ok(Success::new())
 }
 
-async fn do_yaml(state: &AppState, q: &YamlQuery, production: bool) -> ApiResult<axum::response::Response> {
+async fn do_yaml(
+    state: &AppState,
+    q: &YamlQuery,
+    production: bool,
+) -> ApiResult<axum::response::Response> {
     let project = project_of(&q.project_key)?;
     let env = q.env_name.as_deref().unwrap_or_default();
     let svc = q.service_name.as_deref().unwrap_or_default();
     crate::validate::name("envName", env)?;
-    Ok(text(service::service_yaml(state, project, env, svc, production).await?))
+    Ok(text(
+        service::service_yaml(state, project, env, svc, production).await?,
+    ))
 }
 
 // ---- test environments ----------------------------------------------------------------
@@ -151,7 +174,11 @@ async fn do_yaml(state: &AppState, q: &YamlQuery, production: bool) -> ApiResult
 /// E1: the project's test environments.
 #[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
     responses((status = 200, body = Vec<EnvBrief>)))]
-async fn list_envs(State(state): State<AppState>, _caller: Identity, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Vec<EnvBrief>>> {
+async fn list_envs(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<EnvBrief>>> {
     Ok(Json(service::list(&state, q.project()?, false).await?))
 }
 
@@ -162,7 +189,12 @@ async fn list_envs(State(state): State<AppState>, _caller: Identity, Query(q): Q
     responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
         (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
-async fn create_env(State(state): State<AppState>, caller: Identity, Query(q): Query<ProjectQuery>, Json(input): Json<CreateEnvInput>) -> ApiResult<Json<Success>> {
+async fn create_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<CreateEnvInput>,
+) -> ApiResult<Json<Success>> {
     service::create(&state, &caller, q.project()?, false, input).await?;
     Ok(Success::new())
 }
@@ -171,15 +203,28 @@ async fn create_env(State(state): State<AppState>, caller: Identity, Query(q): Q
 #[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
     params(("name" = String, Path), ProjectQuery),
     responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-async fn get_env(State(state): State<AppState>, _caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<EnvDetail>> {
-    Ok(Json(service::detail(&state, q.project()?, &name, false).await?))
+async fn get_env(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<EnvDetail>> {
+    Ok(Json(
+        service::detail(&state, q.project()?, &name, false).await?,
+    ))
 }
 
 /// E4: change the environment's image registry (its creator, admins).
 #[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
     params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn update_env(State(state): State<AppState>, caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>, Json(input): Json<BasicInput>) -> ApiResult<Json<Success>> {
+async fn update_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<BasicInput>,
+) -> ApiResult<Json<Success>> {
     service::update_basic(&state, &caller, q.project()?, &name, false, input).await?;
     Ok(Success::new())
 }
@@ -188,14 +233,23 @@ async fn update_env(State(state): State<AppState>, caller: Identity, Path(name):
 #[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
     params(("name" = String, Path), DeleteQuery),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-async fn delete_env(State(state): State<AppState>, caller: Identity, Path(name): Path<String>, Query(q): Query<DeleteQuery>) -> ApiResult<Json<Success>> {
+async fn delete_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Success>> {
     do_delete(&state, &caller, &name, &q, false).await
 }
 
 /// E7: the YAML applied for a service (text/plain).
 #[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
     responses((status = 200, body = String, content_type = "text/plain")))]
-async fn get_service_yaml(State(state): State<AppState>, _caller: Identity, Query(q): Query<YamlQuery>) -> ApiResult<axum::response::Response> {
+async fn env_get_service_yaml(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<YamlQuery>,
+) -> ApiResult<axum::response::Response> {
     do_yaml(&state, &q, false).await
 }
 
@@ -203,7 +257,12 @@ async fn get_service_yaml(State(state): State<AppState>, _caller: Identity, Quer
 #[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = AddServicesInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn add_services(State(state): State<AppState>, caller: Identity, Query(q): Query<ProjectQuery>, Json(input): Json<AddServicesInput>) -> ApiResult<Json<Success>> {
+async fn env_add_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<AddServicesInput>,
+) -> ApiResult<Json<Success>> {
     service::add_services(&state, &caller, q.project()?, false, input).await?;
     Ok(Success::new())
 }
@@ -212,7 +271,12 @@ async fn add_services(State(state): State<AppState>, caller: Identity, Query(q):
 #[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = RemoveServicesInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn remove_services(State(state): State<AppState>, caller: Identity, Query(q): Query<ProjectQuery>, Json(input): Json<RemoveServicesInput>) -> ApiResult<Json<Success>> {
+async fn env_remove_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<RemoveServicesInput>,
+) -> ApiResult<Json<Success>> {
     service::remove_services(&state, &caller, q.project()?, false, input).await?;
     Ok(Success::new())
 }
@@ -221,23 +285,50 @@ async fn remove_services(State(state): State<AppState>, caller: Identity, Query(
 #[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
     responses((status = 200, body = ServiceDetail)))]
-async fn service_detail(State(state): State<AppState>, _caller: Identity, Path((name, svc)): Path<(String, String)>, Query(q): Query<DetailQuery>) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(service::service_detail(&state, project_of(&q.project_key)?, &name, &svc, false, q.work_load_type.as_deref()).await?))
+async fn env_service_detail(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<DetailQuery>,
+) -> ApiResult<Json<ServiceDetail>> {
+    Ok(Json(
+        service::service_detail(
+            &state,
+            project_of(&q.project_key)?,
+            &name,
+            &svc,
+            false,
+            q.work_load_type.as_deref(),
+        )
+        .await?,
+    ))
 }
 
 /// E10: a service's pods, live.
 #[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
     responses((status = 200, body = ServicePods)))]
-async fn service_pods(State(state): State<AppState>, _caller: Identity, Path((name, svc)): Path<(String, String)>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<ServicePods>> {
-    Ok(Json(service::service_pods(&state, q.project()?, &name, &svc, false).await?))
+async fn env_service_pods(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<ServicePods>> {
+    Ok(Json(
+        service::service_pods(&state, q.project()?, &name, &svc, false).await?,
+    ))
 }
 
 /// E11: restart every workload of a service.
 #[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn restart_service(State(state): State<AppState>, caller: Identity, Path((name, svc)): Path<(String, String)>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Success>> {
+async fn env_restart_service(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
     service::restart_service(&state, &caller, q.project()?, &name, &svc, false).await?;
     Ok(Success::new())
 }
@@ -246,7 +337,12 @@ async fn restart_service(State(state): State<AppState>, caller: Identity, Path((
 #[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
     params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn restart_pod(State(state): State<AppState>, caller: Identity, Path((name, pod)): Path<(String, String)>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Success>> {
+async fn env_restart_pod(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, pod)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
     service::restart_pod(&state, &caller, q.project()?, &name, &pod, false).await?;
     Ok(Success::new())
 }
@@ -255,23 +351,48 @@ async fn restart_pod(State(state): State<AppState>, caller: Identity, Path((name
 #[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
     params(("name" = String, Path), ProjectQuery),
     responses((status = 200, body = Vec<Object>)))]
-async fn get_variables(State(state): State<AppState>, _caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(service::variables(&state, q.project()?, &name, false).await?))
+async fn env_get_variables(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(
+        service::variables(&state, q.project()?, &name, false).await?,
+    ))
 }
 
 /// E17: replace the global variable values; services using a changed one are re-applied.
 #[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
     params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn set_variables(State(state): State<AppState>, caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>, Json(input): Json<VariablesInput>) -> ApiResult<Json<Success>> {
-    service::set_variables(&state, &caller, q.project()?, &name, false, input.global_variables).await?;
+async fn env_set_variables(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<VariablesInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_variables(
+        &state,
+        &caller,
+        q.project()?,
+        &name,
+        false,
+        input.global_variables,
+    )
+    .await?;
     Ok(Success::new())
 }
 
 /// E13: set a workload's replica count.
 #[utoipa::path(post, path = "/openapi/environments/scale", tag = "environments", request_body = ScaleInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn scale(State(state): State<AppState>, caller: Identity, Json(input): Json<ScaleInput>) -> ApiResult<Json<Success>> {
+async fn env_scale(
+    State(state): State<AppState>,
+    caller: Identity,
+    Json(input): Json<ScaleInput>,
+) -> ApiResult<Json<Success>> {
     service::scale(&state, &caller, input).await?;
     Ok(Success::new())
 }
@@ -280,7 +401,12 @@ async fn scale(State(state): State<AppState>, caller: Identity, Json(input): Jso
 #[utoipa::path(post, path = "/openapi/environments/image/deployment/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn image_deployment(State(state): State<AppState>, caller: Identity, Path(env): Path<String>, Json(input): Json<ImageInput>) -> ApiResult<Json<Success>> {
+async fn image_deployment(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(env): Path<String>,
+    Json(input): Json<ImageInput>,
+) -> ApiResult<Json<Success>> {
     service::set_image(&state, &caller, "Deployment", &env, input).await?;
     Ok(Success::new())
 }
@@ -289,7 +415,12 @@ async fn image_deployment(State(state): State<AppState>, caller: Identity, Path(
 #[utoipa::path(post, path = "/openapi/environments/image/statefulset/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn image_statefulset(State(state): State<AppState>, caller: Identity, Path(env): Path<String>, Json(input): Json<ImageInput>) -> ApiResult<Json<Success>> {
+async fn image_statefulset(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(env): Path<String>,
+    Json(input): Json<ImageInput>,
+) -> ApiResult<Json<Success>> {
     service::set_image(&state, &caller, "StatefulSet", &env, input).await?;
     Ok(Success::new())
 }
@@ -299,7 +430,11 @@ async fn image_statefulset(State(state): State<AppState>, caller: Identity, Path
 /// The project's production environments.
 #[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
     responses((status = 200, body = Vec<EnvBrief>)))]
-async fn prod_list_envs(State(state): State<AppState>, _caller: Identity, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Vec<EnvBrief>>> {
+async fn prod_list_envs(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<EnvBrief>>> {
     Ok(Json(service::list(&state, q.project()?, true).await?))
 }
 
@@ -307,7 +442,12 @@ async fn prod_list_envs(State(state): State<AppState>, _caller: Identity, Query(
 #[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
     request_body = CreateEnvInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn prod_create_env(State(state): State<AppState>, caller: Identity, Query(q): Query<ProjectQuery>, Json(input): Json<CreateEnvInput>) -> ApiResult<Json<Success>> {
+async fn prod_create_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<CreateEnvInput>,
+) -> ApiResult<Json<Success>> {
     service::create(&state, &caller, q.project()?, true, input).await?;
     Ok(Success::new())
 }
@@ -316,15 +456,28 @@ async fn prod_create_env(State(state): State<AppState>, caller: Identity, Query(
 #[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
     params(("name" = String, Path), ProjectQuery),
     responses((status = 200, body = EnvDetail)))]
-async fn prod_get_env(State(state): State<AppState>, _caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<EnvDetail>> {
-    Ok(Json(service::detail(&state, q.project()?, &name, true).await?))
+async fn prod_get_env(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<EnvDetail>> {
+    Ok(Json(
+        service::detail(&state, q.project()?, &name, true).await?,
+    ))
 }
 
 /// Change a production environment's registry and alias (admins).
 #[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
     params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_update_env(State(state): State<AppState>, caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>, Json(input): Json<BasicInput>) -> ApiResult<Json<Success>> {
+async fn prod_update_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<BasicInput>,
+) -> ApiResult<Json<Success>> {
     service::update_basic(&state, &caller, q.project()?, &name, true, input).await?;
     Ok(Success::new())
 }
@@ -333,14 +486,23 @@ async fn prod_update_env(State(state): State<AppState>, caller: Identity, Path(n
 #[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
     params(("name" = String, Path), DeleteQuery),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_delete_env(State(state): State<AppState>, caller: Identity, Path(name): Path<String>, Query(q): Query<DeleteQuery>) -> ApiResult<Json<Success>> {
+async fn prod_delete_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Success>> {
     do_delete(&state, &caller, &name, &q, true).await
 }
 
 /// The YAML applied for a service of a production environment (text/plain).
 #[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
     responses((status = 200, body = String, content_type = "text/plain")))]
-async fn prod_get_service_yaml(State(state): State<AppState>, _caller: Identity, Query(q): Query<YamlQuery>) -> ApiResult<axum::response::Response> {
+async fn prod_get_service_yaml(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<YamlQuery>,
+) -> ApiResult<axum::response::Response> {
     do_yaml(&state, &q, true).await
 }
 
@@ -348,7 +510,12 @@ async fn prod_get_service_yaml(State(state): State<AppState>, _caller: Identity,
 #[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = AddServicesInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_add_services(State(state): State<AppState>, caller: Identity, Query(q): Query<ProjectQuery>, Json(input): Json<AddServicesInput>) -> ApiResult<Json<Success>> {
+async fn prod_add_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<AddServicesInput>,
+) -> ApiResult<Json<Success>> {
     service::add_services(&state, &caller, q.project()?, true, input).await?;
     Ok(Success::new())
 }
@@ -357,7 +524,12 @@ async fn prod_add_services(State(state): State<AppState>, caller: Identity, Quer
 #[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = RemoveServicesInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_remove_services(State(state): State<AppState>, caller: Identity, Query(q): Query<ProjectQuery>, Json(input): Json<RemoveServicesInput>) -> ApiResult<Json<Success>> {
+async fn prod_remove_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<RemoveServicesInput>,
+) -> ApiResult<Json<Success>> {
     service::remove_services(&state, &caller, q.project()?, true, input).await?;
     Ok(Success::new())
 }
@@ -366,23 +538,50 @@ async fn prod_remove_services(State(state): State<AppState>, caller: Identity, Q
 #[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
     responses((status = 200, body = ServiceDetail)))]
-async fn prod_service_detail(State(state): State<AppState>, _caller: Identity, Path((name, svc)): Path<(String, String)>, Query(q): Query<DetailQuery>) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(service::service_detail(&state, project_of(&q.project_key)?, &name, &svc, true, q.work_load_type.as_deref()).await?))
+async fn prod_service_detail(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<DetailQuery>,
+) -> ApiResult<Json<ServiceDetail>> {
+    Ok(Json(
+        service::service_detail(
+            &state,
+            project_of(&q.project_key)?,
+            &name,
+            &svc,
+            true,
+            q.work_load_type.as_deref(),
+        )
+        .await?,
+    ))
 }
 
 /// A production service's pods, live.
 #[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
     responses((status = 200, body = ServicePods)))]
-async fn prod_service_pods(State(state): State<AppState>, _caller: Identity, Path((name, svc)): Path<(String, String)>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<ServicePods>> {
-    Ok(Json(service::service_pods(&state, q.project()?, &name, &svc, true).await?))
+async fn prod_service_pods(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<ServicePods>> {
+    Ok(Json(
+        service::service_pods(&state, q.project()?, &name, &svc, true).await?,
+    ))
 }
 
 /// Restart every workload of a production service (admins).
 #[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_restart_service(State(state): State<AppState>, caller: Identity, Path((name, svc)): Path<(String, String)>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Success>> {
+async fn prod_restart_service(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
     service::restart_service(&state, &caller, q.project()?, &name, &svc, true).await?;
     Ok(Success::new())
 }
@@ -391,7 +590,12 @@ async fn prod_restart_service(State(state): State<AppState>, caller: Identity, P
 #[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
     params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_restart_pod(State(state): State<AppState>, caller: Identity, Path((name, pod)): Path<(String, String)>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Success>> {
+async fn prod_restart_pod(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, pod)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
     service::restart_pod(&state, &caller, q.project()?, &name, &pod, true).await?;
     Ok(Success::new())
 }
@@ -400,15 +604,36 @@ async fn prod_restart_pod(State(state): State<AppState>, caller: Identity, Path(
 #[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
     params(("name" = String, Path), ProjectQuery),
     responses((status = 200, body = Vec<Object>)))]
-async fn prod_get_variables(State(state): State<AppState>, _caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(service::variables(&state, q.project()?, &name, true).await?))
+async fn prod_get_variables(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(
+        service::variables(&state, q.project()?, &name, true).await?,
+    ))
 }
 
 /// Replace a production environment's global variable values (admins).
 #[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
     params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_set_variables(State(state): State<AppState>, caller: Identity, Path(name): Path<String>, Query(q): Query<ProjectQuery>, Json(input): Json<VariablesInput>) -> ApiResult<Json<Success>> {
-    service::set_variables(&state, &caller, q.project()?, &name, true, input.global_variables).await?;
+async fn prod_set_variables(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<VariablesInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_variables(
+        &state,
+        &caller,
+        q.project()?,
+        &name,
+        true,
+        input.global_variables,
+    )
+    .await?;
     Ok(Success::new())
 }

@@ -75,9 +75,13 @@ pub async fn seed_project(app: &TestApp, production: bool) {
     let body = json!({"service_name": "shop", "yaml": shop_yaml(), "variable_yaml": [
         {"key": "image", "value": "nginx:1.25", "type": "string"},
         {"key": "replicas", "value": "1", "type": "string"}]});
-    app.post("/openapi/service/yaml/raw?projectKey=demo", body.clone()).await.expect(200);
+    app.post("/openapi/service/yaml/raw?projectKey=demo", body.clone())
+        .await
+        .expect(200);
     if production {
-        app.post("/openapi/service/yaml/production/raw?projectKey=demo", body).await.expect(200);
+        app.post("/openapi/service/yaml/production/raw?projectKey=demo", body)
+            .await
+            .expect(200);
     }
 }
 
@@ -86,9 +90,12 @@ pub async fn seed_project(app: &TestApp, production: bool) {
 pub async fn seed_env(app: &TestApp, emu: &Emulator) -> String {
     let cluster = add_cluster(app, "emu", &emu.kubeconfig).await;
     seed_project(app, false).await;
-    app.post("/openapi/environments?projectKey=demo",
-        json!({"env_key": "dev", "cluster_id": cluster, "namespace": "demo-dev", "services": []}))
-        .await.expect(200);
+    app.post(
+        "/openapi/environments?projectKey=demo",
+        json!({"env_key": "dev", "cluster_id": cluster, "namespace": "demo-dev", "services": []}),
+    )
+    .await
+    .expect(200);
     cluster
 }
 

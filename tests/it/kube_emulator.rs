@@ -79,7 +79,10 @@ impl Emulator {
             if let Ok(Some(status)) = emu.child.try_wait() {
                 panic!("the kube emulator exited early: {status}");
             }
-            assert!(tokio::time::Instant::now() < deadline, "the kube emulator wrote no kubeconfig within 60s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the kube emulator wrote no kubeconfig within 60s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let kc: Value = serde_yaml_ng::from_str(&emu.kubeconfig).expect("kubeconfig YAML");

@@ -104,7 +104,12 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     let Some(app) = start_in(kind, &data).await else {
         return;
     };
-    let (sk, pw, hs, kc) = (marker("sk"), marker("pw"), marker("hook"), marker("kubeconfig"));
+    let (sk, pw, hs, kc) = (
+        marker("sk"),
+        marker("pw"),
+        marker("hook"),
+        marker("kubeconfig"),
+    );
 
     // An image registry and a chart repository with secrets; GET never shows them.
     let reg = app
@@ -159,10 +164,20 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
         )
         .await;
     assert!(!cluster.text.contains(&kc), "{}", cluster.text);
-    let cluster = cluster.body["cluster"]["cluster_id"].as_str().unwrap().to_string();
+    let cluster = cluster.body["cluster"]["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let list = app.get("/openapi/system/cluster").await;
     assert!(!list.text.contains(&kc), "{}", list.text);
-    let stored = app.state().clusters.store.get(&cluster).await.unwrap().unwrap();
+    let stored = app
+        .state()
+        .clusters
+        .store
+        .get(&cluster)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.kube_config, kubeconfig);
     assert!(!format!("{stored:?}").contains(&kc));
 
