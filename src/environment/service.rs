@@ -1309,3 +1309,92 @@ pub async fn set_image(
     }
     save(state, &mut env, caller).await
 }
+
+/// `init/yaml`'s `env_list` (spec §2.2), checked before anything is stored: keys and
+/// namespaces well-formed and distinct, clusters registered (by name), reachable, and the
+/// namespaces not taken. The cluster ids, in list order.
+pub async fn check_initial(
+    state: &AppState,
+    envs: &[crate::project::InitEnv],
+) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::new();
+    for (i, e) in envs.iter().enumerate() {
+        rules::dns_label(&format!("env_list[{i}].env_key"), &e.env_key)?;
+        rules::dns_label(&format!("env_list[{i}].namespace"), &e.namespace)?;
+        if envs[..i]
+            .iter()
+            .any(|x| x.env_key == e.env_key || x.namespace == e.namespace)
+        {
+            return Err(ApiError::bad_request(format!(
+                "`env_list[{i}]`: env key {:?} or namespace {:?} is listed twice",
+                e.env_key, e.namespace
+            )));
+        }
+        let name = e.cluster_name.trim();
+        let cluster = match state.clusters.store.by_name(name).await? {
+            Some(c) => c,
+            // Zadig's local cluster is named `local`; it exists when we run in a cluster.
+            None if name == "local" && crate::cluster::service::in_cluster() => {
+                crate::cluster::Cluster::local()
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "`env_list[{i}].cluster_name`: no cluster named {:?}",
+                    e.cluster_name
+                )));
+            }
+        };
+        let cc = state.clusters.clients.get(&cluster).await?;
+        if k::namespace_state(&cc, &e.namespace).await? != NsState::Absent {
+            return Err(ApiError::code(
+                StatusCode::CONFLICT,
+                CREATE_ENV,
+                format!(
+                    "`env_list[{i}].namespace`: namespace {:?} already exists in {}",
+                    e.namespace, cc.label
+                ),
+            ));
+        }
+        ids.push(cluster.id);
+    }
+    Ok(ids)
+}
+
+/// Create `init/yaml`'s environments with every test service of the project; on a failure
+/// the environments this call made are deleted again (with their namespaces).
+pub async fn create_initial(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    envs: &[crate::project::InitEnv],
+) -> ApiResult<()> {
+    let ids = check_initial(state, envs).await?;
+    let services: Vec<ServiceInput> = crate::service_template::list(state, project, false)
+        .await?
+        .into_iter()
+        .map(|t| ServiceInput {
+            service_name: t.service_name,
+            ..ServiceInput::default()
+        })
+        .collect();
+    let mut made: Vec<&str> = Vec::new();
+    for (e, cluster_id) in envs.iter().zip(ids) {
+        let input = CreateEnvInput {
+            env_key: e.env_key.clone(),
+            cluster_id,
+            namespace: e.namespace.clone(),
+            services: services.clone(),
+            ..CreateEnvInput::default()
+        };
+        if let Err(err) = create(state, caller, project, false, input).await {
+            for key in made {
+                if let Err(e) = delete(state, caller, project, key, false, true).await {
+                    tracing::warn!(env = key, error = %e, "init/yaml rollback: environment not deleted");
+                }
+            }
+            return Err(err);
+        }
+        made.push(&e.env_key);
+    }
+    Ok(())
+}

@@ -74,36 +74,28 @@ pub struct InitEnv {
     pub namespace: String,
 }
 
-/// Check the `env_list` of `init/yaml` before anything is stored (cluster names, env keys).
-///
-/// Hook for the environments module. Until it fills this in, a non-empty list is refused with
-/// 400 naming `env_list`, so `init/yaml` stores nothing it cannot finish.
+/// Check the `env_list` of `init/yaml` before anything is stored (cluster names, env keys,
+/// reachable clusters, free namespaces; [`crate::environment::service::check_initial`]).
 pub async fn check_initial_environments(
     state: &AppState,
     caller: &Identity,
     project_key: &str,
     envs: &[InitEnv],
 ) -> ApiResult<()> {
-    let _ = (state, caller, project_key);
-    if envs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "`env_list`: creating environments while initializing a project is not supported \
-             yet; create the project with an empty `env_list`, then its environments",
-        ))
-    }
+    let _ = (caller, project_key);
+    crate::environment::service::check_initial(state, envs)
+        .await
+        .map(|_| ())
 }
 
 /// Create the environments of `init/yaml` with all the project's services, after the project
-/// and its services are stored (spec §2.2). Hook for the environments module; only called
-/// when [`check_initial_environments`] accepted the list.
+/// and its services are stored (spec §2.2); only called when [`check_initial_environments`]
+/// accepted the list.
 pub async fn create_initial_environments(
     state: &AppState,
     caller: &Identity,
     project: &Project,
     envs: &[InitEnv],
 ) -> ApiResult<()> {
-    let _ = (state, caller, project, envs);
-    Ok(())
+    crate::environment::service::create_initial(state, caller, project.key(), envs).await
 }

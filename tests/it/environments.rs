@@ -340,3 +340,32 @@ backend_test! {
         assert_eq!(app.get("/openapi/environments/production?projectKey=demo").await.expect(200), &json!([]));
     }
 }
+
+backend_test! {
+    async fn init_yaml_creates_environments_and_global_variables(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        add_cluster(&app, "emu", &emu.kubeconfig).await;
+        let body = json!({"project_name": "Shop", "project_key": "shop", "is_public": true, "description": "d",
+            "service_list": [{"source": "yaml", "service_name": "shop", "yaml": shop_yaml(),
+                "variable_yaml": [{"key": "image", "value": "nginx:1.25"}, {"key": "replicas", "value": "1"}]}],
+            "env_list": [{"env_key": "dev", "cluster_name": "emu", "namespace": "shop-dev"}]});
+        let mut bad = body.clone();
+        bad["env_list"][0]["cluster_name"] = json!("nowhere");
+        app.post("/openapi/projects/project/init/yaml", bad).await.expect_error(400, "env_list[0].cluster_name");
+        app.get("/openapi/projects/project/detail?projectKey=shop").await.expect(404);
+        app.post("/openapi/projects/project/init/yaml", body).await.expect(200);
+        let dep = emu.object("Deployment", "shop-dev", "web").await.expect("env created with the project's services");
+        assert_eq!(dep["metadata"]["labels"]["s-product"], "shop");
+
+        // Global variables: unknown keys are refused; values are stored and read back.
+        let r = app.put("/openapi/environments/dev/variable?projectKey=shop",
+            json!({"global_variables": [{"key": "nope", "value": "1"}]})).await;
+        r.expect_error(400, "nope");
+        app.put("/openapi/environments/dev/variable?projectKey=shop", json!({"global_variables": []})).await.expect(200);
+        assert_eq!(app.get("/openapi/environments/dev/variable?projectKey=shop").await.expect(200), &json!([]));
+
+        // A project with environments is not deleted.
+        let r = app.delete("/openapi/projects/project?projectKey=shop&isDelete=false").await;
+        r.expect_error(409, "dev");
+    }
+}
