@@ -121,6 +121,21 @@ async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> A
     caller.require_owner_or_admin(&env.owner_uid, &env.label())
 }
 
+/// The environment for a change: the caller checked, this process' lock on it held, read
+/// again under the lock.
+async fn for_change(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    env_key: &str,
+    production: bool,
+) -> ApiResult<(tokio::sync::OwnedMutexGuard<()>, Environment)> {
+    let env = load(state, project, env_key, production).await?;
+    may_change(state, caller, &env).await?;
+    let held = state.environments.lock(project, env_key).lock_owned().await;
+    Ok((held, load(state, project, env_key, production).await?))
+}
+
 /// Store `env` (its version bumped) if nobody changed it since it was read.
 async fn save(state: &AppState, env: &mut Environment, caller: &Identity) -> ApiResult<()> {
     let expected = env.version;
@@ -567,11 +582,7 @@ pub async fn delete(
     production: bool,
     delete_resources: bool,
 ) -> ApiResult<()> {
-    let env = load(state, project, env_key, production).await?;
-    may_change(state, caller, &env).await?;
-    let lock = state.environments.lock(project, env_key);
-    let _held = lock.lock().await;
-    let env = load(state, project, env_key, production).await?;
+    let (_held, env) = for_change(state, caller, project, env_key, production).await?;
     let cc = client_for(state, &env.cluster_id).await?;
     if delete_resources && !production {
         for s in &env.services {
@@ -668,8 +679,7 @@ pub async fn set_variables(
     production: bool,
     globals: Vec<Value>,
 ) -> ApiResult<()> {
-    let env = load(state, project, env_key, production).await?;
-    may_change(state, caller, &env).await?;
+    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
     let defined = catalog::project_globals(state, project, production).await?;
     for (i, g) in globals.iter().enumerate() {
         let key = kv_key(g);
@@ -684,9 +694,6 @@ pub async fn set_variables(
             )));
         }
     }
-    let lock = state.environments.lock(project, env_key);
-    let _held = lock.lock().await;
-    let mut env = load(state, project, env_key, production).await?;
     let changed: Vec<String> = globals
         .iter()
         .filter(|g| {
@@ -766,11 +773,7 @@ pub async fn add_services(
     for s in &input.service_list {
         validate::name("service_list.service_name", &s.service_name)?;
     }
-    let env = load(state, project, &input.env_key, production).await?;
-    may_change(state, caller, &env).await?;
-    let lock = state.environments.lock(project, &input.env_key);
-    let _held = lock.lock().await;
-    let mut env = load(state, project, &input.env_key, production).await?;
+    let (_held, mut env) = for_change(state, caller, project, &input.env_key, production).await?;
     let mut new = Vec::new();
     for s in &input.service_list {
         if env.service(&s.service_name).is_some()
@@ -840,11 +843,7 @@ pub async fn remove_services(
     if input.service_names.is_empty() {
         return Err(ApiError::bad_request("`service_names` is required"));
     }
-    let env = load(state, project, &input.env_key, production).await?;
-    may_change(state, caller, &env).await?;
-    let lock = state.environments.lock(project, &input.env_key);
-    let _held = lock.lock().await;
-    let mut env = load(state, project, &input.env_key, production).await?;
+    let (_held, mut env) = for_change(state, caller, project, &input.env_key, production).await?;
     let gone: Vec<EnvService> = env
         .services
         .iter()
@@ -1071,11 +1070,7 @@ pub async fn restart_service(
     production: bool,
 ) -> ApiResult<()> {
     validate::name("serviceName", service)?;
-    let env = load(state, project, env_key, production).await?;
-    may_change(state, caller, &env).await?;
-    let lock = state.environments.lock(project, env_key);
-    let _held = lock.lock().await;
-    let mut env = load(state, project, env_key, production).await?;
+    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
     let at = chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -1161,11 +1156,7 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
         Some(n) => n,
     };
     let (project, env_key) = (input.project_key.as_str(), input.env_key.as_str());
-    let env = load(state, project, env_key, false).await?;
-    may_change(state, caller, &env).await?;
-    let lock = state.environments.lock(project, env_key);
-    let _held = lock.lock().await;
-    let mut env = load(state, project, env_key, false).await?;
+    let (_held, mut env) = for_change(state, caller, project, env_key, false).await?;
     let mut svc = service_of(&env, &input.service_name, SCALE_SERVICE)?.clone();
     let owns = |r: &ResourceRef| r.kind == input.workload_type && r.name == input.workload_name;
     if !svc.resources.iter().any(owns) {
@@ -1234,11 +1225,7 @@ pub async fn set_image(
         )));
     }
     let project = input.product_name.as_str();
-    let env = load(state, project, path_env, false).await?;
-    may_change(state, caller, &env).await?;
-    let lock = state.environments.lock(project, path_env);
-    let _held = lock.lock().await;
-    let mut env = load(state, project, path_env, false).await?;
+    let (_held, mut env) = for_change(state, caller, project, path_env, false).await?;
     let mut svc = service_of(&env, &input.service_name, UPDATE_IMAGE)?.clone();
     let workload = svc.objects().into_iter().find(|o| {
         o.get("kind").and_then(Value::as_str) == Some(kind)

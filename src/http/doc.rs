@@ -777,13 +777,18 @@ fn constrain_parameter(path: &str, p: &mut Value) {
             }
             s
         }
+        // Go's `strconv.ParseBool` spellings (spec/environments.md §5.6).
+        ("isDelete", "query") if path.starts_with("/openapi/environments/") => json!({
+            "type": "string",
+            "enum": ["true", "false", "1", "0", "t", "f", "T", "F", "TRUE", "FALSE", "True", "False"],
+        }),
         ("status", "path") if path.starts_with("/openapi/release_plan/") => json!({
             "type": "string",
             "enum": Status::ALL.map(Status::as_str),
         }),
         (
             "workflowKey" | "name" | "buildName" | "viewName" | "jobName" | "workflowName"
-            | "versionName" | "projectKey",
+            | "versionName" | "projectKey" | "envName" | "serviceName" | "podName",
             _,
         ) if location == "path" || p.get("required") == Some(&json!(true)) => json!({
             "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": NOT_BLANK,
