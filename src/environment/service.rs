@@ -41,11 +41,24 @@ pub struct ServiceInput {
     pub service_name: String,
     /// Images to deploy instead of the template's, by container name.
     #[serde(default)]
-    pub containers: Vec<Container>,
+    pub containers: Vec<ContainerImage>,
     /// `[RenderVariableKV]` values over the template's.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub variable_kvs: Vec<Value>,
+}
+
+/// An image asked for a container (Zadig's `Container`; only `name` and `image` are used).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ContainerImage {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub image_name: String,
 }
 
 /// E2's body.
@@ -174,7 +187,7 @@ fn env_service(
     state: &AppState,
     r: catalog::Rendered,
     name: &str,
-    images: &[Container],
+    images: &[ContainerImage],
 ) -> EnvService {
     let mut containers = rules::containers_of(&r.objects);
     for c in &mut containers {
@@ -736,7 +749,16 @@ pub async fn set_variables(
                 &env.global_variables,
             )
             .await?;
-            let mut s = env_service(state, r, &name, &old.containers);
+            let kept: Vec<ContainerImage> = old
+                .containers
+                .iter()
+                .map(|c| ContainerImage {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    ..ContainerImage::default()
+                })
+                .collect();
+            let mut s = env_service(state, r, &name, &kept);
             s.resources = old.resources.clone();
             s.overrides = old.overrides.clone();
             let mut applied = Vec::new();

@@ -244,7 +244,7 @@ async fn delete_env(
 
 /// E7: the YAML applied for a service (text/plain).
 #[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
-    responses((status = 200, body = String, content_type = "text/plain")))]
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
 async fn env_get_service_yaml(
     State(state): State<AppState>,
     _caller: Identity,
@@ -284,7 +284,7 @@ async fn env_remove_services(
 /// E9: a service's workloads and pods, live.
 #[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-    responses((status = 200, body = ServiceDetail)))]
+    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
 async fn env_service_detail(
     State(state): State<AppState>,
     _caller: Identity,
@@ -307,7 +307,7 @@ async fn env_service_detail(
 /// E10: a service's pods, live.
 #[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = ServicePods)))]
+    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
 async fn env_service_pods(
     State(state): State<AppState>,
     _caller: Identity,
@@ -455,7 +455,7 @@ async fn prod_create_env(
 /// A production environment with its services' live status.
 #[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
     params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = EnvDetail)))]
+    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
 async fn prod_get_env(
     State(state): State<AppState>,
     _caller: Identity,
@@ -497,7 +497,7 @@ async fn prod_delete_env(
 
 /// The YAML applied for a service of a production environment (text/plain).
 #[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
-    responses((status = 200, body = String, content_type = "text/plain")))]
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
 async fn prod_get_service_yaml(
     State(state): State<AppState>,
     _caller: Identity,
@@ -537,7 +537,7 @@ async fn prod_remove_services(
 /// A production service's workloads and pods, live.
 #[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-    responses((status = 200, body = ServiceDetail)))]
+    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
 async fn prod_service_detail(
     State(state): State<AppState>,
     _caller: Identity,
@@ -560,7 +560,7 @@ async fn prod_service_detail(
 /// A production service's pods, live.
 #[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
     params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = ServicePods)))]
+    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
 async fn prod_service_pods(
     State(state): State<AppState>,
     _caller: Identity,

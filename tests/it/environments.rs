@@ -235,8 +235,16 @@ backend_test! {
         assert_eq!((dep["spec"]["replicas"].as_i64(), dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str()),
             (Some(3), Some("nginx:1.27")));
 
-        // Restart a pod: it is deleted (its controller makes another).
-        let pod = web_pod["pod_name"].as_str().unwrap().to_string();
+        // Restart a pod: it is deleted (its controller makes another). Picked once the
+        // rollouts above are done, among the pods not already going.
+        wait_running(&app, "/openapi/environments/dev?projectKey=demo").await;
+        let pod = app.wait_for("a settled web pod", LIMIT, || async {
+            emu.objects("Pod", "demo-dev").await.into_iter().find(|p| {
+                p["metadata"]["deletionTimestamp"].is_null()
+                    && p["metadata"]["labels"]["app"] == "web"
+                    && p["status"]["phase"] == "Running"
+            }).and_then(|p| p["metadata"]["name"].as_str().map(String::from))
+        }).await;
         app.post(&format!("/openapi/environments/dev/pod/{pod}/restart?projectKey=demo"), json!({})).await.expect(200);
         app.wait_for("the pod to go", LIMIT, || async {
             emu.object("Pod", "demo-dev", &pod).await.is_none().then_some(())
