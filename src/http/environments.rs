@@ -256,7 +256,7 @@ async fn env_get_service_yaml(
 /// E6: render services' latest templates and apply them into the environment.
 #[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = AddServicesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn env_add_services(
     State(state): State<AppState>,
     caller: Identity,
@@ -270,7 +270,7 @@ async fn env_add_services(
 /// E8: remove services (and, unless `not_delete_resource`, their objects).
 #[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = RemoveServicesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn env_remove_services(
     State(state): State<AppState>,
     caller: Identity,
@@ -387,7 +387,7 @@ async fn env_set_variables(
 
 /// E13: set a workload's replica count.
 #[utoipa::path(post, path = "/openapi/environments/scale", tag = "environments", request_body = ScaleInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
 async fn env_scale(
     State(state): State<AppState>,
     caller: Identity,
@@ -441,7 +441,7 @@ async fn prod_list_envs(
 /// Create an (empty) production environment (admins).
 #[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
     request_body = CreateEnvInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn prod_create_env(
     State(state): State<AppState>,
     caller: Identity,
@@ -509,7 +509,7 @@ async fn prod_get_service_yaml(
 /// Apply production services into a production environment (admins).
 #[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = AddServicesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
 async fn prod_add_services(
     State(state): State<AppState>,
     caller: Identity,
@@ -523,7 +523,7 @@ async fn prod_add_services(
 /// Remove services from a production environment (admins).
 #[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
     request_body = RemoveServicesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
 async fn prod_remove_services(
     State(state): State<AppState>,
     caller: Identity,
