@@ -238,6 +238,54 @@ const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
         "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec",
         &["projectKey"],
     ),
+    // Projects and K8s YAML services (spec/environments.md §2, §4).
+    ("get", "/openapi/projects/project/detail", &["projectKey"]),
+    (
+        "get",
+        "/openapi/projects/project/globalVariable",
+        &["projectKey"],
+    ),
+    ("delete", "/openapi/projects/project", &["projectKey"]),
+    ("post", "/openapi/service/yaml/raw", &["projectKey"]),
+    (
+        "post",
+        "/openapi/service/yaml/production/raw",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/service/yaml/services", &["projectKey"]),
+    (
+        "get",
+        "/openapi/service/yaml/production/services",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/service/yaml/{name}", &["projectKey"]),
+    ("put", "/openapi/service/yaml/{name}", &["projectKey"]),
+    ("delete", "/openapi/service/yaml/{name}", &["projectKey"]),
+    (
+        "get",
+        "/openapi/service/yaml/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/service/yaml/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/service/yaml/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/service/yaml/{name}/variable",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/service/yaml/production/{name}/variable",
+        &["projectKey"],
+    ),
 ];
 
 /// Request-body fields that must be present and non-blank names, by schema.
@@ -296,6 +344,19 @@ const REQUIRED_NAMES: &[(&str, &[&str])] = &[
     ("TicketServiceInput", &["service_name"]),
     ("ViewWorkflowInput", &["workflow_key", "workflow_type"]),
     ("ViewChange", &["workflow_key", "workflow_type"]),
+    (
+        "CreateProjectRequest",
+        &["project_name", "project_key", "project_type"],
+    ),
+    (
+        "InitYamlRequest",
+        &["project_name", "project_key", "service_list"],
+    ),
+    ("InitService", &["source", "service_name"]),
+    ("CreateServiceRequest", &["service_name"]),
+    ("UpdateYamlRequest", &["type"]),
+    ("UpdateVariablesRequest", &["service_variable_kvs"]),
+    ("ServiceVariableKV", &["key"]),
 ];
 
 /// Fields decoded with Zadig's null-as-default rule: `null` is accepted and means the default.
@@ -315,6 +376,10 @@ const NULLABLE: &[(&str, &[&str])] = &[
     ("JobActionInput", &["name"]),
     ("ApproveInput", &["approve", "comment"]),
     ("CallbackInput", &["failed_reason"]),
+    ("InitYamlRequest", &["service_list", "env_list"]),
+    ("InitService", &["variable_yaml"]),
+    ("CreateServiceRequest", &["variable_yaml"]),
+    ("ServiceVariableKV", &["options"]),
     (
         "HookSettingInput",
         &["enable", "enable_call_back", "hook_address", "hook_events"],
@@ -409,6 +474,42 @@ fn property_overrides() -> Vec<(&'static str, &'static str, Value)> {
             "ViewChange",
             "workflow_type",
             json!({"type": "string", "enum": ["custom", "product"]}),
+        ),
+        (
+            "CreateProjectRequest",
+            "project_type",
+            json!({"type": "string", "enum": ["yaml"]}),
+        ),
+        (
+            "CreateProjectRequest",
+            "project_key",
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": "^[a-z0-9-]+$"}),
+        ),
+        (
+            "InitYamlRequest",
+            "project_key",
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": "^[a-z0-9-]+$"}),
+        ),
+        (
+            "InitService",
+            "source",
+            json!({"type": "string", "enum": ["yaml"]}),
+        ),
+        (
+            "UpdateYamlRequest",
+            "type",
+            json!({"type": "string", "enum": ["k8s"]}),
+        ),
+        (
+            "ServiceVariableKV",
+            "value",
+            json!({"type": ["string", "number", "boolean", "null"],
+                "description": "A scalar for `string`/`enum`/`bool`; YAML text for `yaml`."}),
+        ),
+        (
+            "ServiceVariableKV",
+            "type",
+            json!({"type": "string", "enum": crate::service_template::variables::VAR_TYPES}),
         ),
         // Zadig's lenient forms, accepted as such.
         (

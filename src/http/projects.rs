@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::build_templates::PageQuery;
 use crate::http::{Json, Query, Success};
 use crate::limits::Paging;
 use crate::project::PROJECTS_PAGE;
@@ -24,17 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(init_helm))
         .routes(routes!(project_detail))
         .routes(routes!(global_variables))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// 1-based page, default 1.
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
-    /// Page size, default 20, at most 100.
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -109,12 +99,12 @@ async fn init_helm(_caller: Identity) -> ApiResult<Json<Success>> {
 }
 
 /// List projects, most recently updated first (spec §2.3, P3).
-#[utoipa::path(get, path = "/openapi/projects/project", tag = "projects", params(ListQuery),
+#[utoipa::path(get, path = "/openapi/projects/project", tag = "projects", params(PageQuery),
     responses((status = 200, body = ProjectList)))]
 async fn list_projects(
     State(state): State<AppState>,
     _caller: Identity,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<ProjectList>> {
     let p = Paging::parse(&PROJECTS_PAGE, "pageNum", q.page_num, q.page_size)?;
     Ok(Json(service::list(&state, p.num, p.size).await?))

@@ -3,13 +3,12 @@
 
 use axum::extract::State;
 use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
-use crate::http::projects::project_key;
+use crate::http::projects::{KeyQuery, project_key};
 use crate::http::{Json, Path, Query, Success};
 use crate::service_template::ServiceVariableKV;
 use crate::service_template::service::{
@@ -32,14 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(update_variables))
         .routes(routes!(update_production_variables))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct KeyQuery {
-    /// The project key.
-    #[serde(rename = "projectKey")]
-    pub project_key: Option<String>,
 }
 
 /// The body of S1; `production` is ignored (the route decides).

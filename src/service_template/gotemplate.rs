@@ -166,29 +166,19 @@ fn lex_action(s: &str, line: usize) -> Result<(Option<Vec<Tok>>, usize, bool), T
                 i += 1;
             }
             b'}' if b.get(i + 1) == Some(&b'}') => return Ok((Some(toks), i + 2, false)),
-            b'(' => {
-                toks.push(Tok::LParen);
-                i += 1;
-            }
-            b')' => {
-                toks.push(Tok::RParen);
-                i += 1;
-            }
-            b'|' => {
-                toks.push(Tok::Pipe);
-                i += 1;
-            }
-            b',' => {
-                toks.push(Tok::Comma);
+            b'(' | b')' | b'|' | b',' | b'=' => {
+                toks.push(match c {
+                    b'(' => Tok::LParen,
+                    b')' => Tok::RParen,
+                    b'|' => Tok::Pipe,
+                    b',' => Tok::Comma,
+                    _ => Tok::Assign,
+                });
                 i += 1;
             }
             b':' if b.get(i + 1) == Some(&b'=') => {
                 toks.push(Tok::Declare);
                 i += 2;
-            }
-            b'=' => {
-                toks.push(Tok::Assign);
-                i += 1;
             }
             b'"' => {
                 let (v, n) = lex_string(&s[i..], line)?;
@@ -285,9 +275,9 @@ fn lex_string(s: &str, line: usize) -> Result<(String, usize), TemplateError> {
 }
 
 /// How a block list ended.
-enum End {
+enum BlockEnd {
     Eof,
-    End(usize),
+    Close(usize),
     Else(usize, Vec<Tok>),
 }
 
@@ -303,15 +293,15 @@ impl Template {
         };
         let (nodes, end) = p.list()?;
         match end {
-            End::Eof => Ok(Template { nodes }),
-            End::End(line) => err(line, "unexpected {{end}}"),
-            End::Else(line, _) => err(line, "unexpected {{else}}"),
+            BlockEnd::Eof => Ok(Template { nodes }),
+            BlockEnd::Close(line) => err(line, "unexpected {{end}}"),
+            BlockEnd::Else(line, _) => err(line, "unexpected {{else}}"),
         }
     }
 }
 
 impl Parser {
-    fn list(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn list(&mut self) -> Result<(Vec<Node>, BlockEnd), TemplateError> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let (line, toks) = match item {
@@ -326,10 +316,10 @@ impl Parser {
                     if toks.len() > 1 {
                         return err(line, "unexpected tokens after end");
                     }
-                    return Ok((nodes, End::End(line)));
+                    return Ok((nodes, BlockEnd::Close(line)));
                 }
                 Some(Tok::Ident(k)) if k == "else" => {
-                    return Ok((nodes, End::Else(line, toks[1..].to_vec())));
+                    return Ok((nodes, BlockEnd::Else(line, toks[1..].to_vec())));
                 }
                 Some(Tok::Ident(k)) if k == "if" || k == "range" || k == "with" => {
                     let kw = k.clone();
@@ -348,7 +338,7 @@ impl Parser {
                 _ => nodes.push(Node::Action(line, parse_pipeline(&toks, line)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, BlockEnd::Eof))
     }
 
     fn block(&mut self, kw: &str, line: usize, toks: &[Tok]) -> Result<Node, TemplateError> {
@@ -358,17 +348,19 @@ impl Parser {
         }
         let (body, end) = self.list()?;
         let els = match end {
-            End::Eof => return err(line, format!("unexpected EOF: `{kw}` has no {{{{end}}}}")),
-            End::End(_) => Vec::new(),
-            End::Else(eline, rest) => {
+            BlockEnd::Eof => {
+                return err(line, format!("unexpected EOF: `{kw}` has no {{{{end}}}}"));
+            }
+            BlockEnd::Close(_) => Vec::new(),
+            BlockEnd::Else(eline, rest) => {
                 if rest.is_empty() {
                     let (els, end) = self.list()?;
                     match end {
-                        End::End(_) => els,
-                        End::Eof => {
+                        BlockEnd::Close(_) => els,
+                        BlockEnd::Eof => {
                             return err(line, format!("unexpected EOF: `{kw}` has no {{{{end}}}}"));
                         }
-                        End::Else(l, _) => return err(l, "unexpected second {{else}}"),
+                        BlockEnd::Else(l, _) => return err(l, "unexpected second {{else}}"),
                     }
                 } else if kw == "if" && rest.first() == Some(&Tok::Ident("if".into())) {
                     // `else if` shares the `end` of the outer `if`.
@@ -485,6 +477,9 @@ fn matching_paren(toks: &[Tok], line: usize) -> Result<usize, TemplateError> {
     }
     err(line, "unclosed left paren")
 }
+
+/// The ordering functions, which fail on values of different types.
+const ORDERINGS: &[&str] = &["lt", "le", "gt", "ge"];
 
 const FUNCS: &[&str] = &[
     "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "len", "index", "print",
@@ -734,7 +729,14 @@ impl Exec {
                 args.push(self.operand(op, dot, line)?);
             }
             args.extend(piped);
-            return call(f, &args, line);
+            return match call(f, &args, line) {
+                // Placeholder values (`""`) stand in for numbers too: an ordering between
+                // them and a number is false rather than a failed save.
+                Err(_) if self.mode == Mode::Placeholder && ORDERINGS.contains(&f.as_str()) => {
+                    Ok(Value::Bool(false))
+                }
+                other => other,
+            };
         }
         if ops.len() > 1 || piped.is_some() {
             return err(line, "can't give argument to non-function");
@@ -953,6 +955,12 @@ mod tests {
         assert_eq!(
             t.execute(&json!({"image": ""}), Mode::Placeholder).unwrap(),
             "image: ssssssss"
+        );
+        let cmp = Template::parse("{{if gt .n 1}}many{{end}}").unwrap();
+        assert!(cmp.execute(&json!({"n": ""}), Mode::Strict).is_err());
+        assert_eq!(
+            cmp.execute(&json!({"n": ""}), Mode::Placeholder).unwrap(),
+            ""
         );
     }
 

@@ -93,10 +93,10 @@ pub fn parse_objects(text: &str) -> Result<Vec<Object>, ManifestError> {
             ));
         }
         for field in ["apiVersion", "kind"] {
-            if !value
+            if value
                 .get(field)
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
+                .is_none_or(str::is_empty)
             {
                 return Err(fail(
                     line,
@@ -105,7 +105,7 @@ pub fn parse_objects(text: &str) -> Result<Vec<Object>, ManifestError> {
             }
         }
         let name = value.pointer("/metadata/name").and_then(Value::as_str);
-        if !name.is_some_and(|s| !s.is_empty()) {
+        if name.is_none_or(str::is_empty) {
             return Err(fail(
                 line,
                 "`metadata.name` is required (a non-empty string)".into(),
@@ -248,5 +248,30 @@ mod tests {
         assert_eq!(image_name("localhost:5000/app"), "app");
         assert_eq!(image_name("nginx"), "nginx");
         assert_eq!(image_name("a/b/c:v1"), "c");
+    }
+
+    proptest::proptest! {
+        /// Documents joined with `---` come back in order, each numbered and located at its
+        /// first line, empty documents counted but skipped.
+        #[test]
+        fn documents_keep_order_and_position(names in proptest::collection::vec("[a-z][a-z0-9-]{0,12}", 0..6), blank in proptest::bool::ANY) {
+            let mut docs: Vec<String> = names
+                .iter()
+                .map(|n| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{n}\n"))
+                .collect();
+            if blank {
+                docs.insert(0, "# nothing\n".to_string());
+            }
+            let text = docs.join("---\n");
+            let objs = parse_objects(&text).unwrap();
+            proptest::prop_assert_eq!(objs.len(), names.len());
+            let offset = usize::from(blank);
+            for (i, (o, n)) in objs.iter().zip(&names).enumerate() {
+                let want = format!("cm-{n}");
+                proptest::prop_assert_eq!(o.value["metadata"]["name"].as_str(), Some(want.as_str()));
+                proptest::prop_assert_eq!(o.document, i + 1 + offset);
+                proptest::prop_assert_eq!(o.line, 1 + offset * 2 + i * 5);
+            }
+        }
     }
 }

@@ -164,3 +164,66 @@ pub(crate) fn objects_of(service: &str, text: &str) -> Result<Vec<manifest::Obje
         error,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template(yaml: &str, kvs: Value) -> ServiceTemplate {
+        ServiceTemplate {
+            id: "0".repeat(24),
+            product_name: "shop".into(),
+            service_name: "web".into(),
+            production: false,
+            kind: model::TYPE_K8S.into(),
+            source: model::SOURCE_SPOCK.into(),
+            revision: 1,
+            create_time: 0,
+            create_by: String::new(),
+            created_by_id: String::new(),
+            yaml: yaml.into(),
+            hash256: String::new(),
+            variable_yaml: String::new(),
+            service_variable_kvs: serde_json::from_value(kvs).unwrap(),
+            status: String::new(),
+            containers: Vec::new(),
+            is_latest: true,
+            version: 0,
+        }
+    }
+
+    const YAML: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: $T-Service$\n  labels:\n    project: {{.project}}\nspec:\n  replicas: {{.replicas}}\n{{- if .debug}}\n  paused: true\n{{- end}}\n";
+
+    #[test]
+    fn render_applies_variables_overrides_and_names() {
+        let t = template(
+            YAML,
+            json!([{"key": "replicas", "value": "2"}, {"key": "project", "value": "$T-Project$"},
+                {"key": "debug", "value": false, "type": "bool"}]),
+        );
+        let objs = render(&t, &[]).unwrap();
+        assert_eq!(
+            objs,
+            vec![json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"project": "shop"}}, "spec": {"replicas": 2}})]
+        );
+        let over: Vec<ServiceVariableKV> =
+            serde_json::from_value(json!([{"key": "debug", "value": "true", "type": "bool"}]))
+                .unwrap();
+        let objs = render(&t, &over).unwrap();
+        assert_eq!(objs[0]["spec"]["paused"], true);
+    }
+
+    #[test]
+    fn render_is_strict() {
+        let t = template(YAML, json!([{"key": "replicas", "value": "2"}]));
+        let e = render(&t, &[]).unwrap_err();
+        assert!(e.to_string().contains("missing keys [project]"), "{e}");
+        let bad = template("kind: [\n", json!([]));
+        assert!(matches!(
+            render(&bad, &[]),
+            Err(RenderError::Manifest { .. })
+        ));
+    }
+}

@@ -55,6 +55,10 @@ pub struct ServiceTemplate {
     /// The containers (service modules) of the workloads the YAML defines.
     #[serde(default, deserialize_with = "nullable")]
     pub containers: Vec<Container>,
+    /// Whether this is the newest revision of its service (lists read only these; older
+    /// revisions are cleared after a newer one is stored).
+    #[serde(default)]
+    pub is_latest: bool,
     /// Bumped by every in-place write (variable updates), for conditional replaces.
     #[serde(default)]
     pub version: i64,

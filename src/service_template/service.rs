@@ -265,23 +265,58 @@ async fn latest(
         })
 }
 
-/// Store revision `t` with the next revision number of its service.
-async fn insert_revision(state: &AppState, mut t: ServiceTemplate) -> ApiResult<()> {
+/// Store revision `t` with the next revision number of its service. With `new_service`, the
+/// service must not exist: when a concurrent create stored a live revision first, this one is
+/// removed again and the answer is 409.
+async fn insert_revision(
+    state: &AppState,
+    mut t: ServiceTemplate,
+    new_service: bool,
+) -> ApiResult<()> {
     t.revision = state
         .sequences
         .next(&counter(&t.product_name, &t.service_name, t.production))
         .await?;
+    t.is_latest = true;
     match state.service_templates.insert(&t).await {
-        Err(StoreError::Duplicate(_)) => Err(ApiError::code(
-            StatusCode::CONFLICT,
-            CREATE_TEMPLATE,
-            format!(
-                "{} changed concurrently; try again",
-                what(&t.service_name, t.production)
-            ),
-        )),
-        other => Ok(other?),
+        Err(StoreError::Duplicate(_)) => {
+            return Err(ApiError::code(
+                StatusCode::CONFLICT,
+                CREATE_TEMPLATE,
+                format!(
+                    "{} changed concurrently; try again",
+                    what(&t.service_name, t.production)
+                ),
+            ));
+        }
+        other => other?,
     }
+    let store = &state.service_templates;
+    if new_service
+        && store
+            .live_below(&t.product_name, &t.service_name, t.production, t.revision)
+            .await?
+    {
+        store.delete_id(&t.id).await?;
+        return Err(exists(&t.service_name, &t.product_name, t.production));
+    }
+    // Older revisions leave the lists only once this one is stored.
+    state
+        .service_templates
+        .supersede(&t.product_name, &t.service_name, t.production, t.revision)
+        .await?;
+    Ok(())
+}
+
+fn exists(name: &str, project_key: &str, production: bool) -> ApiError {
+    ApiError::code(
+        StatusCode::CONFLICT,
+        CREATE_TEMPLATE,
+        format!(
+            "{} already exists in project `{project_key}`",
+            what(name, production)
+        ),
+    )
 }
 
 /// S1: create a service (revision 1 of it, or the next after a deleted one).
@@ -301,14 +336,7 @@ pub async fn create(
         .await?
         .is_some()
     {
-        return Err(ApiError::code(
-            StatusCode::CONFLICT,
-            CREATE_TEMPLATE,
-            format!(
-                "{} already exists in project `{project_key}`",
-                what(&new.service_name, production)
-            ),
-        ));
+        return Err(exists(&new.service_name, project_key, production));
     }
     let now = state.clock.now();
     let t = ServiceTemplate {
@@ -328,9 +356,10 @@ pub async fn create(
         service_variable_kvs: p.kvs,
         status: String::new(),
         containers: p.containers,
+        is_latest: true,
         version: 0,
     };
-    insert_revision(state, t).await?;
+    insert_revision(state, t, true).await?;
     project::service::orchestrate(state, project_key, &new.service_name, production, true).await
 }
 
@@ -373,7 +402,7 @@ pub async fn update_yaml(
         version: 0,
         ..cur
     };
-    insert_revision(state, t).await
+    insert_revision(state, t, false).await
 }
 
 /// S5: change the values of stored variables in place (no new revision); the YAML must render

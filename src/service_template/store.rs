@@ -56,7 +56,9 @@ impl ServiceTemplateStore {
             .await
     }
 
-    /// The latest revision of every service of `project` that is not deleted, by name.
+    /// The latest revision of every service of `project` that is not deleted, by name. Reads
+    /// only revisions flagged `is_latest` (a superseded revision may still carry the flag for a
+    /// moment: the newest per name wins).
     pub async fn list_latest(
         &self,
         project: &str,
@@ -64,6 +66,7 @@ impl ServiceTemplateStore {
     ) -> StoreResult<Vec<ServiceTemplate>> {
         let filter = Filter::eq("product_name", project)
             .and(Filter::eq("production", production))
+            .and(Filter::eq("is_latest", true))
             .and(Filter::ne("status", STATUS_DELETING));
         let opts = FindOptions::sort("service_name", Dir::Asc).then("revision", Dir::Desc);
         let mut out: Vec<ServiceTemplate> = Vec::new();
@@ -73,6 +76,44 @@ impl ServiceTemplateStore {
             }
         }
         Ok(out)
+    }
+
+    /// Clear `is_latest` on the revisions of a service older than `revision` (bumping their
+    /// version, so an in-place update of a superseded revision fails).
+    pub async fn supersede(
+        &self,
+        project: &str,
+        name: &str,
+        production: bool,
+        revision: i64,
+    ) -> StoreResult<u64> {
+        self.revisions
+            .coll
+            .update_many(
+                &service(project, name, production)
+                    .and(Filter::lt("revision", revision))
+                    .and(Filter::eq("is_latest", true)),
+                &Update::new().set("is_latest", false).inc("version", 1),
+            )
+            .await
+    }
+
+    /// Whether the service has a live revision older than `revision`.
+    pub async fn live_below(
+        &self,
+        project: &str,
+        name: &str,
+        production: bool,
+        revision: i64,
+    ) -> StoreResult<bool> {
+        let filter = service(project, name, production)
+            .and(Filter::lt("revision", revision))
+            .and(Filter::ne("status", STATUS_DELETING));
+        Ok(self.revisions.count(&filter).await? > 0)
+    }
+
+    pub async fn delete_id(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.revisions.delete(&Filter::id(id)).await? > 0)
     }
 
     /// Replace revision `t` if it is still at `expected_version`.

@@ -51,6 +51,12 @@ pub fn normalise(field: &str, kvs: &mut [ServiceVariableKV]) -> Result<(), Strin
         if kv.key.trim().is_empty() {
             return Err(format!("`{at}.key` is required"));
         }
+        if kv.key.chars().count() > crate::validate::MAX_NAME_LEN {
+            return Err(format!(
+                "`{at}.key` is longer than {} characters",
+                crate::validate::MAX_NAME_LEN
+            ));
+        }
         if !seen.insert(kv.key.clone()) {
             return Err(format!("`{at}.key`: duplicate key {:?}", kv.key));
         }

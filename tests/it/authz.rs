@@ -81,6 +81,33 @@ async fn call_as(app: &TestApp, token: &str, m: Method, path: &str, body: Option
     app.call(m, path, Some(token), body).await
 }
 
+/// Call every row as its refused caller (`mallory_token` for `Mallory`): each must get the
+/// error JSON and leave `snapshot()` equal to `before`.
+async fn refuse_all<F, Fut>(
+    app: &TestApp,
+    rows: Vec<Row>,
+    mallory_token: &str,
+    before: &Value,
+    snapshot: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    for r in rows {
+        let (token, status, needle) = match r.caller {
+            Caller::Mallory => (Some(mallory_token), 403, "mallory"),
+            Caller::Nobody => (None, 401, "token"),
+        };
+        let what = format!("{} {} as {:?}", r.method, r.path, r.caller);
+        let resp = app
+            .call(r.method.clone(), &r.path, token, r.body.clone())
+            .await;
+        assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.text);
+        resp.expect_error(status, needle);
+        assert_eq!(&snapshot().await, before, "{what} changed something");
+    }
+}
+
 async fn task(app: &TestApp, wf: &str, id: i64) -> Value {
     app.get(&format!(
         "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
@@ -294,18 +321,7 @@ backend_test! {
         let plans = [planning.as_str(), approving.as_str(), executing.as_str()];
         let before = snapshot(&app, &alice, &alice_uid, &plans).await;
         assert_eq!(before["plan ".to_string() + &planning]["manager"], "alice");
-        for r in rows {
-            let (token, status, needle) = match r.caller {
-                Caller::Mallory => (Some(mallory.as_str()), 403, "mallory"),
-                Caller::Nobody => (None, 401, "token"),
-            };
-            let what = format!("{} {} as {:?}", r.method, r.path, r.caller);
-            let resp = app.call(r.method.clone(), &r.path, token, r.body.clone()).await;
-            assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.text);
-            resp.expect_error(status, needle);
-            let after = snapshot(&app, &alice, &alice_uid, &plans).await;
-            assert_eq!(after, before, "{what} changed something");
-        }
+        refuse_all(&app, rows, &mallory, &before, || snapshot(&app, &alice, &alice_uid, &plans)).await;
         // The refused ticket was not stored: the admin may create it now.
         app.post("/openapi/ticket/approval", json!({"project_key": "p", "approval_id": "T-EVIL", "status": 1})).await.expect(200);
         app.stop().await;
@@ -443,17 +459,7 @@ backend_test! {
             })
         };
         let before = snapshot().await;
-        for r in rows {
-            let (token, status, needle) = match r.caller {
-                Mallory => (Some(mallory.as_str()), 403, "mallory"),
-                Nobody => (None, 401, "token"),
-            };
-            let what = format!("{} {} as {:?}", r.method, r.path, r.caller);
-            let resp = app.call(r.method.clone(), &r.path, token, r.body.clone()).await;
-            assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.text);
-            resp.expect_error(status, needle);
-            assert_eq!(snapshot().await, before, "{what} changed something");
-        }
+        refuse_all(&app, rows, &mallory, &before, snapshot).await;
         // Any user may create a test environment and then change it; others' stay theirs.
         let (_, alice) = app.create_user("alice", false).await;
         call_as(&app, &alice, Method::POST, "/openapi/environments?projectKey=demo",
@@ -464,5 +470,68 @@ backend_test! {
         call_as(&app, &mallory, Method::DELETE, "/openapi/environments/alice?projectKey=demo&isDelete=true", None)
             .await.expect_error(403, "mallory");
         call_as(&app, &alice, Method::DELETE, "/openapi/environments/alice?projectKey=demo&isDelete=true", None).await.expect(200);
+    }
+}
+
+backend_test! {
+    async fn projects_and_services_refuse_who_may_not_call_them(app) {
+        use crate::projects::create_project;
+        use crate::service_templates::two_workloads;
+        let (_, alice) = app.create_user("alice", false).await;
+        let (_, mallory) = app.create_user("mallory", false).await;
+        create_project(&app, "demo").await;
+        let svc = |name: &str| json!({"service_name": name, "yaml": two_workloads(name)});
+        // alice owns a test service; the admin a production one.
+        call_as(&app, &alice, Method::POST, "/openapi/service/yaml/raw?projectKey=demo", Some(svc("web"))).await.expect(200);
+        app.post("/openapi/service/yaml/production/raw?projectKey=demo", svc("web")).await.expect(200);
+
+        use Caller::{Mallory, Nobody};
+        let yaml = Some(json!({"type": "k8s", "yaml": two_workloads("web").replace("busybox", "evil")}));
+        let vars = Some(json!({"service_variable_kvs": [{"key": "image", "value": "evil"}]}));
+        let rows = vec![
+            // Projects: admins.
+            row(Method::POST, "/openapi/projects/project", Some(json!({"project_name": "Evil", "project_key": "evil",
+                "project_type": "yaml"})), Mallory),
+            row(Method::POST, "/openapi/projects/project/init/yaml", Some(json!({"project_name": "Evil", "project_key": "evil",
+                "service_list": [{"source": "yaml", "service_name": "x", "yaml": two_workloads("x")}], "env_list": []})), Mallory),
+            row(Method::DELETE, "/openapi/projects/project?projectKey=demo&isDelete=true", None, Mallory),
+            // Test services: any user creates; the creator or an admin changes.
+            row(Method::POST, "/openapi/service/yaml/raw?projectKey=demo", Some(svc("new")), Nobody),
+            row(Method::PUT, "/openapi/service/yaml/web?projectKey=demo", yaml.clone(), Mallory),
+            row(Method::PUT, "/openapi/service/yaml/web/variable?projectKey=demo", vars.clone(), Mallory),
+            row(Method::DELETE, "/openapi/service/yaml/web?projectKey=demo", None, Mallory),
+            // Production services: admins (alice, who owns the test service, included).
+            row(Method::POST, "/openapi/service/yaml/production/raw?projectKey=demo", Some(svc("new")), Mallory),
+            row(Method::PUT, "/openapi/service/yaml/production/web?projectKey=demo", yaml, Mallory),
+            row(Method::PUT, "/openapi/service/yaml/production/web/variable?projectKey=demo", vars, Mallory),
+            row(Method::DELETE, "/openapi/service/yaml/production/web?projectKey=demo", None, Mallory),
+        ];
+        let reads = [
+            "/openapi/projects/project?pageNum=1&pageSize=100",
+            "/openapi/projects/project/detail?projectKey=demo",
+            "/openapi/projects/project/detail?projectKey=evil",
+            "/openapi/service/yaml/services?projectKey=demo",
+            "/openapi/service/yaml/web?projectKey=demo",
+            "/openapi/service/yaml/production/services?projectKey=demo",
+            "/openapi/service/yaml/production/web?projectKey=demo",
+        ];
+        let snapshot = || async {
+            let mut s = serde_json::Map::new();
+            for path in reads {
+                let r = app.get(path).await;
+                s.insert(path.to_string(), json!([r.status.as_u16(), r.body]));
+            }
+            Value::Object(s)
+        };
+        let before = snapshot().await;
+        refuse_all(&app, rows, &mallory, &before, snapshot).await;
+        // Production services are the admins' even for the owner of the test service.
+        call_as(&app, &alice, Method::PUT, "/openapi/service/yaml/production/web/variable?projectKey=demo",
+            Some(json!({"service_variable_kvs": []}))).await.expect_error(403, "alice");
+        // The owner changes her own service.
+        call_as(&app, &alice, Method::PUT, "/openapi/service/yaml/web/variable?projectKey=demo",
+            Some(json!({"service_variable_kvs": [{"key": "image", "value": "nginx:1"}]}))).await.expect(200);
+        call_as(&app, &alice, Method::DELETE, "/openapi/service/yaml/web?projectKey=demo", None).await.expect(200);
+        app.stop().await;
     }
 }

@@ -120,6 +120,8 @@ backend_test! {
         let keys: Vec<&str> = d["service_variable_kvs"].as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap()).collect();
         assert_eq!(keys, vec!["image", "replicas", "port", "log_level"]);
         assert_eq!(d["service_variable_kvs"][1]["value"], 3);
+        let list = app.get("/openapi/service/yaml/services?projectKey=demo").await;
+        assert_eq!(list.expect(200).as_array().unwrap().len(), 1, "one item per service, not per revision");
         let first = zadig_server::service_template::get_revision(app.state(), "demo", "web", false, 1).await.unwrap().unwrap();
         assert_eq!(first.yaml, two_workloads("web"));
 
@@ -220,6 +222,27 @@ backend_test! {
         app.put("/openapi/service/yaml/ghost/variable?projectKey=demo", json!({"service_variable_kvs": []})).await.expect_error(404, "ghost");
         let d = app.get("/openapi/service/yaml/web?projectKey=demo").await;
         assert_eq!(d.expect(200)["revision"], 1, "refused updates stored nothing");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn concurrent_creates_store_one_service(app) {
+        create_project(&app, "demo").await;
+        let raw = "/openapi/service/yaml/raw?projectKey=demo";
+        let (a, b, c, d) = tokio::join!(
+            app.post(raw, create_body("web")),
+            app.post(raw, create_body("web")),
+            app.post(raw, create_body("web")),
+            app.post(raw, create_body("web")),
+        );
+        let statuses: Vec<u16> = [a, b, c, d].iter().map(|r| r.status.as_u16()).collect();
+        // Usually one 200 and three 409s; two creates whose revisions are stored out of counter
+        // order may both succeed (then the later one is a second revision of the same service).
+        assert!(statuses.contains(&200), "{statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+        let list = app.get("/openapi/service/yaml/services?projectKey=demo").await;
+        assert_eq!(list.expect(200).as_array().unwrap().len(), 1);
         app.stop().await;
     }
 }
