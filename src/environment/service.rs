@@ -299,6 +299,16 @@ async fn rollback(cc: &ClusterClient, ns: &str, applied: &[ResourceRef], namespa
     }
 }
 
+/// A named image registry must exist (400 naming `registry_id`); empty names none.
+async fn check_registry(state: &AppState, id: &str) -> ApiResult<()> {
+    if !id.is_empty() && state.delivery.registries.registry(id).await?.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "`registry_id`: no image registry {id:?}"
+        )));
+    }
+    Ok(())
+}
+
 fn check_unsupported(input: &CreateEnvInput) -> ApiResult<()> {
     if input
         .sub_env
@@ -343,19 +353,7 @@ pub async fn create(
         )));
     }
     check_unsupported(&input)?;
-    if !input.registry_id.is_empty()
-        && state
-            .delivery
-            .registries
-            .registry(&input.registry_id)
-            .await?
-            .is_none()
-    {
-        return Err(ApiError::bad_request(format!(
-            "`registry_id`: no image registry {:?}",
-            input.registry_id
-        )));
-    }
+    check_registry(state, &input.registry_id).await?;
     match catalog::project_deploy_type(state, project).await? {
         None => {
             return Err(ApiError::code(
@@ -645,19 +643,8 @@ pub async fn update_basic(
     let mut env = load(state, project, env_key, production).await?;
     may_change(state, caller, &env).await?;
     validate::max_len("env_name", &input.env_name)?;
+    check_registry(state, &input.registry_id).await?;
     if !input.registry_id.is_empty() {
-        if state
-            .delivery
-            .registries
-            .registry(&input.registry_id)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::bad_request(format!(
-                "`registry_id`: no image registry {:?}",
-                input.registry_id
-            )));
-        }
         env.registry_id = input.registry_id;
     }
     if production && !input.env_name.is_empty() {
