@@ -148,6 +148,8 @@ pub struct Config {
     /// `Secure` on the dashboard's session cookie: `auto` (when the request came over TLS),
     /// `always` or `never`.
     pub ui_cookie_secure: String,
+    /// Longest wait for one call to a Kubernetes API server (connect included), in seconds.
+    pub kube_request_timeout_secs: u64,
 }
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -302,6 +304,7 @@ impl Config {
             ("delivery_workers", self.delivery_workers as u64),
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),
+            ("kube_request_timeout_secs", self.kube_request_timeout_secs),
             (
                 "delivery_copy_timeout_secs",
                 self.delivery_copy_timeout_secs,

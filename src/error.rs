@@ -46,10 +46,14 @@ pub enum ErrorKind {
     Conflict,
     /// A request body or document beyond the limits.
     PayloadTooLarge,
+    /// Well-formed, but a system we drive (a Kubernetes API server) rejected what it says.
+    Unprocessable,
     /// A server fault (the details are in the log, never in the answer).
     Internal,
     /// The server cannot take the request now (overload, shutting down).
     Unavailable,
+    /// A system we drive (a Kubernetes API server) failed on its side.
+    BadGateway,
 }
 
 impl ErrorKind {
@@ -63,14 +67,16 @@ impl ErrorKind {
             Self::MethodNotAllowed => 405,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::Unprocessable => 422,
             Self::Internal => 500,
+            Self::BadGateway => 502,
             Self::Unavailable => 503,
         }
     }
 
     /// Whether the server is at fault (not the request).
     pub const fn is_server_fault(self) -> bool {
-        matches!(self, Self::Internal | Self::Unavailable)
+        matches!(self, Self::Internal | Self::Unavailable | Self::BadGateway)
     }
 
     /// Zadig's fixed `message` for an error of this kind without a business code.
@@ -83,7 +89,9 @@ impl ErrorKind {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::Conflict => "Conflict",
             Self::PayloadTooLarge => "Payload Too Large",
+            Self::Unprocessable => "Unprocessable Entity",
             Self::Internal => "Internal Error",
+            Self::BadGateway => "Bad Gateway",
             Self::Unavailable => "Service Unavailable",
         }
     }

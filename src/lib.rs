@@ -9,9 +9,11 @@
 pub mod auth;
 pub mod build;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod engine;
+pub mod environment;
 pub mod error;
 pub mod http;
 pub mod limits;

@@ -62,6 +62,10 @@ pub struct App {
     pub service_templates: ServiceTemplateStore,
     /// The key that encrypts stored credentials (see [`crate::secrets`]).
     pub secrets: Arc<SecretBox>,
+    /// Registered Kubernetes clusters and their clients.
+    pub clusters: crate::cluster::Clusters,
+    /// Environments (namespaces in clusters).
+    pub environments: crate::environment::Environments,
 }
 
 /// Cheap-to-clone handle on [`App`], the axum state.
@@ -111,6 +115,8 @@ impl AppState {
             projects: ProjectStore::new(b),
             service_templates: ServiceTemplateStore::new(b),
             delivery: Arc::new(crate::delivery::Delivery::new(b, &config, &secrets)?),
+            clusters: crate::cluster::Clusters::new(b, &secrets, &config),
+            environments: crate::environment::Environments::new(b),
             secrets,
             shutdown: CancellationToken::new(),
             config,

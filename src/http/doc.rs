@@ -75,6 +75,123 @@ fn name_schema() -> Value {
 
 /// Query parameters a route refuses to do without (400 `… is required`): (method, path, names).
 const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
+    // Environments (spec/environments.md §5).
+    ("get", "/openapi/environments", &["projectKey"]),
+    ("post", "/openapi/environments", &["projectKey"]),
+    ("get", "/openapi/environments/{name}", &["projectKey"]),
+    ("put", "/openapi/environments/{name}", &["projectKey"]),
+    (
+        "delete",
+        "/openapi/environments/{name}",
+        &["projectKey", "isDelete"],
+    ),
+    (
+        "get",
+        "/openapi/environments/service/yaml",
+        &["projectKey", "envName", "serviceName"],
+    ),
+    (
+        "post",
+        "/openapi/environments/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/environments/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/{name}/services/{serviceName}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/{name}/service/{serviceName}/pods",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/{name}/service/{serviceName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/{name}/pod/{podName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/{name}/variable",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/environments/{name}/variable",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/environments/production", &["projectKey"]),
+    ("post", "/openapi/environments/production", &["projectKey"]),
+    (
+        "get",
+        "/openapi/environments/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/environments/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/environments/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/service/yaml",
+        &["projectKey", "envName", "serviceName"],
+    ),
+    (
+        "post",
+        "/openapi/environments/production/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/environments/production/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/{name}/services/{serviceName}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/{name}/service/{serviceName}/pods",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/production/{name}/service/{serviceName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/production/{name}/pod/{podName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/{name}/variable",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/environments/production/{name}/variable",
+        &["projectKey"],
+    ),
     ("get", "/openapi/build", &["projectKey"]),
     ("get", "/openapi/build/{buildName}/detail", &["projectKey"]),
     ("delete", "/openapi/build", &["name"]),
@@ -173,6 +290,32 @@ const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
 
 /// Request-body fields that must be present and non-blank names, by schema.
 const REQUIRED_NAMES: &[(&str, &[&str])] = &[
+    // Clusters and environments (spec/environments.md §3, §5).
+    ("ClusterInput", &["name"]),
+    ("CreateEnvInput", &["env_key", "cluster_id", "namespace"]),
+    ("ServiceInput", &["service_name"]),
+    ("AddServicesInput", &["env_key"]),
+    ("RemoveServicesInput", &["env_key"]),
+    (
+        "ScaleInput",
+        &[
+            "project_key",
+            "env_key",
+            "service_name",
+            "workload_name",
+            "workload_type",
+        ],
+    ),
+    (
+        "ImageInput",
+        &[
+            "product_name",
+            "service_name",
+            "name",
+            "container_name",
+            "image",
+        ],
+    ),
     ("PlanInput", &["name", "manager"]),
     ("JobInput", &["name", "type"]),
     ("JobActionInput", &["id", "type"]),
@@ -735,13 +878,18 @@ fn constrain_parameter(path: &str, p: &mut Value) {
             }
             s
         }
+        // Go's `strconv.ParseBool` spellings (spec/environments.md §5.6).
+        ("isDelete", "query") if path.starts_with("/openapi/environments/") => json!({
+            "type": "string",
+            "enum": ["true", "false", "1", "0", "t", "f", "T", "F", "TRUE", "FALSE", "True", "False"],
+        }),
         ("status", "path") if path.starts_with("/openapi/release_plan/") => json!({
             "type": "string",
             "enum": Status::ALL.map(Status::as_str),
         }),
         (
             "workflowKey" | "name" | "buildName" | "viewName" | "jobName" | "workflowName"
-            | "versionName" | "projectKey",
+            | "versionName" | "projectKey" | "envName" | "serviceName" | "podName",
             _,
         ) if location == "path" || p.get("required") == Some(&json!(true)) => json!({
             "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": NOT_BLANK,

@@ -16,6 +16,8 @@ pub const fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -33,6 +35,8 @@ impl From<StatusCode> for ErrorKind {
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::CONFLICT => Self::Conflict,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable,
+            StatusCode::BAD_GATEWAY => Self::BadGateway,
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
             _ => Self::Internal,
         }
@@ -67,6 +71,8 @@ mod tests {
             ErrorKind::MethodNotAllowed,
             ErrorKind::Conflict,
             ErrorKind::PayloadTooLarge,
+            ErrorKind::Unprocessable,
+            ErrorKind::BadGateway,
             ErrorKind::Internal,
             ErrorKind::Unavailable,
         ] {

@@ -6,8 +6,10 @@
 
 pub mod build_templates;
 pub mod builds;
+pub mod clusters;
 pub mod delivery;
 pub mod doc;
+pub mod environments;
 pub mod error;
 pub mod extract;
 pub mod helm_repos;
@@ -89,6 +91,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(delivery::router())
         .merge(registries::router())
         .merge(helm_repos::router())
+        .merge(clusters::router())
+        .merge(environments::router())
         .merge(projects::router())
         .merge(service_templates::router())
 }

@@ -41,14 +41,24 @@ pub async fn require(state: &AppState, project_key: &str) -> ApiResult<Project> 
 /// The environments that stop project `project_key` from being deleted (their env keys).
 /// A project is deleted only when it has none (P5 answers 409 naming them otherwise).
 ///
-/// Hook for the environments module: it returns the project's environments (test and
-/// production) once that module exists; until then there are none.
+/// The project's environments, test and production ([`crate::environment`]).
 pub async fn environments_blocking_delete(
     state: &AppState,
     project_key: &str,
 ) -> ApiResult<Vec<String>> {
-    let _ = (state, project_key);
-    Ok(Vec::new())
+    let mut keys = Vec::new();
+    for production in [false, true] {
+        keys.extend(
+            state
+                .environments
+                .store
+                .list(project_key, production)
+                .await?
+                .into_iter()
+                .map(|e| e.env_key),
+        );
+    }
+    Ok(keys)
 }
 
 /// One `env_list` entry of `init/yaml` (spec §2.2).
@@ -64,36 +74,28 @@ pub struct InitEnv {
     pub namespace: String,
 }
 
-/// Check the `env_list` of `init/yaml` before anything is stored (cluster names, env keys).
-///
-/// Hook for the environments module. Until it fills this in, a non-empty list is refused with
-/// 400 naming `env_list`, so `init/yaml` stores nothing it cannot finish.
+/// Check the `env_list` of `init/yaml` before anything is stored (cluster names, env keys,
+/// reachable clusters, free namespaces; [`crate::environment::service::check_initial`]).
 pub async fn check_initial_environments(
     state: &AppState,
     caller: &Identity,
     project_key: &str,
     envs: &[InitEnv],
 ) -> ApiResult<()> {
-    let _ = (state, caller, project_key);
-    if envs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "`env_list`: creating environments while initializing a project is not supported \
-             yet; create the project with an empty `env_list`, then its environments",
-        ))
-    }
+    let _ = (caller, project_key);
+    crate::environment::service::check_initial(state, envs)
+        .await
+        .map(|_| ())
 }
 
 /// Create the environments of `init/yaml` with all the project's services, after the project
-/// and its services are stored (spec §2.2). Hook for the environments module; only called
-/// when [`check_initial_environments`] accepted the list.
+/// and its services are stored (spec §2.2); only called when [`check_initial_environments`]
+/// accepted the list.
 pub async fn create_initial_environments(
     state: &AppState,
     caller: &Identity,
     project: &Project,
     envs: &[InitEnv],
 ) -> ApiResult<()> {
-    let _ = (state, caller, project, envs);
-    Ok(())
+    crate::environment::service::create_initial(state, caller, project.key(), envs).await
 }

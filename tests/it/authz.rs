@@ -396,6 +396,84 @@ backend_test! {
 }
 
 backend_test! {
+    /// Clusters and environments: cluster changes are the admins'; an environment is changed
+    /// by its creator, the project's admins and system admins; production environments by
+    /// admins only. Every refused call leaves the clusters, the environment and the cluster's
+    /// objects as they were.
+    async fn cluster_and_environment_routes_refuse_who_may_not_call_them(app) {
+        let Some(emu) = crate::kube_emulator::Emulator::start().await else { return };
+        let cluster = crate::environments::seed_env(&app, &emu).await;
+        app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]})).await.expect(200);
+        app.post("/openapi/service/yaml/production/raw?projectKey=demo",
+            json!({"service_name": "shop", "yaml": crate::environments::shop_yaml(), "variable_yaml": [
+                {"key": "image", "value": "nginx:1.25"}, {"key": "replicas", "value": "1"}]})).await.expect(200);
+        app.post("/openapi/environments/production?projectKey=demo",
+            json!({"env_key": "prod", "cluster_id": cluster, "namespace": "demo-prod"})).await.expect(200);
+        let (_, mallory) = app.create_user("mallory", false).await;
+        let pod = app.wait_for("a pod", LIMIT, || async {
+            emu.objects("Pod", "demo-dev").await.first().and_then(|p| p["metadata"]["name"].as_str().map(String::from))
+        }).await;
+        let kc = crate::clusters::kubeconfig("https://evil.example.com", "t");
+        let image = json!({"product_name": "demo", "service_name": "shop", "name": "web", "container_name": "web", "image": "evil:1"});
+        use Caller::{Mallory, Nobody};
+        let p = "/openapi/environments/production";
+        let rows = vec![
+            row(Method::POST, "/openapi/system/cluster", Some(json!({"name": "evil", "type": "kubeconfig", "kube_config": kc})), Mallory),
+            row(Method::PUT, format!("/openapi/system/cluster/{cluster}"), Some(json!({"name": "evil", "kube_config": kc})), Mallory),
+            row(Method::DELETE, format!("/openapi/system/cluster/{cluster}"), None, Mallory),
+            row(Method::POST, "/openapi/environments?projectKey=demo", Some(json!({"env_key": "x", "cluster_id": cluster, "namespace": "x"})), Nobody),
+            row(Method::PUT, "/openapi/environments/dev?projectKey=demo", Some(json!({"registry_id": ""})), Mallory),
+            row(Method::DELETE, "/openapi/environments/dev?projectKey=demo&isDelete=true", None, Mallory),
+            row(Method::POST, "/openapi/environments/service/yaml?projectKey=demo", Some(json!({"env_key": "dev", "service_list": [{"service_name": "other"}]})), Mallory),
+            row(Method::DELETE, "/openapi/environments/service/yaml?projectKey=demo", Some(json!({"env_key": "dev", "service_names": ["shop"]})), Mallory),
+            row(Method::POST, "/openapi/environments/dev/service/shop/restart?projectKey=demo", None, Mallory),
+            row(Method::POST, format!("/openapi/environments/dev/pod/{pod}/restart?projectKey=demo"), None, Mallory),
+            row(Method::PUT, "/openapi/environments/dev/variable?projectKey=demo", Some(json!({"global_variables": []})), Mallory),
+            row(Method::POST, "/openapi/environments/scale", Some(json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
+                "workload_name": "web", "workload_type": "Deployment", "target_replicas": 5})), Mallory),
+            row(Method::POST, "/openapi/environments/image/deployment/dev", Some(image.clone()), Mallory),
+            row(Method::POST, "/openapi/environments/image/statefulset/dev", Some(json!({"product_name": "demo", "service_name": "shop",
+                "name": "cache", "container_name": "cache", "image": "evil:1"})), Mallory),
+            row(Method::POST, format!("{p}?projectKey=demo"), Some(json!({"env_key": "x", "cluster_id": cluster, "namespace": "x"})), Mallory),
+            row(Method::PUT, format!("{p}/prod?projectKey=demo"), Some(json!({"env_name": "evil"})), Mallory),
+            row(Method::DELETE, format!("{p}/prod?projectKey=demo"), None, Mallory),
+            row(Method::POST, format!("{p}/service/yaml?projectKey=demo"), Some(json!({"env_key": "prod", "service_list": [{"service_name": "shop"}]})), Mallory),
+            row(Method::DELETE, format!("{p}/service/yaml?projectKey=demo"), Some(json!({"env_key": "prod", "service_names": ["shop"]})), Mallory),
+            row(Method::POST, format!("{p}/prod/service/shop/restart?projectKey=demo"), None, Mallory),
+            row(Method::POST, format!("{p}/prod/pod/{pod}/restart?projectKey=demo"), None, Mallory),
+            row(Method::PUT, format!("{p}/prod/variable?projectKey=demo"), Some(json!({"global_variables": []})), Mallory),
+        ];
+        let snapshot = || async {
+            let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap_or_default();
+            json!({
+                "clusters": app.get("/openapi/system/cluster").await.body,
+                "envs": app.get("/openapi/environments?projectKey=demo").await.body,
+                "prod": app.get("/openapi/environments/production?projectKey=demo").await.body,
+                "services": app.get("/openapi/environments/dev?projectKey=demo").await.body["services"][0]["containers"],
+                "prod_services": app.get("/openapi/environments/production/prod?projectKey=demo").await.body["services"],
+                "spec": dep["spec"]["replicas"], "image": dep["spec"]["template"]["spec"]["containers"][0]["image"],
+                "annotations": dep["spec"]["template"]["metadata"]["annotations"],
+                "pods": emu.objects("Pod", "demo-dev").await.iter().map(|p| p["metadata"]["name"].clone()).collect::<Vec<_>>().len(),
+                "pod": emu.object("Pod", "demo-dev", &pod).await.is_some(),
+            })
+        };
+        let before = snapshot().await;
+        refuse_all(&app, rows, &mallory, &before, snapshot).await;
+        // Any user may create a test environment and then change it; others' stay theirs.
+        let (_, alice) = app.create_user("alice", false).await;
+        call_as(&app, &alice, Method::POST, "/openapi/environments?projectKey=demo",
+            Some(json!({"env_key": "alice", "cluster_id": cluster, "namespace": "demo-alice", "services": [{"service_name": "shop"}]})))
+            .await.expect(200);
+        call_as(&app, &alice, Method::POST, "/openapi/environments/scale", Some(json!({"project_key": "demo", "env_key": "alice",
+            "service_name": "shop", "workload_name": "web", "workload_type": "Deployment", "target_replicas": 2}))).await.expect(200);
+        call_as(&app, &mallory, Method::DELETE, "/openapi/environments/alice?projectKey=demo&isDelete=true", None)
+            .await.expect_error(403, "mallory");
+        call_as(&app, &alice, Method::DELETE, "/openapi/environments/alice?projectKey=demo&isDelete=true", None).await.expect(200);
+    }
+}
+
+backend_test! {
     async fn projects_and_services_refuse_who_may_not_call_them(app) {
         use crate::projects::create_project;
         use crate::service_templates::two_workloads;

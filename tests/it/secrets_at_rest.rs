@@ -1,5 +1,5 @@
-//! Secrets at rest (docs/security.md): registry `secret_key`, chart-repository `password` and
-//! the release-plan `hook_secret` are stored encrypted (no marker in any file of the data dir,
+//! Secrets at rest (docs/security.md): registry `secret_key`, chart-repository `password`,
+//! cluster `kube_config` and the release-plan `hook_secret` are stored encrypted (no marker in any file of the data dir,
 //! nor in any raw MongoDB document) yet work as before; plain-text values of earlier versions
 //! are read and re-encrypted at start; a wrong or missing key stops the start with an error
 //! naming `secret_key_file`; the data dir, database files and key file are private.
@@ -104,7 +104,12 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     let Some(app) = start_in(kind, &data).await else {
         return;
     };
-    let (sk, pw, hs) = (marker("sk"), marker("pw"), marker("hook"));
+    let (sk, pw, hs, kc) = (
+        marker("sk"),
+        marker("pw"),
+        marker("hook"),
+        marker("kubeconfig"),
+    );
 
     // An image registry and a chart repository with secrets; GET never shows them.
     let reg = app
@@ -150,6 +155,32 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     )
     .await
     .expect(200);
+    // A cluster's kubeconfig: never shown, read back plain by the client registry.
+    let kubeconfig = crate::clusters::kubeconfig("https://127.0.0.1:9", &kc);
+    let cluster = app
+        .post(
+            "/openapi/system/cluster",
+            json!({"name": "sealed", "type": "kubeconfig", "kube_config": kubeconfig}),
+        )
+        .await;
+    assert!(!cluster.text.contains(&kc), "{}", cluster.text);
+    let cluster = cluster.body["cluster"]["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = app.get("/openapi/system/cluster").await;
+    assert!(!list.text.contains(&kc), "{}", list.text);
+    let stored = app
+        .state()
+        .clusters
+        .store
+        .get(&cluster)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.kube_config, kubeconfig);
+    assert!(!format!("{stored:?}").contains(&kc));
+
     // What the pipeline and the engine use is the plain value.
     let d = &app.state().delivery;
     let r = d.registries.registry(&reg).await.unwrap().unwrap();
@@ -192,7 +223,7 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     );
 
     // Nothing stored holds a marker.
-    let markers = [&sk, &pw, &hs];
+    let markers = [&sk, &pw, &hs, &kc];
     let config = app.config.clone();
     if kind == Kind::Mongo {
         let docs = raw_mongo_docs(&config).await;

@@ -1,0 +1,275 @@
+//! The cluster side of environments: namespaces, server-side apply of rendered objects with
+//! one field manager ([`FIELD_MANAGER`]), deletes and live reads. Every call goes through
+//! [`ClusterClient::call`], so it is bounded and its failure names the cluster.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
+use serde_json::{Value, json};
+
+use super::model::ResourceRef;
+use crate::cluster::client::ClusterClient;
+use crate::error::{ApiError, ApiResult, ErrorKind};
+
+/// The one field manager every write of ours uses.
+pub const FIELD_MANAGER: &str = "zadig-server";
+
+/// Namespace labels Zadig puts on namespaces it creates (spec §1.5).
+pub const LABEL_CREATED_BY: &str = "createdBy";
+pub const CREATED_BY_VALUE: &str = "koderover";
+pub const LABEL_PRODUCT: &str = "s-product";
+pub const LABEL_SERVICE: &str = "s-service";
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// What a namespace looks like now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NsState {
+    Absent,
+    Active,
+    Terminating,
+}
+
+pub async fn namespace_state(cc: &ClusterClient, ns: &str) -> ApiResult<NsState> {
+    let api: Api<Namespace> = Api::all(cc.client.clone());
+    let got = cc
+        .call_opt(&format!("reading namespace {ns:?}"), api.get(ns))
+        .await?;
+    Ok(match got {
+        None => NsState::Absent,
+        Some(n) if n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating") => {
+            NsState::Terminating
+        }
+        Some(_) => NsState::Active,
+    })
+}
+
+/// Create namespace `ns` with Zadig's labels.
+pub async fn create_namespace(cc: &ClusterClient, ns: &str, project: &str) -> ApiResult<()> {
+    let api: Api<Namespace> = Api::all(cc.client.clone());
+    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
+        "labels": {LABEL_CREATED_BY: CREATED_BY_VALUE, LABEL_PRODUCT: project}}});
+    cc.call(
+        &format!("creating namespace {ns:?}"),
+        api.patch(ns, &apply_params(), &Patch::Apply(&body)),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Delete namespace `ns` (and with it everything in it); gone already is fine.
+pub async fn delete_namespace(cc: &ClusterClient, ns: &str) -> ApiResult<()> {
+    let api: Api<Namespace> = Api::all(cc.client.clone());
+    cc.call_opt(
+        &format!("deleting namespace {ns:?}"),
+        api.delete(ns, &DeleteParams::background()),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Take Zadig's labels off an adopted-then-released namespace.
+pub async fn unlabel_namespace(cc: &ClusterClient, ns: &str) -> ApiResult<()> {
+    let api: Api<Namespace> = Api::all(cc.client.clone());
+    let body = json!({"metadata": {"labels": {LABEL_CREATED_BY: null, LABEL_PRODUCT: null}}});
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    cc.call_opt(
+        &format!("removing Zadig's labels from namespace {ns:?}"),
+        api.patch(ns, &pp, &Patch::Merge(&body)),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// `apiVersion` → (group, version).
+fn group_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}
+
+/// Resolves kinds to resources through the cluster's discovery, once per kind per call.
+#[derive(Default)]
+pub struct Kinds {
+    seen: HashMap<(String, String), (ApiResource, bool)>,
+}
+
+impl Kinds {
+    /// The resource of `apiVersion`/`kind`, and whether it is namespaced.
+    pub async fn resolve(
+        &mut self,
+        cc: &ClusterClient,
+        api_version: &str,
+        kind: &str,
+    ) -> ApiResult<(ApiResource, bool)> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(v) = self.seen.get(&key) {
+            return Ok(v.clone());
+        }
+        let (g, v) = group_version(api_version);
+        let gvk = GroupVersionKind::gvk(g, v, kind);
+        let what = format!("looking up kind {kind} ({api_version})");
+        let found = cc
+            .call_opt(&what, kube::discovery::pinned_kind(&cc.client, &gvk))
+            .await
+            .map_err(|e| {
+                if e.kind == ErrorKind::Conflict {
+                    e
+                } else {
+                    ApiError::new(
+                        ErrorKind::Unprocessable,
+                        format!(
+                            "kind {kind} ({api_version}) is not served by {}: {}",
+                            cc.label, e.description
+                        ),
+                    )
+                }
+            })?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::Unprocessable,
+                    format!("kind {kind} ({api_version}) is not served by {}", cc.label),
+                )
+            })?;
+        let v = (found.0, found.1.scope == Scope::Namespaced);
+        self.seen.insert(key, v.clone());
+        Ok(v)
+    }
+}
+
+fn api_of(cc: &ClusterClient, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
+    if namespaced {
+        Api::namespaced_with(cc.client.clone(), ns, ar)
+    } else {
+        Api::all_with(cc.client.clone(), ar)
+    }
+}
+
+fn resource_of(r: &ResourceRef) -> ApiResource {
+    let (g, v) = group_version(&r.api_version);
+    ApiResource {
+        group: g.to_string(),
+        version: v.to_string(),
+        api_version: r.api_version.clone(),
+        kind: r.kind.clone(),
+        plural: r.plural.clone(),
+    }
+}
+
+/// `apiVersion`, `kind` and `metadata.name` of a rendered object, or 422 naming what lacks.
+pub fn identity(obj: &Value) -> ApiResult<(String, String, String)> {
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (av, kind, name) = (s("/apiVersion"), s("/kind"), s("/metadata/name"));
+    if av.is_empty() || kind.is_empty() || name.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::Unprocessable,
+            format!(
+                "a rendered object lacks apiVersion, kind or metadata.name (apiVersion {av:?}, kind {kind:?}, name {name:?})"
+            ),
+        ));
+    }
+    Ok((av, kind, name))
+}
+
+/// The reference of an object (resolving its kind).
+pub async fn reference(
+    cc: &ClusterClient,
+    kinds: &mut Kinds,
+    obj: &Value,
+) -> ApiResult<ResourceRef> {
+    let (av, kind, name) = identity(obj)?;
+    let (ar, namespaced) = kinds.resolve(cc, &av, &kind).await?;
+    Ok(ResourceRef {
+        api_version: av,
+        kind,
+        plural: ar.plural,
+        namespaced,
+        name,
+    })
+}
+
+/// Server-side apply `obj` (already carrying its namespace when namespaced).
+pub async fn apply(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -> ApiResult<()> {
+    let api = api_of(cc, &resource_of(r), r.namespaced, ns);
+    cc.call(
+        &format!("applying {} {:?}", r.kind, r.name),
+        api.patch(&r.name, &apply_params(), &Patch::Apply(obj)),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Delete one object; gone already is fine.
+pub async fn delete(cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<()> {
+    let api = api_of(cc, &resource_of(r), r.namespaced, ns);
+    cc.call_opt(
+        &format!("deleting {} {:?}", r.kind, r.name),
+        api.delete(&r.name, &DeleteParams::background()),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The live object, if any.
+pub async fn get(cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<Option<Value>> {
+    let api = api_of(cc, &resource_of(r), r.namespaced, ns);
+    let got = cc
+        .call_opt(
+            &format!("reading {} {:?}", r.kind, r.name),
+            api.get(&r.name),
+        )
+        .await?;
+    got.map(|o| {
+        serde_json::to_value(o)
+            .map_err(|e| ApiError::internal(format!("re-encoding {}: {e}", r.kind)))
+    })
+    .transpose()
+}
+
+/// Pods of namespace `ns` matching `labels` (every pod when empty).
+pub async fn pods(
+    cc: &ClusterClient,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> ApiResult<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(cc.client.clone(), ns);
+    let selector = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let lp = ListParams::default().labels(&selector);
+    Ok(cc
+        .call(&format!("listing pods of namespace {ns:?}"), api.list(&lp))
+        .await?
+        .items)
+}
+
+/// The pod `name` in `ns`, if any.
+pub async fn pod(cc: &ClusterClient, ns: &str, name: &str) -> ApiResult<Option<Pod>> {
+    let api: Api<Pod> = Api::namespaced(cc.client.clone(), ns);
+    cc.call_opt(&format!("reading pod {name:?}"), api.get(name))
+        .await
+}
+
+/// Delete pod `name` so its controller makes a new one.
+pub async fn delete_pod(cc: &ClusterClient, ns: &str, name: &str) -> ApiResult<()> {
+    let api: Api<Pod> = Api::namespaced(cc.client.clone(), ns);
+    cc.call_opt(
+        &format!("deleting pod {name:?}"),
+        api.delete(name, &DeleteParams::foreground()),
+    )
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,639 @@
+//! `/openapi/environments` and its production group `/openapi/environments/production`
+//! (spec/environments.md §5). Thin handlers over `crate::environment::service`; the two
+//! groups share every handler body and differ by the `production` flag.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Identity;
+use crate::environment::service::{
+    self, AddServicesInput, BasicInput, CreateEnvInput, ImageInput, RemoveServicesInput, ScaleInput,
+};
+use crate::environment::view::{EnvBrief, EnvDetail, ServiceDetail, ServicePods};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Json, Path, Query, Success};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_envs, create_env))
+        .routes(routes!(get_env, update_env, delete_env))
+        .routes(routes!(
+            env_get_service_yaml,
+            env_add_services,
+            env_remove_services
+        ))
+        .routes(routes!(env_service_detail))
+        .routes(routes!(env_service_pods))
+        .routes(routes!(env_restart_service))
+        .routes(routes!(env_restart_pod))
+        .routes(routes!(env_get_variables, env_set_variables))
+        .routes(routes!(env_scale))
+        .routes(routes!(image_deployment))
+        .routes(routes!(image_statefulset))
+        .routes(routes!(prod_list_envs, prod_create_env))
+        .routes(routes!(prod_get_env, prod_update_env, prod_delete_env))
+        .routes(routes!(
+            prod_get_service_yaml,
+            prod_add_services,
+            prod_remove_services
+        ))
+        .routes(routes!(prod_service_detail))
+        .routes(routes!(prod_service_pods))
+        .routes(routes!(prod_restart_service))
+        .routes(routes!(prod_restart_pod))
+        .routes(routes!(prod_get_variables, prod_set_variables))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectQuery {
+    /// The project (required).
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+}
+
+impl ProjectQuery {
+    fn project(&self) -> ApiResult<&str> {
+        let p = self.project_key.as_deref().unwrap_or_default();
+        if p.trim().is_empty() {
+            return Err(ApiError::bad_request("`projectKey` is required"));
+        }
+        Ok(p)
+    }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+    /// `true`: delete the services' objects and the namespace we created; `false`: keep
+    /// them (only Zadig's namespace labels go). Required on the test group, as in Zadig;
+    /// ignored on the production group (objects are never deleted there).
+    #[serde(rename = "isDelete")]
+    pub is_delete: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct YamlQuery {
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+    #[serde(rename = "envName")]
+    pub env_name: Option<String>,
+    #[serde(rename = "serviceName")]
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    #[serde(rename = "projectKey")]
+    pub project_key: Option<String>,
+    /// Only workloads of this kind (`Deployment`, `StatefulSet`, …).
+    #[serde(rename = "workLoadType")]
+    pub work_load_type: Option<String>,
+}
+
+/// E17's body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct VariablesInput {
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub global_variables: Vec<Value>,
+}
+
+fn project_of(p: &Option<String>) -> ApiResult<&str> {
+    let p = p.as_deref().unwrap_or_default();
+    if p.trim().is_empty() {
+        return Err(ApiError::bad_request("`projectKey` is required"));
+    }
+    Ok(p)
+}
+
+/// Go's `strconv.ParseBool`, which Zadig uses for `isDelete`.
+fn parse_bool(field: &str, v: Option<&str>) -> ApiResult<bool> {
+    match v {
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+        None | Some("") => Err(ApiError::bad_request(format!(
+            "`{field}` is required: true deletes the environment's objects (and the namespace it created), false keeps them"
+        ))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`{field}` must be true or false, got {other:?}"
+        ))),
+    }
+}
+
+fn text(body: String) -> axum::response::Response {
+    ([(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+// ---- shared bodies --------------------------------------------------------------------
+
+async fn do_delete(
+    state: &AppState,
+    caller: &Identity,
+    name: &str,
+    q: &DeleteQuery,
+    production: bool,
+) -> ApiResult<Json<Success>> {
+    let project = project_of(&q.project_key)?;
+    let delete = if production {
+        false
+    } else {
+        parse_bool("isDelete", q.is_delete.as_deref())?
+    };
+    service::delete(state, caller, project, name, production, delete).await?;
+    Ok(Success::new())
+}
+
+async fn do_yaml(
+    state: &AppState,
+    q: &YamlQuery,
+    production: bool,
+) -> ApiResult<axum::response::Response> {
+    let project = project_of(&q.project_key)?;
+    let env = q.env_name.as_deref().unwrap_or_default();
+    let svc = q.service_name.as_deref().unwrap_or_default();
+    crate::validate::name("envName", env)?;
+    Ok(text(
+        service::service_yaml(state, project, env, svc, production).await?,
+    ))
+}
+
+// ---- test environments ----------------------------------------------------------------
+
+/// E1: the project's test environments.
+#[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
+    responses((status = 200, body = Vec<EnvBrief>)))]
+async fn list_envs(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<EnvBrief>>> {
+    Ok(Json(service::list(&state, q.project()?, false).await?))
+}
+
+/// E2: create a test environment: the namespace (or an existing one with
+/// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
+#[utoipa::path(post, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
+    request_body = CreateEnvInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
+        (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
+        (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
+async fn create_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<CreateEnvInput>,
+) -> ApiResult<Json<Success>> {
+    service::create(&state, &caller, q.project()?, false, input).await?;
+    Ok(Success::new())
+}
+
+/// E3: a test environment with its services' live status.
+#[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
+    params(("name" = String, Path), ProjectQuery),
+    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
+async fn get_env(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<EnvDetail>> {
+    Ok(Json(
+        service::detail(&state, q.project()?, &name, false).await?,
+    ))
+}
+
+/// E4: change the environment's image registry (its creator, admins).
+#[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
+    params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn update_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<BasicInput>,
+) -> ApiResult<Json<Success>> {
+    service::update_basic(&state, &caller, q.project()?, &name, false, input).await?;
+    Ok(Success::new())
+}
+
+/// E5: delete a test environment (its creator, admins).
+#[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
+    params(("name" = String, Path), DeleteQuery),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
+async fn delete_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Success>> {
+    do_delete(&state, &caller, &name, &q, false).await
+}
+
+/// E7: the YAML applied for a service (text/plain).
+#[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
+async fn env_get_service_yaml(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<YamlQuery>,
+) -> ApiResult<axum::response::Response> {
+    do_yaml(&state, &q, false).await
+}
+
+/// E6: render services' latest templates and apply them into the environment.
+#[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
+    request_body = AddServicesInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn env_add_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<AddServicesInput>,
+) -> ApiResult<Json<Success>> {
+    service::add_services(&state, &caller, q.project()?, false, input).await?;
+    Ok(Success::new())
+}
+
+/// E8: remove services (and, unless `not_delete_resource`, their objects).
+#[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
+    request_body = RemoveServicesInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn env_remove_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<RemoveServicesInput>,
+) -> ApiResult<Json<Success>> {
+    service::remove_services(&state, &caller, q.project()?, false, input).await?;
+    Ok(Success::new())
+}
+
+/// E9: a service's workloads and pods, live.
+#[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
+    params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
+    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+async fn env_service_detail(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<DetailQuery>,
+) -> ApiResult<Json<ServiceDetail>> {
+    Ok(Json(
+        service::service_detail(
+            &state,
+            project_of(&q.project_key)?,
+            &name,
+            &svc,
+            false,
+            q.work_load_type.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+/// E10: a service's pods, live.
+#[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
+    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+async fn env_service_pods(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<ServicePods>> {
+    Ok(Json(
+        service::service_pods(&state, q.project()?, &name, &svc, false).await?,
+    ))
+}
+
+/// E11: restart every workload of a service.
+#[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
+    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn env_restart_service(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
+    service::restart_service(&state, &caller, q.project()?, &name, &svc, false).await?;
+    Ok(Success::new())
+}
+
+/// E12: delete a pod so its controller makes a new one.
+#[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
+    params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn env_restart_pod(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, pod)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
+    service::restart_pod(&state, &caller, q.project()?, &name, &pod, false).await?;
+    Ok(Success::new())
+}
+
+/// E16: the environment's global variable values.
+#[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
+    params(("name" = String, Path), ProjectQuery),
+    responses((status = 200, body = Vec<Object>)))]
+async fn env_get_variables(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(
+        service::variables(&state, q.project()?, &name, false).await?,
+    ))
+}
+
+/// E17: replace the global variable values; services using a changed one are re-applied.
+#[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
+    params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn env_set_variables(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<VariablesInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_variables(
+        &state,
+        &caller,
+        q.project()?,
+        &name,
+        false,
+        input.global_variables,
+    )
+    .await?;
+    Ok(Success::new())
+}
+
+/// E13: set a workload's replica count.
+#[utoipa::path(post, path = "/openapi/environments/scale", tag = "environments", request_body = ScaleInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+async fn env_scale(
+    State(state): State<AppState>,
+    caller: Identity,
+    Json(input): Json<ScaleInput>,
+) -> ApiResult<Json<Success>> {
+    service::scale(&state, &caller, input).await?;
+    Ok(Success::new())
+}
+
+/// E14: set a Deployment container's image.
+#[utoipa::path(post, path = "/openapi/environments/image/deployment/{envName}", tag = "environments",
+    params(("envName" = String, Path)), request_body = ImageInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn image_deployment(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(env): Path<String>,
+    Json(input): Json<ImageInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_image(&state, &caller, "Deployment", &env, input).await?;
+    Ok(Success::new())
+}
+
+/// E15: set a StatefulSet container's image.
+#[utoipa::path(post, path = "/openapi/environments/image/statefulset/{envName}", tag = "environments",
+    params(("envName" = String, Path)), request_body = ImageInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn image_statefulset(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(env): Path<String>,
+    Json(input): Json<ImageInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_image(&state, &caller, "StatefulSet", &env, input).await?;
+    Ok(Success::new())
+}
+
+// ---- production environments (admins change them) -------------------------------------
+
+/// The project's production environments.
+#[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
+    responses((status = 200, body = Vec<EnvBrief>)))]
+async fn prod_list_envs(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<EnvBrief>>> {
+    Ok(Json(service::list(&state, q.project()?, true).await?))
+}
+
+/// Create an (empty) production environment (admins).
+#[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
+    request_body = CreateEnvInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn prod_create_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<CreateEnvInput>,
+) -> ApiResult<Json<Success>> {
+    service::create(&state, &caller, q.project()?, true, input).await?;
+    Ok(Success::new())
+}
+
+/// A production environment with its services' live status.
+#[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
+    params(("name" = String, Path), ProjectQuery),
+    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+async fn prod_get_env(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<EnvDetail>> {
+    Ok(Json(
+        service::detail(&state, q.project()?, &name, true).await?,
+    ))
+}
+
+/// Change a production environment's registry and alias (admins).
+#[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
+    params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn prod_update_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<BasicInput>,
+) -> ApiResult<Json<Success>> {
+    service::update_basic(&state, &caller, q.project()?, &name, true, input).await?;
+    Ok(Success::new())
+}
+
+/// Forget a production environment (admins); its objects stay in the cluster.
+#[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
+    params(("name" = String, Path), DeleteQuery),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn prod_delete_env(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Success>> {
+    do_delete(&state, &caller, &name, &q, true).await
+}
+
+/// The YAML applied for a service of a production environment (text/plain).
+#[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
+async fn prod_get_service_yaml(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Query(q): Query<YamlQuery>,
+) -> ApiResult<axum::response::Response> {
+    do_yaml(&state, &q, true).await
+}
+
+/// Apply production services into a production environment (admins).
+#[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
+    request_body = AddServicesInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+async fn prod_add_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<AddServicesInput>,
+) -> ApiResult<Json<Success>> {
+    service::add_services(&state, &caller, q.project()?, true, input).await?;
+    Ok(Success::new())
+}
+
+/// Remove services from a production environment (admins).
+#[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
+    request_body = RemoveServicesInput,
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+async fn prod_remove_services(
+    State(state): State<AppState>,
+    caller: Identity,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<RemoveServicesInput>,
+) -> ApiResult<Json<Success>> {
+    service::remove_services(&state, &caller, q.project()?, true, input).await?;
+    Ok(Success::new())
+}
+
+/// A production service's workloads and pods, live.
+#[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
+    params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
+    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+async fn prod_service_detail(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<DetailQuery>,
+) -> ApiResult<Json<ServiceDetail>> {
+    Ok(Json(
+        service::service_detail(
+            &state,
+            project_of(&q.project_key)?,
+            &name,
+            &svc,
+            true,
+            q.work_load_type.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+/// A production service's pods, live.
+#[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
+    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+async fn prod_service_pods(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<ServicePods>> {
+    Ok(Json(
+        service::service_pods(&state, q.project()?, &name, &svc, true).await?,
+    ))
+}
+
+/// Restart every workload of a production service (admins).
+#[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
+    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn prod_restart_service(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, svc)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
+    service::restart_service(&state, &caller, q.project()?, &name, &svc, true).await?;
+    Ok(Success::new())
+}
+
+/// Delete a pod of a production environment (admins).
+#[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
+    params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn prod_restart_pod(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path((name, pod)): Path<(String, String)>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Success>> {
+    service::restart_pod(&state, &caller, q.project()?, &name, &pod, true).await?;
+    Ok(Success::new())
+}
+
+/// A production environment's global variable values.
+#[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
+    params(("name" = String, Path), ProjectQuery),
+    responses((status = 200, body = Vec<Object>)))]
+async fn prod_get_variables(
+    State(state): State<AppState>,
+    _caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(
+        service::variables(&state, q.project()?, &name, true).await?,
+    ))
+}
+
+/// Replace a production environment's global variable values (admins).
+#[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
+    params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+async fn prod_set_variables(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(name): Path<String>,
+    Query(q): Query<ProjectQuery>,
+    Json(input): Json<VariablesInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_variables(
+        &state,
+        &caller,
+        q.project()?,
+        &name,
+        true,
+        input.global_variables,
+    )
+    .await?;
+    Ok(Success::new())
+}

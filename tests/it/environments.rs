@@ -1,0 +1,379 @@
+//! Environments (`/openapi/environments`, spec/environments.md §5) against the Kubernetes
+//! API emulator, on both backends: a cluster registered by kubeconfig, a project with a
+//! two-workload YAML service, an environment created (namespace labelled), the service
+//! applied (server-side apply, Zadig's labels), detail and pods read live, image, scale and
+//! restarts seen in the emulator, the environment deleted with its objects and namespace.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::backend_test;
+use crate::clusters::add_cluster;
+use crate::harness::TestApp;
+use crate::kube_emulator::Emulator;
+use crate::projects::create_project;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A Deployment (image and replicas from variables), its Service and a StatefulSet.
+pub fn shop_yaml() -> &'static str {
+    "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{.replicas}}
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: {{.image}}
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: cache
+spec:
+  serviceName: cache
+  replicas: 1
+  selector:
+    matchLabels:
+      app: cache
+  template:
+    metadata:
+      labels:
+        app: cache
+    spec:
+      containers:
+      - name: cache
+        image: redis:7.2
+"
+}
+
+/// Project `demo` with service `shop` (test and, when `production`, production too).
+pub async fn seed_project(app: &TestApp, production: bool) {
+    create_project(app, "demo").await;
+    let body = json!({"service_name": "shop", "yaml": shop_yaml(), "variable_yaml": [
+        {"key": "image", "value": "nginx:1.25", "type": "string"},
+        {"key": "replicas", "value": "1", "type": "string"}]});
+    app.post("/openapi/service/yaml/raw?projectKey=demo", body.clone())
+        .await
+        .expect(200);
+    if production {
+        app.post("/openapi/service/yaml/production/raw?projectKey=demo", body)
+            .await
+            .expect(200);
+    }
+}
+
+/// A cluster on `emu`, project `demo` with service `shop`, and env `dev` in namespace
+/// `demo-dev`; the cluster id.
+pub async fn seed_env(app: &TestApp, emu: &Emulator) -> String {
+    let cluster = add_cluster(app, "emu", &emu.kubeconfig).await;
+    seed_project(app, false).await;
+    app.post(
+        "/openapi/environments?projectKey=demo",
+        json!({"env_key": "dev", "cluster_id": cluster, "namespace": "demo-dev", "services": []}),
+    )
+    .await
+    .expect(200);
+    cluster
+}
+
+async fn wait_running(app: &TestApp, path: &str) -> Value {
+    app.wait_for("the service to run", LIMIT, || async {
+        let d = app.get(path).await;
+        let d = d.expect(200).clone();
+        (d["services"][0]["status"] == "running").then_some(d)
+    })
+    .await
+}
+
+backend_test! {
+    async fn the_environment_flow(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
+        seed_project(&app, false).await;
+
+        // Create: the namespace is made with Zadig's labels.
+        app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "dev", "env_name": "ignored", "cluster_id": cluster, "namespace": "demo-dev"}))
+            .await.expect(200);
+        let ns = emu.object("Namespace", "", "demo-dev").await.expect("namespace created");
+        assert_eq!(ns["metadata"]["labels"]["createdBy"], "koderover");
+        assert_eq!(ns["metadata"]["labels"]["s-product"], "demo");
+        let r = app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "dev", "cluster_id": cluster, "namespace": "demo-dev2"})).await;
+        assert_eq!(r.expect_error(409, "dev")["code"], 6074);
+        let r = app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "qa", "cluster_id": cluster, "namespace": "demo-dev"})).await;
+        r.expect_error(409, "adopt_namespace");
+
+        // The list in Zadig's shape (the Python CLI's call).
+        let list = app.get("/openapi/environments?projectKey=demo").await;
+        let mut e = list.expect(200)[0].clone();
+        assert!(e["update_time"].as_i64().unwrap() > 0);
+        e["update_time"] = json!(0);
+        assert_eq!(e, json!({"env_key": "dev", "cluster_id": cluster, "namespace": "demo-dev", "production": false,
+            "registry_id": "", "status": "success", "update_by": "admin", "update_time": 0}));
+
+        // Apply the service: every object server-side applied with Zadig's labels.
+        app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "shop",
+                "variable_kvs": [{"key": "replicas", "value": "2"}]}]})).await.expect(200);
+        let dep = emu.object("Deployment", "demo-dev", "web").await.expect("deployment applied");
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert_eq!(dep["metadata"]["labels"]["s-product"], "demo");
+        assert_eq!(dep["metadata"]["labels"]["s-service"], "shop");
+        assert_eq!(dep["spec"]["template"]["metadata"]["labels"]["s-service"], "shop");
+        let managers: Vec<&str> = dep["metadata"]["managedFields"].as_array().unwrap().iter()
+            .filter_map(|m| m["manager"].as_str()).collect();
+        assert!(managers.iter().all(|m| *m == "zadig-server"), "{managers:?}");
+        assert!(emu.object("StatefulSet", "demo-dev", "cache").await.is_some());
+        assert!(emu.object("Service", "demo-dev", "web").await.is_some());
+        let r = app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]})).await;
+        r.expect_error(409, "already exist");
+        let r = app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "nope"}]})).await;
+        r.expect_error(400, "nope");
+
+        // Detail: live status once the emulator's controller has the pods ready.
+        let d = wait_running(&app, "/openapi/environments/dev?projectKey=demo").await;
+        assert_eq!(d["project_key"], "demo");
+        assert_eq!(d["namespace"], "demo-dev");
+        let svc = &d["services"][0];
+        assert_eq!((svc["service_name"].as_str(), svc["type"].as_str(), svc["deploy_strategy"].as_str()),
+            (Some("shop"), Some("k8s"), Some("deploy")));
+        assert_eq!(svc["containers"], json!([
+            {"name": "web", "type": "", "image": "nginx:1.25", "image_name": "nginx"},
+            {"name": "cache", "type": "", "image": "redis:7.2", "image_name": "redis"}]));
+
+        // Service detail and pods, read live.
+        let sd = app.get("/openapi/environments/dev/services/shop?projectKey=demo").await;
+        let sd = sd.expect(200);
+        let web = sd["scales"].as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap();
+        assert_eq!((web["type"].as_str(), web["replicas"].as_i64()), (Some("Deployment"), Some(2)));
+        assert_eq!(web["images"], json!([{"name": "web", "image": "nginx:1.25", "image_name": "nginx"}]));
+        assert_eq!(web["pods"].as_array().unwrap().len(), 2);
+        assert_eq!(web["pods"][0]["status"], "Running");
+        assert_eq!(web["pods"][0]["kind"], "ReplicaSet");
+        assert_eq!(web["pods"][0]["containers"][0]["status"], "running");
+        let only = app.get("/openapi/environments/dev/services/shop?projectKey=demo&workLoadType=StatefulSet").await;
+        assert_eq!(only.expect(200)["scales"].as_array().unwrap().len(), 1);
+        let pods = app.get("/openapi/environments/dev/service/shop/pods?projectKey=demo").await;
+        let pods = pods.expect(200)["pods"].as_array().unwrap().clone();
+        assert_eq!(pods.len(), 3);
+        let web_pod = pods.iter().find(|p| p["workload_name"] == "web").unwrap().clone();
+        assert_eq!(web_pod["images"], json!(["nginx:1.25"]));
+        assert_eq!(web_pod["workload_type"], "Deployment");
+
+        // The YAML applied (text/plain).
+        let y = app.get("/openapi/environments/service/yaml?projectKey=demo&envName=dev&serviceName=shop").await;
+        y.expect(200);
+        assert!(y.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert!(y.text.contains("namespace: demo-dev") && y.text.contains("s-service: shop"), "{}", y.text);
+
+        // Image update: seen in the emulator's Deployment and in the env.
+        app.post("/openapi/environments/image/deployment/dev",
+            json!({"product_name": "demo", "service_name": "shop", "name": "web", "container_name": "web",
+                "image": "nginx:1.27"})).await.expect(200);
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        assert_eq!(d.expect(200)["services"][0]["containers"][0]["image"], "nginx:1.27");
+        let r = app.post("/openapi/environments/image/deployment/dev",
+            json!({"product_name": "demo", "service_name": "shop", "name": "web", "container_name": "sidecar",
+                "image": "x:1"})).await;
+        assert_eq!(r.expect_error(404, "sidecar")["code"], 6082);
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+        app.post("/openapi/environments/image/statefulset/dev",
+            json!({"product_name": "demo", "service_name": "shop", "name": "cache", "container_name": "cache",
+                "image": "redis:7.4"})).await.expect(200);
+        let sts = emu.object("StatefulSet", "demo-dev", "cache").await.unwrap();
+        assert_eq!(sts["spec"]["template"]["spec"]["containers"][0]["image"], "redis:7.4");
+
+        // Scale.
+        app.post("/openapi/environments/scale", json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
+            "workload_name": "web", "workload_type": "Deployment", "target_replicas": 3})).await.expect(200);
+        assert_eq!(emu.object("Deployment", "demo-dev", "web").await.unwrap()["spec"]["replicas"], 3);
+        let r = app.post("/openapi/environments/scale", json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
+            "workload_name": "nope", "workload_type": "Deployment", "target_replicas": 1})).await;
+        assert_eq!(r.expect_error(404, "nope")["code"], 6081);
+        let r = app.post("/openapi/environments/scale", json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
+            "workload_name": "web", "workload_type": "Deployment", "target_replicas": -1})).await;
+        r.expect_error(400, "target_replicas");
+
+        // Restart the service: a new restartedAt on every workload's pod template.
+        app.post("/openapi/environments/dev/service/shop/restart?projectKey=demo", json!({})).await.expect(200);
+        for (kind, name) in [("Deployment", "web"), ("StatefulSet", "cache")] {
+            let o = emu.object(kind, "demo-dev", name).await.unwrap();
+            assert!(o["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(), "{o}");
+        }
+        // The image and replica changes survive the restart's apply.
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!((dep["spec"]["replicas"].as_i64(), dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str()),
+            (Some(3), Some("nginx:1.27")));
+
+        // Restart a pod: it is deleted (its controller makes another). Picked once the
+        // rollouts above are done, among the pods not already going.
+        wait_running(&app, "/openapi/environments/dev?projectKey=demo").await;
+        let pod = app.wait_for("a settled web pod", LIMIT, || async {
+            emu.objects("Pod", "demo-dev").await.into_iter().find(|p| {
+                p["metadata"]["deletionTimestamp"].is_null()
+                    && p["metadata"]["labels"]["app"] == "web"
+                    && p["status"]["phase"] == "Running"
+            }).and_then(|p| p["metadata"]["name"].as_str().map(String::from))
+        }).await;
+        app.post(&format!("/openapi/environments/dev/pod/{pod}/restart?projectKey=demo"), json!({})).await.expect(200);
+        app.wait_for("the pod to go", LIMIT, || async {
+            emu.object("Pod", "demo-dev", &pod).await.is_none().then_some(())
+        }).await;
+        let r = app.post("/openapi/environments/dev/pod/nope/restart?projectKey=demo", json!({})).await;
+        assert_eq!(r.expect_error(404, "nope")["code"], 6153);
+
+        // Delete: the namespace's objects and the namespace go.
+        let r = app.delete("/openapi/environments/dev?projectKey=demo").await;
+        r.expect_error(400, "isDelete");
+        app.delete("/openapi/environments/dev?projectKey=demo&isDelete=true").await.expect(200);
+        assert!(emu.object("Deployment", "demo-dev", "web").await.is_none());
+        app.wait_for("the namespace and its objects to go", LIMIT, || async {
+            (emu.objects("", "demo-dev").await.is_empty() && emu.object("Namespace", "", "demo-dev").await.is_none())
+                .then_some(())
+        }).await;
+        assert_eq!(app.get("/openapi/environments?projectKey=demo").await.expect(200), &json!([]));
+        let r = app.get("/openapi/environments/dev?projectKey=demo").await;
+        assert_eq!(r.expect_error(404, "dev")["code"], 6078);
+    }
+}
+
+backend_test! {
+    async fn create_with_services_adopt_and_remove(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
+        seed_project(&app, false).await;
+
+        // An existing namespace is used only when told, and stays when the env goes.
+        app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "dev", "cluster_id": cluster, "namespace": "default", "adopt_namespace": true,
+                "services": [{"service_name": "shop", "containers": [{"name": "web", "image": "nginx:1.26"}]}]}))
+            .await.expect(200);
+        let dep = emu.object("Deployment", "default", "web").await.expect("applied at creation");
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
+        assert!(emu.object("Namespace", "", "default").await.unwrap()["metadata"]["labels"]["createdBy"].is_null());
+
+        // A service that does not render stores nothing and leaves nothing behind.
+        let r = app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "qa", "cluster_id": cluster, "namespace": "demo-qa", "services": [{"service_name": "nope"}]})).await;
+        r.expect_error(400, "nope");
+        assert!(emu.object("Namespace", "", "demo-qa").await.is_none());
+
+        // Remove the service: its objects go, the env stays.
+        app.call(reqwest::Method::DELETE, "/openapi/environments/service/yaml?projectKey=demo",
+            Some(crate::harness::ADMIN_TOKEN), Some(json!({"env_key": "dev", "service_names": ["shop"]}))).await.expect(200);
+        assert!(emu.object("Deployment", "default", "web").await.is_none());
+        assert!(emu.object("Service", "default", "web").await.is_none());
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        assert_eq!(d.expect(200)["services"], json!([]));
+        let r = app.get("/openapi/environments/dev/services/shop?projectKey=demo").await;
+        r.expect_error(404, "shop");
+
+        // Delete with isDelete=false: the adopted namespace stays untouched.
+        app.delete("/openapi/environments/dev?projectKey=demo&isDelete=false").await.expect(200);
+        assert!(emu.object("Namespace", "", "default").await.is_some());
+
+        // Unknown project: 404; sub-envs and env configs: 400.
+        let r = app.post("/openapi/environments?projectKey=ghost",
+            json!({"env_key": "dev", "cluster_id": cluster, "namespace": "x"})).await;
+        r.expect_error(404, "ghost");
+        let r = app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "dev", "cluster_id": cluster, "namespace": "x", "sub_env": {"enable": true, "base_env": "a"}})).await;
+        r.expect_error(400, "sub_env");
+        let r = app.post("/openapi/environments?projectKey=demo",
+            json!({"env_key": "Dev_1", "cluster_id": cluster, "namespace": "x"})).await;
+        r.expect_error(400, "env_key");
+        let r = app.get("/openapi/environments").await;
+        r.expect_error(400, "projectKey");
+    }
+}
+
+backend_test! {
+    async fn production_environments(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
+        seed_project(&app, true).await;
+        let r = app.post("/openapi/environments/production?projectKey=demo",
+            json!({"env_key": "prod", "cluster_id": cluster, "namespace": "kube-system"})).await;
+        r.expect_error(400, "kube-system");
+        app.post("/openapi/environments/production?projectKey=demo",
+            json!({"env_key": "prod", "env_name": "生产", "cluster_id": cluster, "namespace": "demo-prod"}))
+            .await.expect(200);
+        let list = app.get("/openapi/environments/production?projectKey=demo").await;
+        assert_eq!(list.expect(200)[0]["envName"], "生产");
+        assert_eq!(app.get("/openapi/environments?projectKey=demo").await.expect(200), &json!([]));
+        app.get("/openapi/environments/prod?projectKey=demo").await.expect_error(404, "prod");
+
+        app.post("/openapi/environments/production/service/yaml?projectKey=demo",
+            json!({"env_key": "prod", "service_list": [{"service_name": "shop"}]})).await.expect(200);
+        let dep = emu.object("Deployment", "demo-prod", "web").await.unwrap();
+        assert!(dep["metadata"]["labels"]["s-product"].is_null(), "production objects carry no Zadig labels: {dep}");
+        let d = app.get("/openapi/environments/production/prod?projectKey=demo").await;
+        assert_eq!(d.expect(200)["env_name"], "生产");
+        app.get("/openapi/environments/production/prod/services/shop?projectKey=demo").await.expect(200);
+        app.get("/openapi/environments/production/service/yaml?projectKey=demo&envName=prod&serviceName=shop").await.expect(200);
+
+        // Deleting a production env keeps its objects (spec §5.10).
+        app.delete("/openapi/environments/production/prod?projectKey=demo").await.expect(200);
+        assert!(emu.object("Deployment", "demo-prod", "web").await.is_some());
+        assert_eq!(app.get("/openapi/environments/production?projectKey=demo").await.expect(200), &json!([]));
+    }
+}
+
+backend_test! {
+    async fn init_yaml_creates_environments_and_global_variables(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        add_cluster(&app, "emu", &emu.kubeconfig).await;
+        let body = json!({"project_name": "Shop", "project_key": "shop", "is_public": true, "description": "d",
+            "service_list": [{"source": "yaml", "service_name": "shop", "yaml": shop_yaml(),
+                "variable_yaml": [{"key": "image", "value": "nginx:1.25"}, {"key": "replicas", "value": "1"}]}],
+            "env_list": [{"env_key": "dev", "cluster_name": "emu", "namespace": "shop-dev"}]});
+        let mut bad = body.clone();
+        bad["env_list"][0]["cluster_name"] = json!("nowhere");
+        app.post("/openapi/projects/project/init/yaml", bad).await.expect_error(400, "env_list[0].cluster_name");
+        app.get("/openapi/projects/project/detail?projectKey=shop").await.expect(404);
+        app.post("/openapi/projects/project/init/yaml", body).await.expect(200);
+        let dep = emu.object("Deployment", "shop-dev", "web").await.expect("env created with the project's services");
+        assert_eq!(dep["metadata"]["labels"]["s-product"], "shop");
+
+        // Global variables: unknown keys are refused; values are stored and read back.
+        let r = app.put("/openapi/environments/dev/variable?projectKey=shop",
+            json!({"global_variables": [{"key": "nope", "value": "1"}]})).await;
+        r.expect_error(400, "nope");
+        app.put("/openapi/environments/dev/variable?projectKey=shop", json!({"global_variables": []})).await.expect(200);
+        assert_eq!(app.get("/openapi/environments/dev/variable?projectKey=shop").await.expect(200), &json!([]));
+
+        // A project with environments is not deleted.
+        let r = app.delete("/openapi/projects/project?projectKey=shop&isDelete=false").await;
+        r.expect_error(409, "dev");
+    }
+}

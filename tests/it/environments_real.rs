@@ -1,0 +1,110 @@
+//! The environment flow against a real Kubernetes cluster, when `ZADIG_TEST_KUBECONFIG`
+//! names a kubeconfig file (kind, k3d, …: see README "Testing against a real cluster");
+//! skipped otherwise, saying so. It creates namespace `zadig-it-<random>` and deletes it.
+//! The kubeconfig must carry its credentials inline (as kind's and k3d's do).
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use serde_json::json;
+
+use crate::clusters::add_cluster;
+use crate::environments::seed_project;
+use crate::harness::{Kind, TestApp};
+use crate::kind_test;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn kubeconfig() -> Option<String> {
+    match std::env::var("ZADIG_TEST_KUBECONFIG") {
+        Ok(p) if !p.is_empty() => Some(
+            std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("ZADIG_TEST_KUBECONFIG={p}: {e}")),
+        ),
+        _ => {
+            eprintln!(
+                "skipped: ZADIG_TEST_KUBECONFIG is not set (no real cluster to test against)"
+            );
+            None
+        }
+    }
+}
+
+async fn real_cluster_flow(kind: Kind) {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(app) = TestApp::start(kind).await else {
+        return;
+    };
+    let cfg = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(&kc).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(cfg).unwrap();
+    let ns = format!(
+        "zadig-it-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let cluster = add_cluster(&app, "real", &kc).await;
+    seed_project(&app, false).await;
+    app.post(
+        "/openapi/environments?projectKey=demo",
+        json!({"env_key": "dev", "cluster_id": cluster, "namespace": ns}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/openapi/environments/service/yaml?projectKey=demo",
+        json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]}),
+    )
+    .await
+    .expect(200);
+    app.wait_for("the service to run", LIMIT, || async {
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        (d.expect(200)["services"][0]["status"] == "running").then_some(())
+    })
+    .await;
+    let pods = app
+        .get("/openapi/environments/dev/service/shop/pods?projectKey=demo")
+        .await;
+    assert!(!pods.expect(200)["pods"].as_array().unwrap().is_empty());
+    app.post("/openapi/environments/image/deployment/dev",
+        json!({"product_name": "demo", "service_name": "shop", "name": "web", "container_name": "web",
+            "image": "nginx:1.27"})).await.expect(200);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let d = deps.get("web").await.unwrap();
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("nginx:1.27"));
+    app.post(
+        "/openapi/environments/scale",
+        json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
+        "workload_name": "web", "workload_type": "Deployment", "target_replicas": 2}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        deps.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(2)
+    );
+    app.post(
+        "/openapi/environments/dev/service/shop/restart?projectKey=demo",
+        json!({}),
+    )
+    .await
+    .expect(200);
+    app.delete("/openapi/environments/dev?projectKey=demo&isDelete=true")
+        .await
+        .expect(200);
+    let nss: Api<Namespace> = Api::all(client);
+    app.wait_for("the namespace to go", LIMIT, || async {
+        nss.get_opt(&ns).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+kind_test!(real_cluster_flow);

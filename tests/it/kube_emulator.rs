@@ -1,0 +1,129 @@
+//! The Kubernetes API-server emulator (`../shared/tools/kube_emulator.py`, never copied into
+//! the repository) as a test fixture: one process per test on `127.0.0.1:0` with TLS, its
+//! kubeconfig, its side door (`/_emulator/state`), killed on drop.
+//!
+//! Found through `ZADIG_TEST_KUBE_EMULATOR`, else `$CARGO_MANIFEST_DIR/../shared/tools/…`.
+//! When it is absent the test is skipped saying so, unless `ZADIG_TEST_REQUIRE_KUBE=1` (CI),
+//! which makes that a failure.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Emulator {
+    child: Child,
+    /// The kubeconfig the emulator wrote (server URL + bearer token).
+    pub kubeconfig: String,
+    /// `https://127.0.0.1:<port>`.
+    pub base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn emulator_path() -> Option<PathBuf> {
+    let path = match std::env::var("ZADIG_TEST_KUBE_EMULATOR") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/kube_emulator.py"),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "the Kubernetes API emulator is not at {} (set ZADIG_TEST_KUBE_EMULATOR)",
+        path.display()
+    );
+    if std::env::var("ZADIG_TEST_REQUIRE_KUBE").as_deref() == Ok("1") {
+        panic!("ZADIG_TEST_REQUIRE_KUBE=1 but {why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+impl Emulator {
+    /// Start an emulator, or `None` (skipped) when there is none.
+    pub async fn start() -> Option<Self> {
+        let path = emulator_path()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("kubeconfig");
+        let child = Command::new("python3")
+            .arg(&path)
+            .args(["--port", "0", "--tls", "--kubeconfig-out"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the kube emulator (python3)");
+        let mut emu = Self {
+            child,
+            kubeconfig: String::new(),
+            base: String::new(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .danger_accept_invalid_certs(true)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            _dir: dir,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&out)
+                && !text.is_empty()
+            {
+                emu.kubeconfig = text;
+                break;
+            }
+            if let Ok(Some(status)) = emu.child.try_wait() {
+                panic!("the kube emulator exited early: {status}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the kube emulator wrote no kubeconfig within 60s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let kc: Value = serde_yaml_ng::from_str(&emu.kubeconfig).expect("kubeconfig YAML");
+        emu.base = kc["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("server URL")
+            .trim_end_matches('/')
+            .to_string();
+        Some(emu)
+    }
+
+    /// The emulator's objects of `kind` (e.g. `Deployment`) in `namespace` (all when empty).
+    pub async fn objects(&self, kind: &str, namespace: &str) -> Vec<Value> {
+        let mut url = format!("{}/_emulator/state?kind={kind}", self.base);
+        if !namespace.is_empty() {
+            url.push_str(&format!("&namespace={namespace}"));
+        }
+        let v: Value = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("emulator state")
+            .json()
+            .await
+            .expect("emulator state JSON");
+        v["objects"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The object `kind`/`name` in `namespace`, if any.
+    pub async fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.objects(kind, namespace)
+            .await
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
