@@ -911,6 +911,7 @@ fn page_rule(path: &str) -> Option<&'static crate::limits::PageRule> {
         "/openapi/build" => Some(&BUILDS_PAGE),
         "/openapi/templates/build" => Some(&BUILD_TEMPLATES_PAGE),
         "/openapi/delivery/releases" => Some(&DELIVERY_VERSIONS_PAGE),
+        "/openapi/projects/project" => Some(&crate::project::PROJECTS_PAGE),
         p if p.starts_with("/openapi/workflows/custom/") && p.ends_with("/tasks") => {
             Some(&WORKFLOW_TASKS_PAGE)
         }
