@@ -878,11 +878,12 @@ fn constrain_parameter(path: &str, p: &mut Value) {
             }
             s
         }
-        // Go's `strconv.ParseBool` spellings (spec/environments.md §5.6).
-        ("isDelete", "query") if path.starts_with("/openapi/environments/") => json!({
-            "type": "string",
-            "enum": ["true", "false", "1", "0", "t", "f", "T", "F", "TRUE", "FALSE", "True", "False"],
-        }),
+        // A boolean; the server also takes Go's other `strconv.ParseBool` spellings (1, t, T,
+        // TRUE, …; spec/environments.md §5.6), which an enum cannot list without clashing
+        // names in generated clients.
+        ("isDelete", "query") if path.starts_with("/openapi/environments/") => {
+            json!({"type": "boolean"})
+        }
         ("status", "path") if path.starts_with("/openapi/release_plan/") => json!({
             "type": "string",
             "enum": Status::ALL.map(Status::as_str),
