@@ -109,7 +109,7 @@ fn scrub_environment() {
     for k in keys {
         // SAFETY: called from `main` before the runtime or any other thread is started, so
         // nothing reads the environment concurrently.
-        #[allow(unsafe_code)]
+        #[expect(unsafe_code, reason = "the one unsafe call, see SAFETY")]
         unsafe {
             std::env::remove_var(&k);
         }

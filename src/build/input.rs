@@ -36,7 +36,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrArray<T> {
         struct V<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
             type Value = OneOrArray<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object or an array of one object")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -100,7 +100,7 @@ impl<'de> Deserialize<'de> for InstallItem {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = InstallItem;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("{\"name\", \"version\"} or \"name:version\"")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
@@ -119,7 +119,7 @@ impl<'de> Deserialize<'de> for Installs {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Installs;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of {\"name\", \"version\"} or a string")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -174,7 +174,7 @@ impl<'de> Deserialize<'de> for OutputInput {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = OutputInput;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an output name or {\"name\", \"description\"}")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {

@@ -168,7 +168,6 @@ impl EcrLogin {
             .map(|(_, p)| p.to_string())
             .ok_or_else(|| format!("{url} returned an authorizationToken without user:password"))?;
         // Seconds with a fraction → ms; a missing expiry is treated as the documented 12 h.
-        #[allow(clippy::cast_possible_truncation)]
         let until = if data.expires_at > 0.0 {
             (data.expires_at * 1000.0) as i64
         } else {

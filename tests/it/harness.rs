@@ -295,7 +295,7 @@ macro_rules! backend_test {
     ($(#[$m:meta])* async fn $name:ident($app:ident) $body:block) => {
         $(#[$m])*
         mod $name {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, reason = "a test body may not use its parent module; expect would fail where it does")]
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {

@@ -1,7 +1,11 @@
 //! Black-box tests: a real server over a real socket, each test on both storage backends.
 //! One test binary (modules below) so the suite links once.
 
-#[allow(dead_code)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test or bench stops loudly on data it did not expect"
+)]
+
 mod harness;
 
 mod authz;
