@@ -98,8 +98,6 @@ pub async fn detail(
     })
 }
 
-/// E5: with `delete_resources`, delete every object of the services and the namespace when
-
 /// E7: the YAML applied for a service (documents separated by `---`).
 pub async fn service_yaml(
     state: &AppState,
