@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::environments::both_groups;
 use crate::http::projects::{KeyQuery, project_key};
 use crate::http::{Json, Path, Query, Success};
 use crate::service_template::ServiceVariableKV;
@@ -56,12 +57,29 @@ fn name(n: &str) -> ApiResult<&str> {
     Ok(n)
 }
 
-async fn create(
-    state: AppState,
+both_groups! {
+/// Create a service from raw YAML (spec §4.1, S1).
+#[utoipa::path(post, path = "/openapi/service/yaml/raw", tag = "services", params(KeyQuery),
+    request_body = CreateServiceRequest,
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045) names the document and line"),
+        (status = 404, body = ErrorBody, description = "unknown project"),
+        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
+create_service,
+/// Create a production service from raw YAML (spec §4.1, S1). Admins only.
+#[utoipa::path(post, path = "/openapi/service/yaml/production/raw", tag = "services",
+    params(KeyQuery), request_body = CreateServiceRequest,
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045)"),
+        (status = 403, body = ErrorBody, description = "not a system admin"),
+        (status = 404, body = ErrorBody, description = "unknown project"),
+        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
+create_production_service,
+|production| (
+    State(state): State<AppState>,
     caller: Identity,
-    q: KeyQuery,
-    req: CreateServiceRequest,
-    production: bool,
+    Query(q): Query<KeyQuery>,
+    Json(req): Json<CreateServiceRequest>,
 ) -> ApiResult<Json<Success>> {
     let project = project_key(&q.project_key)?;
     let new = NewService {
@@ -72,92 +90,45 @@ async fn create(
     service::create(&state, &caller, project, production, &new).await?;
     Ok(Success::new())
 }
-
-/// Create a service from raw YAML (spec §4.1, S1).
-#[utoipa::path(post, path = "/openapi/service/yaml/raw", tag = "services", params(KeyQuery),
-    request_body = CreateServiceRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045) names the document and line"),
-        (status = 404, body = ErrorBody, description = "unknown project"),
-        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
-async fn create_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<CreateServiceRequest>,
-) -> ApiResult<Json<Success>> {
-    create(state, caller, q, req, false).await
 }
 
-/// Create a production service from raw YAML (spec §4.1, S1). Admins only.
-#[utoipa::path(post, path = "/openapi/service/yaml/production/raw", tag = "services",
-    params(KeyQuery), request_body = CreateServiceRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045)"),
-        (status = 403, body = ErrorBody, description = "not a system admin"),
-        (status = 404, body = ErrorBody, description = "unknown project"),
-        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
-async fn create_production_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<CreateServiceRequest>,
-) -> ApiResult<Json<Success>> {
-    create(state, caller, q, req, true).await
-}
-
+both_groups! {
 /// A project's services with their containers (spec §4.2, S2).
 #[utoipa::path(get, path = "/openapi/service/yaml/services", tag = "services", params(KeyQuery),
     responses((status = 200, body = Vec<ServiceBrief>),
         (status = 404, body = ErrorBody, description = "unknown project")))]
-async fn list_services(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<Vec<ServiceBrief>>> {
-    Ok(Json(
-        service::list(&state, project_key(&q.project_key)?, false).await?,
-    ))
-}
-
+list_services,
 /// A project's production services (spec §4.2, S2).
 #[utoipa::path(get, path = "/openapi/service/yaml/production/services", tag = "services",
     params(KeyQuery),
     responses((status = 200, body = Vec<ServiceBrief>),
         (status = 404, body = ErrorBody, description = "unknown project")))]
-async fn list_production_services(
+list_production_services,
+|production| (
     State(state): State<AppState>,
     _caller: Identity,
     Query(q): Query<KeyQuery>,
 ) -> ApiResult<Json<Vec<ServiceBrief>>> {
     Ok(Json(
-        service::list(&state, project_key(&q.project_key)?, true).await?,
+        service::list(&state, project_key(&q.project_key)?, production).await?,
     ))
 }
+}
 
+both_groups! {
 /// A service's YAML, variables and containers (spec §4.3, S3).
 #[utoipa::path(get, path = "/openapi/service/yaml/{name}", tag = "services",
     params(("name" = String, Path, description = "service name"), KeyQuery),
     responses((status = 200, body = ServiceDetail),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
-async fn service_detail(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<ServiceDetail>> {
-    let project = project_key(&q.project_key)?;
-    Ok(Json(
-        service::detail(&state, project, name(&n)?, false).await?,
-    ))
-}
-
+service_detail,
 /// A production service's detail (spec §4.3, S3).
 #[utoipa::path(get, path = "/openapi/service/yaml/production/{name}", tag = "services",
     params(("name" = String, Path, description = "service name"), KeyQuery),
     responses((status = 200, body = ServiceDetail),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
-async fn production_service_detail(
+production_service_detail,
+|production| (
     State(state): State<AppState>,
     _caller: Identity,
     Path(n): Path<String>,
@@ -165,10 +136,12 @@ async fn production_service_detail(
 ) -> ApiResult<Json<ServiceDetail>> {
     let project = project_key(&q.project_key)?;
     Ok(Json(
-        service::detail(&state, project, name(&n)?, true).await?,
+        service::detail(&state, project, name(&n)?, production).await?,
     ))
 }
+}
 
+both_groups! {
 /// Replace a service's YAML: a new revision; variables kept, new keys added (spec §4.4, S4).
 /// The service's creator or an admin.
 #[utoipa::path(put, path = "/openapi/service/yaml/{name}", tag = "services",
@@ -178,18 +151,7 @@ async fn production_service_detail(
         (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
         (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
-async fn update_yaml(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<UpdateYamlRequest>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::update_yaml(&state, &caller, project, name(&n)?, false, &req).await?;
-    Ok(Success::new())
-}
-
+update_yaml,
 /// Replace a production service's YAML (spec §4.4, S4). Admins only.
 #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}", tag = "services",
     params(("name" = String, Path, description = "service name"), KeyQuery),
@@ -198,7 +160,8 @@ async fn update_yaml(
         (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
         (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
-async fn update_production_yaml(
+update_production_yaml,
+|production| (
     State(state): State<AppState>,
     caller: Identity,
     Path(n): Path<String>,
@@ -206,10 +169,12 @@ async fn update_production_yaml(
     Json(req): Json<UpdateYamlRequest>,
 ) -> ApiResult<Json<Success>> {
     let project = project_key(&q.project_key)?;
-    service::update_yaml(&state, &caller, project, name(&n)?, true, &req).await?;
+    service::update_yaml(&state, &caller, project, name(&n)?, production, &req).await?;
     Ok(Success::new())
 }
+}
 
+both_groups! {
 /// Change the values of a service's variables in place (spec §4.5, S5). The service's
 /// creator or an admin.
 #[utoipa::path(put, path = "/openapi/service/yaml/{name}/variable", tag = "services",
@@ -220,18 +185,7 @@ async fn update_production_yaml(
         (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
         (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
-async fn update_variables(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<UpdateVariablesRequest>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::update_variables(&state, &caller, project, name(&n)?, false, &req).await?;
-    Ok(Success::new())
-}
-
+update_variables,
 /// Change a production service's variables (spec §4.5, S5). Admins only.
 #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}/variable", tag = "services",
     params(("name" = String, Path, description = "service name"), KeyQuery),
@@ -241,7 +195,8 @@ async fn update_variables(
         (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
         (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
-async fn update_production_variables(
+update_production_variables,
+|production| (
     State(state): State<AppState>,
     caller: Identity,
     Path(n): Path<String>,
@@ -249,10 +204,12 @@ async fn update_production_variables(
     Json(req): Json<UpdateVariablesRequest>,
 ) -> ApiResult<Json<Success>> {
     let project = project_key(&q.project_key)?;
-    service::update_variables(&state, &caller, project, name(&n)?, true, &req).await?;
+    service::update_variables(&state, &caller, project, name(&n)?, production, &req).await?;
     Ok(Success::new())
 }
+}
 
+both_groups! {
 /// Delete a service (every revision; environments keep their copies) (spec §4.6, S6). The
 /// service's creator or an admin.
 #[utoipa::path(delete, path = "/openapi/service/yaml/{name}", tag = "services",
@@ -260,30 +217,22 @@ async fn update_production_variables(
     responses((status = 200, body = Success),
         (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
-async fn delete_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::delete(&state, &caller, project, name(&n)?, false).await?;
-    Ok(Success::new())
-}
-
+delete_service,
 /// Delete a production service (spec §4.6, S6). Admins only.
 #[utoipa::path(delete, path = "/openapi/service/yaml/production/{name}", tag = "services",
     params(("name" = String, Path, description = "service name"), KeyQuery),
     responses((status = 200, body = Success),
         (status = 403, body = ErrorBody, description = "not a system admin"),
         (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
-async fn delete_production_service(
+delete_production_service,
+|production| (
     State(state): State<AppState>,
     caller: Identity,
     Path(n): Path<String>,
     Query(q): Query<KeyQuery>,
 ) -> ApiResult<Json<Success>> {
     let project = project_key(&q.project_key)?;
-    service::delete(&state, &caller, project, name(&n)?, true).await?;
+    service::delete(&state, &caller, project, name(&n)?, production).await?;
     Ok(Success::new())
+}
 }
