@@ -1,6 +1,7 @@
 //! `/openapi/environments` and its production group `/openapi/environments/production`
 //! (spec/environments.md §5). Thin handlers over `crate::environment::service`; the two
-//! groups share every handler body and differ by the `production` flag.
+//! groups share every handler body and differ by the `production` flag: [`both_groups!`]
+//! writes the pair of annotated handlers from one body.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -196,327 +197,327 @@ async fn do_yaml(
 // ---- both groups (production ones: admins change them) -----------------------------
 
 both_groups! {
-/// E1: the project's test environments.
-#[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
-    responses((status = 200, body = Vec<EnvBrief>)))]
-list_envs,
-/// The project's production environments.
-#[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
-    responses((status = 200, body = Vec<EnvBrief>)))]
-prod_list_envs,
-|production| (
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Vec<EnvBrief>>> {
-    Ok(Json(service::list(&state, q.project()?, production).await?))
-}
-}
-
-both_groups! {
-/// E2: create a test environment: the namespace (or an existing one with
-/// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
-#[utoipa::path(post, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
-    request_body = CreateEnvInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
-        (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
-        (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
-create_env,
-/// Create an (empty) production environment (admins).
-#[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
-    request_body = CreateEnvInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-prod_create_env,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<CreateEnvInput>,
-) -> ApiResult<Json<Success>> {
-    service::create(&state, &caller, q.project()?, production, input).await?;
-    Ok(Success::new())
-}
+    /// E1: the project's test environments.
+    #[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
+        responses((status = 200, body = Vec<EnvBrief>)))]
+    list_envs,
+    /// The project's production environments.
+    #[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
+        responses((status = 200, body = Vec<EnvBrief>)))]
+    prod_list_envs,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Vec<EnvBrief>>> {
+        Ok(Json(service::list(&state, q.project()?, production).await?))
+    }
 }
 
 both_groups! {
-/// E3: a test environment with its services' live status.
-#[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-get_env,
-/// A production environment with its services' live status.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-prod_get_env,
-|production| (
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<EnvDetail>> {
-    Ok(Json(
-        service::detail(&state, q.project()?, &name, production).await?,
-    ))
-}
-}
-
-both_groups! {
-/// E4: change the environment's image registry (its creator, admins).
-#[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-update_env,
-/// Change a production environment's registry and alias (admins).
-#[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-prod_update_env,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<BasicInput>,
-) -> ApiResult<Json<Success>> {
-    service::update_basic(&state, &caller, q.project()?, &name, production, input).await?;
-    Ok(Success::new())
-}
+    /// E2: create a test environment: the namespace (or an existing one with
+    /// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
+    #[utoipa::path(post, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
+        request_body = CreateEnvInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
+            (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
+            (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
+    create_env,
+    /// Create an (empty) production environment (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
+        request_body = CreateEnvInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    prod_create_env,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<CreateEnvInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::create(&state, &caller, q.project()?, production, input).await?;
+        Ok(Success::new())
+    }
 }
 
 both_groups! {
-/// E5: delete a test environment (its creator, admins).
-#[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
-    params(("name" = String, Path), DeleteQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-delete_env,
-/// Forget a production environment (admins); its objects stay in the cluster.
-#[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
-    params(("name" = String, Path), DeleteQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-prod_delete_env,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<DeleteQuery>,
-) -> ApiResult<Json<Success>> {
-    do_delete(&state, &caller, &name, &q, production).await
-}
-}
-
-both_groups! {
-/// E7: the YAML applied for a service (text/plain).
-#[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
-env_get_service_yaml,
-/// The YAML applied for a service of a production environment (text/plain).
-#[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
-prod_get_service_yaml,
-|production| (
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<YamlQuery>,
-) -> ApiResult<axum::response::Response> {
-    do_yaml(&state, &q, production).await
-}
+    /// E3: a test environment with its services' live status.
+    #[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
+    get_env,
+    /// A production environment with its services' live status.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    prod_get_env,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<EnvDetail>> {
+        Ok(Json(
+            service::detail(&state, q.project()?, &name, production).await?,
+        ))
+    }
 }
 
 both_groups! {
-/// E6: render services' latest templates and apply them into the environment.
-#[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = AddServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-env_add_services,
-/// Apply production services into a production environment (admins).
-#[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = AddServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
-prod_add_services,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<AddServicesInput>,
-) -> ApiResult<Json<Success>> {
-    service::add_services(&state, &caller, q.project()?, production, input).await?;
-    Ok(Success::new())
-}
-}
-
-both_groups! {
-/// E8: remove services (and, unless `not_delete_resource`, their objects).
-#[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = RemoveServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-env_remove_services,
-/// Remove services from a production environment (admins).
-#[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = RemoveServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
-prod_remove_services,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<RemoveServicesInput>,
-) -> ApiResult<Json<Success>> {
-    service::remove_services(&state, &caller, q.project()?, production, input).await?;
-    Ok(Success::new())
-}
+    /// E4: change the environment's image registry (its creator, admins).
+    #[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    update_env,
+    /// Change a production environment's registry and alias (admins).
+    #[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_update_env,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<BasicInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::update_basic(&state, &caller, q.project()?, &name, production, input).await?;
+        Ok(Success::new())
+    }
 }
 
 both_groups! {
-/// E9: a service's workloads and pods, live.
-#[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-env_service_detail,
-/// A production service's workloads and pods, live.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-prod_service_detail,
-|production| (
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<DetailQuery>,
-) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(
-        service::service_detail(
+    /// E5: delete a test environment (its creator, admins).
+    #[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
+        params(("name" = String, Path), DeleteQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
+    delete_env,
+    /// Forget a production environment (admins); its objects stay in the cluster.
+    #[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
+        params(("name" = String, Path), DeleteQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_delete_env,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<DeleteQuery>,
+    ) -> ApiResult<Json<Success>> {
+        do_delete(&state, &caller, &name, &q, production).await
+    }
+}
+
+both_groups! {
+    /// E7: the YAML applied for a service (text/plain).
+    #[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
+        responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
+    env_get_service_yaml,
+    /// The YAML applied for a service of a production environment (text/plain).
+    #[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
+        responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
+    prod_get_service_yaml,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Query(q): Query<YamlQuery>,
+    ) -> ApiResult<axum::response::Response> {
+        do_yaml(&state, &q, production).await
+    }
+}
+
+both_groups! {
+    /// E6: render services' latest templates and apply them into the environment.
+    #[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = AddServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    env_add_services,
+    /// Apply production services into a production environment (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = AddServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+    prod_add_services,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<AddServicesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::add_services(&state, &caller, q.project()?, production, input).await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E8: remove services (and, unless `not_delete_resource`, their objects).
+    #[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = RemoveServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    env_remove_services,
+    /// Remove services from a production environment (admins).
+    #[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = RemoveServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+    prod_remove_services,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<RemoveServicesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::remove_services(&state, &caller, q.project()?, production, input).await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E9: a service's workloads and pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
+        responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    env_service_detail,
+    /// A production service's workloads and pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
+        responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    prod_service_detail,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path((name, svc)): Path<(String, String)>,
+        Query(q): Query<DetailQuery>,
+    ) -> ApiResult<Json<ServiceDetail>> {
+        Ok(Json(
+            service::service_detail(
+                &state,
+                project_of(&q.project_key)?,
+                &name,
+                &svc,
+                production,
+                q.work_load_type.as_deref(),
+            )
+            .await?,
+        ))
+    }
+}
+
+both_groups! {
+    /// E10: a service's pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    env_service_pods,
+    /// A production service's pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    prod_service_pods,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path((name, svc)): Path<(String, String)>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<ServicePods>> {
+        Ok(Json(
+            service::service_pods(&state, q.project()?, &name, &svc, production).await?,
+        ))
+    }
+}
+
+both_groups! {
+    /// E11: restart every workload of a service.
+    #[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    env_restart_service,
+    /// Restart every workload of a production service (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_restart_service,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path((name, svc)): Path<(String, String)>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Success>> {
+        service::restart_service(&state, &caller, q.project()?, &name, &svc, production).await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E12: delete a pod so its controller makes a new one.
+    #[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
+        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    env_restart_pod,
+    /// Delete a pod of a production environment (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
+        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_restart_pod,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path((name, pod)): Path<(String, String)>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Success>> {
+        service::restart_pod(&state, &caller, q.project()?, &name, &pod, production).await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E16: the environment's global variable values.
+    #[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = Vec<Object>)))]
+    env_get_variables,
+    /// A production environment's global variable values.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = Vec<Object>)))]
+    prod_get_variables,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Vec<Value>>> {
+        Ok(Json(
+            service::variables(&state, q.project()?, &name, production).await?,
+        ))
+    }
+}
+
+both_groups! {
+    /// E17: replace the global variable values; services using a changed one are re-applied.
+    #[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    env_set_variables,
+    /// Replace a production environment's global variable values (admins).
+    #[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_set_variables,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<VariablesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::set_variables(
             &state,
-            project_of(&q.project_key)?,
+            &caller,
+            q.project()?,
             &name,
-            &svc,
             production,
-            q.work_load_type.as_deref(),
+            input.global_variables,
         )
-        .await?,
-    ))
-}
-}
-
-both_groups! {
-/// E10: a service's pods, live.
-#[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-env_service_pods,
-/// A production service's pods, live.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-prod_service_pods,
-|production| (
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<ServicePods>> {
-    Ok(Json(
-        service::service_pods(&state, q.project()?, &name, &svc, production).await?,
-    ))
-}
-}
-
-both_groups! {
-/// E11: restart every workload of a service.
-#[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-env_restart_service,
-/// Restart every workload of a production service (admins).
-#[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-prod_restart_service,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Success>> {
-    service::restart_service(&state, &caller, q.project()?, &name, &svc, production).await?;
-    Ok(Success::new())
-}
-}
-
-both_groups! {
-/// E12: delete a pod so its controller makes a new one.
-#[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
-    params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-env_restart_pod,
-/// Delete a pod of a production environment (admins).
-#[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
-    params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-prod_restart_pod,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((name, pod)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Success>> {
-    service::restart_pod(&state, &caller, q.project()?, &name, &pod, production).await?;
-    Ok(Success::new())
-}
-}
-
-both_groups! {
-/// E16: the environment's global variable values.
-#[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = Vec<Object>)))]
-env_get_variables,
-/// A production environment's global variable values.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = Vec<Object>)))]
-prod_get_variables,
-|production| (
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(
-        service::variables(&state, q.project()?, &name, production).await?,
-    ))
-}
-}
-
-both_groups! {
-/// E17: replace the global variable values; services using a changed one are re-applied.
-#[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-env_set_variables,
-/// Replace a production environment's global variable values (admins).
-#[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-prod_set_variables,
-|production| (
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<VariablesInput>,
-) -> ApiResult<Json<Success>> {
-    service::set_variables(
-        &state,
-        &caller,
-        q.project()?,
-        &name,
-        production,
-        input.global_variables,
-    )
-    .await?;
-    Ok(Success::new())
-}
+        .await?;
+        Ok(Success::new())
+    }
 }
 
 /// E13: set a workload's replica count.
