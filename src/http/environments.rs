@@ -1,6 +1,7 @@
 //! `/openapi/environments` and its production group `/openapi/environments/production`
 //! (spec/environments.md §5). Thin handlers over `crate::environment::service`; the two
-//! groups share every handler body and differ by the `production` flag.
+//! groups share every handler body and differ by the `production` flag: [`both_groups!`]
+//! writes the pair of annotated handlers from one body.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -136,6 +137,30 @@ fn text(body: String) -> axum::response::Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
+/// Two handlers sharing one body: the test group's (`production` false) and the production
+/// group's (`production` true), each with its own doc and OpenAPI operation (utoipa needs
+/// one annotated function per path).
+macro_rules! both_groups {
+    (
+        $(#[$test_attr:meta])* $test:ident,
+        $(#[$prod_attr:meta])* $prod:ident,
+        |$production:ident| ($($params:tt)*) -> $ret:ty $body:block
+    ) => {
+        $(#[$test_attr])*
+        async fn $test($($params)*) -> $ret {
+            let $production = false;
+            $body
+        }
+
+        $(#[$prod_attr])*
+        async fn $prod($($params)*) -> $ret {
+            let $production = true;
+            $body
+        }
+    };
+}
+pub(crate) use both_groups;
+
 // ---- shared bodies --------------------------------------------------------------------
 
 async fn do_delete(
@@ -169,220 +194,330 @@ async fn do_yaml(
     ))
 }
 
-// ---- test environments ----------------------------------------------------------------
+// ---- both groups (production ones: admins change them) -----------------------------
 
-/// E1: the project's test environments.
-#[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
-    responses((status = 200, body = Vec<EnvBrief>)))]
-async fn list_envs(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Vec<EnvBrief>>> {
-    Ok(Json(service::list(&state, q.project()?, false).await?))
+both_groups! {
+    /// E1: the project's test environments.
+    #[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
+        responses((status = 200, body = Vec<EnvBrief>)))]
+    list_envs,
+    /// The project's production environments.
+    #[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
+        responses((status = 200, body = Vec<EnvBrief>)))]
+    prod_list_envs,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Vec<EnvBrief>>> {
+        Ok(Json(service::list(&state, q.project()?, production).await?))
+    }
 }
 
-/// E2: create a test environment: the namespace (or an existing one with
-/// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
-#[utoipa::path(post, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
-    request_body = CreateEnvInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
-        (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
-        (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
-async fn create_env(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<CreateEnvInput>,
-) -> ApiResult<Json<Success>> {
-    service::create(&state, &caller, q.project()?, false, input).await?;
-    Ok(Success::new())
+both_groups! {
+    /// E2: create a test environment: the namespace (or an existing one with
+    /// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
+    #[utoipa::path(post, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
+        request_body = CreateEnvInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
+            (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
+            (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
+    create_env,
+    /// Create an (empty) production environment (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
+        request_body = CreateEnvInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    prod_create_env,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<CreateEnvInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::create(&state, &caller, q.project()?, production, input).await?;
+        Ok(Success::new())
+    }
 }
 
-/// E3: a test environment with its services' live status.
-#[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-async fn get_env(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<EnvDetail>> {
-    Ok(Json(
-        service::detail(&state, q.project()?, &name, false).await?,
-    ))
+both_groups! {
+    /// E3: a test environment with its services' live status.
+    #[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
+    get_env,
+    /// A production environment with its services' live status.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    prod_get_env,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<EnvDetail>> {
+        Ok(Json(
+            service::detail(&state, q.project()?, &name, production).await?,
+        ))
+    }
 }
 
-/// E4: change the environment's image registry (its creator, admins).
-#[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn update_env(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<BasicInput>,
-) -> ApiResult<Json<Success>> {
-    service::update_basic(&state, &caller, q.project()?, &name, false, input).await?;
-    Ok(Success::new())
+both_groups! {
+    /// E4: change the environment's image registry (its creator, admins).
+    #[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    update_env,
+    /// Change a production environment's registry and alias (admins).
+    #[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_update_env,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<BasicInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::update_basic(&state, &caller, q.project()?, &name, production, input).await?;
+        Ok(Success::new())
+    }
 }
 
-/// E5: delete a test environment (its creator, admins).
-#[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
-    params(("name" = String, Path), DeleteQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-async fn delete_env(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<DeleteQuery>,
-) -> ApiResult<Json<Success>> {
-    do_delete(&state, &caller, &name, &q, false).await
+both_groups! {
+    /// E5: delete a test environment (its creator, admins).
+    #[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
+        params(("name" = String, Path), DeleteQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
+    delete_env,
+    /// Forget a production environment (admins); its objects stay in the cluster.
+    #[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
+        params(("name" = String, Path), DeleteQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_delete_env,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<DeleteQuery>,
+    ) -> ApiResult<Json<Success>> {
+        do_delete(&state, &caller, &name, &q, production).await
+    }
 }
 
-/// E7: the YAML applied for a service (text/plain).
-#[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
-async fn env_get_service_yaml(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<YamlQuery>,
-) -> ApiResult<axum::response::Response> {
-    do_yaml(&state, &q, false).await
+both_groups! {
+    /// E7: the YAML applied for a service (text/plain).
+    #[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
+        responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
+    env_get_service_yaml,
+    /// The YAML applied for a service of a production environment (text/plain).
+    #[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
+        responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
+    prod_get_service_yaml,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Query(q): Query<YamlQuery>,
+    ) -> ApiResult<axum::response::Response> {
+        do_yaml(&state, &q, production).await
+    }
 }
 
-/// E6: render services' latest templates and apply them into the environment.
-#[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = AddServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn env_add_services(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<AddServicesInput>,
-) -> ApiResult<Json<Success>> {
-    service::add_services(&state, &caller, q.project()?, false, input).await?;
-    Ok(Success::new())
+both_groups! {
+    /// E6: render services' latest templates and apply them into the environment.
+    #[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = AddServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    env_add_services,
+    /// Apply production services into a production environment (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = AddServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+    prod_add_services,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<AddServicesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::add_services(&state, &caller, q.project()?, production, input).await?;
+        Ok(Success::new())
+    }
 }
 
-/// E8: remove services (and, unless `not_delete_resource`, their objects).
-#[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = RemoveServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn env_remove_services(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<RemoveServicesInput>,
-) -> ApiResult<Json<Success>> {
-    service::remove_services(&state, &caller, q.project()?, false, input).await?;
-    Ok(Success::new())
+both_groups! {
+    /// E8: remove services (and, unless `not_delete_resource`, their objects).
+    #[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = RemoveServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    env_remove_services,
+    /// Remove services from a production environment (admins).
+    #[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
+        request_body = RemoveServicesInput,
+        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+    prod_remove_services,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<RemoveServicesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::remove_services(&state, &caller, q.project()?, production, input).await?;
+        Ok(Success::new())
+    }
 }
 
-/// E9: a service's workloads and pods, live.
-#[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-async fn env_service_detail(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<DetailQuery>,
-) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(
-        service::service_detail(
+both_groups! {
+    /// E9: a service's workloads and pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
+        responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    env_service_detail,
+    /// A production service's workloads and pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
+        responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    prod_service_detail,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path((name, svc)): Path<(String, String)>,
+        Query(q): Query<DetailQuery>,
+    ) -> ApiResult<Json<ServiceDetail>> {
+        Ok(Json(
+            service::service_detail(
+                &state,
+                project_of(&q.project_key)?,
+                &name,
+                &svc,
+                production,
+                q.work_load_type.as_deref(),
+            )
+            .await?,
+        ))
+    }
+}
+
+both_groups! {
+    /// E10: a service's pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    env_service_pods,
+    /// A production service's pods, live.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
+    prod_service_pods,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path((name, svc)): Path<(String, String)>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<ServicePods>> {
+        Ok(Json(
+            service::service_pods(&state, q.project()?, &name, &svc, production).await?,
+        ))
+    }
+}
+
+both_groups! {
+    /// E11: restart every workload of a service.
+    #[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    env_restart_service,
+    /// Restart every workload of a production service (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_restart_service,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path((name, svc)): Path<(String, String)>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Success>> {
+        service::restart_service(&state, &caller, q.project()?, &name, &svc, production).await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E12: delete a pod so its controller makes a new one.
+    #[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
+        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    env_restart_pod,
+    /// Delete a pod of a production environment (admins).
+    #[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
+        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_restart_pod,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path((name, pod)): Path<(String, String)>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Success>> {
+        service::restart_pod(&state, &caller, q.project()?, &name, &pod, production).await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E16: the environment's global variable values.
+    #[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = Vec<Object>)))]
+    env_get_variables,
+    /// A production environment's global variable values.
+    #[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery),
+        responses((status = 200, body = Vec<Object>)))]
+    prod_get_variables,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+    ) -> ApiResult<Json<Vec<Value>>> {
+        Ok(Json(
+            service::variables(&state, q.project()?, &name, production).await?,
+        ))
+    }
+}
+
+both_groups! {
+    /// E17: replace the global variable values; services using a changed one are re-applied.
+    #[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    env_set_variables,
+    /// Replace a production environment's global variable values (admins).
+    #[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
+        params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
+        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    prod_set_variables,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<VariablesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::set_variables(
             &state,
-            project_of(&q.project_key)?,
+            &caller,
+            q.project()?,
             &name,
-            &svc,
-            false,
-            q.work_load_type.as_deref(),
+            production,
+            input.global_variables,
         )
-        .await?,
-    ))
-}
-
-/// E10: a service's pods, live.
-#[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-async fn env_service_pods(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<ServicePods>> {
-    Ok(Json(
-        service::service_pods(&state, q.project()?, &name, &svc, false).await?,
-    ))
-}
-
-/// E11: restart every workload of a service.
-#[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn env_restart_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Success>> {
-    service::restart_service(&state, &caller, q.project()?, &name, &svc, false).await?;
-    Ok(Success::new())
-}
-
-/// E12: delete a pod so its controller makes a new one.
-#[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
-    params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn env_restart_pod(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((name, pod)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Success>> {
-    service::restart_pod(&state, &caller, q.project()?, &name, &pod, false).await?;
-    Ok(Success::new())
-}
-
-/// E16: the environment's global variable values.
-#[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = Vec<Object>)))]
-async fn env_get_variables(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(
-        service::variables(&state, q.project()?, &name, false).await?,
-    ))
-}
-
-/// E17: replace the global variable values; services using a changed one are re-applied.
-#[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn env_set_variables(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<VariablesInput>,
-) -> ApiResult<Json<Success>> {
-    service::set_variables(
-        &state,
-        &caller,
-        q.project()?,
-        &name,
-        false,
-        input.global_variables,
-    )
-    .await?;
-    Ok(Success::new())
+        .await?;
+        Ok(Success::new())
+    }
 }
 
 /// E13: set a workload's replica count.
@@ -422,218 +557,5 @@ async fn image_statefulset(
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
     service::set_image(&state, &caller, "StatefulSet", &env, input).await?;
-    Ok(Success::new())
-}
-
-// ---- production environments (admins change them) -------------------------------------
-
-/// The project's production environments.
-#[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
-    responses((status = 200, body = Vec<EnvBrief>)))]
-async fn prod_list_envs(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Vec<EnvBrief>>> {
-    Ok(Json(service::list(&state, q.project()?, true).await?))
-}
-
-/// Create an (empty) production environment (admins).
-#[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
-    request_body = CreateEnvInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn prod_create_env(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<CreateEnvInput>,
-) -> ApiResult<Json<Success>> {
-    service::create(&state, &caller, q.project()?, true, input).await?;
-    Ok(Success::new())
-}
-
-/// A production environment with its services' live status.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-async fn prod_get_env(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<EnvDetail>> {
-    Ok(Json(
-        service::detail(&state, q.project()?, &name, true).await?,
-    ))
-}
-
-/// Change a production environment's registry and alias (admins).
-#[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_update_env(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<BasicInput>,
-) -> ApiResult<Json<Success>> {
-    service::update_basic(&state, &caller, q.project()?, &name, true, input).await?;
-    Ok(Success::new())
-}
-
-/// Forget a production environment (admins); its objects stay in the cluster.
-#[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
-    params(("name" = String, Path), DeleteQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_delete_env(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<DeleteQuery>,
-) -> ApiResult<Json<Success>> {
-    do_delete(&state, &caller, &name, &q, true).await
-}
-
-/// The YAML applied for a service of a production environment (text/plain).
-#[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
-async fn prod_get_service_yaml(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<YamlQuery>,
-) -> ApiResult<axum::response::Response> {
-    do_yaml(&state, &q, true).await
-}
-
-/// Apply production services into a production environment (admins).
-#[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = AddServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
-async fn prod_add_services(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<AddServicesInput>,
-) -> ApiResult<Json<Success>> {
-    service::add_services(&state, &caller, q.project()?, true, input).await?;
-    Ok(Success::new())
-}
-
-/// Remove services from a production environment (admins).
-#[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
-    request_body = RemoveServicesInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
-async fn prod_remove_services(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<RemoveServicesInput>,
-) -> ApiResult<Json<Success>> {
-    service::remove_services(&state, &caller, q.project()?, true, input).await?;
-    Ok(Success::new())
-}
-
-/// A production service's workloads and pods, live.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-    responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-async fn prod_service_detail(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<DetailQuery>,
-) -> ApiResult<Json<ServiceDetail>> {
-    Ok(Json(
-        service::service_detail(
-            &state,
-            project_of(&q.project_key)?,
-            &name,
-            &svc,
-            true,
-            q.work_load_type.as_deref(),
-        )
-        .await?,
-    ))
-}
-
-/// A production service's pods, live.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-async fn prod_service_pods(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<ServicePods>> {
-    Ok(Json(
-        service::service_pods(&state, q.project()?, &name, &svc, true).await?,
-    ))
-}
-
-/// Restart every workload of a production service (admins).
-#[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
-    params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_restart_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((name, svc)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Success>> {
-    service::restart_service(&state, &caller, q.project()?, &name, &svc, true).await?;
-    Ok(Success::new())
-}
-
-/// Delete a pod of a production environment (admins).
-#[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
-    params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_restart_pod(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((name, pod)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Success>> {
-    service::restart_pod(&state, &caller, q.project()?, &name, &pod, true).await?;
-    Ok(Success::new())
-}
-
-/// A production environment's global variable values.
-#[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery),
-    responses((status = 200, body = Vec<Object>)))]
-async fn prod_get_variables(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(
-        service::variables(&state, q.project()?, &name, true).await?,
-    ))
-}
-
-/// Replace a production environment's global variable values (admins).
-#[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
-    params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-async fn prod_set_variables(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
-    Json(input): Json<VariablesInput>,
-) -> ApiResult<Json<Success>> {
-    service::set_variables(
-        &state,
-        &caller,
-        q.project()?,
-        &name,
-        true,
-        input.global_variables,
-    )
-    .await?;
     Ok(Success::new())
 }

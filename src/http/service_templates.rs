@@ -1,5 +1,7 @@
 //! `/openapi/service/yaml`: K8s YAML services and their `production/` variants
-//! (spec/environments.md §4). Thin handlers; the rules are in `crate::service_template::service`.
+//! (spec/environments.md §4). Thin handlers; the rules are in
+//! `crate::service_template::service`. Each test/production pair is written from one body by
+//! `both_groups!`.
 
 use axum::extract::State;
 use serde::Deserialize;
@@ -8,6 +10,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::environments::both_groups;
 use crate::http::projects::{KeyQuery, project_key};
 use crate::http::{Json, Path, Query, Success};
 use crate::service_template::ServiceVariableKV;
@@ -56,234 +59,182 @@ fn name(n: &str) -> ApiResult<&str> {
     Ok(n)
 }
 
-async fn create(
-    state: AppState,
-    caller: Identity,
-    q: KeyQuery,
-    req: CreateServiceRequest,
-    production: bool,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    let new = NewService {
-        service_name: req.service_name,
-        yaml: req.yaml,
-        variable_yaml: req.variable_yaml,
-    };
-    service::create(&state, &caller, project, production, &new).await?;
-    Ok(Success::new())
+both_groups! {
+    /// Create a service from raw YAML (spec §4.1, S1).
+    #[utoipa::path(post, path = "/openapi/service/yaml/raw", tag = "services", params(KeyQuery),
+        request_body = CreateServiceRequest,
+        responses((status = 200, body = Success),
+            (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045) names the document and line"),
+            (status = 404, body = ErrorBody, description = "unknown project"),
+            (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
+    create_service,
+    /// Create a production service from raw YAML (spec §4.1, S1). Admins only.
+    #[utoipa::path(post, path = "/openapi/service/yaml/production/raw", tag = "services",
+        params(KeyQuery), request_body = CreateServiceRequest,
+        responses((status = 200, body = Success),
+            (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045)"),
+            (status = 403, body = ErrorBody, description = "not a system admin"),
+            (status = 404, body = ErrorBody, description = "unknown project"),
+            (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
+    create_production_service,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Query(q): Query<KeyQuery>,
+        Json(req): Json<CreateServiceRequest>,
+    ) -> ApiResult<Json<Success>> {
+        let project = project_key(&q.project_key)?;
+        let new = NewService {
+            service_name: req.service_name,
+            yaml: req.yaml,
+            variable_yaml: req.variable_yaml,
+        };
+        service::create(&state, &caller, project, production, &new).await?;
+        Ok(Success::new())
+    }
 }
 
-/// Create a service from raw YAML (spec §4.1, S1).
-#[utoipa::path(post, path = "/openapi/service/yaml/raw", tag = "services", params(KeyQuery),
-    request_body = CreateServiceRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045) names the document and line"),
-        (status = 404, body = ErrorBody, description = "unknown project"),
-        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
-async fn create_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<CreateServiceRequest>,
-) -> ApiResult<Json<Success>> {
-    create(state, caller, q, req, false).await
+both_groups! {
+    /// A project's services with their containers (spec §4.2, S2).
+    #[utoipa::path(get, path = "/openapi/service/yaml/services", tag = "services", params(KeyQuery),
+        responses((status = 200, body = Vec<ServiceBrief>),
+            (status = 404, body = ErrorBody, description = "unknown project")))]
+    list_services,
+    /// A project's production services (spec §4.2, S2).
+    #[utoipa::path(get, path = "/openapi/service/yaml/production/services", tag = "services",
+        params(KeyQuery),
+        responses((status = 200, body = Vec<ServiceBrief>),
+            (status = 404, body = ErrorBody, description = "unknown project")))]
+    list_production_services,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Query(q): Query<KeyQuery>,
+    ) -> ApiResult<Json<Vec<ServiceBrief>>> {
+        Ok(Json(
+            service::list(&state, project_key(&q.project_key)?, production).await?,
+        ))
+    }
 }
 
-/// Create a production service from raw YAML (spec §4.1, S1). Admins only.
-#[utoipa::path(post, path = "/openapi/service/yaml/production/raw", tag = "services",
-    params(KeyQuery), request_body = CreateServiceRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045)"),
-        (status = 403, body = ErrorBody, description = "not a system admin"),
-        (status = 404, body = ErrorBody, description = "unknown project"),
-        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
-async fn create_production_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<CreateServiceRequest>,
-) -> ApiResult<Json<Success>> {
-    create(state, caller, q, req, true).await
+both_groups! {
+    /// A service's YAML, variables and containers (spec §4.3, S3).
+    #[utoipa::path(get, path = "/openapi/service/yaml/{name}", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        responses((status = 200, body = ServiceDetail),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
+    service_detail,
+    /// A production service's detail (spec §4.3, S3).
+    #[utoipa::path(get, path = "/openapi/service/yaml/production/{name}", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        responses((status = 200, body = ServiceDetail),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
+    production_service_detail,
+    |production| (
+        State(state): State<AppState>,
+        _caller: Identity,
+        Path(n): Path<String>,
+        Query(q): Query<KeyQuery>,
+    ) -> ApiResult<Json<ServiceDetail>> {
+        let project = project_key(&q.project_key)?;
+        Ok(Json(
+            service::detail(&state, project, name(&n)?, production).await?,
+        ))
+    }
 }
 
-/// A project's services with their containers (spec §4.2, S2).
-#[utoipa::path(get, path = "/openapi/service/yaml/services", tag = "services", params(KeyQuery),
-    responses((status = 200, body = Vec<ServiceBrief>),
-        (status = 404, body = ErrorBody, description = "unknown project")))]
-async fn list_services(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<Vec<ServiceBrief>>> {
-    Ok(Json(
-        service::list(&state, project_key(&q.project_key)?, false).await?,
-    ))
+both_groups! {
+    /// Replace a service's YAML: a new revision; variables kept, new keys added (spec §4.4, S4).
+    /// The service's creator or an admin.
+    #[utoipa::path(put, path = "/openapi/service/yaml/{name}", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        request_body = UpdateYamlRequest,
+        responses((status = 200, body = Success),
+            (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
+            (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
+    update_yaml,
+    /// Replace a production service's YAML (spec §4.4, S4). Admins only.
+    #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        request_body = UpdateYamlRequest,
+        responses((status = 200, body = Success),
+            (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
+            (status = 403, body = ErrorBody, description = "not a system admin"),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
+    update_production_yaml,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(n): Path<String>,
+        Query(q): Query<KeyQuery>,
+        Json(req): Json<UpdateYamlRequest>,
+    ) -> ApiResult<Json<Success>> {
+        let project = project_key(&q.project_key)?;
+        service::update_yaml(&state, &caller, project, name(&n)?, production, &req).await?;
+        Ok(Success::new())
+    }
 }
 
-/// A project's production services (spec §4.2, S2).
-#[utoipa::path(get, path = "/openapi/service/yaml/production/services", tag = "services",
-    params(KeyQuery),
-    responses((status = 200, body = Vec<ServiceBrief>),
-        (status = 404, body = ErrorBody, description = "unknown project")))]
-async fn list_production_services(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<Vec<ServiceBrief>>> {
-    Ok(Json(
-        service::list(&state, project_key(&q.project_key)?, true).await?,
-    ))
+both_groups! {
+    /// Change the values of a service's variables in place (spec §4.5, S5). The service's
+    /// creator or an admin.
+    #[utoipa::path(put, path = "/openapi/service/yaml/{name}/variable", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        request_body = UpdateVariablesRequest,
+        responses((status = 200, body = Success),
+            (status = 400, body = ErrorBody, description = "a missing or invalid variable; the YAML does not render with the new values (code 6045)"),
+            (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
+            (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
+    update_variables,
+    /// Change a production service's variables (spec §4.5, S5). Admins only.
+    #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}/variable", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        request_body = UpdateVariablesRequest,
+        responses((status = 200, body = Success),
+            (status = 400, body = ErrorBody, description = "a missing or invalid variable (code 6045)"),
+            (status = 403, body = ErrorBody, description = "not a system admin"),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
+            (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
+    update_production_variables,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(n): Path<String>,
+        Query(q): Query<KeyQuery>,
+        Json(req): Json<UpdateVariablesRequest>,
+    ) -> ApiResult<Json<Success>> {
+        let project = project_key(&q.project_key)?;
+        service::update_variables(&state, &caller, project, name(&n)?, production, &req).await?;
+        Ok(Success::new())
+    }
 }
 
-/// A service's YAML, variables and containers (spec §4.3, S3).
-#[utoipa::path(get, path = "/openapi/service/yaml/{name}", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    responses((status = 200, body = ServiceDetail),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
-async fn service_detail(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<ServiceDetail>> {
-    let project = project_key(&q.project_key)?;
-    Ok(Json(
-        service::detail(&state, project, name(&n)?, false).await?,
-    ))
-}
-
-/// A production service's detail (spec §4.3, S3).
-#[utoipa::path(get, path = "/openapi/service/yaml/production/{name}", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    responses((status = 200, body = ServiceDetail),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
-async fn production_service_detail(
-    State(state): State<AppState>,
-    _caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<ServiceDetail>> {
-    let project = project_key(&q.project_key)?;
-    Ok(Json(
-        service::detail(&state, project, name(&n)?, true).await?,
-    ))
-}
-
-/// Replace a service's YAML: a new revision; variables kept, new keys added (spec §4.4, S4).
-/// The service's creator or an admin.
-#[utoipa::path(put, path = "/openapi/service/yaml/{name}", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    request_body = UpdateYamlRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
-        (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
-async fn update_yaml(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<UpdateYamlRequest>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::update_yaml(&state, &caller, project, name(&n)?, false, &req).await?;
-    Ok(Success::new())
-}
-
-/// Replace a production service's YAML (spec §4.4, S4). Admins only.
-#[utoipa::path(put, path = "/openapi/service/yaml/production/{name}", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    request_body = UpdateYamlRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
-        (status = 403, body = ErrorBody, description = "not a system admin"),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
-async fn update_production_yaml(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<UpdateYamlRequest>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::update_yaml(&state, &caller, project, name(&n)?, true, &req).await?;
-    Ok(Success::new())
-}
-
-/// Change the values of a service's variables in place (spec §4.5, S5). The service's
-/// creator or an admin.
-#[utoipa::path(put, path = "/openapi/service/yaml/{name}/variable", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    request_body = UpdateVariablesRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing or invalid variable; the YAML does not render with the new values (code 6045)"),
-        (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
-        (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
-async fn update_variables(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<UpdateVariablesRequest>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::update_variables(&state, &caller, project, name(&n)?, false, &req).await?;
-    Ok(Success::new())
-}
-
-/// Change a production service's variables (spec §4.5, S5). Admins only.
-#[utoipa::path(put, path = "/openapi/service/yaml/production/{name}/variable", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    request_body = UpdateVariablesRequest,
-    responses((status = 200, body = Success),
-        (status = 400, body = ErrorBody, description = "a missing or invalid variable (code 6045)"),
-        (status = 403, body = ErrorBody, description = "not a system admin"),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
-        (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
-async fn update_production_variables(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-    Json(req): Json<UpdateVariablesRequest>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::update_variables(&state, &caller, project, name(&n)?, true, &req).await?;
-    Ok(Success::new())
-}
-
-/// Delete a service (every revision; environments keep their copies) (spec §4.6, S6). The
-/// service's creator or an admin.
-#[utoipa::path(delete, path = "/openapi/service/yaml/{name}", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    responses((status = 200, body = Success),
-        (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
-async fn delete_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::delete(&state, &caller, project, name(&n)?, false).await?;
-    Ok(Success::new())
-}
-
-/// Delete a production service (spec §4.6, S6). Admins only.
-#[utoipa::path(delete, path = "/openapi/service/yaml/production/{name}", tag = "services",
-    params(("name" = String, Path, description = "service name"), KeyQuery),
-    responses((status = 200, body = Success),
-        (status = 403, body = ErrorBody, description = "not a system admin"),
-        (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
-async fn delete_production_service(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path(n): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult<Json<Success>> {
-    let project = project_key(&q.project_key)?;
-    service::delete(&state, &caller, project, name(&n)?, true).await?;
-    Ok(Success::new())
+both_groups! {
+    /// Delete a service (every revision; environments keep their copies) (spec §4.6, S6). The
+    /// service's creator or an admin.
+    #[utoipa::path(delete, path = "/openapi/service/yaml/{name}", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        responses((status = 200, body = Success),
+            (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
+    delete_service,
+    /// Delete a production service (spec §4.6, S6). Admins only.
+    #[utoipa::path(delete, path = "/openapi/service/yaml/production/{name}", tag = "services",
+        params(("name" = String, Path, description = "service name"), KeyQuery),
+        responses((status = 200, body = Success),
+            (status = 403, body = ErrorBody, description = "not a system admin"),
+            (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
+    delete_production_service,
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(n): Path<String>,
+        Query(q): Query<KeyQuery>,
+    ) -> ApiResult<Json<Success>> {
+        let project = project_key(&q.project_key)?;
+        service::delete(&state, &caller, project, name(&n)?, production).await?;
+        Ok(Success::new())
+    }
 }

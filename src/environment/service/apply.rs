@@ -1,0 +1,271 @@
+//! Rendering a service's template into its deployed form and applying it (server-side
+//! apply, with a best-effort rollback of what a failed call applied); adding services to an
+//! environment and removing them (E6, E8).
+
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::super::catalog;
+use super::super::kube::{self as k, Kinds};
+use super::super::model::{EnvService, Environment, ResourceRef};
+use super::super::rules;
+use super::{ContainerImage, ServiceInput, UPDATE_ENV, for_change, save};
+use crate::auth::Identity;
+use crate::cluster::client::ClusterClient;
+use crate::cluster::service::client_for;
+use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::state::AppState;
+use crate::validate;
+
+/// Build the deployed form of a rendered service.
+pub(super) fn env_service(
+    state: &AppState,
+    r: catalog::Rendered,
+    name: &str,
+    images: &[ContainerImage],
+) -> EnvService {
+    let mut containers = rules::containers_of(&r.objects);
+    for c in &mut containers {
+        if let Some(want) = images
+            .iter()
+            .find(|x| x.name == c.name && !x.image.is_empty())
+        {
+            c.image = want.image.clone();
+            c.image_name = rules::image_name(&want.image);
+        }
+    }
+    EnvService {
+        service_name: name.to_string(),
+        revision: r.revision,
+        variable_kvs: r.variable_kvs,
+        containers,
+        manifests: Value::Array(r.objects).to_string(),
+        resources: Vec::new(),
+        overrides: Vec::new(),
+        update_time: state.clock.now(),
+    }
+}
+
+/// The objects of `svc` as applied to `env`, with their references (kinds resolved).
+async fn prepared(
+    cc: &ClusterClient,
+    kinds: &mut Kinds,
+    env: &Environment,
+    svc: &EnvService,
+) -> ApiResult<Vec<(ResourceRef, Value)>> {
+    let mut out: Vec<(ResourceRef, Value)> = Vec::new();
+    for mut o in svc.objects() {
+        let r = k::reference(cc, kinds, &o).await?;
+        if out
+            .iter()
+            .any(|(x, _)| x.kind == r.kind && x.name == r.name)
+        {
+            return Err(ApiError::new(
+                ErrorKind::Unprocessable,
+                format!(
+                    "service {:?} defines {} {:?} twice",
+                    svc.service_name, r.kind, r.name
+                ),
+            ));
+        }
+        rules::decorate(
+            &mut o,
+            env,
+            &svc.service_name,
+            r.namespaced,
+            &svc.containers,
+            &svc.overrides,
+        );
+        out.push((r, o));
+    }
+    Ok(out)
+}
+
+/// Apply every object of `svc` (server-side apply) and delete the objects it no longer
+/// renders; `applied` collects what this call created or changed, for a rollback.
+pub(super) async fn apply_service(
+    cc: &ClusterClient,
+    kinds: &mut Kinds,
+    env: &Environment,
+    svc: &mut EnvService,
+    applied: &mut Vec<ResourceRef>,
+) -> ApiResult<()> {
+    let objects = prepared(cc, kinds, env, svc).await?;
+    let refs: Vec<ResourceRef> = objects.iter().map(|(r, _)| r.clone()).collect();
+    for (r, o) in &objects {
+        k::apply(cc, &env.namespace, r, o).await?;
+        applied.push(r.clone());
+    }
+    for old in svc.resources.iter().filter(|o| !refs.contains(o)) {
+        k::delete(cc, &env.namespace, old).await?;
+    }
+    svc.resources = refs;
+    Ok(())
+}
+
+/// Apply `services` into `env` one after another, adding each to `env.services`; on a
+/// failure undo what was applied (the namespace when `namespace_created`). What was
+/// applied, for a rollback should a later step fail.
+pub(super) async fn apply_all(
+    cc: &ClusterClient,
+    env: &mut Environment,
+    services: Vec<EnvService>,
+    namespace_created: bool,
+) -> ApiResult<Vec<ResourceRef>> {
+    let mut kinds = Kinds::default();
+    let mut applied = Vec::new();
+    for mut s in services {
+        if let Err(e) = apply_service(cc, &mut kinds, env, &mut s, &mut applied).await {
+            rollback(cc, &env.namespace, &applied, namespace_created).await;
+            return Err(e);
+        }
+        env.services.push(s);
+    }
+    Ok(applied)
+}
+
+/// Apply only the objects of `svc` matching `pick` (kind, name).
+pub(super) async fn apply_some(
+    cc: &ClusterClient,
+    env: &Environment,
+    svc: &EnvService,
+    pick: impl Fn(&ResourceRef) -> bool,
+) -> ApiResult<()> {
+    let mut kinds = Kinds::default();
+    for (r, o) in prepared(cc, &mut kinds, env, svc).await? {
+        if pick(&r) {
+            k::apply(cc, &env.namespace, &r, &o).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Best effort: remove what a failed call applied (the namespace when this call made it).
+pub(super) async fn rollback(
+    cc: &ClusterClient,
+    ns: &str,
+    applied: &[ResourceRef],
+    namespace_created: bool,
+) {
+    if namespace_created {
+        if let Err(e) = k::delete_namespace(cc, ns).await {
+            tracing::warn!(namespace = ns, error = %e, "rollback: namespace not deleted");
+        }
+        return;
+    }
+    for r in applied {
+        if let Err(e) = k::delete(cc, ns, r).await {
+            tracing::warn!(kind = %r.kind, name = %r.name, error = %e, "rollback: object not deleted");
+        }
+    }
+}
+
+/// E6's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct AddServicesInput {
+    #[serde(default)]
+    pub env_key: String,
+    #[serde(default)]
+    pub service_list: Vec<ServiceInput>,
+}
+
+/// E6: render each service's latest template and apply it into the environment.
+pub async fn add_services(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    production: bool,
+    input: AddServicesInput,
+) -> ApiResult<()> {
+    validate::name("env_key", &input.env_key)?;
+    if input.service_list.is_empty() {
+        return Err(ApiError::bad_request("`service_list` is required"));
+    }
+    for s in &input.service_list {
+        validate::name("service_list.service_name", &s.service_name)?;
+    }
+    let (_held, mut env) = for_change(state, caller, project, &input.env_key, production).await?;
+    let mut new = Vec::new();
+    for s in &input.service_list {
+        if env.service(&s.service_name).is_some()
+            || new
+                .iter()
+                .any(|x: &EnvService| x.service_name == s.service_name)
+        {
+            return Err(ApiError::code(
+                ErrorKind::Conflict,
+                UPDATE_ENV,
+                format!(
+                    "service {} already exist in env, cannot repeatedly add the same service to the environment",
+                    s.service_name
+                ),
+            ));
+        }
+        let r = catalog::render(
+            state,
+            project,
+            &s.service_name,
+            production,
+            &s.variable_kvs,
+            &env.global_variables,
+        )
+        .await?;
+        new.push(env_service(state, r, &s.service_name, &s.containers));
+    }
+    let cc = client_for(state, &env.cluster_id).await?;
+    let applied = apply_all(&cc, &mut env, new, false).await?;
+    if let Err(e) = save(state, &mut env, caller).await {
+        rollback(&cc, &env.namespace, &applied, false).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// E8's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct RemoveServicesInput {
+    #[serde(default)]
+    pub env_key: String,
+    #[serde(default)]
+    pub service_names: Vec<String>,
+    /// Keep the objects in the cluster; only forget the services.
+    #[serde(default)]
+    pub not_delete_resource: bool,
+}
+
+/// E8: delete the services' objects (unless told not to) and forget them. Names not in the
+/// environment are ignored (they are already not there).
+pub async fn remove_services(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    production: bool,
+    input: RemoveServicesInput,
+) -> ApiResult<()> {
+    validate::name("env_key", &input.env_key)?;
+    if input.service_names.is_empty() {
+        return Err(ApiError::bad_request("`service_names` is required"));
+    }
+    let (_held, mut env) = for_change(state, caller, project, &input.env_key, production).await?;
+    let gone: Vec<EnvService> = env
+        .services
+        .iter()
+        .filter(|s| input.service_names.contains(&s.service_name))
+        .cloned()
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    if !input.not_delete_resource {
+        let cc = client_for(state, &env.cluster_id).await?;
+        for s in &gone {
+            for r in &s.resources {
+                k::delete(&cc, &env.namespace, r).await?;
+            }
+        }
+    }
+    env.services
+        .retain(|s| !input.service_names.contains(&s.service_name));
+    save(state, &mut env, caller).await
+}

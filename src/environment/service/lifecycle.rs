@@ -1,0 +1,466 @@
+//! An environment's life: creating it (also `init/yaml`'s environments), changing its
+//! basic settings, deleting it (E2, E4, E5).
+
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::super::catalog;
+use super::super::kube::{self as k, NsState};
+use super::super::model::{EnvService, Environment};
+use super::super::rules;
+use super::apply::{apply_all, env_service, rollback};
+use super::{CREATE_ENV, check_registry, env_not_found, for_change, load, may_change, save};
+use crate::auth::Identity;
+use crate::cluster::client::ClusterClient;
+use crate::cluster::service::{client_for, resolve};
+use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::validate;
+
+/// A service of E2's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ServiceInput {
+    #[serde(default)]
+    pub service_name: String,
+    /// Images to deploy instead of the template's, by container name.
+    #[serde(default)]
+    pub containers: Vec<ContainerImage>,
+    /// `[RenderVariableKV]` values over the template's.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub variable_kvs: Vec<Value>,
+}
+
+/// An image asked for a container (Zadig's `Container`; only `name` and `image` are used).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ContainerImage {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub image_name: String,
+}
+
+/// E2's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct CreateEnvInput {
+    #[serde(default)]
+    pub env_key: String,
+    /// Alias (display name); stored for production environments only, as in Zadig.
+    #[serde(default)]
+    pub env_name: String,
+    /// A registered cluster's id; `0123456789abcdef12345678` is the local cluster.
+    #[serde(default)]
+    pub cluster_id: String,
+    #[serde(default)]
+    pub namespace: String,
+    /// An image registry's id (optional here; Zadig requires it).
+    #[serde(default)]
+    pub registry_id: String,
+    /// Our extension: use a namespace that already exists (without it, an existing
+    /// namespace is a 409). An adopted namespace is left in place when the environment goes.
+    #[serde(default)]
+    pub adopt_namespace: bool,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub global_variables: Vec<Value>,
+    #[serde(default)]
+    pub services: Vec<ServiceInput>,
+    /// Not supported: `enable: true` is a 400.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub sub_env: Option<Value>,
+    /// Not supported: a non-empty list is a 400.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub env_configs: Vec<Value>,
+}
+
+fn check_unsupported(input: &CreateEnvInput) -> ApiResult<()> {
+    if input
+        .sub_env
+        .as_ref()
+        .and_then(|s| s.get("enable"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Err(ApiError::bad_request(
+            "`sub_env`: self-service sub-environments (environment sharing, istio) are not supported",
+        ));
+    }
+    if !input.env_configs.is_empty() {
+        return Err(ApiError::bad_request(
+            "`env_configs`: environment configuration objects are not supported; put ConfigMaps, Secrets and Ingresses in a service's YAML",
+        ));
+    }
+    Ok(())
+}
+
+/// The checks of E2 made before anything is read from the cluster: the caller (production:
+/// admins), the fields, and a K8s-YAML project.
+async fn check_create(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    production: bool,
+    input: &CreateEnvInput,
+) -> ApiResult<()> {
+    if production {
+        caller.require_admin()?;
+    }
+    validate::name("projectKey", project)?;
+    rules::dns_label("env_key", &input.env_key)?;
+    rules::dns_label("namespace", &input.namespace)?;
+    validate::name("cluster_id", &input.cluster_id)?;
+    validate::max_len("env_name", &input.env_name)?;
+    if production && rules::SYSTEM_NAMESPACES.contains(&input.namespace.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "`namespace`: namespace {} is invalid, production environment namespace cannot be set to these three namespaces: kube-node-lease, kube-public, kube-system",
+            input.namespace
+        )));
+    }
+    check_unsupported(input)?;
+    check_registry(state, &input.registry_id).await?;
+    match catalog::project_deploy_type(state, project).await? {
+        None => Err(ApiError::code(
+            ErrorKind::NotFound,
+            CREATE_ENV,
+            format!("project {project:?} does not exist"),
+        )),
+        Some(t) if t != "k8s" => Err(ApiError::code(
+            ErrorKind::BadRequest,
+            CREATE_ENV,
+            format!(
+                "project {project:?} deploys with {t:?}: only K8s-YAML (k8s) projects have environments here"
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn duplicate(project: &str, env_key: &str) -> ApiError {
+    ApiError::code(
+        ErrorKind::Conflict,
+        CREATE_ENV,
+        format!("environment {env_key:?} of project {project:?} already exists (环境已存在)"),
+    )
+}
+
+/// Render a test environment's listed services (each listed once), so a missing template
+/// fails before the cluster is touched.
+async fn render_services(
+    state: &AppState,
+    project: &str,
+    input: &CreateEnvInput,
+    globals: &[Value],
+) -> ApiResult<Vec<EnvService>> {
+    let mut services = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for s in &input.services {
+        validate::name("services.service_name", &s.service_name)?;
+        if seen.contains(&s.service_name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "`services`: service {:?} is listed twice",
+                s.service_name
+            )));
+        }
+        seen.push(&s.service_name);
+        let r = catalog::render(
+            state,
+            project,
+            &s.service_name,
+            false,
+            &s.variable_kvs,
+            globals,
+        )
+        .await?;
+        services.push(env_service(state, r, &s.service_name, &s.containers));
+    }
+    Ok(services)
+}
+
+/// Make the namespace, or adopt an existing one when told; whether this call made it.
+async fn claim_namespace(
+    cc: &ClusterClient,
+    input: &CreateEnvInput,
+    project: &str,
+) -> ApiResult<bool> {
+    match k::namespace_state(cc, &input.namespace).await? {
+        NsState::Terminating => Err(ApiError::code(
+            ErrorKind::Conflict,
+            CREATE_ENV,
+            format!(
+                "namespace `{}` is in terminating state, please wait for a while and try again",
+                input.namespace
+            ),
+        )),
+        NsState::Active if !input.adopt_namespace => Err(ApiError::code(
+            ErrorKind::Conflict,
+            CREATE_ENV,
+            format!(
+                "namespace {:?} already exists in {}; set `adopt_namespace: true` to use it",
+                input.namespace, cc.label
+            ),
+        )),
+        NsState::Active => Ok(false),
+        NsState::Absent => {
+            k::create_namespace(cc, &input.namespace, project).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The new environment's record, without services yet.
+fn record(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    production: bool,
+    input: &CreateEnvInput,
+    cluster_id: &str,
+    namespace_created: bool,
+) -> Environment {
+    let now = state.clock.now();
+    Environment {
+        id: validate::new_object_id(now),
+        project_key: project.to_string(),
+        env_key: input.env_key.clone(),
+        alias: if production {
+            input.env_name.clone()
+        } else {
+            String::new()
+        },
+        production,
+        cluster_id: cluster_id.to_string(),
+        namespace: input.namespace.clone(),
+        namespace_created,
+        registry_id: input.registry_id.clone(),
+        source: "spock".to_string(),
+        status: "success".to_string(),
+        error: String::new(),
+        services: Vec::new(),
+        // Production envs start empty (spec §5.2).
+        global_variables: if production {
+            Vec::new()
+        } else {
+            input.global_variables.clone()
+        },
+        owner_uid: caller.uid.clone(),
+        create_time: now,
+        update_time: now,
+        update_by: caller.name.clone(),
+        version: 1,
+    }
+}
+
+/// E2 (and the production create): create the namespace (or adopt it when told), apply the
+/// services, then store the environment — or store nothing and undo what was applied.
+pub async fn create(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    production: bool,
+    input: CreateEnvInput,
+) -> ApiResult<()> {
+    check_create(state, caller, project, production, &input).await?;
+    let envs = &state.environments.store;
+    if envs.get(project, &input.env_key).await?.is_some() {
+        return Err(duplicate(project, &input.env_key));
+    }
+    let cluster = resolve(state, &input.cluster_id).await?.ok_or_else(|| {
+        ApiError::bad_request(format!("`cluster_id`: no cluster {:?}", input.cluster_id))
+    })?;
+    // Production envs start empty (spec §5.2).
+    let services = if production {
+        Vec::new()
+    } else {
+        render_services(state, project, &input, &input.global_variables).await?
+    };
+    let cc = state.clusters.clients.get(&cluster).await?;
+    let namespace_created = claim_namespace(&cc, &input, project).await?;
+    let mut env = record(
+        state,
+        caller,
+        project,
+        production,
+        &input,
+        &cluster.id,
+        namespace_created,
+    );
+    let applied = apply_all(&cc, &mut env, services, namespace_created).await?;
+    match envs.insert(&env).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            rollback(&cc, &env.namespace, &applied, namespace_created).await;
+            Err(match e {
+                StoreError::Duplicate(_) => duplicate(project, &input.env_key),
+                other => other.into(),
+            })
+        }
+    }
+}
+
+/// E5: with `delete_resources`, delete every object of the services and the namespace when
+/// we created it (and no other environment uses it); without, or for production
+/// environments, only take Zadig's labels off a namespace we created. Then the record goes.
+pub async fn delete(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    env_key: &str,
+    production: bool,
+    delete_resources: bool,
+) -> ApiResult<()> {
+    let (_held, env) = for_change(state, caller, project, env_key, production).await?;
+    let cc = client_for(state, &env.cluster_id).await?;
+    if delete_resources && !production {
+        for s in &env.services {
+            for r in &s.resources {
+                k::delete(&cc, &env.namespace, r).await?;
+            }
+        }
+        let others = state
+            .environments
+            .store
+            .in_namespace(&env.cluster_id, &env.namespace)
+            .await?
+            .into_iter()
+            .filter(|e| e.id != env.id)
+            .count();
+        if env.namespace_created && others == 0 {
+            k::delete_namespace(&cc, &env.namespace).await?;
+        }
+    } else if env.namespace_created {
+        k::unlabel_namespace(&cc, &env.namespace).await?;
+    }
+    if !state.environments.store.delete(&env.id).await? {
+        return Err(env_not_found(project, env_key, production));
+    }
+    Ok(())
+}
+
+/// E4's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct BasicInput {
+    #[serde(default)]
+    pub registry_id: String,
+    /// The alias (production environments only).
+    #[serde(default)]
+    pub env_name: String,
+}
+
+/// E4: change the registry (and a production environment's alias).
+pub async fn update_basic(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    env_key: &str,
+    production: bool,
+    input: BasicInput,
+) -> ApiResult<()> {
+    let mut env = load(state, project, env_key, production).await?;
+    may_change(state, caller, &env).await?;
+    validate::max_len("env_name", &input.env_name)?;
+    check_registry(state, &input.registry_id).await?;
+    if !input.registry_id.is_empty() {
+        env.registry_id = input.registry_id;
+    }
+    if production && !input.env_name.is_empty() {
+        env.alias = input.env_name;
+    }
+    save(state, &mut env, caller).await
+}
+
+/// `init/yaml`'s `env_list` (spec §2.2), checked before anything is stored: keys and
+/// namespaces well-formed and distinct, clusters registered (by name), reachable, and the
+/// namespaces not taken. The cluster ids, in list order.
+pub async fn check_initial(
+    state: &AppState,
+    envs: &[crate::project::InitEnv],
+) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::new();
+    for (i, e) in envs.iter().enumerate() {
+        rules::dns_label(&format!("env_list[{i}].env_key"), &e.env_key)?;
+        rules::dns_label(&format!("env_list[{i}].namespace"), &e.namespace)?;
+        if envs[..i]
+            .iter()
+            .any(|x| x.env_key == e.env_key || x.namespace == e.namespace)
+        {
+            return Err(ApiError::bad_request(format!(
+                "`env_list[{i}]`: env key {:?} or namespace {:?} is listed twice",
+                e.env_key, e.namespace
+            )));
+        }
+        let name = e.cluster_name.trim();
+        let cluster = match state.clusters.store.by_name(name).await? {
+            Some(c) => c,
+            // Zadig's local cluster is named `local`; it exists when we run in a cluster.
+            None if name == "local" && crate::cluster::service::in_cluster() => {
+                crate::cluster::Cluster::local()
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "`env_list[{i}].cluster_name`: no cluster named {:?}",
+                    e.cluster_name
+                )));
+            }
+        };
+        let cc = state.clusters.clients.get(&cluster).await?;
+        if k::namespace_state(&cc, &e.namespace).await? != NsState::Absent {
+            return Err(ApiError::code(
+                ErrorKind::Conflict,
+                CREATE_ENV,
+                format!(
+                    "`env_list[{i}].namespace`: namespace {:?} already exists in {}",
+                    e.namespace, cc.label
+                ),
+            ));
+        }
+        ids.push(cluster.id);
+    }
+    Ok(ids)
+}
+
+/// Create `init/yaml`'s environments with every test service of the project; on a failure
+/// the environments this call made are deleted again (with their namespaces).
+pub async fn create_initial(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    envs: &[crate::project::InitEnv],
+) -> ApiResult<()> {
+    let ids = check_initial(state, envs).await?;
+    let services: Vec<ServiceInput> = crate::service_template::list(state, project, false)
+        .await?
+        .into_iter()
+        .map(|t| ServiceInput {
+            service_name: t.service_name,
+            ..ServiceInput::default()
+        })
+        .collect();
+    let mut made: Vec<&str> = Vec::new();
+    for (e, cluster_id) in envs.iter().zip(ids) {
+        let input = CreateEnvInput {
+            env_key: e.env_key.clone(),
+            cluster_id,
+            namespace: e.namespace.clone(),
+            services: services.clone(),
+            ..CreateEnvInput::default()
+        };
+        if let Err(err) = create(state, caller, project, false, input).await {
+            for key in made {
+                if let Err(e) = delete(state, caller, project, key, false, true).await {
+                    tracing::warn!(env = key, error = %e, "init/yaml rollback: environment not deleted");
+                }
+            }
+            return Err(err);
+        }
+        made.push(&e.env_key);
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The work of the environment routes. Each answers only once the cluster holds the change
+//! (no background completion): create/apply/delete are synchronous, every cluster call is
+//! bounded, and a failure leaves neither a record nor (as far as the cluster lets us) objects
+//! behind.
+//!
+//! - [`lifecycle`]: create (also `init/yaml`'s), delete, basic settings;
+//! - [`apply`]: rendering and applying services, adding and removing them;
+//! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
+//! - [`workload`]: workload actions — restart, scale, image;
+//! - [`variables`]: the environment's global variables.
+//!
+//! This file holds what they share: error codes, loading, the change check and lock, saving.
+
+mod apply;
+mod lifecycle;
+mod live;
+mod variables;
+mod workload;
+
+pub use apply::{AddServicesInput, RemoveServicesInput, add_services, remove_services};
+pub use lifecycle::{
+    BasicInput, ContainerImage, CreateEnvInput, ServiceInput, check_initial, create,
+    create_initial, delete, update_basic,
+};
+pub use live::{detail, service_detail, service_pods, service_yaml};
+pub use variables::{set_variables, variables};
+pub use workload::{ImageInput, ScaleInput, restart_pod, restart_service, scale, set_image};
+
+use super::catalog;
+use super::model::{EnvService, Environment};
+use super::view::EnvBrief;
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::state::AppState;
+use crate::validate;
+
+pub const CREATE_ENV: (i64, &str) = (6074, "Create environment failed");
+pub const UPDATE_ENV: (i64, &str) = (6076, "Update environment failed");
+pub const DELETE_ENV: (i64, &str) = (6077, "Delete environment failed");
+pub const GET_ENV: (i64, &str) = (6078, "Get environment failed");
+pub const RESTART_SERVICE: (i64, &str) = (6080, "Restart service failed");
+pub const SCALE_SERVICE: (i64, &str) = (6081, "Scale service failed");
+pub const UPDATE_IMAGE: (i64, &str) = (6082, "Update service image failed");
+pub const GET_SERVICE: (i64, &str) = (6083, "Get service failed");
+pub const GET_POD: (i64, &str) = (6153, "Get pod failed");
+
+fn env_not_found(project: &str, env: &str, production: bool) -> ApiError {
+    ApiError::code(
+        ErrorKind::NotFound,
+        GET_ENV,
+        format!(
+            "{}environment {env:?} of project {project:?} does not exist",
+            if production { "production " } else { "" }
+        ),
+    )
+}
+
+/// The environment `env` of `project` in the route's group (test or production).
+pub async fn load(
+    state: &AppState,
+    project: &str,
+    env: &str,
+    production: bool,
+) -> ApiResult<Environment> {
+    validate::name("projectKey", project)?;
+    validate::name("envKey", env)?;
+    match state.environments.store.get(project, env).await? {
+        Some(e) if e.production == production => Ok(e),
+        _ => Err(env_not_found(project, env, production)),
+    }
+}
+
+/// Who may change an environment: its creator, the project's admins and system admins;
+/// production ones: system admins.
+async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> ApiResult<()> {
+    if env.production {
+        return caller.require_admin();
+    }
+    if !caller.is_admin && catalog::is_project_admin(state, &env.project_key, &caller.uid).await? {
+        return Ok(());
+    }
+    caller.require_owner_or_admin(&env.owner_uid, &env.label())
+}
+
+/// The environment for a change: the caller checked, this process' lock on it held, read
+/// again under the lock.
+async fn for_change(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    env_key: &str,
+    production: bool,
+) -> ApiResult<(tokio::sync::OwnedMutexGuard<()>, Environment)> {
+    let env = load(state, project, env_key, production).await?;
+    may_change(state, caller, &env).await?;
+    let held = state.environments.lock(project, env_key).lock_owned().await;
+    Ok((held, load(state, project, env_key, production).await?))
+}
+
+/// Store `env` (its version bumped) if nobody changed it since it was read.
+async fn save(state: &AppState, env: &mut Environment, caller: &Identity) -> ApiResult<()> {
+    let expected = env.version;
+    env.version += 1;
+    env.update_time = state.clock.now();
+    env.update_by = caller.name.clone();
+    if state.environments.store.replace(env, expected).await? {
+        Ok(())
+    } else {
+        Err(ApiError::code(
+            ErrorKind::Conflict,
+            UPDATE_ENV,
+            format!(
+                "{} changed or was deleted meanwhile; read it again",
+                env.label()
+            ),
+        ))
+    }
+}
+
+/// E1.
+pub async fn list(state: &AppState, project: &str, production: bool) -> ApiResult<Vec<EnvBrief>> {
+    validate::name("projectKey", project)?;
+    Ok(state
+        .environments
+        .store
+        .list(project, production)
+        .await?
+        .iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// A named image registry must exist (400 naming `registry_id`); empty names none.
+async fn check_registry(state: &AppState, id: &str) -> ApiResult<()> {
+    if !id.is_empty() && state.delivery.registries.registry(id).await?.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "`registry_id`: no image registry {id:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn service_of<'a>(
+    env: &'a Environment,
+    name: &str,
+    code: (i64, &str),
+) -> ApiResult<&'a EnvService> {
+    env.service(name).ok_or_else(|| {
+        ApiError::code(
+            ErrorKind::NotFound,
+            code,
+            format!("service {name:?} is not in {}", env.label()),
+        )
+    })
+}
