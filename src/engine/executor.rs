@@ -6,7 +6,9 @@
 //! types that need one, see [`super::work`]), hands it to the [`Executor`] (today the
 //! [`super::local::LocalExecutor`]; a Kubernetes-Job executor can take the same prepared job),
 //! writes the job log with the executor banner of spec/workflow.md §5.10, and reports a
-//! [`JobEnd`].
+//! [`JobEnd`]. A job type that runs inside the server (`Runs::InServer`: deploys against the
+//! Kubernetes API) gets its rendered spec, its log and the cancel token instead
+//! ([`ServerJob`], `JobKind::run`) and writes its own banners.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::logs::{JobLog, LogKey};
 use crate::clock::Clock;
 use crate::state::AppState;
+use crate::workflow::jobs::{JobType, Runs};
 use crate::workflow::task::Status;
 
 /// Everything the engine knows about one job task when it is its turn to run.
@@ -77,6 +80,9 @@ pub struct JobEnd {
     pub error: String,
     /// Outputs by bare name (`IMAGE`, `IMAGETAG`, `PKG_FILE`, declared outputs).
     pub outputs: BTreeMap<String, String>,
+    /// Keys set on the job task's spec when it ends, whatever its status (a deploy's
+    /// `replace_resources`).
+    pub record: serde_json::Map<String, serde_json::Value>,
 }
 
 impl JobEnd {
@@ -85,6 +91,7 @@ impl JobEnd {
             status: JobStatus::Failed,
             error: error.into(),
             outputs: BTreeMap::new(),
+            record: serde_json::Map::new(),
         }
     }
     pub fn cancelled() -> Self {
@@ -92,8 +99,19 @@ impl JobEnd {
             status: JobStatus::Cancelled,
             error: "workflow was canceled".into(),
             outputs: BTreeMap::new(),
+            record: serde_json::Map::new(),
         }
     }
+}
+
+/// What a job that runs inside the server (`Runs::InServer`) is given.
+pub struct ServerJob<'a> {
+    pub ctx: &'a JobContext,
+    /// The job task's spec rendered against the task context.
+    pub spec: &'a serde_json::Value,
+    pub log: &'a JobLog,
+    /// Cancelled when the task is: the job ends `Cancelled` within 2 s.
+    pub cancel: &'a CancellationToken,
 }
 
 /// A tool the job needs on the PATH (`runtime.installs` / a tools step).
@@ -207,6 +225,19 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
             return JobEnd::failed(format!("cannot open the job log: {e}"));
         }
     };
+    if let Some(ty) = JobType::parse(&ctx.job_type).filter(|t| t.kind().runs() == Runs::InServer) {
+        let spec = super::render::render_value(&ctx.spec, &ctx.context);
+        let job = ServerJob {
+            ctx: &ctx,
+            spec: &spec,
+            log: &log,
+            cancel: &cancel,
+        };
+        let mut end = ty.kind().run(ty, state, job).await;
+        end.error = log.mask(&end.error);
+        log.close(&state.engine.logs).await;
+        return end;
+    }
     let started = Instant::now();
     log.raw(BANNER_START);
     let end = match super::work::prepare(state, &ctx).await {
@@ -245,5 +276,6 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
         status: end.status,
         error,
         outputs: end.outputs,
+        record: serde_json::Map::new(),
     }
 }

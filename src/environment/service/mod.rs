@@ -7,17 +7,20 @@
 //! - [`apply`]: rendering and applying services, adding and removing them;
 //! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
 //! - [`workload`]: workload actions — restart, scale, image;
+//! - [`deploy`]: a deploy job's image change (`zadig-deploy`);
 //! - [`variables`]: the environment's global variables.
 //!
 //! This file holds what they share: error codes, loading, the change check and lock, saving.
 
 mod apply;
+mod deploy;
 mod lifecycle;
 mod live;
 mod variables;
 mod workload;
 
 pub use apply::{AddServicesInput, RemoveServicesInput, add_services, remove_services};
+pub use deploy::{Deployed, ImageChange, deploy_images, env_for_job};
 pub use lifecycle::{
     BasicInput, ContainerImage, CreateEnvInput, ServiceInput, check_initial, create,
     create_initial, delete, update_basic,
@@ -99,10 +102,15 @@ async fn for_change(
 
 /// Store `env` (its version bumped) if nobody changed it since it was read.
 async fn save(state: &AppState, env: &mut Environment, caller: &Identity) -> ApiResult<()> {
+    save_as(state, env, &caller.name).await
+}
+
+/// [`save`], recording `by` as the one who changed it.
+async fn save_as(state: &AppState, env: &mut Environment, by: &str) -> ApiResult<()> {
     let expected = env.version;
     env.version += 1;
     env.update_time = state.clock.now();
-    env.update_by = caller.name.clone();
+    env.update_by = by.to_string();
     if state.environments.store.replace(env, expected).await? {
         Ok(())
     } else {
