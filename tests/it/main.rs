@@ -19,6 +19,7 @@ mod delivery;
 mod delivery_ecr;
 mod delivery_pipeline;
 mod delivery_registry;
+mod deploy_jobs;
 mod engine;
 mod engine_api;
 mod engine_restart;

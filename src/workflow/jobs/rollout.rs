@@ -22,7 +22,7 @@ use crate::environment::service::ImageChange;
 use crate::state::AppState;
 
 /// Pause between two reads of the workloads.
-const POLL_MS: i64 = 1_000;
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Waiting reasons that fail a rollout at once (Zadig's list).
 const FATAL_REASONS: &[&str] = &[
@@ -314,30 +314,42 @@ pub async fn wait(
         return Rollout::Ready;
     }
     log.info("Checking workloads' pod status ...");
+    let mut last = String::new();
     loop {
+        // The cluster moves in real time, so polls are paced by real time; the deadline is
+        // the business clock's.
         let tick = tokio::select! {
-            r = check(cc, ns, &targets, log) => r,
-            () = cancel.cancelled() => Err(None),
+            r = check(cc, ns, &targets, log) => Some(r),
+            () = state.clock.sleep_until(deadline_ms) => None,
+            () = cancel.cancelled() => Some(Err(None)),
         };
-        let last = match tick {
-            Ok(None) => {
+        match tick {
+            Some(Ok(None)) => {
                 log.info("All workloads are ready");
                 return Rollout::Ready;
             }
-            Ok(Some(last)) => last,
-            Err(Some(fatal)) => return Rollout::Failed(fatal),
-            Err(None) => {
+            Some(Ok(Some(why))) => last = why,
+            Some(Err(Some(fatal))) => return Rollout::Failed(fatal),
+            Some(Err(None)) => {
                 log.info("Check workloads' pod status cancelled");
                 return Rollout::Cancelled;
             }
-        };
-        let now = state.clock.now_ms();
-        if now >= deadline_ms {
+            None => {}
+        }
+        if state.clock.now_ms() >= deadline_ms {
             log.info("Check workloads' pod status timeout");
+            if last.is_empty() {
+                let names: Vec<String> = targets
+                    .iter()
+                    .map(|r| format!("{} {}", r.kind, r.name))
+                    .collect();
+                last = format!("{} not read back before the deadline", names.join(", "));
+            }
             return Rollout::TimedOut(last);
         }
         tokio::select! {
-            () = state.clock.sleep_until((now + POLL_MS).min(deadline_ms)) => {}
+            () = tokio::time::sleep(POLL) => {}
+            () = state.clock.sleep_until(deadline_ms) => {}
             () = cancel.cancelled() => {
                 log.info("Check workloads' pod status cancelled");
                 return Rollout::Cancelled;
