@@ -302,3 +302,31 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn deploy_jobs_act_for_the_task_creator(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let cluster = running_env(&app, &emu).await;
+        // Dave may define and run workflows, but env `dev` is the admin's: its images and its
+        // namespace are not his to change, neither through the image route nor a deploy job.
+        let (_, dave) = app.create_user("dave", false).await;
+        let wf = json!({"name": "daves", "display_name": "daves", "project": "demo", "concurrency_limit": -1,
+            "stages": [{"name": "deploy", "parallel": true, "jobs": [
+                deploy_job("deploy", json!({"env": "dev", "deploy_contents": ["image"]})),
+                {"name": "custom", "type": "custom-deploy", "spec": {"namespace": "demo-dev", "cluster_id": cluster,
+                    "targets": [{"target": "Deployment/web/web", "image": "nginx:1.99"}]}}]}]});
+        app.call(reqwest::Method::POST, "/openapi/workflows/custom", Some(&dave), Some(wf)).await.expect(200);
+        let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
+            Some(json!({"project_key": "demo", "workflow_key": "daves", "parameters": [],
+                "inputs": deploy_input("deploy", "nginx:1.99")}))).await;
+        let id = r.expect(200)["task_id"].as_i64().unwrap();
+        let d = ended(&app, "daves", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
+        let e = job(&d, 0, "custom")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy into namespace demo-dev"), "{e}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
+        app.stop().await;
+    }
+}

@@ -3,6 +3,9 @@
 //! routes (E14/E15) — the service's objects decorated and server-side applied with our field
 //! manager and Zadig's labels, the environment's record updated under its lock — and say
 //! which workloads changed, with the image each container had before.
+//!
+//! A deploy job acts for the task's creator: it may change only what that user could change
+//! through the environment routes ([`deployer`], [`may_deploy_to_namespace`]).
 
 use serde_json::Value;
 
@@ -10,10 +13,59 @@ use super::super::kube as k;
 use super::super::model::{Container, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
-use super::save_as;
+use super::{may_change, save};
+use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
+use crate::cluster::model::is_local;
 use crate::cluster::service::client_for;
 use crate::state::AppState;
+
+/// The user a deploy job acts for: the task's creator (`uid`).
+pub async fn deployer(state: &AppState, uid: &str) -> Result<Identity, String> {
+    match state.users.get(uid).await {
+        Ok(Some(u)) => Ok(Identity::from(&u)),
+        Ok(None) => Err(format!(
+            "the task's creator (uid {uid:?}) is no longer a user, so nothing is deployed for them"
+        )),
+        Err(e) => Err(format!("can't read the task's creator: {e}")),
+    }
+}
+
+/// Whether `caller` may deploy into namespace `ns` of cluster `cluster_id` (`custom-deploy`):
+/// admins anywhere; others only into the namespace of an environment of `project` on that
+/// cluster that they may change (as through the image routes).
+pub async fn may_deploy_to_namespace(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    cluster_id: &str,
+    ns: &str,
+) -> Result<(), String> {
+    if caller.is_admin {
+        return Ok(());
+    }
+    let same_cluster = |c: &str| c == cluster_id || (is_local(c) && is_local(cluster_id));
+    for production in [false, true] {
+        let envs = state
+            .environments
+            .store
+            .list(project, production)
+            .await
+            .map_err(|e| format!("can't read the environments of project {project}: {e}"))?;
+        for env in envs
+            .iter()
+            .filter(|e| e.namespace == ns && same_cluster(&e.cluster_id))
+        {
+            if may_change(state, caller, env).await.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "user {} may not deploy into namespace {ns} of cluster {cluster_id:?}: only system admins may, or the creator or a project admin of an environment of project {project} in that namespace",
+        caller.account
+    ))
+}
 
 /// One container of one workload whose image a deploy set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +111,25 @@ async fn client(state: &AppState, env: &Environment) -> Result<ClusterClient, St
 }
 
 /// Set the images of `images` (module → image) of `service` in the environment and apply
-/// the workloads that run those modules; the record keeps the new images. `by` is who
-/// changed it (the task's creator).
+/// the workloads that run those modules; the record keeps the new images. `caller` (the
+/// task's creator) must be allowed to change the environment.
 pub async fn deploy_images(
     state: &AppState,
     project: &str,
     env_key: &str,
     service: &str,
     images: &[(String, String)],
-    by: &str,
+    caller: &Identity,
 ) -> Result<Deployed, String> {
-    env_for_job(state, project, env_key).await?;
+    let env = env_for_job(state, project, env_key).await?;
+    may_change(state, caller, &env).await.map_err(|e| {
+        format!(
+            "user {} may not deploy to {}: {}",
+            caller.account,
+            env.label(),
+            e.description
+        )
+    })?;
     let _held = state.environments.lock(project, env_key).lock_owned().await;
     let mut env = env_for_job(state, project, env_key).await?;
     let Some(mut svc) = env.service(service).cloned() else {
@@ -143,7 +203,7 @@ pub async fn deploy_images(
     if let Some(slot) = env.service_mut(service) {
         *slot = svc;
     }
-    save_as(state, &mut env, by)
+    save(state, &mut env, caller)
         .await
         .map_err(|e| format!("update service render set info error: {}", e.description))?;
     Ok(Deployed {

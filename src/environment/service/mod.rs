@@ -20,7 +20,9 @@ mod variables;
 mod workload;
 
 pub use apply::{AddServicesInput, RemoveServicesInput, add_services, remove_services};
-pub use deploy::{Deployed, ImageChange, deploy_images, env_for_job};
+pub use deploy::{
+    Deployed, ImageChange, deploy_images, deployer, env_for_job, may_deploy_to_namespace,
+};
 pub use lifecycle::{
     BasicInput, ContainerImage, CreateEnvInput, ServiceInput, check_initial, create,
     create_initial, delete, update_basic,
@@ -102,15 +104,10 @@ async fn for_change(
 
 /// Store `env` (its version bumped) if nobody changed it since it was read.
 async fn save(state: &AppState, env: &mut Environment, caller: &Identity) -> ApiResult<()> {
-    save_as(state, env, &caller.name).await
-}
-
-/// [`save`], recording `by` as the one who changed it.
-async fn save_as(state: &AppState, env: &mut Environment, by: &str) -> ApiResult<()> {
     let expected = env.version;
     env.version += 1;
     env.update_time = state.clock.now();
-    env.update_by = by.to_string();
+    env.update_by = caller.name.clone();
     if state.environments.store.replace(env, expected).await? {
         Ok(())
     } else {

@@ -16,7 +16,7 @@ use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
 use crate::environment::kube as k;
 use crate::environment::model::ResourceRef;
 use crate::environment::rules::pod_spec_pointer;
-use crate::environment::service::ImageChange;
+use crate::environment::service::{ImageChange, deployer, may_deploy_to_namespace};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, nothing_to_run};
@@ -167,7 +167,17 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     let Some(r) = workload_ref(kind, name) else {
         return JobEnd::failed(format!("workload type: {kind} not supported"));
     };
-    let cc = match client_for(state, str_of(spec, "cluster_id")).await {
+    let cluster_id = str_of(spec, "cluster_id");
+    let allowed = match deployer(state, super::deploy::creator_uid(job)).await {
+        Ok(caller) => {
+            may_deploy_to_namespace(state, &caller, &job.ctx.project, cluster_id, ns).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = allowed {
+        return JobEnd::failed(e);
+    }
+    let cc = match client_for(state, cluster_id).await {
         Ok(c) => c,
         Err(e) => return JobEnd::failed(format!("can't init k8s client: {}", e.description)),
     };

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::rollout::{self, Rollout};
 use super::{InputCx, JobKind, JobType, Runs, Spec};
 use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
-use crate::environment::service::{deploy_images, env_for_job};
+use crate::environment::service::{deploy_images, deployer, env_for_job};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, narrowed, refused};
@@ -201,11 +201,10 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         _ => project_timeout_secs(state, project).await,
     };
     let (deadline, secs) = rollout::deadline(state, timeout);
-    let deployed =
-        match deploy_images(state, project, env_key, service, &images, &job.ctx.creator).await {
-            Ok(d) => d,
-            Err(e) => return JobEnd::failed(e),
-        };
+    let deployed = match deploy_as(state, job, (project, env_key, service), &images).await {
+        Ok(d) => d,
+        Err(e) => return JobEnd::failed(e),
+    };
     for c in &deployed.changes {
         job.log.info(&format!(
             "{} {} container {}: {} -> {}",
@@ -244,6 +243,25 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     end.outputs
         .insert("imageTag".into(), super::build::image_tag(image));
     end
+}
+
+/// Deploy `images` of the service for the task's creator.
+async fn deploy_as(
+    state: &AppState,
+    job: &ServerJob<'_>,
+    (project, env_key, service): (&str, &str, &str),
+    images: &[(String, String)],
+) -> Result<crate::environment::service::Deployed, String> {
+    let caller = deployer(state, creator_uid(job)).await?;
+    deploy_images(state, project, env_key, service, images, &caller).await
+}
+
+/// The uid of the task's creator (the user a deploy job acts for).
+pub(crate) fn creator_uid<'a>(job: &'a ServerJob<'_>) -> &'a str {
+    job.ctx
+        .context
+        .get("workflow.task.creator.userId")
+        .map_or("", String::as_str)
 }
 
 /// Only images are deployed here: a job asking to deploy variables or configuration fails
