@@ -314,18 +314,21 @@ backend_test! {
             "stages": [{"name": "deploy", "parallel": true, "jobs": [
                 deploy_job("deploy", json!({"env": "dev", "deploy_contents": ["image"]})),
                 {"name": "custom", "type": "custom-deploy", "spec": {"namespace": "demo-dev", "cluster_id": cluster,
-                    "targets": [{"target": "Deployment/web/web", "image": "nginx:1.99"}]}}]}]});
+                    "targets": []}}]}]});
         app.call(reqwest::Method::POST, "/openapi/workflows/custom", Some(&dave), Some(wf)).await.expect(200);
         let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
             Some(json!({"project_key": "demo", "workflow_key": "daves", "parameters": [],
-                "inputs": deploy_input("deploy", "nginx:1.99")}))).await;
+                "inputs": [deploy_input("deploy", "nginx:1.99")[0].clone(),
+                    {"job_name": "custom", "job_type": "custom-deploy", "parameters": {"target_list": [
+                        {"workload_type": "Deployment", "workload_name": "web", "container_name": "web",
+                            "image_name": "nginx:1.99"}]}}]}))).await;
         let id = r.expect(200)["task_id"].as_i64().unwrap();
         let d = ended(&app, "daves", id).await;
         assert_eq!(d["status"], "failed", "{d}");
         let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
         assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
         let e = job(&d, 0, "custom")["error"].as_str().unwrap().to_string();
-        assert!(e.contains("user dave may not deploy into namespace demo-dev"), "{e}");
+        assert!(e.contains("user dave may not deploy into namespace demo-dev"), "{e}: {d}");
         assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
         app.stop().await;
     }

@@ -181,7 +181,10 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         Ok(c) => c,
         Err(e) => return JobEnd::failed(format!("can't init k8s client: {}", e.description)),
     };
-    let minutes = spec.get("timeout").and_then(Value::as_i64).unwrap_or(0);
+    let minutes = match rollout::timeout_field(spec, "minutes") {
+        Ok(m) => m,
+        Err(e) => return JobEnd::failed(e),
+    };
     let (deadline, secs) = rollout::deadline(state, minutes.saturating_mul(60));
     let live = match k::get(&cc, ns, &r).await {
         Ok(Some(l)) => l,

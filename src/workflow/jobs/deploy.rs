@@ -196,9 +196,10 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         "Start to deploy k8s yaml service {service}, env: {env_key}, namespace: {}, deploy contents: image",
         env.namespace
     ));
-    let timeout = match spec.get("timeout").and_then(serde_json::Value::as_i64) {
-        Some(s) if s > 0 => s,
-        _ => project_timeout_secs(state, project).await,
+    let timeout = match rollout::timeout_field(spec, "seconds") {
+        Ok(s) if s > 0 => s,
+        Ok(_) => project_timeout_secs(state, project).await,
+        Err(e) => return JobEnd::failed(e),
     };
     let (deadline, secs) = rollout::deadline(state, timeout);
     let deployed = match deploy_as(state, job, (project, env_key, service), &images).await {

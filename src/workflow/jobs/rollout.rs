@@ -395,6 +395,17 @@ async fn check(
     Ok((!waiting.is_empty()).then(|| waiting.join("\n")))
 }
 
+/// The spec's `timeout` (absent or null: 0); anything but a whole number is an error naming
+/// the field.
+pub fn timeout_field(spec: &Value, unit: &str) -> Result<i64, String> {
+    match spec.get("timeout") {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| format!("spec.timeout must be a whole number of {unit}, got {v}")),
+    }
+}
+
 /// The rollout deadline of a job that starts now with a timeout of `secs` seconds (≤ 0: the
 /// default).
 pub fn deadline(state: &AppState, secs: i64) -> (i64, i64) {
