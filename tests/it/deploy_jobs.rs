@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::environments::seed_env;
+use crate::environments::{apply_shop, seed_env};
 use crate::harness::TestApp;
 use crate::kube_emulator::Emulator;
 
@@ -22,17 +22,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// (Deployment `web` on `nginx:1.25`, StatefulSet `cache`) and running; the cluster id.
 async fn running_env(app: &TestApp, emu: &Emulator) -> String {
     let cluster = seed_env(app, emu).await;
-    app.post(
-        "/openapi/environments/service/yaml?projectKey=demo",
-        json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]}),
-    )
-    .await
-    .expect(200);
-    app.wait_for("the service to run", LIMIT, || async {
-        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
-        (d.expect(200)["services"][0]["status"] == "running").then_some(())
-    })
-    .await;
+    apply_shop(app, LIMIT).await;
     cluster
 }
 
@@ -166,6 +156,13 @@ backend_test! {
         let d = ended(&app, "ship", id).await;
         let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
         assert!(e.contains("service ghost not found in env demo/dev"), "{e}");
+        // The cluster gone: the job fails naming it.
+        drop(emu);
+        let id = execute(&app, "ship", deploy_input("deploy", "nginx:1.31")).await;
+        let d = ended(&app, "ship", id).await;
+        assert_eq!(d["status"], "failed");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("cluster \"emu\""), "{e}");
         app.stop().await;
     }
 }

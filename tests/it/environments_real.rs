@@ -11,7 +11,7 @@ use kube::Api;
 use serde_json::json;
 
 use crate::clusters::add_cluster;
-use crate::environments::seed_project;
+use crate::environments::{apply_shop, seed_project};
 use crate::harness::{Kind, TestApp};
 use crate::kind_test;
 
@@ -56,17 +56,7 @@ async fn real_cluster_flow(kind: Kind) {
     )
     .await
     .expect(200);
-    app.post(
-        "/openapi/environments/service/yaml?projectKey=demo",
-        json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]}),
-    )
-    .await
-    .expect(200);
-    app.wait_for("the service to run", LIMIT, || async {
-        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
-        (d.expect(200)["services"][0]["status"] == "running").then_some(())
-    })
-    .await;
+    apply_shop(&app, LIMIT).await;
     let pods = app
         .get("/openapi/environments/dev/service/shop/pods?projectKey=demo")
         .await;
