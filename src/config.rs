@@ -346,11 +346,8 @@ fn parse_ids(s: &str) -> Option<(u32, u32)> {
 
 /// The integrations job types may need, with what they are. None has a driver in this
 /// version; `engine_integrations` lists the enabled ones once drivers exist.
+/// Kubernetes is not one of them: clusters are registered through `/openapi/system/cluster`.
 pub const INTEGRATIONS: &[(&str, &str)] = &[
-    (
-        "kubernetes",
-        "a Kubernetes cluster (deployments, Helm releases, workloads)",
-    ),
     ("vm-agent", "agents on virtual machines / hosts"),
     (
         "container-runtime",
@@ -407,7 +404,7 @@ mod tests {
     fn integrations_are_known_but_not_driven() {
         assert!(check_integrations("").is_ok());
         assert!(
-            check_integrations("kubernetes")
+            check_integrations("nacos")
                 .unwrap_err()
                 .contains("no driver")
         );

@@ -243,3 +243,30 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     end.record = record;
     end
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_patches_follow_the_pod_spec() {
+        assert_eq!(
+            image_patch("/spec/template/spec", "containers", "web", "nginx:2"),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}}})
+        );
+        assert_eq!(
+            image_patch(
+                "/spec/jobTemplate/spec/template/spec",
+                "initContainers",
+                "i",
+                "x:1"
+            ),
+            json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"initContainers": [{"name": "i", "image": "x:1"}]}}}}}})
+        );
+        assert!(workload_ref("DaemonSet", "d").is_none());
+        assert_eq!(
+            workload_ref("CronJob", "c").unwrap().api_version,
+            "batch/v1"
+        );
+    }
+}

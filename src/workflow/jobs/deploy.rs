@@ -447,3 +447,23 @@ fn image_base(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
     last.split(':').next().unwrap_or(last).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_images_are_deployed() {
+        assert!(
+            deployable(
+                &json!({"deploy_contents": ["image", "vars"], "services": [{"variable_kvs": []}]})
+            )
+            .is_ok()
+        );
+        let vars = json!({"deploy_contents": ["image", "vars"],
+            "services": [{"variable_kvs": [{"key": "a", "value": "1"}]}]});
+        assert!(deployable(&vars).unwrap_err().contains("not implemented"));
+        let config = json!({"deploy_contents": ["config"], "services": [{"update_config": true}]});
+        assert!(deployable(&config).is_err());
+    }
+}
