@@ -27,7 +27,7 @@ async fn running_env(app: &TestApp, emu: &Emulator) -> String {
 }
 
 /// Create workflow `name` of project `demo` with one stage per job list.
-async fn workflow(app: &TestApp, name: &str, stages: Vec<(&str, Vec<Value>)>) {
+pub async fn workflow(app: &TestApp, name: &str, stages: Vec<(&str, Vec<Value>)>) {
     let stages: Vec<Value> = stages
         .into_iter()
         .map(|(s, jobs)| json!({"name": s, "parallel": true, "jobs": jobs}))
@@ -41,7 +41,7 @@ async fn workflow(app: &TestApp, name: &str, stages: Vec<(&str, Vec<Value>)>) {
 }
 
 /// Start a task of `name` with `inputs`; its id.
-async fn execute(app: &TestApp, name: &str, inputs: Value) -> i64 {
+pub async fn execute(app: &TestApp, name: &str, inputs: Value) -> i64 {
     let r = app
         .post(
             "/openapi/workflows/custom/task",
@@ -51,7 +51,7 @@ async fn execute(app: &TestApp, name: &str, inputs: Value) -> i64 {
     r.expect(200)["task_id"].as_i64().unwrap()
 }
 
-async fn detail(app: &TestApp, name: &str, id: i64) -> Value {
+pub async fn detail(app: &TestApp, name: &str, id: i64) -> Value {
     let r = app
         .get(&format!(
             "/openapi/workflows/custom/task?taskId={id}&workflowKey={name}"
@@ -105,12 +105,12 @@ async fn image_of(emu: &Emulator, kind: &str, name: &str) -> String {
         .to_string()
 }
 
-fn deploy_job(name: &str, spec: Value) -> Value {
+pub fn deploy_job(name: &str, spec: Value) -> Value {
     json!({"name": name, "type": "zadig-deploy", "spec": spec})
 }
 
 /// Seed 002's `zadig-deploy` input for service `shop`, module `web`.
-fn deploy_input(job: &str, image: &str) -> Value {
+pub fn deploy_input(job: &str, image: &str) -> Value {
     json!([{"job_name": job, "job_type": "zadig-deploy", "parameters": {"env_name": "dev",
         "service_list": [{"service_name": "shop", "service_module": "web", "image_name": image}]}}])
 }
