@@ -32,8 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The body of `POST`/`PUT /openapi/build`: a full definition, or with `?source=template` a
 /// template build.
-/// The derived `Deserialize` only documents the two shapes (`untagged`); a body is decoded
-/// by `source` ([`BuildBody::decode`]), so its errors name the fields of the one shape meant.
+// The derived `Deserialize` only documents the two shapes (`untagged`); a body is decoded by
+// `source` (`BuildBody::decode`), so its errors name the fields of the one shape meant.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum BuildBody {
