@@ -112,6 +112,20 @@ impl Emulator {
         v["objects"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The processes the stand-in kubelet started (`pod_uid`, `pid`, `running`, `returncode`).
+    pub async fn processes(&self) -> Vec<Value> {
+        let v: Value = self
+            .client
+            .get(format!("{}/_emulator/state", self.base))
+            .send()
+            .await
+            .expect("emulator state")
+            .json()
+            .await
+            .expect("emulator state JSON");
+        v["processes"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The object `kind`/`name` in `namespace`, if any.
     pub async fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         self.objects(kind, namespace)

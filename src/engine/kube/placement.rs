@@ -2,7 +2,8 @@
 //!
 //! A job runs on a cluster when its definition names one — freestyle
 //! `advanced_setting.cluster_id` (legacy `properties.cluster_id`), zadig-build the same fields
-//! on the job task or the build's `cluster_id` — or when `engine_kube_cluster` names a default.
+//! on the job task or the build's cluster ([`build_cluster`]) — or when `engine_kube_cluster`
+//! names a default.
 //! Zadig's id of its own cluster ([`LOCAL_CLUSTER_ID`]) counts as naming none. The image is
 //! the job's custom image (`image_from = custom` with an image reference in `image_id`) or the
 //! one `engine_kube_images` maps its `build_os` to; an unmapped `build_os` fails the job naming
@@ -96,9 +97,29 @@ pub fn freestyle_runtime(spec: &Value) -> Runtime<'_> {
     }
 }
 
-/// The cluster a zadig-build job task names itself (else the build's decides).
-pub fn job_cluster(spec: &Value) -> &str {
-    str_in(spec, &["advanced_setting", "properties"], "cluster_id")
+/// The cluster a zadig-build job task runs on: the one the job task names, else the build's
+/// `cluster_id`, else the registered cluster named by the build's `cluster_name` (a name no
+/// cluster has — such as Zadig's `local-…` — names none, as the build ran before clusters
+/// could be registered).
+pub async fn build_cluster(
+    state: &crate::state::AppState,
+    spec: &Value,
+    recipe: &crate::build::BuildRecipe,
+) -> Result<String, String> {
+    let own = str_in(spec, &["advanced_setting", "properties"], "cluster_id");
+    if !own.is_empty() {
+        return Ok(own.to_string());
+    }
+    if !recipe.cluster_id.is_empty() || recipe.cluster_name.is_empty() {
+        return Ok(recipe.cluster_id.clone());
+    }
+    let found = state
+        .clusters
+        .store
+        .by_name(&recipe.cluster_name)
+        .await
+        .map_err(|e| format!("cannot read cluster {}: {e}", recipe.cluster_name))?;
+    Ok(found.map(|c| c.id).unwrap_or_default())
 }
 
 #[cfg(test)]

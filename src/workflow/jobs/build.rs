@@ -262,14 +262,11 @@ async fn prepare_job(
     ];
     let timeout = timeout_of(Some(recipe.timeout_minutes));
     let mut job = assemble(ctx, steps, vars, (service, module), extra, outputs, timeout);
-    let cluster = match placement::job_cluster(raw) {
-        "" => recipe.cluster_id.as_str(),
-        c => c,
-    };
+    let cluster = placement::build_cluster(state, raw, &recipe).await?;
     job.placement = placement::resolve(
         &state.config,
         &placement::Runtime {
-            cluster_id: cluster,
+            cluster_id: &cluster,
             build_os: &recipe.build_os,
             image_from: &recipe.image_from,
             image_id: &recipe.image_id,
