@@ -101,7 +101,11 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
         "kjob",
         -1,
         vec![],
-        vec![stage("s", false, vec![kube_freestyle("run", &script, &cluster)])],
+        vec![stage(
+            "s",
+            false,
+            vec![kube_freestyle("run", &script, &cluster)],
+        )],
     )
     .await;
     wait_status(&app, "kjob", id, &["running"]).await;
@@ -134,8 +138,14 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
     assert_eq!(j.status, "passed", "{}", j.error);
     assert_eq!(j.outputs["RESULT"], format!("done-kjob-{id}"));
     let log = full_log(&app, "kjob", id, "run").await;
-    assert!(log.contains("as Kubernetes Job koderover-agent/kjob-"), "{log}");
-    assert!(log.contains("   line-1") && log.contains("   finished"), "{log}");
+    assert!(
+        log.contains("as Kubernetes Job koderover-agent/kjob-"),
+        "{log}"
+    );
+    assert!(
+        log.contains("   line-1") && log.contains("   finished"),
+        "{log}"
+    );
     assert!(log.contains("Job Status: success"), "{log}");
     assert!(!log.contains("zadig-agent-report"), "{log}");
     nothing_left(&emu).await;
@@ -170,7 +180,11 @@ async fn failures_name_their_reason(kind: Kind) {
     assert!(log.contains("before-the-failure"), "{log}");
     let p = job(&t, "pull");
     assert_eq!(p.status, "failed");
-    assert!(p.error.contains("reg.example.com/badimage:1"), "{}", p.error);
+    assert!(
+        p.error.contains("reg.example.com/badimage:1"),
+        "{}",
+        p.error
+    );
     let u = job(&t, "unmapped");
     assert!(
         u.error.contains("\"centos 7\"") && u.error.contains("engine_kube_images"),
@@ -194,21 +208,31 @@ async fn cancel_deletes_the_job(kind: Kind) {
         "kcancel",
         -1,
         vec![],
-        vec![stage("s", false, vec![kube_freestyle("spin", script, &cluster)])],
+        vec![stage(
+            "s",
+            false,
+            vec![kube_freestyle("spin", script, &cluster)],
+        )],
     )
     .await;
     // Running in the emulator: the Job exists and its process runs.
     poll("the job's process to run", LIMIT, || async {
-        let running = emu
-            .processes()
-            .await
-            .iter()
-            .any(|p| p["running"] == true);
+        let running = emu.processes().await.iter().any(|p| p["running"] == true);
         (running && !jobs(&emu).await.is_empty()).then_some(())
     })
     .await;
     api_cancel(&app, "kcancel", id).await;
-    let t = wait_status(&app, "kcancel", id, ENDED).await;
+    // The job ends within the executor's bound (the Job's deletion included).
+    let t = app
+        .wait_for(
+            "the task to end cancelled",
+            Duration::from_secs(5),
+            || async {
+                let t = task(&app, "kcancel", id).await;
+                (t.end_time > 0 && t.lease_owner.is_empty()).then_some(t)
+            },
+        )
+        .await;
     assert_eq!(t.status, "cancelled");
     assert_eq!(job(&t, "spin").status, "cancelled");
     nothing_left(&emu).await;
@@ -231,26 +255,44 @@ async fn build_job_runs_on_the_cluster(kind: Kind) {
     };
     create_project(&app, "demo").await;
     add_cluster(&app, "emu", &emu.kubeconfig).await;
-    app.post("/openapi/build?projectKey=demo", json!({
-        "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
-        "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-        "build_script": "echo \"building $SERVICE as $IMAGE\"\nVERSION_OUT=v42",
-        "advanced_settings": {"outputs": ["VERSION_OUT"], "cluster_name": "emu"},
-        "services": [{"service_name": "web", "service_module": "web-mod"}]
-    })).await.expect(200);
+    app.post(
+        "/openapi/build?projectKey=demo",
+        json!({
+            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
+            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
+            "build_script": "echo \"building $SERVICE as $IMAGE\"\nVERSION_OUT=v42",
+            "advanced_settings": {"outputs": ["VERSION_OUT"], "cluster_name": "emu"},
+            "services": [{"service_name": "web", "service_module": "web-mod"}]
+        }),
+    )
+    .await
+    .expect(200);
     let mut build = freestyle("build", "");
     build.job_type = "zadig-build".into();
     build.spec = json!({"service_name": "web", "service_module": "web-mod",
         "build_name": "web-build", "image_name": "web-img"});
-    let id = queue(&app, "kbuild", -1, vec![], vec![stage("b", false, vec![build])]).await;
+    let id = queue(
+        &app,
+        "kbuild",
+        -1,
+        vec![],
+        vec![stage("b", false, vec![build])],
+    )
+    .await;
     let t = wait_status(&app, "kbuild", id, ENDED).await;
     let b = job(&t, "build");
     assert_eq!(b.status, "passed", "{}", b.error);
     assert_eq!(b.outputs["VERSION_OUT"], "v42");
     assert!(b.outputs["IMAGE"].contains("web-img:"), "{:?}", b.outputs);
     let log = full_log(&app, "kbuild", id, "build").await;
-    assert!(log.contains("as Kubernetes Job koderover-agent/kbuild-"), "{log}");
-    assert!(log.contains(&format!("building web as {}", b.outputs["IMAGE"])), "{log}");
+    assert!(
+        log.contains("as Kubernetes Job koderover-agent/kbuild-"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("building web as {}", b.outputs["IMAGE"])),
+        "{log}"
+    );
     nothing_left(&emu).await;
     app.stop().await;
 }
@@ -297,16 +339,20 @@ async fn kill_9_while_a_job_runs(kind: Kind) {
     let base = format!("http://127.0.0.1:{port}");
     c.post(format!("{base}/openapi/projects/project"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"project_name": "Project demo", "project_key": "demo", "is_public": true,
-            "description": "d", "project_type": "yaml"}))
+        .json(
+            &json!({"project_name": "Project demo", "project_key": "demo", "is_public": true,
+            "description": "d", "project_type": "yaml"}),
+        )
         .send()
         .await
         .unwrap();
     let r: Value = c
         .post(format!("{base}/openapi/system/cluster"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "emu", "description": "d", "type": "kubeconfig",
-            "kube_config": emu.kubeconfig, "project_names": ["demo"]}))
+        .json(
+            &json!({"name": "emu", "description": "d", "type": "kubeconfig",
+            "kube_config": emu.kubeconfig, "project_names": ["demo"]}),
+        )
         .send()
         .await
         .unwrap()
@@ -321,14 +367,17 @@ async fn kill_9_while_a_job_runs(kind: Kind) {
     let mut spin = kube_freestyle("spin", "while true; do sleep 0.2; done", &cluster);
     spin.spec["runtime"] = json!({"image_from": "custom", "image_id": "ubuntu:22.04"});
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let task = new_task("kcrash", 1, now_ms, -1, vec![], vec![stage("s", false, vec![spin])]);
+    let task = new_task(
+        "kcrash",
+        1,
+        now_ms,
+        -1,
+        vec![],
+        vec![stage("s", false, vec![spin])],
+    );
     tasks.insert(&task).await.unwrap();
     poll("the Job's process to run", LIMIT, || async {
-        let running = emu
-            .processes()
-            .await
-            .iter()
-            .any(|p| p["running"] == true);
+        let running = emu.processes().await.iter().any(|p| p["running"] == true);
         (running && !jobs(&emu).await.is_empty()).then_some(())
     })
     .await;
