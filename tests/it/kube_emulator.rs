@@ -126,6 +126,21 @@ impl Emulator {
         v["processes"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Force the status of `kind`/`name` (frozen: the controller and kubelet leave it alone).
+    pub async fn set_status(&self, kind: &str, namespace: &str, name: &str, status: Value) {
+        let r = self
+            .client
+            .post(format!("{}/_emulator/set-status", self.base))
+            .json(
+                &serde_json::json!({"kind": kind, "namespace": namespace, "name": name,
+                "status": status, "merge": false, "freeze": true}),
+            )
+            .send()
+            .await
+            .expect("emulator set-status");
+        assert!(r.status().is_success(), "set-status: {}", r.status());
+    }
+
     /// The object `kind`/`name` in `namespace`, if any.
     pub async fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         self.objects(kind, namespace)

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use zadig_server::config::{Config, StorageKind};
 use zadig_server::workflow::task::{JobTask, TaskStore};
 
-use crate::clusters::add_cluster;
+use crate::clusters::{add_cluster, kubeconfig};
 use crate::engine::{
     api_cancel, freestyle, job, new_task, queue, read_events, scratch, stage, task, wait_status,
 };
@@ -164,12 +164,18 @@ async fn failures_name_their_reason(kind: Kind) {
     let mut unmapped = kube_freestyle("unmapped", "echo never", &cluster);
     unmapped.spec["runtime"] = json!({"build_os": "centos 7"});
     let nowhere = kube_freestyle("nowhere", "echo never", "no-such-cluster");
+    let dead = add_cluster(&app, "dead", &kubeconfig("https://127.0.0.1:9", "t")).await;
+    let unreachable = kube_freestyle("unreachable", "echo never", &dead);
     let id = queue(
         &app,
         "kfail",
         -1,
         vec![],
-        vec![stage("s", true, vec![exits, pull, unmapped, nowhere])],
+        vec![stage(
+            "s",
+            true,
+            vec![exits, pull, unmapped, nowhere, unreachable],
+        )],
     )
     .await;
     let t = wait_status(&app, "kfail", id, ENDED).await;
@@ -193,6 +199,12 @@ async fn failures_name_their_reason(kind: Kind) {
     );
     let n = job(&t, "nowhere");
     assert!(n.error.contains("no-such-cluster"), "{}", n.error);
+    let d = job(&t, "unreachable");
+    assert!(
+        d.error.contains("cluster \"dead\"") && d.error.contains("unreachable"),
+        "{}",
+        d.error
+    );
     nothing_left(&emu).await;
     app.stop().await;
 }
@@ -401,3 +413,97 @@ async fn kill_9_while_a_job_runs(kind: Kind) {
     drop(server);
 }
 crate::kind_test!(kill_9_while_a_job_runs);
+
+/// The pod of the (only) running Job, once its process runs.
+async fn running_pod(emu: &Emulator) -> String {
+    poll("the job's process to run", LIMIT, || async {
+        let running = emu.processes().await.iter().any(|p| p["running"] == true);
+        let pods = emu.objects("Pod", NS).await;
+        let pod = pods.first()?["metadata"]["name"].as_str()?.to_string();
+        running.then_some(pod)
+    })
+    .await
+}
+
+async fn pod_status_failures(kind: Kind) {
+    let Some(emu) = Emulator::start().await else {
+        return;
+    };
+    let Some(app) = TestApp::start_with(kind, |c| {
+        c.engine_kube_agent_path = AGENT.to_string();
+        c.engine_kube_images
+            .insert("ubuntu 22.04".into(), "ubuntu:22.04".into());
+        c.engine_kube_pending_secs = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    create_project(&app, "demo").await;
+    let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
+    let spin = "while true; do sleep 0.2; done";
+
+    // The container killed for memory (forced through the emulator's side door).
+    let id = queue(
+        &app,
+        "koom",
+        -1,
+        vec![],
+        vec![stage(
+            "s",
+            false,
+            vec![kube_freestyle("oom", spin, &cluster)],
+        )],
+    )
+    .await;
+    let pod = running_pod(&emu).await;
+    emu.set_status(
+        "Pod",
+        NS,
+        &pod,
+        json!({"phase": "Failed", "containerStatuses": [{
+        "name": "oom", "image": "ubuntu:22.04", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+    )
+    .await;
+    let t = wait_status(&app, "koom", id, ENDED).await;
+    let j = job(&t, "oom");
+    assert_eq!(j.status, "failed");
+    assert!(j.error.contains("OOMKilled"), "{}", j.error);
+    nothing_left(&emu).await;
+
+    // A pod that cannot be scheduled fails the job after engine_kube_pending_secs.
+    let id = queue(
+        &app,
+        "kpending",
+        -1,
+        vec![],
+        vec![stage(
+            "s",
+            false,
+            vec![kube_freestyle("pending", spin, &cluster)],
+        )],
+    )
+    .await;
+    let pod = running_pod(&emu).await;
+    emu.set_status(
+        "Pod",
+        NS,
+        &pod,
+        json!({"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient memory."}]}),
+    )
+    .await;
+    let t = wait_status(&app, "kpending", id, ENDED).await;
+    let j = job(&t, "pending");
+    assert_eq!(j.status, "failed");
+    assert!(
+        j.error.contains("engine_kube_pending_secs") && j.error.contains("Insufficient memory"),
+        "{}",
+        j.error
+    );
+    nothing_left(&emu).await;
+    app.stop().await;
+}
+crate::kind_test!(pod_status_failures);
