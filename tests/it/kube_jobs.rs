@@ -93,7 +93,7 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
     let dir = scratch();
     let go = dir.path().join("go");
     let script = format!(
-        "for i in 1 2 3; do echo line-$i; done\nwhile [ ! -f {} ]; do sleep 0.1; done\nRESULT=done-$WORKFLOW-$TASK_ID\necho finished",
+        "for i in 1 2 3; do echo line-$i; done\nwhile [ ! -f {} ]; do sleep 0.1; done\nsleep 11\nRESULT=done-$WORKFLOW-$TASK_ID\necho finished",
         go.display()
     );
     let id = queue(
@@ -132,6 +132,8 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
     assert_eq!(kj["spec"]["backoffLimit"], 0);
     assert_eq!(kj["metadata"]["labels"]["s-type"], "freestyle");
     assert_eq!(kj["metadata"]["labels"]["zadig-server/workflow"], "kjob");
+    // Then the job is silent for longer than kube_request_timeout_secs (the log stream's read
+    // timeout): its last line still arrives.
     std::fs::write(&go, "").unwrap();
     let t = wait_status(&app, "kjob", id, ENDED).await;
     let j = job(&t, "run");

@@ -161,7 +161,8 @@ impl KubeExecutor {
         let name = &run.record.name;
         let report: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
         let log_ended = Arc::new(tokio::sync::Notify::new());
-        let mut follower: Option<tokio::task::JoinHandle<()>> = None;
+        // Aborted when dropped: a cancel or timeout return stops following at once.
+        let mut follower: Option<AbortOnDrop> = None;
         let pending_limit = Duration::from_secs(self.state.config.engine_kube_pending_secs);
         let started = Instant::now();
         let mut failures = 0;
@@ -180,7 +181,7 @@ impl KubeExecutor {
                     if follower.is_none()
                         && let Some(pod) = status::container_started(&pods, &run.container)
                     {
-                        follower = Some(tokio::spawn(follow(
+                        follower = Some(AbortOnDrop(tokio::spawn(follow(
                             run.cc.clone(),
                             ns.clone(),
                             pod,
@@ -189,7 +190,7 @@ impl KubeExecutor {
                             log.clone(),
                             report.clone(),
                             log_ended.clone(),
-                        )));
+                        ))));
                     }
                     match status::judge(name, kjob.as_ref(), &pods, &run.container) {
                         Verdict::Pending(why) if started.elapsed() >= pending_limit => {
@@ -220,17 +221,23 @@ impl KubeExecutor {
             }
         };
         // The container ended: let the rest of its log (and the report) arrive.
-        if let Some(f) = follower {
-            let abort = f.abort_handle();
-            if tokio::time::timeout(LOG_DRAIN, f).await.is_err() {
-                abort.abort();
-            }
+        if let Some(mut f) = follower {
+            let _ = tokio::time::timeout(LOG_DRAIN, &mut f.0).await;
         }
         let report = report
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         conclude(verdict, report)
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -390,7 +397,8 @@ async fn observe(
 
 /// Follow the main container's log into `log` until the container ended; the report line is
 /// taken out. A stream that breaks while the container still runs (an idle connection cut by
-/// the read timeout) is reopened, skipping the lines already read.
+/// the read timeout) is reopened, skipping the lines already read; the executor aborts the
+/// task when it stops watching.
 #[expect(clippy::too_many_arguments, reason = "one spawned task's inputs")]
 async fn follow(
     cc: ClusterClient,
@@ -404,7 +412,7 @@ async fn follow(
 ) {
     let api: Api<Pod> = Api::namespaced(cc.client.clone(), &ns);
     let mut seen = 0_usize;
-    for _attempt in 0..100 {
+    loop {
         let lp = LogParams {
             follow: true,
             container: Some(container.clone()),
