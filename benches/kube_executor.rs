@@ -13,11 +13,9 @@
 //!
 //! The emulator's kubelet runs the pod's command as a local process, so the agent path is this
 //! build's server binary. Found through `ZADIG_TEST_KUBE_EMULATOR` (else
-//! `../shared/tools/kube_emulator.py`); skipped without it.
+//! `../shared/tools/kube_emulator.py`); skipped without it (the test fixture says why).
 //! `cargo bench --bench kube_executor` (release) or `cargo test --bench kube_executor`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,56 +24,14 @@ use zadig_server::clock::SystemClock;
 use zadig_server::config::{Config, StorageKind};
 use zadig_server::workflow::task::{JobTask, StageTask, Status, Task};
 
+// The test suite's emulator fixture (start, side door, killed on drop).
+#[path = "../tests/it/kube_emulator.rs"]
+#[expect(dead_code, reason = "the bench uses part of the test fixture")]
+mod kube_emulator;
+
 const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
 const JOBS: u32 = 10;
-
-struct Emulator(Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn emulator_path() -> Option<PathBuf> {
-    let path = match std::env::var("ZADIG_TEST_KUBE_EMULATOR") {
-        Ok(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/kube_emulator.py"),
-    };
-    path.is_file().then_some(path)
-}
-
-/// Start the emulator; its kubeconfig and base URL.
-async fn emulator(dir: &std::path::Path) -> Option<(Emulator, String, String)> {
-    let path = emulator_path()?;
-    let out = dir.join("kubeconfig");
-    let child = Command::new("python3")
-        .arg(&path)
-        .args(["--port", "0", "--tls", "--kubeconfig-out"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let emu = Emulator(child);
-    for _ in 0..1200 {
-        if let Ok(text) = std::fs::read_to_string(&out)
-            && !text.is_empty()
-        {
-            let kc: Value = serde_yaml_ng::from_str(&text).expect("kubeconfig");
-            let base = kc["clusters"][0]["cluster"]["server"]
-                .as_str()
-                .expect("server")
-                .trim_end_matches('/')
-                .to_string();
-            return Some((emu, text, base));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the emulator wrote no kubeconfig");
-}
+const NS: &str = "koderover-agent";
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -97,8 +53,7 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some((_emu, kubeconfig, base)) = emulator(dir.path()).await else {
-        println!("skipped: the Kubernetes API emulator is absent (set ZADIG_TEST_KUBE_EMULATOR)");
+    let Some(emu) = kube_emulator::Emulator::start().await else {
         return;
     };
     println!(
@@ -124,7 +79,6 @@ async fn main() {
         .expect("start");
     let http = reqwest::Client::builder()
         .no_proxy()
-        .danger_accept_invalid_certs(true)
         .build()
         .expect("client");
     let api = format!("http://{}", srv.addr);
@@ -142,7 +96,7 @@ async fn main() {
         .bearer_auth(TOKEN)
         .json(
             &json!({"name": "emu", "description": "d", "type": "kubeconfig",
-            "kube_config": kubeconfig, "project_names": ["bench"]}),
+            "kube_config": emu.kubeconfig, "project_names": ["bench"]}),
         )
         .send()
         .await
@@ -187,17 +141,7 @@ async fn main() {
         zadig_server::engine::task_queued(&state);
         // Poll the side door for the Job.
         let seen = loop {
-            let v: Value = http
-                .get(format!(
-                    "{base}/_emulator/state?kind=Job&namespace=koderover-agent"
-                ))
-                .send()
-                .await
-                .expect("state")
-                .json()
-                .await
-                .expect("state JSON");
-            if v["objects"].as_array().is_some_and(|a| !a.is_empty()) {
+            if !emu.objects("Job", NS).await.is_empty() {
                 break start.elapsed();
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -228,20 +172,7 @@ async fn main() {
             u64::try_from(returned - script_end).unwrap_or(0),
         ));
         // The next job starts once this one's Job is gone.
-        loop {
-            let v: Value = http
-                .get(format!(
-                    "{base}/_emulator/state?kind=Job&namespace=koderover-agent"
-                ))
-                .send()
-                .await
-                .expect("state")
-                .json()
-                .await
-                .expect("state JSON");
-            if v["objects"].as_array().is_none_or(Vec::is_empty) {
-                break;
-            }
+        while !emu.objects("Job", NS).await.is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -130,7 +130,7 @@ pub async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
     engine::task_cancelled(app.state(), workflow, id);
 }
 
-async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
+pub async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
     let r = app
         .get(&format!(
             "/openapi/logs/log/v4/workflow/{workflow}/{id}/{job}"

@@ -13,15 +13,16 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use zadig_server::config::{Config, StorageKind};
+use zadig_server::config::Config;
 use zadig_server::workflow::task::{JobTask, TaskStore};
 
 use crate::clusters::{add_cluster, kubeconfig};
 use crate::engine::{
-    api_cancel, freestyle, job, new_task, queue, read_events, scratch, stage, task, wait_status,
+    api_cancel, freestyle, full_log, job, new_task, queue, read_events, scratch, stage, task,
+    wait_status,
 };
-use crate::engine_restart::{free_port, healthy, poll, serve};
-use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client, mongo_uri};
+use crate::engine_restart::{free_port, healthy, poll, serve, server_env};
+use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client};
 use crate::kube_emulator::Emulator;
 use crate::projects::create_project;
 
@@ -34,11 +35,21 @@ const AGENT: &str = env!("CARGO_BIN_EXE_zadig-server");
 
 /// A server configured for Kubernetes jobs, an emulator and the emulator's cluster id.
 async fn kube_app(kind: Kind) -> Option<(TestApp, Emulator, String)> {
+    kube_app_with(kind, |_| {}).await
+}
+
+/// [`kube_app`] with a further config `tweak`.
+async fn kube_app_with(
+    kind: Kind,
+    tweak: impl FnOnce(&mut Config),
+) -> Option<(TestApp, Emulator, String)> {
     let emu = Emulator::start().await?;
     let app = TestApp::start_with(kind, |c| {
         c.engine_kube_agent_path = AGENT.to_string();
-        c.engine_kube_images
-            .insert("ubuntu 22.04".into(), "ubuntu:22.04".into());
+        for os in ["ubuntu 20.04", "ubuntu 22.04"] {
+            c.engine_kube_images.insert(os.into(), os.replace(' ', ":"));
+        }
+        tweak(c);
     })
     .await?;
     create_project(&app, "demo").await;
@@ -53,16 +64,6 @@ fn kube_freestyle(name: &str, script: &str, cluster: &str) -> JobTask {
         "runtime": {"build_os": "ubuntu 22.04"},
         "advanced_setting": {"cluster_id": cluster, "outputs": [{"name": "RESULT"}]}});
     j
-}
-
-async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
-    let r = app
-        .get(&format!(
-            "/openapi/logs/log/v4/workflow/{workflow}/{id}/{job}"
-        ))
-        .await;
-    r.expect(200);
-    r.text.clone()
 }
 
 /// The emulator's Jobs in the jobs' namespace.
@@ -148,6 +149,8 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
         log.contains("   line-1") && log.contains("   finished"),
         "{log}"
     );
+    // A reopened log stream skips what was read: no line twice.
+    assert_eq!(log.matches("   line-1").count(), 1, "{log}");
     assert!(log.contains("Job Status: success"), "{log}");
     assert!(!log.contains("zadig-agent-report"), "{log}");
     nothing_left(&emu).await;
@@ -230,11 +233,7 @@ async fn cancel_deletes_the_job(kind: Kind) {
     )
     .await;
     // Running in the emulator: the Job exists and its process runs.
-    poll("the job's process to run", LIMIT, || async {
-        let running = emu.processes().await.iter().any(|p| p["running"] == true);
-        (running && !jobs(&emu).await.is_empty()).then_some(())
-    })
-    .await;
+    running_pod(&emu).await;
     api_cancel(&app, "kcancel", id).await;
     // The job ends within the executor's bound (the Job's deletion included).
     let t = app
@@ -255,20 +254,9 @@ async fn cancel_deletes_the_job(kind: Kind) {
 crate::kind_test!(cancel_deletes_the_job);
 
 async fn build_job_runs_on_the_cluster(kind: Kind) {
-    let Some(emu) = Emulator::start().await else {
+    let Some((app, emu, _)) = kube_app(kind).await else {
         return;
     };
-    let Some(app) = TestApp::start_with(kind, |c| {
-        c.engine_kube_agent_path = AGENT.to_string();
-        c.engine_kube_images
-            .insert("ubuntu 20.04".into(), "ubuntu:20.04".into());
-    })
-    .await
-    else {
-        return;
-    };
-    create_project(&app, "demo").await;
-    add_cluster(&app, "emu", &emu.kubeconfig).await;
     app.post(
         "/openapi/build?projectKey=demo",
         json!({
@@ -317,36 +305,11 @@ async fn kill_9_while_a_job_runs(kind: Kind) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::defaults();
-    config.data_dir = dir.path().to_path_buf();
     let port = free_port();
-    let mut env: Vec<(String, String)> = vec![
-        ("ZADIG_LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "ZADIG_DATA_DIR".into(),
-            dir.path().to_string_lossy().into_owned(),
-        ),
-        ("ZADIG_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
-        ("ZADIG_ENGINE_LEASE_TTL_SECS".into(), "2".into()),
-        ("ZADIG_ENGINE_SWEEP_INTERVAL_MS".into(), "100".into()),
-        ("ZADIG_ENGINE_KUBE_AGENT_PATH".into(), AGENT.into()),
-        ("ZADIG_LOG".into(), "warn".into()),
-    ];
-    match kind {
-        Kind::Embedded => env.push(("ZADIG_STORAGE".into(), "embedded".into())),
-        Kind::Mongo => {
-            let Some(uri) = mongo_uri() else { return };
-            config.storage = StorageKind::Mongodb;
-            config.mongodb_uri = uri.clone();
-            config.mongodb_database = format!("zt_{}", uuid::Uuid::new_v4().simple());
-            env.push(("ZADIG_STORAGE".into(), "mongodb".into()));
-            env.push(("ZADIG_MONGODB_URI".into(), uri));
-            env.push((
-                "ZADIG_MONGODB_DATABASE".into(),
-                config.mongodb_database.clone(),
-            ));
-        }
-    }
+    let Some((config, mut env)) = server_env(kind, dir.path(), port) else {
+        return;
+    };
+    env.push(("ZADIG_ENGINE_KUBE_AGENT_PATH".into(), AGENT.into()));
     let mut server = serve(&env);
     healthy(port).await;
     let c = client();
@@ -390,11 +353,7 @@ async fn kill_9_while_a_job_runs(kind: Kind) {
         vec![stage("s", false, vec![spin])],
     );
     tasks.insert(&task).await.unwrap();
-    poll("the Job's process to run", LIMIT, || async {
-        let running = emu.processes().await.iter().any(|p| p["running"] == true);
-        (running && !jobs(&emu).await.is_empty()).then_some(())
-    })
-    .await;
+    running_pod(&emu).await;
 
     // SIGKILL: the Job outlives the server.
     server.0.kill().unwrap();
@@ -428,21 +387,10 @@ async fn running_pod(emu: &Emulator) -> String {
 }
 
 async fn pod_status_failures(kind: Kind) {
-    let Some(emu) = Emulator::start().await else {
-        return;
-    };
-    let Some(app) = TestApp::start_with(kind, |c| {
-        c.engine_kube_agent_path = AGENT.to_string();
-        c.engine_kube_images
-            .insert("ubuntu 22.04".into(), "ubuntu:22.04".into());
-        c.engine_kube_pending_secs = 2;
-    })
-    .await
+    let Some((app, emu, cluster)) = kube_app_with(kind, |c| c.engine_kube_pending_secs = 2).await
     else {
         return;
     };
-    create_project(&app, "demo").await;
-    let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
     let spin = "while true; do sleep 0.2; done";
 
     // The container killed for memory (forced through the emulator's side door).

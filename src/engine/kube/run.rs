@@ -153,9 +153,7 @@ impl KubeExecutor {
         run: &RunObjects,
         job: &PreparedJob,
         log: &JobLog,
-        clock: &dyn Clock,
-        deadline_ms: i64,
-        cancel: &CancellationToken,
+        stop: Stop<'_>,
     ) -> ExecEnd {
         let ns = &run.record.namespace;
         let name = &run.record.name;
@@ -207,11 +205,11 @@ impl KubeExecutor {
             }
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => {
+                () = stop.cancel.cancelled() => {
                     log.info("Job cancelled: its Kubernetes Job is deleted.");
                     return ended(JobStatus::Cancelled, "workflow was canceled");
                 }
-                () = clock.sleep_until(deadline_ms) => {
+                () = stop.clock.sleep_until(stop.deadline_ms) => {
                     let minutes = job.timeout.as_secs() / 60;
                     log.info(&format!("Job timed out after {minutes} minutes: its Kubernetes Job is deleted."));
                     return ended(JobStatus::Timeout, format!("job timed out after {minutes} minutes (timeout)"));
@@ -230,6 +228,14 @@ impl KubeExecutor {
             .take();
         conclude(verdict, report)
     }
+}
+
+/// What ends a run early: the job's deadline (business clock) and its cancel.
+#[derive(Clone, Copy)]
+struct Stop<'a> {
+    clock: &'a dyn Clock,
+    deadline_ms: i64,
+    cancel: &'a CancellationToken,
 }
 
 /// Aborts a task when dropped.
@@ -293,7 +299,12 @@ impl Executor for KubeExecutor {
                 }
             },
         };
-        let end = self.watch(&run, job, log, clock, deadline_ms, cancel).await;
+        let stop = Stop {
+            clock,
+            deadline_ms,
+            cancel,
+        };
+        let end = self.watch(&run, job, log, stop).await;
         // The objects go in the background; a cancel waits (boundedly) for the Job's deletion.
         let state = self.state.clone();
         let record = run.record.clone();
