@@ -386,72 +386,65 @@ async fn running_pod(emu: &Emulator) -> String {
     .await
 }
 
+/// Run a spinning job `run` in a task of `workflow`, force its pod's `status` once it runs,
+/// and return the error of the failed job (nothing is left behind).
+async fn forced_end(
+    app: &TestApp,
+    emu: &Emulator,
+    cluster: &str,
+    workflow: &str,
+    status: Value,
+) -> String {
+    let spin = kube_freestyle("run", "while true; do sleep 0.2; done", cluster);
+    let id = queue(
+        app,
+        workflow,
+        -1,
+        vec![],
+        vec![stage("s", false, vec![spin])],
+    )
+    .await;
+    let pod = running_pod(emu).await;
+    emu.set_status("Pod", NS, &pod, status).await;
+    let t = wait_status(app, workflow, id, ENDED).await;
+    let j = job(&t, "run");
+    assert_eq!(j.status, "failed");
+    nothing_left(emu).await;
+    j.error.clone()
+}
+
 async fn pod_status_failures(kind: Kind) {
     let Some((app, emu, cluster)) = kube_app_with(kind, |c| c.engine_kube_pending_secs = 2).await
     else {
         return;
     };
-    let spin = "while true; do sleep 0.2; done";
-
     // The container killed for memory (forced through the emulator's side door).
-    let id = queue(
+    let oom = forced_end(
         &app,
+        &emu,
+        &cluster,
         "koom",
-        -1,
-        vec![],
-        vec![stage(
-            "s",
-            false,
-            vec![kube_freestyle("oom", spin, &cluster)],
-        )],
-    )
-    .await;
-    let pod = running_pod(&emu).await;
-    emu.set_status(
-        "Pod",
-        NS,
-        &pod,
-        json!({"phase": "Failed", "containerStatuses": [{
-        "name": "oom", "image": "ubuntu:22.04", "imageID": "", "ready": false, "restartCount": 0,
+        json!({"phase": "Failed",
+        "containerStatuses": [{"name": "run", "image": "ubuntu:22.04", "imageID": "",
+        "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
     )
     .await;
-    let t = wait_status(&app, "koom", id, ENDED).await;
-    let j = job(&t, "oom");
-    assert_eq!(j.status, "failed");
-    assert!(j.error.contains("OOMKilled"), "{}", j.error);
-    nothing_left(&emu).await;
-
+    assert!(oom.contains("OOMKilled"), "{oom}");
     // A pod that cannot be scheduled fails the job after engine_kube_pending_secs.
-    let id = queue(
+    let pending = forced_end(
         &app,
+        &emu,
+        &cluster,
         "kpending",
-        -1,
-        vec![],
-        vec![stage(
-            "s",
-            false,
-            vec![kube_freestyle("pending", spin, &cluster)],
-        )],
-    )
-    .await;
-    let pod = running_pod(&emu).await;
-    emu.set_status(
-        "Pod",
-        NS,
-        &pod,
-        json!({"phase": "Pending", "conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        json!({"phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": "0/1 nodes are available: 1 Insufficient memory."}]}),
     )
     .await;
-    let t = wait_status(&app, "kpending", id, ENDED).await;
-    let j = job(&t, "pending");
-    assert_eq!(j.status, "failed");
     assert!(
-        j.error.contains("engine_kube_pending_secs") && j.error.contains("Insufficient memory"),
-        "{}",
-        j.error
+        pending.contains("engine_kube_pending_secs") && pending.contains("Insufficient memory"),
+        "{pending}"
     );
     nothing_left(&emu).await;
     app.stop().await;
