@@ -135,8 +135,8 @@ pub struct Config {
     pub engine_kube_agent_image: String,
     /// Where the job agent is in the pod's main container (absolute).
     pub engine_kube_agent_path: String,
-    /// How long a job pod may stay unscheduled or unable to start before the job fails, in
-    /// seconds.
+    /// How long a job pod Kubernetes cannot start (unschedulable, a container config error)
+    /// may wait before the job fails, in seconds.
     pub engine_kube_pending_secs: u64,
     /// `ttlSecondsAfterFinished` of a Kubernetes job (a backstop: the executor deletes it).
     pub engine_kube_ttl_secs: u64,

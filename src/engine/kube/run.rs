@@ -5,8 +5,9 @@
 //! once when the log stream ends) until [`status::judge`] sees an end; meanwhile the main
 //! container's log is followed into the job's [`JobLog`], so the full-log and SSE routes work
 //! as for local jobs. The agent's report line gives the outputs and the failure text; the
-//! container status gives image-pull failures, OOM kills and exit codes. A pod that stays
-//! pending past `engine_kube_pending_secs` fails the job. Cancel and timeout delete the Job
+//! container status gives image-pull failures, OOM kills and exit codes. A pod Kubernetes
+//! cannot start (unschedulable, a container config error) past `engine_kube_pending_secs`
+//! fails the job; one still being created waits up to the job's timeout. Cancel and timeout delete the Job
 //! (its pods with it) — cancel waits at most [`CANCEL_BOUND`] for that — and every run's
 //! objects are deleted when it ends. Every call is bounded by `kube_request_timeout_secs` and
 //! names the cluster when it fails.
@@ -191,11 +192,13 @@ impl KubeExecutor {
                         ))));
                     }
                     match status::judge(name, kjob.as_ref(), &pods, &run.container) {
-                        Verdict::Pending(why) if started.elapsed() >= pending_limit => {
+                        // Only a pod Kubernetes says cannot start (unschedulable, a config
+                        // error) fails early; one still being created (a large image
+                        // pulling) has the job's timeout.
+                        Verdict::Pending(Some(why)) if started.elapsed() >= pending_limit => {
                             break Verdict::Failed(format!(
-                                "the job's pod did not start within {}s (engine_kube_pending_secs){}",
+                                "the job's pod did not start within {}s (engine_kube_pending_secs): {why}",
                                 pending_limit.as_secs(),
-                                why.map(|w| format!(": {w}")).unwrap_or_default()
                             ));
                         }
                         Verdict::Pending(_) | Verdict::Running => {}
