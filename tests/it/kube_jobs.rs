@@ -215,6 +215,31 @@ async fn failures_name_their_reason(kind: Kind) {
 }
 crate::kind_test!(failures_name_their_reason);
 
+async fn timeout_deletes_the_job(kind: Kind) {
+    let Some((app, emu, cluster)) = kube_app(kind).await else {
+        return;
+    };
+    let mut spin = kube_freestyle("spin", "while true; do sleep 0.2; done", &cluster);
+    spin.spec["advanced_setting"]["timeout"] = json!(1);
+    let id = queue(
+        &app,
+        "ktimeout",
+        -1,
+        vec![],
+        vec![stage("s", false, vec![spin])],
+    )
+    .await;
+    running_pod(&emu).await;
+    // The business clock passes the job's 1-minute timeout.
+    app.clock.advance(Duration::from_secs(61));
+    let t = wait_status(&app, "ktimeout", id, ENDED).await;
+    let j = job(&t, "spin");
+    assert_eq!(j.status, "timeout", "{}", j.error);
+    nothing_left(&emu).await;
+    app.stop().await;
+}
+crate::kind_test!(timeout_deletes_the_job);
+
 async fn cancel_deletes_the_job(kind: Kind) {
     let Some((app, emu, cluster)) = kube_app(kind).await else {
         return;
