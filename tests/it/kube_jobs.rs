@@ -133,6 +133,19 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
     assert_eq!(kj["spec"]["backoffLimit"], 0);
     assert_eq!(kj["metadata"]["labels"]["s-type"], "freestyle");
     assert_eq!(kj["metadata"]["labels"]["zadig-server/workflow"], "kjob");
+    // The job reaches the pod through a Secret the Job owns (it goes with the Job).
+    let name = kj["metadata"]["name"].as_str().unwrap();
+    let secret = emu
+        .object("Secret", NS, name)
+        .await
+        .expect("the job's Secret");
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("Job"), Some(name))
+    );
+    let env = &kj["spec"]["template"]["spec"]["containers"][0]["env"][0];
+    assert_eq!(env["valueFrom"]["secretKeyRef"]["name"], name);
     // Then the job is silent for longer than kube_request_timeout_secs (the log stream's read
     // timeout): its last line still arrives.
     std::fs::write(&go, "").unwrap();
