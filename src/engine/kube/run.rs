@@ -165,61 +165,60 @@ impl KubeExecutor {
         let pending_limit = Duration::from_secs(self.state.config.engine_kube_pending_secs);
         let started = Instant::now();
         let mut failures = 0;
-        let verdict = loop {
-            match observe(&run.cc, ns, name).await {
-                Err(e) => {
-                    failures += 1;
-                    if failures >= MAX_READ_FAILURES {
-                        break Verdict::Failed(format!(
-                            "lost track of Kubernetes Job {ns}/{name}: {e}"
-                        ));
-                    }
-                }
-                Ok((kjob, pods)) => {
-                    failures = 0;
-                    if follower.is_none()
-                        && let Some(pod) = status::container_started(&pods, &run.container)
-                    {
-                        follower = Some(AbortOnDrop(tokio::spawn(follow(
-                            run.cc.clone(),
-                            ns.clone(),
-                            pod,
-                            run.container.clone(),
-                            run.nonce.clone(),
-                            log.clone(),
-                            report.clone(),
-                            log_ended.clone(),
-                        ))));
-                    }
-                    match status::judge(name, kjob.as_ref(), &pods, &run.container) {
-                        // Only a pod Kubernetes says cannot start (unschedulable, a config
-                        // error) fails early; one still being created (a large image
-                        // pulling) has the job's timeout.
-                        Verdict::Pending(Some(why)) if started.elapsed() >= pending_limit => {
+        // Every read is raced against cancel and the deadline: a hanging cluster does not
+        // delay either.
+        let watching = async {
+            loop {
+                match observe(&run.cc, ns, name).await {
+                    Err(e) => {
+                        failures += 1;
+                        if failures >= MAX_READ_FAILURES {
                             break Verdict::Failed(format!(
-                                "the job's pod did not start within {}s (engine_kube_pending_secs): {why}",
-                                pending_limit.as_secs(),
+                                "lost track of Kubernetes Job {ns}/{name}: {e}"
                             ));
                         }
-                        Verdict::Pending(_) | Verdict::Running => {}
-                        v => break v,
+                    }
+                    Ok((kjob, pods)) => {
+                        failures = 0;
+                        if follower.is_none()
+                            && let Some(pod) = status::container_started(&pods, &run.container)
+                        {
+                            follower = Some(AbortOnDrop(tokio::spawn(follow(
+                                run.cc.clone(),
+                                ns.clone(),
+                                pod,
+                                run.container.clone(),
+                                run.nonce.clone(),
+                                log.clone(),
+                                report.clone(),
+                                log_ended.clone(),
+                            ))));
+                        }
+                        match status::judge(name, kjob.as_ref(), &pods, &run.container) {
+                            // Only a pod Kubernetes says cannot start (unschedulable, a config
+                            // error) fails early; one still being created (a large image
+                            // pulling) has the job's timeout.
+                            Verdict::Pending(Some(why)) if started.elapsed() >= pending_limit => {
+                                break Verdict::Failed(format!(
+                                    "the job's pod did not start within {}s (engine_kube_pending_secs): {why}",
+                                    pending_limit.as_secs(),
+                                ));
+                            }
+                            Verdict::Pending(_) | Verdict::Running => {}
+                            v => break v,
+                        }
                     }
                 }
-            }
-            tokio::select! {
-                biased;
-                () = stop.cancel.cancelled() => {
-                    log.info("Job cancelled: its Kubernetes Job is deleted.");
-                    return ended(JobStatus::Cancelled, "workflow was canceled");
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    () = log_ended.notified() => {}
                 }
-                () = stop.clock.sleep_until(stop.deadline_ms) => {
-                    let minutes = job.timeout.as_secs() / 60;
-                    log.info(&format!("Job timed out after {minutes} minutes: its Kubernetes Job is deleted."));
-                    return ended(JobStatus::Timeout, format!("job timed out after {minutes} minutes (timeout)"));
-                }
-                () = tokio::time::sleep(POLL) => {}
-                () = log_ended.notified() => {}
             }
+        };
+        let verdict = tokio::select! {
+            biased;
+            end = stop.reached(job, log) => return end,
+            v = watching => v,
         };
         // The container ended: let the rest of its log (and the report) arrive.
         if let Some(mut f) = follower {
@@ -239,6 +238,24 @@ struct Stop<'a> {
     clock: &'a dyn Clock,
     deadline_ms: i64,
     cancel: &'a CancellationToken,
+}
+
+impl Stop<'_> {
+    /// Resolves when the job is cancelled or its deadline passes, with that end (logged).
+    async fn reached(self, job: &PreparedJob, log: &JobLog) -> ExecEnd {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                log.info("Job cancelled: its Kubernetes Job is deleted.");
+                ended(JobStatus::Cancelled, "workflow was canceled")
+            }
+            () = self.clock.sleep_until(self.deadline_ms) => {
+                let minutes = job.timeout.as_secs() / 60;
+                log.info(&format!("Job timed out after {minutes} minutes: its Kubernetes Job is deleted."));
+                ended(JobStatus::Timeout, format!("job timed out after {minutes} minutes (timeout)"))
+            }
+        }
+    }
 }
 
 /// Aborts a task when dropped.
