@@ -123,6 +123,23 @@ pub struct Config {
     /// Integrations enabled for job types that need more than a local process (comma
     /// separated; see [`INTEGRATIONS`]). None has a driver in this version.
     pub engine_integrations: String,
+    /// The cluster jobs that name none run on (a cluster id); empty = they run as local
+    /// processes (see [`crate::engine::kube`]).
+    pub engine_kube_cluster: String,
+    /// The namespace Kubernetes jobs run in (Zadig's `koderover-agent`).
+    pub engine_kube_namespace: String,
+    /// A job's image by its `build_os` (`{ "ubuntu 22.04" = "ubuntu:22.04" }`).
+    pub engine_kube_images: std::collections::BTreeMap<String, String>,
+    /// The image whose entrypoint is zadig-server, run as the init container that copies the
+    /// job agent into the pod; empty = no init container (the job image has the agent).
+    pub engine_kube_agent_image: String,
+    /// Where the job agent is in the pod's main container (absolute).
+    pub engine_kube_agent_path: String,
+    /// How long a job pod Kubernetes cannot start (unschedulable, a container config error)
+    /// may wait before the job fails, in seconds.
+    pub engine_kube_pending_secs: u64,
+    /// `ttlSecondsAfterFinished` of a Kubernetes job (a backstop: the executor deletes it).
+    pub engine_kube_ttl_secs: u64,
     pub release_plan_hook_timeout_secs: u64,
     pub release_plan_hook_retry_secs: Vec<u64>,
     /// Networks (CIDR or single addresses) hooks must not connect to, on top of the built-in
@@ -305,6 +322,7 @@ impl Config {
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),
             ("kube_request_timeout_secs", self.kube_request_timeout_secs),
+            ("engine_kube_pending_secs", self.engine_kube_pending_secs),
             (
                 "delivery_copy_timeout_secs",
                 self.delivery_copy_timeout_secs,
@@ -324,6 +342,15 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             anyhow::bail!("invalid configuration (key log): {e}");
+        }
+        if !self.engine_kube_agent_path.starts_with('/') {
+            anyhow::bail!(
+                "invalid configuration (key engine_kube_agent_path): must be an absolute path, got {:?}",
+                self.engine_kube_agent_path
+            );
+        }
+        if self.engine_kube_namespace.trim().is_empty() {
+            anyhow::bail!("invalid configuration (key engine_kube_namespace): must not be empty");
         }
         if self.ui_session_secs == 0 {
             anyhow::bail!("invalid configuration (key ui_session_secs): must be > 0");

@@ -3,8 +3,9 @@
 //! The runner calls [`run_job`] with a [`JobContext`] when a job task's turn comes; this module
 //! renders the job's variables, turns the job type's spec into a [`PreparedJob`] (steps for
 //! freestyle and zadig-build jobs; a clear failure naming the missing integration for job
-//! types that need one, see [`super::work`]), hands it to the [`Executor`] (today the
-//! [`super::local::LocalExecutor`]; a Kubernetes-Job executor can take the same prepared job),
+//! types that need one, see [`super::work`]), hands it to the [`Executor`] its placement
+//! picks ([`super::local::LocalExecutor`], or [`super::kube::KubeExecutor`] for a job placed on
+//! a cluster),
 //! writes the job log with the executor banner of spec/workflow.md §5.10, and reports a
 //! [`JobEnd`]. A job type that runs inside the server (`Runs::InServer`: deploys against the
 //! Kubernetes API) gets its rendered spec, its log and the cancel token instead
@@ -115,14 +116,14 @@ pub struct ServerJob<'a> {
 }
 
 /// A tool the job needs on the PATH (`runtime.installs` / a tools step).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tool {
     pub name: String,
     pub version: String,
 }
 
 /// A repository to check out before the script runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GitRepo {
     /// The repository's name (for messages and `REPONAME_<i>`).
     pub name: String,
@@ -139,14 +140,14 @@ pub struct GitRepo {
 }
 
 /// The interpreter of a script step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScriptKind {
     Bash,
     PowerShell,
 }
 
 /// One step of a prepared job, run in order; a failing step ends the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     /// Check that each tool is on the PATH and log its version.
     Tools(Vec<Tool>),
@@ -171,6 +172,8 @@ pub struct PreparedJob {
     pub timeout: Duration,
     /// Credential values to mask (job variables, tokens in clone URLs).
     pub secrets: Vec<String>,
+    /// Where it runs: a local process group (the default) or a Kubernetes Job.
+    pub placement: super::kube::Placement,
 }
 
 /// How an executor's run of a prepared job ended.
@@ -250,9 +253,8 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
             log.add_secrets(&job.secrets);
             let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX / 4);
             let deadline = state.clock.now_ms().saturating_add(timeout_ms);
-            state
-                .engine
-                .executor
+            let executor = super::kube::executor_for(state, &job.placement);
+            executor
                 .execute(&job, &log, state.clock.as_ref(), deadline, &cancel)
                 .await
         }

@@ -236,6 +236,7 @@ pub(crate) fn assemble(
         outputs,
         timeout,
         secrets,
+        placement: super::kube::Placement::Local,
     }
 }
 

@@ -101,7 +101,7 @@ pub async fn wait_status(app: &TestApp, workflow: &str, id: i64, statuses: &[&st
     .await
 }
 
-fn job<'a>(t: &'a Task, name: &str) -> &'a JobTask {
+pub fn job<'a>(t: &'a Task, name: &str) -> &'a JobTask {
     t.stages
         .iter()
         .flat_map(|s| &s.jobs)
@@ -121,7 +121,7 @@ async fn api_write(app: &TestApp, workflow: &str, id: i64, f: impl Fn(&mut Task)
 }
 
 /// Cancel as the API does: store `cancelled`, then notify.
-async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
+pub async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
     api_write(app, workflow, id, |t| {
         t.status = Status::Cancelled;
         t.task_revoker = "admin".into();
@@ -130,7 +130,7 @@ async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
     engine::task_cancelled(app.state(), workflow, id);
 }
 
-async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
+pub async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
     let r = app
         .get(&format!(
             "/openapi/logs/log/v4/workflow/{workflow}/{id}/{job}"
@@ -519,7 +519,7 @@ backend_test! {
 
 /// Read SSE events from a live response until `until` says stop; returns the data lines and
 /// whether the stream ended.
-async fn read_events(
+pub async fn read_events(
     resp: &mut reqwest::Response,
     buf: &mut String,
     until: impl Fn(&[String]) -> bool,

@@ -28,6 +28,7 @@ mod environments_real;
 mod foundation;
 mod hook_egress;
 mod kube_emulator;
+mod kube_jobs;
 mod limits;
 mod net_hygiene;
 mod openapi;
