@@ -97,7 +97,7 @@ async fn wait_log(app: &TestApp, name: &str, id: i64, needle: &str) -> String {
     .await
 }
 
-async fn image_of(emu: &Emulator, kind: &str, name: &str) -> String {
+pub async fn image_of(emu: &Emulator, kind: &str, name: &str) -> String {
     let o = emu.object(kind, "demo-dev", name).await.unwrap();
     o["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()

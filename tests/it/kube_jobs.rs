@@ -17,11 +17,13 @@ use zadig_server::config::Config;
 use zadig_server::workflow::task::{JobTask, TaskStore};
 
 use crate::clusters::{add_cluster, kubeconfig};
+use crate::deploy_jobs::{deploy_job, detail, execute, image_of, workflow};
 use crate::engine::{
     api_cancel, freestyle, full_log, job, new_task, queue, read_events, scratch, stage, task,
     wait_status,
 };
 use crate::engine_restart::{free_port, healthy, poll, serve, server_env};
+use crate::environments::{apply_shop, seed_env};
 use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client};
 use crate::kube_emulator::Emulator;
 use crate::projects::create_project;
@@ -45,16 +47,21 @@ async fn kube_app_with(
 ) -> Option<(TestApp, Emulator, String)> {
     let emu = Emulator::start().await?;
     let app = TestApp::start_with(kind, |c| {
-        c.engine_kube_agent_path = AGENT.to_string();
-        for os in ["ubuntu 20.04", "ubuntu 22.04"] {
-            c.engine_kube_images.insert(os.into(), os.replace(' ', ":"));
-        }
+        kube_config(c);
         tweak(c);
     })
     .await?;
     create_project(&app, "demo").await;
     let id = add_cluster(&app, "emu", &emu.kubeconfig).await;
     Some((app, emu, id))
+}
+
+/// Kubernetes jobs run the server binary as their agent, in images named after `build_os`.
+fn kube_config(c: &mut Config) {
+    c.engine_kube_agent_path = AGENT.to_string();
+    for os in ["ubuntu 20.04", "ubuntu 22.04"] {
+        c.engine_kube_images.insert(os.into(), os.replace(' ', ":"));
+    }
 }
 
 /// A freestyle job placed on `cluster` with build_os `ubuntu 22.04`, declaring output RESULT.
@@ -488,3 +495,90 @@ async fn pod_status_failures(kind: Kind) {
     app.stop().await;
 }
 crate::kind_test!(pod_status_failures);
+
+/// Issue 15's whole flow: a workflow whose zadig-build job runs as a Kubernetes Job (its log
+/// read over SSE while the Job runs) and whose zadig-deploy job then deploys the built image
+/// into an environment on the same cluster: the emulator's Deployment holds that image.
+async fn build_on_the_cluster_then_deploy(kind: Kind) {
+    let Some(emu) = Emulator::start().await else {
+        return;
+    };
+    let Some(app) = TestApp::start_with(kind, kube_config).await else {
+        return;
+    };
+    seed_env(&app, &emu).await;
+    apply_shop(&app, LIMIT).await;
+    let dir = scratch();
+    let go = dir.path().join("go");
+    app.post(
+        "/openapi/build?projectKey=demo",
+        json!({
+            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
+            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
+            "build_script": format!("echo \"building $IMAGE\"\nwhile [ ! -f {} ]; do sleep 0.1; done\necho built", go.display()),
+            "advanced_settings": {"cluster_name": "emu"},
+            "services": [{"service_name": "shop", "service_module": "web"}]
+        }),
+    )
+    .await
+    .expect(200);
+    workflow(&app, "ship", vec![
+        ("build", vec![json!({"name": "build", "type": "zadig-build", "spec": {"docker_registry_id": "",
+            "service_and_builds": [{"service_name": "shop", "service_module": "web", "image_name": "web",
+                "build_name": "web-build"}]}})]),
+        ("deploy", vec![deploy_job("deploy", json!({"env": "dev", "source": "fromjob", "job_name": "build",
+            "deploy_contents": ["image"]}))]),
+    ])
+    .await;
+    let id = execute(
+        &app,
+        "ship",
+        json!([
+        {"job_name": "build", "job_type": "zadig-build", "parameters": {"registry": "",
+            "service_list": [{"service_name": "shop", "service_module": "web"}]}},
+        {"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {"env_name": "dev"}}]),
+    )
+    .await;
+    let build = app
+        .wait_for("the build job to run", LIMIT, || async {
+            let d = detail(&app, "ship", id).await;
+            let j = &d["stages"][0]["jobs"][0];
+            (j["status"] == "running").then(|| j["name"].as_str().map(str::to_string))?
+        })
+        .await;
+    let mut resp = app
+        .client
+        .get(app.url(&format!(
+            "/openapi/logs/sse/v4/workflow/ship/{id}/{build}/100"
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut buf = String::new();
+    let (lines, ended) = read_events(&mut resp, &mut buf, |d| {
+        d.iter().any(|l| l.contains("building web:"))
+    })
+    .await;
+    assert!(!ended, "{lines:?}");
+    // The build's line came while its Kubernetes Job runs.
+    assert_eq!(jobs(&emu).await.len(), 1);
+    std::fs::write(&go, "").unwrap();
+    let d = app
+        .wait_for("the task to end", LIMIT, || async {
+            let d = detail(&app, "ship", id).await;
+            ENDED.contains(&d["status"].as_str()?).then_some(d)
+        })
+        .await;
+    assert_eq!(d["status"], "passed", "{d}");
+    let built = d["stages"][0]["jobs"][0]["spec"]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(built.starts_with("web:"), "{built}");
+    assert_eq!(image_of(&emu, "Deployment", "web").await, built);
+    nothing_left(&emu).await;
+    app.stop().await;
+}
+crate::kind_test!(build_on_the_cluster_then_deploy);
