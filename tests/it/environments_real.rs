@@ -2,7 +2,10 @@
 //! names a kubeconfig file (kind, k3d, …: see README "Testing against a real cluster");
 //! skipped otherwise, saying so. It creates namespace `zadig-it-<random>` and deletes it.
 //! Besides the environment routes, a workflow's `zadig-deploy` job deploys an image and waits
-//! for the real rollout.
+//! for the real rollout, and — when `ZADIG_TEST_AGENT_IMAGE` names an image holding this
+//! `zadig-server` (built from the Dockerfile and loaded into the cluster, e.g. `kind load
+//! docker-image`) — a zadig-build job runs as a Kubernetes Job in the test namespace, its agent
+//! copied in by the init container, in `ZADIG_TEST_JOB_IMAGE` (default `debian:bookworm-slim`).
 //! The kubeconfig must carry its credentials inline (as kind's and k3d's do).
 
 use std::time::Duration;
@@ -37,7 +40,21 @@ fn kubeconfig() -> Option<String> {
 
 async fn real_cluster_flow(kind: Kind) {
     let Some(kc) = kubeconfig() else { return };
-    let Some(app) = TestApp::start(kind).await else {
+    let ns = format!(
+        "zadig-it-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let agent = std::env::var("ZADIG_TEST_AGENT_IMAGE").unwrap_or_default();
+    let job_image = std::env::var("ZADIG_TEST_JOB_IMAGE")
+        .unwrap_or_else(|_| "debian:bookworm-slim".to_string());
+    let Some(app) = TestApp::start_with(kind, |c| {
+        c.engine_kube_agent_image = agent.clone();
+        c.engine_kube_namespace = ns.clone();
+        c.engine_kube_images
+            .insert("ubuntu 20.04".into(), job_image);
+    })
+    .await
+    else {
         return;
     };
     let cfg = kube::Config::from_custom_kubeconfig(
@@ -47,10 +64,6 @@ async fn real_cluster_flow(kind: Kind) {
     .await
     .unwrap();
     let client = kube::Client::try_from(cfg).unwrap();
-    let ns = format!(
-        "zadig-it-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
     let cluster = add_cluster(&app, "real", &kc).await;
     seed_project(&app, false).await;
     app.post(
@@ -118,6 +131,11 @@ async fn real_cluster_flow(kind: Kind) {
         .image
         .clone();
     assert_eq!(image.as_deref(), Some("nginx:1.27-alpine"));
+    if agent.is_empty() {
+        eprintln!("build job on the real cluster skipped: ZADIG_TEST_AGENT_IMAGE is not set");
+    } else {
+        build_on_the_cluster(&app).await;
+    }
     app.delete("/openapi/environments/dev?projectKey=demo&isDelete=true")
         .await
         .expect(200);
@@ -129,3 +147,54 @@ async fn real_cluster_flow(kind: Kind) {
     app.stop().await;
 }
 kind_test!(real_cluster_flow);
+
+/// A zadig-build job on the registered cluster `real` passes with its output and its log.
+async fn build_on_the_cluster(app: &TestApp) {
+    app.post(
+        "/openapi/build?projectKey=demo",
+        json!({
+            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
+            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
+            "build_script": "echo \"building $IMAGE on $(hostname)\"\nVERSION_OUT=v1",
+            "advanced_settings": {"cluster_name": "real", "outputs": ["VERSION_OUT"]},
+            "services": [{"service_name": "shop", "service_module": "web"}]
+        }),
+    )
+    .await
+    .expect(200);
+    workflow(
+        app,
+        "build",
+        vec![(
+            "build",
+            vec![json!({"name": "build", "type": "zadig-build",
+        "spec": {"docker_registry_id": "", "service_and_builds": [{"service_name": "shop",
+            "service_module": "web", "image_name": "web", "build_name": "web-build"}]}})],
+        )],
+    )
+    .await;
+    let id = execute(app, "build", json!([{"job_name": "build", "job_type": "zadig-build",
+        "parameters": {"registry": "", "service_list": [{"service_name": "shop", "service_module": "web"}]}}]))
+    .await;
+    let d = app
+        .wait_for("the build task to end", LIMIT, || async {
+            let d = detail(app, "build", id).await;
+            ["passed", "failed", "timeout", "cancelled"]
+                .contains(&d["status"].as_str().unwrap_or_default())
+                .then_some(d)
+        })
+        .await;
+    assert_eq!(d["status"], "passed", "{d}");
+    let job = d["stages"][0]["jobs"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = app
+        .get(&format!("/openapi/logs/log/v4/workflow/build/{id}/{job}"))
+        .await
+        .text;
+    assert!(
+        log.contains("as Kubernetes Job") && log.contains("building web:"),
+        "{log}"
+    );
+}
