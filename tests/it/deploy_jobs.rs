@@ -115,6 +115,51 @@ pub fn deploy_input(job: &str, image: &str) -> Value {
         "service_list": [{"service_name": "shop", "service_module": "web", "image_name": image}]}}])
 }
 
+/// Build `web-build` of service `shop`, module `web` (build_os `ubuntu 20.04`) running
+/// `script`, with `advanced_settings` (e.g. the cluster it runs on).
+pub async fn create_web_build(app: &TestApp, script: &str, advanced: Value) {
+    app.post(
+        "/openapi/build?projectKey=demo",
+        json!({
+        "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
+        "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
+        "build_script": script, "advanced_settings": advanced,
+        "services": [{"service_name": "shop", "service_module": "web"}]}),
+    )
+    .await
+    .expect(200);
+}
+
+/// Workflow `name`: a zadig-build job `build` of `web-build` (image `web`) then, with
+/// `deploy`, a zadig-deploy job `deploy` of the built image into env `dev`; a task of it
+/// started. Its id.
+pub async fn build_ship(app: &TestApp, name: &str, deploy: bool) -> i64 {
+    let mut stages = vec![(
+        "build",
+        vec![json!({"name": "build", "type": "zadig-build", "spec": {
+        "docker_registry_id": "", "service_and_builds": [{"service_name": "shop",
+            "service_module": "web", "image_name": "web", "build_name": "web-build"}]}})],
+    )];
+    let mut inputs = vec![
+        json!({"job_name": "build", "job_type": "zadig-build", "parameters": {
+        "registry": "", "service_list": [{"service_name": "shop", "service_module": "web"}]}}),
+    ];
+    if deploy {
+        stages.push((
+            "deploy",
+            vec![deploy_job(
+                "deploy",
+                json!({"env": "dev", "source": "fromjob",
+            "job_name": "build", "deploy_contents": ["image"]}),
+            )],
+        ));
+        inputs.push(json!({"job_name": "deploy", "job_type": "zadig-deploy",
+            "parameters": {"env_name": "dev"}}));
+    }
+    workflow(app, name, stages).await;
+    execute(app, name, Value::Array(inputs)).await
+}
+
 backend_test! {
     async fn zadig_deploy_sets_the_image_and_waits_for_the_rollout(app) {
         let Some(emu) = Emulator::start().await else { return };
@@ -171,22 +216,8 @@ backend_test! {
     async fn a_built_image_is_deployed_from_the_build_job(app) {
         let Some(emu) = Emulator::start().await else { return };
         running_env(&app, &emu).await;
-        app.post("/openapi/build?projectKey=demo", json!({
-            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
-            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-            "build_script": "echo building web",
-            "services": [{"service_name": "shop", "service_module": "web"}]})).await.expect(200);
-        workflow(&app, "build-ship", vec![
-            ("build", vec![json!({"name": "build", "type": "zadig-build", "spec": {"docker_registry_id": "",
-                "service_and_builds": [{"service_name": "shop", "service_module": "web", "image_name": "web",
-                    "build_name": "web-build"}]}})]),
-            ("deploy", vec![deploy_job("deploy", json!({"env": "dev", "source": "fromjob", "job_name": "build",
-                "deploy_contents": ["image"]}))]),
-        ]).await;
-        let id = execute(&app, "build-ship", json!([
-            {"job_name": "build", "job_type": "zadig-build", "parameters": {"registry": "",
-                "service_list": [{"service_name": "shop", "service_module": "web"}]}},
-            {"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {"env_name": "dev"}}])).await;
+        create_web_build(&app, "echo building web", json!({})).await;
+        let id = build_ship(&app, "build-ship", true).await;
         let d = ended(&app, "build-ship", id).await;
         assert_eq!(d["status"], "passed", "{d}");
         let built = job(&d, 0, "build")["spec"]["image"].as_str().unwrap().to_string();

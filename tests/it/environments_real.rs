@@ -16,7 +16,9 @@ use kube::Api;
 use serde_json::json;
 
 use crate::clusters::add_cluster;
-use crate::deploy_jobs::{deploy_input, deploy_job, detail, execute, workflow};
+use crate::deploy_jobs::{
+    build_ship, create_web_build, deploy_input, deploy_job, detail, execute, workflow,
+};
 use crate::environments::{apply_shop, seed_project};
 use crate::harness::{Kind, TestApp};
 use crate::kind_test;
@@ -150,32 +152,13 @@ kind_test!(real_cluster_flow);
 
 /// A zadig-build job on the registered cluster `real` passes with its output and its log.
 async fn build_on_the_cluster(app: &TestApp) {
-    app.post(
-        "/openapi/build?projectKey=demo",
-        json!({
-            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
-            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-            "build_script": "echo \"building $IMAGE on $(hostname)\"\nVERSION_OUT=v1",
-            "advanced_settings": {"cluster_name": "real", "outputs": ["VERSION_OUT"]},
-            "services": [{"service_name": "shop", "service_module": "web"}]
-        }),
-    )
-    .await
-    .expect(200);
-    workflow(
+    create_web_build(
         app,
-        "build",
-        vec![(
-            "build",
-            vec![json!({"name": "build", "type": "zadig-build",
-        "spec": {"docker_registry_id": "", "service_and_builds": [{"service_name": "shop",
-            "service_module": "web", "image_name": "web", "build_name": "web-build"}]}})],
-        )],
+        "echo \"building $IMAGE on $(hostname)\"\nVERSION_OUT=v1",
+        json!({"cluster_name": "real", "outputs": ["VERSION_OUT"]}),
     )
     .await;
-    let id = execute(app, "build", json!([{"job_name": "build", "job_type": "zadig-build",
-        "parameters": {"registry": "", "service_list": [{"service_name": "shop", "service_module": "web"}]}}]))
-    .await;
+    let id = build_ship(app, "build", false).await;
     let d = app
         .wait_for("the build task to end", LIMIT, || async {
             let d = detail(app, "build", id).await;

@@ -17,7 +17,7 @@ use zadig_server::config::Config;
 use zadig_server::workflow::task::{JobTask, TaskStore};
 
 use crate::clusters::{add_cluster, kubeconfig};
-use crate::deploy_jobs::{deploy_job, detail, execute, image_of, workflow};
+use crate::deploy_jobs::{build_ship, create_web_build, detail, image_of};
 use crate::engine::{
     api_cancel, freestyle, full_log, job, new_task, queue, read_events, scratch, stage, task,
     wait_status,
@@ -510,35 +510,12 @@ async fn build_on_the_cluster_then_deploy(kind: Kind) {
     apply_shop(&app, LIMIT).await;
     let dir = scratch();
     let go = dir.path().join("go");
-    app.post(
-        "/openapi/build?projectKey=demo",
-        json!({
-            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
-            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-            "build_script": format!("echo \"building $IMAGE\"\nwhile [ ! -f {} ]; do sleep 0.1; done\necho built", go.display()),
-            "advanced_settings": {"cluster_name": "emu"},
-            "services": [{"service_name": "shop", "service_module": "web"}]
-        }),
-    )
-    .await
-    .expect(200);
-    workflow(&app, "ship", vec![
-        ("build", vec![json!({"name": "build", "type": "zadig-build", "spec": {"docker_registry_id": "",
-            "service_and_builds": [{"service_name": "shop", "service_module": "web", "image_name": "web",
-                "build_name": "web-build"}]}})]),
-        ("deploy", vec![deploy_job("deploy", json!({"env": "dev", "source": "fromjob", "job_name": "build",
-            "deploy_contents": ["image"]}))]),
-    ])
-    .await;
-    let id = execute(
-        &app,
-        "ship",
-        json!([
-        {"job_name": "build", "job_type": "zadig-build", "parameters": {"registry": "",
-            "service_list": [{"service_name": "shop", "service_module": "web"}]}},
-        {"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {"env_name": "dev"}}]),
-    )
-    .await;
+    let script = format!(
+        "echo \"building $IMAGE\"\nwhile [ ! -f {} ]; do sleep 0.1; done\necho built",
+        go.display()
+    );
+    create_web_build(&app, &script, json!({"cluster_name": "emu"})).await;
+    let id = build_ship(&app, "ship", true).await;
     let build = app
         .wait_for("the build job to run", LIMIT, || async {
             let d = detail(&app, "ship", id).await;
