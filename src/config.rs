@@ -69,10 +69,60 @@ impl SandboxMode {
     }
 }
 
+/// What a `serve` process does (`role`, or `serve --role`): API and worker replicas can
+/// scale apart on one MongoDB because every piece of background work is found in the store
+/// and claimed with a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP API, the dashboard and `/healthz`/`/metrics`; no background loop.
+    Api,
+    /// The background loops (engine dispatch, release-plan scheduler, delivery pipeline);
+    /// the listener answers only `/healthz` and `/metrics`.
+    Workers,
+    /// Both (one process does everything).
+    Both,
+}
+
+impl Role {
+    /// Whether this process serves the API (and the dashboard).
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::Api | Self::Both)
+    }
+
+    /// Whether this process runs the background loops.
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Self::Workers | Self::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Workers => "workers",
+            Self::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "api" => Ok(Self::Api),
+            "workers" => Ok(Self::Workers),
+            "both" => Ok(Self::Both),
+            _ => Err(format!("expected api, workers or both, got {s:?}")),
+        }
+    }
+}
+
 /// The server's configuration. See `config/default.toml` for each key's meaning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// What `serve` runs: `api`, `workers` or `both` (see [`Role`]).
+    pub role: Role,
     pub listen: SocketAddr,
     pub storage: StorageKind,
     pub data_dir: PathBuf,
