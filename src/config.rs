@@ -159,7 +159,8 @@ pub struct Config {
     /// expired are recovered by another (or the restarted) process.
     pub engine_lease_ttl_secs: u64,
     /// Safety-net interval of the dispatcher and the cross-replica cancel check, in ms (the
-    /// dispatcher is woken by events; this only bounds how late it can be).
+    /// dispatcher is woken by events of its own process; this bounds how late it notices work
+    /// and cancels of other processes — with split roles, every task an API process creates).
     pub engine_sweep_interval_ms: u64,
     /// `required`: a job fails when a sandbox protection is missing; `best-effort`: it runs
     /// without it.
@@ -290,10 +291,19 @@ impl Config {
         parse_ids(&self.engine_job_user).unwrap_or((65534, 65534))
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Check every key (done by [`Config::load`]; again after the command line changed one).
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
             anyhow::bail!(
                 "invalid configuration (key mongodb_uri): required when storage = mongodb"
+            );
+        }
+        if self.storage == StorageKind::Embedded && self.role != Role::Both {
+            // The embedded store (and its caches) belongs to one process, which must then do
+            // everything: an API-only process would queue tasks nothing runs.
+            anyhow::bail!(
+                "invalid configuration (key role): {} needs storage = mongodb; with the embedded store one process runs both",
+                self.role.as_str()
             );
         }
         if self.mongodb_database.trim().is_empty() {
@@ -451,7 +461,22 @@ pub fn check_integrations(list: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_integrations;
+    use super::{Role, check_integrations};
+
+    #[test]
+    fn roles_parse_and_say_what_runs() {
+        for (name, api, workers) in [
+            ("api", true, false),
+            ("workers", false, true),
+            ("both", true, true),
+        ] {
+            let role: Role = name.parse().unwrap();
+            assert_eq!(role.as_str(), name);
+            assert_eq!((role.serves_api(), role.runs_workers()), (api, workers));
+        }
+        assert!("worker".parse::<Role>().is_err());
+        assert_eq!(super::Config::defaults().role, Role::Both);
+    }
 
     #[test]
     fn integrations_are_known_but_not_driven() {

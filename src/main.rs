@@ -109,6 +109,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         config.role = role
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid --role: {e}"))?;
+        config.validate()?;
     }
     Ok(config)
 }

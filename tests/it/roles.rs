@@ -4,10 +4,13 @@
 //!   workers-only (skipped without `ZADIG_TEST_MONGODB_URI`: the embedded store belongs to one
 //!   process): a workflow task created through the API process runs to `passed` in the worker
 //!   process, its log is readable through the API process (full log and SSE), a cancel through
-//!   the API process stops the job in the worker, and both stop cleanly on SIGTERM.
-//! - In-process, both backends: an API-only server leaves a task `waiting` (nothing runs it)
-//!   and can still cancel it; a workers-only server serves only `/healthz` and `/metrics` and
-//!   runs a task it finds in the store.
+//!   the API process stops the job in the worker, a release plan's workflow job executed
+//!   through the API process ends `done` when the worker's task passes, and both stop cleanly
+//!   on SIGTERM.
+//! - In-process, on MongoDB (the configuration refuses another role than `both` on the
+//!   embedded store, tests/it/cli.rs): an API-only server leaves a task `waiting` (nothing
+//!   runs it) and can still cancel it; a workers-only server serves only `/healthz` and
+//!   `/metrics` and runs a task it finds in the store.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use crate::engine::{freestyle, marked_sleep, new_task, process_gone, sleep_pids,
 use crate::engine_api::freestyle_job;
 use crate::engine_restart::{free_port, healthy, poll};
 use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client, mongo_uri};
+use crate::release_plan::{BASE, simple_body};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -50,7 +54,12 @@ impl Proc {
         }
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, String) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -99,8 +108,12 @@ async fn run_workflow(api: &Proc, name: &str, script: &str) -> i64 {
         "name": name, "display_name": name, "project": "demo", "concurrency_limit": -1,
         "stages": [{"name": "s", "parallel": true, "jobs": [freestyle_job("j", script)]}],
     });
-    api.ok(reqwest::Method::POST, "/api/aslan/workflow/v4", Some(workflow))
-        .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/api/aslan/workflow/v4",
+        Some(workflow),
+    )
+    .await;
     let execute = json!({"project_key": "demo", "workflow_key": name, "parameters": [],
         "inputs": [{"job_name": "j", "job_type": "freestyle", "parameters": {}}]});
     let r = api
@@ -137,7 +150,10 @@ async fn api_and_worker_processes_on_one_mongodb() {
         // Replicas on one MongoDB share the key that seals credentials.
         (
             "ZADIG_SECRET_KEY_FILE".into(),
-            keys.path().join("secret.key").to_string_lossy().into_owned(),
+            keys.path()
+                .join("secret.key")
+                .to_string_lossy()
+                .into_owned(),
         ),
         ("ZADIG_ENGINE_SWEEP_INTERVAL_MS".into(), "100".into()),
         ("ZADIG_LOG".into(), "warn".into()),
@@ -148,7 +164,11 @@ async fn api_and_worker_processes_on_one_mongodb() {
             "ZADIG_DATA_DIR".into(),
             dir.path().to_string_lossy().into_owned(),
         ));
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
         env
     };
     // The role by flag for one, by the `role` key's env var for the other. The API process
@@ -196,10 +216,7 @@ async fn api_and_worker_processes_on_one_mongodb() {
         log.contains("   first-line") && log.contains("   second-line"),
         "{log}"
     );
-    assert!(
-        worker.ran_tasks().await,
-        "the worker process ran the task"
-    );
+    assert!(worker.ran_tasks().await, "the worker process ran the task");
     assert!(!api.ran_tasks().await, "the API process ran no task");
 
     // A cancel through the API process stops the job running in the worker.
@@ -223,16 +240,54 @@ async fn api_and_worker_processes_on_one_mongodb() {
     })
     .await;
 
+    // A release plan's workflow job executed through the API process: the worker runs its
+    // task and reports the end to the plan.
+    let plan = api
+        .ok(
+            reqwest::Method::POST,
+            BASE,
+            Some(simple_body("split-plan", "admin")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("plan id")
+        .to_string();
+    let mut body = simple_body("split-plan", "admin");
+    body["jobs"] = json!([{"name": "Workflow-1", "type": "workflow",
+        "spec": {"workflow_key": "split", "project_key": "demo", "remark": "r", "parameters": [],
+            "inputs": [{"job_name": "j", "job_type": "freestyle", "parameters": {}}]}}]);
+    let at = |rest: &str| format!("{BASE}/{plan}{rest}");
+    api.ok(reqwest::Method::PATCH, &at(""), Some(body)).await;
+    for to in ["finish_planning", "executing"] {
+        let path = at(&format!("/status/{to}"));
+        api.ok(reqwest::Method::POST, &path, Some(json!({}))).await;
+    }
+    let job = api.ok(reqwest::Method::GET, &at(""), None).await["jobs"][0]["id"].clone();
+    let call = json!({"id": job, "name": "x", "type": "workflow", "spec": {"remark": "r"}});
+    api.ok(reqwest::Method::POST, &at("/execute"), Some(call))
+        .await;
+    let d = poll("the release job to be done", WAIT, || async {
+        let d = api.ok(reqwest::Method::GET, &at(""), None).await;
+        (d["jobs"][0]["status"] == "done").then_some(d)
+    })
+    .await;
+    assert_eq!(d["status"], "success", "{d}");
+    assert_eq!(d["jobs"][0]["spec"]["status"], "passed", "{d}");
+
     for (what, p) in [("api", api), ("workers", worker)] {
         let exit = p.terminate().await;
-        assert!(exit.success(), "the {what} process exits 0 on SIGTERM: {exit:?}");
+        assert!(
+            exit.success(),
+            "the {what} process exits 0 on SIGTERM: {exit:?}"
+        );
     }
 }
 
 /// An API-only server queues but never runs: the task stays `waiting` (no dispatcher), and a
 /// cancel still ends it.
-async fn api_role_alone_leaves_tasks_waiting(kind: Kind) {
-    let Some(app) = TestApp::start_with(kind, |c| {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_role_alone_leaves_tasks_waiting() {
+    let Some(app) = TestApp::start_with(Kind::Mongo, |c| {
         c.role = Role::Api;
         c.engine_sweep_interval_ms = 20;
     })
@@ -266,12 +321,11 @@ async fn api_role_alone_leaves_tasks_waiting(kind: Kind) {
     app.stop().await;
 }
 
-crate::kind_test!(api_role_alone_leaves_tasks_waiting);
-
 /// A workers-only server answers only `/healthz` and `/metrics` and runs what it finds in
 /// the store.
-async fn workers_role_serves_no_api(kind: Kind) {
-    let Some(app) = TestApp::start_with(kind, |c| {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_role_serves_no_api() {
+    let Some(app) = TestApp::start_with(Kind::Mongo, |c| {
         c.role = Role::Workers;
         c.engine_sweep_interval_ms = 50;
     })
@@ -292,7 +346,11 @@ async fn workers_role_serves_no_api(kind: Kind) {
         st.clock.now_ms(),
         -1,
         vec![],
-        vec![stage("s", false, vec![freestyle("j", "echo from-the-worker")])],
+        vec![stage(
+            "s",
+            false,
+            vec![freestyle("j", "echo from-the-worker")],
+        )],
     );
     st.tasks.insert(&task).await.unwrap();
     let t = app
@@ -305,4 +363,28 @@ async fn workers_role_serves_no_api(kind: Kind) {
     app.stop().await;
 }
 
-crate::kind_test!(workers_role_serves_no_api);
+/// `serve --role` takes only the three roles (clap names the flag and the values), and only
+/// `both` on the embedded store.
+#[test]
+fn an_unknown_role_or_one_the_store_cannot_serve_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zadig-server"))
+        .args(["serve", "--role", "scheduler"])
+        .output()
+        .expect("run binary");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--role") && err.contains("api") && err.contains("workers"),
+        "{err}"
+    );
+    // A role other than `both` on the embedded store (the default storage) is refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zadig-server"))
+        .args(["serve", "--role", "workers"])
+        .env("ZADIG_DATA_DIR", dir.path())
+        .output()
+        .expect("run binary");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key role") && err.contains("mongodb"), "{err}");
+}
