@@ -102,28 +102,43 @@ impl Proc {
     }
 }
 
-/// Create a one-job freestyle workflow and execute it through `api`; the task id.
-async fn run_workflow(api: &Proc, name: &str, script: &str) -> i64 {
-    let workflow = json!({
+/// A one-job (`j`) freestyle workflow running `script`.
+fn workflow_body(name: &str, script: &str) -> Value {
+    json!({
         "name": name, "display_name": name, "project": "demo", "concurrency_limit": -1,
         "stages": [{"name": "s", "parallel": true, "jobs": [freestyle_job("j", script)]}],
-    });
-    api.ok(
-        reqwest::Method::POST,
-        "/api/aslan/workflow/v4",
-        Some(workflow),
-    )
-    .await;
-    let execute = json!({"project_key": "demo", "workflow_key": name, "parameters": [],
-        "inputs": [{"job_name": "j", "job_type": "freestyle", "parameters": {}}]});
+    })
+}
+
+/// The execute body of a [`workflow_body`] workflow.
+fn execute_body(name: &str) -> Value {
+    json!({"project_key": "demo", "workflow_key": name, "parameters": [],
+        "inputs": [{"job_name": "j", "job_type": "freestyle", "parameters": {}}]})
+}
+
+/// Create a [`workflow_body`] workflow and execute it through `api`; the task id.
+async fn run_workflow(api: &Proc, name: &str, script: &str) -> i64 {
+    let create = Some(workflow_body(name, script));
+    api.ok(reqwest::Method::POST, "/api/aslan/workflow/v4", create)
+        .await;
+    let execute = Some(execute_body(name));
     let r = api
         .ok(
             reqwest::Method::POST,
             "/openapi/workflows/custom/task",
-            Some(execute),
+            execute,
         )
         .await;
     r["task_id"].as_i64().expect("task_id")
+}
+
+/// An in-process server with this role, on MongoDB (`None`: skipped).
+async fn start_as(role: Role) -> Option<TestApp> {
+    TestApp::start_with(Kind::Mongo, |c| {
+        c.role = role;
+        c.engine_sweep_interval_ms = 20;
+    })
+    .await
 }
 
 async fn wait_ended(api: &Proc, workflow: &str, id: i64) -> Value {
@@ -287,31 +302,19 @@ async fn api_and_worker_processes_on_one_mongodb() {
 /// cancel still ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_role_alone_leaves_tasks_waiting() {
-    let Some(app) = TestApp::start_with(Kind::Mongo, |c| {
-        c.role = Role::Api;
-        c.engine_sweep_interval_ms = 20;
-    })
-    .await
-    else {
+    let Some(app) = start_as(Role::Api).await else {
         return;
     };
     app.post(
         "/api/aslan/workflow/v4",
-        json!({"name": "idle", "display_name": "idle", "project": "demo", "concurrency_limit": -1,
-            "stages": [{"name": "s", "jobs": [freestyle_job("j", "echo never")]}]}),
+        workflow_body("idle", "echo never"),
     )
     .await
     .expect(200);
-    let id = app
-        .post(
-            "/openapi/workflows/custom/task",
-            json!({"project_key": "demo", "workflow_key": "idle", "parameters": [],
-                "inputs": [{"job_name": "j", "job_type": "freestyle", "parameters": {}}]}),
-        )
-        .await
-        .expect(200)["task_id"]
-        .as_i64()
-        .unwrap();
+    let r = app
+        .post("/openapi/workflows/custom/task", execute_body("idle"))
+        .await;
+    let id = r.expect(200)["task_id"].as_i64().unwrap();
     // Many dispatcher sweeps' worth of time: a dispatcher, had one started, would have run it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let detail = format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=idle");
@@ -325,12 +328,7 @@ async fn api_role_alone_leaves_tasks_waiting() {
 /// the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_role_serves_no_api() {
-    let Some(app) = TestApp::start_with(Kind::Mongo, |c| {
-        c.role = Role::Workers;
-        c.engine_sweep_interval_ms = 50;
-    })
-    .await
-    else {
+    let Some(app) = start_as(Role::Workers).await else {
         return;
     };
     app.get("/healthz").await.expect(200);
