@@ -63,109 +63,9 @@ pub async fn create(
     kind: &str,
     req: NewVersion,
 ) -> ApiResult<DeliveryVersion> {
-    validate::name("project_key", &req.project_key)?;
-    validate::name("version_name", &req.version_name)?;
-    if req.source.is_empty() {
-        return Err(ApiError::bad_request("`source` is required"));
-    }
-    validate::one_of("source", &req.source, SOURCES)?;
-    validate::max_len("env_name", &req.env_name)?;
-    validate::max_len("image_registry_id", &req.image_registry_id)?;
-    validate::max_len("chart_repo_name", &req.chart_repo_name)?;
-    validate::max_len("original_version_name", &req.original_version_name)?;
-    let labels = req.labels.clone().unwrap_or_default();
-    for (i, l) in labels.iter().enumerate() {
-        validate::max_len(&format!("labels[{i}]"), l)?;
-    }
-    let services = req.services.clone().unwrap_or_default();
-    if services.is_empty() {
-        return Err(ApiError::bad_request(
-            "`services` is required and must list at least one service",
-        ));
-    }
-    check_shape(kind, &req, &services)?;
-
-    if req.source == "from_env" {
-        return Err(bad(
-            "source",
-            format!(
-                "from_env needs environment {:?} of project {:?}, but this server has no environments; \
-                 create the version with source manual (or from_version) and the images and YAML you deploy",
-                req.env_name, req.project_key
-            ),
-        ));
-    }
-    let original = if req.source == "from_version" {
-        validate::name("original_version_name", &req.original_version_name)?;
-        let o = state
-            .delivery
-            .versions
-            .by_name(&req.project_key, &req.original_version_name)
-            .await?
-            .ok_or_else(|| {
-                bad(
-                    "original_version_name",
-                    format!(
-                        "version {:?} not found in project {:?}",
-                        req.original_version_name, req.project_key
-                    ),
-                )
-            })?;
-        if o.kind != kind {
-            return Err(bad(
-                "original_version_name",
-                format!(
-                    "version {:?} is a {} version; this one is {kind}",
-                    o.version, o.kind
-                ),
-            ));
-        }
-        Some(o)
-    } else {
-        None
-    };
-
-    let pushes = services
-        .iter()
-        .flat_map(|s| s.images.iter().flatten())
-        .any(|i| i.push_image);
-    let target = if req.image_registry_id.is_empty() {
-        if pushes {
-            return Err(bad(
-                "image_registry_id",
-                "is required when an image has push_image: true",
-            ));
-        }
-        None
-    } else {
-        Some(
-            state
-                .delivery
-                .registries
-                .registry(&req.image_registry_id)
-                .await?
-                .ok_or_else(|| {
-                    bad(
-                        "image_registry_id",
-                        format!("image registry {:?} not found", req.image_registry_id),
-                    )
-                })?,
-        )
-    };
-    if kind == TYPE_HELM && !req.chart_repo_name.is_empty() {
-        state
-            .delivery
-            .registries
-            .repo_by_name(&req.chart_repo_name)
-            .await?
-            .ok_or_else(|| {
-                bad(
-                    "chart_repo_name",
-                    format!("chart repository {:?} not found", req.chart_repo_name),
-                )
-            })?;
-    }
-
+    let (labels, services) = check_fields(kind, &req)?;
+    let original = original_version(state, kind, &req).await?;
+    let target = target_registry(state, kind, &req, &services).await?;
     let prepared = prepare(state, kind, &services, original.as_ref(), target.as_ref()).await?;
     let now = state.clock.now();
     let v = DeliveryVersion {
@@ -200,30 +100,155 @@ pub async fn create(
         lease_owner: String::new(),
         lease_until_ms: 0,
     };
-    // The base charts go in first so the pipeline, once it sees the version, finds them.
-    for (service, mut pkg) in prepared.base_charts {
-        pkg.id = ChartPackage::key(&v.id, &service);
-        pkg.version_id = v.id.clone();
-        state.delivery.versions.put_chart(&pkg).await?;
-    }
-    match state.delivery.versions.insert(&v).await {
-        Ok(()) => {}
-        Err(StoreError::Duplicate(_)) => {
-            return Err(ApiError::code(
-                ErrorKind::Conflict,
-                codes::CREATE_DELIVERY,
-                format!(
-                    "version {:?} already exists in project {:?}",
-                    v.version, v.project_name
-                ),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    store_new(state, &v, prepared.base_charts).await?;
     tracing::info!(delivery.id = %v.id, project = %v.project_name,
         "delivery version {} ({kind}) created by {}", v.version, caller.account);
     state.delivery.wake();
     Ok(v)
+}
+
+/// The request's own fields: names, lengths, the source, the services' shape. Returns the
+/// labels and the services.
+fn check_fields(kind: &str, req: &NewVersion) -> ApiResult<(Vec<String>, Vec<NewService>)> {
+    validate::name("project_key", &req.project_key)?;
+    validate::name("version_name", &req.version_name)?;
+    if req.source.is_empty() {
+        return Err(ApiError::bad_request("`source` is required"));
+    }
+    validate::one_of("source", &req.source, SOURCES)?;
+    validate::max_len("env_name", &req.env_name)?;
+    validate::max_len("image_registry_id", &req.image_registry_id)?;
+    validate::max_len("chart_repo_name", &req.chart_repo_name)?;
+    validate::max_len("original_version_name", &req.original_version_name)?;
+    let labels = req.labels.clone().unwrap_or_default();
+    for (i, l) in labels.iter().enumerate() {
+        validate::max_len(&format!("labels[{i}]"), l)?;
+    }
+    let services = req.services.clone().unwrap_or_default();
+    if services.is_empty() {
+        return Err(ApiError::bad_request(
+            "`services` is required and must list at least one service",
+        ));
+    }
+    check_shape(kind, req, &services)?;
+    Ok((labels, services))
+}
+
+/// The version a `from_version` request copies (of the same kind); `from_env` is refused
+/// (this server has no environments to read a version from).
+async fn original_version(
+    state: &AppState,
+    kind: &str,
+    req: &NewVersion,
+) -> ApiResult<Option<DeliveryVersion>> {
+    if req.source == "from_env" {
+        return Err(bad(
+            "source",
+            format!(
+                "from_env needs environment {:?} of project {:?}, but this server has no environments; \
+                 create the version with source manual (or from_version) and the images and YAML you deploy",
+                req.env_name, req.project_key
+            ),
+        ));
+    }
+    if req.source != "from_version" {
+        return Ok(None);
+    }
+    validate::name("original_version_name", &req.original_version_name)?;
+    let o = state
+        .delivery
+        .versions
+        .by_name(&req.project_key, &req.original_version_name)
+        .await?
+        .ok_or_else(|| {
+            bad(
+                "original_version_name",
+                format!(
+                    "version {:?} not found in project {:?}",
+                    req.original_version_name, req.project_key
+                ),
+            )
+        })?;
+    if o.kind != kind {
+        return Err(bad(
+            "original_version_name",
+            format!(
+                "version {:?} is a {} version; this one is {kind}",
+                o.version, o.kind
+            ),
+        ));
+    }
+    Ok(Some(o))
+}
+
+/// The registry images are pushed to (required when an image has `push_image`); then a Helm
+/// version's chart repository must exist.
+async fn target_registry(
+    state: &AppState,
+    kind: &str,
+    req: &NewVersion,
+    services: &[NewService],
+) -> ApiResult<Option<Registry>> {
+    let registries = &state.delivery.registries;
+    let target = if req.image_registry_id.is_empty() {
+        let pushes = services
+            .iter()
+            .flat_map(|s| s.images.iter().flatten())
+            .any(|i| i.push_image);
+        if pushes {
+            return Err(bad(
+                "image_registry_id",
+                "is required when an image has push_image: true",
+            ));
+        }
+        None
+    } else {
+        let found = registries.registry(&req.image_registry_id).await?;
+        Some(found.ok_or_else(|| {
+            bad(
+                "image_registry_id",
+                format!("image registry {:?} not found", req.image_registry_id),
+            )
+        })?)
+    };
+    if kind == TYPE_HELM && !req.chart_repo_name.is_empty() {
+        registries
+            .repo_by_name(&req.chart_repo_name)
+            .await?
+            .ok_or_else(|| {
+                bad(
+                    "chart_repo_name",
+                    format!("chart repository {:?} not found", req.chart_repo_name),
+                )
+            })?;
+    }
+    Ok(target)
+}
+
+/// Store a new version with its base charts (first, so the pipeline finds them once it sees
+/// the version); a taken name is a 409.
+async fn store_new(
+    state: &AppState,
+    v: &DeliveryVersion,
+    base_charts: Vec<(String, ChartPackage)>,
+) -> ApiResult<()> {
+    for (service, mut pkg) in base_charts {
+        pkg.id = ChartPackage::key(&v.id, &service);
+        pkg.version_id = v.id.clone();
+        state.delivery.versions.put_chart(&pkg).await?;
+    }
+    match state.delivery.versions.insert(v).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Duplicate(_)) => Err(ApiError::code(
+            ErrorKind::Conflict,
+            codes::CREATE_DELIVERY,
+            format!(
+                "version {:?} already exists in project {:?}",
+                v.version, v.project_name
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Required fields and their formats, by position (`services[0].images[1].target_image`).
@@ -427,26 +452,7 @@ fn prepare_image(
         &im.target_image_tag,
     )?;
     if im.push_image {
-        let dst =
-            parse_image(&target_image, "").map_err(|e| bad(format!("{at}.target_image"), e))?;
-        if dst.tag().is_none() {
-            return Err(bad(
-                format!("{at}.target_image_tag"),
-                "is required when push_image is true (a copy is pushed to a tag)",
-            ));
-        }
-        if let Some(reg) = target {
-            let want = fold_host(&reg.host());
-            let got = registry_host(&dst);
-            if want != got {
-                return Err(bad(
-                    format!("{at}.target_image"),
-                    format!(
-                        "must be an image on the registry of image_registry_id ({want}), got one on {got}"
-                    ),
-                ));
-            }
-        }
+        check_push_target(at, &target_image, target)?;
     }
     let image_path = im
         .image_path
@@ -466,6 +472,30 @@ fn prepare_image(
         error: String::new(),
         digest: String::new(),
     })
+}
+
+/// A pushed image's target: tagged, and on the registry of `image_registry_id`.
+fn check_push_target(at: &str, target_image: &str, target: Option<&Registry>) -> ApiResult<()> {
+    let dst = parse_image(target_image, "").map_err(|e| bad(format!("{at}.target_image"), e))?;
+    if dst.tag().is_none() {
+        return Err(bad(
+            format!("{at}.target_image_tag"),
+            "is required when push_image is true (a copy is pushed to a tag)",
+        ));
+    }
+    if let Some(reg) = target {
+        let want = fold_host(&reg.host());
+        let got = registry_host(&dst);
+        if want != got {
+            return Err(bad(
+                format!("{at}.target_image"),
+                format!(
+                    "must be an image on the registry of image_registry_id ({want}), got one on {got}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Helm: chart name and versions, and the values with the target images written in.
