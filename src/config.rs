@@ -293,6 +293,35 @@ impl Config {
 
     /// Check every key (done by [`Config::load`]; again after the command line changed one).
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.check_storage()?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            anyhow::bail!("invalid configuration (key log): {e}");
+        }
+        self.check_positive()?;
+        crate::release_plan::egress::EgressPolicy::from_config(self)?;
+        match parse_ids(&self.engine_job_user) {
+            Some((0, _) | (_, 0)) => anyhow::bail!(
+                "invalid configuration (key engine_job_user): jobs must not run as root (uid or gid 0)"
+            ),
+            Some(_) => {}
+            None => anyhow::bail!(
+                "invalid configuration (key engine_job_user): expected `uid:gid` (numbers), got {:?}",
+                self.engine_job_user
+            ),
+        }
+        check_integrations(&self.engine_integrations)
+            .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
+        if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
+            anyhow::bail!(
+                "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
+                self.ui_cookie_secure
+            );
+        }
+        Ok(())
+    }
+
+    /// The storage keys, and the role the storage allows.
+    fn check_storage(&self) -> anyhow::Result<()> {
         if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
             anyhow::bail!(
                 "invalid configuration (key mongodb_uri): required when storage = mongodb"
@@ -309,44 +338,23 @@ impl Config {
         if self.mongodb_database.trim().is_empty() {
             anyhow::bail!("invalid configuration (key mongodb_database): must not be empty");
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
-            anyhow::bail!("invalid configuration (key log): {e}");
-        }
-        if self.body_limit == 0 {
-            anyhow::bail!("invalid configuration (key body_limit): must be > 0");
-        }
-        if self.request_timeout_secs == 0 {
-            anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
-        }
-        if self.http_header_read_timeout_secs == 0 {
-            anyhow::bail!("invalid configuration (key http_header_read_timeout_secs): must be > 0");
-        }
-        if self.http_keepalive_idle_secs == 0 {
-            anyhow::bail!("invalid configuration (key http_keepalive_idle_secs): must be > 0");
-        }
-        crate::release_plan::egress::EgressPolicy::from_config(self)?;
-        if self.engine_parallel_jobs == 0 {
-            anyhow::bail!("invalid configuration (key engine_parallel_jobs): must be > 0");
-        }
-        if self.engine_lease_ttl_secs == 0 {
-            anyhow::bail!("invalid configuration (key engine_lease_ttl_secs): must be > 0");
-        }
-        if self.engine_sweep_interval_ms == 0 {
-            anyhow::bail!("invalid configuration (key engine_sweep_interval_ms): must be > 0");
-        }
-        match parse_ids(&self.engine_job_user) {
-            Some((0, _) | (_, 0)) => anyhow::bail!(
-                "invalid configuration (key engine_job_user): jobs must not run as root (uid or gid 0)"
-            ),
-            Some(_) => {}
-            None => anyhow::bail!(
-                "invalid configuration (key engine_job_user): expected `uid:gid` (numbers), got {:?}",
-                self.engine_job_user
-            ),
-        }
-        check_integrations(&self.engine_integrations)
-            .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
+        Ok(())
+    }
+
+    /// The sizes, counts, intervals and timeouts that must not be 0.
+    fn check_positive(&self) -> anyhow::Result<()> {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
         for (key, v) in [
+            ("body_limit", n(self.body_limit)),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "http_header_read_timeout_secs",
+                self.http_header_read_timeout_secs,
+            ),
+            ("http_keepalive_idle_secs", self.http_keepalive_idle_secs),
+            ("engine_parallel_jobs", n(self.engine_parallel_jobs)),
+            ("engine_lease_ttl_secs", self.engine_lease_ttl_secs),
+            ("engine_sweep_interval_ms", self.engine_sweep_interval_ms),
             (
                 "release_plan_hook_timeout_secs",
                 self.release_plan_hook_timeout_secs,
@@ -357,11 +365,8 @@ impl Config {
                 "release_plan_reconcile_secs",
                 self.release_plan_reconcile_secs,
             ),
-            (
-                "release_plan_workers",
-                u64::try_from(self.release_plan_workers).unwrap_or(u64::MAX),
-            ),
-            ("delivery_workers", self.delivery_workers as u64),
+            ("release_plan_workers", n(self.release_plan_workers)),
+            ("delivery_workers", n(self.delivery_workers)),
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),
             ("kube_request_timeout_secs", self.kube_request_timeout_secs),
@@ -377,22 +382,11 @@ impl Config {
                 "registry_read_timeout_secs",
                 self.registry_read_timeout_secs,
             ),
+            ("ui_session_secs", self.ui_session_secs),
         ] {
             if v == 0 {
                 anyhow::bail!("invalid configuration (key {key}): must be > 0");
             }
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
-            anyhow::bail!("invalid configuration (key log): {e}");
-        }
-        if self.ui_session_secs == 0 {
-            anyhow::bail!("invalid configuration (key ui_session_secs): must be > 0");
-        }
-        if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
-            anyhow::bail!(
-                "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
-                self.ui_cookie_secure
-            );
         }
         Ok(())
     }
