@@ -112,8 +112,8 @@ impl Follow {
                 self.live = hub.live(&self.key);
             }
             let step = match self.live.clone() {
-                Some(live) => self.from_live(hub, &live).await,
-                None => self.from_store(hub, &phase).await,
+                Some(live) => self.look_live(hub, &live).await,
+                None => self.look_stored(hub, &phase).await,
             };
             match step {
                 Step::Out(piece) => return piece,
@@ -123,7 +123,7 @@ impl Follow {
     }
 
     /// One look at the live window of a job running here (the store for lines it dropped).
-    async fn from_live(&mut self, hub: &LogHub, live: &LiveLog) -> Step {
+    async fn look_live(&mut self, hub: &LogHub, live: &LiveLog) -> Step {
         let changed = live.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
@@ -158,7 +158,7 @@ impl Follow {
 
     /// One look at the stored chunks of a job running elsewhere (or ended), asking `phase`
     /// whether more can come.
-    async fn from_store<F, Fut>(&mut self, hub: &LogHub, phase: &F) -> Step
+    async fn look_stored<F, Fut>(&mut self, hub: &LogHub, phase: &F) -> Step
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = JobPhase>,
