@@ -13,16 +13,15 @@ use std::io::Write;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use zadig_server::clock::SystemClock;
-use zadig_server::config::{Config, StorageKind};
+use zadig_server::config::StorageKind;
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+mod common;
+use common::TOKEN;
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -225,30 +224,11 @@ fn main() {
 }
 
 async fn bench() {
-    let mode = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let mode = common::mode();
     println!("delivery benchmark ({mode} build, embedded store, loopback registries)");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let http = common::client();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::defaults();
-    config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
-    config.storage = StorageKind::Embedded;
-    config.data_dir = dir.path().to_path_buf();
-    config.admin_token = TOKEN.to_string();
-    config.log = "warn".to_string();
-    let backend = zadig_server::store::open(&config).await.expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = zadig_server::start(config, backend, Arc::new(SystemClock), listener)
-        .await
-        .expect("server");
+    let server = common::start(common::config(StorageKind::Embedded, dir.path())).await;
     let api = Api {
         base: format!("http://{}", server.addr),
         http: http.clone(),
@@ -262,14 +242,41 @@ async fn bench() {
                 json!({"service_name": svc, "images": [{"container_name": svc, "image_name": svc,
                     "source_image": src, "target_image": dst, "push_image": true}]})
             };
+            // Copy `services` into the registry `to` as the version `name`: how long it took.
+            let copy = |name: &str, to: &str, services: Vec<Value>| {
+                api.run_version(json!({"project_key": "bench", "version_name": name,
+                    "source": "manual", "image_registry_id": to, "services": services}))
+            };
+            // The 20 small images `build/s{i}:1` of `a`, to `release/s{i}:1` of `port`.
+            let twenty = |port: u16| -> Vec<Value> {
+                (0..20)
+                    .map(|i| {
+                        image(
+                            &format!("s{i}"),
+                            format!("127.0.0.1:{}/build/s{i}:1", a.port),
+                            format!("127.0.0.1:{port}/release/s{i}:1"),
+                        )
+                    })
+                    .collect()
+            };
+            let per_image = |what: &str, t: Duration| {
+                println!(
+                    "copy 20 small images {:<19} {:>7.1} ms  ({:.1} images/s)",
+                    format!("{what}:"),
+                    t.as_secs_f64() * 1e3,
+                    20.0 / t.as_secs_f64()
+                );
+            };
 
             // 1. One 64 MiB layer across registries.
             const BIG: usize = 64 << 20;
             push_image(&http, a.port, "build/big", "1", BIG).await;
-            let t = api
-                .run_version(json!({"project_key": "bench", "version_name": "big", "source": "manual", "image_registry_id": dst,
-                    "services": [image("big", format!("127.0.0.1:{}/build/big:1", a.port), format!("127.0.0.1:{}/release/big:1", b.port))]}))
-                .await;
+            let big = image(
+                "big",
+                format!("127.0.0.1:{}/build/big:1", a.port),
+                format!("127.0.0.1:{}/release/big:1", b.port),
+            );
+            let t = copy("big", &dst, vec![big]).await;
             println!(
                 "copy 64 MiB image between registries: {:>8.1} ms  ({:.1} MB/s)",
                 t.as_secs_f64() * 1e3,
@@ -277,48 +284,19 @@ async fn bench() {
             );
 
             // 2. 20 small images across registries.
-            let mut services = Vec::new();
             for i in 0..20 {
                 push_image(&http, a.port, &format!("build/s{i}"), "1", 4096).await;
-                services.push(image(
-                    &format!("s{i}"),
-                    format!("127.0.0.1:{}/build/s{i}:1", a.port),
-                    format!("127.0.0.1:{}/release/s{i}:1", b.port),
-                ));
             }
-            let t = api
-                .run_version(
-                    json!({"project_key": "bench", "version_name": "small", "source": "manual",
-                    "image_registry_id": dst, "services": services}),
-                )
-                .await;
-            println!(
-                "copy 20 small images between registries: {:>7.1} ms  ({:.1} images/s)",
-                t.as_secs_f64() * 1e3,
-                20.0 / t.as_secs_f64()
+            per_image(
+                "between registries",
+                copy("small", &dst, twenty(b.port)).await,
             );
 
             // 3. 20 small images within one registry (mounts).
             let same = api.registry(a.port, "release").await;
-            let services: Vec<Value> = (0..20)
-                .map(|i| {
-                    image(
-                        &format!("s{i}"),
-                        format!("127.0.0.1:{}/build/s{i}:1", a.port),
-                        format!("127.0.0.1:{}/release/s{i}:1", a.port),
-                    )
-                })
-                .collect();
-            let t = api
-                .run_version(
-                    json!({"project_key": "bench", "version_name": "mount", "source": "manual",
-                    "image_registry_id": same, "services": services}),
-                )
-                .await;
-            println!(
-                "copy 20 small images within a registry: {:>8.1} ms  ({:.1} images/s)",
-                t.as_secs_f64() * 1e3,
-                20.0 / t.as_secs_f64()
+            per_image(
+                "within a registry",
+                copy("mount", &same, twenty(a.port)).await,
             );
         }
         _ => println!("docker-registry not installed: copy figures skipped"),

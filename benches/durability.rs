@@ -6,37 +6,23 @@
 //! clients, default 8). The database lives under `ZADIG_BENCH_DIR` (default: the system temp
 //! dir) — it must be a real disk for the figures to mean anything (on tmpfs fsync is free).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use serde_json::json;
-use zadig_server::clock::SystemClock;
-use zadig_server::config::{Config, EmbeddedSynchronous, StorageKind};
+use zadig_server::config::{EmbeddedSynchronous, StorageKind};
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+mod common;
+use common::TOKEN;
 
 async fn run(sync: EmbeddedSynchronous, plans: usize, clients: usize) -> f64 {
     let root = std::env::var_os("ZADIG_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(root).expect("bench dir");
-    let mut config = Config::defaults();
-    config.data_dir = dir.path().join("data");
-    config.admin_token = TOKEN.to_string();
-    config.log = "warn".into();
-    config.storage = StorageKind::Embedded;
+    let mut config = common::config(StorageKind::Embedded, &dir.path().join("data"));
     config.embedded_synchronous = sync;
-    let backend = zadig_server::store::open(&config).await.expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = zadig_server::start(config, backend, Arc::new(SystemClock), listener)
-        .await
-        .expect("start");
+    let server = common::start(config).await;
     let url = format!("http://{}/openapi/release_plan/v1", server.addr);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = common::client();
 
     let t = Instant::now();
     let results: Vec<bool> = futures::stream::iter(0..plans)
@@ -70,12 +56,8 @@ async fn run(sync: EmbeddedSynchronous, plans: usize, clients: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .filter_map(|a| a.parse::<usize>().ok());
-    let plans = args.next().unwrap_or(2000);
-    let clients = args.next().unwrap_or(8);
+    let plans = common::arg(0, 2000);
+    let clients = common::arg(1, 8);
     // Warm-up (page cache, allocator), not reported.
     let _ = run(EmbeddedSynchronous::Normal, plans / 10 + 1, clients).await;
     let full = run(EmbeddedSynchronous::Full, plans, clients).await;

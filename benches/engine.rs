@@ -11,16 +11,15 @@
 //! Runs on the embedded store; set `ZADIG_TEST_MONGODB_URI` to run on MongoDB as well.
 //! `cargo bench --bench engine` (release) or `cargo test --bench engine` (dev profile).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use zadig_server::clock::SystemClock;
-use zadig_server::config::{Config, StorageKind};
+use zadig_server::config::StorageKind;
 use zadig_server::state::AppState;
 use zadig_server::workflow::task::{JobTask, StageTask, Status, Task};
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+mod common;
+use common::TOKEN;
 
 fn echo_job(name: &str, script: &str) -> JobTask {
     JobTask {
@@ -157,24 +156,21 @@ async fn server(
     dir: &std::path::Path,
     max_tasks: usize,
 ) -> zadig_server::Server {
-    let mut config = Config::defaults();
-    config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
-    config.data_dir = dir.to_path_buf();
-    config.admin_token = TOKEN.into();
+    let mut config = common::config(kind, dir);
     config.engine_max_tasks = max_tasks;
-    config.log = "warn".into();
-    config.storage = kind;
-    if kind == StorageKind::Mongodb {
-        config.mongodb_uri = std::env::var("ZADIG_TEST_MONGODB_URI").unwrap_or_default();
-        config.mongodb_database = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    common::start(config).await
+}
+
+/// Queue `n` three-stage tasks of `workflow`, then let the engine run them all: how long that
+/// took from the wake-up.
+async fn run_queued(st: &AppState, workflow: &str, n: u64) -> Duration {
+    for _ in 0..n {
+        queue(st, workflow, three_stage()).await;
     }
-    let backend = zadig_server::store::open(&config).await.expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    zadig_server::start(config, backend, Arc::new(SystemClock), listener)
-        .await
-        .expect("start")
+    let start = Instant::now();
+    zadig_server::engine::task_queued(st);
+    wait_all(st, workflow, n).await;
+    start.elapsed()
 }
 
 async fn bench_backend(kind: StorageKind, spawn: Duration) {
@@ -210,16 +206,11 @@ async fn bench_backend(kind: StorageKind, spawn: Duration) {
         direct.saturating_sub(spawn).as_secs_f64() * 1e3
     );
     let seq_tasks = 50u64;
-    for _ in 0..seq_tasks {
-        queue(&st, "seq", three_stage()).await;
-    }
-    let start = Instant::now();
-    zadig_server::engine::task_queued(&st);
-    wait_all(&st, "seq", seq_tasks).await;
-    let per_job = start.elapsed() / u32::try_from(seq_tasks * 3).unwrap_or(1);
+    let elapsed = run_queued(&st, "seq", seq_tasks).await;
+    let per_job = elapsed / u32::try_from(seq_tasks * 3).unwrap_or(1);
     println!(
         "sequential: {seq_tasks} tasks x 3 jobs in {:.2?}: {:.1} ms per job, overhead beyond the spawn baseline {:.1} ms (target <= 20 ms)",
-        start.elapsed(),
+        elapsed,
         per_job.as_secs_f64() * 1e3,
         (per_job.saturating_sub(spawn)).as_secs_f64() * 1e3
     );
@@ -229,13 +220,7 @@ async fn bench_backend(kind: StorageKind, spawn: Duration) {
     let srv = server(kind, &dir.path().join("bulk"), 0).await;
     let st = srv.state.clone();
     let n = 1000u64;
-    for _ in 0..n {
-        queue(&st, "bulk", three_stage()).await;
-    }
-    let start = Instant::now();
-    zadig_server::engine::task_queued(&st);
-    wait_all(&st, "bulk", n).await;
-    let total = start.elapsed();
+    let total = run_queued(&st, "bulk", n).await;
     let failed = st
         .tasks
         .tasks
@@ -267,10 +252,7 @@ async fn bench_backend(kind: StorageKind, spawn: Duration) {
     )
     .await;
     zadig_server::engine::task_queued(&st);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = common::client();
     // Everything from the first line: the job may have started before the client connects.
     let url = format!(
         "http://{}/openapi/logs/sse/v4/workflow/sse/{id}/printer/1000000",

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zadig_server::clock::SystemClock;
-use zadig_server::config::{Config, StorageKind};
+use zadig_server::config::StorageKind;
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+mod common;
+use common::TOKEN;
 
 /// Requests per second of `url` with `conns` keep-alive connections for `secs`: measured with
 /// `wrk` when it is installed (a client much cheaper than the servers), else with reqwest in
@@ -82,31 +82,15 @@ async fn load_reqwest(url: String, token: Option<&str>, conns: usize, secs: u64)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let conns: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    let secs: u64 = common::arg(0, 5);
+    let conns: usize = common::arg(1, 64);
+    common::runtime().block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::defaults();
-    config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
-        config.data_dir = dir.path().to_path_buf();
-        config.admin_token = TOKEN.into();
+        let mut config = common::config(StorageKind::Embedded, dir.path());
         config.log = "error".into();
-        config.storage = StorageKind::Embedded;
-        let backend = zadig_server::store::open(&config).await.expect("store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = zadig_server::start(config, backend, Arc::new(SystemClock), listener)
-            .await
-            .expect("start");
+        let server = common::start(config).await;
         let base = format!("http://{}", server.addr);
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let client = common::client();
 
         // A realistic plan: approval, five text jobs.
         let body = json!({

@@ -24,6 +24,8 @@ use zadig_server::release_plan::model::{
 };
 use zadig_server::store::{Backend, Filter, FindOptions};
 
+mod common;
+
 /// The wall clock shifted by a fixed offset, so plans inserted before the servers start fall due
 /// just after they start.
 #[derive(Clone, Copy)]
@@ -139,14 +141,7 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
             // Each replica opens its own connection, as separate processes would.
             zadig_server::store::open(&config).await.expect("store")
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        servers.push(
-            zadig_server::start(config.clone(), b, Arc::new(clock), listener)
-                .await
-                .expect("start"),
-        );
+        servers.push(common::start_on(config.clone(), b, Arc::new(clock)).await);
     }
 
     // Wait until every plan fired (or the deadline).
@@ -205,9 +200,7 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
 }
 
 fn base_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::defaults();
-    c.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
-    c.data_dir = dir.to_path_buf();
+    let mut c = common::config(StorageKind::Embedded, dir);
     c.admin_token = String::new();
     c.log = "error".into();
     // Keep the reconciler out of the measurement.
@@ -228,17 +221,9 @@ fn base_config(dir: &std::path::Path) -> Config {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let plans: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let spread: i64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    let plans: usize = common::arg(0, 10_000);
+    let spread: i64 = common::arg(1, 60);
+    common::runtime().block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = base_config(dir.path());
         c.storage = StorageKind::Embedded;

@@ -6,14 +6,13 @@
 //! `cargo bench --bench workflow_api --profile dev`. `ZADIG_BENCH_TASKS` sets the number of
 //! executes (default 1000).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zadig_server::clock::SystemClock;
-use zadig_server::config::{Config, StorageKind};
+use zadig_server::config::StorageKind;
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+mod common;
+use common::TOKEN;
 
 struct Bench {
     base: String,
@@ -25,22 +24,10 @@ struct Bench {
 impl Bench {
     async fn start(kind: StorageKind) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut config = Config::defaults();
-        config.engine_sandbox_launcher = env!("CARGO_BIN_EXE_zadig-server").into();
-        config.data_dir = dir.path().to_path_buf();
-        config.admin_token = TOKEN.to_string();
-        config.log = "warn".into();
-        config.storage = kind;
-        if kind == StorageKind::Mongodb {
-            config.mongodb_uri = std::env::var("ZADIG_TEST_MONGODB_URI")?;
-            config.mongodb_database = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        }
-        let backend = zadig_server::store::open(&config).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let server = zadig_server::start(config, backend, Arc::new(SystemClock), listener).await?;
+        let server = common::start(common::config(kind, dir.path())).await;
         Ok(Self {
             base: format!("http://{}", server.addr),
-            client: reqwest::Client::builder().no_proxy().build()?,
+            client: common::client(),
             server,
             _dir: dir,
         })
@@ -209,15 +196,8 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let mode = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    let mode = common::mode();
+    common::runtime().block_on(async {
         println!("workflow API benchmark ({mode} build, {n} executes)");
         println!("embedded (SQLite):");
         run(StorageKind::Embedded, n).await?;

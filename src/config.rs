@@ -174,6 +174,23 @@ pub struct Config {
     /// Integrations enabled for job types that need more than a local process (comma
     /// separated; see [`INTEGRATIONS`]). None has a driver in this version.
     pub engine_integrations: String,
+    /// The cluster jobs that name none run on (a cluster id); empty = they run as local
+    /// processes (see [`crate::engine::kube`]).
+    pub engine_kube_cluster: String,
+    /// The namespace Kubernetes jobs run in (Zadig's `koderover-agent`).
+    pub engine_kube_namespace: String,
+    /// A job's image by its `build_os` (`{ "ubuntu 22.04" = "ubuntu:22.04" }`).
+    pub engine_kube_images: std::collections::BTreeMap<String, String>,
+    /// The image whose entrypoint is zadig-server, run as the init container that copies the
+    /// job agent into the pod; empty = no init container (the job image has the agent).
+    pub engine_kube_agent_image: String,
+    /// Where the job agent is in the pod's main container (absolute).
+    pub engine_kube_agent_path: String,
+    /// How long a job pod Kubernetes cannot start (unschedulable, a container config error)
+    /// may wait before the job fails, in seconds.
+    pub engine_kube_pending_secs: u64,
+    /// `ttlSecondsAfterFinished` of a Kubernetes job (a backstop: the executor deletes it).
+    pub engine_kube_ttl_secs: u64,
     pub release_plan_hook_timeout_secs: u64,
     pub release_plan_hook_retry_secs: Vec<u64>,
     /// Networks (CIDR or single addresses) hooks must not connect to, on top of the built-in
@@ -311,6 +328,15 @@ impl Config {
         }
         check_integrations(&self.engine_integrations)
             .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
+        if !self.engine_kube_agent_path.starts_with('/') {
+            anyhow::bail!(
+                "invalid configuration (key engine_kube_agent_path): must be an absolute path, got {:?}",
+                self.engine_kube_agent_path
+            );
+        }
+        if self.engine_kube_namespace.trim().is_empty() {
+            anyhow::bail!("invalid configuration (key engine_kube_namespace): must not be empty");
+        }
         if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
             anyhow::bail!(
                 "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
@@ -370,6 +396,7 @@ impl Config {
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),
             ("kube_request_timeout_secs", self.kube_request_timeout_secs),
+            ("engine_kube_pending_secs", self.engine_kube_pending_secs),
             (
                 "delivery_copy_timeout_secs",
                 self.delivery_copy_timeout_secs,
@@ -400,11 +427,8 @@ fn parse_ids(s: &str) -> Option<(u32, u32)> {
 
 /// The integrations job types may need, with what they are. None has a driver in this
 /// version; `engine_integrations` lists the enabled ones once drivers exist.
+/// Kubernetes is not one of them: clusters are registered through `/openapi/system/cluster`.
 pub const INTEGRATIONS: &[(&str, &str)] = &[
-    (
-        "kubernetes",
-        "a Kubernetes cluster (deployments, Helm releases, workloads)",
-    ),
     ("vm-agent", "agents on virtual machines / hosts"),
     (
         "container-runtime",
@@ -476,7 +500,7 @@ mod tests {
     fn integrations_are_known_but_not_driven() {
         assert!(check_integrations("").is_ok());
         assert!(
-            check_integrations("kubernetes")
+            check_integrations("nacos")
                 .unwrap_err()
                 .contains("no driver")
         );

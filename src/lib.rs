@@ -20,6 +20,7 @@ pub mod http;
 pub mod limits;
 pub mod project;
 pub mod release_plan;
+pub mod repo;
 pub mod scheduler;
 pub mod secrets;
 pub mod service_template;

@@ -1,4 +1,5 @@
-//! The `zadig-server` command line: `serve [--role api|workers|both]`, `migrate`, `user create` — and the hidden
+//! The `zadig-server` command line: `serve [--role api|workers|both]`, `migrate`, `user
+//! create`, `job-agent` (in a Kubernetes job's pod) — and the hidden
 //! `__sandbox` stages that run a job's commands in the job sandbox.
 
 // One exception, in `scrub_environment`: removing environment variables is `unsafe` in
@@ -39,6 +40,12 @@ enum Command {
     },
     /// Create the MongoDB indexes / SQLite schema and exit.
     Migrate,
+    /// Run a job in a Kubernetes pod (the job comes from the env var ZADIG_AGENT_JOB); with
+    /// `--install PATH`, copy this executable to PATH (the agent's init container).
+    JobAgent {
+        #[arg(long, value_name = "PATH")]
+        install: Option<PathBuf>,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -81,6 +88,20 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
     }
     let cli = Cli::parse();
+    if let Command::JobAgent { install } = &cli.command {
+        // In a pod: no configuration, no store; the library runs the job.
+        let args: Vec<std::ffi::OsString> = install
+            .iter()
+            .flat_map(|p| {
+                [
+                    std::ffi::OsString::from("--install"),
+                    p.clone().into_os_string(),
+                ]
+            })
+            .collect();
+        let code = zadig_server::engine::kube::agent::main(&args);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -155,6 +176,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 zadig_server::start(config, backend, Arc::new(SystemClock), listener).await?;
             server.run_until_signal().await;
         }
+        // Handled in `main` before the configuration is read.
+        Command::JobAgent { .. } => anyhow::bail!("job-agent does not run as a server command"),
         Command::Migrate => {
             backend.migrate(&index_specs()).await?;
             println!("migrations applied ({})", backend.kind());

@@ -295,7 +295,11 @@ fn describe(collection: &str, field: &str, doc: &Doc) -> String {
 /// loser reads the winner's key.
 pub fn load_or_create_key(path: &Path, encrypted: Option<&str>) -> anyhow::Result<[u8; KEY_LEN]> {
     match std::fs::metadata(path) {
-        Ok(_) => return read_key(path),
+        Ok(_) => {
+            // A replica starting at the same time may have just created it.
+            wait_for_whole_key(path);
+            return read_key(path);
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read secret_key_file {}: {e}", path.display()),
     }
@@ -322,16 +326,22 @@ pub fn load_or_create_key(path: &Path, encrypted: Option<&str>) -> anyhow::Resul
             Ok(key)
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            // Another process won the race and is writing its key: wait (bounded) for all of it.
-            for _ in 0..50 {
-                if std::fs::metadata(path).is_ok_and(|m| m.len() >= KEY_LEN as u64) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_whole_key(path);
             read_key(path)
         }
         Err(e) => anyhow::bail!("cannot create secret_key_file {}: {e}", path.display()),
+    }
+}
+
+/// Another process that won the race to create the key file may still be writing it: wait
+/// (bounded, 1 s) until it holds a whole key. A short file past that is reported by
+/// [`read_key`].
+fn wait_for_whole_key(path: &Path) {
+    for _ in 0..50 {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() >= KEY_LEN as u64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,7 +1,20 @@
 //! Input checks shared by every resource, each failing with a 400 that names the field
 //! (DESIGN.md §5: names ≤ 256 characters, paging ≥ 1).
 
+use serde::{Deserialize, Deserializer};
+
 use crate::error::{ApiError, ApiResult};
+
+/// serde `deserialize_with` for Zadig's null-as-default rule: `null` reads as the type's
+/// default (Go's binder treats null as the zero value: nil slices, empty strings), anything
+/// else must have the field's type.
+pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// Longest accepted name or identifier.
 pub const MAX_NAME_LEN: usize = 256;

@@ -13,9 +13,9 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
-use super::model::{
-    Install, Output, Pair, PostBuild, ResourceSpec, Storages, lenient_string, nullable,
-};
+use super::model::{Install, Output, Pair, PostBuild, ResourceSpec, Storages, lenient_string};
+pub use crate::repo::RepoInput;
+use crate::validate::nullable;
 
 // ---------------------------------------------------------------------------------------------
 // Flexible shapes
@@ -201,41 +201,6 @@ pub struct ServiceWithModule {
     pub service_name: String,
     #[serde(default)]
     pub service_module: String,
-}
-
-/// A repository as the client names it (seed RepoInfo, plus Zadig's optional extras).
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct RepoInput {
-    #[serde(default)]
-    pub codehost_name: String,
-    #[serde(default)]
-    pub repo_namespace: String,
-    #[serde(default)]
-    pub repo_name: String,
-    #[serde(default)]
-    pub branch: String,
-    #[serde(default)]
-    pub tag: String,
-    #[serde(default)]
-    pub pr: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    pub prs: Vec<i64>,
-    #[serde(default)]
-    pub enable_commit: bool,
-    #[serde(default)]
-    pub commit_id: String,
-    #[serde(default)]
-    pub remote_name: String,
-    #[serde(default)]
-    pub checkout_path: String,
-    #[serde(default)]
-    pub submodules: bool,
-    /// Code host type (`gitlab`, `github`, …); our extension, Zadig reads it from the code host.
-    #[serde(default)]
-    pub source: String,
-    /// Clone URL or code host base URL; our extension (there is no code host registry).
-    #[serde(default)]
-    pub address: String,
 }
 
 /// A build parameter (seed Parameter).

@@ -48,6 +48,13 @@ pub struct BuildRecipe {
     pub infrastructure: String,
     /// The build OS label (`ubuntu 20.04`); empty when none was given.
     pub build_os: String,
+    /// `koderover` or `custom`, and the custom image (Kubernetes jobs).
+    pub image_from: String,
+    pub image_id: String,
+    /// The cluster the build runs on (empty: the server's default), by id or by the name
+    /// given in `advanced_settings.cluster_name`.
+    pub cluster_id: String,
+    pub cluster_name: String,
     /// The image build step, when the build has one.
     pub docker_build: Option<DockerBuild>,
     /// The template of a template build, else empty.
@@ -95,6 +102,10 @@ pub async fn resolve_for_job(
         script_type: r.def.script_type.clone(),
         infrastructure: r.def.infrastructure.clone(),
         build_os: r.def.pre_build.build_os.clone(),
+        image_from: r.def.pre_build.image_from.clone(),
+        image_id: r.def.pre_build.image_id.clone(),
+        cluster_id: r.def.pre_build.cluster_id.clone(),
+        cluster_name: r.def.pre_build.cluster_name.clone(),
         docker_build: r.def.post_build.docker_build.clone(),
         template_name: r.template_name,
     })

@@ -7,6 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::validate::nullable;
+
 /// `type` of a variable.
 pub mod var_type {
     pub const STRING: &str = "string";
@@ -38,15 +40,6 @@ pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Erro
             )));
         }
     })
-}
-
-/// A list that may be `null` (Zadig's nil slices).
-pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A variable: a build parameter, a template `envs` item, or a service's input.

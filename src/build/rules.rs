@@ -376,7 +376,7 @@ pub fn repos_of(field: &str, repos: &[RepoInput]) -> ApiResult<Vec<Repository>> 
                 enable_commit: r.enable_commit,
                 commit_id: r.commit_id.clone(),
                 remote_name: r.remote_name.clone(),
-                submodules: r.submodules,
+                submodules: r.submodules.unwrap_or(false),
                 checkout_path: r.checkout_path.clone(),
                 hidden: false,
             })

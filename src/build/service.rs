@@ -34,6 +34,23 @@ fn build_not_found(code: (i64, &str), name: &str, project: &str) -> ApiError {
     )
 }
 
+/// Stored build `name` of `project` for a change by `caller`: its creator or an admin.
+async fn build_to_change(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    name: &str,
+    code: (i64, &str),
+) -> ApiResult<Build> {
+    let old = state
+        .builds
+        .get(project, name)
+        .await?
+        .ok_or_else(|| build_not_found(code, name, project))?;
+    caller.require_owner_or_admin(&old.created_by_id, &format!("build {name}"))?;
+    Ok(old)
+}
+
 fn busy(what: &str) -> ApiError {
     ApiError::conflict(format!("{what} was changed by concurrent requests; retry"))
 }
@@ -193,12 +210,7 @@ pub async fn update(
     let name = req.name.trim();
     let mut attempts = Attempts::new();
     while attempts.next().await {
-        let old = state
-            .builds
-            .get(&project, name)
-            .await?
-            .ok_or_else(|| build_not_found(codes::UPDATE_BUILD, name, &project))?;
-        caller.require_owner_or_admin(&old.created_by_id, &format!("build {name}"))?;
+        let old = build_to_change(state, caller, &project, name, codes::UPDATE_BUILD).await?;
         let mut def = def.clone();
         restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
         let new = Build {
@@ -303,12 +315,7 @@ pub async fn update_from_template(
     let (project, template, targets) = check_template_build(state, req, query_project).await?;
     let mut attempts = Attempts::new();
     while attempts.next().await {
-        let old = state
-            .builds
-            .get(&project, name)
-            .await?
-            .ok_or_else(|| build_not_found(codes::GET_BUILD, name, &project))?;
-        caller.require_owner_or_admin(&old.created_by_id, &format!("build {name}"))?;
+        let old = build_to_change(state, caller, &project, name, codes::GET_BUILD).await?;
         let mut targets = targets.clone();
         for t in &mut targets {
             if let Some(o) = old

@@ -44,10 +44,7 @@ impl ClusterStore {
     /// Replace `c` if it is still at `expected_version`.
     pub async fn replace(&self, c: &Cluster, expected_version: i64) -> StoreResult<bool> {
         self.clusters
-            .replace(
-                &Filter::id(&c.id).and(Filter::eq("version", expected_version)),
-                c,
-            )
+            .replace_version(&c.id, expected_version, c)
             .await
     }
 

@@ -13,7 +13,8 @@
 //!   ([`TASK_LEASE`]) with `owner = instance_id`; the runs live in a [`crate::worker::Pool`].
 //! - **recovery** (at start, then every half TTL): a `running`/`wait_for_approval` task whose
 //!   owner's liveness lease has expired (the process died) is marked `failed` with
-//!   [`RESTART_ERROR`](super::runner::RESTART_ERROR) — never left running forever.
+//!   [`RESTART_ERROR`](super::runner::RESTART_ERROR) — never left running forever — and the
+//!   Kubernetes Jobs of runs nobody watches any more are deleted ([`super::kube::records`]).
 //! - **cancel check**: a task cancelled through another replica is noticed here by reading the
 //!   stored status of the tasks this process runs.
 
@@ -46,7 +47,8 @@ fn holding_slot() -> Filter {
     Filter::is_in("status", ACTIVE.iter().map(|s| s.as_str()))
 }
 
-fn instance_lease(instance: &str) -> String {
+/// The liveness lease of engine instance `instance`.
+pub(crate) fn instance_lease(instance: &str) -> String {
     format!("engine-instance:{instance}")
 }
 
@@ -300,6 +302,10 @@ async fn recovery_loop(state: AppState) {
     loop {
         if let Err(e) = recover_orphans(&state).await {
             tracing::warn!("recovering orphaned tasks failed: {e}");
+        }
+        // After the tasks: their Kubernetes Jobs (nobody watches them any more) go too.
+        if let Err(e) = super::kube::records::sweep(&state).await {
+            tracing::warn!("deleting orphaned Kubernetes Jobs failed: {e}");
         }
         tokio::select! {
             () = state.shutdown.cancelled() => break,

@@ -3,10 +3,13 @@
 //! The runner calls [`run_job`] with a [`JobContext`] when a job task's turn comes; this module
 //! renders the job's variables, turns the job type's spec into a [`PreparedJob`] (steps for
 //! freestyle and zadig-build jobs; a clear failure naming the missing integration for job
-//! types that need one, see [`super::work`]), hands it to the [`Executor`] (today the
-//! [`super::local::LocalExecutor`]; a Kubernetes-Job executor can take the same prepared job),
+//! types that need one, see [`super::work`]), hands it to the [`Executor`] its placement
+//! picks ([`super::local::LocalExecutor`], or [`super::kube::KubeExecutor`] for a job placed on
+//! a cluster),
 //! writes the job log with the executor banner of spec/workflow.md §5.10, and reports a
-//! [`JobEnd`].
+//! [`JobEnd`]. A job type that runs inside the server (`Runs::InServer`: deploys against the
+//! Kubernetes API) gets its rendered spec, its log and the cancel token instead
+//! ([`ServerJob`], `JobKind::run`) and writes its own banners.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::logs::{JobLog, LogKey};
 use crate::clock::Clock;
 use crate::state::AppState;
+use crate::workflow::jobs::{JobType, Runs};
 use crate::workflow::task::Status;
 
 /// Everything the engine knows about one job task when it is its turn to run.
@@ -77,6 +81,9 @@ pub struct JobEnd {
     pub error: String,
     /// Outputs by bare name (`IMAGE`, `IMAGETAG`, `PKG_FILE`, declared outputs).
     pub outputs: BTreeMap<String, String>,
+    /// Keys set on the job task's spec when it ends, whatever its status (a deploy's
+    /// `replace_resources`).
+    pub record: serde_json::Map<String, serde_json::Value>,
 }
 
 impl JobEnd {
@@ -85,6 +92,7 @@ impl JobEnd {
             status: JobStatus::Failed,
             error: error.into(),
             outputs: BTreeMap::new(),
+            record: serde_json::Map::new(),
         }
     }
     pub fn cancelled() -> Self {
@@ -92,19 +100,30 @@ impl JobEnd {
             status: JobStatus::Cancelled,
             error: "workflow was canceled".into(),
             outputs: BTreeMap::new(),
+            record: serde_json::Map::new(),
         }
     }
 }
 
+/// What a job that runs inside the server (`Runs::InServer`) is given.
+pub struct ServerJob<'a> {
+    pub ctx: &'a JobContext,
+    /// The job task's spec rendered against the task context.
+    pub spec: &'a serde_json::Value,
+    pub log: &'a JobLog,
+    /// Cancelled when the task is: the job ends `Cancelled` within 2 s.
+    pub cancel: &'a CancellationToken,
+}
+
 /// A tool the job needs on the PATH (`runtime.installs` / a tools step).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tool {
     pub name: String,
     pub version: String,
 }
 
 /// A repository to check out before the script runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GitRepo {
     /// The repository's name (for messages and `REPONAME_<i>`).
     pub name: String,
@@ -121,14 +140,14 @@ pub struct GitRepo {
 }
 
 /// The interpreter of a script step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScriptKind {
     Bash,
     PowerShell,
 }
 
 /// One step of a prepared job, run in order; a failing step ends the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     /// Check that each tool is on the PATH and log its version.
     Tools(Vec<Tool>),
@@ -153,6 +172,8 @@ pub struct PreparedJob {
     pub timeout: Duration,
     /// Credential values to mask (job variables, tokens in clone URLs).
     pub secrets: Vec<String>,
+    /// Where it runs: a local process group (the default) or a Kubernetes Job.
+    pub placement: super::kube::Placement,
 }
 
 /// How an executor's run of a prepared job ended.
@@ -207,6 +228,19 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
             return JobEnd::failed(format!("cannot open the job log: {e}"));
         }
     };
+    if let Some(ty) = JobType::parse(&ctx.job_type).filter(|t| t.kind().runs() == Runs::InServer) {
+        let spec = super::render::render_value(&ctx.spec, &ctx.context);
+        let job = ServerJob {
+            ctx: &ctx,
+            spec: &spec,
+            log: &log,
+            cancel: &cancel,
+        };
+        let mut end = ty.kind().run(ty, state, job).await;
+        end.error = log.mask(&end.error);
+        log.close(&state.engine.logs).await;
+        return end;
+    }
     let started = Instant::now();
     log.raw(BANNER_START);
     let end = match super::work::prepare(state, &ctx).await {
@@ -219,9 +253,8 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
             log.add_secrets(&job.secrets);
             let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX / 4);
             let deadline = state.clock.now_ms().saturating_add(timeout_ms);
-            state
-                .engine
-                .executor
+            let executor = super::kube::executor_for(state, &job.placement);
+            executor
                 .execute(&job, &log, state.clock.as_ref(), deadline, &cancel)
                 .await
         }
@@ -245,5 +278,6 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
         status: end.status,
         error,
         outputs: end.outputs,
+        record: serde_json::Map::new(),
     }
 }

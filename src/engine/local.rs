@@ -45,20 +45,28 @@ pub struct LocalExecutor {
     sandbox: Arc<Sandbox>,
 }
 
-/// Where one job runs: its directory (the only place it may write) and its sandbox.
+/// Where one job runs: its directory (the only place it may write) and its sandbox — none
+/// for the job agent in a Kubernetes pod, where the pod is the isolation boundary.
 struct Jail<'a> {
-    sandbox: &'a Sandbox,
+    sandbox: Option<&'a Arc<Sandbox>>,
     dir: &'a Path,
 }
 
 impl Jail<'_> {
-    /// A command running `argv` in the sandbox in `cwd`, in a process group of its own, with
-    /// exactly the job's environment; stdin is the launcher's watchdog pipe.
+    /// A command running `argv` (in the sandbox, if any) in `cwd`, in a process group of its
+    /// own, with exactly the job's environment; stdin is the launcher's watchdog pipe.
     fn command(&self, argv: &[OsString], env: &[(OsString, OsString)], cwd: &Path) -> Command {
-        let mut cmd = self.sandbox.command(self.dir, cwd, argv);
+        let (mut cmd, stdin) = match self.sandbox {
+            Some(sandbox) => (sandbox.command(self.dir, cwd, argv), Stdio::piped()),
+            None => {
+                let mut cmd = Command::new(argv.first().map_or_else(OsString::new, Clone::clone));
+                cmd.args(argv.iter().skip(1)).current_dir(cwd);
+                (cmd, Stdio::null())
+            }
+        };
         cmd.env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -142,14 +150,11 @@ impl Executor for LocalExecutor {
         }
         let dir = self.job_dir(job);
         let run = async {
-            let ws = prepare_dirs(&dir, &self.sandbox)
-                .await
-                .map_err(|e| format!("cannot create the job workspace {}: {e}", dir.display()))?;
             let jail = Jail {
-                sandbox: &self.sandbox,
+                sandbox: Some(&self.sandbox),
                 dir: &dir,
             };
-            run_steps(job, &jail, &ws, log).await
+            run_in(job, &jail, log).await
         };
         let end = tokio::select! {
             biased;
@@ -175,6 +180,34 @@ impl Executor for LocalExecutor {
     }
 }
 
+/// Run a prepared job's steps in `dir` without the sandbox: the job agent in a Kubernetes
+/// pod ([`super::kube::agent`]), where the pod is the isolation boundary. The same steps,
+/// environment, masking and outputs as a local run; the caller stops it by dropping the
+/// future (every command's process group is killed).
+pub async fn run_in_pod(
+    job: &PreparedJob,
+    dir: &Path,
+    log: &JobLog,
+) -> Result<BTreeMap<String, String>, String> {
+    let jail = Jail { sandbox: None, dir };
+    run_in(job, &jail, log).await
+}
+
+/// Create the job's directories, then run its steps.
+async fn run_in(
+    job: &PreparedJob,
+    jail: &Jail<'_>,
+    log: &JobLog,
+) -> Result<BTreeMap<String, String>, String> {
+    let ws = prepare_dirs(jail.dir, jail.sandbox).await.map_err(|e| {
+        format!(
+            "cannot create the job workspace {}: {e}",
+            jail.dir.display()
+        )
+    })?;
+    run_steps(job, jail, &ws, log).await
+}
+
 /// Remove a directory tree; a failure is logged (a leftover workspace is not a job error).
 fn remove_tree(dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir)
@@ -186,16 +219,18 @@ fn remove_tree(dir: &Path) {
 
 /// `<dir>/workspace`, `<dir>/zadig` for scripts and results, and the job's private `home` and
 /// `tmp`, owned by the job user, in one trip to the blocking pool.
-async fn prepare_dirs(dir: &Path, sandbox: &Arc<Sandbox>) -> std::io::Result<PathBuf> {
+async fn prepare_dirs(dir: &Path, sandbox: Option<&Arc<Sandbox>>) -> std::io::Result<PathBuf> {
     let dir = dir.to_path_buf();
-    let sandbox = sandbox.clone();
+    let owner = sandbox.cloned();
     tokio::task::spawn_blocking(move || {
         let ws = dir.join("workspace");
         std::fs::create_dir_all(&ws)?;
         std::fs::create_dir_all(dir.join("zadig").join("results"))?;
         std::fs::create_dir_all(dir.join("home"))?;
         std::fs::create_dir_all(dir.join("tmp"))?;
-        sandbox.chown_tree(&dir);
+        if let Some(owner) = owner {
+            owner.chown_tree(&dir);
+        }
         Ok(ws)
     })
     .await

@@ -7,7 +7,8 @@
 //!   cancel, error policies), writing every change with a conditional update;
 //! - [`executor`] turns one job task into work: [`executor::run_job`] is the single entry
 //!   point the runner calls for every job task that is not an approval; [`work`] translates a
-//!   job type's spec into steps, [`local`] runs them as local process groups;
+//!   job type's spec into steps, [`local`] runs them as local process groups, [`kube`] as
+//!   Kubernetes Jobs on a cluster (with the job agent running the same steps in the pod);
 //! - [`logs`] stores every job log line (chunked, both backends) and fans them out live;
 //! - [`finished`] is the port through which the engine reports a release job's task ending
 //!   (the release-plan side subscribes; the engine does not call it).
@@ -20,6 +21,7 @@ pub mod dispatch;
 pub mod executor;
 pub mod finished;
 mod job_context;
+pub mod kube;
 pub mod local;
 pub mod logs;
 pub mod render;

@@ -376,6 +376,9 @@ async fn run_job_task(
             j.error = error.clone();
             j.end_time = at;
             j.outputs = end.outputs.clone();
+            if let Some(spec) = j.spec.as_object_mut() {
+                spec.extend(end.record.clone());
+            }
         })
         .await?;
         tracing::debug!(workflow = %ctx.workflow, task_id = ctx.task_id, job = %job.name, "job {} ended {st}", job.name);

@@ -236,6 +236,7 @@ pub(crate) fn assemble(
         outputs,
         timeout,
         secrets,
+        placement: super::kube::Placement::Local,
     }
 }
 
@@ -412,6 +413,6 @@ mod tests {
         let bad =
             serde_json::json!({"address": "/tmp", "repo_name": "x", "checkout_path": "../up"});
         assert!(repo_of(0, &bad).unwrap_err().contains("checkout_path"));
-        assert!(missing_integration("zadig-deploy", "kubernetes").contains("engine_integrations"));
+        assert!(missing_integration("sql", "database").contains("engine_integrations"));
     }
 }

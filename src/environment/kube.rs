@@ -210,6 +210,27 @@ pub async fn apply(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -
     .map(|_| ())
 }
 
+/// Strategic-merge patch `body` into the object (Zadig's image update of a workload it does
+/// not own: only the fields named change), with our field manager.
+pub async fn patch_strategic(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    body: &Value,
+) -> ApiResult<()> {
+    let api = api_of(cc, &resource_of(r), r.namespaced, ns);
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    cc.call(
+        &format!("patching {} {:?}", r.kind, r.name),
+        api.patch(&r.name, &pp, &Patch::Strategic(body)),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Delete one object; gone already is fine.
 pub async fn delete(cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<()> {
     let api = api_of(cc, &resource_of(r), r.namespaced, ns);

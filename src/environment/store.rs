@@ -60,12 +60,7 @@ impl EnvStore {
 
     /// Replace `e` if it is still at `expected_version` (`e.version` already the next one).
     pub async fn replace(&self, e: &Environment, expected_version: i64) -> StoreResult<bool> {
-        self.envs
-            .replace(
-                &Filter::id(&e.id).and(Filter::eq("version", expected_version)),
-                e,
-            )
-            .await
+        self.envs.replace_version(&e.id, expected_version, e).await
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<bool> {

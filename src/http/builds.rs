@@ -32,15 +32,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The body of `POST`/`PUT /openapi/build`: a full definition, or with `?source=template` a
 /// template build.
+// The derived `Deserialize` only documents the two shapes (`untagged`); a body is decoded by
+// `source` (`BuildBody::decode`), so its errors name the fields of the one shape meant.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-#[expect(
-    dead_code,
-    reason = "documents the two body shapes; bodies are decoded by `source`"
-)]
 enum BuildBody {
     Full(Box<BuildRequest>),
     Template(TemplateBuildRequest),
+}
+
+impl BuildBody {
+    fn decode(q: &WriteQuery, body: serde_json::Value) -> ApiResult<Self> {
+        Ok(if q.is_template() {
+            Self::Template(decode_object(body)?)
+        } else {
+            Self::Full(Box::new(decode_object(body)?))
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -115,12 +123,11 @@ async fn create_build(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     let project = q.project_key.as_deref();
-    if q.is_template() {
-        let req: TemplateBuildRequest = decode_object(body)?;
-        service::create_from_template(&state, &caller, &req, project).await?;
-    } else {
-        let req: BuildRequest = decode_object(body)?;
-        service::create(&state, &caller, &req, project).await?;
+    match BuildBody::decode(&q, body)? {
+        BuildBody::Template(t) => {
+            service::create_from_template(&state, &caller, &t, project).await?
+        }
+        BuildBody::Full(req) => service::create(&state, &caller, &req, project).await?,
     }
     Ok(Success::new())
 }
@@ -139,12 +146,11 @@ async fn update_build(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     let project = q.project_key.as_deref();
-    if q.is_template() {
-        let req: TemplateBuildRequest = decode_object(body)?;
-        service::update_from_template(&state, &caller, None, &req, project).await?;
-    } else {
-        let req: BuildRequest = decode_object(body)?;
-        service::update(&state, &caller, &req, project).await?;
+    match BuildBody::decode(&q, body)? {
+        BuildBody::Template(t) => {
+            service::update_from_template(&state, &caller, None, &t, project).await?;
+        }
+        BuildBody::Full(req) => service::update(&state, &caller, &req, project).await?,
     }
     Ok(Success::new())
 }

@@ -288,6 +288,16 @@ pub struct Created {
     pub id: String,
 }
 
+impl Created {
+    /// The answer for the new resource `id`.
+    pub fn new(id: String) -> Json<Self> {
+        Json(Self {
+            message: "success",
+            id,
+        })
+    }
+}
+
 /// Create a K8s YAML version; the images are copied in the background (seed 003
 /// "K8s YAML 项目创建版本"; spec §6.3).
 #[utoipa::path(post, path = "/openapi/delivery/releases/k8s", tag = "delivery", request_body = NewVersion,
@@ -298,10 +308,7 @@ async fn create_k8s(
     Json(req): Json<NewVersion>,
 ) -> ApiResult<Json<Created>> {
     let v = service::create(&state, &caller, TYPE_K8S, req).await?;
-    Ok(Json(Created {
-        message: "success",
-        id: v.id,
-    }))
+    Ok(Created::new(v.id))
 }
 
 /// Create a Helm chart version; images are copied and charts packaged and pushed in the
@@ -314,10 +321,7 @@ async fn create_helm(
     Json(req): Json<NewVersion>,
 ) -> ApiResult<Json<Created>> {
     let v = service::create(&state, &caller, TYPE_HELM, req).await?;
-    Ok(Json(Created {
-        message: "success",
-        id: v.id,
-    }))
+    Ok(Created::new(v.id))
 }
 
 /// The retry parameters, from the query or the JSON body.

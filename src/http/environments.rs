@@ -62,11 +62,7 @@ pub struct ProjectQuery {
 
 impl ProjectQuery {
     fn project(&self) -> ApiResult<&str> {
-        let p = self.project_key.as_deref().unwrap_or_default();
-        if p.trim().is_empty() {
-            return Err(ApiError::bad_request("`projectKey` is required"));
-        }
-        Ok(p)
+        project_of(&self.project_key)
     }
 }
 

@@ -55,11 +55,9 @@ async fn create_repo(
     caller: Identity,
     Json(input): Json<HelmRepoInput>,
 ) -> ApiResult<Json<Created>> {
-    let r = registry::create_repo(&state, &caller, input).await?;
-    Ok(Json(Created {
-        message: "success",
-        id: r.id,
-    }))
+    Ok(Created::new(
+        registry::create_repo(&state, &caller, input).await?.id,
+    ))
 }
 
 /// List the chart repositories.

@@ -65,11 +65,9 @@ async fn create_registry(
     caller: Identity,
     Json(input): Json<RegistryInput>,
 ) -> ApiResult<Json<Created>> {
-    let r = registry::create_registry(&state, &caller, input).await?;
-    Ok(Json(Created {
-        message: "success",
-        id: r.id,
-    }))
+    Ok(Created::new(
+        registry::create_registry(&state, &caller, input).await?.id,
+    ))
 }
 
 /// List the image registries.

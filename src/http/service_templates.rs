@@ -47,7 +47,7 @@ pub struct CreateServiceRequest {
     pub yaml: String,
     /// The service's variables (a KV list, not YAML text); keys the YAML uses and this list
     /// lacks are added with an empty value.
-    #[serde(default, deserialize_with = "crate::build::model::nullable")]
+    #[serde(default, deserialize_with = "crate::validate::nullable")]
     pub variable_yaml: Vec<ServiceVariableKV>,
     /// Ignored: the route decides.
     #[serde(default)]

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::build::model::nullable;
 use crate::service_template::ServiceVariableKV;
+use crate::validate::nullable;
 
 /// How a project deploys (`product_feature`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

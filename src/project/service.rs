@@ -7,13 +7,13 @@ use utoipa::ToSchema;
 use super::model::{ProductFeature, Project};
 use super::{InitEnv, environments_blocking_delete};
 use crate::auth::Identity;
-use crate::build::model::nullable;
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::service_template::ServiceVariableKV;
 use crate::service_template::service::{self as services, NewService};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::validate;
+use crate::validate::nullable;
 
 /// Zadig's project error codes (spec §0.4).
 pub const CREATE_PROJECT: (i64, &str) = (6060, "Create project failed");

@@ -37,17 +37,13 @@ impl ProjectStore {
         let opts = FindOptions::sort("update_time", Dir::Desc)
             .then("product_name", Dir::Asc)
             .page(page, size);
-        let list = self.projects.find(&Filter::All, &opts).await?;
-        Ok((list, self.projects.count(&Filter::All).await?))
+        self.projects.page(&Filter::All, &opts).await
     }
 
     /// Replace `p` if it is still at `expected_version` (`p.version` already the next one).
     pub async fn replace(&self, p: &Project, expected_version: i64) -> StoreResult<bool> {
         self.projects
-            .replace(
-                &Filter::id(&p.id).and(Filter::eq("version", expected_version)),
-                p,
-            )
+            .replace_version(&p.id, expected_version, p)
             .await
     }
 

@@ -2,7 +2,7 @@
 //! [`Content`]: every failure is a 400 naming the field (the JSON key, verbatim), and the
 //! checks that need no lookup run first (DESIGN.md §5).
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -11,16 +11,7 @@ use super::model::{Approval, ApproveUser, JobKind, JobSpec};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::users::User;
-use crate::validate;
-
-/// `null` reads as the type's default (Zadig's Go binder treats null as the zero value).
-pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+use crate::validate::{self, nullable};
 
 /// The body of `POST` and `PATCH /openapi/release_plan/v1[/:id]` (seed 001).
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::Container;
 use super::variables::ServiceVariableKV;
-use crate::build::model::nullable;
+use crate::validate::nullable;
 
 /// `type` of a K8s YAML service.
 pub const TYPE_K8S: &str = "k8s";

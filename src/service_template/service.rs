@@ -11,12 +11,12 @@ use super::model::{SOURCE_SPOCK, ServiceTemplate, TYPE_K8S};
 use super::variables::{self, ServiceVariableKV};
 use super::{Container, execute, manifest, objects_of, parse};
 use crate::auth::Identity;
-use crate::build::model::nullable;
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::project::{self, Project};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::validate;
+use crate::validate::nullable;
 
 /// Zadig's service-template error codes (spec §0.4).
 pub const CREATE_TEMPLATE: (i64, &str) = (6040, "Create service template failed");

@@ -119,10 +119,7 @@ impl ServiceTemplateStore {
     /// Replace revision `t` if it is still at `expected_version`.
     pub async fn replace(&self, t: &ServiceTemplate, expected_version: i64) -> StoreResult<bool> {
         self.revisions
-            .replace(
-                &Filter::id(&t.id).and(Filter::eq("version", expected_version)),
-                t,
-            )
+            .replace_version(&t.id, expected_version, t)
             .await
     }
 

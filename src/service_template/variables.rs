@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::gotemplate::Template;
-use crate::build::model::nullable;
+use crate::validate::nullable;
 
 /// Accepted variable `type`s.
 pub const VAR_TYPES: &[&str] = &["string", "bool", "enum", "yaml"];

@@ -331,6 +331,20 @@ struct SqliteCollection {
     name: String,
 }
 
+impl SqliteCollection {
+    /// Run one writing statement: how many rows it changed.
+    async fn execute(&self, sql: String, params: Vec<SqlValue>) -> StoreResult<u64> {
+        self.backend
+            .write(&self.name, move |c| {
+                let n = c
+                    .execute(&sql, params_from_iter(params))
+                    .map_err(map_sql_err)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl Collection for SqliteCollection {
     async fn insert(&self, doc: Doc) -> StoreResult<()> {
@@ -399,14 +413,7 @@ impl Collection for SqliteCollection {
             t = table(&self.name),
             w = where_sql(filter, &mut params)
         );
-        self.backend
-            .write(&self.name, move |c| {
-                let n = c
-                    .execute(&sql, params_from_iter(params))
-                    .map_err(map_sql_err)?;
-                Ok(n > 0)
-            })
-            .await
+        Ok(self.execute(sql, params).await? > 0)
     }
 
     async fn update_one(&self, filter: &Filter, update: &Update) -> StoreResult<bool> {
@@ -421,14 +428,7 @@ impl Collection for SqliteCollection {
         let set = update_sql(update, &mut params);
         let w = where_sql(filter, &mut params);
         let sql = format!("UPDATE {} SET doc = {set} WHERE {w}", table(&self.name));
-        self.backend
-            .write(&self.name, move |c| {
-                let n = c
-                    .execute(&sql, params_from_iter(params))
-                    .map_err(map_sql_err)?;
-                Ok(n as u64)
-            })
-            .await
+        self.execute(sql, params).await
     }
 
     async fn find_one_and_update(
@@ -467,14 +467,7 @@ impl Collection for SqliteCollection {
             table(&self.name),
             where_sql(filter, &mut params)
         );
-        self.backend
-            .write(&self.name, move |c| {
-                let n = c
-                    .execute(&sql, params_from_iter(params))
-                    .map_err(map_sql_err)?;
-                Ok(n as u64)
-            })
-            .await
+        self.execute(sql, params).await
     }
 }
 

@@ -24,8 +24,7 @@ pub async fn list(
     let opts = FindOptions::sort("created_at", Dir::Desc)
         .then("id", Dir::Desc)
         .page(page_no, super::PAGE_SIZE);
-    let versions = docs.find(&filter, &opts).await?;
-    let total = docs.count(&filter).await?;
+    let (versions, total) = docs.page(&filter, &opts).await?;
     let rows: Vec<_> = versions
         .iter()
         .map(|v| {

@@ -22,6 +22,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("task.html", include_str!("templates/task.html")),
     ("task_live.html", include_str!("templates/task_live.html")),
     ("versions.html", include_str!("templates/versions.html")),
+    (
+        "project_filter.html",
+        include_str!("templates/project_filter.html"),
+    ),
     ("version.html", include_str!("templates/version.html")),
 ];
 

@@ -43,34 +43,9 @@ pub struct KvInput {
     pub value: Value,
 }
 
-/// A repository input (`repo_info[]`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct RepoInput {
-    #[serde(default)]
-    pub codehost_name: String,
-    #[serde(default)]
-    pub repo_namespace: String,
-    #[serde(default)]
-    pub repo_name: String,
-    #[serde(default)]
-    pub branch: String,
-    #[serde(default)]
-    pub tag: String,
-    #[serde(default)]
-    pub pr: i64,
-    #[serde(default)]
-    pub prs: Vec<i64>,
-    #[serde(default)]
-    pub enable_commit: bool,
-    #[serde(default)]
-    pub commit_id: String,
-    #[serde(default)]
-    pub remote_name: String,
-    #[serde(default)]
-    pub checkout_path: String,
-    #[serde(default)]
-    pub submodules: Option<bool>,
-}
+/// A repository input (`repo_info[]`): the shape builds take too ([`crate::repo`]); what
+/// merging it into a job's stored repositories means is defined here.
+pub use crate::repo::RepoInput;
 
 impl RepoInput {
     /// Does the stored repository `r` denote this one (namespace/owner and name, and the code

@@ -333,10 +333,7 @@ impl TaskStore {
             .and(Filter::eq("project_name", project))
             .and(Filter::eq("is_deleted", false));
         let opts = FindOptions::sort("task_id", Dir::Desc).page(page, size);
-        Ok((
-            self.tasks.find(&filter, &opts).await?,
-            self.tasks.count(&filter).await?,
-        ))
+        self.tasks.page(&filter, &opts).await
     }
 }
 

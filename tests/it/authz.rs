@@ -14,6 +14,7 @@ use crate::build::{demo_template, seed_build, seed_template_build};
 use crate::delivery::{add_chart_repo, add_registry, deployment, wait_status};
 use crate::harness::{Resp, TestApp};
 use crate::release_plan::{BASE, detail, job_ids, simple_body};
+use crate::workflow_e2e::{detail as task_detail, freestyle};
 use crate::workflows::echo_workflow;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -42,10 +43,6 @@ fn row(method: Method, path: impl Into<String>, body: Option<Value>, caller: Cal
         body,
         caller,
     }
-}
-
-fn freestyle(name: &str, script: &str) -> Value {
-    json!({"name": name, "type": "freestyle", "spec": {"script": script, "envs": []}})
 }
 
 /// A delivery version body that copies nothing (no image is pushed).
@@ -108,15 +105,6 @@ async fn refuse_all<F, Fut>(
     }
 }
 
-async fn task(app: &TestApp, wf: &str, id: i64) -> Value {
-    app.get(&format!(
-        "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
-    ))
-    .await
-    .expect(200)
-    .clone()
-}
-
 async fn run(app: &TestApp, wf: &str, jobs: &[&str]) -> i64 {
     let inputs: Vec<Value> = jobs.iter().map(|j| json!({"job_name": j})).collect();
     let body = json!({"project_key": "p", "workflow_key": wf, "inputs": inputs});
@@ -155,7 +143,10 @@ async fn snapshot(app: &TestApp, alice: &str, alice_uid: &str, plans: &[&str]) -
         s.insert(format!("plan {id}"), detail(app, id).await);
     }
     for wf in ["approve-wf", "manual-wf", "checked-wf"] {
-        s.insert(format!("task {wf}"), task_state(&task(app, wf, 1).await));
+        s.insert(
+            format!("task {wf}"),
+            task_state(&task_detail(app, wf, 1).await),
+        );
     }
     let me = app
         .call(
@@ -215,9 +206,9 @@ backend_test! {
         assert_eq!(run(&app, "manual-wf", &["prepare", "ship"]).await, 1);
         assert_eq!(run(&app, "checked-wf", &["shaky"]).await, 1);
         app.wait_for("the three tasks to wait for alice", LIMIT, || async {
-            let a = task(&app, "approve-wf", 1).await;
-            let m = task(&app, "manual-wf", 1).await;
-            let c = task(&app, "checked-wf", 1).await;
+            let a = task_detail(&app, "approve-wf", 1).await;
+            let m = task_detail(&app, "manual-wf", 1).await;
+            let c = task_detail(&app, "checked-wf", 1).await;
             (a["stages"][1]["status"] == "wait_for_approval"
                 && m["status"] == "pause"
                 && c["stages"][0]["jobs"][0]["status"] == "wait_for_manual_error_handling")

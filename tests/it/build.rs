@@ -247,6 +247,15 @@ backend_test! {
         assert_eq!(d["parameters"], json!([]));
         assert_eq!(d["build_env"]["installs"], json!([]));
         assert!(d["post_build"]["docker_build"].is_null());
+
+        // `null` in a repository reads as absent, as Go's zero value.
+        app.post("/openapi/build", json!({
+            "name": "null-repo", "project_key": "p1", "build_script": "echo hi",
+            "services": [{"service_name": "s", "service_module": "m"}],
+            "repo_info": [{"repo_name": "r", "prs": null, "submodules": null}]
+        })).await.expect(200);
+        let d = app.get("/openapi/build/null-repo/detail?projectKey=p1").await;
+        assert_eq!(d.expect(200)["repos"][0]["submodules"], false);
         app.stop().await;
     }
 }

@@ -101,7 +101,7 @@ pub async fn wait_status(app: &TestApp, workflow: &str, id: i64, statuses: &[&st
     .await
 }
 
-fn job<'a>(t: &'a Task, name: &str) -> &'a JobTask {
+pub fn job<'a>(t: &'a Task, name: &str) -> &'a JobTask {
     t.stages
         .iter()
         .flat_map(|s| &s.jobs)
@@ -121,7 +121,7 @@ async fn api_write(app: &TestApp, workflow: &str, id: i64, f: impl Fn(&mut Task)
 }
 
 /// Cancel as the API does: store `cancelled`, then notify.
-async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
+pub async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
     api_write(app, workflow, id, |t| {
         t.status = Status::Cancelled;
         t.task_revoker = "admin".into();
@@ -130,7 +130,7 @@ async fn api_cancel(app: &TestApp, workflow: &str, id: i64) {
     engine::task_cancelled(app.state(), workflow, id);
 }
 
-async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
+pub async fn full_log(app: &TestApp, workflow: &str, id: i64, job: &str) -> String {
     let r = app
         .get(&format!(
             "/openapi/logs/log/v4/workflow/{workflow}/{id}/{job}"
@@ -519,7 +519,7 @@ backend_test! {
 
 /// Read SSE events from a live response until `until` says stop; returns the data lines and
 /// whether the stream ended.
-async fn read_events(
+pub async fn read_events(
     resp: &mut reqwest::Response,
     buf: &mut String,
     until: impl Fn(&[String]) -> bool,
@@ -640,8 +640,8 @@ backend_test! {
 backend_test! {
     async fn job_types_without_an_integration_fail_naming_it(app) {
         let mut deploy = freestyle("deploy", "");
-        deploy.job_type = "zadig-deploy".into();
-        deploy.spec = json!({"env": "dev"});
+        deploy.job_type = "k8s-canary-deploy".into();
+        deploy.spec = json!({"cluster_id": "c", "namespace": "ns"});
         let mut plugin = freestyle("plugin", "");
         plugin.job_type = "plugin".into();
         let mut build = freestyle("build", "");
@@ -652,11 +652,11 @@ backend_test! {
         assert_eq!(t.status, "failed");
         let d = job(&t, "deploy");
         assert_eq!(d.status, "failed");
-        assert!(d.error.contains("Kubernetes") && d.error.contains("engine_integrations"), "{}", d.error);
+        assert!(d.error.contains("canary deployments are not implemented by this server"), "{}", d.error);
         assert!(job(&t, "plugin").error.contains("container runtime"), "{}", job(&t, "plugin").error);
         assert!(job(&t, "build").error.contains("no-such-build"), "{}", job(&t, "build").error);
         let log = full_log(&app, "integrations", id, "deploy").await;
-        assert!(log.contains("Failed to run: job type zadig-deploy needs a Kubernetes cluster"), "{log}");
+        assert!(log.contains("Failed to run: job type k8s-canary-deploy cannot run"), "{log}");
         app.stop().await;
     }
 }

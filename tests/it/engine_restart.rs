@@ -70,17 +70,19 @@ pub async fn healthy(port: u16) {
     .await;
 }
 
-async fn kill_9_mid_task_then_restart(kind: Kind) {
-    let dir = tempfile::tempdir().unwrap();
+/// The configuration (for opening its store from the test) and the environment of a server
+/// process on `dir`, listening on `port`, with a short engine lease; `None` when the backend
+/// is not available (MongoDB without `ZADIG_TEST_MONGODB_URI`).
+pub fn server_env(
+    kind: Kind,
+    dir: &std::path::Path,
+    port: u16,
+) -> Option<(Config, Vec<(String, String)>)> {
     let mut config = Config::defaults();
-    config.data_dir = dir.path().to_path_buf();
-    let port = free_port();
+    config.data_dir = dir.to_path_buf();
     let mut env: Vec<(String, String)> = vec![
         ("ZADIG_LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "ZADIG_DATA_DIR".into(),
-            dir.path().to_string_lossy().into_owned(),
-        ),
+        ("ZADIG_DATA_DIR".into(), dir.to_string_lossy().into_owned()),
         ("ZADIG_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
         ("ZADIG_ENGINE_LEASE_TTL_SECS".into(), "2".into()),
         ("ZADIG_ENGINE_SWEEP_INTERVAL_MS".into(), "100".into()),
@@ -89,7 +91,7 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     match kind {
         Kind::Embedded => env.push(("ZADIG_STORAGE".into(), "embedded".into())),
         Kind::Mongo => {
-            let Some(uri) = mongo_uri() else { return };
+            let uri = mongo_uri()?;
             config.storage = StorageKind::Mongodb;
             config.mongodb_uri = uri.clone();
             config.mongodb_database = format!("zt_{}", uuid::Uuid::new_v4().simple());
@@ -101,6 +103,15 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
             ));
         }
     }
+    Some((config, env))
+}
+
+async fn kill_9_mid_task_then_restart(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some((config, env)) = server_env(kind, dir.path(), port) else {
+        return;
+    };
     let mut server = serve(&env);
     healthy(port).await;
 

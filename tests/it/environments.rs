@@ -99,6 +99,22 @@ pub async fn seed_env(app: &TestApp, emu: &Emulator) -> String {
     cluster
 }
 
+/// Apply service `shop` into env `dev` of project `demo` and wait (at most `limit`) until it
+/// runs.
+pub async fn apply_shop(app: &TestApp, limit: Duration) {
+    app.post(
+        "/openapi/environments/service/yaml?projectKey=demo",
+        json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]}),
+    )
+    .await
+    .expect(200);
+    app.wait_for("the service to run", limit, || async {
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        (d.expect(200)["services"][0]["status"] == "running").then_some(())
+    })
+    .await;
+}
+
 async fn wait_running(app: &TestApp, path: &str) -> Value {
     app.wait_for("the service to run", LIMIT, || async {
         let d = app.get(path).await;

@@ -1,6 +1,8 @@
 //! The environment flow against a real Kubernetes cluster, when `ZADIG_TEST_KUBECONFIG`
 //! names a kubeconfig file (kind, k3d, …: see README "Testing against a real cluster");
 //! skipped otherwise, saying so. It creates namespace `zadig-it-<random>` and deletes it.
+//! Besides the environment routes, a workflow's `zadig-deploy` job deploys an image and waits
+//! for the real rollout.
 //! The kubeconfig must carry its credentials inline (as kind's and k3d's do).
 
 use std::time::Duration;
@@ -11,7 +13,8 @@ use kube::Api;
 use serde_json::json;
 
 use crate::clusters::add_cluster;
-use crate::environments::seed_project;
+use crate::deploy_jobs::{deploy_input, deploy_job, detail, execute, workflow};
+use crate::environments::{apply_shop, seed_project};
 use crate::harness::{Kind, TestApp};
 use crate::kind_test;
 
@@ -56,17 +59,7 @@ async fn real_cluster_flow(kind: Kind) {
     )
     .await
     .expect(200);
-    app.post(
-        "/openapi/environments/service/yaml?projectKey=demo",
-        json!({"env_key": "dev", "service_list": [{"service_name": "shop"}]}),
-    )
-    .await
-    .expect(200);
-    app.wait_for("the service to run", LIMIT, || async {
-        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
-        (d.expect(200)["services"][0]["status"] == "running").then_some(())
-    })
-    .await;
+    apply_shop(&app, LIMIT).await;
     let pods = app
         .get("/openapi/environments/dev/service/shop/pods?projectKey=demo")
         .await;
@@ -97,6 +90,34 @@ async fn real_cluster_flow(kind: Kind) {
     )
     .await
     .expect(200);
+    // A deploy job: the image set and the rollout waited for on the real cluster.
+    workflow(
+        &app,
+        "ship",
+        vec![(
+            "deploy",
+            vec![deploy_job(
+                "deploy",
+                json!({"env": "dev", "deploy_contents": ["image"]}),
+            )],
+        )],
+    )
+    .await;
+    let id = execute(&app, "ship", deploy_input("deploy", "nginx:1.27-alpine")).await;
+    let d = app
+        .wait_for("the deploy task to end", LIMIT, || async {
+            let d = detail(&app, "ship", id).await;
+            ["passed", "failed", "timeout", "cancelled"]
+                .contains(&d["status"].as_str().unwrap_or_default())
+                .then_some(d)
+        })
+        .await;
+    assert_eq!(d["status"], "passed", "{d}");
+    let d = deps.get("web").await.unwrap();
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("nginx:1.27-alpine"));
     app.delete("/openapi/environments/dev?projectKey=demo&isDelete=true")
         .await
         .expect(200);

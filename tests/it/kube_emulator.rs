@@ -94,22 +94,47 @@ impl Emulator {
         Some(emu)
     }
 
-    /// The emulator's objects of `kind` (e.g. `Deployment`) in `namespace` (all when empty).
-    pub async fn objects(&self, kind: &str, namespace: &str) -> Vec<Value> {
-        let mut url = format!("{}/_emulator/state?kind={kind}", self.base);
-        if !namespace.is_empty() {
-            url.push_str(&format!("&namespace={namespace}"));
-        }
-        let v: Value = self
-            .client
-            .get(url)
+    /// The side door's state (`?query`): objects, resourceVersion, the job processes.
+    async fn state(&self, query: &str) -> Value {
+        self.client
+            .get(format!("{}/_emulator/state{query}", self.base))
             .send()
             .await
             .expect("emulator state")
             .json()
             .await
-            .expect("emulator state JSON");
+            .expect("emulator state JSON")
+    }
+
+    /// The emulator's objects of `kind` (e.g. `Deployment`) in `namespace` (all when empty).
+    pub async fn objects(&self, kind: &str, namespace: &str) -> Vec<Value> {
+        let mut query = format!("?kind={kind}");
+        if !namespace.is_empty() {
+            query.push_str(&format!("&namespace={namespace}"));
+        }
+        let v = self.state(&query).await;
         v["objects"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The processes the stand-in kubelet started (`pod_uid`, `pid`, `running`, `returncode`).
+    pub async fn processes(&self) -> Vec<Value> {
+        let v = self.state("").await;
+        v["processes"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Force the status of `kind`/`name` (frozen: the controller and kubelet leave it alone).
+    pub async fn set_status(&self, kind: &str, namespace: &str, name: &str, status: Value) {
+        let r = self
+            .client
+            .post(format!("{}/_emulator/set-status", self.base))
+            .json(
+                &serde_json::json!({"kind": kind, "namespace": namespace, "name": name,
+                "status": status, "merge": false, "freeze": true}),
+            )
+            .send()
+            .await
+            .expect("emulator set-status");
+        assert!(r.status().is_success(), "set-status: {}", r.status());
     }
 
     /// The object `kind`/`name` in `namespace`, if any.
@@ -118,6 +143,24 @@ impl Emulator {
             .await
             .into_iter()
             .find(|o| o["metadata"]["name"] == name)
+    }
+}
+
+impl Emulator {
+    /// Force the status of `kind`/`name` in `namespace` and freeze it: the emulator's
+    /// controller leaves the object alone until it is deleted (side door `set-status`).
+    pub async fn freeze_status(&self, kind: &str, namespace: &str, name: &str, status: Value) {
+        let r = self
+            .client
+            .post(format!("{}/_emulator/set-status", self.base))
+            .json(
+                &serde_json::json!({"kind": kind, "namespace": namespace, "name": name,
+                "status": status, "merge": false, "freeze": true}),
+            )
+            .send()
+            .await
+            .expect("emulator set-status");
+        assert!(r.status().is_success(), "set-status: {}", r.status());
     }
 }
 

@@ -79,6 +79,19 @@ async fn plan_with_workflow(app: &TestApp, workflow: &str) -> (String, String) {
     (id, job)
 }
 
+/// Create workflow `workflow` running `script`, a plan with a job for it, and execute the job:
+/// the plan id and the job id.
+async fn execute_workflow_job(app: &TestApp, workflow: &str, script: &str) -> (String, String) {
+    app.post("/openapi/workflows/custom", workflow_body(workflow, script))
+        .await
+        .expect(200);
+    let (id, job) = plan_with_workflow(app, workflow).await;
+    job_call(app, ADMIN_TOKEN, &id, "execute", &job, "workflow")
+        .await
+        .expect(200);
+    (id, job)
+}
+
 async fn wait_job(app: &TestApp, id: &str, status: &str) -> Value {
     app.wait_for(
         &format!("the release job to be {status}"),
@@ -93,16 +106,8 @@ async fn wait_job(app: &TestApp, id: &str, status: &str) -> Value {
 
 backend_test! {
     async fn workflow_job_runs_a_real_task(app) {
-        app.post(
-            "/openapi/workflows/custom",
-            workflow_body("rp-echo", "#!/bin/bash\nset -e\necho hello"),
-        )
-        .await
-        .expect(200);
-        let (id, job) = plan_with_workflow(&app, "rp-echo").await;
-        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow")
-            .await
-            .expect(200);
+        let (id, _) =
+            execute_workflow_job(&app, "rp-echo", "#!/bin/bash\nset -e\necho hello").await;
         let d = detail(&app, &id).await;
         let task_id = d["jobs"][0]["spec"]["task_id"]
             .as_i64()
@@ -119,16 +124,7 @@ backend_test! {
         assert_eq!(task.expect(200)["status"], "passed");
 
         // A failing script: the job fails, the plan stays executing; retry starts a new task.
-        app.post(
-            "/openapi/workflows/custom",
-            workflow_body("rp-fail", "#!/bin/bash\nexit 3"),
-        )
-        .await
-        .expect(200);
-        let (id, job) = plan_with_workflow(&app, "rp-fail").await;
-        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow")
-            .await
-            .expect(200);
+        let (id, job) = execute_workflow_job(&app, "rp-fail", "#!/bin/bash\nexit 3").await;
         let d = wait_job(&app, &id, "failed").await;
         assert_eq!(d["status"], "executing");
         let first = d["jobs"][0]["spec"]["task_id"].as_i64().unwrap();
@@ -150,9 +146,7 @@ backend_test! {
 
 backend_test! {
     async fn a_re_plan_cancels_the_running_task(app) {
-        app.post("/openapi/workflows/custom", workflow_body("rp-sleep", "sleep 30")).await.expect(200);
-        let (id, job) = plan_with_workflow(&app, "rp-sleep").await;
-        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow").await.expect(200);
+        let (id, _) = execute_workflow_job(&app, "rp-sleep", "sleep 30").await;
         let task_id = detail(&app, &id).await["jobs"][0]["spec"]["task_id"].as_i64().expect("task_id");
         let task = format!("/openapi/workflows/custom/task?taskId={task_id}&workflowKey=rp-sleep");
         app.wait_for("the task to run", Duration::from_secs(30), || async {

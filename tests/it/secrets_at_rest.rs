@@ -401,22 +401,19 @@ async fn plain_text_values_are_read_and_re_encrypted(kind: Kind) {
     }
     check(&app).await;
     // Another start leaves them as they are (already encrypted).
-    let before = app
-        .backend
-        .collection("helm_repos")
-        .find_one(&zadig_server::store::Filter::All)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = |app: &TestApp| {
+        let helm_repos = app.backend.collection("helm_repos");
+        async move {
+            helm_repos
+                .find_one(&zadig_server::store::Filter::All)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let before = stored(&app).await;
     let app = app.restart().await;
-    let after = app
-        .backend
-        .collection("helm_repos")
-        .find_one(&zadig_server::store::Filter::All)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(before, after);
+    assert_eq!(before, stored(&app).await);
     check(&app).await;
     app.stop().await;
 }

@@ -8,8 +8,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::harness::{ADMIN_TOKEN, TestApp};
+use crate::harness::ADMIN_TOKEN;
 use crate::release_plan::{BASE, create, detail, job_call, set_status, simple_body};
+use crate::workflow_e2e::{detail as task_detail, freestyle};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -17,19 +18,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn one_job_workflow(name: &str, project: &str, job: Value) -> Value {
     json!({"name": name, "project": project, "concurrency_limit": -1,
         "stages": [{"name": "run", "jobs": [job]}]})
-}
-
-fn freestyle(name: &str, script: &str) -> Value {
-    json!({"name": name, "type": "freestyle", "spec": {"script": script, "envs": []}})
-}
-
-async fn task(app: &TestApp, wf: &str, id: i64) -> Value {
-    app.get(&format!(
-        "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
-    ))
-    .await
-    .expect(200)
-    .clone()
 }
 
 backend_test! {
@@ -48,7 +36,7 @@ backend_test! {
         let job = plan["jobs"][0]["id"].as_str().expect("job id").to_string();
         job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow").await.expect(200);
         let task_id = detail(&app, &id).await["jobs"][0]["spec"]["task_id"].as_i64().expect("task_id");
-        let t = task(&app, "ref-wf", task_id).await;
+        let t = task_detail(&app, "ref-wf", task_id).await;
         assert_eq!(
             t["release_plan"],
             json!({"id": id, "name": "ref-plan", "index": plan["index"], "job_id": job}),
@@ -59,7 +47,7 @@ backend_test! {
         let r = app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "ref-wf",
             "inputs": [{"job_name": "hello"}]})).await;
         let direct = r.expect(200)["task_id"].as_i64().expect("task_id");
-        assert!(task(&app, "ref-wf", direct).await.get("release_plan").is_none());
+        assert!(task_detail(&app, "ref-wf", direct).await.get("release_plan").is_none());
         app.stop().await;
     }
 }
@@ -74,7 +62,7 @@ backend_test! {
             "inputs": [{"job_name": "shaky"}]})).await;
         let id = r.expect(200)["task_id"].as_i64().expect("task_id");
         let d = app.wait_for("the failed job to wait for a decision", LIMIT, || async {
-            let d = task(&app, "handled", id).await;
+            let d = task_detail(&app, "handled", id).await;
             (d["stages"][0]["jobs"][0]["status"] == "wait_for_manual_error_handling").then_some(d)
         }).await;
         let job = &d["stages"][0]["jobs"][0];
@@ -82,7 +70,7 @@ backend_test! {
         app.call(Method::POST, &format!("/openapi/workflows/custom/handled/task/{id}/job/shaky/error-handling"),
             Some(&alice), Some(json!({"decision": "ignore"}))).await.expect(200);
         let d = app.wait_for("the task to pass", LIMIT, || async {
-            let d = task(&app, "handled", id).await;
+            let d = task_detail(&app, "handled", id).await;
             (d["status"] == "passed").then_some(d)
         }).await;
         let job = &d["stages"][0]["jobs"][0];

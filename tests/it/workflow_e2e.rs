@@ -12,11 +12,13 @@ use crate::workflows::create;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn freestyle(name: &str, script: &str) -> Value {
+/// A freestyle job `name` running `script`.
+pub(crate) fn freestyle(name: &str, script: &str) -> Value {
     json!({"name": name, "type": "freestyle", "spec": {"script": script, "envs": []}})
 }
 
-async fn detail(app: &TestApp, wf: &str, id: i64) -> Value {
+/// A task's detail through the API (admin).
+pub(crate) async fn detail(app: &TestApp, wf: &str, id: i64) -> Value {
     app.get(&format!(
         "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
     ))

@@ -774,7 +774,8 @@ backend_test! {
             {"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {}},
             {"job_name": "test", "job_type": "zadig-test", "parameters": {}},
             {"job_name": "common", "job_type": "freestyle", "parameters": {"kv": [{"key": "key1", "value": "val2"}],
-                "repo_info": [{"codehost_name": "GitHub", "repo_namespace": "owner1", "repo_name": "hello", "branch": "feature"}]}},
+                "repo_info": [{"codehost_name": "GitHub", "repo_namespace": "owner1", "repo_name": "hello", "branch": "feature",
+                    "prs": null, "submodules": null}]}},
             {"job_name": "image-release", "job_type": "zadig-distribute-image", "parameters": {}}
         ]);
         let r = app.post("/openapi/workflows/custom/task", execute("demo", "workflow-demo", inputs)).await;
@@ -795,6 +796,7 @@ backend_test! {
         let fs = &t.stages[3].jobs[0].spec;
         assert_eq!(fs["envs"][0]["value"], "val2");
         assert_eq!(fs["repos"][0]["branch"], "feature");
+        assert_eq!(fs["repos"][0]["prs"], json!([]), "null reads as absent");
         assert_eq!(fs["repos"][0]["codehost_id"], 23, "the stored repository's settings are kept");
         let kinds: Vec<&str> = fs["steps"].as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["tools", "git", "shell"]);

@@ -110,6 +110,7 @@ impl LogHub {
                 clock,
                 secrets: Mutex::new(Vec::new()),
                 flusher: Mutex::new(Some(flusher)),
+                print: false,
             }),
         };
         log.add_secrets(secrets);
@@ -258,6 +259,9 @@ struct JobLogInner {
     /// Credential values, longest first.
     secrets: Mutex<Vec<String>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Lines go to this process' stdout instead of the store (the job agent in a pod, whose
+    /// stdout is the container log the server follows).
+    print: bool,
 }
 
 /// The writing end of a running job's log (cheap to clone: stdout and stderr readers share
@@ -279,6 +283,23 @@ enum Kind {
 }
 
 impl JobLog {
+    /// A log whose lines (masked and prefixed as stored ones) are written to stdout: what the
+    /// job agent writes in a pod.
+    pub fn printing(key: LogKey, secrets: &[String], clock: Arc<dyn Clock>) -> Self {
+        let log = JobLog {
+            inner: Arc::new(JobLogInner {
+                key,
+                live: Arc::new(LiveLog::default()),
+                clock,
+                secrets: Mutex::new(Vec::new()),
+                flusher: Mutex::new(None),
+                print: true,
+            }),
+        };
+        log.add_secrets(secrets);
+        log
+    }
+
     /// Mask these values from now on (empty values are ignored).
     pub fn add_secrets(&self, secrets: &[String]) {
         let mut s = self
@@ -343,6 +364,10 @@ impl JobLog {
                     Kind::Info => format!("{}\t{l}", st.stamp.1).into(),
                     Kind::Output => format!("{}   {l}", st.stamp.1).into(),
                 };
+                if self.inner.print {
+                    print_line(&line);
+                    continue;
+                }
                 st.window.push_back(line);
                 st.next_seq += 1;
             }
@@ -370,6 +395,15 @@ impl JobLog {
         }
         hub.forget(&self.inner.key, &self.inner.live);
     }
+}
+
+/// One line to stdout, flushed (the container log is read while the job runs); a closed
+/// stdout loses the line, it does not stop the job.
+fn print_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 fn mask_with(secrets: &[String], text: &str) -> String {

@@ -7,17 +7,22 @@
 //! - [`apply`]: rendering and applying services, adding and removing them;
 //! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
 //! - [`workload`]: workload actions — restart, scale, image;
+//! - [`deploy`]: a deploy job's image change (`zadig-deploy`);
 //! - [`variables`]: the environment's global variables.
 //!
 //! This file holds what they share: error codes, loading, the change check and lock, saving.
 
 mod apply;
+mod deploy;
 mod lifecycle;
 mod live;
 mod variables;
 mod workload;
 
 pub use apply::{AddServicesInput, RemoveServicesInput, add_services, remove_services};
+pub use deploy::{
+    Deployed, ImageChange, deploy_images, deployer, env_for_job, may_deploy_to_namespace,
+};
 pub use lifecycle::{
     BasicInput, ContainerImage, CreateEnvInput, ServiceInput, check_initial, create,
     create_initial, delete, update_basic,

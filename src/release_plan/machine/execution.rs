@@ -106,27 +106,16 @@ impl Step<'_> {
         match job.kind {
             JobKind::Text => {
                 if job.status != JobStatus::Todo {
-                    return Err(Rejection::conflict(format!(
-                        "release job {} is {}: only a todo job can be completed",
-                        job.name,
-                        job.status.as_str()
-                    )));
+                    return Err(wrong_status(&job, "a todo job can be completed"));
                 }
-                let (name, now) = (self.who.name.clone(), self.now);
-                if let Some(j) = self.p.job_mut(job_id) {
-                    j.spec.remark = remark.to_string();
-                    j.status = JobStatus::Done;
-                    j.executed_by = name;
-                    j.executed_time = now;
-                }
+                self.close_job(job_id, JobStatus::Done, Some(remark));
             }
             JobKind::Workflow => {
                 if !matches!(job.status, JobStatus::Todo | JobStatus::Failed) {
-                    return Err(Rejection::conflict(format!(
-                        "release job {} is {}: only a todo or failed workflow job can be executed",
-                        job.name,
-                        job.status.as_str()
-                    )));
+                    return Err(wrong_status(
+                        &job,
+                        "a todo or failed workflow job can be executed",
+                    ));
                 }
                 self.start_job(job_id);
             }
@@ -147,21 +136,10 @@ impl Step<'_> {
         self.require_executing("skipped", &job)?;
         self.window_open(false)?;
         if !matches!(job.status, JobStatus::Todo | JobStatus::Failed) {
-            return Err(Rejection::conflict(format!(
-                "release job {} is {}: only a todo or failed job can be skipped",
-                job.name,
-                job.status.as_str()
-            )));
+            return Err(wrong_status(&job, "a todo or failed job can be skipped"));
         }
-        let (name, now) = (self.who.name.clone(), self.now);
-        if let Some(j) = self.p.job_mut(job_id) {
-            j.status = JobStatus::Skipped;
-            j.executed_by = name;
-            j.executed_time = now;
-            if !remark.is_empty() {
-                j.spec.remark = remark.to_string();
-            }
-        }
+        let remark = Some(remark).filter(|r| !r.is_empty());
+        self.close_job(job_id, JobStatus::Skipped, remark);
         self.touch();
         self.log_job("跳过", &job);
         self.complete_if_done();
@@ -180,16 +158,25 @@ impl Step<'_> {
             return Ok(());
         }
         if job.status != JobStatus::Failed {
-            return Err(Rejection::conflict(format!(
-                "release job {} is {}: only a failed job can be retried",
-                job.name,
-                job.status.as_str()
-            )));
+            return Err(wrong_status(&job, "a failed job can be retried"));
         }
         self.start_job(job_id);
         self.touch();
         self.log_job("重试", &job);
         Ok(())
+    }
+
+    /// End `job_id` in `status` by the acting user, now; `remark` replaces the stored one.
+    fn close_job(&mut self, job_id: &str, status: JobStatus, remark: Option<&str>) {
+        let (name, now) = (self.who.name.clone(), self.now);
+        if let Some(j) = self.p.job_mut(job_id) {
+            j.status = status;
+            j.executed_by = name;
+            j.executed_time = now;
+            if let Some(r) = remark {
+                j.spec.remark = r.to_string();
+            }
+        }
     }
 
     pub(super) fn running_without_task(&self, job_id: &str) -> bool {
@@ -267,4 +254,13 @@ impl Step<'_> {
         self.log_job("更新", &before);
         self.complete_if_done();
     }
+}
+
+/// 409: `job` is in a status the action does not take (`only` says which it takes).
+fn wrong_status(job: &ReleaseJob, only: &str) -> Rejection {
+    Rejection::conflict(format!(
+        "release job {} is {}: only {only}",
+        job.name,
+        job.status.as_str()
+    ))
 }

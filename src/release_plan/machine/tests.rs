@@ -73,13 +73,9 @@ pub(super) fn native(needed: i64, timeout: i64) -> Approval {
     }
 }
 
-pub(super) fn plan(jobs: Vec<ReleaseJob>) -> ReleasePlan {
-    let ctx = Ctx {
-        now_ms: T0_MS,
-        fresh_code: "0123456789abcdef",
-        hook_setting: &HookSnapshot::default(),
-    };
-    let content = Content {
+/// A plan named `plan` that MANAGER manages, with no window, approval or jobs.
+fn content() -> Content {
+    Content {
         name: "plan".into(),
         manager: "manager".into(),
         manager_id: MANAGER.into(),
@@ -90,7 +86,16 @@ pub(super) fn plan(jobs: Vec<ReleaseJob>) -> ReleasePlan {
         description: String::new(),
         approval: None,
         jobs: Vec::new(),
+    }
+}
+
+pub(super) fn plan(jobs: Vec<ReleaseJob>) -> ReleasePlan {
+    let ctx = Ctx {
+        now_ms: T0_MS,
+        fresh_code: "0123456789abcdef",
+        hook_setting: &HookSnapshot::default(),
     };
+    let content = content();
     let mut p = create("p1", 1, &content, &actor(MANAGER), &ctx).plan;
     p.jobs = jobs;
     p
@@ -125,18 +130,7 @@ pub(super) fn set(p: &ReleasePlan, target: Status, now_ms: i64) -> ReleasePlan {
 fn editors_are_the_manager_the_creator_and_admins() {
     let hooks = HookSnapshot::default();
     let ctx = ctx_at(T0_MS, &hooks);
-    let mut content = Content {
-        name: "plan".into(),
-        manager: "manager".into(),
-        manager_id: MANAGER.into(),
-        manager_identity_type: "system".into(),
-        start_time: 0,
-        end_time: 0,
-        schedule_execute_time: 0,
-        description: String::new(),
-        approval: None,
-        jobs: Vec::new(),
-    };
+    let mut content = content();
     // u-a1 creates a plan that MANAGER manages.
     let p = create("p1", 1, &content, &actor("u-a1"), &ctx).plan;
     assert_eq!(p.internal.creator_id, "u-a1");

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, typed};
 use crate::engine::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
+use crate::engine::kube::placement;
 use crate::engine::work::{
     Var, assemble, merge_vars, repos_of, script_step, timeout_of, valid_var_name, vars_of,
 };
@@ -201,6 +202,7 @@ async fn prepare_job(
     ctx: &JobContext,
     spec: &Value,
 ) -> Result<PreparedJob, String> {
+    let raw = spec;
     let spec: TaskSpec =
         typed(spec).map_err(|e| format!("zadig-build job task {}: {e}", ctx.job_name))?;
     let spec = &spec;
@@ -259,15 +261,18 @@ async fn prepare_job(
         ("PKG_FILE".to_string(), pkg),
     ];
     let timeout = timeout_of(Some(recipe.timeout_minutes));
-    Ok(assemble(
-        ctx,
-        steps,
-        vars,
-        (service, module),
-        extra,
-        outputs,
-        timeout,
-    ))
+    let mut job = assemble(ctx, steps, vars, (service, module), extra, outputs, timeout);
+    let cluster = placement::build_cluster(state, raw, &recipe).await?;
+    job.placement = placement::resolve(
+        &state.config,
+        &placement::Runtime {
+            cluster_id: &cluster,
+            build_os: &recipe.build_os,
+            image_from: &recipe.image_from,
+            image_id: &recipe.image_id,
+        },
+    )?;
+    Ok(job)
 }
 
 /// The build's steps: its tools, the repositories, its script, then the image step.

@@ -1,11 +1,24 @@
 //! `custom-deploy`: set images of workloads (`<WorkloadType>/<workload>/<container>`
-//! targets), one job task per target. Running it needs a Kubernetes cluster.
+//! targets), one job task per target (spec/environments.md §6.5). A job task runs inside the
+//! server: the workload in `namespace` of cluster `cluster_id` (empty: the local one) must
+//! have the container; its image is changed by a strategic-merge patch (the workload is not
+//! ours, so only that field changes), the previous and new image are recorded as
+//! `replace_resources`, and the rollout is waited for (`timeout` minutes, 0: 10) unless
+//! `skip_check_run_status`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{InputCx, JobKind, Runs, Spec};
+use super::rollout::{self, Rollout};
+use super::{InputCx, JobKind, JobType, Runs, Spec};
+use crate::cluster::service::client_for;
+use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
+use crate::environment::kube as k;
+use crate::environment::model::ResourceRef;
+use crate::environment::rules::pod_spec_pointer;
+use crate::environment::service::{ImageChange, deployer, may_deploy_to_namespace};
 use crate::error::ApiResult;
+use crate::state::AppState;
 use crate::workflow::expand::{Expander, nothing_to_run};
 use crate::workflow::inputs::decode;
 use crate::workflow::model::{Job, arr_of, str_of};
@@ -90,6 +103,7 @@ impl JobKind for CustomDeploy {
                 "cluster_id",
                 "namespace",
                 "skip_check_run_status",
+                "replace_resources",
             ],
         );
         m.insert(
@@ -100,6 +114,159 @@ impl JobKind for CustomDeploy {
     }
 
     fn runs(&self) -> Runs {
-        Runs::Needs("kubernetes")
+        Runs::InServer
+    }
+
+    async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
+        rollout::with_banners(job.log, deploy(state, &job)).await
+    }
+}
+
+/// The workload kinds a target may name, with their API version and plural.
+fn workload_ref(kind: &str, name: &str) -> Option<ResourceRef> {
+    let (api_version, plural) = match kind {
+        "Deployment" => ("apps/v1", "deployments"),
+        "StatefulSet" => ("apps/v1", "statefulsets"),
+        "CronJob" => ("batch/v1", "cronjobs"),
+        _ => return None,
+    };
+    Some(ResourceRef {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespaced: true,
+        name: name.into(),
+    })
+}
+
+/// `{"spec": {"template": {"spec": {"<key>": [{name, image}]}}}}` for the pod spec at `ptr`.
+fn image_patch(ptr: &str, key: &str, container: &str, image: &str) -> Value {
+    let mut v = json!({ key: [{"name": container, "image": image}] });
+    for seg in ptr.split('/').filter(|s| !s.is_empty()).rev() {
+        v = json!({ seg: v });
+    }
+    v
+}
+
+/// Run one `custom-deploy` target (spec/environments.md §6.5).
+async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
+    let spec = job.spec;
+    let target = str_of(spec, "target");
+    let parts: Vec<&str> = target.split('/').collect();
+    let [kind, name, container] = parts.as_slice() else {
+        return JobEnd::failed(format!(
+            "target {target:?} is not <WorkloadType>/<name>/<container>"
+        ));
+    };
+    let (ns, image) = (str_of(spec, "namespace"), str_of(spec, "image"));
+    if ns.is_empty() || image.is_empty() {
+        return JobEnd::failed(format!(
+            "target {target}: the namespace and the image are required (namespace {ns:?}, image {image:?})"
+        ));
+    }
+    let Some(r) = workload_ref(kind, name) else {
+        return JobEnd::failed(format!("workload type: {kind} not supported"));
+    };
+    let cluster_id = str_of(spec, "cluster_id");
+    let allowed = match deployer(state, super::deploy::creator_uid(job)).await {
+        Ok(caller) => {
+            may_deploy_to_namespace(state, &caller, &job.ctx.project, cluster_id, ns).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = allowed {
+        return JobEnd::failed(e);
+    }
+    let cc = match client_for(state, cluster_id).await {
+        Ok(c) => c,
+        Err(e) => return JobEnd::failed(format!("can't init k8s client: {}", e.description)),
+    };
+    let minutes = match rollout::timeout_field(spec, "minutes") {
+        Ok(m) => m,
+        Err(e) => return JobEnd::failed(e),
+    };
+    let (deadline, secs) = rollout::deadline(state, minutes.saturating_mul(60));
+    let live = match k::get(&cc, ns, &r).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return JobEnd::failed(format!("{} {name} not found", kind.to_lowercase())),
+        Err(e) => return JobEnd::failed(format!("can't read {kind} {name}: {}", e.description)),
+    };
+    let ptr = pod_spec_pointer(kind).unwrap_or("/spec/template/spec");
+    let found = ["containers", "initContainers"]
+        .into_iter()
+        .find_map(|key| {
+            live.pointer(&format!("{ptr}/{key}"))
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("name").and_then(Value::as_str) == Some(container))
+                })
+                .map(|c| (key, str_of(c, "image").to_string()))
+        });
+    let Some((key, origin)) = found else {
+        return JobEnd::failed(format!(
+            "workload type: {kind},name: {name}, container {container} is not found in namespace {ns}"
+        ));
+    };
+    job.log.info(&format!(
+        "{kind} {name} container {container} in namespace {ns}: {origin} -> {image}"
+    ));
+    if let Err(e) = k::patch_strategic(&cc, ns, &r, &image_patch(ptr, key, container, image)).await
+    {
+        return JobEnd::failed(format!(
+            "failed to update container image in {ns}/{}/{name}/{container}: {}",
+            r.plural, e.description
+        ));
+    }
+    let record = rollout::record(&[ImageChange {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        container: container.to_string(),
+        origin,
+        image: image.to_string(),
+    }]);
+    let skip = spec
+        .get("skip_check_run_status")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut end = if skip {
+        rollout::end(JobStatus::Passed, "")
+    } else {
+        match rollout::wait(state, &cc, ns, &[r], deadline, job.cancel, job.log).await {
+            Rollout::TimedOut(why) => Rollout::TimedOut(format!(
+                "the rollout did not finish within {secs}s (timeout): {why}"
+            )),
+            w => w,
+        }
+        .into_end()
+    };
+    end.record = record;
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_patches_follow_the_pod_spec() {
+        assert_eq!(
+            image_patch("/spec/template/spec", "containers", "web", "nginx:2"),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}}})
+        );
+        assert_eq!(
+            image_patch(
+                "/spec/jobTemplate/spec/template/spec",
+                "initContainers",
+                "i",
+                "x:1"
+            ),
+            json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"initContainers": [{"name": "i", "image": "x:1"}]}}}}}})
+        );
+        assert!(workload_ref("DaemonSet", "d").is_none());
+        assert_eq!(
+            workload_ref("CronJob", "c").unwrap().api_version,
+            "batch/v1"
+        );
     }
 }

@@ -1,13 +1,22 @@
 //! `zadig-deploy` and `zadig-helm-chart-deploy`: deploy service modules' images (charts) to an
 //! environment, one job task per (service, module) — per service when it names no module.
-//! Running them needs a Kubernetes cluster, which this server does not drive yet.
+//!
+//! A `zadig-deploy` job task runs inside the server (spec/environments.md §6.4): the module's
+//! image is set in the environment through `environment::service::deploy_images` (the image
+//! routes' apply path), the workloads' previous and new images are recorded as
+//! `replace_resources`, and the rollout is waited for ([`super::rollout`]) unless
+//! `skip_check_run_status`. Helm chart deploys are not implemented.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::{InputCx, JobKind, Runs, Spec};
+use super::rollout::{self, Rollout};
+use super::{InputCx, JobKind, JobType, Runs, Spec};
+use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
+use crate::environment::service::{deploy_images, deployer, env_for_job};
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use crate::workflow::expand::{Expander, narrowed, refused};
 use crate::workflow::inputs::{decode, referenced_services, take_list, with_list};
 use crate::workflow::model::{Job, arr_of, str_of};
@@ -42,6 +51,8 @@ impl JobKind for Deploy {
 
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
         let env = deploy_env(job)?;
+        let from =
+            (str_of(&job.spec, "source") == "fromjob").then(|| str_of(&job.spec, "job_name"));
         let mut tasks = Vec::new();
         for svc in &services(x, job) {
             let name = str_of(svc, "service_name");
@@ -60,7 +71,11 @@ impl JobKind for Deploy {
                 }
                 let mut t = narrowed(job, "services", &one);
                 let mname = str_of(module, "service_module");
-                let image = str_of(module, "image");
+                let image = match (str_of(module, "image"), from) {
+                    // The image the quoted job produced, rendered when this job starts.
+                    ("", Some(b)) => format!("{{{{.job.{b}.{name}.{mname}.output.IMAGE}}}}"),
+                    (i, _) => i.to_string(),
+                };
                 if let Some(m) = t.as_object_mut() {
                     m.insert("service_module".into(), Value::String(mname.to_string()));
                     m.insert("image".into(), Value::String(image.to_string()));
@@ -117,6 +132,7 @@ impl JobKind for Deploy {
                 "variable_kvs",
                 "value_merge_strategy",
                 "deploy_type",
+                "replace_resources",
             ],
         );
         let images: Vec<Value> = arr_of(s, "service_and_images")
@@ -133,7 +149,151 @@ impl JobKind for Deploy {
     }
 
     fn runs(&self) -> Runs {
-        Runs::Needs("kubernetes")
+        if self.chart {
+            Runs::Missing("Helm chart deploys")
+        } else {
+            Runs::InServer
+        }
+    }
+
+    async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
+        rollout::with_banners(job.log, deploy(state, &job)).await
+    }
+}
+
+/// Run a `zadig-deploy` job task (spec/environments.md §6.4).
+async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
+    let spec = job.spec;
+    let (project, env_key) = (job.ctx.project.as_str(), str_of(spec, "env"));
+    let service = str_of(spec, "service_name");
+    if let Err(e) = deployable(spec) {
+        return JobEnd::failed(e);
+    }
+    let mut images: Vec<(String, String)> = Vec::new();
+    for i in arr_of(spec, "service_and_images") {
+        let (module, image) = (str_of(i, "service_module"), str_of(i, "image"));
+        if image.is_empty() {
+            let why = match str_of(spec, "source") {
+                "fromjob" => format!(" (job {} produced none)", str_of(spec, "job_name")),
+                _ => String::new(),
+            };
+            return JobEnd::failed(format!(
+                "module {module} of service {service} has no image to deploy{why}"
+            ));
+        }
+        images.push((module.to_string(), image.to_string()));
+    }
+    if images.is_empty() {
+        return JobEnd::failed(format!(
+            "service {service} names no module image to deploy (deploy contents: image)"
+        ));
+    }
+    let env = match env_for_job(state, project, env_key).await {
+        Ok(e) => e,
+        Err(e) => return JobEnd::failed(e),
+    };
+    job.log.info(&format!(
+        "Start to deploy k8s yaml service {service}, env: {env_key}, namespace: {}, deploy contents: image",
+        env.namespace
+    ));
+    let timeout = match rollout::timeout_field(spec, "seconds") {
+        Ok(s) if s > 0 => s,
+        Ok(_) => project_timeout_secs(state, project).await,
+        Err(e) => return JobEnd::failed(e),
+    };
+    let (deadline, secs) = rollout::deadline(state, timeout);
+    let deployed = match deploy_as(state, job, (project, env_key, service), &images).await {
+        Ok(d) => d,
+        Err(e) => return JobEnd::failed(e),
+    };
+    for c in &deployed.changes {
+        job.log.info(&format!(
+            "{} {} container {}: {} -> {}",
+            c.kind, c.name, c.container, c.origin, c.image
+        ));
+    }
+    let record = rollout::record(&deployed.changes);
+    let mut end = if spec
+        .get("skip_check_run_status")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+    {
+        rollout::end(JobStatus::Passed, "")
+    } else {
+        let waited = rollout::wait(
+            state,
+            &deployed.cc,
+            &deployed.namespace,
+            &deployed.workloads,
+            deadline,
+            job.cancel,
+            job.log,
+        )
+        .await;
+        match waited {
+            Rollout::TimedOut(why) => Rollout::TimedOut(format!(
+                "the rollout did not finish within {secs}s (timeout): {why}"
+            )),
+            w => w,
+        }
+        .into_end()
+    };
+    end.record = record;
+    let image = &images[0].1;
+    end.outputs.insert("IMAGE".into(), image.clone());
+    end.outputs
+        .insert("imageTag".into(), super::build::image_tag(image));
+    end
+}
+
+/// Deploy `images` of the service for the task's creator.
+async fn deploy_as(
+    state: &AppState,
+    job: &ServerJob<'_>,
+    (project, env_key, service): (&str, &str, &str),
+    images: &[(String, String)],
+) -> Result<crate::environment::service::Deployed, String> {
+    let caller = deployer(state, creator_uid(job)).await?;
+    deploy_images(state, project, env_key, service, images, &caller).await
+}
+
+/// The uid of the task's creator (the user a deploy job acts for).
+pub(crate) fn creator_uid<'a>(job: &'a ServerJob<'_>) -> &'a str {
+    job.ctx
+        .context
+        .get("workflow.task.creator.userId")
+        .map_or("", String::as_str)
+}
+
+/// Only images are deployed here: a job asking to deploy variables or configuration fails
+/// saying so rather than deploying less than it asked.
+fn deployable(spec: &serde_json::Value) -> Result<(), String> {
+    let contents: Vec<&str> = arr_of(spec, "deploy_contents")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let svc = arr_of(spec, "services").first();
+    let has_vars = svc.is_some_and(|s| {
+        !arr_of(s, "variable_kvs").is_empty() || !str_of(s, "variable_yaml").is_empty()
+    });
+    let update_config = svc
+        .and_then(|s| s.get("update_config"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if (contents.contains(&"vars") && has_vars) || (contents.contains(&"config") && update_config) {
+        return Err(
+            "deploying service variables or configuration (deploy_contents vars, config) is not implemented by this server; deploy images only"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// The project's deploy timeout in seconds (`timeout` minutes; 0: the default).
+async fn project_timeout_secs(state: &AppState, project: &str) -> i64 {
+    match state.projects.get(project).await {
+        Ok(Some(p)) if p.timeout > 0 => p.timeout.saturating_mul(60),
+        _ => rollout::DEFAULT_TIMEOUT_SECS,
     }
 }
 
@@ -286,4 +446,24 @@ fn apply_input(spec: &mut Map<String, Value>, params: &Value, field: &str) -> Ap
 fn image_base(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
     last.split(':').next().unwrap_or(last).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_images_are_deployed() {
+        assert!(
+            deployable(
+                &json!({"deploy_contents": ["image", "vars"], "services": [{"variable_kvs": []}]})
+            )
+            .is_ok()
+        );
+        let vars = json!({"deploy_contents": ["image", "vars"],
+            "services": [{"variable_kvs": [{"key": "a", "value": "1"}]}]});
+        assert!(deployable(&vars).unwrap_err().contains("not implemented"));
+        let config = json!({"deploy_contents": ["config"], "services": [{"update_config": true}]});
+        assert!(deployable(&config).is_err());
+    }
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{InputCx, JobKind, JobType, Runs, Spec};
 use crate::engine::executor::{JobContext, PreparedJob, Step};
+use crate::engine::kube::placement;
 use crate::engine::work::{
     arr, assemble, installs_of, merge_vars, missing_integration, output_names, repos_of, s,
     script_step, timeout_of, vars_of,
@@ -105,11 +106,13 @@ impl JobKind for Freestyle {
     async fn prepare(
         &self,
         _ty: JobType,
-        _state: &AppState,
+        state: &AppState,
         ctx: &JobContext,
         spec: &Value,
     ) -> Result<PreparedJob, String> {
-        prepare_job(ctx, spec)
+        let mut job = prepare_job(ctx, spec)?;
+        job.placement = placement::resolve(&state.config, &placement::freestyle_runtime(spec))?;
+        Ok(job)
     }
 }
 

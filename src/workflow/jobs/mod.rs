@@ -9,15 +9,16 @@
 //! without behaviour does not compile.
 //!
 //! A job type this server cannot run yet is still listed, with [`external::Needs`] naming the
-//! integration it waits for: its jobs fail with the error that names the integration and the
-//! `engine_integrations` config key (never a silent pass).
+//! integration it waits for (its jobs fail with the error that names the integration and the
+//! `engine_integrations` config key) or [`external::Missing`] naming what this server does not
+//! implement — never a silent pass.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::engine::executor::{JobContext, PreparedJob};
+use crate::engine::executor::{JobContext, JobEnd, PreparedJob, ServerJob};
 use crate::engine::work::missing_integration;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -32,6 +33,7 @@ pub mod distribute_image;
 pub mod external;
 pub mod freestyle;
 pub mod plugin;
+pub mod rollout;
 pub mod sql;
 pub mod tapd;
 pub mod testing;
@@ -70,20 +72,20 @@ job_types! {
     Test = "zadig-test" => &testing::TEST,
     Scanning = "zadig-scanning" => &testing::SCAN,
     DistributeImage = "zadig-distribute-image" => &distribute_image::DistributeImage,
-    Restart = "zadig-restart" => &external::Needs { integration: "kubernetes" },
+    Restart = "zadig-restart" => &external::Missing { what: "service restarts from a workflow" },
     CustomDeploy = "custom-deploy" => &custom_deploy::CustomDeploy,
     Freestyle = "freestyle" => &freestyle::Freestyle,
     Plugin = "plugin" => &plugin::Plugin,
-    K8sBlueGreenDeploy = "k8s-blue-green-deploy" => &external::Needs { integration: "kubernetes" },
-    K8sBlueGreenRelease = "k8s-blue-green-release" => &external::Needs { integration: "kubernetes" },
-    K8sCanaryDeploy = "k8s-canary-deploy" => &external::Needs { integration: "kubernetes" },
-    K8sCanaryRelease = "k8s-canary-release" => &external::Needs { integration: "kubernetes" },
-    K8sGrayRelease = "k8s-gray-release" => &external::Needs { integration: "kubernetes" },
-    K8sGrayRollback = "k8s-gray-rollback" => &external::Needs { integration: "kubernetes" },
-    K8sResourcePatch = "k8s-resource-patch" => &external::Needs { integration: "kubernetes" },
-    IstioRelease = "istio-release" => &external::Needs { integration: "kubernetes" },
-    IstioRollback = "istio-rollback" => &external::Needs { integration: "kubernetes" },
-    UpdateEnvIstioConfig = "update-env-istio-config" => &external::Needs { integration: "kubernetes" },
+    K8sBlueGreenDeploy = "k8s-blue-green-deploy" => &external::Missing { what: "blue-green deployments" },
+    K8sBlueGreenRelease = "k8s-blue-green-release" => &external::Missing { what: "blue-green deployments" },
+    K8sCanaryDeploy = "k8s-canary-deploy" => &external::Missing { what: "canary deployments" },
+    K8sCanaryRelease = "k8s-canary-release" => &external::Missing { what: "canary deployments" },
+    K8sGrayRelease = "k8s-gray-release" => &external::Missing { what: "gray releases" },
+    K8sGrayRollback = "k8s-gray-rollback" => &external::Missing { what: "gray releases" },
+    K8sResourcePatch = "k8s-resource-patch" => &external::Missing { what: "Kubernetes resource patches" },
+    IstioRelease = "istio-release" => &external::Missing { what: "Istio releases" },
+    IstioRollback = "istio-rollback" => &external::Missing { what: "Istio releases" },
+    UpdateEnvIstioConfig = "update-env-istio-config" => &external::Missing { what: "Istio configurations of environments" },
     Jira = "jira" => &external::Needs { integration: "jira" },
     Nacos = "nacos" => &external::Needs { integration: "nacos" },
     Apollo = "apollo" => &external::Needs { integration: "apollo" },
@@ -94,9 +96,9 @@ job_types! {
     Jenkins = "jenkins" => &external::Needs { integration: "jenkins" },
     MeegoTransition = "meego-transition" => &external::Needs { integration: "meego" },
     WorkflowTrigger = "workflow-trigger" => &external::Needs { integration: "workflow-trigger" },
-    OfflineService = "offline-service" => &external::Needs { integration: "kubernetes" },
-    MseGrayRelease = "mse-gray-release" => &external::Needs { integration: "kubernetes" },
-    MseGrayOffline = "mse-gray-offline" => &external::Needs { integration: "kubernetes" },
+    OfflineService = "offline-service" => &external::Missing { what: "taking services offline" },
+    MseGrayRelease = "mse-gray-release" => &external::Missing { what: "MSE gray releases" },
+    MseGrayOffline = "mse-gray-offline" => &external::Missing { what: "MSE gray releases" },
     GuanceyunCheck = "guanceyun-check" => &external::Needs { integration: "guanceyun" },
     Grafana = "grafana" => &external::Needs { integration: "grafana" },
     Blueking = "blueking" => &external::Needs { integration: "blueking" },
@@ -151,9 +153,15 @@ pub enum Runs {
     Process,
     /// The job waits for the votes recorded on its spec (an `approval` job).
     Votes,
+    /// Inside the server, talking to an outside API (a deploy into a Kubernetes cluster):
+    /// [`JobKind::run`] runs it to its end.
+    InServer,
     /// It cannot run here: it needs this integration (one of `engine::work::INTEGRATIONS`),
     /// which this server does not have; the job fails naming it.
     Needs(&'static str),
+    /// It cannot run here: this server does not implement what it does (the words name it,
+    /// e.g. `canary deployments`); the job fails saying so.
+    Missing(&'static str),
 }
 
 /// A job's spec as an execute input edits it.
@@ -244,8 +252,19 @@ pub trait JobKind: Sync {
     ) -> Result<PreparedJob, String> {
         Err(match self.runs() {
             Runs::Needs(integration) => missing_integration(ty.as_str(), integration),
-            Runs::Process | Runs::Votes => format!("job type {ty} runs no process here"),
+            Runs::Missing(what) => {
+                format!("job type {ty} cannot run: {what} are not implemented by this server")
+            }
+            Runs::Process | Runs::Votes | Runs::InServer => {
+                format!("job type {ty} runs no process here")
+            }
         })
+    }
+
+    /// Run a job task inside the server ([`Runs::InServer`] types) to its end: its status,
+    /// error, outputs and what it records on its spec. Must end within 2 s of `job.cancel`.
+    async fn run(&self, ty: JobType, _state: &AppState, _job: ServerJob<'_>) -> JobEnd {
+        JobEnd::failed(format!("job type {ty} does not run inside the server"))
     }
 
     /// Outputs derived from the process's outputs when the job ended.

@@ -1,14 +1,13 @@
 //! `tapd`: move TAPD iterations to a status. Running it needs a TAPD account, which this
 //! server does not have.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::{InputCx, JobKind, Runs, Spec};
+use super::{InputCx, JobKind, Runs, Spec, nullable};
 use crate::error::ApiResult;
 use crate::workflow::bad;
 use crate::workflow::inputs::decode;
-use crate::workflow::model::str_of;
 
 /// The `tapd` job type.
 pub struct Tapd;
@@ -24,7 +23,16 @@ struct TapdInput {
     #[serde(default)]
     iteration_ids: Option<Vec<String>>,
     #[serde(default)]
-    iterations: Option<Vec<Value>>,
+    iterations: Option<Vec<Iteration>>,
+}
+
+/// An iteration to move: its id, and whatever else the client sent, kept as sent.
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct Iteration {
+    #[serde(default, deserialize_with = "nullable")]
+    iteration_id: String,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 #[async_trait::async_trait]
@@ -42,9 +50,9 @@ impl JobKind for Tapd {
             }
         }
         // Both documented shapes: `iteration_ids` (strings) and `iterations` (objects).
-        let mut iterations: Vec<Value> = input.iterations.unwrap_or_default();
+        let mut iterations = input.iterations.unwrap_or_default();
         for (k, it) in iterations.iter().enumerate() {
-            if str_of(it, "iteration_id").is_empty() {
+            if it.iteration_id.is_empty() {
                 return Err(bad(
                     &format!("{field}.iterations[{k}].iteration_id"),
                     "is required",
@@ -52,12 +60,17 @@ impl JobKind for Tapd {
             }
         }
         for id in input.iteration_ids.unwrap_or_default() {
-            if !iterations.iter().any(|i| str_of(i, "iteration_id") == id) {
-                iterations.push(json!({"iteration_id": id}));
+            if !iterations.iter().any(|i| i.iteration_id == id) {
+                iterations.push(Iteration {
+                    iteration_id: id,
+                    extra: Map::new(),
+                });
             }
         }
         if !iterations.is_empty() {
-            spec.insert("iterations".into(), Value::Array(iterations));
+            let list = serde_json::to_value(&iterations)
+                .map_err(|e| bad(&format!("{field}.iterations"), e))?;
+            spec.insert("iterations".into(), list);
         }
         Ok(())
     }

@@ -1,0 +1,226 @@
+//! A deploy job's change of an environment (`zadig-deploy`, spec/environments.md §6.4): set
+//! the images of some modules (containers) of a service, through the same path as the image
+//! routes (E14/E15) — the service's objects decorated and server-side applied with our field
+//! manager and Zadig's labels, the environment's record updated under its lock — and say
+//! which workloads changed, with the image each container had before.
+//!
+//! A deploy job acts for the task's creator: it may change only what that user could change
+//! through the environment routes ([`deployer`], [`may_deploy_to_namespace`]).
+
+use serde_json::Value;
+
+use super::super::kube as k;
+use super::super::model::{Container, Environment, ResourceRef};
+use super::super::rules;
+use super::apply::apply_some;
+use super::{may_change, save};
+use crate::auth::Identity;
+use crate::cluster::client::ClusterClient;
+use crate::cluster::model::is_local;
+use crate::cluster::service::client_for;
+use crate::state::AppState;
+
+/// The user a deploy job acts for: the task's creator (`uid`). A task without a creator uid
+/// was started by the server itself (a scheduled release plan, which its manager approved): it
+/// acts as the server, with an admin's rights.
+pub async fn deployer(state: &AppState, uid: &str) -> Result<Identity, String> {
+    if uid.is_empty() {
+        return Ok(Identity {
+            uid: String::new(),
+            account: "system".into(),
+            name: "system".into(),
+            identity_type: "system".into(),
+            is_admin: true,
+        });
+    }
+    match state.users.get(uid).await {
+        Ok(Some(u)) => Ok(Identity::from(&u)),
+        Ok(None) => Err(format!(
+            "the task's creator (uid {uid:?}) is no longer a user, so nothing is deployed for them"
+        )),
+        Err(e) => Err(format!("can't read the task's creator: {e}")),
+    }
+}
+
+/// Whether `caller` may deploy into namespace `ns` of cluster `cluster_id` (`custom-deploy`):
+/// admins anywhere; others only into the namespace of an environment of `project` on that
+/// cluster that they may change (as through the image routes).
+pub async fn may_deploy_to_namespace(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    cluster_id: &str,
+    ns: &str,
+) -> Result<(), String> {
+    if caller.is_admin {
+        return Ok(());
+    }
+    let same_cluster = |c: &str| c == cluster_id || (is_local(c) && is_local(cluster_id));
+    for production in [false, true] {
+        let envs = state
+            .environments
+            .store
+            .list(project, production)
+            .await
+            .map_err(|e| format!("can't read the environments of project {project}: {e}"))?;
+        for env in envs
+            .iter()
+            .filter(|e| e.namespace == ns && same_cluster(&e.cluster_id))
+        {
+            if may_change(state, caller, env).await.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "user {} may not deploy into namespace {ns} of cluster {cluster_id:?}: only system admins may, or the creator or a project admin of an environment of project {project} in that namespace",
+        caller.account
+    ))
+}
+
+/// One container of one workload whose image a deploy set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChange {
+    pub kind: String,
+    pub name: String,
+    pub container: String,
+    /// The image the live workload had (the environment's record when it was not live).
+    pub origin: String,
+    pub image: String,
+}
+
+/// What [`deploy_images`] changed, and where, for the rollout wait.
+pub struct Deployed {
+    pub cc: ClusterClient,
+    pub namespace: String,
+    /// The workloads applied (Deployment, StatefulSet, DaemonSet, Job, CronJob, …).
+    pub workloads: Vec<ResourceRef>,
+    pub changes: Vec<ImageChange>,
+}
+
+/// The environment `env_key` of `project` (any production flag, as Zadig's deploy job);
+/// the error is Zadig's job error text.
+pub async fn env_for_job(
+    state: &AppState,
+    project: &str,
+    env_key: &str,
+) -> Result<Environment, String> {
+    match state.environments.store.get(project, env_key).await {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => Err(format!(
+            "find project error: environment {env_key:?} of project {project:?} does not exist"
+        )),
+        Err(e) => Err(format!("find project error: {e}")),
+    }
+}
+
+/// The cluster client of `env`: Zadig's job error text when it cannot be had.
+async fn client(state: &AppState, env: &Environment) -> Result<ClusterClient, String> {
+    client_for(state, &env.cluster_id)
+        .await
+        .map_err(|e| format!("can't init k8s client: {}", e.description))
+}
+
+/// Set the images of `images` (module → image) of `service` in the environment and apply
+/// the workloads that run those modules; the record keeps the new images. `caller` (the
+/// task's creator) must be allowed to change the environment.
+pub async fn deploy_images(
+    state: &AppState,
+    project: &str,
+    env_key: &str,
+    service: &str,
+    images: &[(String, String)],
+    caller: &Identity,
+) -> Result<Deployed, String> {
+    let env = env_for_job(state, project, env_key).await?;
+    may_change(state, caller, &env).await.map_err(|e| {
+        format!(
+            "user {} may not deploy to {}: {}",
+            caller.account,
+            env.label(),
+            e.description
+        )
+    })?;
+    let _held = state.environments.lock(project, env_key).lock_owned().await;
+    let mut env = env_for_job(state, project, env_key).await?;
+    let Some(mut svc) = env.service(service).cloned() else {
+        return Err(format!(
+            "service {service} not found in env {project}/{env_key}"
+        ));
+    };
+    for (module, image) in images {
+        let Some(c) = svc.containers.iter_mut().find(|c| &c.name == module) else {
+            return Err(format!(
+                "service {service} has no module (container) {module} in env {project}/{env_key}"
+            ));
+        };
+        c.image.clone_from(image);
+        c.image_name = rules::image_name(image);
+    }
+    let objects = svc.objects();
+    let modules = |o: &Value| -> Vec<Container> { rules::containers_of(std::slice::from_ref(o)) };
+    let workload = |r: &ResourceRef| {
+        objects.iter().find(|o| {
+            o.get("kind").and_then(Value::as_str) == Some(r.kind.as_str())
+                && o.pointer("/metadata/name").and_then(Value::as_str) == Some(r.name.as_str())
+        })
+    };
+    let workloads: Vec<ResourceRef> = svc
+        .resources
+        .iter()
+        .filter(|r| {
+            workload(r).is_some_and(|o| {
+                modules(o)
+                    .iter()
+                    .any(|c| images.iter().any(|(m, _)| *m == c.name))
+            })
+        })
+        .cloned()
+        .collect();
+    let cc = client(state, &env).await?;
+    let mut changes = Vec::new();
+    for r in &workloads {
+        let live = k::get(&cc, &env.namespace, r)
+            .await
+            .map_err(|e| format!("can't read {} {}: {}", r.kind, r.name, e.description))?;
+        let live_modules = live.as_ref().map(modules).unwrap_or_default();
+        let recorded = env
+            .service(service)
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        for (module, image) in images {
+            if !workload(r).is_some_and(|o| modules(o).iter().any(|c| &c.name == module)) {
+                continue;
+            }
+            let origin = live_modules
+                .iter()
+                .chain(recorded.iter())
+                .find(|c| &c.name == module)
+                .map(|c| c.image.clone())
+                .unwrap_or_default();
+            changes.push(ImageChange {
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                container: module.clone(),
+                origin,
+                image: image.clone(),
+            });
+        }
+    }
+    apply_some(&cc, &env, &svc, |r| workloads.contains(r))
+        .await
+        .map_err(|e| format!("create or patch resource error: {}", e.description))?;
+    svc.update_time = state.clock.now();
+    if let Some(slot) = env.service_mut(service) {
+        *slot = svc;
+    }
+    save(state, &mut env, caller)
+        .await
+        .map_err(|e| format!("update service render set info error: {}", e.description))?;
+    Ok(Deployed {
+        cc,
+        namespace: env.namespace.clone(),
+        workloads,
+        changes,
+    })
+}

@@ -1,0 +1,332 @@
+//! Deploy jobs that really deploy (spec/environments.md §6.4, §6.5; seed 002 inputs), on both
+//! backends, against the Kubernetes API emulator (skipped when it is absent): `zadig-deploy`
+//! into an environment (the image in the emulator's Deployment and in the environment,
+//! `replace_resources` in task detail, the rollout waited for), a build job's image deployed
+//! with `source: fromjob`, `custom-deploy` of explicit targets, a pod that cannot pull its
+//! image, a rollout that never finishes (status frozen through the emulator's side door; the
+//! deadline reached by moving the test's business clock), cancel during the wait, and
+//! `skip_check_run_status`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::backend_test;
+use crate::environments::{apply_shop, seed_env};
+use crate::harness::TestApp;
+use crate::kube_emulator::Emulator;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// Cluster, project `demo`, env `dev` (namespace `demo-dev`) with service `shop` applied
+/// (Deployment `web` on `nginx:1.25`, StatefulSet `cache`) and running; the cluster id.
+async fn running_env(app: &TestApp, emu: &Emulator) -> String {
+    let cluster = seed_env(app, emu).await;
+    apply_shop(app, LIMIT).await;
+    cluster
+}
+
+/// Create workflow `name` of project `demo` with one stage per job list.
+pub async fn workflow(app: &TestApp, name: &str, stages: Vec<(&str, Vec<Value>)>) {
+    let stages: Vec<Value> = stages
+        .into_iter()
+        .map(|(s, jobs)| json!({"name": s, "parallel": true, "jobs": jobs}))
+        .collect();
+    app.post(
+        "/openapi/workflows/custom",
+        json!({"name": name, "display_name": name, "project": "demo", "concurrency_limit": -1, "stages": stages}),
+    )
+    .await
+    .expect(200);
+}
+
+/// Start a task of `name` with `inputs`; its id.
+pub async fn execute(app: &TestApp, name: &str, inputs: Value) -> i64 {
+    let r = app
+        .post(
+            "/openapi/workflows/custom/task",
+            json!({"project_key": "demo", "workflow_key": name, "parameters": [], "inputs": inputs}),
+        )
+        .await;
+    r.expect(200)["task_id"].as_i64().unwrap()
+}
+
+pub async fn detail(app: &TestApp, name: &str, id: i64) -> Value {
+    let r = app
+        .get(&format!(
+            "/openapi/workflows/custom/task?taskId={id}&workflowKey={name}"
+        ))
+        .await;
+    r.expect(200).clone()
+}
+
+/// Task detail once the task has ended.
+async fn ended(app: &TestApp, name: &str, id: i64) -> Value {
+    app.wait_for("the task to end", LIMIT, || async {
+        let d = detail(app, name, id).await;
+        ["passed", "failed", "timeout", "cancelled"]
+            .contains(&d["status"].as_str().unwrap_or_default())
+            .then_some(d)
+    })
+    .await
+}
+
+/// The job task of `stage` whose name contains `part`.
+fn job<'a>(d: &'a Value, stage: usize, part: &str) -> &'a Value {
+    d["stages"][stage]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"].as_str().unwrap().contains(part))
+        .unwrap_or_else(|| panic!("no job {part} in {d}"))
+}
+
+async fn log(app: &TestApp, name: &str, id: i64, job: &str) -> String {
+    app.get(&format!("/openapi/logs/log/v4/workflow/{name}/{id}/{job}"))
+        .await
+        .text
+}
+
+/// Wait until the log of the only job of stage 0 has `needle` (the job reached that point).
+async fn wait_log(app: &TestApp, name: &str, id: i64, needle: &str) -> String {
+    app.wait_for(needle, LIMIT, || async {
+        let d = detail(app, name, id).await;
+        let j = d["stages"][0]["jobs"][0]["name"].as_str()?.to_string();
+        log(app, name, id, &j).await.contains(needle).then_some(j)
+    })
+    .await
+}
+
+async fn image_of(emu: &Emulator, kind: &str, name: &str) -> String {
+    let o = emu.object(kind, "demo-dev", name).await.unwrap();
+    o["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn deploy_job(name: &str, spec: Value) -> Value {
+    json!({"name": name, "type": "zadig-deploy", "spec": spec})
+}
+
+/// Seed 002's `zadig-deploy` input for service `shop`, module `web`.
+pub fn deploy_input(job: &str, image: &str) -> Value {
+    json!([{"job_name": job, "job_type": "zadig-deploy", "parameters": {"env_name": "dev",
+        "service_list": [{"service_name": "shop", "service_module": "web", "image_name": image}]}}])
+}
+
+backend_test! {
+    async fn zadig_deploy_sets_the_image_and_waits_for_the_rollout(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        running_env(&app, &emu).await;
+        workflow(&app, "ship", vec![("deploy", vec![deploy_job("deploy",
+            json!({"env": "dev", "source": "runtime", "deploy_contents": ["image"], "services": []}))])]).await;
+        let id = execute(&app, "ship", deploy_input("deploy", "nginx:1.27")).await;
+        let d = ended(&app, "ship", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.27");
+        assert_eq!(image_of(&emu, "StatefulSet", "cache").await, "redis:7.2");
+        let j = job(&d, 0, "deploy");
+        assert_eq!(j["spec"]["replace_resources"], json!([{"kind": "Deployment", "name": "web",
+            "container": "web", "origin": "nginx:1.25", "image": "nginx:1.27"}]));
+        assert_eq!(j["spec"]["service_and_images"][0]["image"], "nginx:1.27");
+        // The environment records the image, and the rollout has really finished.
+        let env = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let env = env.expect(200);
+        assert_eq!(env["services"][0]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(env["services"][0]["status"], "running");
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["status"]["availableReplicas"], 1);
+        assert_eq!(dep["metadata"]["labels"]["s-service"], "shop");
+        let text = log(&app, "ship", id, j["name"].as_str().unwrap()).await;
+        for line in ["Deploy Job Start", "Start to deploy k8s yaml service shop, env: dev, namespace: demo-dev",
+            "Ready pods for Deployment web", "All workloads are ready", "Deploy Job End"] {
+            assert!(text.contains(line), "log lacks {line:?}: {text}");
+        }
+
+        // Errors of §6.4 fail the job naming what is wrong.
+        let id = execute(&app, "ship", json!([{"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {
+            "env_name": "nope", "service_list": [{"service_name": "shop", "service_module": "web", "image_name": "nginx:1"}]}}])).await;
+        let d = ended(&app, "ship", id).await;
+        assert_eq!(d["status"], "failed");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("find project error") && e.contains("nope"), "{e}");
+        let id = execute(&app, "ship", json!([{"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {
+            "env_name": "dev", "service_list": [{"service_name": "ghost", "service_module": "web", "image_name": "nginx:1"}]}}])).await;
+        let d = ended(&app, "ship", id).await;
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("service ghost not found in env demo/dev"), "{e}");
+        // The cluster gone: the job fails naming it.
+        drop(emu);
+        let id = execute(&app, "ship", deploy_input("deploy", "nginx:1.31")).await;
+        let d = ended(&app, "ship", id).await;
+        assert_eq!(d["status"], "failed");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("cluster \"emu\""), "{e}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn a_built_image_is_deployed_from_the_build_job(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        running_env(&app, &emu).await;
+        app.post("/openapi/build?projectKey=demo", json!({
+            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
+            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
+            "build_script": "echo building web",
+            "services": [{"service_name": "shop", "service_module": "web"}]})).await.expect(200);
+        workflow(&app, "build-ship", vec![
+            ("build", vec![json!({"name": "build", "type": "zadig-build", "spec": {"docker_registry_id": "",
+                "service_and_builds": [{"service_name": "shop", "service_module": "web", "image_name": "web",
+                    "build_name": "web-build"}]}})]),
+            ("deploy", vec![deploy_job("deploy", json!({"env": "dev", "source": "fromjob", "job_name": "build",
+                "deploy_contents": ["image"]}))]),
+        ]).await;
+        let id = execute(&app, "build-ship", json!([
+            {"job_name": "build", "job_type": "zadig-build", "parameters": {"registry": "",
+                "service_list": [{"service_name": "shop", "service_module": "web"}]}},
+            {"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {"env_name": "dev"}}])).await;
+        let d = ended(&app, "build-ship", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let built = job(&d, 0, "build")["spec"]["image"].as_str().unwrap().to_string();
+        assert!(built.starts_with("web:"), "{built}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, built);
+        let j = job(&d, 1, "deploy");
+        assert_eq!(j["spec"]["replace_resources"][0]["image"], built);
+        assert_eq!(j["spec"]["service_and_images"][0]["image"], built);
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn custom_deploy_patches_its_targets(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let cluster = running_env(&app, &emu).await;
+        let target_job = |name: &str| json!({"name": name, "type": "custom-deploy", "spec": {
+            "namespace": "demo-dev", "cluster_id": cluster, "timeout": 0, "targets": []}});
+        workflow(&app, "custom", vec![("deploy", vec![target_job("deploy-my-app")])]).await;
+        let target = |kind: &str, name: &str, container: &str, image: &str| json!({"workload_type": kind,
+            "workload_name": name, "container_name": container, "image_name": image});
+        let id = execute(&app, "custom", json!([{"job_name": "deploy-my-app", "job_type": "custom-deploy",
+            "parameters": {"target_list": [target("Deployment", "web", "web", "nginx:1.26"),
+                target("StatefulSet", "cache", "cache", "redis:7.4")]}}])).await;
+        let d = ended(&app, "custom", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.26");
+        assert_eq!(image_of(&emu, "StatefulSet", "cache").await, "redis:7.4");
+        assert_eq!(job(&d, 0, "web")["spec"]["replace_resources"], json!([{"kind": "Deployment",
+            "name": "web", "container": "web", "origin": "nginx:1.25", "image": "nginx:1.26"}]));
+        assert_eq!(job(&d, 0, "cache")["spec"]["replace_resources"][0]["origin"], "redis:7.2");
+        // Only the image changed hands: the rest of the Deployment stays as it was.
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+
+        // §6.5's errors: a workload or container that does not exist, an unsupported type.
+        let id = execute(&app, "custom", json!([{"job_name": "deploy-my-app", "job_type": "custom-deploy",
+            "parameters": {"target_list": [target("Deployment", "nope", "web", "nginx:1"),
+                target("Deployment", "web", "sidecar", "nginx:1"), target("DaemonSet", "ds", "c", "nginx:1")]}}])).await;
+        let d = ended(&app, "custom", id).await;
+        assert_eq!(d["status"], "failed");
+        let err = |part: &str| job(&d, 0, part)["error"].as_str().unwrap().to_string();
+        assert!(err("nope").contains("deployment nope not found"), "{}", err("nope"));
+        assert!(err("sidecar").contains("container sidecar is not found in namespace demo-dev"), "{}", err("sidecar"));
+        assert!(err("ds").contains("workload type: DaemonSet not supported"), "{}", err("ds"));
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn an_image_that_cannot_be_pulled_fails_naming_the_workload(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        running_env(&app, &emu).await;
+        workflow(&app, "bad", vec![("deploy", vec![deploy_job("deploy",
+            json!({"env": "dev", "deploy_contents": ["image"]}))])]).await;
+        let id = execute(&app, "bad", deploy_input("deploy", "reg.example.com/badimage:1")).await;
+        let d = ended(&app, "bad", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let j = job(&d, 0, "deploy");
+        let e = j["error"].as_str().unwrap();
+        assert!(e.contains("Deployment web") && (e.contains("ImagePullBackOff") || e.contains("ErrImagePull")), "{e}");
+        assert!(e.contains("pod: web-"), "{e}");
+        assert_eq!(j["spec"]["replace_resources"][0]["image"], "reg.example.com/badimage:1");
+        let text = log(&app, "bad", id, j["name"].as_str().unwrap()).await;
+        assert!(text.contains("Deploy job failed: Deployment web"), "{text}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn a_frozen_rollout_skips_cancels_and_times_out(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        running_env(&app, &emu).await;
+        // The Deployment's status stops moving: a rollout of a new image never completes.
+        emu.freeze_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
+            "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1})).await;
+        workflow(&app, "skip", vec![("deploy", vec![deploy_job("deploy",
+            json!({"env": "dev", "deploy_contents": ["image"], "skip_check_run_status": true}))])]).await;
+        workflow(&app, "wait", vec![("deploy", vec![deploy_job("deploy",
+            json!({"env": "dev", "deploy_contents": ["image"]}))])]).await;
+
+        // skip_check_run_status: passed as soon as the image is set.
+        let id = execute(&app, "skip", deploy_input("deploy", "nginx:1.28")).await;
+        let d = ended(&app, "skip", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.28");
+
+        // Cancel while the job waits for the rollout.
+        let id = execute(&app, "wait", deploy_input("deploy", "nginx:1.29")).await;
+        wait_log(&app, "wait", id, "Ready pods for Deployment web").await;
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=wait")).await.expect(200);
+        // The API marks the task at once; the job ends when the wait notices the cancel.
+        let d = app.wait_for("the deploy job to end cancelled", LIMIT, || async {
+            let d = detail(&app, "wait", id).await;
+            (d["stages"][0]["jobs"][0]["status"] != "running").then_some(d)
+        }).await;
+        assert_eq!(d["status"], "cancelled", "{d}");
+        assert_eq!(d["stages"][0]["jobs"][0]["status"], "cancelled", "{d}");
+
+        // The deadline (the project's default 600 s) passes on the business clock.
+        let id = execute(&app, "wait", deploy_input("deploy", "nginx:1.30")).await;
+        let j = wait_log(&app, "wait", id, "Ready pods for Deployment web").await;
+        app.clock.advance(Duration::from_secs(601));
+        let d = ended(&app, "wait", id).await;
+        assert_eq!(d["status"], "timeout", "{d}");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("within 600s") && e.contains("Deployment web is not ready") && e.contains("observed generation"), "{e}");
+        let text = log(&app, "wait", id, &j).await;
+        assert!(text.contains("Check workloads' pod status timeout"), "{text}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn deploy_jobs_act_for_the_task_creator(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let cluster = running_env(&app, &emu).await;
+        // Dave may define and run workflows, but env `dev` is the admin's: its images and its
+        // namespace are not his to change, neither through the image route nor a deploy job.
+        let (_, dave) = app.create_user("dave", false).await;
+        let wf = json!({"name": "daves", "display_name": "daves", "project": "demo", "concurrency_limit": -1,
+            "stages": [{"name": "deploy", "parallel": true, "jobs": [
+                deploy_job("deploy", json!({"env": "dev", "deploy_contents": ["image"]})),
+                {"name": "custom", "type": "custom-deploy", "spec": {"namespace": "demo-dev", "cluster_id": cluster,
+                    "targets": []}}]}]});
+        app.call(reqwest::Method::POST, "/openapi/workflows/custom", Some(&dave), Some(wf)).await.expect(200);
+        let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
+            Some(json!({"project_key": "demo", "workflow_key": "daves", "parameters": [],
+                "inputs": [deploy_input("deploy", "nginx:1.99")[0].clone(),
+                    {"job_name": "custom", "job_type": "custom-deploy", "parameters": {"target_list": [
+                        {"workload_type": "Deployment", "workload_name": "web", "container_name": "web",
+                            "image_name": "nginx:1.99"}]}}]}))).await;
+        let id = r.expect(200)["task_id"].as_i64().unwrap();
+        let d = ended(&app, "daves", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
+        let e = job(&d, 0, "custom")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy into namespace demo-dev"), "{e}: {d}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
+        app.stop().await;
+    }
+}
