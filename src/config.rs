@@ -69,10 +69,60 @@ impl SandboxMode {
     }
 }
 
+/// What a `serve` process does (`role`, or `serve --role`): API and worker replicas can
+/// scale apart on one MongoDB because every piece of background work is found in the store
+/// and claimed with a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP API, the dashboard and `/healthz`/`/metrics`; no background loop.
+    Api,
+    /// The background loops (engine dispatch, release-plan scheduler, delivery pipeline);
+    /// the listener answers only `/healthz` and `/metrics`.
+    Workers,
+    /// Both (one process does everything).
+    Both,
+}
+
+impl Role {
+    /// Whether this process serves the API (and the dashboard).
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::Api | Self::Both)
+    }
+
+    /// Whether this process runs the background loops.
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Self::Workers | Self::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Workers => "workers",
+            Self::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "api" => Ok(Self::Api),
+            "workers" => Ok(Self::Workers),
+            "both" => Ok(Self::Both),
+            _ => Err(format!("expected api, workers or both, got {s:?}")),
+        }
+    }
+}
+
 /// The server's configuration. See `config/default.toml` for each key's meaning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// What `serve` runs: `api`, `workers` or `both` (see [`Role`]).
+    pub role: Role,
     pub listen: SocketAddr,
     pub storage: StorageKind,
     pub data_dir: PathBuf,
@@ -109,7 +159,8 @@ pub struct Config {
     /// expired are recovered by another (or the restarted) process.
     pub engine_lease_ttl_secs: u64,
     /// Safety-net interval of the dispatcher and the cross-replica cancel check, in ms (the
-    /// dispatcher is woken by events; this only bounds how late it can be).
+    /// dispatcher is woken by events of its own process; this bounds how late it notices work
+    /// and cancels of other processes — with split roles, every task an API process creates).
     pub engine_sweep_interval_ms: u64,
     /// `required`: a job fails when a sandbox protection is missing; `best-effort`: it runs
     /// without it.
@@ -257,40 +308,14 @@ impl Config {
         parse_ids(&self.engine_job_user).unwrap_or((65534, 65534))
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
-            anyhow::bail!(
-                "invalid configuration (key mongodb_uri): required when storage = mongodb"
-            );
-        }
-        if self.mongodb_database.trim().is_empty() {
-            anyhow::bail!("invalid configuration (key mongodb_database): must not be empty");
-        }
+    /// Check every key (done by [`Config::load`]; again after the command line changed one).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.check_storage()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             anyhow::bail!("invalid configuration (key log): {e}");
         }
-        if self.body_limit == 0 {
-            anyhow::bail!("invalid configuration (key body_limit): must be > 0");
-        }
-        if self.request_timeout_secs == 0 {
-            anyhow::bail!("invalid configuration (key request_timeout_secs): must be > 0");
-        }
-        if self.http_header_read_timeout_secs == 0 {
-            anyhow::bail!("invalid configuration (key http_header_read_timeout_secs): must be > 0");
-        }
-        if self.http_keepalive_idle_secs == 0 {
-            anyhow::bail!("invalid configuration (key http_keepalive_idle_secs): must be > 0");
-        }
+        self.check_positive()?;
         crate::release_plan::egress::EgressPolicy::from_config(self)?;
-        if self.engine_parallel_jobs == 0 {
-            anyhow::bail!("invalid configuration (key engine_parallel_jobs): must be > 0");
-        }
-        if self.engine_lease_ttl_secs == 0 {
-            anyhow::bail!("invalid configuration (key engine_lease_ttl_secs): must be > 0");
-        }
-        if self.engine_sweep_interval_ms == 0 {
-            anyhow::bail!("invalid configuration (key engine_sweep_interval_ms): must be > 0");
-        }
         match parse_ids(&self.engine_job_user) {
             Some((0, _) | (_, 0)) => anyhow::bail!(
                 "invalid configuration (key engine_job_user): jobs must not run as root (uid or gid 0)"
@@ -303,7 +328,59 @@ impl Config {
         }
         check_integrations(&self.engine_integrations)
             .map_err(|e| anyhow::anyhow!("invalid configuration (key engine_integrations): {e}"))?;
+        if !self.engine_kube_agent_path.starts_with('/') {
+            anyhow::bail!(
+                "invalid configuration (key engine_kube_agent_path): must be an absolute path, got {:?}",
+                self.engine_kube_agent_path
+            );
+        }
+        if self.engine_kube_namespace.trim().is_empty() {
+            anyhow::bail!("invalid configuration (key engine_kube_namespace): must not be empty");
+        }
+        if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
+            anyhow::bail!(
+                "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
+                self.ui_cookie_secure
+            );
+        }
+        Ok(())
+    }
+
+    /// The storage keys, and the role the storage allows.
+    fn check_storage(&self) -> anyhow::Result<()> {
+        if self.storage == StorageKind::Mongodb && self.mongodb_uri.trim().is_empty() {
+            anyhow::bail!(
+                "invalid configuration (key mongodb_uri): required when storage = mongodb"
+            );
+        }
+        if self.storage == StorageKind::Embedded && self.role != Role::Both {
+            // The embedded store (and its caches) belongs to one process, which must then do
+            // everything: an API-only process would queue tasks nothing runs.
+            anyhow::bail!(
+                "invalid configuration (key role): {} needs storage = mongodb; with the embedded store one process runs both",
+                self.role.as_str()
+            );
+        }
+        if self.mongodb_database.trim().is_empty() {
+            anyhow::bail!("invalid configuration (key mongodb_database): must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The sizes, counts, intervals and timeouts that must not be 0.
+    fn check_positive(&self) -> anyhow::Result<()> {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
         for (key, v) in [
+            ("body_limit", n(self.body_limit)),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "http_header_read_timeout_secs",
+                self.http_header_read_timeout_secs,
+            ),
+            ("http_keepalive_idle_secs", self.http_keepalive_idle_secs),
+            ("engine_parallel_jobs", n(self.engine_parallel_jobs)),
+            ("engine_lease_ttl_secs", self.engine_lease_ttl_secs),
+            ("engine_sweep_interval_ms", self.engine_sweep_interval_ms),
             (
                 "release_plan_hook_timeout_secs",
                 self.release_plan_hook_timeout_secs,
@@ -314,11 +391,8 @@ impl Config {
                 "release_plan_reconcile_secs",
                 self.release_plan_reconcile_secs,
             ),
-            (
-                "release_plan_workers",
-                u64::try_from(self.release_plan_workers).unwrap_or(u64::MAX),
-            ),
-            ("delivery_workers", self.delivery_workers as u64),
+            ("release_plan_workers", n(self.release_plan_workers)),
+            ("delivery_workers", n(self.delivery_workers)),
             ("delivery_lease_secs", self.delivery_lease_secs),
             ("delivery_poll_ms", self.delivery_poll_ms),
             ("kube_request_timeout_secs", self.kube_request_timeout_secs),
@@ -335,31 +409,11 @@ impl Config {
                 "registry_read_timeout_secs",
                 self.registry_read_timeout_secs,
             ),
+            ("ui_session_secs", self.ui_session_secs),
         ] {
             if v == 0 {
                 anyhow::bail!("invalid configuration (key {key}): must be > 0");
             }
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
-            anyhow::bail!("invalid configuration (key log): {e}");
-        }
-        if !self.engine_kube_agent_path.starts_with('/') {
-            anyhow::bail!(
-                "invalid configuration (key engine_kube_agent_path): must be an absolute path, got {:?}",
-                self.engine_kube_agent_path
-            );
-        }
-        if self.engine_kube_namespace.trim().is_empty() {
-            anyhow::bail!("invalid configuration (key engine_kube_namespace): must not be empty");
-        }
-        if self.ui_session_secs == 0 {
-            anyhow::bail!("invalid configuration (key ui_session_secs): must be > 0");
-        }
-        if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
-            anyhow::bail!(
-                "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
-                self.ui_cookie_secure
-            );
         }
         Ok(())
     }
@@ -425,7 +479,22 @@ pub fn check_integrations(list: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_integrations;
+    use super::{Role, check_integrations};
+
+    #[test]
+    fn roles_parse_and_say_what_runs() {
+        for (name, api, workers) in [
+            ("api", true, false),
+            ("workers", false, true),
+            ("both", true, true),
+        ] {
+            let role: Role = name.parse().unwrap();
+            assert_eq!(role.as_str(), name);
+            assert_eq!((role.serves_api(), role.runs_workers()), (api, workers));
+        }
+        assert!("worker".parse::<Role>().is_err());
+        assert_eq!(super::Config::defaults().role, Role::Both);
+    }
 
     #[test]
     fn integrations_are_known_but_not_driven() {

@@ -1,8 +1,9 @@
 //! zadig-server: Zadig's OpenAPI in one binary.
 //!
 //! [`start`] assembles the state (stores, clock, services), starts the background loops and
-//! serves the router on a given listener; `main.rs` only parses the command line. Tests start
-//! the same server on `127.0.0.1:0` with a [`clock::ManualClock`].
+//! serves the router on a given listener — both, or one of them, as the configured
+//! [`config::Role`] says; `main.rs` only parses the command line. Tests start the same server
+//! on `127.0.0.1:0` with a [`clock::ManualClock`].
 
 #![forbid(unsafe_code)]
 
@@ -50,8 +51,9 @@ pub struct Server {
     background: Vec<JoinHandle<()>>,
 }
 
-/// Build the state on `backend`, bootstrap the admin, start the background loops and serve on
-/// `listener`.
+/// Build the state on `backend`, bootstrap the admin, start the background loops (role
+/// `workers` or `both`) and serve on `listener` (the API for `api` or `both`; only `/healthz`
+/// and `/metrics` for `workers`).
 pub async fn start(
     config: Config,
     backend: Arc<dyn Backend>,
@@ -65,13 +67,19 @@ pub async fn start(
     if !admin_token.is_empty() {
         auth::bootstrap_admin(&state, &admin_token).await?;
     }
-    let background = spawn_background(&state);
+    let role = state.config.role;
+    let background = if role.runs_workers() {
+        spawn_background(&state)
+    } else {
+        Vec::new()
+    };
     let addr = listener.local_addr()?;
     let app = http::router(state.clone());
     let token = state.shutdown.clone();
     let limits = http::serve::Limits::from_config(&state.config);
     let serve = tokio::spawn(http::serve::serve(listener, app, limits, token));
-    tracing::info!(%addr, storage = state.backend.kind(), "zadig-server listening on {addr}");
+    tracing::info!(%addr, storage = state.backend.kind(), role = role.as_str(),
+        "zadig-server ({} role) listening on {addr}", role.as_str());
     Ok(Server {
         addr,
         state,

@@ -1,5 +1,5 @@
-//! The `zadig-server` command line: `serve`, `migrate`, `user create`, `job-agent` (in a
-//! Kubernetes job's pod) — and the hidden
+//! The `zadig-server` command line: `serve [--role api|workers|both]`, `migrate`, `user
+//! create`, `job-agent` (in a Kubernetes job's pod) — and the hidden
 //! `__sandbox` stages that run a job's commands in the job sandbox.
 
 // One exception, in `scrub_environment`: removing environment variables is `unsafe` in
@@ -31,8 +31,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API and run the background loops.
-    Serve,
+    /// Serve the API and run the background loops (or one of them: `--role`).
+    Serve {
+        /// `api`: the HTTP API only; `workers`: the background loops only (the listener answers
+        /// only /healthz and /metrics); `both` (default). Overrides the `role` key.
+        #[arg(long, value_parser = ["api", "workers", "both"])]
+        role: Option<String>,
+    },
     /// Create the MongoDB indexes / SQLite schema and exit.
     Migrate,
     /// Run a job in a Kubernetes pod (the job comes from the env var ZADIG_AGENT_JOB); with
@@ -97,7 +102,7 @@ fn main() -> std::process::ExitCode {
         let code = zadig_server::engine::kube::agent::main(&args);
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
     }
-    let config = match Config::load(cli.config.as_deref()) {
+    let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zadig-server: {e:#}");
@@ -116,6 +121,18 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async_main(cli, config))
+}
+
+/// The configuration, with the command line's `serve --role` over the `role` key.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Command::Serve { role: Some(role) } = &cli.command {
+        config.role = role
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --role: {e}"))?;
+        config.validate()?;
+    }
+    Ok(config)
 }
 
 /// Remove every `ZADIG_*` variable (the admin token among them) from this process'
@@ -151,7 +168,7 @@ async fn async_main(cli: Cli, config: Config) -> std::process::ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let backend = zadig_server::store::open(&config).await?;
     match command {
-        Command::Serve => {
+        Command::Serve { .. } => {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {} (listen): {e}", config.listen))?;

@@ -232,41 +232,8 @@ impl SecretBox {
         let mut migrated = 0usize;
         for (s, ds) in docs {
             let coll = backend.collection(&s.collection);
-            for d in ds {
-                let Some(id) = d.get("id").and_then(Value::as_str) else {
-                    continue;
-                };
-                for f in s.fields {
-                    let Some(v) = d.get(*f).and_then(Value::as_str) else {
-                        continue;
-                    };
-                    if is_sealed(v) {
-                        self.open(v).map_err(|e| {
-                            anyhow::anyhow!(
-                                "cannot decrypt {} with the key in secret_key_file {}: {e}",
-                                describe(&s.collection, f, &d),
-                                key_file.display()
-                            )
-                        })?;
-                    } else if !v.is_empty() {
-                        let sealed_v = self.seal(v)?;
-                        // Conditional on the plain value, so a concurrent update (or another
-                        // replica migrating at the same time) is never overwritten.
-                        let changed = coll
-                            .update_one(
-                                &Filter::id(id).and(Filter::eq(f, v)),
-                                &Update::new().set(f, sealed_v),
-                            )
-                            .await
-                            .map_err(|e| {
-                                anyhow::anyhow!(
-                                    "cannot encrypt {}: {e}",
-                                    describe(&s.collection, f, &d)
-                                )
-                            })?;
-                        migrated += usize::from(changed);
-                    }
-                }
+            for d in &ds {
+                migrated += self.seal_doc(coll.as_ref(), s, d, key_file).await?;
             }
         }
         if migrated > 0 {
@@ -276,6 +243,52 @@ impl SecretBox {
             );
         }
         Ok(())
+    }
+}
+
+impl SecretBox {
+    /// Check that the sealed fields of `d` open with the key, and encrypt the ones stored in
+    /// plain text; how many it encrypted.
+    async fn seal_doc(
+        &self,
+        coll: &dyn crate::store::Collection,
+        s: &Sealed,
+        d: &Doc,
+        key_file: &Path,
+    ) -> anyhow::Result<usize> {
+        let Some(id) = d.get("id").and_then(Value::as_str) else {
+            return Ok(0);
+        };
+        let mut migrated = 0;
+        for f in s.fields {
+            let Some(v) = d.get(*f).and_then(Value::as_str) else {
+                continue;
+            };
+            if is_sealed(v) {
+                self.open(v).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot decrypt {} with the key in secret_key_file {}: {e}",
+                        describe(&s.collection, f, d),
+                        key_file.display()
+                    )
+                })?;
+            } else if !v.is_empty() {
+                let sealed_v = self.seal(v)?;
+                // Conditional on the plain value, so a concurrent update (or another
+                // replica migrating at the same time) is never overwritten.
+                let changed = coll
+                    .update_one(
+                        &Filter::id(id).and(Filter::eq(f, v)),
+                        &Update::new().set(f, sealed_v),
+                    )
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot encrypt {}: {e}", describe(&s.collection, f, d))
+                    })?;
+                migrated += usize::from(changed);
+            }
+        }
+        Ok(migrated)
     }
 }
 

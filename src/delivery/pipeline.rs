@@ -23,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::chart::{ChartSpec, package};
 use super::copier::{CopyError, RegistryAccess, fold_host, parse_image, registry_host};
-use super::model::{ChartPackage, DeliveryVersion, ItemStatus, TYPE_HELM, VersionStatus};
+use super::model::{
+    ChartPackage, DeliveryVersion, ItemStatus, TYPE_HELM, VersionImage, VersionService,
+    VersionStatus,
+};
 use super::registry::{HelmRepo, Registry};
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -139,6 +142,23 @@ async fn execute(
     v: &mut DeliveryVersion,
     token: &CancellationToken,
 ) -> StoreResult<End> {
+    if !copy_images(state, v, token).await? {
+        return Ok(End::Stopped);
+    }
+    if v.kind == TYPE_HELM && !push_charts(state, v, token).await? {
+        return Ok(End::Stopped);
+    }
+    set_outcome(v);
+    Ok(End::Done)
+}
+
+/// Copy the pending images, a few at a time, saving each start and end. False when the run
+/// stopped (shutdown, delete, lost lease).
+async fn copy_images(
+    state: &AppState,
+    v: &mut DeliveryVersion,
+    token: &CancellationToken,
+) -> StoreResult<bool> {
     let d = &state.delivery;
     let target = if v.image_registry_id.is_empty() {
         None
@@ -146,15 +166,12 @@ async fn execute(
         d.registries.registry(&v.image_registry_id).await?
     };
     let all_registries = d.registries.registries().await?;
-    let timeout = Duration::from_secs(state.config.delivery_copy_timeout_secs.max(1));
-
-    // Copy the pending images, a few at a time.
     let ctx = CopyCtx {
         state,
         target: target.as_ref(),
         target_id: v.image_registry_id.clone(),
         registries: &all_registries,
-        timeout,
+        timeout: Duration::from_secs(state.config.delivery_copy_timeout_secs.max(1)),
         token,
     };
     let mut queue = v
@@ -176,97 +193,119 @@ async fn execute(
         while copies.len() < parallel {
             let Some((si, ii)) = queue.next() else { break };
             if token.is_cancelled() {
-                return Ok(End::Stopped);
+                return Ok(false);
             }
             let im = &mut v.services[si].images[ii];
             im.status = ItemStatus::Running;
             let (source, target_image) = (im.source_image.clone(), im.target_image.clone());
             if !save(state, v).await? {
-                return Ok(End::Stopped);
+                return Ok(false);
             }
             let ctx = &ctx;
             copies.push(async move { (si, ii, ctx.copy(&source, &target_image).await) });
         }
         let Some((si, ii, result)) = copies.next().await else {
-            break;
+            return Ok(true);
         };
-        let im = &mut v.services[si].images[ii];
-        match result {
-            None => return Ok(End::Stopped),
-            Some(Ok(digest)) => {
-                metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
-                tracing::info!(delivery.id = %v.id, "copied {} to {} ({digest})", im.source_image, im.target_image);
-                im.status = ItemStatus::Passed;
-                im.error.clear();
-                im.digest = digest;
-            }
-            Some(Err(e)) => {
-                metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
-                tracing::warn!(delivery.id = %v.id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
-                im.status = ItemStatus::Failed;
-                im.error = format!(
-                    "failed to copy image {} to {}: {e}",
-                    im.source_image, im.target_image
-                );
-            }
-        }
+        let Some(result) = result else {
+            return Ok(false);
+        };
+        record_copy(&v.id, &mut v.services[si].images[ii], result);
         if !save(state, v).await? {
-            return Ok(End::Stopped);
+            return Ok(false);
         }
     }
-    drop(copies);
+}
 
-    if v.kind == TYPE_HELM {
-        let repo = if v.chart_repo_name.is_empty() {
-            Ok(None)
-        } else {
-            d.registries
-                .repo_by_name(&v.chart_repo_name)
-                .await?
-                .map(Some)
-                .ok_or_else(|| format!("chart repository {:?} not found", v.chart_repo_name))
+/// An image copy's end on its item (and in the metrics and the log).
+fn record_copy(id: &str, im: &mut VersionImage, result: Result<String, CopyError>) {
+    match result {
+        Ok(digest) => {
+            metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
+            tracing::info!(delivery.id = %id, "copied {} to {} ({digest})", im.source_image, im.target_image);
+            im.status = ItemStatus::Passed;
+            im.error.clear();
+            im.digest = digest;
+        }
+        Err(e) => {
+            metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
+            tracing::warn!(delivery.id = %id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
+            im.status = ItemStatus::Failed;
+            im.error = format!(
+                "failed to copy image {} to {}: {e}",
+                im.source_image, im.target_image
+            );
+        }
+    }
+}
+
+/// Package (and push) the pending charts of a Helm version, one service at a time. False
+/// when the run stopped.
+async fn push_charts(
+    state: &AppState,
+    v: &mut DeliveryVersion,
+    token: &CancellationToken,
+) -> StoreResult<bool> {
+    let repo = if v.chart_repo_name.is_empty() {
+        Ok(None)
+    } else {
+        state
+            .delivery
+            .registries
+            .repo_by_name(&v.chart_repo_name)
+            .await?
+            .map(Some)
+            .ok_or_else(|| format!("chart repository {:?} not found", v.chart_repo_name))
+    };
+    for si in 0..v.services.len() {
+        if v.services[si].chart_status == ItemStatus::Passed {
+            continue;
+        }
+        if token.is_cancelled() {
+            return Ok(false);
+        }
+        let outcome = match &repo {
+            Ok(repo) => {
+                tokio::select! {
+                    () = token.cancelled() => return Ok(false),
+                    r = chart(state, v, si, repo.as_ref()) => r?,
+                }
+            }
+            Err(e) => Err(e.clone()),
         };
-        for si in 0..v.services.len() {
-            if v.services[si].chart_status == ItemStatus::Passed {
-                continue;
-            }
-            if token.is_cancelled() {
-                return Ok(End::Stopped);
-            }
-            let outcome = match &repo {
-                Ok(repo) => {
-                    tokio::select! {
-                        () = token.cancelled() => return Ok(End::Stopped),
-                        r = chart(state, v, si, repo.as_ref()) => r?,
-                    }
-                }
-                Err(e) => Err(e.clone()),
-            };
-            let s = &mut v.services[si];
-            match outcome {
-                Ok(at) => {
-                    metrics::counter!("delivery_charts_total", "result" => "passed").increment(1);
-                    tracing::info!(delivery.id = %v.id, "chart {}-{} of {} packaged{}", s.chart_name, s.chart_version, s.service_name,
-                        if at.is_empty() { String::new() } else { format!(", pushed to {at}") });
-                    s.chart_status = ItemStatus::Passed;
-                    s.error.clear();
-                }
-                Err(e) => {
-                    metrics::counter!("delivery_charts_total", "result" => "failed").increment(1);
-                    tracing::warn!(delivery.id = %v.id, "chart of {} failed: {e}", s.service_name);
-                    s.chart_status = ItemStatus::Failed;
-                    s.error = format!(
-                        "failed to package or push chart {}-{}: {e}",
-                        s.chart_name, s.chart_version
-                    );
-                }
-            }
-            if !save(state, v).await? {
-                return Ok(End::Stopped);
-            }
+        record_chart(&v.id, &mut v.services[si], outcome);
+        if !save(state, v).await? {
+            return Ok(false);
         }
     }
+    Ok(true)
+}
 
+/// A chart's end on its service (and in the metrics and the log); `Ok` holds where it was
+/// pushed (empty: packaged only).
+fn record_chart(id: &str, s: &mut VersionService, outcome: Result<String, String>) {
+    match outcome {
+        Ok(at) => {
+            metrics::counter!("delivery_charts_total", "result" => "passed").increment(1);
+            tracing::info!(delivery.id = %id, "chart {}-{} of {} packaged{}", s.chart_name, s.chart_version, s.service_name,
+                if at.is_empty() { String::new() } else { format!(", pushed to {at}") });
+            s.chart_status = ItemStatus::Passed;
+            s.error.clear();
+        }
+        Err(e) => {
+            metrics::counter!("delivery_charts_total", "result" => "failed").increment(1);
+            tracing::warn!(delivery.id = %id, "chart of {} failed: {e}", s.service_name);
+            s.chart_status = ItemStatus::Failed;
+            s.error = format!(
+                "failed to package or push chart {}-{}: {e}",
+                s.chart_name, s.chart_version
+            );
+        }
+    }
+}
+
+/// The version's outcome from its items: `success`, or `failed` with every item's error.
+fn set_outcome(v: &mut DeliveryVersion) {
     let mut errors = Vec::new();
     for s in &v.services {
         for im in &s.images {
@@ -288,7 +327,6 @@ async fn execute(
         v.status = VersionStatus::Failed;
         v.error = multi_error(&errors);
     }
-    Ok(End::Done)
 }
 
 /// Zadig's multi-error text: `1 error occurred:\n\t* e\n\n`.

@@ -184,36 +184,11 @@ async fn claim_eligible(
                 continue;
             }
             if limit > 0 {
-                if !lease.held {
-                    lease.held = state
-                        .leases
-                        .claim(DISPATCH_LEASE, &state.instance_id, DISPATCH_LEASE_TTL)
-                        .await?;
-                    if !lease.held {
-                        // Another replica is counting: its limited tasks wait for a later round.
-                        contended = true;
-                        full.push(t.workflow_name.clone());
-                        progressed = true;
-                        continue;
-                    }
-                }
-                let n = match active.get(&t.workflow_name) {
-                    Some(n) => *n,
-                    None => {
-                        let n = state
-                            .tasks
-                            .tasks
-                            .count(
-                                &Filter::eq("workflow_name", t.workflow_name.as_str())
-                                    .and(holding_slot()),
-                            )
-                            .await?;
-                        let n = i64::try_from(n).unwrap_or(i64::MAX);
-                        active.insert(t.workflow_name.clone(), n);
-                        n
-                    }
-                };
-                if n >= limit {
+                let admit = admit_limited(state, &t, lease, &mut active).await?;
+                if admit != Admit::Yes {
+                    // Another replica is counting (its limited tasks wait for a later round),
+                    // or the workflow is at its limit.
+                    contended |= admit == Admit::Contended;
                     full.push(t.workflow_name.clone());
                     progressed = true;
                     continue;
@@ -233,6 +208,50 @@ async fn claim_eligible(
         }
     }
     Ok(contended)
+}
+
+/// Whether a task of a workflow with a positive `concurrency_limit` may start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    Yes,
+    /// The workflow's running and approval-waiting tasks reach its limit.
+    Full,
+    /// Another replica holds the dispatch lease.
+    Contended,
+}
+
+/// Count the task's workflow under the dispatch lease (taken on first need; `active` keeps
+/// each workflow's count for the round).
+async fn admit_limited(
+    state: &AppState,
+    t: &Task,
+    lease: &mut DispatchLease,
+    active: &mut HashMap<String, i64>,
+) -> crate::store::StoreResult<Admit> {
+    if !lease.held {
+        lease.held = state
+            .leases
+            .claim(DISPATCH_LEASE, &state.instance_id, DISPATCH_LEASE_TTL)
+            .await?;
+        if !lease.held {
+            return Ok(Admit::Contended);
+        }
+    }
+    let n = match active.get(&t.workflow_name) {
+        Some(n) => *n,
+        None => {
+            let filter = Filter::eq("workflow_name", t.workflow_name.as_str()).and(holding_slot());
+            let n = state.tasks.tasks.count(&filter).await?;
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            active.insert(t.workflow_name.clone(), n);
+            n
+        }
+    };
+    Ok(if n >= t.concurrency_limit {
+        Admit::Full
+    } else {
+        Admit::Yes
+    })
 }
 
 /// Take a waiting task for this process: `running`, `start_time`, `lease_owner`.

@@ -142,26 +142,7 @@ pub fn decorate(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    if let Some(m) = obj.as_object_mut() {
-        m.remove("status");
-    }
-    if let Some(meta) = ensure_path(obj, "/metadata") {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "managedFields",
-            "creationTimestamp",
-            "generation",
-            "selfLink",
-        ] {
-            meta.remove(k);
-        }
-        if namespaced {
-            meta.insert("namespace".into(), Value::String(env.namespace.clone()));
-        } else {
-            meta.remove("namespace");
-        }
-    }
+    strip_server_fields(obj, namespaced.then_some(env.namespace.as_str()));
     if !env.production {
         let labels = [
             (LABEL_PRODUCT, env.project_key.as_str()),
@@ -171,29 +152,7 @@ pub fn decorate(
             set_labels(obj, ptr, &labels);
         }
     }
-    if let Some(ptr) = pod_spec_pointer(&kind)
-        && let Some(spec) = obj.pointer_mut(ptr)
-    {
-        for key in ["initContainers", "containers"] {
-            for c in spec
-                .get_mut(key)
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                let cname = c
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(want) = containers.iter().find(|x| x.name == cname)
-                    && let Some(m) = c.as_object_mut()
-                {
-                    m.insert("image".into(), Value::String(want.image.clone()));
-                }
-            }
-        }
-    }
+    set_images(obj, &kind, containers);
     for o in overrides
         .iter()
         .filter(|o| o.kind == kind && o.name == name)
@@ -212,6 +171,60 @@ pub fn decorate(
                 "/spec/template/metadata"
             };
             set_annotation(obj, tmpl, RESTARTED_AT, at);
+        }
+    }
+}
+
+/// Drop `status` and the metadata the API server owns; set `namespace` (or remove it from a
+/// cluster-scoped object).
+fn strip_server_fields(obj: &mut Value, namespace: Option<&str>) {
+    if let Some(m) = obj.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = ensure_path(obj, "/metadata") {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "managedFields",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+        ] {
+            meta.remove(k);
+        }
+        match namespace {
+            Some(ns) => {
+                meta.insert("namespace".into(), Value::String(ns.to_string()));
+            }
+            None => {
+                meta.remove("namespace");
+            }
+        }
+    }
+}
+
+/// Give the workload's (init) containers the environment's image of the same name.
+fn set_images(obj: &mut Value, kind: &str, containers: &[Container]) {
+    let Some(spec) = pod_spec_pointer(kind).and_then(|ptr| obj.pointer_mut(ptr)) else {
+        return;
+    };
+    for key in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let cname = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(want) = containers.iter().find(|x| x.name == cname)
+                && let Some(m) = c.as_object_mut()
+            {
+                m.insert("image".into(), Value::String(want.image.clone()));
+            }
         }
     }
 }

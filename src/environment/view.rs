@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -182,6 +182,60 @@ fn age(secs: i64) -> String {
     }
 }
 
+/// A container's status with the ports its spec declares.
+fn container_view(
+    c: &ContainerStatus,
+    spec_ports: &BTreeMap<String, Vec<Value>>,
+) -> ContainerStatusView {
+    let (state, reason, message, started) = container_state(c.state.clone().unwrap_or_default());
+    ContainerStatusView {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        restart_count: c.restart_count,
+        status: state.to_string(),
+        ready: c.ready,
+        ports: spec_ports.get(&c.name).cloned().unwrap_or_default(),
+        message: message.trim().to_string(),
+        reason,
+        started_at: started,
+    }
+}
+
+/// A container state as (state, reason, message, started at): a terminated container's
+/// message names a non-zero exit code.
+fn container_state(st: ContainerState) -> (&'static str, String, String, i64) {
+    if let Some(r) = st.running {
+        (
+            "running",
+            String::new(),
+            String::new(),
+            r.started_at.map(|t| t.0.as_second()).unwrap_or(0),
+        )
+    } else if let Some(w) = st.waiting {
+        (
+            "waiting",
+            w.reason.unwrap_or_default(),
+            w.message.unwrap_or_default(),
+            0,
+        )
+    } else if let Some(t) = st.terminated {
+        let mut m = t.message.unwrap_or_default();
+        if t.exit_code != 0 {
+            m = format!("{m} exit code ({})", t.exit_code)
+                .trim()
+                .to_string();
+        }
+        (
+            "terminated",
+            t.reason.unwrap_or_default(),
+            m,
+            t.started_at.map(|t| t.0.as_second()).unwrap_or(0),
+        )
+    } else {
+        ("waiting", String::new(), String::new(), 0)
+    }
+}
+
 /// E9's view of a live pod at `now` (seconds).
 pub fn pod_view(p: &Pod, now: i64) -> PodView {
     let meta = &p.metadata;
@@ -217,51 +271,7 @@ pub fn pod_view(p: &Pod, now: i64) -> PodView {
         .container_statuses
         .iter()
         .flatten()
-        .map(|c| {
-            let st = c.state.clone().unwrap_or_default();
-            let (state, reason, mut message, started) = if let Some(r) = st.running {
-                (
-                    "running",
-                    String::new(),
-                    String::new(),
-                    r.started_at.map(|t| t.0.as_second()).unwrap_or(0),
-                )
-            } else if let Some(w) = st.waiting {
-                (
-                    "waiting",
-                    w.reason.unwrap_or_default(),
-                    w.message.unwrap_or_default(),
-                    0,
-                )
-            } else if let Some(t) = st.terminated {
-                let mut m = t.message.unwrap_or_default();
-                if t.exit_code != 0 {
-                    m = format!("{m} exit code ({})", t.exit_code)
-                        .trim()
-                        .to_string();
-                }
-                (
-                    "terminated",
-                    t.reason.unwrap_or_default(),
-                    m,
-                    t.started_at.map(|t| t.0.as_second()).unwrap_or(0),
-                )
-            } else {
-                ("waiting", String::new(), String::new(), 0)
-            };
-            message = message.trim().to_string();
-            ContainerStatusView {
-                name: c.name.clone(),
-                image: c.image.clone(),
-                restart_count: c.restart_count,
-                status: state.to_string(),
-                ready: c.ready,
-                ports: spec_ports.get(&c.name).cloned().unwrap_or_default(),
-                message,
-                reason,
-                started_at: started,
-            }
-        })
+        .map(|c| container_view(c, &spec_ports))
         .collect();
     let containers_message = containers
         .iter()

@@ -107,18 +107,22 @@ pub fn openapi() -> serde_json::Value {
     doc::finish(&spec)
 }
 
-/// The whole application router.
+/// The whole application router (only the service routes when the process' role does not
+/// serve the API).
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let auth = middleware::from_fn_with_state(state.clone(), crate::auth::require_auth);
     let (api, _) = protected().route_layer(auth).split_for_parts();
     let (svc, _) = service::router().split_for_parts();
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
-    let app = Router::new()
-        .merge(api)
-        .merge(svc)
-        .merge(crate::ui::router())
-        .merge(SwaggerUi::new("/swagger-ui").external_url_unchecked("/openapi.json", openapi()))
+    let mut routes = Router::new().merge(svc);
+    // A workers-only process keeps its listener for probes and scraping: liveness and metrics.
+    if state.config.role.serves_api() {
+        routes = routes.merge(api).merge(crate::ui::router()).merge(
+            SwaggerUi::new("/swagger-ui").external_url_unchecked("/openapi.json", openapi()),
+        );
+    }
+    let app = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(metrics::track))

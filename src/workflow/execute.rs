@@ -81,19 +81,9 @@ pub enum UnknownJobs {
     Ignore,
 }
 
-/// Apply `parameters` and `inputs` to `wf` (spec §3.2–3.3): listed jobs run, the others are
-/// skipped. (Whether that makes a task is checked when one is created.)
-pub async fn prepare(
-    state: &AppState,
-    mut wf: Workflow,
-    parameters: &Value,
-    inputs: &Value,
-    unknown: UnknownJobs,
-) -> ApiResult<Prepared> {
-    let params: Vec<ParamInput> = decode(parameters, "parameters")?;
-    apply_params(&mut wf, &params)?;
-
-    let inputs: Vec<JobInput> = decode(inputs, "inputs")?;
+/// Every input names a job of `wf` once, with its type when it gives one; the positions of
+/// inputs for unknown jobs that `unknown` ignores.
+fn check_inputs(wf: &Workflow, inputs: &[JobInput], unknown: UnknownJobs) -> ApiResult<Vec<usize>> {
     let mut seen = HashSet::new();
     let mut ignored = Vec::new();
     for (k, i) in inputs.iter().enumerate() {
@@ -129,6 +119,23 @@ pub async fn prepare(
             }
         }
     }
+    Ok(ignored)
+}
+
+/// Apply `parameters` and `inputs` to `wf` (spec §3.2–3.3): listed jobs run, the others are
+/// skipped. (Whether that makes a task is checked when one is created.)
+pub async fn prepare(
+    state: &AppState,
+    mut wf: Workflow,
+    parameters: &Value,
+    inputs: &Value,
+    unknown: UnknownJobs,
+) -> ApiResult<Prepared> {
+    let params: Vec<ParamInput> = decode(parameters, "parameters")?;
+    apply_params(&mut wf, &params)?;
+
+    let inputs: Vec<JobInput> = decode(inputs, "inputs")?;
+    let ignored = check_inputs(&wf, &inputs, unknown)?;
 
     let mut runs = HashSet::new();
     for si in 0..wf.stages.len() {

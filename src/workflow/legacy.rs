@@ -52,90 +52,135 @@ pub fn to_current(spec: &mut Map<String, Value>, field: &str) -> ApiResult<()> {
             )));
         }
     };
-
-    let mut runtime = Map::new();
-    let mut advanced = Map::new();
-    let mut envs = Vec::new();
-    for (k, v) in props {
-        if k == "envs" {
-            envs = v
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(env_with_source)
-                .collect();
-        } else if RUNTIME_KEYS.contains(&k.as_str()) {
-            runtime.insert(k, v);
-        } else {
-            // timeout, cluster_id, res_req, res_req_spec, strategy_id, … and everything
-            // unmapped (cache settings): kept under advanced_setting, never dropped.
-            advanced.insert(k, v);
-        }
-    }
-
-    let mut installs = Vec::new();
-    let mut repos = Vec::new();
-    let mut scripts: Vec<String> = Vec::new();
-    let mut script_type = None;
-    let mut upload = None;
-    let mut other_steps = Vec::new();
-    for (i, step) in steps.into_iter().enumerate() {
-        let kind = step.get("type").and_then(Value::as_str).unwrap_or_default();
-        let sspec = step.get("spec").cloned().unwrap_or(Value::Null);
-        match kind {
-            "tools" => installs.extend(sspec["installs"].as_array().cloned().unwrap_or_default()),
-            "git" => repos.extend(sspec["repos"].as_array().cloned().unwrap_or_default()),
-            "archive" => {
-                let mut up = sspec.as_object().cloned().unwrap_or_default();
-                up.insert("enabled".into(), Value::Bool(true));
-                upload = Some(Value::Object(up));
-            }
-            _ => match SCRIPT_STEPS.iter().find(|(s, _)| *s == kind) {
-                Some((_, st)) => {
-                    let script = sspec.get("script").and_then(Value::as_str).ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "`{field}.steps[{i}].spec.script` is required for a {kind} step"
-                        ))
-                    })?;
-                    if script_type.is_some_and(|t| t != *st) {
-                        return Err(ApiError::bad_request(format!(
-                            "`{field}.steps[{i}].type`: a job runs one script type, found {kind} after another"
-                        )));
-                    }
-                    script_type = Some(*st);
-                    scripts.push(script.to_string());
-                }
-                None => other_steps.push(step),
-            },
-        }
-    }
+    let Properties {
+        mut runtime,
+        mut advanced,
+        envs,
+    } = Properties::split(props);
+    let steps = Steps::read(steps, field)?;
 
     if let Some(outputs) = spec.remove("outputs") {
         advanced.entry("outputs").or_insert(outputs);
     }
-    if !installs.is_empty() {
-        runtime.insert("installs".into(), Value::Array(installs));
+    if !steps.installs.is_empty() {
+        runtime.insert("installs".into(), Value::Array(steps.installs));
     }
     merge_missing(spec, "runtime", Value::Object(runtime));
     merge_missing(spec, "advanced_setting", Value::Object(advanced));
     spec.entry("envs").or_insert(Value::Array(envs));
-    spec.entry("repos").or_insert(Value::Array(repos));
-    if !scripts.is_empty() {
+    spec.entry("repos").or_insert(Value::Array(steps.repos));
+    if !steps.scripts.is_empty() {
         spec.entry("script")
-            .or_insert(Value::String(scripts.join("\n")));
+            .or_insert(Value::String(steps.scripts.join("\n")));
     }
-    spec.entry("script_type")
-        .or_insert(Value::String(script_type.unwrap_or("shell").to_string()));
-    if let Some(up) = upload {
+    spec.entry("script_type").or_insert(Value::String(
+        steps.script_type.unwrap_or("shell").to_string(),
+    ));
+    if let Some(up) = steps.upload {
         spec.entry("object_storage_upload").or_insert(up);
     }
     spec.entry("freestyle_type")
         .or_insert(Value::String(String::new()));
-    if !other_steps.is_empty() {
-        spec.insert("steps".into(), Value::Array(other_steps));
+    if !steps.other.is_empty() {
+        spec.insert("steps".into(), Value::Array(steps.other));
     }
     Ok(())
+}
+
+/// A legacy `properties` object, sorted into where its keys go.
+struct Properties {
+    runtime: Map<String, Value>,
+    advanced: Map<String, Value>,
+    envs: Vec<Value>,
+}
+
+impl Properties {
+    fn split(props: Map<String, Value>) -> Self {
+        let mut out = Self {
+            runtime: Map::new(),
+            advanced: Map::new(),
+            envs: Vec::new(),
+        };
+        for (k, v) in props {
+            if k == "envs" {
+                out.envs = v
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(env_with_source)
+                    .collect();
+            } else if RUNTIME_KEYS.contains(&k.as_str()) {
+                out.runtime.insert(k, v);
+            } else {
+                // timeout, cluster_id, res_req, res_req_spec, strategy_id, … and everything
+                // unmapped (cache settings): kept under advanced_setting, never dropped.
+                out.advanced.insert(k, v);
+            }
+        }
+        out
+    }
+}
+
+/// What legacy `steps` hold: tools, repositories, the scripts (one type), an archive upload,
+/// and steps of other types (kept as they are).
+#[derive(Default)]
+struct Steps {
+    installs: Vec<Value>,
+    repos: Vec<Value>,
+    scripts: Vec<String>,
+    script_type: Option<&'static str>,
+    upload: Option<Value>,
+    other: Vec<Value>,
+}
+
+impl Steps {
+    fn read(steps: Vec<Value>, field: &str) -> ApiResult<Self> {
+        let mut out = Self::default();
+        for (i, step) in steps.into_iter().enumerate() {
+            let kind = step.get("type").and_then(Value::as_str).unwrap_or_default();
+            let sspec = step.get("spec").cloned().unwrap_or(Value::Null);
+            let list = |key: &str| sspec[key].as_array().cloned().unwrap_or_default();
+            match kind {
+                "tools" => out.installs.extend(list("installs")),
+                "git" => out.repos.extend(list("repos")),
+                "archive" => {
+                    let mut up = sspec.as_object().cloned().unwrap_or_default();
+                    up.insert("enabled".into(), Value::Bool(true));
+                    out.upload = Some(Value::Object(up));
+                }
+                _ => match SCRIPT_STEPS.iter().find(|(s, _)| *s == kind) {
+                    Some((_, st)) => {
+                        let at = format!("{field}.steps[{i}]");
+                        out.add_script(&at, kind, st, &sspec)?;
+                    }
+                    None => out.other.push(step),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// A script step (`at` names it in errors): every script of a job has one type.
+    fn add_script(
+        &mut self,
+        at: &str,
+        kind: &str,
+        script_type: &'static str,
+        sspec: &Value,
+    ) -> ApiResult<()> {
+        let script = sspec.get("script").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::bad_request(format!("`{at}.spec.script` is required for a {kind} step"))
+        })?;
+        if self.script_type.is_some_and(|t| t != script_type) {
+            return Err(ApiError::bad_request(format!(
+                "`{at}.type`: a job runs one script type, found {kind} after another"
+            )));
+        }
+        self.script_type = Some(script_type);
+        self.scripts.push(script.to_string());
+        Ok(())
+    }
 }
 
 /// Put `value`'s keys under `spec[key]` where that object lacks them.

@@ -22,6 +22,8 @@ fn a_bad_config_value_stops_the_server_naming_the_key() {
         ("ZADIG_BODY_LIMIT", "-5", "body_limit"),
         ("ZADIG_LOG_FORMAT", "xml", "log_format"),
         ("ZADIG_LOG", "zadig_server=loud", "key log"),
+        ("ZADIG_ROLE", "scheduler", "role"),
+        ("ZADIG_ROLE", "api", "key role"),
     ] {
         let out = Command::new(BIN)
             .arg("serve")

@@ -12,7 +12,7 @@ use crate::harness::TestApp;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn freestyle_job(name: &str, script: &str) -> Value {
+pub fn freestyle_job(name: &str, script: &str) -> Value {
     json!({
         "name": name,
         "type": "freestyle",

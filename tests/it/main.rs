@@ -37,6 +37,7 @@ mod release_plan;
 mod release_plan_hooks;
 mod release_plan_scheduler;
 mod release_plan_workflow;
+mod roles;
 mod sandbox;
 mod secrets_at_rest;
 mod service_templates;

@@ -1,5 +1,9 @@
 //! Workflow tasks (seed 002; spec/workflow.md §2.3–2.8, §3): execute, list, detail, cancel,
-//! retry and approve.
+//! retry and approve; the detail's views are in [`detail`], manual execution of a paused
+//! stage in [`manual_exec`].
+
+mod detail;
+mod manual_exec;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -16,7 +20,6 @@ use crate::state::AppState;
 use crate::validate;
 use crate::workflow::error::Op;
 use crate::workflow::execute::{self, ExecuteInput};
-use crate::workflow::task::{StageApproval, Task};
 use crate::workflow::tasks;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,7 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(approve_task))
         .routes(routes!(list_tasks))
         .routes(routes!(retry_task, set_remark))
-        .routes(routes!(manual_exec_state, manual_exec))
+        .routes(routes!(
+            manual_exec::manual_exec_state,
+            manual_exec::manual_exec
+        ))
         .routes(routes!(handle_job_error))
 }
 
@@ -110,250 +116,18 @@ impl TaskQuery {
     }
 }
 
-/// One vote in a stage approval.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApproveUserView {
-    pub user_id: String,
-    pub user_name: String,
-    pub reject_or_approve: String,
-    pub comment: String,
-    pub operation_time: i64,
-}
-
-/// A stage's approval in task detail (seed 002).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApprovalView {
-    pub enabled: bool,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub approve_users: Vec<ApproveUserView>,
-    /// Minutes.
-    pub timeout: i64,
-    pub needed_approvers: i64,
-    pub description: String,
-    /// `approve`, `reject` or `""` while undecided.
-    pub reject_or_approve: String,
-}
-
-impl From<&StageApproval> for ApprovalView {
-    fn from(a: &StageApproval) -> Self {
-        Self {
-            enabled: a.enabled,
-            kind: a.kind.clone(),
-            approve_users: a
-                .approve_users
-                .iter()
-                .map(|u| ApproveUserView {
-                    user_id: u.user_id.clone(),
-                    user_name: u.user_name.clone(),
-                    reject_or_approve: u.reject_or_approve.clone(),
-                    comment: u.comment.clone(),
-                    operation_time: u.operation_time,
-                })
-                .collect(),
-            timeout: a.timeout,
-            needed_approvers: a.needed_approvers,
-            description: a.description.clone(),
-            reject_or_approve: a.reject_or_approve.clone(),
-        }
-    }
-}
-
-/// A job task in task detail.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobTaskView {
-    pub name: String,
-    pub key: String,
-    pub display_name: String,
-    pub origin_name: String,
-    #[serde(rename = "type")]
-    pub job_type: String,
-    pub status: String,
-    pub start_time: i64,
-    pub end_time: i64,
-    pub cost_seconds: i64,
-    pub error: String,
-    /// The type-specific summary (spec §2.4); credential values masked.
-    #[schema(value_type = Object)]
-    pub spec: Value,
-    /// The job's error policy as defined (`null` when it has none).
-    #[schema(value_type = Option<Object>)]
-    pub error_policy: Value,
-    pub retry_count: i64,
-    #[schema(value_type = Object)]
-    pub job_info: Value,
-    pub reverted: bool,
-    pub breakpoint_before: bool,
-    pub breakpoint_after: bool,
-    /// Who ignored or rejected the failed job under the `manual_check` error policy; empty
-    /// otherwise.
-    pub error_handler_user_id: String,
-    pub error_handler_username: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StageTaskView {
-    pub name: String,
-    pub status: String,
-    pub start_time: i64,
-    pub end_time: i64,
-    pub parallel: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalView>,
-    /// The stage's manual-execution setting (`null` when it has none).
-    #[schema(value_type = Option<Object>)]
-    pub manual_exec: Value,
-    pub jobs: Vec<JobTaskView>,
-    pub error: String,
-}
-
-/// The release plan that started a task (Zadig's `ReleasePlanRef`), plus the release job's id
-/// (our extension).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReleasePlanRef {
-    /// The plan's id (24 hex).
-    pub id: String,
-    pub name: String,
-    pub index: i64,
-    /// The release job that started the task (not in Zadig).
-    pub job_id: String,
-}
-
-/// Task detail (seed 002 "Get Workflow Task Details").
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskDetail {
-    pub task_id: i64,
-    pub workflow_key: String,
-    pub workflow_name: String,
-    pub project_key: String,
-    #[schema(value_type = Vec<Object>)]
-    pub params: Vec<Value>,
-    pub status: String,
-    pub task_creator: String,
-    pub task_revoker: String,
-    pub create_time: i64,
-    pub start_time: i64,
-    pub end_time: i64,
-    pub stages: Vec<StageTaskView>,
-    pub error: String,
-    pub remark: String,
-    pub retry_num: i64,
-    pub reverted: bool,
-    pub is_restart: bool,
-    pub debug: bool,
-    pub approval_ticket_id: String,
-    pub approval_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub release_plan: Option<ReleasePlanRef>,
-}
-
-/// A parameter as task detail shows it: credential values masked.
-fn param_view(p: &Value) -> Value {
-    let mut p = p.clone();
-    if p.get("is_credential").and_then(Value::as_bool) == Some(true)
-        && let Some(m) = p.as_object_mut()
-    {
-        m.insert("value".into(), Value::String(tasks::MASK.into()));
-    }
-    p
-}
-
-fn detail(t: Task, now: i64) -> TaskDetail {
-    let stages = t
-        .stages
-        .iter()
-        .map(|s| StageTaskView {
-            name: s.name.clone(),
-            status: s.status.to_string(),
-            start_time: s.start_time,
-            end_time: s.end_time,
-            parallel: s.parallel,
-            approval: s.approval.as_ref().map(ApprovalView::from),
-            manual_exec: s.manual_exec.clone(),
-            error: s.error.clone(),
-            jobs: s
-                .jobs
-                .iter()
-                .map(|j| {
-                    let mut info = serde_json::Map::new();
-                    info.insert("job_name".into(), Value::String(j.key.clone()));
-                    for k in ["service_name", "service_module"] {
-                        if let Some(v) = j
-                            .spec
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .filter(|v| !v.is_empty())
-                        {
-                            info.insert(k.into(), Value::String(v.to_string()));
-                        }
-                    }
-                    JobTaskView {
-                        name: j.name.clone(),
-                        key: j.key.clone(),
-                        display_name: j.display_name.clone(),
-                        origin_name: j.origin_name.clone(),
-                        job_type: j.job_type.clone(),
-                        status: j.status.to_string(),
-                        start_time: j.start_time,
-                        end_time: j.end_time,
-                        cost_seconds: tasks::cost_seconds(j, now),
-                        error: j.error.clone(),
-                        spec: tasks::job_spec_view(j),
-                        error_policy: j.error_policy.clone(),
-                        retry_count: j.retry_count,
-                        job_info: Value::Object(info),
-                        reverted: false,
-                        breakpoint_before: false,
-                        breakpoint_after: false,
-                        error_handler_user_id: j.error_handler_user_id.clone(),
-                        error_handler_username: j.error_handler_username.clone(),
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    TaskDetail {
-        task_id: t.task_id,
-        workflow_key: t.workflow_name,
-        workflow_name: t.workflow_display_name,
-        project_key: t.project_name,
-        params: t.params.iter().map(param_view).collect(),
-        status: t.status.to_string(),
-        task_creator: t.task_creator,
-        task_revoker: t.task_revoker,
-        create_time: t.create_time,
-        start_time: t.start_time,
-        end_time: t.end_time,
-        stages,
-        error: t.error,
-        remark: t.remark,
-        retry_num: t.retry_num,
-        reverted: false,
-        is_restart: t.retry_num > 0,
-        debug: false,
-        approval_ticket_id: t.approval_ticket_id,
-        approval_id: t.approval_id,
-        release_plan: t.release.map(|r| ReleasePlanRef {
-            id: r.plan_id,
-            name: r.plan_name,
-            index: r.plan_index,
-            job_id: r.job_id,
-        }),
-    }
-}
-
 /// A task's detail (seed 002 "Get Workflow Task Details"; spec §2.4). Tasks of deleted
 /// workflows are still found.
 #[utoipa::path(get, path = "/openapi/workflows/custom/task", tag = "workflow tasks", params(TaskQuery),
-    responses((status = 200, body = TaskDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = detail::TaskDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn task_detail(
     State(state): State<AppState>,
     _caller: Identity,
     Query(q): Query<TaskQuery>,
-) -> ApiResult<Json<TaskDetail>> {
+) -> ApiResult<Json<detail::TaskDetail>> {
     let (wf, id) = q.key()?;
     let t = tasks::get(&state, wf, id, Op::GetTask).await?;
-    Ok(Json(detail(t, state.clock.now())))
+    Ok(Json(detail::detail(t, state.clock.now())))
 }
 
 /// Cancel a task (seed 002 "Cancel Workflow Tasks"; spec §2.6).
@@ -513,6 +287,7 @@ async fn set_remark(
 /// Longest task remark.
 const MAX_REMARK: usize = 4096;
 
+/// The `{workflowKey}`/`{taskID}` path of a task, checked.
 fn task_path(key: &str, id: &str) -> ApiResult<i64> {
     validate::name("workflowKey", key)?;
     id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -520,113 +295,12 @@ fn task_path(key: &str, id: &str) -> ApiResult<i64> {
     })
 }
 
+/// The query's `projectKey`, which manual execution requires.
 fn required_project(q: &ProjectQuery) -> ApiResult<&str> {
     if q.project_key.is_empty() {
         return Err(ApiError::bad_request("`projectKey` is required"));
     }
     Ok(&q.project_key)
-}
-
-/// Who may run a paused stage (the stage's `manual_exec_users`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ManualExecutor {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub user_id: String,
-    pub user_name: String,
-    pub group_id: String,
-    pub group_name: String,
-}
-
-/// The stage a paused task waits at.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ManualExecView {
-    pub project_key: String,
-    pub workflow_key: String,
-    pub task_id: i64,
-    pub status: String,
-    pub stage_name: String,
-    /// Whether the caller may run the stage.
-    pub can_execute: bool,
-    pub executors: Vec<ManualExecutor>,
-}
-
-/// The stage a task paused at for manual execution (spec/workflow.md §2.15, §5.8; Zadig's
-/// OpenAPI, not in seed 002).
-#[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"), ProjectQuery),
-    responses((status = 200, body = ManualExecView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn manual_exec_state(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((key, id)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<ManualExecView>> {
-    let id = task_path(&key, &id)?;
-    let project = required_project(&q)?;
-    let m = tasks::manual_exec_state(&state, &caller, &key, id, project).await?;
-    let stage = &m.task.stages[m.stage];
-    let text = |u: &Value, k: &str| {
-        u.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let executors = stage
-        .manual_exec
-        .get("manual_exec_users")
-        .and_then(Value::as_array)
-        .map(|users| {
-            users
-                .iter()
-                .map(|u| ManualExecutor {
-                    kind: text(u, "type"),
-                    user_id: text(u, "user_id"),
-                    user_name: text(u, "user_name"),
-                    group_id: text(u, "group_id"),
-                    group_name: text(u, "group_name"),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Json(ManualExecView {
-        project_key: m.task.project_name.clone(),
-        workflow_key: m.task.workflow_name.clone(),
-        task_id: m.task.task_id,
-        status: m.task.status.to_string(),
-        stage_name: stage.name.clone(),
-        can_execute: m.can_execute,
-        executors,
-    }))
-}
-
-/// `POST …/manual-exec` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ManualExecRequest {
-    #[serde(default)]
-    pub stage_name: String,
-}
-
-/// Run the stage a task paused at; the task is queued again and resumes there
-/// (spec/workflow.md §2.15, §5.8).
-#[utoipa::path(post, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"), ProjectQuery),
-    request_body = ManualExecRequest,
-    responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn manual_exec(
-    State(state): State<AppState>,
-    caller: Identity,
-    Path((key, id)): Path<(String, String)>,
-    Query(q): Query<ProjectQuery>,
-    Json(body): Json<ManualExecRequest>,
-) -> ApiResult<Json<Success>> {
-    let id = task_path(&key, &id)?;
-    let project = required_project(&q)?;
-    if body.stage_name.trim().is_empty() {
-        return Err(ApiError::bad_request("`stage_name` is required"));
-    }
-    tasks::manual_exec(&state, &caller, &key, id, project, &body.stage_name).await?;
-    Ok(Success::new())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -6,6 +6,14 @@
 //! live readers follow; a flusher stores the window's new lines as one chunk document every
 //! [`FLUSH_INTERVAL`] (or sooner when many lines are waiting). Readers that fall behind the
 //! window, readers on another replica and readers after the job ended read the chunks.
+//!
+//! This file holds the hub, the live window and the writing end; [`flush`] stores the window
+//! in chunks, [`read`] serves readers (SSE and the full log).
+
+mod flush;
+mod read;
+
+pub use read::{Follow, JobPhase, KEEPALIVE, full_piece, sse_events};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +98,11 @@ impl LogHub {
         self.chunks.delete(&key_filter(&key)).await?;
         let live = Arc::new(LiveLog::default());
         self.live_map().insert(key.clone(), live.clone());
-        let flusher = tokio::spawn(flush_loop(self.chunks.clone(), key.clone(), live.clone()));
+        let flusher = tokio::spawn(flush::flush_loop(
+            self.chunks.clone(),
+            key.clone(),
+            live.clone(),
+        ));
         let log = JobLog {
             inner: Arc::new(JobLogInner {
                 key,
@@ -408,294 +420,6 @@ fn stamp(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("[%Y-%m-%d %H:%M:%S]").to_string())
         .unwrap_or_default()
-}
-
-/// Store the window's new lines every [`FLUSH_INTERVAL`] (or when asked) until the log ended
-/// and everything is stored.
-async fn flush_loop(chunks: Typed<LogChunk>, key: LogKey, live: Arc<LiveLog>) {
-    let mut failures: u32 = 0;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(FLUSH_INTERVAL) => {}
-            () = live.flush_now.notified() => {}
-        }
-        let (pending, from, ended) = {
-            let st = live.lock();
-            let skip = usize::try_from(st.flushed_seq - st.first_seq).unwrap_or(0);
-            let pending: Vec<Arc<str>> = st.window.iter().skip(skip).cloned().collect();
-            (pending, st.flushed_seq, st.ended)
-        };
-        if !pending.is_empty() {
-            match store_lines(&chunks, &key, from, &pending).await {
-                Ok(()) => {
-                    failures = 0;
-                    let mut st = live.lock();
-                    st.flushed_seq = from + pending.len() as u64;
-                    while st.window.len() > WINDOW_KEEP && st.first_seq < st.flushed_seq {
-                        st.window.pop_front();
-                        st.first_seq += 1;
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(workflow = %key.workflow, task_id = key.task_id, job = %key.job,
-                        "storing log lines failed (attempt {failures}): {e}");
-                    if ended && failures >= 50 {
-                        tracing::error!(workflow = %key.workflow, task_id = key.task_id, job = %key.job,
-                            "giving up storing the end of the job log");
-                        return;
-                    }
-                    continue;
-                }
-            }
-        }
-        if ended {
-            let st = live.lock();
-            if st.flushed_seq == st.next_seq {
-                return;
-            }
-        }
-    }
-}
-
-async fn store_lines(
-    chunks: &Typed<LogChunk>,
-    key: &LogKey,
-    from: u64,
-    lines: &[Arc<str>],
-) -> StoreResult<()> {
-    let mut seq = from;
-    let mut start = 0;
-    while start < lines.len() {
-        let mut bytes = 0;
-        let mut end = start;
-        while end < lines.len()
-            && end - start < CHUNK_LINES
-            && (bytes == 0 || bytes + lines[end].len() <= CHUNK_BYTES)
-        {
-            bytes += lines[end].len();
-            end += 1;
-        }
-        let n = (end - start) as u64;
-        let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
-        let chunk = LogChunk {
-            id: format!("{}:{}:{}:{seq:012}", key.workflow, key.task_id, key.job),
-            workflow: key.workflow.clone(),
-            task_id: key.task_id,
-            job: key.job.clone(),
-            seq: seq_i,
-            end: seq_i + i64::try_from(n).unwrap_or(0),
-            lines: lines[start..end].iter().map(|l| l.to_string()).collect(),
-        };
-        let stored = match chunks.insert(&chunk).await {
-            Ok(()) => n,
-            // A retried flush whose first attempt did land: continue after what is stored.
-            Err(crate::store::StoreError::Duplicate(_)) => match chunks.get(&chunk.id).await? {
-                Some(c) => u64::try_from(c.end - c.seq).unwrap_or(n).clamp(1, n),
-                None => {
-                    return Err(crate::store::StoreError::Conflict(
-                        "log chunk vanished".into(),
-                    ));
-                }
-            },
-            Err(e) => return Err(e),
-        };
-        seq += stored;
-        start += usize::try_from(stored).unwrap_or(end - start);
-    }
-    Ok(())
-}
-
-/// Where a job stands, for readers that do not see its live log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobPhase {
-    /// No such task or job task.
-    Missing,
-    NotStarted,
-    Running,
-    Ended,
-}
-
-/// Most lines put into one piece of a response body.
-const BATCH_LINES: usize = 8_192;
-/// An SSE comment sent after this much silence keeps proxies from closing the stream.
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
-/// How often a reader without a live log polls the store.
-const POLL: Duration = Duration::from_millis(300);
-
-/// One SSE event per line: `event:message\ndata:<line>\n\n` (a `\r` in a line is written as
-/// the two characters `\r`, spec/workflow.md §5.10).
-pub fn sse_events<S: AsRef<str>>(lines: &[S]) -> String {
-    let mut out = String::with_capacity(lines.iter().map(|l| l.as_ref().len() + 22).sum());
-    for l in lines {
-        out.push_str("event:message\ndata:");
-        let l = l.as_ref();
-        if l.contains('\r') {
-            out.push_str(&l.replace('\r', "\\r"));
-        } else {
-            out.push_str(l);
-        }
-        out.push_str("\n\n");
-    }
-    out
-}
-
-fn plain<S: AsRef<str>>(lines: &[S]) -> String {
-    let mut out = String::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
-    for l in lines {
-        out.push_str(l.as_ref());
-        out.push('\n');
-    }
-    out
-}
-
-/// A reader of one job's log: the last `tail` lines, then every new line until the job ends.
-pub struct Follow {
-    key: LogKey,
-    /// Next line to send; `None` until positioned.
-    cur: Option<u64>,
-    tail: u64,
-    live: Option<Arc<LiveLog>>,
-    done: bool,
-    /// The hub's reader count, decremented when this reader is dropped (the client left).
-    count: Arc<AtomicUsize>,
-}
-
-impl Drop for Follow {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Follow {
-    pub fn new(hub: &LogHub, key: LogKey, tail: u64) -> Self {
-        hub.followers.fetch_add(1, Ordering::SeqCst);
-        Self {
-            key,
-            cur: None,
-            tail,
-            live: None,
-            done: false,
-            count: hub.followers.clone(),
-        }
-    }
-
-    /// Stored lines from `cur`; a store failure is logged and reads as nothing yet (the
-    /// stream goes on polling, or ends if the job ended).
-    async fn stored(&self, hub: &LogHub, cur: u64) -> Vec<String> {
-        hub.read_stored(&self.key, cur, BATCH_LINES)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(workflow = %self.key.workflow, task_id = self.key.task_id,
-                    job = %self.key.job, "reading the job log failed: {e}");
-                Vec::new()
-            })
-    }
-
-    /// The next piece of the SSE body (events or a keep-alive comment); `None` at the end.
-    /// `phase` tells where the job stands when its live log is not in this process.
-    pub async fn next<F, Fut>(&mut self, hub: &LogHub, phase: F) -> Option<String>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = JobPhase>,
-    {
-        let mut quiet = Duration::ZERO;
-        loop {
-            if self.done {
-                return None;
-            }
-            if quiet >= KEEPALIVE {
-                return Some(":keep-alive\n\n".to_string());
-            }
-            if self.live.is_none() {
-                self.live = hub.live(&self.key);
-            }
-            if let Some(live) = self.live.clone() {
-                let changed = live.changed();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                let cur = *self
-                    .cur
-                    .get_or_insert_with(|| live.progress().0.saturating_sub(self.tail));
-                let r = live.read(cur, BATCH_LINES);
-                if r.behind.is_some() {
-                    let lines = self.stored(hub, cur).await;
-                    if !lines.is_empty() {
-                        self.cur = Some(cur + lines.len() as u64);
-                        return Some(sse_events(&lines));
-                    }
-                    // Not readable (a store error): skip to what the window still has.
-                    self.cur = r.behind;
-                    continue;
-                }
-                if !r.lines.is_empty() {
-                    self.cur = Some(cur + r.lines.len() as u64);
-                    return Some(sse_events(&r.lines));
-                }
-                if r.ended {
-                    self.done = true;
-                    return None;
-                }
-                let waited = tokio::select! {
-                    () = &mut changed => Duration::ZERO,
-                    () = tokio::time::sleep(KEEPALIVE) => KEEPALIVE,
-                };
-                quiet += waited;
-                continue;
-            }
-            let cur = match self.cur {
-                Some(c) => c,
-                None => {
-                    let total = hub.stored_len(&self.key).await.unwrap_or(0);
-                    *self.cur.insert(total.saturating_sub(self.tail))
-                }
-            };
-            let lines = self.stored(hub, cur).await;
-            if !lines.is_empty() {
-                self.cur = Some(cur + lines.len() as u64);
-                return Some(sse_events(&lines));
-            }
-            match phase().await {
-                JobPhase::Missing => {
-                    self.done = true;
-                    return None;
-                }
-                JobPhase::Ended => {
-                    // Its last lines were stored before it was marked ended.
-                    let lines = self.stored(hub, cur).await;
-                    if lines.is_empty() {
-                        self.done = true;
-                        return None;
-                    }
-                    self.cur = Some(cur + lines.len() as u64);
-                    return Some(sse_events(&lines));
-                }
-                JobPhase::NotStarted | JobPhase::Running => {
-                    tokio::time::sleep(POLL).await;
-                    quiet += POLL;
-                }
-            }
-        }
-    }
-}
-
-/// The whole log as plain text, piece by piece (`Ok(None)` at the end): stored lines, then the
-/// lines of a job running here that are not stored yet.
-pub async fn full_piece(hub: &LogHub, key: &LogKey, cur: &mut u64) -> StoreResult<Option<String>> {
-    let lines = hub.read_stored(key, *cur, BATCH_LINES * 4).await?;
-    if !lines.is_empty() {
-        *cur += lines.len() as u64;
-        return Ok(Some(plain(&lines)));
-    }
-    let Some(live) = hub.live(key) else {
-        return Ok(None);
-    };
-    let r = live.read(*cur, BATCH_LINES * 4);
-    if r.lines.is_empty() {
-        return Ok(None);
-    }
-    *cur += r.lines.len() as u64;
-    Ok(Some(plain(&r.lines)))
 }
 
 #[cfg(test)]

@@ -1,0 +1,493 @@
+//! The contract's tables: required query parameters and fields, nullable fields, and the
+//! property schemas beyond utoipa's types. `.ci/run` drives schemathesis against them.
+
+use serde_json::{Value, json};
+
+use super::OBJECT_ID;
+use crate::validate::MAX_NAME_LEN;
+
+/// Query parameters a route refuses to do without (400 `… is required`): (method, path, names).
+pub(super) const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
+    // Environments (spec/environments.md §5).
+    ("get", "/openapi/environments", &["projectKey"]),
+    ("post", "/openapi/environments", &["projectKey"]),
+    ("get", "/openapi/environments/{name}", &["projectKey"]),
+    ("put", "/openapi/environments/{name}", &["projectKey"]),
+    (
+        "delete",
+        "/openapi/environments/{name}",
+        &["projectKey", "isDelete"],
+    ),
+    (
+        "get",
+        "/openapi/environments/service/yaml",
+        &["projectKey", "envName", "serviceName"],
+    ),
+    (
+        "post",
+        "/openapi/environments/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/environments/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/{name}/services/{serviceName}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/{name}/service/{serviceName}/pods",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/{name}/service/{serviceName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/{name}/pod/{podName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/{name}/variable",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/environments/{name}/variable",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/environments/production", &["projectKey"]),
+    ("post", "/openapi/environments/production", &["projectKey"]),
+    (
+        "get",
+        "/openapi/environments/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/environments/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/environments/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/service/yaml",
+        &["projectKey", "envName", "serviceName"],
+    ),
+    (
+        "post",
+        "/openapi/environments/production/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/environments/production/service/yaml",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/{name}/services/{serviceName}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/{name}/service/{serviceName}/pods",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/production/{name}/service/{serviceName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/environments/production/{name}/pod/{podName}/restart",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/environments/production/{name}/variable",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/environments/production/{name}/variable",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/build", &["projectKey"]),
+    ("get", "/openapi/build/{buildName}/detail", &["projectKey"]),
+    ("delete", "/openapi/build", &["name"]),
+    ("get", "/openapi/delivery/releases", &["projectKey"]),
+    (
+        "get",
+        "/openapi/delivery/releases/detail",
+        &["projectKey", "versionName"],
+    ),
+    ("get", "/openapi/delivery/releases/{id}", &["projectKey"]),
+    ("delete", "/openapi/delivery/releases/{id}", &["projectKey"]),
+    ("get", "/openapi/workflows", &["projectKey"]),
+    (
+        "delete",
+        "/openapi/workflows/custom",
+        &["workflowKey", "projectKey"],
+    ),
+    ("get", "/openapi/workflows/custom/task", &["workflowKey"]),
+    ("delete", "/openapi/workflows/custom/task", &["workflowKey"]),
+    (
+        "get",
+        "/openapi/workflows/custom/{workflowKey}/detail",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/workflows/custom/{workflowKey}/tasks",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/workflows/view", &["projectKey"]),
+    ("put", "/openapi/workflows/view/{viewName}", &["projectKey"]),
+    (
+        "delete",
+        "/openapi/workflows/view/{viewName}",
+        &["projectKey"],
+    ),
+    (
+        "get",
+        "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec",
+        &["projectKey"],
+    ),
+    (
+        "post",
+        "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec",
+        &["projectKey"],
+    ),
+    // Projects and K8s YAML services (spec/environments.md §2, §4).
+    ("get", "/openapi/projects/project/detail", &["projectKey"]),
+    (
+        "get",
+        "/openapi/projects/project/globalVariable",
+        &["projectKey"],
+    ),
+    ("delete", "/openapi/projects/project", &["projectKey"]),
+    ("post", "/openapi/service/yaml/raw", &["projectKey"]),
+    (
+        "post",
+        "/openapi/service/yaml/production/raw",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/service/yaml/services", &["projectKey"]),
+    (
+        "get",
+        "/openapi/service/yaml/production/services",
+        &["projectKey"],
+    ),
+    ("get", "/openapi/service/yaml/{name}", &["projectKey"]),
+    ("put", "/openapi/service/yaml/{name}", &["projectKey"]),
+    ("delete", "/openapi/service/yaml/{name}", &["projectKey"]),
+    (
+        "get",
+        "/openapi/service/yaml/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/service/yaml/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "delete",
+        "/openapi/service/yaml/production/{name}",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/service/yaml/{name}/variable",
+        &["projectKey"],
+    ),
+    (
+        "put",
+        "/openapi/service/yaml/production/{name}/variable",
+        &["projectKey"],
+    ),
+];
+
+/// Request-body fields that must be present and non-blank names, by schema.
+pub(super) const REQUIRED_NAMES: &[(&str, &[&str])] = &[
+    // Clusters and environments (spec/environments.md §3, §5).
+    ("ClusterInput", &["name"]),
+    ("CreateEnvInput", &["env_key", "cluster_id", "namespace"]),
+    ("ServiceInput", &["service_name"]),
+    ("AddServicesInput", &["env_key"]),
+    ("RemoveServicesInput", &["env_key"]),
+    (
+        "ScaleInput",
+        &[
+            "project_key",
+            "env_key",
+            "service_name",
+            "workload_name",
+            "workload_type",
+        ],
+    ),
+    (
+        "ImageInput",
+        &[
+            "product_name",
+            "service_name",
+            "name",
+            "container_name",
+            "image",
+        ],
+    ),
+    ("PlanInput", &["name", "manager"]),
+    ("JobInput", &["name", "type"]),
+    ("JobActionInput", &["id", "type"]),
+    (
+        "CallbackInput",
+        &["hook_event", "release_plan_id", "instance_code", "result"],
+    ),
+    ("ExecuteRequest", &["workflow_key", "project_key"]),
+    ("ApproveRequest", &["workflow_key", "stage_name", "task_id"]),
+    ("ErrorHandlingRequest", &["decision"]),
+    ("ManualExecRequest", &["stage_name"]),
+    ("CreateUserRequest", &["account"]),
+    ("CreateViewRequest", &["project_key", "name"]),
+    (
+        "CreateTicketRequest",
+        &["approval_id", "project_key", "status"],
+    ),
+    ("RegistryInput", &["address", "provider"]),
+    ("HelmRepoInput", &["repo_name", "url"]),
+    (
+        "NewVersion",
+        &["project_key", "version_name", "source", "services"],
+    ),
+    ("TemplateRequest", &["name"]),
+    ("TemplateBuildRequest", &["name", "template_name"]),
+    ("TicketServiceInput", &["service_name"]),
+    ("ViewWorkflowInput", &["workflow_key", "workflow_type"]),
+    ("ViewChange", &["workflow_key", "workflow_type"]),
+    (
+        "CreateProjectRequest",
+        &["project_name", "project_key", "project_type"],
+    ),
+    (
+        "InitYamlRequest",
+        &["project_name", "project_key", "service_list"],
+    ),
+    ("InitService", &["source", "service_name"]),
+    ("CreateServiceRequest", &["service_name"]),
+    ("UpdateYamlRequest", &["type"]),
+    ("UpdateVariablesRequest", &["service_variable_kvs"]),
+    ("ServiceVariableKV", &["key"]),
+];
+
+/// Fields decoded with Zadig's null-as-default rule: `null` is accepted and means the default.
+pub(super) const NULLABLE: &[(&str, &[&str])] = &[
+    (
+        "PlanInput",
+        &[
+            "manager_identity_type",
+            "description",
+            "start_time",
+            "end_time",
+            "schedule_execute_time",
+            "jobs",
+        ],
+    ),
+    ("JobInput", &["manager", "manager_identity_type"]),
+    ("JobActionInput", &["name"]),
+    ("ApproveInput", &["approve", "comment"]),
+    ("CallbackInput", &["failed_reason"]),
+    ("InitYamlRequest", &["service_list", "env_list"]),
+    ("InitService", &["variable_yaml"]),
+    ("CreateServiceRequest", &["variable_yaml"]),
+    ("ServiceVariableKV", &["options"]),
+    (
+        "HookSettingInput",
+        &["enable", "enable_call_back", "hook_address", "hook_events"],
+    ),
+];
+
+/// Property schemas beyond utoipa's types: closed value lists, ranges, id patterns, lengths.
+pub(super) fn property_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    let mut all = release_plan_overrides();
+    all.extend(workflow_overrides());
+    all.extend(service_overrides());
+    all
+}
+
+/// Release plans, their jobs and hooks.
+fn release_plan_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    use crate::release_plan::model::HookEvent;
+    let hook_events: Vec<&str> = HookEvent::ALL.iter().map(|e| e.as_str()).collect();
+    let time = json!({"type": "integer", "format": "int64", "minimum": 0});
+    vec![
+        ("PlanInput", "start_time", time.clone()),
+        ("PlanInput", "end_time", time.clone()),
+        ("PlanInput", "schedule_execute_time", time),
+        (
+            "PlanInput",
+            "manager_identity_type",
+            json!({"type": "string", "maxLength": MAX_NAME_LEN}),
+        ),
+        (
+            "JobInput",
+            "type",
+            json!({"type": "string", "enum": ["text", "workflow"]}),
+        ),
+        (
+            "JobActionInput",
+            "type",
+            json!({"type": "string", "enum": ["text", "workflow"]}),
+        ),
+        (
+            "CallbackInput",
+            "hook_event",
+            json!({"type": "string", "enum": hook_events}),
+        ),
+        (
+            "CallbackInput",
+            "release_plan_id",
+            json!({"type": "string", "pattern": OBJECT_ID}),
+        ),
+        (
+            "CallbackInput",
+            "result",
+            json!({"type": "string", "enum": ["success", "failed"]}),
+        ),
+        (
+            "HookSettingInput",
+            "hook_events",
+            json!({"type": "array", "items": {"type": "string", "enum": hook_events}}),
+        ),
+    ]
+}
+
+/// Workflows, tasks, tickets, views, builds and build templates.
+fn workflow_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "ApproveRequest",
+            "task_id",
+            json!({"type": "integer", "format": "int64", "minimum": 1}),
+        ),
+        (
+            "ErrorHandlingRequest",
+            "decision",
+            json!({"type": "string", "enum": ["ignore", "reject"]}),
+        ),
+        (
+            "RemarkRequest",
+            "remark",
+            json!({"type": "string", "maxLength": 4096}),
+        ),
+        (
+            "CreateTicketRequest",
+            "status",
+            json!({"type": "integer", "enum": [0, 1]}),
+        ),
+        (
+            "ViewWorkflowInput",
+            "workflow_type",
+            json!({"type": "string", "enum": ["custom", "product"]}),
+        ),
+        (
+            "ViewChange",
+            "workflow_type",
+            json!({"type": "string", "enum": ["custom", "product"]}),
+        ),
+        // Zadig's lenient forms, accepted as such.
+        (
+            "CreateTicketRequest",
+            "envs",
+            json!({"oneOf": [{"type": "array", "items": {"type": "string"}},
+                {"type": "string", "description": "comma-separated (the seed's form)"},
+                {"type": "null"}]}),
+        ),
+        (
+            "TemplateRequest",
+            "installs",
+            json!({"oneOf": [
+                {"type": "array", "items": {"type": "object",
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}},
+                {"type": "string", "description": "`name:version` entries separated by commas"},
+                {"type": "null"}]}),
+        ),
+        (
+            "BuildRequest",
+            "installs",
+            json!({"oneOf": [
+                {"type": "array", "items": {"type": "object",
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}},
+                {"type": "string", "description": "`name:version` entries separated by commas"}]}),
+        ),
+    ]
+}
+
+/// Delivery, projects and services.
+fn service_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "RegistryInput",
+            "provider",
+            json!({"type": "string", "enum": crate::delivery::registry::PROVIDERS}),
+        ),
+        (
+            "NewVersion",
+            "source",
+            json!({"type": "string", "enum": crate::delivery::model::SOURCES}),
+        ),
+        (
+            "NewVersion",
+            "services",
+            json!({"type": "array", "minItems": 1, "items": {"type": "object"}}),
+        ),
+        (
+            "CreateProjectRequest",
+            "project_type",
+            json!({"type": "string", "enum": ["yaml"]}),
+        ),
+        (
+            "CreateProjectRequest",
+            "project_key",
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": "^[a-z0-9-]+$"}),
+        ),
+        (
+            "InitYamlRequest",
+            "project_key",
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": "^[a-z0-9-]+$"}),
+        ),
+        (
+            "InitService",
+            "source",
+            json!({"type": "string", "enum": ["yaml"]}),
+        ),
+        (
+            "UpdateYamlRequest",
+            "type",
+            json!({"type": "string", "enum": ["k8s"]}),
+        ),
+        (
+            "ServiceVariableKV",
+            "value",
+            json!({"type": ["string", "number", "boolean", "null"],
+                "description": "A scalar for `string`/`enum`/`bool`; YAML text for `yaml`."}),
+        ),
+        (
+            "ServiceVariableKV",
+            "type",
+            json!({"type": "string", "enum": crate::service_template::variables::VAR_TYPES}),
+        ),
+    ]
+}
