@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::super::kube as k;
-use super::super::model::{Container, Environment, ResourceRef};
+use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
 use super::{may_change, save};
@@ -148,6 +148,43 @@ pub async fn deploy_images(
             "service {service} not found in env {project}/{env_key}"
         ));
     };
+    set_images(&mut svc, images, service, project, env_key)?;
+    let objects = svc.objects();
+    let workloads = workloads_running(&objects, &svc.resources, images);
+    let cc = client(state, &env).await?;
+    let recorded = env
+        .service(service)
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    let changes =
+        image_changes(&cc, &env.namespace, &objects, &workloads, &recorded, images).await?;
+    apply_some(&cc, &env, &svc, |r| workloads.contains(r))
+        .await
+        .map_err(|e| format!("create or patch resource error: {}", e.description))?;
+    svc.update_time = state.clock.now();
+    if let Some(slot) = env.service_mut(service) {
+        *slot = svc;
+    }
+    save(state, &mut env, caller)
+        .await
+        .map_err(|e| format!("update service render set info error: {}", e.description))?;
+    Ok(Deployed {
+        cc,
+        namespace: env.namespace.clone(),
+        workloads,
+        changes,
+    })
+}
+
+/// Set the image of each module of `images` in `svc`'s record; a module the service does not
+/// have is Zadig's job error.
+fn set_images(
+    svc: &mut EnvService,
+    images: &[(String, String)],
+    service: &str,
+    project: &str,
+    env_key: &str,
+) -> Result<(), String> {
     for (module, image) in images {
         let Some(c) = svc.containers.iter_mut().find(|c| &c.name == module) else {
             return Err(format!(
@@ -157,39 +194,59 @@ pub async fn deploy_images(
         c.image.clone_from(image);
         c.image_name = rules::image_name(image);
     }
-    let objects = svc.objects();
-    let modules = |o: &Value| -> Vec<Container> { rules::containers_of(std::slice::from_ref(o)) };
-    let workload = |r: &ResourceRef| {
-        objects.iter().find(|o| {
-            o.get("kind").and_then(Value::as_str) == Some(r.kind.as_str())
-                && o.pointer("/metadata/name").and_then(Value::as_str) == Some(r.name.as_str())
-        })
-    };
-    let workloads: Vec<ResourceRef> = svc
-        .resources
+    Ok(())
+}
+
+/// The containers of one object.
+fn modules(o: &Value) -> Vec<Container> {
+    rules::containers_of(std::slice::from_ref(o))
+}
+
+/// The object of `objects` that `r` names.
+fn workload<'a>(objects: &'a [Value], r: &ResourceRef) -> Option<&'a Value> {
+    objects.iter().find(|o| {
+        o.get("kind").and_then(Value::as_str) == Some(r.kind.as_str())
+            && o.pointer("/metadata/name").and_then(Value::as_str) == Some(r.name.as_str())
+    })
+}
+
+/// The resources of `resources` whose object runs at least one module of `images`.
+fn workloads_running(
+    objects: &[Value],
+    resources: &[ResourceRef],
+    images: &[(String, String)],
+) -> Vec<ResourceRef> {
+    resources
         .iter()
         .filter(|r| {
-            workload(r).is_some_and(|o| {
+            workload(objects, r).is_some_and(|o| {
                 modules(o)
                     .iter()
                     .any(|c| images.iter().any(|(m, _)| *m == c.name))
             })
         })
         .cloned()
-        .collect();
-    let cc = client(state, &env).await?;
+        .collect()
+}
+
+/// One [`ImageChange`] per module of `images` run by each of `workloads`, its origin the
+/// live container's image (else the `recorded` one).
+async fn image_changes(
+    cc: &ClusterClient,
+    namespace: &str,
+    objects: &[Value],
+    workloads: &[ResourceRef],
+    recorded: &[Container],
+    images: &[(String, String)],
+) -> Result<Vec<ImageChange>, String> {
     let mut changes = Vec::new();
-    for r in &workloads {
-        let live = k::get(&cc, &env.namespace, r)
+    for r in workloads {
+        let live = k::get(cc, namespace, r)
             .await
             .map_err(|e| format!("can't read {} {}: {}", r.kind, r.name, e.description))?;
         let live_modules = live.as_ref().map(modules).unwrap_or_default();
-        let recorded = env
-            .service(service)
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
         for (module, image) in images {
-            if !workload(r).is_some_and(|o| modules(o).iter().any(|c| &c.name == module)) {
+            if !workload(objects, r).is_some_and(|o| modules(o).iter().any(|c| &c.name == module)) {
                 continue;
             }
             let origin = live_modules
@@ -207,20 +264,5 @@ pub async fn deploy_images(
             });
         }
     }
-    apply_some(&cc, &env, &svc, |r| workloads.contains(r))
-        .await
-        .map_err(|e| format!("create or patch resource error: {}", e.description))?;
-    svc.update_time = state.clock.now();
-    if let Some(slot) = env.service_mut(service) {
-        *slot = svc;
-    }
-    save(state, &mut env, caller)
-        .await
-        .map_err(|e| format!("update service render set info error: {}", e.description))?;
-    Ok(Deployed {
-        cc,
-        namespace: env.namespace.clone(),
-        workloads,
-        changes,
-    })
+    Ok(changes)
 }
