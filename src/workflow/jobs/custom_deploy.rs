@@ -9,10 +9,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::rollout::{self, Rollout};
+use super::rollout;
 use super::{InputCx, JobKind, JobType, Runs, Spec};
+use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
-use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
+use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::kube as k;
 use crate::environment::model::ResourceRef;
 use crate::environment::rules::pod_spec_pointer;
@@ -148,51 +149,65 @@ fn image_patch(ptr: &str, key: &str, container: &str, image: &str) -> Value {
     v
 }
 
-/// Run one `custom-deploy` target (spec/environments.md §6.5).
-async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
-    let spec = job.spec;
+/// A parsed `custom-deploy` target: the container of a workload in a namespace, and the
+/// image to set.
+struct Target<'a> {
+    kind: &'a str,
+    name: &'a str,
+    container: &'a str,
+    ns: &'a str,
+    image: &'a str,
+    workload: ResourceRef,
+}
+
+/// The spec's `target` (`<WorkloadType>/<name>/<container>`), `namespace` and `image`; the
+/// error is the job's failure.
+fn target_of(spec: &Value) -> Result<Target<'_>, String> {
     let target = str_of(spec, "target");
     let parts: Vec<&str> = target.split('/').collect();
     let [kind, name, container] = parts.as_slice() else {
-        return JobEnd::failed(format!(
+        return Err(format!(
             "target {target:?} is not <WorkloadType>/<name>/<container>"
         ));
     };
     let (ns, image) = (str_of(spec, "namespace"), str_of(spec, "image"));
     if ns.is_empty() || image.is_empty() {
-        return JobEnd::failed(format!(
+        return Err(format!(
             "target {target}: the namespace and the image are required (namespace {ns:?}, image {image:?})"
         ));
     }
-    let Some(r) = workload_ref(kind, name) else {
-        return JobEnd::failed(format!("workload type: {kind} not supported"));
+    let Some(workload) = workload_ref(kind, name) else {
+        return Err(format!("workload type: {kind} not supported"));
     };
-    let cluster_id = str_of(spec, "cluster_id");
-    let allowed = match deployer(state, super::deploy::creator_uid(job)).await {
-        Ok(caller) => {
-            may_deploy_to_namespace(state, &caller, &job.ctx.project, cluster_id, ns).await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = allowed {
-        return JobEnd::failed(e);
-    }
-    let cc = match client_for(state, cluster_id).await {
-        Ok(c) => c,
-        Err(e) => return JobEnd::failed(format!("can't init k8s client: {}", e.description)),
-    };
-    let minutes = match rollout::timeout_field(spec, "minutes") {
-        Ok(m) => m,
-        Err(e) => return JobEnd::failed(e),
-    };
-    let (deadline, secs) = rollout::deadline(state, minutes.saturating_mul(60));
-    let live = match k::get(&cc, ns, &r).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return JobEnd::failed(format!("{} {name} not found", kind.to_lowercase())),
-        Err(e) => return JobEnd::failed(format!("can't read {kind} {name}: {}", e.description)),
-    };
-    let ptr = pod_spec_pointer(kind).unwrap_or("/spec/template/spec");
-    let found = ["containers", "initContainers"]
+    Ok(Target {
+        kind,
+        name,
+        container,
+        ns,
+        image,
+        workload,
+    })
+}
+
+/// The client of cluster `cluster_id`, once the task's creator is known to be allowed to
+/// deploy into `ns` there.
+async fn allowed_client(
+    state: &AppState,
+    job: &ServerJob<'_>,
+    cluster_id: &str,
+    ns: &str,
+) -> Result<ClusterClient, String> {
+    let caller = deployer(state, super::deploy::creator_uid(job)).await?;
+    may_deploy_to_namespace(state, &caller, &job.ctx.project, cluster_id, ns).await?;
+    client_for(state, cluster_id)
+        .await
+        .map_err(|e| format!("can't init k8s client: {}", e.description))
+}
+
+/// Where `container` is in the live workload's pod spec at `ptr` (`containers` or
+/// `initContainers`), with its image.
+fn live_container(live: &Value, ptr: &str, container: &str) -> Option<(&'static str, String)> {
+    ["containers", "initContainers"]
         .into_iter()
         .find_map(|key| {
             live.pointer(&format!("{ptr}/{key}"))
@@ -202,8 +217,34 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
                         .find(|c| c.get("name").and_then(Value::as_str) == Some(container))
                 })
                 .map(|c| (key, str_of(c, "image").to_string()))
-        });
-    let Some((key, origin)) = found else {
+        })
+}
+
+/// Run one `custom-deploy` target (spec/environments.md §6.5).
+async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
+    let spec = job.spec;
+    let t = match target_of(spec) {
+        Ok(t) => t,
+        Err(e) => return JobEnd::failed(e),
+    };
+    let (kind, name, container, ns, image) = (t.kind, t.name, t.container, t.ns, t.image);
+    let cc = match allowed_client(state, job, str_of(spec, "cluster_id"), ns).await {
+        Ok(c) => c,
+        Err(e) => return JobEnd::failed(e),
+    };
+    let minutes = match rollout::timeout_field(spec, "minutes") {
+        Ok(m) => m,
+        Err(e) => return JobEnd::failed(e),
+    };
+    let deadline = rollout::deadline(state, minutes.saturating_mul(60));
+    let r = t.workload;
+    let live = match k::get(&cc, ns, &r).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return JobEnd::failed(format!("{} {name} not found", kind.to_lowercase())),
+        Err(e) => return JobEnd::failed(format!("can't read {kind} {name}: {}", e.description)),
+    };
+    let ptr = pod_spec_pointer(kind).unwrap_or("/spec/template/spec");
+    let Some((key, origin)) = live_container(&live, ptr, container) else {
         return JobEnd::failed(format!(
             "workload type: {kind},name: {name}, container {container} is not found in namespace {ns}"
         ));
@@ -225,21 +266,7 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         origin,
         image: image.to_string(),
     }]);
-    let skip = spec
-        .get("skip_check_run_status")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut end = if skip {
-        rollout::end(JobStatus::Passed, "")
-    } else {
-        match rollout::wait(state, &cc, ns, &[r], deadline, job.cancel, job.log).await {
-            Rollout::TimedOut(why) => Rollout::TimedOut(format!(
-                "the rollout did not finish within {secs}s (timeout): {why}"
-            )),
-            w => w,
-        }
-        .into_end()
-    };
+    let mut end = rollout::finish(state, job, &cc, ns, &[r], deadline).await;
     end.record = record;
     end
 }

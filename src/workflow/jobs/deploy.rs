@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::rollout::{self, Rollout};
+use super::rollout;
 use super::{InputCx, JobKind, JobType, Runs, Spec};
-use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
+use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deploy_images, deployer, env_for_job};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -169,25 +169,10 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     if let Err(e) = deployable(spec) {
         return JobEnd::failed(e);
     }
-    let mut images: Vec<(String, String)> = Vec::new();
-    for i in arr_of(spec, "service_and_images") {
-        let (module, image) = (str_of(i, "service_module"), str_of(i, "image"));
-        if image.is_empty() {
-            let why = match str_of(spec, "source") {
-                "fromjob" => format!(" (job {} produced none)", str_of(spec, "job_name")),
-                _ => String::new(),
-            };
-            return JobEnd::failed(format!(
-                "module {module} of service {service} has no image to deploy{why}"
-            ));
-        }
-        images.push((module.to_string(), image.to_string()));
-    }
-    if images.is_empty() {
-        return JobEnd::failed(format!(
-            "service {service} names no module image to deploy (deploy contents: image)"
-        ));
-    }
+    let images = match images_to_deploy(spec, service) {
+        Ok(i) => i,
+        Err(e) => return JobEnd::failed(e),
+    };
     let env = match env_for_job(state, project, env_key).await {
         Ok(e) => e,
         Err(e) => return JobEnd::failed(e),
@@ -201,7 +186,7 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         Ok(_) => project_timeout_secs(state, project).await,
         Err(e) => return JobEnd::failed(e),
     };
-    let (deadline, secs) = rollout::deadline(state, timeout);
+    let deadline = rollout::deadline(state, timeout);
     let deployed = match deploy_as(state, job, (project, env_key, service), &images).await {
         Ok(d) => d,
         Err(e) => return JobEnd::failed(e),
@@ -213,37 +198,39 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         ));
     }
     let record = rollout::record(&deployed.changes);
-    let mut end = if spec
-        .get("skip_check_run_status")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
-    {
-        rollout::end(JobStatus::Passed, "")
-    } else {
-        let waited = rollout::wait(
-            state,
-            &deployed.cc,
-            &deployed.namespace,
-            &deployed.workloads,
-            deadline,
-            job.cancel,
-            job.log,
-        )
-        .await;
-        match waited {
-            Rollout::TimedOut(why) => Rollout::TimedOut(format!(
-                "the rollout did not finish within {secs}s (timeout): {why}"
-            )),
-            w => w,
-        }
-        .into_end()
-    };
+    let (cc, ns) = (&deployed.cc, &deployed.namespace);
+    let mut end = rollout::finish(state, job, cc, ns, &deployed.workloads, deadline).await;
     end.record = record;
     let image = &images[0].1;
     end.outputs.insert("IMAGE".into(), image.clone());
     end.outputs
         .insert("imageTag".into(), super::build::image_tag(image));
     end
+}
+
+/// The (module, image) pairs of the spec's `service_and_images`: each must have an image,
+/// and there must be at least one.
+fn images_to_deploy(spec: &Value, service: &str) -> Result<Vec<(String, String)>, String> {
+    let mut images: Vec<(String, String)> = Vec::new();
+    for i in arr_of(spec, "service_and_images") {
+        let (module, image) = (str_of(i, "service_module"), str_of(i, "image"));
+        if image.is_empty() {
+            let why = match str_of(spec, "source") {
+                "fromjob" => format!(" (job {} produced none)", str_of(spec, "job_name")),
+                _ => String::new(),
+            };
+            return Err(format!(
+                "module {module} of service {service} has no image to deploy{why}"
+            ));
+        }
+        images.push((module.to_string(), image.to_string()));
+    }
+    if images.is_empty() {
+        return Err(format!(
+            "service {service} names no module image to deploy (deploy contents: image)"
+        ));
+    }
+    Ok(images)
 }
 
 /// Deploy `images` of the service for the task's creator.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::client::ClusterClient;
-use crate::engine::executor::{JobEnd, JobStatus};
+use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
 use crate::engine::logs::JobLog;
 use crate::environment::kube as k;
 use crate::environment::model::ResourceRef;
@@ -356,6 +356,34 @@ pub async fn wait(
             }
         }
     }
+}
+
+/// The end of a deploy job that changed `workloads` in `ns`: passed at once when its spec
+/// says `skip_check_run_status`, else the rollout wait's end, a timeout naming the `secs`
+/// waited (`deadline` is [`deadline`]'s pair).
+pub async fn finish(
+    state: &AppState,
+    job: &ServerJob<'_>,
+    cc: &ClusterClient,
+    ns: &str,
+    workloads: &[ResourceRef],
+    (deadline_ms, secs): (i64, i64),
+) -> JobEnd {
+    let skip = job
+        .spec
+        .get("skip_check_run_status")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if skip {
+        return end(JobStatus::Passed, "");
+    }
+    match wait(state, cc, ns, workloads, deadline_ms, job.cancel, job.log).await {
+        Rollout::TimedOut(why) => Rollout::TimedOut(format!(
+            "the rollout did not finish within {secs}s (timeout): {why}"
+        )),
+        w => w,
+    }
+    .into_end()
 }
 
 /// One pass over the workloads: `Ok(None)` all ready, `Ok(Some(why))` not yet (why, for a
