@@ -5,8 +5,9 @@
 use std::fmt;
 
 use super::input::{
-    AdvancedSettingsInput, BuildRequest, DockerBuildStepInput, Installs, ParameterInput, RepoInput,
-    ServiceWithModule, TargetServiceInput, TemplateBuildRequest, TemplateRequest,
+    AdvancedSettingsInput, BuildRequest, DockerBuildStepInput, Installs, ParameterInput,
+    PreBuildInput, RepoInput, ServiceWithModule, TargetServiceInput, TemplateBuildRequest,
+    TemplateRequest,
 };
 use super::model::{
     BUILTIN_OUTPUTS, BuildDef, DockerBuild, FileArchive, INFRASTRUCTURES, Install, KeyVal, MASK,
@@ -440,55 +441,10 @@ pub fn def_of_template(req: &TemplateRequest) -> ApiResult<BuildDef> {
         def.timeout = req.timeout;
     }
     if let Some(pre) = &req.pre_build {
-        let spec = pre
-            .res_req_spec
-            .clone()
-            .unwrap_or(def.pre_build.res_req_spec.clone());
-        check_resources("pre_build.res_req_spec", &spec)?;
-        if let Some(s) = &pre.storages {
-            check_storages("pre_build.storages", s)?;
-        }
-        check_pairs("pre_build.custom_annotations", &pre.custom_annotations)?;
-        check_pairs("pre_build.custom_labels", &pre.custom_labels)?;
-        validate::max_len("pre_build.build_os", &pre.build_os)?;
-        def.pre_build = PreBuild {
-            clean_workspace: pre.clean_workspace,
-            res_req: if pre.res_req.is_empty() {
-                spec.preset().to_string()
-            } else {
-                pre.res_req.clone()
-            },
-            res_req_spec: spec,
-            build_os: pre.build_os.clone(),
-            image_from: pre.image_from.clone(),
-            image_id: pre.image_id.clone(),
-            installs: installs_of("pre_build.installs", &pre.installs)?,
-            envs: vars_of("pre_build.envs", "value", &pre.envs)?,
-            enable_proxy: pre.enable_proxy,
-            upload_pkg: pre.upload_pkg,
-            cluster_id: pre.cluster_id.clone(),
-            cluster_name: pre.cluster_name.clone(),
-            cluster_source: pre.cluster_source.clone(),
-            strategy_id: pre.strategy_id.clone(),
-            strategy_name: pre.strategy_name.clone(),
-            use_host_docker_daemon: pre.use_host_docker_daemon,
-            storages: pre.storages.clone().or(def.pre_build.storages.take()),
-            custom_annotations: pre.custom_annotations.clone(),
-            custom_labels: pre.custom_labels.clone(),
-            namespace: pre.namespace.clone(),
-        };
+        def.pre_build = pre_build_of(pre, &mut def.pre_build)?;
     }
     if let Some(post) = &req.post_build {
-        if let Some(d) = &post.docker_build {
-            check_docker("post_build.docker_build", d)?;
-        }
-        def.post_build = PostBuild {
-            file_archive: post
-                .file_archive
-                .clone()
-                .filter(|f: &FileArchive| !f.file_location.is_empty()),
-            ..post.clone()
-        };
+        def.post_build = post_build_of(post)?;
     }
     let declared: Vec<Output> = req.outputs.iter().map(|o| o.0.clone()).collect();
     check_outputs("outputs", &declared)?;
@@ -506,7 +462,74 @@ pub fn def_of_template(req: &TemplateRequest) -> ApiResult<BuildDef> {
     def.advanced_setting_modified = req.advanced_setting_modified;
     def.enable_privileged_mode = req.enable_privileged_mode;
 
-    // Seed-style fields override their document counterparts.
+    apply_seed_fields(&mut def, req)?;
+    if def.scripts.trim().is_empty() {
+        return Err(bad(
+            "scripts",
+            "(the build script, also accepted as `build_script`) is required",
+        ));
+    }
+    Ok(def)
+}
+
+/// A template's `pre_build` checked, over the default one (`default`'s storages are taken
+/// when the template names none).
+fn pre_build_of(pre: &PreBuildInput, default: &mut PreBuild) -> ApiResult<PreBuild> {
+    let spec = pre
+        .res_req_spec
+        .clone()
+        .unwrap_or(default.res_req_spec.clone());
+    check_resources("pre_build.res_req_spec", &spec)?;
+    if let Some(s) = &pre.storages {
+        check_storages("pre_build.storages", s)?;
+    }
+    check_pairs("pre_build.custom_annotations", &pre.custom_annotations)?;
+    check_pairs("pre_build.custom_labels", &pre.custom_labels)?;
+    validate::max_len("pre_build.build_os", &pre.build_os)?;
+    Ok(PreBuild {
+        clean_workspace: pre.clean_workspace,
+        res_req: if pre.res_req.is_empty() {
+            spec.preset().to_string()
+        } else {
+            pre.res_req.clone()
+        },
+        res_req_spec: spec,
+        build_os: pre.build_os.clone(),
+        image_from: pre.image_from.clone(),
+        image_id: pre.image_id.clone(),
+        installs: installs_of("pre_build.installs", &pre.installs)?,
+        envs: vars_of("pre_build.envs", "value", &pre.envs)?,
+        enable_proxy: pre.enable_proxy,
+        upload_pkg: pre.upload_pkg,
+        cluster_id: pre.cluster_id.clone(),
+        cluster_name: pre.cluster_name.clone(),
+        cluster_source: pre.cluster_source.clone(),
+        strategy_id: pre.strategy_id.clone(),
+        strategy_name: pre.strategy_name.clone(),
+        use_host_docker_daemon: pre.use_host_docker_daemon,
+        storages: pre.storages.clone().or(default.storages.take()),
+        custom_annotations: pre.custom_annotations.clone(),
+        custom_labels: pre.custom_labels.clone(),
+        namespace: pre.namespace.clone(),
+    })
+}
+
+/// A template's `post_build` checked; an archive without a location is none.
+fn post_build_of(post: &PostBuild) -> ApiResult<PostBuild> {
+    if let Some(d) = &post.docker_build {
+        check_docker("post_build.docker_build", d)?;
+    }
+    Ok(PostBuild {
+        file_archive: post
+            .file_archive
+            .clone()
+            .filter(|f: &FileArchive| !f.file_location.is_empty()),
+        ..post.clone()
+    })
+}
+
+/// The seed-style fields of a template request, which override their document counterparts.
+fn apply_seed_fields(def: &mut BuildDef, req: &TemplateRequest) -> ApiResult<()> {
     if let Some(os) = &req.build_os {
         validate::max_len("build_os", os)?;
         def.pre_build.build_os = os.clone();
@@ -521,21 +544,15 @@ pub fn def_of_template(req: &TemplateRequest) -> ApiResult<BuildDef> {
         def.pre_build.envs = vars_of("parameters", "default_value", p)?;
     }
     if let Some(step) = &req.docker_build_step.0 {
-        apply_docker(&mut def, "docker_build_step", step)?;
+        apply_docker(def, "docker_build_step", step)?;
     }
     if let Some(adv) = &req.advanced_settings.0 {
         let declared = std::mem::take(&mut def.outputs);
-        apply_advanced(&mut def, "advanced_settings", adv)?;
+        apply_advanced(def, "advanced_settings", adv)?;
         // Outputs declared at the top level stay declared.
         def.outputs = with_builtin_outputs(declared.into_iter().chain(def.outputs.clone()));
     }
-    if def.scripts.trim().is_empty() {
-        return Err(bad(
-            "scripts",
-            "(the build script, also accepted as `build_script`) is required",
-        ));
-    }
-    Ok(def)
+    Ok(())
 }
 
 /// The `target_services` of a template build request: at least one.
