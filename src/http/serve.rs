@@ -76,21 +76,17 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let registry = Arc::new(Registry::default());
-    let mut builder = Builder::new(TokioExecutor::new());
-    // The watchdog owns the header timeout (see the module doc); hyper's default of 30 s
-    // would otherwise apply as soon as a timer is set.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None::<Duration>)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let mut acceptor = Acceptor {
+        registry: Arc::new(Registry::default()),
+        builder: Arc::new(connection_builder()),
+        router,
+        limits,
+        shutdown: shutdown.clone(),
+        backoff: None,
+        failures: 0,
+        refused: Burst::default(),
+    };
     let mut tasks = JoinSet::new();
-    let mut backoff: Option<Duration> = None;
-    let mut failures = 0u64;
-    let mut refused = Burst::default();
     tracing::info!(
         max_connections = limits.max_connections,
         "accepting at most {} connections (header read timeout {}s, keep-alive idle {}s)",
@@ -103,48 +99,8 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    if failures > 0 {
-                        tracing::info!("accepting connections again after {failures} failed accepts");
-                        failures = 0;
-                    }
-                    backoff = None;
-                    if registry.len() >= limits.max_connections && !registry.evict_idle() {
-                        refuse(stream);
-                        if refused.hit() {
-                            tracing::warn!(
-                                "connection refused: {} connections open (http_max_connections) and every one has a request in flight",
-                                limits.max_connections
-                            );
-                        }
-                        continue;
-                    }
-                    let conn = registry.register();
-                    tasks.spawn(serve_connection(
-                        stream,
-                        router.clone(),
-                        builder.clone(),
-                        conn,
-                        registry.clone(),
-                        limits,
-                        shutdown.clone(),
-                    ));
-                }
-                Err(e) if is_connection_error(&e) => {
-                    // That connection is gone already; the listener is fine.
-                    tracing::debug!(error = %e, "accept: {e}");
-                }
-                Err(e) => {
-                    let delay = backoff.map_or(BACKOFF_MIN, |d| (d * 2).min(BACKOFF_MAX));
-                    backoff = Some(delay);
-                    if failures == 0 {
-                        tracing::warn!(error = %e, "accept failed: {e}; backing off (up to {}s between attempts) until it works again", BACKOFF_MAX.as_secs());
-                    }
-                    failures += 1;
-                    if is_fd_exhaustion(&e) {
-                        // Free a descriptor for whoever is waiting in the backlog.
-                        registry.evict_idle();
-                    }
+                Ok((stream, _peer)) => acceptor.accepted(stream, &mut tasks),
+                Err(e) => if let Some(delay) = acceptor.failed(&e) {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(delay) => {}
@@ -154,7 +110,97 @@ pub async fn serve(
         }
     }
     drop(listener);
-    // Every connection task saw the token and is finishing its in-flight requests.
+    drain(tasks, limits).await;
+}
+
+/// The connection builder: HTTP/1.1 with keep-alive, and HTTP/2.
+fn connection_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    // The watchdog owns the header timeout (see the module doc); hyper's default of 30 s
+    // would otherwise apply as soon as a timer is set.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None::<Duration>)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// The accept loop's state: what a new connection is served with, and the accept errors'
+/// backoff.
+struct Acceptor {
+    registry: Arc<Registry>,
+    builder: Arc<Builder<TokioExecutor>>,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    backoff: Option<Duration>,
+    failures: u64,
+    refused: Burst,
+}
+
+impl Acceptor {
+    /// Serve a new connection in `tasks` — at the cap, once an idle one is evicted, else
+    /// refuse it.
+    fn accepted(&mut self, stream: TcpStream, tasks: &mut JoinSet<()>) {
+        if self.failures > 0 {
+            tracing::info!(
+                "accepting connections again after {} failed accepts",
+                self.failures
+            );
+            self.failures = 0;
+        }
+        self.backoff = None;
+        let max = self.limits.max_connections;
+        if self.registry.len() >= max && !self.registry.evict_idle() {
+            refuse(stream);
+            if self.refused.hit() {
+                tracing::warn!(
+                    "connection refused: {max} connections open (http_max_connections) and every one has a request in flight"
+                );
+            }
+            return;
+        }
+        let conn = self.registry.register();
+        tasks.spawn(serve_connection(
+            stream,
+            self.router.clone(),
+            self.builder.clone(),
+            conn,
+            self.registry.clone(),
+            self.limits,
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// Note a failed accept; the pause before the next one (none when only that connection
+    /// failed).
+    fn failed(&mut self, e: &io::Error) -> Option<Duration> {
+        if is_connection_error(e) {
+            // That connection is gone already; the listener is fine.
+            tracing::debug!(error = %e, "accept: {e}");
+            return None;
+        }
+        let delay = self
+            .backoff
+            .map_or(BACKOFF_MIN, |d| (d * 2).min(BACKOFF_MAX));
+        self.backoff = Some(delay);
+        if self.failures == 0 {
+            tracing::warn!(error = %e, "accept failed: {e}; backing off (up to {}s between attempts) until it works again", BACKOFF_MAX.as_secs());
+        }
+        self.failures += 1;
+        if is_fd_exhaustion(e) {
+            // Free a descriptor for whoever is waiting in the backlog.
+            self.registry.evict_idle();
+        }
+        Some(delay)
+    }
+}
+
+/// Wait for the connection tasks, which saw the shutdown token and are finishing their
+/// in-flight requests, up to `shutdown_timeout`; then drop the rest.
+async fn drain(mut tasks: JoinSet<()>, limits: Limits) {
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.shutdown_timeout, drain)
         .await
