@@ -156,69 +156,15 @@ impl KubeExecutor {
         log: &JobLog,
         stop: Stop<'_>,
     ) -> ExecEnd {
-        let ns = &run.record.namespace;
-        let name = &run.record.name;
         let report: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
-        let log_ended = Arc::new(tokio::sync::Notify::new());
         // Aborted when dropped: a cancel or timeout return stops following at once.
         let mut follower: Option<AbortOnDrop> = None;
-        let pending_limit = Duration::from_secs(self.state.config.engine_kube_pending_secs);
-        let started = Instant::now();
-        let mut failures = 0;
         // Every read is raced against cancel and the deadline: a hanging cluster does not
         // delay either.
-        let watching = async {
-            loop {
-                match observe(&run.cc, ns, name).await {
-                    Err(e) => {
-                        failures += 1;
-                        if failures >= MAX_READ_FAILURES {
-                            break Verdict::Failed(format!(
-                                "lost track of Kubernetes Job {ns}/{name}: {e}"
-                            ));
-                        }
-                    }
-                    Ok((kjob, pods)) => {
-                        failures = 0;
-                        if follower.is_none()
-                            && let Some(pod) = status::container_started(&pods, &run.container)
-                        {
-                            follower = Some(AbortOnDrop(tokio::spawn(follow(
-                                run.cc.clone(),
-                                ns.clone(),
-                                pod,
-                                run.container.clone(),
-                                run.nonce.clone(),
-                                log.clone(),
-                                report.clone(),
-                                log_ended.clone(),
-                            ))));
-                        }
-                        match status::judge(name, kjob.as_ref(), &pods, &run.container) {
-                            // Only a pod Kubernetes says cannot start (unschedulable, a config
-                            // error) fails early; one still being created (a large image
-                            // pulling) has the job's timeout.
-                            Verdict::Pending(Some(why)) if started.elapsed() >= pending_limit => {
-                                break Verdict::Failed(format!(
-                                    "the job's pod did not start within {}s (engine_kube_pending_secs): {why}",
-                                    pending_limit.as_secs(),
-                                ));
-                            }
-                            Verdict::Pending(_) | Verdict::Running => {}
-                            v => break v,
-                        }
-                    }
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
-                    () = log_ended.notified() => {}
-                }
-            }
-        };
         let verdict = tokio::select! {
             biased;
             end = stop.reached(job, log) => return end,
-            v = watching => v,
+            v = self.verdict(run, log, &mut follower, &report) => v,
         };
         // The container ended: let the rest of its log (and the report) arrive.
         if let Some(mut f) = follower {
@@ -229,6 +175,68 @@ impl KubeExecutor {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         conclude(verdict, report)
+    }
+    /// Read the Job and its pods every [`POLL`] (or as soon as the log ends) until they say
+    /// how the run ended; once the container started, its log is followed by `follower`,
+    /// which leaves the job's report in `report`.
+    async fn verdict(
+        &self,
+        run: &RunObjects,
+        log: &JobLog,
+        follower: &mut Option<AbortOnDrop>,
+        report: &Arc<Mutex<Option<Report>>>,
+    ) -> Verdict {
+        let (ns, name) = (&run.record.namespace, &run.record.name);
+        let log_ended = Arc::new(tokio::sync::Notify::new());
+        let pending_limit = Duration::from_secs(self.state.config.engine_kube_pending_secs);
+        let started = Instant::now();
+        let mut failures = 0;
+        loop {
+            match observe(&run.cc, ns, name).await {
+                Err(e) => {
+                    failures += 1;
+                    if failures >= MAX_READ_FAILURES {
+                        break Verdict::Failed(format!(
+                            "lost track of Kubernetes Job {ns}/{name}: {e}"
+                        ));
+                    }
+                }
+                Ok((kjob, pods)) => {
+                    failures = 0;
+                    if follower.is_none()
+                        && let Some(pod) = status::container_started(&pods, &run.container)
+                    {
+                        *follower = Some(AbortOnDrop(tokio::spawn(follow(
+                            run.cc.clone(),
+                            ns.clone(),
+                            pod,
+                            run.container.clone(),
+                            run.nonce.clone(),
+                            log.clone(),
+                            report.clone(),
+                            log_ended.clone(),
+                        ))));
+                    }
+                    match status::judge(name, kjob.as_ref(), &pods, &run.container) {
+                        // Only a pod Kubernetes says cannot start (unschedulable, a config
+                        // error) fails early; one still being created (a large image
+                        // pulling) has the job's timeout.
+                        Verdict::Pending(Some(why)) if started.elapsed() >= pending_limit => {
+                            break Verdict::Failed(format!(
+                                "the job's pod did not start within {}s (engine_kube_pending_secs): {why}",
+                                pending_limit.as_secs(),
+                            ));
+                        }
+                        Verdict::Pending(_) | Verdict::Running => {}
+                        v => break v,
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = log_ended.notified() => {}
+            }
+        }
     }
 }
 
