@@ -17,14 +17,14 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::approval::Decision;
-use super::executor::{self, JobContext, JobStatus};
+use super::executor::{self, JobContext, JobEnd, JobStatus};
 use super::job_context::{context_of, execute_policy, job_context};
 use super::task_ctl::{Ctl, Stop, TaskCtl};
 use super::waits::{approval_job, manual_error_handling, stage_approval, stage_approval_error};
 use super::{Registered, rollup};
 use crate::state::AppState;
 use crate::store::{Filter, Update};
-use crate::workflow::jobs::{JobType, Runs};
+use crate::workflow::jobs::{JobKind, JobType, Runs};
 use crate::workflow::model::{ErrorPolicy, OnError};
 use crate::workflow::task::{JobTask, Status, Task};
 
@@ -336,23 +336,7 @@ async fn run_job_task(
     let max_retry = policy.maximum_retry.max(0);
     let mut attempt = 0;
     loop {
-        let at = now(state);
-        set_job(ctl, si, ji, |j| {
-            j.status = Status::Running;
-            j.start_time = at;
-            j.end_time = 0;
-            j.error.clear();
-            j.outputs.clear();
-            j.retry_count = attempt;
-        })
-        .await?;
-        let mut attempt_ctx = ctx.clone();
-        // Outputs of jobs that ended since the context was taken (earlier stages are final).
-        attempt_ctx.context = context_of(&ctl.lock().await.task);
-        let mut end = executor::run_job(state, attempt_ctx, reg.cancel.child_token()).await;
-        if let Some(k) = kind {
-            k.finish_outputs(&mut end.outputs);
-        }
+        let end = run_attempt(state, ctl, reg, (si, ji), &ctx, kind, attempt).await?;
         let failed = matches!(end.status, JobStatus::Failed | JobStatus::Timeout);
         if failed
             && policy.policy == OnError::Retry
@@ -370,20 +354,64 @@ async fn run_job_task(
         } else {
             (Status::from(end.status), end.error.clone())
         };
-        let at = now(state);
-        set_job(ctl, si, ji, |j| {
-            j.status = st;
-            j.error = error.clone();
-            j.end_time = at;
-            j.outputs = end.outputs.clone();
-            if let Some(spec) = j.spec.as_object_mut() {
-                spec.extend(end.record.clone());
-            }
-        })
-        .await?;
+        record_end(state, ctl, (si, ji), st, &error, &end).await?;
         tracing::debug!(workflow = %ctx.workflow, task_id = ctx.task_id, job = %job.name, "job {} ended {st}", job.name);
         return Ok(st);
     }
+}
+
+/// One attempt (`attempt`, 0 the first) at job task `ji` of stage `si`: marked running, run
+/// with the outputs of the jobs that ended so far.
+async fn run_attempt(
+    state: &AppState,
+    ctl: &Ctl,
+    reg: &Registered,
+    (si, ji): (usize, usize),
+    ctx: &JobContext,
+    kind: Option<&'static dyn JobKind>,
+    attempt: i64,
+) -> Result<JobEnd, Stop> {
+    let at = now(state);
+    set_job(ctl, si, ji, |j| {
+        j.status = Status::Running;
+        j.start_time = at;
+        j.end_time = 0;
+        j.error.clear();
+        j.outputs.clear();
+        j.retry_count = attempt;
+    })
+    .await?;
+    let mut attempt_ctx = ctx.clone();
+    // Outputs of jobs that ended since the context was taken (earlier stages are final).
+    attempt_ctx.context = context_of(&ctl.lock().await.task);
+    let mut end = executor::run_job(state, attempt_ctx, reg.cancel.child_token()).await;
+    if let Some(k) = kind {
+        k.finish_outputs(&mut end.outputs);
+    }
+    Ok(end)
+}
+
+/// Record how job task `ji` of stage `si` ended: its status, error, outputs, and what it
+/// recorded in its spec.
+async fn record_end(
+    state: &AppState,
+    ctl: &Ctl,
+    (si, ji): (usize, usize),
+    st: Status,
+    error: &str,
+    end: &JobEnd,
+) -> Result<(), Stop> {
+    let at = now(state);
+    set_job(ctl, si, ji, |j| {
+        j.status = st;
+        j.error = error.to_string();
+        j.end_time = at;
+        j.outputs = end.outputs.clone();
+        if let Some(spec) = j.spec.as_object_mut() {
+            spec.extend(end.record.clone());
+        }
+    })
+    .await
 }
 
 /// Whether a job task runs: its `execute_policy` may skip it (or fail it, when a rule is
