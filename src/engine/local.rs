@@ -25,10 +25,16 @@ use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::{ExecEnd, Executor, GitRepo, JobStatus, PreparedJob, ScriptKind, Step, Tool};
+use super::executor::{ExecEnd, Executor, JobStatus, PreparedJob, ScriptKind, Step};
 use super::logs::JobLog;
 use super::sandbox::Sandbox;
 use crate::clock::Clock;
+
+mod git;
+mod tools;
+
+use git::clone;
+use tools::{check_tools, which};
 
 /// Longest log line; longer output is split.
 const MAX_LINE: usize = 64 * 1024;
@@ -286,218 +292,6 @@ async fn run_steps(
         }
     }
     Ok(outputs)
-}
-
-/// Look a program up on the job's PATH.
-fn which(name: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return is_exec(&p).then_some(p);
-    }
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_exec(p))
-}
-
-async fn check_tools(
-    tools: &[Tool],
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-    log: &JobLog,
-) -> Result<(), String> {
-    log.info("Installing tools.");
-    for t in tools {
-        let label = if t.version.is_empty() {
-            t.name.clone()
-        } else {
-            format!("{} {}", t.name, t.version)
-        };
-        let Some(path) = which(&t.name, env) else {
-            log.info(&format!(
-                "Tool {label} is not installed: {} is not on the PATH.",
-                t.name
-            ));
-            return Err(format!(
-                "tool {label} is not installed: {} is not on the PATH",
-                t.name
-            ));
-        };
-        let reported = tool_version(&path, jail, env, ws).await;
-        log.info(&format!(
-            "Tool {label}: {} ({})",
-            path.display(),
-            reported.as_deref().unwrap_or("version unknown")
-        ));
-    }
-    Ok(())
-}
-
-/// The first line a tool prints for `--version` / `version` / `-version` (run in the
-/// sandbox: the tool is the job's to choose).
-async fn tool_version(
-    path: &Path,
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-) -> Option<String> {
-    for flag in ["--version", "version", "-version"] {
-        let argv = [path.as_os_str().to_owned(), OsString::from(flag)];
-        let Ok(Ok((status, stdout, stderr))) = tokio::time::timeout(
-            Duration::from_secs(5),
-            super::sandbox::captured(jail.command(&argv, env, ws)),
-        )
-        .await
-        else {
-            continue;
-        };
-        if !status.success() {
-            continue;
-        }
-        let text = if stdout.is_empty() { stderr } else { stdout };
-        if let Some(line) = String::from_utf8_lossy(&text)
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-        {
-            return Some(line.to_string());
-        }
-    }
-    None
-}
-
-/// Clone `r` into its checkout path under `ws`, then check out its pull request and commit.
-async fn clone(
-    r: &GitRepo,
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-    log: &JobLog,
-) -> Result<(), String> {
-    let mut env = env.to_vec();
-    env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
-    env.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
-    // git creates the leading directories itself, as the job user.
-    let target = ws.join(&r.checkout_path);
-    let fail = |what: String| {
-        format!(
-            "git clone of repo {} ({}) failed: {what}",
-            r.name,
-            log.mask(&r.url)
-        )
-    };
-    git(&clone_args(r, &target), jail, &env, ws, log)
-        .await
-        .map_err(fail)?;
-    let dir = target.to_string_lossy().into_owned();
-    if r.pr > 0 {
-        checkout_pr(r, &dir, jail, &env, ws, log)
-            .await
-            .map_err(fail)?;
-    }
-    if !r.commit_id.is_empty() {
-        let co = [
-            "-C".to_string(),
-            dir,
-            "checkout".into(),
-            "--quiet".into(),
-            r.commit_id.clone(),
-        ];
-        git(&co, jail, &env, ws, log)
-            .await
-            .map_err(|e| fail(format!("commit {}: {e}", r.commit_id)))?;
-    }
-    Ok(())
-}
-
-/// `git clone` of `r` into `target`: its branch or tag, shallow unless a commit or pull
-/// request is to be checked out or the repository is local.
-fn clone_args(r: &GitRepo, target: &Path) -> Vec<String> {
-    let local = r.url.starts_with('/') || r.url.starts_with("file://");
-    let mut args: Vec<String> = vec!["clone".into()];
-    if r.submodules {
-        args.push("--recurse-submodules".into());
-    }
-    let exact = !r.commit_id.is_empty() || r.pr > 0;
-    let reference = if r.tag.is_empty() { &r.branch } else { &r.tag };
-    if !reference.is_empty() {
-        args.extend(["--branch".into(), reference.clone()]);
-    }
-    if !exact && !local {
-        args.extend(["--depth".into(), "1".into()]);
-    }
-    args.push(r.url.clone());
-    args.push(target.to_string_lossy().into_owned());
-    args
-}
-
-/// Fetch pull request `r.pr` into the clone at `dir` (GitHub's `pull/N/head`, else GitLab's
-/// `merge-requests/N/head`) and check it out.
-async fn checkout_pr(
-    r: &GitRepo,
-    dir: &str,
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-    log: &JobLog,
-) -> Result<(), String> {
-    let mut fetched = false;
-    for refspec in [
-        format!("pull/{}/head", r.pr),
-        format!("merge-requests/{}/head", r.pr),
-    ] {
-        let fetch = [
-            "-C".to_string(),
-            dir.to_string(),
-            "fetch".into(),
-            "--quiet".into(),
-            "origin".into(),
-            format!("+refs/{refspec}:refs/remotes/origin/pr/{}", r.pr),
-        ];
-        if git(&fetch, jail, env, ws, log).await.is_ok() {
-            fetched = true;
-            break;
-        }
-    }
-    if !fetched {
-        return Err(format!("pull request {} not found", r.pr));
-    }
-    let co = [
-        "-C".to_string(),
-        dir.to_string(),
-        "checkout".into(),
-        "--quiet".into(),
-        format!("origin/pr/{}", r.pr),
-    ];
-    git(&co, jail, env, ws, log).await
-}
-
-async fn git(
-    args: &[String],
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-    log: &JobLog,
-) -> Result<(), String> {
-    log.output(&[&format!("git {}", args.join(" "))]);
-    let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
-        .chain(args.iter().map(OsString::from))
-        .collect();
-    match run_logged(jail.command(&argv, env, ws), log).await {
-        Ok(st) if st.success() => Ok(()),
-        Ok(st) => Err(exit_text(st)),
-        Err(e) => Err(format!("cannot start git: {e}")),
-    }
 }
 
 fn exit_text(st: ExitStatus) -> String {
