@@ -3,14 +3,16 @@
 //! [`model`] is the one build model: a [`model::BuildDef`] (script, OS, tools, variables,
 //! resources, image step, outputs) shared by builds and templates. [`input`] holds the request
 //! bodies, [`rules`] turns them into the model with every check, [`service`] holds the rules of
-//! the routes, [`view`] the answers, [`store`] the queries. The engine runs what is stored here: [`resolve_for_job`]
-//! gives a zadig-build job the build's repos, script, variables and outputs.
+//! the build routes, [`templates`] those of the template routes, [`view`] the answers,
+//! [`store`] the queries. The engine runs what is stored here: [`resolve_for_job`] gives a
+//! zadig-build job the build's repos, script, variables and outputs.
 
 pub mod input;
 pub mod model;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod templates;
 pub mod view;
 
 use crate::error::ApiResult;

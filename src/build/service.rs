@@ -1,5 +1,5 @@
 //! The rules of the build and template routes (spec/build.md §4–9, DESIGN.md §5): create,
-//! replace, template builds, list, detail, delete, and the template CRUD.
+//! replace, template builds, list, detail, delete; the template CRUD is [`super::templates`].
 //!
 //! Writes after an insert are conditional on `version` and retried a few times when another
 //! write came first. A template build and a template DELETE cannot both succeed: the DELETE
@@ -7,12 +7,10 @@
 //! that starts using a template checks after its own write that the template is still there
 //! and not marked, undoing that write otherwise.
 
-use super::input::{BuildRequest, TemplateBuildRequest, TemplateRequest};
+use super::input::{BuildRequest, TemplateBuildRequest};
 use super::model::{Build, BuildDef, BuildTemplate, KeyVal, MASK, Repository, Target, merge_vars};
-use super::rules::{
-    def_of_build, def_of_template, project_of, repos_of, services_of, target_list, targets_of,
-};
-use super::view::{self, BuildDetail, BuildList, TemplateList, TemplateView};
+use super::rules::{def_of_build, project_of, repos_of, services_of, target_list, targets_of};
+use super::view::{self, BuildDetail, BuildList};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorKind, codes};
 use crate::state::AppState;
@@ -21,7 +19,7 @@ use crate::store::retry::Attempts;
 use crate::validate;
 
 /// How long a template DELETE keeps new builds from using the template (ms).
-const DELETE_MARK_MS: i64 = 60_000;
+pub(super) const DELETE_MARK_MS: i64 = 60_000;
 
 /// An unknown build, with the Zadig code of the route (6521 update, 6523 get).
 fn build_not_found(code: (i64, &str), name: &str, project: &str) -> ApiError {
@@ -51,7 +49,7 @@ async fn build_to_change(
     Ok(old)
 }
 
-fn busy(what: &str) -> ApiError {
+pub(super) fn busy(what: &str) -> ApiError {
     ApiError::conflict(format!("{what} was changed by concurrent requests; retry"))
 }
 
@@ -91,7 +89,7 @@ async fn insert_new(state: &AppState, b: &Build) -> ApiResult<()> {
 }
 
 /// Keep the stored value of each credential the client sent back masked.
-fn restore_secrets(new: &mut [KeyVal], old: &[KeyVal]) {
+pub(super) fn restore_secrets(new: &mut [KeyVal], old: &[KeyVal]) {
     for kv in new.iter_mut().filter(|kv| kv.value == MASK) {
         if let Some(o) = old.iter().find(|o| o.key == kv.key && o.is_credential) {
             kv.value = o.value.clone();
@@ -475,148 +473,4 @@ pub async fn delete(
     state.builds.delete_id(&b.id).await?;
     tracing::info!(build.name = %name, project = %b.project_key, "build {name} deleted by {by}");
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Templates
-
-fn template_not_found(name: &str) -> ApiError {
-    ApiError::not_found(format!("build template {name} not found"))
-}
-
-fn template_exists(name: &str) -> ApiError {
-    ApiError::conflict(format!(
-        "a build template named {name:?} already exists (`name`)"
-    ))
-}
-
-/// `POST /openapi/templates/build`.
-pub async fn create_template(
-    state: &AppState,
-    caller: &Identity,
-    req: &TemplateRequest,
-) -> ApiResult<()> {
-    caller.require_admin()?;
-    let by = caller.name.as_str();
-    validate::name("name", &req.name)?;
-    let def = def_of_template(req)?;
-    let now = state.clock.now();
-    let t = BuildTemplate {
-        id: validate::new_object_id(now),
-        name: req.name.trim().to_string(),
-        def,
-        created_at: now,
-        update_time: now,
-        update_by: by.to_string(),
-        version: 1,
-        deleting_until_ms: 0,
-    };
-    match state.build_templates.insert(&t).await {
-        Ok(()) => {}
-        Err(StoreError::Duplicate(_)) => return Err(template_exists(&t.name)),
-        Err(e) => return Err(e.into()),
-    }
-    tracing::info!(template = %t.name, "build template {} created by {by}", t.name);
-    Ok(())
-}
-
-/// `PUT /openapi/templates/build/{name}`: the whole document is replaced (a different `name`
-/// renames it); credentials sent back as `********` keep their stored values.
-pub async fn update_template(
-    state: &AppState,
-    caller: &Identity,
-    name: &str,
-    req: &TemplateRequest,
-) -> ApiResult<()> {
-    caller.require_admin()?;
-    let by = caller.name.as_str();
-    let new_name = if req.name.trim().is_empty() {
-        name
-    } else {
-        req.name.trim()
-    };
-    validate::name("name", new_name)?;
-    let def = def_of_template(&TemplateRequest {
-        name: new_name.to_string(),
-        ..req.clone()
-    })?;
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let old = state
-            .build_templates
-            .by_name(name)
-            .await?
-            .ok_or_else(|| template_not_found(name))?;
-        let mut def = def.clone();
-        restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
-        let new = BuildTemplate {
-            name: new_name.to_string(),
-            def,
-            update_time: state.clock.now(),
-            update_by: by.to_string(),
-            version: old.version + 1,
-            ..old.clone()
-        };
-        match state.build_templates.replace(&new, old.version).await {
-            Ok(true) => {
-                tracing::info!(template = %new_name, "build template {name} updated by {by}");
-                return Ok(());
-            }
-            Ok(false) => {}
-            Err(StoreError::Duplicate(_)) => return Err(template_exists(new_name)),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(busy(&format!("build template {name}")))
-}
-
-pub async fn get_template(state: &AppState, name: &str) -> ApiResult<TemplateView> {
-    let t = state
-        .build_templates
-        .by_name(name)
-        .await?
-        .ok_or_else(|| template_not_found(name))?;
-    Ok((&t).into())
-}
-
-pub async fn list_templates(state: &AppState, page: u64, size: u64) -> ApiResult<TemplateList> {
-    let (list, total) = state.build_templates.page(page, size).await?;
-    Ok(TemplateList {
-        total,
-        build_templates: list.iter().map(Into::into).collect(),
-    })
-}
-
-/// `DELETE /openapi/templates/build/{name}`: refused (409) while a build uses the template.
-pub async fn delete_template(state: &AppState, caller: &Identity, name: &str) -> ApiResult<()> {
-    caller.require_admin()?;
-    let by = caller.name.as_str();
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let t = state
-            .build_templates
-            .by_name(name)
-            .await?
-            .ok_or_else(|| template_not_found(name))?;
-        let until = state.clock.now_ms() + DELETE_MARK_MS;
-        if !state
-            .build_templates
-            .mark_deleting(&t.id, t.version, until)
-            .await?
-        {
-            continue;
-        }
-        let users = state.builds.using_template(&t.id, 20).await?;
-        if !users.is_empty() {
-            state.build_templates.clear_deleting(&t.id).await?;
-            return Err(ApiError::conflict(format!(
-                "build template {name} is used by builds [{}]; change or delete them first",
-                users.join(",")
-            )));
-        }
-        state.build_templates.delete_id(&t.id).await?;
-        tracing::info!(template = %name, "build template {name} deleted by {by}");
-        return Ok(());
-    }
-    Err(busy(&format!("build template {name}")))
 }

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::build::input::TemplateRequest;
-use crate::build::service;
+use crate::build::templates;
 use crate::build::view::{TemplateList, TemplateView};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
@@ -47,7 +47,7 @@ async fn create_template(
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
     let req: TemplateRequest = decode_object(body)?;
-    service::create_template(&state, &caller, &req).await?;
+    templates::create_template(&state, &caller, &req).await?;
     Ok(Success::new())
 }
 
@@ -60,7 +60,9 @@ async fn list_templates(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateList>> {
     let p = limits::BUILD_TEMPLATES_PAGE.page(q.page_num, q.page_size)?;
-    Ok(Json(service::list_templates(&state, p.num, p.size).await?))
+    Ok(Json(
+        templates::list_templates(&state, p.num, p.size).await?,
+    ))
 }
 
 /// One build template; credential defaults shown as `********`.
@@ -73,7 +75,7 @@ async fn get_template(
     Path(name): Path<String>,
 ) -> ApiResult<Json<TemplateView>> {
     validate::name("name", &name)?;
-    Ok(Json(service::get_template(&state, &name).await?))
+    Ok(Json(templates::get_template(&state, &name).await?))
 }
 
 /// Replace a build template (system admins; a different `name` in the body renames it); builds using it
@@ -91,7 +93,7 @@ async fn update_template(
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
     let req: TemplateRequest = decode_object(body)?;
-    service::update_template(&state, &caller, &name, &req).await?;
+    templates::update_template(&state, &caller, &name, &req).await?;
     Ok(Success::new())
 }
 
@@ -108,6 +110,6 @@ async fn delete_template(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Success>> {
     validate::name("name", &name)?;
-    service::delete_template(&state, &caller, &name).await?;
+    templates::delete_template(&state, &caller, &name).await?;
     Ok(Success::new())
 }
