@@ -292,7 +292,7 @@ backend_test! {
         let Some(emu) = Emulator::start().await else { return };
         running_env(&app, &emu).await;
         // The Deployment's status stops moving: a rollout of a new image never completes.
-        emu.freeze_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
+        emu.set_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
             "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1})).await;
         workflow(&app, "skip", vec![("deploy", vec![deploy_job("deploy",
             json!({"env": "dev", "deploy_contents": ["image"], "skip_check_run_status": true}))])]).await;

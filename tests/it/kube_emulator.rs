@@ -146,24 +146,6 @@ impl Emulator {
     }
 }
 
-impl Emulator {
-    /// Force the status of `kind`/`name` in `namespace` and freeze it: the emulator's
-    /// controller leaves the object alone until it is deleted (side door `set-status`).
-    pub async fn freeze_status(&self, kind: &str, namespace: &str, name: &str, status: Value) {
-        let r = self
-            .client
-            .post(format!("{}/_emulator/set-status", self.base))
-            .json(
-                &serde_json::json!({"kind": kind, "namespace": namespace, "name": name,
-                "status": status, "merge": false, "freeze": true}),
-            )
-            .send()
-            .await
-            .expect("emulator set-status");
-        assert!(r.status().is_success(), "set-status: {}", r.status());
-    }
-}
-
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
