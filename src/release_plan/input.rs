@@ -61,18 +61,17 @@ pub struct JobInput {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct JobSpecInput {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     content: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     remark: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     workflow_key: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     project_key: String,
-    #[serde(default)]
     parameters: Value,
-    #[serde(default)]
     inputs: Value,
 }
 

@@ -208,26 +208,27 @@ fn is_zero(v: &i64) -> bool {
 /// execute input, the resolved workflow definition and the task it runs. Empty fields are
 /// omitted, so a text job shows `{content, remark}` and a workflow job never shows `content`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JobSpec {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub content: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub remark: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub workflow_key: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub project_key: String,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub parameters: Value,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub inputs: Value,
     /// The workflow definition with `parameters`/`inputs` applied (from the workflow service).
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub workflow: Value,
     /// The workflow task's status as last seen (`prepare` until it is known).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub status: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub task_id: i64,
 }
 
@@ -264,38 +265,32 @@ pub use crate::workflow::task::ApproveUser;
 
 /// Zadig's own approval (spec §3.4, §7.2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NativeApproval {
     /// Minutes from entering `wait_for_approval`; 0 = no limit.
-    #[serde(default)]
     pub timeout: i64,
-    #[serde(default)]
     pub approve_users: Vec<ApproveUser>,
-    #[serde(default)]
     pub needed_approvers: i64,
-    #[serde(default)]
     pub reject_or_approve: String,
-    #[serde(default)]
     pub instance_code: String,
 }
 
 /// A plan's approval configuration and outcome (spec §3.4). IM approvals (Lark, DingTalk,
 /// WorkWX) are kept verbatim.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Approval {
-    #[serde(default)]
     pub enabled: bool,
     /// `""`, `passed`, `reject` or `timeout`.
-    #[serde(default)]
     pub status: String,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
     pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub native_approval: Option<NativeApproval>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lark_approval: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dingtalk_approval: Option<Value>,
     /// Any other key the client sent (`workwx_approval`, `start_time`, …), kept verbatim.
     #[serde(flatten)]
@@ -326,12 +321,10 @@ impl Approval {
 /// The part of the hook setting a plan snapshots (spec §8.1): which events fire and whether
 /// the plan waits for the callback.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HookSnapshot {
-    #[serde(default)]
     pub enable: bool,
-    #[serde(default)]
     pub enable_call_back: bool,
-    #[serde(default)]
     pub hook_events: Vec<HookEvent>,
 }
 
@@ -374,37 +367,28 @@ pub struct CallbackKey {
 
 /// Our bookkeeping, stored under `internal` and never shown by the API.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Internal {
-    #[serde(default)]
     pub manager_identity_type: String,
     /// The uid of the plan's creator, who may edit it beside the manager (docs/security.md).
     /// Plans stored before it was recorded have none: only the manager and admins edit those.
-    #[serde(default)]
     pub creator_id: String,
     /// Seconds: when the scheduled execution is due (0: nothing to fire). Set on entering
     /// `executing`, cleared when fired or when the plan leaves `executing`.
-    #[serde(default)]
     pub schedule_at: i64,
     /// Business-clock ms when the scheduled execution was applied (benchmarks read it).
-    #[serde(default)]
     pub schedule_fired_ms: i64,
     /// Seconds: when a native approval times out (0: no limit / not waiting).
-    #[serde(default)]
     pub approval_deadline: i64,
     /// Jobs in `running` (the reconciler looks at these plans).
-    #[serde(default)]
     pub running_jobs: i64,
-    #[serde(default)]
     pub pending_hooks: Vec<PendingHook>,
     /// Business-clock ms when the first pending hook is due (0: none).
-    #[serde(default)]
     pub hook_due_ms: i64,
     /// Background-work claim: which process works on the plan, until when (wall-clock ms).
-    #[serde(default)]
     pub claim_owner: String,
-    #[serde(default)]
     pub claim_until_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_callback: Option<CallbackKey>,
 }
 

@@ -183,10 +183,9 @@ const MAX_PAGE: u64 = 1_000_000;
 
 /// The query of a list page: an optional project and a page number.
 #[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct ListQuery {
-    #[serde(default)]
     project: String,
-    #[serde(default)]
     page: Option<u64>,
 }
 

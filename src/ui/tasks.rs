@@ -139,8 +139,8 @@ fn parse_id(id: &str) -> UiResult<i64> {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct TaskQuery {
-    #[serde(default)]
     job: String,
 }
 

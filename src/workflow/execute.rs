@@ -38,24 +38,20 @@ pub struct ExecuteInput {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct ParamInput {
-    #[serde(default)]
     name: String,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
     value: Value,
-    #[serde(default)]
     repo: Option<RepoInput>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct JobInput {
-    #[serde(default)]
     job_name: String,
-    #[serde(default)]
     job_type: String,
-    #[serde(default)]
     parameters: Value,
 }
 

@@ -224,14 +224,11 @@ pub(crate) fn take_list(v: &Value, key: &str) -> Vec<Value> {
 
 /// A service entry (`service_list[]`, `services[]`) of build/test/scan/freestyle inputs.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct ServiceInput {
-    #[serde(default)]
     pub service_name: String,
-    #[serde(default)]
     pub service_module: String,
-    #[serde(default)]
     pub repo_info: Vec<RepoInput>,
-    #[serde(default)]
     pub inputs: Vec<KvInput>,
 }
 

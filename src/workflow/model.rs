@@ -32,59 +32,39 @@ fn is_null(v: &Value) -> bool {
 
 /// A custom workflow definition as stored in `workflows` (unique on `name`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Workflow {
     /// Storage id (24 hex); assigned by the server.
-    #[serde(default)]
     pub id: String,
     /// The workflow key: unique across all projects, `^[a-zA-Z0-9-]+$`.
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub display_name: String,
     /// The project key.
-    #[serde(default)]
     pub project: String,
-    #[serde(default)]
     pub description: String,
-    #[serde(default)]
     pub disabled: bool,
-    #[serde(default)]
     pub category: String,
     /// Global parameters, each a Param object (§1.3) kept verbatim.
-    #[serde(default)]
     pub params: Vec<Value>,
-    #[serde(default)]
     pub stages: Vec<Stage>,
-    #[serde(default)]
     pub notify_ctls: Vec<Value>,
-    #[serde(default)]
     pub share_storages: Vec<Value>,
     /// -1 unlimited, 0 never executable, N at most N tasks at once.
-    #[serde(default)]
     pub concurrency_limit: i64,
-    #[serde(default)]
     pub remark_required: bool,
     /// Executing requires a pre-approval ticket (§7).
-    #[serde(default)]
     pub enable_approval_ticket: bool,
-    #[serde(default)]
     pub approval_ticket_id: String,
-    #[serde(default)]
     pub created_by: String,
     /// The creator's uid: the owner who, beside admins, may change or delete the workflow.
-    #[serde(default)]
     pub created_by_id: String,
-    #[serde(default)]
     pub create_time: i64,
-    #[serde(default)]
     pub updated_by: String,
-    #[serde(default)]
     pub update_time: i64,
     /// UI column settings; kept across updates.
-    #[serde(default, skip_serializing_if = "is_null")]
+    #[serde(skip_serializing_if = "is_null")]
     pub custom_field: Value,
     /// Bumped on every write; updates are conditional on it.
-    #[serde(default)]
     pub version: i64,
     /// Fields we do not interpret, kept verbatim.
     #[serde(flatten)]
@@ -93,17 +73,15 @@ pub struct Workflow {
 
 /// One stage: jobs run one after the other, or all at once when `parallel`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stage {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub parallel: bool,
     /// Stage-level approval (seed 002), kept verbatim after normalisation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Value>,
-    #[serde(default, skip_serializing_if = "is_null")]
+    #[serde(skip_serializing_if = "is_null")]
     pub manual_exec: Value,
-    #[serde(default)]
     pub jobs: Vec<Job>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -112,22 +90,18 @@ pub struct Stage {
 /// One job of a stage; `spec` is the type-specific configuration (§1.4), kept verbatim;
 /// `type` is one of [`crate::workflow::jobs::JobType`] (checked by lint; see `Job::kind`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Job {
-    #[serde(default)]
     pub name: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     pub job_type: String,
-    #[serde(default)]
     pub skipped: bool,
-    #[serde(default)]
     pub spec: Value,
-    #[serde(default)]
     pub run_policy: String,
-    #[serde(default, skip_serializing_if = "is_null")]
+    #[serde(skip_serializing_if = "is_null")]
     pub error_policy: Value,
-    #[serde(default, skip_serializing_if = "is_null")]
+    #[serde(skip_serializing_if = "is_null")]
     pub execute_policy: Value,
-    #[serde(default)]
     pub service_modules: Vec<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -136,14 +110,12 @@ pub struct Job {
 /// A job's `error_policy` (spec/workflow.md §1.2): what a failed job does. Absent (`null`) is
 /// Zadig's default, `stop`; a malformed one is refused by lint naming the field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ErrorPolicy {
-    #[serde(default)]
     pub policy: OnError,
     /// Further attempts under `retry`.
-    #[serde(default)]
     pub maximum_retry: i64,
     /// Who may decide under `manual_check` (Zadig `User` entries).
-    #[serde(default)]
     pub approval_users: Vec<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -99,46 +99,36 @@ impl std::fmt::Display for Status {
 
 /// One vote (or pending approver) of a stage approval, in the seed's shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ApproveUser {
-    #[serde(default)]
     pub user_id: String,
-    #[serde(default)]
     pub user_name: String,
     /// `approve`, `reject` or `""` (not voted).
-    #[serde(default)]
     pub reject_or_approve: String,
-    #[serde(default)]
     pub comment: String,
-    #[serde(default)]
     pub operation_time: i64,
 }
 
 /// A stage's native approval as the task records it (seed 002 task detail `approval`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StageApproval {
-    #[serde(default)]
     pub enabled: bool,
     /// `native`, `lark`, `dingtalk`, `workwx`.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
     pub approve_users: Vec<ApproveUser>,
     /// Minutes; 0 means the default (60).
-    #[serde(default)]
     pub timeout: i64,
     /// Approvals needed; 0 means one (not an automatic pass, see docs/compatibility.md).
-    #[serde(default)]
     pub needed_approvers: i64,
-    #[serde(default)]
     pub description: String,
     /// The outcome: `approve`, `reject` or `""` while undecided.
-    #[serde(default)]
     pub reject_or_approve: String,
     /// When the stage started waiting (ms, business clock) — the timeout counts from here.
-    #[serde(default)]
     pub wait_start_ms: i64,
     /// The type-specific configuration as defined on the workflow (kept verbatim).
-    #[serde(default, flatten)]
+    #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
 
