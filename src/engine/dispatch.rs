@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::task::JoinHandle;
 
+use super::finished::TaskFinished;
 use super::runner::{self, RESTART_ERROR};
 use crate::state::AppState;
 use crate::store::lease::{Encoding, now_ms};
@@ -378,7 +379,14 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
                 if let Some(r) = &t.release {
                     state
                         .task_finished
-                        .publish(state, r, t.task_id, t.status.as_str())
+                        .publish(
+                            state,
+                            TaskFinished {
+                                release: r,
+                                task_id: t.task_id,
+                                status: t.status,
+                            },
+                        )
                         .await;
                 }
                 return;

@@ -189,17 +189,19 @@ pub struct ExecEnd {
 pub trait Executor: Send + Sync {
     /// A short name for logs (`local`).
     fn name(&self) -> &'static str;
-    /// Run `job` to its end, writing output to `log`. Must end by `deadline_ms` (business
-    /// clock; → `Timeout`) and within 2 s of `cancel` (→ `Cancelled`), leaving no process
-    /// behind.
-    async fn execute(
-        &self,
-        job: &PreparedJob,
-        log: &JobLog,
-        clock: &dyn Clock,
-        deadline_ms: i64,
-        cancel: &CancellationToken,
-    ) -> ExecEnd;
+    /// Run `job` to its end within the bounds of `run`, leaving no process behind.
+    async fn execute(&self, job: &PreparedJob, run: Run<'_>) -> ExecEnd;
+}
+
+/// What one run of a job is bound by: where its output goes, its clock, its deadline and its
+/// cancellation. An executor must end by `deadline_ms` (business clock; → `Timeout`) and
+/// within 2 s of `cancel` (→ `Cancelled`).
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    pub log: &'a JobLog,
+    pub clock: &'a dyn Clock,
+    pub deadline_ms: i64,
+    pub cancel: &'a CancellationToken,
 }
 
 const BANNER_START: &str = "====================== job-executor Start ======================";
@@ -254,9 +256,13 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
             let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX / 4);
             let deadline = state.clock.now_ms().saturating_add(timeout_ms);
             let executor = super::kube::executor_for(state, &job.placement);
-            executor
-                .execute(&job, &log, state.clock.as_ref(), deadline, &cancel)
-                .await
+            let run = Run {
+                log: &log,
+                clock: state.clock.as_ref(),
+                deadline_ms: deadline,
+                cancel: &cancel,
+            };
+            executor.execute(&job, run).await
         }
     };
     if end.status != JobStatus::Passed && !end.error.is_empty() {

@@ -12,17 +12,20 @@ use async_trait::async_trait;
 
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
+use crate::workflow::task::Status;
+
+/// A task started by a release job that reached a final status.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskFinished<'a> {
+    pub release: &'a ReleaseRef,
+    pub task_id: i64,
+    pub status: Status,
+}
 
 /// Someone who wants to know when a release job's task finished.
 #[async_trait]
 pub trait TaskFinishedListener: Send + Sync {
-    async fn task_finished(
-        &self,
-        state: &AppState,
-        release: &ReleaseRef,
-        task_id: i64,
-        status: &str,
-    );
+    async fn task_finished(&self, state: &AppState, event: TaskFinished<'_>);
 }
 
 /// The subscribers (`state.task_finished`).
@@ -39,21 +42,15 @@ impl TaskFinishedPort {
             .push(listener);
     }
 
-    /// Tell every subscriber that task `task_id` of `release` ended with `status`.
-    pub async fn publish(
-        &self,
-        state: &AppState,
-        release: &ReleaseRef,
-        task_id: i64,
-        status: &str,
-    ) {
+    /// Tell every subscriber.
+    pub async fn publish(&self, state: &AppState, event: TaskFinished<'_>) {
         let listeners = self
             .listeners
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         for l in listeners {
-            l.task_finished(state, release, task_id, status).await;
+            l.task_finished(state, event).await;
         }
     }
 }

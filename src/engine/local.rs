@@ -23,12 +23,10 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use super::executor::{ExecEnd, Executor, JobStatus, PreparedJob, ScriptKind, Step};
+use super::executor::{ExecEnd, Executor, JobStatus, PreparedJob, Run, ScriptKind, Step};
 use super::logs::JobLog;
 use super::sandbox::Sandbox;
-use crate::clock::Clock;
 
 mod git;
 mod tools;
@@ -137,14 +135,13 @@ impl Executor for LocalExecutor {
         "local"
     }
 
-    async fn execute(
-        &self,
-        job: &PreparedJob,
-        log: &JobLog,
-        clock: &dyn Clock,
-        deadline_ms: i64,
-        cancel: &CancellationToken,
-    ) -> ExecEnd {
+    async fn execute(&self, job: &PreparedJob, run: Run<'_>) -> ExecEnd {
+        let Run {
+            log,
+            clock,
+            deadline_ms,
+            cancel,
+        } = run;
         self.sandbox.probe(&self.root).await;
         if let Some(refusal) = self.sandbox.refusal() {
             log.info(&format!("Job not started: {refusal}."));

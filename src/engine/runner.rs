@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use super::approval::Decision;
 use super::executor::{self, JobContext, JobEnd, JobStatus};
+use super::finished::TaskFinished;
 use super::job_context::{context_of, execute_policy, job_context};
 use super::task_ctl::{Ctl, Stop, TaskCtl};
 use super::waits::{approval_job, manual_error_handling, stage_approval, stage_approval_error};
@@ -164,7 +165,14 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             {
                 state
                     .task_finished
-                    .publish(state, r, task.task_id, task.status.as_str())
+                    .publish(
+                        state,
+                        TaskFinished {
+                            release: r,
+                            task_id: task.task_id,
+                            status: task.status,
+                        },
+                    )
                     .await;
             }
         }
@@ -183,11 +191,7 @@ async fn run_stage(
     let stage = {
         let mut c = ctl.lock().await;
         c.defer(move |t| {
-            let s = &mut t.stages[si];
-            s.status = Status::Running;
-            s.start_time = at;
-            s.end_time = 0;
-            s.error.clear();
+            t.stages[si].begin(at);
         });
         c.task.stages[si].clone()
     };
@@ -373,10 +377,7 @@ async fn run_attempt(
 ) -> Result<JobEnd, Stop> {
     let at = now(state);
     set_job(ctl, si, ji, |j| {
-        j.status = Status::Running;
-        j.start_time = at;
-        j.end_time = 0;
-        j.error.clear();
+        j.begin(Status::Running, at);
         j.outputs.clear();
         j.retry_count = attempt;
     })
@@ -503,7 +504,14 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
             if let Some(r) = &task.release {
                 state
                     .task_finished
-                    .publish(state, r, task_id, Status::Cancelled.as_str())
+                    .publish(
+                        state,
+                        TaskFinished {
+                            release: r,
+                            task_id,
+                            status: Status::Cancelled,
+                        },
+                    )
                     .await;
             }
         }

@@ -172,10 +172,7 @@ pub(super) async fn approval_job(
 ) -> Result<Status, Stop> {
     let at = now(state);
     set_job(ctl, si, ji, |j| {
-        j.status = Status::WaitForApproval;
-        j.start_time = at;
-        j.end_time = 0;
-        j.error.clear();
+        j.begin(Status::WaitForApproval, at);
         approval::clear_job_votes(&mut j.spec);
     })
     .await?;

@@ -19,7 +19,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::engine::finished::{TaskFinishedListener, TaskFinishedPort};
+use crate::engine::finished::{TaskFinished, TaskFinishedListener, TaskFinishedPort};
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
 
@@ -33,14 +33,8 @@ struct TaskListener;
 
 #[async_trait::async_trait]
 impl TaskFinishedListener for TaskListener {
-    async fn task_finished(
-        &self,
-        state: &AppState,
-        release: &ReleaseRef,
-        task_id: i64,
-        status: &str,
-    ) {
-        on_workflow_task_finished(state, release, task_id, status).await;
+    async fn task_finished(&self, state: &AppState, e: TaskFinished<'_>) {
+        on_workflow_task_finished(state, e.release, e.task_id, e.status.as_str()).await;
     }
 }
 

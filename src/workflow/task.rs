@@ -180,6 +180,16 @@ pub struct JobTask {
     pub error_handler_username: String,
 }
 
+impl JobTask {
+    /// Enter `status` at `at`: a new start, no end and no error yet.
+    pub fn begin(&mut self, status: Status, at: i64) {
+        self.status = status;
+        self.start_time = at;
+        self.end_time = 0;
+        self.error.clear();
+    }
+}
+
 /// One stage of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTask {
@@ -200,6 +210,16 @@ pub struct StageTask {
     pub jobs: Vec<JobTask>,
     #[serde(default)]
     pub error: String,
+}
+
+impl StageTask {
+    /// Start running at `at`: no end and no error yet.
+    pub fn begin(&mut self, at: i64) {
+        self.status = Status::Running;
+        self.start_time = at;
+        self.end_time = 0;
+        self.error.clear();
+    }
 }
 
 /// A workflow task.

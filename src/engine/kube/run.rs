@@ -31,7 +31,7 @@ use super::spec::{self, JobInput};
 use super::status::{self, Verdict};
 use crate::clock::Clock;
 use crate::cluster::client::ClusterClient;
-use crate::engine::executor::{ExecEnd, Executor, JobStatus, PreparedJob};
+use crate::engine::executor::{ExecEnd, Executor, JobStatus, PreparedJob, Run};
 use crate::engine::logs::JobLog;
 use crate::state::AppState;
 
@@ -307,14 +307,13 @@ impl Executor for KubeExecutor {
         "kubernetes"
     }
 
-    async fn execute(
-        &self,
-        job: &PreparedJob,
-        log: &JobLog,
-        clock: &dyn Clock,
-        deadline_ms: i64,
-        cancel: &CancellationToken,
-    ) -> ExecEnd {
+    async fn execute(&self, job: &PreparedJob, run: Run<'_>) -> ExecEnd {
+        let Run {
+            log,
+            clock,
+            deadline_ms,
+            cancel,
+        } = run;
         let create = self.create(job, log);
         let run = tokio::select! {
             biased;
