@@ -13,6 +13,7 @@ use super::rules::{def_of_build, project_of, repos_of, services_of, target_list,
 use super::view::{self, BuildDetail, BuildList};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorKind, codes};
+use crate::limits::Paging;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::retry::Attempts;
@@ -352,8 +353,8 @@ pub async fn update_from_template(
 }
 
 /// `GET /openapi/build` (spec/build.md §7).
-pub async fn list(state: &AppState, project: &str, page: u64, size: u64) -> ApiResult<BuildList> {
-    let (builds, total) = state.builds.page(project, page, size).await?;
+pub async fn list(state: &AppState, project: &str, p: Paging) -> ApiResult<BuildList> {
+    let (builds, total) = state.builds.page(project, p).await?;
     Ok(BuildList {
         total,
         builds: builds.iter().map(Into::into).collect(),

@@ -3,6 +3,7 @@
 //! on the document's `version`.
 
 use super::model::{Build, BuildTemplate};
+use crate::limits::Paging;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
 
 #[derive(Clone)]
@@ -43,13 +44,8 @@ impl BuildStore {
     }
 
     /// One page of a project's builds in creation order, and their total.
-    pub async fn page(
-        &self,
-        project: &str,
-        page: u64,
-        size: u64,
-    ) -> StoreResult<(Vec<Build>, u64)> {
-        let opts = FindOptions::sort("seq", Dir::Asc).page(page, size);
+    pub async fn page(&self, project: &str, p: Paging) -> StoreResult<(Vec<Build>, u64)> {
+        let opts = FindOptions::sort("seq", Dir::Asc).page(p.num, p.size);
         self.builds
             .page(&Filter::eq("project_key", project), &opts)
             .await
@@ -103,10 +99,10 @@ impl TemplateStore {
             .await
     }
 
-    pub async fn page(&self, page: u64, size: u64) -> StoreResult<(Vec<BuildTemplate>, u64)> {
+    pub async fn page(&self, p: Paging) -> StoreResult<(Vec<BuildTemplate>, u64)> {
         let opts = FindOptions::sort("created_at", Dir::Asc)
             .then("name", Dir::Asc)
-            .page(page, size);
+            .page(p.num, p.size);
         self.templates.page(&Filter::All, &opts).await
     }
 

@@ -9,6 +9,7 @@ use super::service::{DELETE_MARK_MS, busy, restore_secrets};
 use super::view::{TemplateList, TemplateView};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Paging;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::retry::Attempts;
@@ -113,8 +114,8 @@ pub async fn get_template(state: &AppState, name: &str) -> ApiResult<TemplateVie
     Ok((&t).into())
 }
 
-pub async fn list_templates(state: &AppState, page: u64, size: u64) -> ApiResult<TemplateList> {
-    let (list, total) = state.build_templates.page(page, size).await?;
+pub async fn list_templates(state: &AppState, p: Paging) -> ApiResult<TemplateList> {
+    let (list, total) = state.build_templates.page(p).await?;
     Ok(TemplateList {
         total,
         build_templates: list.iter().map(Into::into).collect(),

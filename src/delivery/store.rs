@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::model::{ChartPackage, DeliveryVersion, VersionService, VersionStatus};
+use crate::limits::Paging;
 use crate::store::lease::Encoding;
 use crate::store::{
     Backend, Dir, Filter, FindOptions, StoreError, StoreResult, Typed, Update, to_doc,
@@ -56,16 +57,11 @@ impl VersionStore {
     }
 
     /// One page of a project's versions, newest first, and the project's total.
-    pub async fn page(
-        &self,
-        project: &str,
-        page: u64,
-        size: u64,
-    ) -> StoreResult<(Vec<DeliveryVersion>, u64)> {
+    pub async fn page(&self, project: &str, p: Paging) -> StoreResult<(Vec<DeliveryVersion>, u64)> {
         let filter = Filter::eq("project_name", project);
         let opts = FindOptions::sort("created_at", Dir::Desc)
             .then("id", Dir::Desc)
-            .page(page, size);
+            .page(p.num, p.size);
         self.versions.page(&filter, &opts).await
     }
 

@@ -60,9 +60,7 @@ async fn list_templates(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateList>> {
     let p = limits::BUILD_TEMPLATES_PAGE.page(q.page_num, q.page_size)?;
-    Ok(Json(
-        templates::list_templates(&state, p.num, p.size).await?,
-    ))
+    Ok(Json(templates::list_templates(&state, p).await?))
 }
 
 /// One build template; credential defaults shown as `********`.

@@ -187,7 +187,7 @@ async fn list_builds(
 ) -> ApiResult<Json<BuildList>> {
     let project = required("projectKey", &q.project_key)?;
     let p = limits::BUILDS_PAGE.page(q.page_num, q.page_size)?;
-    Ok(Json(service::list(&state, project, p.num, p.size).await?))
+    Ok(Json(service::list(&state, project, p).await?))
 }
 
 /// A build's detail, credentials masked (seed 004 "Get Build Details", spec/build.md §8).

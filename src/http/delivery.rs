@@ -216,7 +216,7 @@ async fn list_versions(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<VersionList>> {
     let p = limits::DELIVERY_VERSIONS_PAGE.page(q.page_num, q.page_size)?;
-    let (list, total) = service::list(&state, &q.project_key, p.num, p.size).await?;
+    let (list, total) = service::list(&state, &q.project_key, p).await?;
     Ok(Json(VersionList {
         list: list.into_iter().map(Into::into).collect(),
         total,

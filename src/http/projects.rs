@@ -107,7 +107,7 @@ async fn list_projects(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<ProjectList>> {
     let p = Paging::parse(&PROJECTS_PAGE, "pageNum", q.page_num, q.page_size)?;
-    Ok(Json(service::list(&state, p.num, p.size).await?))
+    Ok(Json(service::list(&state, p).await?))
 }
 
 /// A project's detail (spec §2.4, P4).

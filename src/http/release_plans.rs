@@ -138,7 +138,7 @@ async fn list_plans(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PlanList>> {
     let p = limits::RELEASE_PLANS_PAGE.page(q.page_num, q.page_size)?;
-    let (list, total) = service::list(&state, p.num, p.size).await?;
+    let (list, total) = service::list(&state, p).await?;
     Ok(Json(PlanList { list, total }))
 }
 

@@ -133,7 +133,7 @@ async fn list_users(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<UserList>> {
     let p = limits::USERS_PAGE.page(q.page_num, q.page_size)?;
-    let (users, total) = state.users.page(p.num, p.size).await?;
+    let (users, total) = state.users.page(p).await?;
     Ok(Json(UserList {
         users: users.into_iter().map(Into::into).collect(),
         total,

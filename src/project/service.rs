@@ -8,6 +8,7 @@ use super::model::{ProductFeature, Project};
 use super::{InitEnv, environments_blocking_delete};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::limits::Paging;
 use crate::service_template::ServiceVariableKV;
 use crate::service_template::service::{self as services, NewService};
 use crate::state::AppState;
@@ -313,8 +314,8 @@ pub async fn init_yaml(
 
 /// P3: one page of projects, most recently updated first. Every user sees every project
 /// (there are no project members here, docs/security.md).
-pub async fn list(state: &AppState, page: u64, size: u64) -> ApiResult<ProjectList> {
-    let (list, total) = state.projects.page(page, size).await?;
+pub async fn list(state: &AppState, p: Paging) -> ApiResult<ProjectList> {
+    let (list, total) = state.projects.page(p).await?;
     Ok(ProjectList {
         total,
         projects: list

@@ -1,6 +1,7 @@
 //! Queries over `projects` (unique on `product_name` and on `project_name`).
 
 use super::model::Project;
+use crate::limits::Paging;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
 
 #[derive(Clone)]
@@ -33,10 +34,10 @@ impl ProjectStore {
     }
 
     /// One page of all projects, most recently updated first, and their total.
-    pub async fn page(&self, page: u64, size: u64) -> StoreResult<(Vec<Project>, u64)> {
+    pub async fn page(&self, p: Paging) -> StoreResult<(Vec<Project>, u64)> {
         let opts = FindOptions::sort("update_time", Dir::Desc)
             .then("product_name", Dir::Asc)
-            .page(page, size);
+            .page(p.num, p.size);
         self.projects.page(&Filter::All, &opts).await
     }
 

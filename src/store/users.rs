@@ -1,5 +1,6 @@
 //! Users and their API tokens (stored only as SHA-256 hashes).
 
+use crate::limits::Paging;
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
@@ -56,8 +57,8 @@ impl UserStore {
     }
 
     /// One page of users, oldest first, and the total.
-    pub async fn page(&self, page: u64, size: u64) -> StoreResult<(Vec<User>, u64)> {
-        let opts = FindOptions::sort("created_at", Dir::Asc).page(page, size);
+    pub async fn page(&self, p: Paging) -> StoreResult<(Vec<User>, u64)> {
+        let opts = FindOptions::sort("created_at", Dir::Asc).page(p.num, p.size);
         self.users.page(&Filter::All, &opts).await
     }
 

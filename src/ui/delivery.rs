@@ -18,12 +18,12 @@ pub async fn list(
     viewer: Viewer,
     Query(q): Query<super::ListQuery>,
 ) -> UiResult {
-    let page_no = q.page_no();
+    let p = q.paging();
     let docs: Typed<DeliveryVersion> = Typed::new(state.backend.as_ref(), "delivery_versions");
     let filter = q.project_filter("project_name");
     let opts = FindOptions::sort("created_at", Dir::Desc)
         .then("id", Dir::Desc)
-        .page(page_no, super::PAGE_SIZE);
+        .page(p.num, p.size);
     let (versions, total) = docs.page(&filter, &opts).await?;
     let rows: Vec<_> = versions
         .iter()
@@ -43,7 +43,7 @@ pub async fn list(
         Some(&viewer),
         json!({
             "title": "Delivery versions", "nav": "delivery", "versions": rows, "total": total,
-            "project": q.project, "page": page_no, "has_next": super::has_next(page_no, total),
+            "project": q.project, "page": p.num, "has_next": super::has_next(p, total),
         }),
     ))
 }

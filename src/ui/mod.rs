@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
+use crate::limits::Paging;
 use crate::state::AppState;
 use crate::store::Filter;
 use crate::store::StoreError;
@@ -191,8 +192,11 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The page asked for, 1 when absent, at most [`MAX_PAGE`] (so no offset can overflow).
-    fn page_no(&self) -> u64 {
-        self.page.unwrap_or(1).clamp(1, MAX_PAGE)
+    fn paging(&self) -> Paging {
+        Paging {
+            num: self.page.unwrap_or(1).clamp(1, MAX_PAGE),
+            size: PAGE_SIZE,
+        }
     }
 
     /// Everything, or the documents whose `field` is the project asked for.
@@ -205,7 +209,7 @@ impl ListQuery {
     }
 }
 
-/// Whether a page after `page_no` has items.
-fn has_next(page_no: u64, total: u64) -> bool {
-    page_no.saturating_mul(PAGE_SIZE) < total
+/// Whether a page after `p` has items.
+fn has_next(p: Paging, total: u64) -> bool {
+    p.num.saturating_mul(p.size) < total
 }

@@ -23,8 +23,8 @@ pub async fn list(
     viewer: Viewer,
     Query(q): Query<super::ListQuery>,
 ) -> UiResult {
-    let page_no = q.page_no();
-    let opts = FindOptions::sort("index", Dir::Desc).page(page_no, super::PAGE_SIZE);
+    let p = q.paging();
+    let opts = FindOptions::sort("index", Dir::Desc).page(p.num, p.size);
     let plans = state.release_plans.find(&Filter::All, &opts).await?;
     let total = state.release_plans.count(&Filter::All).await?;
     let rows: Vec<Value> = plans
@@ -42,7 +42,7 @@ pub async fn list(
         Some(&viewer),
         json!({
             "title": "Release plans", "nav": "plans", "plans": rows, "total": total,
-            "page": page_no, "has_next": super::has_next(page_no, total),
+            "page": p.num, "has_next": super::has_next(p, total),
         }),
     ))
 }

@@ -65,9 +65,8 @@ pub async fn workflow(
     let wf = state.workflows.get(&key).await?.ok_or_else(|| {
         UiError::Status(StatusCode::NOT_FOUND, format!("workflow {key} not found"))
     })?;
-    let page_no = q.page_no();
-    let (_, list, total) =
-        tasks::list(&state, &key, &wf.project, page_no, super::PAGE_SIZE).await?;
+    let p = q.paging();
+    let (_, list, total) = tasks::list(&state, &key, &wf.project, p).await?;
     let now = state.clock.now();
     let rows: Vec<Value> = list
         .iter()
@@ -86,7 +85,7 @@ pub async fn workflow(
             "title": format!("Workflow {}", wf.name), "nav": "workflows",
             "workflow": {"name": wf.name, "display_name": wf.display_name, "project": wf.project,
                          "description": wf.description},
-            "tasks": rows, "total": total, "page": page_no, "has_next": super::has_next(page_no, total),
+            "tasks": rows, "total": total, "page": p.num, "has_next": super::has_next(p, total),
         }),
     ))
 }

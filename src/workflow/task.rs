@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::limits::Paging;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
 use crate::workflow::ReleaseRef;
 
@@ -336,13 +337,12 @@ impl TaskStore {
         &self,
         project: &str,
         workflow: &str,
-        page: u64,
-        size: u64,
+        p: Paging,
     ) -> StoreResult<(Vec<Task>, u64)> {
         let filter = Filter::eq("workflow_name", workflow)
             .and(Filter::eq("project_name", project))
             .and(Filter::eq("is_deleted", false));
-        let opts = FindOptions::sort("task_id", Dir::Desc).page(page, size);
+        let opts = FindOptions::sort("task_id", Dir::Desc).page(p.num, p.size);
         self.tasks.page(&filter, &opts).await
     }
 }

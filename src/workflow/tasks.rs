@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Paging;
 use crate::state::AppState;
 use crate::store::retry::Attempts;
 use crate::validate;
@@ -30,13 +31,12 @@ pub async fn list(
     state: &AppState,
     workflow: &str,
     project: &str,
-    page: u64,
-    size: u64,
+    p: Paging,
 ) -> ApiResult<(Workflow, Vec<Task>, u64)> {
     validate::name("workflowKey", workflow)?;
     validate::name("projectKey", project)?;
     let wf = definitions::find_in(state, workflow, project, Op::FindWorkflow).await?;
-    let (tasks, total) = state.tasks.page(project, workflow, page, size).await?;
+    let (tasks, total) = state.tasks.page(project, workflow, p).await?;
     Ok((wf, tasks, total))
 }
 

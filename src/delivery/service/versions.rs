@@ -5,6 +5,7 @@ use base64::Engine;
 use crate::auth::Identity;
 use crate::delivery::model::DeliveryVersion;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Paging;
 use crate::state::AppState;
 use crate::validate;
 
@@ -12,11 +13,10 @@ use crate::validate;
 pub async fn list(
     state: &AppState,
     project: &str,
-    page: u64,
-    size: u64,
+    p: Paging,
 ) -> ApiResult<(Vec<DeliveryVersion>, u64)> {
     validate::name("projectKey", project)?;
-    Ok(state.delivery.versions.page(project, page, size).await?)
+    Ok(state.delivery.versions.page(project, p).await?)
 }
 
 fn not_found(what: impl std::fmt::Display) -> ApiError {

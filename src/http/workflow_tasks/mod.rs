@@ -194,7 +194,7 @@ async fn list_tasks(
         (None, None) => ("pageNum", None),
     };
     let p = Paging::parse(&limits::WORKFLOW_TASKS_PAGE, field, num, q.page_size)?;
-    let (wf, list, total) = tasks::list(&state, &key, &q.project_key, p.num, p.size).await?;
+    let (wf, list, total) = tasks::list(&state, &key, &q.project_key, p).await?;
     Ok(Json(TaskList {
         total,
         workflow_tasks: list

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::check_id;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Paging;
 use crate::release_plan::store::LogRecord;
 use crate::state::AppState;
 use crate::store::{Dir, Filter, FindOptions};
@@ -23,9 +24,9 @@ pub struct ListItem {
 }
 
 /// A page of plans, newest index first, and the total.
-pub async fn list(state: &AppState, page: u64, size: u64) -> ApiResult<(Vec<ListItem>, u64)> {
+pub async fn list(state: &AppState, p: Paging) -> ApiResult<(Vec<ListItem>, u64)> {
     let plans = &state.release_plans;
-    let opts = FindOptions::sort("index", Dir::Desc).page(page, size);
+    let opts = FindOptions::sort("index", Dir::Desc).page(p.num, p.size);
     let list = plans
         .find(&Filter::All, &opts)
         .await?
