@@ -89,27 +89,14 @@ fn stage1(spec: &LaunchSpec, argv: &[OsString]) -> i32 {
     spec.user_ns = false;
     spec.mount_ns = false;
     spec.pid_ns = false;
-    let mut can_ns = true;
-    if !root {
-        // Without root, namespaces need a user namespace (we are root inside it, mapped to
-        // our own uid outside, so stage 2 may mount).
-        let (uid, gid) = (getuid(), getgid());
-        match unshare(CloneFlags::CLONE_NEWUSER)
-            .map_err(|e| e.to_string())
-            .and_then(|()| write_id_maps(&format!("0 {uid} 1"), &format!("0 {gid} 1")))
-        {
-            Ok(()) => {
-                spec.user_ns = true;
-                spec.outer_ids = Some((uid.as_raw(), gid.as_raw()));
-            }
-            Err(e) => {
-                can_ns = false;
-                if missing(&spec, Feature::UserNamespace, &e) {
-                    return EXIT_REFUSED;
-                }
-            }
+    let can_ns = if root {
+        true
+    } else {
+        match enter_user_namespace(&mut spec) {
+            Some(entered) => entered,
+            None => return EXIT_REFUSED,
         }
-    }
+    };
     let Some(mount_ns) = enter(
         &spec,
         can_ns,
@@ -132,14 +119,39 @@ fn stage1(spec: &LaunchSpec, argv: &[OsString]) -> i32 {
         return EXIT_REFUSED;
     };
     spec.pid_ns = pid_ns;
-    let spec_json = match serde_json::to_string(&spec) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("zadig-sandbox: {e}");
-            return EXIT_REFUSED;
-        }
+    let Some(pid) = spawn_stage2(&spec, argv) else {
+        return EXIT_REFUSED;
     };
-    // Stage 2 is this same program; `/proc/self/exe` names it even if its path is hidden.
+    let _ = tx.send(pid);
+    let code = wait_exit(pid);
+    kill_descendants();
+    code
+}
+
+/// Without root, namespaces need a user namespace: we are root inside it, mapped to our own
+/// uid outside, so stage 2 may mount. Whether it was entered; `None` when it is missing and
+/// the launcher must stop.
+fn enter_user_namespace(spec: &mut LaunchSpec) -> Option<bool> {
+    let (uid, gid) = (getuid(), getgid());
+    match unshare(CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| e.to_string())
+        .and_then(|()| write_id_maps(&format!("0 {uid} 1"), &format!("0 {gid} 1")))
+    {
+        Ok(()) => {
+            spec.user_ns = true;
+            spec.outer_ids = Some((uid.as_raw(), gid.as_raw()));
+            Some(true)
+        }
+        Err(e) => (!missing(spec, Feature::UserNamespace, &e)).then_some(false),
+    }
+}
+
+/// Start stage 2, this same program (`/proc/self/exe` names it even if its path is hidden),
+/// with the spec as entered.
+fn spawn_stage2(spec: &LaunchSpec, argv: &[OsString]) -> Option<Pid> {
+    let spec_json = serde_json::to_string(spec)
+        .map_err(|e| eprintln!("zadig-sandbox: {e}"))
+        .ok()?;
     let child = Command::new("/proc/self/exe")
         .arg("__sandbox")
         .arg("init")
@@ -147,30 +159,23 @@ fn stage1(spec: &LaunchSpec, argv: &[OsString]) -> i32 {
         .arg("--")
         .args(argv)
         .stdin(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("zadig-sandbox: cannot start the job: {e}");
-            return EXIT_REFUSED;
-        }
-    };
-    let Ok(raw) = i32::try_from(child.id()) else {
-        return EXIT_REFUSED;
-    };
-    let pid = Pid::from_raw(raw);
-    let _ = tx.send(pid);
-    let code = loop {
+        .spawn()
+        .map_err(|e| eprintln!("zadig-sandbox: cannot start the job: {e}"))
+        .ok()?;
+    i32::try_from(child.id()).ok().map(Pid::from_raw)
+}
+
+/// Wait for `pid` to end: its exit code, or 128 + the signal that killed it.
+fn wait_exit(pid: Pid) -> i32 {
+    loop {
         match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(WaitStatus::Exited(_, c)) => return c,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break EXIT_REFUSED,
+            Err(_) => return EXIT_REFUSED,
         }
-    };
-    kill_descendants();
-    code
+    }
 }
 
 /// Unshare one namespace (`possible`: this process may create namespaces at all). Whether it
