@@ -314,10 +314,7 @@ pub(crate) fn apply_service_input(
 
 /// The (service, module) pairs a referenced job produces (for `source: fromjob`); `None` when
 /// the workflow has no job `job`, a 400 naming the field when its spec is malformed.
-pub fn referenced_services(
-    wf: &Workflow,
-    job: &str,
-) -> ApiResult<Option<Vec<(String, String)>>> {
+pub fn referenced_services(wf: &Workflow, job: &str) -> ApiResult<Option<Vec<(String, String)>>> {
     let Some(r) = wf.job(job) else {
         return Ok(None);
     };

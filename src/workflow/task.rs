@@ -72,10 +72,7 @@ impl Status {
 
     /// The status called `s`; `None` for a string Zadig does not use.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Self::ALL[i])
+        crate::workflow::by_name(Self::ALL, Self::NAMES, s)
     }
 
     /// Whether a task with this status is done (see [`Self::FINAL`]).

@@ -220,7 +220,7 @@ fn check_jobs(
         };
         if let Some(env) = kind.deploys_to(job)?
             && !ticket.envs.is_empty()
-            && !ticket.envs.iter().any(|e| *e == env)
+            && !ticket.envs.contains(&env)
         {
             return Err(deny(format!("deploying to env [{env}]")));
         }

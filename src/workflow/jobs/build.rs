@@ -72,7 +72,10 @@ impl JobKind for Build {
         let before: JobSpec = decode(cx.before, &format!("job {}.spec", cx.job))?;
         let candidates: Vec<Value> = first_listed(
             cx.before,
-            ("service_and_builds_options", &before.service_and_builds_options),
+            (
+                "service_and_builds_options",
+                &before.service_and_builds_options,
+            ),
             ("service_and_builds", &before.service_and_builds),
         )
         .into_iter()
@@ -111,7 +114,11 @@ impl JobKind for Build {
 
     fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
         let spec: JobSpec = spec_of(job)?;
-        Ok(spec.service_and_builds.iter().map(ServiceItem::pair).collect())
+        Ok(spec
+            .service_and_builds
+            .iter()
+            .map(ServiceItem::pair)
+            .collect())
     }
 
     fn view(&self, job: &JobTask) -> Value {

@@ -66,16 +66,6 @@ struct TargetItem {
     _extra: Map<String, Value>,
 }
 
-/// The keys of a `custom-deploy` job task's spec task detail shows as they are.
-const VIEW_KEYS: &[&str] = &[
-    "target",
-    "image",
-    "cluster_id",
-    "namespace",
-    "skip_check_run_status",
-    "replace_resources",
-];
-
 #[derive(Debug, Default, Deserialize)]
 struct TargetInput {
     #[serde(default)]
@@ -144,6 +134,15 @@ impl JobKind for CustomDeploy {
     }
 
     fn view(&self, job: &JobTask) -> Value {
+        // The keys of a `custom-deploy` job task's spec task detail shows as they are.
+        const VIEW_KEYS: &[&str] = &[
+            "target",
+            "image",
+            "cluster_id",
+            "namespace",
+            "skip_check_run_status",
+            "replace_resources",
+        ];
         let mut m = task_view::pick(&job.spec, VIEW_KEYS);
         // As stored: absent shows as "".
         let cluster = job.spec.get("cluster_id").cloned().unwrap_or(json!(""));
@@ -311,7 +310,8 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         (&cc, ns),
         &[r],
         deadline,
-    ).await;
+    )
+    .await;
     end.record = record;
     end
 }

@@ -15,7 +15,7 @@ use super::rollout;
 use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deploy_images, deployer, env_for_job};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, narrowed, refused};
 use crate::workflow::inputs::{decode, referenced_services, with_list};
@@ -64,7 +64,7 @@ struct DeploySpec {
 
 impl DeploySpec {
     /// The job whose images are deployed, with `source: fromjob`.
-    fn from_job(&self) -> Option<&str> {
+    fn quoted_job(&self) -> Option<&str> {
         (self.source == "fromjob").then_some(self.job_name.as_str())
     }
 }
@@ -100,18 +100,6 @@ struct ImageItem {
     _extra: Map<String, Value>,
 }
 
-/// The keys of a deploy job task's spec task detail shows as they are.
-const VIEW_KEYS: &[&str] = &[
-    "env",
-    "production",
-    "deploy_contents",
-    "skip_check_run_status",
-    "variable_kvs",
-    "value_merge_strategy",
-    "deploy_type",
-    "replace_resources",
-];
-
 #[async_trait::async_trait]
 impl JobKind for Deploy {
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
@@ -139,7 +127,7 @@ impl JobKind for Deploy {
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
         let spec: DeploySpec = spec_of(job)?;
         let env = deploy_env(job, &spec.env)?;
-        let from = spec.from_job();
+        let from = spec.quoted_job();
         let mut tasks = Vec::new();
         for (svc, raw) in &services(x, job, &spec)? {
             let name = svc.service_name.as_str();
@@ -173,10 +161,7 @@ impl JobKind for Deploy {
                 tasks.push(x.task(job, &[name, mname], t));
             }
         }
-        if tasks.is_empty() {
-            return Err(no_service(env, job));
-        }
-        Ok(tasks)
+        some_to_deploy(env, job, tasks)
     }
 
     fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
@@ -204,6 +189,17 @@ impl JobKind for Deploy {
     }
 
     fn view(&self, job: &JobTask) -> Value {
+        // The keys of a deploy job task's spec task detail shows as they are.
+        const VIEW_KEYS: &[&str] = &[
+            "env",
+            "production",
+            "deploy_contents",
+            "skip_check_run_status",
+            "variable_kvs",
+            "value_merge_strategy",
+            "deploy_type",
+            "replace_resources",
+        ];
         let mut m = task_view::pick(&job.spec, VIEW_KEYS);
         // A job task whose spec is malformed failed naming the field when it ran; its view
         // lists no image.
@@ -284,7 +280,8 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         (cc, ns),
         &deployed.workloads,
         deadline,
-    ).await;
+    )
+    .await;
     end.record = record;
     let image = &images[0].1;
     end.outputs.insert("IMAGE".into(), image.clone());
@@ -301,7 +298,7 @@ fn images_to_deploy(spec: &DeploySpec) -> Result<Vec<(String, String)>, String> 
     for i in &spec.service_and_images {
         let (module, image) = (&i.service_module, &i.image);
         if image.is_empty() {
-            let why = match spec.from_job() {
+            let why = match spec.quoted_job() {
                 Some(r) => format!(" (job {r} produced none)"),
                 None => String::new(),
             };
@@ -375,7 +372,7 @@ fn services(
             .map(|(t, raw)| (t.clone(), raw.clone()))
             .collect());
     }
-    let flat: Vec<ImageItem> = match spec.from_job() {
+    let flat: Vec<ImageItem> = match spec.quoted_job() {
         Some(r) if spec.service_and_images.is_empty() => referenced_services(x.wf, r)?
             .unwrap_or_default()
             .into_iter()
@@ -415,12 +412,15 @@ pub(crate) fn deploy_env<'a>(job: &Job, env: &'a str) -> ApiResult<&'a str> {
     Ok(env)
 }
 
-/// The 400 of a deploy job with nothing to deploy.
-pub(crate) fn no_service(env: &str, job: &Job) -> ApiError {
-    refused(format!(
-        "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
-        job.name
-    ))
+/// A deploy job's job tasks; none (nothing to deploy to `env`) is a 400.
+pub(crate) fn some_to_deploy(env: &str, job: &Job, tasks: Vec<JobTask>) -> ApiResult<Vec<JobTask>> {
+    if tasks.is_empty() {
+        return Err(refused(format!(
+            "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
+            job.name
+        )));
+    }
+    Ok(tasks)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -494,7 +494,10 @@ fn apply_input(cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<(
                 let mut base = configured
                     .iter()
                     .find(|(t, _)| t.service_name == s.service_name)
-                    .map_or_else(|| json!({"service_name": s.service_name}), |(_, raw)| (*raw).clone());
+                    .map_or_else(
+                        || json!({"service_name": s.service_name}),
+                        |(_, raw)| (*raw).clone(),
+                    );
                 if let Some(m) = base.as_object_mut() {
                     m.insert("modules".into(), json!([]));
                 }
@@ -551,7 +554,11 @@ mod tests {
         );
         let vars = json!({"deploy_contents": ["image", "vars"],
             "services": [{"variable_kvs": [{"key": "a", "value": "1"}]}]});
-        assert!(deployable(&spec(vars)).unwrap_err().contains("not implemented"));
+        assert!(
+            deployable(&spec(vars))
+                .unwrap_err()
+                .contains("not implemented")
+        );
         let config = json!({"deploy_contents": ["config"], "services": [{"update_config": true}]});
         assert!(deployable(&spec(config)).is_err());
     }

@@ -118,10 +118,7 @@ impl JobType {
 
     /// The type called `name`, `None` for a name Zadig does not know.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| Self::ALL[i])
+        crate::workflow::by_name(Self::ALL, Self::NAMES, name)
     }
 }
 
@@ -295,7 +292,10 @@ pub(crate) fn stored<'a, T>(
     key: &str,
     typed: &'a [T],
 ) -> impl Iterator<Item = (&'a T, &'a Value)> {
-    let raw = spec.get(key).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let raw = spec
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     typed.iter().zip(raw)
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy::{deploy_env, deploy_input, no_service};
+use super::deploy::{deploy_env, deploy_input, some_to_deploy};
 use super::{InputCx, JobKind, Runs, Spec, nullable, spec_of, stored};
 use crate::error::ApiResult;
 use crate::workflow::bad;
@@ -59,8 +59,12 @@ impl JobKind for VmDeploy {
             return Ok(());
         };
         let before: VmDeploySpec = decode(cx.before, &format!("job {}.spec", cx.job))?;
-        let configured: Vec<_> =
-            stored(cx.before, "service_and_vm_deploys", &before.service_and_vm_deploys).collect();
+        let configured: Vec<_> = stored(
+            cx.before,
+            "service_and_vm_deploys",
+            &before.service_and_vm_deploys,
+        )
+        .collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (k, s) in list.iter().enumerate() {
@@ -91,14 +95,15 @@ impl JobKind for VmDeploy {
         let spec: VmDeploySpec = spec_of(job)?;
         let env = deploy_env(job, &spec.env)?;
         let mut tasks = Vec::new();
-        for (item, raw) in stored(&job.spec, "service_and_vm_deploys", &spec.service_and_vm_deploys) {
+        for (item, raw) in stored(
+            &job.spec,
+            "service_and_vm_deploys",
+            &spec.service_and_vm_deploys,
+        ) {
             let t = narrowed(job, "service_and_vm_deploys", raw);
             tasks.push(x.task(job, &[&item.service_name], t));
         }
-        if tasks.is_empty() {
-            return Err(no_service(env, job));
-        }
-        Ok(tasks)
+        some_to_deploy(env, job, tasks)
     }
 
     fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
