@@ -237,32 +237,22 @@ impl Expander<'_> {
         job_task(job, parts, spec, self.used)
     }
 
-    /// One job task per item of the spec's `list`, named by `parts(item)`, its spec
-    /// [`narrowed`] to the item.
-    pub fn per_item(
+    /// One job task per item of the spec's `list` (each item as stored, with the names of its
+    /// job task), its spec [`narrowed`] to the item.
+    pub fn per_item<'v>(
         &mut self,
         job: &Job,
         list: &str,
-        items: &[Value],
-        parts: &dyn Fn(&Value) -> Vec<String>,
+        items: impl IntoIterator<Item = (&'v Value, Vec<String>)>,
     ) -> Vec<JobTask> {
         items
-            .iter()
-            .map(|item| {
-                let p = parts(item);
-                let p: Vec<&str> = p.iter().map(String::as_str).collect();
+            .into_iter()
+            .map(|(item, names)| {
+                let p: Vec<&str> = names.iter().map(String::as_str).collect();
                 job_task(job, &p, narrowed(job, list, item), self.used)
             })
             .collect()
     }
-}
-
-/// The (service, module) naming a per-service job task.
-pub fn svc_module(v: &Value) -> Vec<String> {
-    vec![
-        str_of(v, "service_name").to_string(),
-        str_of(v, "service_module").to_string(),
-    ]
 }
 
 #[cfg(test)]

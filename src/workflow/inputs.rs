@@ -218,10 +218,6 @@ pub(crate) fn with_list(
     r
 }
 
-pub(crate) fn take_list(v: &Value, key: &str) -> Vec<Value> {
-    arr_of(v, key).to_vec()
-}
-
 /// A service entry (`service_list[]`, `services[]`) of build/test/scan/freestyle inputs.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -313,23 +309,16 @@ pub(crate) fn apply_service_input(
     })
 }
 
-/// `{service_name, service_module}` of each item.
-pub(crate) fn pairs(items: &[Value]) -> Vec<Value> {
-    items
-        .iter()
-        .map(|s| json!({"service_name": str_of(s, "service_name"), "service_module": str_of(s, "service_module")}))
-        .collect()
-}
-
-/// The (service, module) items a referenced job produces (for `source: fromjob`); `None` when
-/// the workflow has no job `job`.
-pub fn referenced_services(wf: &Workflow, job: &str) -> Option<Vec<Value>> {
-    let r = wf.job(job)?;
-    Some(
-        r.kind()
-            .map(|t| t.kind().produced(&r.spec))
-            .unwrap_or_default(),
-    )
+/// The (service, module) pairs a referenced job produces (for `source: fromjob`); `None` when
+/// the workflow has no job `job`, a 400 naming the field when its spec is malformed.
+pub fn referenced_services(wf: &Workflow, job: &str) -> ApiResult<Option<Vec<(String, String)>>> {
+    let Some(r) = wf.job(job) else {
+        return Ok(None);
+    };
+    match r.kind() {
+        Some(t) => t.kind().produced(r).map(Some),
+        None => Ok(Some(Vec::new())),
+    }
 }
 
 /// Apply one job's input `params` (at `field`) to `job` in the definition `wf` (which holds

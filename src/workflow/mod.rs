@@ -34,6 +34,37 @@ use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// The value of a closed enum whose Zadig name is `name`: `all` and `names` list the values and
+/// their names in the same order.
+pub(crate) fn by_name<T: Copy>(all: &[T], names: &[&str], name: &str) -> Option<T> {
+    names
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| all.get(i).copied())
+}
+
+/// Test support: every value of a closed enum with Zadig's names (`all`, in declaration
+/// order, `index` its position) serialises as its name and reads back, and `parse` knows
+/// exactly those names.
+#[cfg(test)]
+pub(crate) fn assert_wire_names<T>(
+    all: &[T],
+    index: fn(T) -> usize,
+    name: fn(T) -> &'static str,
+    parse: fn(&str) -> Option<T>,
+) where
+    T: Copy + PartialEq + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+{
+    for (i, t) in all.iter().enumerate() {
+        assert_eq!(index(*t), i);
+        let wire = serde_json::to_value(t).unwrap();
+        assert_eq!(wire, serde_json::Value::String(name(*t).to_string()));
+        assert_eq!(serde_json::from_value::<T>(wire).unwrap(), *t);
+        assert_eq!(parse(name(*t)), Some(*t));
+    }
+    assert_eq!(parse("nope"), None);
+}
+
 /// A 400 naming `field` (its JSON path or query parameter).
 pub(crate) fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("`{field}`: {what}"))

@@ -73,10 +73,7 @@ impl Status {
 
     /// The status called `s`; `None` for a string Zadig does not use.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Self::ALL[i])
+        crate::workflow::by_name(Self::ALL, Self::NAMES, s)
     }
 
     /// Whether a task with this status is done (see [`Self::FINAL`]).
@@ -353,14 +350,12 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for (i, st) in Status::ALL.iter().enumerate() {
-            assert_eq!(*st as usize, i);
-            let wire = serde_json::to_value(st).unwrap();
-            assert_eq!(wire, Value::String(st.as_str().to_string()));
-            assert_eq!(serde_json::from_value::<Status>(wire).unwrap(), *st);
-            assert_eq!(Status::parse(st.as_str()), Some(*st));
-        }
+        crate::workflow::assert_wire_names(
+            Status::ALL,
+            |s| s as usize,
+            Status::as_str,
+            Status::parse,
+        );
         assert_eq!(Status::default().as_str(), "");
-        assert_eq!(Status::parse("nope"), None);
     }
 }

@@ -218,16 +218,16 @@ fn check_jobs(
         let Some(kind) = job.kind().map(super::jobs::JobType::kind) else {
             continue;
         };
-        if let Some(env) = kind.deploys_to(&job.spec)
+        if let Some(env) = kind.deploys_to(job)?
             && !ticket.envs.is_empty()
-            && !ticket.envs.iter().any(|e| e == env)
+            && !ticket.envs.contains(&env)
         {
             return Err(deny(format!("deploying to env [{env}]")));
         }
         if ticket.services.is_empty() {
             continue;
         }
-        for (svc, module) in kind.touched_services(&job.spec) {
+        for (svc, module) in kind.touched_services(job)? {
             let ok = ticket.services.iter().any(|s| {
                 s.service_name == svc
                     && (s.service_module.is_empty()

@@ -809,3 +809,37 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn malformed_job_specs_are_refused_naming_the_field(app) {
+        let wf = |name: &str, job_type: &str, spec: Value| json!({
+            "name": name, "project": "p",
+            "stages": [{"name": "a", "jobs": [{"name": "j", "type": job_type, "spec": spec}]}],
+        });
+        // A value of the wrong type is a 400 naming it (Zadig stores it and runs with a default).
+        let cases = [
+            ("zadig-deploy", json!({"env": "dev", "services": [{"service_name": "s", "update_config": "yes",
+                "modules": [{"service_module": "m", "image": "nginx:1"}]}]}), "stages[0].jobs[0].spec.services[0].update_config"),
+            ("zadig-deploy", json!({"env": "dev", "deploy_contents": ["image", 2]}), "stages[0].jobs[0].spec.deploy_contents[1]"),
+            ("custom-deploy", json!({"namespace": "ns", "timeout": "10"}), "stages[0].jobs[0].spec.timeout"),
+            ("freestyle", json!({"advanced_setting": {"timeout": "soon"}}), "stages[0].jobs[0].spec.advanced_setting.timeout"),
+            ("zadig-test", json!({"test_type": "service_test", "service_and_tests": [{"name": "t", "service_name": 1}]}),
+                "stages[0].jobs[0].spec.service_and_tests[0].service_name"),
+            ("zadig-scanning", json!({"scannings": [{"name": "s", "repos": "all"}]}), "stages[0].jobs[0].spec.scannings[0].repos"),
+            ("zadig-vm-deploy", json!({"env": ["dev"]}), "stages[0].jobs[0].spec.env"),
+            ("plugin", json!({"plugin": {"inputs": [{"name": 5}]}}), "stages[0].jobs[0].spec.plugin.inputs[0].name"),
+            ("zadig-distribute-image", json!({"targets": [{"update_tag": "yes"}]}), "stages[0].jobs[0].spec.targets[0].update_tag"),
+        ];
+        for (job_type, spec, field) in cases {
+            let r = app.post("/api/aslan/workflow/v4", wf("typed", job_type, spec)).await;
+            r.expect_error(400, field);
+        }
+        // `null` reads as absent, as Zadig sends it; an absent field defaults as before.
+        let nulls = json!({"env": "dev", "services": null, "deploy_contents": null, "timeout": null,
+            "skip_check_run_status": null, "service_and_images": [{"service_name": "s", "service_module": "m", "image": null}]});
+        app.post("/api/aslan/workflow/v4", wf("nulls", "zadig-deploy", nulls.clone())).await.expect(200);
+        let d = app.get("/openapi/workflows/custom/nulls/detail?projectKey=p").await;
+        assert_eq!(d.expect(200)["stages"][0]["jobs"][0]["spec"], nulls, "stored as sent");
+        app.stop().await;
+    }
+}

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, typed};
+use super::{
+    InputCx, JobKind, JobType, Runs, ServiceItem, Spec, first_listed, nullable, spec_of, stored,
+    typed,
+};
 use crate::engine::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
 use crate::engine::kube::placement;
 use crate::engine::work::{
@@ -17,9 +20,9 @@ use crate::engine::work::{
 };
 use crate::error::ApiResult;
 use crate::state::AppState;
-use crate::workflow::expand::{Expander, nothing_to_run, svc_module};
-use crate::workflow::inputs::{RepoMode, ServiceInput, decode, pairs, select_services, take_list};
-use crate::workflow::model::{Job, arr_of, str_of};
+use crate::workflow::expand::{Expander, nothing_to_run};
+use crate::workflow::inputs::{RepoMode, ServiceInput, decode, select_services};
+use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
 use crate::workflow::{bad, task_view};
 
@@ -66,12 +69,18 @@ impl JobKind for Build {
         let Some(list) = input.service_list else {
             return Ok(());
         };
-        let options = take_list(cx.before, "service_and_builds_options");
-        let candidates = if options.is_empty() {
-            take_list(cx.before, "service_and_builds")
-        } else {
-            options
-        };
+        let before: JobSpec = decode(cx.before, &format!("job {}.spec", cx.job))?;
+        let candidates: Vec<Value> = first_listed(
+            cx.before,
+            (
+                "service_and_builds_options",
+                &before.service_and_builds_options,
+            ),
+            ("service_and_builds", &before.service_and_builds),
+        )
+        .into_iter()
+        .map(|(_, v)| v.clone())
+        .collect();
         let selected = select_services(
             &candidates,
             &list,
@@ -83,31 +92,33 @@ impl JobKind for Build {
         Ok(())
     }
 
-    fn produced(&self, spec: &Value) -> Vec<Value> {
-        pairs(arr_of(spec, "service_and_builds"))
+    fn produced(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
+        self.touched_services(job)
     }
 
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
-        let items = arr_of(&job.spec, "service_and_builds");
-        if items.is_empty() {
+        let spec: JobSpec = spec_of(job)?;
+        if spec.service_and_builds.is_empty() {
             return Err(nothing_to_run(
                 &job.name,
                 "no service to build: list services in inputs[].parameters.service_list",
             ));
         }
-        Ok(x.per_item(job, "service_and_builds", items, &svc_module))
+        let items = stored(&job.spec, "service_and_builds", &spec.service_and_builds);
+        Ok(x.per_item(
+            job,
+            "service_and_builds",
+            items.map(|(t, raw)| (raw, t.names())),
+        ))
     }
 
-    fn touched_services(&self, spec: &Value) -> Vec<(String, String)> {
-        arr_of(spec, "service_and_builds")
+    fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
+        let spec: JobSpec = spec_of(job)?;
+        Ok(spec
+            .service_and_builds
             .iter()
-            .map(|s| {
-                (
-                    str_of(s, "service_name").to_string(),
-                    str_of(s, "service_module").to_string(),
-                )
-            })
-            .collect()
+            .map(ServiceItem::pair)
+            .collect())
     }
 
     fn view(&self, job: &JobTask) -> Value {
@@ -140,22 +151,10 @@ impl JobKind for Build {
 #[derive(Debug, Default, Deserialize)]
 struct JobSpec {
     #[serde(default, deserialize_with = "nullable")]
-    service_and_builds: Vec<ServiceBuild>,
+    service_and_builds: Vec<ServiceItem>,
     #[serde(default, deserialize_with = "nullable")]
-    service_and_builds_options: Vec<ServiceBuild>,
+    service_and_builds_options: Vec<ServiceItem>,
     /// Every other field, kept as sent.
-    #[serde(flatten)]
-    _extra: Map<String, Value>,
-}
-
-/// A service module to build.
-#[derive(Debug, Default, Deserialize)]
-struct ServiceBuild {
-    #[serde(default, deserialize_with = "nullable")]
-    service_name: String,
-    #[serde(default, deserialize_with = "nullable")]
-    service_module: String,
-    /// `build_name` and every other field, kept as sent.
     #[serde(flatten)]
     _extra: Map<String, Value>,
 }

@@ -7,10 +7,10 @@
 //! `skip_check_run_status`.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::rollout;
-use super::{InputCx, JobKind, JobType, Runs, Spec};
+use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
 use crate::engine::executor::{JobEnd, ServerJob};
@@ -22,12 +22,49 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, nothing_to_run};
 use crate::workflow::inputs::decode;
-use crate::workflow::model::{Job, arr_of, str_of};
+use crate::workflow::model::{Job, str_of};
 use crate::workflow::task::JobTask;
 use crate::workflow::{bad, task_view};
 
 /// The `custom-deploy` job type.
 pub struct CustomDeploy;
+
+/// A `custom-deploy` job's spec, as defined (`targets`) and as a job task carries it (one
+/// target's fields at the top level): what is read; the spec itself is stored verbatim.
+#[derive(Debug, Default, Deserialize)]
+struct CustomDeploySpec {
+    #[serde(default, deserialize_with = "nullable")]
+    targets: Vec<TargetItem>,
+    /// A job task's `<WorkloadType>/<workload>/<container>`.
+    #[serde(default, deserialize_with = "nullable")]
+    target: String,
+    /// A job task's image to set.
+    #[serde(default, deserialize_with = "nullable")]
+    image: String,
+    #[serde(default, deserialize_with = "nullable")]
+    namespace: String,
+    /// The cluster (empty: the local one).
+    #[serde(default, deserialize_with = "nullable")]
+    cluster_id: String,
+    /// The rollout timeout in minutes (0: the default).
+    #[serde(default, deserialize_with = "nullable")]
+    timeout: i64,
+    /// Pass once the images are set, without waiting for the rollout.
+    #[serde(default, deserialize_with = "nullable")]
+    skip_check_run_status: bool,
+    /// Every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// A target: `<WorkloadType>/<workload>/<container>` and the image to set.
+#[derive(Debug, Default, Deserialize)]
+struct TargetItem {
+    #[serde(default, deserialize_with = "nullable")]
+    target: String,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
 
 #[derive(Debug, Default, Deserialize)]
 struct TargetInput {
@@ -49,6 +86,10 @@ struct CustomDeployInput {
 
 #[async_trait::async_trait]
 impl JobKind for CustomDeploy {
+    fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
+        decode::<CustomDeploySpec>(spec, field).map(drop)
+    }
+
     fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let field = cx.field;
         let input: CustomDeployInput = decode(params, field)?;
@@ -77,40 +118,35 @@ impl JobKind for CustomDeploy {
     }
 
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
-        let items = arr_of(&job.spec, "targets");
-        if items.is_empty() {
+        let spec: CustomDeploySpec = spec_of(job)?;
+        if spec.targets.is_empty() {
             return Err(nothing_to_run(
                 &job.name,
                 "no target to deploy: list targets in inputs[].parameters.target_list",
             ));
         }
-        Ok(x.per_item(job, "targets", items, &|t: &Value| {
+        let items = stored(&job.spec, "targets", &spec.targets).map(|(t, raw)| {
             // "<WorkloadType>/<workload>/<container>" → workload, container
-            str_of(t, "target")
-                .split('/')
-                .skip(1)
-                .map(str::to_string)
-                .collect()
-        }))
+            let names = t.target.split('/').skip(1).map(str::to_string).collect();
+            (raw, names)
+        });
+        Ok(x.per_item(job, "targets", items))
     }
 
     fn view(&self, job: &JobTask) -> Value {
-        let s = &job.spec;
-        let mut m = task_view::pick(
-            s,
-            &[
-                "target",
-                "image",
-                "cluster_id",
-                "namespace",
-                "skip_check_run_status",
-                "replace_resources",
-            ],
-        );
-        m.insert(
-            "cluster_name".into(),
-            s.get("cluster_id").cloned().unwrap_or(json!("")),
-        );
+        // The keys of a `custom-deploy` job task's spec task detail shows as they are.
+        const VIEW_KEYS: &[&str] = &[
+            "target",
+            "image",
+            "cluster_id",
+            "namespace",
+            "skip_check_run_status",
+            "replace_resources",
+        ];
+        let mut m = task_view::pick(&job.spec, VIEW_KEYS);
+        // As stored: absent shows as "".
+        let cluster = job.spec.get("cluster_id").cloned().unwrap_or(json!(""));
+        m.insert("cluster_name".into(), cluster);
         Value::Object(m)
     }
 
@@ -162,15 +198,15 @@ struct Target<'a> {
 
 /// The spec's `target` (`<WorkloadType>/<name>/<container>`), `namespace` and `image`; the
 /// error is the job's failure.
-fn target_of(spec: &Value) -> Result<Target<'_>, String> {
-    let target = str_of(spec, "target");
+fn target_of(spec: &CustomDeploySpec) -> Result<Target<'_>, String> {
+    let target = spec.target.as_str();
     let parts: Vec<&str> = target.split('/').collect();
     let [kind, name, container] = parts.as_slice() else {
         return Err(format!(
             "target {target:?} is not <WorkloadType>/<name>/<container>"
         ));
     };
-    let (ns, image) = (str_of(spec, "namespace"), str_of(spec, "image"));
+    let (ns, image) = (spec.namespace.as_str(), spec.image.as_str());
     if ns.is_empty() || image.is_empty() {
         return Err(format!(
             "target {target}: the namespace and the image are required (namespace {ns:?}, image {image:?})"
@@ -222,21 +258,22 @@ fn live_container(live: &Value, ptr: &str, container: &str) -> Option<(&'static 
 
 /// Run one `custom-deploy` target (spec/environments.md §6.5).
 async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
-    let spec = job.spec;
-    let t = match target_of(spec) {
+    let spec: CustomDeploySpec = match typed(job.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            return JobEnd::failed(format!("custom-deploy job task {}: {e}", job.ctx.job_name));
+        }
+    };
+    let t = match target_of(&spec) {
         Ok(t) => t,
         Err(e) => return JobEnd::failed(e),
     };
     let (kind, name, container, ns, image) = (t.kind, t.name, t.container, t.ns, t.image);
-    let cc = match allowed_client(state, job, str_of(spec, "cluster_id"), ns).await {
+    let cc = match allowed_client(state, job, &spec.cluster_id, ns).await {
         Ok(c) => c,
         Err(e) => return JobEnd::failed(e),
     };
-    let minutes = match rollout::timeout_field(spec, "minutes") {
-        Ok(m) => m,
-        Err(e) => return JobEnd::failed(e),
-    };
-    let deadline = rollout::deadline(state, minutes.saturating_mul(60));
+    let deadline = rollout::deadline(state, spec.timeout.saturating_mul(60));
     let r = t.workload;
     let live = match k::get(&cc, ns, &r).await {
         Ok(Some(l)) => l,
@@ -266,7 +303,15 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         origin,
         image: image.to_string(),
     }]);
-    let mut end = rollout::finish(state, job, &cc, ns, &[r], deadline).await;
+    let mut end = rollout::finish(
+        state,
+        job,
+        spec.skip_check_run_status,
+        (&cc, ns),
+        &[r],
+        deadline,
+    )
+    .await;
     end.record = record;
     end
 }

@@ -12,14 +12,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::rollout;
-use super::{InputCx, JobKind, JobType, Runs, Spec};
+use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deploy_images, deployer, env_for_job};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, narrowed, refused};
-use crate::workflow::inputs::{decode, referenced_services, take_list, with_list};
-use crate::workflow::model::{Job, arr_of, str_of};
+use crate::workflow::inputs::{decode, referenced_services, with_list};
+use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
 use crate::workflow::{bad, task_view};
 
@@ -29,56 +29,130 @@ pub struct Deploy {
     pub chart: bool,
 }
 
+/// A deploy job's spec, as defined and as a job task carries it (narrowed to one service
+/// module): what is read. The spec itself is stored and carried verbatim.
+#[derive(Debug, Default, Deserialize)]
+struct DeploySpec {
+    #[serde(default, deserialize_with = "nullable")]
+    env: String,
+    /// `fromjob`: the images are those job `job_name` built.
+    #[serde(default, deserialize_with = "nullable")]
+    source: String,
+    #[serde(default, deserialize_with = "nullable")]
+    job_name: String,
+    /// What to deploy: `image`, `vars`, `config`.
+    #[serde(default, deserialize_with = "nullable")]
+    deploy_contents: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    services: Vec<DeployService>,
+    /// The documented older flat list; in a job task, the module's image.
+    #[serde(default, deserialize_with = "nullable")]
+    service_and_images: Vec<ImageItem>,
+    /// A job task's service.
+    #[serde(default, deserialize_with = "nullable")]
+    service_name: String,
+    /// A job task's rollout timeout in seconds (0: the project's).
+    #[serde(default, deserialize_with = "nullable")]
+    timeout: i64,
+    /// Pass once the images are set, without waiting for the rollout.
+    #[serde(default, deserialize_with = "nullable")]
+    skip_check_run_status: bool,
+    /// Every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+impl DeploySpec {
+    /// The job whose images are deployed, with `source: fromjob`.
+    fn quoted_job(&self) -> Option<&str> {
+        (self.source == "fromjob").then_some(self.job_name.as_str())
+    }
+}
+
+/// A service to deploy and its modules.
+#[derive(Debug, Default, Clone, Deserialize)]
+struct DeployService {
+    #[serde(default, deserialize_with = "nullable")]
+    service_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    modules: Vec<ImageItem>,
+    #[serde(default, deserialize_with = "nullable")]
+    variable_kvs: Vec<Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    variable_yaml: String,
+    #[serde(default, deserialize_with = "nullable")]
+    update_config: bool,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// A `{service_name, service_module, image}` item of `service_and_images`, or a module of a
+/// service to deploy (`{service_module, image}`; no image: the `fromjob` job's).
+#[derive(Debug, Default, Clone, Deserialize)]
+struct ImageItem {
+    #[serde(default, deserialize_with = "nullable")]
+    service_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    service_module: String,
+    #[serde(default, deserialize_with = "nullable")]
+    image: String,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
 #[async_trait::async_trait]
 impl JobKind for Deploy {
-    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
-        apply_input(spec, params, cx.field)
+    fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
+        decode::<DeploySpec>(spec, field).map(drop)
     }
 
-    fn produced(&self, spec: &Value) -> Vec<Value> {
+    fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
+        apply_input(cx, spec, params)
+    }
+
+    fn produced(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
         if self.chart {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        let spec: DeploySpec = spec_of(job)?;
         let mut out = Vec::new();
-        for s in arr_of(spec, "services") {
-            for m in arr_of(s, "modules") {
-                out.push(json!({"service_name": str_of(s, "service_name"),
-                    "service_module": str_of(m, "service_module")}));
+        for s in &spec.services {
+            for m in &s.modules {
+                out.push((s.service_name.clone(), m.service_module.clone()));
             }
         }
-        out
+        Ok(out)
     }
 
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
-        let env = deploy_env(job)?;
-        let from =
-            (str_of(&job.spec, "source") == "fromjob").then(|| str_of(&job.spec, "job_name"));
+        let spec: DeploySpec = spec_of(job)?;
+        let env = deploy_env(job, &spec.env)?;
+        let from = spec.quoted_job();
         let mut tasks = Vec::new();
-        for svc in &services(x, job) {
-            let name = str_of(svc, "service_name");
-            let modules = arr_of(svc, "modules");
-            if modules.is_empty() {
-                let mut t = narrowed(job, "services", svc);
+        for (svc, raw) in &services(x, job, &spec)? {
+            let name = svc.service_name.as_str();
+            if svc.modules.is_empty() {
+                let mut t = narrowed(job, "services", raw);
                 if let Some(m) = t.as_object_mut() {
                     m.insert("service_and_images".into(), Value::Array(Vec::new()));
                 }
                 tasks.push(x.task(job, &[name], t));
             }
-            for module in modules {
-                let mut one = svc.clone();
+            for (module, raw_module) in stored(raw, "modules", &svc.modules) {
+                let mut one = raw.clone();
                 if let Some(m) = one.as_object_mut() {
-                    m.insert("modules".into(), Value::Array(vec![module.clone()]));
+                    m.insert("modules".into(), Value::Array(vec![raw_module.clone()]));
                 }
                 let mut t = narrowed(job, "services", &one);
-                let mname = str_of(module, "service_module");
-                let image = match (str_of(module, "image"), from) {
+                let mname = module.service_module.as_str();
+                let image = match (module.image.as_str(), from) {
                     // The image the quoted job produced, rendered when this job starts.
                     ("", Some(b)) => format!("{{{{.job.{b}.{name}.{mname}.output.IMAGE}}}}"),
                     (i, _) => i.to_string(),
                 };
                 if let Some(m) = t.as_object_mut() {
                     m.insert("service_module".into(), Value::String(mname.to_string()));
-                    m.insert("image".into(), Value::String(image.to_string()));
+                    m.insert("image".into(), Value::String(image.clone()));
                     m.insert(
                         "service_and_images".into(),
                         json!([{"service_name": name, "service_module": mname, "image": image}]),
@@ -87,61 +161,57 @@ impl JobKind for Deploy {
                 tasks.push(x.task(job, &[name, mname], t));
             }
         }
-        if tasks.is_empty() {
-            return Err(no_service(env, job));
-        }
-        Ok(tasks)
+        some_to_deploy(env, job, tasks)
     }
 
-    fn deploys_to<'a>(&self, spec: &'a Value) -> Option<&'a str> {
-        Some(str_of(spec, "env"))
+    fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
+        let spec: DeploySpec = spec_of(job)?;
+        Ok(Some(spec.env))
     }
 
-    fn touched_services(&self, spec: &Value) -> Vec<(String, String)> {
+    fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
+        let spec: DeploySpec = spec_of(job)?;
         let mut out = Vec::new();
-        for s in arr_of(spec, "services") {
-            let modules = arr_of(s, "modules");
-            if modules.is_empty() {
-                out.push((str_of(s, "service_name").to_string(), String::new()));
+        for s in &spec.services {
+            if s.modules.is_empty() {
+                out.push((s.service_name.clone(), String::new()));
             }
-            for m in modules {
-                out.push((
-                    str_of(s, "service_name").to_string(),
-                    str_of(m, "service_module").to_string(),
-                ));
+            for m in &s.modules {
+                out.push((s.service_name.clone(), m.service_module.clone()));
             }
         }
-        out.extend(arr_of(spec, "service_and_images").iter().map(|s| {
-            (
-                str_of(s, "service_name").to_string(),
-                str_of(s, "service_module").to_string(),
-            )
-        }));
-        out
+        out.extend(
+            spec.service_and_images
+                .iter()
+                .map(|s| (s.service_name.clone(), s.service_module.clone())),
+        );
+        Ok(out)
     }
 
     fn view(&self, job: &JobTask) -> Value {
-        let s = &job.spec;
-        let mut m = task_view::pick(
-            s,
-            &[
-                "env",
-                "production",
-                "deploy_contents",
-                "skip_check_run_status",
-                "variable_kvs",
-                "value_merge_strategy",
-                "deploy_type",
-                "replace_resources",
-            ],
-        );
-        let images: Vec<Value> = arr_of(s, "service_and_images")
+        // The keys of a deploy job task's spec task detail shows as they are.
+        const VIEW_KEYS: &[&str] = &[
+            "env",
+            "production",
+            "deploy_contents",
+            "skip_check_run_status",
+            "variable_kvs",
+            "value_merge_strategy",
+            "deploy_type",
+            "replace_resources",
+        ];
+        let mut m = task_view::pick(&job.spec, VIEW_KEYS);
+        // A job task whose spec is malformed failed naming the field when it ran; its view
+        // lists no image.
+        let spec: DeploySpec = typed(&job.spec).unwrap_or_default();
+        let images: Vec<Value> = spec
+            .service_and_images
             .iter()
             .map(|i| {
                 let image = Some(task_view::output(job, "IMAGE"))
                     .filter(|o| !o.is_empty())
-                    .unwrap_or_else(|| str_of(i, "image").to_string());
-                json!({"service_name": str_of(i, "service_name"), "service_module": str_of(i, "service_module"), "image": image})
+                    .unwrap_or_else(|| i.image.clone());
+                json!({"service_name": i.service_name, "service_module": i.service_module, "image": image})
             })
             .collect();
         m.insert("service_and_images".into(), Value::Array(images));
@@ -163,13 +233,18 @@ impl JobKind for Deploy {
 
 /// Run a `zadig-deploy` job task (spec/environments.md §6.4).
 async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
-    let spec = job.spec;
-    let (project, env_key) = (job.ctx.project.as_str(), str_of(spec, "env"));
-    let service = str_of(spec, "service_name");
-    if let Err(e) = deployable(spec) {
+    let spec: DeploySpec = match typed(job.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            return JobEnd::failed(format!("zadig-deploy job task {}: {e}", job.ctx.job_name));
+        }
+    };
+    let (project, env_key) = (job.ctx.project.as_str(), spec.env.as_str());
+    let service = spec.service_name.as_str();
+    if let Err(e) = deployable(&spec) {
         return JobEnd::failed(e);
     }
-    let images = match images_to_deploy(spec, service) {
+    let images = match images_to_deploy(&spec) {
         Ok(i) => i,
         Err(e) => return JobEnd::failed(e),
     };
@@ -181,10 +256,9 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         "Start to deploy k8s yaml service {service}, env: {env_key}, namespace: {}, deploy contents: image",
         env.namespace
     ));
-    let timeout = match rollout::timeout_field(spec, "seconds") {
-        Ok(s) if s > 0 => s,
-        Ok(_) => project_timeout_secs(state, project).await,
-        Err(e) => return JobEnd::failed(e),
+    let timeout = match spec.timeout {
+        s if s > 0 => s,
+        _ => project_timeout_secs(state, project).await,
     };
     let deadline = rollout::deadline(state, timeout);
     let deployed = match deploy_as(state, job, (project, env_key, service), &images).await {
@@ -199,7 +273,15 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     }
     let record = rollout::record(&deployed.changes);
     let (cc, ns) = (&deployed.cc, &deployed.namespace);
-    let mut end = rollout::finish(state, job, cc, ns, &deployed.workloads, deadline).await;
+    let mut end = rollout::finish(
+        state,
+        job,
+        spec.skip_check_run_status,
+        (cc, ns),
+        &deployed.workloads,
+        deadline,
+    )
+    .await;
     end.record = record;
     let image = &images[0].1;
     end.outputs.insert("IMAGE".into(), image.clone());
@@ -210,14 +292,15 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
 
 /// The (module, image) pairs of the spec's `service_and_images`: each must have an image,
 /// and there must be at least one.
-fn images_to_deploy(spec: &Value, service: &str) -> Result<Vec<(String, String)>, String> {
+fn images_to_deploy(spec: &DeploySpec) -> Result<Vec<(String, String)>, String> {
+    let service = &spec.service_name;
     let mut images: Vec<(String, String)> = Vec::new();
-    for i in arr_of(spec, "service_and_images") {
-        let (module, image) = (str_of(i, "service_module"), str_of(i, "image"));
+    for i in &spec.service_and_images {
+        let (module, image) = (&i.service_module, &i.image);
         if image.is_empty() {
-            let why = match str_of(spec, "source") {
-                "fromjob" => format!(" (job {} produced none)", str_of(spec, "job_name")),
-                _ => String::new(),
+            let why = match spec.quoted_job() {
+                Some(r) => format!(" (job {r} produced none)"),
+                None => String::new(),
             };
             return Err(format!(
                 "module {module} of service {service} has no image to deploy{why}"
@@ -254,20 +337,12 @@ pub(crate) fn creator_uid<'a>(job: &'a ServerJob<'_>) -> &'a str {
 
 /// Only images are deployed here: a job asking to deploy variables or configuration fails
 /// saying so rather than deploying less than it asked.
-fn deployable(spec: &serde_json::Value) -> Result<(), String> {
-    let contents: Vec<&str> = arr_of(spec, "deploy_contents")
-        .iter()
-        .filter_map(serde_json::Value::as_str)
-        .collect();
-    let svc = arr_of(spec, "services").first();
-    let has_vars = svc.is_some_and(|s| {
-        !arr_of(s, "variable_kvs").is_empty() || !str_of(s, "variable_yaml").is_empty()
-    });
-    let update_config = svc
-        .and_then(|s| s.get("update_config"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
-    if (contents.contains(&"vars") && has_vars) || (contents.contains(&"config") && update_config) {
+fn deployable(spec: &DeploySpec) -> Result<(), String> {
+    let asks = |what: &str| spec.deploy_contents.iter().any(|c| c == what);
+    let svc = spec.services.first();
+    let has_vars = svc.is_some_and(|s| !s.variable_kvs.is_empty() || !s.variable_yaml.is_empty());
+    let update_config = svc.is_some_and(|s| s.update_config);
+    if (asks("vars") && has_vars) || (asks("config") && update_config) {
         return Err(
             "deploying service variables or configuration (deploy_contents vars, config) is not implemented by this server; deploy images only"
                 .to_string(),
@@ -284,32 +359,50 @@ async fn project_timeout_secs(state: &AppState, project: &str) -> i64 {
     }
 }
 
-/// The services to deploy: `services`, else the documented older flat list
-/// (`service_and_images`), else — with `source: fromjob` — what the referenced job produces.
-fn services(x: &Expander<'_>, job: &Job) -> Vec<Value> {
-    let spec = &job.spec;
-    let mut services: Vec<Value> = arr_of(spec, "services").to_vec();
-    if services.is_empty() {
-        let flat: Vec<Value> = if arr_of(spec, "service_and_images").is_empty()
-            && str_of(spec, "source") == "fromjob"
-        {
-            referenced_services(x.wf, str_of(spec, "job_name")).unwrap_or_default()
-        } else {
-            arr_of(spec, "service_and_images").to_vec()
-        };
-        for item in flat {
-            services.push(json!({
-                "service_name": str_of(&item, "service_name"),
-                "modules": [{"service_module": str_of(&item, "service_module"), "image": str_of(&item, "image")}],
-            }));
-        }
+/// The services to deploy, each read and as stored: `services`, else the documented older flat
+/// list (`service_and_images`), else — with `source: fromjob` — what the referenced job
+/// produces.
+fn services(
+    x: &Expander<'_>,
+    job: &Job,
+    spec: &DeploySpec,
+) -> ApiResult<Vec<(DeployService, Value)>> {
+    if !spec.services.is_empty() {
+        return Ok(stored(&job.spec, "services", &spec.services)
+            .map(|(t, raw)| (t.clone(), raw.clone()))
+            .collect());
     }
-    services
+    let flat: Vec<ImageItem> = match spec.quoted_job() {
+        Some(r) if spec.service_and_images.is_empty() => referenced_services(x.wf, r)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(service_name, service_module)| ImageItem {
+                service_name,
+                service_module,
+                ..ImageItem::default()
+            })
+            .collect(),
+        _ => spec.service_and_images.clone(),
+    };
+    Ok(flat
+        .into_iter()
+        .map(|i| {
+            let raw = json!({
+                "service_name": i.service_name,
+                "modules": [{"service_module": i.service_module, "image": i.image}],
+            });
+            let typed = DeployService {
+                service_name: i.service_name.clone(),
+                modules: vec![i],
+                ..DeployService::default()
+            };
+            (typed, raw)
+        })
+        .collect())
 }
 
-/// The environment a deploy job deploys to; none is a 400 when a task is created.
-pub(crate) fn deploy_env(job: &Job) -> ApiResult<&str> {
-    let env = str_of(&job.spec, "env");
+/// The environment `env` a deploy job deploys to; none is a 400 when a task is created.
+pub(crate) fn deploy_env<'a>(job: &Job, env: &'a str) -> ApiResult<&'a str> {
     if env.is_empty() {
         return Err(refused(format!(
             "`inputs[].parameters.env_name`: job {} has no environment to deploy to",
@@ -319,12 +412,15 @@ pub(crate) fn deploy_env(job: &Job) -> ApiResult<&str> {
     Ok(env)
 }
 
-/// The 400 of a deploy job with nothing to deploy.
-pub(crate) fn no_service(env: &str, job: &Job) -> ApiError {
-    refused(format!(
-        "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
-        job.name
-    ))
+/// A deploy job's job tasks; none (nothing to deploy to `env`) is a 400.
+pub(crate) fn some_to_deploy(env: &str, job: &Job, tasks: Vec<JobTask>) -> ApiResult<Vec<JobTask>> {
+    if tasks.is_empty() {
+        return Err(refused(format!(
+            "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
+            job.name
+        )));
+    }
+    Ok(tasks)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -372,12 +468,15 @@ pub(crate) fn deploy_input<S: DeserializeOwned>(
     Ok(input.service_list)
 }
 
-fn apply_input(spec: &mut Map<String, Value>, params: &Value, field: &str) -> ApiResult<()> {
+fn apply_input(cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
+    let field = cx.field;
     let Some(list) = deploy_input::<DeployServiceInput>(spec, params, field)? else {
         return Ok(());
     };
-    let stored = take_list(&Value::Object(spec.clone()), "services");
-    let mut services: Vec<Value> = Vec::new();
+    let before: DeploySpec = decode(cx.before, &format!("job {}.spec", cx.job))?;
+    let configured: Vec<_> = stored(cx.before, "services", &before.services).collect();
+    // The services chosen, by name, each as stored (or new) with the modules chosen.
+    let mut services: Vec<(&str, Value)> = Vec::new();
     let mut flat = Vec::new();
     for (k, s) in list.iter().enumerate() {
         let f = format!("{field}.service_list[{k}]");
@@ -389,25 +488,24 @@ fn apply_input(spec: &mut Map<String, Value>, params: &Value, field: &str) -> Ap
             &s.value_merge_strategy,
             &["", "reuse-values", "override"],
         )?;
-        let at = match services
-            .iter()
-            .position(|v| str_of(v, "service_name") == s.service_name)
-        {
+        let at = match services.iter().position(|(n, _)| *n == s.service_name) {
             Some(at) => at,
             None => {
-                let mut base = stored
+                let mut base = configured
                     .iter()
-                    .find(|v| str_of(v, "service_name") == s.service_name)
-                    .cloned()
-                    .unwrap_or_else(|| json!({"service_name": s.service_name}));
+                    .find(|(t, _)| t.service_name == s.service_name)
+                    .map_or_else(
+                        || json!({"service_name": s.service_name}),
+                        |(_, raw)| (*raw).clone(),
+                    );
                 if let Some(m) = base.as_object_mut() {
                     m.insert("modules".into(), json!([]));
                 }
-                services.push(base);
+                services.push((&s.service_name, base));
                 services.len() - 1
             }
         };
-        let Some(m) = services[at].as_object_mut() else {
+        let Some(m) = services[at].1.as_object_mut() else {
             continue;
         };
         if !s.service_module.is_empty() {
@@ -424,7 +522,10 @@ fn apply_input(spec: &mut Map<String, Value>, params: &Value, field: &str) -> Ap
         }
         flat.push(json!({"service_name": s.service_name, "service_module": s.service_module, "image": s.image_name}));
     }
-    spec.insert("services".into(), Value::Array(services));
+    spec.insert(
+        "services".into(),
+        Value::Array(services.into_iter().map(|(_, v)| v).collect()),
+    );
     spec.insert("service_and_images".into(), Value::Array(flat));
     Ok(())
 }
@@ -439,18 +540,37 @@ fn image_base(image: &str) -> String {
 mod tests {
     use super::*;
 
+    fn spec(v: Value) -> DeploySpec {
+        typed(&v).unwrap()
+    }
+
     #[test]
     fn only_images_are_deployed() {
         assert!(
-            deployable(
-                &json!({"deploy_contents": ["image", "vars"], "services": [{"variable_kvs": []}]})
-            )
+            deployable(&spec(
+                json!({"deploy_contents": ["image", "vars"], "services": [{"variable_kvs": []}]})
+            ))
             .is_ok()
         );
         let vars = json!({"deploy_contents": ["image", "vars"],
             "services": [{"variable_kvs": [{"key": "a", "value": "1"}]}]});
-        assert!(deployable(&vars).unwrap_err().contains("not implemented"));
+        assert!(
+            deployable(&spec(vars))
+                .unwrap_err()
+                .contains("not implemented")
+        );
         let config = json!({"deploy_contents": ["config"], "services": [{"update_config": true}]});
-        assert!(deployable(&config).is_err());
+        assert!(deployable(&spec(config)).is_err());
+    }
+
+    #[test]
+    fn malformed_settings_name_the_field() {
+        let e = typed::<DeploySpec>(&json!({"services": [{"update_config": "yes"}]})).unwrap_err();
+        assert!(e.starts_with("spec.services[0].update_config:"), "{e}");
+        let e = typed::<DeploySpec>(&json!({"env": 1})).unwrap_err();
+        assert!(e.starts_with("spec.env:"), "{e}");
+        // null reads as absent, as Zadig sends it.
+        let s = spec(json!({"services": null, "deploy_contents": null, "timeout": null}));
+        assert!(s.services.is_empty() && s.timeout == 0);
     }
 }

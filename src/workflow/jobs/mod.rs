@@ -118,10 +118,7 @@ impl JobType {
 
     /// The type called `name`, `None` for a name Zadig does not know.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| Self::ALL[i])
+        crate::workflow::by_name(Self::ALL, Self::NAMES, name)
     }
 }
 
@@ -207,10 +204,10 @@ pub trait JobKind: Sync {
         crate::workflow::inputs::record_as_is(spec, params, cx.field)
     }
 
-    /// The `{service_name, service_module}` items the job produces, for a later job's
-    /// `source: fromjob`.
-    fn produced(&self, _spec: &Value) -> Vec<Value> {
-        Vec::new()
+    /// The (service, module) pairs the job produces, for a later job's `source: fromjob`; a
+    /// malformed spec is a 400 naming the field.
+    fn produced(&self, _job: &Job) -> ApiResult<Vec<(String, String)>> {
+        Ok(Vec::new())
     }
 
     /// The job's job tasks (spec/workflow.md §3.5); by default exactly one.
@@ -223,13 +220,13 @@ pub trait JobKind: Sync {
     }
 
     /// The environment a deploy job deploys to (checked against a ticket's `envs`).
-    fn deploys_to<'a>(&self, _spec: &'a Value) -> Option<&'a str> {
-        None
+    fn deploys_to(&self, _job: &Job) -> ApiResult<Option<String>> {
+        Ok(None)
     }
 
     /// The (service, module) pairs the job touches (checked against a ticket's `services`).
-    fn touched_services(&self, _spec: &Value) -> Vec<(String, String)> {
-        Vec::new()
+    fn touched_services(&self, _job: &Job) -> ApiResult<Vec<(String, String)>> {
+        Ok(Vec::new())
     }
 
     /// The summary of a job task's spec shown by task detail (spec/workflow.md §2.4).
@@ -281,6 +278,69 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A job's spec decoded as its type's spec struct when a task is made or checked; a malformed
+/// spec (one stored before lint refused it) is a 400 naming `job <name>.spec.<field>`.
+pub(crate) fn spec_of<T: serde::de::DeserializeOwned + Default>(job: &Job) -> ApiResult<T> {
+    crate::workflow::inputs::decode(&job.spec, &format!("job {}.spec", job.name))
+}
+
+/// The items of the spec's list `key` as stored, beside their typed reading `typed` (decoded
+/// from the same spec, so one item each): the stored item is what is carried into a job task
+/// or back into the spec, so fields not modelled here and `null`s survive verbatim.
+pub(crate) fn stored<'a, T>(
+    spec: &'a Value,
+    key: &str,
+    typed: &'a [T],
+) -> impl Iterator<Item = (&'a T, &'a Value)> {
+    let raw = spec
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    typed.iter().zip(raw)
+}
+
+/// The items of the first non-empty of two lists of the spec (`(key, typed items)`, e.g. the
+/// candidates then the selection), each typed and as stored.
+pub(crate) fn first_listed<'a, T>(
+    spec: &'a Value,
+    (key, items): (&str, &'a [T]),
+    (other_key, other): (&str, &'a [T]),
+) -> Vec<(&'a T, &'a Value)> {
+    if items.is_empty() {
+        stored(spec, other_key, other).collect()
+    } else {
+        stored(spec, key, items).collect()
+    }
+}
+
+/// A `{service_name, service_module}` item of a job's service list (build, test, scan,
+/// freestyle); every other field is kept as sent.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct ServiceItem {
+    #[serde(default, deserialize_with = "nullable")]
+    pub service_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub service_module: String,
+    /// Its own repositories (Repository objects, carried as stored).
+    #[serde(default, deserialize_with = "nullable")]
+    pub repos: Vec<Value>,
+    /// Every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+impl ServiceItem {
+    /// The (service, module) pair.
+    pub fn pair(&self) -> (String, String) {
+        (self.service_name.clone(), self.service_module.clone())
+    }
+
+    /// The names of a per-service job task made for it.
+    pub fn names(&self) -> Vec<String> {
+        vec![self.service_name.clone(), self.service_module.clone()]
+    }
+}
+
 /// A job task's spec decoded as its type's spec struct; the error names the failing field
 /// (`spec.repos: invalid type …`).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, String> {
@@ -300,14 +360,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for (i, t) in JobType::ALL.iter().enumerate() {
-            assert_eq!(*t as usize, i);
-            let wire = serde_json::to_value(t).unwrap();
-            assert_eq!(wire, Value::String(t.as_str().to_string()));
-            assert_eq!(serde_json::from_value::<JobType>(wire).unwrap(), *t);
-            assert_eq!(JobType::parse(t.as_str()), Some(*t));
-        }
-        assert_eq!(JobType::parse("nope"), None);
+        crate::workflow::assert_wire_names(
+            JobType::ALL,
+            |t| t as usize,
+            JobType::as_str,
+            JobType::parse,
+        );
         assert_eq!(JobType::NAMES.len(), 43);
     }
 }

@@ -2,17 +2,47 @@
 //! which this server does not have.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{InputCx, JobKind, Runs, Spec};
+use super::{InputCx, JobKind, Runs, Spec, nullable};
 use crate::error::ApiResult;
 use crate::workflow::inputs::{KvInput, decode, with_list};
-use crate::workflow::model::str_of;
 use crate::workflow::task::JobTask;
 use crate::workflow::{bad, lint, text};
 
 /// The `plugin` job type.
 pub struct Plugin;
+
+/// A `plugin` job's spec: what lint and input merging read; the spec itself is stored
+/// verbatim.
+#[derive(Debug, Default, Deserialize)]
+struct PluginSpec {
+    #[serde(default, deserialize_with = "nullable")]
+    plugin: PluginDef,
+    /// Every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// The plugin: its declared inputs and outputs.
+#[derive(Debug, Default, Deserialize)]
+struct PluginDef {
+    #[serde(default, deserialize_with = "nullable")]
+    inputs: Vec<Declared>,
+    #[serde(default, deserialize_with = "nullable")]
+    outputs: Vec<Value>,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// A declared input (a Param): its name.
+#[derive(Debug, Default, Deserialize)]
+struct Declared {
+    #[serde(default, deserialize_with = "nullable")]
+    name: String,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
 
 #[derive(Debug, Default, Deserialize)]
 struct PluginInput {
@@ -23,8 +53,9 @@ struct PluginInput {
 #[async_trait::async_trait]
 impl JobKind for Plugin {
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
+        let typed: PluginSpec = decode(spec, field)?;
         lint::check_outputs(
-            spec["plugin"]["outputs"].as_array().into_iter().flatten(),
+            typed.plugin.outputs.iter(),
             &format!("{field}.plugin.outputs"),
         )
     }
@@ -33,13 +64,16 @@ impl JobKind for Plugin {
     fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let (field, job) = (cx.field, cx.job);
         let input: PluginInput = decode(params, field)?;
+        let before: PluginSpec = decode(cx.before, &format!("job {job}.spec"))?;
         let plugin = spec.entry("plugin").or_insert_with(|| json!({}));
         let Some(plugin) = plugin.as_object_mut() else {
             return Err(bad(field, format!("job {job} has no plugin definition")));
         };
+        // The stored list, in the order of its typed reading (`null` reads as none).
         with_list(plugin, "inputs", |inputs| {
             for (k, kv) in input.kv.iter().enumerate() {
-                let Some(i) = inputs.iter_mut().find(|i| str_of(i, "name") == kv.key) else {
+                let at = before.plugin.inputs.iter().position(|i| i.name == kv.key);
+                let Some(i) = at.and_then(|at| inputs.get_mut(at)) else {
                     return Err(bad(
                         &format!("{field}.kv[{k}].key"),
                         format!("plugin input {} is not defined in job {job}", kv.key),

@@ -359,21 +359,16 @@ pub async fn wait(
 }
 
 /// The end of a deploy job that changed `workloads` in `ns`: passed at once when its spec
-/// says `skip_check_run_status`, else the rollout wait's end, a timeout naming the `secs`
-/// waited (`deadline` is [`deadline`]'s pair).
+/// says `skip_check_run_status` (`skip`), else the rollout wait's end, a timeout naming the
+/// `secs` waited (`deadline` is [`deadline`]'s pair).
 pub async fn finish(
     state: &AppState,
     job: &ServerJob<'_>,
-    cc: &ClusterClient,
-    ns: &str,
+    skip: bool,
+    (cc, ns): (&ClusterClient, &str),
     workloads: &[ResourceRef],
     (deadline_ms, secs): (i64, i64),
 ) -> JobEnd {
-    let skip = job
-        .spec
-        .get("skip_check_run_status")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     if skip {
         return end(JobStatus::Passed, "");
     }
@@ -421,17 +416,6 @@ async fn check(
         }
     }
     Ok((!waiting.is_empty()).then(|| waiting.join("\n")))
-}
-
-/// The spec's `timeout` (absent or null: 0); anything but a whole number is an error naming
-/// the field.
-pub fn timeout_field(spec: &Value, unit: &str) -> Result<i64, String> {
-    match spec.get("timeout") {
-        None | Some(Value::Null) => Ok(0),
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| format!("spec.timeout must be a whole number of {unit}, got {v}")),
-    }
 }
 
 /// The rollout deadline of a job that starts now with a timeout of `secs` seconds (≤ 0: the

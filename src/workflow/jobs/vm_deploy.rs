@@ -4,19 +4,40 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::deploy::{deploy_env, deploy_input, no_service};
-use super::{InputCx, JobKind, Runs, Spec};
+use super::deploy::{deploy_env, deploy_input, some_to_deploy};
+use super::{InputCx, JobKind, Runs, Spec, nullable, spec_of, stored};
 use crate::error::ApiResult;
 use crate::workflow::bad;
 use crate::workflow::expand::{Expander, narrowed};
-use crate::workflow::inputs::take_list;
-use crate::workflow::model::{Job, arr_of, str_of};
+use crate::workflow::inputs::decode;
+use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
 
 /// The `zadig-vm-deploy` job type.
 pub struct VmDeploy;
+
+/// A `zadig-vm-deploy` job's spec: what is read; the spec itself is stored verbatim.
+#[derive(Debug, Default, Deserialize)]
+struct VmDeploySpec {
+    #[serde(default, deserialize_with = "nullable")]
+    env: String,
+    #[serde(default, deserialize_with = "nullable")]
+    service_and_vm_deploys: Vec<VmService>,
+    /// Every other field, kept as sent.
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
+
+/// A service to deploy to its hosts.
+#[derive(Debug, Default, Deserialize)]
+struct VmService {
+    #[serde(default, deserialize_with = "nullable")]
+    service_name: String,
+    #[serde(flatten)]
+    _extra: Map<String, Value>,
+}
 
 #[derive(Debug, Default, Deserialize)]
 struct VmServiceInput {
@@ -28,12 +49,22 @@ struct VmServiceInput {
 
 #[async_trait::async_trait]
 impl JobKind for VmDeploy {
+    fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
+        decode::<VmDeploySpec>(spec, field).map(drop)
+    }
+
     fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
         let field = cx.field;
         let Some(list) = deploy_input::<VmServiceInput>(spec, params, field)? else {
             return Ok(());
         };
-        let stored = take_list(&Value::Object(spec.clone()), "service_and_vm_deploys");
+        let before: VmDeploySpec = decode(cx.before, &format!("job {}.spec", cx.job))?;
+        let configured: Vec<_> = stored(
+            cx.before,
+            "service_and_vm_deploys",
+            &before.service_and_vm_deploys,
+        )
+        .collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (k, s) in list.iter().enumerate() {
@@ -44,11 +75,13 @@ impl JobKind for VmDeploy {
             if !seen.insert(s.service_name.as_str()) {
                 return Err(bad(&f, "cannot deploy 2 same service"));
             }
-            let mut item = stored
+            let mut item = configured
                 .iter()
-                .find(|v| str_of(v, "service_name") == s.service_name)
-                .cloned()
-                .unwrap_or_else(|| json!({"service_name": s.service_name}));
+                .find(|(t, _)| t.service_name == s.service_name)
+                .map_or_else(
+                    || json!({"service_name": s.service_name}),
+                    |(_, raw)| (*raw).clone(),
+                );
             if let Some(m) = item.as_object_mut() {
                 m.insert("file_name".into(), json!(s.file_name));
             }
@@ -59,20 +92,23 @@ impl JobKind for VmDeploy {
     }
 
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
-        let env = deploy_env(job)?;
+        let spec: VmDeploySpec = spec_of(job)?;
+        let env = deploy_env(job, &spec.env)?;
         let mut tasks = Vec::new();
-        for item in arr_of(&job.spec, "service_and_vm_deploys") {
-            let name = str_of(item, "service_name").to_string();
-            tasks.push(x.task(job, &[&name], narrowed(job, "service_and_vm_deploys", item)));
+        for (item, raw) in stored(
+            &job.spec,
+            "service_and_vm_deploys",
+            &spec.service_and_vm_deploys,
+        ) {
+            let t = narrowed(job, "service_and_vm_deploys", raw);
+            tasks.push(x.task(job, &[&item.service_name], t));
         }
-        if tasks.is_empty() {
-            return Err(no_service(env, job));
-        }
-        Ok(tasks)
+        some_to_deploy(env, job, tasks)
     }
 
-    fn deploys_to<'a>(&self, spec: &'a Value) -> Option<&'a str> {
-        Some(str_of(spec, "env"))
+    fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
+        let spec: VmDeploySpec = spec_of(job)?;
+        Ok(Some(spec.env))
     }
 
     fn runs(&self) -> Runs {
