@@ -28,24 +28,10 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
             p["required"] = json!(true);
             json!({"type": "integer", "format": "int64", "minimum": 1})
         }
-        ("pageNum" | "page", "query") => {
-            if path == "/openapi/release_plan/v1" {
-                p["required"] = json!(true);
-            }
-            let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
-            // Every page of the largest size must start within a signed 64-bit offset.
-            if let Some(rule) = page_rule(path) {
-                s["maximum"] = json!(i64::MAX.unsigned_abs() / rule.max_size);
-            }
-            s
-        }
-        ("pageSize", "query") => {
-            if path == "/openapi/release_plan/v1" {
-                p["required"] = json!(true);
-            }
+        ("pageNum" | "page" | "pageSize", "query") => {
             let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
             if let Some(rule) = page_rule(path) {
-                s["maximum"] = json!(rule.max_size);
+                describe_page(&name.to_owned(), rule, p, &mut s);
             }
             s
         }
@@ -69,6 +55,33 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
         _ => return,
     };
     p["schema"] = schema;
+}
+
+/// State a paging parameter's rule, as `crate::limits::Paging::parse` enforces it: its
+/// default (or that it is required) and its bounds. `page`, the alias of `pageNum` on one
+/// route, keeps its own description.
+fn describe_page(name: &str, rule: &crate::limits::PageRule, p: &mut Value, s: &mut Value) {
+    let (what, default, max) = match name {
+        "pageSize" => ("Page size", rule.default_size, rule.max_size),
+        // Every page of the largest size must start within a signed 64-bit offset.
+        _ => (
+            "1-based page",
+            rule.default_num,
+            i64::MAX.unsigned_abs() / rule.max_size,
+        ),
+    };
+    s["maximum"] = json!(max);
+    if name == "page" {
+        return;
+    }
+    let text = match default {
+        Some(d) => format!("{what}, default {d}, at most {max}."),
+        None => {
+            p["required"] = json!(true);
+            format!("{what} (required), at most {max}.")
+        }
+    };
+    p["description"] = json!(text);
 }
 
 /// How a list route pages (crate::limits), by its path.
