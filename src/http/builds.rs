@@ -100,14 +100,7 @@ async fn create_build(
     Query(q): Query<WriteQuery>,
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
-    let project = q.project_key.as_deref();
-    match BuildBody::decode(&q, body)? {
-        BuildBody::Template(t) => {
-            service::create_from_template(&state, &caller, &t, project).await?
-        }
-        BuildBody::Full(req) => service::create(&state, &caller, &req, project).await?,
-    }
-    Ok(Success::new())
+    write(&state, &caller, &q, body, false).await
 }
 
 /// Replace a build's definition (seed 004 "Update Build", spec/build.md §5); with
@@ -123,12 +116,27 @@ async fn update_build(
     Query(q): Query<WriteQuery>,
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
+    write(&state, &caller, &q, body, true).await
+}
+
+/// `POST`/`PUT /openapi/build`: decode the body by `source`, then create or update.
+async fn write(
+    state: &AppState,
+    caller: &Identity,
+    q: &WriteQuery,
+    body: serde_json::Value,
+    update: bool,
+) -> ApiResult<Json<Success>> {
     let project = q.project_key.as_deref();
-    match BuildBody::decode(&q, body)? {
-        BuildBody::Template(t) => {
-            service::update_from_template(&state, &caller, None, &t, project).await?;
+    match (BuildBody::decode(q, body)?, update) {
+        (BuildBody::Template(t), false) => {
+            service::create_from_template(state, caller, &t, project).await?
         }
-        BuildBody::Full(req) => service::update(&state, &caller, &req, project).await?,
+        (BuildBody::Full(req), false) => service::create(state, caller, &req, project).await?,
+        (BuildBody::Template(t), true) => {
+            service::update_from_template(state, caller, None, &t, project).await?
+        }
+        (BuildBody::Full(req), true) => service::update(state, caller, &req, project).await?,
     }
     Ok(Success::new())
 }

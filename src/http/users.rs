@@ -131,11 +131,11 @@ async fn list_users(
 }
 
 async fn find_user(state: &AppState, uid: &str) -> ApiResult<User> {
-    state
-        .users
-        .get(uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {uid} not found")))
+    state.users.get(uid).await?.ok_or_else(|| not_found(uid))
+}
+
+fn not_found(uid: &str) -> ApiError {
+    ApiError::not_found(format!("user {uid} not found"))
 }
 
 /// One user.
@@ -161,7 +161,7 @@ async fn delete_user(
 ) -> ApiResult<Json<Success>> {
     caller.require_admin()?;
     if !state.users.delete(&uid).await? {
-        return Err(ApiError::not_found(format!("user {uid} not found")));
+        return Err(not_found(&uid));
     }
     state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "user {uid} deleted by {}", caller.account);
@@ -186,7 +186,7 @@ async fn rotate_token(
         .set_token_hash(&uid, &hash_token(&token))
         .await?
     {
-        return Err(ApiError::not_found(format!("user {uid} not found")));
+        return Err(not_found(&uid));
     }
     state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "token of user {} rotated by {}", user.account, caller.account);
