@@ -39,7 +39,7 @@ impl PageQuery {
 }
 
 /// `projectKey` alone, where the route says nothing more about it (whether it is required is
-/// the handler's rule, stated by `doc::tables::REQUIRED_QUERY`).
+/// the handler's rule, stated by the OpenAPI document, `doc::tables::REQUIRED_QUERY`).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProjectKey {

@@ -31,7 +31,12 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
         ("pageNum" | "page" | "pageSize", "query") => {
             let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
             if let Some(rule) = page_rule(path) {
-                describe_page(&name.to_owned(), rule, p, &mut s);
+                let (max, doc) = page_doc(name, rule);
+                s["maximum"] = json!(max);
+                if let Some((text, required)) = doc {
+                    p["description"] = json!(text);
+                    p["required"] = json!(required);
+                }
             }
             s
         }
@@ -57,10 +62,10 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
     p["schema"] = schema;
 }
 
-/// State a paging parameter's rule, as `crate::limits::Paging::parse` enforces it: its
-/// default (or that it is required) and its bounds. `page`, the alias of `pageNum` on one
-/// route, keeps its own description.
-fn describe_page(name: &str, rule: &crate::limits::PageRule, p: &mut Value, s: &mut Value) {
+/// A paging parameter's bound and, but for `page` (the task list's alias of `pageNum`, which
+/// keeps its own text), its description and whether it is required: the rule
+/// `crate::limits::Paging::parse` enforces.
+fn page_doc(name: &str, rule: &crate::limits::PageRule) -> (u64, Option<(String, bool)>) {
     let (what, default, max) = match name {
         "pageSize" => ("Page size", rule.default_size, rule.max_size),
         // Every page of the largest size must start within a signed 64-bit offset.
@@ -70,18 +75,14 @@ fn describe_page(name: &str, rule: &crate::limits::PageRule, p: &mut Value, s: &
             i64::MAX.unsigned_abs() / rule.max_size,
         ),
     };
-    s["maximum"] = json!(max);
     if name == "page" {
-        return;
+        return (max, None);
     }
-    let text = match default {
-        Some(d) => format!("{what}, default {d}, at most {max}."),
-        None => {
-            p["required"] = json!(true);
-            format!("{what} (required), at most {max}.")
-        }
+    let doc = match default {
+        Some(d) => (format!("{what}, default {d}, at most {max}."), false),
+        None => (format!("{what} (required), at most {max}."), true),
     };
-    p["description"] = json!(text);
+    (max, Some(doc))
 }
 
 /// How a list route pages (crate::limits), by its path.
