@@ -49,7 +49,8 @@ pub const MAX_APPROVERS: usize = 200;
 /// Most items of any other array (labels, repositories, outputs, hook events…).
 pub const MAX_ITEMS: usize = 1000;
 
-/// How a list route pages: its defaults and its largest `pageSize`.
+/// How a list route pages: its defaults and its largest `pageSize` (checked by
+/// [`Paging::parse`], through `http::query::PageQuery`; the OpenAPI document states it).
 #[derive(Debug, Clone, Copy)]
 pub struct PageRule {
     /// `pageNum` when absent; `None`: required.
@@ -103,13 +104,6 @@ pub const DELIVERY_VERSIONS_PAGE: PageRule = PageRule {
 pub struct Paging {
     pub num: u64,
     pub size: u64,
-}
-
-impl PageRule {
-    /// Check `pageNum` and `pageSize` against this rule (see [`Paging::parse`]).
-    pub fn page(&self, num: Option<i64>, size: Option<i64>) -> ApiResult<Paging> {
-        Paging::parse(self, "pageNum", num, size)
-    }
 }
 
 impl Paging {

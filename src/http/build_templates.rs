@@ -2,8 +2,6 @@
 //! API only). Bodies and answers are Zadig's template document (spec/build.md §3.7, DESIGN.md §5).
 
 use axum::extract::State;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -13,6 +11,7 @@ use crate::build::templates;
 use crate::build::view::{TemplateList, TemplateView};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
+use crate::http::query::PageQuery;
 use crate::http::{Json, Path, Query, Success};
 use crate::limits;
 use crate::state::AppState;
@@ -22,17 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_template, list_templates))
         .routes(routes!(get_template, update_template, delete_template))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1-based page, default 1.
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
-    /// Page size, default 20.
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
 }
 
 /// Create a build template (system admins; names are unique).
@@ -59,7 +47,7 @@ async fn list_templates(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<TemplateList>> {
-    let p = limits::BUILD_TEMPLATES_PAGE.page(q.page_num, q.page_size)?;
+    let p = q.check(&limits::BUILD_TEMPLATES_PAGE)?;
     Ok(Json(templates::list_templates(&state, p).await?))
 }
 

@@ -13,6 +13,7 @@ use crate::build::service;
 use crate::build::view::{BuildDetail, BuildList};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::decode_object;
+use crate::http::query::{PageQuery, ProjectKey};
 use crate::http::{Json, Path, Query, Success};
 use crate::limits;
 use crate::state::AppState;
@@ -53,9 +54,9 @@ impl BuildBody {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct WriteQuery {
     /// The project; the body's `project_key` wins and they may not disagree.
-    #[serde(rename = "projectKey")]
     pub project_key: Option<String>,
     /// `template`: the body is a template build (`template_name`, `target_services`).
     pub source: Option<String>,
@@ -67,46 +68,23 @@ impl WriteQuery {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    #[serde(rename = "projectKey")]
-    pub project_key: Option<String>,
-    /// 1-based page, default 1.
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
-    /// Page size, default 20.
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[serde(default, rename_all = "camelCase")]
 pub struct DetailQuery {
-    #[serde(rename = "projectKey")]
-    pub project_key: Option<String>,
     /// For a template build: the service whose repositories and variables to show.
-    #[serde(rename = "serviceName")]
-    pub service_name: Option<String>,
-    #[serde(rename = "serviceModule")]
-    pub service_module: Option<String>,
+    pub service_name: String,
+    pub service_module: String,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct DeleteQuery {
     /// The build.
     pub name: Option<String>,
     /// The project (optional: build names are unique across projects).
-    #[serde(rename = "projectKey")]
     pub project_key: Option<String>,
-}
-
-/// A required query parameter.
-fn required<'a>(field: &str, v: &'a Option<String>) -> ApiResult<&'a str> {
-    let v = v.as_deref().unwrap_or_default();
-    validate::name(field, v)?;
-    Ok(v)
 }
 
 /// Create a build (seed 004 "Create Build"), or a template build with `?source=template`
@@ -122,14 +100,7 @@ async fn create_build(
     Query(q): Query<WriteQuery>,
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
-    let project = q.project_key.as_deref();
-    match BuildBody::decode(&q, body)? {
-        BuildBody::Template(t) => {
-            service::create_from_template(&state, &caller, &t, project).await?
-        }
-        BuildBody::Full(req) => service::create(&state, &caller, &req, project).await?,
-    }
-    Ok(Success::new())
+    write(&state, &caller, &q, body, false).await
 }
 
 /// Replace a build's definition (seed 004 "Update Build", spec/build.md §5); with
@@ -145,12 +116,27 @@ async fn update_build(
     Query(q): Query<WriteQuery>,
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult<Json<Success>> {
+    write(&state, &caller, &q, body, true).await
+}
+
+/// `POST`/`PUT /openapi/build`: decode the body by `source`, then create or update.
+async fn write(
+    state: &AppState,
+    caller: &Identity,
+    q: &WriteQuery,
+    body: serde_json::Value,
+    update: bool,
+) -> ApiResult<Json<Success>> {
     let project = q.project_key.as_deref();
-    match BuildBody::decode(&q, body)? {
-        BuildBody::Template(t) => {
-            service::update_from_template(&state, &caller, None, &t, project).await?;
+    match (BuildBody::decode(q, body)?, update) {
+        (BuildBody::Template(t), false) => {
+            service::create_from_template(state, caller, &t, project).await?
         }
-        BuildBody::Full(req) => service::update(&state, &caller, &req, project).await?,
+        (BuildBody::Full(req), false) => service::create(state, caller, &req, project).await?,
+        (BuildBody::Template(t), true) => {
+            service::update_from_template(state, caller, None, &t, project).await?
+        }
+        (BuildBody::Full(req), true) => service::update(state, caller, &req, project).await?,
     }
     Ok(Success::new())
 }
@@ -178,36 +164,41 @@ async fn update_template_build(
 }
 
 /// List a project's builds (seed 004 "Query Build List", spec/build.md §7).
-#[utoipa::path(get, path = "/openapi/build", tag = "builds", params(ListQuery),
+#[utoipa::path(get, path = "/openapi/build", tag = "builds", params(ProjectKey, PageQuery),
     responses((status = 200, body = BuildList), (status = 400, body = ErrorBody)))]
 async fn list_builds(
     State(state): State<AppState>,
     _caller: Identity,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<ProjectKey>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<BuildList>> {
-    let project = required("projectKey", &q.project_key)?;
-    let p = limits::BUILDS_PAGE.page(q.page_num, q.page_size)?;
-    Ok(Json(service::list(&state, project, p).await?))
+    validate::name("projectKey", &q.project_key)?;
+    let p = page.check(&limits::BUILDS_PAGE)?;
+    Ok(Json(service::list(&state, &q.project_key, p).await?))
 }
 
 /// A build's detail, credentials masked (seed 004 "Get Build Details", spec/build.md §8).
 #[utoipa::path(get, path = "/openapi/build/{buildName}/detail", tag = "builds",
-    params(("buildName" = String, Path), DetailQuery),
+    params(("buildName" = String, Path), ProjectKey, DetailQuery),
     responses((status = 200, body = BuildDetail), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown build (code 6523)")))]
 async fn build_detail(
     State(state): State<AppState>,
     _caller: Identity,
     Path(name): Path<String>,
+    Query(p): Query<ProjectKey>,
     Query(q): Query<DetailQuery>,
 ) -> ApiResult<Json<BuildDetail>> {
     validate::name("buildName", &name)?;
-    let project = required("projectKey", &q.project_key)?;
-    let service_name = q.service_name.as_deref().unwrap_or_default();
-    let module = q.service_module.as_deref().unwrap_or_default();
-    Ok(Json(
-        service::detail(&state, project, &name, service_name, module).await?,
-    ))
+    validate::name("projectKey", &p.project_key)?;
+    let detail = service::detail(
+        &state,
+        &p.project_key,
+        &name,
+        &q.service_name,
+        &q.service_module,
+    );
+    Ok(Json(detail.await?))
 }
 
 /// Delete a build: its creator or an admin (seed 004 "Delete Build", spec/build.md §9); unknown → 404 (code 6524).
@@ -220,7 +211,8 @@ async fn delete_build(
     caller: Identity,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<Json<Success>> {
-    let name = required("name", &q.name)?;
+    let name = q.name.as_deref().unwrap_or_default();
+    validate::name("name", name)?;
     let project = q.project_key.as_deref().filter(|p| !p.is_empty());
     service::delete(&state, &caller, name, project).await?;
     Ok(Success::new())

@@ -21,6 +21,7 @@ use crate::delivery::model::{
 use crate::delivery::service;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{decode_json, decode_query};
+use crate::http::query::PageQuery;
 use crate::http::{Json, Path, Query, Success};
 use crate::limits;
 use crate::state::AppState;
@@ -42,12 +43,6 @@ pub struct ListQuery {
     /// The project.
     #[serde(rename = "projectKey", default)]
     pub project_key: String,
-    /// 1-based page, default 1.
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
-    /// Page size, default 20, at most 100.
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
 }
 
 /// A version in the list (seed 003 `DeliveryVersionInfo`).
@@ -208,14 +203,15 @@ impl From<DeliveryVersion> for VersionListItem {
 }
 
 /// List a project's versions, newest first (seed 003 "列出版本"; spec §4).
-#[utoipa::path(get, path = "/openapi/delivery/releases", tag = "delivery", params(ListQuery),
+#[utoipa::path(get, path = "/openapi/delivery/releases", tag = "delivery", params(ListQuery, PageQuery),
     responses((status = 200, body = VersionList), (status = 400, body = ErrorBody)))]
 async fn list_versions(
     State(state): State<AppState>,
     _caller: Identity,
     Query(q): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<VersionList>> {
-    let p = limits::DELIVERY_VERSIONS_PAGE.page(q.page_num, q.page_size)?;
+    let p = page.check(&limits::DELIVERY_VERSIONS_PAGE)?;
     let (list, total) = service::list(&state, &q.project_key, p).await?;
     Ok(Json(VersionList {
         list: list.into_iter().map(Into::into).collect(),
@@ -223,12 +219,11 @@ async fn list_versions(
     }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(default, rename_all = "camelCase")]
 pub struct DetailQuery {
-    #[serde(rename = "projectKey", default)]
     pub project_key: String,
-    #[serde(rename = "versionName", default)]
     pub version_name: String,
 }
 
@@ -327,10 +322,9 @@ async fn create_helm(
 /// The retry parameters, from the query or the JSON body.
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct RetryParams {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(rename = "projectKey", default)]
     pub project_key: Option<String>,
 }
 

@@ -68,34 +68,30 @@ impl ProjectQuery {
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct DeleteQuery {
-    #[serde(rename = "projectKey")]
     pub project_key: Option<String>,
     /// `true`: delete the services' objects and the namespace we created; `false`: keep
     /// them (only Zadig's namespace labels go). Required on the test group, as in Zadig;
     /// ignored on the production group (objects are never deleted there).
-    #[serde(rename = "isDelete")]
     pub is_delete: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct YamlQuery {
-    #[serde(rename = "projectKey")]
     pub project_key: Option<String>,
-    #[serde(rename = "envName")]
     pub env_name: Option<String>,
-    #[serde(rename = "serviceName")]
     pub service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct DetailQuery {
-    #[serde(rename = "projectKey")]
     pub project_key: Option<String>,
     /// Only workloads of this kind (`Deployment`, `StatefulSet`, …).
-    #[serde(rename = "workLoadType")]
     pub work_load_type: Option<String>,
 }
 

@@ -19,9 +19,19 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-fn describe_path(path: &serde_path_to_error::Path) -> Option<String> {
-    let p = path.to_string();
-    (p != "." && !p.is_empty()).then_some(p)
+/// A 400 for a value that does not decode: `{named} `<path>`: <error>` when the error is at a
+/// field, else `{whole}: <error>`.
+fn decode_error<E: std::fmt::Display>(
+    e: &serde_path_to_error::Error<E>,
+    named: &str,
+    whole: &str,
+) -> ApiError {
+    let path = e.path().to_string();
+    ApiError::bad_request(if path != "." && !path.is_empty() {
+        format!("{named} `{path}`: {}", e.inner())
+    } else {
+        format!("{whole}: {}", e.inner())
+    })
 }
 
 /// Decode JSON bytes into `T`, naming the field on failure; strings and arrays over their size
@@ -39,16 +49,11 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         crate::limits::document(&value)?;
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let inner = e.inner();
-        let desc = match (inner.classify(), describe_path(e.path())) {
-            (serde_json::error::Category::Syntax | serde_json::error::Category::Eof, _) => {
-                format!("request body is not valid JSON: {inner}")
-            }
-            (_, Some(path)) => format!("invalid request body: field `{path}`: {inner}"),
-            (_, None) => format!("invalid request body: {inner}"),
-        };
-        ApiError::bad_request(desc)
+    serde_path_to_error::deserialize(de).map_err(|e| match e.inner().classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ApiError::bad_request(format!("request body is not valid JSON: {}", e.inner()))
+        }
+        _ => decode_error(&e, "invalid request body: field", "invalid request body"),
     })
 }
 
@@ -61,13 +66,8 @@ pub fn decode_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T,
             "invalid request body: expected a JSON object",
         ));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let desc = match describe_path(e.path()) {
-            Some(path) => format!("invalid request body: field `{path}`: {}", e.inner()),
-            None => format!("invalid request body: {}", e.inner()),
-        };
-        ApiError::bad_request(desc)
-    })
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| decode_error(&e, "invalid request body: field", "invalid request body"))
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
@@ -110,13 +110,8 @@ pub struct Query<T>(pub T);
 /// Decode a query string into `T`, naming the parameter on failure.
 pub fn decode_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let desc = match describe_path(e.path()) {
-            Some(path) => format!("invalid query parameter `{path}`: {}", e.inner()),
-            None => format!("invalid query string: {}", e.inner()),
-        };
-        ApiError::bad_request(desc)
-    })
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| decode_error(&e, "invalid query parameter", "invalid query string"))
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {

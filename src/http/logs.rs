@@ -9,6 +9,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,19 +29,44 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Lines sent before following when `lines` is not an integer (Zadig's default).
 const DEFAULT_TAIL: u64 = 10;
 
-fn log_key(workflow: String, task_id: &str, job: String) -> ApiResult<LogKey> {
-    validate::name("workflowKey", &workflow)?;
-    validate::name("jobName", &job)?;
-    let task_id = task_id.trim().parse::<i64>().map_err(|_| {
-        ApiError::bad_request(format!(
-            "invalid task id: `taskID` must be an integer, got {task_id:?}"
-        ))
-    })?;
-    Ok(LogKey {
-        workflow,
-        task_id,
-        job,
-    })
+/// The `{workflowKey}/{taskID}/{jobName}` path of a job task's log: its OpenAPI parameters
+/// and its extractor (`taskID` is read as text so that [`JobLogPath::key`] names it).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct JobLogPath {
+    /// workflow key
+    #[serde(rename = "workflowKey")]
+    workflow: String,
+    /// task id (an integer)
+    #[serde(rename = "taskID")]
+    task_id: String,
+    /// job task name
+    #[serde(rename = "jobName")]
+    job: String,
+}
+
+impl JobLogPath {
+    fn key(self) -> ApiResult<LogKey> {
+        validate::name("workflowKey", &self.workflow)?;
+        validate::name("jobName", &self.job)?;
+        let task_id = self.task_id.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid task id: `taskID` must be an integer, got {:?}",
+                self.task_id
+            ))
+        })?;
+        Ok(LogKey {
+            workflow: self.workflow,
+            task_id,
+            job: self.job,
+        })
+    }
+}
+
+/// The `{lines}` segment of the live log's path.
+#[derive(Deserialize)]
+struct Lines {
+    lines: String,
 }
 
 /// Follow a job task's log live (seed 002 "View Real-time Workflow Task Logs"): the last
@@ -47,10 +74,7 @@ fn log_key(workflow: String, task_id: &str, job: String) -> ApiResult<LogKey> {
 /// an unknown task or job ends the stream at once.
 #[utoipa::path(get, path = "/openapi/logs/sse/v4/workflow/{workflowKey}/{taskID}/{jobName}/{lines}",
     tag = "logs",
-    params(
-        ("workflowKey" = String, Path, description = "workflow key"),
-        ("taskID" = String, Path, description = "task id (an integer)"),
-        ("jobName" = String, Path, description = "job task name"),
+    params(JobLogPath,
         ("lines" = String, Path, description = "lines of history to send first (not an integer → 10)"),
     ),
     responses(
@@ -59,9 +83,10 @@ fn log_key(workflow: String, task_id: &str, job: String) -> ApiResult<LogKey> {
     ))]
 async fn sse_log(
     State(state): State<AppState>,
-    Path((workflow, task_id, job, lines)): Path<(String, String, String, String)>,
+    Path(path): Path<JobLogPath>,
+    Path(Lines { lines }): Path<Lines>,
 ) -> ApiResult<Response> {
-    let key = log_key(workflow, &task_id, job)?;
+    let key = path.key()?;
     let tail = lines.trim().parse::<u64>().unwrap_or(DEFAULT_TAIL);
     let follow = Follow::new(&state.engine.logs, key.clone(), tail);
     // Dropped with the response body when the client goes away: the reader stops there.
@@ -93,20 +118,16 @@ async fn sse_log(
 /// empty when nothing was logged (yet).
 #[utoipa::path(get, path = "/openapi/logs/log/v4/workflow/{workflowKey}/{taskID}/{jobName}",
     tag = "logs",
-    params(
-        ("workflowKey" = String, Path, description = "workflow key"),
-        ("taskID" = String, Path, description = "task id (an integer)"),
-        ("jobName" = String, Path, description = "job task name"),
-    ),
+    params(JobLogPath),
     responses(
         (status = 200, description = "the log, one line per line", content_type = "text/plain", body = String),
         (status = 400, body = ErrorBody),
     ))]
 async fn full_log(
     State(state): State<AppState>,
-    Path((workflow, task_id, job)): Path<(String, String, String)>,
+    Path(path): Path<JobLogPath>,
 ) -> ApiResult<Response> {
-    let key = log_key(workflow, &task_id, job)?;
+    let key = path.key()?;
     // The first piece is read before answering, so a store failure is an honest 500.
     let mut cur = 0u64;
     let first = full_piece(&state.engine.logs, &key, &mut cur)

@@ -16,6 +16,7 @@ pub mod helm_repos;
 pub mod logs;
 pub mod metrics;
 pub mod projects;
+pub mod query;
 pub mod registries;
 pub mod release_plans;
 pub mod serve;

@@ -9,9 +9,8 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::build_templates::PageQuery;
+use crate::http::query::PageQuery;
 use crate::http::{Json, Query, Success};
-use crate::limits::Paging;
 use crate::project::PROJECTS_PAGE;
 use crate::project::service::{
     self, CreateProjectRequest, GlobalVariables, InitYamlRequest, ProjectDetail, ProjectList,
@@ -37,13 +36,12 @@ pub struct KeyQuery {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct DeleteQuery {
     /// The project key.
-    #[serde(rename = "projectKey")]
     pub project_key: Option<String>,
     /// Zadig: whether deleting environments also deletes their namespaces. Must be a boolean
     /// (`true`/`false`/`1`/`0`); a project with environments is not deleted here (409).
-    #[serde(rename = "isDelete")]
     pub is_delete: Option<String>,
 }
 
@@ -106,7 +104,7 @@ async fn list_projects(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<ProjectList>> {
-    let p = Paging::parse(&PROJECTS_PAGE, "pageNum", q.page_num, q.page_size)?;
+    let p = q.check(&PROJECTS_PAGE)?;
     Ok(Json(service::list(&state, p).await?))
 }
 

@@ -5,14 +5,15 @@
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::query::PageQuery;
 use crate::http::{Json, Path, Query, Success};
 use crate::limits;
 use crate::release_plan::input::{
@@ -34,17 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(plan_logs))
         .routes(routes!(get_hook_setting, put_hook_setting))
         .routes(routes!(callback))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// 1-based page (required).
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
-    /// Page size (required).
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,14 +120,14 @@ pub struct LogList {
 }
 
 /// List release plans, newest first (seed 001 "Get Release Plan List").
-#[utoipa::path(get, path = "/openapi/release_plan/v1", tag = "release plans", params(ListQuery),
+#[utoipa::path(get, path = "/openapi/release_plan/v1", tag = "release plans", params(PageQuery),
     responses((status = 200, body = PlanList), (status = 400, body = ErrorBody)))]
 async fn list_plans(
     State(state): State<AppState>,
     _caller: Identity,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<PlanList>> {
-    let p = limits::RELEASE_PLANS_PAGE.page(q.page_num, q.page_size)?;
+    let p = q.check(&limits::RELEASE_PLANS_PAGE)?;
     let (list, total) = service::list(&state, p).await?;
     Ok(Json(PlanList { list, total }))
 }

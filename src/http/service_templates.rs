@@ -3,13 +3,16 @@
 //! `crate::service_template::service`. Each test/production pair is written from one body by
 //! `both_groups!`.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Identity;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::environments::both_groups;
 use crate::http::projects::{KeyQuery, project_key};
 use crate::http::{Json, Path, Query, Success};
@@ -54,9 +57,51 @@ pub struct CreateServiceRequest {
     pub production: bool,
 }
 
-fn name(n: &str) -> ApiResult<&str> {
-    check_name("name", n)?;
-    Ok(n)
+/// The service a route names: `{name}` in the path and `projectKey` in the query (its
+/// OpenAPI parameters and its extractor). [`ServiceAt::check`] checks both, in the handler,
+/// after the body is decoded.
+pub struct ServiceAt {
+    project_key: Option<String>,
+    name: String,
+}
+
+impl ServiceAt {
+    /// The project key and the service name, or a 400 naming the parameter.
+    fn check(&self) -> ApiResult<(&str, &str)> {
+        let project = project_key(&self.project_key)?;
+        check_name("name", &self.name)?;
+        Ok((project, &self.name))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        let Query(q) = Query::<KeyQuery>::from_request_parts(parts, state).await?;
+        Ok(Self {
+            project_key: q.project_key,
+            name,
+        })
+    }
+}
+
+/// `{name}`, as the OpenAPI document states it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "read by the OpenAPI derive only")]
+struct ServiceName {
+    /// service name
+    name: String,
+}
+
+impl IntoParams for ServiceAt {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = ServiceName::into_params(|| Some(ParameterIn::Path));
+        params.extend(KeyQuery::into_params(|| Some(ParameterIn::Query)));
+        params
+    }
 }
 
 both_groups! {
@@ -120,25 +165,24 @@ both_groups! {
 both_groups! {
     /// A service's YAML, variables and containers (spec §4.3, S3).
     #[utoipa::path(get, path = "/openapi/service/yaml/{name}", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         responses((status = 200, body = ServiceDetail),
             (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
     service_detail,
     /// A production service's detail (spec §4.3, S3).
     #[utoipa::path(get, path = "/openapi/service/yaml/production/{name}", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         responses((status = 200, body = ServiceDetail),
             (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
     production_service_detail,
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
-        Path(n): Path<String>,
-        Query(q): Query<KeyQuery>,
+        at: ServiceAt,
     ) -> ApiResult<Json<ServiceDetail>> {
-        let project = project_key(&q.project_key)?;
+        let (project, name) = at.check()?;
         Ok(Json(
-            service::detail(&state, project, name(&n)?, production).await?,
+            service::detail(&state, project, name, production).await?,
         ))
     }
 }
@@ -147,7 +191,7 @@ both_groups! {
     /// Replace a service's YAML: a new revision; variables kept, new keys added (spec §4.4, S4).
     /// The service's creator or an admin.
     #[utoipa::path(put, path = "/openapi/service/yaml/{name}", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         request_body = UpdateYamlRequest,
         responses((status = 200, body = Success),
             (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
@@ -156,7 +200,7 @@ both_groups! {
     update_yaml,
     /// Replace a production service's YAML (spec §4.4, S4). Admins only.
     #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         request_body = UpdateYamlRequest,
         responses((status = 200, body = Success),
             (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
@@ -166,12 +210,11 @@ both_groups! {
     |production| (
         State(state): State<AppState>,
         caller: Identity,
-        Path(n): Path<String>,
-        Query(q): Query<KeyQuery>,
+        at: ServiceAt,
         Json(req): Json<UpdateYamlRequest>,
     ) -> ApiResult<Json<Success>> {
-        let project = project_key(&q.project_key)?;
-        service::update_yaml(&state, &caller, project, name(&n)?, production, &req).await?;
+        let (project, name) = at.check()?;
+        service::update_yaml(&state, &caller, project, name, production, &req).await?;
         Ok(Success::new())
     }
 }
@@ -180,7 +223,7 @@ both_groups! {
     /// Change the values of a service's variables in place (spec §4.5, S5). The service's
     /// creator or an admin.
     #[utoipa::path(put, path = "/openapi/service/yaml/{name}/variable", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         request_body = UpdateVariablesRequest,
         responses((status = 200, body = Success),
             (status = 400, body = ErrorBody, description = "a missing or invalid variable; the YAML does not render with the new values (code 6045)"),
@@ -190,7 +233,7 @@ both_groups! {
     update_variables,
     /// Change a production service's variables (spec §4.5, S5). Admins only.
     #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}/variable", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         request_body = UpdateVariablesRequest,
         responses((status = 200, body = Success),
             (status = 400, body = ErrorBody, description = "a missing or invalid variable (code 6045)"),
@@ -201,12 +244,11 @@ both_groups! {
     |production| (
         State(state): State<AppState>,
         caller: Identity,
-        Path(n): Path<String>,
-        Query(q): Query<KeyQuery>,
+        at: ServiceAt,
         Json(req): Json<UpdateVariablesRequest>,
     ) -> ApiResult<Json<Success>> {
-        let project = project_key(&q.project_key)?;
-        service::update_variables(&state, &caller, project, name(&n)?, production, &req).await?;
+        let (project, name) = at.check()?;
+        service::update_variables(&state, &caller, project, name, production, &req).await?;
         Ok(Success::new())
     }
 }
@@ -215,14 +257,14 @@ both_groups! {
     /// Delete a service (every revision; environments keep their copies) (spec §4.6, S6). The
     /// service's creator or an admin.
     #[utoipa::path(delete, path = "/openapi/service/yaml/{name}", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         responses((status = 200, body = Success),
             (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
             (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
     delete_service,
     /// Delete a production service (spec §4.6, S6). Admins only.
     #[utoipa::path(delete, path = "/openapi/service/yaml/production/{name}", tag = "services",
-        params(("name" = String, Path, description = "service name"), KeyQuery),
+        params(ServiceAt),
         responses((status = 200, body = Success),
             (status = 403, body = ErrorBody, description = "not a system admin"),
             (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
@@ -230,11 +272,10 @@ both_groups! {
     |production| (
         State(state): State<AppState>,
         caller: Identity,
-        Path(n): Path<String>,
-        Query(q): Query<KeyQuery>,
+        at: ServiceAt,
     ) -> ApiResult<Json<Success>> {
-        let project = project_key(&q.project_key)?;
-        service::delete(&state, &caller, project, name(&n)?, production).await?;
+        let (project, name) = at.check()?;
+        service::delete(&state, &caller, project, name, production).await?;
         Ok(Success::new())
     }
 }

@@ -2,12 +2,13 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{self, CreateUserError, Identity, NewUser, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::query::PageQuery;
 use crate::http::{Json, Path, Query, Success};
 use crate::limits;
 use crate::state::AppState;
@@ -69,17 +70,6 @@ pub struct UserList {
     pub total: u64,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1-based page, default 1.
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
-    /// Page size, default 20, at most 1000.
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
-}
-
 /// Create a user (admin only); the answer carries the user's API token, shown once.
 #[utoipa::path(post, path = "/openapi/users", tag = "users", request_body = CreateUserRequest,
     responses((status = 200, body = UserWithToken), (status = 400, body = ErrorBody),
@@ -132,7 +122,7 @@ async fn list_users(
     _caller: Identity,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<UserList>> {
-    let p = limits::USERS_PAGE.page(q.page_num, q.page_size)?;
+    let p = q.check(&limits::USERS_PAGE)?;
     let (users, total) = state.users.page(p).await?;
     Ok(Json(UserList {
         users: users.into_iter().map(Into::into).collect(),
@@ -141,11 +131,11 @@ async fn list_users(
 }
 
 async fn find_user(state: &AppState, uid: &str) -> ApiResult<User> {
-    state
-        .users
-        .get(uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {uid} not found")))
+    state.users.get(uid).await?.ok_or_else(|| not_found(uid))
+}
+
+fn not_found(uid: &str) -> ApiError {
+    ApiError::not_found(format!("user {uid} not found"))
 }
 
 /// One user.
@@ -171,7 +161,7 @@ async fn delete_user(
 ) -> ApiResult<Json<Success>> {
     caller.require_admin()?;
     if !state.users.delete(&uid).await? {
-        return Err(ApiError::not_found(format!("user {uid} not found")));
+        return Err(not_found(&uid));
     }
     state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "user {uid} deleted by {}", caller.account);
@@ -196,7 +186,7 @@ async fn rotate_token(
         .set_token_hash(&uid, &hash_token(&token))
         .await?
     {
-        return Err(ApiError::not_found(format!("user {uid} not found")));
+        return Err(not_found(&uid));
     }
     state.token_cache.forget_user(&uid);
     tracing::info!(user.uid = %uid, "token of user {} rotated by {}", user.account, caller.account);

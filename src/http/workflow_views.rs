@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
-use crate::http::workflows::ProjectQuery;
+use crate::http::query::ProjectKey;
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
 use crate::workflow::views::{self, EntryInput};
@@ -38,12 +38,12 @@ pub struct ViewResponse {
 }
 
 /// The views of a project, by name descending (seed 002; spec §2.12).
-#[utoipa::path(get, path = "/openapi/workflows/view", tag = "workflow views", params(ProjectQuery),
+#[utoipa::path(get, path = "/openapi/workflows/view", tag = "workflow views", params(ProjectKey),
     responses((status = 200, body = Vec<ViewResponse>), (status = 400, body = ErrorBody)))]
 async fn list_views(
     State(state): State<AppState>,
     _caller: Identity,
-    Query(q): Query<ProjectQuery>,
+    Query(q): Query<ProjectKey>,
 ) -> ApiResult<Json<Vec<ViewResponse>>> {
     let list = views::list(&state, &q.project_key).await?;
     Ok(Json(
@@ -131,13 +131,13 @@ pub struct EditViewRequest {
 
 /// Add workflows to a view or remove them (seed 002 "Edit Workflow View"; spec §6).
 #[utoipa::path(put, path = "/openapi/workflows/view/{viewName}", tag = "workflow views",
-    params(("viewName" = String, Path), ProjectQuery), request_body = EditViewRequest,
+    params(("viewName" = String, Path), ProjectKey), request_body = EditViewRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn edit_view(
     State(state): State<AppState>,
     caller: Identity,
     Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
+    Query(q): Query<ProjectKey>,
     Json(req): Json<EditViewRequest>,
 ) -> ApiResult<Json<Success>> {
     let entries = entries(
@@ -151,13 +151,13 @@ async fn edit_view(
 
 /// Delete a view; unknown → 404 with code 6894 (seed 002 "Delete the Workflow View").
 #[utoipa::path(delete, path = "/openapi/workflows/view/{viewName}", tag = "workflow views",
-    params(("viewName" = String, Path), ProjectQuery),
+    params(("viewName" = String, Path), ProjectKey),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_view(
     State(state): State<AppState>,
     _caller: Identity,
     Path(name): Path<String>,
-    Query(q): Query<ProjectQuery>,
+    Query(q): Query<ProjectKey>,
 ) -> ApiResult<Json<Success>> {
     views::delete(&state, &q.project_key, &name).await?;
     Ok(Success::new())

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
+use crate::http::query::ProjectKey;
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
 use crate::validate;
@@ -26,6 +27,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_workflow_alias))
         .routes(routes!(list_workflows))
         .routes(routes!(workflow_detail))
+}
+
+/// The `{workflowKey}` path of a workflow route: its OpenAPI parameter and its extractor.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct WorkflowKeyPath {
+    /// Workflow key
+    #[serde(rename = "workflowKey")]
+    pub workflow_key: String,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -91,25 +101,24 @@ async fn update_workflow(
 
 /// Update a workflow: the OpenAPI alias of `PUT /api/aslan/workflow/v4/:name` (spec §2.10).
 #[utoipa::path(put, path = "/openapi/workflows/custom/{workflowKey}", tag = "workflows",
-    params(("workflowKey" = String, Path, description = "Workflow key"), UpdateQuery),
+    params(WorkflowKeyPath, UpdateQuery),
     request_body(content = Object, description = "The workflow definition (spec/workflow.md §1)"),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the workflow's creator or an admin"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn update_workflow_alias(
     state: State<AppState>,
     caller: Identity,
-    name: Path<String>,
+    Path(path): Path<WorkflowKeyPath>,
     q: Query<UpdateQuery>,
     body: Json<Workflow>,
 ) -> ApiResult<Json<Success>> {
-    update_workflow(state, caller, name, q, body).await
+    update_workflow(state, caller, Path(path.workflow_key), q, body).await
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(default, rename_all = "camelCase")]
 pub struct DeleteQuery {
-    #[serde(rename = "workflowKey", default)]
     pub workflow_key: String,
-    #[serde(rename = "projectKey", default)]
     pub project_key: String,
 }
 
@@ -125,13 +134,12 @@ async fn delete_workflow(
     Ok(Success::new())
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ListQuery {
-    #[serde(rename = "projectKey", default)]
     pub project_key: String,
     /// Only the workflows of this view.
-    #[serde(rename = "viewName")]
     pub view_name: Option<String>,
 }
 
@@ -174,13 +182,6 @@ async fn list_workflows(
             })
             .collect(),
     }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ProjectQuery {
-    #[serde(rename = "projectKey", default)]
-    pub project_key: String,
 }
 
 /// A stage in the detail view.
@@ -246,13 +247,13 @@ fn stage_view(s: Stage) -> StageView {
 
 /// A workflow's definition (seed 002 "Get Workflow Details"; spec §2.2).
 #[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/detail", tag = "workflows",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ProjectQuery),
+    params(WorkflowKeyPath, ProjectKey),
     responses((status = 200, body = WorkflowDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn workflow_detail(
     State(state): State<AppState>,
     _caller: Identity,
-    Path(key): Path<String>,
-    Query(q): Query<ProjectQuery>,
+    Path(WorkflowKeyPath { workflow_key: key }): Path<WorkflowKeyPath>,
+    Query(q): Query<ProjectKey>,
 ) -> ApiResult<Json<WorkflowDetail>> {
     validate::name("workflowKey", &key)?;
     validate::name("projectKey", &q.project_key)?;

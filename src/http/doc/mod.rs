@@ -112,11 +112,7 @@ fn finish_operation(path: &str, method: &str, op: &mut Map<String, Value>) {
         op.insert("security".into(), json!([]));
     }
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
-        let required = tables::REQUIRED_QUERY
-            .iter()
-            .find(|(m, p, _)| *m == method && *p == path)
-            .map(|(_, _, names)| *names)
-            .unwrap_or_default();
+        let required = tables::required_query(method, path);
         for p in params {
             let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
             if p.get("in") == Some(&json!("query")) && required.contains(&name) {

@@ -28,24 +28,15 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
             p["required"] = json!(true);
             json!({"type": "integer", "format": "int64", "minimum": 1})
         }
-        ("pageNum" | "page", "query") => {
-            if path == "/openapi/release_plan/v1" {
-                p["required"] = json!(true);
-            }
-            let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
-            // Every page of the largest size must start within a signed 64-bit offset.
-            if let Some(rule) = page_rule(path) {
-                s["maximum"] = json!(i64::MAX.unsigned_abs() / rule.max_size);
-            }
-            s
-        }
-        ("pageSize", "query") => {
-            if path == "/openapi/release_plan/v1" {
-                p["required"] = json!(true);
-            }
+        ("pageNum" | "page" | "pageSize", "query") => {
             let mut s = json!({"type": "integer", "format": "int64", "minimum": 1});
             if let Some(rule) = page_rule(path) {
-                s["maximum"] = json!(rule.max_size);
+                let (max, doc) = page_doc(name, rule);
+                s["maximum"] = json!(max);
+                if let Some((text, required)) = doc {
+                    p["description"] = json!(text);
+                    p["required"] = json!(required);
+                }
             }
             s
         }
@@ -69,6 +60,29 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
         _ => return,
     };
     p["schema"] = schema;
+}
+
+/// A paging parameter's bound and, but for `page` (the task list's alias of `pageNum`, which
+/// keeps its own text), its description and whether it is required: the rule
+/// `crate::limits::Paging::parse` enforces.
+fn page_doc(name: &str, rule: &crate::limits::PageRule) -> (u64, Option<(String, bool)>) {
+    let (what, default, max) = match name {
+        "pageSize" => ("Page size", rule.default_size, rule.max_size),
+        // Every page of the largest size must start within a signed 64-bit offset.
+        _ => (
+            "1-based page",
+            rule.default_num,
+            i64::MAX.unsigned_abs() / rule.max_size,
+        ),
+    };
+    if name == "page" {
+        return (max, None);
+    }
+    let doc = match default {
+        Some(d) => (format!("{what}, default {d}, at most {max}."), false),
+        None => (format!("{what} (required), at most {max}."), true),
+    };
+    (max, Some(doc))
 }
 
 /// How a list route pages (crate::limits), by its path.

@@ -4,11 +4,36 @@
 use serde_json::{Value, json};
 
 use super::OBJECT_ID;
+
+/// The environment routes' production group: each route shares its handler body with the test
+/// group's route of the same path without this segment (`http::environments::both_groups!`).
+const PRODUCTION_ENVS: &str = "/openapi/environments/production";
+
+/// The query parameters `method path` requires ([`REQUIRED_QUERY`]).
+pub(super) fn required_query(method: &str, path: &str) -> Vec<&'static str> {
+    let (path, production) = match path.strip_prefix(PRODUCTION_ENVS) {
+        Some(rest) => (format!("/openapi/environments{rest}"), true),
+        None => (path.to_string(), false),
+    };
+    let names = REQUIRED_QUERY
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, names)| *names)
+        .unwrap_or_default();
+    // The production group never deletes objects, so it ignores `isDelete`.
+    names
+        .iter()
+        .copied()
+        .filter(|n| !(production && *n == "isDelete"))
+        .collect()
+}
 use crate::validate::MAX_NAME_LEN;
 
 /// Query parameters a route refuses to do without (400 `… is required`): (method, path, names).
+/// A route of the production environments (`/openapi/environments/production…`) requires what
+/// its test-group twin does, but `isDelete` (see [`required_query`]).
 pub(super) const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
-    // Environments (spec/environments.md §5).
+    // Environments (spec/environments.md §5); the production group follows.
     ("get", "/openapi/environments", &["projectKey"]),
     ("post", "/openapi/environments", &["projectKey"]),
     ("get", "/openapi/environments/{name}", &["projectKey"]),
@@ -61,68 +86,6 @@ pub(super) const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
     (
         "put",
         "/openapi/environments/{name}/variable",
-        &["projectKey"],
-    ),
-    ("get", "/openapi/environments/production", &["projectKey"]),
-    ("post", "/openapi/environments/production", &["projectKey"]),
-    (
-        "get",
-        "/openapi/environments/production/{name}",
-        &["projectKey"],
-    ),
-    (
-        "put",
-        "/openapi/environments/production/{name}",
-        &["projectKey"],
-    ),
-    (
-        "delete",
-        "/openapi/environments/production/{name}",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/production/service/yaml",
-        &["projectKey", "envName", "serviceName"],
-    ),
-    (
-        "post",
-        "/openapi/environments/production/service/yaml",
-        &["projectKey"],
-    ),
-    (
-        "delete",
-        "/openapi/environments/production/service/yaml",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/production/{name}/services/{serviceName}",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/production/{name}/service/{serviceName}/pods",
-        &["projectKey"],
-    ),
-    (
-        "post",
-        "/openapi/environments/production/{name}/service/{serviceName}/restart",
-        &["projectKey"],
-    ),
-    (
-        "post",
-        "/openapi/environments/production/{name}/pod/{podName}/restart",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/production/{name}/variable",
-        &["projectKey"],
-    ),
-    (
-        "put",
-        "/openapi/environments/production/{name}/variable",
         &["projectKey"],
     ),
     ("get", "/openapi/build", &["projectKey"]),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{ProjectQuery, required_project, task_path};
+use super::{ProjectQuery, TaskPath, required_project};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
@@ -40,17 +40,17 @@ pub struct ManualExecView {
 /// The stage a task paused at for manual execution (spec/workflow.md §2.15, §5.8; Zadig's
 /// OpenAPI, not in seed 002).
 #[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"), ProjectQuery),
+    params(TaskPath, ProjectQuery),
     responses((status = 200, body = ManualExecView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn manual_exec_state(
     State(state): State<AppState>,
     caller: Identity,
-    Path((key, id)): Path<(String, String)>,
+    Path(path): Path<TaskPath>,
     Query(q): Query<ProjectQuery>,
 ) -> ApiResult<Json<ManualExecView>> {
-    let id = task_path(&key, &id)?;
+    let (key, id) = path.check()?;
     let project = required_project(&q)?;
-    let m = tasks::manual_exec_state(&state, &caller, &key, id, project).await?;
+    let m = tasks::manual_exec_state(&state, &caller, key, id, project).await?;
     let stage = &m.task.stages[m.stage];
     let text = |u: &Value, k: &str| {
         u.get(k)
@@ -96,21 +96,21 @@ pub struct ManualExecRequest {
 /// Run the stage a task paused at; the task is queued again and resumes there
 /// (spec/workflow.md §2.15, §5.8).
 #[utoipa::path(post, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}/manual-exec", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"), ProjectQuery),
+    params(TaskPath, ProjectQuery),
     request_body = ManualExecRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn manual_exec(
     State(state): State<AppState>,
     caller: Identity,
-    Path((key, id)): Path<(String, String)>,
+    Path(path): Path<TaskPath>,
     Query(q): Query<ProjectQuery>,
     Json(body): Json<ManualExecRequest>,
 ) -> ApiResult<Json<Success>> {
-    let id = task_path(&key, &id)?;
+    let (key, id) = path.check()?;
     let project = required_project(&q)?;
     if body.stage_name.trim().is_empty() {
         return Err(ApiError::bad_request("`stage_name` is required"));
     }
-    tasks::manual_exec(&state, &caller, &key, id, project, &body.stage_name).await?;
+    tasks::manual_exec(&state, &caller, key, id, project, &body.stage_name).await?;
     Ok(Success::new())
 }

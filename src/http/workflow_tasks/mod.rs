@@ -14,8 +14,10 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::query::PageQuery;
+use crate::http::workflows::WorkflowKeyPath;
 use crate::http::{Json, Path, Query, Success};
-use crate::limits::{self, Paging};
+use crate::limits;
 use crate::state::AppState;
 use crate::validate;
 use crate::workflow::error::Op;
@@ -96,10 +98,10 @@ async fn execute_workflow(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct TaskQuery {
-    #[serde(rename = "taskId")]
     pub task_id: Option<i64>,
-    #[serde(rename = "workflowKey", default)]
+    #[serde(default)]
     pub workflow_key: String,
 }
 
@@ -148,14 +150,8 @@ async fn cancel_task(
 pub struct ListTasksQuery {
     #[serde(rename = "projectKey", default)]
     pub project_key: String,
-    /// 1-based page, default 1 (`page` is accepted too).
-    #[serde(rename = "pageNum")]
-    pub page_num: Option<i64>,
     /// Alias of `pageNum`.
     pub page: Option<i64>,
-    /// Page size, default 50, at most 100.
-    #[serde(rename = "pageSize")]
-    pub page_size: Option<i64>,
 }
 
 /// One task in the list.
@@ -180,20 +176,16 @@ pub struct TaskList {
 
 /// A workflow's tasks, newest first (seed 002 "Get a Workflow Task List"; spec §2.3).
 #[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/tasks", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ListTasksQuery),
+    params(WorkflowKeyPath, ListTasksQuery, PageQuery),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_tasks(
     State(state): State<AppState>,
     _caller: Identity,
-    Path(key): Path<String>,
+    Path(WorkflowKeyPath { workflow_key: key }): Path<WorkflowKeyPath>,
     Query(q): Query<ListTasksQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<TaskList>> {
-    let (field, num) = match (q.page_num, q.page) {
-        (Some(n), _) => ("pageNum", Some(n)),
-        (None, Some(n)) => ("page", Some(n)),
-        (None, None) => ("pageNum", None),
-    };
-    let p = Paging::parse(&limits::WORKFLOW_TASKS_PAGE, field, num, q.page_size)?;
+    let p = page.check_with_alias(&limits::WORKFLOW_TASKS_PAGE, q.page)?;
     let (wf, list, total) = tasks::list(&state, &key, &q.project_key, p).await?;
     Ok(Json(TaskList {
         total,
@@ -217,16 +209,16 @@ async fn list_tasks(
 /// Retry a failed, timed-out, cancelled or rejected task under the same id (seed 002 "Retry
 /// the Workflow Task"; spec §2.7, §5.7).
 #[utoipa::path(post, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id"), ProjectQuery),
+    params(TaskPath, ProjectQuery),
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_task(
     State(state): State<AppState>,
     caller: Identity,
-    Path((key, id)): Path<(String, String)>,
+    Path(path): Path<TaskPath>,
     Query(_q): Query<ProjectQuery>,
 ) -> ApiResult<Json<Success>> {
-    let id = task_path(&key, &id)?;
-    tasks::retry(&state, &caller, &key, id).await?;
+    let (key, id) = path.check()?;
+    tasks::retry(&state, &caller, key, id).await?;
     Ok(Success::new())
 }
 
@@ -265,27 +257,51 @@ pub struct RemarkRequest {
 
 /// Set a task's remark (spec/workflow.md §2.15; Zadig's OpenAPI, not in seed 002).
 #[utoipa::path(put, path = "/openapi/workflows/custom/{workflowKey}/task/{taskID}", tag = "workflow tasks",
-    params(("workflowKey" = String, Path, description = "Workflow key"), ("taskID" = i64, Path, description = "Task id")),
+    params(TaskPath),
     request_body = RemarkRequest,
     responses((status = 200, body = Success), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn set_remark(
     State(state): State<AppState>,
     caller: Identity,
-    Path((key, id)): Path<(String, String)>,
+    Path(path): Path<TaskPath>,
     Json(body): Json<RemarkRequest>,
 ) -> ApiResult<Json<Success>> {
-    let id = task_path(&key, &id)?;
+    let (key, id) = path.check()?;
     if body.remark.chars().count() > MAX_REMARK {
         return Err(ApiError::bad_request(format!(
             "`remark` is longer than {MAX_REMARK} characters"
         )));
     }
-    tasks::set_remark(&state, &caller, &key, id, &body.remark).await?;
+    tasks::set_remark(&state, &caller, key, id, &body.remark).await?;
     Ok(Success::new())
 }
 
 /// Longest task remark.
 const MAX_REMARK: usize = 4096;
+
+/// The `{workflowKey}/{taskID}` path of a task route: its OpenAPI parameters and its
+/// extractor (`taskID` is read as text so that [`TaskPath::check`] names it).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// Workflow key
+    #[serde(rename = "workflowKey")]
+    pub workflow_key: String,
+    /// Task id
+    #[serde(rename = "taskID")]
+    #[param(value_type = i64)]
+    pub task_id: String,
+}
+
+impl TaskPath {
+    /// The workflow key and the positive task id, or a 400 naming the parameter.
+    fn check(&self) -> ApiResult<(&str, i64)> {
+        Ok((
+            &self.workflow_key,
+            task_path(&self.workflow_key, &self.task_id)?,
+        ))
+    }
+}
 
 /// The `{workflowKey}`/`{taskID}` path of a task, checked.
 fn task_path(key: &str, id: &str) -> ApiResult<i64> {
