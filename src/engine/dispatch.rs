@@ -24,7 +24,6 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::task::JoinHandle;
 
-use super::finished::TaskFinished;
 use super::runner::{self, RESTART_ERROR};
 use crate::state::AppState;
 use crate::store::lease::{Encoding, now_ms};
@@ -376,19 +375,7 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         runner::end_task(&mut t, Status::Failed, error, state.clock.now());
         match state.tasks.save(&mut t).await {
             Ok(true) => {
-                if let Some(r) = &t.release {
-                    state
-                        .task_finished
-                        .publish(
-                            state,
-                            TaskFinished {
-                                release: r,
-                                task_id: t.task_id,
-                                status: t.status,
-                            },
-                        )
-                        .await;
-                }
+                state.task_finished.publish(state, &t, t.status).await;
                 return;
             }
             Ok(false) => {}

@@ -115,6 +115,25 @@ pub struct ServerJob<'a> {
     pub cancel: &'a CancellationToken,
 }
 
+impl Run<'_> {
+    /// Resolves when the job is cancelled or its deadline passes, with that end, logged with
+    /// what became of its work (`consequence`: "its processes were killed").
+    pub async fn stopped(self, job: &PreparedJob, consequence: &str) -> ExecEnd {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                self.log.info(&format!("Job cancelled: {consequence}."));
+                ExecEnd::ended(JobStatus::Cancelled, "workflow was canceled")
+            }
+            () = self.clock.sleep_until(self.deadline_ms) => {
+                let minutes = job.timeout.as_secs() / 60;
+                self.log.info(&format!("Job timed out after {minutes} minutes: {consequence}."));
+                ExecEnd::ended(JobStatus::Timeout, format!("job timed out after {minutes} minutes (timeout)"))
+            }
+        }
+    }
+}
+
 /// A tool the job needs on the PATH (`runtime.installs` / a tools step).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tool {
@@ -184,6 +203,17 @@ pub struct ExecEnd {
     pub outputs: BTreeMap<String, String>,
 }
 
+impl ExecEnd {
+    /// An end without outputs.
+    pub fn ended(status: JobStatus, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
 /// Runs prepared jobs somewhere: local process groups today, Kubernetes Jobs later.
 #[async_trait]
 pub trait Executor: Send + Sync {
@@ -246,11 +276,7 @@ pub async fn run_job(state: &AppState, ctx: JobContext, cancel: CancellationToke
     let started = Instant::now();
     log.raw(BANNER_START);
     let end = match super::work::prepare(state, &ctx).await {
-        Err(error) => ExecEnd {
-            status: JobStatus::Failed,
-            error,
-            outputs: BTreeMap::new(),
-        },
+        Err(error) => ExecEnd::ended(JobStatus::Failed, error),
         Ok(job) => {
             log.add_secrets(&job.secrets);
             let timeout_ms = i64::try_from(job.timeout.as_millis()).unwrap_or(i64::MAX / 4);

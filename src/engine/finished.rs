@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
-use crate::workflow::task::Status;
+use crate::workflow::task::{Status, Task};
 
 /// A task started by a release job that reached a final status.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +42,16 @@ impl TaskFinishedPort {
             .push(listener);
     }
 
-    /// Tell every subscriber.
-    pub async fn publish(&self, state: &AppState, event: TaskFinished<'_>) {
+    /// Tell every subscriber that `task` ended with `status`, if a release job started it.
+    pub async fn publish(&self, state: &AppState, task: &Task, status: Status) {
+        let Some(release) = &task.release else {
+            return;
+        };
+        let event = TaskFinished {
+            release,
+            task_id: task.task_id,
+            status,
+        };
         let listeners = self
             .listeners
             .read()

@@ -136,43 +136,25 @@ impl Executor for LocalExecutor {
     }
 
     async fn execute(&self, job: &PreparedJob, run: Run<'_>) -> ExecEnd {
-        let Run {
-            log,
-            clock,
-            deadline_ms,
-            cancel,
-        } = run;
         self.sandbox.probe(&self.root).await;
         if let Some(refusal) = self.sandbox.refusal() {
-            log.info(&format!("Job not started: {refusal}."));
-            return ExecEnd {
-                status: JobStatus::Failed,
-                error: refusal,
-                outputs: BTreeMap::new(),
-            };
+            run.log.info(&format!("Job not started: {refusal}."));
+            return ExecEnd::ended(JobStatus::Failed, refusal);
         }
         let dir = self.job_dir(job);
-        let run = async {
+        let work = async {
             let jail = Jail {
                 sandbox: Some(&self.sandbox),
                 dir: &dir,
             };
-            run_in(job, &jail, log).await
+            run_in(job, &jail, run.log).await
         };
         let end = tokio::select! {
             biased;
-            () = cancel.cancelled() => {
-                log.info("Job cancelled: its processes were killed.");
-                ExecEnd { status: JobStatus::Cancelled, error: "workflow was canceled".into(), outputs: BTreeMap::new() }
-            }
-            () = clock.sleep_until(deadline_ms) => {
-                let minutes = job.timeout.as_secs() / 60;
-                log.info(&format!("Job timed out after {minutes} minutes: its processes were killed."));
-                ExecEnd { status: JobStatus::Timeout, error: format!("job timed out after {minutes} minutes (timeout)"), outputs: BTreeMap::new() }
-            }
-            r = run => match r {
+            end = run.stopped(job, "its processes were killed") => end,
+            r = work => match r {
                 Ok(outputs) => ExecEnd { status: JobStatus::Passed, error: String::new(), outputs },
-                Err(error) => ExecEnd { status: JobStatus::Failed, error, outputs: BTreeMap::new() },
+                Err(error) => ExecEnd::ended(JobStatus::Failed, error),
             },
         };
         if !self.keep {

@@ -18,7 +18,6 @@ use tokio::sync::Mutex;
 
 use super::approval::Decision;
 use super::executor::{self, JobContext, JobEnd, JobStatus};
-use super::finished::TaskFinished;
 use super::job_context::{context_of, execute_policy, job_context};
 use super::task_ctl::{Ctl, Stop, TaskCtl};
 use super::waits::{approval_job, manual_error_handling, stage_approval, stage_approval_error};
@@ -160,20 +159,8 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
                 "task {}#{} ended {}", task.workflow_name, task.task_id, task.status);
             metrics::counter!("engine_tasks_finished_total", "status" => task.status.as_str())
                 .increment(1);
-            if task.status.is_final()
-                && let Some(r) = &task.release
-            {
-                state
-                    .task_finished
-                    .publish(
-                        state,
-                        TaskFinished {
-                            release: r,
-                            task_id: task.task_id,
-                            status: task.status,
-                        },
-                    )
-                    .await;
+            if task.status.is_final() {
+                state.task_finished.publish(state, &task, task.status).await;
             }
         }
         Err(e) => tracing::error!(workflow = %task.workflow_name, task_id = task.task_id,
@@ -191,7 +178,9 @@ async fn run_stage(
     let stage = {
         let mut c = ctl.lock().await;
         c.defer(move |t| {
-            t.stages[si].begin(at);
+            let s = &mut t.stages[si];
+            (s.status, s.start_time, s.end_time) = (Status::Running, at, 0);
+            s.error.clear();
         });
         c.task.stages[si].clone()
     };
@@ -501,19 +490,10 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
     let update = Update::new().set("final_notified", true).inc("version", 1);
     match state.tasks.tasks.update_one(&filter, &update).await {
         Ok(true) => {
-            if let Some(r) = &task.release {
-                state
-                    .task_finished
-                    .publish(
-                        state,
-                        TaskFinished {
-                            release: r,
-                            task_id,
-                            status: Status::Cancelled,
-                        },
-                    )
-                    .await;
-            }
+            state
+                .task_finished
+                .publish(state, &task, Status::Cancelled)
+                .await;
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(workflow, task_id, "cannot mark cancelled task: {e}"),

@@ -210,16 +210,6 @@ pub struct StageTask {
     pub error: String,
 }
 
-impl StageTask {
-    /// Start running at `at`: no end and no error yet.
-    pub fn begin(&mut self, at: i64) {
-        self.status = Status::Running;
-        self.start_time = at;
-        self.end_time = 0;
-        self.error.clear();
-    }
-}
-
 /// A workflow task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Task {

@@ -12,7 +12,6 @@
 //! objects are deleted when it ends. Every call is bounded by `kube_request_timeout_secs` and
 //! names the cluster when it fails.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,14 +21,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::agent::{self, AgentJob, Report};
 use super::placement::KubeTarget;
 use super::records::{self, KubeJobRecord};
 use super::spec::{self, JobInput};
 use super::status::{self, Verdict};
-use crate::clock::Clock;
 use crate::cluster::client::ClusterClient;
 use crate::engine::executor::{ExecEnd, Executor, JobStatus, PreparedJob, Run};
 use crate::engine::logs::JobLog;
@@ -58,14 +55,6 @@ struct RunObjects {
     record: KubeJobRecord,
     container: String,
     nonce: String,
-}
-
-fn ended(status: JobStatus, error: impl Into<String>) -> ExecEnd {
-    ExecEnd {
-        status,
-        error: error.into(),
-        outputs: BTreeMap::new(),
-    }
 }
 
 fn random_suffix() -> String {
@@ -149,13 +138,8 @@ impl KubeExecutor {
     }
 
     /// Watch the run to its end (see the module doc).
-    async fn watch(
-        &self,
-        run: &RunObjects,
-        job: &PreparedJob,
-        log: &JobLog,
-        stop: Stop<'_>,
-    ) -> ExecEnd {
+    async fn watch(&self, run: &RunObjects, job: &PreparedJob, stop: Run<'_>) -> ExecEnd {
+        let log = stop.log;
         let report: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
         // Aborted when dropped: a cancel or timeout return stops following at once.
         let mut follower: Option<AbortOnDrop> = None;
@@ -163,7 +147,7 @@ impl KubeExecutor {
         // delay either.
         let verdict = tokio::select! {
             biased;
-            end = stop.reached(job, log) => return end,
+            end = stop.stopped(job, "its Kubernetes Job is deleted") => return end,
             v = self.verdict(run, log, &mut follower, &report) => v,
         };
         // The container ended: let the rest of its log (and the report) arrive.
@@ -240,32 +224,6 @@ impl KubeExecutor {
     }
 }
 
-/// What ends a run early: the job's deadline (business clock) and its cancel.
-#[derive(Clone, Copy)]
-struct Stop<'a> {
-    clock: &'a dyn Clock,
-    deadline_ms: i64,
-    cancel: &'a CancellationToken,
-}
-
-impl Stop<'_> {
-    /// Resolves when the job is cancelled or its deadline passes, with that end (logged).
-    async fn reached(self, job: &PreparedJob, log: &JobLog) -> ExecEnd {
-        tokio::select! {
-            biased;
-            () = self.cancel.cancelled() => {
-                log.info("Job cancelled: its Kubernetes Job is deleted.");
-                ended(JobStatus::Cancelled, "workflow was canceled")
-            }
-            () = self.clock.sleep_until(self.deadline_ms) => {
-                let minutes = job.timeout.as_secs() / 60;
-                log.info(&format!("Job timed out after {minutes} minutes: its Kubernetes Job is deleted."));
-                ended(JobStatus::Timeout, format!("job timed out after {minutes} minutes (timeout)"))
-            }
-        }
-    }
-}
-
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -278,25 +236,27 @@ impl Drop for AbortOnDrop {
 /// The job's end from the verdict and the agent's report.
 fn conclude(verdict: Verdict, report: Option<Report>) -> ExecEnd {
     match verdict {
-        Verdict::Timeout(e) => ended(JobStatus::Timeout, e),
+        Verdict::Timeout(e) => ExecEnd::ended(JobStatus::Timeout, e),
         Verdict::Succeeded => match report {
             Some(r) if r.passed => ExecEnd {
                 status: JobStatus::Passed,
                 error: String::new(),
                 outputs: r.outputs,
             },
-            Some(r) => ended(JobStatus::Failed, r.error),
-            None => ended(
+            Some(r) => ExecEnd::ended(JobStatus::Failed, r.error),
+            None => ExecEnd::ended(
                 JobStatus::Failed,
                 "the job agent ended without reporting a result",
             ),
         },
         Verdict::Failed(e) => match report {
-            Some(r) if !r.passed && !e.contains("OOMKilled") => ended(JobStatus::Failed, r.error),
-            _ => ended(JobStatus::Failed, e),
+            Some(r) if !r.passed && !e.contains("OOMKilled") => {
+                ExecEnd::ended(JobStatus::Failed, r.error)
+            }
+            _ => ExecEnd::ended(JobStatus::Failed, e),
         },
         Verdict::Pending(_) | Verdict::Running => {
-            ended(JobStatus::Failed, "the job ended in an unknown state")
+            ExecEnd::ended(JobStatus::Failed, "the job ended in an unknown state")
         }
     }
 }
@@ -308,33 +268,22 @@ impl Executor for KubeExecutor {
     }
 
     async fn execute(&self, job: &PreparedJob, run: Run<'_>) -> ExecEnd {
-        let Run {
-            log,
-            clock,
-            deadline_ms,
-            cancel,
-        } = run;
-        let create = self.create(job, log);
-        let run = tokio::select! {
+        let create = self.create(job, run.log);
+        let objects = tokio::select! {
             biased;
-            () = cancel.cancelled() => return ended(JobStatus::Cancelled, "workflow was canceled"),
+            () = run.cancel.cancelled() => return ExecEnd::ended(JobStatus::Cancelled, "workflow was canceled"),
             r = create => match r {
-                Ok(run) => run,
+                Ok(objects) => objects,
                 Err(e) => {
-                    log.info(&format!("Job not started on the cluster: {e}"));
-                    return ended(JobStatus::Failed, e);
+                    run.log.info(&format!("Job not started on the cluster: {e}"));
+                    return ExecEnd::ended(JobStatus::Failed, e);
                 }
             },
         };
-        let stop = Stop {
-            clock,
-            deadline_ms,
-            cancel,
-        };
-        let end = self.watch(&run, job, log, stop).await;
+        let end = self.watch(&objects, job, run).await;
         // The objects go in the background; a cancel waits (boundedly) for the Job's deletion.
         let state = self.state.clone();
-        let record = run.record.clone();
+        let record = objects.record.clone();
         let cleanup = tokio::spawn(async move { records::clean(&state, &record).await });
         if end.status == JobStatus::Cancelled {
             let _ = tokio::time::timeout(CANCEL_BOUND, cleanup).await;
@@ -507,6 +456,7 @@ async fn container_ended(cc: &ClusterClient, api: &Api<Pod>, pod: &str, containe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn conclusions() {
