@@ -166,7 +166,7 @@ backend_test! {
         let list = list.expect(200);
         assert_eq!(list["total"], 1);
         let b = &list["builds"][0];
-        assert_fields(&b, json!({
+        assert_fields(b, json!({
             "name": "api-test", "project_key": "yaml", "source": "zadig", "update_by": "admin",
             "update_time": app.clock.now()
         }));

@@ -48,7 +48,7 @@ backend_test! {
 
         let d = app.get("/openapi/projects/project/detail?projectKey=demo").await;
         let d = d.expect(200);
-        assert_fields(&d, json!({
+        assert_fields(d, json!({
             "project_name": "Project demo", "project_key": "demo", "is_public": true,
             "desc": "about demo", "deploy_type": "k8s", "created_by": "admin"
         }));
