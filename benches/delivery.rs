@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use zadig_server::config::StorageKind;
 
 mod common;
-use common::TOKEN;
+use common::Api;
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -149,33 +149,18 @@ async fn push_image(
     d
 }
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
+/// What this bench asks of the API beyond [`Api::call`].
+trait DeliveryApi {
+    async fn registry(&self, port: u16, ns: &str) -> String;
+    async fn run_version(&self, body: Value) -> Duration;
 }
 
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
+impl DeliveryApi for Api {
     async fn registry(&self, port: u16, ns: &str) -> String {
         let v = self
-            .call(
-                reqwest::Method::POST,
+            .post(
                 "/openapi/system/registry",
-                Some(json!({"address": format!("http://127.0.0.1:{port}"), "provider": "native", "namespace": ns})),
+                json!({"address": format!("http://127.0.0.1:{port}"), "provider": "native", "namespace": ns}),
             )
             .await;
         v["id"].as_str().expect("id").to_string()
@@ -184,22 +169,10 @@ impl Api {
     /// Create a version and wait for its outcome; returns the elapsed time.
     async fn run_version(&self, body: Value) -> Duration {
         let start = Instant::now();
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/openapi/delivery/releases/k8s",
-                Some(body),
-            )
-            .await;
+        let v = self.post("/openapi/delivery/releases/k8s", body).await;
         let id = v["id"].as_str().expect("id").to_string();
         loop {
-            let d = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/openapi/delivery/releases/{id}"),
-                    None,
-                )
-                .await;
+            let d = self.get(&format!("/openapi/delivery/releases/{id}")).await;
             match d["status"].as_str() {
                 Some("success") => return start.elapsed(),
                 Some("failed") => panic!("version failed: {d}"),
@@ -207,11 +180,6 @@ impl Api {
             }
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn main() {
@@ -229,10 +197,7 @@ async fn bench() {
     let http = common::client();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = common::start(common::config(StorageKind::Embedded, dir.path())).await;
-    let api = Api {
-        base: format!("http://{}", server.addr),
-        http: http.clone(),
-    };
+    let api = Api::of(&server);
 
     match (start_registry(&http).await, start_registry(&http).await) {
         (Some(a), Some(b)) => {
@@ -310,39 +275,20 @@ async fn bench() {
             "services": [{"service_name": "web", "yaml_content": yaml, "images": [{"container_name": "web", "image_name": "web",
                 "source_image": "r.example.com/ns/web:1", "target_image": "r.example.com/ns/web:2", "push_image": false}]}]});
         let t = Instant::now();
-        api.call(
-            reqwest::Method::POST,
-            "/openapi/delivery/releases/k8s",
-            Some(body),
-        )
-        .await;
+        api.post("/openapi/delivery/releases/k8s", body).await;
         creates.push(t.elapsed());
     }
-    creates.sort();
-    println!(
-        "create version (300, no push): p50 {:.2} ms  p99 {:.2} ms",
-        percentile(&creates, 0.5).as_secs_f64() * 1e3,
-        percentile(&creates, 0.99).as_secs_f64() * 1e3
-    );
+    common::print_p50_p99("create version (300, no push)", creates);
     let mut lists = Vec::new();
     for page in 1..=50 {
         let t = Instant::now();
-        api.call(
-            reqwest::Method::GET,
-            &format!(
-                "/openapi/delivery/releases?projectKey=api&pageNum={}&pageSize=20",
-                page % 15 + 1
-            ),
-            None,
-        )
+        api.get(&format!(
+            "/openapi/delivery/releases?projectKey=api&pageNum={}&pageSize=20",
+            page % 15 + 1
+        ))
         .await;
         lists.push(t.elapsed());
     }
-    lists.sort();
-    println!(
-        "list page of 20 (of 300): p50 {:.2} ms  p99 {:.2} ms",
-        percentile(&lists, 0.5).as_secs_f64() * 1e3,
-        percentile(&lists, 0.99).as_secs_f64() * 1e3
-    );
+    common::print_p50_p99("list page of 20 (of 300)", lists);
     server.shutdown().await;
 }

@@ -258,27 +258,27 @@ async fn bench_backend(kind: StorageKind, spawn: Duration) {
         "http://{}/openapi/logs/sse/v4/workflow/sse/{id}/printer/1000000",
         srv.addr
     );
-    let live = read_sse(&client, &url).await;
-    println!(
-        "sse live: {} events in {:.2?} from the first: {:.0} lines/s (target >= 100k)",
-        live.0,
-        live.1,
-        live.0 as f64 / live.1.as_secs_f64()
+    print_sse(
+        "live (timed from the first)",
+        read_sse(&client, &url).await,
+        " (target >= 100k)",
     );
     let url = format!(
         "http://{}/openapi/logs/sse/v4/workflow/sse/{id}/printer/{}",
         srv.addr,
         lines + 100
     );
-    let stored = read_sse(&client, &url).await;
-    println!(
-        "sse stored: {} events in {:.2?}: {:.0} lines/s",
-        stored.0,
-        stored.1,
-        stored.0 as f64 / stored.1.as_secs_f64()
-    );
+    print_sse("stored", read_sse(&client, &url).await, "");
     println!("peak RSS: {:.1} MiB", peak_rss_mib());
     srv.shutdown().await;
+}
+
+/// Print what [`read_sse`] counted in `how_long`, as lines per second.
+fn print_sse(what: &str, (events, how_long): (u64, Duration), target: &str) {
+    println!(
+        "sse {what}: {events} events in {how_long:.2?}: {:.0} lines/s{target}",
+        events as f64 / how_long.as_secs_f64()
+    );
 }
 
 /// Count SSE events until the stream ends; time from the first byte.
@@ -307,14 +307,7 @@ async fn read_sse(client: &reqwest::Client, url: &str) -> (u64, Duration) {
 #[tokio::main]
 async fn main() {
     let spawn = spawn_baseline(200).await;
-    println!(
-        "mode: {}",
-        if cfg!(debug_assertions) {
-            "debug (dev profile)"
-        } else {
-            "release"
-        }
-    );
+    println!("mode: {}", common::mode());
     println!(
         "process spawn baseline (bash -c 'echo hi'): {:.2} ms",
         spawn.as_secs_f64() * 1e3

@@ -16,12 +16,10 @@
 //! `../shared/tools/kube_emulator.py`); skipped without it (the test fixture says why).
 //! `cargo bench --bench kube_executor` (release) or `cargo test --bench kube_executor`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use zadig_server::clock::SystemClock;
-use zadig_server::config::{Config, StorageKind};
+use serde_json::json;
+use zadig_server::config::StorageKind;
 use zadig_server::workflow::task::{JobTask, StageTask, Status, Task};
 
 // The test suite's emulator fixture (start, side door, killed on drop).
@@ -29,7 +27,8 @@ use zadig_server::workflow::task::{JobTask, StageTask, Status, Task};
 #[expect(dead_code, reason = "the bench uses part of the test fixture")]
 mod kube_emulator;
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789";
+mod common;
+
 const JOBS: u32 = 10;
 const NS: &str = "koderover-agent";
 
@@ -56,54 +55,24 @@ async fn main() {
     let Some(emu) = kube_emulator::Emulator::start().await else {
         return;
     };
-    println!(
-        "mode: {}",
-        if cfg!(debug_assertions) {
-            "debug (dev profile)"
-        } else {
-            "release"
-        }
-    );
-    let mut config = Config::defaults();
-    config.data_dir = dir.path().join("data");
-    config.admin_token = TOKEN.into();
-    config.storage = StorageKind::Embedded;
-    config.log = "warn".into();
+    println!("mode: {}", common::mode());
+    let mut config = common::config(StorageKind::Embedded, &dir.path().join("data"));
     config.engine_kube_agent_path = env!("CARGO_BIN_EXE_zadig-server").into();
-    let backend = zadig_server::store::open(&config).await.expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let srv = zadig_server::start(config, backend, Arc::new(SystemClock), listener)
-        .await
-        .expect("start");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let api = format!("http://{}", srv.addr);
-    http.post(format!("{api}/openapi/projects/project"))
-        .bearer_auth(TOKEN)
-        .json(
-            &json!({"project_name": "Bench", "project_key": "bench", "is_public": true,
+    let srv = common::start(config).await;
+    let api = common::Api::of(&srv);
+    api.post(
+        "/openapi/projects/project",
+        json!({"project_name": "Bench", "project_key": "bench", "is_public": true,
             "description": "d", "project_type": "yaml"}),
+    )
+    .await;
+    let r = api
+        .post(
+            "/openapi/system/cluster",
+            json!({"name": "emu", "description": "d", "type": "kubeconfig",
+                "kube_config": emu.kubeconfig, "project_names": ["bench"]}),
         )
-        .send()
-        .await
-        .expect("project");
-    let r: Value = http
-        .post(format!("{api}/openapi/system/cluster"))
-        .bearer_auth(TOKEN)
-        .json(
-            &json!({"name": "emu", "description": "d", "type": "kubeconfig",
-            "kube_config": emu.kubeconfig, "project_names": ["bench"]}),
-        )
-        .send()
-        .await
-        .expect("cluster")
-        .json()
-        .await
-        .expect("cluster JSON");
+        .await;
     let cluster = r["cluster"]["cluster_id"].as_str().expect("id").to_string();
 
     let mut created = Vec::new();

@@ -1,5 +1,6 @@
 //! What the benches share: the admin token, a bench server configuration, a server started on
-//! a free loopback port, a client without proxies, positional arguments and a runtime.
+//! a free loopback port, a client without proxies, an API caller, latency percentiles,
+//! positional arguments and a runtime.
 //!
 //! Each bench includes this file (`mod common;`) and uses the part it needs.
 #![allow(
@@ -11,6 +12,9 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use zadig_server::clock::{Clock, SystemClock};
 use zadig_server::config::{Config, StorageKind};
@@ -61,6 +65,62 @@ pub fn client() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("client")
+}
+
+/// A bench server's API: calls that must succeed, with the admin token.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    /// The API of `server`, over a client without proxies.
+    pub fn of(server: &zadig_server::Server) -> Self {
+        Self {
+            base: format!("http://{}", server.addr),
+            http: client(),
+        }
+    }
+
+    /// Call `path`; panics unless the answer is a success. Returns the JSON body (null if none).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+/// The `p` quantile (0 to 1) of `sorted`, nearest rank.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Print `what: p50 … ms  p99 … ms` of `samples`.
+pub fn print_p50_p99(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{what}: p50 {:.2} ms  p99 {:.2} ms",
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3
+    );
 }
 
 /// Positional argument `i` of the command line (cargo's `--bench` and other flags do not

@@ -321,11 +321,8 @@ backend_test! {
 
 backend_test! {
     async fn release_plans_are_edited_by_their_manager_creator_or_an_admin(app) {
-        let (alice_uid, alice) = app.create_user("alice", false).await;
-        let (bob_uid, bob) = app.create_user("bob", false).await;
-        let (carol_uid, carol) = app.create_user("carol", false).await;
-        let (_, mallory) = app.create_user("mallory", false).await;
-        let (_, root2) = app.create_user("root2", true).await;
+        let [(alice_uid, alice), (bob_uid, bob), (carol_uid, carol), (_, mallory), (_, root2)] =
+            app.create_users([("alice", false), ("bob", false), ("carol", false), ("mallory", false), ("root2", true)]).await;
         let appr = &app;
         let call = |token: &str, m: Method, path: String, body: Option<Value>| {
             let token = token.to_string();

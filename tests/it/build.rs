@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use zadig_server::clock::Clock;
 
 use crate::backend_test;
-use crate::harness::ADMIN_TOKEN;
+use crate::harness::{ADMIN_TOKEN, TestApp, assert_fields};
 
 /// Seed 004 "Create Build" body, verbatim.
 pub fn seed_build() -> Value {
@@ -135,6 +135,28 @@ fn assert_error_code(body: &Value, code: i64) {
     assert_eq!(body["code"], code, "{body}");
 }
 
+/// Create build `name` of `project` on Kubernetes (`ubuntu 20.04`, no installs) running the
+/// shell `script` for `service` (service name, module); `extra` adds fields (parameters,
+/// advanced settings).
+pub async fn create_shell_build(
+    app: &TestApp,
+    project: &str,
+    name: &str,
+    script: &str,
+    (service, module): (&str, &str),
+    extra: Value,
+) {
+    let mut body = json!({"name": name, "project_key": project, "infrastructure": "kubernetes",
+        "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell", "build_script": script,
+        "services": [{"service_name": service, "service_module": module}]});
+    for (k, v) in extra.as_object().expect("extra fields, as an object") {
+        body[k] = v.clone();
+    }
+    app.post(&format!("/openapi/build?projectKey={project}"), body)
+        .await
+        .expect(200);
+}
+
 backend_test! {
     async fn create_list_detail_seed_build(app) {
         let r = app.post("/openapi/build?projectKey=yaml", seed_build()).await;
@@ -144,11 +166,10 @@ backend_test! {
         let list = list.expect(200);
         assert_eq!(list["total"], 1);
         let b = &list["builds"][0];
-        assert_eq!(b["name"], "api-test");
-        assert_eq!(b["project_key"], "yaml");
-        assert_eq!(b["source"], "zadig");
-        assert_eq!(b["update_by"], "admin");
-        assert_eq!(b["update_time"], app.clock.now());
+        assert_fields(b, json!({
+            "name": "api-test", "project_key": "yaml", "source": "zadig", "update_by": "admin",
+            "update_time": app.clock.now()
+        }));
         assert_eq!(b["target_services"], json!([
             {"service_name": "service1", "service_module": "service1"},
             {"service_name": "service2", "service_module": "service2"}
@@ -156,12 +177,10 @@ backend_test! {
 
         let d = app.get("/openapi/build/api-test/detail?projectKey=yaml&serviceName=service1&serviceModule=service1").await;
         let d = d.expect(200).clone();
-        assert_eq!(d["name"], "api-test");
-        assert_eq!(d["project_key"], "yaml");
-        assert_eq!(d["source"], "zadig");
-        assert_eq!(d["template_name"], "");
-        assert_eq!(d["update_by"], "admin");
-        assert_eq!(d["build_script"], seed_build()["build_script"]);
+        assert_fields(&d, json!({
+            "name": "api-test", "project_key": "yaml", "source": "zadig", "template_name": "",
+            "update_by": "admin", "build_script": seed_build()["build_script"]
+        }));
         let repo = &d["repos"][0];
         assert_eq!(repo["repo_owner"], "kr-test-org1");
         assert_eq!(repo["repo_name"], "multi-service-demo");
@@ -174,11 +193,11 @@ backend_test! {
         assert_eq!(d["build_env"]["installs"], json!([{"name": "go", "version": "1.20.7"}]));
         let adv = &d["advanced_settings"];
         assert_eq!(adv.as_object().unwrap().len(), 11, "{adv}");
-        assert_eq!(adv["timeout"], 30);
-        assert_eq!(adv["cluster_name"], "local-20250523164625");
-        assert_eq!(adv["strategy_name"], "优先调度");
-        assert_eq!(adv["cache_setting"], json!({"enabled": true, "cache_dir": "$WORKSPACE"}));
-        assert_eq!(adv["resource_spec"], json!({"cpu_limit": 1000, "memory_limit": 2000, "cpu_req": 100, "memory_req": 200, "gpu_limit": ""}));
+        assert_fields(adv, json!({
+            "timeout": 30, "cluster_name": "local-20250523164625", "strategy_name": "优先调度",
+            "cache_setting": {"enabled": true, "cache_dir": "$WORKSPACE"},
+            "resource_spec": {"cpu_limit": 1000, "memory_limit": 2000, "cpu_req": 100, "memory_req": 200, "gpu_limit": ""}
+        }));
         assert_eq!(adv["storages"]["storages_properties"][0]["storage_class"], "cfs");
         assert_eq!(adv["custom_labels"], json!([{"key": "test-a", "value": "abc"}]));
         assert_eq!(adv["outputs"], json!(["bb"]));
@@ -199,12 +218,11 @@ backend_test! {
         let names: Vec<&str> = d["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
         assert_eq!(names, vec!["IMAGE", "PKG_FILE", "bb"]);
         let docker = &d["post_build"]["docker_build"];
-        assert_eq!(docker["work_dir"], "$REPONAME_0");
-        assert_eq!(docker["docker_file"], "$REPONAME_0/Dockerfile");
-        assert_eq!(docker["build_args"], "--build-arg service=$SERVICE");
-        assert_eq!(docker["source"], "local");
-        assert_eq!(docker["enable_buildkit"], true);
-        assert_eq!(docker["platform"], "linux/amd64");
+        assert_fields(docker, json!({
+            "work_dir": "$REPONAME_0", "docker_file": "$REPONAME_0/Dockerfile",
+            "build_args": "--build-arg service=$SERVICE", "source": "local",
+            "enable_buildkit": true, "platform": "linux/amd64"
+        }));
         assert!(d["post_build"]["object_storage_upload"].is_null());
         assert_eq!(d["post_build"]["scripts"], "");
 
@@ -402,9 +420,13 @@ backend_test! {
         assert_eq!(app.get("/openapi/build?projectKey=none").await.expect(200), &json!({"total": 0, "builds": []}));
 
         app.get("/openapi/build").await.expect_error(400, "projectKey");
+
         app.get("/openapi/build?projectKey=").await.expect_error(400, "projectKey");
+
         app.get("/openapi/build?projectKey=p1&pageSize=0").await.expect_error(400, "pageSize");
+
         app.get("/openapi/build?projectKey=p1&pageNum=-1").await.expect_error(400, "pageNum");
+
         app.get("/openapi/build?projectKey=p1&pageNum=x").await.expect_error(400, "pageNum");
         // Auth is required.
         app.call(Method::GET, "/openapi/build?projectKey=p1", None, None).await.expect_error(401, "token");

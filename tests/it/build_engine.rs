@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::backend_test;
+use crate::build::create_shell_build;
 use crate::harness::TestApp;
 
 backend_test! {
@@ -17,20 +18,12 @@ backend_test! {
 async fn run(app: TestApp) {
     // A build whose script prints a marker built from a variable, a credential and the
     // service the job builds.
-    app.post("/openapi/build?projectKey=e2e", json!({
-            "name": "marker-build",
-            "project_key": "e2e",
-            "infrastructure": "kubernetes",
-            "build_os": "ubuntu 20.04",
-            "installs": [],
-            "script_type": "shell",
-            "build_script": "#!/bin/bash\nset -e\necho \"BUILD-MARKER-$GREETING-$SERVICE_NAME\"\necho \"token is $TOKEN\"",
-            "parameters": [
-                {"key": "GREETING", "type": "string", "default_value": "hello-7f3a"},
-                {"key": "TOKEN", "type": "string", "default_value": "s3cr3t-9b1c", "is_credential": true}
-            ],
-            "services": [{"service_name": "svc1", "service_module": "mod1"}]
-        })).await.expect(200);
+    let script = "#!/bin/bash\nset -e\necho \"BUILD-MARKER-$GREETING-$SERVICE_NAME\"\necho \"token is $TOKEN\"";
+    create_shell_build(&app, "e2e", "marker-build", script, ("svc1", "mod1"), json!({
+        "parameters": [
+            {"key": "GREETING", "type": "string", "default_value": "hello-7f3a"},
+            {"key": "TOKEN", "type": "string", "default_value": "s3cr3t-9b1c", "is_credential": true}
+        ]})).await;
 
     // A workflow with one zadig-build job (seed 002 "Create a Workflow" shape).
     app.post(

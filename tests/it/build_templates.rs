@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::backend_test;
 use crate::build::{Mutation, demo_template, seed_build};
+use crate::harness::assert_fields;
 
 backend_test! {
     async fn template_crud(app) {
@@ -15,12 +16,10 @@ backend_test! {
         let t = app.get("/openapi/templates/build/demo-template").await;
         let t = t.expect(200).clone();
         assert_eq!(t["id"].as_str().unwrap().len(), 24);
-        assert_eq!(t["name"], "demo-template");
-        assert_eq!(t["script_type"], "shell");
-        assert_eq!(t["scripts"], demo_template()["scripts"]);
-        assert_eq!(t["infrastructure"], "kubernetes");
-        assert_eq!(t["timeout"], 45);
-        assert_eq!(t["update_by"], "admin");
+        assert_fields(&t, json!({
+            "name": "demo-template", "script_type": "shell", "scripts": demo_template()["scripts"],
+            "infrastructure": "kubernetes", "timeout": 45, "update_by": "admin"
+        }));
         assert_eq!(t["pre_build"]["build_os"], "ubuntu 22.04");
         assert_eq!(t["pre_build"]["installs"], json!([{"name": "go", "version": "1.22"}]));
         let envs = t["pre_build"]["envs"].as_array().unwrap();

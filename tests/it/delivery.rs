@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, assert_fields};
 
 /// Register an image registry; returns its id.
 pub async fn add_registry(app: &TestApp, address: &str, namespace: &str) -> String {
@@ -46,6 +46,27 @@ pub async fn wait_status(app: &TestApp, id: &str, want: &[&str]) -> Value {
         },
     )
     .await
+}
+
+/// `base` with the field at `path` (dot-separated; numbers index arrays) set to `v`, or removed
+/// when `v` is `None`.
+fn edited(base: &Value, path: &str, v: Option<Value>) -> Value {
+    let mut b = base.clone();
+    let (parent, last) = path.rsplit_once('.').map_or(("", path), |(p, l)| (p, l));
+    let mut node = &mut b;
+    for p in parent.split('.').filter(|p| !p.is_empty()) {
+        node = match p.parse::<usize>() {
+            Ok(i) => &mut node[i],
+            Err(_) => &mut node[p],
+        };
+    }
+    match v {
+        Some(v) => node[last] = v,
+        None => {
+            node.as_object_mut().expect("an object").remove(last);
+        }
+    }
+    b
 }
 
 /// Every key of `want` (recursively; the first element of arrays) is in `got`.
@@ -270,13 +291,10 @@ backend_test! {
         let b = list.expect(200);
         assert_eq!(b["total"], 2);
         let first = &b["list"][0];
-        assert_eq!(first["id"], id2.as_str());
-        assert_eq!(first["version_name"], "v7.0.1");
-        assert_eq!(first["created_by"], "patrick");
-        assert_eq!(first["labels"], json!([]));
-        assert_eq!(first["type"], "K8SYaml");
-        assert_eq!(first["source"], "manual");
-        assert_eq!(first["description"], "labore id amet");
+        assert_fields(first, json!({
+            "id": id2.as_str(), "version_name": "v7.0.1", "created_by": "patrick", "labels": [],
+            "type": "K8SYaml", "source": "manual", "description": "labore id amet"
+        }));
         assert!(first["create_time"].as_i64().unwrap() > 0 && first["create_time"] == first["created_time"]);
         assert!(first["status"].is_string());
         let page2 = app.get("/openapi/delivery/releases?projectKey=yaml&pageNum=2&pageSize=1").await;
@@ -307,21 +325,8 @@ backend_test! {
             "services": [{"service_name": "s", "yaml_content": "", "images": [image.clone()]}]});
         let k8s = "/openapi/delivery/releases/k8s";
         let helm = "/openapi/delivery/releases/helm";
-        let with = |path: &str, v: Value| {
-            let mut b = good.clone();
-            let mut node = &mut b;
-            let parts: Vec<&str> = path.split('.').collect();
-            for p in &parts[..parts.len() - 1] {
-                node = match p.parse::<usize>() { Ok(i) => &mut node[i], Err(_) => &mut node[*p] };
-            }
-            let last = parts[parts.len() - 1];
-            if v.is_null() {
-                node.as_object_mut().unwrap().remove(last);
-            } else {
-                node[last] = v;
-            }
-            b
-        };
+        // The good body with one field removed (null) or changed.
+        let with = |path: &str, v: Value| edited(&good, path, (!v.is_null()).then_some(v));
         for (path, value, needle) in [
             ("project_key", Value::Null, "project_key"),
             ("version_name", json!(""), "version_name"),
@@ -369,30 +374,18 @@ backend_test! {
         let mut h = good.clone();
         h["services"][0]["chart_version"] = json!("1.0.0");
         h["services"][0]["images"][0]["image_path"] = json!({"image": "image.repository", "tag": "image.tag"});
-        let mut e = h.clone();
-        e["services"][0]["chart_version"] = json!("");
-        app.post(helm, e).await.expect_error(400, "services[0].chart_version");
-        let mut e = h.clone();
-        e["services"][0]["chart_version"] = json!("1.0/0");
-        app.post(helm, e).await.expect_error(400, "services[0].chart_version");
-        let mut e = h.clone();
-        e["services"][0]["images"][0]["image_path"] = Value::Null;
-        app.post(helm, e).await.expect_error(400, "services[0].images[0].image_path");
-        let mut e = h.clone();
-        e["services"][0]["images"][0]["image_path"] = json!({"repo": "a", "namespace": "b", "tag": "c"});
-        app.post(helm, e).await.expect_error(400, "services[0].images[0].image_path");
-        let mut e = h.clone();
-        e["chart_repo_name"] = json!("nope");
-        app.post(helm, e).await.expect_error(400, "chart_repo_name");
-        let mut e = h.clone();
-        e["services"][0]["service_name"] = json!("Service_A");
-        app.post(helm, e).await.expect_error(400, "chart_name");
-        let mut e = h.clone();
-        e["services"][0]["yaml_content"] = json!("a: [");
-        app.post(helm, e).await.expect_error(400, "services[0].yaml_content");
-        let mut e = h.clone();
-        e["services"][0]["yaml_content"] = json!("- a list");
-        app.post(helm, e).await.expect_error(400, "services[0].yaml_content");
+        for (path, value, needle) in [
+            ("services.0.chart_version", json!(""), "services[0].chart_version"),
+            ("services.0.chart_version", json!("1.0/0"), "services[0].chart_version"),
+            ("services.0.images.0.image_path", Value::Null, "services[0].images[0].image_path"),
+            ("services.0.images.0.image_path", json!({"repo": "a", "namespace": "b", "tag": "c"}), "services[0].images[0].image_path"),
+            ("chart_repo_name", json!("nope"), "chart_repo_name"),
+            ("services.0.service_name", json!("Service_A"), "chart_name"),
+            ("services.0.yaml_content", json!("a: ["), "services[0].yaml_content"),
+            ("services.0.yaml_content", json!("- a list"), "services[0].yaml_content"),
+        ] {
+            app.post(helm, edited(&h, path, Some(value))).await.expect_error(400, needle);
+        }
 
         // from_version: the original must exist in the project and be of the same type.
         let mut fv = good.clone();

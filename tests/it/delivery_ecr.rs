@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::build::create_shell_build;
 use crate::delivery::wait_status;
 use crate::delivery_registry::{ECR_HTPASSWD, TestRegistry};
-use crate::engine::{freestyle, queue, stage, wait_status as engine_wait};
+use crate::engine::{freestyle, queue_stage, stage, wait_status as engine_wait};
 use crate::harness::{Kind, TestApp};
 
 /// The `Authorization` headers the stand-in was called with.
@@ -152,23 +153,14 @@ async fn ecr_keys_are_exchanged_for_a_login(kind: Kind) {
     assert_eq!(ecr.calls().len(), 1);
 
     // A build job pushing to the ECR registry logs in with the exchanged login (cached).
-    app.post("/openapi/build?projectKey=demo", json!({"name": "ecr-build", "project_key": "demo",
-        "infrastructure": "kubernetes", "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-        "build_script": "echo \"login $DOCKER_REGISTRY_AK $DOCKER_REGISTRY_SK\"",
-        "services": [{"service_name": "app", "service_module": "app"}]})).await.expect(200);
+    let script = "echo \"login $DOCKER_REGISTRY_AK $DOCKER_REGISTRY_SK\"";
+    create_shell_build(&app, "demo", "ecr-build", script, ("app", "app"), json!({})).await;
     let mut build = freestyle("app-app-build", "");
     build.key = "build".into();
     build.job_type = "zadig-build".into();
     build.spec = json!({"service_name": "app", "service_module": "app", "build_name": "ecr-build",
         "image_name": "app", "docker_registry_id": reg_id});
-    let tid = queue(
-        &app,
-        "ecr-wf",
-        -1,
-        vec![],
-        vec![stage("build", true, vec![build])],
-    )
-    .await;
+    let tid = queue_stage(&app, "ecr-wf", stage("build", true, vec![build])).await;
     let t = engine_wait(&app, "ecr-wf", tid, &["passed", "failed"]).await;
     assert_eq!(t.status, "passed", "{:?}", t.stages[0].jobs[0].error);
     let log = app

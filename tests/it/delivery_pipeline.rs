@@ -31,6 +31,29 @@ async fn wait_image_status(app: &TestApp, id: &str, status: &str) {
     .await;
 }
 
+/// Create a version of `kind` (`k8s` or `helm`); returns its id.
+async fn release(app: &TestApp, kind: &str, body: Value) -> String {
+    let r = app
+        .post(&format!("/openapi/delivery/releases/{kind}"), body)
+        .await;
+    r.expect(200)["id"].as_str().expect("id").to_string()
+}
+
+/// Wait until the version's run is over (`success` or `failed`); returns the version.
+async fn settled(app: &TestApp, id: &str) -> Value {
+    wait_status(app, id, &["success", "failed"]).await
+}
+
+/// Retry the failed version `id` of project `p`.
+async fn retry(app: &TestApp, id: &str) {
+    app.post(
+        "/openapi/delivery/releases/retry",
+        json!({"id": id, "projectKey": "p"}),
+    )
+    .await
+    .expect(200);
+}
+
 fn image(container: &str, source: &str, target: &str) -> Value {
     json!({"container_name": container, "image_name": container, "source_image": source,
         "source_image_tag": "", "target_image": target, "target_image_tag": "", "push_image": true})
@@ -53,9 +76,8 @@ backend_test! {
                     {"container_name": "multi", "image_name": "multi", "source_image": format!("{host}/build/multi"),
                      "source_image_tag": "1.0", "target_image": format!("{host}/release/multi"), "target_image_tag": "v1", "push_image": true}]}
             ]});
-        let r = app.post("/openapi/delivery/releases/k8s", body).await;
-        let id = r.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let id = release(&app, "k8s", body).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "success", "{v}");
         assert_eq!(v["error"], "");
         for s in v["services"].as_array().unwrap() {
@@ -81,8 +103,8 @@ backend_test! {
         // A second version to the same tags copies again (blobs already there) and succeeds.
         let again = json!({"project_key": "demo", "version_name": "v1-again", "source": "manual", "image_registry_id": reg_id,
             "services": [{"service_name": "app", "images": [image("app", &src, &format!("{host}/release/app:v1"))]}]});
-        let id2 = app.post("/openapi/delivery/releases/k8s", again).await.expect(200)["id"].as_str().unwrap().to_string();
-        assert_eq!(wait_status(&app, &id2, &["success", "failed"]).await["status"], "success");
+        let id2 = release(&app, "k8s", again).await;
+        assert_eq!(settled(&app, &id2).await["status"], "success");
         app.stop().await;
     }
 }
@@ -123,9 +145,8 @@ backend_test! {
                     "source_image": format!("{host}/koderover-demo/service2:latest"), "source_image_tag": "latest",
                     "target_image": format!("{host}/koderover-demo/service2:123"), "target_image_tag": "123",
                     "image_path": {"image": "image.repository", "tag": "image.tag"}, "push_image": true}]}]});
-        let r = app.post("/openapi/delivery/releases/helm", body).await;
-        let id = r.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let id = release(&app, "helm", body).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "success", "{v}");
         assert_keys(&seed_helm_detail(), &v, "detail");
         let s = &v["services"][0];
@@ -171,10 +192,10 @@ backend_test! {
         let body = json!({"project_key": "p", "version_name": "v1", "source": "manual", "image_registry_id": target,
             "services": [{"service_name": "app", "images": [
                 image("app", &format!("{}/build/app:1", source.host()), &format!("127.0.0.1:{port}/release/app:v1"))]}]});
-        let id = app.post("/openapi/delivery/releases/k8s", body).await.expect(200)["id"].as_str().unwrap().to_string();
+        let id = release(&app, "k8s", body).await;
 
-        // Fails (within wait_status's 30 s) with the error on the image.
-        let v = wait_status(&app, &id, &["failed", "success"]).await;
+        // Fails (within settled's 30 s) with the error on the image.
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "failed", "{v}");
         let im = &v["services"][0]["images"][0];
         assert_eq!(im["status"], "failed");
@@ -205,7 +226,7 @@ backend_test! {
         assert_eq!(codes, [200, 409], "{} / {}", a.text, b.text);
         let now = app.get(&format!("/openapi/delivery/releases/{id}")).await.expect(200).clone();
         assert!(["retrying", "success"].contains(&now["status"].as_str().unwrap()), "{now}");
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "success", "{v}");
         assert_eq!(v["error"], "");
         assert_eq!(v["services"][0]["images"][0]["status"], "passed");
@@ -225,13 +246,7 @@ async fn hanging_copy(app: &TestApp, reg: &TestRegistry) -> (Relay, String) {
     let body = json!({"project_key": "p", "version_name": "v1", "source": "manual", "image_registry_id": target,
         "services": [{"service_name": "app", "images": [
             image("app", &format!("{}/build/app:1", reg.host()), &format!("127.0.0.1:{}/release/app:v1", relay.port))]}]});
-    let id = app
-        .post("/openapi/delivery/releases/k8s", body)
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = release(app, "k8s", body).await;
     wait_image_status(app, &id, "running").await;
     let held = relay.held.clone();
     app.wait_for(
@@ -287,7 +302,7 @@ backend_test! {
         })
         .await;
         relay.open();
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "success", "{v}");
         assert_eq!(reg.manifest_digest("release/app", "v1").await, reg.manifest_digest("build/app", "1").await);
         app.stop().await;
@@ -305,14 +320,14 @@ backend_test! {
         let v1 = json!({"project_key": "p", "version_name": "v1", "source": "manual", "image_registry_id": reg_id,
             "services": [{"service_name": "app", "yaml_content": deployment("app", &src),
                 "images": [image("app", &src, &format!("{host}/release/app:v1"))]}]});
-        let id1 = app.post("/openapi/delivery/releases/k8s", v1).await.expect(200)["id"].as_str().unwrap().to_string();
-        assert_eq!(wait_status(&app, &id1, &["success", "failed"]).await["status"], "success");
+        let id1 = release(&app, "k8s", v1).await;
+        assert_eq!(settled(&app, &id1).await["status"], "success");
 
         let v2 = json!({"project_key": "p", "version_name": "v2", "source": "from_version", "original_version_name": "v1",
             "image_registry_id": reg_id, "services": [{"service_name": "app", "images": [
                 {"container_name": "app", "target_image": format!("{host}/release/app:v2"), "push_image": true}]}]});
-        let id2 = app.post("/openapi/delivery/releases/k8s", v2).await.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &id2, &["success", "failed"]).await;
+        let id2 = release(&app, "k8s", v2).await;
+        let v = settled(&app, &id2).await;
         assert_eq!(v["status"], "success", "{v}");
         let im = &v["services"][0]["images"][0];
         assert_eq!(im["source_image"], json!(format!("{host}/release/app:v1")));
@@ -333,14 +348,14 @@ backend_test! {
                 "images": [{"container_name": "app", "image_name": "app", "source_image": src, "source_image_tag": "1",
                     "target_image": format!("{host}/release/app:h1"), "target_image_tag": "h1",
                     "image_path": {"repo": "image.registry", "image": "image.name", "tag": "image.tag"}, "push_image": true}]}]});
-        let ih1 = app.post("/openapi/delivery/releases/helm", h1).await.expect(200)["id"].as_str().unwrap().to_string();
-        assert_eq!(wait_status(&app, &ih1, &["success", "failed"]).await["status"], "success");
+        let ih1 = release(&app, "helm", h1).await;
+        assert_eq!(settled(&app, &ih1).await["status"], "success");
         let h2 = json!({"project_key": "p", "version_name": "h2", "source": "from_version", "original_version_name": "h1",
             "image_registry_id": reg_id, "chart_repo_name": "charts",
             "services": [{"service_name": "app", "chart_version": "1.1.0+build.7", "images": [
                 {"container_name": "app", "target_image": format!("{host}/release/app:h2"), "push_image": true}]}]});
-        let ih2 = app.post("/openapi/delivery/releases/helm", h2).await.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &ih2, &["success", "failed"]).await;
+        let ih2 = release(&app, "helm", h2).await;
+        let v = settled(&app, &ih2).await;
         assert_eq!(v["status"], "success", "{v}");
         let s = &v["services"][0];
         assert_eq!(s["chart_name"], "app-chart");
@@ -440,8 +455,8 @@ backend_test! {
             "username": "bot", "password": "pw"})).await.expect(200);
         let body = |name: &str| json!({"project_key": "p", "version_name": name, "source": "manual", "chart_repo_name": "museum",
             "services": [{"service_name": "web", "chart_version": "0.1.0", "yaml_content": "replicas: 1\n", "images": []}]});
-        let id = app.post("/openapi/delivery/releases/helm", body("v1")).await.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let id = release(&app, "helm", body("v1")).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "success", "{v}");
         {
             let uploads = cm.uploads.lock().unwrap();
@@ -455,8 +470,8 @@ backend_test! {
         }
         // A repository that refuses the upload fails the chart and the version.
         cm.status.store(409, Ordering::SeqCst);
-        let id = app.post("/openapi/delivery/releases/helm", body("v2")).await.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let id = release(&app, "helm", body("v2")).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "failed", "{v}");
         let s = &v["services"][0];
         assert_eq!(s["chart_status"], "failed");
@@ -464,8 +479,8 @@ backend_test! {
         assert!(v["error"].as_str().unwrap().contains("409"), "{v}");
         // Retry once the repository accepts it.
         cm.status.store(201, Ordering::SeqCst);
-        app.post("/openapi/delivery/releases/retry", json!({"id": id, "projectKey": "p"})).await.expect(200);
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        retry(&app, &id).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "success", "{v}");
         assert_eq!(v["services"][0]["error"], "");
         assert_eq!(cm.uploads.lock().unwrap().len(), 3);
@@ -485,16 +500,16 @@ backend_test! {
         let body = |name: &str| json!({"project_key": "p", "version_name": name, "source": "manual", "image_registry_id": reg_id,
             "services": [{"service_name": "app", "images": [
                 image("app", &format!("{host}/build/app:1"), &format!("{host}/release/app:{name}"))]}]});
-        let id = app.post("/openapi/delivery/releases/k8s", body("v1")).await.expect(200)["id"].as_str().unwrap().to_string();
-        assert_eq!(wait_status(&app, &id, &["success", "failed"]).await["status"], "success");
+        let id = release(&app, "k8s", body("v1")).await;
+        assert_eq!(settled(&app, &id).await["status"], "success");
         assert_eq!(reg.manifest_digest("release/app", "v1").await, Some(digest.clone()));
 
         // A wrong secret fails the copy with the registry's answer on the image.
         let update = |secret: &str| json!({"address": format!("http://{host}"), "provider": "native", "namespace": "release",
             "is_default": false, "secret_key": secret});
         app.put(&format!("/openapi/system/registry/{reg_id}"), update("wrong")).await.expect(200);
-        let id = app.post("/openapi/delivery/releases/k8s", body("v2")).await.expect(200)["id"].as_str().unwrap().to_string();
-        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        let id = release(&app, "k8s", body("v2")).await;
+        let v = settled(&app, &id).await;
         assert_eq!(v["status"], "failed", "{v}");
         let err = v["services"][0]["images"][0]["error"].as_str().unwrap().to_string();
         assert!(err.contains("401") || err.to_lowercase().contains("auth"), "{err}");
@@ -502,8 +517,8 @@ backend_test! {
 
         // Fixed credentials, then a retry.
         app.put(&format!("/openapi/system/registry/{reg_id}"), update(password)).await.expect(200);
-        app.post("/openapi/delivery/releases/retry", json!({"id": id, "projectKey": "p"})).await.expect(200);
-        assert_eq!(wait_status(&app, &id, &["success", "failed"]).await["status"], "success");
+        retry(&app, &id).await;
+        assert_eq!(settled(&app, &id).await["status"], "success");
         assert_eq!(reg.manifest_digest("release/app", "v2").await, Some(digest));
         app.stop().await;
     }

@@ -189,23 +189,31 @@ impl TestRegistry {
         format!("http://{}{path}", self.host())
     }
 
+    /// A request to `path` on this registry.
+    fn at(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.req(method, self.url(path))
+    }
+
+    /// Send `req`; panics naming `what` when the registry cannot be reached.
+    async fn send(req: reqwest::RequestBuilder, what: &str) -> reqwest::Response {
+        req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// Send `req` and assert the registry answered `status` (its answer shown otherwise).
+    async fn expect(req: reqwest::RequestBuilder, status: u16, what: &str) -> reqwest::Response {
+        let r = Self::send(req, what).await;
+        let got = r.status();
+        if got != status {
+            panic!("{what}: {got} {}", r.text().await.unwrap_or_default());
+        }
+        r
+    }
+
     /// Upload a blob (monolithic); returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = digest_of(data);
-        let r = self
-            .req(
-                reqwest::Method::POST,
-                self.url(&format!("/v2/{repo}/blobs/uploads/")),
-            )
-            .send()
-            .await
-            .expect("start upload");
-        assert_eq!(
-            r.status(),
-            202,
-            "start upload: {}",
-            r.text().await.unwrap_or_default()
-        );
+        let start = self.at(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"));
+        let r = Self::expect(start, 202, "start upload").await;
         let location = r.headers()["location"]
             .to_str()
             .expect("location")
@@ -216,22 +224,14 @@ impl TestRegistry {
             location
         };
         let sep = if location.contains('?') { '&' } else { '?' };
-        let r = self
+        let upload = self
             .req(
                 reqwest::Method::PUT,
                 format!("{location}{sep}digest={digest}"),
             )
             .header("content-type", "application/octet-stream")
-            .body(data.to_vec())
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(
-            r.status(),
-            201,
-            "upload: {}",
-            r.text().await.unwrap_or_default()
-        );
+            .body(data.to_vec());
+        Self::expect(upload, 201, "upload").await;
         digest
     }
 
@@ -243,22 +243,14 @@ impl TestRegistry {
         media_type: &str,
         body: &[u8],
     ) -> String {
-        let r = self
-            .req(
+        let push = self
+            .at(
                 reqwest::Method::PUT,
-                self.url(&format!("/v2/{repo}/manifests/{reference}")),
+                &format!("/v2/{repo}/manifests/{reference}"),
             )
             .header("content-type", media_type)
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("push manifest");
-        assert_eq!(
-            r.status(),
-            201,
-            "push manifest: {}",
-            r.text().await.unwrap_or_default()
-        );
+            .body(body.to_vec());
+        Self::expect(push, 201, "push manifest").await;
         digest_of(body)
     }
 
@@ -321,15 +313,13 @@ impl TestRegistry {
 
     /// `(content type, bytes)` of a manifest.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Option<(String, Vec<u8>)> {
-        let r = self
-            .req(
+        let get = self
+            .at(
                 reqwest::Method::GET,
-                self.url(&format!("/v2/{repo}/manifests/{reference}")),
+                &format!("/v2/{repo}/manifests/{reference}"),
             )
-            .header("accept", ACCEPT)
-            .send()
-            .await
-            .expect("get manifest");
+            .header("accept", ACCEPT);
+        let r = Self::send(get, "get manifest").await;
         if r.status() == 404 {
             return None;
         }
@@ -342,14 +332,8 @@ impl TestRegistry {
     }
 
     pub async fn blob(&self, repo: &str, digest: &str) -> Option<Vec<u8>> {
-        let r = self
-            .req(
-                reqwest::Method::GET,
-                self.url(&format!("/v2/{repo}/blobs/{digest}")),
-            )
-            .send()
-            .await
-            .expect("get blob");
+        let get = self.at(reqwest::Method::GET, &format!("/v2/{repo}/blobs/{digest}"));
+        let r = Self::send(get, "get blob").await;
         r.status().is_success().then_some(())?;
         Some(r.bytes().await.expect("blob").to_vec())
     }

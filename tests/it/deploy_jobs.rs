@@ -12,18 +12,21 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_test;
+use crate::build::create_shell_build;
 use crate::environments::{apply_shop, seed_env};
 use crate::harness::TestApp;
 use crate::kube_emulator::Emulator;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// Cluster, project `demo`, env `dev` (namespace `demo-dev`) with service `shop` applied
-/// (Deployment `web` on `nginx:1.25`, StatefulSet `cache`) and running; the cluster id.
-async fn running_env(app: &TestApp, emu: &Emulator) -> String {
-    let cluster = seed_env(app, emu).await;
+/// A Kubernetes API emulator with its cluster, project `demo`, env `dev` (namespace
+/// `demo-dev`) with service `shop` applied (Deployment `web` on `nginx:1.25`, StatefulSet
+/// `cache`) and running; the emulator and the cluster id, `None` without the emulator.
+async fn running_env(app: &TestApp) -> Option<(Emulator, String)> {
+    let emu = Emulator::start().await?;
+    let cluster = seed_env(app, &emu).await;
     apply_shop(app, LIMIT).await;
-    cluster
+    Some((emu, cluster))
 }
 
 /// Create workflow `name` of project `demo` with one stage per job list.
@@ -118,16 +121,8 @@ pub fn deploy_input(job: &str, image: &str) -> Value {
 /// Build `web-build` of service `shop`, module `web` (build_os `ubuntu 20.04`) running
 /// `script`, with `advanced_settings` (e.g. the cluster it runs on).
 pub async fn create_web_build(app: &TestApp, script: &str, advanced: Value) {
-    app.post(
-        "/openapi/build?projectKey=demo",
-        json!({
-        "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
-        "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-        "build_script": script, "advanced_settings": advanced,
-        "services": [{"service_name": "shop", "service_module": "web"}]}),
-    )
-    .await
-    .expect(200);
+    let extra = json!({"advanced_settings": advanced});
+    create_shell_build(app, "demo", "web-build", script, ("shop", "web"), extra).await;
 }
 
 /// Workflow `name`: a zadig-build job `build` of `web-build` (image `web`) then, with
@@ -162,8 +157,7 @@ pub async fn build_ship(app: &TestApp, name: &str, deploy: bool) -> i64 {
 
 backend_test! {
     async fn zadig_deploy_sets_the_image_and_waits_for_the_rollout(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        running_env(&app, &emu).await;
+        let Some((emu, _)) = running_env(&app).await else { return };
         workflow(&app, "ship", vec![("deploy", vec![deploy_job("deploy",
             json!({"env": "dev", "source": "runtime", "deploy_contents": ["image"], "services": []}))])]).await;
         let id = execute(&app, "ship", deploy_input("deploy", "nginx:1.27")).await;
@@ -214,8 +208,7 @@ backend_test! {
 
 backend_test! {
     async fn a_built_image_is_deployed_from_the_build_job(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        running_env(&app, &emu).await;
+        let Some((emu, _)) = running_env(&app).await else { return };
         create_web_build(&app, "echo building web", json!({})).await;
         let id = build_ship(&app, "build-ship", true).await;
         let d = ended(&app, "build-ship", id).await;
@@ -232,8 +225,7 @@ backend_test! {
 
 backend_test! {
     async fn custom_deploy_patches_its_targets(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let cluster = running_env(&app, &emu).await;
+        let Some((emu, cluster)) = running_env(&app).await else { return };
         let target_job = |name: &str| json!({"name": name, "type": "custom-deploy", "spec": {
             "namespace": "demo-dev", "cluster_id": cluster, "timeout": 0, "targets": []}});
         workflow(&app, "custom", vec![("deploy", vec![target_job("deploy-my-app")])]).await;
@@ -269,8 +261,7 @@ backend_test! {
 
 backend_test! {
     async fn an_image_that_cannot_be_pulled_fails_naming_the_workload(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        running_env(&app, &emu).await;
+        let Some((_emu, _)) = running_env(&app).await else { return }; // the cluster stays up
         workflow(&app, "bad", vec![("deploy", vec![deploy_job("deploy",
             json!({"env": "dev", "deploy_contents": ["image"]}))])]).await;
         let id = execute(&app, "bad", deploy_input("deploy", "reg.example.com/badimage:1")).await;
@@ -289,8 +280,7 @@ backend_test! {
 
 backend_test! {
     async fn a_frozen_rollout_skips_cancels_and_times_out(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        running_env(&app, &emu).await;
+        let Some((emu, _)) = running_env(&app).await else { return };
         // The Deployment's status stops moving: a rollout of a new image never completes.
         emu.set_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
             "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1})).await;
@@ -333,8 +323,7 @@ backend_test! {
 
 backend_test! {
     async fn deploy_jobs_act_for_the_task_creator(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let cluster = running_env(&app, &emu).await;
+        let Some((emu, cluster)) = running_env(&app).await else { return };
         // Dave may define and run workflows, but env `dev` is the admin's: its images and its
         // namespace are not his to change, neither through the image route nor a deploy job.
         let (_, dave) = app.create_user("dave", false).await;

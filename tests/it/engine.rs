@@ -11,6 +11,7 @@ use zadig_server::engine;
 use zadig_server::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Status, Task};
 
 use crate::backend_test;
+use crate::build::create_shell_build;
 use crate::harness::{ADMIN_TOKEN, TestApp};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -82,6 +83,29 @@ pub async fn queue(
     st.tasks.insert(&task).await.unwrap();
     engine::task_queued(st);
     task_id
+}
+
+/// [`queue`] one stage, with no concurrency limit and no parameters.
+pub async fn queue_stage(app: &TestApp, workflow: &str, stage: StageTask) -> i64 {
+    queue(app, workflow, -1, vec![], vec![stage]).await
+}
+
+/// Reset a stage or job that did not pass (or was skipped or unstable) as a retry does:
+/// not run, no times, no error. Whether it was reset.
+fn reset_unfinished(
+    status: &mut Status,
+    start: &mut i64,
+    end: &mut i64,
+    error: &mut String,
+) -> bool {
+    if ["passed", "skipped", "unstable"].contains(&status.as_str()) {
+        return false;
+    }
+    *status = Status::NotRun;
+    *start = 0;
+    *end = 0;
+    error.clear();
+    true
 }
 
 pub async fn task(app: &TestApp, workflow: &str, id: i64) -> Task {
@@ -321,9 +345,7 @@ backend_test! {
         assert!(log.contains("Job Status: fail"), "{log}");
 
         // A sequential stage stops at the first failure; jobs after it keep "".
-        let id = queue(&app, "fails-seq", -1, vec![], vec![
-            stage("seq", false, vec![freestyle("s-ok", "true"), freestyle("s-bad", "false"), freestyle("s-skip", "true")]),
-        ]).await;
+        let id = queue_stage(&app, "fails-seq", stage("seq", false, vec![freestyle("s-ok", "true"), freestyle("s-bad", "false"), freestyle("s-skip", "true")])).await;
         let t = wait_status(&app, "fails-seq", id, &["failed", "passed"]).await;
         assert_eq!(t.status, "failed");
         assert_eq!(job(&t, "s-ok").status, "passed");
@@ -331,7 +353,7 @@ backend_test! {
         assert_eq!(job(&t, "s-skip").status, "");
 
         // Zadig runs scripts without -e: only the last command's status counts.
-        let id = queue(&app, "no-e", -1, vec![], vec![stage("s", false, vec![freestyle("j", "false\necho still here")])]).await;
+        let id = queue_stage(&app, "no-e", stage("s", false, vec![freestyle("j", "false\necho still here")])).await;
         assert_eq!(wait_status(&app, "no-e", id, &["failed", "passed"]).await.status, "passed");
         app.stop().await;
     }
@@ -341,12 +363,7 @@ backend_test! {
     async fn cancel_kills_the_running_job_within_two_seconds(app) {
         let dir = scratch();
         let (sleep, marker) = marked_sleep(30);
-        let id = queue(&app, "cancel", -1, vec![], vec![
-            stage("s", false, vec![
-                freestyle("sleeper", &format!("echo start; {sleep} & wait")),
-                freestyle("next", "echo next"),
-            ]),
-        ]).await;
+        let id = queue_stage(&app, "cancel", stage("s", false, vec![freestyle("sleeper", &format!("echo start; {sleep} & wait")), freestyle("next", "echo next")])).await;
         let pid = find_sleep(&app, &marker).await;
         assert_eq!(task(&app, "cancel", id).await.status, "running");
         let started = Instant::now();
@@ -407,18 +424,9 @@ backend_test! {
             t.error.clear();
             t.queued_at_ms = now_ms;
             for s in &mut t.stages {
-                if !["passed", "skipped", "unstable"].contains(&s.status.as_str()) {
-                    s.status = Status::NotRun;
-                    s.start_time = 0;
-                    s.end_time = 0;
-                    s.error.clear();
+                if reset_unfinished(&mut s.status, &mut s.start_time, &mut s.end_time, &mut s.error) {
                     for j in &mut s.jobs {
-                        if !["passed", "skipped", "unstable"].contains(&j.status.as_str()) {
-                            j.status = Status::NotRun;
-                            j.start_time = 0;
-                            j.end_time = 0;
-                            j.error.clear();
-                        }
+                        reset_unfinished(&mut j.status, &mut j.start_time, &mut j.end_time, &mut j.error);
                     }
                 }
             }
@@ -443,7 +451,7 @@ backend_test! {
             ids.push(queue(&app, "serial", 1, vec![], vec![stage("s", false, vec![freestyle("j", &script)])]).await);
         }
         // Another workflow is not held up by the first one's limit.
-        let other = queue(&app, "free", -1, vec![], vec![stage("s", false, vec![freestyle("j", "echo free")])]).await;
+        let other = queue_stage(&app, "free", stage("s", false, vec![freestyle("j", "echo free")])).await;
         assert_eq!(wait_status(&app, "free", other, &["passed", "failed"]).await.status, "passed");
         let mut max_active = 0;
         let deadline = Instant::now() + WAIT;
@@ -480,7 +488,7 @@ backend_test! {
             "properties": {"timeout": 1},
             "steps": [{"name": "shell", "type": "shell", "spec": {"script": format!("{sleep} & wait")}}]
         });
-        let id = queue(&app, "slow", -1, vec![], vec![stage("s", false, vec![j])]).await;
+        let id = queue_stage(&app, "slow", stage("s", false, vec![j])).await;
         let pid = find_sleep(&app, &marker).await;
         // The timeout (1 minute) runs on the business clock.
         app.clock.advance(Duration::from_secs(61));
@@ -554,7 +562,7 @@ backend_test! {
         let dir = scratch();
         let go = dir.path().join("go");
         let script = format!("for i in 1 2 3 4 5; do echo line-$i; done; printf 'cr\\rinside\\n'; while [ ! -f {} ]; do sleep 0.05; done; echo after", sh_path(&go));
-        let id = queue(&app, "sse", -1, vec![], vec![stage("s", false, vec![freestyle("tail", &script)])]).await;
+        let id = queue_stage(&app, "sse", stage("s", false, vec![freestyle("tail", &script)])).await;
         wait_status(&app, "sse", id, &["running"]).await;
         let resp = app.client
             .get(app.url(&format!("/openapi/logs/sse/v4/workflow/sse/{id}/tail/100")))
@@ -647,7 +655,7 @@ backend_test! {
         let mut build = freestyle("build", "");
         build.job_type = "zadig-build".into();
         build.spec = json!({"service_name": "svc", "service_module": "svc", "build_name": "no-such-build"});
-        let id = queue(&app, "integrations", -1, vec![], vec![stage("s", true, vec![deploy, plugin, build])]).await;
+        let id = queue_stage(&app, "integrations", stage("s", true, vec![deploy, plugin, build])).await;
         let t = wait_status(&app, "integrations", id, &["failed", "passed"]).await;
         assert_eq!(t.status, "failed");
         let d = job(&t, "deploy");
@@ -701,7 +709,7 @@ backend_test! {
             "enable_commit": true, "commit_id": first, "checkout_path": "src/app"}]);
         let mut bad_repo = freestyle("bad-repo", "echo unreachable");
         bad_repo.spec["repos"] = json!([{"repo_owner": "acme", "repo_name": "missing", "branch": "main", "address": code}]);
-        let id = queue(&app, "steps", -1, vec![], vec![stage("s", true, vec![ok, pinned, no_tool, bad_repo])]).await;
+        let id = queue_stage(&app, "steps", stage("s", true, vec![ok, pinned, no_tool, bad_repo])).await;
         let t = wait_status(&app, "steps", id, &["failed", "passed"]).await;
         assert_eq!(job(&t, "ok").status, "passed", "{}", job(&t, "ok").error);
         let log = full_log(&app, "steps", id, "ok").await;
@@ -722,21 +730,13 @@ backend_test! {
 
 backend_test! {
     async fn build_job_runs_the_build_and_records_outputs(app) {
-        app.post("/openapi/build?projectKey=demo", json!({
-            "name": "web-build",
-            "project_key": "demo",
-            "infrastructure": "kubernetes",
-            "build_os": "ubuntu 20.04",
-            "installs": [],
-            "script_type": "shell",
-            "build_script": "set -e\necho \"building $SERVICE/$SERVICE_MODULE as $IMAGE pkg=$PKG_FILE mode=$MODE token=$TOKEN\"\necho \"registry $DOCKER_REGISTRY_HOST $DOCKER_REGISTRY_NAMESPACE $DOCKER_REGISTRY_AK $DOCKER_REGISTRY_SK\"\nVERSION_OUT=v42",
+        let script = "set -e\necho \"building $SERVICE/$SERVICE_MODULE as $IMAGE pkg=$PKG_FILE mode=$MODE token=$TOKEN\"\necho \"registry $DOCKER_REGISTRY_HOST $DOCKER_REGISTRY_NAMESPACE $DOCKER_REGISTRY_AK $DOCKER_REGISTRY_SK\"\nVERSION_OUT=v42";
+        create_shell_build(&app, "demo", "web-build", script, ("web", "web-mod"), json!({
             "parameters": [
                 {"key": "MODE", "type": "string", "default_value": "debug"},
                 {"key": "TOKEN", "type": "string", "default_value": "b-s3cr3t", "is_credential": true}
             ],
-            "advanced_settings": {"outputs": ["VERSION_OUT"]},
-            "services": [{"service_name": "web", "service_module": "web-mod"}]
-        })).await.expect(200);
+            "advanced_settings": {"outputs": ["VERSION_OUT"]}})).await;
         let reg = app.post("/openapi/system/registry", json!({
             "address": "https://reg.example.com", "provider": "native", "namespace": "team",
             "access_key": "robot", "secret_key": "reg-s3cr3t", "is_default": false
@@ -774,7 +774,7 @@ backend_test! {
         assert!(log.contains(&format!("image={image} tag={} v=v42", b.outputs["IMAGETAG"])), "{log}");
         assert_eq!(t.status, "passed");
 
-        let id = queue(&app, "builds", -1, vec![], vec![stage("build", true, vec![unknown_registry])]).await;
+        let id = queue_stage(&app, "builds", stage("build", true, vec![unknown_registry])).await;
         let t = wait_status(&app, "builds", id, &["passed", "failed"]).await;
         let e = &job(&t, "job-0-0-1-build").error;
         assert!(e.contains("no-such-registry") && e.contains("docker_registry_id"), "{e}");
@@ -824,7 +824,7 @@ async fn vote(app: &TestApp, workflow: &str, id: i64, stage: usize, user: usize,
 backend_test! {
     async fn stage_approval_quorum_reject_and_timeout(app) {
         // Quorum of two: one approval is not enough.
-        let id = queue(&app, "quorum", -1, vec![], vec![gated("g", 2, 10)]).await;
+        let id = queue_stage(&app, "quorum", gated("g", 2, 10)).await;
         wait_status(&app, "quorum", id, &["wait_for_approval"]).await;
         vote(&app, "quorum", id, 0, 0, "approve").await;
         // Still waiting after the vote was seen (the runner re-reads within the sweep interval).
@@ -834,7 +834,7 @@ backend_test! {
         assert_eq!(wait_status(&app, "quorum", id, &["passed", "failed", "reject"]).await.status, "passed");
 
         // Any reject rejects.
-        let id = queue(&app, "rejected", -1, vec![], vec![gated("g", 1, 10)]).await;
+        let id = queue_stage(&app, "rejected", gated("g", 1, 10)).await;
         wait_status(&app, "rejected", id, &["wait_for_approval"]).await;
         vote(&app, "rejected", id, 0, 1, "reject").await;
         let t = wait_status(&app, "rejected", id, &["reject", "passed"]).await;
@@ -847,7 +847,7 @@ backend_test! {
         assert_eq!(job(&t, "g-job").status, "", "no job of a rejected stage runs");
 
         // The timeout (minutes) runs on the business clock from when the stage started waiting.
-        let id = queue(&app, "late", -1, vec![], vec![gated("g", 1, 3)]).await;
+        let id = queue_stage(&app, "late", gated("g", 1, 3)).await;
         wait_status(&app, "late", id, &["wait_for_approval"]).await;
         app.clock.advance(Duration::from_secs(2 * 60));
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -858,7 +858,7 @@ backend_test! {
         assert_eq!(t.stages[0].status, "timeout");
 
         // Cancel ends the wait.
-        let id = queue(&app, "cancel-wait", -1, vec![], vec![gated("g", 1, 10)]).await;
+        let id = queue_stage(&app, "cancel-wait", gated("g", 1, 10)).await;
         wait_status(&app, "cancel-wait", id, &["wait_for_approval"]).await;
         api_cancel(&app, "cancel-wait", id).await;
         let t = app.wait_for("the cancelled end", Duration::from_secs(2), || async {
@@ -907,7 +907,7 @@ backend_test! {
         let marker = sh_path(&dir.path().join("tries"));
         let mut flaky = freestyle("flaky", &format!("echo x >> {marker}; test $(wc -l < {marker}) -ge 2"));
         flaky.error_policy = json!({"policy": "retry", "maximum_retry": 3});
-        let id = queue(&app, "retry-policy", -1, vec![], vec![stage("s", false, vec![flaky])]).await;
+        let id = queue_stage(&app, "retry-policy", stage("s", false, vec![flaky])).await;
         app.wait_for("the first attempt", WAIT, || async {
             let n = std::fs::read_to_string(&marker).map(|s| s.lines().count()).unwrap_or(0);
             (n == 1).then_some(())
@@ -940,7 +940,7 @@ backend_test! {
         let lock = sh_path(&dir.path().join("lock"));
         let mut ids = Vec::new();
         for _ in 0..12 {
-            ids.push(queue(&app, "shared", -1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("echo $TASK_ID >> {ran}"))])]).await);
+            ids.push(queue_stage(&app, "shared", stage("s", false, vec![freestyle("j", &format!("echo $TASK_ID >> {ran}"))])).await);
         }
         // A limited workflow: never two at once across the replicas.
         let mut limited = Vec::new();
@@ -960,7 +960,7 @@ backend_test! {
 
         // A cancel recorded through the first replica stops a job running on the second one.
         let (sleep, marker) = marked_sleep(30);
-        let id = queue(&app, "remote-cancel", -1, vec![], vec![stage("s", false, vec![freestyle("j", &format!("{sleep} & wait"))])]).await;
+        let id = queue_stage(&app, "remote-cancel", stage("s", false, vec![freestyle("j", &format!("{sleep} & wait"))])).await;
         let pid = find_sleep(&app, &marker).await;
         // Cancel through the replica that does NOT run it.
         let on_second = second.state.engine.is_running_here("remote-cancel", id);

@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use zadig_server::config::{Config, StorageKind};
-use zadig_server::workflow::task::TaskStore;
+use zadig_server::workflow::task::{JobTask, TaskStore};
 
 use crate::engine::{freestyle, marked_sleep, new_task, process_gone, sleep_pids, stage};
 use crate::harness::{ADMIN_TOKEN, Kind, client, mongo_uri};
@@ -106,6 +106,24 @@ pub fn server_env(
     Some((config, env))
 }
 
+/// Insert waiting task 1 of `workflow` (one stage of `job`) into the store of the server that
+/// runs with `config` in another process; that store's tasks.
+pub async fn insert_task(config: &Config, workflow: &str, job: JobTask) -> TaskStore {
+    let backend = zadig_server::store::open(config).await.unwrap();
+    let tasks = TaskStore::new(backend.as_ref());
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let task = new_task(
+        workflow,
+        1,
+        now_ms,
+        -1,
+        vec![],
+        vec![stage("s", false, vec![job])],
+    );
+    tasks.insert(&task).await.unwrap();
+    tasks
+}
+
 async fn kill_9_mid_task_then_restart(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -116,20 +134,9 @@ async fn kill_9_mid_task_then_restart(kind: Kind) {
     healthy(port).await;
 
     // A task whose job sleeps; the server's dispatcher sweep picks it up.
-    let backend = zadig_server::store::open(&config).await.unwrap();
-    let tasks = TaskStore::new(backend.as_ref());
     let (sleep, marker) = marked_sleep(300);
     let script = format!("{sleep} & wait");
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let task = new_task(
-        "crash",
-        1,
-        now_ms,
-        -1,
-        vec![],
-        vec![stage("s", false, vec![freestyle("sleeper", &script)])],
-    );
-    tasks.insert(&task).await.unwrap();
+    let tasks = insert_task(&config, "crash", freestyle("sleeper", &script)).await;
     let pid: i32 = poll("the job to start", Duration::from_secs(30), || async {
         sleep_pids(&marker).first().copied()
     })

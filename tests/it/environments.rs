@@ -85,6 +85,15 @@ pub async fn seed_project(app: &TestApp, production: bool) {
     }
 }
 
+/// A Kubernetes API emulator and its cluster, and project `demo` with service `shop` (see
+/// [`seed_project`]); `None` without the emulator.
+async fn emulated_project(app: &TestApp, production: bool) -> Option<(Emulator, String)> {
+    let emu = Emulator::start().await?;
+    let cluster = add_cluster(app, "emu", &emu.kubeconfig).await;
+    seed_project(app, production).await;
+    Some((emu, cluster))
+}
+
 /// A cluster on `emu`, project `demo` with service `shop`, and env `dev` in namespace
 /// `demo-dev`; the cluster id.
 pub async fn seed_env(app: &TestApp, emu: &Emulator) -> String {
@@ -126,9 +135,7 @@ async fn wait_running(app: &TestApp, path: &str) -> Value {
 
 backend_test! {
     async fn the_environment_flow(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
-        seed_project(&app, false).await;
+        let Some((emu, cluster)) = emulated_project(&app, false).await else { return };
 
         // Create: the namespace is made with Zadig's labels.
         app.post("/openapi/environments?projectKey=demo",
@@ -285,9 +292,7 @@ backend_test! {
 
 backend_test! {
     async fn create_with_services_adopt_and_remove(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
-        seed_project(&app, false).await;
+        let Some((emu, cluster)) = emulated_project(&app, false).await else { return };
 
         // An existing namespace is used only when told, and stays when the env goes.
         app.post("/openapi/environments?projectKey=demo",
@@ -335,9 +340,7 @@ backend_test! {
 
 backend_test! {
     async fn production_environments(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let cluster = add_cluster(&app, "emu", &emu.kubeconfig).await;
-        seed_project(&app, true).await;
+        let Some((emu, cluster)) = emulated_project(&app, true).await else { return };
         let r = app.post("/openapi/environments/production?projectKey=demo",
             json!({"env_key": "prod", "cluster_id": cluster, "namespace": "kube-system"})).await;
         r.expect_error(400, "kube-system");

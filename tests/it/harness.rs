@@ -188,15 +188,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Resp {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request sent");
-        into_resp(resp).await
+        send(&self.client, method, &self.url(path), token, body).await
     }
 
     /// A request with a raw body (for malformed JSON).
@@ -248,6 +240,18 @@ impl TestApp {
         )
     }
 
+    /// Create users through the API, `(account, is_admin)` each; returns their (uid, token).
+    pub async fn create_users<const N: usize>(
+        &self,
+        users: [(&str, bool); N],
+    ) -> [(String, String); N] {
+        let mut made = Vec::with_capacity(N);
+        for (account, admin) in users {
+            made.push(self.create_user(account, admin).await);
+        }
+        made.try_into().expect("one (uid, token) a user")
+    }
+
     /// Poll `f` until it returns `Some`, for at most `limit`; panics with `what` otherwise.
     pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut f: F) -> T
     where
@@ -268,12 +272,41 @@ impl TestApp {
     }
 }
 
+/// Assert that each field of the object `want` equals the same field of `got`.
+#[track_caller]
+pub fn assert_fields(got: &Value, want: Value) {
+    let want = want.as_object().expect("the expected fields, as an object");
+    for (k, w) in want {
+        assert_eq!(&got[k], w, "field `{k}` of {got}");
+    }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
+}
+
+/// A request to `url` (any server: in this process or another) with an optional bearer token
+/// and JSON body.
+pub async fn send(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let mut req = client.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request sent");
+    into_resp(resp).await
 }
 
 async fn into_resp(resp: reqwest::Response) -> Resp {

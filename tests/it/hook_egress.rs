@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::backend_test;
 use crate::harness::{Kind, TestApp};
-use crate::release_plan::{BASE, create, patch_text_jobs, set_status, simple_body};
+use crate::release_plan::{BASE, create_with_text_jobs, set_status, simple_body};
 use crate::release_plan_hooks::{Receiver, enable_hooks};
 
 /// A receiver that answers every POST with `307` to `target`; counts what it got.
@@ -42,8 +42,7 @@ async fn redirector(target: &str) -> (String, Arc<AtomicUsize>, tokio::task::Joi
 /// Queue a hook: a plan with one job moved to finish_planning.
 async fn trigger_hook(app: &TestApp, name: &str) -> String {
     let body = simple_body(name, "admin");
-    let id = create(app, body.clone()).await;
-    patch_text_jobs(app, &id, body, 1).await;
+    let id = create_with_text_jobs(app, body, 1).await;
     set_status(app, &id, "finish_planning").await.expect(200);
     id
 }

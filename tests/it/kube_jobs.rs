@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use zadig_server::config::Config;
-use zadig_server::workflow::task::{JobTask, TaskStore};
+use zadig_server::workflow::task::JobTask;
 
+use crate::build::create_shell_build;
 use crate::clusters::{add_cluster, kubeconfig};
 use crate::deploy_jobs::{build_ship, create_web_build, detail, image_of};
 use crate::engine::{
-    api_cancel, freestyle, full_log, job, new_task, queue, read_events, scratch, stage, task,
+    api_cancel, freestyle, full_log, job, queue_stage, read_events, scratch, stage, task,
     wait_status,
 };
-use crate::engine_restart::{free_port, healthy, poll, serve, server_env};
+use crate::engine_restart::{free_port, healthy, insert_task, poll, serve, server_env};
 use crate::environments::{apply_shop, seed_env};
 use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client};
 use crate::kube_emulator::Emulator;
@@ -94,6 +95,12 @@ async fn nothing_left(emu: &Emulator) {
     );
 }
 
+/// The end of a test: nothing may be left on the emulator; then the server stops.
+async fn finish(app: TestApp, emu: &Emulator) {
+    nothing_left(emu).await;
+    app.stop().await;
+}
+
 async fn passes_with_outputs_and_a_live_log(kind: Kind) {
     let Some((app, emu, cluster)) = kube_app(kind).await else {
         return;
@@ -104,16 +111,10 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
         "for i in 1 2 3; do echo line-$i; done\nwhile [ ! -f {} ]; do sleep 0.1; done\nsleep 11\nRESULT=done-$WORKFLOW-$TASK_ID\necho finished",
         go.display()
     );
-    let id = queue(
+    let id = queue_stage(
         &app,
         "kjob",
-        -1,
-        vec![],
-        vec![stage(
-            "s",
-            false,
-            vec![kube_freestyle("run", &script, &cluster)],
-        )],
+        stage("s", false, vec![kube_freestyle("run", &script, &cluster)]),
     )
     .await;
     wait_status(&app, "kjob", id, &["running"]).await;
@@ -173,8 +174,7 @@ async fn passes_with_outputs_and_a_live_log(kind: Kind) {
     assert_eq!(log.matches("   line-1").count(), 1, "{log}");
     assert!(log.contains("Job Status: success"), "{log}");
     assert!(!log.contains("zadig-agent-report"), "{log}");
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(passes_with_outputs_and_a_live_log);
 
@@ -191,16 +191,10 @@ async fn failures_name_their_reason(kind: Kind) {
     let nowhere = kube_freestyle("nowhere", "echo never", "no-such-cluster");
     let dead = add_cluster(&app, "dead", &kubeconfig("https://127.0.0.1:9", "t")).await;
     let unreachable = kube_freestyle("unreachable", "echo never", &dead);
-    let id = queue(
+    let id = queue_stage(
         &app,
         "kfail",
-        -1,
-        vec![],
-        vec![stage(
-            "s",
-            true,
-            vec![exits, pull, unmapped, nowhere, unreachable],
-        )],
+        stage("s", true, vec![exits, pull, unmapped, nowhere, unreachable]),
     )
     .await;
     let t = wait_status(&app, "kfail", id, ENDED).await;
@@ -230,8 +224,7 @@ async fn failures_name_their_reason(kind: Kind) {
         "{}",
         d.error
     );
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(failures_name_their_reason);
 
@@ -241,22 +234,14 @@ async fn timeout_deletes_the_job(kind: Kind) {
     };
     let mut spin = kube_freestyle("spin", "while true; do sleep 0.2; done", &cluster);
     spin.spec["advanced_setting"]["timeout"] = json!(1);
-    let id = queue(
-        &app,
-        "ktimeout",
-        -1,
-        vec![],
-        vec![stage("s", false, vec![spin])],
-    )
-    .await;
+    let id = queue_stage(&app, "ktimeout", stage("s", false, vec![spin])).await;
     running_pod(&emu).await;
     // The business clock passes the job's 1-minute timeout.
     app.clock.advance(Duration::from_secs(61));
     let t = wait_status(&app, "ktimeout", id, ENDED).await;
     let j = job(&t, "spin");
     assert_eq!(j.status, "timeout", "{}", j.error);
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(timeout_deletes_the_job);
 
@@ -265,16 +250,10 @@ async fn cancel_deletes_the_job(kind: Kind) {
         return;
     };
     let script = "echo started\nwhile true; do sleep 0.2; done";
-    let id = queue(
+    let id = queue_stage(
         &app,
         "kcancel",
-        -1,
-        vec![],
-        vec![stage(
-            "s",
-            false,
-            vec![kube_freestyle("spin", script, &cluster)],
-        )],
+        stage("s", false, vec![kube_freestyle("spin", script, &cluster)]),
     )
     .await;
     // Running in the emulator: the Job exists and its process runs.
@@ -293,8 +272,7 @@ async fn cancel_deletes_the_job(kind: Kind) {
         .await;
     assert_eq!(t.status, "cancelled");
     assert_eq!(job(&t, "spin").status, "cancelled");
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(cancel_deletes_the_job);
 
@@ -302,30 +280,14 @@ async fn build_job_runs_on_the_cluster(kind: Kind) {
     let Some((app, emu, _)) = kube_app(kind).await else {
         return;
     };
-    app.post(
-        "/openapi/build?projectKey=demo",
-        json!({
-            "name": "web-build", "project_key": "demo", "infrastructure": "kubernetes",
-            "build_os": "ubuntu 20.04", "installs": [], "script_type": "shell",
-            "build_script": "echo \"building $SERVICE as $IMAGE\"\nVERSION_OUT=v42",
-            "advanced_settings": {"outputs": ["VERSION_OUT"], "cluster_name": "emu"},
-            "services": [{"service_name": "web", "service_module": "web-mod"}]
-        }),
-    )
-    .await
-    .expect(200);
+    let script = "echo \"building $SERVICE as $IMAGE\"\nVERSION_OUT=v42";
+    let extra = json!({"advanced_settings": {"outputs": ["VERSION_OUT"], "cluster_name": "emu"}});
+    create_shell_build(&app, "demo", "web-build", script, ("web", "web-mod"), extra).await;
     let mut build = freestyle("build", "");
     build.job_type = "zadig-build".into();
     build.spec = json!({"service_name": "web", "service_module": "web-mod",
         "build_name": "web-build", "image_name": "web-img"});
-    let id = queue(
-        &app,
-        "kbuild",
-        -1,
-        vec![],
-        vec![stage("b", false, vec![build])],
-    )
-    .await;
+    let id = queue_stage(&app, "kbuild", stage("b", false, vec![build])).await;
     let t = wait_status(&app, "kbuild", id, ENDED).await;
     let b = job(&t, "build");
     assert_eq!(b.status, "passed", "{}", b.error);
@@ -340,8 +302,7 @@ async fn build_job_runs_on_the_cluster(kind: Kind) {
         log.contains(&format!("building web as {}", b.outputs["IMAGE"])),
         "{log}"
     );
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(build_job_runs_on_the_cluster);
 
@@ -384,20 +345,9 @@ async fn kill_9_while_a_job_runs(kind: Kind) {
     let cluster = r["cluster"]["cluster_id"].as_str().unwrap().to_string();
 
     // A job that runs until stopped, on the cluster, in a custom image.
-    let backend = zadig_server::store::open(&config).await.unwrap();
-    let tasks = TaskStore::new(backend.as_ref());
     let mut spin = kube_freestyle("spin", "while true; do sleep 0.2; done", &cluster);
     spin.spec["runtime"] = json!({"image_from": "custom", "image_id": "ubuntu:22.04"});
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let task = new_task(
-        "kcrash",
-        1,
-        now_ms,
-        -1,
-        vec![],
-        vec![stage("s", false, vec![spin])],
-    );
-    tasks.insert(&task).await.unwrap();
+    let tasks = insert_task(&config, "kcrash", spin).await;
     running_pod(&emu).await;
 
     // SIGKILL: the Job outlives the server.
@@ -441,14 +391,7 @@ async fn forced_end(
     status: Value,
 ) -> String {
     let spin = kube_freestyle("run", "while true; do sleep 0.2; done", cluster);
-    let id = queue(
-        app,
-        workflow,
-        -1,
-        vec![],
-        vec![stage("s", false, vec![spin])],
-    )
-    .await;
+    let id = queue_stage(app, workflow, stage("s", false, vec![spin])).await;
     let pod = running_pod(emu).await;
     emu.set_status("Pod", NS, &pod, status).await;
     let t = wait_status(app, workflow, id, ENDED).await;
@@ -491,8 +434,7 @@ async fn pod_status_failures(kind: Kind) {
         pending.contains("engine_kube_pending_secs") && pending.contains("Insufficient memory"),
         "{pending}"
     );
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(pod_status_failures);
 
@@ -555,7 +497,6 @@ async fn build_on_the_cluster_then_deploy(kind: Kind) {
         .to_string();
     assert!(built.starts_with("web:"), "{built}");
     assert_eq!(image_of(&emu, "Deployment", "web").await, built);
-    nothing_left(&emu).await;
-    app.stop().await;
+    finish(app, &emu).await;
 }
 crate::kind_test!(build_on_the_cluster_then_deploy);

@@ -69,6 +69,23 @@ async fn timed_healthz(app: &TestApp) -> Duration {
     took
 }
 
+/// `/healthz` answers within 100 ms `when` (the figure is printed as well).
+async fn healthz_is_quick(app: &TestApp, when: &str) {
+    let took = timed_healthz(app).await;
+    eprintln!("/healthz {when}: {took:?}");
+    assert!(took < Duration::from_millis(100), "/healthz took {took:?}");
+}
+
+/// `what` was closed no sooner than `min` after `since` (its timeout).
+#[track_caller]
+fn not_before(since: Instant, min: Duration, what: &str) {
+    let after = since.elapsed();
+    assert!(
+        after >= min,
+        "{what} closed after {after:?}, before the timeout"
+    );
+}
+
 async fn idle_connections_do_not_starve_healthz(kind: Kind) {
     raise_fd_limit();
     let Some(app) = TestApp::start_with(kind, |c| c.http_header_read_timeout_secs = 2).await else {
@@ -77,17 +94,11 @@ async fn idle_connections_do_not_starve_healthz(kind: Kind) {
     timed_healthz(&app).await; // warm: the first request pays for lazy initialisation
     let opened = Instant::now();
     let mut idle = open_idle(&app, 300).await;
-    let took = timed_healthz(&app).await;
-    eprintln!("/healthz with 300 idle connections open: {took:?}");
-    assert!(took < Duration::from_millis(100), "/healthz took {took:?}");
+    healthz_is_quick(&app, "with 300 idle connections open").await;
     // Every idle connection is closed once the header timeout passed — not before.
     let closed = count_closed(&mut idle, Duration::from_secs(15)).await;
     assert_eq!(closed, 300, "idle connections left open");
-    let after = opened.elapsed();
-    assert!(
-        after >= Duration::from_millis(1500),
-        "closed after {after:?}, before the timeout"
-    );
+    not_before(opened, Duration::from_millis(1500), "idle connections");
     app.stop().await;
 }
 
@@ -104,9 +115,7 @@ async fn the_connection_cap_evicts_idle_connections(kind: Kind) {
         return;
     };
     let mut idle = open_idle(&app, 60).await;
-    let took = timed_healthz(&app).await;
-    eprintln!("/healthz with 60 idle connections and a cap of 20: {took:?}");
-    assert!(took < Duration::from_millis(100), "/healthz took {took:?}");
+    healthz_is_quick(&app, "with 60 idle connections and a cap of 20").await;
     // The oldest idle connections made room (well before the 60 s header timeout); no more
     // than the cap stay open.
     let closed = count_closed(&mut idle, Duration::from_secs(3)).await;
@@ -185,10 +194,10 @@ async fn slow_and_kept_alive_connections_are_closed(kind: Kind) {
         closed_by(&mut kept, answered + Duration::from_secs(6)).await,
         "kept-alive connection left open"
     );
-    let idle = answered.elapsed();
-    assert!(
-        idle >= Duration::from_millis(1800),
-        "kept-alive connection closed after {idle:?}"
+    not_before(
+        answered,
+        Duration::from_millis(1800),
+        "kept-alive connection",
     );
     app.stop().await;
 }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, assert_fields};
 use crate::service_templates::two_workloads;
 
 /// Create K8s YAML project `key` (display name `Project <key>`) as the admin.
@@ -48,12 +48,10 @@ backend_test! {
 
         let d = app.get("/openapi/projects/project/detail?projectKey=demo").await;
         let d = d.expect(200);
-        assert_eq!(d["project_name"], "Project demo");
-        assert_eq!(d["project_key"], "demo");
-        assert_eq!(d["is_public"], true);
-        assert_eq!(d["desc"], "about demo");
-        assert_eq!(d["deploy_type"], "k8s");
-        assert_eq!(d["created_by"], "admin");
+        assert_fields(d, json!({
+            "project_name": "Project demo", "project_key": "demo", "is_public": true,
+            "desc": "about demo", "deploy_type": "k8s", "created_by": "admin"
+        }));
         assert!(d["create_time"].as_i64().unwrap() > 0);
 
         // A non-admin reads them too.

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_test;
-use crate::harness::{ADMIN_TOKEN, Resp, TestApp};
+use crate::harness::{ADMIN_TOKEN, Resp, TestApp, assert_fields};
 
 pub const BASE: &str = "/openapi/release_plan/v1";
 
@@ -81,10 +81,16 @@ pub fn job_ids(plan: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Create a plan with `n` text jobs and move it to `executing`; returns its id.
-pub async fn executing_plan(app: &TestApp, body: Value, n: usize) -> String {
+/// Create a plan from `body` and give it `n` text jobs; returns its id.
+pub async fn create_with_text_jobs(app: &TestApp, body: Value, n: usize) -> String {
     let id = create(app, body.clone()).await;
     patch_text_jobs(app, &id, body, n).await;
+    id
+}
+
+/// Create a plan with `n` text jobs and move it to `executing`; returns its id.
+pub async fn executing_plan(app: &TestApp, body: Value, n: usize) -> String {
+    let id = create_with_text_jobs(app, body, n).await;
     set_status(app, &id, "finish_planning").await.expect(200);
     set_status(app, &id, "executing").await.expect(200);
     assert_eq!(detail(app, &id).await["status"], "executing");
@@ -141,11 +147,10 @@ backend_test! {
             assert!(d.get(key).is_some(), "detail lacks {key}: {d}");
         }
         assert!(d.get("internal").is_none(), "bookkeeping leaked: {d}");
-        assert_eq!(d["status"], "planning");
-        assert_eq!(d["manager"], "admin");
-        assert_eq!(d["start_time"], 1693558721);
-        assert_eq!(d["jobs"], json!([]));
-        assert_eq!(d["created_by"], "admin");
+        assert_fields(&d, json!({
+            "status": "planning", "manager": "admin", "start_time": 1693558721, "jobs": [],
+            "created_by": "admin"
+        }));
         let code = d["instance_code"].as_str().unwrap();
         assert!(code.len() == 16 && code.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{code}");
         let users = &d["approval"]["native_approval"]["approve_users"];
@@ -331,8 +336,7 @@ backend_test! {
         let mut with_approval = simple_body("q", "admin");
         with_approval["approval"] = json!({"enabled": true, "type": "native",
             "native_approval": {"approve_users": [{"user_name": "admin"}], "needed_approvers": 1, "timeout": 0}});
-        let q = create(&app, with_approval.clone()).await;
-        patch_text_jobs(&app, &q, with_approval.clone(), 1).await;
+        let q = create_with_text_jobs(&app, with_approval.clone(), 1).await;
         set_status(&app, &q, "finish_planning").await.expect(200);
         set_status(&app, &q, "wait_for_approval").await.expect(200);
         app.patch(&format!("{BASE}/{q}"), with_approval.clone()).await.expect_error(409, "wait_for_approval");
@@ -437,9 +441,8 @@ backend_test! {
 
 backend_test! {
     async fn owners_and_job_owners(app) {
-        let (_, bob) = app.create_user("bob", false).await;
-        let (_, carol) = app.create_user("carol", false).await;
-        let (_, admin2) = app.create_user("root2", true).await;
+        let [(_, bob), (_, carol), (_, admin2)] =
+            app.create_users([("bob", false), ("carol", false), ("root2", true)]).await;
         let mut body = simple_body("p", "bob");
         body["jobs"] = json!([
             {"name": "a", "type": "text", "spec": {"content": "a"}, "manager": "carol"},
@@ -471,15 +474,13 @@ backend_test! {
 
 backend_test! {
     async fn native_approval_quorum_and_rejection(app) {
-        let (uid_a, tok_a) = app.create_user("ann", false).await;
-        let (_, tok_b) = app.create_user("ben", false).await;
-        let (_, tok_c) = app.create_user("cid", false).await;
+        let [(uid_a, tok_a), (_, tok_b), (_, tok_c)] =
+            app.create_users([("ann", false), ("ben", false), ("cid", false)]).await;
         let mut body = simple_body("p", "admin");
         body["approval"] = json!({"enabled": true, "type": "native", "description": "please",
             "native_approval": {"timeout": 0, "needed_approvers": 2,
                 "approve_users": [{"user_id": uid_a, "user_name": "ann"}, {"user_name": "ben"}]}});
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body.clone(), 1).await;
+        let id = create_with_text_jobs(&app, body.clone(), 1).await;
         set_status(&app, &id, "finish_planning").await.expect(200);
         // Approval enabled: executing needs the approval first.
         set_status(&app, &id, "executing").await.expect_error(409, "approval");
@@ -502,8 +503,7 @@ backend_test! {
         assert!(d["approval_time"].as_i64().unwrap() > 0);
 
         // One rejection denies; denied → planning → (resubmit) clears the votes.
-        let r = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &r, body.clone(), 1).await;
+        let r = create_with_text_jobs(&app, body.clone(), 1).await;
         set_status(&app, &r, "finish_planning").await.expect(200);
         set_status(&app, &r, "wait_for_approval").await.expect(200);
         approve_as(&app, &tok_b, &r, false).await.expect(200);

@@ -15,9 +15,9 @@ use sha2::Sha256;
 use zadig_server::clock::Clock;
 
 use crate::backend_test;
-use crate::harness::{ADMIN_TOKEN, Kind, TestApp};
+use crate::harness::{ADMIN_TOKEN, Kind, TestApp, assert_fields};
 use crate::release_plan::{
-    BASE, approve_as, create, detail, job_call, job_ids, patch_text_jobs, set_status, simple_body,
+    BASE, approve_as, create_with_text_jobs, detail, job_call, job_ids, set_status, simple_body,
 };
 
 /// One request the receiver got.
@@ -217,8 +217,7 @@ backend_test! {
         let recv = Receiver::start().await;
         enable_hooks(&app, &recv.url, false, "s3cret").await;
         let body = simple_body("hooked", "admin");
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body, 2).await;
+        let id = create_with_text_jobs(&app, body, 2).await;
         set_status(&app, &id, "finish_planning").await.expect(200);
         let hits = recv.wait_hits(&app, 1).await;
         let h = &hits[0];
@@ -241,13 +240,11 @@ backend_test! {
         let rp = &b["release_plan"];
         assert_eq!(rp["id"], json!(id));
         assert!(rp["index"].is_i64());
-        assert_eq!(rp["index"], d["index"]);
-        assert_eq!(rp["name"], "hooked");
-        assert_eq!(rp["event_name"], "finish_planning");
-        assert_eq!(rp["manager"], "admin");
-        assert_eq!(rp["manager_id"], d["manager_id"]);
-        assert_eq!(rp["instance_code"], d["instance_code"]);
-        assert_eq!(rp["status"], "finish_planning");
+        assert_fields(rp, json!({
+            "index": d["index"], "name": "hooked", "event_name": "finish_planning",
+            "manager": "admin", "manager_id": d["manager_id"], "instance_code": d["instance_code"],
+            "status": "finish_planning"
+        }));
         for k in ["start_time", "end_time", "schedule_execute_time", "create_time", "update_time",
                   "planning_time", "approval_time", "executing_time", "success_time"] {
             assert!(rp[k].is_i64(), "{k} is not a number: {rp}");
@@ -285,8 +282,7 @@ backend_test! {
         app.put(&format!("{BASE}/hook/setting"),
             json!({"enable": true, "hook_address": recv.url, "hook_secret": "", "hook_events": ["start_execute"]})).await.expect(200);
         let body = simple_body("second", "admin");
-        let p2 = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &p2, body, 1).await;
+        let p2 = create_with_text_jobs(&app, body, 1).await;
         set_status(&app, &p2, "finish_planning").await.expect(200);
         set_status(&app, &p2, "executing").await.expect(200);
         let hits = recv.wait_hits(&app, 4).await;
@@ -304,8 +300,7 @@ backend_test! {
         let recv = Receiver::start().await;
         enable_hooks(&app, &recv.url, true, "").await;
         let body = simple_body("checked", "admin");
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body.clone(), 1).await;
+        let id = create_with_text_jobs(&app, body.clone(), 1).await;
         set_status(&app, &id, "finish_planning").await.expect(200);
         assert_eq!(detail(&app, &id).await["status"], "wait_for_finish_planning_external_check");
         let hits = recv.wait_hits(&app, 1).await;
@@ -392,8 +387,7 @@ backend_test! {
         let mut body = simple_body("approved", "admin");
         body["approval"] = json!({"enabled": true, "type": "native",
             "native_approval": {"approve_users": [{"user_name": "ann"}], "needed_approvers": 1}});
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body, 1).await;
+        let id = create_with_text_jobs(&app, body, 1).await;
         let cb = |event: &str, code: &str, result: &str| json!({
             "hook_event": event, "release_plan_id": id, "instance_code": code, "result": result,
             "failed_reason": "checked"});
@@ -456,8 +450,7 @@ backend_test! {
         enable_hooks(&app, &recv.url, false, "k").await;
         recv.fail_next(1);
         let body = simple_body("retried", "admin");
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body, 1).await;
+        let id = create_with_text_jobs(&app, body, 1).await;
         set_status(&app, &id, "finish_planning").await.expect(200);
         let first = recv.wait_hits(&app, 1).await;
         assert!(!first[0].accepted);
@@ -517,8 +510,7 @@ async fn slow_receiver_times_out(kind: Kind) {
     enable_hooks(&app, &recv.url, false, "").await;
     recv.delay(Duration::from_millis(2500));
     let body = simple_body("slow", "admin");
-    let id = create(&app, body.clone()).await;
-    patch_text_jobs(&app, &id, body, 1).await;
+    let id = create_with_text_jobs(&app, body, 1).await;
     set_status(&app, &id, "finish_planning").await.expect(200);
     // The API answered at once; the attempt times out in the background.
     let err = app

@@ -13,36 +13,27 @@ use zadig_server::release_plan::model::{
 use crate::backend_test;
 use crate::harness::{ADMIN_TOKEN, Kind, TestApp};
 use crate::release_plan::{
-    approve_as, create, detail, executing_plan, job_call, logs, patch_text_jobs, set_status,
+    approve_as, create_with_text_jobs, detail, executing_plan, job_call, logs, set_status,
     simple_body,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A workflow job as the store keeps it (PATCH needs the workflow service to resolve one).
+/// A workflow job as the store keeps it (PATCH needs the workflow service to resolve one);
+/// the fields not named take their stored defaults.
 pub fn workflow_job(name: &str, workflow: &str, status: JobStatus, task_id: i64) -> ReleaseJob {
-    ReleaseJob {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: name.to_string(),
-        manager: String::new(),
-        manager_id: String::new(),
-        kind: JobKind::Workflow,
-        spec: JobSpec {
-            workflow_key: workflow.to_string(),
-            project_key: "demo".to_string(),
-            parameters: json!([]),
-            inputs: json!([]),
-            workflow: json!({"name": workflow, "project": "demo", "stages": []}),
-            task_id,
-            ..JobSpec::default()
-        },
-        status,
-        last_status: JobStatus::Unset,
-        updated: false,
-        executed_by: String::new(),
-        executed_time: 0,
-        error: String::new(),
-    }
+    let spec = JobSpec {
+        workflow_key: workflow.to_string(),
+        project_key: "demo".to_string(),
+        parameters: json!([]),
+        inputs: json!([]),
+        workflow: json!({"name": workflow, "project": "demo", "stages": []}),
+        task_id,
+        ..JobSpec::default()
+    };
+    serde_json::from_value(json!({"id": uuid::Uuid::new_v4().to_string(), "name": name,
+        "type": JobKind::Workflow, "spec": spec, "status": status}))
+    .expect("a release job")
 }
 
 /// Change a stored plan directly (with its conditional update).
@@ -141,8 +132,7 @@ backend_test! {
         let mut body = simple_body("a", "admin");
         body["approval"] = json!({"enabled": true, "type": "native",
             "native_approval": {"timeout": 1, "approve_users": [{"user_name": "ann"}], "needed_approvers": 1}});
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body, 1).await;
+        let id = create_with_text_jobs(&app, body, 1).await;
         set_status(&app, &id, "finish_planning").await.expect(200);
         set_status(&app, &id, "wait_for_approval").await.expect(200);
         app.clock.advance(Duration::from_secs(59));
@@ -165,8 +155,7 @@ async fn scheduled_plan(app: &TestApp, workflow: &str, delay: i64) -> (String, S
     body["start_time"] = json!(now - 10);
     body["end_time"] = json!(now + 10_000);
     body["schedule_execute_time"] = json!(now + delay);
-    let id = create(app, body.clone()).await;
-    patch_text_jobs(app, &id, body, 1).await;
+    let id = create_with_text_jobs(app, body, 1).await;
     let wf = workflow_job("deploy", workflow, JobStatus::Unset, 0);
     let wf_id = wf.id.clone();
     edit_stored(app, &id, |p| p.jobs.push(wf)).await;
@@ -251,8 +240,7 @@ backend_test! {
         body["start_time"] = json!(now - 100);
         body["end_time"] = json!(now + 10_000);
         body["schedule_execute_time"] = json!(now - 31);
-        let id = create(&app, body.clone()).await;
-        patch_text_jobs(&app, &id, body, 1).await;
+        let id = create_with_text_jobs(&app, body, 1).await;
         edit_stored(&app, &id, |p| p.jobs.push(workflow_job("deploy", "ghost-wf", JobStatus::Unset, 0))).await;
         set_status(&app, &id, "finish_planning").await.expect(200);
         set_status(&app, &id, "executing").await.expect(200);

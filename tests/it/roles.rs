@@ -21,7 +21,7 @@ use zadig_server::config::Role;
 use crate::engine::{freestyle, marked_sleep, new_task, process_gone, sleep_pids, stage};
 use crate::engine_api::freestyle_job;
 use crate::engine_restart::{free_port, healthy, poll};
-use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client, mongo_uri};
+use crate::harness::{ADMIN_TOKEN, Kind, TestApp, client, mongo_uri, send};
 use crate::release_plan::{BASE, simple_body};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -60,16 +60,9 @@ impl Proc {
         path: &str,
         body: Option<Value>,
     ) -> (u16, String) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request sent");
-        let status = r.status().as_u16();
-        (status, r.text().await.expect("body"))
+        let url = format!("{}{path}", self.base);
+        let r = send(&self.client, method, &url, Some(ADMIN_TOKEN), body).await;
+        (r.status.as_u16(), r.text)
     }
 
     /// A JSON answer that must be 200.

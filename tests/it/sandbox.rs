@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::engine::{marked_sleep, sleep_pids};
 use crate::engine_restart::{free_port, healthy, poll, serve};
-use crate::harness::{Kind, client, mongo_uri};
+use crate::harness::{Kind, Resp, client, mongo_uri, send};
+use crate::ui::shell_job;
 
 const ADMIN: &str = "sandbox-admin-token-that-no-job-may-ever-see-0123456789";
 
@@ -20,74 +21,48 @@ struct Api {
 }
 
 impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value, String) {
-        let mut req = client()
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        )
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Resp {
+        let url = format!("{}{path}", self.base);
+        send(&client(), method, &url, Some(&self.token), body).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Create the user `account` (named `name`).
+    async fn add_user(&self, account: &str, name: &str) -> Resp {
+        let body = json!({"account": account, "name": name});
+        self.post("/openapi/users", body).await
     }
 
     /// Create a workflow of one stage running `jobs` (name, script) in parallel, execute it.
     async fn run(&self, name: &str, jobs: &[(&str, &str)]) -> i64 {
         let defs: Vec<Value> = jobs
             .iter()
-            .map(|(j, script)| {
-                json!({"name": j, "type": "freestyle", "spec": {
-                "properties": {"timeout": 5},
-                "steps": [{"name": "shell", "type": "shell", "spec": {"script": script}}]}})
-            })
+            .map(|(j, script)| shell_job(j, script, 5))
             .collect();
-        let (st, _, text) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/aslan/workflow/v4",
-                Some(json!({
-                    "name": name, "display_name": name, "project": "demo", "concurrency_limit": -1,
-                    "stages": [{"name": "s", "parallel": true, "jobs": defs}],
-                })),
-            )
-            .await;
-        assert_eq!(st, 200, "{text}");
+        let workflow = json!({
+            "name": name, "display_name": name, "project": "demo", "concurrency_limit": -1,
+            "stages": [{"name": "s", "parallel": true, "jobs": defs}],
+        });
+        self.post("/api/aslan/workflow/v4", workflow)
+            .await
+            .expect(200);
         let inputs: Vec<Value> = jobs
             .iter()
             .map(|(j, _)| json!({"job_name": j, "job_type": "freestyle", "parameters": {}}))
             .collect();
-        let (st, body, text) = self
-            .call(
-                reqwest::Method::POST,
-                "/openapi/workflows/custom/task",
-                Some(json!({
-                    "project_key": "demo", "workflow_key": name, "parameters": [], "inputs": inputs,
-                })),
-            )
-            .await;
-        assert_eq!(st, 200, "{text}");
-        body["task_id"].as_i64().expect("task_id")
+        let execute = json!({
+            "project_key": "demo", "workflow_key": name, "parameters": [], "inputs": inputs,
+        });
+        let r = self.post("/openapi/workflows/custom/task", execute).await;
+        r.expect(200)["task_id"].as_i64().expect("task_id")
     }
 
     async fn task(&self, name: &str, id: i64) -> Value {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/openapi/workflows/custom/task?taskId={id}&workflowKey={name}"),
-            None,
-        )
-        .await
-        .1
+        let path = format!("/openapi/workflows/custom/task?taskId={id}&workflowKey={name}");
+        self.call(reqwest::Method::GET, &path, None).await.body
     }
 
     async fn wait_end(&self, name: &str, id: i64) -> Value {
@@ -99,13 +74,8 @@ impl Api {
     }
 
     async fn log(&self, name: &str, id: i64, job: &str) -> String {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/openapi/logs/log/v4/workflow/{name}/{id}/{job}"),
-            None,
-        )
-        .await
-        .2
+        let path = format!("/openapi/logs/log/v4/workflow/{name}/{id}/{job}");
+        self.call(reqwest::Method::GET, &path, None).await.text
     }
 }
 
@@ -137,15 +107,11 @@ async fn start(kind: Kind, data: &Path) -> Option<(crate::engine_restart::Server
         base: format!("http://127.0.0.1:{port}"),
         token: ADMIN.into(),
     };
-    let (st, user, text) = admin
-        .call(
-            reqwest::Method::POST,
-            "/openapi/users",
-            Some(json!({"account": "mallory", "name": "Mallory"})),
-        )
-        .await;
-    assert_eq!(st, 200, "{text}");
-    let token = user["api_token"].as_str().expect("api_token").to_string();
+    let user = admin.add_user("mallory", "Mallory").await;
+    let token = user.expect(200)["api_token"]
+        .as_str()
+        .expect("api_token")
+        .to_string();
     Some((
         server,
         Api {
@@ -221,14 +187,7 @@ echo attack done"#
     )
     .await;
     // The user did not become admin.
-    let (st, _, text) = api
-        .call(
-            reqwest::Method::POST,
-            "/openapi/users",
-            Some(json!({"account": "eve", "name": "Eve"})),
-        )
-        .await;
-    assert_eq!(st, 403, "{text}");
+    api.add_user("eve", "Eve").await.expect(403);
     drop(server);
 }
 crate::kind_test!(jobs_cannot_reach_secrets_data_or_the_server);
@@ -248,14 +207,10 @@ async fn cancel_kills_processes_that_left_the_group(kind: Kind) {
         || async { (sleep_pids(&marker).len() >= 2).then_some(()) },
     )
     .await;
-    let (st, _, text) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=escape"),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200, "{text}");
+    let cancel = format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=escape");
+    api.call(reqwest::Method::DELETE, &cancel, None)
+        .await
+        .expect(200);
     assert_eq!(api.wait_end("escape", id).await["status"], "cancelled");
     poll(
         "the escaped processes to be gone",
@@ -277,16 +232,10 @@ async fn a_broken_sandbox_refuses_jobs(kind: Kind) {
     else {
         return;
     };
-    let id = crate::engine::queue(
+    let id = crate::engine::queue_stage(
         &app,
         "refused",
-        -1,
-        vec![],
-        vec![crate::engine::stage(
-            "s",
-            false,
-            vec![crate::engine::freestyle("j", "echo ran")],
-        )],
+        crate::engine::stage("s", false, vec![crate::engine::freestyle("j", "echo ran")]),
     )
     .await;
     let t = crate::engine::wait_status(&app, "refused", id, &["failed", "passed"]).await;

@@ -19,7 +19,7 @@ use zadig_server::store::to_doc;
 
 use crate::harness::{Kind, TestApp};
 use crate::kind_test;
-use crate::release_plan::{create, patch_text_jobs, set_status, simple_body};
+use crate::release_plan::{create_with_text_jobs, set_status, simple_body};
 use crate::release_plan_hooks::{Receiver, enable_hooks};
 
 fn marker(what: &str) -> String {
@@ -212,8 +212,7 @@ async fn secrets_are_encrypted_at_rest(kind: Kind) {
     let got = app.get("/openapi/release_plan/v1/hook/setting").await;
     assert!(!got.text.contains(&hs), "{}", got.text);
     let body = simple_body("sealed", "admin");
-    let id = create(&app, body.clone()).await;
-    patch_text_jobs(&app, &id, body, 1).await;
+    let id = create_with_text_jobs(&app, body, 1).await;
     set_status(&app, &id, "finish_planning").await.expect(200);
     let hits = recv.wait_hits(&app, 1).await;
     assert_eq!(hits[0].header("x-zadig-token"), hs);

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_test;
+use crate::harness::assert_fields;
 use crate::projects::create_project;
 
 /// A service of two workloads: a Deployment (an init container and a container whose image is
@@ -71,13 +72,10 @@ backend_test! {
 
         let d = app.get("/openapi/service/yaml/web?projectKey=demo").await;
         let d = d.expect(200).clone();
-        assert_eq!(d["service_name"], "web");
-        assert_eq!(d["source"], "spock");
-        assert_eq!(d["type"], "k8s");
-        assert_eq!(d["template_name"], "");
-        assert_eq!(d["created_by"], "admin");
-        assert_eq!(d["yaml"], two_workloads("web"));
-        assert_eq!(d["revision"], 1);
+        assert_fields(&d, json!({
+            "service_name": "web", "source": "spock", "type": "k8s", "template_name": "",
+            "created_by": "admin", "yaml": two_workloads("web"), "revision": 1
+        }));
         assert_eq!(d["containers"][0], json!({"name": "web-init", "type": "init", "image": "busybox:1.36", "image_name": "busybox"}));
         assert_eq!(d["containers"][1]["type"], "");
         // The caller's variable first, then the keys the YAML uses, in first-use order.

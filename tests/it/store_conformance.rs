@@ -14,6 +14,22 @@ fn doc(v: Value) -> zadig_server::store::Doc {
     to_doc(&v).expect("doc")
 }
 
+/// Run `f(a clone of shared, i)` for each `i` in `0..n` at once, each on its own task; the
+/// results in `i` order.
+async fn race<S, T, Fut>(n: i64, shared: &S, f: impl Fn(S, i64) -> Fut) -> Vec<T>
+where
+    S: Clone,
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(f(shared.clone(), i))).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("a racer panicked"));
+    }
+    out
+}
+
 backend_test! {
     async fn crud(app) {
         let c = app.backend.collection("conf_crud");
@@ -97,16 +113,10 @@ backend_test! {
         assert_eq!(c.find_one(&Filter::id("p")).await.unwrap().unwrap()["status"], "executing");
         // 20 racing transitions from the same state: exactly one wins.
         c.insert(doc(json!({"id": "q", "status": "waiting"}))).await.unwrap();
-        let mut handles = Vec::new();
-        for i in 0..20 {
-            let c = c.clone();
-            handles.push(tokio::spawn(async move {
-                c.find_one_and_update(&Filter::id("q").and(Filter::eq("status", "waiting")), &[], &Update::new().set("status", "running").set("owner", i)).await.unwrap().is_some()
-            }));
-        }
-        let mut wins = 0;
-        for h in handles { if h.await.unwrap() { wins += 1; } }
-        assert_eq!(wins, 1);
+        let wins = race(20, &c, |c, i| async move {
+            c.find_one_and_update(&Filter::id("q").and(Filter::eq("status", "waiting")), &[], &Update::new().set("status", "running").set("owner", i)).await.unwrap().is_some()
+        }).await;
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
         app.stop().await;
     }
 }
@@ -114,14 +124,8 @@ backend_test! {
 backend_test! {
     async fn counters_are_atomic(app) {
         let seq = Sequences::new(app.backend.as_ref());
-        let mut handles = Vec::new();
-        for _ in 0..50 {
-            let seq = seq.clone();
-            handles.push(tokio::spawn(async move { seq.next("conf_counter").await.unwrap() }));
-        }
-        let mut got = HashSet::new();
-        for h in handles { got.insert(h.await.unwrap()); }
-        assert_eq!(got, (1..=50).collect::<HashSet<i64>>());
+        let got = race(50, &seq, |seq, _| async move { seq.next("conf_counter").await.unwrap() }).await;
+        assert_eq!(got.into_iter().collect::<HashSet<i64>>(), (1..=50).collect::<HashSet<i64>>());
         assert_eq!(seq.next("other").await.unwrap(), 1);
         app.stop().await;
     }
@@ -130,15 +134,10 @@ backend_test! {
 backend_test! {
     async fn leases_have_one_holder(app) {
         let leases = Leases::new(app.backend.as_ref());
-        let mut handles = Vec::new();
-        for i in 0..50 {
-            let leases = leases.clone();
-            handles.push(tokio::spawn(async move {
-                leases.claim("conf_lease", &format!("owner-{i}"), Duration::from_secs(30)).await.unwrap().then_some(i)
-            }));
-        }
-        let mut winners = Vec::new();
-        for h in handles { if let Some(i) = h.await.unwrap() { winners.push(i); } }
+        let claims = race(50, &leases, |leases, i| async move {
+            leases.claim("conf_lease", &format!("owner-{i}"), Duration::from_secs(30)).await.unwrap().then_some(i)
+        }).await;
+        let winners: Vec<i64> = claims.into_iter().flatten().collect();
         assert_eq!(winners.len(), 1, "{winners:?}");
         let owner = format!("owner-{}", winners[0]);
         assert!(leases.claim("conf_lease", &owner, Duration::from_secs(30)).await.unwrap(), "the holder renews");

@@ -304,9 +304,20 @@ backend_test! {
     }
 }
 
-fn freestyle_job(name: &str, script: &str) -> Value {
+/// A freestyle job `name` running `script` as one shell step of at most `timeout` minutes.
+pub fn shell_job(name: &str, script: &str, timeout: i64) -> Value {
     json!({"name": name, "type": "freestyle",
-        "spec": {"properties": {"timeout": 10}, "steps": [{"name": "shell", "type": "shell", "spec": {"script": script}}]}})
+        "spec": {"properties": {"timeout": timeout}, "steps": [{"name": "shell", "type": "shell", "spec": {"script": script}}]}})
+}
+
+/// Stage `name` running `jobs` one at a time behind the admin's native approval
+/// (`description`, at most `timeout` minutes).
+pub fn approved_stage(name: &str, description: &str, timeout: i64, jobs: Vec<Value>) -> Value {
+    json!({"name": name, "parallel": false,
+        "approval": {"enabled": true, "type": "native", "description": description,
+            "native_approval": {"timeout": timeout, "needed_approvers": 1,
+                "approve_users": [{"user_name": "admin", "user_id": "admin"}]}},
+        "jobs": jobs})
 }
 
 backend_test! {
@@ -316,12 +327,8 @@ backend_test! {
             "concurrency_limit": -1,
             "stages": [
                 {"name": "build", "parallel": true, "jobs": [
-                    freestyle_job("build-a", "echo building-a"), freestyle_job("build-b", "echo building-b")]},
-                {"name": "deploy", "parallel": false,
-                 "approval": {"enabled": true, "type": "native", "description": "deploy now?",
-                     "native_approval": {"timeout": 5, "needed_approvers": 1,
-                         "approve_users": [{"user_name": "admin", "user_id": "admin"}]}},
-                 "jobs": [freestyle_job("ship", "echo shipped-it")]},
+                    shell_job("build-a", "echo building-a", 10), shell_job("build-b", "echo building-b", 10)]},
+                approved_stage("deploy", "deploy now?", 5, vec![shell_job("ship", "echo shipped-it", 10)]),
             ]})).await.expect(200);
         let inputs: Vec<Value> = ["build-a", "build-b", "ship"].iter()
             .map(|j| json!({"job_name": j, "job_type": "freestyle", "parameters": {}})).collect();

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::harness::{ADMIN_TOKEN, Kind, TestApp};
 use crate::kind_test;
+use crate::ui::{approved_stage, shell_job};
 
 fn chromium() -> Option<PathBuf> {
     let candidates = [
@@ -30,11 +31,6 @@ fn chromium() -> Option<PathBuf> {
         .filter(|c| !c.is_empty())
         .map(PathBuf::from)
         .find(|p| p.is_file())
-}
-
-fn freestyle_job(name: &str, script: &str) -> serde_json::Value {
-    json!({"name": name, "type": "freestyle",
-        "spec": {"properties": {"timeout": 60}, "steps": [{"name": "shell", "type": "shell", "spec": {"script": script}}]}})
 }
 
 async fn browser_flow(kind: Kind) {
@@ -55,13 +51,9 @@ async fn browser_flow(kind: Kind) {
         "description": "build, approve, ship", "concurrency_limit": -1,
         "stages": [
             {"name": "build", "parallel": true, "jobs": [
-                freestyle_job("slow", "for i in $(seq 1 12); do echo \"line $i: compiling module $i\"; sleep 0.5; done"),
-                freestyle_job("lint", "echo 'lint: 0 warnings'")]},
-            {"name": "release", "parallel": false,
-             "approval": {"enabled": true, "type": "native", "description": "Ship to production?",
-                 "native_approval": {"timeout": 10, "needed_approvers": 1,
-                     "approve_users": [{"user_name": "admin", "user_id": "admin"}]}},
-             "jobs": [freestyle_job("ship", "echo 'shipped v1.4.0'")]},
+                shell_job("slow", "for i in $(seq 1 12); do echo \"line $i: compiling module $i\"; sleep 0.5; done", 60),
+                shell_job("lint", "echo 'lint: 0 warnings'", 60)]},
+            approved_stage("release", "Ship to production?", 10, vec![shell_job("ship", "echo 'shipped v1.4.0'", 60)]),
         ]})).await.expect(200);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ui_browser.py");

@@ -36,6 +36,20 @@ async fn wait_status(app: &TestApp, wf: &str, id: i64, want: &str) -> Value {
     .await
 }
 
+/// Cancel the task and wait until its first job is cancelled; the task's detail.
+async fn cancel(app: &TestApp, wf: &str, id: i64) -> Value {
+    app.delete(&format!(
+        "/openapi/workflows/custom/task?taskId={id}&workflowKey={wf}"
+    ))
+    .await
+    .expect(200);
+    app.wait_for("the first job to end cancelled", LIMIT, || async {
+        let d = detail(app, wf, id).await;
+        (d["stages"][0]["jobs"][0]["status"] == "cancelled").then_some(d)
+    })
+    .await
+}
+
 async fn run(app: &TestApp, project: &str, wf: &str, inputs: Value) -> i64 {
     let r = app
         .post(
@@ -44,6 +58,19 @@ async fn run(app: &TestApp, project: &str, wf: &str, inputs: Value) -> i64 {
         )
         .await;
     r.expect(200)["task_id"].as_i64().expect("task_id")
+}
+
+/// Create workflow `wf` of project `e2e` with `job` alone in stage `run`, unlimited, and
+/// run it; the task id.
+async fn run_one_job(app: &TestApp, wf: &str, job: Value) -> i64 {
+    let inputs = json!([{"job_name": job["name"]}]);
+    create(
+        app,
+        json!({"name": wf, "project": "e2e", "concurrency_limit": -1,
+        "stages": [{"name": "run", "jobs": [job]}]}),
+    )
+    .await;
+    run(app, "e2e", wf, inputs).await
 }
 
 backend_test! {
@@ -74,18 +101,12 @@ backend_test! {
 
 backend_test! {
     async fn cancelling_a_running_task_stops_it(app) {
-        create(&app, json!({"name": "slow", "project": "e2e", "concurrency_limit": -1,
-            "stages": [{"name": "run", "jobs": [freestyle("nap", "echo started; sleep 600")]}]})).await;
-        let id = run(&app, "e2e", "slow", json!([{"job_name": "nap"}])).await;
+        let id = run_one_job(&app, "slow", freestyle("nap", "echo started; sleep 600")).await;
         app.wait_for("the job to run", LIMIT, || async {
             let d = detail(&app, "slow", id).await;
             (d["stages"][0]["jobs"][0]["status"] == "running").then_some(())
         }).await;
-        app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=slow")).await.expect(200);
-        let d = app.wait_for("the job to end", LIMIT, || async {
-            let d = detail(&app, "slow", id).await;
-            (d["stages"][0]["jobs"][0]["status"] == "cancelled").then_some(d)
-        }).await;
+        let d = cancel(&app, "slow", id).await;
         assert_eq!(d["status"], "cancelled");
         assert_eq!(d["task_revoker"], "admin");
         app.stop().await;
@@ -199,9 +220,7 @@ backend_test! {
 
 backend_test! {
     async fn a_task_remark_is_set(app) {
-        create(&app, json!({"name": "noted", "project": "e2e", "concurrency_limit": -1,
-            "stages": [{"name": "run", "jobs": [freestyle("echo", "echo hi")]}]})).await;
-        let id = run(&app, "e2e", "noted", json!([{"job_name": "echo"}])).await;
+        let id = run_one_job(&app, "noted", freestyle("echo", "echo hi")).await;
         wait_status(&app, "noted", id, "passed").await;
         let path = format!("/openapi/workflows/custom/noted/task/{id}");
         app.put(&path, json!({"remark": "shipped to staging"})).await.expect(200);
@@ -263,11 +282,7 @@ backend_test! {
         // Cancelled while waiting.
         let id = run(&app, "e2e", "checked", inputs).await;
         waiting(id).await;
-        app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=checked")).await.expect(200);
-        let d = app.wait_for("the waiting job to end", LIMIT, || async {
-            let d = detail(&app, "checked", id).await;
-            (d["stages"][0]["jobs"][0]["status"] == "cancelled").then_some(d)
-        }).await;
+        let d = cancel(&app, "checked", id).await;
         assert_eq!(d["status"], "cancelled");
         assert_eq!(d["stages"][1]["jobs"][0]["status"], "");
         app.stop().await;

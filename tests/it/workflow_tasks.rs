@@ -12,7 +12,7 @@ use zadig_server::clock::Clock;
 use zadig_server::workflow::task::{Status, Task};
 
 use crate::backend_test;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, assert_fields};
 use crate::workflows::{create, echo_workflow};
 
 /// The seed's execute example, with its JSON defects fixed (see docs/compatibility.md).
@@ -95,6 +95,19 @@ pub async fn hold_engine(app: &TestApp, workflow: &str, limit: i64) {
             ..Task::default()
         };
         st.tasks.insert(&t).await.expect("holder task");
+    }
+}
+
+/// The echo workflow `workflow` of project `p`, and `n` of its tasks queued behind a held
+/// engine (they stay waiting).
+async fn queued_echo_tasks(app: &TestApp, workflow: &str, n: usize) {
+    create(app, echo_workflow(workflow, "p")).await;
+    hold_engine(app, workflow, 1).await;
+    for _ in 0..n {
+        let body = execute("p", workflow, json!([{"job_name": "echo"}]));
+        app.post("/openapi/workflows/custom/task", body)
+            .await
+            .expect(200);
     }
 }
 
@@ -224,21 +237,18 @@ backend_test! {
                   "start_time", "end_time", "stages", "project_key"] {
             assert!(det.get(k).is_some(), "detail lacks {k}");
         }
-        assert_eq!(det["task_id"], 1);
-        assert_eq!(det["workflow_key"], "test-openapi");
-        assert_eq!(det["workflow_name"], "Test OpenAPI");
-        assert_eq!(det["project_key"], "helm");
-        assert_eq!(det["status"], "waiting");
-        assert_eq!(det["task_creator"], "admin");
-        assert_eq!(det["create_time"], now);
+        assert_fields(&det, json!({
+            "task_id": 1, "workflow_key": "test-openapi", "workflow_name": "Test OpenAPI",
+            "project_key": "helm", "status": "waiting", "task_creator": "admin", "create_time": now
+        }));
         let token = det["params"].as_array().unwrap().iter().find(|p| p["name"] == "token").unwrap().clone();
         assert_eq!(token["value"], "********", "credential parameters are masked");
         let bj = &det["stages"][0]["jobs"][0];
-        assert_eq!(bj["name"], "zadig-aslan-build-myapps");
-        assert_eq!(bj["type"], "zadig-build");
-        assert_eq!(bj["status"], "");
-        assert_eq!(bj["cost_seconds"], 0);
-        assert_eq!(bj["job_info"], json!({"job_name": "build-myapps", "service_name": "zadig", "service_module": "aslan"}));
+        assert_fields(bj, json!({
+            "name": "zadig-aslan-build-myapps", "type": "zadig-build", "status": "",
+            "cost_seconds": 0,
+            "job_info": {"job_name": "build-myapps", "service_name": "zadig", "service_module": "aslan"}
+        }));
         assert_eq!(bj["spec"]["service_name"], "zadig");
         assert_eq!(bj["spec"]["repos"][0]["repo_name"], "zadig");
         assert_eq!(bj["spec"]["envs"][1], json!({"key": "password", "value": "Zadig", "type": "string", "is_credential": false}));
@@ -349,11 +359,7 @@ backend_test! {
 
 backend_test! {
     async fn list_tasks(app) {
-        create(&app, echo_workflow("wf", "p")).await;
-        hold_engine(&app, "wf", 1).await;
-        for _ in 0..55 {
-            app.post("/openapi/workflows/custom/task", execute("p", "wf", json!([{"job_name": "echo"}]))).await.expect(200);
-        }
+        queued_echo_tasks(&app, "wf", 55).await;
         let l = app.get("/openapi/workflows/custom/wf/tasks?projectKey=p").await.expect(200).clone();
         assert_eq!(l["total"], 55);
         let page = l["workflow_tasks"].as_array().unwrap();
@@ -368,10 +374,15 @@ backend_test! {
         assert_eq!(ids(app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&page=9").await.expect(200)), Vec::<i64>::new());
 
         app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&pageSize=0").await.expect_error(400, "pageSize");
+
         app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&pageNum=-1").await.expect_error(400, "pageNum");
+
         app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&pageNum=x").await.expect_error(400, "pageNum");
+
         app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&page=0").await.expect_error(400, "page");
+
         app.get("/openapi/workflows/custom/wf/tasks?projectKey=p&pageSize=5000").await.expect_error(400, "pageSize");
+
         app.get("/openapi/workflows/custom/wf/tasks").await.expect_error(400, "projectKey");
         let r = app.get("/openapi/workflows/custom/nope/tasks?projectKey=p").await;
         assert_eq!(code_of(r.expect_error(404, "nope")), 6542);
@@ -413,11 +424,7 @@ backend_test! {
 
 backend_test! {
     async fn cancel_tasks(app) {
-        create(&app, echo_workflow("build-images", "p")).await;
-        hold_engine(&app, "build-images", 1).await;
-        for _ in 0..4 {
-            app.post("/openapi/workflows/custom/task", execute("p", "build-images", json!([{"job_name": "echo"}]))).await.expect(200);
-        }
+        queued_echo_tasks(&app, "build-images", 4).await;
         let (_, token) = app.create_user("carol", false).await;
         let r = app.call(Method::DELETE, "/openapi/workflows/custom/task?taskId=1&workflowKey=build-images", Some(&token), None).await;
         assert_eq!(r.expect(200), &json!({"message": "success"}));
@@ -552,9 +559,8 @@ async fn waiting_for_approval(app: &TestApp, approvers: Value, needed: i64) {
 
 backend_test! {
     async fn approve_stage(app) {
-        let (alice_uid, alice) = app.create_user("alice", false).await;
-        let (_, bob) = app.create_user("bob", false).await;
-        let (_, mallory) = app.create_user("mallory", false).await;
+        let [(alice_uid, alice), (_, bob), (_, mallory)] =
+            app.create_users([("alice", false), ("bob", false), ("mallory", false)]).await;
         waiting_for_approval(&app, json!([{"user_name": "alice", "user_id": alice_uid}, {"user_name": "bob"}]), 2).await;
         let t = stored(&app, "infra-dev-workflow", 1).await;
         let a = t.stages[1].approval.as_ref().expect("stage approval on the task");
@@ -578,10 +584,10 @@ backend_test! {
 
         let d = app.get("/openapi/workflows/custom/task?taskId=1&workflowKey=infra-dev-workflow").await.expect(200).clone();
         let approval = &d["stages"][1]["approval"];
-        assert_eq!(approval["enabled"], true);
-        assert_eq!(approval["timeout"], 120);
-        assert_eq!(approval["needed_approvers"], 2);
-        assert_eq!(approval["description"], "Need approval to deploy");
+        assert_fields(approval, json!({
+            "enabled": true, "timeout": 120, "needed_approvers": 2,
+            "description": "Need approval to deploy"
+        }));
         assert_eq!(approval["reject_or_approve"], "", "the engine decides the outcome");
         let users = approval["approve_users"].as_array().unwrap();
         assert_eq!((users[0]["user_name"].as_str(), users[0]["reject_or_approve"].as_str(), users[0]["comment"].as_str()), (Some("alice"), Some("approve"), Some("LGTM")));

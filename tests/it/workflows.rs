@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use zadig_server::clock::Clock;
 
 use crate::backend_test;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, assert_fields};
 
 /// The seed's five-stage create example, verbatim.
 pub fn seed_create_body() -> Value {
@@ -42,13 +42,11 @@ backend_test! {
                   "updated_by", "update_time", "params", "stages", "notify_ctls", "share_storages", "concurrency_limit"] {
             assert!(d.get(k).is_some(), "detail lacks {k}: {d}");
         }
-        assert_eq!(d["workflow_key"], "workflow-demo");
-        assert_eq!(d["workflow_name"], "workflow-demo");
-        assert_eq!(d["project_key"], "demo");
-        assert_eq!(d["description"], "workflow-demo description");
-        assert_eq!(d["created_by"], "admin");
-        assert_eq!(d["concurrency_limit"], 5);
-        assert_eq!(d["create_time"], app.clock.now());
+        assert_fields(&d, json!({
+            "workflow_key": "workflow-demo", "workflow_name": "workflow-demo",
+            "project_key": "demo", "description": "workflow-demo description",
+            "created_by": "admin", "concurrency_limit": 5, "create_time": app.clock.now()
+        }));
         let stages = d["stages"].as_array().unwrap();
         let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["Build", "Deploy", "Test", "Distribute", "Image Distribution"]);
@@ -246,13 +244,11 @@ backend_test! {
         let r = app.call(Method::PUT, "/api/aslan/workflow/v4/wf?projectName=p", Some(&token), Some(body.clone())).await;
         assert_eq!(r.expect(200), &json!({"message": "success"}));
         let d = app.get("/openapi/workflows/custom/wf/detail?projectKey=p").await.expect(200).clone();
-        assert_eq!(d["workflow_key"], "wf");
-        assert_eq!(d["workflow_name"], "Workflow, renamed");
-        assert_eq!(d["description"], "new");
-        assert_eq!(d["created_by"], "admin");
-        assert_eq!(d["create_time"], created);
-        assert_eq!(d["updated_by"], "bob");
-        assert_eq!(d["update_time"], created + 60);
+        assert_fields(&d, json!({
+            "workflow_key": "wf", "workflow_name": "Workflow, renamed", "description": "new",
+            "created_by": "admin", "create_time": created, "updated_by": "bob",
+            "update_time": created + 60
+        }));
         assert!(app.get("/openapi/workflows/custom/ignored-in-favour-of-the-path/detail?projectKey=p").await.status == 404);
 
         // The OpenAPI alias; the project may be omitted from the body.
