@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use zadig_server::engine;
+use zadig_server::store::{Filter, FindOptions};
 use zadig_server::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Status, Task};
 
 use crate::backend_test;
@@ -458,8 +459,12 @@ backend_test! {
         loop {
             let mut active = 0;
             let mut done = 0;
-            for id in &ids {
-                match task(&app, "serial", *id).await.status.as_str() {
+            // One read of all of them (a snapshot on SQLite), so a task that ends between two
+            // reads is not counted beside the one that starts after it.
+            let serial = app.state().tasks.tasks.find(&Filter::eq("workflow_name", "serial"), &FindOptions::default()).await.unwrap();
+            assert_eq!(serial.len(), ids.len());
+            for t in &serial {
+                match t.status.as_str() {
                     "running" | "wait_for_approval" => active += 1,
                     "passed" | "failed" => done += 1,
                     _ => {}
