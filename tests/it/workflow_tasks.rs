@@ -829,6 +829,7 @@ backend_test! {
             ("zadig-deploy", json!({"env": "dev", "deploy_contents": ["image", 2]}), "stages[0].jobs[0].spec.deploy_contents[1]"),
             ("custom-deploy", json!({"namespace": "ns", "timeout": "10"}), "stages[0].jobs[0].spec.timeout"),
             ("freestyle", json!({"advanced_setting": {"timeout": "soon"}}), "stages[0].jobs[0].spec.advanced_setting.timeout"),
+            ("freestyle", json!({"advanced_setting": {"cluster_id": 7}}), "stages[0].jobs[0].spec.advanced_setting.cluster_id"),
             ("zadig-test", json!({"test_type": "service_test", "service_and_tests": [{"name": "t", "service_name": 1}]}),
                 "stages[0].jobs[0].spec.service_and_tests[0].service_name"),
             ("zadig-scanning", json!({"scannings": [{"name": "s", "repos": "all"}]}), "stages[0].jobs[0].spec.scannings[0].repos"),

@@ -9,10 +9,11 @@
 //! one `engine_kube_images` maps its `build_os` to; an unmapped `build_os` fails the job naming
 //! it and the key — never a guessed image.
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::cluster::LOCAL_CLUSTER_ID;
 use crate::config::Config;
+use crate::validate::nullable;
 
 /// Where a prepared job runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,23 +79,58 @@ fn looks_like_image(s: &str) -> bool {
     !s.is_empty() && (s.contains('/') || s.contains(':') || s.contains('@'))
 }
 
-fn str_in<'a>(spec: &'a Value, sections: &[&str], key: &str) -> &'a str {
-    sections
-        .iter()
-        .filter_map(|sec| spec.get(sec))
-        .filter_map(|v| v.get(key).and_then(Value::as_str))
-        .find(|v| !v.is_empty())
-        .unwrap_or("")
+/// The sections of a job task's spec that place it: `advanced_setting.cluster_id` and the
+/// `runtime` image fields of the current format, and the same keys in the legacy
+/// `properties`. Decoded on its own (the job modules' spec structs model other fields of the
+/// same sections); a value of the wrong type fails the job naming it.
+#[derive(Debug, Default, Deserialize)]
+pub struct PlacedSpec {
+    #[serde(default, deserialize_with = "nullable")]
+    advanced_setting: Placing,
+    #[serde(default, deserialize_with = "nullable")]
+    runtime: Placing,
+    #[serde(default, deserialize_with = "nullable")]
+    properties: Placing,
 }
 
-/// The runtime fields of a freestyle job task (current format, then legacy `properties`).
-pub fn freestyle_runtime(spec: &Value) -> Runtime<'_> {
-    Runtime {
-        cluster_id: str_in(spec, &["advanced_setting", "properties"], "cluster_id"),
-        build_os: str_in(spec, &["runtime", "properties"], "build_os"),
-        image_from: str_in(spec, &["runtime", "properties"], "image_from"),
-        image_id: str_in(spec, &["runtime", "properties"], "image_id"),
+/// The placing keys one section may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Placing {
+    #[serde(deserialize_with = "nullable")]
+    cluster_id: String,
+    #[serde(deserialize_with = "nullable")]
+    build_os: String,
+    #[serde(deserialize_with = "nullable")]
+    image_from: String,
+    #[serde(deserialize_with = "nullable")]
+    image_id: String,
+}
+
+impl PlacedSpec {
+    /// The cluster the job task names itself (current format, then legacy `properties`).
+    pub fn cluster_id(&self) -> &str {
+        first(
+            &self.advanced_setting.cluster_id,
+            &self.properties.cluster_id,
+        )
     }
+
+    /// The runtime fields of a freestyle job task (current format, then legacy `properties`).
+    pub fn runtime(&self) -> Runtime<'_> {
+        let (rt, legacy) = (&self.runtime, &self.properties);
+        Runtime {
+            cluster_id: self.cluster_id(),
+            build_os: first(&rt.build_os, &legacy.build_os),
+            image_from: first(&rt.image_from, &legacy.image_from),
+            image_id: first(&rt.image_id, &legacy.image_id),
+        }
+    }
+}
+
+/// `current` unless it is empty, else `legacy`.
+fn first<'a>(current: &'a str, legacy: &'a str) -> &'a str {
+    if current.is_empty() { legacy } else { current }
 }
 
 /// The cluster a zadig-build job task runs on: the one the job task names, else the build's
@@ -103,10 +139,9 @@ pub fn freestyle_runtime(spec: &Value) -> Runtime<'_> {
 /// could be registered).
 pub async fn build_cluster(
     state: &crate::state::AppState,
-    spec: &Value,
+    own: &str,
     recipe: &crate::build::BuildRecipe,
 ) -> Result<String, String> {
-    let own = str_in(spec, &["advanced_setting", "properties"], "cluster_id");
     if !own.is_empty() {
         return Ok(own.to_string());
     }
@@ -125,7 +160,13 @@ pub async fn build_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// Place a freestyle job task's spec.
+    fn place(c: &Config, spec: &Value) -> Result<Placement, String> {
+        let placed: PlacedSpec = serde_json::from_value(spec.clone()).unwrap();
+        resolve(c, &placed.runtime())
+    }
 
     fn config() -> Config {
         let mut c = Config::defaults();
@@ -138,14 +179,11 @@ mod tests {
     fn places_by_cluster_and_build_os() {
         let c = config();
         let local = json!({"advanced_setting": {"cluster_id": ""}, "runtime": {"build_os": "ubuntu 22.04"}});
-        assert_eq!(
-            resolve(&c, &freestyle_runtime(&local)),
-            Ok(Placement::Local)
-        );
+        assert_eq!(place(&c, &local), Ok(Placement::Local));
         let own = json!({"advanced_setting": {"cluster_id": LOCAL_CLUSTER_ID}});
-        assert_eq!(resolve(&c, &freestyle_runtime(&own)), Ok(Placement::Local));
+        assert_eq!(place(&c, &own), Ok(Placement::Local));
         let on = json!({"advanced_setting": {"cluster_id": "c1"}, "runtime": {"build_os": "ubuntu 22.04"}});
-        let Ok(Placement::Kube(t)) = resolve(&c, &freestyle_runtime(&on)) else {
+        let Ok(Placement::Kube(t)) = place(&c, &on) else {
             panic!("not placed on the cluster")
         };
         assert_eq!(
@@ -157,13 +195,13 @@ mod tests {
             ("c1", "koderover-agent", "ubuntu:22.04")
         );
         let legacy = json!({"properties": {"cluster_id": "c2", "build_os": "centos 7"}});
-        let err = resolve(&c, &freestyle_runtime(&legacy)).unwrap_err();
+        let err = place(&c, &legacy).unwrap_err();
         assert!(
             err.contains("\"centos 7\"") && err.contains("engine_kube_images"),
             "{err}"
         );
         let custom = json!({"properties": {"cluster_id": "c2", "image_from": "custom", "image_id": "reg.io/b:1"}});
-        let Ok(Placement::Kube(t)) = resolve(&c, &freestyle_runtime(&custom)) else {
+        let Ok(Placement::Kube(t)) = place(&c, &custom) else {
             panic!("custom image")
         };
         assert_eq!(t.image, "reg.io/b:1");
@@ -174,7 +212,7 @@ mod tests {
         let mut c = config();
         c.engine_kube_cluster = "dflt".into();
         let none = json!({"runtime": {"build_os": "ubuntu 22.04"}});
-        let Ok(Placement::Kube(t)) = resolve(&c, &freestyle_runtime(&none)) else {
+        let Ok(Placement::Kube(t)) = place(&c, &none) else {
             panic!("default cluster not used")
         };
         assert_eq!(t.cluster_id, "dflt");

@@ -14,7 +14,7 @@ use super::{
     typed,
 };
 use crate::engine::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
-use crate::engine::kube::placement;
+use crate::engine::kube::placement::{self, PlacedSpec};
 use crate::engine::work::{
     Var, assemble, merge_vars, repos_of, script_step, timeout_of, valid_var_name, vars_of,
 };
@@ -201,9 +201,9 @@ async fn prepare_job(
     ctx: &JobContext,
     spec: &Value,
 ) -> Result<PreparedJob, String> {
-    let raw = spec;
-    let spec: TaskSpec =
-        typed(spec).map_err(|e| format!("zadig-build job task {}: {e}", ctx.job_name))?;
+    let at = |e| format!("zadig-build job task {}: {e}", ctx.job_name);
+    let placed: PlacedSpec = typed(spec).map_err(at)?;
+    let spec: TaskSpec = typed(spec).map_err(at)?;
     let spec = &spec;
     let service = spec.service_name.as_str();
     let module = spec.service_module.as_str();
@@ -261,7 +261,7 @@ async fn prepare_job(
     ];
     let timeout = timeout_of(Some(recipe.timeout_minutes));
     let mut job = assemble(ctx, steps, vars, (service, module), extra, outputs, timeout);
-    let cluster = placement::build_cluster(state, raw, &recipe).await?;
+    let cluster = placement::build_cluster(state, placed.cluster_id(), &recipe).await?;
     job.placement = placement::resolve(
         &state.config,
         &placement::Runtime {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{InputCx, JobKind, JobType, Runs, ServiceItem, Spec, nullable, spec_of, stored, typed};
 use crate::engine::executor::{JobContext, PreparedJob, Step};
-use crate::engine::kube::placement;
+use crate::engine::kube::placement::{self, PlacedSpec};
 use crate::engine::work::{
     assemble, installs_of, merge_vars, missing_integration, output_names, repos_of, script_step,
     timeout_of, vars_of,
@@ -76,6 +76,7 @@ impl JobKind for Freestyle {
             legacy::to_current(m, field)?;
         }
         let typed: JobSpec = decode(spec, field)?;
+        let _: PlacedSpec = decode(spec, field)?;
         lint::check_outputs(
             typed.advanced_setting.outputs.iter(),
             &format!("{field}.advanced_setting.outputs"),
@@ -150,8 +151,10 @@ impl JobKind for Freestyle {
     ) -> Result<PreparedJob, String> {
         let task: TaskSpec =
             typed(spec).map_err(|e| format!("freestyle job task {}: {e}", ctx.job_name))?;
+        let placed: PlacedSpec =
+            typed(spec).map_err(|e| format!("freestyle job task {}: {e}", ctx.job_name))?;
         let mut job = prepare_job(ctx, &task)?;
-        job.placement = placement::resolve(&state.config, &placement::freestyle_runtime(spec))?;
+        job.placement = placement::resolve(&state.config, &placed.runtime())?;
         Ok(job)
     }
 }

@@ -270,13 +270,7 @@ pub trait JobKind: Sync {
 
 /// serde `deserialize_with` for a spec field: `null` reads as absent (Zadig sends `null` for
 /// unset lists and strings), anything else must have the field's type.
-pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+pub(crate) use crate::validate::nullable;
 
 /// A job's spec decoded as its type's spec struct when a task is made or checked; a malformed
 /// spec (one stored before lint refused it) is a 400 naming `job <name>.spec.<field>`.
