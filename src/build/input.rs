@@ -259,17 +259,13 @@ pub struct AdvancedSettingsInput {
     #[serde(default)]
     pub strategy_name: String,
     /// Minutes; absent or 0: 60.
-    #[serde(default)]
     pub timeout: Option<i64>,
-    #[serde(default)]
     pub resource_spec: Option<ResourceSpec>,
     #[serde(default)]
     pub use_host_docker_daemon: bool,
     #[serde(default)]
     pub privileged_mode: bool,
-    #[serde(default)]
     pub cache_setting: Option<CacheSetting>,
-    #[serde(default)]
     pub storages: Option<Storages>,
     #[serde(default, deserialize_with = "nullable")]
     pub custom_annotations: Vec<Pair>,
@@ -308,7 +304,6 @@ pub struct BuildRequest {
     pub repo_info: Vec<RepoInput>,
     #[serde(default, deserialize_with = "nullable")]
     pub parameters: Vec<ParameterInput>,
-    #[serde(default)]
     pub services: Option<Vec<ServiceWithModule>>,
     /// An object (or an array of one).
     #[schema(value_type = Option<DockerBuildStepInput>)]
@@ -328,9 +323,8 @@ pub struct InputKv {
     pub key: String,
     #[serde(default, deserialize_with = "lenient_string")]
     pub value: String,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub is_credential: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     pub choice_value: Vec<String>,
@@ -358,7 +352,6 @@ pub struct TemplateBuildRequest {
     pub project_key: String,
     #[serde(default)]
     pub template_name: String,
-    #[serde(default)]
     pub target_services: Option<Vec<TargetServiceInput>>,
 }
 
@@ -369,7 +362,6 @@ pub struct PreBuildInput {
     pub clean_workspace: bool,
     #[serde(default)]
     pub res_req: String,
-    #[serde(default)]
     pub res_req_spec: Option<ResourceSpec>,
     #[serde(default)]
     pub build_os: String,
@@ -399,7 +391,6 @@ pub struct PreBuildInput {
     pub strategy_name: String,
     #[serde(default)]
     pub use_host_docker_daemon: bool,
-    #[serde(default)]
     pub storages: Option<Storages>,
     #[serde(default, deserialize_with = "nullable")]
     pub custom_annotations: Vec<Pair>,
@@ -430,9 +421,7 @@ pub struct TemplateRequest {
     /// Minutes; absent or 0: 60.
     #[serde(default)]
     pub timeout: i64,
-    #[serde(default)]
     pub pre_build: Option<PreBuildInput>,
-    #[serde(default)]
     pub post_build: Option<PostBuild>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Vec<Output>)]
@@ -448,15 +437,11 @@ pub struct TemplateRequest {
     #[serde(default)]
     pub enable_privileged_mode: bool,
     // Seed-style fields.
-    #[serde(default)]
     pub build_os: Option<String>,
     #[schema(value_type = Option<Object>)]
-    #[serde(default)]
     pub installs: Option<Installs>,
-    #[serde(default)]
     pub parameters: Option<Vec<ParameterInput>>,
     /// Same as `pre_build.envs`.
-    #[serde(default)]
     pub envs: Option<Vec<ParameterInput>>,
     #[schema(value_type = Option<DockerBuildStepInput>)]
     #[serde(default)]

@@ -112,7 +112,6 @@ pub struct ClusterInput {
     #[serde(default, rename = "type")]
     pub kind: String,
     /// The kubeconfig (YAML). On update, absent keeps the stored one.
-    #[serde(default)]
     pub kube_config: Option<String>,
     #[serde(default)]
     pub project_names: Vec<String>,

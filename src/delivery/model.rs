@@ -94,7 +94,6 @@ pub struct VersionImage {
     /// The full target reference (with its tag).
     pub target_image: String,
     pub target_image_tag: String,
-    #[serde(default)]
     pub image_path: Option<ImagePath>,
     pub push_image: bool,
     /// Not copied / not pushed yet, `running`, `passed` or `failed`.
@@ -201,7 +200,6 @@ pub struct NewVersion {
     pub production: bool,
     #[serde(default)]
     pub desc: String,
-    #[serde(default)]
     pub labels: Option<Vec<String>>,
     #[serde(default)]
     pub image_registry_id: String,
@@ -214,7 +212,6 @@ pub struct NewVersion {
     /// `from_version`: the version to copy from (Zadig's field, missing from the seed).
     #[serde(default)]
     pub original_version_name: String,
-    #[serde(default)]
     pub services: Option<Vec<NewService>>,
 }
 
@@ -233,7 +230,6 @@ pub struct NewService {
     pub chart_version: String,
     #[serde(default)]
     pub yaml_content: String,
-    #[serde(default)]
     pub images: Option<Vec<NewImage>>,
 }
 
@@ -252,7 +248,6 @@ pub struct NewImage {
     pub target_image: String,
     #[serde(default)]
     pub target_image_tag: String,
-    #[serde(default)]
     pub image_path: Option<ImagePath>,
     #[serde(default)]
     pub push_image: bool,

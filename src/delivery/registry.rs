@@ -105,13 +105,9 @@ pub struct RegistryInput {
     pub namespace: String,
     #[serde(default)]
     pub is_default: bool,
-    #[serde(default)]
     pub access_key: Option<String>,
-    #[serde(default)]
     pub secret_key: Option<String>,
-    #[serde(default)]
     pub enable_tls: Option<bool>,
-    #[serde(default)]
     pub tls_cert: Option<String>,
     #[serde(default)]
     pub region: String,
@@ -230,7 +226,6 @@ pub struct HelmRepoInput {
     pub url: String,
     #[serde(default)]
     pub username: String,
-    #[serde(default)]
     pub password: Option<String>,
     /// OCI repositories only: plain HTTP instead of HTTPS.
     #[serde(default)]

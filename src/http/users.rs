@@ -25,10 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
     pub account: String,
-    #[serde(default)]
     pub name: Option<String>,
     /// Defaults to `system`.
-    #[serde(default)]
     pub identity_type: Option<String>,
     #[serde(default)]
     pub is_admin: bool,

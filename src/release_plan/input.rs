@@ -126,7 +126,6 @@ pub struct HookSettingInput {
     pub enable_call_back: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub hook_address: String,
-    #[serde(default)]
     pub hook_secret: Option<String>,
     /// Any of `finish_planning`, `start_execute`, `all_job_done`.
     #[serde(default, deserialize_with = "nullable")]

@@ -416,7 +416,7 @@ pub struct ReleasePlan {
     pub updated_by: String,
     #[serde(default)]
     pub update_time: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
     #[serde(default)]
     pub jobs: Vec<ReleaseJob>,
@@ -433,7 +433,6 @@ pub struct ReleasePlan {
     pub finish_planning_time: i64,
     #[serde(default)]
     pub instance_code: String,
-    #[serde(default)]
     pub hook_settings: Option<HookSnapshot>,
     #[serde(default)]
     pub wait_for_finish_planning_external_check_time: i64,

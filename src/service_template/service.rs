@@ -55,7 +55,6 @@ pub struct UpdateYamlRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct UpdateVariablesRequest {
     /// Values for stored keys; unknown keys are ignored, stored keys not sent are kept.
-    #[serde(default)]
     pub service_variable_kvs: Option<Vec<ServiceVariableKV>>,
 }
 

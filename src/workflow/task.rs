@@ -200,7 +200,6 @@ pub struct StageTask {
     pub end_time: i64,
     #[serde(default)]
     pub parallel: bool,
-    #[serde(default)]
     pub approval: Option<StageApproval>,
     #[serde(default)]
     pub manual_exec: Value,
@@ -251,7 +250,6 @@ pub struct Task {
     #[serde(default)]
     pub approval_id: String,
     /// Set when a release-plan job started this task (DESIGN.md §5).
-    #[serde(default)]
     pub release: Option<ReleaseRef>,
     #[serde(default)]
     pub notify_inputs: Value,

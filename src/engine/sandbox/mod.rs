@@ -77,7 +77,6 @@ pub struct LaunchSpec {
     #[serde(default)]
     pub pid_ns: bool,
     /// The server's own uid/gid outside the user namespace (non-root servers).
-    #[serde(default)]
     pub outer_ids: Option<(u32, u32)>,
 }
 

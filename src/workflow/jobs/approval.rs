@@ -21,7 +21,6 @@ struct ApprovalSpec {
     /// `native` (or empty), or an IM approval (`lark`, `dingtalk`, `workwx`).
     #[serde(rename = "type", default, deserialize_with = "nullable")]
     kind: String,
-    #[serde(default)]
     native_approval: Option<Value>,
     /// Every other field, kept as sent.
     #[serde(flatten)]

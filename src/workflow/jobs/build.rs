@@ -191,7 +191,6 @@ struct BuildInput {
     #[serde(default)]
     #[expect(dead_code, reason = "decoded only to reject a non-string value")]
     registry: String,
-    #[serde(default)]
     service_list: Option<Vec<ServiceInput>>,
 }
 

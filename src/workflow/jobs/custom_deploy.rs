@@ -80,7 +80,6 @@ struct TargetInput {
 
 #[derive(Debug, Default, Deserialize)]
 struct CustomDeployInput {
-    #[serde(default)]
     target_list: Option<Vec<TargetInput>>,
 }
 

@@ -441,7 +441,6 @@ struct DeployServiceInput {
 struct DeployInput<S> {
     #[serde(default)]
     env_name: String,
-    #[serde(default)]
     service_list: Option<Vec<S>>,
 }
 

@@ -165,7 +165,6 @@ struct FreestyleInput {
     kv: Vec<KvInput>,
     #[serde(default)]
     repo_info: Vec<RepoInput>,
-    #[serde(default)]
     services: Option<Vec<ServiceInput>>,
 }
 

@@ -13,9 +13,7 @@ pub struct Sql;
 
 #[derive(Debug, Default, Deserialize)]
 struct SqlInput {
-    #[serde(default)]
     database_name: Option<String>,
-    #[serde(default)]
     sql: Option<String>,
 }
 

@@ -14,15 +14,10 @@ pub struct Tapd;
 
 #[derive(Debug, Default, Deserialize)]
 struct TapdInput {
-    #[serde(default)]
     project_id: Option<String>,
-    #[serde(default)]
     project_name: Option<String>,
-    #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
     iteration_ids: Option<Vec<String>>,
-    #[serde(default)]
     iterations: Option<Vec<Iteration>>,
 }
 
