@@ -83,44 +83,17 @@ pub struct Install {
     pub version: String,
 }
 
-/// A code repository, in Zadig's Repository shape (spec/build.md §3.5).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Repository {
-    /// Code host type (`gitlab`, `github`, `gitee`, `other`, …) when the client gave it.
-    #[serde(default)]
-    pub source: String,
-    /// The code host alias the client named (`codehost_name`).
-    #[serde(default)]
-    pub codehost_name: String,
-    /// Clone address or code host base URL, when the client gave one (our extension).
-    #[serde(default)]
-    pub address: String,
-    #[serde(default)]
-    pub repo_owner: String,
-    #[serde(default)]
-    pub repo_namespace: String,
-    #[serde(default)]
-    pub repo_name: String,
-    #[serde(default)]
-    pub branch: String,
-    #[serde(default)]
-    pub tag: String,
-    #[serde(default)]
-    pub pr: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    pub prs: Vec<i64>,
-    #[serde(default)]
-    pub enable_commit: bool,
-    #[serde(default)]
-    pub commit_id: String,
-    #[serde(default)]
-    pub remote_name: String,
-    #[serde(default)]
-    pub submodules: bool,
-    #[serde(default)]
-    pub checkout_path: String,
-    #[serde(default)]
-    pub hidden: bool,
+crate::repo::repository_struct! {
+    /// A code repository, in Zadig's Repository shape (spec/build.md §3.5).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+    pub struct Repository {
+        #[serde(default)]
+        pub repo_owner: String,
+        #[serde(default)]
+        pub submodules: bool,
+        #[serde(default)]
+        pub hidden: bool,
+    }
 }
 
 /// CPU (millicores), memory (MiB) and GPU (`nvidia.com/gpu: 1`) of a build pod.
