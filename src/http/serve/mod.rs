@@ -23,18 +23,15 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use hyper::body::{Frame, Incoming, SizeHint};
+use axum::body::Body;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -42,6 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::Config;
+
+mod tracked;
+use tracked::{Active, Tracked, TrackedBody};
 
 /// How long a connection asked to close (timeout, eviction) may take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -487,162 +487,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Marks a request in flight from its complete head until its response was sent (or dropped).
-struct Active {
-    conn: Arc<Conn>,
-}
-
-impl Active {
-    fn start(conn: Arc<Conn>) -> Self {
-        conn.head_started_ms.store(0, Ordering::SeqCst);
-        conn.served.fetch_add(1, Ordering::SeqCst);
-        conn.active.fetch_add(1, Ordering::SeqCst);
-        Self { conn }
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        // Idle time counts from the end of the last response; set before the count drops so
-        // the watchdog never sees an idle connection with a stale time.
-        self.conn
-            .idle_since_ms
-            .store(self.conn.now_ms(), Ordering::SeqCst);
-        if self.conn.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.conn.wake.notify_one();
-        }
-    }
-}
-
-/// The response body, holding the request's [`Active`] mark until hyper has sent it all.
-struct TrackedBody {
-    inner: Body,
-    _active: Active,
-}
-
-impl hyper::body::Body for TrackedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The socket, noting when an idle connection starts sending its next request head.
-struct Tracked {
-    inner: TcpStream,
-    conn: Arc<Conn>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let c = &this.conn;
-        if buf.filled().len() > before
-            && c.active.load(Ordering::SeqCst) == 0
-            && c.head_started_ms
-                .compare_exchange(0, c.now_ms(), Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            c.wake.notify_one();
-        }
-        res
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_errors_are_classified() {
-        assert!(is_fd_exhaustion(&io::Error::from_raw_os_error(
-            nix::errno::Errno::EMFILE as i32
-        )));
-        assert!(is_fd_exhaustion(&io::Error::from_raw_os_error(
-            nix::errno::Errno::ENFILE as i32
-        )));
-        assert!(!is_fd_exhaustion(&io::Error::from(
-            io::ErrorKind::ConnectionAborted
-        )));
-        assert!(is_connection_error(&io::Error::from(
-            io::ErrorKind::ConnectionAborted
-        )));
-        assert!(!is_connection_error(&io::Error::from_raw_os_error(
-            nix::errno::Errno::EMFILE as i32
-        )));
-    }
-
-    #[test]
-    fn eviction_prefers_the_oldest_never_used_idle_connection() {
-        let r = Registry::default();
-        let kept_alive = r.register();
-        kept_alive.served.store(1, Ordering::SeqCst);
-        let busy = r.register();
-        busy.served.store(1, Ordering::SeqCst);
-        busy.active.store(1, Ordering::SeqCst);
-        let fresh_old = r.register();
-        let fresh_new = r.register();
-        assert!(r.evict_idle());
-        assert!(fresh_old.evict.is_cancelled());
-        assert!(!fresh_new.evict.is_cancelled());
-        assert!(r.evict_idle());
-        assert!(fresh_new.evict.is_cancelled());
-        assert!(r.evict_idle());
-        assert!(kept_alive.evict.is_cancelled());
-        assert!(
-            !r.evict_idle(),
-            "a connection with a request in flight stays"
-        );
-        assert!(!busy.evict.is_cancelled());
-        assert_eq!(r.len(), 1);
-    }
-}
+mod tests;
