@@ -850,3 +850,40 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn test_and_scan_inputs_select_and_update_their_modules(app) {
+        let repo = |branch: &str| json!({"codehost_name": "gitlab", "repo_namespace": "o", "repo_name": "r", "branch": branch});
+        create(&app, json!({"name": "suites", "project": "p", "concurrency_limit": 1, "stages": [{"name": "s", "jobs": [
+            {"name": "test", "type": "zadig-test", "spec": {"test_type": "", "test_modules": [
+                {"name": "unit", "project_name": "p", "repos": [repo("main")], "key_vals": [{"key": "A", "value": "1", "type": "string"}]},
+                {"name": "e2e", "project_name": "p", "repos": [], "key_vals": []}]}},
+            {"name": "scan", "type": "zadig-scanning", "spec": {"scanning_type": "", "scannings": [
+                {"name": "sonar", "project_name": "p", "repos": [repo("main")], "key_vals": []}]}}]}]})).await;
+        hold_engine(&app, "suites", 1).await;
+        let inputs = json!([
+            {"job_name": "test", "job_type": "zadig-test", "parameters": {"testing_list": [
+                {"testing_name": "unit", "repo_info": [repo("dev")], "inputs": [{"key": "A", "value": "2"}]}]}},
+            {"job_name": "scan", "job_type": "zadig-scanning", "parameters": {"scanning_list": [
+                {"scanning_name": "sonar", "repo_info": [repo("release")]}]}}
+        ]);
+        app.post("/openapi/workflows/custom/task", execute("p", "suites", inputs)).await.expect(200);
+        let t = stored(&app, "suites", 1).await;
+        let jobs = &t.stages[0].jobs;
+        let spec_of = |name: &str| &jobs.iter().find(|j| j.spec["name"] == name).expect(name).spec;
+        assert_eq!(spec_of("unit")["repos"][0]["branch"], "dev");
+        assert_eq!(spec_of("unit")["key_vals"][0]["value"], "2");
+        assert_eq!(spec_of("e2e")["repos"], json!([]), "a module the input does not name runs as configured");
+        assert_eq!(spec_of("sonar")["repos"][0]["branch"], "release", "the scanning job reads `scanning_list`");
+        // Each kind reads its own key, and a malformed input names the field.
+        let post = |inputs: Value| app.post("/openapi/workflows/custom/task", execute("p", "suites", inputs));
+        post(json!([{"job_name": "test", "parameters": {"testing_list": [{"testing_name": "ghost"}]}}]))
+            .await.expect_error(400, "inputs[0].parameters.testing_list[0].testing_name");
+        post(json!([{"job_name": "test", "parameters": {"testing_list": {"testing_name": "unit"}}}]))
+            .await.expect_error(400, "inputs[0].parameters.testing_list");
+        post(json!([{"job_name": "scan", "parameters": {"scanning_list": [{"scanning_name": "sonar", "repo_info": [{"repo_name": ""}]}]}}]))
+            .await.expect_error(400, "inputs[0].parameters.scanning_list[0].repo_info[0].repo_name");
+        post(json!([{"job_name": "scan", "parameters": "all"}])).await.expect_error(400, "inputs[0].parameters");
+        app.stop().await;
+    }
+}

@@ -24,6 +24,7 @@ pub struct TestKind {
     service_options: &'static str,
     modules: &'static str,
     module_options: &'static str,
+    /// The input's module-list key (for error paths; [`Self::read_input`] reads it).
     module_list: &'static str,
     module_name: &'static str,
     what: &'static str,
@@ -33,6 +34,8 @@ pub struct TestKind {
     integration: &'static str,
     /// The spec read with this kind's field names.
     read: fn(&Value, &str) -> ApiResult<Suite>,
+    /// The execute input read with this kind's module-list key.
+    read_input: fn(&Value, &str) -> ApiResult<SuiteInput>,
     /// The task-detail summary.
     view: fn(&JobTask) -> Value,
 }
@@ -50,6 +53,7 @@ pub static TEST: TestKind = TestKind {
     empty_name: "test name cannot be empty in service testing",
     integration: "testing",
     read: |v, field| decode::<TestSpec>(v, field).map(Suite::from),
+    read_input: |v, field| decode::<TestInput>(v, field).map(SuiteInput::from),
     view: test_view,
 };
 
@@ -66,6 +70,7 @@ pub static SCAN: TestKind = TestKind {
     empty_name: "scan name cannot be empty in service scanning",
     integration: "scanning",
     read: |v, field| decode::<ScanSpec>(v, field).map(Suite::from),
+    read_input: |v, field| decode::<ScanInput>(v, field).map(SuiteInput::from),
     view: scan_view,
 };
 
@@ -247,34 +252,24 @@ impl JobKind for TestKind {
     }
 
     fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
-        let field = cx.field;
-        let p = if params.is_null() {
-            json!({})
-        } else {
-            params.clone()
-        };
-        let Some(obj) = p.as_object() else {
-            return Err(bad(field, "must be an object"));
-        };
-        let service_list: Option<Vec<ServiceInput>> = decode(
-            obj.get("service_list").unwrap_or(&Value::Null),
-            &format!("{field}.service_list"),
-        )?;
-        let module_list: Option<Vec<ModuleInput>> = decode(
-            obj.get(self.module_list).unwrap_or(&Value::Null),
-            &format!("{field}.{}", self.module_list),
-        )?;
+        let input = (self.read_input)(params, cx.field)?;
         let before = (self.read)(cx.before, &format!("job {}.spec", cx.job))?;
-        if self.per_service(&before) {
-            match service_list {
-                Some(list) => self.services_input(cx, &before, spec, &list),
-                None => Ok(()),
-            }
-        } else {
-            match module_list {
-                Some(list) => self.modules_input(cx, &before, spec, &list),
-                None => Ok(()),
-            }
+        match (self.per_service(&before), input) {
+            (
+                true,
+                SuiteInput {
+                    services: Some(list),
+                    ..
+                },
+            ) => self.services_input(cx, &before, spec, &list),
+            (
+                false,
+                SuiteInput {
+                    modules: Some(list),
+                    ..
+                },
+            ) => self.modules_input(cx, &before, spec, &list),
+            _ => Ok(()),
         }
     }
 
@@ -308,6 +303,38 @@ impl JobKind for TestKind {
         Runs::Needs(self.integration)
     }
 }
+
+/// A test (scan) job's execute input whatever its kind's module-list key.
+struct SuiteInput {
+    /// `service_list`, for a per-service job.
+    services: Option<Vec<ServiceInput>>,
+    /// `testing_list` / `scanning_list`, for a per-module job.
+    modules: Option<Vec<ModuleInput>>,
+}
+
+/// The input struct of one kind, named by its module-list key (so a decoding error names the
+/// field as sent), read as a [`SuiteInput`].
+macro_rules! suite_input {
+    ($name:ident { $modules:ident }) => {
+        #[derive(Debug, Default, Deserialize)]
+        struct $name {
+            service_list: Option<Vec<ServiceInput>>,
+            $modules: Option<Vec<ModuleInput>>,
+        }
+
+        impl From<$name> for SuiteInput {
+            fn from(i: $name) -> Self {
+                SuiteInput {
+                    services: i.service_list,
+                    modules: i.$modules,
+                }
+            }
+        }
+    };
+}
+
+suite_input!(TestInput { testing_list });
+suite_input!(ScanInput { scanning_list });
 
 #[derive(Debug, Default, Deserialize)]
 struct ModuleInput {
