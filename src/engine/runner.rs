@@ -43,6 +43,34 @@ pub(super) fn now(state: &AppState) -> i64 {
     state.clock.now()
 }
 
+/// One job task of the task being run: where it is (job `ji` of stage `si`) and what every
+/// step of running it needs — the state, the task under its lock, the task's registration
+/// (cancel token, vote wake-ups).
+#[derive(Clone, Copy)]
+pub(super) struct JobRun<'a> {
+    pub state: &'a AppState,
+    pub ctl: &'a Ctl,
+    pub reg: &'a Registered,
+    pub si: usize,
+    pub ji: usize,
+}
+
+impl JobRun<'_> {
+    /// Change the job task (and store the task).
+    pub async fn set(&self, f: impl Fn(&mut JobTask)) -> Result<(), Stop> {
+        let (si, ji) = (self.si, self.ji);
+        self.ctl
+            .lock()
+            .await
+            .update(|t| {
+                if let Some(j) = t.stages.get_mut(si).and_then(|s| s.jobs.get_mut(ji)) {
+                    f(j);
+                }
+            })
+            .await
+    }
+}
+
 /// Run a claimed task to its end (or until it is cancelled, lost, or the server stops).
 pub(super) async fn run(state: AppState, task: Task, reg: Registered) {
     let key = (task.workflow_name.clone(), task.task_id);
@@ -204,10 +232,17 @@ async fn run_stage(
         .filter(|(_, j)| !rollup::is_done(j.status))
         .map(|(i, _)| i)
         .collect();
+    let job = |ji| JobRun {
+        state,
+        ctl,
+        reg,
+        si,
+        ji,
+    };
     if stage.parallel {
         let bound = state.config.engine_parallel_jobs;
         futures::stream::iter(todo)
-            .map(|ji| run_job_task(state, ctl, reg, si, ji))
+            .map(|ji| run_job_task(job(ji)))
             .buffer_unordered(bound)
             .collect::<Vec<_>>()
             .await
@@ -215,7 +250,7 @@ async fn run_stage(
             .collect::<Result<Vec<_>, _>>()?;
     } else {
         for ji in todo {
-            let st = run_job_task(state, ctl, reg, si, ji).await?;
+            let st = run_job_task(job(ji)).await?;
             if rollup::stops_sequence(st) {
                 break;
             }
@@ -292,31 +327,26 @@ async fn end_stage(
 }
 
 /// Run one job task; returns its final status (`""` when it never started).
-async fn run_job_task(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    si: usize,
-    ji: usize,
-) -> Result<Status, Stop> {
+async fn run_job_task(this: JobRun<'_>) -> Result<Status, Stop> {
+    let JobRun { state, reg, .. } = this;
     if reg.cancel.is_cancelled() {
         return Ok(Status::NotRun);
     }
     let (job, ctx) = {
-        let c = ctl.lock().await;
-        let job = c.task.stages[si].jobs[ji].clone();
+        let c = this.ctl.lock().await;
+        let job = c.task.stages[this.si].jobs[this.ji].clone();
         let ctx = job_context(&c.task, &job);
         (job, ctx)
     };
     let kind = job.kind().map(JobType::kind);
     if kind.is_some_and(|k| k.runs() == Runs::Votes) {
-        return approval_job(state, ctl, reg, si, ji).await;
+        return approval_job(this).await;
     }
     let policy = match runs_at_all(&job, &ctx) {
         Ok(policy) => policy,
         Err((st, error)) => {
             let at = now(state);
-            set_job(ctl, si, ji, |j| {
+            this.set(|j| {
                 j.status = st;
                 j.error.clone_from(&error);
                 j.start_time = at;
@@ -329,7 +359,7 @@ async fn run_job_task(
     let max_retry = policy.maximum_retry.max(0);
     let mut attempt = 0;
     loop {
-        let end = run_attempt(state, ctl, reg, (si, ji), &ctx, kind, attempt).await?;
+        let end = run_attempt(this, &ctx, kind, attempt).await?;
         let failed = matches!(end.status, JobStatus::Failed | JobStatus::Timeout);
         if failed
             && policy.policy == OnError::Retry
@@ -343,29 +373,29 @@ async fn run_job_task(
             }
         }
         let (st, error) = if failed {
-            on_failure(state, ctl, reg, (si, ji), policy.policy, &end).await?
+            on_failure(this, policy.policy, &end).await?
         } else {
             (Status::from(end.status), end.error.clone())
         };
-        record_end(state, ctl, (si, ji), st, &error, &end).await?;
+        record_end(this, st, &error, &end).await?;
         tracing::debug!(workflow = %ctx.workflow, task_id = ctx.task_id, job = %job.name, "job {} ended {st}", job.name);
         return Ok(st);
     }
 }
 
-/// One attempt (`attempt`, 0 the first) at job task `ji` of stage `si`: marked running, run
-/// with the outputs of the jobs that ended so far.
+/// One attempt (`attempt`, 0 the first) at the job task: marked running, run with the outputs
+/// of the jobs that ended so far.
 async fn run_attempt(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    (si, ji): (usize, usize),
+    this: JobRun<'_>,
     ctx: &JobContext,
     kind: Option<&'static dyn JobKind>,
     attempt: i64,
 ) -> Result<JobEnd, Stop> {
+    let JobRun {
+        state, ctl, reg, ..
+    } = this;
     let at = now(state);
-    set_job(ctl, si, ji, |j| {
+    this.set(|j| {
         j.begin(Status::Running, at);
         j.outputs.clear();
         j.retry_count = attempt;
@@ -381,18 +411,10 @@ async fn run_attempt(
     Ok(end)
 }
 
-/// Record how job task `ji` of stage `si` ended: its status, error, outputs, and what it
-/// recorded in its spec.
-async fn record_end(
-    state: &AppState,
-    ctl: &Ctl,
-    (si, ji): (usize, usize),
-    st: Status,
-    error: &str,
-    end: &JobEnd,
-) -> Result<(), Stop> {
-    let at = now(state);
-    set_job(ctl, si, ji, |j| {
+/// Record how the job task ended: its status, error, outputs, and what it recorded in its spec.
+async fn record_end(this: JobRun<'_>, st: Status, error: &str, end: &JobEnd) -> Result<(), Stop> {
+    let at = now(this.state);
+    this.set(|j| {
         j.status = st;
         j.error = error.to_string();
         j.end_time = at;
@@ -428,18 +450,15 @@ async fn retry_pause(state: &AppState, reg: &Registered, until: i64) -> bool {
 /// waits for a person's decision (`ignore` → `unstable`, `reject` keeps the failure); else the
 /// failure as it is.
 async fn on_failure(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    (si, ji): (usize, usize),
+    this: JobRun<'_>,
     policy: OnError,
     end: &executor::JobEnd,
 ) -> Result<(Status, String), Stop> {
     let failure = (Status::from(end.status), end.error.clone());
     Ok(match policy {
         OnError::IgnoreError => (Status::Unstable, end.error.clone()),
-        OnError::ManualCheck if !reg.cancel.is_cancelled() => {
-            match manual_error_handling(state, ctl, reg, si, ji, end).await? {
+        OnError::ManualCheck if !this.reg.cancel.is_cancelled() => {
+            match manual_error_handling(this, end).await? {
                 Decision::Approved => (Status::Unstable, end.error.clone()),
                 Decision::Rejected(user) => {
                     (failure.0, format!("{} (rejected by {user})", end.error))
@@ -451,22 +470,6 @@ async fn on_failure(
         }
         _ => failure,
     })
-}
-
-pub(super) async fn set_job(
-    ctl: &Ctl,
-    si: usize,
-    ji: usize,
-    f: impl Fn(&mut JobTask),
-) -> Result<(), Stop> {
-    ctl.lock()
-        .await
-        .update(|t| {
-            if let Some(j) = t.stages.get_mut(si).and_then(|s| s.jobs.get_mut(ji)) {
-                f(j);
-            }
-        })
-        .await
 }
 
 /// A task the API cancelled while it waited in the queue never had a runner: tell the release

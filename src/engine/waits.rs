@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::Registered;
 use super::approval::{self, Decision, JobApproval};
 use super::executor;
-use super::runner::{now, set_job};
+use super::runner::{JobRun, now};
 use super::task_ctl::{Ctl, Stop};
 use super::work;
 use crate::state::AppState;
@@ -121,14 +121,17 @@ async fn wait_votes(
 /// `reject` (→ `Rejected`: the job keeps its failure) in its spec's `error_handling`; `Waiting`
 /// when the task was cancelled meanwhile.
 pub(super) async fn manual_error_handling(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    si: usize,
-    ji: usize,
+    this: JobRun<'_>,
     end: &executor::JobEnd,
 ) -> Result<Decision, Stop> {
-    set_job(ctl, si, ji, |j| {
+    let JobRun {
+        state,
+        ctl,
+        reg,
+        si,
+        ji,
+    } = this;
+    this.set(|j| {
         j.status = Status::WaitForManualErrorHandling;
         j.error = end.error.clone();
         j.outputs = end.outputs.clone();
@@ -163,15 +166,16 @@ pub(super) async fn manual_error_handling(
 pub const ERROR_HANDLING: &str = "error_handling";
 
 /// An `approval` job: waits for the votes recorded on its spec.
-pub(super) async fn approval_job(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    si: usize,
-    ji: usize,
-) -> Result<Status, Stop> {
+pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {
+    let JobRun {
+        state,
+        ctl,
+        reg,
+        si,
+        ji,
+    } = this;
     let at = now(state);
-    set_job(ctl, si, ji, |j| {
+    this.set(|j| {
         j.begin(Status::WaitForApproval, at);
         approval::clear_job_votes(&mut j.spec);
     })
@@ -202,7 +206,7 @@ pub(super) async fn approval_job(
         }
     };
     let at = now(state);
-    set_job(ctl, si, ji, |j| {
+    this.set(|j| {
         j.status = st;
         j.error = error.clone();
         j.end_time = at;
