@@ -56,6 +56,11 @@ pub(super) struct JobRun<'a> {
 }
 
 impl JobRun<'_> {
+    /// This job task in `t`.
+    pub fn of<'t>(&self, t: &'t Task) -> &'t JobTask {
+        &t.stages[self.si].jobs[self.ji]
+    }
+
     /// Change the job task (and store the task).
     pub async fn set(&self, f: impl Fn(&mut JobTask)) -> Result<(), Stop> {
         let (si, ji) = (self.si, self.ji);
@@ -328,13 +333,13 @@ async fn end_stage(
 
 /// Run one job task; returns its final status (`""` when it never started).
 async fn run_job_task(this: JobRun<'_>) -> Result<Status, Stop> {
-    let JobRun { state, reg, .. } = this;
+    let (state, reg) = (this.state, this.reg);
     if reg.cancel.is_cancelled() {
         return Ok(Status::NotRun);
     }
     let (job, ctx) = {
         let c = this.ctl.lock().await;
-        let job = c.task.stages[this.si].jobs[this.ji].clone();
+        let job = this.of(&c.task).clone();
         let ctx = job_context(&c.task, &job);
         (job, ctx)
     };
@@ -391,10 +396,7 @@ async fn run_attempt(
     kind: Option<&'static dyn JobKind>,
     attempt: i64,
 ) -> Result<JobEnd, Stop> {
-    let JobRun {
-        state, ctl, reg, ..
-    } = this;
-    let at = now(state);
+    let at = now(this.state);
     this.set(|j| {
         j.begin(Status::Running, at);
         j.outputs.clear();
@@ -403,8 +405,9 @@ async fn run_attempt(
     .await?;
     let mut attempt_ctx = ctx.clone();
     // Outputs of jobs that ended since the context was taken (earlier stages are final).
-    attempt_ctx.context = context_of(&ctl.lock().await.task);
-    let mut end = executor::run_job(state, attempt_ctx, reg.cancel.child_token()).await;
+    attempt_ctx.context = context_of(&this.ctl.lock().await.task);
+    let cancel = this.reg.cancel.child_token();
+    let mut end = executor::run_job(this.state, attempt_ctx, cancel).await;
     if let Some(k) = kind {
         k.finish_outputs(&mut end.outputs);
     }
