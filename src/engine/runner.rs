@@ -26,7 +26,7 @@ use crate::state::AppState;
 use crate::store::{Filter, Update};
 use crate::workflow::jobs::{JobKind, JobType, Runs};
 use crate::workflow::model::{ErrorPolicy, OnError};
-use crate::workflow::task::{JobTask, Status, Task};
+use crate::workflow::task::{JobTask, Status, Task, Timed};
 
 pub use super::waits::ERROR_HANDLING;
 
@@ -144,15 +144,11 @@ pub(super) fn end_task(t: &mut Task, status: Status, error: &str, at: i64) {
     for s in &mut t.stages {
         for j in &mut s.jobs {
             if OPEN.contains(&j.status) {
-                j.status = status;
-                j.error = error.to_string();
-                j.end_time = at;
+                j.end(status, error, at);
             }
         }
         if OPEN.contains(&s.status) {
-            s.status = status;
-            s.error = error.to_string();
-            s.end_time = at;
+            s.end(status, error, at);
         }
     }
     if t.status != Status::Cancelled {
@@ -210,11 +206,7 @@ async fn run_stage(
     let at = now(state);
     let stage = {
         let mut c = ctl.lock().await;
-        c.defer(move |t| {
-            let s = &mut t.stages[si];
-            (s.status, s.start_time, s.end_time) = (Status::Running, at, 0);
-            s.error.clear();
-        });
+        c.defer(move |t| t.stages[si].begin(Status::Running, at));
         c.task.stages[si].clone()
     };
     let manual = stage
@@ -322,10 +314,7 @@ async fn end_stage(
         if t.status == Status::WaitForApproval {
             t.status = Status::Running;
         }
-        let s = &mut t.stages[si];
-        s.status = st;
-        s.error = error.to_string();
-        s.end_time = at;
+        t.stages[si].end(st, error, at);
     })
     .await?;
     Ok(st)
@@ -418,9 +407,7 @@ async fn run_attempt(
 async fn record_end(this: JobRun<'_>, st: Status, error: &str, end: &JobEnd) -> Result<(), Stop> {
     let at = now(this.state);
     this.set(|j| {
-        j.status = st;
-        j.error = error.to_string();
-        j.end_time = at;
+        j.end(st, error, at);
         j.outputs = end.outputs.clone();
         if let Some(spec) = j.spec.as_object_mut() {
             spec.extend(end.record.clone());

@@ -13,7 +13,7 @@ use super::runner::{JobRun, now};
 use super::task_ctl::{Ctl, Stop};
 use super::work;
 use crate::state::AppState;
-use crate::workflow::task::{JobTask, Status, Task};
+use crate::workflow::task::{JobTask, Status, Task, Timed};
 
 pub(super) fn stage_approval_error(stage: &crate::workflow::task::StageTask) -> String {
     let kind = stage.approval.as_ref().map_or("", |a| a.kind.as_str());
@@ -200,11 +200,6 @@ pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {
         }
     };
     let at = now(state);
-    this.set(|j| {
-        j.status = st;
-        j.error = error.clone();
-        j.end_time = at;
-    })
-    .await?;
+    this.set(|j| j.end(st, &error, at)).await?;
     Ok(st)
 }

@@ -18,7 +18,7 @@ use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::{Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, StageTask, Status, Task};
+use crate::workflow::task::{ApproveUser, StageTask, Status, Task, Timed};
 
 fn raced(what: &str) -> ApiError {
     ApiError::conflict(format!(
@@ -202,10 +202,7 @@ pub async fn set_remark(
 /// A stage to run again: its approval votes cleared, its job tasks that did not pass reset
 /// (specs from `fresh` when given).
 fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
-    stage.status = Status::NotRun;
-    stage.start_time = 0;
-    stage.end_time = 0;
-    stage.error.clear();
+    stage.reset();
     if let Some(a) = stage.approval.as_mut() {
         a.reject_or_approve.clear();
         a.wait_start_ms = 0;
@@ -221,10 +218,7 @@ fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
         if finished_ok(job.status) {
             continue;
         }
-        job.status = Status::NotRun;
-        job.start_time = 0;
-        job.end_time = 0;
-        job.error.clear();
+        job.reset();
         job.outputs.clear();
         if let Some(spec) = fresh.get(&job.name) {
             job.spec = spec.clone();
