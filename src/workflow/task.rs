@@ -205,18 +205,17 @@ pub trait Timed {
     }
 }
 
-impl Timed for JobTask {
-    fn timing(&mut self) -> (&mut Status, &mut i64, &mut i64, &mut String) {
-        let Self {
-            status,
-            start_time,
-            end_time,
-            error,
-            ..
-        } = self;
-        (status, start_time, end_time, error)
-    }
+/// Both types name the fields alike.
+macro_rules! timed {
+    ($($t:ty),*) => {$(
+        impl Timed for $t {
+            fn timing(&mut self) -> (&mut Status, &mut i64, &mut i64, &mut String) {
+                (&mut self.status, &mut self.start_time, &mut self.end_time, &mut self.error)
+            }
+        }
+    )*};
 }
+timed!(JobTask, StageTask);
 
 /// One stage of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -237,19 +236,6 @@ pub struct StageTask {
     pub jobs: Vec<JobTask>,
     #[serde(default)]
     pub error: String,
-}
-
-impl Timed for StageTask {
-    fn timing(&mut self) -> (&mut Status, &mut i64, &mut i64, &mut String) {
-        let Self {
-            status,
-            start_time,
-            end_time,
-            error,
-            ..
-        } = self;
-        (status, start_time, end_time, error)
-    }
 }
 
 /// A workflow task.
