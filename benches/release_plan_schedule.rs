@@ -178,8 +178,8 @@ async fn run(label: &str, config: Config, replicas: usize, plans: usize, spread:
         .await
         .expect("logs");
     let mut starts: HashMap<String, usize> = HashMap::new();
-    for l in logs.iter().filter(|l| l.after["status"] == "running") {
-        *starts.entry(l.plan_id.clone()).or_default() += 1;
+    for l in logs.iter().filter(|l| l.entry.after["status"] == "running") {
+        *starts.entry(l.entry.plan_id.clone()).or_default() += 1;
     }
     let doubles = starts.values().filter(|n| **n > 1).count();
     let started = starts.len();

@@ -109,17 +109,12 @@ pub async fn create(
         updated_at: now,
         version: 1,
     };
-    match state.clusters.store.insert(&c).await {
-        Ok(()) => {}
-        Err(StoreError::Duplicate(_)) => {
-            return Err(ApiError::code(
-                ErrorKind::Conflict,
-                CREATE_CLUSTER,
-                format!("a cluster named {:?} already exists", c.name),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    state
+        .clusters
+        .store
+        .insert(&c)
+        .await
+        .map_err(|e| write_error(e, CREATE_CLUSTER, &c.name))?;
     Ok(Created {
         cluster: (&c).into(),
         agent_cmd: String::new(),
@@ -145,6 +140,18 @@ pub async fn list(state: &AppState, project: Option<&str>) -> ApiResult<Vec<Clus
         })
         .map(Into::into)
         .collect())
+}
+
+/// The error of a failed cluster write: a taken name → 409 with the route's `code`.
+fn write_error(e: StoreError, code: (i64, &str), name: &str) -> ApiError {
+    match e {
+        StoreError::Duplicate(_) => ApiError::code(
+            ErrorKind::Conflict,
+            code,
+            format!("a cluster named {name:?} already exists"),
+        ),
+        e => e.into(),
+    }
 }
 
 async fn stored(state: &AppState, id: &str, code: (i64, &str)) -> ApiResult<Cluster> {
@@ -191,17 +198,12 @@ pub async fn update(
     c.project_names = dedup(&input.project_names);
     c.updated_at = state.clock.now();
     c.version += 1;
-    let done = match state.clusters.store.replace(&c, expected).await {
-        Ok(done) => done,
-        Err(StoreError::Duplicate(_)) => {
-            return Err(ApiError::code(
-                ErrorKind::Conflict,
-                UPDATE_CLUSTER,
-                format!("a cluster named {:?} already exists", c.name),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let done = state
+        .clusters
+        .store
+        .replace(&c, expected)
+        .await
+        .map_err(|e| write_error(e, UPDATE_CLUSTER, &c.name))?;
     state.clusters.clients.invalidate(id);
     if !done {
         return Err(ApiError::code(

@@ -26,7 +26,7 @@ use crate::state::AppState;
 use crate::store::{Filter, Update};
 use crate::workflow::jobs::{JobKind, JobType, Runs};
 use crate::workflow::model::{ErrorPolicy, OnError};
-use crate::workflow::task::{JobTask, Status, Task};
+use crate::workflow::task::{JobTask, Status, Task, Timed};
 
 pub use super::waits::ERROR_HANDLING;
 
@@ -41,6 +41,39 @@ const RETRY_PAUSE_MS: i64 = 10_000;
 
 pub(super) fn now(state: &AppState) -> i64 {
     state.clock.now()
+}
+
+/// One job task of the task being run: where it is (job `ji` of stage `si`) and what every
+/// step of running it needs — the state, the task under its lock, the task's registration
+/// (cancel token, vote wake-ups).
+#[derive(Clone, Copy)]
+pub(super) struct JobRun<'a> {
+    pub state: &'a AppState,
+    pub ctl: &'a Ctl,
+    pub reg: &'a Registered,
+    pub si: usize,
+    pub ji: usize,
+}
+
+impl JobRun<'_> {
+    /// This job task in `t`.
+    pub fn of<'t>(&self, t: &'t Task) -> &'t JobTask {
+        &t.stages[self.si].jobs[self.ji]
+    }
+
+    /// Change the job task (and store the task).
+    pub async fn set(&self, f: impl Fn(&mut JobTask)) -> Result<(), Stop> {
+        let (si, ji) = (self.si, self.ji);
+        self.ctl
+            .lock()
+            .await
+            .update(|t| {
+                if let Some(j) = t.stages.get_mut(si).and_then(|s| s.jobs.get_mut(ji)) {
+                    f(j);
+                }
+            })
+            .await
+    }
 }
 
 /// Run a claimed task to its end (or until it is cancelled, lost, or the server stops).
@@ -111,15 +144,11 @@ pub(super) fn end_task(t: &mut Task, status: Status, error: &str, at: i64) {
     for s in &mut t.stages {
         for j in &mut s.jobs {
             if OPEN.contains(&j.status) {
-                j.status = status;
-                j.error = error.to_string();
-                j.end_time = at;
+                j.end(status, error, at);
             }
         }
         if OPEN.contains(&s.status) {
-            s.status = status;
-            s.error = error.to_string();
-            s.end_time = at;
+            s.end(status, error, at);
         }
     }
     if t.status != Status::Cancelled {
@@ -177,11 +206,7 @@ async fn run_stage(
     let at = now(state);
     let stage = {
         let mut c = ctl.lock().await;
-        c.defer(move |t| {
-            let s = &mut t.stages[si];
-            (s.status, s.start_time, s.end_time) = (Status::Running, at, 0);
-            s.error.clear();
-        });
+        c.defer(move |t| t.stages[si].begin(Status::Running, at));
         c.task.stages[si].clone()
     };
     let manual = stage
@@ -204,10 +229,17 @@ async fn run_stage(
         .filter(|(_, j)| !rollup::is_done(j.status))
         .map(|(i, _)| i)
         .collect();
+    let job = |ji| JobRun {
+        state,
+        ctl,
+        reg,
+        si,
+        ji,
+    };
     if stage.parallel {
         let bound = state.config.engine_parallel_jobs;
         futures::stream::iter(todo)
-            .map(|ji| run_job_task(state, ctl, reg, si, ji))
+            .map(|ji| run_job_task(job(ji)))
             .buffer_unordered(bound)
             .collect::<Vec<_>>()
             .await
@@ -215,7 +247,7 @@ async fn run_stage(
             .collect::<Result<Vec<_>, _>>()?;
     } else {
         for ji in todo {
-            let st = run_job_task(state, ctl, reg, si, ji).await?;
+            let st = run_job_task(job(ji)).await?;
             if rollup::stops_sequence(st) {
                 break;
             }
@@ -282,41 +314,33 @@ async fn end_stage(
         if t.status == Status::WaitForApproval {
             t.status = Status::Running;
         }
-        let s = &mut t.stages[si];
-        s.status = st;
-        s.error = error.to_string();
-        s.end_time = at;
+        t.stages[si].end(st, error, at);
     })
     .await?;
     Ok(st)
 }
 
 /// Run one job task; returns its final status (`""` when it never started).
-async fn run_job_task(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    si: usize,
-    ji: usize,
-) -> Result<Status, Stop> {
+async fn run_job_task(this: JobRun<'_>) -> Result<Status, Stop> {
+    let (state, reg) = (this.state, this.reg);
     if reg.cancel.is_cancelled() {
         return Ok(Status::NotRun);
     }
     let (job, ctx) = {
-        let c = ctl.lock().await;
-        let job = c.task.stages[si].jobs[ji].clone();
+        let c = this.ctl.lock().await;
+        let job = this.of(&c.task).clone();
         let ctx = job_context(&c.task, &job);
         (job, ctx)
     };
     let kind = job.kind().map(JobType::kind);
     if kind.is_some_and(|k| k.runs() == Runs::Votes) {
-        return approval_job(state, ctl, reg, si, ji).await;
+        return approval_job(this).await;
     }
     let policy = match runs_at_all(&job, &ctx) {
         Ok(policy) => policy,
         Err((st, error)) => {
             let at = now(state);
-            set_job(ctl, si, ji, |j| {
+            this.set(|j| {
                 j.status = st;
                 j.error.clone_from(&error);
                 j.start_time = at;
@@ -329,7 +353,7 @@ async fn run_job_task(
     let max_retry = policy.maximum_retry.max(0);
     let mut attempt = 0;
     loop {
-        let end = run_attempt(state, ctl, reg, (si, ji), &ctx, kind, attempt).await?;
+        let end = run_attempt(this, &ctx, kind, attempt).await?;
         let failed = matches!(end.status, JobStatus::Failed | JobStatus::Timeout);
         if failed
             && policy.policy == OnError::Retry
@@ -343,29 +367,26 @@ async fn run_job_task(
             }
         }
         let (st, error) = if failed {
-            on_failure(state, ctl, reg, (si, ji), policy.policy, &end).await?
+            on_failure(this, policy.policy, &end).await?
         } else {
             (Status::from(end.status), end.error.clone())
         };
-        record_end(state, ctl, (si, ji), st, &error, &end).await?;
+        record_end(this, st, &error, &end).await?;
         tracing::debug!(workflow = %ctx.workflow, task_id = ctx.task_id, job = %job.name, "job {} ended {st}", job.name);
         return Ok(st);
     }
 }
 
-/// One attempt (`attempt`, 0 the first) at job task `ji` of stage `si`: marked running, run
-/// with the outputs of the jobs that ended so far.
+/// One attempt (`attempt`, 0 the first) at the job task: marked running, run with the outputs
+/// of the jobs that ended so far.
 async fn run_attempt(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    (si, ji): (usize, usize),
+    this: JobRun<'_>,
     ctx: &JobContext,
     kind: Option<&'static dyn JobKind>,
     attempt: i64,
 ) -> Result<JobEnd, Stop> {
-    let at = now(state);
-    set_job(ctl, si, ji, |j| {
+    let at = now(this.state);
+    this.set(|j| {
         j.begin(Status::Running, at);
         j.outputs.clear();
         j.retry_count = attempt;
@@ -373,29 +394,20 @@ async fn run_attempt(
     .await?;
     let mut attempt_ctx = ctx.clone();
     // Outputs of jobs that ended since the context was taken (earlier stages are final).
-    attempt_ctx.context = context_of(&ctl.lock().await.task);
-    let mut end = executor::run_job(state, attempt_ctx, reg.cancel.child_token()).await;
+    attempt_ctx.context = context_of(&this.ctl.lock().await.task);
+    let cancel = this.reg.cancel.child_token();
+    let mut end = executor::run_job(this.state, attempt_ctx, cancel).await;
     if let Some(k) = kind {
         k.finish_outputs(&mut end.outputs);
     }
     Ok(end)
 }
 
-/// Record how job task `ji` of stage `si` ended: its status, error, outputs, and what it
-/// recorded in its spec.
-async fn record_end(
-    state: &AppState,
-    ctl: &Ctl,
-    (si, ji): (usize, usize),
-    st: Status,
-    error: &str,
-    end: &JobEnd,
-) -> Result<(), Stop> {
-    let at = now(state);
-    set_job(ctl, si, ji, |j| {
-        j.status = st;
-        j.error = error.to_string();
-        j.end_time = at;
+/// Record how the job task ended: its status, error, outputs, and what it recorded in its spec.
+async fn record_end(this: JobRun<'_>, st: Status, error: &str, end: &JobEnd) -> Result<(), Stop> {
+    let at = now(this.state);
+    this.set(|j| {
+        j.end(st, error, at);
         j.outputs = end.outputs.clone();
         if let Some(spec) = j.spec.as_object_mut() {
             spec.extend(end.record.clone());
@@ -428,18 +440,15 @@ async fn retry_pause(state: &AppState, reg: &Registered, until: i64) -> bool {
 /// waits for a person's decision (`ignore` → `unstable`, `reject` keeps the failure); else the
 /// failure as it is.
 async fn on_failure(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    (si, ji): (usize, usize),
+    this: JobRun<'_>,
     policy: OnError,
     end: &executor::JobEnd,
 ) -> Result<(Status, String), Stop> {
     let failure = (Status::from(end.status), end.error.clone());
     Ok(match policy {
         OnError::IgnoreError => (Status::Unstable, end.error.clone()),
-        OnError::ManualCheck if !reg.cancel.is_cancelled() => {
-            match manual_error_handling(state, ctl, reg, si, ji, end).await? {
+        OnError::ManualCheck if !this.reg.cancel.is_cancelled() => {
+            match manual_error_handling(this, end).await? {
                 Decision::Approved => (Status::Unstable, end.error.clone()),
                 Decision::Rejected(user) => {
                     (failure.0, format!("{} (rejected by {user})", end.error))
@@ -451,22 +460,6 @@ async fn on_failure(
         }
         _ => failure,
     })
-}
-
-pub(super) async fn set_job(
-    ctl: &Ctl,
-    si: usize,
-    ji: usize,
-    f: impl Fn(&mut JobTask),
-) -> Result<(), Stop> {
-    ctl.lock()
-        .await
-        .update(|t| {
-            if let Some(j) = t.stages.get_mut(si).and_then(|s| s.jobs.get_mut(ji)) {
-                f(j);
-            }
-        })
-        .await
 }
 
 /// A task the API cancelled while it waited in the queue never had a runner: tell the release

@@ -9,11 +9,11 @@ use serde_json::Value;
 use super::Registered;
 use super::approval::{self, Decision, JobApproval};
 use super::executor;
-use super::runner::{now, set_job};
+use super::runner::{JobRun, now};
 use super::task_ctl::{Ctl, Stop};
 use super::work;
 use crate::state::AppState;
-use crate::workflow::task::{Status, Task};
+use crate::workflow::task::{JobTask, Status, Task, Timed};
 
 pub(super) fn stage_approval_error(stage: &crate::workflow::task::StageTask) -> String {
     let kind = stage.approval.as_ref().map_or("", |a| a.kind.as_str());
@@ -121,14 +121,10 @@ async fn wait_votes(
 /// `reject` (→ `Rejected`: the job keeps its failure) in its spec's `error_handling`; `Waiting`
 /// when the task was cancelled meanwhile.
 pub(super) async fn manual_error_handling(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    si: usize,
-    ji: usize,
+    this: JobRun<'_>,
     end: &executor::JobEnd,
 ) -> Result<Decision, Stop> {
-    set_job(ctl, si, ji, |j| {
+    this.set(|j| {
         j.status = Status::WaitForManualErrorHandling;
         j.error = end.error.clone();
         j.outputs = end.outputs.clone();
@@ -142,8 +138,8 @@ pub(super) async fn manual_error_handling(
     // No deadline: the decision is a person's (a cancel ends the wait); the wait is re-armed
     // every day.
     const DAY_MS: i64 = 24 * 3600 * 1000;
-    wait_votes(state, ctl, reg, |t| {
-        let h = t.stages[si].jobs[ji].spec.get(ERROR_HANDLING);
+    this.wait(|j| {
+        let h = j.spec.get(ERROR_HANDLING);
         let text = |k: &str| {
             h.and_then(|h| h.get(k))
                 .and_then(Value::as_str)
@@ -154,46 +150,48 @@ pub(super) async fn manual_error_handling(
             "reject" => Decision::Rejected(text("user").to_string()),
             _ => Decision::Waiting,
         };
-        (decision, state.clock.now_ms() + DAY_MS)
+        (decision, this.state.clock.now_ms() + DAY_MS)
     })
     .await
+}
+
+impl JobRun<'_> {
+    /// [`wait_votes`] deciding from this job task.
+    async fn wait(&self, decide: impl Fn(&JobTask) -> (Decision, i64)) -> Result<Decision, Stop> {
+        wait_votes(self.state, self.ctl, self.reg, |t| decide(self.of(t))).await
+    }
 }
 
 /// Where the manual error-handling decision is recorded on a job task's spec.
 pub const ERROR_HANDLING: &str = "error_handling";
 
 /// An `approval` job: waits for the votes recorded on its spec.
-pub(super) async fn approval_job(
-    state: &AppState,
-    ctl: &Ctl,
-    reg: &Registered,
-    si: usize,
-    ji: usize,
-) -> Result<Status, Stop> {
+pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {
+    let state = this.state;
     let at = now(state);
-    set_job(ctl, si, ji, |j| {
+    this.set(|j| {
         j.begin(Status::WaitForApproval, at);
         approval::clear_job_votes(&mut j.spec);
     })
     .await?;
-    let kind = JobApproval::from_spec(&ctl.lock().await.task.stages[si].jobs[ji].spec).kind;
+    let kind = JobApproval::from_spec(&this.of(&this.ctl.lock().await.task).spec).kind;
     let (st, error) = if kind != "native" {
         (
             Status::Failed,
             work::missing_integration(&format!("approval ({kind})"), "im"),
         )
     } else {
-        let decision = wait_votes(state, ctl, reg, |t| {
-            let j = &t.stages[si].jobs[ji];
-            let a = JobApproval::from_spec(&j.spec);
-            let deadline =
-                approval::deadline_ms(j.start_time.saturating_mul(1000), a.timeout_minutes);
-            (
-                approval::decide(&a.users, a.needed_approvers, deadline, state.clock.now_ms()),
-                deadline,
-            )
-        })
-        .await?;
+        let decision = this
+            .wait(|j| {
+                let a = JobApproval::from_spec(&j.spec);
+                let deadline =
+                    approval::deadline_ms(j.start_time.saturating_mul(1000), a.timeout_minutes);
+                (
+                    approval::decide(&a.users, a.needed_approvers, deadline, state.clock.now_ms()),
+                    deadline,
+                )
+            })
+            .await?;
         match decision {
             Decision::Approved => (Status::Passed, String::new()),
             Decision::Rejected(u) => (Status::Reject, format!("{u} reject this task")),
@@ -202,11 +200,6 @@ pub(super) async fn approval_job(
         }
     };
     let at = now(state);
-    set_job(ctl, si, ji, |j| {
-        j.status = st;
-        j.error = error.clone();
-        j.end_time = at;
-    })
-    .await?;
+    this.set(|j| j.end(st, &error, at)).await?;
     Ok(st)
 }

@@ -20,7 +20,7 @@ use crate::release_plan::input::{
     ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
 use crate::release_plan::service::{self, HookSettingView, JobAction, ListItem};
-use crate::release_plan::store::LogRecord;
+use crate::release_plan::store::LogEntry;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -71,52 +71,12 @@ pub struct CallbackResponse {
     pub id: String,
 }
 
-/// One operation record (spec §9).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogView {
-    pub id: String,
-    pub plan_id: String,
-    pub username: String,
-    pub account: String,
-    pub verb: String,
-    pub target_name: String,
-    pub target_type: String,
-    #[serde(skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
-    pub before: Value,
-    #[serde(skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
-    pub after: Value,
-    pub detail: String,
-    pub version: i64,
-    pub created_at: i64,
-}
-
-impl From<LogRecord> for LogView {
-    fn from(r: LogRecord) -> Self {
-        Self {
-            id: r.id,
-            plan_id: r.plan_id,
-            username: r.username,
-            account: r.account,
-            verb: r.verb,
-            target_name: r.target_name,
-            target_type: r.target_type,
-            before: r.before,
-            after: r.after,
-            detail: r.detail,
-            version: r.version,
-            created_at: r.created_at,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogList {
     /// Translations of the Chinese verbs and targets, as Zadig sends them.
     #[schema(value_type = Object)]
     pub i18n: Value,
-    pub list: Vec<LogView>,
+    pub list: Vec<LogEntry>,
 }
 
 /// List release plans, newest first (seed 001 "Get Release Plan List").
@@ -280,10 +240,7 @@ async fn plan_logs(
     Path(id): Path<String>,
 ) -> ApiResult<Json<LogList>> {
     let list = service::logs(&state, &id).await?;
-    Ok(Json(LogList {
-        i18n: i18n(),
-        list: list.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(LogList { i18n: i18n(), list }))
 }
 
 fn i18n() -> Value {

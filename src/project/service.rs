@@ -149,7 +149,7 @@ fn feature_of(project_type: &str) -> ApiResult<ProductFeature> {
     })
 }
 
-/// A new project record, checked (display name, key, description).
+/// A new project record, checked in this order: display name, key, project type.
 fn new_project(
     state: &AppState,
     caller: &Identity,
@@ -157,10 +157,11 @@ fn new_project(
     key: &str,
     description: &str,
     public: bool,
-    feature: ProductFeature,
+    project_type: &str,
 ) -> ApiResult<Project> {
     validate::name("project_name", name)?;
     check_key("project_key", key)?;
+    let feature = feature_of(project_type)?;
     let now = state.clock.now();
     Ok(Project {
         id: validate::new_object_id(now),
@@ -232,9 +233,6 @@ pub async fn create(
     req: &CreateProjectRequest,
 ) -> ApiResult<()> {
     caller.require_admin()?;
-    validate::name("project_name", &req.project_name)?;
-    check_key("project_key", &req.project_key)?;
-    let feature = feature_of(&req.project_type)?;
     let p = new_project(
         state,
         caller,
@@ -242,7 +240,7 @@ pub async fn create(
         &req.project_key,
         &req.description,
         req.is_public,
-        feature,
+        &req.project_type,
     )?;
     insert(state, &p).await
 }
@@ -262,7 +260,7 @@ pub async fn init_yaml(
         &req.project_key,
         &req.description,
         req.is_public,
-        feature_of("yaml")?,
+        "yaml",
     )?;
     if req.service_list.is_empty() {
         return Err(ApiError::bad_request(

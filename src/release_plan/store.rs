@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::details::DetailCache;
 use super::hooks::{HookSetting, SETTING_ID};
@@ -18,9 +19,13 @@ use crate::store::{Backend, Dir, Doc, Filter, FindOptions, StoreResult, Typed, U
 /// The scheduler's claim on a plan (see [`crate::scheduler`]).
 pub const CLAIM: Encoding = Encoding::at("internal.claim_owner", "internal.claim_until_ms");
 
+// The fields clients see: the `…/logs` route answers these as they are stored (the stored
+// document is a [`LogRecord`], which adds the ordering key). The doc line below is the
+// OpenAPI schema's description.
 /// One operation record (spec §9).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogRecord {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = LogView)]
+pub struct LogEntry {
     pub id: String,
     pub plan_id: String,
     pub username: String,
@@ -29,15 +34,26 @@ pub struct LogRecord {
     pub target_name: String,
     pub target_type: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Object)]
     pub before: Value,
     #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Object)]
     pub after: Value,
     #[serde(default)]
+    #[schema(required = true)]
     pub detail: String,
-    /// The plan's version after the change (records are ordered by it, then by `seq`).
+    // The plan's version after the change (records are ordered by it, then by `seq`).
     #[serde(default)]
+    #[schema(required = true)]
     pub version: i64,
     pub created_at: i64,
+}
+
+/// A stored operation record: the [`LogEntry`] and its position within one change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    #[serde(flatten)]
+    pub entry: LogEntry,
     /// Position within one change.
     #[serde(default)]
     pub seq: i64,
@@ -162,12 +178,14 @@ impl PlanStore {
     }
 
     /// A plan's operation records, newest first.
-    pub async fn logs_of(&self, plan_id: &str) -> StoreResult<Vec<LogRecord>> {
-        self.logs
+    pub async fn logs_of(&self, plan_id: &str) -> StoreResult<Vec<LogEntry>> {
+        let records: Vec<LogRecord> = self
+            .logs
             .find(
                 &Filter::eq("plan_id", plan_id),
                 &FindOptions::sort("version", Dir::Desc).then("seq", Dir::Desc),
             )
-            .await
+            .await?;
+        Ok(records.into_iter().map(|r| r.entry).collect())
     }
 }

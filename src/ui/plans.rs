@@ -13,7 +13,7 @@ use crate::release_plan::input::{ApproveInput, JobActionInput};
 use crate::release_plan::machine::status_api_allows;
 use crate::release_plan::model::{JobKind, JobStatus, ReleaseJob, ReleasePlan, Status};
 use crate::release_plan::service::{self, JobAction};
-use crate::release_plan::store::LogRecord;
+use crate::release_plan::store::LogEntry;
 use crate::state::AppState;
 use crate::store::{Dir, Filter, FindOptions};
 
@@ -109,7 +109,7 @@ fn target_en(t: &str) -> &str {
     }
 }
 
-fn timeline(records: Vec<LogRecord>) -> Vec<Value> {
+fn timeline(records: Vec<LogEntry>) -> Vec<Value> {
     // Stored newest first; a timeline reads oldest first.
     records
         .into_iter()

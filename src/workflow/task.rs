@@ -178,15 +178,44 @@ pub struct JobTask {
     pub error_handler_username: String,
 }
 
-impl JobTask {
+/// What a stage and a job task share: a status entered at a start time and left at an end
+/// time, with an error. Their shapes stay Zadig's two (the fields stand in different places);
+/// starting and ending them is written once here.
+pub trait Timed {
+    /// The status, start time, end time and error.
+    fn timing(&mut self) -> (&mut Status, &mut i64, &mut i64, &mut String);
+
     /// Enter `status` at `at`: a new start, no end and no error yet.
-    pub fn begin(&mut self, status: Status, at: i64) {
-        self.status = status;
-        self.start_time = at;
-        self.end_time = 0;
-        self.error.clear();
+    fn begin(&mut self, status: Status, at: i64) {
+        let (s, start, end, error) = self.timing();
+        (*s, *start, *end) = (status, at, 0);
+        error.clear();
+    }
+
+    /// Back to not run: no start, no end, no error (a stage or job to run again).
+    fn reset(&mut self) {
+        self.begin(Status::NotRun, 0);
+    }
+
+    /// End in `status` at `at` with `error` (`""` for none); the start stays.
+    fn end(&mut self, status: Status, error: &str, at: i64) {
+        let (s, _, end, e) = self.timing();
+        (*s, *end) = (status, at);
+        error.clone_into(e);
     }
 }
+
+/// Both types name the fields alike.
+macro_rules! timed {
+    ($($t:ty),*) => {$(
+        impl Timed for $t {
+            fn timing(&mut self) -> (&mut Status, &mut i64, &mut i64, &mut String) {
+                (&mut self.status, &mut self.start_time, &mut self.end_time, &mut self.error)
+            }
+        }
+    )*};
+}
+timed!(JobTask, StageTask);
 
 /// One stage of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -18,12 +18,46 @@ use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::{Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, StageTask, Status, Task};
+use crate::workflow::task::{ApproveUser, StageTask, Status, Task, Timed};
 
 fn raced(what: &str) -> ApiError {
     ApiError::conflict(format!(
         "{what}: the task kept changing while this request was applied; retry"
     ))
+}
+
+/// What a change to a freshly read task asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Write the changed task (conditionally; a lost race reads and changes it again).
+    Write,
+    /// The task is already as asked: nothing to write.
+    Unchanged,
+}
+
+/// The read–modify–conditional-write loop over one task (see `store::retry`): `change` edits
+/// the task as read (or refuses with the caller's error); the answer says whether a write
+/// happened, so the caller logs and notifies the engine only then. A task that keeps changing
+/// ends in 409 naming `what`.
+async fn update(
+    state: &AppState,
+    workflow: &str,
+    task_id: i64,
+    op: Op,
+    what: &str,
+    mut change: impl FnMut(&mut Task) -> ApiResult<Change>,
+) -> ApiResult<Change> {
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
+        let mut t = get(state, workflow, task_id, op).await?;
+        if change(&mut t)? == Change::Unchanged {
+            return Ok(Change::Unchanged);
+        }
+        if state.tasks.save(&mut t).await? {
+            return Ok(Change::Write);
+        }
+    }
+    Err(raced(what))
 }
 
 /// One page of a workflow's tasks (newest first) and the total.
@@ -61,9 +95,7 @@ pub async fn cancel(
     workflow: &str,
     task_id: i64,
 ) -> ApiResult<()> {
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let mut t = get(state, workflow, task_id, Op::CancelTask).await?;
+    let change = |t: &mut Task| {
         match t.status {
             Status::Passed => {
                 return Err(refuse(
@@ -72,7 +104,7 @@ pub async fn cancel(
                     format!("task: {workflow}:{task_id} is passed, cannot cancel"),
                 ));
             }
-            Status::Cancelled => return Ok(()),
+            Status::Cancelled => return Ok(Change::Unchanged),
             s if s.is_final() => {
                 return Err(refuse(
                     Kind::Conflict,
@@ -88,13 +120,13 @@ pub async fn cancel(
         }
         t.status = Status::Cancelled;
         t.task_revoker = caller.name.clone();
-        if state.tasks.save(&mut t).await? {
-            tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} cancelled by {}", caller.account);
-            crate::engine::task_cancelled(state, workflow, task_id);
-            return Ok(());
-        }
+        Ok(Change::Write)
+    };
+    if update(state, workflow, task_id, Op::CancelTask, "cancel", change).await? == Change::Write {
+        tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} cancelled by {}", caller.account);
+        crate::engine::task_cancelled(state, workflow, task_id);
     }
-    Err(raced("cancel"))
+    Ok(())
 }
 
 fn finished_ok(s: Status) -> bool {
@@ -110,9 +142,7 @@ pub async fn retry(
     workflow: &str,
     task_id: i64,
 ) -> ApiResult<()> {
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let mut t = get(state, workflow, task_id, Op::GetTask).await?;
+    let change = |t: &mut Task| {
         if ![
             Status::Failed,
             Status::Timeout,
@@ -130,7 +160,7 @@ pub async fn retry(
                 ),
             ));
         }
-        let fresh = regenerated_specs(&t);
+        let fresh = regenerated_specs(t);
         for stage in &mut t.stages {
             if !finished_ok(stage.status) {
                 reset_stage(stage, &fresh);
@@ -139,14 +169,13 @@ pub async fn retry(
         t.retry_num += 1;
         t.start_time = 0;
         t.task_revoker.clear();
-        requeue(&mut t, state.clock.now_ms());
-        if state.tasks.save(&mut t).await? {
-            tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} retried by {}", caller.account);
-            crate::engine::task_queued(state);
-            return Ok(());
-        }
-    }
-    Err(raced("retry"))
+        requeue(t, state.clock.now_ms());
+        Ok(Change::Write)
+    };
+    update(state, workflow, task_id, Op::GetTask, "retry", change).await?;
+    tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} retried by {}", caller.account);
+    crate::engine::task_queued(state);
+    Ok(())
 }
 
 /// Set a task's remark (`PUT /openapi/workflows/custom/:workflowKey/task/:taskID`).
@@ -157,28 +186,23 @@ pub async fn set_remark(
     task_id: i64,
     remark: &str,
 ) -> ApiResult<()> {
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let mut t = get(state, workflow, task_id, Op::GetTask).await?;
+    let change = |t: &mut Task| {
         if t.remark == remark {
-            return Ok(());
+            return Ok(Change::Unchanged);
         }
         t.remark = remark.to_string();
-        if state.tasks.save(&mut t).await? {
-            tracing::info!(workflow = %workflow, task_id, "remark of task {workflow}#{task_id} set by {}", caller.account);
-            return Ok(());
-        }
+        Ok(Change::Write)
+    };
+    if update(state, workflow, task_id, Op::GetTask, "remark", change).await? == Change::Write {
+        tracing::info!(workflow = %workflow, task_id, "remark of task {workflow}#{task_id} set by {}", caller.account);
     }
-    Err(raced("remark"))
+    Ok(())
 }
 
 /// A stage to run again: its approval votes cleared, its job tasks that did not pass reset
 /// (specs from `fresh` when given).
 fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
-    stage.status = Status::NotRun;
-    stage.start_time = 0;
-    stage.end_time = 0;
-    stage.error.clear();
+    stage.reset();
     if let Some(a) = stage.approval.as_mut() {
         a.reject_or_approve.clear();
         a.wait_start_ms = 0;
@@ -194,10 +218,7 @@ fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
         if finished_ok(job.status) {
             continue;
         }
-        job.status = Status::NotRun;
-        job.start_time = 0;
-        job.end_time = 0;
-        job.error.clear();
+        job.reset();
         job.outputs.clear();
         if let Some(spec) = fresh.get(&job.name) {
             job.spec = spec.clone();
@@ -234,10 +255,16 @@ pub async fn manual_exec_state(
     project: &str,
 ) -> ApiResult<ManualExecState> {
     let task = get(state, workflow, task_id, Op::GetTask).await?;
-    paused_stage(task, caller, project)
+    let (stage, can_execute) = paused_stage(&task, caller, project)?;
+    Ok(ManualExecState {
+        task,
+        stage,
+        can_execute,
+    })
 }
 
-fn paused_stage(task: Task, caller: &Identity, project: &str) -> ApiResult<ManualExecState> {
+/// The index of the stage `task` is paused at and whether `caller` may run it.
+fn paused_stage(task: &Task, caller: &Identity, project: &str) -> ApiResult<(usize, bool)> {
     if task.project_name != project {
         return Err(refuse(
             Kind::NotFound,
@@ -261,12 +288,8 @@ fn paused_stage(task: Task, caller: &Identity, project: &str) -> ApiResult<Manua
         .ok_or_else(|| {
             ApiError::conflict("workflow task has no stage waiting for manual execution")
         })?;
-    let can_execute = may_execute(&task, &task.stages[stage].manual_exec, caller);
-    Ok(ManualExecState {
-        task,
-        stage,
-        can_execute,
-    })
+    let can_execute = may_execute(task, &task.stages[stage].manual_exec, caller);
+    Ok((stage, can_execute))
 }
 
 fn manual_exec_enabled(m: &Value) -> bool {
@@ -312,9 +335,7 @@ pub async fn handle_job_error(
             "`decision` must be ignore or reject, got {decision:?}"
         )));
     }
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let mut t = get(state, workflow, task_id, Op::GetTask).await?;
+    let change = |t: &mut Task| {
         let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
             s.jobs
                 .iter()
@@ -334,8 +355,8 @@ pub async fn handle_job_error(
         }
         let allowed = arr_of(&job.error_policy, "approval_users");
         if !(caller.is_admin
-            || listed(&t, allowed, caller)
-            || (allowed.is_empty() && is_creator(&t, caller)))
+            || listed(t, allowed, caller)
+            || (allowed.is_empty() && is_creator(t, caller)))
         {
             return Err(ApiError::forbidden(format!(
                 "user {} may not handle the error of job {job_name}",
@@ -355,13 +376,20 @@ pub async fn handle_job_error(
         let job = &mut t.stages[si].jobs[ji];
         job.error_handler_user_id.clone_from(&caller.uid);
         job.error_handler_username.clone_from(&caller.name);
-        if state.tasks.save(&mut t).await? {
-            tracing::info!(workflow = %workflow, task_id, "{} chose {decision} for the failed job {job_name} of {workflow}#{task_id}", caller.account);
-            crate::engine::approval_recorded(state, workflow, task_id);
-            return Ok(());
-        }
-    }
-    Err(raced("error handling"))
+        Ok(Change::Write)
+    };
+    update(
+        state,
+        workflow,
+        task_id,
+        Op::GetTask,
+        "error handling",
+        change,
+    )
+    .await?;
+    tracing::info!(workflow = %workflow, task_id, "{} chose {decision} for the failed job {job_name} of {workflow}#{task_id}", caller.account);
+    crate::engine::approval_recorded(state, workflow, task_id);
+    Ok(())
 }
 
 /// Run a paused stage (`POST …/task/:taskID/manual-exec`, spec §5.8): the stage is marked
@@ -374,14 +402,8 @@ pub async fn manual_exec(
     project: &str,
     stage_name: &str,
 ) -> ApiResult<()> {
-    let mut attempts = Attempts::new();
-    while attempts.next().await {
-        let task = get(state, workflow, task_id, Op::GetTask).await?;
-        let ManualExecState {
-            mut task,
-            stage,
-            can_execute,
-        } = paused_stage(task, caller, project)?;
+    let change = |task: &mut Task| {
+        let (stage, can_execute) = paused_stage(task, caller, project)?;
         if task.stages[stage].name != stage_name {
             return Err(ApiError::conflict(format!(
                 "stage {stage_name} is not waiting for manual execution"
@@ -401,21 +423,28 @@ pub async fn manual_exec(
                 prev.name
             )));
         }
-        let fresh = regenerated_specs(&task);
+        let fresh = regenerated_specs(task);
         for s in &mut task.stages[stage..] {
             reset_stage(s, &fresh);
         }
         if let Some(m) = task.stages[stage].manual_exec.as_object_mut() {
             m.insert("executed".into(), Value::Bool(true));
         }
-        requeue(&mut task, state.clock.now_ms());
-        if state.tasks.save(&mut task).await? {
-            tracing::info!(workflow = %workflow, task_id, "stage {stage_name} of task {workflow}#{task_id} executed manually by {}", caller.account);
-            crate::engine::task_queued(state);
-            return Ok(());
-        }
-    }
-    Err(raced("manual execution"))
+        requeue(task, state.clock.now_ms());
+        Ok(Change::Write)
+    };
+    update(
+        state,
+        workflow,
+        task_id,
+        Op::GetTask,
+        "manual execution",
+        change,
+    )
+    .await?;
+    tracing::info!(workflow = %workflow, task_id, "stage {stage_name} of task {workflow}#{task_id} executed manually by {}", caller.account);
+    crate::engine::task_queued(state);
+    Ok(())
 }
 
 /// Job-task specs rebuilt from the task's stored definition, by job-task name.

@@ -423,11 +423,7 @@ backend_test! {
 
         app.get("/openapi/build?projectKey=").await.expect_error(400, "projectKey");
 
-        app.get("/openapi/build?projectKey=p1&pageSize=0").await.expect_error(400, "pageSize");
-
-        app.get("/openapi/build?projectKey=p1&pageNum=-1").await.expect_error(400, "pageNum");
-
-        app.get("/openapi/build?projectKey=p1&pageNum=x").await.expect_error(400, "pageNum");
+        app.expect_paging_errors("/openapi/build?projectKey=p1").await;
         // Auth is required.
         app.call(Method::GET, "/openapi/build?projectKey=p1", None, None).await.expect_error(401, "token");
         app.stop().await;

@@ -412,10 +412,7 @@ backend_test! {
 backend_test! {
     async fn route_errors(app) {
         app.get("/openapi/delivery/releases?pageNum=1&pageSize=10").await.expect_error(400, "projectKey");
-        app.get("/openapi/delivery/releases?projectKey=p&pageNum=0&pageSize=10").await.expect_error(400, "pageNum");
-        app.get("/openapi/delivery/releases?projectKey=p&pageNum=1&pageSize=-1").await.expect_error(400, "pageSize");
-        app.get("/openapi/delivery/releases?projectKey=p&pageNum=x").await.expect_error(400, "pageNum");
-        app.get("/openapi/delivery/releases?projectKey=p&pageSize=5000").await.expect_error(400, "pageSize");
+        app.expect_paging_errors("/openapi/delivery/releases?projectKey=p").await;
         app.get("/openapi/delivery/releases?projectKey=p").await.expect(200);
         app.get("/openapi/delivery/releases/detail?projectKey=p").await.expect_error(400, "versionName");
         app.get("/openapi/delivery/releases/detail?versionName=v").await.expect_error(400, "projectKey");

@@ -208,6 +208,30 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> Resp {
         self.call(Method::GET, path, Some(ADMIN_TOKEN), None).await
     }
+
+    /// Assert that the list route `path` (with its other query parameters, if any; paging
+    /// optional) refuses malformed paging with a 400 naming the field: `pageNum` 0, -1 or `x`
+    /// and `pageSize` 0, -1 or over every route's cap, each alone and beside a valid partner.
+    pub async fn expect_paging_errors(&self, path: &str) {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let bad = [
+            ("pageNum", "pageSize=10", ["0", "-1", "x"]),
+            ("pageSize", "pageNum=1", ["0", "-1", "5000"]),
+        ];
+        for (field, partner, values) in bad {
+            for value in values {
+                for query in [
+                    format!("{field}={value}"),
+                    format!("{partner}&{field}={value}"),
+                ] {
+                    let url = format!("{path}{sep}{query}");
+                    let r = self.get(&url).await;
+                    assert_eq!(r.status.as_u16(), 400, "{url}: {}", r.text);
+                    r.expect_error(400, field);
+                }
+            }
+        }
+    }
     pub async fn post(&self, path: &str, body: Value) -> Resp {
         self.call(Method::POST, path, Some(ADMIN_TOKEN), Some(body))
             .await

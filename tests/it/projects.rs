@@ -42,9 +42,7 @@ backend_test! {
         assert_eq!(page2["projects"][0]["project_key"], "demo");
         // Defaults, and the 400s Zadig answers with a storage error.
         assert_eq!(app.get("/openapi/projects/project").await.expect(200)["total"], 2);
-        app.get("/openapi/projects/project?pageNum=0&pageSize=20").await.expect_error(400, "pageNum");
-        app.get("/openapi/projects/project?pageNum=1&pageSize=0").await.expect_error(400, "pageSize");
-        app.get("/openapi/projects/project?pageNum=x").await.expect_error(400, "pageNum");
+        app.expect_paging_errors("/openapi/projects/project").await;
 
         let d = app.get("/openapi/projects/project/detail?projectKey=demo").await;
         let d = d.expect(200);

@@ -234,19 +234,34 @@ async fn store_new(
     }
 }
 
+/// `value`, a required name at `field`, not already in `seen` (`what` it is names it in the
+/// error); it is added.
+fn listed_once<'a>(
+    seen: &mut std::collections::HashSet<&'a str>,
+    field: &str,
+    what: &str,
+    value: &'a str,
+) -> ApiResult<()> {
+    validate::name(field, value)?;
+    if seen.insert(value) {
+        Ok(())
+    } else {
+        Err(bad(field, format!("{what} {value:?} is listed twice")))
+    }
+}
+
 /// Required fields and their formats, by position (`services[0].images[1].target_image`).
 fn check_shape(kind: &str, req: &NewVersion, services: &[NewService]) -> ApiResult<()> {
     let from_version = req.source == "from_version";
     let mut seen = std::collections::HashSet::new();
     for (i, s) in services.iter().enumerate() {
         let at = format!("services[{i}]");
-        validate::name(&format!("{at}.service_name"), &s.service_name)?;
-        if !seen.insert(s.service_name.as_str()) {
-            return Err(bad(
-                format!("{at}.service_name"),
-                format!("service {:?} is listed twice", s.service_name),
-            ));
-        }
+        listed_once(
+            &mut seen,
+            &format!("{at}.service_name"),
+            "service",
+            &s.service_name,
+        )?;
         validate::max_len(&format!("{at}.chart_name"), &s.chart_name)?;
         if kind == TYPE_HELM {
             validate::name(&format!("{at}.chart_version"), &s.chart_version)?;
@@ -263,13 +278,12 @@ fn check_shape(kind: &str, req: &NewVersion, services: &[NewService]) -> ApiResu
         let mut containers = std::collections::HashSet::new();
         for (j, im) in s.images.iter().flatten().enumerate() {
             let at = format!("{at}.images[{j}]");
-            validate::name(&format!("{at}.container_name"), &im.container_name)?;
-            if !containers.insert(im.container_name.as_str()) {
-                return Err(bad(
-                    format!("{at}.container_name"),
-                    format!("container {:?} is listed twice", im.container_name),
-                ));
-            }
+            listed_once(
+                &mut containers,
+                &format!("{at}.container_name"),
+                "container",
+                &im.container_name,
+            )?;
             if !from_version {
                 validate::name(&format!("{at}.image_name"), &im.image_name)?;
                 validate::name(&format!("{at}.source_image"), &im.source_image)?;

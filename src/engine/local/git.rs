@@ -8,6 +8,42 @@ use super::{Jail, exit_text, run_logged};
 use crate::engine::executor::GitRepo;
 use crate::engine::logs::JobLog;
 
+/// Where the git commands of one clone run: the job's sandbox, its environment (with git's
+/// prompts off), the workspace, and the job's log that takes their output.
+struct Git<'a> {
+    jail: &'a Jail<'a>,
+    env: Vec<(OsString, OsString)>,
+    ws: &'a Path,
+    log: &'a JobLog,
+}
+
+impl Git<'_> {
+    /// Run `git args` in the job's sandbox, its output logged.
+    async fn run(&self, args: &[String]) -> Result<(), String> {
+        self.log.output(&[&format!("git {}", args.join(" "))]);
+        let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
+            .chain(args.iter().map(OsString::from))
+            .collect();
+        match run_logged(self.jail.command(&argv, &self.env, self.ws), self.log).await {
+            Ok(st) if st.success() => Ok(()),
+            Ok(st) => Err(exit_text(st)),
+            Err(e) => Err(format!("cannot start git: {e}")),
+        }
+    }
+
+    /// `git -C dir checkout --quiet what`.
+    async fn checkout(&self, dir: &str, what: String) -> Result<(), String> {
+        let args = [
+            "-C".to_string(),
+            dir.to_string(),
+            "checkout".into(),
+            "--quiet".into(),
+            what,
+        ];
+        self.run(&args).await
+    }
+}
+
 /// Clone `r` into its checkout path under `ws`, then check out its pull request and commit.
 pub(super) async fn clone(
     r: &GitRepo,
@@ -19,6 +55,7 @@ pub(super) async fn clone(
     let mut env = env.to_vec();
     env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
     env.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
+    let git = Git { jail, env, ws, log };
     // git creates the leading directories itself, as the job user.
     let target = ws.join(&r.checkout_path);
     let fail = |what: String| {
@@ -28,24 +65,13 @@ pub(super) async fn clone(
             log.mask(&r.url)
         )
     };
-    git(&clone_args(r, &target), jail, &env, ws, log)
-        .await
-        .map_err(fail)?;
+    git.run(&clone_args(r, &target)).await.map_err(fail)?;
     let dir = target.to_string_lossy().into_owned();
     if r.pr > 0 {
-        checkout_pr(r, &dir, jail, &env, ws, log)
-            .await
-            .map_err(fail)?;
+        checkout_pr(r, &dir, &git).await.map_err(fail)?;
     }
     if !r.commit_id.is_empty() {
-        let co = [
-            "-C".to_string(),
-            dir,
-            "checkout".into(),
-            "--quiet".into(),
-            r.commit_id.clone(),
-        ];
-        git(&co, jail, &env, ws, log)
+        git.checkout(&dir, r.commit_id.clone())
             .await
             .map_err(|e| fail(format!("commit {}: {e}", r.commit_id)))?;
     }
@@ -75,14 +101,7 @@ fn clone_args(r: &GitRepo, target: &Path) -> Vec<String> {
 
 /// Fetch pull request `r.pr` into the clone at `dir` (GitHub's `pull/N/head`, else GitLab's
 /// `merge-requests/N/head`) and check it out.
-async fn checkout_pr(
-    r: &GitRepo,
-    dir: &str,
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-    log: &JobLog,
-) -> Result<(), String> {
+async fn checkout_pr(r: &GitRepo, dir: &str, git: &Git<'_>) -> Result<(), String> {
     let mut fetched = false;
     for refspec in [
         format!("pull/{}/head", r.pr),
@@ -96,7 +115,7 @@ async fn checkout_pr(
             "origin".into(),
             format!("+refs/{refspec}:refs/remotes/origin/pr/{}", r.pr),
         ];
-        if git(&fetch, jail, env, ws, log).await.is_ok() {
+        if git.run(&fetch).await.is_ok() {
             fetched = true;
             break;
         }
@@ -104,31 +123,5 @@ async fn checkout_pr(
     if !fetched {
         return Err(format!("pull request {} not found", r.pr));
     }
-    let co = [
-        "-C".to_string(),
-        dir.to_string(),
-        "checkout".into(),
-        "--quiet".into(),
-        format!("origin/pr/{}", r.pr),
-    ];
-    git(&co, jail, env, ws, log).await
-}
-
-/// Run `git args` in the job's sandbox, its output logged.
-async fn git(
-    args: &[String],
-    jail: &Jail<'_>,
-    env: &[(OsString, OsString)],
-    ws: &Path,
-    log: &JobLog,
-) -> Result<(), String> {
-    log.output(&[&format!("git {}", args.join(" "))]);
-    let argv: Vec<OsString> = std::iter::once(OsString::from("git"))
-        .chain(args.iter().map(OsString::from))
-        .collect();
-    match run_logged(jail.command(&argv, env, ws), log).await {
-        Ok(st) if st.success() => Ok(()),
-        Ok(st) => Err(exit_text(st)),
-        Err(e) => Err(format!("cannot start git: {e}")),
-    }
+    git.checkout(dir, format!("origin/pr/{}", r.pr)).await
 }

@@ -5,8 +5,17 @@ use super::shared::job_snapshot;
 use super::*;
 
 impl Step<'_> {
-    /// Find a job and run the checks shared by execute/skip/retry.
-    pub(super) fn acting_job(&self, job_id: &str, kind: JobKind) -> Result<ReleaseJob, Rejection> {
+    /// Find a job and run the checks shared by execute/skip/retry: the caller owns it, `kind`
+    /// is its type, the plan is executing (else the job "cannot be `verb`") and inside its
+    /// release window. `None` when, with `expire`, the closed window timed the plan out: the
+    /// action stops there (see [`Self::window_open`]).
+    fn acting_job(
+        &mut self,
+        job_id: &str,
+        kind: JobKind,
+        verb: &str,
+        expire: bool,
+    ) -> Result<Option<ReleaseJob>, Rejection> {
         let job = self.p.job(job_id).cloned().ok_or_else(|| {
             Rejection::not_found(format!(
                 "release job {job_id} not found in release plan {}",
@@ -22,10 +31,11 @@ impl Step<'_> {
                 job.kind.as_str()
             )));
         }
-        Ok(job)
+        self.require_executing(verb, &job)?;
+        Ok(self.window_open(expire)?.then_some(job))
     }
 
-    pub(super) fn require_executing(&self, verb: &str, job: &ReleaseJob) -> Result<(), Rejection> {
+    fn require_executing(&self, verb: &str, job: &ReleaseJob) -> Result<(), Rejection> {
         if self.p.status == Status::Executing {
             Ok(())
         } else {
@@ -98,11 +108,9 @@ impl Step<'_> {
         kind: JobKind,
         remark: &str,
     ) -> Result<(), Rejection> {
-        let job = self.acting_job(job_id, kind)?;
-        self.require_executing("executed", &job)?;
-        if !self.window_open(true)? {
+        let Some(job) = self.acting_job(job_id, kind, "executed", true)? else {
             return Ok(());
-        }
+        };
         match job.kind {
             JobKind::Text => {
                 if job.status != JobStatus::Todo {
@@ -132,9 +140,10 @@ impl Step<'_> {
         kind: JobKind,
         remark: &str,
     ) -> Result<(), Rejection> {
-        let job = self.acting_job(job_id, kind)?;
-        self.require_executing("skipped", &job)?;
-        self.window_open(false)?;
+        // Without `expire` a closed window is an error, so there is always a job here.
+        let Some(job) = self.acting_job(job_id, kind, "skipped", false)? else {
+            return Ok(());
+        };
         if !matches!(job.status, JobStatus::Todo | JobStatus::Failed) {
             return Err(wrong_status(&job, "a todo or failed job can be skipped"));
         }
@@ -152,11 +161,9 @@ impl Step<'_> {
                 "text release job does not support retry (`type` must be workflow)",
             ));
         }
-        let job = self.acting_job(job_id, kind)?;
-        self.require_executing("retried", &job)?;
-        if !self.window_open(true)? {
+        let Some(job) = self.acting_job(job_id, kind, "retried", true)? else {
             return Ok(());
-        }
+        };
         if job.status != JobStatus::Failed {
             return Err(wrong_status(&job, "a failed job can be retried"));
         }

@@ -269,29 +269,23 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn conflict(m: impl Into<String>) -> Self {
+    fn new(kind: RejectKind, m: impl Into<String>) -> Self {
         Self {
-            kind: RejectKind::Conflict,
+            kind,
             message: m.into(),
         }
+    }
+    fn conflict(m: impl Into<String>) -> Self {
+        Self::new(RejectKind::Conflict, m)
     }
     fn forbidden(m: impl Into<String>) -> Self {
-        Self {
-            kind: RejectKind::Forbidden,
-            message: m.into(),
-        }
+        Self::new(RejectKind::Forbidden, m)
     }
     fn bad_request(m: impl Into<String>) -> Self {
-        Self {
-            kind: RejectKind::BadRequest,
-            message: m.into(),
-        }
+        Self::new(RejectKind::BadRequest, m)
     }
     fn not_found(m: impl Into<String>) -> Self {
-        Self {
-            kind: RejectKind::NotFound,
-            message: m.into(),
-        }
+        Self::new(RejectKind::NotFound, m)
     }
 }
 

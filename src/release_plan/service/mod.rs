@@ -22,7 +22,7 @@ use rand::RngCore;
 
 use super::machine::{self, Actor, Ctx, Effect, Event, RejectKind, Rejection};
 use super::model::{HookSnapshot, PendingHook, ReleasePlan, Status};
-use super::store::LogRecord;
+use super::store::{LogEntry, LogRecord};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -251,18 +251,20 @@ pub async fn record(state: &AppState, plan: &ReleasePlan, effects: &[Effect]) {
         let Effect::Log(l) = e else { continue };
         seq += 1;
         let rec = LogRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            plan_id: plan.id.clone(),
-            username: l.username.clone(),
-            account: l.account.clone(),
-            verb: l.verb.to_string(),
-            target_name: l.target_name.clone(),
-            target_type: l.target_type.to_string(),
-            before: l.before.clone(),
-            after: l.after.clone(),
-            detail: l.detail.clone(),
-            version: plan.version,
-            created_at: now,
+            entry: LogEntry {
+                id: uuid::Uuid::new_v4().to_string(),
+                plan_id: plan.id.clone(),
+                username: l.username.clone(),
+                account: l.account.clone(),
+                verb: l.verb.to_string(),
+                target_name: l.target_name.clone(),
+                target_type: l.target_type.to_string(),
+                before: l.before.clone(),
+                after: l.after.clone(),
+                detail: l.detail.clone(),
+                version: plan.version,
+                created_at: now,
+            },
             seq,
         };
         if let Err(e) = state.release_plans.logs.insert(&rec).await {

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::check_id;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::Paging;
-use crate::release_plan::store::LogRecord;
+use crate::release_plan::store::LogEntry;
 use crate::state::AppState;
 use crate::store::{Dir, Filter, FindOptions};
 
@@ -55,7 +55,7 @@ pub async fn detail(state: &AppState, id: &str) -> ApiResult<Bytes> {
 }
 
 /// The operation records of a plan, newest first (spec §9).
-pub async fn logs(state: &AppState, id: &str) -> ApiResult<Vec<LogRecord>> {
+pub async fn logs(state: &AppState, id: &str) -> ApiResult<Vec<LogEntry>> {
     check_id(id)?;
     let logs = state.release_plans.logs_of(id).await?;
     if logs.is_empty() && state.release_plans.get(id).await?.is_none() {
