@@ -28,7 +28,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("version.html", include_str!("templates/version.html")),
     // The approve/reject pair of a release plan's and a task stage's vote form.
-    ("vote_buttons.html", include_str!("templates/vote_buttons.html")),
+    (
+        "vote_buttons.html",
+        include_str!("templates/vote_buttons.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {
