@@ -3,6 +3,24 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// An environment's `status`. Creation applies every object before the record is stored, so a
+/// stored environment is `success`; Zadig's other states (`creating`, `deleting`, …) belong to
+/// its asynchronous creation and deletion, which this server does not have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvStatus {
+    #[default]
+    Success,
+}
+
+impl EnvStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+        }
+    }
+}
+
 /// One environment. `env_key` is Zadig's storage `env_name`; `alias` is the OpenAPI
 /// `env_name` (display name).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,8 +37,7 @@ pub struct Environment {
     pub registry_id: String,
     /// `spock`: a K8s-YAML environment.
     pub source: String,
-    /// `success` once the cluster holds what the record says; routes answer only then.
-    pub status: String,
+    pub status: EnvStatus,
     pub error: String,
     pub services: Vec<EnvService>,
     /// `[GlobalVariableKV]` values of the project's global variables.

@@ -35,7 +35,7 @@ impl From<&Environment> for EnvBrief {
             namespace: e.namespace.clone(),
             production: e.production,
             registry_id: e.registry_id.clone(),
-            status: e.status.to_lowercase(),
+            status: e.status.as_str().to_string(),
             update_by: e.update_by.clone(),
             update_time: e.update_time,
         }

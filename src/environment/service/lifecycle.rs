@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::super::catalog;
 use super::super::kube::{self as k, NsState};
-use super::super::model::{EnvService, Environment};
+use super::super::model::{EnvService, EnvStatus, Environment};
 use super::super::rules;
 use super::apply::{apply_all, env_service, rollback};
 use super::{CREATE_ENV, check_registry, env_not_found, for_change, load, may_change, save};
@@ -241,7 +241,7 @@ fn record(
         namespace_created,
         registry_id: input.registry_id.clone(),
         source: "spock".to_string(),
-        status: "success".to_string(),
+        status: EnvStatus::Success,
         error: String::new(),
         services: Vec::new(),
         // Production envs start empty (spec §5.2).
