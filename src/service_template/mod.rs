@@ -186,7 +186,7 @@ mod tests {
             hash256: String::new(),
             variable_yaml: String::new(),
             service_variable_kvs: serde_json::from_value(kvs).unwrap(),
-            status: String::new(),
+            status: model::ServiceStatus::Active,
             containers: Vec::new(),
             is_latest: true,
             version: 0,

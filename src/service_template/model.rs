@@ -12,8 +12,25 @@ use crate::validate::nullable;
 pub const TYPE_K8S: &str = "k8s";
 /// `source` of a service created from raw YAML.
 pub const SOURCE_SPOCK: &str = "spock";
-/// `status` of a soft-deleted service.
-pub const STATUS_DELETING: &str = "deleting";
+/// A revision's `status`: soft deletion marks every revision of a service `deleting`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceStatus {
+    #[default]
+    #[serde(rename = "")]
+    Active,
+    #[serde(rename = "deleting")]
+    Deleting,
+}
+
+impl ServiceStatus {
+    /// The stored string (store filters and updates compare it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "",
+            Self::Deleting => "deleting",
+        }
+    }
+}
 
 /// One revision of a service. The service is its latest revision whose `status` is not
 /// `deleting`.
@@ -49,9 +66,8 @@ pub struct ServiceTemplate {
     pub variable_yaml: String,
     #[serde(default, deserialize_with = "nullable")]
     pub service_variable_kvs: Vec<ServiceVariableKV>,
-    /// `""`, or `deleting` for a deleted service.
     #[serde(default)]
-    pub status: String,
+    pub status: ServiceStatus,
     /// The containers (service modules) of the workloads the YAML defines.
     #[serde(default, deserialize_with = "nullable")]
     pub containers: Vec<Container>,

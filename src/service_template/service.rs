@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::gotemplate::Mode;
-use super::model::{SOURCE_SPOCK, ServiceTemplate, TYPE_K8S};
+use super::model::{SOURCE_SPOCK, ServiceStatus, ServiceTemplate, TYPE_K8S};
 use super::variables::{self, ServiceVariableKV};
 use super::{Container, execute, manifest, objects_of, parse};
 use crate::auth::Identity;
@@ -352,7 +352,7 @@ pub async fn create(
         yaml: p.yaml,
         variable_yaml: p.variable_yaml,
         service_variable_kvs: p.kvs,
-        status: String::new(),
+        status: ServiceStatus::Active,
         containers: p.containers,
         is_latest: true,
         version: 0,

@@ -1,6 +1,6 @@
 //! Queries over `service_templates` (unique on project, service, production flag and revision).
 
-use super::model::{STATUS_DELETING, ServiceTemplate};
+use super::model::{ServiceStatus, ServiceTemplate};
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
 
 #[derive(Clone)]
@@ -33,7 +33,8 @@ impl ServiceTemplateStore {
         name: &str,
         production: bool,
     ) -> StoreResult<Option<ServiceTemplate>> {
-        let filter = service(project, name, production).and(Filter::ne("status", STATUS_DELETING));
+        let filter = service(project, name, production)
+            .and(Filter::ne("status", ServiceStatus::Deleting.as_str()));
         let opts = FindOptions::sort("revision", Dir::Desc).limit(1);
         Ok(self
             .revisions
@@ -67,7 +68,7 @@ impl ServiceTemplateStore {
         let filter = Filter::eq("product_name", project)
             .and(Filter::eq("production", production))
             .and(Filter::eq("is_latest", true))
-            .and(Filter::ne("status", STATUS_DELETING));
+            .and(Filter::ne("status", ServiceStatus::Deleting.as_str()));
         let opts = FindOptions::sort("service_name", Dir::Asc).then("revision", Dir::Desc);
         let mut out: Vec<ServiceTemplate> = Vec::new();
         for t in self.revisions.find(&filter, &opts).await? {
@@ -108,7 +109,7 @@ impl ServiceTemplateStore {
     ) -> StoreResult<bool> {
         let filter = service(project, name, production)
             .and(Filter::lt("revision", revision))
-            .and(Filter::ne("status", STATUS_DELETING));
+            .and(Filter::ne("status", ServiceStatus::Deleting.as_str()));
         Ok(self.revisions.count(&filter).await? > 0)
     }
 
@@ -133,9 +134,10 @@ impl ServiceTemplateStore {
         self.revisions
             .coll
             .update_many(
-                &service(project, name, production).and(Filter::ne("status", STATUS_DELETING)),
+                &service(project, name, production)
+                    .and(Filter::ne("status", ServiceStatus::Deleting.as_str())),
                 &Update::new()
-                    .set("status", STATUS_DELETING)
+                    .set("status", ServiceStatus::Deleting.as_str())
                     .inc("version", 1),
             )
             .await
