@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::egress::{EgressPolicy, PolicyResolver};
-use super::model::{HookEvent, HookSnapshot, JobKind, PendingHook, ReleaseJob, ReleasePlan};
+use super::model::{
+    HookEvent, HookSnapshot, JobKind, PendingHook, ReleaseJob, ReleasePlan, TaskStatus,
+};
 
 /// The system-wide hook setting (spec §8.1), one document in `settings`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,7 +100,7 @@ fn hook_job(j: &ReleaseJob) -> HookJob<'_> {
         JobKind::Text => json!({"content": j.spec.content, "remark": j.spec.remark}),
         JobKind::Workflow => {
             let mut s = json!({"workflow": j.spec.workflow});
-            if !j.spec.status.is_empty() {
+            if j.spec.status != TaskStatus::NotRun {
                 s["status"] = json!(j.spec.status);
             }
             if j.spec.task_id != 0 {

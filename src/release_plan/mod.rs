@@ -20,6 +20,7 @@ pub mod store;
 use std::sync::Arc;
 
 use crate::engine::finished::{TaskFinished, TaskFinishedListener, TaskFinishedPort};
+use crate::release_plan::model::TaskStatus;
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
 
@@ -34,7 +35,7 @@ struct TaskListener;
 #[async_trait::async_trait]
 impl TaskFinishedListener for TaskListener {
     async fn task_finished(&self, state: &AppState, e: TaskFinished<'_>) {
-        on_workflow_task_finished(state, e.release, e.task_id, e.status.as_str()).await;
+        on_workflow_task_finished(state, e.release, e.task_id, e.status).await;
     }
 }
 
@@ -45,7 +46,7 @@ pub async fn on_workflow_task_finished(
     state: &AppState,
     release: &ReleaseRef,
     task_id: i64,
-    status: &str,
+    status: TaskStatus,
 ) {
     if let Err(e) = service::task_finished(state, release, task_id, status).await {
         // The scheduler's reconciliation applies the status later.

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::workflow::task::Status as TaskStatus;
+
 /// Plan statuses (spec §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,8 +228,8 @@ pub struct JobSpec {
     #[serde(skip_serializing_if = "Value::is_null")]
     pub workflow: Value,
     /// The workflow task's status as last seen (`prepare` until it is known).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub status: String,
+    #[serde(skip_serializing_if = "TaskStatus::is_not_run")]
+    pub status: TaskStatus,
     #[serde(skip_serializing_if = "is_zero")]
     pub task_id: i64,
 }

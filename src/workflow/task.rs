@@ -76,6 +76,11 @@ impl Status {
         crate::workflow::by_name(Self::ALL, Self::NAMES, s)
     }
 
+    /// Not started yet (`""`): a field that is absent on the wire.
+    pub fn is_not_run(&self) -> bool {
+        *self == Self::NotRun
+    }
+
     /// Whether a task with this status is done (see [`Self::FINAL`]).
     pub fn is_final(self) -> bool {
         Self::FINAL.contains(&self)

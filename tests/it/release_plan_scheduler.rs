@@ -292,6 +292,7 @@ crate::kind_test!(reconcile_fails_unstarted);
 backend_test! {
     async fn engine_notifications_move_jobs(app) {
         use zadig_server::release_plan::on_workflow_task_finished;
+        use zadig_server::workflow::task::Status;
         use zadig_server::workflow::ReleaseRef;
         let id = executing_plan(&app, simple_body("n", "admin"), 1).await;
         let a = workflow_job("a", "wf-a", JobStatus::Running, 5);
@@ -308,11 +309,11 @@ backend_test! {
         let rref = |job: &str| ReleaseRef { plan_id: id.clone(), plan_name: p.name.clone(), plan_index: p.index, job_id: job.to_string() };
         let state = app.state();
         // A stale task or a non-final status changes nothing.
-        on_workflow_task_finished(state, &rref(&a_id), 4, "passed").await;
-        on_workflow_task_finished(state, &rref(&a_id), 5, "running").await;
+        on_workflow_task_finished(state, &rref(&a_id), 4, Status::Passed).await;
+        on_workflow_task_finished(state, &rref(&a_id), 5, Status::Running).await;
         assert_eq!(stored(&app, &id).await.jobs[1].status, JobStatus::Running);
-        on_workflow_task_finished(state, &rref(&a_id), 5, "passed").await;
-        on_workflow_task_finished(state, &rref(&b_id), 7, "timeout").await;
+        on_workflow_task_finished(state, &rref(&a_id), 5, Status::Passed).await;
+        on_workflow_task_finished(state, &rref(&b_id), 7, Status::Timeout).await;
         let d = detail(&app, &id).await;
         assert_eq!(d["jobs"][1]["status"], "done");
         assert_eq!(d["jobs"][1]["spec"]["status"], "passed");
@@ -320,13 +321,13 @@ backend_test! {
         assert_eq!(d["status"], "executing");
         // Repeats are harmless.
         let v = stored(&app, &id).await.version;
-        on_workflow_task_finished(state, &rref(&b_id), 7, "timeout").await;
-        on_workflow_task_finished(state, &rref(&a_id), 5, "passed").await;
+        on_workflow_task_finished(state, &rref(&b_id), 7, Status::Timeout).await;
+        on_workflow_task_finished(state, &rref(&a_id), 5, Status::Passed).await;
         assert_eq!(stored(&app, &id).await.version, v);
         // Unknown plans are ignored.
         let mut gone = rref(&a_id);
         gone.plan_id = "0123456789abcdef01234567".into();
-        on_workflow_task_finished(state, &gone, 5, "passed").await;
+        on_workflow_task_finished(state, &gone, 5, Status::Passed).await;
         job_call(&app, ADMIN_TOKEN, &id, "skip", &b_id, "workflow").await.expect(200);
         assert_eq!(detail(&app, &id).await["status"], "success");
         app.stop().await;

@@ -80,7 +80,7 @@ impl Step<'_> {
         if let Some(j) = self.p.job_mut(job_id) {
             j.status = JobStatus::Running;
             j.spec.task_id = 0;
-            j.spec.status = "prepare".to_string();
+            j.spec.status = TaskStatus::Prepare;
             j.error.clear();
             j.executed_by = name;
             j.executed_time = now;
@@ -225,7 +225,7 @@ impl Step<'_> {
                 Some(prev) => *j = prev.clone(),
                 None => {
                     j.status = JobStatus::Failed;
-                    j.spec.status = "failed".to_string();
+                    j.spec.status = TaskStatus::Failed;
                     j.error = reason.to_string();
                 }
             }
@@ -235,15 +235,18 @@ impl Step<'_> {
         }
     }
 
-    pub(super) fn task_finished(&mut self, job_id: &str, task_id: i64, task_status: &str) {
+    pub(super) fn task_finished(&mut self, job_id: &str, task_id: i64, task_status: TaskStatus) {
         let Some(before) = self.p.job(job_id).cloned() else {
             return;
         };
         let ours = before.status == JobStatus::Running
             && (before.spec.task_id == task_id || before.spec.task_id == 0);
         let new_status = match task_status {
-            "passed" => JobStatus::Done,
-            "failed" | "timeout" | "cancelled" | "reject" => JobStatus::Failed,
+            TaskStatus::Passed => JobStatus::Done,
+            TaskStatus::Failed
+            | TaskStatus::Timeout
+            | TaskStatus::Cancelled
+            | TaskStatus::Reject => JobStatus::Failed,
             _ => return,
         };
         if !ours {
@@ -253,7 +256,7 @@ impl Step<'_> {
         if let Some(j) = self.p.job_mut(job_id) {
             j.status = new_status;
             j.spec.task_id = task_id;
-            j.spec.status = task_status.to_string();
+            j.spec.status = task_status;
             if new_status == JobStatus::Failed {
                 j.error = format!("workflow {workflow} task {task_id} ended {task_status}");
             }

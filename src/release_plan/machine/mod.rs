@@ -34,7 +34,8 @@ use serde_json::{Value, json};
 
 use super::hooks;
 use super::model::{
-    Approval, HookEvent, HookSnapshot, JobKind, JobSpec, JobStatus, ReleaseJob, ReleasePlan, Status,
+    Approval, HookEvent, HookSnapshot, JobKind, JobSpec, JobStatus, ReleaseJob, ReleasePlan,
+    Status, TaskStatus,
 };
 
 pub use permissions::{may_edit, require_editor};
@@ -159,7 +160,7 @@ pub enum Event {
     TaskFinished {
         job_id: String,
         task_id: i64,
-        task_status: String,
+        task_status: TaskStatus,
     },
     /// `POST /api/callback/release_plan` (spec §2.5, §8.4).
     Callback {
@@ -355,7 +356,7 @@ pub fn step(plan: &ReleasePlan, event: &Event, ctx: &Ctx<'_>) -> Result<Outcome,
             job_id,
             task_id,
             task_status,
-        } => s.task_finished(job_id, *task_id, task_status),
+        } => s.task_finished(job_id, *task_id, *task_status),
         Event::Callback {
             hook_event,
             instance_code,

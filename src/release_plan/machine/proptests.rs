@@ -116,7 +116,7 @@ fn resolve(g: &Gen, p: &ReleasePlan) -> Event {
                 99
             },
             // Mostly `passed`.
-            task_status: TASK_STATUSES.get(*s).copied().unwrap_or("passed").into(),
+            task_status: TASK_STATUSES.get(*s).copied().unwrap_or(TaskStatus::Passed),
         },
         Gen::Callback(e, code_ok, ok) => Event::Callback {
             actor: actor("u-other"),

@@ -136,7 +136,7 @@ impl Step<'_> {
             j.error.clear();
             if j.kind == JobKind::Workflow {
                 j.spec.task_id = 0;
-                j.spec.status.clear();
+                j.spec.status = TaskStatus::NotRun;
             }
         }
     }

@@ -8,14 +8,14 @@ pub(super) const T0_MS: i64 = 1_700_000_000_000;
 pub(super) const MANAGER: &str = "u-manager";
 pub(super) const APPROVERS: [&str; 2] = ["u-a1", "u-a2"];
 pub(super) const ACTORS: [&str; 5] = [MANAGER, "u-a1", "u-a2", "u-other", "u-admin"];
-pub(super) const TASK_STATUSES: [&str; 7] = [
-    "passed",
-    "failed",
-    "timeout",
-    "cancelled",
-    "reject",
-    "running",
-    "created",
+pub(super) const TASK_STATUSES: [TaskStatus; 7] = [
+    TaskStatus::Passed,
+    TaskStatus::Failed,
+    TaskStatus::Timeout,
+    TaskStatus::Cancelled,
+    TaskStatus::Reject,
+    TaskStatus::Running,
+    TaskStatus::Created,
 ];
 
 pub(super) fn actor(uid: &str) -> Actor {
@@ -311,13 +311,13 @@ fn failed_workflow_job_blocks_completion_until_retried_or_skipped() {
     )
     .unwrap()
     .plan;
-    let fin = |p: &ReleasePlan, task_id, st: &str| {
+    let fin = |p: &ReleasePlan, task_id, st: TaskStatus| {
         run(
             p,
             Event::TaskFinished {
                 job_id: "job-0".into(),
                 task_id,
-                task_status: st.into(),
+                task_status: st,
             },
             T0_MS,
         )
@@ -325,12 +325,12 @@ fn failed_workflow_job_blocks_completion_until_retried_or_skipped() {
         .plan
     };
     // A stale task's result changes nothing.
-    assert_eq!(fin(&p, 6, "passed"), p);
-    let p = fin(&p, 7, "failed");
+    assert_eq!(fin(&p, 6, TaskStatus::Passed), p);
+    let p = fin(&p, 7, TaskStatus::Failed);
     assert_eq!(p.jobs[0].status, JobStatus::Failed);
     assert_eq!(p.status, Status::Executing);
     // Repeating the notification is harmless.
-    assert_eq!(fin(&p, 7, "failed"), p);
+    assert_eq!(fin(&p, 7, TaskStatus::Failed), p);
     let p = run(
         &p,
         Event::Retry {
@@ -344,7 +344,7 @@ fn failed_workflow_job_blocks_completion_until_retried_or_skipped() {
     .plan;
     assert_eq!(p.jobs[0].status, JobStatus::Running);
     assert_eq!(p.jobs[0].spec.task_id, 0);
-    let p = fin(&p, 8, "passed");
+    let p = fin(&p, 8, TaskStatus::Passed);
     assert_eq!(p.status, Status::Success);
 }
 

@@ -8,7 +8,7 @@ use super::{
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorKind};
 use crate::release_plan::machine::Event;
-use crate::release_plan::model::{JobKind, JobStatus, ReleasePlan};
+use crate::release_plan::model::{JobKind, JobStatus, ReleasePlan, TaskStatus};
 use crate::state::AppState;
 use crate::workflow::ReleaseRef;
 
@@ -80,12 +80,12 @@ pub async fn task_finished(
     state: &AppState,
     release: &ReleaseRef,
     task_id: i64,
-    status: &str,
+    status: TaskStatus,
 ) -> ApiResult<()> {
     let event = Event::TaskFinished {
         job_id: release.job_id.clone(),
         task_id,
-        task_status: status.to_string(),
+        task_status: status,
     };
     match apply_recorded(state, &release.plan_id, &event).await {
         Ok(_) => Ok(()),
@@ -124,7 +124,7 @@ pub async fn reconcile(state: &AppState, plan: &ReleasePlan) -> ApiResult<()> {
                     .await?;
             match status {
                 Some(s) if s.is_final() => {
-                    task_finished(state, &release, job.spec.task_id, s.as_str()).await?;
+                    task_finished(state, &release, job.spec.task_id, s).await?;
                 }
                 Some(_) => {}
                 None => {
@@ -132,7 +132,7 @@ pub async fn reconcile(state: &AppState, plan: &ReleasePlan) -> ApiResult<()> {
                         "workflow {} task {} no longer exists",
                         job.spec.workflow_key, job.spec.task_id
                     );
-                    task_finished(state, &release, job.spec.task_id, "failed").await?;
+                    task_finished(state, &release, job.spec.task_id, TaskStatus::Failed).await?;
                     tracing::warn!(release_plan.id = %plan.id, "release job {}: {reason}", job.name);
                 }
             }
