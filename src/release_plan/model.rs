@@ -277,14 +277,40 @@ pub struct NativeApproval {
     pub instance_code: String,
 }
 
+/// A plan approval's outcome (`approval.status`, spec §7): undecided until the votes (or the
+/// IM approval) decide it or its time runs out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApprovalStatus {
+    #[default]
+    #[serde(rename = "")]
+    Undecided,
+    #[serde(rename = "passed")]
+    Passed,
+    #[serde(rename = "reject")]
+    Reject,
+    #[serde(rename = "timeout")]
+    Timeout,
+}
+
+impl ApprovalStatus {
+    /// Zadig's string, as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Undecided => "",
+            Self::Passed => "passed",
+            Self::Reject => "reject",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
 /// A plan's approval configuration and outcome (spec §3.4). IM approvals (Lark, DingTalk,
 /// WorkWX) are kept verbatim.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Approval {
     pub enabled: bool,
-    /// `""`, `passed`, `reject` or `timeout`.
-    pub status: String,
+    pub status: ApprovalStatus,
     #[serde(rename = "type")]
     pub kind: String,
     pub description: String,
@@ -307,7 +333,7 @@ impl Approval {
 
     /// Forget any decision and votes (create, PATCH, submitting again).
     pub fn clear_runtime(&mut self) {
-        self.status.clear();
+        self.status = ApprovalStatus::Undecided;
         if let Some(n) = &mut self.native_approval {
             n.reject_or_approve.clear();
             n.instance_code.clear();

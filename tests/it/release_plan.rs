@@ -230,6 +230,7 @@ backend_test! {
             (json!({"name": "p", "manager": "admin", "approval": {"enabled": true, "type": "native",
                 "native_approval": {"approve_users": [{"user_name": "ghost"}], "needed_approvers": 1}}}), "approve_users[0].user_name"),
             (json!({"name": "p", "manager": "admin", "approval": {"enabled": true, "type": "lark", "lark_approval": {"approval_nodes": []}}}), "approval.lark_approval.approval_nodes"),
+            (json!({"name": "p", "manager": "admin", "approval": {"enabled": false, "status": "approved"}}), "approval.status"),
             (json!({"name": "x".repeat(300), "manager": "admin"}), "name"),
         ];
         for (body, needle) in &cases {

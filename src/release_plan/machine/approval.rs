@@ -98,14 +98,14 @@ impl Step<'_> {
         match decision {
             Some("reject") => {
                 if let Some(a) = &mut self.p.approval {
-                    a.status = "reject".to_string();
+                    a.status = ApprovalStatus::Reject;
                 }
                 self.p.approval_time = now;
                 self.move_to(Status::Denied);
             }
             Some(_) => {
                 if let Some(a) = &mut self.p.approval {
-                    a.status = "passed".to_string();
+                    a.status = ApprovalStatus::Passed;
                 }
                 self.p.approval_time = now;
                 self.enter_executing();

@@ -34,8 +34,8 @@ use serde_json::{Value, json};
 
 use super::hooks;
 use super::model::{
-    Approval, HookEvent, HookSnapshot, JobKind, JobSpec, JobStatus, ReleaseJob, ReleasePlan,
-    Status, TaskStatus,
+    Approval, ApprovalStatus, HookEvent, HookSnapshot, JobKind, JobSpec, JobStatus, ReleaseJob,
+    ReleasePlan, Status, TaskStatus,
 };
 
 pub use permissions::{may_edit, require_editor};

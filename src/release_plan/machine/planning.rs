@@ -115,7 +115,7 @@ impl Step<'_> {
             Status::WaitForApproval => self.submit_approval()?,
             Status::Executing => {
                 if !self.approval_passed() {
-                    let st = self.p.approval.as_ref().map(|a| a.status.clone());
+                    let st = self.p.approval.as_ref().map(|a| a.status.as_str());
                     return Err(Rejection::conflict(format!(
                         "approval status is {:?}: release plan {} cannot execute before its approval passed (submit it with status wait_for_approval)",
                         st.unwrap_or_default(),

@@ -82,7 +82,7 @@ impl Step<'_> {
                 .p
                 .approval
                 .as_ref()
-                .is_some_and(|a| a.status == "passed")
+                .is_some_and(|a| a.status == ApprovalStatus::Passed)
     }
 
     /// Back to `planning` for a new cycle (spec §4.4): jobs remember their status, a fresh

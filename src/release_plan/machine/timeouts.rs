@@ -9,7 +9,7 @@ impl Step<'_> {
         let deadline = self.p.internal.approval_deadline;
         if self.p.status == Status::WaitForApproval && deadline > 0 && now >= deadline {
             if let Some(a) = &mut self.p.approval {
-                a.status = "timeout".to_string();
+                a.status = ApprovalStatus::Timeout;
             }
             self.p.approval_time = now;
             self.move_to(Status::Timeout);
