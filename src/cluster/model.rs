@@ -39,9 +39,7 @@ pub struct Cluster {
     #[serde(rename = "type")]
     pub kind: String,
     pub kube_config: String,
-    /// `normal`: kubeconfig clusters are always `normal` in Zadig; reachability is checked by
-    /// the routes that call the cluster.
-    pub status: String,
+    pub status: ClusterStatus,
     pub local: bool,
     /// The projects the cluster is offered to (`<all_projects>`: every project).
     pub project_names: Vec<String>,
@@ -50,6 +48,23 @@ pub struct Cluster {
     pub updated_at: i64,
     /// Bumped on every change: the client cache rebuilds a client whose version is stale.
     pub version: i64,
+}
+
+/// A cluster's `status`: kubeconfig clusters are always `normal` in Zadig (no agent reports
+/// on them); reachability is checked by the routes that call the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterStatus {
+    #[default]
+    Normal,
+}
+
+impl ClusterStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+        }
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -75,7 +90,7 @@ impl Cluster {
             production: false,
             kind: TYPE_LOCAL.to_string(),
             kube_config: String::new(),
-            status: "normal".to_string(),
+            status: ClusterStatus::Normal,
             local: true,
             project_names: vec!["<all_projects>".to_string()],
             created_at: 0,

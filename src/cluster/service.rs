@@ -5,7 +5,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::client::ClusterClient;
-use super::model::{Cluster, ClusterInput, LOCAL_CLUSTER_ID, PROVIDERS, TYPE_KUBECONFIG, is_local};
+use super::model::{
+    Cluster, ClusterInput, ClusterStatus, LOCAL_CLUSTER_ID, PROVIDERS, TYPE_KUBECONFIG, is_local,
+};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
@@ -51,7 +53,7 @@ impl From<&Cluster> for ClusterView {
             created_by: c.created_by.clone(),
             created_time: c.created_at,
             local: c.local,
-            status: c.status.clone(),
+            status: c.status.as_str().to_string(),
             kind: c.kind.clone(),
             project_names: c.project_names.clone(),
         }
@@ -101,7 +103,7 @@ pub async fn create(
         production: input.production,
         kind: TYPE_KUBECONFIG.to_string(),
         kube_config: text,
-        status: "normal".to_string(),
+        status: ClusterStatus::Normal,
         local: false,
         project_names: dedup(&input.project_names),
         created_at: now,
