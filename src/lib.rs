@@ -18,6 +18,7 @@ pub mod environment;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod masking;
 pub mod project;
 pub mod release_plan;
 pub mod repo;

@@ -17,8 +17,7 @@ pub mod var_type {
     pub const ALL: &[&str] = &[STRING, CHOICE, MULTI_SELECT];
 }
 
-/// What a credential value is replaced with in every answer.
-pub const MASK: &str = "********";
+pub use crate::masking::MASK;
 
 /// Outputs every build has (spec/build.md §4.3), declared first.
 pub const BUILTIN_OUTPUTS: &[&str] = &["IMAGE", "PKG_FILE"];

@@ -105,7 +105,8 @@ async fn create_plan(
     Ok(Json(CreatedId { id, warnings }))
 }
 
-/// A release plan with its jobs and approval (seed 001 "Get Release Plan Details", spec §2.2).
+/// A release plan with its jobs and approval (seed 001 "Get Release Plan Details", spec §2.2);
+/// the workflow jobs' credential values show as `********`.
 #[utoipa::path(get, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody),
@@ -121,7 +122,8 @@ async fn get_plan(
 
 /// Replace a plan's metadata and jobs; the plan returns to `planning` (seed 001 "Update
 /// Release Plan and Jobs", spec §2.4): the release manager, the plan's creator or an admin;
-/// only the manager or an admin changes the manager.
+/// only the manager or an admin changes the manager. A job's execute input sent back as
+/// `********` keeps the stored value.
 #[utoipa::path(patch, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)), request_body = PlanInput,
     responses((status = 200, body = Updated), (status = 400, body = ErrorBody),

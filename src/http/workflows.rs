@@ -13,6 +13,7 @@ use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::query::ProjectKey;
 use crate::http::{Json, Path, Query, Success};
+use crate::masking;
 use crate::state::AppState;
 use crate::validate;
 use crate::workflow::definitions;
@@ -83,7 +84,8 @@ async fn create_workflow_alias(
 }
 
 /// Update a workflow (seed 002 "Update Workflow"; spec §2.10): the body replaces the
-/// definition; the key stays the path's.
+/// definition; the key stays the path's. A credential value sent back as `********` keeps the
+/// stored value.
 #[utoipa::path(put, path = "/api/aslan/workflow/v4/{name}", tag = "workflows",
     params(("name" = String, Path, description = "Workflow key"), UpdateQuery),
     request_body(content = Object, description = "The workflow definition (spec/workflow.md §1)"),
@@ -238,14 +240,15 @@ fn stage_view(s: Stage) -> StageView {
         jobs: s
             .jobs
             .iter()
-            .map(|j| serde_json::to_value(j).unwrap_or(Value::Null))
+            .map(|j| masking::masked(serde_json::to_value(j).unwrap_or(Value::Null)))
             .collect(),
         name: s.name,
         parallel: s.parallel,
     }
 }
 
-/// A workflow's definition (seed 002 "Get Workflow Details"; spec §2.2).
+/// A workflow's definition (seed 002 "Get Workflow Details"; spec §2.2); credential values
+/// (`is_credential`) show as `********`.
 #[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/detail", tag = "workflows",
     params(WorkflowKeyPath, ProjectKey),
     responses((status = 200, body = WorkflowDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -267,7 +270,7 @@ async fn workflow_detail(
         create_time: wf.create_time,
         updated_by: wf.updated_by,
         update_time: wf.update_time,
-        params: wf.params,
+        params: wf.params.into_iter().map(masking::masked).collect(),
         stages: wf.stages.into_iter().map(stage_view).collect(),
         notify_ctls: wf.notify_ctls,
         share_storages: wf.share_storages,

@@ -10,9 +10,11 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
+use serde_json::Value;
 
 use super::model::INTERNAL_KEY;
 use super::store::PlanStore;
+use crate::masking;
 use crate::store::{StoreError, StoreResult};
 
 /// Beyond this many cached details the cache starts over (bounded memory).
@@ -46,6 +48,8 @@ impl DetailCache {
             return Ok(None);
         };
         doc.remove(INTERNAL_KEY);
+        let mut doc = Value::Object(doc);
+        mask_secrets(&mut doc);
         let bytes =
             Bytes::from(serde_json::to_vec(&doc).map_err(|e| StoreError::Backend(e.to_string()))?);
         self.put(id, epoch, bytes.clone());
@@ -85,4 +89,26 @@ impl DetailCache {
             m.insert(id.to_string(), bytes);
         }
     }
+}
+
+/// A plan document with its workflow jobs' credential values masked: in the workflow copy (by
+/// their `is_credential` mark) and wherever the job's execute input repeats one.
+pub fn mask_secrets(doc: &mut Value) {
+    for job in doc
+        .get_mut("jobs")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(spec) = job.get_mut("spec") else {
+            continue;
+        };
+        let secrets = masking::secret_values(&spec["workflow"]);
+        for input in ["parameters", "inputs"] {
+            if let Some(v) = spec.get_mut(input) {
+                masking::mask_values(v, &secrets);
+            }
+        }
+    }
+    masking::mask(doc);
 }

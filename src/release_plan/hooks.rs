@@ -99,7 +99,8 @@ fn hook_job(j: &ReleaseJob) -> HookJob<'_> {
     let spec = match j.kind {
         JobKind::Text => json!({"content": j.spec.content, "remark": j.spec.remark}),
         JobKind::Workflow => {
-            let mut s = json!({"workflow": j.spec.workflow});
+            // Receivers need the workflow, not its credentials.
+            let mut s = json!({"workflow": crate::masking::masked(j.spec.workflow.clone())});
             if j.spec.status != TaskStatus::NotRun {
                 s["status"] = json!(j.spec.status);
             }

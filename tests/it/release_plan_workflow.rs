@@ -10,6 +10,7 @@ use crate::harness::{ADMIN_TOKEN, TestApp};
 use crate::release_plan::{
     BASE, create, detail, executing_plan, job_call, logs, set_status, simple_body,
 };
+use crate::release_plan_hooks::{Receiver, enable_hooks};
 use crate::release_plan_scheduler::{edit_stored, stored, workflow_job};
 use zadig_server::release_plan::model::JobStatus;
 
@@ -163,6 +164,56 @@ backend_test! {
         let d = detail(&app, &id).await;
         assert_eq!(d["status"], "planning");
         assert_eq!(d["jobs"][0]["status"], "todo");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn credentials_are_masked_in_the_detail_and_hooks_and_kept_on_patch(app) {
+        let recv = Receiver::start().await;
+        enable_hooks(&app, &recv.url, false, "hook-key").await;
+        // The workflow holds a credential parameter; the plan's execute input overrides it.
+        let mut wf = workflow_body("rp-secret", "#!/bin/bash\nset -e\ntest \"$TOKEN\" = plan-\"\"pw-2");
+        wf["params"] = json!([{"name": "TOKEN", "type": "string", "value": "wf-pw-1", "is_credential": true}]);
+        app.post("/openapi/workflows/custom", wf).await.expect(200);
+        let id = create(&app, simple_body("secret-plan", "admin")).await;
+        let mut body = simple_body("secret-plan", "admin");
+        body["jobs"] = json!([{"name": "Workflow-1", "type": "workflow",
+            "spec": {"workflow_key": "rp-secret", "project_key": "demo", "remark": "r",
+                "parameters": [{"name": "TOKEN", "value": "plan-pw-2"}],
+                "inputs": [{"job_name": "hello", "job_type": "freestyle", "parameters": {}}]}}]);
+        app.patch(&format!("{BASE}/{id}"), body).await.expect(200);
+
+        let raw = app.get(&format!("{BASE}/{id}")).await;
+        assert!(!raw.text.contains("-pw-"), "no credential in the detail: {}", raw.text);
+        let d = raw.expect(200).clone();
+        let spec = &d["jobs"][0]["spec"];
+        assert_eq!(spec["parameters"][0]["value"], "********");
+        assert_eq!(spec["workflow"]["params"][0]["value"], "********");
+
+        // The detail's jobs sent back as they are keep the stored values.
+        let mut again = simple_body("secret-plan", "admin");
+        again["jobs"] = json!([{"name": "Workflow-1", "type": "workflow", "spec": {
+            "workflow_key": "rp-secret", "project_key": "demo", "remark": "r2",
+            "parameters": spec["parameters"], "inputs": spec["inputs"]}}]);
+        app.patch(&format!("{BASE}/{id}"), again).await.expect(200);
+        let p = stored(&app, &id).await;
+        assert_eq!(p.jobs[0].spec.parameters[0]["value"], "plan-pw-2");
+        assert_eq!(p.jobs[0].spec.remark, "r2");
+
+        // Hook receivers get the workflow, not its credentials.
+        set_status(&app, &id, "finish_planning").await.expect(200);
+        let hit = &recv.wait_hits(&app, 1).await[0];
+        let text = String::from_utf8_lossy(&hit.body);
+        assert!(!text.contains("-pw-"), "no credential in the hook: {text}");
+        assert_eq!(hit.json["release_plan"]["jobs"][0]["spec"]["workflow"]["params"][0]["value"], "********", "{text}");
+
+        // The task runs with the real value.
+        set_status(&app, &id, "executing").await.expect(200);
+        let job = p.jobs[0].id.clone();
+        job_call(&app, ADMIN_TOKEN, &id, "execute", &job, "workflow").await.expect(200);
+        let d = wait_job(&app, &id, "done").await;
+        assert_eq!(d["jobs"][0]["spec"]["status"], "passed", "{d}");
         app.stop().await;
     }
 }

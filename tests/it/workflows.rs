@@ -456,3 +456,38 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn credentials_are_masked_in_the_detail_and_kept_on_update(app) {
+        let mut wf = echo_workflow("wf", "p");
+        wf["params"] = json!([
+            {"name": "TOKEN", "type": "string", "value": "tok-pw-1", "is_credential": true},
+            {"name": "who", "type": "string", "value": "world"}]);
+        wf["stages"][0]["jobs"][0]["spec"]["envs"] = json!([
+            {"key": "PASSWORD", "value": "env-pw-2", "type": "string", "is_credential": true}]);
+        app.post("/api/aslan/workflow/v4", wf).await.expect(200);
+        let path = "/openapi/workflows/custom/wf/detail?projectKey=p";
+        let raw = app.get(path).await;
+        assert!(!raw.text.contains("-pw-"), "no credential in the detail: {}", raw.text);
+        let d = raw.expect(200).clone();
+        assert_eq!(d["params"][0]["value"], "********");
+        assert_eq!(d["params"][1]["value"], "world");
+        assert_eq!(d["stages"][0]["jobs"][0]["spec"]["envs"][0]["value"], "********");
+
+        // The detail's params and stages sent back (params reordered) keep the stored values.
+        let mut body = echo_workflow("wf", "p");
+        body["params"] = json!([d["params"][1], d["params"][0]]);
+        body["stages"] = d["stages"].clone();
+        app.put("/api/aslan/workflow/v4/wf?projectName=p", body.clone()).await.expect(200);
+        let stored = app.state().workflows.get("wf").await.unwrap().expect("workflow");
+        assert_eq!(stored.params[1]["value"], "tok-pw-1");
+        assert_eq!(stored.stages[0].jobs[0].spec["envs"][0]["value"], "env-pw-2");
+
+        // Unmarking a credential and sending its mask back does not reveal the stored value.
+        body["params"][1]["is_credential"] = json!(false);
+        app.put("/api/aslan/workflow/v4/wf?projectName=p", body).await.expect(200);
+        let d = app.get(path).await.expect(200).clone();
+        assert_eq!(d["params"][1]["value"], "********", "the literal mask, not the secret: {d}");
+        app.stop().await;
+    }
+}

@@ -36,8 +36,7 @@ const CHUNK_LINES: usize = 2_000;
 const CHUNK_BYTES: usize = 1 << 20;
 /// Lines already stored that the live window keeps for readers.
 const WINDOW_KEEP: usize = 20_000;
-/// What replaces a credential value.
-pub const MASK: &str = "********";
+pub use crate::masking::MASK;
 
 /// Which job task a log belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! The API's plan changes: create, edit, delete, status moves, votes, job actions and the
 //! check callback.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::background::start_tasks;
 use super::{apply, apply_recorded, check_id, load, new_instance_code, record, rejection};
@@ -58,6 +58,8 @@ pub async fn update(
     // Refuse a caller who may not edit before validating what they sent; the machine checks
     // again on the copy it applies to (and the manager hand-over rule).
     machine::require_editor(&plan, &caller.into(), "edit").map_err(rejection)?;
+    let mut input = input;
+    keep_stored_inputs(&mut input, &plan);
     let (content, warnings) = input::content(state, input).await?;
     let event = Event::Edit {
         actor: caller.into(),
@@ -65,6 +67,17 @@ pub async fn update(
     };
     apply_recorded(state, id, &event).await?;
     Ok(warnings)
+}
+
+/// A workflow job's execute input sent back masked (as the detail shows credentials) keeps the
+/// stored value of the job of that name.
+fn keep_stored_inputs(input: &mut PlanInput, plan: &ReleasePlan) {
+    for j in &mut input.jobs {
+        if let Some(stored) = plan.jobs.iter().find(|s| s.name == j.name) {
+            let old = json!({"parameters": stored.spec.parameters, "inputs": stored.spec.inputs});
+            crate::masking::restore_any(&mut j.spec, &old);
+        }
+    }
 }
 
 /// `DELETE /openapi/release_plan/v1/:id` (our extension): the manager, the creator or an

@@ -1,0 +1,250 @@
+//! Credential variables in answers: any JSON object marked `"is_credential": true` (a workflow
+//! parameter, a job's `key_vals`/`envs` entry, a build variable) shows its `value` and
+//! `default` as [`MASK`], wherever it sits in a document; and a definition sent back with the
+//! mask keeps the stored value, so a client may GET, change and PUT a definition without
+//! knowing (or wiping) its secrets.
+//!
+//! Stored definitions keep the model's shape, so these functions work on JSON: the same walk
+//! covers workflow definitions, the workflow copies inside release plans, and their logs.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+/// What answers show instead of a credential value.
+pub const MASK: &str = "********";
+
+/// The fields of a credential object that hold the secret.
+const SECRET_FIELDS: [&str; 2] = ["value", "default"];
+
+/// Fields that name an element of a list (a stage, a job, a variable, a service module): a
+/// masked value is matched to the stored one by these, not by position.
+const NAMING_FIELDS: [&str; 5] = ["name", "key", "service_name", "service_module", "job_name"];
+
+fn is_credential(m: &Map<String, Value>) -> bool {
+    m.get("is_credential") == Some(&Value::Bool(true))
+}
+
+/// Replace every non-empty credential value in `v` with [`MASK`].
+pub fn mask(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if is_credential(m) {
+                for f in SECRET_FIELDS {
+                    if let Some(Value::String(s)) = m.get_mut(f)
+                        && !s.is_empty()
+                    {
+                        *s = MASK.to_string();
+                    }
+                }
+            }
+            m.values_mut().for_each(mask);
+        }
+        Value::Array(a) => a.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+/// `v` with its credential values masked.
+pub fn masked(mut v: Value) -> Value {
+    mask(&mut v);
+    v
+}
+
+/// Put the stored value back wherever `new` carries [`MASK`] for a credential that `old` (the
+/// stored document) has at the same place. A masked value with no stored counterpart stays as
+/// sent.
+pub fn restore(new: &mut Value, old: &Value) {
+    restore_where(new, old, Marked::Credentials);
+}
+
+/// Like [`restore`], for any text `new` carries as [`MASK`], marked as a credential or not: for
+/// execute inputs (`parameters`, `inputs`) that repeat a credential's value without its mark.
+pub fn restore_any(new: &mut Value, old: &Value) {
+    restore_where(new, old, Marked::Any);
+}
+
+/// The non-empty credential values in `v`.
+pub fn secret_values(v: &Value) -> HashSet<String> {
+    let mut stored = HashMap::new();
+    collect(v, String::new(), Marked::Credentials, &mut stored);
+    stored.into_values().filter(|s| !s.is_empty()).collect()
+}
+
+/// Mask every text in `v` that equals one of `secrets`.
+pub fn mask_values(v: &mut Value, secrets: &HashSet<String>) {
+    match v {
+        Value::String(s) if secrets.contains(s.as_str()) => *s = MASK.to_string(),
+        Value::Object(m) => m.values_mut().for_each(|c| mask_values(c, secrets)),
+        Value::Array(a) => a.iter_mut().for_each(|c| mask_values(c, secrets)),
+        _ => {}
+    }
+}
+
+/// Which values [`restore_where`] considers.
+#[derive(Clone, Copy, PartialEq)]
+enum Marked {
+    Credentials,
+    Any,
+}
+
+fn restore_where(new: &mut Value, old: &Value, marked: Marked) {
+    let mut stored = HashMap::new();
+    collect(old, String::new(), marked, &mut stored);
+    if !stored.is_empty() {
+        put_back(new, String::new(), marked, &stored);
+    }
+}
+
+/// Where an element sits: its naming fields when it has any, else its position.
+fn place(parent: &str, item: &Value, i: usize) -> String {
+    let names: Vec<String> = NAMING_FIELDS
+        .iter()
+        .filter_map(|f| Some(format!("{f}={}", item.get(*f)?.as_str()?)))
+        .collect();
+    if names.is_empty() {
+        format!("{parent}[{i}]")
+    } else {
+        format!("{parent}[{}]", names.join(","))
+    }
+}
+
+/// The stored texts of `v` by place: credential values, or every text.
+fn collect(v: &Value, at: String, marked: Marked, out: &mut HashMap<String, String>) {
+    match v {
+        Value::String(s) if marked == Marked::Any => {
+            out.insert(at, s.clone());
+        }
+        Value::Object(m) => {
+            if marked == Marked::Credentials && is_credential(m) {
+                for f in SECRET_FIELDS {
+                    if let Some(Value::String(s)) = m.get(f) {
+                        out.insert(format!("{at}.{f}"), s.clone());
+                    }
+                }
+            }
+            for (k, c) in m {
+                collect(c, format!("{at}.{k}"), marked, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                collect(c, place(&at, c, i), marked, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replace each [`MASK`] text of `v` by the stored text at its place, if any.
+/// Only into an object still marked as a credential when `marked` is [`Marked::Credentials`]:
+/// unmarking a variable and sending its mask back must not reveal the stored value.
+fn put_back(v: &mut Value, at: String, marked: Marked, stored: &HashMap<String, String>) {
+    match v {
+        Value::String(s) if s == MASK => {
+            if let Some(old) = stored.get(&at) {
+                s.clone_from(old);
+            }
+        }
+        Value::Object(m) => {
+            let open = marked == Marked::Any || is_credential(m);
+            for (k, c) in m.iter_mut() {
+                if open || !SECRET_FIELDS.contains(&k.as_str()) {
+                    put_back(c, format!("{at}.{k}"), marked, stored);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter_mut().enumerate() {
+                let here = place(&at, c, i);
+                put_back(c, here, marked, stored);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn def(token: &str, plain: &str) -> Value {
+        json!({
+            "params": [
+                {"name": "TOKEN", "value": token, "default": "", "is_credential": true},
+                {"name": "PLAIN", "value": plain, "is_credential": false},
+            ],
+            "stages": [{"name": "s", "jobs": [{"name": "b", "spec": {"service_and_builds": [
+                {"service_name": "svc", "service_module": "m", "key_vals": [
+                    {"key": "PASS", "value": "p-svc", "is_credential": true},
+                ]},
+            ]}}]}],
+        })
+    }
+
+    #[test]
+    fn masks_every_credential_value_and_nothing_else() {
+        let v = masked(def("t0ken", "visible"));
+        assert_eq!(v["params"][0]["value"], MASK);
+        assert_eq!(
+            v["params"][0]["default"], "",
+            "an empty value shows as empty"
+        );
+        assert_eq!(v["params"][1]["value"], "visible");
+        assert_eq!(
+            v["stages"][0]["jobs"][0]["spec"]["service_and_builds"][0]["key_vals"][0]["value"],
+            MASK
+        );
+        assert!(!v.to_string().contains("t0ken") && !v.to_string().contains("p-svc"));
+    }
+
+    #[test]
+    fn a_masked_value_sent_back_keeps_the_stored_one_matched_by_name() {
+        let old = def("t0ken", "visible");
+        let mut new = masked(old.clone());
+        // Reordered: matching is by name, not position.
+        if let Some(a) = new["params"].as_array_mut() {
+            a.reverse();
+        }
+        // A credential the client changed keeps the new value.
+        let kv = "/stages/0/jobs/0/spec/service_and_builds/0/key_vals/0/value";
+        if let Some(v) = new.pointer_mut(kv) {
+            *v = json!("new-pass");
+        }
+        restore(&mut new, &old);
+        assert_eq!(new["params"][1]["name"], "TOKEN");
+        assert_eq!(new["params"][1]["value"], "t0ken");
+        assert_eq!(new.pointer(kv), Some(&json!("new-pass")));
+    }
+
+    #[test]
+    fn unmarking_a_credential_does_not_bring_its_value_back() {
+        let old = def("t0ken", "visible");
+        let mut new = masked(old.clone());
+        new["params"][0]["is_credential"] = json!(false);
+        restore(&mut new, &old);
+        assert_eq!(new["params"][0]["value"], MASK);
+    }
+
+    #[test]
+    fn execute_inputs_repeating_a_secret_are_masked_and_restored() {
+        let wf = def("t0ken", "visible");
+        let secrets = secret_values(&wf);
+        let stored = json!({"parameters": [{"name": "TOKEN", "value": "t0ken"}, {"name": "PLAIN", "value": "visible"}]});
+        let mut shown = stored.clone();
+        mask_values(&mut shown, &secrets);
+        assert_eq!(shown["parameters"][0]["value"], MASK);
+        assert_eq!(shown["parameters"][1]["value"], "visible");
+        restore_any(&mut shown, &stored);
+        assert_eq!(shown, stored);
+    }
+
+    #[test]
+    fn a_mask_without_a_stored_counterpart_stays_as_sent() {
+        let mut new = json!({"params": [{"name": "NEW", "value": MASK, "is_credential": true}]});
+        restore(&mut new, &def("t", "p"));
+        assert_eq!(new["params"][0]["value"], MASK);
+    }
+}
