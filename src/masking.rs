@@ -25,24 +25,40 @@ fn is_credential(m: &Map<String, Value>) -> bool {
     m.get("is_credential") == Some(&Value::Bool(true))
 }
 
-/// Replace every non-empty credential value in `v` with [`MASK`].
-pub fn mask(v: &mut Value) {
+/// Call `f` on every credential value (a text `value` or `default` of an object marked
+/// `"is_credential": true`) anywhere in `v`; the first error stops the walk.
+pub fn for_each_secret<E>(
+    v: &mut Value,
+    f: &mut impl FnMut(&mut String) -> Result<(), E>,
+) -> Result<(), E> {
     match v {
         Value::Object(m) => {
-            if is_credential(m) {
-                for f in SECRET_FIELDS {
-                    if let Some(Value::String(s)) = m.get_mut(f)
-                        && !s.is_empty()
-                    {
-                        *s = MASK.to_string();
-                    }
+            let marked = is_credential(m);
+            for (k, c) in m.iter_mut() {
+                match c {
+                    Value::String(s) if marked && SECRET_FIELDS.contains(&k.as_str()) => f(s)?,
+                    c => for_each_secret(c, f)?,
                 }
             }
-            m.values_mut().for_each(mask);
         }
-        Value::Array(a) => a.iter_mut().for_each(mask),
+        Value::Array(a) => {
+            for c in a {
+                for_each_secret(c, f)?;
+            }
+        }
         _ => {}
     }
+    Ok(())
+}
+
+/// Replace every non-empty credential value in `v` with [`MASK`].
+pub fn mask(v: &mut Value) {
+    let _ = for_each_secret(v, &mut |s| {
+        if !s.is_empty() {
+            *s = MASK.to_string();
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
 }
 
 /// `v` with its credential values masked.

@@ -2,8 +2,11 @@
 //! §3.6) and `build_templates` (unique on `name`). Every write after the insert is conditional
 //! on the document's `version`.
 
+use std::sync::Arc;
+
 use super::model::{Build, BuildTemplate};
 use crate::limits::Paging;
+use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
 
 #[derive(Clone)]
@@ -12,9 +15,10 @@ pub struct BuildStore {
 }
 
 impl BuildStore {
-    pub fn new(backend: &dyn Backend) -> Self {
+    /// Credential variables are encrypted at rest.
+    pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            builds: Typed::new(backend, "builds"),
+            builds: Typed::new(backend, "builds").sealed_vars(secrets),
         }
     }
 
@@ -74,9 +78,10 @@ pub struct TemplateStore {
 }
 
 impl TemplateStore {
-    pub fn new(backend: &dyn Backend) -> Self {
+    /// Credential variables are encrypted at rest.
+    pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            templates: Typed::new(backend, "build_templates"),
+            templates: Typed::new(backend, "build_templates").sealed_vars(secrets),
         }
     }
 

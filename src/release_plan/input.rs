@@ -2,6 +2,8 @@
 //! [`Content`]: every failure is a 400 naming the field (the JSON key, verbatim), and the
 //! checks that need no lookup run first (DESIGN.md §5).
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -348,6 +350,8 @@ async fn resolve_job(
             );
             // Only the inputs that apply are kept: starting the task later must not trip
             // over the ignored ones.
+            let mut params = params;
+            mark_credentials(&mut params, &checked.workflow);
             JobSpec {
                 remark: s.remark,
                 workflow_key: s.workflow_key,
@@ -533,4 +537,23 @@ async fn resolve_approvers(state: &AppState, a: &mut Approval) -> ApiResult<()> 
     }
     n.approve_users = resolved;
     Ok(())
+}
+
+/// Mark each execute parameter that sets a credential parameter of `workflow` as one, so it is
+/// masked in answers and encrypted at rest like the parameter itself.
+fn mark_credentials(params: &mut Value, workflow: &Value) {
+    let secret: HashSet<&str> = workflow["params"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["is_credential"] == true)
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for p in params.as_array_mut().into_iter().flatten() {
+        if p["name"].as_str().is_some_and(|n| secret.contains(n))
+            && let Some(m) = p.as_object_mut()
+        {
+            m.insert("is_credential".into(), Value::Bool(true));
+        }
+    }
 }

@@ -71,7 +71,8 @@ pub struct PlanStore {
 impl PlanStore {
     pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            plans: Typed::new(backend, "release_plans"),
+            // The workflow copies of workflow jobs carry credential variables.
+            plans: Typed::new(backend, "release_plans").sealed_vars(secrets),
             logs: Typed::new(backend, "release_plan_logs"),
             // `hook_secret` is encrypted at rest.
             settings: Typed::new(backend, "settings").sealed(secrets, &["hook_secret"]),
@@ -91,9 +92,14 @@ impl PlanStore {
         }
     }
 
-    /// The stored document of plan `id`, as it is (bookkeeping included).
+    /// The stored document of plan `id`, as it is (bookkeeping included; credentials
+    /// decrypted).
     pub async fn raw(&self, id: &str) -> StoreResult<Option<Doc>> {
-        self.plans.coll.find_one(&Filter::id(id)).await
+        let Some(mut doc) = self.plans.coll.find_one(&Filter::id(id)).await? else {
+            return Ok(None);
+        };
+        self.plans.open_doc(&mut doc)?;
+        Ok(Some(doc))
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<ReleasePlan>> {

@@ -289,6 +289,8 @@ struct Sealing {
     secrets: Arc<crate::secrets::SecretBox>,
     collection: String,
     fields: &'static [&'static str],
+    /// Also every credential variable anywhere in the document (see [`Typed::sealed_vars`]).
+    vars: bool,
 }
 
 impl<T> Clone for Typed<T> {
@@ -327,6 +329,25 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
             secrets: secrets.clone(),
             collection,
             fields,
+            vars: false,
+        });
+        self
+    }
+
+    /// Encrypt at rest every credential variable of the documents — the `value`/`default` of
+    /// any object marked `"is_credential": true`, at any depth — as [`Self::sealed`] does for
+    /// top-level fields (the start-up migration: `secrets::vars`).
+    pub fn sealed_vars(mut self, secrets: &Arc<crate::secrets::SecretBox>) -> Self {
+        secrets.register_vars(&self.name);
+        let sealing = self.sealing.take().unwrap_or_else(|| Sealing {
+            secrets: secrets.clone(),
+            collection: self.name.clone(),
+            fields: &[],
+            vars: false,
+        });
+        self.sealing = Some(Sealing {
+            vars: true,
+            ..sealing
         });
         self
     }
@@ -334,20 +355,40 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
     fn write_doc(&self, v: &T) -> StoreResult<Doc> {
         let mut doc = to_doc(v)?;
         if let Some(s) = &self.sealing {
-            s.secrets.seal_fields(&mut doc, s.fields).map_err(|e| {
-                StoreError::Backend(format!("cannot encrypt a {} document: {e}", s.collection))
-            })?;
+            s.secrets
+                .seal_fields(&mut doc, s.fields)
+                .and_then(|()| {
+                    if s.vars {
+                        s.secrets.seal_vars(&mut doc)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| {
+                    StoreError::Backend(format!("cannot encrypt a {} document: {e}", s.collection))
+                })?;
         }
         Ok(doc)
     }
 
     fn read_doc(&self, mut doc: Doc) -> StoreResult<T> {
+        self.open_doc(&mut doc)?;
+        from_doc(doc)
+    }
+
+    /// Open the sealed values of a document read from [`Self::coll`] directly.
+    pub fn open_doc(&self, doc: &mut Doc) -> StoreResult<()> {
         if let Some(s) = &self.sealing {
             s.secrets
-                .open_fields(&mut doc, &s.collection, s.fields)
+                .open_fields(doc, &s.collection, s.fields)
                 .map_err(StoreError::Backend)?;
+            if s.vars {
+                s.secrets
+                    .open_vars(doc, &s.collection)
+                    .map_err(StoreError::Backend)?;
+            }
         }
-        from_doc(doc)
+        Ok(())
     }
 
     pub async fn insert(&self, v: &T) -> StoreResult<()> {

@@ -1,5 +1,8 @@
 //! Storage of workflow definitions (`workflows`, unique on `name`).
 
+use std::sync::Arc;
+
+use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
 use crate::workflow::model::Workflow;
 
@@ -10,9 +13,10 @@ pub struct WorkflowStore {
 }
 
 impl WorkflowStore {
-    pub fn new(backend: &dyn Backend) -> Self {
+    /// Credential variables are encrypted at rest.
+    pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            docs: Typed::new(backend, "workflows"),
+            docs: Typed::new(backend, "workflows").sealed_vars(secrets),
         }
     }
 

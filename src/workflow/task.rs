@@ -8,11 +8,13 @@
 //! each other's writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::limits::Paging;
+use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
 use crate::workflow::ReleaseRef;
 
@@ -321,9 +323,10 @@ pub struct TaskStore {
 }
 
 impl TaskStore {
-    pub fn new(backend: &dyn Backend) -> Self {
+    /// Credential variables (parameters, job variables) are encrypted at rest.
+    pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            tasks: Typed::new(backend, "workflow_tasks"),
+            tasks: Typed::new(backend, "workflow_tasks").sealed_vars(secrets),
         }
     }
 

@@ -418,6 +418,130 @@ async fn plain_text_values_are_read_and_re_encrypted(kind: Kind) {
 }
 kind_test!(plain_text_values_are_read_and_re_encrypted);
 
+/// Credential variables — a build's, a workflow's parameters and job variables, the tasks that
+/// run them, a release plan's workflow copy and execute parameters — are stored encrypted (no
+/// marker in a raw document or a file), yet read back plain; plain values an earlier version
+/// stored are encrypted when the collection is migrated at start.
+async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
+    let root = tempfile::tempdir().unwrap();
+    let data = lax_data_dir(root.path());
+    let Some(app) = start_in(kind, &data).await else {
+        return;
+    };
+    let (bv, pv, ev, rv) = (
+        marker("build"),
+        marker("param"),
+        marker("env"),
+        marker("plan"),
+    );
+    crate::build::create_shell_build(&app, "p", "sealed-build", "true", ("svc", "m"),
+        json!({"parameters": [{"key": "PASS", "type": "string", "default_value": bv, "is_credential": true}]})).await;
+    let mut wf = crate::workflows::echo_workflow("wf", "p");
+    wf["params"] = json!([{"name": "TOKEN", "type": "string", "value": pv, "is_credential": true}]);
+    wf["stages"][0]["jobs"][0]["spec"]["envs"] =
+        json!([{"key": "PASSWORD", "value": ev, "type": "string", "is_credential": true}]);
+    app.post("/api/aslan/workflow/v4", wf).await.expect(200);
+    let task = json!({"project_key": "p", "workflow_key": "wf", "inputs": [{"job_name": "echo"}]});
+    let id = app
+        .post("/openapi/workflows/custom/task", task)
+        .await
+        .expect(200)["task_id"]
+        .as_i64()
+        .unwrap();
+    let plan = crate::release_plan::create(&app, simple_body("sealed", "admin")).await;
+    let mut body = simple_body("sealed", "admin");
+    body["jobs"] = json!([{"name": "w", "type": "workflow", "spec": {"workflow_key": "wf", "project_key": "p",
+        "parameters": [{"name": "TOKEN", "value": rv}], "inputs": [{"job_name": "echo", "job_type": "freestyle"}]}}]);
+    app.patch(&format!("/openapi/release_plan/v1/{plan}"), body)
+        .await
+        .expect(200);
+    app.wait_for(
+        "the task to end",
+        std::time::Duration::from_secs(60),
+        || async {
+            let t = app.state().tasks.get("wf", id).await.unwrap().unwrap();
+            t.status.is_final().then_some(())
+        },
+    )
+    .await;
+
+    // Read back plain.
+    let st = app.state();
+    let b = st.builds.get("p", "sealed-build").await.unwrap().unwrap();
+    assert!(format!("{b:?}").contains(&bv));
+    assert_eq!(
+        st.workflows.get("wf").await.unwrap().unwrap().params[0]["value"],
+        pv.as_str()
+    );
+    let t = st.tasks.get("wf", id).await.unwrap().unwrap();
+    assert_eq!(t.params[0]["value"], pv.as_str());
+    let p = st.release_plans.get(&plan).await.unwrap().unwrap();
+    assert_eq!(p.jobs[0].spec.parameters[0]["value"], rv.as_str());
+    assert_eq!(p.jobs[0].spec.parameters[0]["is_credential"], true);
+
+    let markers = [&bv, &pv, &ev, &rv];
+    if kind == Kind::Mongo {
+        for d in &raw_mongo_docs(&app.config).await {
+            for m in markers {
+                assert!(
+                    !d.contains(m.as_str()),
+                    "raw document holds a credential: {d}"
+                );
+            }
+        }
+    }
+    // Stopped (the embedded database checkpointed) and started again: no file holds one.
+    let app = app.restart().await;
+    for (p, bytes) in all_file_bytes(&data) {
+        for m in markers {
+            assert!(
+                !contains(&bytes, m),
+                "{} holds a credential in clear",
+                p.display()
+            );
+        }
+    }
+    let st = app.state();
+
+    // An earlier version's plain documents: the next start's migration encrypts them.
+    let mut legacy =
+        zadig_server::store::to_doc(&st.workflows.get("wf").await.unwrap().unwrap()).unwrap();
+    legacy.insert("id".into(), json!("65f000000000000000000009"));
+    legacy.insert("name".into(), json!("legacy"));
+    legacy.insert("display_name".into(), json!("legacy"));
+    let b = app.backend.clone();
+    b.collection("workflows").insert(legacy).await.unwrap();
+    b.collection("secret_migrations")
+        .delete_many(&zadig_server::store::Filter::All)
+        .await
+        .unwrap();
+    let app = app.restart().await;
+    let raw = app
+        .backend
+        .collection("workflows")
+        .find_one(&zadig_server::store::Filter::id("65f000000000000000000009"))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = raw["params"][0]["value"].as_str().unwrap();
+    assert!(
+        stored.starts_with("enc:v1:") && !stored.contains(pv.as_str()),
+        "{stored}"
+    );
+    assert_eq!(
+        app.state()
+            .workflows
+            .get("legacy")
+            .await
+            .unwrap()
+            .unwrap()
+            .params[0]["value"],
+        pv.as_str()
+    );
+    app.stop().await;
+}
+kind_test!(credential_variables_are_encrypted_at_rest);
+
 /// Start a server on `config` (no test harness), returning the start error if any.
 async fn try_start(config: &Config) -> Result<(), String> {
     let backend = zadig_server::store::open(config)

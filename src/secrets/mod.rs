@@ -12,6 +12,9 @@
 //! and every encrypted value is checked to open with the key, so a wrong key stops the server
 //! at start with an error naming what could not be decrypted.
 //!
+//! Credential variables (`is_credential` values anywhere in builds, workflows, tasks and release
+//! plans) are sealed the same way, with a start-up pass of their own ([`vars`]).
+//!
 //! File modes: [`private_dir`] creates the data dir 0700 (and narrows an existing one);
 //! [`private_file`] creates a file 0600 whatever the umask.
 
@@ -29,6 +32,8 @@ use rand::{RngCore, TryRngCore};
 use serde_json::Value;
 
 use crate::store::{Backend, Doc, Filter, FindOptions, Update};
+
+mod vars;
 
 /// The prefix of an encrypted value (format version 1: AES-256-GCM, 12-byte nonce first).
 pub const PREFIX: &str = "enc:v1:";
@@ -69,6 +74,8 @@ struct Sealed {
 pub struct SecretBox {
     cipher: OnceLock<Aes256Gcm>,
     sealed: Mutex<Vec<Sealed>>,
+    /// Collections whose credential variables are sealed ([`vars`]).
+    vars: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -212,7 +219,7 @@ impl SecretBox {
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", s.collection))?;
             docs.push((s, found));
         }
-        let first_sealed = docs.iter().find_map(|(s, ds)| {
+        let first_fields = docs.iter().find_map(|(s, ds)| {
             ds.iter().find_map(|d| {
                 s.fields.iter().find_map(|f| {
                     d.get(*f)
@@ -222,6 +229,10 @@ impl SecretBox {
                 })
             })
         });
+        let first_sealed = match first_fields {
+            Some(f) => Some(f),
+            None => self.first_sealed_vars(backend).await?,
+        };
         // File I/O, and possibly a short wait for a racing replica's key: off the runtime.
         let path = key_file.to_path_buf();
         let key =
@@ -229,7 +240,7 @@ impl SecretBox {
                 .await??;
         let _ = self.cipher.set(cipher_of(&key));
 
-        let mut migrated = 0usize;
+        let mut migrated = self.init_vars(backend, key_file).await?;
         for (s, ds) in docs {
             let coll = backend.collection(&s.collection);
             for d in &ds {
