@@ -230,8 +230,8 @@ impl SecretBox {
             })
         });
         let first_sealed = match first_fields {
-            Some(f) => Some(f),
-            None => self.first_sealed_vars(backend).await?,
+            None if !key_file.exists() => self.sealed_vars_without_key(backend).await?,
+            f => f,
         };
         // File I/O, and possibly a short wait for a racing replica's key: off the runtime.
         let path = key_file.to_path_buf();
@@ -240,13 +240,14 @@ impl SecretBox {
                 .await??;
         let _ = self.cipher.set(cipher_of(&key));
 
-        let mut migrated = self.init_vars(backend, key_file).await?;
+        let mut migrated = 0usize;
         for (s, ds) in docs {
             let coll = backend.collection(&s.collection);
             for d in &ds {
                 migrated += self.seal_doc(coll.as_ref(), s, d, key_file).await?;
             }
         }
+        migrated += self.init_vars(backend, key_file).await?;
         if migrated > 0 {
             tracing::info!(
                 migrated,

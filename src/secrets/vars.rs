@@ -32,6 +32,25 @@ fn document_id(doc: &Doc) -> &str {
     doc.get("id").and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The next [`PAGE`] documents of `coll` by id, after id `after`.
+async fn next_page(
+    coll: &dyn Collection,
+    name: &str,
+    after: Option<&str>,
+) -> anyhow::Result<Vec<Doc>> {
+    let filter = after.map_or(Filter::All, |a| Filter::gt("id", a));
+    coll.find(&filter, &FindOptions::sort("id", Dir::Asc).limit(PAGE))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))
+}
+
+/// The id to read on from, when `page` was full (else it was the last page).
+fn last_of_full(page: &[Doc]) -> Option<String> {
+    (page.len() as u64 == PAGE)
+        .then(|| page.last().map(|d| document_id(d).to_string()))
+        .flatten()
+}
+
 impl SecretBox {
     /// Declare that `collection` holds credential variables (called by
     /// [`crate::store::Typed::sealed_vars`]), so the start-up migration covers it.
@@ -82,21 +101,48 @@ impl SecretBox {
             .clone()
     }
 
-    /// Before the key is loaded: the first migrated collection, described, if any (then
-    /// encrypted values exist).
-    pub(super) async fn first_sealed_vars(
+    /// Before the key is loaded, when the key file does not exist: a stored sealed credential
+    /// variable, described, if any (then no new key may be made). A marker of a collection
+    /// that holds none is dropped, so the migration runs again with the new key.
+    pub(super) async fn sealed_vars_without_key(
         &self,
         backend: &dyn Backend,
     ) -> anyhow::Result<Option<String>> {
+        let markers = backend.collection(MARKERS);
         for c in self.vars_collections() {
-            let marker = backend
-                .collection(MARKERS)
-                .find_one(&Filter::id(&marker_id(&c)))
+            let filter = Filter::id(&marker_id(&c));
+            let marker = markers
+                .find_one(&filter)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot read {MARKERS}: {e}"))?;
-            if marker.is_some() {
-                return Ok(Some(format!("the credential variables of {c}")));
+            if marker.is_none() {
+                continue;
             }
+            let coll = backend.collection(&c);
+            let mut after = None;
+            loop {
+                let page = next_page(coll.as_ref(), &c, after.as_deref()).await?;
+                for d in &page {
+                    let mut doc = d.clone();
+                    if doc.values_mut().any(|v| {
+                        for_each_secret(v, &mut |s| if is_sealed(s) { Err(()) } else { Ok(()) })
+                            .is_err()
+                    }) {
+                        return Ok(Some(format!(
+                            "a credential variable of {c} document {}",
+                            document_id(d)
+                        )));
+                    }
+                }
+                match last_of_full(&page) {
+                    Some(id) => after = Some(id),
+                    None => break,
+                }
+            }
+            markers
+                .delete_many(&filter)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot write {MARKERS}: {e}"))?;
         }
         Ok(None)
     }
@@ -153,21 +199,15 @@ impl SecretBox {
         key_file: &Path,
     ) -> anyhow::Result<usize> {
         let mut migrated = 0;
-        let mut after: Option<String> = None;
+        let mut after = None;
         loop {
-            let filter = after
-                .as_deref()
-                .map_or(Filter::All, |a| Filter::gt("id", a));
-            let page = coll
-                .find(&filter, &FindOptions::sort("id", Dir::Asc).limit(PAGE))
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
+            let page = next_page(coll, name, after.as_deref()).await?;
             for d in &page {
                 migrated += self.seal_plain_vars(coll, name, d, key_file).await?;
             }
-            match page.last() {
-                Some(last) if page.len() as u64 == PAGE => after = Some(document_id(last).into()),
-                _ => return Ok(migrated),
+            match last_of_full(&page) {
+                Some(id) => after = Some(id),
+                None => return Ok(migrated),
             }
         }
     }

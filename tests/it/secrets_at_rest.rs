@@ -1,4 +1,5 @@
 //! Secrets at rest (docs/security.md): registry `secret_key`, chart-repository `password`,
+//! credential variables (builds, workflows, tasks, release plans),
 //! cluster `kube_config` and the release-plan `hook_secret` are stored encrypted (no marker in any file of the data dir,
 //! nor in any raw MongoDB document) yet work as before; plain-text values of earlier versions
 //! are read and re-encrypted at start; a wrong or missing key stops the start with an error
@@ -620,6 +621,37 @@ async fn a_wrong_or_missing_key_stops_the_start(kind: Kind) {
     assert!(!key.exists(), "no key is created in the data dir then");
 }
 kind_test!(a_wrong_or_missing_key_stops_the_start);
+
+/// With only credential variables encrypted, a wrong key or a missing key file stops the start
+/// too, naming `secret_key_file` and what could not be decrypted.
+async fn sealed_variables_need_their_key(kind: Kind) {
+    let root = tempfile::tempdir().unwrap();
+    let data = lax_data_dir(root.path());
+    let Some(app) = start_in(kind, &data).await else {
+        return;
+    };
+    let mut wf = crate::workflows::echo_workflow("wf", "p");
+    wf["params"] =
+        json!([{"name": "TOKEN", "type": "string", "value": marker("p"), "is_credential": true}]);
+    app.post("/api/aslan/workflow/v4", wf).await.expect(200);
+    let config = app.config.clone();
+    app.stop().await;
+    let key = data.join("secret.key");
+    std::fs::write(&key, [0x42u8; 32]).unwrap();
+    let e = try_start(&config).await.unwrap_err();
+    assert!(
+        e.contains("secret_key_file") && e.contains("credential variables of"),
+        "{e}"
+    );
+    std::fs::remove_file(&key).unwrap();
+    let e = try_start(&config).await.unwrap_err();
+    assert!(
+        e.contains("does not exist") && e.contains("credential variable of workflows"),
+        "{e}"
+    );
+    assert!(!key.exists());
+}
+kind_test!(sealed_variables_need_their_key);
 
 /// Two servers starting together on one store with no key yet end up with one key.
 async fn replicas_starting_together_share_one_key(kind: Kind) {
