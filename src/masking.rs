@@ -17,16 +17,33 @@ pub const MASK: &str = "********";
 /// The fields of a credential object that hold the secret.
 const SECRET_FIELDS: [&str; 2] = ["value", "default"];
 
+/// Fields that hold a secret in any object: a repository's clone token.
+const ALWAYS_SECRET: [&str; 1] = ["oauth_token"];
+
 /// Fields that name an element of a list (a stage, a job, a variable, a service module): a
 /// masked value is matched to the stored one by these, not by position.
-const NAMING_FIELDS: [&str; 5] = ["name", "key", "service_name", "service_module", "job_name"];
+const NAMING_FIELDS: [&str; 8] = [
+    "name",
+    "key",
+    "service_name",
+    "service_module",
+    "job_name",
+    "repo_owner",
+    "repo_namespace",
+    "repo_name",
+];
 
 fn is_credential(m: &Map<String, Value>) -> bool {
     m.get("is_credential") == Some(&Value::Bool(true))
 }
 
+/// Whether field `key` of an object (marked as a credential or not) holds a secret.
+fn is_secret(marked: bool, key: &str) -> bool {
+    (marked && SECRET_FIELDS.contains(&key)) || ALWAYS_SECRET.contains(&key)
+}
+
 /// Call `f` on every credential value (a text `value` or `default` of an object marked
-/// `"is_credential": true`) anywhere in `v`; the first error stops the walk.
+/// `"is_credential": true`, an `oauth_token`) anywhere in `v`; the first error stops the walk.
 pub fn for_each_secret<E>(
     v: &mut Value,
     f: &mut impl FnMut(&mut String) -> Result<(), E>,
@@ -36,7 +53,7 @@ pub fn for_each_secret<E>(
             let marked = is_credential(m);
             for (k, c) in m.iter_mut() {
                 match c {
-                    Value::String(s) if marked && SECRET_FIELDS.contains(&k.as_str()) => f(s)?,
+                    Value::String(s) if is_secret(marked, k) => f(s)?,
                     c => for_each_secret(c, f)?,
                 }
             }
@@ -132,15 +149,16 @@ fn collect(v: &Value, at: String, marked: Marked, out: &mut HashMap<String, Stri
             out.insert(at, s.clone());
         }
         Value::Object(m) => {
-            if marked == Marked::Credentials && is_credential(m) {
-                for f in SECRET_FIELDS {
-                    if let Some(Value::String(s)) = m.get(f) {
-                        out.insert(format!("{at}.{f}"), s.clone());
-                    }
-                }
-            }
+            let credential = is_credential(m);
             for (k, c) in m {
-                collect(c, format!("{at}.{k}"), marked, out);
+                match c {
+                    Value::String(s)
+                        if marked == Marked::Credentials && is_secret(credential, k) =>
+                    {
+                        out.insert(format!("{at}.{k}"), s.clone());
+                    }
+                    c => collect(c, format!("{at}.{k}"), marked, out),
+                }
             }
         }
         Value::Array(a) => {
@@ -163,9 +181,12 @@ fn put_back(v: &mut Value, at: String, marked: Marked, stored: &HashMap<String, 
             }
         }
         Value::Object(m) => {
-            let open = marked == Marked::Any || is_credential(m);
+            let credential = is_credential(m);
             for (k, c) in m.iter_mut() {
-                if open || !SECRET_FIELDS.contains(&k.as_str()) {
+                if marked == Marked::Any
+                    || is_secret(credential, k)
+                    || !SECRET_FIELDS.contains(&k.as_str())
+                {
                     put_back(c, format!("{at}.{k}"), marked, stored);
                 }
             }
@@ -233,6 +254,16 @@ mod tests {
         assert_eq!(new["params"][1]["name"], "TOKEN");
         assert_eq!(new["params"][1]["value"], "t0ken");
         assert_eq!(new.pointer(kv), Some(&json!("new-pass")));
+    }
+
+    #[test]
+    fn clone_tokens_are_secrets_wherever_they_are() {
+        let old = json!({"repos": [{"repo_name": "r", "oauth_token": "tok-1", "branch": "main"}]});
+        let mut v = masked(old.clone());
+        assert_eq!(v["repos"][0]["oauth_token"], MASK);
+        assert_eq!(v["repos"][0]["branch"], "main");
+        restore(&mut v, &old);
+        assert_eq!(v, old);
     }
 
     #[test]

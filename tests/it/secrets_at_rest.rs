@@ -429,11 +429,12 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     let Some(app) = start_in(kind, &data).await else {
         return;
     };
-    let (bv, pv, ev, rv) = (
+    let (bv, pv, ev, rv, ov) = (
         marker("build"),
         marker("param"),
         marker("env"),
         marker("plan"),
+        marker("oauth"),
     );
     crate::build::create_shell_build(&app, "p", "sealed-build", "true", ("svc", "m"),
         json!({"parameters": [{"key": "PASS", "type": "string", "default_value": bv, "is_credential": true}]})).await;
@@ -441,6 +442,10 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     wf["params"] = json!([{"name": "TOKEN", "type": "string", "value": pv, "is_credential": true}]);
     wf["stages"][0]["jobs"][0]["spec"]["envs"] =
         json!([{"key": "PASSWORD", "value": ev, "type": "string", "is_credential": true}]);
+    // A repository with a clone token: the task's clone fails (nothing listens), the token is
+    // stored sealed and masked in the task detail.
+    wf["stages"][0]["jobs"][0]["spec"]["repos"] = json!([{"address": "https://127.0.0.1:9", "repo_owner": "o",
+        "repo_name": "r", "branch": "main", "source": "gitlab", "oauth_token": ov}]);
     app.post("/api/aslan/workflow/v4", wf).await.expect(200);
     let task = json!({"project_key": "p", "workflow_key": "wf", "inputs": [{"job_name": "echo"}]});
     let id = app
@@ -466,6 +471,16 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     )
     .await;
 
+    let detail = app
+        .get(&format!(
+            "/openapi/workflows/custom/task?taskId={id}&workflowKey=wf"
+        ))
+        .await;
+    assert!(
+        !detail.text.contains(&ov) && !detail.text.contains(&pv),
+        "{}",
+        detail.text
+    );
     // Read back plain.
     let st = app.state();
     let b = st.builds.get("p", "sealed-build").await.unwrap().unwrap();
@@ -480,7 +495,11 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     assert_eq!(p.jobs[0].spec.parameters[0]["value"], rv.as_str());
     assert_eq!(p.jobs[0].spec.parameters[0]["is_credential"], true);
 
-    let markers = [&bv, &pv, &ev, &rv];
+    assert_eq!(
+        t.stages[0].jobs[0].spec["repos"][0]["oauth_token"],
+        ov.as_str()
+    );
+    let markers = [&bv, &pv, &ev, &rv, &ov];
     if kind == Kind::Mongo {
         for d in &raw_mongo_docs(&app.config).await {
             for m in markers {

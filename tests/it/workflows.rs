@@ -465,6 +465,9 @@ backend_test! {
             {"name": "who", "type": "string", "value": "world"}]);
         wf["stages"][0]["jobs"][0]["spec"]["envs"] = json!([
             {"key": "PASSWORD", "value": "env-pw-2", "type": "string", "is_credential": true}]);
+        // A clone token is a secret wherever it is.
+        wf["stages"][0]["jobs"][0]["spec"]["repos"] = json!([
+            {"repo_owner": "o", "repo_name": "r", "branch": "main", "oauth_token": "clone-pw-3"}]);
         app.post("/api/aslan/workflow/v4", wf).await.expect(200);
         let path = "/openapi/workflows/custom/wf/detail?projectKey=p";
         let raw = app.get(path).await;
@@ -473,6 +476,7 @@ backend_test! {
         assert_eq!(d["params"][0]["value"], "********");
         assert_eq!(d["params"][1]["value"], "world");
         assert_eq!(d["stages"][0]["jobs"][0]["spec"]["envs"][0]["value"], "********");
+        assert_eq!(d["stages"][0]["jobs"][0]["spec"]["repos"][0]["oauth_token"], "********");
 
         // The detail's params and stages sent back (params reordered) keep the stored values.
         let mut body = echo_workflow("wf", "p");
@@ -482,6 +486,7 @@ backend_test! {
         let stored = app.state().workflows.get("wf").await.unwrap().expect("workflow");
         assert_eq!(stored.params[1]["value"], "tok-pw-1");
         assert_eq!(stored.stages[0].jobs[0].spec["envs"][0]["value"], "env-pw-2");
+        assert_eq!(stored.stages[0].jobs[0].spec["repos"][0]["oauth_token"], "clone-pw-3");
 
         // Unmarking a credential and sending its mask back does not reveal the stored value.
         body["params"][1]["is_credential"] = json!(false);

@@ -227,7 +227,8 @@ fn job_view(j: &JobTask, now: i64) -> JobTaskView {
         end_time: j.end_time,
         cost_seconds: tasks::cost_seconds(j, now),
         error: j.error.clone(),
-        spec: tasks::job_spec_view(j),
+        // Each view masks its variables; this also covers clone tokens and unknown types.
+        spec: crate::masking::masked(tasks::job_spec_view(j)),
         error_policy: j.error_policy.clone(),
         retry_count: j.retry_count,
         job_info: Value::Object(info),
