@@ -15,6 +15,7 @@ use super::render::{page, render, urlencode};
 use super::session::Viewer;
 use super::{Posted, UiError, UiResult, done};
 use crate::auth::Identity;
+use crate::engine::approval::JobApproval;
 use crate::engine::logs::{Follow, LogKey, full_piece};
 use crate::state::AppState;
 use crate::store::{Dir, FindOptions, Typed};
@@ -177,10 +178,9 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
                 .jobs
                 .iter()
                 .map(|j| {
-                    let users: Vec<ApproveUser> = j
-                        .spec
-                        .pointer("/native_approval/approve_users")
-                        .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    // A spec that does not read fails its job (the engine); nobody votes on it.
+                    let users = JobApproval::from_spec(&j.spec)
+                        .map(|a| a.users)
                         .unwrap_or_default();
                     let waits = j.kind().is_some_and(|t| t.kind().runs() == Runs::Votes)
                         && j.status == Status::WaitForApproval;
