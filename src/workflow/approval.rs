@@ -204,10 +204,7 @@ pub(crate) fn normalize(v: &mut Value, field: &str, stage: bool) -> ApiResult<()
         k => k,
     };
     validate::one_of(&format!("{field}.type"), kind, APPROVAL_TYPES)?;
-    let Some(m) = v.as_object_mut() else {
-        return Err(bad(field, "must be an object"));
-    };
-    if stage {
+    if stage && let Some(m) = v.as_object_mut() {
         m.insert("type".into(), Value::String(kind.to_string()));
         m.entry("enabled").or_insert(Value::Bool(false));
         m.entry("description")
