@@ -10,6 +10,8 @@
 
 use serde_json::Value;
 
+use crate::workflow::approval::ApprovalSettings;
+use crate::workflow::jobs::typed;
 use crate::workflow::task::ApproveUser;
 
 /// Default approval timeout in minutes (Zadig's).
@@ -23,6 +25,9 @@ pub enum Decision {
     /// Rejected by the named user.
     Rejected(String),
     TimedOut,
+    /// The settings no longer read (a stored spec that does not decode; the text names the
+    /// field): the wait fails rather than deciding from part of them.
+    Invalid(String),
 }
 
 /// The approval's deadline (ms) from its start and timeout in minutes (≤ 0 → 60).
@@ -75,40 +80,28 @@ pub struct JobApproval {
 }
 
 impl JobApproval {
-    /// Read an approval job's spec (`type`, `timeout`, `native_approval{timeout,
-    /// approve_users, needed_approvers}`).
-    pub fn from_spec(spec: &Value) -> Self {
-        let native = spec.get("native_approval").unwrap_or(&Value::Null);
-        let users = native
-            .get("approve_users")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|u| serde_json::from_value::<ApproveUser>(u.clone()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let timeout = spec
-            .get("timeout")
-            .and_then(Value::as_i64)
-            .filter(|t| *t > 0)
-            .or_else(|| native.get("timeout").and_then(Value::as_i64))
-            .unwrap_or(0);
-        let kind = spec
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("native")
-            .to_string();
-        Self {
-            kind,
-            users,
-            needed_approvers: native
-                .get("needed_approvers")
-                .and_then(Value::as_i64)
-                .unwrap_or(0),
-            timeout_minutes: timeout,
-        }
+    /// Read an approval job's task spec (`type`, `timeout`, `native_approval{timeout,
+    /// approve_users, needed_approvers}`) through the definition's typed reading. A spec that
+    /// does not decode is an error naming the field (the job fails with it), never a shorter
+    /// approver list.
+    pub fn from_spec(spec: &Value) -> Result<Self, String> {
+        let a: ApprovalSettings = typed(spec)?;
+        let native = a.native_approval.unwrap_or_default();
+        let timeout_minutes = if a.timeout > 0 {
+            a.timeout
+        } else {
+            native.timeout
+        };
+        Ok(Self {
+            kind: if a.kind.is_empty() {
+                "native".to_string()
+            } else {
+                a.kind
+            },
+            users: native.users(),
+            needed_approvers: native.needed_approvers,
+            timeout_minutes,
+        })
     }
 }
 
@@ -176,12 +169,45 @@ mod tests {
         let spec = serde_json::json!({"timeout": 5, "type": "native", "native_approval": {
             "approve_users": [{"user_name": "a", "user_id": "1", "reject_or_approve": "approve"}],
             "needed_approvers": 2}});
-        let a = JobApproval::from_spec(&spec);
+        let a = JobApproval::from_spec(&spec).unwrap();
         assert_eq!(a.timeout_minutes, 5);
         assert_eq!(a.needed_approvers, 2);
         assert_eq!(a.users.len(), 1);
+        assert_eq!(a.users[0].reject_or_approve, "approve");
         let mut spec = spec;
         clear_job_votes(&mut spec);
-        assert_eq!(JobApproval::from_spec(&spec).users[0].reject_or_approve, "");
+        assert_eq!(
+            JobApproval::from_spec(&spec).unwrap().users[0].reject_or_approve,
+            ""
+        );
+    }
+
+    #[test]
+    fn malformed_approver_is_an_error_not_a_dropped_user() {
+        // Two approvers, both needed: dropping the malformed one would leave the decision to
+        // the other alone.
+        let spec = serde_json::json!({"type": "native", "native_approval": {
+            "approve_users": [{"user_name": "a", "user_id": "1"}, {"user_name": "b", "user_id": 2}],
+            "needed_approvers": 1}});
+        let e = JobApproval::from_spec(&spec).unwrap_err();
+        assert!(
+            e.starts_with("spec.native_approval.approve_users[1].user_id:"),
+            "{e}"
+        );
+        let spec =
+            serde_json::json!({"native_approval": {"approve_users": [], "needed_approvers": "2"}});
+        let e = JobApproval::from_spec(&spec).unwrap_err();
+        assert!(
+            e.starts_with("spec.native_approval.needed_approvers:"),
+            "{e}"
+        );
+        // Nulls read as absent; an empty type is native.
+        let spec = serde_json::json!({"type": null, "timeout": null, "native_approval": {
+            "approve_users": [{"user_name": "a", "user_id": null, "comment": null}], "timeout": 7}});
+        let a = JobApproval::from_spec(&spec).unwrap();
+        assert_eq!(
+            (a.kind.as_str(), a.timeout_minutes, a.users.len()),
+            ("native", 7, 1)
+        );
     }
 }

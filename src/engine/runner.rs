@@ -298,6 +298,7 @@ async fn stage_gate(
             Some((Status::Cancelled, "workflow was canceled".to_string()))
         }
         Decision::Waiting => Some((Status::Failed, stage_approval_error(stage))),
+        Decision::Invalid(error) => Some((Status::Failed, error)),
     })
 }
 
@@ -456,6 +457,7 @@ async fn on_failure(
                 Decision::Waiting | Decision::TimedOut => {
                     (Status::Cancelled, "workflow was canceled".to_string())
                 }
+                Decision::Invalid(error) => (failure.0, error),
             }
         }
         _ => failure,

@@ -174,29 +174,36 @@ pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {
         approval::clear_job_votes(&mut j.spec);
     })
     .await?;
-    let kind = JobApproval::from_spec(&this.of(&this.ctl.lock().await.task).spec).kind;
-    let (st, error) = if kind != "native" {
-        (
+    let read = JobApproval::from_spec(&this.of(&this.ctl.lock().await.task).spec);
+    let (st, error) = match read {
+        // A spec that does not decode fails the job naming the field.
+        Err(error) => (Status::Failed, error),
+        Ok(a) if a.kind != "native" => (
             Status::Failed,
-            work::missing_integration(&format!("approval ({kind})"), "im"),
-        )
-    } else {
-        let decision = this
-            .wait(|j| {
-                let a = JobApproval::from_spec(&j.spec);
-                let deadline =
-                    approval::deadline_ms(j.start_time.saturating_mul(1000), a.timeout_minutes);
-                (
-                    approval::decide(&a.users, a.needed_approvers, deadline, state.clock.now_ms()),
-                    deadline,
-                )
-            })
-            .await?;
-        match decision {
-            Decision::Approved => (Status::Passed, String::new()),
-            Decision::Rejected(u) => (Status::Reject, format!("{u} reject this task")),
-            Decision::TimedOut => (Status::Timeout, "approval timed out".to_string()),
-            Decision::Waiting => (Status::Cancelled, "workflow was canceled".to_string()),
+            work::missing_integration(&format!("approval ({})", a.kind), "im"),
+        ),
+        Ok(_) => {
+            let decision = this
+                .wait(|j| match JobApproval::from_spec(&j.spec) {
+                    Ok(a) => {
+                        let deadline = approval::deadline_ms(
+                            j.start_time.saturating_mul(1000),
+                            a.timeout_minutes,
+                        );
+                        let now_ms = state.clock.now_ms();
+                        let d = approval::decide(&a.users, a.needed_approvers, deadline, now_ms);
+                        (d, deadline)
+                    }
+                    Err(error) => (Decision::Invalid(error), 0),
+                })
+                .await?;
+            match decision {
+                Decision::Approved => (Status::Passed, String::new()),
+                Decision::Rejected(u) => (Status::Reject, format!("{u} reject this task")),
+                Decision::TimedOut => (Status::Timeout, "approval timed out".to_string()),
+                Decision::Waiting => (Status::Cancelled, "workflow was canceled".to_string()),
+                Decision::Invalid(error) => (Status::Failed, error),
+            }
         }
     };
     let at = now(state);

@@ -15,6 +15,7 @@ use super::render::{page, render, urlencode};
 use super::session::Viewer;
 use super::{Posted, UiError, UiResult, done};
 use crate::auth::Identity;
+use crate::engine::approval::JobApproval;
 use crate::engine::logs::{Follow, LogKey, full_piece};
 use crate::state::AppState;
 use crate::store::{Dir, FindOptions, Typed};
@@ -177,20 +178,18 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
                 .jobs
                 .iter()
                 .map(|j| {
-                    let users: Vec<ApproveUser> = j
-                        .spec
-                        .pointer("/native_approval/approve_users")
-                        .and_then(|v| serde_json::from_value(v.clone()).ok())
-                        .unwrap_or_default();
                     let waits = j.kind().is_some_and(|t| t.kind().runs() == Runs::Votes)
                         && j.status == Status::WaitForApproval;
+                    // A spec that does not read fails its job (the engine): nobody votes on it.
+                    let can_vote = waits
+                        && JobApproval::from_spec(&j.spec).is_ok_and(|a| may_vote(&a.users, who));
                     json!({
                         "name": j.name, "display_name": j.display_name, "type": j.job_type,
                         "status": j.status, "error": j.error,
                         "duration": tasks::cost_seconds(j, now),
                         "selected": j.name == selected,
                         "url": format!("{base}?job={}#log", urlencode(&j.name)),
-                        "can_vote": waits && may_vote(&users, who),
+                        "can_vote": can_vote,
                     })
                 })
                 .collect();

@@ -19,9 +19,10 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::workflow::approval::ApprovalSettings;
 use crate::workflow::error::{Kind, Op, refuse};
-use crate::workflow::model::{Job, Stage, Workflow, arr_of, str_of};
-use crate::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Status};
+use crate::workflow::model::{Job, Workflow};
+use crate::workflow::task::{JobTask, StageTask, Status};
 
 /// Longest job-task name (a Kubernetes-style name: it keys logs and containers).
 const MAX_NAME: usize = 63;
@@ -60,9 +61,15 @@ pub fn stages(wf: &Workflow, runs: &dyn Fn(&str) -> bool) -> ApiResult<Vec<Stage
             }
         }
         let skipped = jobs.iter().all(|j| j.status == Status::Skipped);
-        if !skipped && let Some(a) = &stage.approval {
-            check_native_approval(a.get("native_approval"), &format!("stage {}", stage.name))?;
-        }
+        let approval = match &stage.approval {
+            Some(stored) if !skipped => {
+                let what = format!("stage {}", stage.name);
+                let a = ApprovalSettings::read(stored, &format!("{what}.approval"))?;
+                a.check_native(&what)?;
+                a.stage_task(stored)
+            }
+            _ => None,
+        };
         out.push(StageTask {
             name: stage.name.clone(),
             status: if skipped {
@@ -71,77 +78,13 @@ pub fn stages(wf: &Workflow, runs: &dyn Fn(&str) -> bool) -> ApiResult<Vec<Stage
                 Status::NotRun
             },
             parallel: stage.parallel,
-            approval: if skipped { None } else { stage_approval(stage) },
+            approval,
             manual_exec: stage.manual_exec.clone(),
             jobs,
             ..StageTask::default()
         });
     }
     Ok(out)
-}
-
-/// A stage's enabled approval as the task records it.
-fn stage_approval(stage: &Stage) -> Option<StageApproval> {
-    let a = stage.approval.as_ref()?;
-    if !a.get("enabled").and_then(Value::as_bool).unwrap_or(false) {
-        return None;
-    }
-    let na = a.get("native_approval").cloned().unwrap_or(Value::Null);
-    let mut extra = std::collections::BTreeMap::new();
-    if let Some(m) = a.as_object() {
-        for (k, v) in m {
-            if !["enabled", "type", "description"].contains(&k.as_str()) {
-                extra.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Some(StageApproval {
-        enabled: true,
-        kind: str_of(a, "type").to_string(),
-        approve_users: approvers(&na),
-        timeout: na.get("timeout").and_then(Value::as_i64).unwrap_or(0),
-        needed_approvers: na
-            .get("needed_approvers")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
-        description: str_of(a, "description").to_string(),
-        extra,
-        ..StageApproval::default()
-    })
-}
-
-/// The approvers of a `native_approval` object, with no vote yet.
-pub fn approvers(native: &Value) -> Vec<ApproveUser> {
-    arr_of(native, "approve_users")
-        .iter()
-        .map(|u| ApproveUser {
-            user_id: str_of(u, "user_id").to_string(),
-            user_name: str_of(u, "user_name").to_string(),
-            ..ApproveUser::default()
-        })
-        .collect()
-}
-
-/// Zadig's checks of a native approval when a task is created.
-pub(crate) fn check_native_approval(native: Option<&Value>, what: &str) -> ApiResult<()> {
-    let Some(na) = native.filter(|v| v.is_object()) else {
-        return Ok(());
-    };
-    let users = arr_of(na, "approve_users").len();
-    let needed = na
-        .get("needed_approvers")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let err = refused;
-    if users == 0 {
-        return Err(err(format!("{what}: num of approve-users is 0")));
-    }
-    if usize::try_from(needed).is_ok_and(|n| n > users) {
-        return Err(err(format!(
-            "{what}: all approve users should not less than needed approvers"
-        )));
-    }
-    Ok(())
 }
 
 /// Lower-case, `[a-z0-9-]` and letters of other scripts only, at most [`MAX_NAME`] characters,

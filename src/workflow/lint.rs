@@ -12,12 +12,10 @@ use serde_json::{Map, Value};
 use crate::error::ApiResult;
 use crate::limits;
 use crate::validate;
-use crate::workflow::bad;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::jobs::JobType;
-use crate::workflow::model::{
-    APPROVAL_TYPES, ErrorPolicy, Job, PARAM_TYPES, RUN_POLICIES, Workflow, str_of,
-};
+use crate::workflow::model::{ErrorPolicy, Job, PARAM_TYPES, RUN_POLICIES, Workflow, str_of};
+use crate::workflow::{approval, bad};
 
 /// `^[a-zA-Z0-9-]+$`: the workflow key.
 pub fn is_workflow_key(s: &str) -> bool {
@@ -95,7 +93,7 @@ fn check(wf: &mut Workflow) -> ApiResult<()> {
             if approval.is_null() {
                 stage.approval = None;
             } else {
-                normalize_approval(approval, &format!("stages[{i}].approval"), true)?;
+                approval::normalize(approval, &format!("stages[{i}].approval"), true)?;
             }
         }
         for (j, job) in stage.jobs.iter_mut().enumerate() {
@@ -222,71 +220,6 @@ pub(crate) fn check_outputs<'a>(
                 "output name must match ^[a-zA-Z0-9_]{1,64}$",
             ));
         }
-    }
-    Ok(())
-}
-
-/// Bring a stage `approval` (or an approval job's spec) into one spelling: the detail view's
-/// capitalised `Timeout`/`NeededApprovers` are accepted for `timeout`/`needed_approvers`. A
-/// stage approval also gets the seed's detail keys (`enabled`, `type` — `native` by default —
-/// and `description`).
-pub(crate) fn normalize_approval(v: &mut Value, field: &str, stage: bool) -> ApiResult<()> {
-    let Some(m) = v.as_object_mut() else {
-        return Err(bad(field, "must be an object"));
-    };
-    match m.get("type") {
-        None | Some(Value::Null) if stage => {
-            m.insert("type".into(), Value::String("native".into()));
-        }
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t.is_empty() && !stage => {}
-        Some(Value::String(t)) => {
-            let t = if t.is_empty() { "native" } else { t.as_str() }.to_string();
-            validate::one_of(&format!("{field}.type"), &t, APPROVAL_TYPES)?;
-            m.insert("type".into(), Value::String(t));
-        }
-        Some(_) => return Err(bad(&format!("{field}.type"), "must be a string")),
-    }
-    if stage {
-        m.entry("enabled").or_insert(Value::Bool(false));
-        m.entry("description")
-            .or_insert(Value::String(String::new()));
-    }
-    let Some(na) = m.get_mut("native_approval").filter(|v| !v.is_null()) else {
-        return Ok(());
-    };
-    let nfield = format!("{field}.native_approval");
-    let Some(na) = na.as_object_mut() else {
-        return Err(bad(&nfield, "must be an object"));
-    };
-    for (alias, key) in [
-        ("Timeout", "timeout"),
-        ("NeededApprovers", "needed_approvers"),
-    ] {
-        if let Some(v) = na.remove(alias) {
-            na.entry(key).or_insert(v);
-        }
-        if na
-            .get(key)
-            .is_some_and(|v| v.as_i64().is_none_or(|n| n < 0))
-        {
-            return Err(bad(
-                &format!("{nfield}.{key}"),
-                "must be a non-negative integer",
-            ));
-        }
-    }
-    match na.get("approve_users") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(users)) => {
-            if let Some(k) = users.iter().position(|u| !u.is_object()) {
-                return Err(bad(
-                    &format!("{nfield}.approve_users[{k}]"),
-                    "must be an object",
-                ));
-            }
-        }
-        Some(_) => return Err(bad(&format!("{nfield}.approve_users"), "must be a list")),
     }
     Ok(())
 }

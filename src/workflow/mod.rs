@@ -6,11 +6,13 @@
 //! [`crate::engine::finished`], which the release-plan side subscribes to.
 //!
 //! - [`model`], [`lint`], [`legacy`], [`store`], [`definitions`]: the definitions;
+//! - [`approval`]: the typed reading of approval settings (stage approvals, approval jobs);
 //! - [`views`], [`tickets`]: workflow views and pre-approval tickets;
 //! - [`jobs`]: the job types, one module each (lint, inputs, expansion, view, engine);
 //! - [`execute`] (with [`inputs`], [`expand`], [`registry`]): execute → a queued task;
 //! - [`task`], [`tasks`]: the task record (shared with the engine) and the task API.
 
+pub mod approval;
 pub mod definitions;
 pub mod error;
 pub mod execute;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use crate::auth::Identity;
+use crate::engine::approval::JobApproval;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::Paging;
 use crate::state::AppState;
@@ -530,11 +531,13 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
                         && j.status == Status::WaitForApproval
                 })
                 .ok_or_else(nothing)?;
-            let mut users: Vec<ApproveUser> = job
-                .spec
-                .pointer("/native_approval/approve_users")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
+            // The engine fails a job whose spec does not read, so one waiting here reads; if
+            // it did not, recording on a guessed list would overwrite the approvers.
+            let mut users = JobApproval::from_spec(&job.spec)
+                .map_err(|e| {
+                    ApiError::internal(format!("approval job {} of {wf}#{id}: {e}", job.name))
+                })?
+                .users;
             record(&mut users, caller, vote, now)?;
             let users = serde_json::to_value(users).map_err(ApiError::internal)?;
             match job

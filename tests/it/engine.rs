@@ -924,6 +924,19 @@ backend_test! {
         }).await;
         assert_eq!(job(&t, "flaky").retry_count, 1);
         assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
+
+        // A stored spec whose approver does not read fails the job naming the field; the other
+        // approver does not decide alone.
+        let mut broken = freestyle("broken-gate", "");
+        broken.job_type = "approval".into();
+        broken.spec = json!({"type": "native", "native_approval": {"needed_approvers": 1, "approve_users": [
+            {"user_id": "u1", "user_name": "alice", "reject_or_approve": "approve"}, {"user_id": 2, "user_name": "bob"}]}});
+        let id = queue_stage(&app, "broken-approval", stage("gate", false, vec![broken])).await;
+        let t = wait_status(&app, "broken-approval", id, &["passed", "failed"]).await;
+        assert_eq!(t.status, "failed", "{t:#?}");
+        let j = job(&t, "broken-gate");
+        assert_eq!(j.status, "failed");
+        assert!(j.error.starts_with("spec.native_approval.approve_users[1].user_id:"), "{}", j.error);
         app.stop().await;
     }
 }

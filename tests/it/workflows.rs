@@ -229,6 +229,57 @@ backend_test! {
 }
 
 backend_test! {
+    async fn approval_settings_are_read_typed(app) {
+        // A stage approval and an approval job, each with Zadig's fields and some we don't model.
+        let gated = || json!({"name": "gated", "project": "p", "stages": [{"name": "s", "approval": {
+                "enabled": true, "type": "native", "description": "go?", "lark_approval": {"kept": 1},
+                "native_approval": {"timeout": 5, "needed_approvers": 1, "floor": null, "approve_users": [
+                    {"type": "user", "user_id": "u1", "user_name": "alice", "group_id": ""},
+                    {"user_id": null, "user_name": "bob"}]}},
+            "jobs": [{"name": "echo", "type": "freestyle", "spec": {"script": "echo"}},
+                {"name": "gate", "type": "approval", "spec": {"type": "native", "timeout": 3,
+                    "native_approval": {"needed_approvers": 1, "approve_users": [{"user_id": "u1", "user_name": "alice"}]}}}]}]});
+        let body = gated();
+        app.post("/api/aslan/workflow/v4", body.clone()).await.expect(200);
+        // Stored as sent: the typed reading changes nothing.
+        let d = app.get("/openapi/workflows/custom/gated/detail?projectKey=p").await.expect(200).clone();
+        let mut shown = d["stages"][0]["approval"].clone();
+        let na = shown["native_approval"].as_object_mut().unwrap();
+        assert_eq!((na.remove("Timeout"), na.remove("NeededApprovers")), (Some(json!(5)), Some(json!(1))));
+        assert_eq!(shown, body["stages"][0]["approval"]);
+        assert_eq!(d["stages"][0]["jobs"][1]["spec"], body["stages"][0]["jobs"][1]["spec"]);
+
+        // A wrong-typed field is a 400 naming it (Zadig's lint code), on create and on update.
+        let stage_na = "/stages/0/approval/native_approval";
+        let job_na = "/stages/0/jobs/1/spec/native_approval";
+        let cases = [
+            (format!("{stage_na}/approve_users/0/user_id"), json!(7), "stages[0].approval.native_approval.approve_users[0].user_id"),
+            (format!("{stage_na}/needed_approvers"), json!("1"), "stages[0].approval.native_approval.needed_approvers"),
+            (format!("{job_na}/approve_users/0/user_name"), json!(5), "stages[0].jobs[1].spec.native_approval.approve_users[0].user_name"),
+            (format!("{job_na}/approve_users/0/user_id"), json!(42), "stages[0].jobs[1].spec.native_approval.approve_users[0].user_id"),
+            (format!("{job_na}/needed_approvers"), json!("1"), "stages[0].jobs[1].spec.native_approval.needed_approvers"),
+            ("/stages/0/approval/enabled".to_string(), json!("true"), "stages[0].approval.enabled"),
+            ("/stages/0/jobs/1/spec/timeout".to_string(), json!("3"), "stages[0].jobs[1].spec.timeout"),
+        ];
+        for (at, value, field) in cases {
+            let mut bad = gated();
+            *bad.pointer_mut(&at).unwrap() = value;
+            let mut created = bad.clone();
+            created["name"] = json!("other");
+            let r = app.post("/api/aslan/workflow/v4", created).await;
+            let e = r.expect_error(400, &format!("`{field}`"));
+            assert_eq!(code_of(e), 6545, "{field}");
+            let r = app.put("/api/aslan/workflow/v4/gated?projectName=p", bad).await;
+            assert_eq!(code_of(r.expect_error(400, &format!("`{field}`"))), 6545, "{field}");
+        }
+        let after = app.get("/openapi/workflows/custom/gated/detail?projectKey=p").await.expect(200).clone();
+        assert_eq!(after["stages"], d["stages"], "failed updates change nothing");
+        app.get("/openapi/workflows/custom/other/detail?projectKey=p").await.expect_error(404, "other");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn update_workflow(app) {
         app.post("/api/aslan/workflow/v4", echo_workflow("wf", "p")).await.expect(200);
         app.post("/api/aslan/workflow/v4", echo_workflow("other", "p")).await.expect(200);
