@@ -530,6 +530,24 @@ backend_test! {
     }
 }
 
+backend_test! {
+    async fn a_task_param_that_does_not_decode_fails_the_job_and_stays_masked(app) {
+        // A credential flag stored as a string (before lint refused it) is not read as "not a
+        // credential": the job fails naming the field instead of running with it in clear.
+        let j = freestyle("secret", "echo \"token=$API_TOKEN\"");
+        let id = queue(&app, "badparam", -1,
+            vec![json!({"name": "API_TOKEN", "type": "string", "value": "s3cr3t-token", "is_credential": "true"})],
+            vec![stage("s", false, vec![j])]).await;
+        let t = wait_status(&app, "badparam", id, &["passed", "failed"]).await;
+        assert_eq!(t.status, "failed");
+        let err = &job(&t, "secret").error;
+        assert!(err.contains("params[0].is_credential"), "{err}");
+        let d = app.get(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=badparam")).await;
+        assert_eq!(d.expect(200)["params"][0]["value"], "********", "masked: it may be a credential");
+        app.stop().await;
+    }
+}
+
 /// Read SSE events from a live response until `until` says stop; returns the data lines and
 /// whether the stream ended.
 pub async fn read_events(
