@@ -7,10 +7,13 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::executor::JobContext;
+use crate::workflow::params::Param;
 use crate::workflow::task::{JobTask, Task};
 
-/// The task context for rendering (`{{.workflow.params.x}}`, `{{.job.<key>.output.X}}`, …).
-pub(super) fn context_of(task: &Task) -> BTreeMap<String, String> {
+/// The task context for rendering (`{{.workflow.params.x}}`, `{{.job.<key>.output.X}}`, …);
+/// `Err` names a task parameter that does not decode (see [`job_context`]).
+pub(super) fn context_of(task: &Task) -> Result<BTreeMap<String, String>, String> {
+    let params = task_params(task)?;
     let mut ctx = BTreeMap::new();
     let mut put = |k: String, v: String| {
         ctx.insert(k, v);
@@ -38,13 +41,8 @@ pub(super) fn context_of(task: &Task) -> BTreeMap<String, String> {
         "workflow.task.timestamp".into(),
         task.create_time.to_string(),
     );
-    for p in &task.params {
-        if let Some(name) = p.get("name").and_then(Value::as_str) {
-            put(
-                format!("workflow.params.{name}"),
-                value_text(p.get("value")),
-            );
-        }
+    for p in params {
+        put(format!("workflow.params.{}", p.name), p.value);
     }
     for s in &task.stages {
         for j in &s.jobs {
@@ -68,7 +66,7 @@ pub(super) fn context_of(task: &Task) -> BTreeMap<String, String> {
             }
         }
     }
-    ctx
+    Ok(ctx)
 }
 
 pub(super) fn value_text(v: Option<&Value>) -> String {
@@ -104,24 +102,30 @@ pub fn job_key(j: &JobTask) -> String {
     }
 }
 
-pub(super) fn job_context(task: &Task, job: &JobTask) -> JobContext {
+/// The task's parameters, typed; `Err` names the field that does not decode.
+fn task_params(task: &Task) -> Result<Vec<Param>, String> {
+    Param::read_all(&task.params).map_err(|e| format!("task parameter {e}"))
+}
+
+/// What the executor gets of job task `job` of `task`: its spec, the parameters exported to
+/// its environment, the values masked in its log and the rendering context.
+///
+/// A stored task parameter that does not decode (a task stored before lint refused
+/// `"is_credential": "true"`) is not skipped nor read with a default — that would log a
+/// credential in clear: `Err` names the field (`params[0].is_credential: …`) and the runner
+/// fails the job with it, as a malformed job spec fails it (`jobs::typed`).
+pub(super) fn job_context(task: &Task, job: &JobTask) -> Result<JobContext, String> {
     let mut params = Vec::new();
     let mut secrets = Vec::new();
-    for p in &task.params {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
-        let value = value_text(p.get("value"));
-        if p.get("is_credential")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
-            secrets.push(value.clone());
+    for p in task_params(task)? {
+        if p.is_credential {
+            secrets.push(p.value.clone());
         }
-        if !name.is_empty() && kind != "repo" && kind != "file" {
-            params.push((name.to_string(), value));
+        if !p.name.is_empty() && p.kind.is_exported() {
+            params.push((p.name, p.value));
         }
     }
-    JobContext {
+    Ok(JobContext {
         project: task.project_name.clone(),
         workflow: task.workflow_name.clone(),
         task_id: task.task_id,
@@ -130,9 +134,9 @@ pub(super) fn job_context(task: &Task, job: &JobTask) -> JobContext {
         spec: job.spec.clone(),
         params,
         secrets,
-        context: context_of(task),
+        context: context_of(task)?,
         creator: task.task_creator.clone(),
-    }
+    })
 }
 
 /// Evaluate a job's `execute_policy` (`{type: skip|execute, match_rule: all|any, rules:
@@ -192,6 +196,37 @@ mod tests {
         assert_eq!(execute_policy(&Value::Null, &ctx), Ok(true));
         let bad = serde_json::json!({"rules": [{"field": "a", "verb": "~", "value": "b"}]});
         assert!(execute_policy(&bad, &ctx).is_err());
+    }
+
+    #[test]
+    fn params_are_read_typed_and_credentials_masked() {
+        let job = JobTask::default();
+        let mut task = Task {
+            params: vec![
+                serde_json::json!({"name": "TOKEN", "type": "string", "value": "s3cr3t", "is_credential": true}),
+                serde_json::json!({"name": "src", "type": "repo", "value": "r", "repo": null}),
+                serde_json::json!({"name": "V", "value": "1.2", "is_credential": null}),
+            ],
+            ..Task::default()
+        };
+        let ctx = job_context(&task, &job).unwrap();
+        assert_eq!(ctx.secrets, ["s3cr3t"]);
+        assert_eq!(
+            ctx.params,
+            [
+                ("TOKEN".into(), "s3cr3t".into()),
+                ("V".into(), "1.2".into())
+            ]
+        );
+        assert_eq!(ctx.context["workflow.params.src"], "r");
+        assert_eq!(ctx.context["workflow.params.V"], "1.2");
+
+        // A credential flag stored as a string is not taken for "not a credential": the job
+        // fails naming the field.
+        task.params[0]["is_credential"] = serde_json::json!("true");
+        let err = job_context(&task, &job).unwrap_err();
+        assert!(err.contains("params[0].is_credential"), "{err}");
+        assert!(context_of(&task).is_err());
     }
 
     #[test]

@@ -337,8 +337,11 @@ async fn run_job_task(this: JobRun<'_>) -> Result<Status, Stop> {
     if kind.is_some_and(|k| k.runs() == Runs::Votes) {
         return approval_job(this).await;
     }
-    let policy = match runs_at_all(&job, &ctx) {
-        Ok(policy) => policy,
+    let ready = ctx
+        .map_err(|e| (Status::Failed, e))
+        .and_then(|ctx| Ok((runs_at_all(&job, &ctx)?, ctx)));
+    let (policy, ctx) = match ready {
+        Ok(ready) => ready,
         Err((st, error)) => {
             let at = now(state);
             this.set(|j| {
@@ -395,7 +398,10 @@ async fn run_attempt(
     .await?;
     let mut attempt_ctx = ctx.clone();
     // Outputs of jobs that ended since the context was taken (earlier stages are final).
-    attempt_ctx.context = context_of(&this.ctl.lock().await.task);
+    attempt_ctx.context = match context_of(&this.ctl.lock().await.task) {
+        Ok(context) => context,
+        Err(e) => return Ok(JobEnd::failed(e)),
+    };
     let cancel = this.reg.cancel.child_token();
     let mut end = executor::run_job(this.state, attempt_ctx, cancel).await;
     if let Some(k) = kind {

@@ -75,10 +75,7 @@ pub(crate) fn vars_of(list: &[Value]) -> Vec<Var> {
             (!key.is_empty()).then(|| Var {
                 key: key.to_string(),
                 value: kv.get("value").map(to_text).unwrap_or_default(),
-                secret: kv
-                    .get("is_credential")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                secret: crate::workflow::task_view::is_secret_var(kv),
             })
         })
         .collect()
@@ -395,6 +392,19 @@ fn with_token(url: &str, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variable_flagged_other_than_false_is_a_secret() {
+        let vars = vars_of(&[
+            serde_json::json!({"key": "A", "value": "a", "is_credential": true}),
+            serde_json::json!({"key": "B", "value": "b", "is_credential": "true"}),
+            serde_json::json!({"key": "C", "value": "c", "is_credential": false}),
+            serde_json::json!({"key": "D", "value": "d", "is_credential": null}),
+            serde_json::json!({"key": "E", "value": "e"}),
+        ]);
+        let secret: Vec<bool> = vars.iter().map(|v| v.secret).collect();
+        assert_eq!(secret, [true, true, false, false, false]);
+    }
 
     #[test]
     fn names_and_urls() {

@@ -19,7 +19,8 @@ use crate::validate;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::inputs::{self, RepoInput, decode};
 use crate::workflow::lint::lint;
-use crate::workflow::model::{PARAM_TYPES, Workflow, str_of};
+use crate::workflow::model::{Workflow, str_of};
+use crate::workflow::params::{Param, ParamType};
 use crate::workflow::task::{Status, Task};
 use crate::workflow::{ReleaseRef, StartedTask, definitions, expand, registry, tickets};
 use crate::workflow::{bad, text};
@@ -199,6 +200,9 @@ impl Prepared {
 }
 
 fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
+    // The stored parameters, typed (a definition stored before a lint rule may hold a field of
+    // the wrong type: a 400 naming `params[j].<field>`).
+    let typed: Vec<Param> = decode(&Value::Array(wf.params.clone()), "params")?;
     let mut seen = HashSet::new();
     for (i, p) in params.iter().enumerate() {
         let field = format!("parameters[{i}]");
@@ -210,42 +214,38 @@ fn apply_params(wf: &mut Workflow, params: &[ParamInput]) -> ApiResult<()> {
             ));
         }
         if !p.kind.is_empty() {
-            validate::one_of(&format!("{field}.type"), &p.kind, PARAM_TYPES)?;
+            validate::one_of(&format!("{field}.type"), &p.kind, ParamType::NAMES)?;
         }
-        let wf_name = wf.name.clone();
-        let Some(stored) = wf.params.iter_mut().find(|s| str_of(s, "name") == p.name) else {
+        let Some((stored, param)) = wf
+            .params
+            .iter_mut()
+            .zip(&typed)
+            .find(|(_, t)| t.name == p.name)
+        else {
             return Err(bad(
                 &format!("{field}.name"),
-                format!("param {} not found in workflow {wf_name}", p.name),
+                format!("param {} not found in workflow {}", p.name, wf.name),
             ));
         };
-        let kind = str_of(stored, "type").to_string();
         // Exported to the jobs' environment (a definition stored before this rule may hold
         // another name).
-        if kind != "repo" && kind != "file" {
+        if param.kind.is_exported() {
             crate::limits::env_name(&format!("{field}.name"), &p.name)?;
         }
-        set_param(stored, p, &kind, &field)?;
+        set_param(stored, param, p, &field)?;
     }
     Ok(())
 }
 
-/// Set a stored parameter from its input `p` (at `field`), as its `kind` takes a value.
-fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> ApiResult<()> {
-    let options: Vec<String> = stored
-        .get("choice_option")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+/// Set a stored parameter (`typed`: its typed reading) from its input `p` (at `field`), as its
+/// type takes a value.
+fn set_param(stored: &mut Value, typed: &Param, p: &ParamInput, field: &str) -> ApiResult<()> {
     let Some(m) = stored.as_object_mut() else {
         return Ok(());
     };
-    match kind {
-        "repo" => {
+    let options = &typed.choice_option;
+    match typed.kind {
+        ParamType::Repo => {
             let Some(repo) = &p.repo else {
                 return Err(bad(
                     &format!("{field}.repo"),
@@ -264,7 +264,7 @@ fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> Api
             }
             repo.apply(target);
         }
-        "file" => {
+        ParamType::File => {
             return Err(bad(
                 &format!("{field}.name"),
                 format!(
@@ -273,8 +273,8 @@ fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> Api
                 ),
             ));
         }
-        "multi-select" => {
-            let values = multi_values(&p.value);
+        ParamType::MultiSelect => {
+            let values = multi_values(&p.value, &format!("{field}.value"))?;
             if let Some(bad_value) = values
                 .iter()
                 .find(|v| !options.is_empty() && !options.contains(v))
@@ -287,7 +287,7 @@ fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> Api
             m.insert("value".into(), json!(values.join(",")));
             m.insert("choice_value".into(), json!(values));
         }
-        "choice" => {
+        ParamType::Choice => {
             let v = text(&p.value);
             if !options.is_empty() && !options.contains(&v) {
                 return Err(bad(
@@ -297,26 +297,24 @@ fn set_param(stored: &mut Value, p: &ParamInput, kind: &str, field: &str) -> Api
             }
             m.insert("value".into(), Value::String(v));
         }
-        _ => {
+        ParamType::String | ParamType::Text | ParamType::Script | ParamType::Image => {
             m.insert("value".into(), Value::String(text(&p.value)));
         }
     }
     Ok(())
 }
 
-/// A multi-select parameter's values: a list, or one string separated by commas.
-fn multi_values(v: &Value) -> Vec<String> {
-    match v {
-        Value::Array(a) => a
-            .iter()
-            .map(|v| v.as_str().unwrap_or_default().to_string())
-            .collect(),
+/// A multi-select parameter's values (the input at `field`): a list of strings, or one string
+/// separated by commas.
+fn multi_values(v: &Value, field: &str) -> ApiResult<Vec<String>> {
+    Ok(match v {
+        Value::Array(_) => decode(v, field)?,
         v => text(v)
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
-    }
+    })
 }
 
 /// Override the recipients of `notify_ctls[id]` of the same type (spec §3.4); entries that

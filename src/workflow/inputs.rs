@@ -24,6 +24,13 @@ pub fn decode<T: DeserializeOwned + Default>(v: &Value, field: &str) -> ApiResul
     if v.is_null() {
         return Ok(T::default());
     }
+    read_at(v, field).map_err(|(path, what)| bad(&path, what))
+}
+
+/// Decode `v` as found at `field`; on failure the failing field's full path
+/// (`params[0].is_credential`) and what is wrong with it. For stored documents, where the
+/// error is not a 400 (the engine fails the job with it).
+pub(crate) fn read_at<T: DeserializeOwned>(v: &Value, field: &str) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(v.clone()).map_err(|e| {
         let path = e.path().to_string();
         let full = match path.as_str() {
@@ -31,7 +38,7 @@ pub fn decode<T: DeserializeOwned + Default>(v: &Value, field: &str) -> ApiResul
             p if p.starts_with('[') => format!("{field}{p}"),
             p => format!("{field}.{p}"),
         };
-        bad(&full, e.inner())
+        (full, e.inner().to_string())
     })
 }
 

@@ -14,7 +14,7 @@ use crate::limits;
 use crate::validate;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::jobs::JobType;
-use crate::workflow::model::{ErrorPolicy, Job, PARAM_TYPES, RUN_POLICIES, Workflow, str_of};
+use crate::workflow::model::{ErrorPolicy, Job, RUN_POLICIES, Workflow, str_of};
 use crate::workflow::{approval, bad};
 
 /// `^[a-zA-Z0-9-]+$`: the workflow key.
@@ -111,28 +111,30 @@ fn check(wf: &mut Workflow) -> ApiResult<()> {
 }
 
 fn lint_params(params: &mut [Value]) -> ApiResult<()> {
+    use crate::workflow::params::Param;
+
     let mut names = HashSet::new();
     for (i, p) in params.iter_mut().enumerate() {
+        let field = format!("params[{i}]");
+        // Every field of the wrong type is a 400 naming it (`params[0].is_credential`): read
+        // leniently, a credential sent as `"true"` would be shown and logged in clear.
+        let param: Param = crate::workflow::inputs::decode(p, &field)?;
         let Some(m) = p.as_object_mut() else {
-            return Err(bad(&format!("params[{i}]"), "must be an object"));
+            return Err(bad(&field, "must be an object"));
         };
-        let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
-        validate::name(&format!("params[{i}].name"), name)?;
+        let name = param.name.as_str();
+        validate::name(&format!("{field}.name"), name)?;
         if !names.insert(name.to_string()) {
             return Err(bad(
-                &format!("params[{i}].name"),
+                &format!("{field}.name"),
                 format!("duplicated parameter name: {name}"),
             ));
         }
-        let kind = m.get("type").and_then(Value::as_str).unwrap_or("string");
-        validate::one_of(&format!("params[{i}].type"), kind, PARAM_TYPES)?;
-        // Every parameter but a repository or a file is exported to the jobs' environment.
-        if kind != "repo" && kind != "file" {
-            limits::env_name(&format!("params[{i}].name"), name)?;
+        if param.kind.is_exported() {
+            limits::env_name(&format!("{field}.name"), name)?;
         }
-        let kind = kind.to_string();
         // The seed's detail shape: every Param has these keys.
-        m.insert("type".into(), Value::String(kind));
+        m.insert("type".into(), Value::String(param.kind.as_str().into()));
         for key in ["description", "value", "default"] {
             m.entry(key).or_insert(Value::String(String::new()));
         }

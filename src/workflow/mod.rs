@@ -5,7 +5,7 @@
 //! [`start_release_task`]; when such a task ends, the engine reports it through
 //! [`crate::engine::finished`], which the release-plan side subscribes to.
 //!
-//! - [`model`], [`lint`], [`legacy`], [`store`], [`definitions`]: the definitions;
+//! - [`model`], [`params`], [`lint`], [`legacy`], [`store`], [`definitions`]: the definitions;
 //! - [`approval`]: the typed reading of approval settings (stage approvals, approval jobs);
 //! - [`views`], [`tickets`]: workflow views and pre-approval tickets;
 //! - [`jobs`]: the job types, one module each (lint, inputs, expansion, view, engine);
@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod legacy;
 pub mod lint;
 pub mod model;
+pub mod params;
 pub mod registry;
 pub mod store;
 pub mod task;

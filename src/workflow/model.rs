@@ -8,18 +8,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Workflow parameter types (spec/workflow.md §1.3).
-pub const PARAM_TYPES: &[&str] = &[
-    "string",
-    "text",
-    "choice",
-    "repo",
-    "multi-select",
-    "file",
-    "script",
-    "image",
-];
-
 /// Job run policies (spec/workflow.md §1.2).
 pub const RUN_POLICIES: &[&str] = &["", "default_not_run", "force_run", "skip"];
 
@@ -44,7 +32,8 @@ pub struct Workflow {
     pub description: String,
     pub disabled: bool,
     pub category: String,
-    /// Global parameters, each a Param object (§1.3) kept verbatim.
+    /// Global parameters, each a Param object (§1.3) kept verbatim; read them as
+    /// [`crate::workflow::params::Param`].
     pub params: Vec<Value>,
     pub stages: Vec<Stage>,
     pub notify_ctls: Vec<Value>,
@@ -157,11 +146,6 @@ impl Workflow {
     /// The job called `name`.
     pub fn job(&self, name: &str) -> Option<&Job> {
         self.jobs().map(|(_, j)| j).find(|j| j.name == name)
-    }
-
-    /// The global parameter called `name`.
-    pub fn param(&self, name: &str) -> Option<&Value> {
-        self.params.iter().find(|p| str_of(p, "name") == name)
     }
 }
 

@@ -508,10 +508,12 @@ backend_test! {
 
 backend_test! {
     async fn credentials_are_masked_in_logs(app) {
-        let mut j = freestyle("secret", "echo \"token=$API_TOKEN pw=$DB_PASSWORD plain=$PLAIN\"; echo $API_TOKEN >&2");
+        let mut j = freestyle("secret", "echo \"token=$API_TOKEN pw=$DB_PASSWORD plain=$PLAIN\"; echo $API_TOKEN >&2; echo \"flag=$FLAGGED\"");
         j.spec["envs"] = json!([
             {"key": "DB_PASSWORD", "value": "hunter2-pw", "type": "string", "is_credential": true},
             {"key": "PLAIN", "value": "visible", "type": "string", "is_credential": false},
+            // A flag of the wrong type is taken as a credential, not as plain text.
+            {"key": "FLAGGED", "value": "flagged-s3cret", "type": "string", "is_credential": "true"},
         ]);
         let id = queue(&app, "mask", -1,
             vec![json!({"name": "API_TOKEN", "type": "string", "value": "s3cr3t-token", "is_credential": true})],
@@ -521,11 +523,30 @@ backend_test! {
         let log = full_log(&app, "mask", id, "secret").await;
         assert!(log.contains("token=******** pw=******** plain=visible"), "{log}");
         assert!(!log.contains("s3cr3t-token") && !log.contains("hunter2-pw"), "{log}");
+        assert!(log.contains("flag=********") && !log.contains("flagged-s3cret"), "{log}");
         // The SSE route serves the same stored, masked lines.
         let sse = app.get(&format!("/openapi/logs/sse/v4/workflow/mask/{id}/secret/1000")).await;
         sse.expect(200);
         assert!(sse.text.contains("data:[") && sse.text.contains("token=******** pw=********"), "{}", sse.text);
         assert!(!sse.text.contains("s3cr3t-token"));
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    async fn a_task_param_that_does_not_decode_fails_the_job_and_stays_masked(app) {
+        // A credential flag stored as a string (before lint refused it) is not read as "not a
+        // credential": the job fails naming the field instead of running with it in clear.
+        let j = freestyle("secret", "echo \"token=$API_TOKEN\"");
+        let id = queue(&app, "badparam", -1,
+            vec![json!({"name": "API_TOKEN", "type": "string", "value": "s3cr3t-token", "is_credential": "true"})],
+            vec![stage("s", false, vec![j])]).await;
+        let t = wait_status(&app, "badparam", id, &["passed", "failed"]).await;
+        assert_eq!(t.status, "failed");
+        let err = &job(&t, "secret").error;
+        assert!(err.contains("params[0].is_credential"), "{err}");
+        let d = app.get(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=badparam")).await;
+        assert_eq!(d.expect(200)["params"][0]["value"], "********", "masked: it may be a credential");
         app.stop().await;
     }
 }

@@ -165,6 +165,46 @@ backend_test! {
 }
 
 backend_test! {
+    async fn params_are_typed(app) {
+        // Zadig's Param has Go types: a field of another type is a 400 (lint code) naming it.
+        let with_params = |params: Value| json!({"name": "typed", "project": "p", "params": params});
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([{"name": "TOKEN", "type": "string", "value": "x", "is_credential": "true"}]), "params[0].is_credential"),
+            (json!([{"name": "a"}, {"name": "v", "type": "choice", "choice_option": ["1", "2", 3], "value": "1"}]),
+                "params[1].choice_option[2]"),
+            (json!([{"name": "m", "type": "multi-select", "choice_value": [true]}]), "params[0].choice_value[0]"),
+            (json!([{"name": "n", "value": 5}]), "params[0].value"),
+            (json!([{"name": 7}]), "params[0].name"),
+            (json!([{"name": "r", "type": "repo", "repo": "org/app"}]), "params[0].repo"),
+            (json!(["TOKEN"]), "params[0]"),
+        ];
+        for (params, needle) in cases {
+            let r = app.post("/api/aslan/workflow/v4", with_params(params)).await;
+            assert_eq!(code_of(r.expect_error(400, needle)), 6545, "Zadig's lint code");
+        }
+        // `null` reads as absent; the stored JSON keeps what was sent.
+        let ok = json!([{"name": "TOKEN", "type": null, "value": "x", "is_credential": null, "choice_option": null, "x_extra": 1},
+            {"name": "m", "type": "multi-select", "choice_option": ["a", "b"], "value": "a"}]);
+        app.post("/api/aslan/workflow/v4", with_params(ok)).await.expect(200);
+        let d = app.get("/openapi/workflows/custom/typed/detail?projectKey=p").await.expect(200).clone();
+        assert_eq!(d["params"][0]["type"], "string");
+        assert_eq!(d["params"][0]["is_credential"], Value::Null);
+        assert_eq!(d["params"][0]["x_extra"], 1);
+
+        // Execute: a multi-select value list holds strings.
+        let inputs = json!([{"job_name": "echo"}]);
+        let mut wf = echo_workflow("typed-exec", "p");
+        wf["params"] = json!([{"name": "m", "type": "multi-select", "choice_option": ["a", "b"], "value": "a"}]);
+        app.post("/api/aslan/workflow/v4", wf).await.expect(200);
+        let body = |value: Value| json!({"project_key": "p", "workflow_key": "typed-exec", "inputs": inputs,
+            "parameters": [{"name": "m", "type": "multi-select", "value": value}]});
+        app.post("/openapi/workflows/custom/task", body(json!(["a", 2]))).await.expect_error(400, "parameters[0].value[1]");
+        app.post("/openapi/workflows/custom/task", body(json!(["a", "c"]))).await.expect_error(400, "parameters[0].value");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn create_validation_names_the_field(app) {
         let base = echo_workflow("wf", "p");
         let cases: Vec<(Value, &str)> = vec![

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::workflow::params::Param;
 use crate::workflow::task::{JobTask, StageApproval, StageTask, Task};
 use crate::workflow::tasks;
 
@@ -145,10 +146,10 @@ pub struct TaskDetail {
     pub release_plan: Option<ReleasePlanRef>,
 }
 
-/// A parameter as task detail shows it: credential values masked.
+/// A parameter as task detail shows it: credential values masked ([`Param::is_secret`]).
 fn param_view(p: &Value) -> Value {
     let mut p = p.clone();
-    if p.get("is_credential").and_then(Value::as_bool) == Some(true)
+    if Param::is_secret(&p)
         && let Some(m) = p.as_object_mut()
     {
         m.insert("value".into(), Value::String(tasks::MASK.into()));

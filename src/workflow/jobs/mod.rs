@@ -338,14 +338,7 @@ impl ServiceItem {
 /// A job task's spec decoded as its type's spec struct; the error names the failing field
 /// (`spec.repos: invalid type …`).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(spec.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        match path.as_str() {
-            "." => format!("spec: {}", e.inner()),
-            p if p.starts_with('[') => format!("spec{p}: {}", e.inner()),
-            p => format!("spec.{p}: {}", e.inner()),
-        }
-    })
+    crate::workflow::inputs::read_at(spec, "spec").map_err(|(path, what)| format!("{path}: {what}"))
 }
 
 #[cfg(test)]
