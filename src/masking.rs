@@ -34,7 +34,17 @@ const NAMING_FIELDS: [&str; 8] = [
 ];
 
 fn is_credential(m: &Map<String, Value>) -> bool {
-    m.get("is_credential") == Some(&Value::Bool(true))
+    !matches!(
+        m.get("is_credential"),
+        None | Some(Value::Null | Value::Bool(false))
+    )
+}
+
+/// Whether a variable object (`{key, value, is_credential}`) is a credential: its flag is
+/// anything but `false`, `null` or absent. Definitions are linted to a boolean flag; a flag of
+/// another type stored earlier is taken as a credential rather than shown or logged in clear.
+pub fn is_credential_var(v: &Value) -> bool {
+    v.as_object().is_some_and(is_credential)
 }
 
 /// Whether field `key` of an object (marked as a credential or not) holds a secret.

@@ -75,7 +75,7 @@ pub(crate) fn vars_of(list: &[Value]) -> Vec<Var> {
             (!key.is_empty()).then(|| Var {
                 key: key.to_string(),
                 value: kv.get("value").map(to_text).unwrap_or_default(),
-                secret: crate::workflow::task_view::is_secret_var(kv),
+                secret: crate::masking::is_credential_var(kv),
             })
         })
         .collect()

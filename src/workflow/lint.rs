@@ -144,6 +144,31 @@ fn lint_params(params: &mut [Value]) -> ApiResult<()> {
     Ok(())
 }
 
+/// A credential flag anywhere in a job spec (`envs`, `key_vals`, a service's variables) is a
+/// boolean, as Zadig's decoder requires: a flag of another type would be kept as sent and read
+/// two ways.
+fn check_credential_flags(v: &Value, at: &str) -> ApiResult<()> {
+    match v {
+        Value::Object(m) => {
+            if m.get("is_credential")
+                .is_some_and(|f| !matches!(f, Value::Bool(_) | Value::Null))
+            {
+                return Err(bad(&format!("{at}.is_credential"), "must be a boolean"));
+            }
+            for (k, c) in m {
+                check_credential_flags(c, &format!("{at}.{k}"))?;
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                check_credential_flags(c, &format!("{at}[{i}]"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
     if !is_job_name(&job.name) {
         return Err(bad(
@@ -155,6 +180,7 @@ fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
         ));
     }
     validate::one_of(&format!("{field}.type"), &job.job_type, JobType::NAMES)?;
+    check_credential_flags(&job.spec, &format!("{field}.spec"))?;
     validate::one_of(
         &format!("{field}.run_policy"),
         &job.run_policy,

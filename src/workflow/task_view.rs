@@ -10,24 +10,13 @@ use crate::workflow::task::JobTask;
 /// How credential values are shown.
 pub const MASK: &str = "********";
 
-/// Whether a job variable (`{key, value, is_credential}`) is a credential: its flag is `true`,
-/// or anything but `false`, `null` or absent. Job variables are not read through a typed struct
-/// yet (parameters are: `workflow::params`), so a flag of the wrong type (`"true"`) is taken as
-/// a credential rather than shown and logged in clear.
-pub(crate) fn is_secret_var(v: &Value) -> bool {
-    !matches!(
-        v.get("is_credential"),
-        None | Some(Value::Null | Value::Bool(false))
-    )
-}
-
 /// Variables as the detail shows them (`key`, `value`, `type`, `is_credential`), credential
 /// values masked.
 pub(crate) fn envs_view(vars: &[Value]) -> Value {
     Value::Array(
         vars.iter()
             .map(|v| {
-                let secret = is_secret_var(v);
+                let secret = crate::masking::is_credential_var(v);
                 json!({
                     "key": str_of(v, "key"),
                     "value": if secret { Value::String(MASK.into()) } else { v.get("value").cloned().unwrap_or(json!("")) },

@@ -182,6 +182,11 @@ backend_test! {
             let r = app.post("/api/aslan/workflow/v4", with_params(params)).await;
             assert_eq!(code_of(r.expect_error(400, needle)), 6545, "Zadig's lint code");
         }
+        // So is a job variable's credential flag, wherever it is in the spec.
+        let mut wf = echo_workflow("typed", "p");
+        wf["stages"][0]["jobs"][0]["spec"]["envs"][0]["is_credential"] = json!("true");
+        let r = app.post("/api/aslan/workflow/v4", wf).await;
+        assert_eq!(code_of(r.expect_error(400, "stages[0].jobs[0].spec.envs[0].is_credential")), 6545);
         // `null` reads as absent; the stored JSON keeps what was sent.
         let ok = json!([{"name": "TOKEN", "type": null, "value": "x", "is_credential": null, "choice_option": null, "x_extra": 1},
             {"name": "m", "type": "multi-select", "choice_option": ["a", "b"], "value": "a"}]);
