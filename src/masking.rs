@@ -1,11 +1,12 @@
-//! Credential variables in answers: any JSON object marked `"is_credential": true` (a workflow
-//! parameter, a job's `key_vals`/`envs` entry, a build variable) shows its `value` and
-//! `default` as [`MASK`], wherever it sits in a document; and a definition sent back with the
-//! mask keeps the stored value, so a client may GET, change and PUT a definition without
-//! knowing (or wiping) its secrets.
+//! Credentials inside definitions, in answers: the `value` and `default` of any JSON object
+//! whose `is_credential` flag is set (a workflow parameter, a job's `key_vals`/`envs` entry, a
+//! build variable) and every repository `oauth_token` show as [`MASK`], wherever they sit in a
+//! document; and a definition sent back with the mask keeps the stored value, so a client may
+//! GET, change and PUT a definition without knowing (or wiping) its secrets.
 //!
 //! Stored definitions keep the model's shape, so these functions work on JSON: the same walk
-//! covers workflow definitions, the workflow copies inside release plans, and their logs.
+//! ([`for_each_secret`]) covers workflow definitions, tasks, the workflow copies inside release
+//! plans, and the sealing of these values at rest (`secrets::vars`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -120,6 +121,23 @@ pub fn mask_values(v: &mut Value, secrets: &HashSet<String>) {
         Value::String(s) if secrets.contains(s.as_str()) => *s = MASK.to_string(),
         Value::Object(m) => m.values_mut().for_each(|c| mask_values(c, secrets)),
         Value::Array(a) => a.iter_mut().for_each(|c| mask_values(c, secrets)),
+        _ => {}
+    }
+}
+
+/// Mark as a credential every object in `v` whose text `value` is one of `secrets`.
+pub fn mark_values(v: &mut Value, secrets: &HashSet<String>) {
+    match v {
+        Value::Object(m) => {
+            if m.get("value")
+                .and_then(Value::as_str)
+                .is_some_and(|s| secrets.contains(s))
+            {
+                m.insert("is_credential".into(), Value::Bool(true));
+            }
+            m.values_mut().for_each(|c| mark_values(c, secrets));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| mark_values(c, secrets)),
         _ => {}
     }
 }

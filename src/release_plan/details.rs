@@ -93,7 +93,7 @@ impl DetailCache {
 
 /// A plan document with its workflow jobs' credential values masked: in the workflow copy (by
 /// their `is_credential` mark) and wherever the job's execute input repeats one.
-pub fn mask_secrets(doc: &mut Value) {
+fn mask_secrets(doc: &mut Value) {
     for job in doc
         .get_mut("jobs")
         .and_then(Value::as_array_mut)

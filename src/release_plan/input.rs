@@ -2,8 +2,6 @@
 //! [`Content`]: every failure is a 400 naming the field (the JSON key, verbatim), and the
 //! checks that need no lookup run first (DESIGN.md §5).
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -350,14 +348,15 @@ async fn resolve_job(
             );
             // Only the inputs that apply are kept: starting the task later must not trip
             // over the ignored ones.
-            let mut params = params;
+            let (mut params, mut inputs) = (params, checked.inputs);
             mark_credentials(&mut params, &checked.workflow);
+            mark_credentials(&mut inputs, &checked.workflow);
             JobSpec {
                 remark: s.remark,
                 workflow_key: s.workflow_key,
                 project_key: s.project_key,
                 parameters: params,
-                inputs: checked.inputs,
+                inputs,
                 workflow: checked.workflow,
                 ..JobSpec::default()
             }
@@ -539,21 +538,9 @@ async fn resolve_approvers(state: &AppState, a: &mut Approval) -> ApiResult<()> 
     Ok(())
 }
 
-/// Mark each execute parameter that sets a credential parameter of `workflow` as one, so it is
-/// masked in answers and encrypted at rest like the parameter itself.
-fn mark_credentials(params: &mut Value, workflow: &Value) {
-    let secret: HashSet<&str> = workflow["params"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["is_credential"] == true)
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    for p in params.as_array_mut().into_iter().flatten() {
-        if p["name"].as_str().is_some_and(|n| secret.contains(n))
-            && let Some(m) = p.as_object_mut()
-        {
-            m.insert("is_credential".into(), Value::Bool(true));
-        }
-    }
+/// Mark each object of a workflow job's execute input whose `value` repeats a credential of the
+/// resolved `workflow` (a credential parameter's value, a credential variable's override) as a
+/// credential, so it is masked in answers and encrypted at rest like the credential itself.
+fn mark_credentials(input: &mut Value, workflow: &Value) {
+    crate::masking::mark_values(input, &crate::masking::secret_values(workflow));
 }

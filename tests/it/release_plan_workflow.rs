@@ -172,16 +172,21 @@ backend_test! {
     async fn credentials_are_masked_in_the_detail_and_hooks_and_kept_on_patch(app) {
         let recv = Receiver::start().await;
         enable_hooks(&app, &recv.url, false, "hook-key").await;
-        // The workflow holds a credential parameter; the plan's execute input overrides it.
-        let mut wf = workflow_body("rp-secret", "#!/bin/bash\nset -e\ntest \"$TOKEN\" = plan-\"\"pw-2");
+        // The workflow holds a credential parameter and a credential job variable; the plan's
+        // execute input overrides both.
+        let script = "#!/bin/bash\nset -e\ntest \"$TOKEN\" = plan-\"\"pw-2\ntest \"$PASSWORD\" = plan-\"\"pw-4";
+        let mut wf = workflow_body("rp-secret", script);
         wf["params"] = json!([{"name": "TOKEN", "type": "string", "value": "wf-pw-1", "is_credential": true}]);
+        wf["stages"][0]["jobs"][0]["spec"]["properties"]["envs"] =
+            json!([{"key": "PASSWORD", "type": "string", "value": "wf-pw-3", "is_credential": true}]);
         app.post("/openapi/workflows/custom", wf).await.expect(200);
         let id = create(&app, simple_body("secret-plan", "admin")).await;
         let mut body = simple_body("secret-plan", "admin");
         body["jobs"] = json!([{"name": "Workflow-1", "type": "workflow",
             "spec": {"workflow_key": "rp-secret", "project_key": "demo", "remark": "r",
                 "parameters": [{"name": "TOKEN", "value": "plan-pw-2"}],
-                "inputs": [{"job_name": "hello", "job_type": "freestyle", "parameters": {}}]}}]);
+                "inputs": [{"job_name": "hello", "job_type": "freestyle",
+                    "parameters": {"kv": [{"key": "PASSWORD", "value": "plan-pw-4"}]}}]}}]);
         app.patch(&format!("{BASE}/{id}"), body).await.expect(200);
 
         let raw = app.get(&format!("{BASE}/{id}")).await;
@@ -199,6 +204,9 @@ backend_test! {
         app.patch(&format!("{BASE}/{id}"), again).await.expect(200);
         let p = stored(&app, &id).await;
         assert_eq!(p.jobs[0].spec.parameters[0]["value"], "plan-pw-2");
+        // Execute inputs that set a credential are marked as one (masked, encrypted at rest).
+        let kv = &p.jobs[0].spec.inputs[0]["parameters"]["kv"][0];
+        assert_eq!((kv["value"].as_str(), kv["is_credential"].as_bool()), (Some("plan-pw-4"), Some(true)), "{kv}");
         assert_eq!(p.jobs[0].spec.remark, "r2");
 
         // Hook receivers get the workflow, not its credentials.

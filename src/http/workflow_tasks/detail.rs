@@ -146,9 +146,10 @@ pub struct TaskDetail {
     pub release_plan: Option<ReleasePlanRef>,
 }
 
-/// A parameter as task detail shows it: credential values masked ([`Param::is_secret`]).
+/// A parameter as task detail shows it: credential values masked ([`Param::is_secret`], which
+/// also takes one that does not decode as a credential; `default` too).
 fn param_view(p: &Value) -> Value {
-    let mut p = p.clone();
+    let mut p = crate::masking::masked(p.clone());
     if Param::is_secret(&p)
         && let Some(m) = p.as_object_mut()
     {
