@@ -21,6 +21,10 @@ const SECRET_FIELDS: [&str; 2] = ["value", "default"];
 /// Fields that hold a secret in any object: a repository's clone token.
 const ALWAYS_SECRET: [&str; 1] = ["oauth_token"];
 
+/// Fields that may hold a URL with a password (`https://user:token@host/…`): such a URL is a
+/// secret, shown with its password masked.
+const URL_FIELDS: [&str; 3] = ["address", "url", "clone_url"];
+
 /// Fields that name an element of a list (a stage, a job, a variable, a service module): a
 /// masked value is matched to the stored one by these, not by position.
 const NAMING_FIELDS: [&str; 8] = [
@@ -48,23 +52,50 @@ pub fn is_credential_var(v: &Value) -> bool {
     v.as_object().is_some_and(is_credential)
 }
 
-/// Whether field `key` of an object (marked as a credential or not) holds a secret.
-fn is_secret(marked: bool, key: &str) -> bool {
-    (marked && SECRET_FIELDS.contains(&key)) || ALWAYS_SECRET.contains(&key)
+/// Whether `text` in field `key` of an object (marked as a credential or not) is a secret.
+fn is_secret(marked: bool, key: &str, text: &str) -> bool {
+    (marked && SECRET_FIELDS.contains(&key))
+        || ALWAYS_SECRET.contains(&key)
+        || (URL_FIELDS.contains(&key)
+            && (text.starts_with(crate::secrets::PREFIX) || url_password(text).is_some()))
 }
 
-/// Call `f` on every credential value (a text `value` or `default` of an object marked
-/// `"is_credential": true`, an `oauth_token`) anywhere in `v`; the first error stops the walk.
+/// Where the password of a URL with one (`scheme://user:password@host…`) is.
+fn url_password(text: &str) -> Option<std::ops::Range<usize>> {
+    let start = text.find("://")? + 3;
+    let rest = &text[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    (colon + 1 < at).then(|| start + colon + 1..start + at)
+}
+
+/// How secret `text` of field `key` shows in answers: [`MASK`], or a URL with its password
+/// masked.
+fn shown(key: &str, text: &str) -> String {
+    match url_password(text) {
+        Some(r) if URL_FIELDS.contains(&key) => {
+            let mut t = text.to_string();
+            t.replace_range(r, MASK);
+            t
+        }
+        _ => MASK.to_string(),
+    }
+}
+
+/// Call `f` with its field name on every secret text anywhere in `v` — a `value` or `default`
+/// of an object marked `"is_credential": true`, an `oauth_token`, a URL with a password — ;
+/// the first error stops the walk.
 pub fn for_each_secret<E>(
     v: &mut Value,
-    f: &mut impl FnMut(&mut String) -> Result<(), E>,
+    f: &mut impl FnMut(&str, &mut String) -> Result<(), E>,
 ) -> Result<(), E> {
     match v {
         Value::Object(m) => {
             let marked = is_credential(m);
             for (k, c) in m.iter_mut() {
                 match c {
-                    Value::String(s) if is_secret(marked, k) => f(s)?,
+                    Value::String(s) if is_secret(marked, k, s) => f(k, s)?,
                     c => for_each_secret(c, f)?,
                 }
             }
@@ -79,11 +110,12 @@ pub fn for_each_secret<E>(
     Ok(())
 }
 
-/// Replace every non-empty credential value in `v` with [`MASK`].
+/// Replace every non-empty secret in `v` with how it shows ([`MASK`], or a URL with its
+/// password masked).
 pub fn mask(v: &mut Value) {
-    let _ = for_each_secret(v, &mut |s| {
+    let _ = for_each_secret(v, &mut |k, s| {
         if !s.is_empty() {
-            *s = MASK.to_string();
+            *s = shown(k, s);
         }
         Ok::<(), std::convert::Infallible>(())
     });
@@ -95,9 +127,9 @@ pub fn masked(mut v: Value) -> Value {
     v
 }
 
-/// Put the stored value back wherever `new` carries [`MASK`] for a credential that `old` (the
-/// stored document) has at the same place. A masked value with no stored counterpart stays as
-/// sent.
+/// Put the stored value back wherever `new` carries a secret exactly as answers show it (see
+/// [`mask`]) where `old` (the stored document) has one at the same place. A masked value with
+/// no stored counterpart stays as sent.
 pub fn restore(new: &mut Value, old: &Value) {
     restore_where(new, old, Marked::Credentials);
 }
@@ -110,9 +142,13 @@ pub fn restore_any(new: &mut Value, old: &Value) {
 
 /// The non-empty credential values in `v`.
 pub fn secret_values(v: &Value) -> HashSet<String> {
-    let mut stored = HashMap::new();
+    let mut stored = Stored::new();
     collect(v, String::new(), Marked::Credentials, &mut stored);
-    stored.into_values().filter(|s| !s.is_empty()).collect()
+    stored
+        .into_values()
+        .map(|(old, _)| old)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Mask every text in `v` that equals one of `secrets`.
@@ -150,7 +186,7 @@ enum Marked {
 }
 
 fn restore_where(new: &mut Value, old: &Value, marked: Marked) {
-    let mut stored = HashMap::new();
+    let mut stored = Stored::new();
     collect(old, String::new(), marked, &mut stored);
     if !stored.is_empty() {
         put_back(new, String::new(), marked, &stored);
@@ -170,20 +206,22 @@ fn place(parent: &str, item: &Value, i: usize) -> String {
     }
 }
 
-/// The stored texts of `v` by place: credential values, or every text.
-fn collect(v: &Value, at: String, marked: Marked, out: &mut HashMap<String, String>) {
+/// The stored texts of `v` by place, each with how answers show it: secrets, or every text.
+type Stored = HashMap<String, (String, String)>;
+
+fn collect(v: &Value, at: String, marked: Marked, out: &mut Stored) {
     match v {
         Value::String(s) if marked == Marked::Any => {
-            out.insert(at, s.clone());
+            out.insert(at, (s.clone(), MASK.to_string()));
         }
         Value::Object(m) => {
             let credential = is_credential(m);
             for (k, c) in m {
                 match c {
                     Value::String(s)
-                        if marked == Marked::Credentials && is_secret(credential, k) =>
+                        if marked == Marked::Credentials && is_secret(credential, k, s) =>
                     {
-                        out.insert(format!("{at}.{k}"), s.clone());
+                        out.insert(format!("{at}.{k}"), (s.clone(), shown(k, s)));
                     }
                     c => collect(c, format!("{at}.{k}"), marked, out),
                 }
@@ -198,23 +236,23 @@ fn collect(v: &Value, at: String, marked: Marked, out: &mut HashMap<String, Stri
     }
 }
 
-/// Replace each [`MASK`] text of `v` by the stored text at its place, if any.
-/// Only into an object still marked as a credential when `marked` is [`Marked::Credentials`]:
-/// unmarking a variable and sending its mask back must not reveal the stored value.
-fn put_back(v: &mut Value, at: String, marked: Marked, stored: &HashMap<String, String>) {
+/// Replace each text of `v` that is what answers show for the stored text at its place by that
+/// stored text. Only into an object still marked as a credential when `marked` is
+/// [`Marked::Credentials`]: unmarking a variable and sending its mask back must not reveal the
+/// stored value.
+fn put_back(v: &mut Value, at: String, marked: Marked, stored: &Stored) {
     match v {
-        Value::String(s) if s == MASK => {
-            if let Some(old) = stored.get(&at) {
+        Value::String(s) => {
+            if let Some((old, shown)) = stored.get(&at)
+                && s == shown
+            {
                 s.clone_from(old);
             }
         }
         Value::Object(m) => {
             let credential = is_credential(m);
             for (k, c) in m.iter_mut() {
-                if marked == Marked::Any
-                    || is_secret(credential, k)
-                    || !SECRET_FIELDS.contains(&k.as_str())
-                {
+                if marked == Marked::Any || credential || !SECRET_FIELDS.contains(&k.as_str()) {
                     put_back(c, format!("{at}.{k}"), marked, stored);
                 }
             }
@@ -292,6 +330,33 @@ mod tests {
         assert_eq!(v["repos"][0]["branch"], "main");
         restore(&mut v, &old);
         assert_eq!(v, old);
+    }
+
+    #[test]
+    fn a_url_with_a_password_shows_it_masked_and_keeps_it_when_sent_back() {
+        let old = json!({"repos": [{"repo_name": "r", "address": "https://bot:t0k@git.example/x?y",
+                                    "url": "https://git.example/plain"}]});
+        let mut v = masked(old.clone());
+        assert_eq!(
+            v["repos"][0]["address"],
+            "https://bot:********@git.example/x?y"
+        );
+        assert_eq!(v["repos"][0]["url"], "https://git.example/plain");
+        restore(&mut v, &old);
+        assert_eq!(v, old);
+        // A changed URL is kept as sent.
+        v["repos"][0]["address"] = json!("https://bot:new@git.example/x");
+        restore(&mut v, &old);
+        assert_eq!(v["repos"][0]["address"], "https://bot:new@git.example/x");
+        for no in [
+            "https://git.example",
+            "https://bot@git.example",
+            "https://bot:@h",
+            "a:b@c",
+            "https://h/p:q@r",
+        ] {
+            assert_eq!(url_password(no), None, "{no}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl SecretBox {
     pub fn seal_vars(&self, doc: &mut Doc) -> Result<(), SecretError> {
         for v in doc.values_mut() {
             // Always sealed, even a value that looks sealed: models hold plain values only.
-            for_each_secret(v, &mut |s| {
+            for_each_secret(v, &mut |_, s| {
                 *s = self.seal(s)?;
                 Ok(())
             })?;
@@ -81,7 +81,7 @@ impl SecretBox {
     pub fn open_vars(&self, doc: &mut Doc, collection: &str) -> Result<(), String> {
         let id = document_id(doc).to_string();
         for v in doc.values_mut() {
-            for_each_secret(v, &mut |s| {
+            for_each_secret(v, &mut |_, s| {
                 if is_sealed(s) {
                     *s = self.open(s).map_err(|e| {
                         format!("cannot decrypt a credential variable of {collection} document {id}: {e}")
@@ -125,7 +125,7 @@ impl SecretBox {
                 for d in &page {
                     let mut doc = d.clone();
                     if doc.values_mut().any(|v| {
-                        for_each_secret(v, &mut |s| if is_sealed(s) { Err(()) } else { Ok(()) })
+                        for_each_secret(v, &mut |_, s| if is_sealed(s) { Err(()) } else { Ok(()) })
                             .is_err()
                     }) {
                         return Ok(Some(format!(
@@ -224,7 +224,7 @@ impl SecretBox {
         let mut doc = d.clone();
         let mut sealed = 0;
         for v in doc.values_mut() {
-            for_each_secret(v, &mut |s| {
+            for_each_secret(v, &mut |_, s| {
                 if is_sealed(s) {
                     self.open(s).map(drop)
                 } else if s.is_empty() {

@@ -429,12 +429,13 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     let Some(app) = start_in(kind, &data).await else {
         return;
     };
-    let (bv, pv, ev, rv, ov) = (
+    let (bv, pv, ev, rv, ov, uv) = (
         marker("build"),
         marker("param"),
         marker("env"),
         marker("plan"),
         marker("oauth"),
+        marker("url"),
     );
     crate::build::create_shell_build(&app, "p", "sealed-build", "true", ("svc", "m"),
         json!({"parameters": [{"key": "PASS", "type": "string", "default_value": bv, "is_credential": true}]})).await;
@@ -442,10 +443,13 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     wf["params"] = json!([{"name": "TOKEN", "type": "string", "value": pv, "is_credential": true}]);
     wf["stages"][0]["jobs"][0]["spec"]["envs"] =
         json!([{"key": "PASSWORD", "value": ev, "type": "string", "is_credential": true}]);
-    // A repository with a clone token: the task's clone fails (nothing listens), the token is
-    // stored sealed and masked in the task detail.
-    wf["stages"][0]["jobs"][0]["spec"]["repos"] = json!([{"address": "https://127.0.0.1:9", "repo_owner": "o",
-        "repo_name": "r", "branch": "main", "source": "gitlab", "oauth_token": ov}]);
+    // Repositories with a clone token and with a password in the address: the task's clones
+    // fail (nothing listens); both are stored sealed and masked in the task detail.
+    wf["stages"][0]["jobs"][0]["spec"]["repos"] = json!([
+        {"address": "https://127.0.0.1:9", "repo_owner": "o", "repo_name": "r", "branch": "main",
+         "source": "gitlab", "oauth_token": ov},
+        {"address": format!("https://bot:{uv}@127.0.0.1:9"), "repo_owner": "o", "repo_name": "r2",
+         "branch": "main", "source": "gitlab"}]);
     app.post("/api/aslan/workflow/v4", wf).await.expect(200);
     let task = json!({"project_key": "p", "workflow_key": "wf", "inputs": [{"job_name": "echo"}]});
     let id = app
@@ -476,11 +480,9 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
             "/openapi/workflows/custom/task?taskId={id}&workflowKey=wf"
         ))
         .await;
-    assert!(
-        !detail.text.contains(&ov) && !detail.text.contains(&pv),
-        "{}",
-        detail.text
-    );
+    for m in [&ov, &pv, &uv] {
+        assert!(!detail.text.contains(m.as_str()), "{}", detail.text);
+    }
     // Read back plain.
     let st = app.state();
     let b = st.builds.get("p", "sealed-build").await.unwrap().unwrap();
@@ -499,7 +501,13 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
         t.stages[0].jobs[0].spec["repos"][0]["oauth_token"],
         ov.as_str()
     );
-    let markers = [&bv, &pv, &ev, &rv, &ov];
+    assert!(
+        t.stages[0].jobs[0].spec["repos"][1]["address"]
+            .as_str()
+            .unwrap()
+            .contains(&uv)
+    );
+    let markers = [&bv, &pv, &ev, &rv, &ov, &uv];
     if kind == Kind::Mongo {
         for d in &raw_mongo_docs(&app.config).await {
             for m in markers {

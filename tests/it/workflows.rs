@@ -563,7 +563,8 @@ backend_test! {
             {"key": "PASSWORD", "value": "env-pw-2", "type": "string", "is_credential": true}]);
         // A clone token is a secret wherever it is.
         wf["stages"][0]["jobs"][0]["spec"]["repos"] = json!([
-            {"repo_owner": "o", "repo_name": "r", "branch": "main", "oauth_token": "clone-pw-3"}]);
+            {"repo_owner": "o", "repo_name": "r", "branch": "main", "oauth_token": "clone-pw-3"},
+            {"repo_owner": "o", "repo_name": "r2", "branch": "main", "address": "https://bot:url-pw-4@git.example/x"}]);
         app.post("/api/aslan/workflow/v4", wf).await.expect(200);
         let path = "/openapi/workflows/custom/wf/detail?projectKey=p";
         let raw = app.get(path).await;
@@ -573,6 +574,7 @@ backend_test! {
         assert_eq!(d["params"][1]["value"], "world");
         assert_eq!(d["stages"][0]["jobs"][0]["spec"]["envs"][0]["value"], "********");
         assert_eq!(d["stages"][0]["jobs"][0]["spec"]["repos"][0]["oauth_token"], "********");
+        assert_eq!(d["stages"][0]["jobs"][0]["spec"]["repos"][1]["address"], "https://bot:********@git.example/x");
 
         // The detail's params and stages sent back (params reordered) keep the stored values.
         let mut body = echo_workflow("wf", "p");
@@ -583,6 +585,7 @@ backend_test! {
         assert_eq!(stored.params[1]["value"], "tok-pw-1");
         assert_eq!(stored.stages[0].jobs[0].spec["envs"][0]["value"], "env-pw-2");
         assert_eq!(stored.stages[0].jobs[0].spec["repos"][0]["oauth_token"], "clone-pw-3");
+        assert_eq!(stored.stages[0].jobs[0].spec["repos"][1]["address"], "https://bot:url-pw-4@git.example/x");
 
         // Unmarking a credential and sending its mask back does not reveal the stored value.
         body["params"][1]["is_credential"] = json!(false);
