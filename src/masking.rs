@@ -10,6 +10,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// What answers show instead of a credential value.
@@ -70,17 +72,34 @@ fn url_password(text: &str) -> Option<std::ops::Range<usize>> {
     (colon + 1 < at).then(|| start + colon + 1..start + at)
 }
 
+/// `text` with the password of a URL masked (as it is when it holds none).
+pub fn masked_url(text: &str) -> String {
+    let mut t = text.to_string();
+    if let Some(r) = url_password(text) {
+        t.replace_range(r, MASK);
+    }
+    t
+}
+
 /// How secret `text` of field `key` shows in answers: [`MASK`], or a URL with its password
 /// masked.
 fn shown(key: &str, text: &str) -> String {
-    match url_password(text) {
-        Some(r) if URL_FIELDS.contains(&key) => {
-            let mut t = text.to_string();
-            t.replace_range(r, MASK);
-            t
-        }
-        _ => MASK.to_string(),
+    if URL_FIELDS.contains(&key) && url_password(text).is_some() {
+        masked_url(text)
+    } else {
+        MASK.to_string()
     }
+}
+
+/// [`restore`] on typed documents (through their JSON).
+pub fn restore_typed<T: Serialize + DeserializeOwned>(
+    new: &mut T,
+    old: &T,
+) -> Result<(), serde_json::Error> {
+    let mut v = serde_json::to_value(&*new)?;
+    restore(&mut v, &serde_json::to_value(old)?);
+    *new = serde_json::from_value(v)?;
+    Ok(())
 }
 
 /// Call `f` with its field name on every secret text anywhere in `v` — a `value` or `default`

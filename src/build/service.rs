@@ -212,7 +212,7 @@ pub async fn update(
         let old = build_to_change(state, caller, &project, name, codes::UPDATE_BUILD).await?;
         let mut def = def.clone();
         restore_secrets(&mut def.pre_build.envs, &old.def.pre_build.envs);
-        let new = Build {
+        let mut new = Build {
             template_id: String::new(),
             targets: targets.clone(),
             repos: repos.clone(),
@@ -222,6 +222,8 @@ pub async fn update(
             version: old.version + 1,
             ..old.clone()
         };
+        // Repository URLs sent back as the detail shows them (password masked) keep theirs.
+        crate::masking::restore_typed(&mut new, &old).map_err(ApiError::internal)?;
         if state.builds.replace(&new, old.version).await? {
             tracing::info!(build.name = %name, project = %project, "build {name} updated by {by}");
             return Ok(());
@@ -325,7 +327,7 @@ pub async fn update_from_template(
                 restore_inputs(&mut t.envs, &o.envs, &template.def.pre_build.envs);
             }
         }
-        let new = Build {
+        let mut new = Build {
             template_id: template.id.clone(),
             targets,
             update_time: state.clock.now(),
@@ -333,6 +335,7 @@ pub async fn update_from_template(
             version: old.version + 1,
             ..old.clone()
         };
+        crate::masking::restore_typed(&mut new, &old).map_err(ApiError::internal)?;
         if !state.builds.replace(&new, old.version).await? {
             continue;
         }

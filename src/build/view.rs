@@ -85,7 +85,7 @@ impl From<&Repository> for RepoView {
             repo_name: r.repo_name.clone(),
             remote_name: r.remote_name.clone(),
             branch: r.branch.clone(),
-            address: r.address.clone(),
+            address: crate::masking::masked_url(&r.address),
             checkout_path: r.checkout_path.clone(),
             submodules: r.submodules,
             hidden: r.hidden,

@@ -119,7 +119,8 @@ pub async fn update(
                 existing.project, wf.project
             )));
         }
-        keep_stored_secrets(&mut wf, &existing)?;
+        // Credentials sent back as the detail shows them keep the stored values.
+        crate::masking::restore_typed(&mut wf, &existing).map_err(ApiError::internal)?;
         lint(&mut wf)?;
         if wf.display_name != existing.display_name
             && let Some(other) = state
@@ -152,18 +153,6 @@ pub async fn update(
         // Another update won the race: apply this one over it.
     }
     Err(crate::store::retry::exhausted(&format!("workflow {name}")).into())
-}
-
-/// Credential values sent back masked (as the detail shows them) keep the stored values.
-fn keep_stored_secrets(wf: &mut Workflow, existing: &Workflow) -> ApiResult<()> {
-    let encode = |w: &Workflow| {
-        serde_json::to_value(w).map_err(|e| ApiError::internal(format!("encode workflow: {e}")))
-    };
-    let mut v = encode(wf)?;
-    crate::masking::restore(&mut v, &encode(existing)?);
-    *wf = serde_json::from_value(v)
-        .map_err(|e| ApiError::internal(format!("decode workflow: {e}")))?;
-    Ok(())
 }
 
 /// Delete a workflow: its unfinished tasks are cancelled, its tasks archived (hidden from

@@ -310,6 +310,18 @@ backend_test! {
         let recipe = zadig_server::build::resolve_for_job(app.state(), "yaml", "api-test", "", "").await.unwrap();
         assert_eq!(recipe.vars.iter().find(|v| v.key == "bb").unwrap().value, "new-secret");
 
+        // A repository URL with a password shows it masked; sent back as shown, it is kept.
+        body["repo_info"][0]["address"] = json!("https://bot:repo-pw-1@git.example");
+        app.put("/openapi/build", body.clone()).await.expect(200);
+        let d = app.get("/openapi/build/api-test/detail?projectKey=yaml").await;
+        assert!(!d.text.contains("repo-pw-1"), "{}", d.text);
+        let shown = d.body["repos"][0]["address"].clone();
+        assert_eq!(shown, "https://bot:********@git.example");
+        body["repo_info"][0]["address"] = shown;
+        app.put("/openapi/build", body.clone()).await.expect(200);
+        let b = app.state().builds.get("yaml", "api-test").await.unwrap().unwrap();
+        assert_eq!(b.repos[0].address, "https://bot:repo-pw-1@git.example");
+
         // Unknown build → 404 with Zadig's update code; nothing is created.
         body["name"] = json!("nope");
         let r = app.put("/openapi/build", body.clone()).await;
