@@ -13,7 +13,6 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::approval::Decision;
@@ -24,6 +23,7 @@ use super::waits::{approval_job, manual_error_handling, stage_approval, stage_ap
 use super::{Registered, rollup};
 use crate::state::AppState;
 use crate::store::{Filter, Update};
+use crate::workflow::approval::ManualExec;
 use crate::workflow::jobs::{JobKind, JobType, Runs};
 use crate::workflow::model::{ErrorPolicy, OnError};
 use crate::workflow::task::{JobTask, Status, Task, Timed};
@@ -209,16 +209,11 @@ async fn run_stage(
         c.defer(move |t| t.stages[si].begin(Status::Running, at));
         c.task.stages[si].clone()
     };
-    let manual = stage
-        .manual_exec
-        .get("enabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        && !stage
-            .manual_exec
-            .get("executed")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+    // A setting stored before lint checked it fails the stage rather than read as "no gate".
+    let manual = match ManualExec::read(&stage.manual_exec, "manual_exec") {
+        Ok(m) => m.waits(),
+        Err(e) => return end_stage(state, ctl, si, Status::Failed, &e.description).await,
+    };
     if let Some((st, error)) = stage_gate(state, ctl, reg, si, &stage, manual).await? {
         return end_stage(state, ctl, si, st, &error).await;
     }

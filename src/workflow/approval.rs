@@ -8,10 +8,14 @@
 //! approval job's task spec through them, and a spec that does not decode fails the job naming
 //! the field — an approver is never silently dropped (with `needed_approvers` that would change
 //! who decides).
+//!
+//! The other gates are read here too: a stage's `manual_exec` ([`ManualExec`]) and the users
+//! of a job's `manual_check` error policy ([`GateUser`]) — a gate whose `enabled` is `"true"`
+//! must not read as "no gate".
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiResult;
@@ -160,6 +164,57 @@ impl ApprovalSettings {
             extra,
             ..StageApproval::default()
         })
+    }
+}
+
+/// A user who may pass a gate (Zadig's `User`): a stage's `manual_exec_users`, a
+/// `manual_check` error policy's `approval_users`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateUser {
+    /// `user` (or empty) or `task_creator` (who started the task).
+    #[serde(rename = "type", default, deserialize_with = "nullable")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub user_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub user_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub group_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub group_name: String,
+    /// Every other field, as stored.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// A stage's `manual_exec` (Zadig's `ManualExec`): the stage pauses until a listed user (or
+/// an admin) starts it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ManualExec {
+    #[serde(default, deserialize_with = "nullable")]
+    pub enabled: bool,
+    /// Set on a task's stage once someone started it.
+    #[serde(default, deserialize_with = "nullable")]
+    pub executed: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub manual_exec_users: Vec<GateUser>,
+    /// Every other field, as stored.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl ManualExec {
+    /// Read the stored setting at `field` (`null`: none); a 400 naming the failing field.
+    pub fn read(v: &Value, field: &str) -> ApiResult<Self> {
+        if v.is_null() {
+            return Ok(Self::default());
+        }
+        decode(v, field)
+    }
+
+    /// Whether the stage waits for someone to start it.
+    pub fn waits(&self) -> bool {
+        self.enabled && !self.executed
     }
 }
 

@@ -96,6 +96,7 @@ fn check(wf: &mut Workflow) -> ApiResult<()> {
                 approval::normalize(approval, &format!("stages[{i}].approval"), true)?;
             }
         }
+        approval::ManualExec::read(&stage.manual_exec, &format!("stages[{i}].manual_exec"))?;
         for (j, job) in stage.jobs.iter_mut().enumerate() {
             let field = format!("stages[{i}].jobs[{j}]");
             lint_job(job, &field)?;

@@ -105,7 +105,7 @@ pub struct ErrorPolicy {
     /// Further attempts under `retry`.
     pub maximum_retry: i64,
     /// Who may decide under `manual_check` (Zadig `User` entries).
-    pub approval_users: Vec<Value>,
+    pub approval_users: Vec<crate::workflow::approval::GateUser>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

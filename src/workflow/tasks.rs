@@ -14,11 +14,12 @@ use crate::limits::Paging;
 use crate::state::AppState;
 use crate::store::retry::Attempts;
 use crate::validate;
+use crate::workflow::approval::{GateUser, ManualExec};
 use crate::workflow::definitions;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
-use crate::workflow::model::{Workflow, arr_of, str_of};
+use crate::workflow::model::{ErrorPolicy, Workflow};
 use crate::workflow::task::{ApproveUser, StageTask, Status, Task, Timed};
 
 fn raced(what: &str) -> ApiError {
@@ -242,6 +243,8 @@ pub struct ManualExecState {
     pub task: Task,
     /// Index of the paused stage.
     pub stage: usize,
+    /// Its `manual_exec`, read.
+    pub manual: ManualExec,
     /// Whether the caller may run it.
     pub can_execute: bool,
 }
@@ -256,16 +259,18 @@ pub async fn manual_exec_state(
     project: &str,
 ) -> ApiResult<ManualExecState> {
     let task = get(state, workflow, task_id, Op::GetTask).await?;
-    let (stage, can_execute) = paused_stage(&task, caller, project)?;
+    let (stage, manual) = paused_stage(&task, project)?;
+    let can_execute = may_execute(&task, &manual, caller);
     Ok(ManualExecState {
         task,
         stage,
+        manual,
         can_execute,
     })
 }
 
-/// The index of the stage `task` is paused at and whether `caller` may run it.
-fn paused_stage(task: &Task, caller: &Identity, project: &str) -> ApiResult<(usize, bool)> {
+/// The index of the stage `task` is paused at, and its `manual_exec`.
+fn paused_stage(task: &Task, project: &str) -> ApiResult<(usize, ManualExec)> {
     if task.project_name != project {
         return Err(refuse(
             Kind::NotFound,
@@ -282,36 +287,35 @@ fn paused_stage(task: &Task, caller: &Identity, project: &str) -> ApiResult<(usi
             task.workflow_name, task.task_id, task.status
         )));
     }
+    let none = || ApiError::conflict("workflow task has no stage waiting for manual execution");
     let stage = task
         .stages
         .iter()
-        .position(|s| s.status == Status::Pause && manual_exec_enabled(&s.manual_exec))
-        .ok_or_else(|| {
-            ApiError::conflict("workflow task has no stage waiting for manual execution")
-        })?;
-    let can_execute = may_execute(task, &task.stages[stage].manual_exec, caller);
-    Ok((stage, can_execute))
+        .position(|s| s.status == Status::Pause)
+        .ok_or_else(none)?;
+    let field = format!("stages[{stage}].manual_exec");
+    let manual = ManualExec::read(&task.stages[stage].manual_exec, &field)?;
+    if !manual.enabled {
+        return Err(none());
+    }
+    Ok((stage, manual))
 }
 
-fn manual_exec_enabled(m: &Value) -> bool {
-    m.get("enabled").and_then(Value::as_bool).unwrap_or(false)
+/// The stage's listed users and system admins may start it.
+fn may_execute(task: &Task, m: &ManualExec, caller: &Identity) -> bool {
+    caller.is_admin || listed(task, &m.manual_exec_users, caller)
 }
 
-/// Listed users (by id, account or name), the task creator when `task_creator` is listed, and
-/// system admins. Groups are not resolved (there is no group registry).
-fn may_execute(task: &Task, m: &Value, caller: &Identity) -> bool {
-    caller.is_admin || listed(task, arr_of(m, "manual_exec_users"), caller)
-}
-
-/// Whether `users` (Zadig `User` entries) names the caller.
-fn listed(task: &Task, users: &[Value], caller: &Identity) -> bool {
+/// Whether `users` names the caller: by id, account or name, or as the task's creator when
+/// `task_creator` is listed. Groups are not resolved (there is no group registry).
+fn listed(task: &Task, users: &[GateUser], caller: &Identity) -> bool {
     let is_caller = |id: &str, name: &str| {
         (!id.is_empty() && id == caller.uid)
             || (!name.is_empty() && (name == caller.account || name == caller.name))
     };
-    users.iter().any(|u| match str_of(u, "type") {
+    users.iter().any(|u| match u.kind.as_str() {
         "task_creator" => is_creator(task, caller),
-        "" | "user" => is_caller(str_of(u, "user_id"), str_of(u, "user_name")),
+        "" | "user" => is_caller(&u.user_id, &u.user_name),
         _ => false,
     })
 }
@@ -354,9 +358,12 @@ pub async fn handle_job_error(
                 job.status
             )));
         }
-        let allowed = arr_of(&job.error_policy, "approval_users");
+        // The policy was read when the job failed under it; it reads the same now.
+        let allowed = ErrorPolicy::of(&job.error_policy)
+            .map_err(ApiError::internal)?
+            .approval_users;
         if !(caller.is_admin
-            || listed(t, allowed, caller)
+            || listed(t, &allowed, caller)
             || (allowed.is_empty() && is_creator(t, caller)))
         {
             return Err(ApiError::forbidden(format!(
@@ -404,7 +411,8 @@ pub async fn manual_exec(
     stage_name: &str,
 ) -> ApiResult<()> {
     let change = |task: &mut Task| {
-        let (stage, can_execute) = paused_stage(task, caller, project)?;
+        let (stage, manual) = paused_stage(task, project)?;
+        let can_execute = may_execute(task, &manual, caller);
         if task.stages[stage].name != stage_name {
             return Err(ApiError::conflict(format!(
                 "stage {stage_name} is not waiting for manual execution"

@@ -547,6 +547,16 @@ backend_test! {
         assert!(err.contains("params[0].is_credential"), "{err}");
         let d = app.get(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=badparam")).await;
         assert_eq!(d.expect(200)["params"][0]["value"], "********", "masked: it may be a credential");
+
+        // A manual-execution gate stored with `enabled: "true"` is not read as "no gate": the
+        // stage fails naming the field, and its job never runs.
+        let mut gated = stage("gated", false, vec![freestyle("after", "echo ran")]);
+        gated.manual_exec = json!({"enabled": "true"});
+        let id = queue(&app, "badgate", -1, vec![], vec![gated]).await;
+        let t = wait_status(&app, "badgate", id, &["passed", "failed"]).await;
+        assert_eq!(t.status, "failed");
+        assert!(t.stages[0].error.contains("manual_exec.enabled"), "{:?}", t.stages[0]);
+        assert_ne!(job(&t, "after").status, "passed");
         app.stop().await;
     }
 }

@@ -320,6 +320,25 @@ backend_test! {
         let after = app.get("/openapi/workflows/custom/gated/detail?projectKey=p").await.expect(200).clone();
         assert_eq!(after["stages"], d["stages"], "failed updates change nothing");
         app.get("/openapi/workflows/custom/other/detail?projectKey=p").await.expect_error(404, "other");
+
+        // The other gates: a stage's manual execution and a `manual_check` error policy's users.
+        let gates = [
+            ("/stages/0/manual_exec", json!({"enabled": "true"}), "stages[0].manual_exec.enabled"),
+            ("/stages/0/manual_exec", json!({"enabled": true, "manual_exec_users": [{"user_id": 5}]}),
+                "stages[0].manual_exec.manual_exec_users[0].user_id"),
+            ("/stages/0/jobs/0/error_policy", json!({"policy": "manual_check", "approval_users": [{"user_name": 5}]}),
+                "stages[0].jobs[0].error_policy.approval_users[0].user_name"),
+        ];
+        for (at, value, field) in gates {
+            let mut bad = gated();
+            let (parent, key) = at.rsplit_once('/').unwrap();
+            bad.pointer_mut(parent).unwrap()[key] = value;
+            let r = app.put("/api/aslan/workflow/v4/gated?projectName=p", bad).await;
+            assert_eq!(code_of(r.expect_error(400, field)), 6545, "{field}");
+        }
+        let mut ok = gated();
+        ok["stages"][0]["manual_exec"] = json!({"enabled": true, "manual_exec_users": [{"type": "task_creator", "x": 1}]});
+        app.put("/api/aslan/workflow/v4/gated?projectName=p", ok).await.expect(200);
         app.stop().await;
     }
 }

@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{ProjectQuery, TaskPath, required_project};
@@ -52,29 +51,18 @@ pub(super) async fn manual_exec_state(
     let project = required_project(&q)?;
     let m = tasks::manual_exec_state(&state, &caller, key, id, project).await?;
     let stage = &m.task.stages[m.stage];
-    let text = |u: &Value, k: &str| {
-        u.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let executors = stage
-        .manual_exec
-        .get("manual_exec_users")
-        .and_then(Value::as_array)
-        .map(|users| {
-            users
-                .iter()
-                .map(|u| ManualExecutor {
-                    kind: text(u, "type"),
-                    user_id: text(u, "user_id"),
-                    user_name: text(u, "user_name"),
-                    group_id: text(u, "group_id"),
-                    group_name: text(u, "group_name"),
-                })
-                .collect()
+    let executors = m
+        .manual
+        .manual_exec_users
+        .iter()
+        .map(|u| ManualExecutor {
+            kind: u.kind.clone(),
+            user_id: u.user_id.clone(),
+            user_name: u.user_name.clone(),
+            group_id: u.group_id.clone(),
+            group_name: u.group_name.clone(),
         })
-        .unwrap_or_default();
+        .collect();
     Ok(Json(ManualExecView {
         project_key: m.task.project_name.clone(),
         workflow_key: m.task.workflow_name.clone(),
