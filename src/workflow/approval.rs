@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::auth::Identity;
 use crate::error::ApiResult;
 use crate::validate::{self, nullable};
 use crate::workflow::bad;
@@ -201,6 +202,23 @@ pub struct ManualExec {
     /// Every other field, as stored.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+impl GateUser {
+    /// Whether `users` names `caller`: by id, account or name, or — when `task_creator` is
+    /// listed — as the task's creator (`creator`). Groups are not resolved (there is no group
+    /// registry).
+    pub fn names(users: &[Self], caller: &Identity, creator: bool) -> bool {
+        let is_caller = |id: &str, name: &str| {
+            (!id.is_empty() && id == caller.uid)
+                || (!name.is_empty() && (name == caller.account || name == caller.name))
+        };
+        users.iter().any(|u| match u.kind.as_str() {
+            "task_creator" => creator,
+            "" | "user" => is_caller(&u.user_id, &u.user_name),
+            _ => false,
+        })
+    }
 }
 
 impl ManualExec {

@@ -303,21 +303,7 @@ fn paused_stage(task: &Task, project: &str) -> ApiResult<(usize, ManualExec)> {
 
 /// The stage's listed users and system admins may start it.
 fn may_execute(task: &Task, m: &ManualExec, caller: &Identity) -> bool {
-    caller.is_admin || listed(task, &m.manual_exec_users, caller)
-}
-
-/// Whether `users` names the caller: by id, account or name, or as the task's creator when
-/// `task_creator` is listed. Groups are not resolved (there is no group registry).
-fn listed(task: &Task, users: &[GateUser], caller: &Identity) -> bool {
-    let is_caller = |id: &str, name: &str| {
-        (!id.is_empty() && id == caller.uid)
-            || (!name.is_empty() && (name == caller.account || name == caller.name))
-    };
-    users.iter().any(|u| match u.kind.as_str() {
-        "task_creator" => is_creator(task, caller),
-        "" | "user" => is_caller(&u.user_id, &u.user_name),
-        _ => false,
-    })
+    caller.is_admin || GateUser::names(&m.manual_exec_users, caller, is_creator(task, caller))
 }
 
 fn is_creator(task: &Task, caller: &Identity) -> bool {
@@ -363,7 +349,7 @@ pub async fn handle_job_error(
             .map_err(ApiError::internal)?
             .approval_users;
         if !(caller.is_admin
-            || listed(t, &allowed, caller)
+            || GateUser::names(&allowed, caller, is_creator(t, caller))
             || (allowed.is_empty() && is_creator(t, caller)))
         {
             return Err(ApiError::forbidden(format!(
