@@ -7,8 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::workflow::model::{arr_of, str_of};
 use crate::workflow::task::JobTask;
 
-/// How credential values are shown.
-pub const MASK: &str = "********";
+pub use crate::masking::MASK;
 
 /// Variables as the detail shows them (`key`, `value`, `type`, `is_credential`), credential
 /// values masked.
