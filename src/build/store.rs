@@ -18,7 +18,7 @@ impl BuildStore {
     /// Credential variables are encrypted at rest.
     pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            builds: Typed::new(backend, "builds").sealed_vars(secrets),
+            builds: Typed::new(backend, "builds").sealed_vars(secrets, None),
         }
     }
 
@@ -81,7 +81,7 @@ impl TemplateStore {
     /// Credential variables are encrypted at rest.
     pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            templates: Typed::new(backend, "build_templates").sealed_vars(secrets),
+            templates: Typed::new(backend, "build_templates").sealed_vars(secrets, None),
         }
     }
 

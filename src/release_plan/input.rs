@@ -348,15 +348,12 @@ async fn resolve_job(
             );
             // Only the inputs that apply are kept: starting the task later must not trip
             // over the ignored ones.
-            let (mut params, mut inputs) = (params, checked.inputs);
-            mark_credentials(&mut params, &checked.workflow);
-            mark_credentials(&mut inputs, &checked.workflow);
             JobSpec {
                 remark: s.remark,
                 workflow_key: s.workflow_key,
                 project_key: s.project_key,
                 parameters: params,
-                inputs,
+                inputs: checked.inputs,
                 workflow: checked.workflow,
                 ..JobSpec::default()
             }
@@ -536,11 +533,4 @@ async fn resolve_approvers(state: &AppState, a: &mut Approval) -> ApiResult<()> 
     }
     n.approve_users = resolved;
     Ok(())
-}
-
-/// Mark each object of a workflow job's execute input whose `value` repeats a credential of the
-/// resolved `workflow` (a credential parameter's value, a credential variable's override) as a
-/// credential, so it is masked in answers and encrypted at rest like the credential itself.
-fn mark_credentials(input: &mut Value, workflow: &Value) {
-    crate::masking::mark_values(input, &crate::masking::secret_values(workflow));
 }

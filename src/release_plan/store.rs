@@ -71,8 +71,10 @@ pub struct PlanStore {
 impl PlanStore {
     pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            // The workflow copies of workflow jobs carry credential variables.
-            plans: Typed::new(backend, "release_plans").sealed_vars(secrets),
+            // The workflow copies of workflow jobs carry credential variables, and execute
+            // inputs that repeat them are marked as credentials (`mark_credentials`).
+            plans: Typed::new(backend, "release_plans")
+                .sealed_vars(secrets, Some(mark_credentials)),
             logs: Typed::new(backend, "release_plan_logs"),
             // `hook_secret` is encrypted at rest.
             settings: Typed::new(backend, "settings").sealed(secrets, &["hook_secret"]),
@@ -193,5 +195,57 @@ impl PlanStore {
             )
             .await?;
         Ok(records.into_iter().map(|r| r.entry).collect())
+    }
+}
+
+/// In a stored plan (the store's [`crate::secrets::MarkFn`]): mark each object of a workflow
+/// job's execute inputs (`parameters`, `inputs`) whose `value` repeats a credential of the job's
+/// workflow copy (a credential parameter's value, a credential variable's override) as a
+/// credential, so it is masked in answers and encrypted at rest like the credential itself.
+/// Every write marks, and so does the start-up migration for plans stored before.
+fn mark_credentials(plan: &mut Doc) {
+    let Some(Value::Array(jobs)) = plan.get_mut("jobs") else {
+        return;
+    };
+    for spec in jobs.iter_mut().filter_map(|j| j.get_mut("spec")) {
+        let secrets = spec
+            .get("workflow")
+            .map(crate::masking::secret_values)
+            .unwrap_or_default();
+        if secrets.is_empty() {
+            continue;
+        }
+        for input in ["parameters", "inputs"] {
+            if let Some(v) = spec.get_mut(input) {
+                crate::masking::mark_values(v, &secrets);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn inputs_repeating_a_workflow_credential_are_marked() {
+        let workflow = json!({"params": [{"name": "TOKEN", "value": "s3cret", "is_credential": true},
+            {"name": "PLAIN", "value": "shown"}]});
+        let mut plan = json!({"jobs": [
+            {"spec": {"content": "text job"}},
+            {"spec": {"workflow": workflow,
+                "parameters": [{"name": "TOKEN", "value": "s3cret"}, {"name": "PLAIN", "value": "shown"}],
+                "inputs": [{"job_name": "j", "spec": {"envs": [{"key": "K", "value": "s3cret"}]}}]}}]});
+        let Value::Object(doc) = &mut plan else {
+            unreachable!()
+        };
+        mark_credentials(doc);
+        let spec = &plan["jobs"][1]["spec"];
+        assert_eq!(spec["parameters"][0]["is_credential"], true);
+        assert!(spec["parameters"][1].get("is_credential").is_none());
+        assert_eq!(spec["inputs"][0]["spec"]["envs"][0]["is_credential"], true);
+        assert_eq!(plan["jobs"][0], json!({"spec": {"content": "text job"}}));
     }
 }

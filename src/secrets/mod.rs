@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::store::{Backend, Doc, Filter, FindOptions, Update};
 
 mod vars;
+pub use vars::MarkFn;
 
 /// The prefix of an encrypted value (format version 1: AES-256-GCM, 12-byte nonce first).
 pub const PREFIX: &str = "enc:v1:";
@@ -75,7 +76,7 @@ pub struct SecretBox {
     cipher: OnceLock<Aes256Gcm>,
     sealed: Mutex<Vec<Sealed>>,
     /// Collections whose credential variables are sealed ([`vars`]).
-    vars: Mutex<Vec<String>>,
+    vars: Mutex<Vec<vars::VarsCollection>>,
 }
 
 impl std::fmt::Debug for SecretBox {

@@ -24,6 +24,18 @@ const CHECK: &str = "zadig-server credential variables";
 /// Documents read at a time by the migration.
 const PAGE: u64 = 200;
 
+/// Marks, in a document about to be sealed, the values that are credentials without saying so
+/// themselves (`"is_credential": true`), so that they are sealed too. A collection registers it
+/// with [`crate::store::Typed::sealed_vars`]; it runs on every write and in the migration.
+pub type MarkFn = fn(&mut Doc);
+
+/// A collection with credential variables, and what marks its implicit ones.
+#[derive(Clone)]
+pub(super) struct VarsCollection {
+    name: String,
+    mark: Option<MarkFn>,
+}
+
 fn marker_id(collection: &str) -> String {
     format!("vars:{collection}")
 }
@@ -54,14 +66,16 @@ fn last_of_full(page: &[Doc]) -> Option<String> {
 impl SecretBox {
     /// Declare that `collection` holds credential variables (called by
     /// [`crate::store::Typed::sealed_vars`]), so the start-up migration covers it.
-    pub fn register_vars(&self, collection: &str) {
+    pub fn register_vars(&self, collection: &str, mark: Option<MarkFn>) {
         let mut list = self
             .vars
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !list.iter().any(|c| c == collection) {
-            list.push(collection.to_string());
-        }
+        list.retain(|c| c.name != collection);
+        list.push(VarsCollection {
+            name: collection.to_string(),
+            mark,
+        });
     }
 
     /// Seal every credential value of a document about to be written.
@@ -94,7 +108,7 @@ impl SecretBox {
     }
 
     /// The collections registered with [`Self::register_vars`].
-    pub(super) fn vars_collections(&self) -> Vec<String> {
+    pub(super) fn vars_collections(&self) -> Vec<VarsCollection> {
         self.vars
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -109,7 +123,7 @@ impl SecretBox {
         backend: &dyn Backend,
     ) -> anyhow::Result<Option<String>> {
         let markers = backend.collection(MARKERS);
-        for c in self.vars_collections() {
+        for VarsCollection { name: c, .. } in self.vars_collections() {
             let filter = Filter::id(&marker_id(&c));
             let marker = markers
                 .find_one(&filter)
@@ -156,7 +170,7 @@ impl SecretBox {
     ) -> anyhow::Result<usize> {
         let markers = backend.collection(MARKERS);
         let mut migrated = 0;
-        for c in self.vars_collections() {
+        for VarsCollection { name: c, mark } in self.vars_collections() {
             let id = marker_id(&c);
             let cannot = |e: &dyn std::fmt::Display| {
                 anyhow::anyhow!(
@@ -177,7 +191,7 @@ impl SecretBox {
                 }
             }
             let coll = backend.collection(&c);
-            migrated += self.migrate_vars(coll.as_ref(), &c, key_file).await?;
+            migrated += self.migrate_vars(coll.as_ref(), &c, mark, key_file).await?;
             let mut marker = Doc::new();
             marker.insert("id".into(), Value::String(id));
             marker.insert("collection".into(), Value::String(c.clone()));
@@ -196,6 +210,7 @@ impl SecretBox {
         &self,
         coll: &dyn Collection,
         name: &str,
+        mark: Option<MarkFn>,
         key_file: &Path,
     ) -> anyhow::Result<usize> {
         let mut migrated = 0;
@@ -203,7 +218,7 @@ impl SecretBox {
         loop {
             let page = next_page(coll, name, after.as_deref()).await?;
             for d in &page {
-                migrated += self.seal_plain_vars(coll, name, d, key_file).await?;
+                migrated += self.seal_plain_vars(coll, name, d, mark, key_file).await?;
             }
             match last_of_full(&page) {
                 Some(id) => after = Some(id),
@@ -214,14 +229,20 @@ impl SecretBox {
 
     /// Seal the plain credential values of `d` in place (conditional on its `version`, so a
     /// concurrent write — sealed already — is never overwritten); check the sealed ones open.
+    /// `mark` first marks the credentials an earlier version stored unmarked; it compares plain
+    /// values, which is what an earlier version stored (this one seals and marks together).
     async fn seal_plain_vars(
         &self,
         coll: &dyn Collection,
         name: &str,
         d: &Doc,
+        mark: Option<MarkFn>,
         key_file: &Path,
     ) -> anyhow::Result<usize> {
         let mut doc = d.clone();
+        if let Some(mark) = mark {
+            mark(&mut doc);
+        }
         let mut sealed = 0;
         for v in doc.values_mut() {
             for_each_secret(v, &mut |_, s| {

@@ -291,6 +291,8 @@ struct Sealing {
     fields: &'static [&'static str],
     /// Also every credential variable anywhere in the document (see [`Typed::sealed_vars`]).
     vars: bool,
+    /// Marks the implicit credentials of a document before it is sealed.
+    mark: Option<crate::secrets::MarkFn>,
 }
 
 impl<T> Clone for Typed<T> {
@@ -330,23 +332,32 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
             collection,
             fields,
             vars: false,
+            mark: None,
         });
         self
     }
 
     /// Encrypt at rest every credential variable of the documents — the `value`/`default` of
     /// any object marked `"is_credential": true`, at any depth — as [`Self::sealed`] does for
-    /// top-level fields (the start-up migration: `secrets::vars`).
-    pub fn sealed_vars(mut self, secrets: &Arc<crate::secrets::SecretBox>) -> Self {
-        secrets.register_vars(&self.name);
+    /// top-level fields (the start-up migration: `secrets::vars`). `mark`, if any, first marks
+    /// the values that are credentials without a flag of their own (see
+    /// [`crate::secrets::MarkFn`]).
+    pub fn sealed_vars(
+        mut self,
+        secrets: &Arc<crate::secrets::SecretBox>,
+        mark: Option<crate::secrets::MarkFn>,
+    ) -> Self {
+        secrets.register_vars(&self.name, mark);
         let sealing = self.sealing.take().unwrap_or_else(|| Sealing {
             secrets: secrets.clone(),
             collection: self.name.clone(),
             fields: &[],
             vars: false,
+            mark: None,
         });
         self.sealing = Some(Sealing {
             vars: true,
+            mark,
             ..sealing
         });
         self
@@ -358,6 +369,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Typed<T> {
             s.secrets
                 .seal_fields(&mut doc, s.fields)
                 .and_then(|()| {
+                    if let Some(mark) = s.mark {
+                        mark(&mut doc);
+                    }
                     if s.vars {
                         s.secrets.seal_vars(&mut doc)
                     } else {

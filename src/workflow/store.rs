@@ -16,7 +16,7 @@ impl WorkflowStore {
     /// Credential variables are encrypted at rest.
     pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            docs: Typed::new(backend, "workflows").sealed_vars(secrets),
+            docs: Typed::new(backend, "workflows").sealed_vars(secrets, None),
         }
     }
 

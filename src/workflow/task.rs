@@ -326,7 +326,7 @@ impl TaskStore {
     /// Credential variables (parameters, job variables) are encrypted at rest.
     pub fn new(backend: &dyn Backend, secrets: &Arc<SecretBox>) -> Self {
         Self {
-            tasks: Typed::new(backend, "workflow_tasks").sealed_vars(secrets),
+            tasks: Typed::new(backend, "workflow_tasks").sealed_vars(secrets, None),
         }
     }
 

@@ -539,6 +539,20 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
     legacy.insert("display_name".into(), json!("legacy"));
     let b = app.backend.clone();
     b.collection("workflows").insert(legacy).await.unwrap();
+    // A plan stored before execute inputs were marked: its parameter repeats the workflow's
+    // credential without `is_credential`.
+    let mut legacy_plan =
+        zadig_server::store::to_doc(&st.release_plans.get(&plan).await.unwrap().unwrap()).unwrap();
+    legacy_plan.insert("id".into(), json!("65f00000000000000000000a"));
+    legacy_plan.insert("index".into(), json!(9000));
+    let param = legacy_plan["jobs"][0]["spec"]["parameters"][0]
+        .as_object_mut()
+        .unwrap();
+    assert!(param.remove("is_credential").is_some());
+    b.collection("release_plans")
+        .insert(legacy_plan)
+        .await
+        .unwrap();
     b.collection("secret_migrations")
         .delete_many(&zadig_server::store::Filter::All)
         .await
@@ -566,6 +580,25 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
             .params[0]["value"],
         pv.as_str()
     );
+    let raw = app
+        .backend
+        .collection("release_plans")
+        .find_one(&zadig_server::store::Filter::id("65f00000000000000000000a"))
+        .await
+        .unwrap()
+        .unwrap();
+    let param = &raw["jobs"][0]["spec"]["parameters"][0];
+    assert_eq!(param["is_credential"], true, "{param}");
+    let stored = param["value"].as_str().unwrap();
+    assert!(
+        stored.starts_with("enc:v1:") && !stored.contains(rv.as_str()),
+        "{stored}"
+    );
+    let detail = app
+        .get("/openapi/release_plan/v1/65f00000000000000000000a")
+        .await;
+    detail.expect(200);
+    assert!(!detail.text.contains(rv.as_str()), "{}", detail.text);
     app.stop().await;
 }
 kind_test!(credential_variables_are_encrypted_at_rest);
