@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::workflow::approval::ApprovalSettings;
 use crate::workflow::jobs::typed;
-use crate::workflow::task::ApproveUser;
+use crate::workflow::task::{ApproveOrReject, ApproveUser};
 
 /// Default approval timeout in minutes (Zadig's).
 pub const DEFAULT_TIMEOUT_MINUTES: i64 = 60;
@@ -47,7 +47,10 @@ pub fn decide(
     deadline_ms: i64,
     now_ms: i64,
 ) -> Decision {
-    if let Some(u) = users.iter().find(|u| u.reject_or_approve == "reject") {
+    if let Some(u) = users
+        .iter()
+        .find(|u| u.reject_or_approve == ApproveOrReject::Reject)
+    {
         let who = if u.user_name.is_empty() {
             &u.user_id
         } else {
@@ -57,7 +60,7 @@ pub fn decide(
     }
     let approvals = users
         .iter()
-        .filter(|u| u.reject_or_approve == "approve")
+        .filter(|u| u.reject_or_approve == ApproveOrReject::Approve)
         .count();
     let needed = usize::try_from(needed_approvers.max(1)).unwrap_or(1);
     if approvals >= needed {
@@ -114,7 +117,10 @@ pub fn clear_job_votes(spec: &mut Value) {
     {
         for u in users {
             if let Some(o) = u.as_object_mut() {
-                o.insert("reject_or_approve".into(), Value::String(String::new()));
+                o.insert(
+                    "reject_or_approve".into(),
+                    Value::String(ApproveOrReject::None.as_str().into()),
+                );
                 o.insert("comment".into(), Value::String(String::new()));
                 o.insert("operation_time".into(), Value::from(0));
             }
@@ -125,7 +131,7 @@ pub fn clear_job_votes(spec: &mut Value) {
 /// Clear the votes of a stage approval.
 pub fn clear_votes(users: &mut [ApproveUser]) {
     for u in users {
-        u.reject_or_approve.clear();
+        u.reject_or_approve = ApproveOrReject::None;
         u.comment.clear();
         u.operation_time = 0;
     }
@@ -135,10 +141,10 @@ pub fn clear_votes(users: &mut [ApproveUser]) {
 mod tests {
     use super::*;
 
-    fn vote(name: &str, v: &str) -> ApproveUser {
+    fn vote(name: &str, v: ApproveOrReject) -> ApproveUser {
         ApproveUser {
             user_name: name.into(),
-            reject_or_approve: v.into(),
+            reject_or_approve: v,
             ..ApproveUser::default()
         }
     }
@@ -148,20 +154,42 @@ mod tests {
         let d = deadline_ms(1_000, 0);
         assert_eq!(d, 1_000 + 3_600_000);
         // needed_approvers 0 means one approval, not an automatic pass.
-        assert_eq!(decide(&[vote("a", "")], 0, d, 2_000), Decision::Waiting);
         assert_eq!(
-            decide(&[vote("a", "approve")], 0, d, 2_000),
-            Decision::Approved
-        );
-        assert_eq!(
-            decide(&[vote("a", "approve"), vote("b", "")], 2, d, 2_000),
+            decide(&[vote("a", ApproveOrReject::None)], 0, d, 2_000),
             Decision::Waiting
         );
         assert_eq!(
-            decide(&[vote("a", "approve"), vote("b", "reject")], 1, d, 2_000),
+            decide(&[vote("a", ApproveOrReject::Approve)], 0, d, 2_000),
+            Decision::Approved
+        );
+        assert_eq!(
+            decide(
+                &[
+                    vote("a", ApproveOrReject::Approve),
+                    vote("b", ApproveOrReject::None)
+                ],
+                2,
+                d,
+                2_000
+            ),
+            Decision::Waiting
+        );
+        assert_eq!(
+            decide(
+                &[
+                    vote("a", ApproveOrReject::Approve),
+                    vote("b", ApproveOrReject::Reject)
+                ],
+                1,
+                d,
+                2_000
+            ),
             Decision::Rejected("b".into())
         );
-        assert_eq!(decide(&[vote("a", "")], 1, d, d), Decision::TimedOut);
+        assert_eq!(
+            decide(&[vote("a", ApproveOrReject::None)], 1, d, d),
+            Decision::TimedOut
+        );
     }
 
     #[test]

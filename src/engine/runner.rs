@@ -28,8 +28,6 @@ use crate::workflow::jobs::{JobKind, JobType, Runs};
 use crate::workflow::model::{ErrorPolicy, OnError};
 use crate::workflow::task::{JobTask, Status, Task, Timed};
 
-pub use super::waits::ERROR_HANDLING;
-
 /// The error of a task whose process died (or stopped) while it ran.
 pub const RESTART_ERROR: &str = "server restarted while the task was running";
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::Registered;
 use super::approval::{self, Decision, JobApproval};
@@ -13,7 +13,8 @@ use super::runner::{JobRun, now};
 use super::task_ctl::{Ctl, Stop};
 use super::work;
 use crate::state::AppState;
-use crate::workflow::task::{JobTask, Status, Task, Timed};
+use crate::workflow::approval::{ERROR_HANDLING, ErrorDecision, ErrorHandling};
+use crate::workflow::task::{ApproveOrReject, JobTask, Status, Task, Timed};
 
 pub(super) fn stage_approval_error(stage: &crate::workflow::task::StageTask) -> String {
     let kind = stage.approval.as_ref().map_or("", |a| a.kind.as_str());
@@ -38,7 +39,7 @@ pub(super) async fn stage_approval(
             let s = &mut t.stages[si];
             s.status = Status::WaitForApproval;
             if let Some(a) = &mut s.approval {
-                a.reject_or_approve.clear();
+                a.reject_or_approve = ApproveOrReject::None;
                 approval::clear_votes(&mut a.approve_users);
                 a.wait_start_ms = at_ms;
             }
@@ -79,11 +80,10 @@ pub(super) async fn stage_approval(
         }
         if let Some(a) = &mut s.approval {
             a.reject_or_approve = match decision {
-                Decision::Approved => "approve",
-                Decision::Rejected(_) => "reject",
-                _ => "",
-            }
-            .to_string();
+                Decision::Approved => ApproveOrReject::Approve,
+                Decision::Rejected(_) => ApproveOrReject::Reject,
+                _ => ApproveOrReject::None,
+            };
         }
     })
     .await?;
@@ -139,16 +139,15 @@ pub(super) async fn manual_error_handling(
     // every day.
     const DAY_MS: i64 = 24 * 3600 * 1000;
     this.wait(|j| {
-        let h = j.spec.get(ERROR_HANDLING);
-        let text = |k: &str| {
-            h.and_then(|h| h.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        };
-        let decision = match text("decision") {
-            "ignore" => Decision::Approved,
-            "reject" => Decision::Rejected(text("user").to_string()),
-            _ => Decision::Waiting,
+        let decision = match j.spec.get(ERROR_HANDLING).map(ErrorHandling::deserialize) {
+            None => Decision::Waiting,
+            Some(Ok(h)) => match h.decision {
+                ErrorDecision::Ignore => Decision::Approved,
+                ErrorDecision::Reject => Decision::Rejected(h.user),
+            },
+            // Recorded by the API as an ErrorHandling: one that does not read is not ours to
+            // guess at.
+            Some(Err(e)) => Decision::Invalid(format!("the recorded `{ERROR_HANDLING}`: {e}")),
         };
         (decision, this.state.clock.now_ms() + DAY_MS)
     })
@@ -161,9 +160,6 @@ impl JobRun<'_> {
         wait_votes(self.state, self.ctl, self.reg, |t| decide(self.of(t))).await
     }
 }
-
-/// Where the manual error-handling decision is recorded on a job task's spec.
-pub const ERROR_HANDLING: &str = "error_handling";
 
 /// An `approval` job: waits for the votes recorded on its spec.
 pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {

@@ -263,7 +263,7 @@ pub struct ReleaseJob {
 }
 
 /// One approver of a native approval, with their vote (the workflow task's shape).
-pub use crate::workflow::task::ApproveUser;
+pub use crate::workflow::task::{ApproveOrReject, ApproveUser};
 
 /// Zadig's own approval (spec §3.4, §7.2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -273,7 +273,7 @@ pub struct NativeApproval {
     pub timeout: i64,
     pub approve_users: Vec<ApproveUser>,
     pub needed_approvers: i64,
-    pub reject_or_approve: String,
+    pub reject_or_approve: ApproveOrReject,
     pub instance_code: String,
 }
 
@@ -335,10 +335,10 @@ impl Approval {
     pub fn clear_runtime(&mut self) {
         self.status = ApprovalStatus::Undecided;
         if let Some(n) = &mut self.native_approval {
-            n.reject_or_approve.clear();
+            n.reject_or_approve = ApproveOrReject::None;
             n.instance_code.clear();
             for u in &mut n.approve_users {
-                u.reject_or_approve.clear();
+                u.reject_or_approve = ApproveOrReject::None;
                 u.comment.clear();
                 u.operation_time = 0;
             }

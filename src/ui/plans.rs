@@ -165,7 +165,7 @@ pub async fn detail(
         && native.is_some_and(|n| {
             n.approve_users
                 .iter()
-                .any(|u| u.user_id == who.uid && u.reject_or_approve.is_empty())
+                .any(|u| u.user_id == who.uid && u.reject_or_approve.is_none())
         });
     let jobs: Vec<Value> = plan
         .jobs

@@ -114,7 +114,7 @@ fn may_vote(users: &[ApproveUser], who: &Identity) -> bool {
             || (!u.user_name.is_empty() && (u.user_name == who.account || u.user_name == who.name))
     });
     match named {
-        Some(u) => u.reject_or_approve.is_empty(),
+        Some(u) => u.reject_or_approve.is_none(),
         None => who.is_admin,
     }
 }
@@ -167,7 +167,7 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
         .enumerate()
         .map(|(i, s)| {
             let approval = s.approval.as_ref().filter(|a| a.enabled).map(|a| {
-                let waiting = s.status == Status::WaitForApproval && a.reject_or_approve.is_empty();
+                let waiting = s.status == Status::WaitForApproval && a.reject_or_approve.is_none();
                 json!({
                     "description": a.description, "type": a.kind, "outcome": a.reject_or_approve,
                     "needed": a.needed_approvers.max(1), "users": a.approve_users,

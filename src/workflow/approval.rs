@@ -25,7 +25,7 @@ use crate::workflow::bad;
 use crate::workflow::expand::refused;
 use crate::workflow::inputs::decode;
 use crate::workflow::model::APPROVAL_TYPES;
-use crate::workflow::task::{ApproveUser, StageApproval};
+use crate::workflow::task::{ApproveOrReject, ApproveUser, StageApproval};
 
 /// A stage `approval` or an `approval` job's spec (Zadig's `Approval` / `ApprovalJobSpec`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -73,9 +73,8 @@ pub struct Approver {
     pub user_id: String,
     #[serde(default, deserialize_with = "nullable")]
     pub user_name: String,
-    /// `approve`, `reject` or `""` (not voted).
     #[serde(default, deserialize_with = "nullable")]
-    pub reject_or_approve: String,
+    pub reject_or_approve: ApproveOrReject,
     #[serde(default, deserialize_with = "nullable")]
     pub comment: String,
     #[serde(default, deserialize_with = "nullable")]
@@ -90,7 +89,7 @@ impl From<&Approver> for ApproveUser {
         ApproveUser {
             user_id: a.user_id.clone(),
             user_name: a.user_name.clone(),
-            reject_or_approve: a.reject_or_approve.clone(),
+            reject_or_approve: a.reject_or_approve,
             comment: a.comment.clone(),
             operation_time: a.operation_time,
         }
@@ -186,6 +185,44 @@ pub struct GateUser {
     /// Every other field, as stored.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+/// Where the decision on a job that failed under the `manual_check` error policy is recorded,
+/// on its job task's spec (an [`ErrorHandling`]).
+pub const ERROR_HANDLING: &str = "error_handling";
+
+/// A decision on a job that failed under the `manual_check` error policy (our extension,
+/// spec/workflow.md §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorDecision {
+    /// The job becomes `unstable` and the task goes on.
+    Ignore,
+    /// The job keeps its failure.
+    Reject,
+}
+
+impl ErrorDecision {
+    /// A request's `decision` (a 400 naming it unless `ignore` or `reject`).
+    pub fn parse(s: &str) -> ApiResult<Self> {
+        match s {
+            "ignore" => Ok(Self::Ignore),
+            "reject" => Ok(Self::Reject),
+            _ => Err(crate::error::ApiError::bad_request(format!(
+                "`decision` must be ignore or reject, got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// A decision as recorded at [`ERROR_HANDLING`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorHandling {
+    pub decision: ErrorDecision,
+    /// The name of who decided.
+    pub user: String,
+    /// When, in seconds.
+    pub time: i64,
 }
 
 /// A stage's `manual_exec` (Zadig's `ManualExec`): the stage pauses until a listed user (or
@@ -374,5 +411,45 @@ mod tests {
                 .stage_task(&off)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn votes_and_error_decisions_read_zadigs_strings_only() {
+        for (text, v) in [
+            ("", ApproveOrReject::None),
+            ("approve", ApproveOrReject::Approve),
+            ("reject", ApproveOrReject::Reject),
+        ] {
+            assert_eq!(
+                serde_json::from_value::<ApproveOrReject>(json!(text)).unwrap(),
+                v
+            );
+            assert_eq!(json!(v), json!(text));
+        }
+        assert!(serde_json::from_value::<ApproveOrReject>(json!("approved")).is_err());
+        let a: Approver = serde_json::from_value(json!({"reject_or_approve": null})).unwrap();
+        assert!(a.reject_or_approve.is_none());
+
+        assert_eq!(
+            ErrorDecision::parse("ignore").unwrap(),
+            ErrorDecision::Ignore
+        );
+        assert_eq!(
+            ErrorDecision::parse("reject").unwrap(),
+            ErrorDecision::Reject
+        );
+        let e = ErrorDecision::parse("Ignore").unwrap_err();
+        assert!(e.description.contains("`decision`"), "{}", e.description);
+        let h = ErrorHandling {
+            decision: ErrorDecision::Reject,
+            user: "alice".into(),
+            time: 7,
+        };
+        let stored = json!(h);
+        assert_eq!(
+            stored,
+            json!({"decision": "reject", "user": "alice", "time": 7})
+        );
+        assert_eq!(serde_json::from_value::<ErrorHandling>(stored).unwrap(), h);
     }
 }

@@ -102,14 +102,59 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// A vote, or the outcome of a native approval: Zadig's `ApproveOrReject`, on the wire as
+/// `reject_or_approve`; `""` while there is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApproveOrReject {
+    #[default]
+    #[serde(rename = "")]
+    None,
+    #[serde(rename = "approve")]
+    Approve,
+    #[serde(rename = "reject")]
+    Reject,
+}
+
+impl ApproveOrReject {
+    /// The vote of an approve call (`approve: true` or `false`).
+    pub fn of(approve: bool) -> Self {
+        if approve { Self::Approve } else { Self::Reject }
+    }
+
+    /// Zadig's string, as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+        }
+    }
+
+    pub fn is_none(self) -> bool {
+        self == Self::None
+    }
+}
+
+/// Compares with Zadig's string, as [`Status`] does.
+impl PartialEq<&str> for ApproveOrReject {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ApproveOrReject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One vote (or pending approver) of a stage approval, in the seed's shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ApproveUser {
     pub user_id: String,
     pub user_name: String,
-    /// `approve`, `reject` or `""` (not voted).
-    pub reject_or_approve: String,
+    pub reject_or_approve: ApproveOrReject,
     pub comment: String,
     pub operation_time: i64,
 }
@@ -128,8 +173,8 @@ pub struct StageApproval {
     /// Approvals needed; 0 means one (not an automatic pass, see docs/compatibility.md).
     pub needed_approvers: i64,
     pub description: String,
-    /// The outcome: `approve`, `reject` or `""` while undecided.
-    pub reject_or_approve: String,
+    /// The outcome, none while undecided.
+    pub reject_or_approve: ApproveOrReject,
     /// When the stage started waiting (ms, business clock) — the timeout counts from here.
     pub wait_start_ms: i64,
     /// The type-specific configuration as defined on the workflow (kept verbatim).

@@ -14,13 +14,15 @@ use crate::limits::Paging;
 use crate::state::AppState;
 use crate::store::retry::Attempts;
 use crate::validate;
-use crate::workflow::approval::{GateUser, ManualExec};
+use crate::workflow::approval::{
+    ERROR_HANDLING, ErrorDecision, ErrorHandling, GateUser, ManualExec,
+};
 use crate::workflow::definitions;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::{ErrorPolicy, Workflow};
-use crate::workflow::task::{ApproveUser, StageTask, Status, Task, Timed};
+use crate::workflow::task::{ApproveOrReject, ApproveUser, StageTask, Status, Task, Timed};
 
 fn raced(what: &str) -> ApiError {
     ApiError::conflict(format!(
@@ -206,7 +208,7 @@ pub async fn set_remark(
 fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
     stage.reset();
     if let Some(a) = stage.approval.as_mut() {
-        a.reject_or_approve.clear();
+        a.reject_or_approve = ApproveOrReject::None;
         a.wait_start_ms = 0;
         for u in &mut a.approve_users {
             *u = ApproveUser {
@@ -321,11 +323,7 @@ pub async fn handle_job_error(
     job_name: &str,
     decision: &str,
 ) -> ApiResult<()> {
-    if !["ignore", "reject"].contains(&decision) {
-        return Err(ApiError::bad_request(format!(
-            "`decision` must be ignore or reject, got {decision:?}"
-        )));
-    }
+    let decision = ErrorDecision::parse(decision)?;
     let change = |t: &mut Task| {
         let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
             s.jobs
@@ -363,10 +361,12 @@ pub async fn handle_job_error(
                 "job {job_name} has no spec to record the decision on"
             )));
         };
-        spec.insert(
-            crate::engine::runner::ERROR_HANDLING.into(),
-            json!({"decision": decision, "user": caller.name, "time": now}),
-        );
+        let record = ErrorHandling {
+            decision,
+            user: caller.name.clone(),
+            time: now,
+        };
+        spec.insert(ERROR_HANDLING.into(), json!(record));
         let job = &mut t.stages[si].jobs[ji];
         job.error_handler_user_id.clone_from(&caller.uid);
         job.error_handler_username.clone_from(&caller.name);
@@ -381,7 +381,7 @@ pub async fn handle_job_error(
         change,
     )
     .await?;
-    tracing::info!(workflow = %workflow, task_id, "{} chose {decision} for the failed job {job_name} of {workflow}#{task_id}", caller.account);
+    tracing::info!(workflow = %workflow, task_id, "{} chose {decision:?} for the failed job {job_name} of {workflow}#{task_id}", caller.account);
     crate::engine::approval_recorded(state, workflow, task_id);
     Ok(())
 }
@@ -509,7 +509,7 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
             let Some(a) = st
                 .approval
                 .as_mut()
-                .filter(|a| waiting && a.reject_or_approve.is_empty())
+                .filter(|a| waiting && a.reject_or_approve.is_none())
             else {
                 return Err(nothing());
             };
@@ -578,13 +578,13 @@ fn record(users: &mut Vec<ApproveUser>, caller: &Identity, vote: &Vote, now: i64
         }
     };
     let u = &mut users[at];
-    if !u.reject_or_approve.is_empty() {
+    if !u.reject_or_approve.is_none() {
         return Err(approve_error(
             Kind::Conflict,
             format!("{} have {} already", caller.account, u.reject_or_approve),
         ));
     }
-    u.reject_or_approve = if vote.approve { "approve" } else { "reject" }.to_string();
+    u.reject_or_approve = ApproveOrReject::of(vote.approve);
     u.comment = vote.comment.clone();
     u.operation_time = now;
     if u.user_id.is_empty() {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use zadig_server::engine;
 use zadig_server::store::{Filter, FindOptions};
-use zadig_server::workflow::task::{ApproveUser, JobTask, StageApproval, StageTask, Status, Task};
+use zadig_server::workflow::task::{
+    ApproveOrReject, ApproveUser, JobTask, StageApproval, StageTask, Status, Task,
+};
 
 use crate::backend_test;
 use crate::build::create_shell_build;
@@ -285,7 +287,7 @@ backend_test! {
 
         api_write(&app, "three", id, |t| {
             let a = t.stages[1].approval.as_mut().unwrap();
-            a.approve_users[0].reject_or_approve = "approve".into();
+            a.approve_users[0].reject_or_approve = ApproveOrReject::Approve;
             a.approve_users[0].comment = "LGTM".into();
         }).await;
         engine::approval_recorded(app.state(), "three", id);
@@ -847,10 +849,10 @@ fn gated(name: &str, needed: i64, timeout: i64) -> StageTask {
 }
 
 async fn vote(app: &TestApp, workflow: &str, id: i64, stage: usize, user: usize, verdict: &str) {
-    let verdict = verdict.to_string();
+    let verdict: ApproveOrReject = serde_json::from_value(serde_json::json!(verdict)).unwrap();
     api_write(app, workflow, id, |t| {
         let a = t.stages[stage].approval.as_mut().unwrap();
-        a.approve_users[user].reject_or_approve = verdict.clone();
+        a.approve_users[user].reject_or_approve = verdict;
         a.approve_users[user].operation_time = 1;
     })
     .await;

@@ -305,6 +305,8 @@ backend_test! {
             (format!("{job_na}/needed_approvers"), json!("1"), "stages[0].jobs[1].spec.native_approval.needed_approvers"),
             ("/stages/0/approval/enabled".to_string(), json!("true"), "stages[0].approval.enabled"),
             ("/stages/0/jobs/1/spec/timeout".to_string(), json!("3"), "stages[0].jobs[1].spec.timeout"),
+            (format!("{job_na}/approve_users/0"), json!({"user_id": "u1", "user_name": "alice", "reject_or_approve": "maybe"}),
+                "stages[0].jobs[1].spec.native_approval.approve_users[0].reject_or_approve"),
         ];
         for (at, value, field) in cases {
             let mut bad = gated();

@@ -45,7 +45,7 @@ impl From<&StageApproval> for ApprovalView {
                 .map(|u| ApproveUserView {
                     user_id: u.user_id.clone(),
                     user_name: u.user_name.clone(),
-                    reject_or_approve: u.reject_or_approve.clone(),
+                    reject_or_approve: u.reject_or_approve.to_string(),
                     comment: u.comment.clone(),
                     operation_time: u.operation_time,
                 })
@@ -53,7 +53,7 @@ impl From<&StageApproval> for ApprovalView {
             timeout: a.timeout,
             needed_approvers: a.needed_approvers,
             description: a.description.clone(),
-            reject_or_approve: a.reject_or_approve.clone(),
+            reject_or_approve: a.reject_or_approve.to_string(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::planning::im_name;
 use super::*;
+use crate::release_plan::model::ApproveOrReject;
 
 impl Step<'_> {
     /// spec S2 and §7.2; IM approvals need an integration we do not have.
@@ -62,55 +63,52 @@ impl Step<'_> {
                 "user {account} is not an approver of release plan {name}"
             )));
         };
-        if !u.reject_or_approve.is_empty() {
+        if !u.reject_or_approve.is_none() {
             return Err(Rejection::conflict(format!(
                 "user {account} has already voted {} on release plan {name}",
                 u.reject_or_approve
             )));
         }
-        u.reject_or_approve = if approve { "approve" } else { "reject" }.to_string();
+        let vote = ApproveOrReject::of(approve);
+        u.reject_or_approve = vote;
         u.comment = comment.to_string();
         u.operation_time = now;
         let approvals = native
             .approve_users
             .iter()
-            .filter(|u| u.reject_or_approve == "approve")
+            .filter(|u| u.reject_or_approve == ApproveOrReject::Approve)
             .count();
         let needed = usize::try_from(native.needed_approvers.max(1)).unwrap_or(1);
-        let decision = if !approve {
-            Some("reject")
-        } else if approvals >= needed {
-            Some("approve")
+        let decision = if !approve || approvals >= needed {
+            vote
         } else {
-            None
+            ApproveOrReject::None
         };
-        if let Some(d) = decision {
-            native.reject_or_approve = d.to_string();
-        }
+        native.reject_or_approve = decision;
         self.log_with(
             "更新",
             "approval",
             "审批",
             Value::Null,
-            json!(if approve { "approve" } else { "reject" }),
+            json!(vote),
             comment.to_string(),
         );
         match decision {
-            Some("reject") => {
+            ApproveOrReject::Reject => {
                 if let Some(a) = &mut self.p.approval {
                     a.status = ApprovalStatus::Reject;
                 }
                 self.p.approval_time = now;
                 self.move_to(Status::Denied);
             }
-            Some(_) => {
+            ApproveOrReject::Approve => {
                 if let Some(a) = &mut self.p.approval {
                     a.status = ApprovalStatus::Passed;
                 }
                 self.p.approval_time = now;
                 self.enter_executing();
             }
-            None => {}
+            ApproveOrReject::None => {}
         }
         Ok(())
     }
