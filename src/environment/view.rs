@@ -52,9 +52,24 @@ pub struct EnvServiceView {
     pub variable_kvs: Vec<Value>,
     /// Live: `running`, `unstable`, `error` (a workload is missing) or `succeeded` (no
     /// workload).
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ServiceHealth,
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+/// The live status of an environment's service (Zadig's strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceHealth {
+    /// Every workload has all its replicas updated and ready.
+    Running,
+    /// Some replica is not updated or not ready yet.
+    Unstable,
+    /// A workload the service applied is missing.
+    Error,
+    /// The service has no workload.
+    Succeeded,
 }
 
 /// E3.

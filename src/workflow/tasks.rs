@@ -546,7 +546,7 @@ pub async fn approve(state: &AppState, caller: &Identity, vote: &Vote) -> ApiRes
             }
         }
         if state.tasks.save(&mut t).await? {
-            tracing::info!(workflow = %wf, task_id = id, "{} voted {} on {wf}#{id} stage {stage}", caller.account, if vote.approve { "approve" } else { "reject" });
+            tracing::info!(workflow = %wf, task_id = id, "{} voted {} on {wf}#{id} stage {stage}", caller.account, ApproveOrReject::of(vote.approve));
             crate::engine::approval_recorded(state, wf, id);
             return Ok(());
         }

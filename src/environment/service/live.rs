@@ -8,7 +8,8 @@ use super::super::kube as k;
 use super::super::model::{EnvService, Environment, ResourceRef};
 use super::super::rules::{self, WORKLOAD_KINDS};
 use super::super::view::{
-    EnvDetail, EnvServiceView, ImageView, PodBrief, ScaleView, ServiceDetail, ServicePods, pod_view,
+    EnvDetail, EnvServiceView, ImageView, PodBrief, ScaleView, ServiceDetail, ServiceHealth,
+    ServicePods, pod_view,
 };
 use super::{GET_SERVICE, load, service_of};
 use crate::cluster::client::ClusterClient;
@@ -24,7 +25,7 @@ async fn service_status(
     cc: &ClusterClient,
     env: &Environment,
     svc: &EnvService,
-) -> ApiResult<String> {
+) -> ApiResult<ServiceHealth> {
     let mut any = false;
     let mut all_ready = true;
     for r in svc
@@ -34,7 +35,7 @@ async fn service_status(
     {
         any = true;
         let Some(live) = k::get(cc, &env.namespace, r).await? else {
-            return Ok("error".to_string());
+            return Ok(ServiceHealth::Error);
         };
         let n = |p: &str| live.pointer(p).and_then(Value::as_i64);
         let (want, ready, updated) = if r.kind == "DaemonSet" {
@@ -55,11 +56,10 @@ async fn service_status(
         }
     }
     Ok(match (any, all_ready) {
-        (false, _) => "succeeded",
-        (true, true) => "running",
-        (true, false) => "unstable",
-    }
-    .to_string())
+        (false, _) => ServiceHealth::Succeeded,
+        (true, true) => ServiceHealth::Running,
+        (true, false) => ServiceHealth::Unstable,
+    })
 }
 
 /// E3: the record with each service's live status.
