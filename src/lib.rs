@@ -29,6 +29,7 @@ pub mod state;
 pub mod store;
 pub mod ui;
 pub mod validate;
+mod wire;
 pub mod worker;
 pub mod workflow;
 

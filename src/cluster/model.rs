@@ -1,5 +1,6 @@
 //! The stored cluster and its input checks.
 
+use crate::wire::wire_enum;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -50,20 +51,13 @@ pub struct Cluster {
     pub version: i64,
 }
 
-/// A cluster's `status`: kubeconfig clusters are always `normal` in Zadig (no agent reports
-/// on them); reachability is checked by the routes that call the cluster.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClusterStatus {
-    #[default]
-    Normal,
-}
-
-impl ClusterStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "normal",
-        }
+wire_enum! {
+    /// A cluster's `status`: kubeconfig clusters are always `normal` in Zadig (no agent reports
+    /// on them); reachability is checked by the routes that call the cluster.
+    #[derive(Default)]
+    pub enum ClusterStatus {
+        #[default]
+        Normal = "normal",
     }
 }
 

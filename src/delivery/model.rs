@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::wire::wire_enum;
+
 /// Version `type` values.
 pub const TYPE_K8S: &str = "K8SYaml";
 pub const TYPE_HELM: &str = "HelmChart";
@@ -11,52 +13,32 @@ pub const TYPE_HELM: &str = "HelmChart";
 /// Version `source` values (DESIGN.md §5: anything else is 400).
 pub const SOURCES: &[&str] = &["manual", "from_env", "from_version"];
 
-/// A version's status (seed 003), stored and sent as Zadig's lower-case names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VersionStatus {
-    /// Created; the pipeline has work to do.
-    Creating,
-    /// Retried after a failure; the pipeline has work to do again.
-    Retrying,
-    Success,
-    Failed,
+wire_enum! {
+    /// A version's status (seed 003), stored and sent as Zadig's lower-case names.
+    pub enum VersionStatus {
+        /// Created; the pipeline has work to do.
+        Creating = "creating",
+        /// Retried after a failure; the pipeline has work to do again.
+        Retrying = "retrying",
+        Success = "success",
+        Failed = "failed",
+    }
 }
 
 impl VersionStatus {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Retrying => "retrying",
-            Self::Success => "success",
-            Self::Failed => "failed",
-        }
-    }
-
     /// The statuses in which the pipeline still has work on a version.
     pub const PENDING: [Self; 2] = [Self::Creating, Self::Retrying];
 }
 
-/// The status of one image copy or one chart push (Zadig's job statuses; `""` = not run).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemStatus {
-    #[default]
-    #[serde(rename = "")]
-    NotRun,
-    Running,
-    Passed,
-    Failed,
-}
-
-impl ItemStatus {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::NotRun => "",
-            Self::Running => "running",
-            Self::Passed => "passed",
-            Self::Failed => "failed",
-        }
+wire_enum! {
+    /// The status of one image copy or one chart push (Zadig's job statuses; `""` = not run).
+    #[derive(Default)]
+    pub enum ItemStatus {
+        #[default]
+        NotRun = "",
+        Running = "running",
+        Passed = "passed",
+        Failed = "failed",
     }
 }
 

@@ -3,21 +3,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// An environment's `status`. Creation applies every object before the record is stored, so a
-/// stored environment is `success`; Zadig's other states (`creating`, `deleting`, …) belong to
-/// its asynchronous creation and deletion, which this server does not have.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnvStatus {
-    #[default]
-    Success,
-}
+use crate::wire::wire_enum;
 
-impl EnvStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-        }
+wire_enum! {
+    /// An environment's `status`. Creation applies every object before the record is stored,
+    /// so a stored environment is `success`; Zadig's other states (`creating`, `deleting`, …)
+    /// belong to its asynchronous creation and deletion, which this server does not have.
+    #[derive(Default)]
+    pub enum EnvStatus {
+        #[default]
+        Success = "success",
     }
 }
 

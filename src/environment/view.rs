@@ -9,6 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::model::{Container, Environment};
+use crate::wire::wire_enum;
 
 /// E1's item.
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,18 +59,18 @@ pub struct EnvServiceView {
     pub kind: String,
 }
 
-/// The live status of an environment's service (Zadig's strings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceHealth {
-    /// Every workload has all its replicas updated and ready.
-    Running,
-    /// Some replica is not updated or not ready yet.
-    Unstable,
-    /// A workload the service applied is missing.
-    Error,
-    /// The service has no workload.
-    Succeeded,
+wire_enum! {
+    /// The live status of an environment's service (Zadig's strings).
+    pub enum ServiceHealth {
+        /// Every workload has all its replicas updated and ready.
+        Running = "running",
+        /// Some replica is not updated or not ready yet.
+        Unstable = "unstable",
+        /// A workload the service applied is missing.
+        Error = "error",
+        /// The service has no workload.
+        Succeeded = "succeeded",
+    }
 }
 
 /// E3.

@@ -251,13 +251,7 @@ async fn resolve_user(
 fn check_job(i: usize, j: JobInput) -> ApiResult<CheckedJob> {
     let f = |k: &str| format!("jobs[{i}].{k}");
     validate::name(&f("name"), &j.name)?;
-    let kind = JobKind::parse(&j.kind).ok_or_else(|| {
-        bad(format!(
-            "`{}` must be one of text, workflow, got {:?}",
-            f("type"),
-            j.kind
-        ))
-    })?;
+    let kind = JobKind::read(&f("type"), &j.kind)?;
     let spec: JobSpecInput = if j.spec.is_null() {
         JobSpecInput::default()
     } else {

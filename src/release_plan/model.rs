@@ -11,71 +11,32 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::wire::wire_enum;
+
 pub use crate::workflow::task::Status as TaskStatus;
 
-/// Plan statuses (spec §4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Planning,
-    FinishPlanning,
-    WaitForApproval,
-    Executing,
-    Denied,
-    Timeout,
-    Success,
-    Cancel,
-    WaitForFinishPlanningExternalCheck,
-    WaitForExecuteExternalCheck,
-    WaitForAllDoneExternalCheck,
-    WaitForFinishPlanningExternalCheckFailed,
-    WaitForExecuteExternalCheckFailed,
-    WaitForAllDoneExternalCheckFailed,
+wire_enum! {
+    /// Plan statuses (spec §4.1).
+    #[derive(PartialOrd, Ord)]
+    pub enum Status {
+        Planning = "planning",
+        FinishPlanning = "finish_planning",
+        WaitForApproval = "wait_for_approval",
+        Executing = "executing",
+        Denied = "denied",
+        Timeout = "timeout",
+        Success = "success",
+        Cancel = "cancel",
+        WaitForFinishPlanningExternalCheck = "wait_for_finish_planning_external_check",
+        WaitForExecuteExternalCheck = "wait_for_execute_external_check",
+        WaitForAllDoneExternalCheck = "wait_for_all_done_external_check",
+        WaitForFinishPlanningExternalCheckFailed = "wait_for_finish_planning_external_check_failed",
+        WaitForExecuteExternalCheckFailed = "wait_for_execute_external_check_failed",
+        WaitForAllDoneExternalCheckFailed = "wait_for_all_done_external_check_failed",
+    }
 }
 
 impl Status {
-    pub const ALL: [Status; 14] = [
-        Status::Planning,
-        Status::FinishPlanning,
-        Status::WaitForApproval,
-        Status::Executing,
-        Status::Denied,
-        Status::Timeout,
-        Status::Success,
-        Status::Cancel,
-        Status::WaitForFinishPlanningExternalCheck,
-        Status::WaitForExecuteExternalCheck,
-        Status::WaitForAllDoneExternalCheck,
-        Status::WaitForFinishPlanningExternalCheckFailed,
-        Status::WaitForExecuteExternalCheckFailed,
-        Status::WaitForAllDoneExternalCheckFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Planning => "planning",
-            Status::FinishPlanning => "finish_planning",
-            Status::WaitForApproval => "wait_for_approval",
-            Status::Executing => "executing",
-            Status::Denied => "denied",
-            Status::Timeout => "timeout",
-            Status::Success => "success",
-            Status::Cancel => "cancel",
-            Status::WaitForFinishPlanningExternalCheck => "wait_for_finish_planning_external_check",
-            Status::WaitForExecuteExternalCheck => "wait_for_execute_external_check",
-            Status::WaitForAllDoneExternalCheck => "wait_for_all_done_external_check",
-            Status::WaitForFinishPlanningExternalCheckFailed => {
-                "wait_for_finish_planning_external_check_failed"
-            }
-            Status::WaitForExecuteExternalCheckFailed => "wait_for_execute_external_check_failed",
-            Status::WaitForAllDoneExternalCheckFailed => "wait_for_all_done_external_check_failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Nothing leaves these (DESIGN.md §1.5: a failed job never finishes a plan, so no retry
     /// can reopen a `success`).
     pub fn is_terminal(self) -> bool {
@@ -97,40 +58,16 @@ impl Status {
     }
 }
 
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+wire_enum! {
+    /// The three events of the outgoing hook (spec §8.2) and of the callback.
+    pub enum HookEvent {
+        FinishPlanning = "finish_planning",
+        StartExecute = "start_execute",
+        AllJobDone = "all_job_done",
     }
-}
-
-/// The three events of the outgoing hook (spec §8.2) and of the callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookEvent {
-    FinishPlanning,
-    StartExecute,
-    AllJobDone,
 }
 
 impl HookEvent {
-    pub const ALL: [HookEvent; 3] = [
-        HookEvent::FinishPlanning,
-        HookEvent::StartExecute,
-        HookEvent::AllJobDone,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookEvent::FinishPlanning => "finish_planning",
-            HookEvent::StartExecute => "start_execute",
-            HookEvent::AllJobDone => "all_job_done",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<HookEvent> {
-        HookEvent::ALL.into_iter().find(|e| e.as_str() == s)
-    }
-
     /// The status a plan waits in for this event's external check.
     pub fn wait_status(self) -> Status {
         match self {
@@ -150,55 +87,25 @@ impl HookEvent {
     }
 }
 
-/// Release-job types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    Text,
-    Workflow,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Text => "text",
-            JobKind::Workflow => "workflow",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        match s {
-            "text" => Some(JobKind::Text),
-            "workflow" => Some(JobKind::Workflow),
-            _ => None,
-        }
+wire_enum! {
+    /// Release-job types.
+    pub enum JobKind {
+        Text = "text",
+        Workflow = "workflow",
     }
 }
 
-/// Release-job statuses (spec §5.1); `""` before the first execution cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    #[default]
-    #[serde(rename = "")]
-    Unset,
-    Todo,
-    Running,
-    Done,
-    Skipped,
-    Failed,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Unset => "",
-            JobStatus::Todo => "todo",
-            JobStatus::Running => "running",
-            JobStatus::Done => "done",
-            JobStatus::Skipped => "skipped",
-            JobStatus::Failed => "failed",
-        }
+wire_enum! {
+    /// Release-job statuses (spec §5.1); `""` before the first execution cycle.
+    #[derive(Default)]
+    pub enum JobStatus {
+        #[default]
+        Unset = "",
+        Todo = "todo",
+        Running = "running",
+        Done = "done",
+        Skipped = "skipped",
+        Failed = "failed",
     }
 }
 
@@ -277,30 +184,16 @@ pub struct NativeApproval {
     pub instance_code: String,
 }
 
-/// A plan approval's outcome (`approval.status`, spec §7): undecided until the votes (or the
-/// IM approval) decide it or its time runs out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ApprovalStatus {
-    #[default]
-    #[serde(rename = "")]
-    Undecided,
-    #[serde(rename = "passed")]
-    Passed,
-    #[serde(rename = "reject")]
-    Reject,
-    #[serde(rename = "timeout")]
-    Timeout,
-}
-
-impl ApprovalStatus {
-    /// Zadig's string, as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Undecided => "",
-            Self::Passed => "passed",
-            Self::Reject => "reject",
-            Self::Timeout => "timeout",
-        }
+wire_enum! {
+    /// A plan approval's outcome (`approval.status`, spec §7): undecided until the votes (or the
+    /// IM approval) decide it or its time runs out.
+    #[derive(Default)]
+    pub enum ApprovalStatus {
+        #[default]
+        Undecided = "",
+        Passed = "passed",
+        Reject = "reject",
+        Timeout = "timeout",
     }
 }
 

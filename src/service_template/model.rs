@@ -2,6 +2,7 @@
 //! `production_template_service`): one document per revision, test and production services in
 //! one collection told apart by `production`.
 
+use crate::wire::wire_enum;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::Container;
@@ -12,23 +13,14 @@ use crate::validate::nullable;
 pub const TYPE_K8S: &str = "k8s";
 /// `source` of a service created from raw YAML.
 pub const SOURCE_SPOCK: &str = "spock";
-/// A revision's `status`: soft deletion marks every revision of a service `deleting`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ServiceStatus {
-    #[default]
-    #[serde(rename = "")]
-    Active,
-    #[serde(rename = "deleting")]
-    Deleting,
-}
-
-impl ServiceStatus {
-    /// The stored string (store filters and updates compare it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "",
-            Self::Deleting => "deleting",
-        }
+wire_enum! {
+    /// A revision's `status`: soft deletion marks every revision of a service `deleting`.
+    /// [`Self::as_str`] is the stored string (store filters and updates compare it).
+    #[derive(Default)]
+    pub enum ServiceStatus {
+        #[default]
+        Active = "",
+        Deleting = "deleting",
     }
 }
 

@@ -149,7 +149,8 @@ pub async fn detail(
     let owner = plan_owner(&plan, who);
     let targets: Vec<&str> = if owner {
         Status::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|t| status_api_allows(plan.status, *t))
             .map(Status::as_str)
             .collect()

@@ -37,15 +37,6 @@ use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// The value of a closed enum whose Zadig name is `name`: `all` and `names` list the values and
-/// their names in the same order.
-pub(crate) fn by_name<T: Copy>(all: &[T], names: &[&str], name: &str) -> Option<T> {
-    names
-        .iter()
-        .position(|n| *n == name)
-        .and_then(|i| all.get(i).copied())
-}
-
 /// Test support: every value of a closed enum with Zadig's names (`all`, in declaration
 /// order, `index` its position) serialises as its name and reads back, and `parse` knows
 /// exactly those names.

@@ -7,53 +7,30 @@
 //! `params[0].is_credential`, as Zadig's Go decoder refuses it), and is never read as a silent
 //! default (a credential taken for plain text) anywhere else.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::validate::nullable;
+use crate::wire::wire_enum;
 use crate::workflow::inputs::read_at;
 
-/// Declares [`ParamType`] from one table: `Variant = "wire string",`.
-macro_rules! param_types {
-    ($($variant:ident = $name:literal,)*) => {
-        /// A parameter's `type` (spec/workflow.md §1.3); absent or `null` is `string`.
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum ParamType {
-            #[default]
-            $(#[serde(rename = $name)] $variant,)*
-        }
-
-        impl ParamType {
-            /// Every type, in the order of [`Self::NAMES`].
-            pub const ALL: &'static [ParamType] = &[$(ParamType::$variant),*];
-            /// Zadig's names of the types.
-            pub const NAMES: &'static [&'static str] = &[$($name),*];
-        }
-    };
-}
-
-param_types! {
-    String = "string",
-    Text = "text",
-    Choice = "choice",
-    Repo = "repo",
-    MultiSelect = "multi-select",
-    File = "file",
-    Script = "script",
-    Image = "image",
+wire_enum! {
+    /// A parameter's `type` (spec/workflow.md §1.3); absent or `null` is `string`.
+    #[derive(Default)]
+    pub enum ParamType {
+        #[default]
+        String = "string",
+        Text = "text",
+        Choice = "choice",
+        Repo = "repo",
+        MultiSelect = "multi-select",
+        File = "file",
+        Script = "script",
+        Image = "image",
+    }
 }
 
 impl ParamType {
-    /// Zadig's string, as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// The type called `s`; `None` for a name Zadig does not have.
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::workflow::by_name(Self::ALL, Self::NAMES, s)
-    }
-
     /// Whether a parameter of this type is exported to the jobs' environment (every type but
     /// a repository or a file, spec §1.3).
     pub fn is_exported(self) -> bool {

@@ -16,45 +16,33 @@ use serde_json::Value;
 use crate::limits::Paging;
 use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
+use crate::wire::wire_enum;
 use crate::workflow::ReleaseRef;
 
-/// Declares [`Status`] from one table: `Variant = "wire string",`.
-macro_rules! statuses {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
-        /// A task's, stage's or job task's status (spec/workflow.md §5.2), with Zadig's
-        /// strings on the wire and in storage.
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum Status {
-            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
-        }
-
-        impl Status {
-            /// Every status, in the order of [`Self::NAMES`].
-            pub const ALL: &'static [Status] = &[$(Status::$variant),*];
-            const NAMES: &'static [&'static str] = &[$($name),*];
-        }
-    };
-}
-
-statuses! {
-    Created = "created",
-    Waiting = "waiting",
-    Running = "running",
-    Passed = "passed",
-    Failed = "failed",
-    Timeout = "timeout",
-    Cancelled = "cancelled",
-    Reject = "reject",
-    Pause = "pause",
-    WaitForApproval = "wait_for_approval",
-    /// A failed job whose `manual_check` error policy waits for someone to ignore or reject.
-    WaitForManualErrorHandling = "wait_for_manual_error_handling",
-    Skipped = "skipped",
-    Unstable = "unstable",
-    Prepare = "prepare",
-    /// A stage or job task not started (yet).
-    #[default]
-    NotRun = "",
+wire_enum! {
+    /// A task's, stage's or job task's status (spec/workflow.md §5.2), with Zadig's strings on
+    /// the wire and in storage.
+    #[derive(Default)]
+    pub enum Status {
+        Created = "created",
+        Waiting = "waiting",
+        Running = "running",
+        Passed = "passed",
+        Failed = "failed",
+        Timeout = "timeout",
+        Cancelled = "cancelled",
+        Reject = "reject",
+        Pause = "pause",
+        WaitForApproval = "wait_for_approval",
+        /// A failed job whose `manual_check` error policy waits for someone to ignore or reject.
+        WaitForManualErrorHandling = "wait_for_manual_error_handling",
+        Skipped = "skipped",
+        Unstable = "unstable",
+        Prepare = "prepare",
+        /// A stage or job task not started (yet).
+        #[default]
+        NotRun = "",
+    }
 }
 
 impl Status {
@@ -68,16 +56,6 @@ impl Status {
         Status::Skipped,
     ];
 
-    /// Zadig's string: what is stored (use it in store filters) and sent.
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// The status called `s`; `None` for a string Zadig does not use.
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::workflow::by_name(Self::ALL, Self::NAMES, s)
-    }
-
     /// Not started yet (`""`): a field that is absent on the wire.
     pub fn is_not_run(&self) -> bool {
         *self == Self::NotRun
@@ -89,30 +67,16 @@ impl Status {
     }
 }
 
-/// Compares with Zadig's string (`task.status == "passed"` in tests and clients' terms).
-impl PartialEq<&str> for Status {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
+wire_enum! {
+    /// A vote, or the outcome of a native approval: Zadig's `ApproveOrReject`, on the wire as
+    /// `reject_or_approve`; `""` while there is none.
+    #[derive(Default)]
+    pub enum ApproveOrReject {
+        #[default]
+        None = "",
+        Approve = "approve",
+        Reject = "reject",
     }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A vote, or the outcome of a native approval: Zadig's `ApproveOrReject`, on the wire as
-/// `reject_or_approve`; `""` while there is none.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ApproveOrReject {
-    #[default]
-    #[serde(rename = "")]
-    None,
-    #[serde(rename = "approve")]
-    Approve,
-    #[serde(rename = "reject")]
-    Reject,
 }
 
 impl ApproveOrReject {
@@ -121,30 +85,8 @@ impl ApproveOrReject {
         if approve { Self::Approve } else { Self::Reject }
     }
 
-    /// Zadig's string, as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "",
-            Self::Approve => "approve",
-            Self::Reject => "reject",
-        }
-    }
-
     pub fn is_none(self) -> bool {
         self == Self::None
-    }
-}
-
-/// Compares with Zadig's string, as [`Status`] does.
-impl PartialEq<&str> for ApproveOrReject {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::fmt::Display for ApproveOrReject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -48,7 +48,7 @@ pub(super) fn constrain(path: &str, p: &mut Value) {
         }
         ("status", "path") if path.starts_with("/openapi/release_plan/") => json!({
             "type": "string",
-            "enum": Status::ALL.map(Status::as_str),
+            "enum": Status::NAMES,
         }),
         (
             "workflowKey" | "name" | "buildName" | "viewName" | "jobName" | "workflowName"

@@ -30,6 +30,7 @@ mod tests;
 mod timeouts;
 mod transitions;
 
+use crate::wire::wire_enum;
 use serde_json::{Value, json};
 
 use super::hooks;
@@ -97,18 +98,11 @@ pub struct Content {
     pub jobs: Vec<NewJob>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallbackResult {
-    Success,
-    Failed,
-}
-
-impl CallbackResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallbackResult::Success => "success",
-            CallbackResult::Failed => "failed",
-        }
+wire_enum! {
+    /// The result a release-plan callback reports.
+    pub enum CallbackResult {
+        Success = "success",
+        Failed = "failed",
     }
 }
 

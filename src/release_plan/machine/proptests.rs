@@ -56,7 +56,8 @@ fn resolve(g: &Gen, p: &ReleasePlan) -> Event {
     match g {
         Gen::SetStatus(t, a, any) => {
             let allowed: Vec<Status> = Status::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|to| status_api_allows(p.status, *to))
                 .collect();
             let target = if *any || allowed.is_empty() {
@@ -122,7 +123,8 @@ fn resolve(g: &Gen, p: &ReleasePlan) -> Event {
             actor: actor("u-other"),
             // Mostly the event the plan waits for.
             hook_event: HookEvent::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .find(|h| h.wait_status() == p.status && *e > 0)
                 .unwrap_or(HookEvent::ALL[*e % 3]),
             instance_code: if *code_ok {

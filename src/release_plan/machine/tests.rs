@@ -538,8 +538,8 @@ fn external_checks_and_callbacks() {
 
 #[test]
 fn status_api_table_is_within_the_kept_transitions() {
-    for from in Status::ALL {
-        for to in Status::ALL {
+    for &from in Status::ALL {
+        for &to in Status::ALL {
             if status_api_allows(from, to) {
                 assert!(is_kept_transition(from, to), "{from} -> {to}");
             }

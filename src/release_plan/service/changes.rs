@@ -116,12 +116,7 @@ pub async fn set_status(
     id: &str,
     target: &str,
 ) -> ApiResult<()> {
-    let target = Status::parse(target).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "`status` must be one of {}, got {target:?}",
-            Status::ALL.map(Status::as_str).join(", ")
-        ))
-    })?;
+    let target = Status::read("status", target)?;
     check_id(id)?;
     let applied = apply_recorded(
         state,
@@ -170,12 +165,7 @@ pub async fn job_action(
     action: JobAction,
     input: JobActionInput,
 ) -> ApiResult<()> {
-    let kind = JobKind::parse(&input.kind).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "`type` must be one of text, workflow, got {:?}",
-            input.kind
-        ))
-    })?;
+    let kind = JobKind::read("type", &input.kind)?;
     if input.id.trim().is_empty() {
         return Err(ApiError::bad_request(
             "`id` (the release job id) is required",
@@ -227,21 +217,8 @@ pub async fn callback(
     // The instance code is no secret (every user reads it in the plan detail), so the token
     // is what authorizes a check result: the checking system calls with an admin's token.
     caller.require_admin()?;
-    let hook_event = HookEvent::parse(&input.hook_event).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "`hook_event` must be one of finish_planning, start_execute, all_job_done, got {:?}",
-            input.hook_event
-        ))
-    })?;
-    let result = match input.result.as_str() {
-        "success" => CallbackResult::Success,
-        "failed" => CallbackResult::Failed,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "`result` must be one of success, failed, got {other:?}"
-            )));
-        }
-    };
+    let hook_event = HookEvent::read("hook_event", &input.hook_event)?;
+    let result = CallbackResult::read("result", &input.result)?;
     validate::object_id("release_plan_id", &input.release_plan_id)?;
     if input.instance_code.is_empty() {
         return Err(ApiError::bad_request("`instance_code` is required"));

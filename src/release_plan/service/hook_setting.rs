@@ -64,11 +64,7 @@ pub async fn put_hook_setting(
 fn hook_events(names: &[String]) -> ApiResult<Vec<HookEvent>> {
     let mut events = Vec::new();
     for (i, e) in names.iter().enumerate() {
-        let ev = HookEvent::parse(e).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`hook_events[{i}]` must be one of finish_planning, start_execute, all_job_done, got {e:?}"
-            ))
-        })?;
+        let ev = HookEvent::read(&format!("hook_events[{i}]"), e)?;
         if !events.contains(&ev) {
             events.push(ev);
         }

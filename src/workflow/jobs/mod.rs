@@ -15,13 +15,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::engine::executor::{JobContext, JobEnd, PreparedJob, ServerJob};
 use crate::engine::work::missing_integration;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::wire::wire_enum;
 use crate::workflow::model::{Job, Workflow};
 use crate::workflow::task::JobTask;
 
@@ -42,18 +43,14 @@ pub mod vm_deploy;
 /// Declares [`JobType`] from one table: `Variant = "wire-name" => behaviour,`.
 macro_rules! job_types {
     ($($(#[$doc:meta])* $variant:ident = $name:literal => $kind:expr,)*) => {
-        /// A job type (spec/workflow.md §1.4), serialised as Zadig's name.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum JobType {
-            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        wire_enum! {
+            /// A job type (spec/workflow.md §1.4), serialised as Zadig's name.
+            pub enum JobType {
+                $($(#[$doc])* $variant = $name,)*
+            }
         }
 
         impl JobType {
-            /// Every job type, in the order of [`Self::NAMES`].
-            pub const ALL: &'static [JobType] = &[$(JobType::$variant),*];
-            /// Zadig's names, in the documentation's order (used in 400 messages).
-            pub const NAMES: &'static [&'static str] = &[$($name),*];
-
             /// What this job type does in each phase.
             pub fn kind(self) -> &'static dyn JobKind {
                 match self {
@@ -108,24 +105,6 @@ job_types! {
     AiTask = "ai-task" => &external::Needs { integration: "ai" },
     SaeDeploy = "sae-deploy" => &external::Needs { integration: "sae" },
     Apisix = "apisix" => &external::Needs { integration: "apisix" },
-}
-
-impl JobType {
-    /// Zadig's name of the type.
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// The type called `name`, `None` for a name Zadig does not know.
-    pub fn parse(name: &str) -> Option<Self> {
-        crate::workflow::by_name(Self::ALL, Self::NAMES, name)
-    }
-}
-
-impl std::fmt::Display for JobType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl Job {
