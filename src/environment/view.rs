@@ -107,7 +107,8 @@ pub struct ContainerStatusView {
     pub image: String,
     pub restart_count: i32,
     /// `running`, `waiting` or `terminated`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ContainerPhase,
     pub ready: bool,
     #[schema(value_type = Vec<Object>)]
     pub ports: Vec<Value>,
@@ -208,7 +209,7 @@ fn container_view(
         name: c.name.clone(),
         image: c.image.clone(),
         restart_count: c.restart_count,
-        status: state.to_string(),
+        status: state,
         ready: c.ready,
         ports: spec_ports.get(&c.name).cloned().unwrap_or_default(),
         message: message.trim().to_string(),
@@ -217,19 +218,28 @@ fn container_view(
     }
 }
 
+wire_enum! {
+    /// A container's state, as Kubernetes names it in a pod's status.
+    pub enum ContainerPhase {
+        Running = "running",
+        Waiting = "waiting",
+        Terminated = "terminated",
+    }
+}
+
 /// A container state as (state, reason, message, started at): a terminated container's
 /// message names a non-zero exit code.
-fn container_state(st: ContainerState) -> (&'static str, String, String, i64) {
+fn container_state(st: ContainerState) -> (ContainerPhase, String, String, i64) {
     if let Some(r) = st.running {
         (
-            "running",
+            ContainerPhase::Running,
             String::new(),
             String::new(),
             r.started_at.map(|t| t.0.as_second()).unwrap_or(0),
         )
     } else if let Some(w) = st.waiting {
         (
-            "waiting",
+            ContainerPhase::Waiting,
             w.reason.unwrap_or_default(),
             w.message.unwrap_or_default(),
             0,
@@ -242,13 +252,13 @@ fn container_state(st: ContainerState) -> (&'static str, String, String, i64) {
                 .to_string();
         }
         (
-            "terminated",
+            ContainerPhase::Terminated,
             t.reason.unwrap_or_default(),
             m,
             t.started_at.map(|t| t.0.as_second()).unwrap_or(0),
         )
     } else {
-        ("waiting", String::new(), String::new(), 0)
+        (ContainerPhase::Waiting, String::new(), String::new(), 0)
     }
 }
 
