@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::error::ApiResult;
 use crate::validate::{self, nullable};
+use crate::wire::wire_enum;
 use crate::workflow::bad;
 use crate::workflow::expand::refused;
 use crate::workflow::inputs::decode;
@@ -191,27 +192,14 @@ pub struct GateUser {
 /// on its job task's spec (an [`ErrorHandling`]).
 pub const ERROR_HANDLING: &str = "error_handling";
 
-/// A decision on a job that failed under the `manual_check` error policy (our extension,
-/// spec/workflow.md §5.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorDecision {
-    /// The job becomes `unstable` and the task goes on.
-    Ignore,
-    /// The job keeps its failure.
-    Reject,
-}
-
-impl ErrorDecision {
-    /// A request's `decision` (a 400 naming it unless `ignore` or `reject`).
-    pub fn parse(s: &str) -> ApiResult<Self> {
-        match s {
-            "ignore" => Ok(Self::Ignore),
-            "reject" => Ok(Self::Reject),
-            _ => Err(crate::error::ApiError::bad_request(format!(
-                "`decision` must be ignore or reject, got {s:?}"
-            ))),
-        }
+wire_enum! {
+    /// A decision on a job that failed under the `manual_check` error policy (our extension,
+    /// spec/workflow.md §5.3); a request's `decision` is read with [`Self::read`].
+    pub enum ErrorDecision {
+        /// The job becomes `unstable` and the task goes on.
+        Ignore = "ignore",
+        /// The job keeps its failure.
+        Reject = "reject",
     }
 }
 
@@ -430,15 +418,8 @@ mod tests {
         let a: Approver = serde_json::from_value(json!({"reject_or_approve": null})).unwrap();
         assert!(a.reject_or_approve.is_none());
 
-        assert_eq!(
-            ErrorDecision::parse("ignore").unwrap(),
-            ErrorDecision::Ignore
-        );
-        assert_eq!(
-            ErrorDecision::parse("reject").unwrap(),
-            ErrorDecision::Reject
-        );
-        let e = ErrorDecision::parse("Ignore").unwrap_err();
+        assert_eq!(ErrorDecision::parse("ignore"), Some(ErrorDecision::Ignore));
+        let e = ErrorDecision::read("decision", "Ignore").unwrap_err();
         assert!(e.description.contains("`decision`"), "{}", e.description);
         let h = ErrorHandling {
             decision: ErrorDecision::Reject,

@@ -323,7 +323,7 @@ pub async fn handle_job_error(
     job_name: &str,
     decision: &str,
 ) -> ApiResult<()> {
-    let decision = ErrorDecision::parse(decision)?;
+    let decision = ErrorDecision::read("decision", decision)?;
     let change = |t: &mut Task| {
         let Some((si, ji)) = t.stages.iter().enumerate().find_map(|(si, s)| {
             s.jobs
