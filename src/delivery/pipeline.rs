@@ -221,14 +221,14 @@ async fn copy_images(
 fn record_copy(id: &str, im: &mut VersionImage, result: Result<String, CopyError>) {
     match result {
         Ok(digest) => {
-            metrics::counter!("delivery_image_copies_total", "result" => "passed").increment(1);
+            metrics::counter!("delivery_image_copies_total", "result" => ItemStatus::Passed.as_str()).increment(1);
             tracing::info!(delivery.id = %id, "copied {} to {} ({digest})", im.source_image, im.target_image);
             im.status = ItemStatus::Passed;
             im.error.clear();
             im.digest = digest;
         }
         Err(e) => {
-            metrics::counter!("delivery_image_copies_total", "result" => "failed").increment(1);
+            metrics::counter!("delivery_image_copies_total", "result" => ItemStatus::Failed.as_str()).increment(1);
             tracing::warn!(delivery.id = %id, "copy of {} to {} failed: {e}", im.source_image, im.target_image);
             im.status = ItemStatus::Failed;
             im.error = format!(
@@ -286,14 +286,16 @@ async fn push_charts(
 fn record_chart(id: &str, s: &mut VersionService, outcome: Result<String, String>) {
     match outcome {
         Ok(at) => {
-            metrics::counter!("delivery_charts_total", "result" => "passed").increment(1);
+            metrics::counter!("delivery_charts_total", "result" => ItemStatus::Passed.as_str())
+                .increment(1);
             tracing::info!(delivery.id = %id, "chart {}-{} of {} packaged{}", s.chart_name, s.chart_version, s.service_name,
                 if at.is_empty() { String::new() } else { format!(", pushed to {at}") });
             s.chart_status = ItemStatus::Passed;
             s.error.clear();
         }
         Err(e) => {
-            metrics::counter!("delivery_charts_total", "result" => "failed").increment(1);
+            metrics::counter!("delivery_charts_total", "result" => ItemStatus::Failed.as_str())
+                .increment(1);
             tracing::warn!(delivery.id = %id, "chart of {} failed: {e}", s.service_name);
             s.chart_status = ItemStatus::Failed;
             s.error = format!(

@@ -9,6 +9,11 @@ use minijinja::{AutoEscape, Environment, Value as JValue};
 use serde_json::{Value, json};
 
 use super::session::Viewer;
+use crate::delivery::model::{ItemStatus, VersionStatus};
+use crate::release_plan::model::{
+    ApprovalStatus, JobStatus as PlanJobStatus, Status as PlanStatus,
+};
+use crate::workflow::task::{ApproveOrReject, Status as TaskStatus};
 
 /// The templates, by name (autoescaping is on for `.html`).
 const TEMPLATES: &[(&str, &str)] = &[
@@ -61,8 +66,8 @@ fn env() -> &'static Environment<'static> {
         });
         env.add_filter("time", |v: i64| time(v));
         env.add_filter("duration", |v: i64| duration(v));
-        env.add_filter("status_kind", |s: String| kind(&s).to_string());
-        env.add_filter("status_symbol", |s: String| symbol(kind(&s)).to_string());
+        env.add_filter("status_kind", |s: String| family(&s).class().to_string());
+        env.add_filter("status_symbol", |s: String| family(&s).symbol().to_string());
         env.add_filter("status_label", |s: String| label(&s));
         env.add_filter("urlencode_path", |s: String| urlencode(&s));
         env.add_function("badge", |s: String| JValue::from_safe_string(badge(&s)));
@@ -138,28 +143,130 @@ pub fn duration(secs: i64) -> String {
     }
 }
 
-/// The family of a status string of any area (plans, jobs, tasks, images).
-pub fn kind(status: &str) -> &'static str {
-    match status {
-        "passed" | "success" | "done" | "approve" | "unstable" => "ok",
-        "failed" | "timeout" | "reject" | "denied" | "cancel" | "cancelled" => "bad",
-        "running" | "executing" | "creating" | "retrying" | "prepare" => "run",
-        "" | "todo" | "planning" | "finish_planning" => "idle",
-        "skipped" => "muted",
-        s if s.starts_with("wait") || s == "pause" || s == "waiting" || s == "created" => "wait",
-        _ => "idle",
+/// How the dashboard shows a status: its CSS class and its symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Ok,
+    Bad,
+    Run,
+    Wait,
+    Idle,
+    Muted,
+}
+
+impl Family {
+    /// The CSS class (`badge ok`, `job bad`, …).
+    pub fn class(self) -> &'static str {
+        match self {
+            Family::Ok => "ok",
+            Family::Bad => "bad",
+            Family::Run => "run",
+            Family::Wait => "wait",
+            Family::Idle => "idle",
+            Family::Muted => "muted",
+        }
+    }
+
+    /// The symbol shown next to a status word (for those who cannot tell the colours apart).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Family::Ok => "✓",
+            Family::Bad => "✗",
+            Family::Run => "▶",
+            Family::Wait => "⏸",
+            Family::Muted => "↷",
+            Family::Idle => "○",
+        }
     }
 }
 
-/// The symbol shown next to a status word (for those who cannot tell the colours apart).
-pub fn symbol(kind: &str) -> &'static str {
-    match kind {
-        "ok" => "✓",
-        "bad" => "✗",
-        "run" => "▶",
-        "wait" => "⏸",
-        "muted" => "↷",
-        _ => "○",
+/// The family of a status of any area the dashboard shows (tasks, stages, job tasks, votes,
+/// plans, plan jobs and approvals, versions and their images): the string is read with each
+/// area's status enum in turn; a string no enum knows is `Idle`. Each enum is matched
+/// exhaustively below, so a status added to one does not build until it has a family.
+pub fn family(status: &str) -> Family {
+    TaskStatus::parse(status)
+        .map(task_family)
+        .or_else(|| PlanStatus::parse(status).map(plan_family))
+        .or_else(|| PlanJobStatus::parse(status).map(plan_job_family))
+        .or_else(|| ApprovalStatus::parse(status).map(approval_family))
+        .or_else(|| ApproveOrReject::parse(status).map(vote_family))
+        .or_else(|| VersionStatus::parse(status).map(version_family))
+        .or_else(|| ItemStatus::parse(status).map(item_family))
+        .unwrap_or(Family::Idle)
+}
+
+fn task_family(s: TaskStatus) -> Family {
+    use TaskStatus::*;
+    match s {
+        Passed | Unstable => Family::Ok,
+        Failed | Timeout | Cancelled | Reject => Family::Bad,
+        Running | Prepare => Family::Run,
+        Created | Waiting | Pause | WaitForApproval | WaitForManualErrorHandling => Family::Wait,
+        Skipped => Family::Muted,
+        NotRun => Family::Idle,
+    }
+}
+
+fn plan_family(s: PlanStatus) -> Family {
+    use PlanStatus::*;
+    match s {
+        Success => Family::Ok,
+        Denied | Timeout | Cancel => Family::Bad,
+        // A hook the external system answered `failed`: the plan stays blocked there.
+        WaitForFinishPlanningExternalCheckFailed
+        | WaitForExecuteExternalCheckFailed
+        | WaitForAllDoneExternalCheckFailed => Family::Bad,
+        Executing => Family::Run,
+        WaitForApproval
+        | WaitForFinishPlanningExternalCheck
+        | WaitForExecuteExternalCheck
+        | WaitForAllDoneExternalCheck => Family::Wait,
+        Planning | FinishPlanning => Family::Idle,
+    }
+}
+
+fn plan_job_family(s: PlanJobStatus) -> Family {
+    use PlanJobStatus::*;
+    match s {
+        Done => Family::Ok,
+        Failed => Family::Bad,
+        Running => Family::Run,
+        Skipped => Family::Muted,
+        Unset | Todo => Family::Idle,
+    }
+}
+
+fn approval_family(s: ApprovalStatus) -> Family {
+    match s {
+        ApprovalStatus::Passed => Family::Ok,
+        ApprovalStatus::Reject | ApprovalStatus::Timeout => Family::Bad,
+        ApprovalStatus::Undecided => Family::Idle,
+    }
+}
+
+fn vote_family(s: ApproveOrReject) -> Family {
+    match s {
+        ApproveOrReject::Approve => Family::Ok,
+        ApproveOrReject::Reject => Family::Bad,
+        ApproveOrReject::None => Family::Idle,
+    }
+}
+
+fn version_family(s: VersionStatus) -> Family {
+    match s {
+        VersionStatus::Success => Family::Ok,
+        VersionStatus::Failed => Family::Bad,
+        VersionStatus::Creating | VersionStatus::Retrying => Family::Run,
+    }
+}
+
+fn item_family(s: ItemStatus) -> Family {
+    match s {
+        ItemStatus::Passed => Family::Ok,
+        ItemStatus::Failed => Family::Bad,
+        ItemStatus::Running => Family::Run,
+        ItemStatus::NotRun => Family::Idle,
     }
 }
 
@@ -174,11 +281,12 @@ pub fn label(status: &str) -> String {
 
 /// A status badge: symbol and word, coloured by family (the colour is never the only cue).
 pub fn badge(status: &str) -> String {
-    let k = kind(status);
+    let f = family(status);
     let word = escape(&label(status));
     format!(
-        "<span class=\"badge {k}\"><span aria-hidden=\"true\">{}</span> {word}</span>",
-        symbol(k)
+        "<span class=\"badge {}\"><span aria-hidden=\"true\">{}</span> {word}</span>",
+        f.class(),
+        f.symbol()
     )
 }
 
@@ -216,14 +324,34 @@ mod tests {
         }
     }
 
+    /// A string several areas use (`failed`, `timeout`, `reject`, `""`, …) has one family,
+    /// whichever enum [`family`] reads it with first.
+    #[test]
+    fn a_status_has_one_family_in_every_area() {
+        fn check<T: Copy + std::fmt::Display>(all: &[T], of: fn(T) -> Family) {
+            for &v in all {
+                assert_eq!(family(&v.to_string()), of(v), "{v}");
+            }
+        }
+        check(TaskStatus::ALL, task_family);
+        check(PlanStatus::ALL, plan_family);
+        check(PlanJobStatus::ALL, plan_job_family);
+        check(ApprovalStatus::ALL, approval_family);
+        check(ApproveOrReject::ALL, vote_family);
+        check(VersionStatus::ALL, version_family);
+        check(ItemStatus::ALL, item_family);
+    }
+
     #[test]
     fn words_for_times_and_statuses() {
         assert_eq!(time(0), "—");
         assert_eq!(time(86_400), "1970-01-02 00:00:00 UTC");
         assert_eq!(duration(65), "1m 05s");
         assert_eq!(duration(3_720), "1h 02m");
-        assert_eq!(kind("wait_for_approval"), "wait");
-        assert_eq!(kind("passed"), "ok");
+        assert_eq!(family("wait_for_approval"), Family::Wait);
+        assert_eq!(family("passed"), Family::Ok);
+        assert_eq!(family("success"), Family::Ok);
+        assert_eq!(family("no such status"), Family::Idle);
         assert_eq!(label(""), "not started");
         assert_eq!(urlencode("a b/c"), "a%20b%2Fc");
         assert_eq!(

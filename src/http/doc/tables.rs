@@ -292,8 +292,9 @@ pub(super) fn property_overrides() -> Vec<(&'static str, &'static str, Value)> {
 
 /// Release plans, their jobs and hooks.
 fn release_plan_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    use crate::release_plan::machine::CallbackResult;
     use crate::release_plan::model::HookEvent;
-    let hook_events: Vec<&str> = HookEvent::ALL.iter().map(|e| e.as_str()).collect();
+    let hook_events = HookEvent::NAMES;
     let time = json!({"type": "integer", "format": "int64", "minimum": 0});
     vec![
         ("PlanInput", "start_time", time.clone()),
@@ -327,7 +328,7 @@ fn release_plan_overrides() -> Vec<(&'static str, &'static str, Value)> {
         (
             "CallbackInput",
             "result",
-            json!({"type": "string", "enum": ["success", "failed"]}),
+            json!({"type": "string", "enum": CallbackResult::NAMES}),
         ),
         (
             "HookSettingInput",
@@ -339,6 +340,7 @@ fn release_plan_overrides() -> Vec<(&'static str, &'static str, Value)> {
 
 /// Workflows, tasks, tickets, views, builds and build templates.
 fn workflow_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    use crate::workflow::approval::ErrorDecision;
     vec![
         (
             "ApproveRequest",
@@ -348,7 +350,7 @@ fn workflow_overrides() -> Vec<(&'static str, &'static str, Value)> {
         (
             "ErrorHandlingRequest",
             "decision",
-            json!({"type": "string", "enum": ["ignore", "reject"]}),
+            json!({"type": "string", "enum": ErrorDecision::NAMES}),
         ),
         (
             "RemarkRequest",
