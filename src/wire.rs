@@ -79,6 +79,29 @@ macro_rules! wire_enum {
 }
 pub(crate) use wire_enum;
 
+/// Give a [`wire_enum!`] type an OpenAPI schema: a string component called `$name` that lists
+/// Zadig's strings, so a view field of that type documents exactly the values it can carry.
+/// The name is chosen here because several areas call their enum `Status`.
+macro_rules! wire_schema {
+    ($($ty:ty => $name:literal),+ $(,)?) => {$(
+        impl ::utoipa::PartialSchema for $ty {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(<$ty>::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $ty {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed($name)
+            }
+        }
+    )+};
+}
+pub(crate) use wire_schema;
+
 #[cfg(test)]
 mod tests {
     wire_enum! {
@@ -89,6 +112,18 @@ mod tests {
             Planning = "planning",
             WaitForApproval = "wait_for_approval",
         }
+    }
+
+    wire_schema!(Sample => "SampleStatus");
+
+    #[test]
+    fn the_schema_lists_the_names() {
+        use utoipa::{PartialSchema, ToSchema};
+        assert_eq!(Sample::name(), "SampleStatus");
+        assert_eq!(
+            serde_json::to_value(Sample::schema()).unwrap(),
+            serde_json::json!({"type": "string", "enum": ["", "planning", "wait_for_approval"]})
+        );
     }
 
     #[test]

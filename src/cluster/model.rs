@@ -1,6 +1,6 @@
 //! The stored cluster and its input checks.
 
-use crate::wire::wire_enum;
+use crate::wire::{wire_enum, wire_schema};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -60,6 +60,8 @@ wire_enum! {
         Normal = "normal",
     }
 }
+
+wire_schema!(ClusterStatus => "ClusterStatus");
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -31,7 +31,7 @@ pub struct ClusterView {
     pub created_by: String,
     pub created_time: i64,
     pub local: bool,
-    pub status: String,
+    pub status: ClusterStatus,
     #[serde(rename = "type")]
     pub kind: String,
     pub project_names: Vec<String>,
@@ -53,7 +53,7 @@ impl From<&Cluster> for ClusterView {
             created_by: c.created_by.clone(),
             created_time: c.created_at,
             local: c.local,
-            status: c.status.as_str().to_string(),
+            status: c.status,
             kind: c.kind.clone(),
             project_names: c.project_names.clone(),
         }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::wire::wire_enum;
+use crate::wire::{wire_enum, wire_schema};
 
 /// Version `type` values.
 pub const TYPE_K8S: &str = "K8SYaml";
@@ -41,6 +41,8 @@ wire_enum! {
         Failed = "failed",
     }
 }
+
+wire_schema!(VersionStatus => "VersionStatus", ItemStatus => "ItemStatus");
 
 /// Where each part of an image reference goes in a Helm chart's values (dotted paths).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::wire::wire_enum;
+use crate::wire::{wire_enum, wire_schema};
 
 wire_enum! {
     /// An environment's `status`. Creation applies every object before the record is stored,
@@ -15,6 +15,8 @@ wire_enum! {
         Success = "success",
     }
 }
+
+wire_schema!(EnvStatus => "EnvStatus");
 
 /// One environment. `env_key` is Zadig's storage `env_name`; `alias` is the OpenAPI
 /// `env_name` (display name).

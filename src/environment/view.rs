@@ -9,7 +9,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::model::{Container, Environment};
-use crate::wire::wire_enum;
+use crate::environment::model::EnvStatus;
+use crate::wire::{wire_enum, wire_schema};
 
 /// E1's item.
 #[derive(Debug, Serialize, ToSchema)]
@@ -22,7 +23,7 @@ pub struct EnvBrief {
     pub namespace: String,
     pub production: bool,
     pub registry_id: String,
-    pub status: String,
+    pub status: EnvStatus,
     pub update_by: String,
     pub update_time: i64,
 }
@@ -36,7 +37,7 @@ impl From<&Environment> for EnvBrief {
             namespace: e.namespace.clone(),
             production: e.production,
             registry_id: e.registry_id.clone(),
-            status: e.status.as_str().to_string(),
+            status: e.status,
             update_by: e.update_by.clone(),
             update_time: e.update_time,
         }
@@ -53,7 +54,6 @@ pub struct EnvServiceView {
     pub variable_kvs: Vec<Value>,
     /// Live: `running`, `unstable`, `error` (a workload is missing) or `succeeded` (no
     /// workload).
-    #[schema(value_type = String)]
     pub status: ServiceHealth,
     #[serde(rename = "type")]
     pub kind: String,
@@ -73,6 +73,8 @@ wire_enum! {
     }
 }
 
+wire_schema!(ServiceHealth => "ServiceHealth");
+
 /// E3.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EnvDetail {
@@ -89,7 +91,7 @@ pub struct EnvDetail {
     #[schema(value_type = Vec<Object>)]
     pub global_variables: Vec<Value>,
     pub services: Vec<EnvServiceView>,
-    pub status: String,
+    pub status: EnvStatus,
 }
 
 /// An image of a workload (E9).
@@ -106,8 +108,6 @@ pub struct ContainerStatusView {
     pub name: String,
     pub image: String,
     pub restart_count: i32,
-    /// `running`, `waiting` or `terminated`.
-    #[schema(value_type = String)]
     pub status: ContainerPhase,
     pub ready: bool,
     #[schema(value_type = Vec<Object>)]
@@ -226,6 +226,8 @@ wire_enum! {
         Terminated = "terminated",
     }
 }
+
+wire_schema!(ContainerPhase => "ContainerPhase");
 
 /// A container state as (state, reason, message, started at): a terminated container's
 /// message names a non-zero exit code.

@@ -18,6 +18,7 @@ use crate::auth::Identity;
 use crate::delivery::model::{
     DeliveryVersion, ImagePath, NewVersion, TYPE_HELM, TYPE_K8S, VersionImage, VersionService,
 };
+use crate::delivery::model::{ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{decode_json, decode_query};
@@ -53,7 +54,7 @@ pub struct VersionListItem {
     #[serde(rename = "type")]
     pub kind: String,
     pub source: String,
-    pub status: String,
+    pub status: VersionStatus,
     pub labels: Vec<String>,
     pub description: String,
     pub created_by: String,
@@ -82,7 +83,7 @@ pub struct ImageView {
     pub image_path: Option<ImagePath>,
     pub push_image: bool,
     /// `""` (not pushed / not yet run), `running`, `passed` or `failed`.
-    pub status: String,
+    pub status: ItemStatus,
     pub error: String,
 }
 
@@ -94,7 +95,7 @@ pub struct ServiceView {
     pub original_chart_version: String,
     pub chart_version: String,
     /// Helm: `""`, `passed` or `failed`.
-    pub chart_status: String,
+    pub chart_status: ItemStatus,
     pub yaml_content: String,
     pub images: Vec<ImageView>,
     pub error: String,
@@ -119,8 +120,7 @@ pub struct VersionDetail {
     pub image_registry_id: String,
     pub chart_repo_name: String,
     pub services: Vec<ServiceView>,
-    /// `creating`, `retrying`, `success` or `failed`.
-    pub status: String,
+    pub status: VersionStatus,
     pub error: String,
     pub created_by: String,
     pub created_at: i64,
@@ -139,7 +139,7 @@ fn image_view(i: VersionImage) -> ImageView {
         target_image_tag: i.target_image_tag,
         image_path: i.image_path,
         push_image: i.push_image,
-        status: i.status.as_str().to_string(),
+        status: i.status,
         error: i.error,
     }
 }
@@ -150,7 +150,7 @@ fn service_view(s: VersionService) -> ServiceView {
         chart_name: s.chart_name,
         original_chart_version: s.original_chart_version,
         chart_version: s.chart_version,
-        chart_status: s.chart_status.as_str().to_string(),
+        chart_status: s.chart_status,
         yaml_content: s.yaml_content,
         images: s.images.into_iter().map(image_view).collect(),
         error: s.error,
@@ -175,7 +175,7 @@ impl From<DeliveryVersion> for VersionDetail {
             image_registry_id: v.image_registry_id,
             chart_repo_name: v.chart_repo_name,
             services: v.services.into_iter().map(service_view).collect(),
-            status: v.status.as_str().to_string(),
+            status: v.status,
             error: v.error,
             created_by: v.created_by,
             created_at: v.created_at,
@@ -192,7 +192,7 @@ impl From<DeliveryVersion> for VersionListItem {
             version_name: v.version,
             kind: v.kind,
             source: v.source,
-            status: v.status.as_str().to_string(),
+            status: v.status,
             labels: v.labels,
             description: v.desc,
             created_by: v.created_by,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::limits::Paging;
 use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
-use crate::wire::wire_enum;
+use crate::wire::{wire_enum, wire_schema};
 use crate::workflow::ReleaseRef;
 
 wire_enum! {
@@ -44,6 +44,8 @@ wire_enum! {
         NotRun = "",
     }
 }
+
+wire_schema!(Status => "TaskStatus");
 
 impl Status {
     /// Final task statuses: the task leaves the queue and never runs again (unless retried).
@@ -78,6 +80,8 @@ wire_enum! {
         Reject = "reject",
     }
 }
+
+wire_schema!(ApproveOrReject => "ApproveOrReject");
 
 impl ApproveOrReject {
     /// The vote of an approve call (`approve: true` or `false`).

@@ -94,7 +94,7 @@ pub async fn detail(
         registry_id: env.registry_id.clone(),
         global_variables: env.global_variables.clone(),
         services,
-        status: env.status.as_str().to_string(),
+        status: env.status,
     })
 }
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::workflow::params::Param;
+use crate::workflow::task::{ApproveOrReject, Status as TaskStatus};
 use crate::workflow::task::{JobTask, StageApproval, StageTask, Task};
 use crate::workflow::tasks;
 
@@ -14,7 +15,7 @@ use crate::workflow::tasks;
 pub struct ApproveUserView {
     pub user_id: String,
     pub user_name: String,
-    pub reject_or_approve: String,
+    pub reject_or_approve: ApproveOrReject,
     pub comment: String,
     pub operation_time: i64,
 }
@@ -30,8 +31,8 @@ pub struct ApprovalView {
     pub timeout: i64,
     pub needed_approvers: i64,
     pub description: String,
-    /// `approve`, `reject` or `""` while undecided.
-    pub reject_or_approve: String,
+    /// `""` while undecided.
+    pub reject_or_approve: ApproveOrReject,
 }
 
 impl From<&StageApproval> for ApprovalView {
@@ -45,7 +46,7 @@ impl From<&StageApproval> for ApprovalView {
                 .map(|u| ApproveUserView {
                     user_id: u.user_id.clone(),
                     user_name: u.user_name.clone(),
-                    reject_or_approve: u.reject_or_approve.to_string(),
+                    reject_or_approve: u.reject_or_approve,
                     comment: u.comment.clone(),
                     operation_time: u.operation_time,
                 })
@@ -53,7 +54,7 @@ impl From<&StageApproval> for ApprovalView {
             timeout: a.timeout,
             needed_approvers: a.needed_approvers,
             description: a.description.clone(),
-            reject_or_approve: a.reject_or_approve.to_string(),
+            reject_or_approve: a.reject_or_approve,
         }
     }
 }
@@ -67,7 +68,7 @@ pub struct JobTaskView {
     pub origin_name: String,
     #[serde(rename = "type")]
     pub job_type: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub start_time: i64,
     pub end_time: i64,
     pub cost_seconds: i64,
@@ -93,7 +94,7 @@ pub struct JobTaskView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StageTaskView {
     pub name: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub start_time: i64,
     pub end_time: i64,
     pub parallel: bool,
@@ -127,7 +128,7 @@ pub struct TaskDetail {
     pub project_key: String,
     #[schema(value_type = Vec<Object>)]
     pub params: Vec<Value>,
-    pub status: String,
+    pub status: TaskStatus,
     pub task_creator: String,
     pub task_revoker: String,
     pub create_time: i64,
@@ -167,7 +168,7 @@ pub(super) fn detail(t: Task, now: i64) -> TaskDetail {
         workflow_name: t.workflow_display_name,
         project_key: t.project_name,
         params: t.params.iter().map(param_view).collect(),
-        status: t.status.to_string(),
+        status: t.status,
         task_creator: t.task_creator,
         task_revoker: t.task_revoker,
         create_time: t.create_time,
@@ -194,7 +195,7 @@ pub(super) fn detail(t: Task, now: i64) -> TaskDetail {
 fn stage_view(s: &StageTask, now: i64) -> StageTaskView {
     StageTaskView {
         name: s.name.clone(),
-        status: s.status.to_string(),
+        status: s.status,
         start_time: s.start_time,
         end_time: s.end_time,
         parallel: s.parallel,
@@ -224,7 +225,7 @@ fn job_view(j: &JobTask, now: i64) -> JobTaskView {
         display_name: j.display_name.clone(),
         origin_name: j.origin_name.clone(),
         job_type: j.job_type.clone(),
-        status: j.status.to_string(),
+        status: j.status,
         start_time: j.start_time,
         end_time: j.end_time,
         cost_seconds: tasks::cost_seconds(j, now),

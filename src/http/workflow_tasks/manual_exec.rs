@@ -10,6 +10,7 @@ use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
 use crate::state::AppState;
+use crate::workflow::task::Status as TaskStatus;
 use crate::workflow::tasks;
 
 /// Who may run a paused stage (the stage's `manual_exec_users`).
@@ -29,7 +30,7 @@ pub struct ManualExecView {
     pub project_key: String,
     pub workflow_key: String,
     pub task_id: i64,
-    pub status: String,
+    pub status: TaskStatus,
     pub stage_name: String,
     /// Whether the caller may run the stage.
     pub can_execute: bool,
@@ -67,7 +68,7 @@ pub(super) async fn manual_exec_state(
         project_key: m.task.project_name.clone(),
         workflow_key: m.task.workflow_name.clone(),
         task_id: m.task.task_id,
-        status: m.task.status.to_string(),
+        status: m.task.status,
         stage_name: stage.name.clone(),
         can_execute: m.can_execute,
         executors,

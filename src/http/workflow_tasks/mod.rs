@@ -22,6 +22,7 @@ use crate::state::AppState;
 use crate::validate;
 use crate::workflow::error::Op;
 use crate::workflow::execute::{self, ExecuteInput};
+use crate::workflow::task::Status as TaskStatus;
 use crate::workflow::tasks;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -165,7 +166,7 @@ pub struct TaskItem {
     pub create_time: i64,
     pub start_time: i64,
     pub end_time: i64,
-    pub status: String,
+    pub status: TaskStatus,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -200,7 +201,7 @@ async fn list_tasks(
                 create_time: t.create_time,
                 start_time: t.start_time,
                 end_time: t.end_time,
-                status: t.status.to_string(),
+                status: t.status,
             })
             .collect(),
     }))
