@@ -20,11 +20,13 @@
 /// ```
 ///
 /// It derives `Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize`; add others
-/// (`Default`, `PartialOrd`, `ToSchema`) with a `#[derive]` of the caller's.
+/// (`Default`, `PartialOrd`) with a `#[derive]` of the caller's. `pub enum Status as
+/// "TaskStatus" { … }` also gives it an OpenAPI schema of that name ([`wire_schema!`]), for an
+/// enum a view carries.
 macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
-        $vis:vis enum $name:ident {
+        $vis:vis enum $name:ident $(as $schema:literal)? {
             $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
         }
     ) => {
@@ -75,15 +77,17 @@ macro_rules! wire_enum {
                 self.as_str() == *other
             }
         }
+
+        $($crate::wire::wire_schema!($name => $schema);)?
     };
 }
 pub(crate) use wire_enum;
 
-/// Give a [`wire_enum!`] type an OpenAPI schema: a string component called `$name` that lists
-/// Zadig's strings, so a view field of that type documents exactly the values it can carry.
-/// The name is chosen here because several areas call their enum `Status`.
+/// The OpenAPI schema of a [`wire_enum!`] declared `as "Name"`: a string component called
+/// `Name` that lists Zadig's strings, so a view field of that type documents exactly the values
+/// it can carry. The name is given there because several areas call their enum `Status`.
 macro_rules! wire_schema {
-    ($($ty:ty => $name:literal),+ $(,)?) => {$(
+    ($ty:ty => $name:literal) => {
         impl ::utoipa::PartialSchema for $ty {
             fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
                 ::utoipa::openapi::ObjectBuilder::new()
@@ -98,7 +102,7 @@ macro_rules! wire_schema {
                 ::std::borrow::Cow::Borrowed($name)
             }
         }
-    )+};
+    };
 }
 pub(crate) use wire_schema;
 
@@ -106,15 +110,13 @@ pub(crate) use wire_schema;
 mod tests {
     wire_enum! {
         #[derive(Default)]
-        enum Sample {
+        enum Sample as "SampleStatus" {
             #[default]
             Unset = "",
             Planning = "planning",
             WaitForApproval = "wait_for_approval",
         }
     }
-
-    wire_schema!(Sample => "SampleStatus");
 
     #[test]
     fn the_schema_lists_the_names() {

@@ -1,6 +1,6 @@
 //! The stored cluster and its input checks.
 
-use crate::wire::{wire_enum, wire_schema};
+use crate::wire::wire_enum;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -55,13 +55,11 @@ wire_enum! {
     /// A cluster's `status`: kubeconfig clusters are always `normal` in Zadig (no agent reports
     /// on them); reachability is checked by the routes that call the cluster.
     #[derive(Default)]
-    pub enum ClusterStatus {
+    pub enum ClusterStatus as "ClusterStatus" {
         #[default]
         Normal = "normal",
     }
 }
-
-wire_schema!(ClusterStatus => "ClusterStatus");
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::wire::{wire_enum, wire_schema};
+use crate::wire::wire_enum;
 
 /// Version `type` values.
 pub const TYPE_K8S: &str = "K8SYaml";
@@ -15,7 +15,7 @@ pub const SOURCES: &[&str] = &["manual", "from_env", "from_version"];
 
 wire_enum! {
     /// A version's status (seed 003), stored and sent as Zadig's lower-case names.
-    pub enum VersionStatus {
+    pub enum VersionStatus as "VersionStatus" {
         /// Created; the pipeline has work to do.
         Creating = "creating",
         /// Retried after a failure; the pipeline has work to do again.
@@ -33,7 +33,7 @@ impl VersionStatus {
 wire_enum! {
     /// The status of one image copy or one chart push (Zadig's job statuses; `""` = not run).
     #[derive(Default)]
-    pub enum ItemStatus {
+    pub enum ItemStatus as "ItemStatus" {
         #[default]
         NotRun = "",
         Running = "running",
@@ -41,8 +41,6 @@ wire_enum! {
         Failed = "failed",
     }
 }
-
-wire_schema!(VersionStatus => "VersionStatus", ItemStatus => "ItemStatus");
 
 /// Where each part of an image reference goes in a Helm chart's values (dotted paths).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

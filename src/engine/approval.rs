@@ -151,45 +151,38 @@ mod tests {
 
     #[test]
     fn quorum_reject_and_timeout() {
+        use ApproveOrReject::{Approve, None as NoVote, Reject};
         let d = deadline_ms(1_000, 0);
         assert_eq!(d, 1_000 + 3_600_000);
-        // needed_approvers 0 means one approval, not an automatic pass.
-        assert_eq!(
-            decide(&[vote("a", ApproveOrReject::None)], 0, d, 2_000),
-            Decision::Waiting
-        );
-        assert_eq!(
-            decide(&[vote("a", ApproveOrReject::Approve)], 0, d, 2_000),
-            Decision::Approved
-        );
-        assert_eq!(
-            decide(
-                &[
-                    vote("a", ApproveOrReject::Approve),
-                    vote("b", ApproveOrReject::None)
-                ],
+        let votes = |vs: &[(&str, ApproveOrReject)]| -> Vec<ApproveUser> {
+            vs.iter().map(|&(name, v)| vote(name, v)).collect()
+        };
+        // (votes, needed_approvers, now, decision). needed_approvers 0 means one approval, not
+        // an automatic pass.
+        let cases = [
+            (votes(&[("a", NoVote)]), 0, 2_000, Decision::Waiting),
+            (votes(&[("a", Approve)]), 0, 2_000, Decision::Approved),
+            (
+                votes(&[("a", Approve), ("b", NoVote)]),
                 2,
-                d,
-                2_000
+                2_000,
+                Decision::Waiting,
             ),
-            Decision::Waiting
-        );
-        assert_eq!(
-            decide(
-                &[
-                    vote("a", ApproveOrReject::Approve),
-                    vote("b", ApproveOrReject::Reject)
-                ],
+            (
+                votes(&[("a", Approve), ("b", Reject)]),
                 1,
-                d,
-                2_000
+                2_000,
+                Decision::Rejected("b".into()),
             ),
-            Decision::Rejected("b".into())
-        );
-        assert_eq!(
-            decide(&[vote("a", ApproveOrReject::None)], 1, d, d),
-            Decision::TimedOut
-        );
+            (votes(&[("a", NoVote)]), 1, d, Decision::TimedOut),
+        ];
+        for (users, needed, now, want) in cases {
+            assert_eq!(
+                decide(&users, needed, d, now),
+                want,
+                "needing {needed} at {now}"
+            );
+        }
     }
 
     #[test]

@@ -3,20 +3,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::wire::{wire_enum, wire_schema};
+use crate::wire::wire_enum;
 
 wire_enum! {
     /// An environment's `status`. Creation applies every object before the record is stored,
     /// so a stored environment is `success`; Zadig's other states (`creating`, `deleting`, …)
     /// belong to its asynchronous creation and deletion, which this server does not have.
     #[derive(Default)]
-    pub enum EnvStatus {
+    pub enum EnvStatus as "EnvStatus" {
         #[default]
         Success = "success",
     }
 }
-
-wire_schema!(EnvStatus => "EnvStatus");
 
 /// One environment. `env_key` is Zadig's storage `env_name`; `alias` is the OpenAPI
 /// `env_name` (display name).

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::model::{Container, Environment};
 use crate::environment::model::EnvStatus;
-use crate::wire::{wire_enum, wire_schema};
+use crate::wire::wire_enum;
 
 /// E1's item.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,7 +61,7 @@ pub struct EnvServiceView {
 
 wire_enum! {
     /// The live status of an environment's service (Zadig's strings).
-    pub enum ServiceHealth {
+    pub enum ServiceHealth as "ServiceHealth" {
         /// Every workload has all its replicas updated and ready.
         Running = "running",
         /// Some replica is not updated or not ready yet.
@@ -72,8 +72,6 @@ wire_enum! {
         Succeeded = "succeeded",
     }
 }
-
-wire_schema!(ServiceHealth => "ServiceHealth");
 
 /// E3.
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,14 +218,12 @@ fn container_view(
 
 wire_enum! {
     /// A container's state, as Kubernetes names it in a pod's status.
-    pub enum ContainerPhase {
+    pub enum ContainerPhase as "ContainerPhase" {
         Running = "running",
         Waiting = "waiting",
         Terminated = "terminated",
     }
 }
-
-wire_schema!(ContainerPhase => "ContainerPhase");
 
 /// A container state as (state, reason, message, started at): a terminated container's
 /// message names a non-zero exit code.

@@ -16,14 +16,14 @@ use serde_json::Value;
 use crate::limits::Paging;
 use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
-use crate::wire::{wire_enum, wire_schema};
+use crate::wire::wire_enum;
 use crate::workflow::ReleaseRef;
 
 wire_enum! {
     /// A task's, stage's or job task's status (spec/workflow.md §5.2), with Zadig's strings on
     /// the wire and in storage.
     #[derive(Default)]
-    pub enum Status {
+    pub enum Status as "TaskStatus" {
         Created = "created",
         Waiting = "waiting",
         Running = "running",
@@ -44,8 +44,6 @@ wire_enum! {
         NotRun = "",
     }
 }
-
-wire_schema!(Status => "TaskStatus");
 
 impl Status {
     /// Final task statuses: the task leaves the queue and never runs again (unless retried).
@@ -73,15 +71,13 @@ wire_enum! {
     /// A vote, or the outcome of a native approval: Zadig's `ApproveOrReject`, on the wire as
     /// `reject_or_approve`; `""` while there is none.
     #[derive(Default)]
-    pub enum ApproveOrReject {
+    pub enum ApproveOrReject as "ApproveOrReject" {
         #[default]
         None = "",
         Approve = "approve",
         Reject = "reject",
     }
 }
-
-wire_schema!(ApproveOrReject => "ApproveOrReject");
 
 impl ApproveOrReject {
     /// The vote of an approve call (`approve: true` or `false`).
