@@ -2,8 +2,9 @@
 //!
 //! [`wire_enum!`] writes an enum from a table of `Variant = "text",` rows: a serde rename per
 //! variant, `ALL`, `NAMES`, `as_str`, `parse`, `read` (a 400 listing the names), `Display` and
-//! comparison with `&str` — so the string that is stored, the one that is sent, the one a filter
-//! or a log names and the ones a 400 lists cannot drift apart.
+//! comparison with `&str`, and for an enum declared `as "Name"` the OpenAPI schema — so the
+//! string that is stored, the one that is sent, the one a filter or a log names, the ones a 400
+//! lists and the ones the document lists cannot drift apart.
 
 /// Declare an enum whose variants are Zadig's strings:
 ///
