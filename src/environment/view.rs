@@ -8,8 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::model::{Container, Environment};
-use crate::environment::model::EnvStatus;
+use super::model::{Container, EnvStatus, Environment};
 use crate::wire::wire_enum;
 
 /// E1's item.

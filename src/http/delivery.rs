@@ -16,9 +16,9 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::delivery::model::{
-    DeliveryVersion, ImagePath, NewVersion, TYPE_HELM, TYPE_K8S, VersionImage, VersionService,
+    DeliveryVersion, ImagePath, ItemStatus, NewVersion, TYPE_HELM, TYPE_K8S, VersionImage,
+    VersionService, VersionStatus,
 };
-use crate::delivery::model::{ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{decode_json, decode_query};

@@ -6,8 +6,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::workflow::params::Param;
-use crate::workflow::task::{ApproveOrReject, Status as TaskStatus};
-use crate::workflow::task::{JobTask, StageApproval, StageTask, Task};
+use crate::workflow::task::{
+    ApproveOrReject, JobTask, StageApproval, StageTask, Status as TaskStatus, Task,
+};
 use crate::workflow::tasks;
 
 /// One vote in a stage approval.
