@@ -16,7 +16,7 @@ use sha2::Sha256;
 use zadig_server::config::Config;
 use zadig_server::delivery::registry::{HelmRepo, Registry};
 use zadig_server::release_plan::hooks::HookSetting;
-use zadig_server::store::to_doc;
+use zadig_server::store::{Doc, Filter, to_doc};
 
 use crate::harness::{Kind, TestApp};
 use crate::kind_test;
@@ -70,6 +70,17 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 /// Every raw document of the test's MongoDB database, as extended-JSON text.
+/// The document of `coll` matching `filter` as the backend stores it (it must exist).
+async fn stored_doc(app: &TestApp, coll: &str, filter: Filter) -> Doc {
+    let doc = app
+        .backend
+        .collection(coll)
+        .find_one(&filter)
+        .await
+        .unwrap();
+    doc.unwrap_or_else(|| panic!("no stored document in {coll}"))
+}
+
 async fn raw_mongo_docs(config: &Config) -> Vec<String> {
     let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
         .await
@@ -388,13 +399,7 @@ async fn plain_text_values_are_read_and_re_encrypted(kind: Kind) {
         ("helm_repos", "password", &pw),
         ("settings", "hook_secret", &hs),
     ] {
-        let raw = app
-            .backend
-            .collection(coll)
-            .find_one(&zadig_server::store::Filter::All)
-            .await
-            .unwrap()
-            .unwrap();
+        let raw = stored_doc(&app, coll, Filter::All).await;
         let stored = raw[field].as_str().unwrap();
         assert!(stored.starts_with("enc:v1:"), "{coll}.{field}: {stored}");
         assert!(!stored.contains(plain.as_str()));
@@ -403,13 +408,7 @@ async fn plain_text_values_are_read_and_re_encrypted(kind: Kind) {
     // Another start leaves them as they are (already encrypted).
     let stored = |app: &TestApp| {
         let helm_repos = app.backend.collection("helm_repos");
-        async move {
-            helm_repos
-                .find_one(&zadig_server::store::Filter::All)
-                .await
-                .unwrap()
-                .unwrap()
-        }
+        async move { helm_repos.find_one(&Filter::All).await.unwrap().unwrap() }
     };
     let before = stored(&app).await;
     let app = app.restart().await;
@@ -554,17 +553,11 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
         .await
         .unwrap();
     b.collection("secret_migrations")
-        .delete_many(&zadig_server::store::Filter::All)
+        .delete_many(&Filter::All)
         .await
         .unwrap();
     let app = app.restart().await;
-    let raw = app
-        .backend
-        .collection("workflows")
-        .find_one(&zadig_server::store::Filter::id("65f000000000000000000009"))
-        .await
-        .unwrap()
-        .unwrap();
+    let raw = stored_doc(&app, "workflows", Filter::id("65f000000000000000000009")).await;
     let stored = raw["params"][0]["value"].as_str().unwrap();
     assert!(
         stored.starts_with("enc:v1:") && !stored.contains(pv.as_str()),
@@ -580,13 +573,12 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
             .params[0]["value"],
         pv.as_str()
     );
-    let raw = app
-        .backend
-        .collection("release_plans")
-        .find_one(&zadig_server::store::Filter::id("65f00000000000000000000a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let raw = stored_doc(
+        &app,
+        "release_plans",
+        Filter::id("65f00000000000000000000a"),
+    )
+    .await;
     let param = &raw["jobs"][0]["spec"]["parameters"][0];
     assert_eq!(param["is_credential"], true, "{param}");
     let stored = param["value"].as_str().unwrap();
