@@ -22,6 +22,8 @@ from zadig_client.models import (
     ExecuteRequest,
     ExecuteResponse,
     PlanInput,
+    PlanStatus,
+    ReleasePlan,
     Success,
     TaskDetail,
 )
@@ -98,12 +100,10 @@ def main():
          "jobs": [{"name": "notes", "type": "text", "spec": {"content": "ship it"}}]}
     )
     created = expect(create_plan.sync_detailed(client=client, body=plan), 200, CreatedId, "create plan")
-    got = get_plan.sync_detailed(created.id, client=client)
-    if got.status_code != 200 or got.parsed is None:
-        sys.exit(f"get plan: {got.status_code} {got.content[:500]!r}")
-    back = got.parsed.to_dict()
-    if back.get("name") != f"plan-{name}" or back.get("jobs", [{}])[0].get("name") != "notes":
-        sys.exit(f"the plan read back differs: {back}")
+    back = expect(get_plan.sync_detailed(created.id, client=client), 200, ReleasePlan, "get plan")
+    if back.name != f"plan-{name}" or [j.name for j in back.jobs] != ["notes"] \
+            or back.status != PlanStatus.PLANNING:
+        sys.exit(f"the plan read back differs: {back.to_dict()}")
 
     print(f"generated client: workflow {name} task #{task_id} passed, log read, plan {created.id} read back")
 

@@ -19,6 +19,7 @@ use crate::limits;
 use crate::release_plan::input::{
     ApproveInput, CallbackInput, HookSettingInput, JobActionInput, PlanInput,
 };
+use crate::release_plan::model::ReleasePlan;
 use crate::release_plan::service::{self, HookSettingView, JobAction, ListItem};
 use crate::release_plan::store::LogEntry;
 use crate::state::AppState;
@@ -109,7 +110,7 @@ async fn create_plan(
 /// the workflow jobs' credential values show as `********`.
 #[utoipa::path(get, path = "/openapi/release_plan/v1/{id}", tag = "release plans",
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody),
+    responses((status = 200, body = ReleasePlan), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn get_plan(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::wire::wire_enum;
 
@@ -18,7 +19,7 @@ pub use crate::workflow::task::Status as TaskStatus;
 wire_enum! {
     /// Plan statuses (spec §4.1).
     #[derive(PartialOrd, Ord)]
-    pub enum Status {
+    pub enum Status as "PlanStatus" {
         Planning = "planning",
         FinishPlanning = "finish_planning",
         WaitForApproval = "wait_for_approval",
@@ -60,7 +61,7 @@ impl Status {
 
 wire_enum! {
     /// The three events of the outgoing hook (spec §8.2) and of the callback.
-    pub enum HookEvent {
+    pub enum HookEvent as "HookEvent" {
         FinishPlanning = "finish_planning",
         StartExecute = "start_execute",
         AllJobDone = "all_job_done",
@@ -89,7 +90,7 @@ impl HookEvent {
 
 wire_enum! {
     /// Release-job types.
-    pub enum JobKind {
+    pub enum JobKind as "ReleaseJobKind" {
         Text = "text",
         Workflow = "workflow",
     }
@@ -98,7 +99,7 @@ wire_enum! {
 wire_enum! {
     /// Release-job statuses (spec §5.1); `""` before the first execution cycle.
     #[derive(Default)]
-    pub enum JobStatus {
+    pub enum JobStatus as "ReleaseJobStatus" {
         #[default]
         Unset = "",
         Todo = "todo",
@@ -116,7 +117,7 @@ fn is_zero(v: &i64) -> bool {
 /// A job's `spec`. Text jobs use `content`/`remark`; workflow jobs the workflow reference, its
 /// execute input, the resolved workflow definition and the task it runs. Empty fields are
 /// omitted, so a text job shows `{content, remark}` and a workflow job never shows `content`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct JobSpec {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -142,7 +143,7 @@ pub struct JobSpec {
 }
 
 /// One release job (spec §3.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseJob {
     pub id: String,
     pub name: String,
@@ -173,7 +174,7 @@ pub struct ReleaseJob {
 pub use crate::workflow::task::{ApproveOrReject, ApproveUser};
 
 /// Zadig's own approval (spec §3.4, §7.2).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct NativeApproval {
     /// Minutes from entering `wait_for_approval`; 0 = no limit.
@@ -188,7 +189,7 @@ wire_enum! {
     /// A plan approval's outcome (`approval.status`, spec §7): undecided until the votes (or the
     /// IM approval) decide it or its time runs out.
     #[derive(Default)]
-    pub enum ApprovalStatus {
+    pub enum ApprovalStatus as "PlanApprovalStatus" {
         #[default]
         Undecided = "",
         Passed = "passed",
@@ -199,7 +200,7 @@ wire_enum! {
 
 /// A plan's approval configuration and outcome (spec §3.4). IM approvals (Lark, DingTalk,
 /// WorkWX) are kept verbatim.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Approval {
     pub enabled: bool,
@@ -241,7 +242,7 @@ impl Approval {
 
 /// The part of the hook setting a plan snapshots (spec §8.1): which events fire and whether
 /// the plan waits for the callback.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct HookSnapshot {
     pub enable: bool,
@@ -314,7 +315,7 @@ pub struct Internal {
 }
 
 /// A release plan (spec §3.1). Field order follows seed 001's detail example.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReleasePlan {
     pub id: String,
     pub index: i64,
@@ -367,6 +368,7 @@ pub struct ReleasePlan {
     #[serde(default)]
     pub version: i64,
     #[serde(default)]
+    #[schema(ignore)]
     pub internal: Internal,
 }
 

@@ -90,8 +90,9 @@ impl ApproveOrReject {
     }
 }
 
-/// One vote (or pending approver) of a stage approval, in the seed's shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One vote (or pending approver) of a stage's or a release plan's native approval, in the
+/// seed's shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ApproveUser {
     pub user_id: String,

@@ -98,3 +98,73 @@ async fn spec_is_valid_openapi() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Release-plan details as the server renders them (from the stored document) match the
+/// `ReleasePlan` schema the document gives the detail route: a plan with a native approval
+/// that finished planning, and one executing with a job done. Checked with the `jsonschema` package
+/// of the validator's Python environment (skipped, as above, when there is none).
+#[tokio::test]
+async fn release_plan_details_match_their_schema() {
+    use crate::harness::ADMIN_TOKEN;
+    use crate::release_plan::{
+        create_with_text_jobs, detail, executing_plan, job_call, job_ids, seed_create_body,
+        set_status, simple_body,
+    };
+
+    let Some(validator) = validator() else {
+        eprintln!("skipped: openapi-spec-validator (and its Python) is not installed");
+        return;
+    };
+    // The validator's venv has `jsonschema` (a dependency of openapi-spec-validator).
+    let python = validator.with_file_name("python");
+    let python = if python.exists() {
+        python
+    } else {
+        "python3".into()
+    };
+
+    let app = TestApp::start(Kind::Embedded)
+        .await
+        .expect("embedded always runs");
+    let spec = app.get("/openapi.json").await.expect(200).clone();
+    let waiting = create_with_text_jobs(&app, seed_create_body(), 2).await;
+    set_status(&app, &waiting, "finish_planning")
+        .await
+        .expect(200);
+    let running = executing_plan(&app, simple_body("running", "admin"), 2).await;
+    let first = job_ids(&detail(&app, &running).await)[0].clone();
+    job_call(&app, ADMIN_TOKEN, &running, "execute", &first, "text")
+        .await
+        .expect(200);
+    let details = vec![detail(&app, &waiting).await, detail(&app, &running).await];
+    app.stop().await;
+    assert_eq!(details[0]["status"], "finish_planning");
+    assert!(details[0]["approval"]["native_approval"].is_object());
+    assert_eq!(details[1]["jobs"][0]["status"], "done");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spec_file, docs_file) = (dir.path().join("spec.json"), dir.path().join("docs.json"));
+    std::fs::write(&spec_file, serde_json::to_vec(&spec).expect("json")).expect("write");
+    std::fs::write(&docs_file, serde_json::to_vec(&details).expect("json")).expect("write");
+    let check = r##"
+import json, sys
+from jsonschema import Draft202012Validator
+spec, docs = (json.load(open(p)) for p in sys.argv[1:3])
+v = Draft202012Validator({"$ref": "#/components/schemas/ReleasePlan", "components": spec["components"]})
+errors = [f"detail {i} at {e.json_path}: {e.message}" for i, d in enumerate(docs) for e in v.iter_errors(d)]
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+"##;
+    let out = std::process::Command::new(&python)
+        .args(["-c", check])
+        .arg(&spec_file)
+        .arg(&docs_file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "a release-plan detail does not match its schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
