@@ -87,13 +87,21 @@ async fn spec_is_valid_openapi() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
-    let out = std::process::Command::new(&validator)
-        .arg(&file)
+    let mut cmd = std::process::Command::new(&validator);
+    succeeds(
+        cmd.arg(&file),
+        "openapi-spec-validator rejects /openapi.json",
+    );
+}
+
+/// Run `cmd`; unless it exits 0, fail with `what` and its output.
+fn succeeds(cmd: &mut std::process::Command, what: &str) {
+    let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", validator.display()));
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
     assert!(
         out.status.success(),
-        "openapi-spec-validator rejects /openapi.json:\n{}{}",
+        "{what}:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -155,16 +163,7 @@ errors = [f"detail {i} at {e.json_path}: {e.message}" for i, d in enumerate(docs
 print("\n".join(errors))
 sys.exit(1 if errors else 0)
 "##;
-    let out = std::process::Command::new(&python)
-        .args(["-c", check])
-        .arg(&spec_file)
-        .arg(&docs_file)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    assert!(
-        out.status.success(),
-        "a release-plan detail does not match its schema:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = std::process::Command::new(&python);
+    cmd.args(["-c", check]).arg(&spec_file).arg(&docs_file);
+    succeeds(&mut cmd, "a release-plan detail does not match its schema");
 }
