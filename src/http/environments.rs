@@ -1,7 +1,8 @@
 //! `/openapi/environments` and its production group `/openapi/environments/production`
 //! (spec/environments.md §5). Thin handlers over `crate::environment::service`; the two
 //! groups share every handler body and differ by the `production` flag: [`both_groups!`]
-//! writes the pair of annotated handlers from one body.
+//! writes the pair of annotated handlers from one body and one OpenAPI description (the
+//! production group adds what differs, e.g. its 403 for callers who are not admins).
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -129,22 +130,30 @@ fn text(body: String) -> axum::response::Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-/// Two handlers sharing one body: the test group's (`production` false) and the production
-/// group's (`production` true), each with its own doc and OpenAPI operation (utoipa needs
-/// one annotated function per path).
+/// Two handlers sharing one body and one OpenAPI description: the test group's (`production`
+/// false) and the production group's (`production` true). utoipa needs one annotated
+/// function per path, so this writes both operations from the shared arguments and
+/// responses; each group names its path and may add responses of its own (`+ (…)`, e.g.
+/// the production group's 403 for callers who are not admins).
 macro_rules! both_groups {
     (
-        $(#[$test_attr:meta])* $test:ident,
-        $(#[$prod_attr:meta])* $prod:ident,
+        $(#[$test_doc:meta])* $test:ident = $test_path:tt $(+ ($($test_resp:tt)*))?;
+        $(#[$prod_doc:meta])* $prod:ident = $prod_path:tt $(+ ($($prod_resp:tt)*))?;
+        $method:ident($($args:tt)*),
+        responses($($resp:tt)*),
         |$production:ident| ($($params:tt)*) -> $ret:ty $body:block
     ) => {
-        $(#[$test_attr])*
+        $(#[$test_doc])*
+        #[utoipa::path($method, path = $test_path, $($args)*,
+            responses($($resp)* $(, $($test_resp)*)?))]
         async fn $test($($params)*) -> $ret {
             let $production = false;
             $body
         }
 
-        $(#[$prod_attr])*
+        $(#[$prod_doc])*
+        #[utoipa::path($method, path = $prod_path, $($args)*,
+            responses($($resp)* $(, $($prod_resp)*)?))]
         async fn $prod($($params)*) -> $ret {
             let $production = true;
             $body
@@ -190,13 +199,11 @@ async fn do_yaml(
 
 both_groups! {
     /// E1: the project's test environments.
-    #[utoipa::path(get, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
-        responses((status = 200, body = Vec<EnvBrief>)))]
-    list_envs,
+    list_envs = "/openapi/environments";
     /// The project's production environments.
-    #[utoipa::path(get, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
-        responses((status = 200, body = Vec<EnvBrief>)))]
-    prod_list_envs,
+    prod_list_envs = "/openapi/environments/production";
+    get(tag = "environments", params(ProjectQuery)),
+    responses((status = 200, body = Vec<EnvBrief>)),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -209,17 +216,16 @@ both_groups! {
 both_groups! {
     /// E2: create a test environment: the namespace (or an existing one with
     /// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
-    #[utoipa::path(post, path = "/openapi/environments", tag = "environments", params(ProjectQuery),
-        request_body = CreateEnvInput,
-        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project"),
-            (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
-            (status = 422, body = ErrorBody, description = "the cluster refused an object")))]
-    create_env,
+    create_env = "/openapi/environments"
+        + ((status = 404, body = ErrorBody, description = "unknown project or service"));
     /// Create an (empty) production environment (admins).
-    #[utoipa::path(post, path = "/openapi/environments/production", tag = "environments", params(ProjectQuery),
-        request_body = CreateEnvInput,
-        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-    prod_create_env,
+    prod_create_env = "/openapi/environments/production"
+        + ((status = 404, body = ErrorBody, description = "unknown project"),
+            (status = 403, body = ErrorBody, description = "not a system admin"));
+    post(tag = "environments", params(ProjectQuery), request_body = CreateEnvInput),
+    responses((status = 200, body = Success),
+        (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
+        (status = 422, body = ErrorBody, description = "the cluster refused an object")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -233,15 +239,12 @@ both_groups! {
 
 both_groups! {
     /// E3: a test environment with its services' live status.
-    #[utoipa::path(get, path = "/openapi/environments/{name}", tag = "environments",
-        params(("name" = String, Path), ProjectQuery),
-        responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-    get_env,
+    get_env = "/openapi/environments/{name}";
     /// A production environment with its services' live status.
-    #[utoipa::path(get, path = "/openapi/environments/production/{name}", tag = "environments",
-        params(("name" = String, Path), ProjectQuery),
-        responses((status = 200, body = EnvDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-    prod_get_env,
+    prod_get_env = "/openapi/environments/production/{name}";
+    get(tag = "environments", params(("name" = String, Path), ProjectQuery)),
+    responses((status = 200, body = EnvDetail),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable")),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -256,15 +259,12 @@ both_groups! {
 
 both_groups! {
     /// E4: change the environment's image registry (its creator, admins).
-    #[utoipa::path(put, path = "/openapi/environments/{name}", tag = "environments",
-        params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    update_env,
+    update_env = "/openapi/environments/{name}";
     /// Change a production environment's registry and alias (admins).
-    #[utoipa::path(put, path = "/openapi/environments/production/{name}", tag = "environments",
-        params(("name" = String, Path), ProjectQuery), request_body = BasicInput,
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    prod_update_env,
+    prod_update_env = "/openapi/environments/production/{name}";
+    put(tag = "environments", params(("name" = String, Path), ProjectQuery),
+        request_body = BasicInput),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -279,15 +279,12 @@ both_groups! {
 
 both_groups! {
     /// E5: delete a test environment (its creator, admins).
-    #[utoipa::path(delete, path = "/openapi/environments/{name}", tag = "environments",
-        params(("name" = String, Path), DeleteQuery),
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "cluster unreachable")))]
-    delete_env,
+    delete_env = "/openapi/environments/{name}"
+        + ((status = 409, body = ErrorBody, description = "the cluster is unreachable"));
     /// Forget a production environment (admins); its objects stay in the cluster.
-    #[utoipa::path(delete, path = "/openapi/environments/production/{name}", tag = "environments",
-        params(("name" = String, Path), DeleteQuery),
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    prod_delete_env,
+    prod_delete_env = "/openapi/environments/production/{name}";
+    delete(tag = "environments", params(("name" = String, Path), DeleteQuery)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -300,13 +297,12 @@ both_groups! {
 
 both_groups! {
     /// E7: the YAML applied for a service (text/plain).
-    #[utoipa::path(get, path = "/openapi/environments/service/yaml", tag = "environments", params(YamlQuery),
-        responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
-    env_get_service_yaml,
+    env_get_service_yaml = "/openapi/environments/service/yaml";
     /// The YAML applied for a service of a production environment (text/plain).
-    #[utoipa::path(get, path = "/openapi/environments/production/service/yaml", tag = "environments", params(YamlQuery),
-        responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody, description = "unknown environment or service")))]
-    prod_get_service_yaml,
+    prod_get_service_yaml = "/openapi/environments/production/service/yaml";
+    get(tag = "environments", params(YamlQuery)),
+    responses((status = 200, body = String, content_type = "text/plain"),
+        (status = 404, body = ErrorBody, description = "unknown environment or service")),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -318,15 +314,15 @@ both_groups! {
 
 both_groups! {
     /// E6: render services' latest templates and apply them into the environment.
-    #[utoipa::path(post, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
-        request_body = AddServicesInput,
-        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-    env_add_services,
+    env_add_services = "/openapi/environments/service/yaml";
     /// Apply production services into a production environment (admins).
-    #[utoipa::path(post, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
-        request_body = AddServicesInput,
-        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
-    prod_add_services,
+    prod_add_services = "/openapi/environments/production/service/yaml";
+    post(tag = "environments", params(ProjectQuery), request_body = AddServicesInput),
+    responses((status = 200, body = Success),
+        (status = 404, body = ErrorBody, description = "unknown project, environment or service"),
+        (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable"),
+        (status = 422, body = ErrorBody, description = "the cluster refused an object")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -340,15 +336,14 @@ both_groups! {
 
 both_groups! {
     /// E8: remove services (and, unless `not_delete_resource`, their objects).
-    #[utoipa::path(delete, path = "/openapi/environments/service/yaml", tag = "environments", params(ProjectQuery),
-        request_body = RemoveServicesInput,
-        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-    env_remove_services,
+    env_remove_services = "/openapi/environments/service/yaml"
+        + ((status = 409, body = ErrorBody, description = "the cluster is unreachable"));
     /// Remove services from a production environment (admins).
-    #[utoipa::path(delete, path = "/openapi/environments/production/service/yaml", tag = "environments", params(ProjectQuery),
-        request_body = RemoveServicesInput,
-        responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
-    prod_remove_services,
+    prod_remove_services = "/openapi/environments/production/service/yaml";
+    delete(tag = "environments", params(ProjectQuery), request_body = RemoveServicesInput),
+    responses((status = 200, body = Success),
+        (status = 404, body = ErrorBody, description = "unknown project, environment or service"),
+        (status = 403, body = ErrorBody)),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -362,15 +357,13 @@ both_groups! {
 
 both_groups! {
     /// E9: a service's workloads and pods, live.
-    #[utoipa::path(get, path = "/openapi/environments/{name}/services/{serviceName}", tag = "environments",
-        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-        responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-    env_service_detail,
+    env_service_detail = "/openapi/environments/{name}/services/{serviceName}";
     /// A production service's workloads and pods, live.
-    #[utoipa::path(get, path = "/openapi/environments/production/{name}/services/{serviceName}", tag = "environments",
-        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery),
-        responses((status = 200, body = ServiceDetail), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-    prod_service_detail,
+    prod_service_detail = "/openapi/environments/production/{name}/services/{serviceName}";
+    get(tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery)),
+    responses((status = 200, body = ServiceDetail),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable")),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -393,15 +386,13 @@ both_groups! {
 
 both_groups! {
     /// E10: a service's pods, live.
-    #[utoipa::path(get, path = "/openapi/environments/{name}/service/{serviceName}/pods", tag = "environments",
-        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-        responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-    env_service_pods,
+    env_service_pods = "/openapi/environments/{name}/service/{serviceName}/pods";
     /// A production service's pods, live.
-    #[utoipa::path(get, path = "/openapi/environments/production/{name}/service/{serviceName}/pods", tag = "environments",
-        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-        responses((status = 200, body = ServicePods), (status = 409, body = ErrorBody, description = "the cluster is unreachable")))]
-    prod_service_pods,
+    prod_service_pods = "/openapi/environments/production/{name}/service/{serviceName}/pods";
+    get(tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery)),
+    responses((status = 200, body = ServicePods),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable")),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -416,15 +407,12 @@ both_groups! {
 
 both_groups! {
     /// E11: restart every workload of a service.
-    #[utoipa::path(post, path = "/openapi/environments/{name}/service/{serviceName}/restart", tag = "environments",
-        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    env_restart_service,
+    env_restart_service = "/openapi/environments/{name}/service/{serviceName}/restart";
     /// Restart every workload of a production service (admins).
-    #[utoipa::path(post, path = "/openapi/environments/production/{name}/service/{serviceName}/restart", tag = "environments",
-        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery),
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    prod_restart_service,
+    prod_restart_service = "/openapi/environments/production/{name}/service/{serviceName}/restart";
+    post(tag = "environments",
+        params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -438,15 +426,12 @@ both_groups! {
 
 both_groups! {
     /// E12: delete a pod so its controller makes a new one.
-    #[utoipa::path(post, path = "/openapi/environments/{name}/pod/{podName}/restart", tag = "environments",
-        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    env_restart_pod,
+    env_restart_pod = "/openapi/environments/{name}/pod/{podName}/restart";
     /// Delete a pod of a production environment (admins).
-    #[utoipa::path(post, path = "/openapi/environments/production/{name}/pod/{podName}/restart", tag = "environments",
-        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery),
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    prod_restart_pod,
+    prod_restart_pod = "/openapi/environments/production/{name}/pod/{podName}/restart";
+    post(tag = "environments",
+        params(("name" = String, Path), ("podName" = String, Path), ProjectQuery)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -460,15 +445,11 @@ both_groups! {
 
 both_groups! {
     /// E16: the environment's global variable values.
-    #[utoipa::path(get, path = "/openapi/environments/{name}/variable", tag = "environments",
-        params(("name" = String, Path), ProjectQuery),
-        responses((status = 200, body = Vec<Object>)))]
-    env_get_variables,
+    env_get_variables = "/openapi/environments/{name}/variable";
     /// A production environment's global variable values.
-    #[utoipa::path(get, path = "/openapi/environments/production/{name}/variable", tag = "environments",
-        params(("name" = String, Path), ProjectQuery),
-        responses((status = 200, body = Vec<Object>)))]
-    prod_get_variables,
+    prod_get_variables = "/openapi/environments/production/{name}/variable";
+    get(tag = "environments", params(("name" = String, Path), ProjectQuery)),
+    responses((status = 200, body = Vec<Object>)),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -483,15 +464,12 @@ both_groups! {
 
 both_groups! {
     /// E17: replace the global variable values; services using a changed one are re-applied.
-    #[utoipa::path(put, path = "/openapi/environments/{name}/variable", tag = "environments",
-        params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    env_set_variables,
+    env_set_variables = "/openapi/environments/{name}/variable";
     /// Replace a production environment's global variable values (admins).
-    #[utoipa::path(put, path = "/openapi/environments/production/{name}/variable", tag = "environments",
-        params(("name" = String, Path), ProjectQuery), request_body = VariablesInput,
-        responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
-    prod_set_variables,
+    prod_set_variables = "/openapi/environments/production/{name}/variable";
+    put(tag = "environments", params(("name" = String, Path), ProjectQuery),
+        request_body = VariablesInput),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
     |production| (
         State(state): State<AppState>,
         caller: Identity,

@@ -1,7 +1,7 @@
 //! `/openapi/service/yaml`: K8s YAML services and their `production/` variants
 //! (spec/environments.md §4). Thin handlers; the rules are in
-//! `crate::service_template::service`. Each test/production pair is written from one body by
-//! `both_groups!`.
+//! `crate::service_template::service`. Each test/production pair is written from one body and one OpenAPI
+//! description by `both_groups!`.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -106,22 +106,15 @@ impl IntoParams for ServiceAt {
 
 both_groups! {
     /// Create a service from raw YAML (spec §4.1, S1).
-    #[utoipa::path(post, path = "/openapi/service/yaml/raw", tag = "services", params(KeyQuery),
-        request_body = CreateServiceRequest,
-        responses((status = 200, body = Success),
-            (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045) names the document and line"),
-            (status = 404, body = ErrorBody, description = "unknown project"),
-            (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
-    create_service,
+    create_service = "/openapi/service/yaml/raw";
     /// Create a production service from raw YAML (spec §4.1, S1). Admins only.
-    #[utoipa::path(post, path = "/openapi/service/yaml/production/raw", tag = "services",
-        params(KeyQuery), request_body = CreateServiceRequest,
-        responses((status = 200, body = Success),
-            (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045)"),
-            (status = 403, body = ErrorBody, description = "not a system admin"),
-            (status = 404, body = ErrorBody, description = "unknown project"),
-            (status = 409, body = ErrorBody, description = "the service exists (code 6040)")))]
-    create_production_service,
+    create_production_service = "/openapi/service/yaml/production/raw"
+        + ((status = 403, body = ErrorBody, description = "not a system admin"));
+    post(tag = "services", params(KeyQuery), request_body = CreateServiceRequest),
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "a missing or invalid field; YAML that does not render or parse (code 6045) names the document and line"),
+        (status = 404, body = ErrorBody, description = "unknown project"),
+        (status = 409, body = ErrorBody, description = "the service exists (code 6040)")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -141,16 +134,12 @@ both_groups! {
 
 both_groups! {
     /// A project's services with their containers (spec §4.2, S2).
-    #[utoipa::path(get, path = "/openapi/service/yaml/services", tag = "services", params(KeyQuery),
-        responses((status = 200, body = Vec<ServiceBrief>),
-            (status = 404, body = ErrorBody, description = "unknown project")))]
-    list_services,
+    list_services = "/openapi/service/yaml/services";
     /// A project's production services (spec §4.2, S2).
-    #[utoipa::path(get, path = "/openapi/service/yaml/production/services", tag = "services",
-        params(KeyQuery),
-        responses((status = 200, body = Vec<ServiceBrief>),
-            (status = 404, body = ErrorBody, description = "unknown project")))]
-    list_production_services,
+    list_production_services = "/openapi/service/yaml/production/services";
+    get(tag = "services", params(KeyQuery)),
+    responses((status = 200, body = Vec<ServiceBrief>),
+        (status = 404, body = ErrorBody, description = "unknown project")),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -164,17 +153,12 @@ both_groups! {
 
 both_groups! {
     /// A service's YAML, variables and containers (spec §4.3, S3).
-    #[utoipa::path(get, path = "/openapi/service/yaml/{name}", tag = "services",
-        params(ServiceAt),
-        responses((status = 200, body = ServiceDetail),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
-    service_detail,
+    service_detail = "/openapi/service/yaml/{name}";
     /// A production service's detail (spec §4.3, S3).
-    #[utoipa::path(get, path = "/openapi/service/yaml/production/{name}", tag = "services",
-        params(ServiceAt),
-        responses((status = 200, body = ServiceDetail),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")))]
-    production_service_detail,
+    production_service_detail = "/openapi/service/yaml/production/{name}";
+    get(tag = "services", params(ServiceAt)),
+    responses((status = 200, body = ServiceDetail),
+        (status = 404, body = ErrorBody, description = "unknown project or service (code 6043)")),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -190,23 +174,15 @@ both_groups! {
 both_groups! {
     /// Replace a service's YAML: a new revision; variables kept, new keys added (spec §4.4, S4).
     /// The service's creator or an admin.
-    #[utoipa::path(put, path = "/openapi/service/yaml/{name}", tag = "services",
-        params(ServiceAt),
-        request_body = UpdateYamlRequest,
-        responses((status = 200, body = Success),
-            (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
-            (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
-    update_yaml,
+    update_yaml = "/openapi/service/yaml/{name}"
+        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin"));
     /// Replace a production service's YAML (spec §4.4, S4). Admins only.
-    #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}", tag = "services",
-        params(ServiceAt),
-        request_body = UpdateYamlRequest,
-        responses((status = 200, body = Success),
-            (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
-            (status = 403, body = ErrorBody, description = "not a system admin"),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")))]
-    update_production_yaml,
+    update_production_yaml = "/openapi/service/yaml/production/{name}"
+        + ((status = 403, body = ErrorBody, description = "not a system admin"));
+    put(tag = "services", params(ServiceAt), request_body = UpdateYamlRequest),
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "a missing field; YAML that does not render or parse (code 6045)"),
+        (status = 404, body = ErrorBody, description = "unknown project or service (code 6041)")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -222,25 +198,16 @@ both_groups! {
 both_groups! {
     /// Change the values of a service's variables in place (spec §4.5, S5). The service's
     /// creator or an admin.
-    #[utoipa::path(put, path = "/openapi/service/yaml/{name}/variable", tag = "services",
-        params(ServiceAt),
-        request_body = UpdateVariablesRequest,
-        responses((status = 200, body = Success),
-            (status = 400, body = ErrorBody, description = "a missing or invalid variable; the YAML does not render with the new values (code 6045)"),
-            (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
-            (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
-    update_variables,
+    update_variables = "/openapi/service/yaml/{name}/variable"
+        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin"));
     /// Change a production service's variables (spec §4.5, S5). Admins only.
-    #[utoipa::path(put, path = "/openapi/service/yaml/production/{name}/variable", tag = "services",
-        params(ServiceAt),
-        request_body = UpdateVariablesRequest,
-        responses((status = 200, body = Success),
-            (status = 400, body = ErrorBody, description = "a missing or invalid variable (code 6045)"),
-            (status = 403, body = ErrorBody, description = "not a system admin"),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
-            (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")))]
-    update_production_variables,
+    update_production_variables = "/openapi/service/yaml/production/{name}/variable"
+        + ((status = 403, body = ErrorBody, description = "not a system admin"));
+    put(tag = "services", params(ServiceAt), request_body = UpdateVariablesRequest),
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "a missing or invalid variable; the YAML does not render with the new values (code 6045)"),
+        (status = 404, body = ErrorBody, description = "unknown project or service (code 6092)"),
+        (status = 409, body = ErrorBody, description = "changed concurrently (code 6092)")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -256,19 +223,14 @@ both_groups! {
 both_groups! {
     /// Delete a service (every revision; environments keep their copies) (spec §4.6, S6). The
     /// service's creator or an admin.
-    #[utoipa::path(delete, path = "/openapi/service/yaml/{name}", tag = "services",
-        params(ServiceAt),
-        responses((status = 200, body = Success),
-            (status = 403, body = ErrorBody, description = "not the service's creator or an admin"),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
-    delete_service,
+    delete_service = "/openapi/service/yaml/{name}"
+        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin"));
     /// Delete a production service (spec §4.6, S6). Admins only.
-    #[utoipa::path(delete, path = "/openapi/service/yaml/production/{name}", tag = "services",
-        params(ServiceAt),
-        responses((status = 200, body = Success),
-            (status = 403, body = ErrorBody, description = "not a system admin"),
-            (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")))]
-    delete_production_service,
+    delete_production_service = "/openapi/service/yaml/production/{name}"
+        + ((status = 403, body = ErrorBody, description = "not a system admin"));
+    delete(tag = "services", params(ServiceAt)),
+    responses((status = 200, body = Success),
+        (status = 404, body = ErrorBody, description = "unknown project or service (code 6044)")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
