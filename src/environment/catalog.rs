@@ -1,10 +1,10 @@
 //! What environments need from projects ([`crate::project`]) and K8s-YAML service templates
 //! ([`crate::service_template`]), in one place.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::service_template::{self, ServiceVariableKV};
+use crate::service_template::{self, GlobalVariableKV, RenderVariableKV, ServiceVariableKV};
 use crate::state::AppState;
 
 /// A service rendered for an environment.
@@ -12,9 +12,9 @@ pub struct Rendered {
     /// The template revision rendered.
     pub revision: i64,
     pub objects: Vec<Value>,
-    /// The `[RenderVariableKV]` it was rendered with: the template's variables with the
-    /// caller's values (and `use_global_variable` flags) over them.
-    pub variable_kvs: Vec<Value>,
+    /// The variables it was rendered with: the template's, with the caller's values (and
+    /// `use_global_variable` flags) over them.
+    pub variable_kvs: Vec<RenderVariableKV>,
 }
 
 /// The project's deploy type (`k8s`, `helm`, …), `None` when there is no such project.
@@ -31,46 +31,32 @@ pub async fn is_project_admin(state: &AppState, project: &str, uid: &str) -> Api
         .is_some_and(|p| p.admins.iter().any(|a| a == uid)))
 }
 
-/// The project's global variable definitions (`[ServiceVariableKV]`).
+/// The project's global variable definitions.
 pub async fn project_globals(
     state: &AppState,
     project: &str,
     production: bool,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<ServiceVariableKV>> {
     let Some(p) = crate::project::get(state, project).await? else {
         return Ok(Vec::new());
     };
-    let list = if production {
+    Ok(if production {
         p.production_global_variables
     } else {
         p.global_variables
-    };
-    Ok(list
-        .iter()
-        .filter_map(|kv| serde_json::to_value(kv).ok())
-        .collect())
+    })
 }
 
-fn key_of(v: &Value) -> &str {
-    v.get("key").and_then(Value::as_str).unwrap_or_default()
-}
-
-fn uses_global(v: &Value) -> bool {
-    v.get("use_global_variable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
-/// Render the latest template of `service` with `vars` (`[RenderVariableKV]`, the caller's
-/// values) and `globals` (the environment's global variable values, taken by variables with
+/// Render the latest template of `service` with `vars` (the caller's values) and `globals`
+/// (the environment's global variable values, taken by variables with
 /// `use_global_variable`). 400 naming the service when there is none or it does not render.
 pub async fn render(
     state: &AppState,
     project: &str,
     service: &str,
     production: bool,
-    vars: &[Value],
-    globals: &[Value],
+    vars: &[RenderVariableKV],
+    globals: &[GlobalVariableKV],
 ) -> ApiResult<Rendered> {
     let tpl = service_template::get(state, project, service, production)
         .await?
@@ -80,56 +66,88 @@ pub async fn render(
                 if production { "production " } else { "" }
             ))
         })?;
-    let mut overrides: Vec<ServiceVariableKV> = Vec::new();
-    let mut effective: Vec<Value> = Vec::new();
+    let mut effective: Vec<RenderVariableKV> = Vec::with_capacity(vars.len());
     for (i, v) in vars.iter().enumerate() {
-        let mut v = v.clone();
-        if uses_global(&v)
-            && let Some(g) = globals.iter().find(|g| key_of(g) == key_of(&v))
-            && let Some(m) = v.as_object_mut()
-        {
-            m.insert(
-                "value".into(),
-                g.get("value").cloned().unwrap_or(Value::Null),
-            );
-        }
-        let kv: ServiceVariableKV = serde_json::from_value(v.clone()).map_err(|e| {
-            ApiError::bad_request(format!("`variable_kvs[{i}]` of service {service:?}: {e}"))
-        })?;
-        if kv.key.trim().is_empty() {
+        if v.kv.key.trim().is_empty() {
             return Err(ApiError::bad_request(format!(
                 "`variable_kvs[{i}].key` of service {service:?} is required"
             )));
         }
-        overrides.push(kv);
+        let mut v = v.clone();
+        if v.use_global_variable
+            && let Some(g) = globals.iter().find(|g| g.kv.key == v.kv.key)
+        {
+            v.kv.value = g.kv.value.clone();
+        }
         effective.push(v);
     }
+    let overrides: Vec<ServiceVariableKV> = effective.iter().map(|v| v.kv.clone()).collect();
     let objects = service_template::render(&tpl, &overrides)?;
-    let mut variable_kvs: Vec<Value> = Vec::new();
-    for kv in &tpl.service_variable_kvs {
-        let mut v = serde_json::to_value(kv).unwrap_or_else(|_| Value::Object(Map::new()));
-        if let Some(given) = effective.iter().find(|e| key_of(e) == kv.key)
-            && let Some(m) = v.as_object_mut()
-        {
-            m.insert(
-                "value".into(),
-                given.get("value").cloned().unwrap_or(Value::Null),
-            );
-            m.insert(
-                "use_global_variable".into(),
-                Value::Bool(uses_global(given)),
-            );
-        }
-        variable_kvs.push(v);
-    }
-    for e in &effective {
-        if !variable_kvs.iter().any(|v| key_of(v) == key_of(e)) {
-            variable_kvs.push(e.clone());
-        }
-    }
+    let variable_kvs = merge(&tpl.service_variable_kvs, effective);
     Ok(Rendered {
         revision: tpl.revision,
         objects,
         variable_kvs,
     })
+}
+
+/// The variables a service is rendered with: the template's, with the given values (and
+/// flags) over them by key, then the given keys the template lacks.
+fn merge(template: &[ServiceVariableKV], given: Vec<RenderVariableKV>) -> Vec<RenderVariableKV> {
+    let mut out: Vec<RenderVariableKV> = template
+        .iter()
+        .map(|kv| match given.iter().find(|g| g.kv.key == kv.key) {
+            Some(g) => RenderVariableKV {
+                kv: ServiceVariableKV {
+                    value: g.kv.value.clone(),
+                    ..kv.clone()
+                },
+                ..g.clone()
+            },
+            None => RenderVariableKV {
+                kv: kv.clone(),
+                ..RenderVariableKV::default()
+            },
+        })
+        .collect();
+    for g in given {
+        if !out.iter().any(|v| v.kv.key == g.kv.key) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kv(v: Value) -> ServiceVariableKV {
+        serde_json::from_value(v).expect("a ServiceVariableKV")
+    }
+
+    #[test]
+    fn given_values_go_over_the_template_by_key() {
+        let template = [
+            kv(json!({"key": "image", "value": "nginx", "type": "string", "desc": "the image"})),
+            kv(json!({"key": "mode", "value": "a", "type": "enum", "options": ["a", "b"]})),
+        ];
+        let given: Vec<RenderVariableKV> = serde_json::from_value(json!([
+            {"key": "mode", "value": "b", "use_global_variable": true},
+            {"key": "extra", "value": 3}]))
+        .expect("RenderVariableKVs");
+        let merged = merge(&template, given);
+        assert_eq!(
+            serde_json::to_value(&merged).expect("serialisable"),
+            json!([
+                {"key": "image", "value": "nginx", "type": "string", "options": [], "desc": "the image",
+                    "use_global_variable": false, "is_reference_variable": false},
+                {"key": "mode", "value": "b", "type": "enum", "options": ["a", "b"], "desc": "",
+                    "use_global_variable": true, "is_reference_variable": false},
+                {"key": "extra", "value": 3, "type": "", "options": [], "desc": "",
+                    "use_global_variable": false, "is_reference_variable": false}])
+        );
+    }
 }

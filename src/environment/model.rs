@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::service_template::{GlobalVariableKV, RenderVariableKV};
 use crate::wire::wire_enum;
 
 wire_enum! {
@@ -35,8 +36,8 @@ pub struct Environment {
     pub status: EnvStatus,
     pub error: String,
     pub services: Vec<EnvService>,
-    /// `[GlobalVariableKV]` values of the project's global variables.
-    pub global_variables: Vec<Value>,
+    /// Values of the project's global variables.
+    pub global_variables: Vec<GlobalVariableKV>,
     /// The creator's uid: with admins, the only one who may change the environment.
     pub owner_uid: String,
     pub create_time: i64,
@@ -70,7 +71,7 @@ pub struct EnvService {
     /// The template revision deployed.
     pub revision: i64,
     /// `[RenderVariableKV]` the service was rendered with.
-    pub variable_kvs: Vec<Value>,
+    pub variable_kvs: Vec<RenderVariableKV>,
     /// The images deployed per container (Zadig's service modules).
     pub containers: Vec<Container>,
     /// The rendered objects (JSON array text; stored as text so label keys with dots and

@@ -9,6 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::model::{Container, EnvStatus, Environment};
+use crate::service_template::{GlobalVariableKV, RenderVariableKV};
 use crate::wire::wire_enum;
 
 /// E1's item.
@@ -49,8 +50,7 @@ pub struct EnvServiceView {
     pub service_name: String,
     pub deploy_strategy: String,
     pub containers: Vec<Container>,
-    #[schema(value_type = Vec<Object>)]
-    pub variable_kvs: Vec<Value>,
+    pub variable_kvs: Vec<RenderVariableKV>,
     /// Live: `running`, `unstable`, `error` (a workload is missing) or `succeeded` (no
     /// workload).
     pub status: ServiceHealth,
@@ -85,8 +85,7 @@ pub struct EnvDetail {
     pub cluster_id: String,
     pub namespace: String,
     pub registry_id: String,
-    #[schema(value_type = Vec<Object>)]
-    pub global_variables: Vec<Value>,
+    pub global_variables: Vec<GlobalVariableKV>,
     pub services: Vec<EnvServiceView>,
     pub status: EnvStatus,
 }

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +19,7 @@ use crate::environment::service::{
 use crate::environment::view::{EnvBrief, EnvDetail, ServiceDetail, ServicePods};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Json, Path, Query, Success};
+use crate::service_template::GlobalVariableKV;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -99,9 +99,8 @@ pub struct DetailQuery {
 /// E17's body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct VariablesInput {
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub global_variables: Vec<Value>,
+    #[serde(default, deserialize_with = "crate::validate::nullable")]
+    pub global_variables: Vec<GlobalVariableKV>,
 }
 
 fn project_of(p: &Option<String>) -> ApiResult<&str> {
@@ -449,13 +448,13 @@ both_groups! {
     /// A production environment's global variable values.
     prod_get_variables = "/openapi/environments/production/{name}/variable";
     get(tag = "environments", params(("name" = String, Path), ProjectQuery)),
-    responses((status = 200, body = Vec<Object>)),
+    responses((status = 200, body = Vec<GlobalVariableKV>)),
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
         Path(name): Path<String>,
         Query(q): Query<ProjectQuery>,
-    ) -> ApiResult<Json<Vec<Value>>> {
+    ) -> ApiResult<Json<Vec<GlobalVariableKV>>> {
         Ok(Json(
             service::variables(&state, q.project()?, &name, production).await?,
         ))

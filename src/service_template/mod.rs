@@ -21,7 +21,7 @@ use crate::state::AppState;
 
 pub use manifest::Container;
 pub use model::ServiceTemplate;
-pub use variables::ServiceVariableKV;
+pub use variables::{GlobalVariableKV, RenderVariableKV, ServiceVariableKV};
 
 use gotemplate::{Mode, Template, TemplateError};
 use manifest::ManifestError;

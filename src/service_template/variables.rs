@@ -30,6 +30,30 @@ pub struct ServiceVariableKV {
     pub desc: String,
 }
 
+/// A service variable as an environment holds it (Zadig's `RenderVariableKV`): the
+/// template's variable with the environment's value, taken from the environment's global
+/// variable of the same key when `use_global_variable` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RenderVariableKV {
+    #[serde(flatten)]
+    pub kv: ServiceVariableKV,
+    #[serde(default, deserialize_with = "nullable")]
+    pub use_global_variable: bool,
+    /// Kept as sent; reference variables are not resolved here.
+    #[serde(default, deserialize_with = "nullable")]
+    pub is_reference_variable: bool,
+}
+
+/// A project global variable's value in an environment (Zadig's `GlobalVariableKV`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GlobalVariableKV {
+    #[serde(flatten)]
+    pub kv: ServiceVariableKV,
+    /// Kept as sent; this server does not maintain the list (docs/compatibility.md).
+    #[serde(default, deserialize_with = "nullable")]
+    pub related_services: Vec<String>,
+}
+
 impl ServiceVariableKV {
     fn scalar_text(&self) -> Option<String> {
         match &self.value {

@@ -137,6 +137,13 @@ backend_test! {
     async fn the_environment_flow(app) {
         let Some((emu, cluster)) = emulated_project(&app, false).await else { return };
 
+        // Global variable values must be the project's (it defines none): refused before
+        // the cluster is touched.
+        let r = app.post("/openapi/environments?projectKey=demo", json!({"env_key": "dev",
+            "cluster_id": cluster, "namespace": "demo-dev", "global_variables": [{"key": "ghost", "value": "1"}]})).await;
+        r.expect_error(400, "ghost");
+        assert!(emu.object("Namespace", "", "demo-dev").await.is_none());
+
         // Create: the namespace is made with Zadig's labels.
         app.post("/openapi/environments?projectKey=demo",
             json!({"env_key": "dev", "env_name": "ignored", "cluster_id": cluster, "namespace": "demo-dev"}))
@@ -190,6 +197,13 @@ backend_test! {
         assert_eq!(svc["containers"], json!([
             {"name": "web", "type": "", "image": "nginx:1.25", "image_name": "nginx"},
             {"name": "cache", "type": "", "image": "redis:7.2", "image_name": "redis"}]));
+        // The variables it was rendered with (Zadig's RenderVariableKV): the value sent over
+        // the template's variable.
+        assert_eq!(svc["variable_kvs"], json!([
+            {"key": "image", "value": "nginx:1.25", "type": "string", "options": [], "desc": "",
+                "use_global_variable": false, "is_reference_variable": false},
+            {"key": "replicas", "value": "2", "type": "string", "options": [], "desc": "",
+                "use_global_variable": false, "is_reference_variable": false}]));
 
         // Service detail and pods, read live.
         let sd = app.get("/openapi/environments/dev/services/shop?projectKey=demo").await;
@@ -388,6 +402,9 @@ backend_test! {
         let r = app.put("/openapi/environments/dev/variable?projectKey=shop",
             json!({"global_variables": [{"key": "nope", "value": "1"}]})).await;
         r.expect_error(400, "nope");
+        let r = app.put("/openapi/environments/dev/variable?projectKey=shop",
+            json!({"global_variables": [{"value": "1"}]})).await;
+        r.expect_error(400, "global_variables[0]");
         app.put("/openapi/environments/dev/variable?projectKey=shop", json!({"global_variables": []})).await.expect(200);
         assert_eq!(app.get("/openapi/environments/dev/variable?projectKey=shop").await.expect(200), &json!([]));
 

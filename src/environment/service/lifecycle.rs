@@ -10,11 +10,13 @@ use super::super::kube::{self as k, NsState};
 use super::super::model::{EnvService, EnvStatus, Environment};
 use super::super::rules;
 use super::apply::{apply_all, env_service, rollback};
+use super::variables::check_keys;
 use super::{CREATE_ENV, check_registry, env_not_found, for_change, load, may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::{client_for, resolve};
 use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::service_template::{GlobalVariableKV, RenderVariableKV};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::validate;
@@ -28,9 +30,8 @@ pub struct ServiceInput {
     #[serde(default)]
     pub containers: Vec<ContainerImage>,
     /// `[RenderVariableKV]` values over the template's.
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub variable_kvs: Vec<Value>,
+    #[serde(default, deserialize_with = "crate::validate::nullable")]
+    pub variable_kvs: Vec<RenderVariableKV>,
 }
 
 /// An image asked for a container (Zadig's `Container`; only `name` and `image` are used).
@@ -66,9 +67,9 @@ pub struct CreateEnvInput {
     /// namespace is a 409). An adopted namespace is left in place when the environment goes.
     #[serde(default)]
     pub adopt_namespace: bool,
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub global_variables: Vec<Value>,
+    /// Values of the project's global variables (keys must be the project's).
+    #[serde(default, deserialize_with = "crate::validate::nullable")]
+    pub global_variables: Vec<GlobalVariableKV>,
     #[serde(default)]
     pub services: Vec<ServiceInput>,
     /// Not supported: `enable: true` is a 400.
@@ -127,20 +128,30 @@ async fn check_create(
     check_unsupported(input)?;
     check_registry(state, &input.registry_id).await?;
     match catalog::project_deploy_type(state, project).await? {
-        None => Err(ApiError::code(
-            ErrorKind::NotFound,
-            CREATE_ENV,
-            format!("project {project:?} does not exist"),
-        )),
-        Some(t) if t != "k8s" => Err(ApiError::code(
-            ErrorKind::BadRequest,
-            CREATE_ENV,
-            format!(
-                "project {project:?} deploys with {t:?}: only K8s-YAML (k8s) projects have environments here"
-            ),
-        )),
-        Some(_) => Ok(()),
+        None => {
+            return Err(ApiError::code(
+                ErrorKind::NotFound,
+                CREATE_ENV,
+                format!("project {project:?} does not exist"),
+            ));
+        }
+        Some(t) if t != "k8s" => {
+            return Err(ApiError::code(
+                ErrorKind::BadRequest,
+                CREATE_ENV,
+                format!(
+                    "project {project:?} deploys with {t:?}: only K8s-YAML (k8s) projects have environments here"
+                ),
+            ));
+        }
+        Some(_) => {}
     }
+    // Production environments start without values (spec §5.2).
+    if !production {
+        let defined = catalog::project_globals(state, project, false).await?;
+        check_keys(&defined, &input.global_variables)?;
+    }
+    Ok(())
 }
 
 fn duplicate(project: &str, env_key: &str) -> ApiError {
@@ -157,7 +168,7 @@ async fn render_services(
     state: &AppState,
     project: &str,
     input: &CreateEnvInput,
-    globals: &[Value],
+    globals: &[GlobalVariableKV],
 ) -> ApiResult<Vec<EnvService>> {
     let mut services = Vec::new();
     let mut seen: Vec<&str> = Vec::new();

@@ -1,8 +1,6 @@
 //! An environment's global variable values (E16, E17): setting them renders and applies
 //! again the services that use a changed one.
 
-use serde_json::Value;
-
 use super::super::catalog;
 use super::super::kube::Kinds;
 use super::super::model::{EnvService, Environment};
@@ -12,6 +10,7 @@ use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
 use crate::error::{ApiError, ApiResult};
+use crate::service_template::{GlobalVariableKV, ServiceVariableKV};
 use crate::state::AppState;
 
 /// E16.
@@ -20,26 +19,26 @@ pub async fn variables(
     project: &str,
     env_key: &str,
     production: bool,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<GlobalVariableKV>> {
     Ok(load(state, project, env_key, production)
         .await?
         .global_variables)
 }
 
-fn kv_key(v: &Value) -> &str {
-    v.get("key").and_then(Value::as_str).unwrap_or_default()
-}
-
-/// Every value's key must be given and be one of the project's global variables.
-fn check_keys(defined: &[Value], globals: &[Value]) -> ApiResult<()> {
+/// Every value's key must be given and be one of the project's global variables `defined`
+/// (E2, E17).
+pub(super) fn check_keys(
+    defined: &[ServiceVariableKV],
+    globals: &[GlobalVariableKV],
+) -> ApiResult<()> {
     for (i, g) in globals.iter().enumerate() {
-        let key = kv_key(g);
+        let key = &g.kv.key;
         if key.is_empty() {
             return Err(ApiError::bad_request(format!(
                 "`global_variables[{i}].key` is required"
             )));
         }
-        if !defined.iter().any(|d| kv_key(d) == key) {
+        if !defined.iter().any(|d| &d.key == key) {
             return Err(ApiError::bad_request(format!(
                 "`global_variables[{i}]`: added global variable {key} is not in project's global variable list"
             )));
@@ -97,7 +96,7 @@ pub async fn set_variables(
     project: &str,
     env_key: &str,
     production: bool,
-    globals: Vec<Value>,
+    globals: Vec<GlobalVariableKV>,
 ) -> ApiResult<()> {
     let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
     let defined = catalog::project_globals(state, project, production).await?;
@@ -107,20 +106,17 @@ pub async fn set_variables(
         .filter(|g| {
             env.global_variables
                 .iter()
-                .find(|o| kv_key(o) == kv_key(g))
-                .map(|o| o.get("value"))
-                != Some(g.get("value"))
+                .find(|o| o.kv.key == g.kv.key)
+                .map(|o| &o.kv.value)
+                != Some(&g.kv.value)
         })
-        .map(|g| kv_key(g).to_string())
+        .map(|g| g.kv.key.clone())
         .collect();
     env.global_variables = globals;
     let uses = |s: &EnvService| {
-        s.variable_kvs.iter().any(|v| {
-            v.get("use_global_variable")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-                && changed.iter().any(|c| c == kv_key(v))
-        })
+        s.variable_kvs
+            .iter()
+            .any(|v| v.use_global_variable && changed.contains(&v.kv.key))
     };
     let targets: Vec<String> = env
         .services
