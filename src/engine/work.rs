@@ -4,16 +4,24 @@
 //! URLs, scripts, the job's environment ([`assemble`]) — and the list of integrations a job
 //! type may need ([`INTEGRATIONS`], [`missing_integration`]): a job that needs one fails naming
 //! it and the config key (`engine_integrations`) that would enable it. Never a silent pass.
+//!
+//! Spec lists (repositories, variables, tools) are read entry by entry into typed structs:
+//! an entry of the wrong shape fails the job naming its field, and lint runs the same check
+//! when a workflow is saved ([`check_entries`]).
 
 use std::path::{Component, Path};
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
 use super::logs::LogKey;
 use super::render;
 use crate::state::AppState;
+use crate::validate::nullable;
+use crate::workflow::inputs::read_at;
 use crate::workflow::jobs::JobType;
 
 /// Job timeout when none (or ≤ 0) is set, in minutes (Zadig's).
@@ -47,8 +55,37 @@ pub async fn prepare(state: &AppState, ctx: &JobContext) -> Result<PreparedJob, 
     ty.kind().prepare(ty, state, ctx, &spec).await
 }
 
-pub(crate) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
+/// What a job spec's list holds, for [`check_entries`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entries {
+    /// Repositories ([`repos_of`]).
+    Repos,
+    /// Variables ([`vars_of`]).
+    Vars,
+}
+
+/// At lint: whether every entry of list `field` decodes as the engine reads it, so a
+/// definition the engine would fail on is refused when it is saved; `Err` is the failing
+/// field's path and what is wrong with it.
+pub(crate) fn check_entries(
+    kind: Entries,
+    field: &str,
+    list: &[Value],
+) -> Result<(), (String, String)> {
+    for (i, v) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        match kind {
+            Entries::Repos => drop(read_at::<SpecRepo>(v, &at)?),
+            Entries::Vars => drop(read_at::<KeyVal>(v, &at)?),
+        }
+    }
+    Ok(())
+}
+
+/// Entry `i` of list `field` of a job spec, typed; `Err` names the field that does not
+/// decode (`repos[0].branch: invalid type: integer …`).
+fn entry<T: DeserializeOwned>(field: &str, i: usize, v: &Value) -> Result<T, String> {
+    read_at(v, &format!("{field}[{i}]")).map_err(|(path, what)| format!("{path}: {what}"))
 }
 
 fn to_text(v: &Value) -> String {
@@ -68,17 +105,30 @@ pub(crate) struct Var {
     pub secret: bool,
 }
 
-pub(crate) fn vars_of(list: &[Value]) -> Vec<Var> {
-    list.iter()
-        .filter_map(|kv| {
-            let key = s(kv, "key");
-            (!key.is_empty()).then(|| Var {
-                key: key.to_string(),
-                value: kv.get("value").map(to_text).unwrap_or_default(),
-                secret: crate::masking::is_credential_var(kv),
-            })
-        })
-        .collect()
+/// An entry of a job's `envs`/`key_vals` (Zadig's KeyVal): a scalar value, shown as text.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct KeyVal {
+    #[serde(deserialize_with = "nullable")]
+    key: String,
+    value: Value,
+}
+
+/// The variables of list `field` (entries without a key set nothing); the credential flag is
+/// read as [`crate::masking::is_credential_var`] reads it.
+pub(crate) fn vars_of(field: &str, list: &[Value]) -> Result<Vec<Var>, String> {
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let kv: KeyVal = entry(field, i, v)?;
+        if !kv.key.is_empty() {
+            out.push(Var {
+                key: kv.key,
+                value: to_text(&kv.value),
+                secret: crate::masking::is_credential_var(v),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `over` replaces same-key entries of `base` (keeping a credential flag set on either).
@@ -96,16 +146,29 @@ pub(crate) fn merge_vars(base: Vec<Var>, over: Vec<Var>) -> Vec<Var> {
     out
 }
 
-pub(crate) fn installs_of(list: &[Value]) -> Vec<Tool> {
-    list.iter()
-        .filter_map(|i| {
-            let name = s(i, "name");
-            (!name.is_empty()).then(|| Tool {
-                name: name.to_string(),
-                version: s(i, "version").to_string(),
-            })
-        })
-        .collect()
+/// A tool a job needs on its PATH (`{name, version}`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Install {
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    #[serde(deserialize_with = "nullable")]
+    version: String,
+}
+
+/// The tools of list `field` (entries without a name are none).
+pub(crate) fn installs_of(field: &str, list: &[Value]) -> Result<Vec<Tool>, String> {
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let t: Install = entry(field, i, v)?;
+        if !t.name.is_empty() {
+            out.push(Tool {
+                name: t.name,
+                version: t.version,
+            });
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn timeout_of(minutes: Option<i64>) -> Duration {
@@ -119,7 +182,11 @@ pub(crate) fn output_names(list: &[Value]) -> Vec<String> {
     list.iter()
         .map(|o| match o {
             Value::String(s) => s.clone(),
-            o => s(o, "name").to_string(),
+            o => o
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         })
         .filter(|n| valid_var_name(n))
         .collect()
@@ -259,38 +326,83 @@ fn url_password(url: &str) -> Option<String> {
         .filter(|p| !p.is_empty())
 }
 
-/// Repositories of a spec in Zadig's Repository shape.
-pub(crate) fn repos_of(list: &[Value]) -> Result<Vec<GitRepo>, String> {
-    list.iter()
-        .enumerate()
-        .filter(|(_, r)| !r.get("hidden").and_then(Value::as_bool).unwrap_or(false))
-        .map(|(i, r)| repo_of(i, r))
-        .collect()
+/// A repository of a job spec as the engine reads it: Zadig's Repository shape with the URL
+/// fields a job task may carry. Fields it does not read are ignored; `null` is Go's zero.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SpecRepo {
+    #[serde(deserialize_with = "nullable")]
+    repo_name: String,
+    #[serde(deserialize_with = "nullable")]
+    url: String,
+    #[serde(deserialize_with = "nullable")]
+    clone_url: String,
+    #[serde(deserialize_with = "nullable")]
+    http_url: String,
+    /// The code host's base URL (or a local path).
+    #[serde(deserialize_with = "nullable")]
+    address: String,
+    #[serde(deserialize_with = "nullable")]
+    repo_namespace: String,
+    #[serde(deserialize_with = "nullable")]
+    repo_owner: String,
+    #[serde(deserialize_with = "nullable")]
+    oauth_token: String,
+    #[serde(deserialize_with = "nullable")]
+    checkout_path: String,
+    #[serde(deserialize_with = "nullable")]
+    branch: String,
+    #[serde(deserialize_with = "nullable")]
+    tag: String,
+    #[serde(deserialize_with = "nullable")]
+    commit_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pr: i64,
+    #[serde(deserialize_with = "nullable")]
+    prs: Vec<i64>,
+    #[serde(deserialize_with = "nullable")]
+    submodules: bool,
+    #[serde(deserialize_with = "nullable")]
+    hidden: bool,
 }
 
-fn repo_of(i: usize, r: &Value) -> Result<GitRepo, String> {
-    let repo_name = s(r, "repo_name");
-    let url_given = [s(r, "url"), s(r, "clone_url"), s(r, "http_url")]
+/// The repositories of list `field` a job clones (hidden ones are not cloned).
+pub(crate) fn repos_of(field: &str, list: &[Value]) -> Result<Vec<GitRepo>, String> {
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let r: SpecRepo = entry(field, i, v)?;
+        if !r.hidden {
+            out.push(repo_of(i, r)?);
+        }
+    }
+    Ok(out)
+}
+
+fn repo_of(i: usize, r: SpecRepo) -> Result<GitRepo, String> {
+    let url_given = [&r.url, &r.clone_url, &r.http_url]
         .into_iter()
         .find(|u| !u.is_empty());
-    let name = if repo_name.is_empty() {
+    let name = if r.repo_name.is_empty() {
         url_given
-            .or(Some(s(r, "address")))
-            .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+            .unwrap_or(&r.address)
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
             .map(|n| n.trim_end_matches(".git").to_string())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("repo-{i}"))
     } else {
-        repo_name.to_string()
+        r.repo_name.clone()
     };
     let url = match url_given {
-        Some(u) => u.to_string(),
-        None => clone_url(r, &name)?,
+        Some(u) => u.clone(),
+        None => clone_url(&r, &name)?,
     };
-    let url = with_token(&url, s(r, "oauth_token"));
-    let checkout_path = match s(r, "checkout_path") {
-        "" => name.clone(),
-        p => p.to_string(),
+    let url = with_token(&url, &r.oauth_token);
+    let checkout_path = if r.checkout_path.is_empty() {
+        name.clone()
+    } else {
+        r.checkout_path.clone()
     };
     let cp = Path::new(&checkout_path);
     if cp.is_absolute()
@@ -302,54 +414,37 @@ fn repo_of(i: usize, r: &Value) -> Result<GitRepo, String> {
             "repo {name}: checkout_path {checkout_path:?} must be a relative path inside the workspace"
         ));
     }
-    let enable_commit = r
-        .get("enable_commit")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let commit_id = s(r, "commit_id");
-    let pr = r
-        .get("pr")
-        .and_then(Value::as_i64)
+    // `pr` when set, else the first of `prs`.
+    let pr = Some(r.pr)
         .filter(|p| *p > 0)
-        .or_else(|| {
-            r.get("prs")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(Value::as_i64)
-        })
+        .or_else(|| r.prs.first().copied())
         .unwrap_or(0);
     Ok(GitRepo {
         name,
         url,
-        branch: s(r, "branch").to_string(),
-        tag: s(r, "tag").to_string(),
-        commit_id: if enable_commit || !commit_id.is_empty() {
-            commit_id.to_string()
-        } else {
-            String::new()
-        },
+        branch: r.branch,
+        tag: r.tag,
+        commit_id: r.commit_id,
         pr,
         checkout_path,
-        submodules: r
-            .get("submodules")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        submodules: r.submodules,
     })
 }
 
 /// The clone URL of a repository given by its code host `address` (a URL or a local path)
 /// and namespace/name.
-fn clone_url(r: &Value, name: &str) -> Result<String, String> {
-    let address = s(r, "address").trim_end_matches('/');
+fn clone_url(r: &SpecRepo, name: &str) -> Result<String, String> {
+    let address = r.address.trim_end_matches('/');
     if address.is_empty() {
         return Err(format!(
             "repo {name} has no address to clone from (address, url or clone_url)"
         ));
     }
-    let ns = [s(r, "repo_namespace"), s(r, "repo_owner")]
-        .into_iter()
-        .find(|n| !n.is_empty())
-        .unwrap_or("");
+    let ns = if r.repo_namespace.is_empty() {
+        r.repo_owner.as_str()
+    } else {
+        r.repo_namespace.as_str()
+    };
     let local = address.strip_prefix("file://").unwrap_or(address);
     if local.starts_with('/') {
         // A local path: the repository itself, or a directory of <namespace>/<name>.
@@ -391,32 +486,64 @@ fn with_token(url: &str, token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
     fn a_variable_flagged_other_than_false_is_a_secret() {
-        let vars = vars_of(&[
-            serde_json::json!({"key": "A", "value": "a", "is_credential": true}),
-            serde_json::json!({"key": "B", "value": "b", "is_credential": "true"}),
-            serde_json::json!({"key": "C", "value": "c", "is_credential": false}),
-            serde_json::json!({"key": "D", "value": "d", "is_credential": null}),
-            serde_json::json!({"key": "E", "value": "e"}),
-        ]);
+        let vars = vars_of(
+            "key_vals",
+            &[
+                json!({"key": "A", "value": "a", "is_credential": true}),
+                json!({"key": "B", "value": "b", "is_credential": "true"}),
+                json!({"key": "C", "value": "c", "is_credential": false}),
+                json!({"key": "D", "value": "d", "is_credential": null}),
+                json!({"key": "E", "value": "e"}),
+            ],
+        )
+        .unwrap();
         let secret: Vec<bool> = vars.iter().map(|v| v.secret).collect();
         assert_eq!(secret, [true, true, false, false, false]);
+    }
+
+    #[test]
+    fn malformed_entries_fail_naming_the_field() {
+        let err = vars_of("spec.envs", &[json!({"key": "A"}), json!({"key": 5})]).unwrap_err();
+        assert!(err.contains("spec.envs[1].key"), "{err}");
+        let err = installs_of("spec.runtime.installs", &[json!({"name": ["go"]})]).unwrap_err();
+        assert!(err.contains("spec.runtime.installs[0].name"), "{err}");
+        let err = repos_of("spec.repos", &[json!({"address": "/tmp", "branch": 1})]).unwrap_err();
+        assert!(err.contains("spec.repos[0].branch"), "{err}");
+        // Go's zero values: null is empty, a hidden repository is not cloned.
+        let repos = repos_of(
+            "spec.repos",
+            &[
+                json!({"address": "/srv/git", "repo_name": "a", "branch": null, "prs": null}),
+                json!({"address": "/srv/git", "repo_name": "b", "hidden": true}),
+            ],
+        )
+        .unwrap();
+        assert_eq!(repos.len(), 1);
+        assert_eq!((repos[0].branch.as_str(), repos[0].pr), ("", 0));
     }
 
     #[test]
     fn names_and_urls() {
         assert_eq!(repo_var("my-app.v2"), "my_app_v2");
         assert_eq!(repo_var("2fa"), "Cfa");
-        let r = serde_json::json!({"address": "https://gitee.com", "repo_owner": "o", "repo_name": "hello", "oauth_token": "tok"});
-        let g = repo_of(0, &r).unwrap();
+        let repo = |v: Value| repos_of("repos", &[v]).map(|mut r| r.remove(0));
+        let g = repo(
+            json!({"address": "https://gitee.com", "repo_owner": "o", "repo_name": "hello",
+            "oauth_token": "tok"}),
+        )
+        .unwrap();
         assert_eq!(g.url, "https://oauth2:tok@gitee.com/o/hello");
         assert_eq!(url_password(&g.url).as_deref(), Some("tok"));
-        let bad =
-            serde_json::json!({"address": "/tmp", "repo_name": "x", "checkout_path": "../up"});
-        assert!(repo_of(0, &bad).unwrap_err().contains("checkout_path"));
+        let g = repo(json!({"address": "https://h", "repo_name": "x", "prs": [7, 8]})).unwrap();
+        assert_eq!(g.pr, 7);
+        let bad = json!({"address": "/tmp", "repo_name": "x", "checkout_path": "../up"});
+        assert!(repo(bad).unwrap_err().contains("checkout_path"));
         assert!(missing_integration("sql", "database").contains("engine_integrations"));
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::engine::work::Entries;
 use crate::error::ApiResult;
 use crate::limits;
 use crate::validate;
@@ -236,6 +237,12 @@ fn check_env_keys(v: &Value, field: &str) -> ApiResult<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// Refuse repository or variable entries the engine could not read: they would fail the job
+/// when it runs (400 naming the field).
+pub(crate) fn check_entries(kind: Entries, field: &str, list: &[Value]) -> ApiResult<()> {
+    crate::engine::work::check_entries(kind, field, list).map_err(|(path, what)| bad(&path, what))
 }
 
 pub(crate) fn check_outputs<'a>(

@@ -187,6 +187,17 @@ backend_test! {
         wf["stages"][0]["jobs"][0]["spec"]["envs"][0]["is_credential"] = json!("true");
         let r = app.post("/api/aslan/workflow/v4", wf).await;
         assert_eq!(code_of(r.expect_error(400, "stages[0].jobs[0].spec.envs[0].is_credential")), 6545);
+        // And the repositories and variables the engine reads: refused when saved rather than
+        // failing the job when it runs.
+        for (key, value, needle) in [
+            ("envs", json!([{"key": 5}]), "stages[0].jobs[0].spec.envs[0].key"),
+            ("repos", json!([{"repo_name": "app", "branch": 1}]), "stages[0].jobs[0].spec.repos[0].branch"),
+        ] {
+            let mut wf = echo_workflow("typed", "p");
+            wf["stages"][0]["jobs"][0]["spec"][key] = value;
+            let r = app.post("/api/aslan/workflow/v4", wf).await;
+            assert_eq!(code_of(r.expect_error(400, needle)), 6545);
+        }
         // `null` reads as absent; the stored JSON keeps what was sent.
         let ok = json!([{"name": "TOKEN", "type": null, "value": "x", "is_credential": null, "choice_option": null, "x_extra": 1},
             {"name": "m", "type": "multi-select", "choice_option": ["a", "b"], "value": "a"}]);

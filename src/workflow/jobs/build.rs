@@ -16,7 +16,7 @@ use super::{
 use crate::engine::executor::{GitRepo, JobContext, PreparedJob, ScriptKind, Step, Tool};
 use crate::engine::kube::placement::{self, PlacedSpec};
 use crate::engine::work::{
-    Var, assemble, merge_vars, repos_of, script_step, timeout_of, valid_var_name, vars_of,
+    Entries, Var, assemble, merge_vars, repos_of, script_step, timeout_of, valid_var_name, vars_of,
 };
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -24,7 +24,7 @@ use crate::workflow::expand::{Expander, nothing_to_run};
 use crate::workflow::inputs::{RepoMode, ServiceInput, decode, select_services};
 use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
-use crate::workflow::{bad, task_view};
+use crate::workflow::{bad, lint, task_view};
 
 /// The `zadig-build` job type.
 pub struct Build;
@@ -48,6 +48,8 @@ impl JobKind for Build {
                         "duplicate service module in options field",
                     ));
                 }
+                let repos = format!("{field}.{list}[{k}].repos");
+                lint::check_entries(Entries::Repos, &repos, &item.repos)?;
             }
         }
         Ok(())
@@ -218,9 +220,9 @@ async fn prepare_job(
         .map_err(|e| format!("build {build_name}: {}", e.description))?;
     let job_repos = &spec.repos;
     let repos = if job_repos.is_empty() {
-        repos_of(&recipe.repos)?
+        repos_of("repos", &recipe.repos)?
     } else {
-        repos_of(job_repos)?
+        repos_of("spec.repos", job_repos)?
     };
     let base: Vec<Var> = recipe
         .vars
@@ -231,7 +233,7 @@ async fn prepare_job(
             secret: v.is_credential,
         })
         .collect();
-    let mut vars = merge_vars(base, vars_of(&spec.key_vals));
+    let mut vars = merge_vars(base, vars_of("spec.key_vals", &spec.key_vals)?);
     let registry = registry_login(state, spec, &mut vars).await?;
     let steps = build_steps(&recipe, &repos, registry.as_ref())?;
     let registry_key = registry

@@ -12,8 +12,8 @@ use super::{InputCx, JobKind, JobType, Runs, ServiceItem, Spec, nullable, spec_o
 use crate::engine::executor::{JobContext, PreparedJob, Step};
 use crate::engine::kube::placement::{self, PlacedSpec};
 use crate::engine::work::{
-    assemble, installs_of, merge_vars, missing_integration, output_names, repos_of, script_step,
-    timeout_of, vars_of,
+    Entries, assemble, installs_of, merge_vars, missing_integration, output_names, repos_of,
+    script_step, timeout_of, vars_of,
 };
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -77,6 +77,12 @@ impl JobKind for Freestyle {
         }
         let typed: JobSpec = decode(spec, field)?;
         let _: PlacedSpec = decode(spec, field)?;
+        lint::check_entries(Entries::Repos, &format!("{field}.repos"), &typed.repos)?;
+        lint::check_entries(Entries::Vars, &format!("{field}.envs"), &typed.envs)?;
+        for (k, s) in typed.services.iter().enumerate() {
+            let repos = format!("{field}.services[{k}].repos");
+            lint::check_entries(Entries::Repos, &repos, &s.repos)?;
+        }
         lint::check_outputs(
             typed.advanced_setting.outputs.iter(),
             &format!("{field}.advanced_setting.outputs"),
@@ -375,11 +381,11 @@ fn prepare_job(ctx: &JobContext, spec: &TaskSpec) -> Result<PreparedJob, String>
     let (props, adv) = (&spec.properties, &spec.advanced_setting);
     let mut steps = Vec::new();
     if spec.steps.is_empty() {
-        let installs = installs_of(&spec.runtime.installs);
+        let installs = installs_of("spec.runtime.installs", &spec.runtime.installs)?;
         if !installs.is_empty() {
             steps.push(Step::Tools(installs));
         }
-        let repos = repos_of(&spec.repos)?;
+        let repos = repos_of("spec.repos", &spec.repos)?;
         if !repos.is_empty() {
             steps.push(Step::Git(repos));
         }
@@ -391,11 +397,15 @@ fn prepare_job(ctx: &JobContext, spec: &TaskSpec) -> Result<PreparedJob, String>
             ));
         }
     } else {
-        for step in &spec.steps {
+        for (i, step) in spec.steps.iter().enumerate() {
             let sspec = &step.spec;
+            let field = |list: &str| format!("spec.steps[{i}].spec.{list}");
             match step.kind.as_str() {
-                "tools" => steps.push(Step::Tools(installs_of(&sspec.installs))),
-                "git" => steps.push(Step::Git(repos_of(&sspec.repos)?)),
+                "tools" => steps.push(Step::Tools(installs_of(
+                    &field("installs"),
+                    &sspec.installs,
+                )?)),
+                "git" => steps.push(Step::Git(repos_of(&field("repos"), &sspec.repos)?)),
                 t @ ("shell" | "batch_file" | "powershell") => {
                     steps.push(script_step(t, &sspec.script)?);
                 }
@@ -414,8 +424,11 @@ fn prepare_job(ctx: &JobContext, spec: &TaskSpec) -> Result<PreparedJob, String>
         }
     }
     let vars = merge_vars(
-        merge_vars(vars_of(&props.envs), vars_of(&spec.envs)),
-        vars_of(&spec.key_vals),
+        merge_vars(
+            vars_of("spec.properties.envs", &props.envs)?,
+            vars_of("spec.envs", &spec.envs)?,
+        ),
+        vars_of("spec.key_vals", &spec.key_vals)?,
     );
     let timeout = props.timeout.or(adv.timeout).or(spec.timeout);
     let mut outputs = output_names(&adv.outputs);
