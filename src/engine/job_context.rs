@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::executor::JobContext;
+use crate::workflow::model::ExecutePolicy;
 use crate::workflow::params::Param;
 use crate::workflow::task::{JobTask, Task};
 
@@ -139,44 +140,11 @@ pub(super) fn job_context(task: &Task, job: &JobTask) -> Result<JobContext, Stri
     })
 }
 
-/// Evaluate a job's `execute_policy` (`{type: skip|execute, match_rule: all|any, rules:
-/// [{field, verb, value}]}`): whether the job runs.
+/// Whether a job runs under its `execute_policy` ([`ExecutePolicy`]), its rules rendered over
+/// the task context; `Err` names a malformed field of a policy stored before lint checked it.
 pub fn execute_policy(policy: &Value, ctx: &BTreeMap<String, String>) -> Result<bool, String> {
-    let rules = policy
-        .get("rules")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    if rules.is_empty() {
-        return Ok(true);
-    }
-    let mut results = Vec::new();
-    for r in rules {
-        let field = super::render::render_str(&value_text(r.get("field")), ctx);
-        let value = super::render::render_str(&value_text(r.get("value")), ctx);
-        let verb = value_text(r.get("verb"));
-        let hit = match verb.as_str() {
-            "=" | "==" | "eq" | "equal" => field == value,
-            "!=" | "neq" | "not-equal" | "not_equal" => field != value,
-            "contains" => field.contains(&value),
-            "not-contains" | "not_contains" | "not-contain" => !field.contains(&value),
-            "in" => value.split(',').map(str::trim).any(|v| v == field),
-            "not-in" | "not_in" => !value.split(',').map(str::trim).any(|v| v == field),
-            other => {
-                return Err(format!(
-                    "execute_policy: unknown verb {other:?} in rule on {field:?}"
-                ));
-            }
-        };
-        results.push(hit);
-    }
-    let matched = match value_text(policy.get("match_rule")).as_str() {
-        "any" => results.iter().any(|x| *x),
-        _ => results.iter().all(|x| *x),
-    };
-    Ok(match value_text(policy.get("type")).as_str() {
-        "skip" => !matched,
-        _ => matched,
-    })
+    let policy = ExecutePolicy::of(policy)?;
+    Ok(policy.runs(|v| super::render::render_str(&value_text(Some(v)), ctx)))
 }
 
 #[cfg(test)]
@@ -194,8 +162,19 @@ mod tests {
             "rules": [{"field": "{{.workflow.params.env}}", "verb": "contains", "value": "pro"}]});
         assert_eq!(execute_policy(&p, &ctx), Ok(false));
         assert_eq!(execute_policy(&Value::Null, &ctx), Ok(true));
+        let p = serde_json::json!({"type": "", "match_rule": null, "rules": [
+            {"field": "{{.workflow.params.env}}", "verb": "not-in", "value": "dev, qa"},
+            {"field": 7, "verb": "==", "value": "7"}]});
+        assert_eq!(execute_policy(&p, &ctx), Ok(true));
         let bad = serde_json::json!({"rules": [{"field": "a", "verb": "~", "value": "b"}]});
-        assert!(execute_policy(&bad, &ctx).is_err());
+        let err = execute_policy(&bad, &ctx).unwrap_err();
+        assert!(err.contains("execute_policy.rules[0].verb"), "{err}");
+        let bad = serde_json::json!({"type": "sometimes", "rules": []});
+        assert!(
+            execute_policy(&bad, &ctx)
+                .unwrap_err()
+                .contains("execute_policy.type")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::limits;
 use crate::validate;
 use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::jobs::JobType;
-use crate::workflow::model::{ErrorPolicy, Job, RUN_POLICIES, Workflow, str_of};
+use crate::workflow::model::{ErrorPolicy, ExecutePolicy, Job, RUN_POLICIES, Workflow, str_of};
 use crate::workflow::{approval, bad};
 
 /// `^[a-zA-Z0-9-]+$`: the workflow key.
@@ -191,6 +191,10 @@ fn lint_job(job: &mut Job, field: &str) -> ApiResult<()> {
     crate::workflow::inputs::decode::<ErrorPolicy>(
         &job.error_policy,
         &format!("{field}.error_policy"),
+    )?;
+    crate::workflow::inputs::decode::<ExecutePolicy>(
+        &job.execute_policy,
+        &format!("{field}.execute_policy"),
     )?;
     if job.spec.is_null() {
         job.spec = Value::Object(Map::new());

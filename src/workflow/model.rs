@@ -5,8 +5,11 @@
 //! (`serde_json::Value` / a flattened `extra` map), so a definition reads back as it was
 //! written.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::validate::nullable;
 
 /// Job run policies (spec/workflow.md §1.2).
 pub const RUN_POLICIES: &[&str] = &["", "default_not_run", "force_run", "skip"];
@@ -124,13 +127,112 @@ pub enum OnError {
 impl ErrorPolicy {
     /// The policy of a stored job (task); `Err` names the malformed field.
     pub fn of(v: &Value) -> Result<Self, String> {
-        if v.is_null() {
-            return Ok(Self::default());
+        stored_policy(v, "error_policy")
+    }
+}
+
+/// A stored policy (`null`: the default); `Err` names the malformed field.
+fn stored_policy<T: DeserializeOwned + Default>(v: &Value, field: &str) -> Result<T, String> {
+    if v.is_null() {
+        return Ok(T::default());
+    }
+    crate::workflow::inputs::read_at(v, field).map_err(|(path, what)| format!("{path}: {what}"))
+}
+
+/// A job's `execute_policy` (spec/workflow.md §1.4): when its rules match (all of them, or
+/// any), the job runs (`execute`) or is skipped (`skip`); without rules it runs. Stored as
+/// sent; a malformed one is refused by lint naming the field.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ExecutePolicy {
+    #[serde(rename = "type", deserialize_with = "nullable")]
+    pub kind: PolicyKind,
+    #[serde(deserialize_with = "nullable")]
+    pub match_rule: MatchRule,
+    #[serde(deserialize_with = "nullable")]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// What a matching `execute_policy` does (`""` is `execute`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum PolicyKind {
+    #[default]
+    #[serde(rename = "execute", alias = "")]
+    Execute,
+    #[serde(rename = "skip")]
+    Skip,
+}
+
+/// How an `execute_policy`'s rules combine (`""` is `all`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum MatchRule {
+    #[default]
+    #[serde(rename = "all", alias = "")]
+    All,
+    #[serde(rename = "any")]
+    Any,
+}
+
+/// A rule: `field` (a template over the task context) compared with `value` by `verb`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PolicyRule {
+    /// A string, number or boolean.
+    #[serde(default)]
+    pub field: Value,
+    pub verb: Verb,
+    #[serde(default)]
+    pub value: Value,
+}
+
+/// A rule's comparison; `in`/`not-in` take a comma-separated list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Verb {
+    #[serde(rename = "=", alias = "==", alias = "eq", alias = "equal")]
+    Equal,
+    #[serde(rename = "!=", alias = "neq", alias = "not-equal", alias = "not_equal")]
+    NotEqual,
+    #[serde(rename = "contains")]
+    Contains,
+    #[serde(rename = "not-contains", alias = "not_contains", alias = "not-contain")]
+    NotContains,
+    #[serde(rename = "in")]
+    In,
+    #[serde(rename = "not-in", alias = "not_in")]
+    NotIn,
+}
+
+impl Verb {
+    /// Whether `field` compares true with `value`.
+    pub fn holds(self, field: &str, value: &str) -> bool {
+        let listed = || value.split(',').map(str::trim).any(|v| v == field);
+        match self {
+            Self::Equal => field == value,
+            Self::NotEqual => field != value,
+            Self::Contains => field.contains(value),
+            Self::NotContains => !field.contains(value),
+            Self::In => listed(),
+            Self::NotIn => !listed(),
         }
-        serde_path_to_error::deserialize(v.clone()).map_err(|e| match e.path().to_string() {
-            p if p == "." => format!("error_policy: {}", e.inner()),
-            p => format!("error_policy.{p}: {}", e.inner()),
-        })
+    }
+}
+
+impl ExecutePolicy {
+    /// The policy of a stored job (task); `Err` names the malformed field.
+    pub fn of(v: &Value) -> Result<Self, String> {
+        stored_policy(v, "execute_policy")
+    }
+
+    /// Whether the job runs, its rules' `field` and `value` rendered by `render`.
+    pub fn runs(&self, render: impl Fn(&Value) -> String) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        let hit = |r: &PolicyRule| r.verb.holds(&render(&r.field), &render(&r.value));
+        let matched = match self.match_rule {
+            MatchRule::All => self.rules.iter().all(hit),
+            MatchRule::Any => self.rules.iter().any(hit),
+        };
+        matched == (self.kind == PolicyKind::Execute)
     }
 }
 

@@ -1029,3 +1029,33 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn execute_policies_skip_run_or_fail_naming_the_field(app) {
+        let policy = |kind: &str, verb: &str, value: &str| json!({"type": kind, "match_rule": "all",
+            "rules": [{"field": "{{.workflow.params.ENV}}", "verb": verb, "value": value}]});
+        let mut skipped = freestyle("skipped", "echo never");
+        skipped.execute_policy = policy("skip", "==", "prod");
+        let mut listed = freestyle("listed", "echo listed");
+        listed.execute_policy = policy("execute", "in", "qa, prod");
+        let mut unlisted = freestyle("unlisted", "echo unlisted");
+        unlisted.execute_policy = policy("execute", "not-in", "qa, prod");
+        // Stored before lint checked policies: the job fails naming the field, not a default.
+        let mut broken = freestyle("broken", "echo never");
+        broken.execute_policy = policy("execute", "~", "prod");
+        let id = queue(&app, "policies", -1,
+            vec![json!({"name": "ENV", "type": "string", "value": "prod"})],
+            vec![stage("s", true, vec![skipped, listed, unlisted, broken])]).await;
+        let t = wait_status(&app, "policies", id, &["passed", "failed"]).await;
+        let statuses: Vec<&str> = ["skipped", "listed", "unlisted", "broken"].iter()
+            .map(|n| job(&t, n).status.as_str()).collect();
+        assert_eq!(statuses, ["skipped", "passed", "skipped", "failed"]);
+        assert!(job(&t, "broken").error.contains("execute_policy.rules[0].verb"), "{}", job(&t, "broken").error);
+
+        // Lint refuses such a policy when the workflow is saved.
+        let mut wf = crate::workflows::echo_workflow("policy-lint", "demo");
+        wf["stages"][0]["jobs"][0]["execute_policy"] = policy("sometimes", "==", "x");
+        app.post("/api/aslan/workflow/v4", wf).await.expect_error(400, "stages[0].jobs[0].execute_policy.type");
+        app.stop().await;
+    }
+}
