@@ -263,3 +263,43 @@ pub fn arr_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    const VERBS: &[&str] = &["=", "!=", "contains", "not-contains", "in", "not-in"];
+
+    proptest! {
+        /// `skip` and `execute` with the same rules decide oppositely when there are rules,
+        /// and both run the job when there are none; `not-x` is the negation of `x`.
+        #[test]
+        fn skip_is_the_complement_of_execute(
+            rules in proptest::collection::vec(("[ab,]{0,3}", 0..VERBS.len(), "[ab,]{0,3}"), 0..4),
+            any in proptest::bool::ANY,
+        ) {
+            let rules: Vec<Value> = rules
+                .iter()
+                .map(|(f, v, x)| json!({"field": f, "verb": VERBS[*v], "value": x}))
+                .collect();
+            let policy = |kind: &str| {
+                let v = json!({"type": kind, "match_rule": if any { "any" } else { "all" }, "rules": rules});
+                ExecutePolicy::of(&v).expect("a valid policy")
+            };
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let (run, skip) = (policy("execute").runs(text), policy("skip").runs(text));
+            prop_assert_eq!(run, rules.is_empty() || !skip);
+            prop_assert!(!rules.is_empty() || skip);
+        }
+
+        #[test]
+        fn negated_verbs_negate(field in "[ab,]{0,3}", value in "[ab,]{0,3}") {
+            for (verb, not) in [(Verb::Equal, Verb::NotEqual), (Verb::Contains, Verb::NotContains), (Verb::In, Verb::NotIn)] {
+                prop_assert_eq!(verb.holds(&field, &value), !not.holds(&field, &value));
+            }
+        }
+    }
+}
