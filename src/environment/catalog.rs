@@ -74,10 +74,13 @@ pub async fn render(
             )));
         }
         let mut v = v.clone();
-        if v.use_global_variable
-            && let Some(g) = globals.iter().find(|g| g.kv.key == v.kv.key)
-        {
-            v.kv.value = g.kv.value.clone();
+        if v.use_global_variable {
+            match globals.iter().find(|g| g.kv.key == v.kv.key) {
+                Some(g) => v.kv.value = g.kv.value.clone(),
+                // The flag is kept only for a key the environment has a global variable of
+                // (spec §5.8): the variable keeps its own value.
+                None => v.use_global_variable = false,
+            }
         }
         effective.push(v);
     }

@@ -169,7 +169,7 @@ backend_test! {
         // Apply the service: every object server-side applied with Zadig's labels.
         app.post("/openapi/environments/service/yaml?projectKey=demo",
             json!({"env_key": "dev", "service_list": [{"service_name": "shop",
-                "variable_kvs": [{"key": "replicas", "value": "2"}]}]})).await.expect(200);
+                "variable_kvs": [{"key": "replicas", "value": "2", "use_global_variable": true}]}]})).await.expect(200);
         let dep = emu.object("Deployment", "demo-dev", "web").await.expect("deployment applied");
         assert_eq!(dep["spec"]["replicas"], 2);
         assert_eq!(dep["metadata"]["labels"]["s-product"], "demo");
@@ -198,7 +198,7 @@ backend_test! {
             {"name": "web", "type": "", "image": "nginx:1.25", "image_name": "nginx"},
             {"name": "cache", "type": "", "image": "redis:7.2", "image_name": "redis"}]));
         // The variables it was rendered with (Zadig's RenderVariableKV): the value sent over
-        // the template's variable.
+        // the template's variable; `use_global_variable` dropped, the env has no such global.
         assert_eq!(svc["variable_kvs"], json!([
             {"key": "image", "value": "nginx:1.25", "type": "string", "options": [], "desc": "",
                 "use_global_variable": false, "is_reference_variable": false},
