@@ -82,10 +82,21 @@ pub(crate) fn check_entries(
     Ok(())
 }
 
-/// Entry `i` of list `field` of a job spec, typed; `Err` names the field that does not
-/// decode (`repos[0].branch: invalid type: integer …`).
-fn entry<T: DeserializeOwned>(field: &str, i: usize, v: &Value) -> Result<T, String> {
-    read_at(v, &format!("{field}[{i}]")).map_err(|(path, what)| format!("{path}: {what}"))
+/// The entries of list `field` of a job spec, each decoded as `T` and turned by `keep` into
+/// what the job uses (`None`: the entry is skipped); `Err` names the first field that does
+/// not decode (`repos[0].branch: invalid type: integer …`).
+fn each_entry<T: DeserializeOwned, U>(
+    field: &str,
+    list: &[Value],
+    keep: impl Fn(usize, &Value, T) -> Result<Option<U>, String>,
+) -> Result<Vec<U>, String> {
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let t = read_at(v, &format!("{field}[{i}]"))
+            .map_err(|(path, what)| format!("{path}: {what}"))?;
+        out.extend(keep(i, v, t)?);
+    }
+    Ok(out)
 }
 
 fn to_text(v: &Value) -> String {
@@ -117,18 +128,13 @@ struct KeyVal {
 /// The variables of list `field` (entries without a key set nothing); the credential flag is
 /// read as [`crate::masking::is_credential_var`] reads it.
 pub(crate) fn vars_of(field: &str, list: &[Value]) -> Result<Vec<Var>, String> {
-    let mut out = Vec::new();
-    for (i, v) in list.iter().enumerate() {
-        let kv: KeyVal = entry(field, i, v)?;
-        if !kv.key.is_empty() {
-            out.push(Var {
-                key: kv.key,
-                value: to_text(&kv.value),
-                secret: crate::masking::is_credential_var(v),
-            });
-        }
-    }
-    Ok(out)
+    each_entry(field, list, |_, v, kv: KeyVal| {
+        Ok((!kv.key.is_empty()).then(|| Var {
+            key: kv.key,
+            value: to_text(&kv.value),
+            secret: crate::masking::is_credential_var(v),
+        }))
+    })
 }
 
 /// `over` replaces same-key entries of `base` (keeping a credential flag set on either).
@@ -158,17 +164,12 @@ struct Install {
 
 /// The tools of list `field` (entries without a name are none).
 pub(crate) fn installs_of(field: &str, list: &[Value]) -> Result<Vec<Tool>, String> {
-    let mut out = Vec::new();
-    for (i, v) in list.iter().enumerate() {
-        let t: Install = entry(field, i, v)?;
-        if !t.name.is_empty() {
-            out.push(Tool {
-                name: t.name,
-                version: t.version,
-            });
-        }
-    }
-    Ok(out)
+    each_entry(field, list, |_, _, t: Install| {
+        Ok((!t.name.is_empty()).then_some(Tool {
+            name: t.name,
+            version: t.version,
+        }))
+    })
 }
 
 pub(crate) fn timeout_of(minutes: Option<i64>) -> Duration {
@@ -368,14 +369,13 @@ struct SpecRepo {
 
 /// The repositories of list `field` a job clones (hidden ones are not cloned).
 pub(crate) fn repos_of(field: &str, list: &[Value]) -> Result<Vec<GitRepo>, String> {
-    let mut out = Vec::new();
-    for (i, v) in list.iter().enumerate() {
-        let r: SpecRepo = entry(field, i, v)?;
-        if !r.hidden {
-            out.push(repo_of(i, r)?);
+    each_entry(field, list, |i, _, r: SpecRepo| {
+        if r.hidden {
+            Ok(None)
+        } else {
+            repo_of(i, r).map(Some)
         }
-    }
-    Ok(out)
+    })
 }
 
 fn repo_of(i: usize, r: SpecRepo) -> Result<GitRepo, String> {
