@@ -255,3 +255,48 @@ impl From<crate::workflow::error::Refusal> for ApiError {
         ApiError::code(r.kind, code, r.message)
     }
 }
+
+/// An error with its causes (e.g. "…: connection refused"), each cause once: the text of a
+/// source that its parent's text already contains is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        let refused = E("connection refused", None);
+        let connect = E("connect error: connection refused", Some(Box::new(refused)));
+        let top = E("request failed", Some(Box::new(connect)));
+        assert_eq!(
+            error_chain(&top),
+            "request failed: connect error: connection refused"
+        );
+    }
+}

@@ -156,16 +156,7 @@ pub fn kube_error(label: &str, what: &str, err: &kube::Error) -> ApiError {
             }
         }
         other => {
-            let mut detail = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                let t = s.to_string();
-                if !detail.contains(&t) {
-                    detail.push_str(": ");
-                    detail.push_str(&t);
-                }
-                src = s.source();
-            }
+            let detail = crate::error::error_chain(other);
             ApiError::conflict(format!("{label} is unreachable: {what}: {detail}"))
         }
     }

@@ -19,8 +19,9 @@ use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::copier::{OciCopier, RegistryAccess, describe, error_chain};
+use super::copier::{OciCopier, RegistryAccess, describe};
 use super::registry::{HelmRepo, RepoKind, repo_kind};
+use crate::error::error_chain;
 
 pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub const HELM_CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";

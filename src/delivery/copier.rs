@@ -89,24 +89,9 @@ pub struct OciCopier {
     clients: Mutex<HashMap<String, Client>>,
 }
 
-/// An error with its causes (e.g. "…: connection refused"), each cause once.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
-
 /// Render an oci-client error with its causes.
 pub fn describe(e: &OciDistributionError) -> String {
-    error_chain(e)
+    crate::error::error_chain(e)
 }
 
 impl OciCopier {
