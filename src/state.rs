@@ -126,6 +126,11 @@ impl AppState {
         app.secrets
             .init(app.backend.as_ref(), &app.config.secret_key_path())
             .await?;
+        app.environments
+            .store
+            .repair_legacy()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot repair the stored environments: {e}"))?;
         crate::release_plan::subscribe(&app.task_finished);
         Ok(Self(Arc::new(app)))
     }

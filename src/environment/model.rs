@@ -38,12 +38,46 @@ pub struct Environment {
     pub services: Vec<EnvService>,
     /// Values of the project's global variables.
     pub global_variables: Vec<GlobalVariableKV>,
+    /// Entries of `global_variables` stored unchecked by a version before the type above
+    /// that do not decode as one (e.g. no `key`): moved here verbatim by
+    /// [`repair_legacy_globals`] at start-up, kept, never read or shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy_global_variables: Vec<Value>,
     /// The creator's uid: with admins, the only one who may change the environment.
     pub owner_uid: String,
     pub create_time: i64,
     pub update_time: i64,
     pub update_by: String,
     pub version: i64,
+}
+
+/// Move the `global_variables` entries of a stored environment document that do not decode
+/// as a [`GlobalVariableKV`] to `legacy_global_variables`; how many moved. Earlier versions
+/// stored E2's values without checking them, and one such entry would make the whole
+/// document (and every list holding it) unreadable; nothing could have used it, since
+/// rendering matches values by `key`.
+pub fn repair_legacy_globals(doc: &mut serde_json::Map<String, Value>) -> usize {
+    let Some(Value::Array(globals)) = doc.get_mut("global_variables") else {
+        return 0;
+    };
+    let (kept, moved): (Vec<Value>, Vec<Value>) = std::mem::take(globals)
+        .into_iter()
+        .partition(|g| serde_json::from_value::<GlobalVariableKV>(g.clone()).is_ok());
+    *globals = kept;
+    let n = moved.len();
+    if n > 0 {
+        let legacy = doc
+            .entry("legacy_global_variables")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(l) = legacy {
+            l.extend(moved);
+        } else {
+            // Only this function writes the field, always an array; keep whatever is there.
+            let before = legacy.take();
+            *legacy = Value::Array(std::iter::once(before).chain(moved).collect());
+        }
+    }
+    n
 }
 
 impl Environment {
@@ -110,4 +144,34 @@ pub struct WorkloadOverride {
     pub replicas: Option<i64>,
     /// `kubectl.kubernetes.io/restartedAt` of the last restart (RFC 3339).
     pub restarted_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::repair_legacy_globals;
+
+    fn doc(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn entries_that_do_not_decode_are_set_aside_once_and_the_rest_kept_in_order() {
+        let good = json!({"key": "a", "value": "1"});
+        let mut d = doc(json!({"global_variables": [7, good, {"value": "x"}]}));
+        assert_eq!(repair_legacy_globals(&mut d), 2);
+        assert_eq!(d["global_variables"], json!([good]));
+        assert_eq!(d["legacy_global_variables"], json!([7, {"value": "x"}]));
+        let before = d.clone();
+        assert_eq!(repair_legacy_globals(&mut d), 0);
+        assert_eq!(d, before);
+    }
+
+    #[test]
+    fn a_document_without_globals_is_left_alone() {
+        let mut d = doc(json!({"env_key": "dev"}));
+        assert_eq!(repair_legacy_globals(&mut d), 0);
+        assert!(!d.contains_key("legacy_global_variables"));
+    }
 }

@@ -1,8 +1,13 @@
 //! `environments` (unique on `project_key` + `env_key`). Writes after the insert are
 //! conditional on `version`.
 
-use super::model::Environment;
-use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
+use serde_json::Value;
+
+use super::model::{Environment, repair_legacy_globals};
+use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
+
+/// Documents read at a time by [`EnvStore::repair_legacy`].
+const REPAIR_PAGE: usize = 100;
 
 #[derive(Clone)]
 pub struct EnvStore {
@@ -65,5 +70,62 @@ impl EnvStore {
 
     pub async fn delete(&self, id: &str) -> StoreResult<bool> {
         Ok(self.envs.delete(&Filter::id(id)).await? > 0)
+    }
+
+    /// Start-up repair of environments an earlier version stored with `global_variables`
+    /// entries that do not decode ([`repair_legacy_globals`]); how many it rewrote. Reads the
+    /// collection a page at a time by id. Each rewrite is conditional on the document's
+    /// `version`, so a change made meanwhile (or another replica repairing too) wins and the
+    /// next start looks again.
+    pub async fn repair_legacy(&self) -> StoreResult<usize> {
+        let mut repaired = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let filter = after
+                .as_deref()
+                .map_or(Filter::All, |a| Filter::gt("id", a));
+            let page = self
+                .envs
+                .coll
+                .find(
+                    &filter,
+                    &FindOptions::sort("id", Dir::Asc).limit(REPAIR_PAGE as u64),
+                )
+                .await?;
+            for mut doc in page.iter().cloned() {
+                let (Some(id), Some(version)) = (
+                    doc.get("id").and_then(Value::as_str).map(str::to_string),
+                    doc.get("version").and_then(Value::as_i64),
+                ) else {
+                    continue;
+                };
+                let moved = repair_legacy_globals(&mut doc);
+                if moved == 0 {
+                    continue;
+                }
+                let update = Update::new()
+                    .set("global_variables", doc["global_variables"].clone())
+                    .set(
+                        "legacy_global_variables",
+                        doc["legacy_global_variables"].clone(),
+                    );
+                let filter = Filter::id(&id).and(Filter::eq("version", version));
+                if self.envs.coll.update_one(&filter, &update).await? {
+                    tracing::warn!(
+                        environment.id = %id,
+                        "environment {id}: moved {moved} global variable value(s) that an earlier version stored unchecked and that do not decode (e.g. no `key`) to legacy_global_variables"
+                    );
+                    repaired += 1;
+                }
+            }
+            let last = page
+                .last()
+                .and_then(|d| d.get("id"))
+                .and_then(Value::as_str);
+            match last {
+                Some(id) if page.len() == REPAIR_PAGE => after = Some(id.to_string()),
+                _ => return Ok(repaired),
+            }
+        }
     }
 }

@@ -413,3 +413,33 @@ backend_test! {
         r.expect_error(409, "dev");
     }
 }
+
+backend_test! {
+    /// Earlier versions stored E2's `global_variables` unchecked. An entry that does not decode
+    /// (no `key`) made the environment unreadable; the next start moves such entries, verbatim,
+    /// to `legacy_global_variables` and keeps the rest.
+    async fn global_variables_an_earlier_version_stored_unchecked_are_set_aside_at_start_up(app) {
+        use zadig_server::store::{Filter, Update};
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        let bad = json!({"value": "no key"});
+        let good = json!({"key": "replicas", "value": "2", "type": "string", "options": [], "desc": "",
+            "related_services": []});
+        let envs = app.backend.collection("environments");
+        let set = Update::new().set("global_variables", json!([bad, good]));
+        assert!(envs.update_one(&Filter::eq("env_key", "dev"), &set).await.unwrap());
+        app.get("/openapi/environments/dev/variable?projectKey=demo").await.expect(500);
+
+        let app = app.restart().await;
+        let vars = app.get("/openapi/environments/dev/variable?projectKey=demo").await;
+        assert_eq!(vars.expect(200), &json!([good]));
+        app.get("/openapi/environments?projectKey=demo").await.expect(200);
+        let envs = app.backend.collection("environments");
+        let raw = envs.find_one(&Filter::eq("env_key", "dev")).await.unwrap().unwrap();
+        assert_eq!(raw["legacy_global_variables"], json!([bad]));
+        // Set aside once: another start changes nothing.
+        let app = app.restart().await;
+        let again = app.backend.collection("environments").find_one(&Filter::All).await.unwrap().unwrap();
+        assert_eq!(again, raw);
+    }
+}

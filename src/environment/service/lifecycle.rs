@@ -261,6 +261,7 @@ fn record(
         } else {
             input.global_variables.clone()
         },
+        legacy_global_variables: Vec::new(),
         owner_uid: caller.uid.clone(),
         create_time: now,
         update_time: now,
