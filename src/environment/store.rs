@@ -73,10 +73,10 @@ impl EnvStore {
     }
 
     /// Start-up repair of environments an earlier version stored with `global_variables`
-    /// entries that do not decode ([`repair_legacy_globals`]); how many it rewrote. Reads the
-    /// collection a page at a time by id. Each rewrite is conditional on the document's
-    /// `version`, so a change made meanwhile (or another replica repairing too) wins and the
-    /// next start looks again.
+    /// entries that do not decode ([`repair_legacy_globals`]); how many it rewrote. A document
+    /// that still does not decode is logged as an error. Reads the collection a page at a
+    /// time by id. Each rewrite is conditional on the document's `version`, so a change made
+    /// meanwhile (or another replica repairing too) wins and the next start looks again.
     pub async fn repair_legacy(&self) -> StoreResult<usize> {
         let mut repaired = 0;
         let mut after: Option<String> = None;
@@ -100,6 +100,11 @@ impl EnvStore {
                     continue;
                 };
                 let moved = repair_legacy_globals(&mut doc);
+                if let Err(e) = serde_json::from_value::<Environment>(Value::Object(doc.clone())) {
+                    // Something this repair does not cover: say so now rather than at the
+                    // first request (which answers 500 for this environment).
+                    tracing::error!(environment.id = %id, "stored environment {id} does not decode: {e}");
+                }
                 if moved == 0 {
                     continue;
                 }
