@@ -14,7 +14,8 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::environment::service::{
-    self, AddServicesInput, BasicInput, CreateEnvInput, ImageInput, RemoveServicesInput, ScaleInput,
+    self, AddServicesInput, BasicInput, CreateEnvInput, ImageInput, RemoveServicesInput,
+    ScaleInput, UpdateServicesInput,
 };
 use crate::environment::view::{EnvBrief, EnvDetail, ServiceDetail, ServicePods};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -36,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(env_restart_service))
         .routes(routes!(env_restart_pod))
         .routes(routes!(env_get_variables, env_set_variables))
+        .routes(routes!(env_update_services))
         .routes(routes!(env_scale))
         .routes(routes!(image_deployment))
         .routes(routes!(image_statefulset))
@@ -51,6 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(prod_restart_service))
         .routes(routes!(prod_restart_pod))
         .routes(routes!(prod_get_variables, prod_set_variables))
+        .routes(routes!(prod_update_services))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -485,6 +488,32 @@ both_groups! {
             input.global_variables,
         )
         .await?;
+        Ok(Success::new())
+    }
+}
+
+both_groups! {
+    /// E18: render services of the environment again at their latest revisions with new
+    /// variable values (the others keep theirs), keeping images and overrides, and apply them.
+    env_update_services = "/openapi/environments/{name}/services";
+    /// Update services of a production environment (admins).
+    prod_update_services = "/openapi/environments/production/{name}/services";
+    put(tag = "environments", params(("name" = String, Path), ProjectQuery),
+        request_body = UpdateServicesInput),
+    responses((status = 200, body = Success),
+        (status = 400, body = ErrorBody, description = "a missing or repeated service name; a variable without `key`; a template that does not render"),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown project or environment; a service not in the environment (code 6076)"),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable; the environment changed meanwhile"),
+        (status = 422, body = ErrorBody, description = "the cluster refused an object")),
+    |production| (
+        State(state): State<AppState>,
+        caller: Identity,
+        Path(name): Path<String>,
+        Query(q): Query<ProjectQuery>,
+        Json(input): Json<UpdateServicesInput>,
+    ) -> ApiResult<Json<Success>> {
+        service::update_services(&state, &caller, q.project()?, &name, production, input).await?;
         Ok(Success::new())
     }
 }

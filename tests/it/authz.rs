@@ -418,6 +418,8 @@ backend_test! {
             row(Method::POST, "/openapi/environments/dev/service/shop/restart?projectKey=demo", None, Mallory),
             row(Method::POST, format!("/openapi/environments/dev/pod/{pod}/restart?projectKey=demo"), None, Mallory),
             row(Method::PUT, "/openapi/environments/dev/variable?projectKey=demo", Some(json!({"global_variables": []})), Mallory),
+            row(Method::PUT, "/openapi/environments/dev/services?projectKey=demo",
+                Some(json!({"service_list": [{"service_name": "shop", "variable_kvs": [{"key": "image", "value": "evil:1"}]}]})), Mallory),
             row(Method::POST, "/openapi/environments/scale", Some(json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
                 "workload_name": "web", "workload_type": "Deployment", "target_replicas": 5})), Mallory),
             row(Method::POST, "/openapi/environments/image/deployment/dev", Some(image.clone()), Mallory),
@@ -431,6 +433,7 @@ backend_test! {
             row(Method::POST, format!("{p}/prod/service/shop/restart?projectKey=demo"), None, Mallory),
             row(Method::POST, format!("{p}/prod/pod/{pod}/restart?projectKey=demo"), None, Mallory),
             row(Method::PUT, format!("{p}/prod/variable?projectKey=demo"), Some(json!({"global_variables": []})), Mallory),
+            row(Method::PUT, format!("{p}/prod/services?projectKey=demo"), Some(json!({"service_list": [{"service_name": "shop"}]})), Mallory),
         ];
         let snapshot = || async {
             let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap_or_default();

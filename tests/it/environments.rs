@@ -443,3 +443,80 @@ backend_test! {
         assert_eq!(again, raw);
     }
 }
+
+backend_test! {
+    /// E18: services are rendered again at their templates' latest revisions with the values
+    /// given (the others keep the environment's), keeping the images set through the API.
+    async fn updating_services_renders_them_again_with_new_values(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        apply_shop(&app, LIMIT).await;
+        app.post("/openapi/environments/image/deployment/dev",
+            json!({"product_name": "demo", "service_name": "shop", "name": "web", "container_name": "web",
+                "image": "nginx:1.27"})).await.expect(200);
+        // A new revision of the template adds a ConfigMap; the environment still runs the old one.
+        let yaml = format!("{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n",
+            shop_yaml());
+        app.put("/openapi/service/yaml/shop?projectKey=demo", json!({"type": "k8s", "yaml": yaml})).await.expect(200);
+        assert!(emu.object("ConfigMap", "demo-dev", "settings").await.is_none());
+
+        // Refused, nothing changes.
+        let path = "/openapi/environments/dev/services?projectKey=demo";
+        app.put(path, json!({"service_list": []})).await.expect_error(400, "service_list");
+        let r = app.put(path, json!({"service_list": [{"service_name": "ghost"}]})).await;
+        assert_eq!(r.expect_error(404, "ghost")["code"], 6076);
+        app.put(path, json!({"service_list": [{"service_name": "shop"}, {"service_name": "shop"}]})).await
+            .expect_error(400, "service_list[1].service_name");
+        app.put(path, json!({"service_list": [{"service_name": "shop", "variable_kvs": [{"value": "2"}]}]})).await
+            .expect_error(400, "service_list[0].variable_kvs[0]");
+        app.put("/openapi/environments/production/dev/services?projectKey=demo",
+            json!({"service_list": [{"service_name": "shop"}]})).await.expect(404);
+        assert!(emu.object("ConfigMap", "demo-dev", "settings").await.is_none());
+
+        app.put(path, json!({"service_list": [{"service_name": "shop",
+            "variable_kvs": [{"key": "replicas", "value": "2"}]}]})).await.expect(200);
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(emu.object("ConfigMap", "demo-dev", "settings").await.unwrap()["data"]["mode"], "fast");
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let svc = &d.expect(200)["services"][0];
+        let value = |k: &str| svc["variable_kvs"].as_array().unwrap().iter()
+            .find(|v| v["key"] == k).map(|v| v["value"].clone());
+        assert_eq!(value("replicas"), Some(json!("2")));
+        assert_eq!(value("image"), Some(json!("nginx:1.25")));
+        assert_eq!(svc["containers"][0]["image"], "nginx:1.27");
+        // The ConfigMap is now the service's: removing the service deletes it.
+        app.call(reqwest::Method::DELETE, "/openapi/environments/service/yaml?projectKey=demo",
+            Some(crate::harness::ADMIN_TOKEN), Some(json!({"env_key": "dev", "service_names": ["shop"]}))).await.expect(200);
+        assert!(emu.object("ConfigMap", "demo-dev", "settings").await.is_none());
+    }
+}
+
+backend_test! {
+    /// E18 applies services one after another: when one fails, the ones before it stay
+    /// updated (in the cluster and in the record) and the error names both.
+    async fn a_failed_service_update_keeps_the_ones_updated_before_it(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        let api = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: {{.replicas}}\n  selector:\n    matchLabels:\n      app: api\n  template:\n    metadata:\n      labels:\n        app: api\n    spec:\n      containers:\n      - name: api\n        image: nginx:1.25\n";
+        app.post("/openapi/service/yaml/raw?projectKey=demo", json!({"service_name": "api", "yaml": api,
+            "variable_yaml": [{"key": "replicas", "value": "1", "type": "string"}]})).await.expect(200);
+        app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "shop"}, {"service_name": "api"}]})).await.expect(200);
+
+        let r = app.put("/openapi/environments/dev/services?projectKey=demo", json!({"service_list": [
+            {"service_name": "shop", "variable_kvs": [{"key": "replicas", "value": "2"}]},
+            {"service_name": "api", "variable_kvs": [{"key": "replicas", "value": "[oops"}]}]})).await;
+        let text = r.expect_error(400, "\"api\"")["description"].as_str().unwrap().to_string();
+        assert!(text.contains("updated before it: [\"shop\"]"), "{text}");
+        assert_eq!(emu.object("Deployment", "demo-dev", "web").await.unwrap()["spec"]["replicas"], 2);
+        assert_eq!(emu.object("Deployment", "demo-dev", "api").await.unwrap()["spec"]["replicas"], 1);
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let replicas = |svc: &str| d.body["services"].as_array().unwrap().iter()
+            .find(|s| s["service_name"] == svc).unwrap()["variable_kvs"].as_array().unwrap().iter()
+            .find(|v| v["key"] == "replicas").unwrap()["value"].clone();
+        assert_eq!(replicas("shop"), "2");
+        assert_eq!(replicas("api"), "1");
+    }
+}

@@ -8,7 +8,7 @@
 //! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
 //! - [`workload`]: workload actions — restart, scale, image;
 //! - [`deploy`]: a deploy job's image change (`zadig-deploy`);
-//! - [`variables`]: the environment's global variables.
+//! - [`variables`]: the environment's global variables and its services' values.
 //!
 //! This file holds what they share: error codes, loading, the change check and lock, saving.
 
@@ -28,7 +28,9 @@ pub use lifecycle::{
     create_initial, delete, update_basic,
 };
 pub use live::{detail, service_detail, service_pods, service_yaml};
-pub use variables::{set_variables, variables};
+pub use variables::{
+    ServiceVariablesInput, UpdateServicesInput, set_variables, update_services, variables,
+};
 pub use workload::{ImageInput, ScaleInput, restart_pod, restart_service, scale, set_image};
 
 use super::catalog;

@@ -1,17 +1,22 @@
-//! An environment's global variable values (E16, E17): setting them renders and applies
-//! again the services that use a changed one.
+//! An environment's variables: its global variable values (E16, E17) and its services'
+//! values (E18). Setting them renders the services concerned again, at their templates' latest
+//! revisions, and applies them.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::super::catalog;
 use super::super::kube::Kinds;
 use super::super::model::{EnvService, Environment};
 use super::apply::{apply_service, env_service};
-use super::{ContainerImage, for_change, load, save};
+use super::{ContainerImage, UPDATE_ENV, for_change, load, save, service_of};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
 use crate::error::{ApiError, ApiResult};
-use crate::service_template::{GlobalVariableKV, ServiceVariableKV};
+use crate::service_template::{GlobalVariableKV, RenderVariableKV, ServiceVariableKV};
 use crate::state::AppState;
+use crate::validate;
 
 /// E16.
 pub async fn variables(
@@ -47,14 +52,15 @@ pub(super) fn check_keys(
     Ok(())
 }
 
-/// Render service `name` of `env` again with the environment's current globals, keeping
-/// its images, objects and overrides, and apply it.
+/// Render service `name` of `env` again at its template's latest revision with `vars`,
+/// keeping its images, objects and overrides, and apply it.
 async fn reapply(
     state: &AppState,
     cc: &ClusterClient,
     kinds: &mut Kinds,
     env: &mut Environment,
     name: &str,
+    vars: &[RenderVariableKV],
 ) -> ApiResult<()> {
     let Some(old) = env.service(name).cloned() else {
         return Ok(());
@@ -64,7 +70,7 @@ async fn reapply(
         &env.project_key,
         name,
         env.production,
-        &old.variable_kvs,
+        vars,
         &env.global_variables,
     )
     .await?;
@@ -128,7 +134,95 @@ pub async fn set_variables(
         let cc = client_for(state, &env.cluster_id).await?;
         let mut kinds = Kinds::default();
         for name in targets {
-            reapply(state, &cc, &mut kinds, &mut env, &name).await?;
+            let vars = service_of(&env, &name, UPDATE_ENV)?.variable_kvs.clone();
+            reapply(state, &cc, &mut kinds, &mut env, &name, &vars).await?;
+        }
+    }
+    save(state, &mut env, caller).await
+}
+
+/// E18's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct UpdateServicesInput {
+    #[serde(default, deserialize_with = "crate::validate::nullable")]
+    pub service_list: Vec<ServiceVariablesInput>,
+}
+
+/// A service of E18's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ServiceVariablesInput {
+    #[serde(default)]
+    pub service_name: String,
+    /// `[RenderVariableKV]`: these values replace the environment's of the same keys; the
+    /// service's other variables keep the environment's values.
+    #[serde(default, deserialize_with = "crate::validate::nullable")]
+    pub variable_kvs: Vec<RenderVariableKV>,
+}
+
+/// `given` over `current`: the given values, then the current ones of keys not given.
+fn over(current: &[RenderVariableKV], given: &[RenderVariableKV]) -> Vec<RenderVariableKV> {
+    let mut out = given.to_vec();
+    out.extend(
+        current
+            .iter()
+            .filter(|c| !given.iter().any(|g| g.kv.key == c.kv.key))
+            .cloned(),
+    );
+    out
+}
+
+/// E18: render services of the environment again at their templates' latest revisions with
+/// new variable values, keeping their images and overrides, and apply them one after another.
+/// Services must be in the environment (E6 adds them). Should one fail, the record keeps
+/// the ones updated before it (they are in the cluster) and the error names it.
+pub async fn update_services(
+    state: &AppState,
+    caller: &Identity,
+    project: &str,
+    env_key: &str,
+    production: bool,
+    input: UpdateServicesInput,
+) -> ApiResult<()> {
+    if input.service_list.is_empty() {
+        return Err(ApiError::bad_request("`service_list` is required"));
+    }
+    for (i, s) in input.service_list.iter().enumerate() {
+        validate::name(&format!("service_list[{i}].service_name"), &s.service_name)?;
+        if input.service_list[..i]
+            .iter()
+            .any(|x| x.service_name == s.service_name)
+        {
+            return Err(ApiError::bad_request(format!(
+                "`service_list[{i}].service_name`: service {:?} is listed twice",
+                s.service_name
+            )));
+        }
+    }
+    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
+    let mut work = Vec::with_capacity(input.service_list.len());
+    for s in &input.service_list {
+        let current = &service_of(&env, &s.service_name, UPDATE_ENV)
+            .map_err(|e| {
+                let hint = "; add it with POST /openapi/environments/service/yaml";
+                let text = format!("{}{hint}", e.description);
+                e.with_description(text)
+            })?
+            .variable_kvs;
+        work.push((s.service_name.as_str(), over(current, &s.variable_kvs)));
+    }
+    let cc = client_for(state, &env.cluster_id).await?;
+    let mut kinds = Kinds::default();
+    for (i, (name, vars)) in work.iter().enumerate() {
+        if let Err(e) = reapply(state, &cc, &mut kinds, &mut env, name, vars).await {
+            let text = format!("service {name:?}: {}", e.description);
+            let e = e.with_description(text);
+            if i == 0 {
+                return Err(e);
+            }
+            save(state, &mut env, caller).await?;
+            let done: Vec<&str> = work[..i].iter().map(|(n, _)| *n).collect();
+            let text = format!("{} (updated before it: {done:?})", e.description);
+            return Err(e.with_description(text));
         }
     }
     save(state, &mut env, caller).await
