@@ -166,9 +166,9 @@ impl ApiError {
         )
     }
 
-    /// Keep the kind and code but replace the description.
-    pub fn with_description(mut self, description: impl Into<String>) -> Self {
-        self.description = description.into();
+    /// Keep the kind and code; the description becomes `f` of it (to say where it happened).
+    pub fn map_description(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.description = f(&self.description);
         self
     }
 

@@ -331,8 +331,7 @@ async fn resolve_job(
             )
             .await
             .map_err(|e| {
-                let d = format!("jobs[{i}] (workflow {}): {}", s.workflow_key, e.description);
-                e.with_description(d)
+                e.map_description(|d| format!("jobs[{i}] (workflow {}): {d}", s.workflow_key))
             })?;
             warnings.extend(
                 checked

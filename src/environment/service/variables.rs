@@ -203,9 +203,9 @@ pub async fn update_services(
     for s in &input.service_list {
         let current = &service_of(&env, &s.service_name, UPDATE_ENV)
             .map_err(|e| {
-                let hint = "; add it with POST /openapi/environments/service/yaml";
-                let text = format!("{}{hint}", e.description);
-                e.with_description(text)
+                e.map_description(|d| {
+                    format!("{d}; add it with POST /openapi/environments/service/yaml")
+                })
             })?
             .variable_kvs;
         work.push((s.service_name.as_str(), over(current, &s.variable_kvs)));
@@ -214,15 +214,13 @@ pub async fn update_services(
     let mut kinds = Kinds::default();
     for (i, (name, vars)) in work.iter().enumerate() {
         if let Err(e) = reapply(state, &cc, &mut kinds, &mut env, name, vars).await {
-            let text = format!("service {name:?}: {}", e.description);
-            let e = e.with_description(text);
+            let e = e.map_description(|d| format!("service {name:?}: {d}"));
             if i == 0 {
                 return Err(e);
             }
             save(state, &mut env, caller).await?;
             let done: Vec<&str> = work[..i].iter().map(|(n, _)| *n).collect();
-            let text = format!("{} (updated before it: {done:?})", e.description);
-            return Err(e.with_description(text));
+            return Err(e.map_description(|d| format!("{d} (updated before it: {done:?})")));
         }
     }
     save(state, &mut env, caller).await
