@@ -374,6 +374,11 @@ backend_test! {
         assert_eq!(d.expect(200)["env_name"], "生产");
         app.get("/openapi/environments/production/prod/services/shop?projectKey=demo").await.expect(200);
         app.get("/openapi/environments/production/service/yaml?projectKey=demo&envName=prod&serviceName=shop").await.expect(200);
+        app.put("/openapi/environments/production/prod/services?projectKey=demo", json!({"service_list": [
+            {"service_name": "shop", "variable_kvs": [{"key": "replicas", "value": "2"}]}]})).await.expect(200);
+        let dep = emu.object("Deployment", "demo-prod", "web").await.unwrap();
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert!(dep["metadata"]["labels"]["s-product"].is_null(), "{dep}");
 
         // Deleting a production env keeps its objects (spec §5.10).
         app.delete("/openapi/environments/production/prod?projectKey=demo").await.expect(200);
