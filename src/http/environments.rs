@@ -41,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(env_scale))
         .routes(routes!(image_deployment))
         .routes(routes!(image_statefulset))
+        .routes(routes!(image_cronjob))
         .routes(routes!(prod_list_envs, prod_create_env))
         .routes(routes!(prod_get_env, prod_update_env, prod_delete_env))
         .routes(routes!(
@@ -555,5 +556,20 @@ async fn image_statefulset(
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
     service::set_image(&state, &caller, "StatefulSet", &env, input).await?;
+    Ok(Success::new())
+}
+
+/// Set a CronJob container's image (Zadig's `/image/cronjob` route).
+#[utoipa::path(post, path = "/openapi/environments/image/cronjob/{envName}", tag = "environments",
+    params(("envName" = String, Path)), request_body = ImageInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown environment or service; no such CronJob or container in the service (code 6082)")))]
+async fn image_cronjob(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(env): Path<String>,
+    Json(input): Json<ImageInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_image(&state, &caller, "CronJob", &env, input).await?;
     Ok(Success::new())
 }

@@ -525,3 +525,31 @@ backend_test! {
         assert_eq!(replicas("api"), "1");
     }
 }
+
+backend_test! {
+    /// `/image/cronjob`: a CronJob container's image is set in the cluster and in the record.
+    async fn a_cronjob_image_is_set_through_the_api(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        let yaml = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: nightly\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: report\n            image: busybox:1.36\n";
+        app.post("/openapi/service/yaml/raw?projectKey=demo", json!({"service_name": "nightly", "yaml": yaml}))
+            .await.expect(200);
+        app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "nightly"}]})).await.expect(200);
+
+        let path = "/openapi/environments/image/cronjob/dev";
+        let body = |name: &str, container: &str| json!({"product_name": "demo", "service_name": "nightly",
+            "name": name, "container_name": container, "image": "busybox:1.37"});
+        assert_eq!(app.post(path, body("nightly", "sidecar")).await.expect_error(404, "sidecar")["code"], 6082);
+        assert_eq!(app.post(path, body("weekly", "report")).await.expect_error(404, "weekly")["code"], 6082);
+        app.post("/openapi/environments/image/deployment/dev", body("nightly", "report")).await
+            .expect_error(404, "Deployment");
+
+        app.post(path, body("nightly", "report")).await.expect(200);
+        let cj = emu.object("CronJob", "demo-dev", "nightly").await.unwrap();
+        assert_eq!(cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37");
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let svc = d.expect(200)["services"].as_array().unwrap().iter().find(|s| s["service_name"] == "nightly").unwrap().clone();
+        assert_eq!(svc["containers"][0]["image"], "busybox:1.37");
+    }
+}

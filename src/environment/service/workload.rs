@@ -184,7 +184,7 @@ pub struct ImageInput {
     pub image: String,
 }
 
-/// E14/E15's fields checked, the path's environment agreeing with the body's.
+/// The image routes' fields checked, the path's environment agreeing with the body's.
 fn check_image_input(path_env: &str, input: &ImageInput) -> ApiResult<()> {
     validate::name("product_name", &input.product_name)?;
     validate::name("service_name", &input.service_name)?;
@@ -222,15 +222,17 @@ fn check_workload(svc: &EnvService, kind: &str, input: &ImageInput) -> ApiResult
             ),
         ));
     };
-    let has_container = ["initContainers", "containers"].iter().any(|key| {
-        workload
-            .pointer(&format!("/spec/template/spec/{key}"))
-            .and_then(Value::as_array)
-            .is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c.get("name").and_then(Value::as_str) == Some(input.container_name.as_str())
+    let has_container = rules::pod_spec_pointer(kind).is_some_and(|pod| {
+        ["initContainers", "containers"].iter().any(|key| {
+            workload
+                .pointer(&format!("{pod}/{key}"))
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.get("name").and_then(Value::as_str) == Some(input.container_name.as_str())
+                    })
                 })
-            })
+        })
     });
     if !has_container {
         return Err(ApiError::code(
@@ -245,7 +247,7 @@ fn check_workload(svc: &EnvService, kind: &str, input: &ImageInput) -> ApiResult
     Ok(())
 }
 
-/// E14/E15: set the image of a container of a Deployment/StatefulSet of a service.
+/// E14/E15 (and the CronJob route): set the image of a container of a workload of a service.
 pub async fn set_image(
     state: &AppState,
     caller: &Identity,
