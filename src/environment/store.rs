@@ -1,23 +1,33 @@
 //! `environments` (unique on `project_key` + `env_key`). Writes after the insert are
 //! conditional on `version`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::model::{Environment, repair_legacy_globals};
-use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed, Update};
+use crate::store::{
+    Backend, Collection, Dir, Doc, Filter, FindOptions, StoreError, StoreResult, Typed, Update,
+};
 
 /// Documents read at a time by [`EnvStore::repair_legacy`].
 const REPAIR_PAGE: usize = 100;
+/// The collection of one-off data migrations done, by id.
+const MIGRATIONS: &str = "migrations";
+/// The id of [`EnvStore::repair_legacy`]'s record there.
+const LEGACY_GLOBALS_DONE: &str = "environments.legacy_global_variables";
 
 #[derive(Clone)]
 pub struct EnvStore {
     envs: Typed<Environment>,
+    migrations: Arc<dyn Collection>,
 }
 
 impl EnvStore {
     pub fn new(backend: &dyn Backend) -> Self {
         Self {
             envs: Typed::new(backend, "environments"),
+            migrations: backend.collection(MIGRATIONS),
         }
     }
 
@@ -75,10 +85,17 @@ impl EnvStore {
     /// Start-up repair of environments an earlier version stored with `global_variables`
     /// entries that do not decode ([`repair_legacy_globals`]); how many it rewrote. A document
     /// that still does not decode is logged as an error. Reads the collection a page at a
-    /// time by id. Each rewrite is conditional on the document's `version`, so a change made
-    /// meanwhile (or another replica repairing too) wins and the next start looks again.
+    /// time by id, once: a complete pass is recorded in [`MIGRATIONS`] and later starts skip
+    /// it (this version never stores such entries). Each rewrite is conditional on the
+    /// document's `version`; one that loses to a change made meanwhile (or to another replica
+    /// repairing too) leaves the pass incomplete, so the next start looks again.
     pub async fn repair_legacy(&self) -> StoreResult<usize> {
+        let done = Filter::id(LEGACY_GLOBALS_DONE);
+        if self.migrations.find_one(&done).await?.is_some() {
+            return Ok(0);
+        }
         let mut repaired = 0;
+        let mut complete = true;
         let mut after: Option<String> = None;
         loop {
             let filter = after
@@ -121,6 +138,8 @@ impl EnvStore {
                         "environment {id}: moved {moved} global variable value(s) that an earlier version stored unchecked and that do not decode (e.g. no `key`) to legacy_global_variables"
                     );
                     repaired += 1;
+                } else {
+                    complete = false;
                 }
             }
             let last = page
@@ -129,8 +148,20 @@ impl EnvStore {
                 .and_then(Value::as_str);
             match last {
                 Some(id) if page.len() == REPAIR_PAGE => after = Some(id.to_string()),
-                _ => return Ok(repaired),
+                _ => break,
             }
         }
+        if complete {
+            let record = Doc::from_iter([
+                ("id".to_string(), Value::from(LEGACY_GLOBALS_DONE)),
+                ("repaired".to_string(), Value::from(repaired)),
+            ]);
+            match self.migrations.insert(record).await {
+                // Another replica finished the same pass first.
+                Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(repaired)
     }
 }

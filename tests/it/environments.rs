@@ -434,6 +434,10 @@ backend_test! {
         let set = Update::new().set("global_variables", json!([bad, good]));
         assert!(envs.update_one(&Filter::eq("env_key", "dev"), &set).await.unwrap());
         app.get("/openapi/environments/dev/variable?projectKey=demo").await.expect(500);
+        // This server recorded at its start that the repair was done; an earlier version had
+        // no such record.
+        let done = Filter::id("environments.legacy_global_variables");
+        assert_eq!(app.backend.collection("migrations").delete_many(&done).await.unwrap(), 1);
 
         let app = app.restart().await;
         let vars = app.get("/openapi/environments/dev/variable?projectKey=demo").await;
@@ -442,6 +446,8 @@ backend_test! {
         let envs = app.backend.collection("environments");
         let raw = envs.find_one(&Filter::eq("env_key", "dev")).await.unwrap().unwrap();
         assert_eq!(raw["legacy_global_variables"], json!([bad]));
+        let record = app.backend.collection("migrations").find_one(&done).await.unwrap().unwrap();
+        assert_eq!(record["repaired"], 1);
         // Set aside once: another start changes nothing.
         let app = app.restart().await;
         let again = app.backend.collection("environments").find_one(&Filter::All).await.unwrap().unwrap();
