@@ -52,15 +52,15 @@ pub(super) fn check_keys(
     Ok(())
 }
 
-/// Render service `name` of `env` again at its template's latest revision with `vars`,
-/// keeping its images, objects and overrides, and apply it.
+/// Render service `name` of `env` again at its template's latest revision with the values
+/// `vars` makes of its current ones, keeping its images, objects and overrides, and apply it.
 async fn reapply(
     state: &AppState,
     cc: &ClusterClient,
     kinds: &mut Kinds,
     env: &mut Environment,
     name: &str,
-    vars: &[RenderVariableKV],
+    vars: impl FnOnce(&[RenderVariableKV]) -> Vec<RenderVariableKV>,
 ) -> ApiResult<()> {
     let Some(old) = env.service(name).cloned() else {
         return Ok(());
@@ -70,7 +70,7 @@ async fn reapply(
         &env.project_key,
         name,
         env.production,
-        vars,
+        &vars(&old.variable_kvs),
         &env.global_variables,
     )
     .await?;
@@ -134,8 +134,7 @@ pub async fn set_variables(
         let cc = client_for(state, &env.cluster_id).await?;
         let mut kinds = Kinds::default();
         for name in targets {
-            let vars = service_of(&env, &name, UPDATE_ENV)?.variable_kvs.clone();
-            reapply(state, &cc, &mut kinds, &mut env, &name, &vars).await?;
+            reapply(state, &cc, &mut kinds, &mut env, &name, <[_]>::to_vec).await?;
         }
     }
     save(state, &mut env, caller).await
@@ -199,27 +198,28 @@ pub async fn update_services(
         }
     }
     let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
-    let mut work = Vec::with_capacity(input.service_list.len());
     for s in &input.service_list {
-        let current = &service_of(&env, &s.service_name, UPDATE_ENV)
-            .map_err(|e| {
-                e.map_description(|d| {
-                    format!("{d}; add it with POST /openapi/environments/service/yaml")
-                })
-            })?
-            .variable_kvs;
-        work.push((s.service_name.as_str(), over(current, &s.variable_kvs)));
+        service_of(&env, &s.service_name, UPDATE_ENV).map_err(|e| {
+            e.map_description(|d| {
+                format!("{d}; add it with POST /openapi/environments/service/yaml")
+            })
+        })?;
     }
     let cc = client_for(state, &env.cluster_id).await?;
     let mut kinds = Kinds::default();
-    for (i, (name, vars)) in work.iter().enumerate() {
-        if let Err(e) = reapply(state, &cc, &mut kinds, &mut env, name, vars).await {
+    for (i, s) in input.service_list.iter().enumerate() {
+        let name = &s.service_name;
+        let given = |current: &[RenderVariableKV]| over(current, &s.variable_kvs);
+        if let Err(e) = reapply(state, &cc, &mut kinds, &mut env, name, given).await {
             let e = e.map_description(|d| format!("service {name:?}: {d}"));
             if i == 0 {
                 return Err(e);
             }
             save(state, &mut env, caller).await?;
-            let done: Vec<&str> = work[..i].iter().map(|(n, _)| *n).collect();
+            let done: Vec<&str> = input.service_list[..i]
+                .iter()
+                .map(|x| x.service_name.as_str())
+                .collect();
             return Err(e.map_description(|d| format!("{d} (updated before it: {done:?})")));
         }
     }
