@@ -225,3 +225,28 @@ pub async fn update_services(
     }
     save(state, &mut env, caller).await
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::over;
+    use crate::service_template::RenderVariableKV;
+
+    fn kvs(v: serde_json::Value) -> Vec<RenderVariableKV> {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn given_values_replace_the_current_ones_of_their_keys_and_the_rest_stay() {
+        let current = kvs(json!([{"key": "image", "value": "a:1"},
+            {"key": "replicas", "value": "1", "use_global_variable": true}]));
+        let given = kvs(json!([{"key": "image", "value": "a:2"}, {"key": "new", "value": "x"}]));
+        let out = over(&current, &given);
+        let keys: Vec<&str> = out.iter().map(|v| v.kv.key.as_str()).collect();
+        assert_eq!(keys, ["image", "new", "replicas"]);
+        assert_eq!(out[0].kv.value, json!("a:2"));
+        assert!(out[2].use_global_variable);
+        assert_eq!(over(&current, &[]), current);
+    }
+}
