@@ -88,6 +88,11 @@ pub(super) const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
         "/openapi/environments/{name}/variable",
         &["projectKey"],
     ),
+    (
+        "put",
+        "/openapi/environments/{name}/services",
+        &["projectKey"],
+    ),
     ("get", "/openapi/build", &["projectKey"]),
     ("get", "/openapi/build/{buildName}/detail", &["projectKey"]),
     ("delete", "/openapi/build", &["name"]),
@@ -192,6 +197,8 @@ pub(super) const REQUIRED_NAMES: &[(&str, &[&str])] = &[
     ("ServiceInput", &["service_name"]),
     ("AddServicesInput", &["env_key"]),
     ("RemoveServicesInput", &["env_key"]),
+    ("UpdateServicesInput", &["service_list"]),
+    ("ServiceVariablesInput", &["service_name"]),
     (
         "ScaleInput",
         &[
@@ -276,6 +283,7 @@ pub(super) const NULLABLE: &[(&str, &[&str])] = &[
     ("InitService", &["variable_yaml"]),
     ("CreateServiceRequest", &["variable_yaml"]),
     ("ServiceVariableKV", &["options"]),
+    ("ServiceVariablesInput", &["variable_kvs"]),
     (
         "HookSettingInput",
         &["enable", "enable_call_back", "hook_address", "hook_events"],
