@@ -9,35 +9,34 @@ use super::OBJECT_ID;
 /// group's route of the same path without this segment (`http::environments::both_groups!`).
 const PRODUCTION_ENVS: &str = "/openapi/environments/production";
 
-/// The query parameters `method path` requires ([`REQUIRED_QUERY`]).
+/// The query parameters `method path` requires: its [`REQUIRED_QUERY`] row, and `projectKey`
+/// wherever an environment route takes it (every one reads it through
+/// `http::environments::ProjectQuery`, which refuses its absence).
 pub(super) fn required_query(method: &str, path: &str) -> Vec<&'static str> {
     let (path, production) = match path.strip_prefix(PRODUCTION_ENVS) {
         Some(rest) => (format!("/openapi/environments{rest}"), true),
         None => (path.to_string(), false),
     };
-    let names = REQUIRED_QUERY
+    let mut names: Vec<&'static str> = REQUIRED_QUERY
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)
-        .map(|(_, _, names)| *names)
+        .map(|(_, _, names)| names.to_vec())
         .unwrap_or_default();
+    if path.starts_with("/openapi/environments") && !names.contains(&"projectKey") {
+        names.push("projectKey");
+    }
     // The production group never deletes objects, so it ignores `isDelete`.
+    names.retain(|n| !(production && *n == "isDelete"));
     names
-        .iter()
-        .copied()
-        .filter(|n| !(production && *n == "isDelete"))
-        .collect()
 }
 use crate::validate::MAX_NAME_LEN;
 
 /// Query parameters a route refuses to do without (400 `… is required`): (method, path, names).
 /// A route of the production environments (`/openapi/environments/production…`) requires what
-/// its test-group twin does, but `isDelete` (see [`required_query`]).
+/// its test-group twin does, but `isDelete`; `projectKey` of the environment routes is added by
+/// [`required_query`].
 pub(super) const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
     // Environments (spec/environments.md §5); the production group follows.
-    ("get", "/openapi/environments", &["projectKey"]),
-    ("post", "/openapi/environments", &["projectKey"]),
-    ("get", "/openapi/environments/{name}", &["projectKey"]),
-    ("put", "/openapi/environments/{name}", &["projectKey"]),
     (
         "delete",
         "/openapi/environments/{name}",
@@ -47,51 +46,6 @@ pub(super) const REQUIRED_QUERY: &[(&str, &str, &[&str])] = &[
         "get",
         "/openapi/environments/service/yaml",
         &["projectKey", "envName", "serviceName"],
-    ),
-    (
-        "post",
-        "/openapi/environments/service/yaml",
-        &["projectKey"],
-    ),
-    (
-        "delete",
-        "/openapi/environments/service/yaml",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/{name}/services/{serviceName}",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/{name}/service/{serviceName}/pods",
-        &["projectKey"],
-    ),
-    (
-        "post",
-        "/openapi/environments/{name}/service/{serviceName}/restart",
-        &["projectKey"],
-    ),
-    (
-        "post",
-        "/openapi/environments/{name}/pod/{podName}/restart",
-        &["projectKey"],
-    ),
-    (
-        "get",
-        "/openapi/environments/{name}/variable",
-        &["projectKey"],
-    ),
-    (
-        "put",
-        "/openapi/environments/{name}/variable",
-        &["projectKey"],
-    ),
-    (
-        "put",
-        "/openapi/environments/{name}/services",
-        &["projectKey"],
     ),
     ("get", "/openapi/build", &["projectKey"]),
     ("get", "/openapi/build/{buildName}/detail", &["projectKey"]),
