@@ -47,25 +47,28 @@ pub async fn project_globals(
     })
 }
 
-/// Render the latest template of `service` with `vars` (the caller's values) and `globals`
-/// (the environment's global variable values, taken by variables with
-/// `use_global_variable`). 400 naming the service when there is none or it does not render.
+/// Render the template of `service` — revision `at`, else the latest — with `vars` (the
+/// caller's values) and `globals` (the environment's global variable values, taken by
+/// variables with `use_global_variable`). 400 naming the service when there is none (or not
+/// that revision) or it does not render.
 pub async fn render(
     state: &AppState,
-    project: &str,
-    service: &str,
-    production: bool,
+    (project, service, production): (&str, &str, bool),
+    at: Option<i64>,
     vars: &[RenderVariableKV],
     globals: &[GlobalVariableKV],
 ) -> ApiResult<Rendered> {
-    let tpl = service_template::get(state, project, service, production)
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`service_name`: no {}service {service:?} in project {project:?}",
-                if production { "production " } else { "" }
-            ))
-        })?;
+    let tpl = match at {
+        None => service_template::get(state, project, service, production).await?,
+        Some(r) => service_template::get_revision(state, project, service, production, r).await?,
+    };
+    let tpl = tpl.ok_or_else(|| {
+        let revision = at.map(|r| format!("revision {r} of ")).unwrap_or_default();
+        ApiError::bad_request(format!(
+            "`service_name`: no {revision}{}service {service:?} in project {project:?}",
+            if production { "production " } else { "" }
+        ))
+    })?;
     let mut effective: Vec<RenderVariableKV> = Vec::with_capacity(vars.len());
     for (i, v) in vars.iter().enumerate() {
         if v.kv.key.trim().is_empty() {

@@ -350,3 +350,67 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    /// `deploy_contents` `vars` renders the service again with the job's values at the
+    /// revision the environment runs; `config` with `update_config` moves it to the template's
+    /// latest revision. The image the job deploys and the environment's other values stay.
+    async fn zadig_deploy_deploys_variables_and_configuration(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        let vars = |contents: Value, svc: Value| deploy_job("deploy", json!({"env": "dev",
+            "source": "runtime", "deploy_contents": contents, "services": [svc]}));
+        // A value that is not one of Zadig's contents is refused with the workflow.
+        app.post("/openapi/workflows/custom", json!({"name": "bad", "display_name": "bad", "project": "demo",
+            "stages": [{"name": "s", "jobs": [vars(json!(["image", "secrets"]), json!({"service_name": "shop"}))]}]}))
+            .await.expect_error(400, "deploy_contents[1]");
+        // A new template revision adds a ConfigMap; the environment still runs the old one.
+        let yaml = format!("{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n",
+            crate::environments::shop_yaml());
+        app.put("/openapi/service/yaml/shop?projectKey=demo", json!({"type": "k8s", "yaml": yaml})).await.expect(200);
+
+        workflow(&app, "vars", vec![("deploy", vec![vars(json!(["image", "vars"]),
+            json!({"service_name": "shop", "variable_kvs": [{"key": "replicas", "value": "2"}]}))])]).await;
+        let id = execute(&app, "vars", deploy_input("deploy", "nginx:1.27")).await;
+        let d = ended(&app, "vars", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert!(emu.object("ConfigMap", "demo-dev", "settings").await.is_none());
+        let j = job(&d, 0, "deploy");
+        assert_eq!(j["spec"]["replace_resources"][0]["image"], "nginx:1.27");
+        let text = log(&app, "vars", id, j["name"].as_str().unwrap()).await;
+        assert!(text.contains("deploy contents: image, variables"), "{text}");
+        let env = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let svc = env.expect(200)["services"][0].clone();
+        let value = |k: &str| svc["variable_kvs"].as_array().unwrap().iter()
+            .find(|v| v["key"] == k).map(|v| v["value"].clone());
+        assert_eq!(value("replicas"), Some(json!("2")));
+        assert_eq!(value("image"), Some(json!("nginx:1.25")));
+        assert_eq!(svc["containers"][0]["image"], "nginx:1.27");
+
+        // Configuration only: the latest revision, keeping the image and the values.
+        workflow(&app, "config", vec![("deploy", vec![vars(json!(["config"]),
+            json!({"service_name": "shop", "update_config": true}))])]).await;
+        let id = execute(&app, "config", json!([{"job_name": "deploy", "job_type": "zadig-deploy",
+            "parameters": {"env_name": "dev", "service_list": [{"service_name": "shop"}]}}])).await;
+        let d = ended(&app, "config", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(emu.object("ConfigMap", "demo-dev", "settings").await.unwrap()["data"]["mode"], "fast");
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+
+        // Values the template cannot render with fail the job and change nothing.
+        workflow(&app, "broken", vec![("deploy", vec![vars(json!(["vars"]),
+            json!({"service_name": "shop", "variable_kvs": [{"key": "replicas", "value": "[oops"}]}))])]).await;
+        let id = execute(&app, "broken", json!([{"job_name": "deploy", "job_type": "zadig-deploy",
+            "parameters": {"env_name": "dev", "service_list": [{"service_name": "shop"}]}}])).await;
+        let d = ended(&app, "broken", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("generate service yaml error"), "{e}");
+        assert_eq!(emu.object("Deployment", "demo-dev", "web").await.unwrap()["spec"]["replicas"], 2);
+        app.stop().await;
+    }
+}

@@ -202,15 +202,8 @@ pub async fn add_services(
                 ),
             ));
         }
-        let r = catalog::render(
-            state,
-            project,
-            &s.service_name,
-            production,
-            &s.variable_kvs,
-            &env.global_variables,
-        )
-        .await?;
+        let at = (project, s.service_name.as_str(), production);
+        let r = catalog::render(state, at, None, &s.variable_kvs, &env.global_variables).await?;
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;

@@ -2,7 +2,9 @@
 //! the images of some modules (containers) of a service, through the same path as the image
 //! routes (E14/E15) — the service's objects decorated and server-side applied with our field
 //! manager and Zadig's labels, the environment's record updated under its lock — and say
-//! which workloads changed, with the image each container had before.
+//! which workloads changed, with the image each container had before. A job that deploys
+//! variables or configuration renders the service again (at the revision it runs, or the
+//! template's latest) through E18's path and applies all of it.
 //!
 //! A deploy job acts for the task's creator: it may change only what that user could change
 //! through the environment routes ([`deployer`], [`may_deploy_to_namespace`]).
@@ -10,14 +12,18 @@
 use serde_json::Value;
 
 use super::super::kube as k;
+use super::super::kube::Kinds;
 use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
+use super::variables::{Revision, over, reapply};
 use super::{may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::model::is_local;
 use crate::cluster::service::client_for;
+use crate::error::{ApiError, ErrorKind};
+use crate::service_template::RenderVariableKV;
 use crate::state::AppState;
 
 /// The user a deploy job acts for: the task's creator (`uid`). A task without a creator uid
@@ -121,15 +127,27 @@ async fn client(state: &AppState, env: &Environment) -> Result<ClusterClient, St
         .map_err(|e| format!("can't init k8s client: {}", e.description))
 }
 
+/// What a deploy job changes of a service besides its images (`deploy_contents` `vars` and
+/// `config`): the service is rendered again and all of it applied.
+#[derive(Debug, Clone, Default)]
+pub struct Rerender {
+    /// Values that replace the environment's of the same keys (`vars`); a key the environment
+    /// binds to a global variable keeps the global's value.
+    pub vars: Vec<RenderVariableKV>,
+    /// Render the template's latest revision (`config` with `update_config`), else the
+    /// revision the environment runs.
+    pub latest: bool,
+}
+
 /// Set the images of `images` (module → image) of `service` in the environment and apply
-/// the workloads that run those modules; the record keeps the new images. `caller` (the
+/// the workloads that run those modules — or, with `rerender`, render the service again and
+/// apply all of it; the record keeps the new images (and values, revision). `caller` (the
 /// task's creator) must be allowed to change the environment.
 pub async fn deploy_images(
     state: &AppState,
-    project: &str,
-    env_key: &str,
-    service: &str,
+    (project, env_key, service): (&str, &str, &str),
     images: &[(String, String)],
+    rerender: Option<&Rerender>,
     caller: &Identity,
 ) -> Result<Deployed, String> {
     let env = env_for_job(state, project, env_key).await?;
@@ -150,7 +168,7 @@ pub async fn deploy_images(
     };
     set_images(&mut svc, images, service, project, env_key)?;
     let objects = svc.objects();
-    let workloads = workloads_running(&objects, &svc.resources, images);
+    let mut workloads = workloads_running(&objects, &svc.resources, images);
     let cc = client(state, &env).await?;
     let recorded = env
         .service(service)
@@ -158,12 +176,49 @@ pub async fn deploy_images(
         .unwrap_or_default();
     let changes =
         image_changes(&cc, &env.namespace, &objects, &workloads, &recorded, images).await?;
-    apply_some(&cc, &env, &svc, |r| workloads.contains(r))
-        .await
-        .map_err(|e| format!("create or patch resource error: {}", e.description))?;
-    svc.update_time = state.clock.now();
-    if let Some(slot) = env.service_mut(service) {
-        *slot = svc;
+    let applied = |e: ApiError| format!("create or patch resource error: {}", e.description);
+    match rerender {
+        None => {
+            apply_some(&cc, &env, &svc, |r| workloads.contains(r))
+                .await
+                .map_err(applied)?;
+            svc.update_time = state.clock.now();
+            if let Some(slot) = env.service_mut(service) {
+                *slot = svc;
+            }
+        }
+        Some(r) => {
+            let at = if r.latest {
+                Revision::Latest
+            } else {
+                Revision::Deployed
+            };
+            let vars = |current: &[RenderVariableKV]| over(current, &unbound(current, &r.vars));
+            if let Some(slot) = env.service_mut(service) {
+                *slot = svc;
+            }
+            // A template the values do not render is Zadig's "generate" error, a cluster
+            // that refuses the objects its "create or patch" one.
+            reapply(
+                state,
+                (&cc, &mut Kinds::default()),
+                &mut env,
+                service,
+                at,
+                vars,
+            )
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::BadRequest => {
+                    format!("generate service yaml error: {}", e.description)
+                }
+                _ => applied(e),
+            })?;
+            workloads = env
+                .service(service)
+                .map(|s| s.resources.clone())
+                .unwrap_or_default();
+        }
     }
     save(state, &mut env, caller)
         .await
@@ -174,6 +229,20 @@ pub async fn deploy_images(
         workloads,
         changes,
     })
+}
+
+/// The values of `given` whose key `current` does not bind to a global variable (Zadig keeps
+/// only the variables a deploy really deploys).
+fn unbound(current: &[RenderVariableKV], given: &[RenderVariableKV]) -> Vec<RenderVariableKV> {
+    given
+        .iter()
+        .filter(|g| {
+            !current
+                .iter()
+                .any(|c| c.use_global_variable && c.kv.key == g.kv.key)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Set the image of each module of `images` in `svc`'s record; a module the service does not

@@ -181,15 +181,8 @@ async fn render_services(
             )));
         }
         seen.push(&s.service_name);
-        let r = catalog::render(
-            state,
-            project,
-            &s.service_name,
-            false,
-            &s.variable_kvs,
-            globals,
-        )
-        .await?;
+        let at = (project, s.service_name.as_str(), false);
+        let r = catalog::render(state, at, None, &s.variable_kvs, globals).await?;
         services.push(env_service(state, r, &s.service_name, &s.containers));
     }
     Ok(services)

@@ -52,24 +52,34 @@ pub(super) fn check_keys(
     Ok(())
 }
 
-/// Render service `name` of `env` again at its template's latest revision with the values
-/// `vars` makes of its current ones, keeping its images, objects and overrides, and apply it.
-async fn reapply(
+/// Which template revision a service is rendered again at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Revision {
+    /// The template's latest (E17, E18; a deploy job's `config` with `update_config`).
+    Latest,
+    /// The one the environment runs (a deploy job's `vars`).
+    Deployed,
+}
+
+/// Render service `name` of `env` again — at `at` — with the values `vars` makes of its
+/// current ones, keeping its images (as the record holds them), objects and overrides, and
+/// apply it; objects the new rendering lacks are deleted.
+pub(super) async fn reapply(
     state: &AppState,
-    cc: &ClusterClient,
-    kinds: &mut Kinds,
+    (cc, kinds): (&ClusterClient, &mut Kinds),
     env: &mut Environment,
     name: &str,
+    at: Revision,
     vars: impl FnOnce(&[RenderVariableKV]) -> Vec<RenderVariableKV>,
 ) -> ApiResult<()> {
     let Some(old) = env.service(name).cloned() else {
         return Ok(());
     };
+    let revision = (at == Revision::Deployed).then_some(old.revision);
     let r = catalog::render(
         state,
-        &env.project_key,
-        name,
-        env.production,
+        (&env.project_key, name, env.production),
+        revision,
         &vars(&old.variable_kvs),
         &env.global_variables,
     )
@@ -134,7 +144,8 @@ pub async fn set_variables(
         let cc = client_for(state, &env.cluster_id).await?;
         let mut kinds = Kinds::default();
         for name in targets {
-            reapply(state, &cc, &mut kinds, &mut env, &name, <[_]>::to_vec).await?;
+            let cx = (&cc, &mut kinds);
+            reapply(state, cx, &mut env, &name, Revision::Latest, <[_]>::to_vec).await?;
         }
     }
     save(state, &mut env, caller).await
@@ -159,7 +170,10 @@ pub struct ServiceVariablesInput {
 }
 
 /// `given` over `current`: the given values, then the current ones of keys not given.
-fn over(current: &[RenderVariableKV], given: &[RenderVariableKV]) -> Vec<RenderVariableKV> {
+pub(super) fn over(
+    current: &[RenderVariableKV],
+    given: &[RenderVariableKV],
+) -> Vec<RenderVariableKV> {
     let mut out = given.to_vec();
     out.extend(
         current
@@ -210,7 +224,8 @@ pub async fn update_services(
     for (i, s) in input.service_list.iter().enumerate() {
         let name = &s.service_name;
         let given = |current: &[RenderVariableKV]| over(current, &s.variable_kvs);
-        if let Err(e) = reapply(state, &cc, &mut kinds, &mut env, name, given).await {
+        let cx = (&cc, &mut kinds);
+        if let Err(e) = reapply(state, cx, &mut env, name, Revision::Latest, given).await {
             let e = e.map_description(|d| format!("service {name:?}: {d}"));
             if i == 0 {
                 return Err(e);

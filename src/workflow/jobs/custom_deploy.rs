@@ -232,7 +232,7 @@ async fn allowed_client(
     cluster_id: &str,
     ns: &str,
 ) -> Result<ClusterClient, String> {
-    let caller = deployer(state, super::deploy::creator_uid(job)).await?;
+    let caller = deployer(state, super::deploy_common::creator_uid(job)).await?;
     may_deploy_to_namespace(state, &caller, &job.ctx.project, cluster_id, ns).await?;
     client_for(state, cluster_id)
         .await

@@ -5,19 +5,22 @@
 //! image is set in the environment through `environment::service::deploy_images` (the image
 //! routes' apply path), the workloads' previous and new images are recorded as
 //! `replace_resources`, and the rollout is waited for ([`super::rollout`]) unless
-//! `skip_check_run_status`. Helm chart deploys are not implemented.
+//! `skip_check_run_status`. With `deploy_contents` `vars` (values given) or `config` (with
+//! `update_config`) the service is rendered again — at the revision the environment runs, or
+//! the template's latest — and all of it applied. Helm chart deploys are not implemented.
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+use super::deploy_common::{creator_uid, deploy_env, deploy_input, some_to_deploy};
 use super::rollout;
 use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
-use crate::environment::service::{deploy_images, deployer, env_for_job};
+use crate::environment::service::{Rerender, deploy_images, deployer, env_for_job};
 use crate::error::ApiResult;
+use crate::service_template::RenderVariableKV;
 use crate::state::AppState;
-use crate::workflow::expand::{Expander, narrowed, refused};
+use crate::workflow::expand::{Expander, narrowed};
 use crate::workflow::inputs::{decode, referenced_services, with_list};
 use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
@@ -77,7 +80,7 @@ struct DeployService {
     #[serde(default, deserialize_with = "nullable")]
     modules: Vec<ImageItem>,
     #[serde(default, deserialize_with = "nullable")]
-    variable_kvs: Vec<Value>,
+    variable_kvs: Vec<RenderVariableKV>,
     #[serde(default, deserialize_with = "nullable")]
     variable_yaml: String,
     #[serde(default, deserialize_with = "nullable")]
@@ -103,7 +106,16 @@ struct ImageItem {
 #[async_trait::async_trait]
 impl JobKind for Deploy {
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
-        decode::<DeploySpec>(spec, field).map(drop)
+        let s: DeploySpec = decode(spec, field)?;
+        for (i, c) in s.deploy_contents.iter().enumerate() {
+            if !CONTENTS.contains(&c.as_str()) {
+                return Err(bad(
+                    &format!("{field}.deploy_contents[{i}]"),
+                    format!("must be one of {}, got {c:?}", CONTENTS.join(", ")),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
@@ -231,6 +243,9 @@ impl JobKind for Deploy {
     }
 }
 
+/// What `deploy_contents` may name.
+const CONTENTS: &[&str] = &["image", "vars", "config"];
+
 /// Run a `zadig-deploy` job task (spec/environments.md §6.4).
 async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     let spec: DeploySpec = match typed(job.spec) {
@@ -241,11 +256,8 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     };
     let (project, env_key) = (job.ctx.project.as_str(), spec.env.as_str());
     let service = spec.service_name.as_str();
-    if let Err(e) = deployable(&spec) {
-        return JobEnd::failed(e);
-    }
-    let images = match images_to_deploy(&spec) {
-        Ok(i) => i,
+    let plan = match Contents::of(&spec) {
+        Ok(p) => p,
         Err(e) => return JobEnd::failed(e),
     };
     let env = match env_for_job(state, project, env_key).await {
@@ -253,15 +265,17 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         Err(e) => return JobEnd::failed(e),
     };
     job.log.info(&format!(
-        "Start to deploy k8s yaml service {service}, env: {env_key}, namespace: {}, deploy contents: image",
-        env.namespace
+        "Start to deploy k8s yaml service {service}, env: {env_key}, namespace: {}, deploy contents: {}",
+        env.namespace,
+        plan.describe()
     ));
     let timeout = match spec.timeout {
         s if s > 0 => s,
         _ => project_timeout_secs(state, project).await,
     };
     let deadline = rollout::deadline(state, timeout);
-    let deployed = match deploy_as(state, job, (project, env_key, service), &images).await {
+    let at = (project, env_key, service);
+    let deployed = match deploy_as(state, job, at, &plan.images, plan.rerender.as_ref()).await {
         Ok(d) => d,
         Err(e) => return JobEnd::failed(e),
     };
@@ -283,15 +297,91 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     )
     .await;
     end.record = record;
-    let image = &images[0].1;
-    end.outputs.insert("IMAGE".into(), image.clone());
-    end.outputs
-        .insert("imageTag".into(), super::build::image_tag(image));
+    if let Some((_, image)) = plan.images.first() {
+        end.outputs.insert("IMAGE".into(), image.clone());
+        end.outputs
+            .insert("imageTag".into(), super::build::image_tag(image));
+    }
     end
 }
 
-/// The (module, image) pairs of the spec's `service_and_images`: each must have an image,
-/// and there must be at least one.
+/// What a job task deploys: module images (`image`), and the service rendered again with new
+/// values (`vars`) or at the template's latest revision (`config` with `update_config`).
+#[derive(Debug)]
+struct Contents {
+    images: Vec<(String, String)>,
+    rerender: Option<Rerender>,
+}
+
+impl Contents {
+    /// Read from a job task's spec. No `deploy_contents` deploys images (Zadig's older jobs);
+    /// `vars` with no values given changes no value, so it deploys the images alone.
+    fn of(spec: &DeploySpec) -> Result<Self, String> {
+        let asks = |what: &str| spec.deploy_contents.iter().any(|c| c == what);
+        if let Some(c) = spec
+            .deploy_contents
+            .iter()
+            .find(|c| !CONTENTS.contains(&c.as_str()))
+        {
+            return Err(format!(
+                "deploy contents {c:?} is not one of {}",
+                CONTENTS.join(", ")
+            ));
+        }
+        let image = spec.deploy_contents.is_empty() || asks("image");
+        let svc = spec.services.first();
+        let vars = match svc {
+            Some(s) if asks("vars") => {
+                if s.variable_kvs.is_empty() && !s.variable_yaml.trim().is_empty() {
+                    return Err(format!(
+                        "service {} gives its values as variable_yaml, which this server does not read; give them as variable_kvs",
+                        spec.service_name
+                    ));
+                }
+                s.variable_kvs.clone()
+            }
+            _ => Vec::new(),
+        };
+        let latest = asks("config") && svc.is_some_and(|s| s.update_config);
+        let rerender = (!vars.is_empty() || latest).then_some(Rerender { vars, latest });
+        let images = if image {
+            images_to_deploy(spec)?
+        } else {
+            Vec::new()
+        };
+        if images.is_empty() && rerender.is_none() {
+            return Err(format!(
+                "service {} has nothing to deploy: no module image{}",
+                spec.service_name,
+                if image {
+                    ""
+                } else {
+                    " asked for (deploy contents lack image), no variable values (vars) and no configuration update (config with update_config)"
+                }
+            ));
+        }
+        Ok(Self { images, rerender })
+    }
+
+    /// The log's "deploy contents" words.
+    fn describe(&self) -> String {
+        let mut out = Vec::new();
+        if !self.images.is_empty() {
+            out.push("image");
+        }
+        if let Some(r) = &self.rerender {
+            if !r.vars.is_empty() {
+                out.push("variables");
+            }
+            if r.latest {
+                out.push("configuration");
+            }
+        }
+        out.join(", ")
+    }
+}
+
+/// The (module, image) pairs of the spec's `service_and_images`: each must have an image.
 fn images_to_deploy(spec: &DeploySpec) -> Result<Vec<(String, String)>, String> {
     let service = &spec.service_name;
     let mut images: Vec<(String, String)> = Vec::new();
@@ -308,47 +398,19 @@ fn images_to_deploy(spec: &DeploySpec) -> Result<Vec<(String, String)>, String> 
         }
         images.push((module.to_string(), image.to_string()));
     }
-    if images.is_empty() {
-        return Err(format!(
-            "service {service} names no module image to deploy (deploy contents: image)"
-        ));
-    }
     Ok(images)
 }
 
-/// Deploy `images` of the service for the task's creator.
+/// Deploy `images` of the service (rendered again with `rerender`) for the task's creator.
 async fn deploy_as(
     state: &AppState,
     job: &ServerJob<'_>,
-    (project, env_key, service): (&str, &str, &str),
+    at: (&str, &str, &str),
     images: &[(String, String)],
+    rerender: Option<&Rerender>,
 ) -> Result<crate::environment::service::Deployed, String> {
     let caller = deployer(state, creator_uid(job)).await?;
-    deploy_images(state, project, env_key, service, images, &caller).await
-}
-
-/// The uid of the task's creator (the user a deploy job acts for).
-pub(crate) fn creator_uid<'a>(job: &'a ServerJob<'_>) -> &'a str {
-    job.ctx
-        .context
-        .get("workflow.task.creator.userId")
-        .map_or("", String::as_str)
-}
-
-/// Only images are deployed here: a job asking to deploy variables or configuration fails
-/// saying so rather than deploying less than it asked.
-fn deployable(spec: &DeploySpec) -> Result<(), String> {
-    let asks = |what: &str| spec.deploy_contents.iter().any(|c| c == what);
-    let svc = spec.services.first();
-    let has_vars = svc.is_some_and(|s| !s.variable_kvs.is_empty() || !s.variable_yaml.is_empty());
-    let update_config = svc.is_some_and(|s| s.update_config);
-    if (asks("vars") && has_vars) || (asks("config") && update_config) {
-        return Err(
-            "deploying service variables or configuration (deploy_contents vars, config) is not implemented by this server; deploy images only"
-                .to_string(),
-        );
-    }
-    Ok(())
+    deploy_images(state, at, images, rerender, &caller).await
 }
 
 /// The project's deploy timeout in seconds (`timeout` minutes; 0: the default).
@@ -401,28 +463,6 @@ fn services(
         .collect())
 }
 
-/// The environment `env` a deploy job deploys to; none is a 400 when a task is created.
-pub(crate) fn deploy_env<'a>(job: &Job, env: &'a str) -> ApiResult<&'a str> {
-    if env.is_empty() {
-        return Err(refused(format!(
-            "`inputs[].parameters.env_name`: job {} has no environment to deploy to",
-            job.name
-        )));
-    }
-    Ok(env)
-}
-
-/// A deploy job's job tasks; none (nothing to deploy to `env`) is a 400.
-pub(crate) fn some_to_deploy(env: &str, job: &Job, tasks: Vec<JobTask>) -> ApiResult<Vec<JobTask>> {
-    if tasks.is_empty() {
-        return Err(refused(format!(
-            "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
-            job.name
-        )));
-    }
-    Ok(tasks)
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct DeployServiceInput {
     #[serde(default)]
@@ -433,38 +473,6 @@ struct DeployServiceInput {
     image_name: String,
     #[serde(default)]
     value_merge_strategy: String,
-}
-
-/// A deploy job's input (`zadig-deploy`, `zadig-vm-deploy`): the env and the services.
-#[derive(Debug, Deserialize)]
-#[serde(bound = "S: DeserializeOwned")]
-struct DeployInput<S> {
-    #[serde(default)]
-    env_name: String,
-    service_list: Option<Vec<S>>,
-}
-
-impl<S> Default for DeployInput<S> {
-    fn default() -> Self {
-        Self {
-            env_name: String::new(),
-            service_list: None,
-        }
-    }
-}
-
-/// Decode a deploy input and apply its `env_name` (an empty one keeps the configured env);
-/// the service list when one was given.
-pub(crate) fn deploy_input<S: DeserializeOwned>(
-    spec: &mut Map<String, Value>,
-    params: &Value,
-    field: &str,
-) -> ApiResult<Option<Vec<S>>> {
-    let input: DeployInput<S> = decode(params, field)?;
-    if !input.env_name.is_empty() {
-        spec.insert("env".into(), Value::String(input.env_name));
-    }
-    Ok(input.service_list)
 }
 
 fn apply_input(cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
@@ -544,22 +552,40 @@ mod tests {
     }
 
     #[test]
-    fn only_images_are_deployed() {
-        assert!(
-            deployable(&spec(
-                json!({"deploy_contents": ["image", "vars"], "services": [{"variable_kvs": []}]})
+    fn deploy_contents_say_what_is_deployed() {
+        let image = json!({"service_name": "shop", "service_module": "web", "image": "a:1"});
+        let with = |contents: Value, svc: Value| {
+            Contents::of(&spec(
+                json!({"service_name": "shop", "deploy_contents": contents,
+                "services": [svc], "service_and_images": [image]}),
             ))
-            .is_ok()
-        );
-        let vars = json!({"deploy_contents": ["image", "vars"],
-            "services": [{"variable_kvs": [{"key": "a", "value": "1"}]}]});
-        assert!(
-            deployable(&spec(vars))
-                .unwrap_err()
-                .contains("not implemented")
-        );
-        let config = json!({"deploy_contents": ["config"], "services": [{"update_config": true}]});
-        assert!(deployable(&spec(config)).is_err());
+        };
+        // No values given: the images alone, as before `vars` was read.
+        let c = with(json!(["image", "vars"]), json!({"variable_kvs": []})).unwrap();
+        assert_eq!(c.images, [("web".to_string(), "a:1".to_string())]);
+        assert!(c.rerender.is_none());
+        assert_eq!(c.describe(), "image");
+        // Values given: rendered again at the deployed revision.
+        let c = with(
+            json!(["image", "vars"]),
+            json!({"variable_kvs": [{"key": "a", "value": "1"}]}),
+        )
+        .unwrap();
+        let r = c.rerender.as_ref().unwrap();
+        assert!(!r.latest && r.vars.len() == 1);
+        assert_eq!(c.describe(), "image, variables");
+        // `config` with `update_config`, without `image`: the latest revision, no image.
+        let c = with(json!(["config"]), json!({"update_config": true})).unwrap();
+        assert!(c.images.is_empty() && c.rerender.is_some_and(|r| r.latest && r.vars.is_empty()));
+        // Without `update_config` there is nothing to deploy.
+        let e = with(json!(["config"]), json!({"update_config": false})).unwrap_err();
+        assert!(e.contains("nothing to deploy"), "{e}");
+        // No contents at all: images (Zadig's older jobs).
+        assert!(with(json!([]), json!({})).unwrap().rerender.is_none());
+        let e = with(json!(["image", "secrets"]), json!({})).unwrap_err();
+        assert!(e.contains("\"secrets\""), "{e}");
+        let e = with(json!(["vars"]), json!({"variable_yaml": "a: 1"})).unwrap_err();
+        assert!(e.contains("variable_kvs"), "{e}");
     }
 
     #[test]

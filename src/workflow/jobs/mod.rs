@@ -30,6 +30,7 @@ pub mod approval;
 pub mod build;
 pub mod custom_deploy;
 pub mod deploy;
+pub mod deploy_common;
 pub mod distribute_image;
 pub mod external;
 pub mod freestyle;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy::{deploy_env, deploy_input, some_to_deploy};
+use super::deploy_common::{deploy_env, deploy_input, some_to_deploy};
 use super::{InputCx, JobKind, Runs, Spec, nullable, spec_of, stored};
 use crate::error::ApiResult;
 use crate::workflow::bad;

@@ -1,0 +1,77 @@
+//! What the deploy job types share besides the rollout wait ([`super::rollout`]): the
+//! environment a job deploys to and the refusal of a job with nothing to deploy (when a task
+//! is created), the `env_name` / `service_list` input of `zadig-deploy` and `zadig-vm-deploy`,
+//! and the user a deploy job acts for.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::engine::executor::ServerJob;
+use crate::error::ApiResult;
+use crate::workflow::expand::refused;
+use crate::workflow::inputs::decode;
+use crate::workflow::model::Job;
+use crate::workflow::task::JobTask;
+
+/// The environment `env` a deploy job deploys to; none is a 400 when a task is created.
+pub(crate) fn deploy_env<'a>(job: &Job, env: &'a str) -> ApiResult<&'a str> {
+    if env.is_empty() {
+        return Err(refused(format!(
+            "`inputs[].parameters.env_name`: job {} has no environment to deploy to",
+            job.name
+        )));
+    }
+    Ok(env)
+}
+
+/// A deploy job's job tasks; none (nothing to deploy to `env`) is a 400.
+pub(crate) fn some_to_deploy(env: &str, job: &Job, tasks: Vec<JobTask>) -> ApiResult<Vec<JobTask>> {
+    if tasks.is_empty() {
+        return Err(refused(format!(
+            "`inputs[].parameters.service_list`: deploy service is empty for env {env}, job {}",
+            job.name
+        )));
+    }
+    Ok(tasks)
+}
+
+/// A deploy job's input (`zadig-deploy`, `zadig-vm-deploy`): the env and the services.
+#[derive(Debug, Deserialize)]
+#[serde(bound = "S: DeserializeOwned")]
+struct DeployInput<S> {
+    #[serde(default)]
+    env_name: String,
+    service_list: Option<Vec<S>>,
+}
+
+impl<S> Default for DeployInput<S> {
+    fn default() -> Self {
+        Self {
+            env_name: String::new(),
+            service_list: None,
+        }
+    }
+}
+
+/// Decode a deploy input and apply its `env_name` (an empty one keeps the configured env);
+/// the service list when one was given.
+pub(crate) fn deploy_input<S: DeserializeOwned>(
+    spec: &mut Map<String, Value>,
+    params: &Value,
+    field: &str,
+) -> ApiResult<Option<Vec<S>>> {
+    let input: DeployInput<S> = decode(params, field)?;
+    if !input.env_name.is_empty() {
+        spec.insert("env".into(), Value::String(input.env_name));
+    }
+    Ok(input.service_list)
+}
+
+/// The uid of the task's creator (the user a deploy job acts for).
+pub(crate) fn creator_uid<'a>(job: &'a ServerJob<'_>) -> &'a str {
+    job.ctx
+        .context
+        .get("workflow.task.creator.userId")
+        .map_or("", String::as_str)
+}
