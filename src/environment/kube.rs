@@ -200,7 +200,23 @@ pub async fn reference(
 }
 
 /// Server-side apply `obj` (already carrying its namespace when namespaced).
+///
+/// A Job's pod template cannot change in place: when the API server refuses a change of a
+/// Job as immutable, the Job is deleted and created again (as Zadig does with every Job it
+/// applies), so it runs once more with the new template.
 pub async fn apply(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -> ApiResult<()> {
+    match server_side_apply(cc, ns, r, obj).await {
+        Err(e) if is_job(r) && immutable(&e) => recreate(cc, ns, r, obj).await,
+        other => other,
+    }
+}
+
+async fn server_side_apply(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    obj: &Value,
+) -> ApiResult<()> {
     let api = api_of(cc, &resource_of(r), r.namespaced, ns);
     cc.call(
         &format!("applying {} {:?}", r.kind, r.name),
@@ -208,6 +224,43 @@ pub async fn apply(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -
     )
     .await
     .map(|_| ())
+}
+
+fn is_job(r: &ResourceRef) -> bool {
+    r.kind == "Job" && r.api_version == "batch/v1"
+}
+
+/// Whether the API server refused a change only a new object can make (Kubernetes' wording).
+fn immutable(e: &ApiError) -> bool {
+    e.kind == ErrorKind::Unprocessable && e.description.contains("field is immutable")
+}
+
+/// How often a deleted Job is looked for until it is gone.
+const GONE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Delete Job `r` (its pods after it), wait until it is gone — within the client's request
+/// timeout — and create it from `obj`.
+async fn recreate(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -> ApiResult<()> {
+    delete(cc, ns, r).await?;
+    let until = tokio::time::Instant::now() + cc.timeout;
+    while get(cc, ns, r).await?.is_some() {
+        if tokio::time::Instant::now() >= until {
+            return Err(ApiError::conflict(format!(
+                "Job {:?} was deleted to be created again with its new pod template, and is still there after {}s",
+                r.name,
+                cc.timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(GONE_POLL).await;
+    }
+    server_side_apply(cc, ns, r, obj).await.map_err(|e| {
+        e.map_description(|d| {
+            format!(
+                "Job {:?} was deleted to be created again with its new pod template (Kubernetes does not change one in place), and creating it failed: {d}",
+                r.name
+            )
+        })
+    })
 }
 
 /// Strategic-merge patch `body` into the object (Zadig's image update of a workload it does

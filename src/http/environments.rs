@@ -42,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(image_deployment))
         .routes(routes!(image_statefulset))
         .routes(routes!(image_cronjob))
+        .routes(routes!(image_job))
         .routes(routes!(prod_list_envs, prod_create_env))
         .routes(routes!(prod_get_env, prod_update_env, prod_delete_env))
         .routes(routes!(
@@ -571,5 +572,21 @@ async fn image_cronjob(
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
     service::set_image(&state, &caller, "CronJob", &env, input).await?;
+    Ok(Success::new())
+}
+
+/// Set a Job container's image (Zadig's `/image/job` route): the Job is deleted and created
+/// again with it (a Job's pod template cannot change in place), so it runs again.
+#[utoipa::path(post, path = "/openapi/environments/image/job/{envName}", tag = "environments",
+    params(("envName" = String, Path)), request_body = ImageInput,
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown environment or service; no such Job or container in the service (code 6082)")))]
+async fn image_job(
+    State(state): State<AppState>,
+    caller: Identity,
+    Path(env): Path<String>,
+    Json(input): Json<ImageInput>,
+) -> ApiResult<Json<Success>> {
+    service::set_image(&state, &caller, "Job", &env, input).await?;
     Ok(Success::new())
 }

@@ -424,6 +424,7 @@ backend_test! {
                 "workload_name": "web", "workload_type": "Deployment", "target_replicas": 5})), Mallory),
             row(Method::POST, "/openapi/environments/image/deployment/dev", Some(image.clone()), Mallory),
             row(Method::POST, "/openapi/environments/image/cronjob/dev", Some(image.clone()), Mallory),
+            row(Method::POST, "/openapi/environments/image/job/dev", Some(image.clone()), Mallory),
             row(Method::POST, "/openapi/environments/image/statefulset/dev", Some(json!({"product_name": "demo", "service_name": "shop",
                 "name": "cache", "container_name": "cache", "image": "evil:1"})), Mallory),
             row(Method::POST, format!("{p}?projectKey=demo"), Some(json!({"env_key": "x", "cluster_id": cluster, "namespace": "x"})), Mallory),

@@ -533,6 +533,40 @@ backend_test! {
 }
 
 backend_test! {
+    /// `/image/job`: a Job's pod template cannot change, so the Job is created again with the
+    /// new image (and runs again); the record keeps the image.
+    async fn a_job_image_is_set_by_creating_the_job_again(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        let yaml = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: migrate\n        image: busybox:1.36\n        command: [\"echo\", \"migrated\"]\n";
+        app.post("/openapi/service/yaml/raw?projectKey=demo", json!({"service_name": "migrate", "yaml": yaml}))
+            .await.expect(200);
+        app.post("/openapi/environments/service/yaml?projectKey=demo",
+            json!({"env_key": "dev", "service_list": [{"service_name": "migrate"}]})).await.expect(200);
+        let before = emu.object("Job", "demo-dev", "migrate").await.unwrap();
+
+        let path = "/openapi/environments/image/job/dev";
+        let body = |name: &str, container: &str| json!({"product_name": "demo", "service_name": "migrate",
+            "name": name, "container_name": container, "image": "busybox:1.37"});
+        assert_eq!(app.post(path, body("migrate", "sidecar")).await.expect_error(404, "sidecar")["code"], 6082);
+        assert_eq!(app.post(path, body("other", "migrate")).await.expect_error(404, "other")["code"], 6082);
+        assert_eq!(emu.object("Job", "demo-dev", "migrate").await.unwrap()["metadata"]["uid"], before["metadata"]["uid"]);
+
+        app.post(path, body("migrate", "migrate")).await.expect(200);
+        let job = emu.object("Job", "demo-dev", "migrate").await.unwrap();
+        assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37");
+        assert_ne!(job["metadata"]["uid"], before["metadata"]["uid"], "the Job was not created again");
+        assert_eq!(job["metadata"]["labels"]["s-service"], "migrate");
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let svc = d.expect(200)["services"].as_array().unwrap().iter().find(|s| s["service_name"] == "migrate").unwrap().clone();
+        assert_eq!(svc["containers"][0]["image"], "busybox:1.37");
+        // The same image again changes nothing: the Job is left alone.
+        app.post(path, body("migrate", "migrate")).await.expect(200);
+        assert_eq!(emu.object("Job", "demo-dev", "migrate").await.unwrap()["metadata"]["uid"], job["metadata"]["uid"]);
+    }
+}
+
+backend_test! {
     /// `/image/cronjob`: a CronJob container's image is set in the cluster and in the record.
     async fn a_cronjob_image_is_set_through_the_api(app) {
         let Some(emu) = Emulator::start().await else { return };
