@@ -414,3 +414,52 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    /// `zadig-restart` restarts each service's workloads (a new `restartedAt` on their pod
+    /// templates) and waits for the rollout, for a creator who may change the environment.
+    async fn zadig_restart_restarts_the_services_workloads(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        let restart = |services: Value| json!({"name": "restart", "type": "zadig-restart",
+            "spec": {"env": "dev", "services": services}});
+        let run = json!([{"job_name": "restart", "job_type": "zadig-restart", "parameters": {}}]);
+        workflow(&app, "bounce", vec![("restart", vec![restart(json!(["shop"]))])]).await;
+        let id = execute(&app, "bounce", run.clone()).await;
+        let d = ended(&app, "bounce", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        for (kind, name) in [("Deployment", "web"), ("StatefulSet", "cache")] {
+            let o = emu.object(kind, "demo-dev", name).await.unwrap();
+            let at = &o["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
+            assert!(at.is_string(), "{kind} {name} not restarted: {o}");
+        }
+        let j = job(&d, 0, "restart");
+        assert_eq!(j["spec"]["service_name"], "shop");
+        assert_eq!(j["spec"]["replace_resources"], json!([{"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "name": "cache"}]));
+        let text = log(&app, "bounce", id, j["name"].as_str().unwrap()).await;
+        for line in ["Start to restart service shop, env: dev", "Restarted Deployment web", "All workloads are ready"] {
+            assert!(text.contains(line), "log lacks {line:?}: {text}");
+        }
+
+        // A service the environment lacks fails its job naming it; no service at all is a 400.
+        workflow(&app, "ghost", vec![("restart", vec![restart(json!(["ghost"]))])]).await;
+        let d = ended(&app, "ghost", execute(&app, "ghost", run.clone()).await).await;
+        let e = job(&d, 0, "restart")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("service ghost not found in env demo/dev"), "{e}");
+        workflow(&app, "none", vec![("restart", vec![restart(json!([]))])]).await;
+        app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "none",
+            "parameters": [], "inputs": run})).await.expect_error(400, "deploy service is empty");
+
+        // Dave may run workflows but not change the admin's environment.
+        let (_, dave) = app.create_user("dave", false).await;
+        let before = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
+            Some(json!({"project_key": "demo", "workflow_key": "bounce", "parameters": [], "inputs": run}))).await;
+        let d = ended(&app, "bounce", r.expect(200)["task_id"].as_i64().unwrap()).await;
+        let e = job(&d, 0, "restart")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
+        let after = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(after["spec"]["template"], before["spec"]["template"]);
+        app.stop().await;
+    }
+}

@@ -17,6 +17,7 @@ use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
 use super::variables::{Revision, over, reapply};
+use super::workload::restart_in;
 use super::{may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -150,17 +151,7 @@ pub async fn deploy_images(
     rerender: Option<&Rerender>,
     caller: &Identity,
 ) -> Result<Deployed, String> {
-    let env = env_for_job(state, project, env_key).await?;
-    may_change(state, caller, &env).await.map_err(|e| {
-        format!(
-            "user {} may not deploy to {}: {}",
-            caller.account,
-            env.label(),
-            e.description
-        )
-    })?;
-    let _held = state.environments.lock(project, env_key).lock_owned().await;
-    let mut env = env_for_job(state, project, env_key).await?;
+    let (_held, mut env) = for_job(state, (project, env_key, service), caller).await?;
     let Some(mut svc) = env.service(service).cloned() else {
         return Err(format!(
             "service {service} not found in env {project}/{env_key}"
@@ -229,6 +220,56 @@ pub async fn deploy_images(
         workloads,
         changes,
     })
+}
+
+/// Restart the Deployments, StatefulSets and DaemonSets of `service` in the environment for
+/// a `zadig-restart` job (as E11); `caller` (the task's creator) must be allowed to change
+/// the environment.
+pub async fn restart_for_job(
+    state: &AppState,
+    at: (&str, &str, &str),
+    caller: &Identity,
+) -> Result<Deployed, String> {
+    let (_held, mut env) = for_job(state, at, caller).await?;
+    let cc = client(state, &env).await?;
+    let workloads = restart_in(state, &cc, &mut env, at.2)
+        .await
+        .map_err(|e| format!("failed to restart workload resources: {}", e.description))?;
+    save(state, &mut env, caller)
+        .await
+        .map_err(|e| format!("update service render set info error: {}", e.description))?;
+    Ok(Deployed {
+        cc,
+        namespace: env.namespace.clone(),
+        workloads,
+        changes: Vec::new(),
+    })
+}
+
+/// The environment of a deploy job's task, held under its lock, once `caller` is found
+/// allowed to change it and it has `service`; the errors are Zadig's job error texts.
+async fn for_job(
+    state: &AppState,
+    (project, env_key, service): (&str, &str, &str),
+    caller: &Identity,
+) -> Result<(tokio::sync::OwnedMutexGuard<()>, Environment), String> {
+    let env = env_for_job(state, project, env_key).await?;
+    may_change(state, caller, &env).await.map_err(|e| {
+        format!(
+            "user {} may not deploy to {}: {}",
+            caller.account,
+            env.label(),
+            e.description
+        )
+    })?;
+    let held = state.environments.lock(project, env_key).lock_owned().await;
+    let env = env_for_job(state, project, env_key).await?;
+    if env.service(service).is_none() {
+        return Err(format!(
+            "service {service} not found in env {project}/{env_key}"
+        ));
+    }
+    Ok((held, env))
 }
 
 /// The values of `given` whose key `current` does not bind to a global variable (Zadig keeps

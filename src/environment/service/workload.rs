@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::super::kube as k;
-use super::super::model::{Container, EnvService, ResourceRef, WorkloadOverride};
+use super::super::model::{Container, EnvService, Environment, ResourceRef, WorkloadOverride};
 use super::super::rules;
 use super::apply::apply_some;
 use super::{
@@ -15,6 +15,7 @@ use super::{
     service_of,
 };
 use crate::auth::Identity;
+use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
@@ -56,11 +57,26 @@ pub async fn restart_service(
 ) -> ApiResult<()> {
     validate::name("serviceName", service)?;
     let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
+    service_of(&env, service, RESTART_SERVICE)?;
+    let cc = client_for(state, &env.cluster_id).await?;
+    restart_in(state, &cc, &mut env, service).await?;
+    save(state, &mut env, caller).await
+}
+
+/// Restart the Deployments, StatefulSets and DaemonSets of `service` of `env` (held under its
+/// lock; saved by the caller): the workloads restarted.
+pub(super) async fn restart_in(
+    state: &AppState,
+    cc: &ClusterClient,
+    env: &mut Environment,
+    service: &str,
+) -> ApiResult<Vec<ResourceRef>> {
     let at = chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let svc = service_of(&env, service, RESTART_SERVICE)?.clone();
-    let mut svc = svc;
+    let Some(mut svc) = env.service(service).cloned() else {
+        return Ok(Vec::new());
+    };
     let targets: Vec<ResourceRef> = svc
         .resources
         .iter()
@@ -72,12 +88,11 @@ pub async fn restart_service(
             o.restarted_at = Some(at.clone())
         });
     }
-    let cc = client_for(state, &env.cluster_id).await?;
-    apply_some(&cc, &env, &svc, |r| targets.contains(r)).await?;
+    apply_some(cc, env, &svc, |r| targets.contains(r)).await?;
     if let Some(slot) = env.service_mut(service) {
         *slot = svc;
     }
-    save(state, &mut env, caller).await
+    Ok(targets)
 }
 
 /// E12: delete a pod of the environment's namespace so its controller makes a new one.

@@ -12,7 +12,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy_common::{creator_uid, deploy_env, deploy_input, some_to_deploy};
+use super::deploy_common::{
+    creator_uid, deploy_env, deploy_input, project_timeout_secs, some_to_deploy,
+};
 use super::rollout;
 use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
@@ -411,14 +413,6 @@ async fn deploy_as(
 ) -> Result<crate::environment::service::Deployed, String> {
     let caller = deployer(state, creator_uid(job)).await?;
     deploy_images(state, at, images, rerender, &caller).await
-}
-
-/// The project's deploy timeout in seconds (`timeout` minutes; 0: the default).
-async fn project_timeout_secs(state: &AppState, project: &str) -> i64 {
-    match state.projects.get(project).await {
-        Ok(Some(p)) if p.timeout > 0 => p.timeout.saturating_mul(60),
-        _ => rollout::DEFAULT_TIMEOUT_SECS,
-    }
 }
 
 /// The services to deploy, each read and as stored: `services`, else the documented older flat

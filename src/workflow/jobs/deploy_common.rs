@@ -1,7 +1,7 @@
 //! What the deploy job types share besides the rollout wait ([`super::rollout`]): the
 //! environment a job deploys to and the refusal of a job with nothing to deploy (when a task
 //! is created), the `env_name` / `service_list` input of `zadig-deploy` and `zadig-vm-deploy`,
-//! and the user a deploy job acts for.
+//! the user a deploy job acts for and its rollout timeout.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::engine::executor::ServerJob;
 use crate::error::ApiResult;
+use crate::state::AppState;
 use crate::workflow::expand::refused;
 use crate::workflow::inputs::decode;
 use crate::workflow::model::Job;
@@ -74,4 +75,12 @@ pub(crate) fn creator_uid<'a>(job: &'a ServerJob<'_>) -> &'a str {
         .context
         .get("workflow.task.creator.userId")
         .map_or("", String::as_str)
+}
+
+/// The project's deploy timeout in seconds (`timeout` minutes; 0: the default).
+pub(crate) async fn project_timeout_secs(state: &AppState, project: &str) -> i64 {
+    match state.projects.get(project).await {
+        Ok(Some(p)) if p.timeout > 0 => p.timeout.saturating_mul(60),
+        _ => super::rollout::DEFAULT_TIMEOUT_SECS,
+    }
 }

@@ -35,6 +35,7 @@ pub mod distribute_image;
 pub mod external;
 pub mod freestyle;
 pub mod plugin;
+pub mod restart;
 pub mod rollout;
 pub mod sql;
 pub mod tapd;
@@ -70,7 +71,7 @@ job_types! {
     Test = "zadig-test" => &testing::TEST,
     Scanning = "zadig-scanning" => &testing::SCAN,
     DistributeImage = "zadig-distribute-image" => &distribute_image::DistributeImage,
-    Restart = "zadig-restart" => &external::Missing { what: "service restarts from a workflow" },
+    Restart = "zadig-restart" => &restart::Restart,
     CustomDeploy = "custom-deploy" => &custom_deploy::CustomDeploy,
     Freestyle = "freestyle" => &freestyle::Freestyle,
     Plugin = "plugin" => &plugin::Plugin,
