@@ -211,15 +211,7 @@ pub async fn deploy_images(
                 .unwrap_or_default();
         }
     }
-    save(state, &mut env, caller)
-        .await
-        .map_err(|e| format!("update service render set info error: {}", e.description))?;
-    Ok(Deployed {
-        cc,
-        namespace: env.namespace.clone(),
-        workloads,
-        changes,
-    })
+    stored(state, env, caller, (cc, workloads, changes)).await
 }
 
 /// Restart the Deployments, StatefulSets and DaemonSets of `service` in the environment for
@@ -235,14 +227,25 @@ pub async fn restart_for_job(
     let workloads = restart_in(state, &cc, &mut env, at.2)
         .await
         .map_err(|e| format!("failed to restart workload resources: {}", e.description))?;
+    stored(state, env, caller, (cc, workloads, Vec::new())).await
+}
+
+/// Store the environment a job changed (its version checked); what changed, for the
+/// rollout wait and the record.
+async fn stored(
+    state: &AppState,
+    mut env: Environment,
+    caller: &Identity,
+    (cc, workloads, changes): (ClusterClient, Vec<ResourceRef>, Vec<ImageChange>),
+) -> Result<Deployed, String> {
     save(state, &mut env, caller)
         .await
         .map_err(|e| format!("update service render set info error: {}", e.description))?;
     Ok(Deployed {
         cc,
-        namespace: env.namespace.clone(),
+        namespace: env.namespace,
         workloads,
-        changes: Vec::new(),
+        changes,
     })
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::deploy_common::{
-    creator_uid, deploy_env, deploy_input, project_timeout_secs, some_to_deploy,
+    creator_uid, deploy_env, deploy_input, env_of, project_timeout_secs, some_to_deploy,
 };
 use super::rollout;
 use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
@@ -179,8 +179,7 @@ impl JobKind for Deploy {
     }
 
     fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
-        let spec: DeploySpec = spec_of(job)?;
-        Ok(Some(spec.env))
+        env_of(job).map(Some)
     }
 
     fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {

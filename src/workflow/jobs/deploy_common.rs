@@ -84,3 +84,13 @@ pub(crate) async fn project_timeout_secs(state: &AppState, project: &str) -> i64
         _ => super::rollout::DEFAULT_TIMEOUT_SECS,
     }
 }
+
+/// The environment a deploy-type job's spec names (`env`), for the ticket check.
+pub(crate) fn env_of(job: &Job) -> ApiResult<String> {
+    #[derive(Default, Deserialize)]
+    struct Env {
+        #[serde(default, deserialize_with = "super::nullable")]
+        env: String,
+    }
+    super::spec_of::<Env>(job).map(|e| e.env)
+}

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy_common::{creator_uid, deploy_env, project_timeout_secs, some_to_deploy};
+use super::deploy_common::{creator_uid, deploy_env, env_of, project_timeout_secs, some_to_deploy};
 use super::{JobKind, JobType, Runs, nullable, spec_of, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deployer, restart_for_job};
@@ -94,8 +94,7 @@ impl JobKind for Restart {
     }
 
     fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
-        let spec: RestartSpec = spec_of(job)?;
-        Ok(Some(spec.env))
+        env_of(job).map(Some)
     }
 
     fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy_common::{deploy_env, deploy_input, some_to_deploy};
+use super::deploy_common::{deploy_env, deploy_input, env_of, some_to_deploy};
 use super::{InputCx, JobKind, Runs, Spec, nullable, spec_of, stored};
 use crate::error::ApiResult;
 use crate::workflow::bad;
@@ -107,8 +107,7 @@ impl JobKind for VmDeploy {
     }
 
     fn deploys_to(&self, job: &Job) -> ApiResult<Option<String>> {
-        let spec: VmDeploySpec = spec_of(job)?;
-        Ok(Some(spec.env))
+        env_of(job).map(Some)
     }
 
     fn runs(&self) -> Runs {
