@@ -109,15 +109,9 @@ struct ImageItem {
 impl JobKind for Deploy {
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
         let s: DeploySpec = decode(spec, field)?;
-        for (i, c) in s.deploy_contents.iter().enumerate() {
-            if !CONTENTS.contains(&c.as_str()) {
-                return Err(bad(
-                    &format!("{field}.deploy_contents[{i}]"),
-                    format!("must be one of {}, got {c:?}", CONTENTS.join(", ")),
-                ));
-            }
-        }
-        Ok(())
+        unknown_content(&s).map_or(Ok(()), |(i, why)| {
+            Err(bad(&format!("{field}.deploy_contents[{i}]"), why))
+        })
     }
 
     fn apply_input(&self, cx: &InputCx<'_>, spec: &mut Spec, params: &Value) -> ApiResult<()> {
@@ -247,6 +241,19 @@ impl JobKind for Deploy {
 /// What `deploy_contents` may name.
 const CONTENTS: &[&str] = &["image", "vars", "config"];
 
+/// The first entry of `deploy_contents` that is not one of [`CONTENTS`], and why.
+fn unknown_content(spec: &DeploySpec) -> Option<(usize, String)> {
+    let (i, c) = spec
+        .deploy_contents
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !CONTENTS.contains(&c.as_str()))?;
+    Some((
+        i,
+        format!("must be one of {}, got {c:?}", CONTENTS.join(", ")),
+    ))
+}
+
 /// Run a `zadig-deploy` job task (spec/environments.md §6.4).
 async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     let spec: DeploySpec = match typed(job.spec) {
@@ -319,15 +326,8 @@ impl Contents {
     /// `vars` with no values given changes no value, so it deploys the images alone.
     fn of(spec: &DeploySpec) -> Result<Self, String> {
         let asks = |what: &str| spec.deploy_contents.iter().any(|c| c == what);
-        if let Some(c) = spec
-            .deploy_contents
-            .iter()
-            .find(|c| !CONTENTS.contains(&c.as_str()))
-        {
-            return Err(format!(
-                "deploy contents {c:?} is not one of {}",
-                CONTENTS.join(", ")
-            ));
+        if let Some((i, why)) = unknown_content(spec) {
+            return Err(format!("spec.deploy_contents[{i}] {why}"));
         }
         let image = spec.deploy_contents.is_empty() || asks("image");
         let svc = spec.services.first();

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::deploy_common::{creator_uid, deploy_env, env_of, project_timeout_secs, some_to_deploy};
+use super::rollout;
 use super::{JobKind, JobType, Runs, nullable, spec_of, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deployer, restart_for_job};
@@ -22,8 +23,6 @@ use crate::workflow::inputs::{decode, referenced_services};
 use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
 use crate::workflow::task_view;
-
-use super::rollout;
 
 pub struct Restart;
 
