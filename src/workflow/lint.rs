@@ -264,9 +264,9 @@ pub(crate) fn check_outputs<'a>(
     Ok(())
 }
 
-/// A `source: fromjob` job must quote a job that ends before it starts: a job of an earlier
-/// stage, or an earlier job of the same serial stage (jobs of a parallel stage run at the
-/// same time).
+/// A `source: fromjob` job (or `env_source: fromjob`) must quote a job that ends before it
+/// starts: a job of an earlier stage, or an earlier job of the same serial stage (jobs of a
+/// parallel stage run at the same time).
 fn check_references(wf: &Workflow) -> ApiResult<()> {
     // job name -> (stage index, position, stage parallel)
     let mut at: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -275,15 +275,25 @@ fn check_references(wf: &Workflow) -> ApiResult<()> {
             at.insert(job.name.as_str(), (i, j));
         }
     }
+    // `source` quotes `job_name`; a restart job's `env_source` quotes `env_job_name`.
+    let quotes = [("source", "job_name"), ("env_source", "env_job_name")];
     for (i, s) in wf.stages.iter().enumerate() {
-        for (j, job) in s.jobs.iter().enumerate() {
-            if str_of(&job.spec, "source") != "fromjob" {
+        for ((j, job), (source, name)) in s
+            .jobs
+            .iter()
+            .enumerate()
+            .flat_map(|jj| quotes.map(|q| (jj, q)))
+        {
+            let quotes_env = source == "env_source";
+            if str_of(&job.spec, source) != "fromjob"
+                || (quotes_env && job.kind() != Some(JobType::Restart))
+            {
                 continue;
             }
-            let field = format!("stages[{i}].jobs[{j}].spec.job_name");
-            let target = str_of(&job.spec, "job_name");
+            let field = format!("stages[{i}].jobs[{j}].spec.{name}");
+            let target = str_of(&job.spec, name);
             if target.is_empty() {
-                return Err(bad(&field, "required when `source` is fromjob"));
+                return Err(bad(&field, format!("required when `{source}` is fromjob")));
             }
             let earlier = match at.get(target) {
                 Some(&(ti, _)) if ti < i => true,

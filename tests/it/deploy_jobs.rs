@@ -450,6 +450,20 @@ backend_test! {
         app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "none",
             "parameters": [], "inputs": run})).await.expect_error(400, "deploy service is empty");
 
+        // `env_source: fromjob`: the environment an earlier deploy job deploys to.
+        let chained = json!({"name": "restart", "type": "zadig-restart", "spec": {"env_source": "fromjob",
+            "env_job_name": "deploy", "services": ["shop"], "skip_check_run_status": true}});
+        let deploy = deploy_job("deploy", json!({"env": "", "source": "runtime", "deploy_contents": ["image"]}));
+        app.post("/openapi/workflows/custom", json!({"name": "early", "display_name": "early", "project": "demo",
+            "stages": [{"name": "s", "jobs": [chained.clone()]}, {"name": "t", "jobs": [deploy.clone()]}]}))
+            .await.expect_error(400, "env_job_name");
+        workflow(&app, "chain", vec![("deploy", vec![deploy]), ("restart", vec![chained])]).await;
+        let mut inputs = deploy_input("deploy", "nginx:1.28");
+        inputs.as_array_mut().unwrap().push(run[0].clone());
+        let d = ended(&app, "chain", execute(&app, "chain", inputs).await).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(job(&d, 1, "restart")["spec"]["env"], "dev");
+
         // Dave may run workflows but not change the admin's environment.
         let (_, dave) = app.create_user("dave", false).await;
         let before = emu.object("Deployment", "demo-dev", "web").await.unwrap();

@@ -5,8 +5,10 @@
 //!
 //! The job runs inside the server for the task's creator, who must be allowed to change the
 //! environment (as through E11). The services are `services` (names), or with `source:
-//! fromjob` those job `job_name` builds or deploys. There is no documented execute input: the
-//! keys given are recorded on the spec (`{"env": "dev", "services": ["shop"]}`).
+//! fromjob` those job `job_name` builds or deploys; the environment is `env`, or with
+//! `env_source: fromjob` the one deploy job `env_job_name` deploys to. There is no documented
+//! execute input: the keys given are recorded on the spec (`{"env": "dev", "services":
+//! ["shop"]}`).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -18,7 +20,7 @@ use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deployer, restart_for_job};
 use crate::error::ApiResult;
 use crate::state::AppState;
-use crate::workflow::expand::Expander;
+use crate::workflow::expand::{Expander, refused};
 use crate::workflow::inputs::{decode, referenced_services};
 use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
@@ -32,6 +34,11 @@ pub struct Restart;
 struct RestartSpec {
     #[serde(default, deserialize_with = "nullable")]
     env: String,
+    /// `fromjob`: the environment is the one deploy job `env_job_name` deploys to.
+    #[serde(default, deserialize_with = "nullable")]
+    env_source: String,
+    #[serde(default, deserialize_with = "nullable")]
+    env_job_name: String,
     /// `fromjob`: the services job `job_name` builds or deploys.
     #[serde(default, deserialize_with = "nullable")]
     source: String,
@@ -51,6 +58,25 @@ struct RestartSpec {
 }
 
 impl RestartSpec {
+    /// The environment to restart in: `env`, or with `env_source: fromjob` the one the quoted
+    /// deploy job deploys to (a 400 when it names none).
+    fn env(&self, x: &Expander<'_>, job: &Job) -> ApiResult<String> {
+        if self.env_source != "fromjob" {
+            return Ok(self.env.clone());
+        }
+        let quoted = self.env_job_name.as_str();
+        let env = match x.wf.job(quoted).map(|q| (q, q.kind())) {
+            Some((q, Some(t))) => t.kind().deploys_to(q)?,
+            _ => None,
+        };
+        env.ok_or_else(|| {
+            refused(format!(
+                "`env_job_name`: job {} takes its environment from job {quoted:?}, which deploys to none",
+                job.name
+            ))
+        })
+    }
+
     /// The services to restart, in order, each once.
     fn targets(&self, x: &Expander<'_>) -> ApiResult<Vec<String>> {
         let named: Vec<String> = match (self.source.as_str(), self.job_name.as_str()) {
@@ -79,11 +105,13 @@ impl JobKind for Restart {
 
     fn expand(&self, x: &mut Expander<'_>, job: &Job) -> ApiResult<Vec<JobTask>> {
         let spec: RestartSpec = spec_of(job)?;
-        let env = deploy_env(job, &spec.env)?;
+        let env = spec.env(x, job)?;
+        let env = deploy_env(job, &env)?;
         let mut tasks = Vec::new();
         for service in spec.targets(x)? {
             let mut t = job.spec.clone();
             if let Some(m) = t.as_object_mut() {
+                m.insert("env".into(), json!(env));
                 m.insert("service_name".into(), json!(service));
                 m.insert("services".into(), json!([service]));
             }
