@@ -169,6 +169,7 @@ backend_test! {
         assert_eq!(j["spec"]["replace_resources"], json!([{"kind": "Deployment", "name": "web",
             "container": "web", "origin": "nginx:1.25", "image": "nginx:1.27"}]));
         assert_eq!(j["spec"]["service_and_images"][0]["image"], "nginx:1.27");
+        assert_eq!(j["spec"]["variable_kvs"], json!([]), "images alone deploy no value");
         // The environment records the image, and the rollout has really finished.
         let env = app.get("/openapi/environments/dev?projectKey=demo").await;
         let env = env.expect(200);
@@ -379,6 +380,8 @@ backend_test! {
         assert!(emu.object("ConfigMap", "demo-dev", "settings").await.is_none());
         let j = job(&d, 0, "deploy");
         assert_eq!(j["spec"]["replace_resources"][0]["image"], "nginx:1.27");
+        let deployed = j["spec"]["variable_kvs"].as_array().unwrap();
+        assert_eq!((deployed.len(), &deployed[0]["key"], &deployed[0]["value"]), (1, &json!("replicas"), &json!("2")));
         let text = log(&app, "vars", id, j["name"].as_str().unwrap()).await;
         assert!(text.contains("deploy contents: image, variables"), "{text}");
         let env = app.get("/openapi/environments/dev?projectKey=demo").await;

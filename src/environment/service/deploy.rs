@@ -103,6 +103,8 @@ pub struct Deployed {
     /// The workloads applied (Deployment, StatefulSet, DaemonSet, Job, CronJob, …).
     pub workloads: Vec<ResourceRef>,
     pub changes: Vec<ImageChange>,
+    /// The variable values deployed ([`Rerender::vars`] less those bound to a global).
+    pub values: Vec<RenderVariableKV>,
 }
 
 /// The environment `env_key` of `project` (any production flag, as Zadig's deploy job);
@@ -168,6 +170,7 @@ pub async fn deploy_images(
     let changes =
         image_changes(&cc, &env.namespace, &objects, &workloads, &recorded, images).await?;
     let applied = |e: ApiError| format!("create or patch resource error: {}", e.description);
+    let mut values = Vec::new();
     match rerender {
         None => {
             apply_some(&cc, &env, &svc, |r| workloads.contains(r))
@@ -184,7 +187,8 @@ pub async fn deploy_images(
             } else {
                 Revision::Deployed
             };
-            let vars = |current: &[RenderVariableKV]| over(current, &unbound(current, &r.vars));
+            values = unbound(&svc.variable_kvs, &r.vars);
+            let vars = |current: &[RenderVariableKV]| over(current, &values);
             if let Some(slot) = env.service_mut(service) {
                 *slot = svc;
             }
@@ -211,7 +215,15 @@ pub async fn deploy_images(
                 .unwrap_or_default();
         }
     }
-    stored(state, env, caller, (cc, workloads, changes)).await
+    let namespace = env.namespace.clone();
+    let done = Deployed {
+        cc,
+        namespace,
+        workloads,
+        changes,
+        values,
+    };
+    stored(state, env, caller, done).await
 }
 
 /// Restart the Deployments, StatefulSets and DaemonSets of `service` in the environment for
@@ -227,26 +239,28 @@ pub async fn restart_for_job(
     let workloads = restart_in(state, &cc, &mut env, at.2)
         .await
         .map_err(|e| format!("failed to restart workload resources: {}", e.description))?;
-    stored(state, env, caller, (cc, workloads, Vec::new())).await
+    let namespace = env.namespace.clone();
+    let done = Deployed {
+        cc,
+        namespace,
+        workloads,
+        changes: Vec::new(),
+        values: Vec::new(),
+    };
+    stored(state, env, caller, done).await
 }
 
-/// Store the environment a job changed (its version checked); what changed, for the
-/// rollout wait and the record.
+/// Store the environment a job changed (its version checked); then what changed, `done`.
 async fn stored(
     state: &AppState,
     mut env: Environment,
     caller: &Identity,
-    (cc, workloads, changes): (ClusterClient, Vec<ResourceRef>, Vec<ImageChange>),
+    done: Deployed,
 ) -> Result<Deployed, String> {
     save(state, &mut env, caller)
         .await
         .map_err(|e| format!("update service render set info error: {}", e.description))?;
-    Ok(Deployed {
-        cc,
-        namespace: env.namespace,
-        workloads,
-        changes,
-    })
+    Ok(done)
 }
 
 /// The environment of a deploy job's task, held under its lock, once `caller` is found

@@ -305,6 +305,9 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     )
     .await;
     end.record = record;
+    // The values deployed, none for images alone (Zadig keeps only those on the task).
+    end.record
+        .insert("variable_kvs".into(), json!(deployed.values));
     if let Some((_, image)) = plan.images.first() {
         end.outputs.insert("IMAGE".into(), image.clone());
         end.outputs
