@@ -153,12 +153,7 @@ pub async fn deploy_images(
     rerender: Option<&Rerender>,
     caller: &Identity,
 ) -> Result<Deployed, String> {
-    let (_held, mut env) = for_job(state, (project, env_key, service), caller).await?;
-    let Some(mut svc) = env.service(service).cloned() else {
-        return Err(format!(
-            "service {service} not found in env {project}/{env_key}"
-        ));
-    };
+    let (_held, mut env, mut svc) = for_job(state, (project, env_key, service), caller).await?;
     set_images(&mut svc, images, service, project, env_key)?;
     let objects = svc.objects();
     let mut workloads = workloads_running(&objects, &svc.resources, images);
@@ -234,7 +229,7 @@ pub async fn restart_for_job(
     at: (&str, &str, &str),
     caller: &Identity,
 ) -> Result<Deployed, String> {
-    let (_held, mut env) = for_job(state, at, caller).await?;
+    let (_held, mut env, _) = for_job(state, at, caller).await?;
     let cc = client(state, &env).await?;
     let workloads = restart_in(state, &cc, &mut env, at.2)
         .await
@@ -264,12 +259,13 @@ async fn stored(
 }
 
 /// The environment of a deploy job's task, held under its lock, once `caller` is found
-/// allowed to change it and it has `service`; the errors are Zadig's job error texts.
+/// allowed to change it, with (a copy of) its `service`; the errors are Zadig's job error
+/// texts.
 async fn for_job(
     state: &AppState,
     (project, env_key, service): (&str, &str, &str),
     caller: &Identity,
-) -> Result<(tokio::sync::OwnedMutexGuard<()>, Environment), String> {
+) -> Result<(tokio::sync::OwnedMutexGuard<()>, Environment, EnvService), String> {
     let env = env_for_job(state, project, env_key).await?;
     may_change(state, caller, &env).await.map_err(|e| {
         format!(
@@ -281,12 +277,12 @@ async fn for_job(
     })?;
     let held = state.environments.lock(project, env_key).lock_owned().await;
     let env = env_for_job(state, project, env_key).await?;
-    if env.service(service).is_none() {
+    let Some(svc) = env.service(service).cloned() else {
         return Err(format!(
             "service {service} not found in env {project}/{env_key}"
         ));
-    }
-    Ok((held, env))
+    };
+    Ok((held, env, svc))
 }
 
 /// The values of `given` whose key `current` does not bind to a global variable (Zadig keeps
