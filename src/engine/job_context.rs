@@ -50,7 +50,13 @@ pub(super) fn context_of(task: &Task) -> Result<BTreeMap<String, String>, String
             let key = job_key(j);
             put(format!("job.{key}.status"), j.status.to_string());
             for (k, v) in &j.outputs {
-                put(format!("job.{key}.output.{k}"), v.clone());
+                // A deploy job task records each module's outputs as `<module>.<name>` (output
+                // names have no dot): `{{.job.<job>.<service>.<module>.output.IMAGE}}`.
+                let at = match k.split_once('.') {
+                    Some((module, name)) => format!("job.{key}.{module}.output.{name}"),
+                    None => format!("job.{key}.output.{k}"),
+                };
+                put(at, v.clone());
             }
             for list in ["envs", "key_vals"] {
                 for kv in j
@@ -79,7 +85,8 @@ pub(super) fn value_text(v: Option<&Value>) -> String {
 }
 
 /// A job task's key in the context: the workflow job name, plus `.<service>.<module>` for a
-/// service job task (`{{.job.build.svc.mod.output.IMAGE}}`).
+/// service module's job task (`{{.job.build.svc.mod.output.IMAGE}}`), `.<service>` for a
+/// service's (deploy, restart).
 pub fn job_key(j: &JobTask) -> String {
     let base = [&j.key, &j.origin_name, &j.name]
         .into_iter()
@@ -96,10 +103,14 @@ pub fn job_key(j: &JobTask) -> String {
         .get("service_module")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if svc.is_empty() || base.ends_with(&format!(".{svc}.{module}")) {
+    let scope = match module {
+        "" => format!(".{svc}"),
+        m => format!(".{svc}.{m}"),
+    };
+    if svc.is_empty() || base.ends_with(&scope) {
         base
     } else {
-        format!("{base}.{svc}.{module}")
+        format!("{base}{scope}")
     }
 }
 
@@ -219,5 +230,9 @@ mod tests {
         assert_eq!(job_key(&j), "build.svc.mod");
         j.key = "build.svc.mod".into();
         assert_eq!(job_key(&j), "build.svc.mod");
+        // A service's job task (deploy): its key names the service, no module.
+        j.key = "deploy.svc".into();
+        j.spec = serde_json::json!({"service_name": "svc"});
+        assert_eq!(job_key(&j), "deploy.svc");
     }
 }

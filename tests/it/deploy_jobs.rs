@@ -225,6 +225,40 @@ backend_test! {
 }
 
 backend_test! {
+    /// A service's modules are deployed by one job task (Zadig's `<job>.<service>`), whose
+    /// module outputs a later deploy quotes with `source: fromjob`
+    /// (`{{.job.<job>.<service>.<module>.output.IMAGE}}`).
+    async fn one_job_task_deploys_all_modules_of_a_service(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        workflow(&app, "both", vec![
+            ("first", vec![deploy_job("deploy", json!({"env": "dev", "source": "runtime", "services": []}))]),
+            ("again", vec![deploy_job("again", json!({"env": "dev", "source": "fromjob", "job_name": "deploy"}))]),
+        ]).await;
+        let id = execute(&app, "both", json!([{"job_name": "deploy", "job_type": "zadig-deploy", "parameters": {
+            "env_name": "dev", "service_list": [{"service_name": "shop", "service_module": "web", "image_name": "nginx:1.27"},
+                {"service_name": "shop", "service_module": "cache", "image_name": "redis:7.4"}]}},
+            {"job_name": "again", "job_type": "zadig-deploy", "parameters": {"env_name": "dev"}}])).await;
+        let d = ended(&app, "both", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.27");
+        assert_eq!(image_of(&emu, "StatefulSet", "cache").await, "redis:7.4");
+        for stage in 0..2 {
+            let jobs = d["stages"][stage]["jobs"].as_array().unwrap();
+            assert_eq!(jobs.len(), 1, "one job task for the service: {jobs:?}");
+            let images: Vec<(&str, &str)> = jobs[0]["spec"]["service_and_images"].as_array().unwrap().iter()
+                .map(|i| (i["service_module"].as_str().unwrap(), i["image"].as_str().unwrap())).collect();
+            assert_eq!(images, [("web", "nginx:1.27"), ("cache", "redis:7.4")], "{}", jobs[0]);
+            assert_eq!(jobs[0]["status"], "passed");
+            assert_eq!(jobs[0]["job_info"]["service_name"], "shop");
+        }
+        let changed: Vec<&str> = job(&d, 0, "deploy")["spec"]["replace_resources"].as_array().unwrap().iter()
+            .map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(changed, ["web", "cache"]);
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn custom_deploy_patches_its_targets(app) {
         let Some((emu, cluster)) = running_env(&app).await else { return };
         let target_job = |name: &str| json!({"name": name, "type": "custom-deploy", "spec": {

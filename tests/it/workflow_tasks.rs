@@ -175,8 +175,7 @@ backend_test! {
             .collect();
         assert_eq!(Value::Array(layout), json!([
             ["build", [["zadig-aslan-build-myapps", "build-myapps", ""]]],
-            ["deploy", [["zadig-aslan-deploy-myapps", "deploy-myapps", ""],
-                        ["zadig-zadig-portal-deploy-myapps", "deploy-myapps", ""],
+            ["deploy", [["zadig-deploy-myapps", "deploy-myapps", ""],
                         ["service2-service2-deploy-my-app", "deploy-my-app", ""]]],
             ["ops", [["jira-issue-update", "jira-issue-update", ""], ["sql", "sql", ""]]],
             ["after", [["cleanup", "cleanup", "skipped"]]],
@@ -202,13 +201,16 @@ backend_test! {
             .map(|v| (v["key"].as_str().unwrap().into(), v["value"].as_str().unwrap().into())).collect();
         assert_eq!(kv, [(s("username"), s("admin")), (s("password"), s("Zadig"))]);
 
-        // Deploy: env and images from the input, one job task per module.
+        // Deploy: env and images from the input, one job task per service.
         let d = &t.stages[1].jobs[0];
         assert_eq!(d.spec["env"], "dev");
-        assert_eq!(d.spec["service_and_images"], json!([{"service_name": "zadig", "service_module": "aslan", "image": "koderover.******.com/test/aslan:main"}]));
+        assert_eq!(d.spec["service_name"], "zadig");
+        assert_eq!(d.spec["service_and_images"], json!([
+            {"service_name": "zadig", "service_module": "aslan", "image": "koderover.******.com/test/aslan:main", "image_name": "aslan"},
+            {"service_name": "zadig", "service_module": "zadig-portal", "image": "koderover.******.com/test/zadig-portal:main",
+             "image_name": "zadig-portal"}]));
         assert_eq!(d.spec["services"][0]["value_merge_strategy"], "reuse-values", "the last entry of a service wins");
-        assert_eq!(t.stages[1].jobs[1].spec["image"], "koderover.******.com/test/zadig-portal:main");
-        let c = &t.stages[1].jobs[2];
+        let c = &t.stages[1].jobs[1];
         assert_eq!(c.spec["target"], "Deployment/service2/service2");
         assert_eq!(c.spec["image"], "koderover.***.com/test/service2:0505");
         assert_eq!(c.spec["namespace"], "default");
@@ -255,9 +257,11 @@ backend_test! {
         let dj = &det["stages"][1]["jobs"][0]["spec"];
         assert_eq!(dj["env"], "dev");
         assert_eq!(dj["service_and_images"][0]["image"], "koderover.******.com/test/aslan:main");
+        assert_eq!(dj["service_and_images"][1]["service_module"], "zadig-portal");
+        assert_eq!(det["stages"][1]["jobs"][0]["job_info"], json!({"job_name": "deploy-myapps", "service_name": "zadig"}));
         let fj = &det["stages"][2]["jobs"][0]["spec"];
         assert_eq!(fj["envs"][3], json!({"key": "PASSWORD", "value": "********", "type": "string", "is_credential": true}));
-        assert_eq!(det["stages"][1]["jobs"][2]["spec"]["target"], "Deployment/service2/service2");
+        assert_eq!(det["stages"][1]["jobs"][1]["spec"]["target"], "Deployment/service2/service2");
         app.stop().await;
     }
 }
@@ -781,7 +785,7 @@ backend_test! {
         assert_eq!(r.expect(200), &json!({"project_name": "demo", "workflow_name": "workflow-demo", "task_id": 1}));
         let t = stored(&app, "workflow-demo", 1).await;
         let names: Vec<Vec<&str>> = t.stages.iter().map(|s| s.jobs.iter().map(|j| j.name.as_str()).collect()).collect();
-        assert_eq!(names, vec![vec!["service1-service1-build"], vec!["service1-service1-deploy"], vec!["service1-service1-test"],
+        assert_eq!(names, vec![vec!["service1-service1-build"], vec!["service1-deploy"], vec!["service1-service1-test"],
             vec!["common"], vec!["image-release"]]);
         let build = &t.stages[0].jobs[0].spec;
         assert_eq!(build["build_name"], "build-demo");

@@ -1,8 +1,8 @@
 //! `zadig-deploy` and `zadig-helm-chart-deploy`: deploy service modules' images (charts) to an
-//! environment, one job task per (service, module) — per service when it names no module.
+//! environment, one job task per service (spec/environments.md §6.3).
 //!
-//! A `zadig-deploy` job task runs inside the server (spec/environments.md §6.4): the module's
-//! image is set in the environment through `environment::service::deploy_images` (the image
+//! A `zadig-deploy` job task runs inside the server (spec/environments.md §6.4): its modules'
+//! images are set in the environment through `environment::service::deploy_images` (the image
 //! routes' apply path), the workloads' previous and new images are recorded as
 //! `replace_resources`, and the rollout is waited for ([`super::rollout`]) unless
 //! `skip_check_run_status`. With `deploy_contents` `vars` (values given) or `config` (with
@@ -34,8 +34,8 @@ pub struct Deploy {
     pub chart: bool,
 }
 
-/// A deploy job's spec, as defined and as a job task carries it (narrowed to one service
-/// module): what is read. The spec itself is stored and carried verbatim.
+/// A deploy job's spec, as defined and as a job task carries it (narrowed to one service):
+/// what is read. The spec itself is stored and carried verbatim.
 #[derive(Debug, Default, Deserialize)]
 struct DeploySpec {
     #[serde(default, deserialize_with = "nullable")]
@@ -50,7 +50,7 @@ struct DeploySpec {
     deploy_contents: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
     services: Vec<DeployService>,
-    /// The documented older flat list; in a job task, the module's image.
+    /// The documented older flat list; in a job task, its modules' images.
     #[serde(default, deserialize_with = "nullable")]
     service_and_images: Vec<ImageItem>,
     /// A job task's service.
@@ -139,35 +139,28 @@ impl JobKind for Deploy {
         let mut tasks = Vec::new();
         for (svc, raw) in &services(x, job, &spec)? {
             let name = svc.service_name.as_str();
-            if svc.modules.is_empty() {
-                let mut t = narrowed(job, "services", raw);
-                if let Some(m) = t.as_object_mut() {
-                    m.insert("service_and_images".into(), Value::Array(Vec::new()));
-                }
-                tasks.push(x.task(job, &[name], t));
+            let images: Vec<Value> = stored(raw, "modules", &svc.modules)
+                .map(|(module, raw_module)| {
+                    let mname = module.service_module.as_str();
+                    let image = match (module.image.as_str(), from) {
+                        // The image the quoted job produced, rendered when this job starts.
+                        ("", Some(b)) => format!("{{{{.job.{b}.{name}.{mname}.output.IMAGE}}}}"),
+                        (i, _) => i.to_string(),
+                    };
+                    let mut item =
+                        json!({"service_name": name, "service_module": mname, "image": image});
+                    if let (Some(m), Some(n)) = (item.as_object_mut(), raw_module.get("image_name"))
+                    {
+                        m.insert("image_name".into(), n.clone());
+                    }
+                    item
+                })
+                .collect();
+            let mut t = narrowed(job, "services", raw);
+            if let Some(m) = t.as_object_mut() {
+                m.insert("service_and_images".into(), Value::Array(images));
             }
-            for (module, raw_module) in stored(raw, "modules", &svc.modules) {
-                let mut one = raw.clone();
-                if let Some(m) = one.as_object_mut() {
-                    m.insert("modules".into(), Value::Array(vec![raw_module.clone()]));
-                }
-                let mut t = narrowed(job, "services", &one);
-                let mname = module.service_module.as_str();
-                let image = match (module.image.as_str(), from) {
-                    // The image the quoted job produced, rendered when this job starts.
-                    ("", Some(b)) => format!("{{{{.job.{b}.{name}.{mname}.output.IMAGE}}}}"),
-                    (i, _) => i.to_string(),
-                };
-                if let Some(m) = t.as_object_mut() {
-                    m.insert("service_module".into(), Value::String(mname.to_string()));
-                    m.insert("image".into(), Value::String(image.clone()));
-                    m.insert(
-                        "service_and_images".into(),
-                        json!([{"service_name": name, "service_module": mname, "image": image}]),
-                    );
-                }
-                tasks.push(x.task(job, &[name, mname], t));
-            }
+            tasks.push(x.task(job, &[name], t));
         }
         some_to_deploy(env, job, tasks)
     }
@@ -215,7 +208,7 @@ impl JobKind for Deploy {
             .service_and_images
             .iter()
             .map(|i| {
-                let image = Some(task_view::output(job, "IMAGE"))
+                let image = Some(task_view::output(job, &module_output(&i.service_module, "IMAGE")))
                     .filter(|o| !o.is_empty())
                     .unwrap_or_else(|| i.image.clone());
                 json!({"service_name": i.service_name, "service_module": i.service_module, "image": image})
@@ -308,12 +301,21 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     // The values deployed, none for images alone (Zadig keeps only those on the task).
     end.record
         .insert("variable_kvs".into(), json!(deployed.values));
-    if let Some((_, image)) = plan.images.first() {
-        end.outputs.insert("IMAGE".into(), image.clone());
+    for (module, image) in &plan.images {
         end.outputs
-            .insert("imageTag".into(), super::build::image_tag(image));
+            .insert(module_output(module, "IMAGE"), image.clone());
+        end.outputs.insert(
+            module_output(module, "imageTag"),
+            super::build::image_tag(image),
+        );
     }
     end
+}
+
+/// A module's output of a deploy job task: `{{.job.<job>.<service>.<module>.output.<name>}}`
+/// in the task context (`engine::job_context`), as Zadig.
+fn module_output(module: &str, name: &str) -> String {
+    format!("{module}.{name}")
 }
 
 /// What a job task deploys: module images (`image`), and the service rendered again with new
@@ -419,7 +421,7 @@ async fn deploy_as(
 
 /// The services to deploy, each read and as stored: `services`, else the documented older flat
 /// list (`service_and_images`), else — with `source: fromjob` — what the referenced job
-/// produces.
+/// produces; a flat list's items are grouped by service.
 fn services(
     x: &Expander<'_>,
     job: &Job,
@@ -442,19 +444,31 @@ fn services(
             .collect(),
         _ => spec.service_and_images.clone(),
     };
-    Ok(flat
-        .into_iter()
-        .map(|i| {
-            let raw = json!({
-                "service_name": i.service_name,
-                "modules": [{"service_module": i.service_module, "image": i.image}],
-            });
-            let typed = DeployService {
+    // One service per name, its modules in the list's order.
+    let mut grouped: Vec<DeployService> = Vec::new();
+    for i in flat {
+        match grouped
+            .iter_mut()
+            .find(|t| t.service_name == i.service_name)
+        {
+            Some(t) => t.modules.push(i),
+            None => grouped.push(DeployService {
                 service_name: i.service_name.clone(),
                 modules: vec![i],
                 ..DeployService::default()
-            };
-            (typed, raw)
+            }),
+        }
+    }
+    Ok(grouped
+        .into_iter()
+        .map(|t| {
+            let modules: Vec<Value> = t
+                .modules
+                .iter()
+                .map(|m| json!({"service_module": m.service_module, "image": m.image}))
+                .collect();
+            let raw = json!({"service_name": t.service_name, "modules": modules});
+            (t, raw)
         })
         .collect())
 }
