@@ -1,7 +1,7 @@
 //! Credentials inside definitions, in answers: the `value` and `default` of any JSON object
 //! whose `is_credential` flag is set (a workflow parameter, a job's `key_vals`/`envs` entry, a
-//! build variable) and every repository `oauth_token` show as [`MASK`], wherever they sit in a
-//! document; and a definition sent back with the mask keeps the stored value, so a client may
+//! build variable), every repository `oauth_token`, and a workflow notification's hook address
+//! and webhook `token` show as [`MASK`], wherever they sit in a document; and a definition sent back with the mask keeps the stored value, so a client may
 //! GET, change and PUT a definition without knowing (or wiping) its secrets.
 //!
 //! Stored definitions keep the model's shape, so these functions work on JSON: the same walk
@@ -20,8 +20,17 @@ pub const MASK: &str = "********";
 /// The fields of a credential object that hold the secret.
 const SECRET_FIELDS: [&str; 2] = ["value", "default"];
 
-/// Fields that hold a secret in any object: a repository's clone token.
-const ALWAYS_SECRET: [&str; 1] = ["oauth_token"];
+/// Fields that hold a secret in any object: a repository's clone token; a notification's
+/// (`notify_ctls`) chat-bot hook address, whose key is in the URL (`hook_address`, and the
+/// older `weChat_webHook`, `dingding_webhook`, `feishu_webhook`), and its webhook's `token`.
+const ALWAYS_SECRET: [&str; 6] = [
+    "oauth_token",
+    "hook_address",
+    "weChat_webHook",
+    "dingding_webhook",
+    "feishu_webhook",
+    "token",
+];
 
 /// Fields that may hold a URL with a password (`https://user:token@host/…`): such a URL is a
 /// secret, shown with its password masked.

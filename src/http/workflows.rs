@@ -214,6 +214,8 @@ pub struct WorkflowDetail {
     #[schema(value_type = Vec<Object>)]
     pub params: Vec<Value>,
     pub stages: Vec<StageView>,
+    /// Notification settings; hook addresses and webhook tokens show as `********` (sent
+    /// back so, they keep their stored values).
     #[schema(value_type = Vec<Object>)]
     pub notify_ctls: Vec<Value>,
     #[schema(value_type = Vec<Object>)]
@@ -248,7 +250,7 @@ fn stage_view(s: Stage) -> StageView {
 }
 
 /// A workflow's definition (seed 002 "Get Workflow Details"; spec §2.2); credential values
-/// (`is_credential`) show as `********`.
+/// (`is_credential`) and notification hook addresses and tokens show as `********`.
 #[utoipa::path(get, path = "/openapi/workflows/custom/{workflowKey}/detail", tag = "workflows",
     params(WorkflowKeyPath, ProjectKey),
     responses((status = 200, body = WorkflowDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -272,7 +274,7 @@ async fn workflow_detail(
         update_time: wf.update_time,
         params: wf.params.into_iter().map(masking::masked).collect(),
         stages: wf.stages.into_iter().map(stage_view).collect(),
-        notify_ctls: wf.notify_ctls,
+        notify_ctls: wf.notify_ctls.into_iter().map(masking::masked).collect(),
         share_storages: wf.share_storages,
         concurrency_limit: wf.concurrency_limit,
     }))

@@ -23,6 +23,10 @@ pub(super) const MARKERS: &str = "secret_migrations";
 const CHECK: &str = "zadig-server credential variables";
 /// Documents read at a time by the migration.
 const PAGE: u64 = 200;
+/// What the secret walk covers, numbered: a collection whose marker records an older
+/// generation is migrated again, sealing what the walk has since learned to find (2:
+/// notification hook addresses and webhook tokens). A marker without one is generation 1.
+const GENERATION: i64 = 2;
 
 /// Marks, in a document about to be sealed, the values that are credentials without saying so
 /// themselves (`"is_credential": true`), so that they are sealed too. A collection registers it
@@ -162,7 +166,7 @@ impl SecretBox {
     }
 
     /// With the key loaded: check the markers' values, and migrate the collections that have
-    /// none yet. How many values it encrypted.
+    /// none yet, or one of an older [`GENERATION`]. How many values it encrypted.
     pub(super) async fn init_vars(
         &self,
         backend: &dyn Backend,
@@ -178,25 +182,36 @@ impl SecretBox {
                     key_file.display()
                 )
             };
-            if let Some(m) = markers
+            let found = markers
                 .find_one(&Filter::id(&id))
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot read {MARKERS}: {e}"))?
-            {
+                .map_err(|e| anyhow::anyhow!("cannot read {MARKERS}: {e}"))?;
+            if let Some(m) = &found {
                 let check = m.get("check").and_then(Value::as_str).unwrap_or_default();
                 match self.open(check) {
-                    Ok(plain) if plain == CHECK => continue,
+                    Ok(plain) if plain == CHECK => {}
                     Ok(_) => return Err(cannot(&"the check value of its marker is not ours")),
                     Err(e) => return Err(cannot(&e)),
+                }
+                if m.get("generation").and_then(Value::as_i64).unwrap_or(1) >= GENERATION {
+                    continue;
                 }
             }
             let coll = backend.collection(&c);
             migrated += self.migrate_vars(coll.as_ref(), &c, mark, key_file).await?;
             let mut marker = Doc::new();
-            marker.insert("id".into(), Value::String(id));
+            marker.insert("id".into(), Value::String(id.clone()));
             marker.insert("collection".into(), Value::String(c.clone()));
             marker.insert("check".into(), Value::String(self.seal(CHECK)?));
-            match markers.insert(marker).await {
+            marker.insert("generation".into(), Value::from(GENERATION));
+            let written = match found {
+                Some(_) => markers
+                    .replace_one(&Filter::id(&id), marker)
+                    .await
+                    .map(drop),
+                None => markers.insert(marker).await,
+            };
+            match written {
                 // Another replica migrated at the same time; its marker stands.
                 Ok(()) | Err(StoreError::Duplicate(_)) => {}
                 Err(e) => return Err(anyhow::anyhow!("cannot write {MARKERS}: {e}")),

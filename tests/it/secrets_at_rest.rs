@@ -595,6 +595,92 @@ async fn credential_variables_are_encrypted_at_rest(kind: Kind) {
 }
 kind_test!(credential_variables_are_encrypted_at_rest);
 
+/// A workflow's notification settings hold secrets — a chat bot's hook address (its key is in
+/// the URL) and a webhook's token —: masked in the definition, kept when the masks are sent
+/// back, stored encrypted; a collection migrated by an earlier version (whose marker records
+/// no generation) is migrated again at start, sealing them in its old documents.
+async fn notification_hooks_are_secrets(kind: Kind) {
+    let root = tempfile::tempdir().unwrap();
+    let Some(app) = start_in(kind, &lax_data_dir(root.path())).await else {
+        return;
+    };
+    let (hook, token, legacy) = (marker("hook"), marker("token"), marker("legacy"));
+    let ctls = json!([
+        {"enabled": true, "webhook_type": "wechat", "notify_type": ["failed"],
+         "wechat_notification_config": {"hook_address": format!("https://qyapi.example.com/send?key={hook}"), "at_users": ["a"]}},
+        {"enabled": true, "webhook_type": "webhook", "notify_type": ["passed"],
+         "webhook_notification_config": {"address": "https://hooks.example.com/zadig", "token": token}},
+        {"enabled": true, "webhook_type": "wechat", "weChat_webHook": legacy, "notify_type": ["created"]}]);
+    let mut wf = crate::workflows::echo_workflow("wf", "p");
+    wf["notify_ctls"] = ctls.clone();
+    app.post("/api/aslan/workflow/v4", wf.clone())
+        .await
+        .expect(200);
+
+    let detail = app
+        .get("/openapi/workflows/custom/wf/detail?projectKey=p")
+        .await;
+    let shown = detail.expect(200)["notify_ctls"].clone();
+    for m in [&hook, &token, &legacy] {
+        assert!(!detail.text.contains(m.as_str()), "{}", detail.text);
+    }
+    assert_eq!(
+        shown[0]["wechat_notification_config"]["hook_address"],
+        "********"
+    );
+    assert_eq!(
+        shown[1]["webhook_notification_config"],
+        json!({"address": "https://hooks.example.com/zadig", "token": "********"})
+    );
+    assert_eq!(shown[2]["weChat_webHook"], "********");
+    // The definition sent back as shown keeps the stored secrets.
+    wf["notify_ctls"] = shown;
+    app.put("/api/aslan/workflow/v4/wf?projectName=p", wf)
+        .await
+        .expect(200);
+    let st = app.state();
+    assert_eq!(
+        st.workflows.get("wf").await.unwrap().unwrap().notify_ctls,
+        ctls.as_array().unwrap().clone()
+    );
+    let raw = stored_doc(&app, "workflows", Filter::eq("name", "wf")).await;
+    let sealed = raw["notify_ctls"][1]["webhook_notification_config"]["token"]
+        .as_str()
+        .unwrap();
+    assert!(sealed.starts_with("enc:v1:"), "{sealed}");
+
+    // An earlier version's plain document, in a collection it marked migrated (generation 1).
+    let mut old = to_doc(&st.workflows.get("wf").await.unwrap().unwrap()).unwrap();
+    old.insert("id".into(), json!("65f00000000000000000000b"));
+    old.insert("name".into(), json!("old"));
+    let b = app.backend.clone();
+    b.collection("workflows").insert(old).await.unwrap();
+    let markers = b.collection("secret_migrations");
+    let mut m = markers
+        .find_one(&Filter::id("vars:workflows"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.remove("generation"), Some(json!(2)));
+    markers
+        .replace_one(&Filter::id("vars:workflows"), m)
+        .await
+        .unwrap();
+    let app = app.restart().await;
+    let raw = stored_doc(&app, "workflows", Filter::id("65f00000000000000000000b")).await;
+    let sealed = raw["notify_ctls"][2]["weChat_webHook"].as_str().unwrap();
+    assert!(
+        sealed.starts_with("enc:v1:") && !sealed.contains(legacy.as_str()),
+        "{sealed}"
+    );
+    let old = app.state().workflows.get("old").await.unwrap().unwrap();
+    assert_eq!(old.notify_ctls[2]["weChat_webHook"], legacy.as_str());
+    let m = stored_doc(&app, "secret_migrations", Filter::id("vars:workflows")).await;
+    assert_eq!(m["generation"], 2);
+    app.stop().await;
+}
+kind_test!(notification_hooks_are_secrets);
+
 /// Start a server on `config` (no test harness), returning the start error if any.
 async fn try_start(config: &Config) -> Result<(), String> {
     let backend = zadig_server::store::open(config)

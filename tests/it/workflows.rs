@@ -149,7 +149,9 @@ backend_test! {
             assert_eq!(d["stages"][1]["jobs"][k]["type"], body["stages"][1]["jobs"][k]["type"]);
         }
         assert_eq!(d["stages"][0]["parallel"], true);
-        assert_eq!(d["notify_ctls"], body["notify_ctls"]);
+        let mut shown = body["notify_ctls"].clone();
+        shown[0]["weChat_webHook"] = json!("********");
+        assert_eq!(d["notify_ctls"], shown, "a chat bot's hook address is a secret");
         assert_eq!(d["share_storages"], body["share_storages"]);
         assert_eq!(d["concurrency_limit"], -1);
         // Params in the seed's detail shape.
@@ -160,6 +162,7 @@ backend_test! {
         let stored = app.state().workflows.get("Custom-1").await.unwrap().unwrap();
         assert_eq!(stored.extra["x_top_level"], json!({"kept": true}));
         assert_eq!(stored.category, "release");
+        assert_eq!(Value::Array(stored.notify_ctls), body["notify_ctls"]);
         app.stop().await;
     }
 }
