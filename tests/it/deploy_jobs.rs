@@ -170,6 +170,11 @@ backend_test! {
             "container": "web", "origin": "nginx:1.25", "image": "nginx:1.27"}]));
         assert_eq!(j["spec"]["service_and_images"][0]["image"], "nginx:1.27");
         assert_eq!(j["spec"]["variable_kvs"], json!([]), "images alone deploy no value");
+        // The service's YAML as applied: both workloads, the new image.
+        let yaml = j["spec"]["yaml_content"].as_str().unwrap();
+        for part in ["kind: Deployment", "kind: StatefulSet", "image: nginx:1.27", "image: redis:7.2"] {
+            assert!(yaml.contains(part), "yaml_content lacks {part:?}: {yaml}");
+        }
         // The environment records the image, and the rollout has really finished.
         let env = app.get("/openapi/environments/dev?projectKey=demo").await;
         let env = env.expect(200);

@@ -16,6 +16,7 @@ use super::super::kube::Kinds;
 use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
+use super::live::applied_yaml;
 use super::variables::{Revision, over, reapply};
 use super::workload::restart_in;
 use super::{may_change, save};
@@ -105,6 +106,8 @@ pub struct Deployed {
     pub changes: Vec<ImageChange>,
     /// The variable values deployed ([`Rerender::vars`] less those bound to a global).
     pub values: Vec<RenderVariableKV>,
+    /// The service's YAML as now applied (empty for a restart).
+    pub yaml: String,
 }
 
 /// The environment `env_key` of `project` (any production flag, as Zadig's deploy job);
@@ -210,6 +213,12 @@ pub async fn deploy_images(
                 .unwrap_or_default();
         }
     }
+    let yaml = match env.service(service) {
+        Some(s) => {
+            applied_yaml(&env, s).map_err(|e| format!("get current service yaml error: {e}"))?
+        }
+        None => String::new(),
+    };
     let namespace = env.namespace.clone();
     let done = Deployed {
         cc,
@@ -217,6 +226,7 @@ pub async fn deploy_images(
         workloads,
         changes,
         values,
+        yaml,
     };
     stored(state, env, caller, done).await
 }
@@ -241,6 +251,7 @@ pub async fn restart_for_job(
         workloads,
         changes: Vec::new(),
         values: Vec::new(),
+        yaml: String::new(),
     };
     stored(state, env, caller, done).await
 }

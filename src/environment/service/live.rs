@@ -109,6 +109,15 @@ pub async fn service_yaml(
     validate::name("serviceName", service)?;
     let env = load(state, project, env_key, production).await?;
     let svc = service_of(&env, service, GET_SERVICE)?;
+    applied_yaml(&env, svc).map_err(ApiError::internal)
+}
+
+/// The objects of `svc` as they are applied in `env` (decorated with its labels, images and
+/// overrides), as YAML documents separated by `---`.
+pub(super) fn applied_yaml(
+    env: &Environment,
+    svc: &EnvService,
+) -> Result<String, serde_yaml_ng::Error> {
     let mut docs = Vec::new();
     for mut o in svc.objects() {
         let namespaced = svc
@@ -121,13 +130,13 @@ pub async fn service_yaml(
             .is_none_or(|r| r.namespaced);
         rules::decorate(
             &mut o,
-            &env,
-            service,
+            env,
+            &svc.service_name,
             namespaced,
             &svc.containers,
             &svc.overrides,
         );
-        docs.push(serde_yaml_ng::to_string(&o).map_err(ApiError::internal)?);
+        docs.push(serde_yaml_ng::to_string(&o)?);
     }
     Ok(docs.join("---\n"))
 }

@@ -199,6 +199,7 @@ impl JobKind for Deploy {
             "value_merge_strategy",
             "deploy_type",
             "replace_resources",
+            "yaml_content",
         ];
         let mut m = task_view::pick(&job.spec, VIEW_KEYS);
         // A job task whose spec is malformed failed naming the field when it ran; its view
@@ -298,9 +299,12 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     )
     .await;
     end.record = record;
-    // The values deployed, none for images alone (Zadig keeps only those on the task).
+    // The values deployed, none for images alone (Zadig keeps only those on the task), and
+    // the service's YAML as now applied.
     end.record
         .insert("variable_kvs".into(), json!(deployed.values));
+    end.record
+        .insert("yaml_content".into(), json!(deployed.yaml));
     for (module, image) in &plan.images {
         end.outputs
             .insert(module_output(module, "IMAGE"), image.clone());
