@@ -271,6 +271,17 @@ pub async fn patch_strategic(
     r: &ResourceRef,
     body: &Value,
 ) -> ApiResult<()> {
+    patch(cc, ns, r, &Patch::Strategic(body)).await
+}
+
+/// Patch the object with `body` (strategic-merge, JSON merge or JSON patch), with our field
+/// manager.
+pub async fn patch<P: serde::Serialize + std::fmt::Debug>(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    body: &Patch<P>,
+) -> ApiResult<()> {
     let api = api_of(cc, &resource_of(r), r.namespaced, ns);
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -278,7 +289,7 @@ pub async fn patch_strategic(
     };
     cc.call(
         &format!("patching {} {:?}", r.kind, r.name),
-        api.patch(&r.name, &pp, &Patch::Strategic(body)),
+        api.patch(&r.name, &pp, body),
     )
     .await
     .map(|_| ())

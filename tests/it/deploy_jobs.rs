@@ -300,6 +300,74 @@ backend_test! {
 }
 
 backend_test! {
+    /// `k8s-resource-patch` renders each item's patch with its parameters (execute inputs
+    /// choose the items and set values) and sends it with its strategy; an item that fails
+    /// records its error and fails the job, the others are still patched.
+    async fn k8s_resource_patch_patches_objects_of_the_namespace(app) {
+        let Some((emu, cluster)) = running_env(&app).await else { return };
+        let item = |kind: &str, name: &str, strategy: &str, content: &str, params: Value| json!({
+            "resource_name": name, "resource_kind": kind, "resource_group": "apps", "resource_version": "v1",
+            "patch_strategy": strategy, "patch_content": content, "params": params});
+        let items = json!([
+            item("Deployment", "web", "merge", "metadata:\n  annotations:\n    team: '{{.team}}'\n",
+                json!([{"name": "team", "value": "blue"}])),
+            item("StatefulSet", "cache", "json", r#"[{"op": "add", "path": "/metadata/labels/tier", "value": "{{.tier}}"}]"#,
+                json!([{"name": "tier", "value": "cache"}])),
+            item("Deployment", "web", "strategic-merge",
+                "spec:\n  template:\n    metadata:\n      annotations:\n        token: '{{.token}}'\n",
+                json!([{"name": "token", "value": "s3cr3t-value", "is_credential": true}])),
+            item("Deployment", "ghost", "merge", "metadata:\n  labels:\n    a: b\n", json!([]))]);
+        let job_def = |items: Value| json!({"name": "patch", "type": "k8s-resource-patch", "spec": {
+            "cluster_id": cluster, "namespace": "demo-dev", "patch_items": items}});
+        // A strategy Zadig does not have is refused with the workflow.
+        let mut bad = items.clone();
+        bad[1]["patch_strategy"] = json!("replace");
+        app.post("/openapi/workflows/custom", json!({"name": "bad", "display_name": "bad", "project": "demo",
+            "stages": [{"name": "s", "jobs": [job_def(bad)]}]})).await.expect_error(400, "patch_items[1].patch_strategy");
+        workflow(&app, "patch", vec![("patch", vec![job_def(items)])]).await;
+
+        // Inputs choose the items and set their values: unknown ones are refused.
+        let target = |kind: &str, name: &str, inputs: Value| json!({"resource_name": name, "resource_kind": kind,
+            "resource_group": "apps", "resource_version": "v1", "inputs": inputs});
+        let run = |targets: Value| app.post("/openapi/workflows/custom/task", json!({"project_key": "demo",
+            "workflow_key": "patch", "inputs": [{"job_name": "patch", "job_type": "k8s-resource-patch",
+            "parameters": {"target_list": targets}}]}));
+        run(json!([target("Deployment", "nope", json!([]))])).await.expect_error(400, "target_list[0]");
+        run(json!([target("Deployment", "web", json!([{"key": "colour", "value": "x"}]))])).await
+            .expect_error(400, "target_list[0].inputs[0].key");
+        let id = run(json!([target("Deployment", "web", json!([{"key": "team", "value": "red"}])),
+            target("StatefulSet", "cache", json!([]))])).await.expect(200)["task_id"].as_i64().unwrap();
+        let d = ended(&app, "patch", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let web = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(web["metadata"]["annotations"]["team"], "red");
+        let cache = emu.object("StatefulSet", "demo-dev", "cache").await.unwrap();
+        assert_eq!(cache["metadata"]["labels"]["tier"], "cache");
+        let j = &d["stages"][0]["jobs"][0];
+        assert_eq!(j["spec"]["patch_items"].as_array().unwrap().len(), 2, "{j}");
+        assert_eq!(j["spec"]["patch_items"][0]["error"], "");
+
+        // No inputs: every item; the missing object fails the job, the others are patched,
+        // and the credential shows nowhere.
+        let id = execute(&app, "patch", json!([{"job_name": "patch", "job_type": "k8s-resource-patch", "parameters": {}}])).await;
+        let d = ended(&app, "patch", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let j = &d["stages"][0]["jobs"][0];
+        assert!(j["error"].as_str().unwrap().contains("1 of 4 items failed"), "{j}");
+        assert!(j["spec"]["patch_items"][3]["error"].as_str().unwrap().contains("patch resource error"), "{j}");
+        let web = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(web["spec"]["template"]["metadata"]["annotations"]["token"], "s3cr3t-value");
+        assert_eq!(web["metadata"]["annotations"]["team"], "blue");
+        let text = log(&app, "patch", id, j["name"].as_str().unwrap()).await;
+        assert!(text.contains("patched Deployment web (apps/v1) in namespace demo-dev"), "{text}");
+        for shown in [d.to_string(), text] {
+            assert!(!shown.contains("s3cr3t-value"), "{shown}");
+        }
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn an_image_that_cannot_be_pulled_fails_naming_the_workload(app) {
         let Some((_emu, _)) = running_env(&app).await else { return }; // the cluster stays up
         workflow(&app, "bad", vec![("deploy", vec![deploy_job("deploy",
@@ -371,14 +439,18 @@ backend_test! {
             "stages": [{"name": "deploy", "parallel": true, "jobs": [
                 deploy_job("deploy", json!({"env": "dev", "deploy_contents": ["image"]})),
                 {"name": "custom", "type": "custom-deploy", "spec": {"namespace": "demo-dev", "cluster_id": cluster,
-                    "targets": []}}]}]});
+                    "targets": []}},
+                {"name": "patch", "type": "k8s-resource-patch", "spec": {"namespace": "demo-dev", "cluster_id": cluster,
+                    "patch_items": [{"resource_name": "web", "resource_kind": "Deployment", "resource_group": "apps",
+                        "resource_version": "v1", "patch_strategy": "merge", "patch_content": "spec:\n  replicas: 5\n"}]}}]}]});
         app.call(reqwest::Method::POST, "/openapi/workflows/custom", Some(&dave), Some(wf)).await.expect(200);
         let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
             Some(json!({"project_key": "demo", "workflow_key": "daves", "parameters": [],
                 "inputs": [deploy_input("deploy", "nginx:1.99")[0].clone(),
                     {"job_name": "custom", "job_type": "custom-deploy", "parameters": {"target_list": [
                         {"workload_type": "Deployment", "workload_name": "web", "container_name": "web",
-                            "image_name": "nginx:1.99"}]}}]}))).await;
+                            "image_name": "nginx:1.99"}]}},
+                    {"job_name": "patch", "job_type": "k8s-resource-patch", "parameters": {}}]}))).await;
         let id = r.expect(200)["task_id"].as_i64().unwrap();
         let d = ended(&app, "daves", id).await;
         assert_eq!(d["status"], "failed", "{d}");
@@ -386,7 +458,11 @@ backend_test! {
         assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
         let e = job(&d, 0, "custom")["error"].as_str().unwrap().to_string();
         assert!(e.contains("user dave may not deploy into namespace demo-dev"), "{e}: {d}");
+        let e = job(&d, 0, "patch")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy into namespace demo-dev"), "{e}: {d}");
         assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
+        let web = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(web["spec"]["replicas"], 1, "not patched");
         app.stop().await;
     }
 }

@@ -226,7 +226,7 @@ fn target_of(spec: &CustomDeploySpec) -> Result<Target<'_>, String> {
 
 /// The client of cluster `cluster_id`, once the task's creator is known to be allowed to
 /// deploy into `ns` there.
-async fn allowed_client(
+pub(super) async fn allowed_client(
     state: &AppState,
     job: &ServerJob<'_>,
     cluster_id: &str,

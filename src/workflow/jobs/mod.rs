@@ -35,6 +35,7 @@ pub mod distribute_image;
 pub mod external;
 pub mod freestyle;
 pub mod plugin;
+pub mod resource_patch;
 pub mod restart;
 pub mod rollout;
 pub mod sql;
@@ -81,7 +82,7 @@ job_types! {
     K8sCanaryRelease = "k8s-canary-release" => &external::Missing { what: "canary deployments" },
     K8sGrayRelease = "k8s-gray-release" => &external::Missing { what: "gray releases" },
     K8sGrayRollback = "k8s-gray-rollback" => &external::Missing { what: "gray releases" },
-    K8sResourcePatch = "k8s-resource-patch" => &external::Missing { what: "Kubernetes resource patches" },
+    K8sResourcePatch = "k8s-resource-patch" => &resource_patch::ResourcePatch,
     IstioRelease = "istio-release" => &external::Missing { what: "Istio releases" },
     IstioRollback = "istio-rollback" => &external::Missing { what: "Istio releases" },
     UpdateEnvIstioConfig = "update-env-istio-config" => &external::Missing { what: "Istio configurations of environments" },
