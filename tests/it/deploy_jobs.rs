@@ -368,6 +368,35 @@ backend_test! {
 }
 
 backend_test! {
+    /// `offline-service` takes services out of the environment (objects deleted, the services
+    /// forgotten, as E8); a service the environment lacks fails the job, the others go.
+    async fn offline_service_removes_services_from_the_environment(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        let offline = |services: Value| json!({"name": "offline", "type": "offline-service", "spec": {
+            "env_type": "zadig", "env_name": "dev", "services": services}});
+        app.post("/openapi/workflows/custom", json!({"name": "bad", "display_name": "bad", "project": "demo",
+            "stages": [{"name": "s", "jobs": [{"name": "o", "type": "offline-service", "spec": {"env_type": "vm"}}]}]}))
+            .await.expect_error(400, "env_type");
+        workflow(&app, "offline", vec![("offline", vec![offline(json!(["ghost", "shop"]))])]).await;
+        let id = execute(&app, "offline", json!([{"job_name": "offline", "job_type": "offline-service", "parameters": {}}])).await;
+        let d = ended(&app, "offline", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let j = &d["stages"][0]["jobs"][0];
+        assert_eq!(j["error"], "offline some services failed: ghost");
+        let events = &j["spec"]["service_events"];
+        assert_eq!((&events[0]["status"], &events[1]["status"]), (&json!("failed"), &json!("passed")), "{events}");
+        assert!(events[0]["error"].as_str().unwrap().contains("service ghost not found in env demo/dev"), "{events}");
+        assert!(emu.object("Deployment", "demo-dev", "web").await.is_none());
+        assert!(emu.object("StatefulSet", "demo-dev", "cache").await.is_none());
+        let env = app.get("/openapi/environments/dev?projectKey=demo").await;
+        assert_eq!(env.expect(200)["services"], json!([]));
+        let text = log(&app, "offline", id, j["name"].as_str().unwrap()).await;
+        assert!(text.contains("service shop taken offline from env dev (namespace demo-dev)"), "{text}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn an_image_that_cannot_be_pulled_fails_naming_the_workload(app) {
         let Some((_emu, _)) = running_env(&app).await else { return }; // the cluster stays up
         workflow(&app, "bad", vec![("deploy", vec![deploy_job("deploy",
@@ -442,7 +471,8 @@ backend_test! {
                     "targets": []}},
                 {"name": "patch", "type": "k8s-resource-patch", "spec": {"namespace": "demo-dev", "cluster_id": cluster,
                     "patch_items": [{"resource_name": "web", "resource_kind": "Deployment", "resource_group": "apps",
-                        "resource_version": "v1", "patch_strategy": "merge", "patch_content": "spec:\n  replicas: 5\n"}]}}]}]});
+                        "resource_version": "v1", "patch_strategy": "merge", "patch_content": "spec:\n  replicas: 5\n"}]}},
+                {"name": "offline", "type": "offline-service", "spec": {"env_name": "dev", "services": ["shop"]}}]}]});
         app.call(reqwest::Method::POST, "/openapi/workflows/custom", Some(&dave), Some(wf)).await.expect(200);
         let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
             Some(json!({"project_key": "demo", "workflow_key": "daves", "parameters": [],
@@ -450,7 +480,8 @@ backend_test! {
                     {"job_name": "custom", "job_type": "custom-deploy", "parameters": {"target_list": [
                         {"workload_type": "Deployment", "workload_name": "web", "container_name": "web",
                             "image_name": "nginx:1.99"}]}},
-                    {"job_name": "patch", "job_type": "k8s-resource-patch", "parameters": {}}]}))).await;
+                    {"job_name": "patch", "job_type": "k8s-resource-patch", "parameters": {}},
+                    {"job_name": "offline", "job_type": "offline-service", "parameters": {}}]}))).await;
         let id = r.expect(200)["task_id"].as_i64().unwrap();
         let d = ended(&app, "daves", id).await;
         assert_eq!(d["status"], "failed", "{d}");
@@ -463,6 +494,9 @@ backend_test! {
         assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
         let web = emu.object("Deployment", "demo-dev", "web").await.unwrap();
         assert_eq!(web["spec"]["replicas"], 1, "not patched");
+        let e = job(&d, 0, "offline")["spec"]["service_events"][0]["error"].as_str().unwrap().to_string();
+        assert!(e.contains("dave"), "{e}: {d}");
+        assert!(emu.object("StatefulSet", "demo-dev", "cache").await.is_some(), "not taken offline");
         app.stop().await;
     }
 }

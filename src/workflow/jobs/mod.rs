@@ -34,6 +34,7 @@ pub mod deploy_common;
 pub mod distribute_image;
 pub mod external;
 pub mod freestyle;
+pub mod offline_service;
 pub mod plugin;
 pub mod resource_patch;
 pub mod restart;
@@ -96,7 +97,7 @@ job_types! {
     Jenkins = "jenkins" => &external::Needs { integration: "jenkins" },
     MeegoTransition = "meego-transition" => &external::Needs { integration: "meego" },
     WorkflowTrigger = "workflow-trigger" => &external::Needs { integration: "workflow-trigger" },
-    OfflineService = "offline-service" => &external::Missing { what: "taking services offline" },
+    OfflineService = "offline-service" => &offline_service::OfflineService,
     MseGrayRelease = "mse-gray-release" => &external::Missing { what: "MSE gray releases" },
     MseGrayOffline = "mse-gray-offline" => &external::Missing { what: "MSE gray releases" },
     GuanceyunCheck = "guanceyun-check" => &external::Needs { integration: "guanceyun" },
