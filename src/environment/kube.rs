@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
@@ -238,21 +239,38 @@ fn immutable(e: &ApiError) -> bool {
 /// How often a deleted Job is looked for until it is gone.
 const GONE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Delete Job `r` (its pods after it), wait until it is gone — within the client's request
-/// timeout — and create it from `obj`.
-async fn recreate(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -> ApiResult<()> {
+/// Delete the object `r` and wait until it is gone, for `within` at most (then a 409 saying
+/// it is still there).
+pub async fn delete_and_wait(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    within: std::time::Duration,
+) -> ApiResult<()> {
     delete(cc, ns, r).await?;
-    let until = tokio::time::Instant::now() + cc.timeout;
+    let until = tokio::time::Instant::now() + within;
     while get(cc, ns, r).await?.is_some() {
         if tokio::time::Instant::now() >= until {
             return Err(ApiError::conflict(format!(
-                "Job {:?} was deleted to be created again with its new pod template, and is still there after {}s",
+                "{} {:?} was deleted and is still there after {}s",
+                r.kind,
                 r.name,
-                cc.timeout.as_secs()
+                within.as_secs()
             )));
         }
         tokio::time::sleep(GONE_POLL).await;
     }
+    Ok(())
+}
+
+/// Delete Job `r` (its pods after it), wait until it is gone — within the client's request
+/// timeout — and create it from `obj`.
+async fn recreate(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -> ApiResult<()> {
+    delete_and_wait(cc, ns, r, cc.timeout).await.map_err(|e| {
+        e.map_description(|d| {
+            format!("{d} (deleted to be created again with its new pod template)")
+        })
+    })?;
     server_side_apply(cc, ns, r, obj).await.map_err(|e| {
         e.map_description(|d| {
             format!(
@@ -339,6 +357,25 @@ pub async fn pods(
         .call(&format!("listing pods of namespace {ns:?}"), api.list(&lp))
         .await?
         .items)
+}
+
+/// The Deployments of namespace `ns`.
+pub async fn deployments(cc: &ClusterClient, ns: &str) -> ApiResult<Vec<Deployment>> {
+    let api: Api<Deployment> = Api::namespaced(cc.client.clone(), ns);
+    Ok(cc
+        .call(
+            &format!("listing deployments of namespace {ns:?}"),
+            api.list(&ListParams::default()),
+        )
+        .await?
+        .items)
+}
+
+/// The Service `name` in `ns`, if any.
+pub async fn service(cc: &ClusterClient, ns: &str, name: &str) -> ApiResult<Option<Service>> {
+    let api: Api<Service> = Api::namespaced(cc.client.clone(), ns);
+    cc.call_opt(&format!("reading service {name:?}"), api.get(name))
+        .await
 }
 
 /// The pod `name` in `ns`, if any.

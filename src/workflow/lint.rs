@@ -264,47 +264,42 @@ pub(crate) fn check_outputs<'a>(
     Ok(())
 }
 
-/// A `source: fromjob` job (or `env_source: fromjob`) must quote a job that ends before it
-/// starts: a job of an earlier stage, or an earlier job of the same serial stage (jobs of a
-/// parallel stage run at the same time).
+/// A job that quotes another (`source: fromjob`, a restart's `env_source: fromjob`, a canary
+/// release's `from_job`: [`crate::workflow::jobs::JobKind::quotes`]) must quote a job that
+/// ends before it starts: a job of an earlier stage, or an earlier job of the same serial stage
+/// (jobs of a parallel stage run at the same time).
 fn check_references(wf: &Workflow) -> ApiResult<()> {
-    // job name -> (stage index, position, stage parallel)
+    // job name -> (stage index, position)
     let mut at: HashMap<&str, (usize, usize)> = HashMap::new();
     for (i, s) in wf.stages.iter().enumerate() {
         for (j, job) in s.jobs.iter().enumerate() {
             at.insert(job.name.as_str(), (i, j));
         }
     }
-    // `source` quotes `job_name`; a restart job's `env_source` quotes `env_job_name`.
-    let quotes = [("source", "job_name"), ("env_source", "env_job_name")];
     for (i, s) in wf.stages.iter().enumerate() {
-        for ((j, job), (source, name)) in s
-            .jobs
-            .iter()
-            .enumerate()
-            .flat_map(|jj| quotes.map(|q| (jj, q)))
-        {
-            let quotes_env = source == "env_source";
-            if str_of(&job.spec, source) != "fromjob"
-                || (quotes_env && job.kind() != Some(JobType::Restart))
-            {
-                continue;
-            }
-            let field = format!("stages[{i}].jobs[{j}].spec.{name}");
-            let target = str_of(&job.spec, name);
-            if target.is_empty() {
-                return Err(bad(&field, format!("required when `{source}` is fromjob")));
-            }
-            let earlier = match at.get(target) {
-                Some(&(ti, _)) if ti < i => true,
-                Some(&(ti, tj)) => ti == i && tj < j && !s.parallel,
-                None => false,
-            };
-            if !earlier {
-                return Err(bad(
-                    &field,
-                    format!("can not quote job {target} in job {}", job.name),
-                ));
+        for (j, job) in s.jobs.iter().enumerate() {
+            let Some(kind) = job.kind() else { continue };
+            for q in kind.kind().quotes(&job.spec) {
+                let field = format!("stages[{i}].jobs[{j}].spec.{}", q.field);
+                let target = q.job.as_str();
+                if target.is_empty() {
+                    let why = match q.flag {
+                        Some(flag) => format!("required when `{flag}` is fromjob"),
+                        None => "is required".to_string(),
+                    };
+                    return Err(bad(&field, why));
+                }
+                let earlier = match at.get(target) {
+                    Some(&(ti, _)) if ti < i => true,
+                    Some(&(ti, tj)) => ti == i && tj < j && !s.parallel,
+                    None => false,
+                };
+                if !earlier {
+                    return Err(bad(
+                        &field,
+                        format!("can not quote job {target} in job {}", job.name),
+                    ));
+                }
             }
         }
     }

@@ -397,6 +397,61 @@ backend_test! {
 }
 
 backend_test! {
+    /// `k8s-canary-deploy` copies the Deployment behind a Service as `<name>-zadig-canary`
+    /// with the new image; `k8s-canary-release` deletes the canary and sets the image on the
+    /// Deployment.
+    async fn canary_deploy_and_release(app) {
+        let Some((emu, cluster)) = running_env(&app).await else { return };
+        let deploy = |name: &str, service: &str, percentage: i64| json!({"name": name, "type": "k8s-canary-deploy", "spec": {
+            "cluster_id": cluster, "namespace": "demo-dev", "targets": [{"k8s_service_name": service,
+                "container_name": "web", "image": "nginx:1.27", "canary_percentage": percentage}]}});
+        let release = |from: &str| json!({"name": "release", "type": "k8s-canary-release", "spec": {"from_job": from}});
+        let save = |name: &str, stages: Value| app.post("/openapi/workflows/custom", json!({"name": name,
+            "display_name": name, "project": "demo", "concurrency_limit": -1, "stages": stages}));
+        save("bad", json!([{"name": "a", "jobs": [deploy("canary", "web", 0)]}])).await
+            .expect_error(400, "targets[0].canary_percentage");
+        save("bad", json!([{"name": "a", "jobs": [release("")]}])).await.expect_error(400, "from_job");
+        save("bad", json!([{"name": "a", "jobs": [release("canary")]}, {"name": "b", "jobs": [deploy("canary", "web", 50)]}]))
+            .await.expect_error(400, "can not quote job canary");
+        workflow(&app, "canary", vec![("canary", vec![deploy("canary", "web", 50)]), ("release", vec![release("canary")])]).await;
+        let input = |image: &str| json!({"job_name": "canary", "job_type": "k8s-canary-deploy",
+            "parameters": {"service_list": [{"service_name": "web", "image_name": image}]}});
+        let r = app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "canary",
+            "inputs": [{"job_name": "canary", "job_type": "k8s-canary-deploy",
+                "parameters": {"service_list": [{"service_name": "ghost", "image_name": "x"}]}}]})).await;
+        r.expect_error(400, "service_list[0].service_name");
+        let id = execute(&app, "canary", json!([input("nginx:1.28"),
+            {"job_name": "release", "job_type": "k8s-canary-release", "parameters": {}}])).await;
+        let d = ended(&app, "canary", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let c = job(&d, 0, "canary");
+        assert_eq!((&c["spec"]["canary_workload_name"], &c["spec"]["canary_replica"], &c["spec"]["workload_name"]),
+            (&json!("web-zadig-canary"), &json!(1), &json!("web")), "{c}");
+        assert_eq!(c["spec"]["image"], "nginx:1.28");
+        let text = log(&app, "canary", id, c["name"].as_str().unwrap()).await;
+        assert!(text.contains("canary deployment: web-zadig-canary created (1 of 1 replicas, image nginx:1.28)"), "{text}");
+        assert_eq!(job(&d, 1, "release")["spec"]["workload_name"], "web");
+        assert!(emu.object("Deployment", "demo-dev", "web-zadig-canary").await.is_none(), "released");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.28");
+
+        // A canary alone stays until released; a second one is refused.
+        workflow(&app, "canary-only", vec![("canary", vec![deploy("canary", "web", 50)])]).await;
+        let id = execute(&app, "canary-only", json!([input("nginx:1.29")])).await;
+        assert_eq!(ended(&app, "canary-only", id).await["status"], "passed");
+        let canary = emu.object("Deployment", "demo-dev", "web-zadig-canary").await.unwrap();
+        assert_eq!(canary["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.29");
+        assert_eq!(canary["spec"]["template"]["metadata"]["labels"]["app"], "web", "the Service routes to it");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.28");
+        let id = execute(&app, "canary-only", json!([input("nginx:1.30")])).await;
+        let d = ended(&app, "canary-only", id).await;
+        assert_eq!(d["status"], "failed");
+        let e = job(&d, 0, "canary")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("canary deployment web-zadig-canary already exists"), "{e}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn an_image_that_cannot_be_pulled_fails_naming_the_workload(app) {
         let Some((_emu, _)) = running_env(&app).await else { return }; // the cluster stays up
         workflow(&app, "bad", vec![("deploy", vec![deploy_job("deploy",

@@ -176,7 +176,7 @@ fn workload_ref(kind: &str, name: &str) -> Option<ResourceRef> {
 }
 
 /// `{"spec": {"template": {"spec": {"<key>": [{name, image}]}}}}` for the pod spec at `ptr`.
-fn image_patch(ptr: &str, key: &str, container: &str, image: &str) -> Value {
+pub(super) fn image_patch(ptr: &str, key: &str, container: &str, image: &str) -> Value {
     let mut v = json!({ key: [{"name": container, "image": image}] });
     for seg in ptr.split('/').filter(|s| !s.is_empty()).rev() {
         v = json!({ seg: v });

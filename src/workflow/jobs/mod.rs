@@ -28,6 +28,7 @@ use crate::workflow::task::JobTask;
 
 pub mod approval;
 pub mod build;
+pub mod canary;
 pub mod custom_deploy;
 pub mod deploy;
 pub mod deploy_common;
@@ -79,8 +80,8 @@ job_types! {
     Plugin = "plugin" => &plugin::Plugin,
     K8sBlueGreenDeploy = "k8s-blue-green-deploy" => &external::Missing { what: "blue-green deployments" },
     K8sBlueGreenRelease = "k8s-blue-green-release" => &external::Missing { what: "blue-green deployments" },
-    K8sCanaryDeploy = "k8s-canary-deploy" => &external::Missing { what: "canary deployments" },
-    K8sCanaryRelease = "k8s-canary-release" => &external::Missing { what: "canary deployments" },
+    K8sCanaryDeploy = "k8s-canary-deploy" => &canary::Canary { release: false },
+    K8sCanaryRelease = "k8s-canary-release" => &canary::Canary { release: true },
     K8sGrayRelease = "k8s-gray-release" => &external::Missing { what: "gray releases" },
     K8sGrayRollback = "k8s-gray-rollback" => &external::Missing { what: "gray releases" },
     K8sResourcePatch = "k8s-resource-patch" => &resource_patch::ResourcePatch,
@@ -161,6 +162,26 @@ pub struct InputCx<'a> {
     pub registry: Option<String>,
 }
 
+/// A job quoted by another (see [`JobKind::quotes`]).
+pub struct Quote {
+    /// The spec field that names the quoted job.
+    pub field: &'static str,
+    /// The field whose value `fromjob` makes the quote (`None`: the quote is unconditional).
+    pub flag: Option<&'static str>,
+    pub job: String,
+}
+
+impl Quote {
+    /// The quote of field `field` when the spec's `flag` is `fromjob`.
+    pub fn when_from_job(spec: &Value, flag: &'static str, field: &'static str) -> Option<Self> {
+        (crate::workflow::model::str_of(spec, flag) == "fromjob").then(|| Self {
+            field,
+            flag: Some(flag),
+            job: crate::workflow::model::str_of(spec, field).to_string(),
+        })
+    }
+}
+
 /// What a job type does in each phase. Defaults are what a type with no rule of its own gets.
 #[async_trait::async_trait]
 pub trait JobKind: Sync {
@@ -200,6 +221,15 @@ pub trait JobKind: Sync {
         job: &Job,
     ) -> ApiResult<Vec<JobTask>> {
         Ok(vec![x.single(job)])
+    }
+
+    /// The jobs this one quotes, each `(field, job name)` — the field of the spec that names
+    /// it, and the one whose `fromjob` value makes it a quote (none: always) — which must end
+    /// before this one starts. By default `job_name` when `source` is `fromjob`.
+    fn quotes(&self, spec: &Value) -> Vec<Quote> {
+        Quote::when_from_job(spec, "source", "job_name")
+            .into_iter()
+            .collect()
     }
 
     /// The environment a deploy job deploys to (checked against a ticket's `envs`).

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::deploy_common::{creator_uid, deploy_env, env_of, project_timeout_secs, some_to_deploy};
 use super::rollout;
-use super::{JobKind, JobType, Runs, nullable, spec_of, typed};
+use super::{JobKind, JobType, Quote, Runs, nullable, spec_of, typed};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deployer, restart_for_job};
 use crate::error::ApiResult;
@@ -99,6 +99,17 @@ impl RestartSpec {
 
 #[async_trait::async_trait]
 impl JobKind for Restart {
+    /// `source: fromjob` quotes `job_name`; `env_source: fromjob` quotes `env_job_name`.
+    fn quotes(&self, spec: &Value) -> Vec<Quote> {
+        [
+            Quote::when_from_job(spec, "source", "job_name"),
+            Quote::when_from_job(spec, "env_source", "env_job_name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
         decode::<RestartSpec>(spec, field).map(drop)
     }
