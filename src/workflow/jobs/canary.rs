@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 
 use super::custom_deploy::{allowed_client, image_patch};
 use super::rollout;
-use super::{InputCx, JobKind, JobType, Quote, Runs, Spec, nullable, spec_of, stored, typed};
+use super::{
+    InputCx, JobKind, JobType, Quote, Runs, Spec, ended, nullable, spec_of, stored, task_spec,
+};
 use crate::cluster::client::ClusterClient;
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::kube as k;
@@ -224,23 +226,20 @@ impl JobKind for Canary {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        let spec: CanarySpec = match typed(job.spec) {
-            Ok(s) => s,
-            Err(e) => return JobEnd::failed(format!("canary job task {}: {e}", job.ctx.job_name)),
-        };
+        ended(self.canary(state, &job).await)
+    }
+}
+
+impl Canary {
+    async fn canary(&self, state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
+        let spec: CanarySpec = task_spec(job)?;
         let ns = spec.namespace.as_str();
-        let cc = match allowed_client(state, &job, &spec.cluster_id, ns).await {
-            Ok(c) => c,
-            Err(e) => return JobEnd::failed(e),
-        };
-        let live = match deployment_behind(&cc, ns, &spec.target.k8s_service_name).await {
-            Ok(d) => d,
-            Err(e) => return JobEnd::failed(e),
-        };
+        let cc = allowed_client(state, job, &spec.cluster_id, ns).await?;
+        let live = deployment_behind(&cc, ns, &spec.target.k8s_service_name).await?;
         if self.release {
-            release(state, &job, &cc, &spec, &live).await
+            release(state, job, &cc, &spec, &live).await
         } else {
-            deploy(state, &job, &cc, &spec.target, ns, live).await
+            deploy(state, job, &cc, &spec.target, ns, live).await
         }
     }
 }
@@ -324,7 +323,7 @@ async fn deploy(
     t: &Target,
     ns: &str,
     live: Value,
-) -> JobEnd {
+) -> Result<JobEnd, String> {
     let name = live
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -332,14 +331,13 @@ async fn deploy(
         .to_string();
     let canary = format!("{name}{CANARY_SUFFIX}");
     let canary_ref = deployment_ref(&canary);
-    match k::get(cc, ns, &canary_ref).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            return JobEnd::failed(format!(
-                "canary deployment {canary} already exists: release it (k8s-canary-release) or delete it first"
-            ));
-        }
-        Err(e) => return JobEnd::failed(format!("can't read {canary}: {}", e.description)),
+    let existing = k::get(cc, ns, &canary_ref)
+        .await
+        .map_err(|e| format!("can't read {canary}: {}", e.description))?;
+    if existing.is_some() {
+        return Err(format!(
+            "canary deployment {canary} already exists: release it (k8s-canary-release) or delete it first"
+        ));
     }
     let mut spec = live.get("spec").cloned().unwrap_or(json!({}));
     let Some(c) = spec
@@ -350,7 +348,7 @@ async fn deploy(
                 .find(|c| c.get("name").and_then(Value::as_str) == Some(&t.container_name))
         })
     else {
-        return JobEnd::failed(format!(
+        return Err(format!(
             "container {} not found in deployment {name}",
             t.container_name
         ));
@@ -372,12 +370,12 @@ async fn deploy(
         "the original image is: {}",
         origin.as_str().unwrap_or("")
     ));
-    if let Err(e) = k::apply(cc, ns, &canary_ref, &object).await {
-        return JobEnd::failed(format!(
+    k::apply(cc, ns, &canary_ref, &object).await.map_err(|e| {
+        format!(
             "create canary deployment: {canary} failed: {}",
             e.description
-        ));
-    }
+        )
+    })?;
     job.log.info(&format!(
         "canary deployment: {canary} created ({canary_replicas} of {replicas} replicas, image {})",
         t.image
@@ -390,7 +388,7 @@ async fn deploy(
         ("canary_workload_name".to_string(), json!(canary)),
         ("canary_replica".to_string(), json!(canary_replicas)),
     ]);
-    end
+    Ok(end)
 }
 
 /// Delete the canary of `live`, set the target's image on `live` and wait for its rollout.
@@ -400,7 +398,7 @@ async fn release(
     cc: &ClusterClient,
     spec: &CanarySpec,
     live: &Value,
-) -> JobEnd {
+) -> Result<JobEnd, String> {
     let (ns, t) = (spec.namespace.as_str(), &spec.target);
     let name = live
         .pointer("/metadata/name")
@@ -409,12 +407,9 @@ async fn release(
     let canary = format!("{name}{CANARY_SUFFIX}");
     let (deadline_ms, secs) = minutes(state, spec.release_timeout);
     let within = std::time::Duration::from_secs(secs.unsigned_abs());
-    if let Err(e) = k::delete_and_wait(cc, ns, &deployment_ref(&canary), within).await {
-        return JobEnd::failed(format!(
-            "delete canary deployment {canary} error: {}",
-            e.description
-        ));
-    }
+    k::delete_and_wait(cc, ns, &deployment_ref(&canary), within)
+        .await
+        .map_err(|e| format!("delete canary deployment {canary} error: {}", e.description))?;
     job.log
         .info(&format!("canary deployment: {canary} deleted"));
     let workload = deployment_ref(name);
@@ -424,12 +419,9 @@ async fn release(
         &t.container_name,
         &t.image,
     );
-    if let Err(e) = k::patch_strategic(cc, ns, &workload, &patch).await {
-        return JobEnd::failed(format!(
-            "update deployment: {name} image error: {}",
-            e.description
-        ));
-    }
+    k::patch_strategic(cc, ns, &workload, &patch)
+        .await
+        .map_err(|e| format!("update deployment: {name} image error: {}", e.description))?;
     job.log
         .info(&format!("updating deployment: {name} image to {}", t.image));
     let mut end = rollout::finish(
@@ -446,5 +438,5 @@ async fn release(
         ("workload_name".to_string(), json!(name)),
         ("canary_workload_name".to_string(), json!(canary)),
     ]);
-    end
+    Ok(end)
 }

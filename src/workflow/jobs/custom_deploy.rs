@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::rollout;
-use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
+use super::{InputCx, JobKind, JobType, Runs, Spec, ended, nullable, spec_of, stored, task_spec};
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
 use crate::engine::executor::{JobEnd, ServerJob};
@@ -154,7 +154,7 @@ impl JobKind for CustomDeploy {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        rollout::with_banners(job.log, deploy(state, &job)).await
+        rollout::with_banners(job.log, async { ended(deploy(state, &job).await) }).await
     }
 }
 
@@ -256,45 +256,34 @@ fn live_container(live: &Value, ptr: &str, container: &str) -> Option<(&'static 
 }
 
 /// Run one `custom-deploy` target (spec/environments.md §6.5).
-async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
-    let spec: CustomDeploySpec = match typed(job.spec) {
-        Ok(s) => s,
-        Err(e) => {
-            return JobEnd::failed(format!("custom-deploy job task {}: {e}", job.ctx.job_name));
-        }
-    };
-    let t = match target_of(&spec) {
-        Ok(t) => t,
-        Err(e) => return JobEnd::failed(e),
-    };
+async fn deploy(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
+    let spec: CustomDeploySpec = task_spec(job)?;
+    let t = target_of(&spec)?;
     let (kind, name, container, ns, image) = (t.kind, t.name, t.container, t.ns, t.image);
-    let cc = match allowed_client(state, job, &spec.cluster_id, ns).await {
-        Ok(c) => c,
-        Err(e) => return JobEnd::failed(e),
-    };
+    let cc = allowed_client(state, job, &spec.cluster_id, ns).await?;
     let deadline = rollout::deadline(state, spec.timeout.saturating_mul(60));
     let r = t.workload;
-    let live = match k::get(&cc, ns, &r).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return JobEnd::failed(format!("{} {name} not found", kind.to_lowercase())),
-        Err(e) => return JobEnd::failed(format!("can't read {kind} {name}: {}", e.description)),
-    };
+    let live = k::get(&cc, ns, &r)
+        .await
+        .map_err(|e| format!("can't read {kind} {name}: {}", e.description))?
+        .ok_or_else(|| format!("{} {name} not found", kind.to_lowercase()))?;
     let ptr = pod_spec_pointer(kind).unwrap_or("/spec/template/spec");
-    let Some((key, origin)) = live_container(&live, ptr, container) else {
-        return JobEnd::failed(format!(
+    let (key, origin) = live_container(&live, ptr, container).ok_or_else(|| {
+        format!(
             "workload type: {kind},name: {name}, container {container} is not found in namespace {ns}"
-        ));
-    };
+        )
+    })?;
     job.log.info(&format!(
         "{kind} {name} container {container} in namespace {ns}: {origin} -> {image}"
     ));
-    if let Err(e) = k::patch_strategic(&cc, ns, &r, &image_patch(ptr, key, container, image)).await
-    {
-        return JobEnd::failed(format!(
-            "failed to update container image in {ns}/{}/{name}/{container}: {}",
-            r.plural, e.description
-        ));
-    }
+    k::patch_strategic(&cc, ns, &r, &image_patch(ptr, key, container, image))
+        .await
+        .map_err(|e| {
+            format!(
+                "failed to update container image in {ns}/{}/{name}/{container}: {}",
+                r.plural, e.description
+            )
+        })?;
     let record = rollout::record(&[ImageChange {
         kind: kind.to_string(),
         name: name.to_string(),
@@ -312,7 +301,7 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     )
     .await;
     end.record = record;
-    end
+    Ok(end)
 }
 
 #[cfg(test)]

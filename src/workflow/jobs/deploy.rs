@@ -16,7 +16,9 @@ use super::deploy_common::{
     creator_uid, deploy_env, deploy_input, env_of, project_timeout_secs, some_to_deploy,
 };
 use super::rollout;
-use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
+use super::{
+    InputCx, JobKind, JobType, Runs, Spec, ended, nullable, spec_of, stored, task_spec, typed,
+};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{Rerender, deploy_images, deployer, env_for_job};
 use crate::error::ApiResult;
@@ -228,7 +230,7 @@ impl JobKind for Deploy {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        rollout::with_banners(job.log, deploy(state, &job)).await
+        rollout::with_banners(job.log, async { ended(deploy(state, &job).await) }).await
     }
 }
 
@@ -249,23 +251,12 @@ fn unknown_content(spec: &DeploySpec) -> Option<(usize, String)> {
 }
 
 /// Run a `zadig-deploy` job task (spec/environments.md §6.4).
-async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
-    let spec: DeploySpec = match typed(job.spec) {
-        Ok(s) => s,
-        Err(e) => {
-            return JobEnd::failed(format!("zadig-deploy job task {}: {e}", job.ctx.job_name));
-        }
-    };
+async fn deploy(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
+    let spec: DeploySpec = task_spec(job)?;
     let (project, env_key) = (job.ctx.project.as_str(), spec.env.as_str());
     let service = spec.service_name.as_str();
-    let plan = match Contents::of(&spec) {
-        Ok(p) => p,
-        Err(e) => return JobEnd::failed(e),
-    };
-    let env = match env_for_job(state, project, env_key).await {
-        Ok(e) => e,
-        Err(e) => return JobEnd::failed(e),
-    };
+    let plan = Contents::of(&spec)?;
+    let env = env_for_job(state, project, env_key).await?;
     job.log.info(&format!(
         "Start to deploy k8s yaml service {service}, env: {env_key}, namespace: {}, deploy contents: {}",
         env.namespace,
@@ -277,10 +268,7 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
     };
     let deadline = rollout::deadline(state, timeout);
     let at = (project, env_key, service);
-    let deployed = match deploy_as(state, job, at, &plan.images, plan.rerender.as_ref()).await {
-        Ok(d) => d,
-        Err(e) => return JobEnd::failed(e),
-    };
+    let deployed = deploy_as(state, job, at, &plan.images, plan.rerender.as_ref()).await?;
     for c in &deployed.changes {
         job.log.info(&format!(
             "{} {} container {}: {} -> {}",
@@ -313,7 +301,7 @@ async fn deploy(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
             super::build::image_tag(image),
         );
     }
-    end
+    Ok(end)
 }
 
 /// A module's output of a deploy job task: `{{.job.<job>.<service>.<module>.output.<name>}}`

@@ -348,6 +348,18 @@ impl ServiceItem {
     }
 }
 
+/// The end of a job run inside the server from its body's result: an `Err` is its failure,
+/// so bodies can use `?`.
+pub(crate) fn ended(result: Result<JobEnd, String>) -> JobEnd {
+    result.unwrap_or_else(JobEnd::failed)
+}
+
+/// A server job task's (rendered) spec decoded as its type's spec struct; the error names the
+/// job task and the failing field (`custom-deploy job task x: spec.target: invalid type …`).
+pub(crate) fn task_spec<T: serde::de::DeserializeOwned>(job: &ServerJob<'_>) -> Result<T, String> {
+    typed(job.spec).map_err(|e| format!("{} job task {}: {e}", job.ctx.job_type, job.ctx.job_name))
+}
+
 /// A job task's spec decoded as its type's spec struct; the error names the failing field
 /// (`spec.repos: invalid type …`).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, String> {

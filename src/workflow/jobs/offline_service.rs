@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::deploy_common::creator_uid;
-use super::{JobKind, JobType, Runs, nullable, spec_of, typed};
+use super::{JobKind, JobType, Runs, ended, nullable, spec_of, task_spec};
 use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
 use crate::environment::service::{RemoveServicesInput, deployer, env_for_job, remove_services};
 use crate::error::ApiResult;
@@ -93,77 +93,68 @@ impl JobKind for OfflineService {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        let spec: OfflineSpec = match typed(job.spec) {
-            Ok(s) => s,
-            Err(e) => {
-                return JobEnd::failed(format!(
-                    "offline-service job task {}: {e}",
-                    job.ctx.job_name
+        ended(offline(state, &job).await)
+    }
+}
+
+/// Take the job task's services offline.
+async fn offline(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
+    let spec: OfflineSpec = task_spec(job)?;
+    if spec.env_type == "sae" {
+        return Err(crate::engine::work::missing_integration(
+            "offline-service (env_type sae)",
+            "sae",
+        ));
+    }
+    let project = job.ctx.project.as_str();
+    let env = env_for_job(state, project, &spec.env_name).await?;
+    let caller = deployer(state, creator_uid(job)).await?;
+    let mut events = Vec::new();
+    for service in &spec.services {
+        let outcome = if env.service(service).is_none() {
+            Err(format!(
+                "service {service} not found in env {project}/{}",
+                spec.env_name
+            ))
+        } else {
+            let input = RemoveServicesInput {
+                env_key: spec.env_name.clone(),
+                service_names: vec![service.clone()],
+                not_delete_resource: false,
+            };
+            remove_services(state, &caller, project, env.production, input)
+                .await
+                .map_err(|e| e.description)
+        };
+        let (status, error) = match outcome {
+            Ok(()) => {
+                job.log.info(&format!(
+                    "service {service} taken offline from env {} (namespace {})",
+                    spec.env_name, env.namespace
                 ));
+                ("passed", String::new())
+            }
+            Err(e) => {
+                job.log
+                    .info(&format!("service {service} not taken offline: {e}"));
+                ("failed", e)
             }
         };
-        if spec.env_type == "sae" {
-            return JobEnd::failed(crate::engine::work::missing_integration(
-                "offline-service (env_type sae)",
-                "sae",
-            ));
-        }
-        let project = job.ctx.project.as_str();
-        let env = match env_for_job(state, project, &spec.env_name).await {
-            Ok(e) => e,
-            Err(e) => return JobEnd::failed(e),
-        };
-        let caller = match deployer(state, creator_uid(&job)).await {
-            Ok(c) => c,
-            Err(e) => return JobEnd::failed(e),
-        };
-        let mut events = Vec::new();
-        for service in &spec.services {
-            let outcome = if env.service(service).is_none() {
-                Err(format!(
-                    "service {service} not found in env {project}/{}",
-                    spec.env_name
-                ))
-            } else {
-                let input = RemoveServicesInput {
-                    env_key: spec.env_name.clone(),
-                    service_names: vec![service.clone()],
-                    not_delete_resource: false,
-                };
-                remove_services(state, &caller, project, env.production, input)
-                    .await
-                    .map_err(|e| e.description)
-            };
-            let (status, error) = match outcome {
-                Ok(()) => {
-                    job.log.info(&format!(
-                        "service {service} taken offline from env {} (namespace {})",
-                        spec.env_name, env.namespace
-                    ));
-                    ("passed", String::new())
-                }
-                Err(e) => {
-                    job.log
-                        .info(&format!("service {service} not taken offline: {e}"));
-                    ("failed", e)
-                }
-            };
-            events.push(json!({"service_name": service, "status": status, "error": error}));
-        }
-        let failed: Vec<&str> = events
-            .iter()
-            .filter(|e| e["status"] == "failed")
-            .filter_map(|e| e["service_name"].as_str())
-            .collect();
-        let mut end = match failed.as_slice() {
-            [] => super::rollout::end(JobStatus::Passed, ""),
-            names => JobEnd::failed(format!(
-                "offline some services failed: {}",
-                names.join(", ")
-            )),
-        };
-        end.record
-            .insert("service_events".into(), Value::Array(events));
-        end
+        events.push(json!({"service_name": service, "status": status, "error": error}));
     }
+    let failed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["status"] == "failed")
+        .filter_map(|e| e["service_name"].as_str())
+        .collect();
+    let mut end = match failed.as_slice() {
+        [] => super::rollout::end(JobStatus::Passed, ""),
+        names => JobEnd::failed(format!(
+            "offline some services failed: {}",
+            names.join(", ")
+        )),
+    };
+    end.record
+        .insert("service_events".into(), Value::Array(events));
+    Ok(end)
 }

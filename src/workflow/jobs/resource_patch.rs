@@ -10,7 +10,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{InputCx, JobKind, JobType, Runs, Spec, nullable, spec_of, stored, typed};
+use super::{
+    InputCx, JobKind, JobType, Runs, Spec, ended, nullable, spec_of, stored, task_spec, typed,
+};
 use crate::cluster::client::ClusterClient;
 use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
 use crate::engine::render::render_str;
@@ -242,79 +244,71 @@ impl JobKind for ResourcePatch {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        let spec: PatchSpec = match typed(job.spec) {
-            Ok(s) => s,
-            Err(e) => {
-                return JobEnd::failed(format!(
-                    "k8s-resource-patch job task {}: {e}",
-                    job.ctx.job_name
+        ended(patch_all(state, &job).await)
+    }
+}
+
+/// Patch every item of the job task, recording each one's error.
+async fn patch_all(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
+    let spec: PatchSpec = task_spec(job)?;
+    let ns = spec.namespace.as_str();
+    if ns.is_empty() {
+        return Err("the namespace to patch in is required (spec.namespace)".into());
+    }
+    let cc = super::custom_deploy::allowed_client(state, job, &spec.cluster_id, ns).await?;
+    // The engine rendered the spec with the task's context, which knows nothing of the
+    // items' own parameters: each patch is rendered from the spec as stored, first with
+    // its parameters (their values as rendered), then with the task's context.
+    let stored = typed::<PatchSpec>(&job.ctx.spec)
+        .map_err(|e| format!("k8s-resource-patch job task: {e}"))?
+        .patch_items;
+    // Credential parameters are masked in the log and in the errors recorded.
+    let credentials: Vec<String> = spec
+        .patch_items
+        .iter()
+        .flat_map(|i| &i.params)
+        .filter(|p| p.is_credential)
+        .map(|p| p.value.clone())
+        .collect();
+    job.log.add_secrets(&credentials);
+    let mut kinds = Kinds::default();
+    let mut errors = Vec::new();
+    for (item, template) in spec.patch_items.iter().zip(&stored) {
+        let content = with_params(&template.patch_content, &item.params);
+        let content = render_str(&content, &job.ctx.context);
+        let error = match patch_one(&cc, &mut kinds, ns, item, &content).await {
+            Ok(()) => {
+                job.log.info(&format!(
+                    "patched {} in namespace {ns} ({})",
+                    item.describe(),
+                    item.patch_strategy
                 ));
+                String::new()
+            }
+            Err(e) => {
+                job.log.info(&format!("{}: {e}", item.describe()));
+                job.log.mask(&e)
             }
         };
-        let ns = spec.namespace.as_str();
-        if ns.is_empty() {
-            return JobEnd::failed("the namespace to patch in is required (spec.namespace)");
-        }
-        let cc = match super::custom_deploy::allowed_client(state, &job, &spec.cluster_id, ns).await
-        {
-            Ok(c) => c,
-            Err(e) => return JobEnd::failed(e),
-        };
-        // The engine rendered the spec with the task's context, which knows nothing of the
-        // items' own parameters: each patch is rendered from the spec as stored, first with
-        // its parameters (their values as rendered), then with the task's context.
-        let stored = match typed::<PatchSpec>(&job.ctx.spec) {
-            Ok(s) => s.patch_items,
-            Err(e) => return JobEnd::failed(format!("k8s-resource-patch job task: {e}")),
-        };
-        // Credential parameters are masked in the log and in the errors recorded.
-        let credentials: Vec<String> = spec
-            .patch_items
-            .iter()
-            .flat_map(|i| &i.params)
-            .filter(|p| p.is_credential)
-            .map(|p| p.value.clone())
-            .collect();
-        job.log.add_secrets(&credentials);
-        let mut kinds = Kinds::default();
-        let mut errors = Vec::new();
-        for (item, template) in spec.patch_items.iter().zip(&stored) {
-            let content = with_params(&template.patch_content, &item.params);
-            let content = render_str(&content, &job.ctx.context);
-            let error = match patch_one(&cc, &mut kinds, ns, item, &content).await {
-                Ok(()) => {
-                    job.log.info(&format!(
-                        "patched {} in namespace {ns} ({})",
-                        item.describe(),
-                        item.patch_strategy
-                    ));
-                    String::new()
-                }
-                Err(e) => {
-                    job.log.info(&format!("{}: {e}", item.describe()));
-                    job.log.mask(&e)
-                }
-            };
-            errors.push(error);
-        }
-        let mut end = match errors.iter().filter(|e| !e.is_empty()).count() {
-            0 => super::rollout::end(JobStatus::Passed, ""),
-            n => JobEnd::failed(format!(
-                "patch resources error: {n} of {} items failed: {}",
-                errors.len(),
-                errors
-                    .iter()
-                    .filter(|e| !e.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-        };
-        // As stored (the patches unrendered), with each item's error.
-        end.record
-            .insert("patch_items".into(), with_errors(&job.ctx.spec, &errors));
-        end
+        errors.push(error);
     }
+    let mut end = match errors.iter().filter(|e| !e.is_empty()).count() {
+        0 => super::rollout::end(JobStatus::Passed, ""),
+        n => JobEnd::failed(format!(
+            "patch resources error: {n} of {} items failed: {}",
+            errors.len(),
+            errors
+                .iter()
+                .filter(|e| !e.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    };
+    // As stored (the patches unrendered), with each item's error.
+    end.record
+        .insert("patch_items".into(), with_errors(&job.ctx.spec, &errors));
+    Ok(end)
 }
 
 /// Patch one item's object in `ns`; the error is the item's.

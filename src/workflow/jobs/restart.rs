@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::deploy_common::{creator_uid, deploy_env, env_of, project_timeout_secs, some_to_deploy};
 use super::rollout;
-use super::{JobKind, JobType, Quote, Runs, nullable, spec_of, typed};
+use super::{JobKind, JobType, Quote, Runs, ended, nullable, spec_of, task_spec};
 use crate::engine::executor::{JobEnd, ServerJob};
 use crate::environment::service::{deployer, restart_for_job};
 use crate::error::ApiResult;
@@ -159,32 +159,21 @@ impl JobKind for Restart {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        rollout::with_banners(job.log, restart(state, &job)).await
+        rollout::with_banners(job.log, async { ended(restart(state, &job).await) }).await
     }
 }
 
 /// Run a `zadig-restart` job task.
-async fn restart(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
-    let spec: RestartSpec = match typed(job.spec) {
-        Ok(s) => s,
-        Err(e) => {
-            return JobEnd::failed(format!("zadig-restart job task {}: {e}", job.ctx.job_name));
-        }
-    };
+async fn restart(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
+    let spec: RestartSpec = task_spec(job)?;
     let project = job.ctx.project.as_str();
     let (env_key, service) = (spec.env.as_str(), spec.service_name.as_str());
     job.log.info(&format!(
         "Start to restart service {service}, env: {env_key}"
     ));
     let deadline = rollout::deadline(state, project_timeout_secs(state, project).await);
-    let restarted = match deployer(state, creator_uid(job)).await {
-        Ok(caller) => restart_for_job(state, (project, env_key, service), &caller).await,
-        Err(e) => Err(e),
-    };
-    let restarted = match restarted {
-        Ok(r) => r,
-        Err(e) => return JobEnd::failed(e),
-    };
+    let caller = deployer(state, creator_uid(job)).await?;
+    let restarted = restart_for_job(state, (project, env_key, service), &caller).await?;
     for r in &restarted.workloads {
         job.log.info(&format!("Restarted {} {}", r.kind, r.name));
     }
@@ -205,12 +194,13 @@ async fn restart(state: &AppState, job: &ServerJob<'_>) -> JobEnd {
         .collect();
     end.record
         .insert("replace_resources".into(), Value::Array(names));
-    end
+    Ok(end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::jobs::typed;
 
     #[test]
     fn malformed_settings_name_the_field() {
