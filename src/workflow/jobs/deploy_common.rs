@@ -94,3 +94,9 @@ pub(crate) fn env_of(job: &Job) -> ApiResult<String> {
     }
     super::spec_of::<Env>(job).map(|e| e.env)
 }
+
+/// Whole services (no module) as the (service, module) pairs a job touches, for the ticket
+/// check.
+pub(crate) fn whole_services(names: Vec<String>) -> Vec<(String, String)> {
+    names.into_iter().map(|s| (s, String::new())).collect()
+}

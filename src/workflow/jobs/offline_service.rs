@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy_common::creator_uid;
+use super::deploy_common::{creator_uid, whole_services};
 use super::{JobKind, JobType, Runs, ended, nullable, spec_of, task_spec};
 use crate::engine::executor::{JobEnd, JobStatus, ServerJob};
 use crate::environment::service::{RemoveServicesInput, deployer, env_for_job, remove_services};
@@ -73,12 +73,7 @@ impl JobKind for OfflineService {
     }
 
     fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
-        let spec: OfflineSpec = spec_of(job)?;
-        Ok(spec
-            .services
-            .into_iter()
-            .map(|s| (s, String::new()))
-            .collect())
+        spec_of::<OfflineSpec>(job).map(|s| whole_services(s.services))
     }
 
     fn view(&self, job: &JobTask) -> Value {

@@ -13,7 +13,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::deploy_common::{creator_uid, deploy_env, env_of, project_timeout_secs, some_to_deploy};
+use super::deploy_common::{
+    creator_uid, deploy_env, env_of, project_timeout_secs, some_to_deploy, whole_services,
+};
 use super::rollout;
 use super::{JobKind, JobType, Quote, Runs, ended, nullable, spec_of, task_spec};
 use crate::engine::executor::{JobEnd, ServerJob};
@@ -136,12 +138,7 @@ impl JobKind for Restart {
     }
 
     fn touched_services(&self, job: &Job) -> ApiResult<Vec<(String, String)>> {
-        let spec: RestartSpec = spec_of(job)?;
-        Ok(spec
-            .services
-            .into_iter()
-            .map(|s| (s, String::new()))
-            .collect())
+        spec_of::<RestartSpec>(job).map(|s| whole_services(s.services))
     }
 
     fn view(&self, job: &JobTask) -> Value {
