@@ -452,6 +452,66 @@ backend_test! {
 }
 
 backend_test! {
+    /// A gray release in two steps (50 %, then in full) beside `<name>-zadig-gray`, then a
+    /// rollback to the image and replicas recorded on the Deployment.
+    async fn gray_release_in_steps_and_rollback(app) {
+        let Some((emu, cluster)) = running_env(&app).await else { return };
+        app.post("/openapi/environments/scale", json!({"project_key": "demo", "env_key": "dev", "service_name": "shop",
+            "workload_name": "web", "workload_type": "Deployment", "target_replicas": 3})).await.expect(200);
+        let target = json!([{"workload_type": "Deployment", "workload_name": "web", "container_name": "web", "image": "nginx:1.27"}]);
+        let first = |scale: i64| json!({"name": "gray", "type": "k8s-gray-release", "spec": {"cluster_id": cluster,
+            "namespace": "demo-dev", "gray_scale": scale, "targets": target}});
+        let later = |name: &str, scale: i64| json!({"name": name, "type": "k8s-gray-release", "spec": {"from_job": "gray", "gray_scale": scale}});
+        let save = |stages: Value| app.post("/openapi/workflows/custom", json!({"name": "bad", "display_name": "bad",
+            "project": "demo", "stages": stages}));
+        save(json!([{"name": "a", "jobs": [first(100)]}])).await.expect_error(400, "gray_scale");
+        save(json!([{"name": "a", "jobs": [later("full", 100)]}, {"name": "b", "jobs": [first(50)]}])).await
+            .expect_error(400, "can not quote job gray");
+        workflow(&app, "gray", vec![("half", vec![first(50)]), ("full", vec![later("full", 100)])]).await;
+        let r = app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "gray",
+            "inputs": [{"job_name": "gray", "job_type": "k8s-gray-release", "parameters": {"target_list": [
+                {"workload_name": "ghost", "image_name": "x"}]}}]})).await;
+        r.expect_error(400, "target_list[0].workload_name");
+        let id = execute(&app, "gray", json!([
+            {"job_name": "gray", "job_type": "k8s-gray-release", "parameters": {"target_list": [
+                {"workload_type": "Deployment", "workload_name": "web", "container_name": "web", "image_name": "nginx:1.28"}]}},
+            {"job_name": "full", "job_type": "k8s-gray-release", "parameters": {}}])).await;
+        let d = ended(&app, "gray", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let half = job(&d, 0, "gray");
+        assert_eq!((&half["spec"]["gray_replica"], &half["spec"]["total_replica"], &half["spec"]["gray_workload_name"]),
+            (&json!(2), &json!(3), &json!("web-zadig-gray")), "{half}");
+        let text = log(&app, "gray", id, half["name"].as_str().unwrap()).await;
+        assert!(text.contains("gray deployment web-zadig-gray created: 2 replicas of nginx:1.28 (was nginx:1.25)"), "{text}");
+        assert!(text.contains("deployment web scaled to 1 replicas"), "{text}");
+        // In full: the Deployment runs the new image on all its replicas; the copy is gone.
+        assert!(emu.object("Deployment", "demo-dev", "web-zadig-gray").await.is_none());
+        let web = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!((&web["spec"]["replicas"], &web["spec"]["template"]["spec"]["containers"][0]["image"]),
+            (&json!(3), &json!("nginx:1.28")));
+        assert_eq!(web["metadata"]["annotations"]["zadig-gray-release-image"], "nginx:1.25");
+
+        // Rollback: the recorded image and replicas.
+        workflow(&app, "back", vec![("back", vec![json!({"name": "back", "type": "k8s-gray-rollback", "spec": {
+            "cluster_id": cluster, "namespace": "demo-dev", "targets": [{"workload_type": "Deployment", "workload_name": "web"}]}})])]).await;
+        let id = execute(&app, "back", json!([{"job_name": "back", "job_type": "k8s-gray-rollback", "parameters": {}}])).await;
+        let d = ended(&app, "back", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let web = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!((&web["spec"]["replicas"], &web["spec"]["template"]["spec"]["containers"][0]["image"]),
+            (&json!(3), &json!("nginx:1.25")));
+        // A later step without its first one finds no gray copy.
+        workflow(&app, "orphan", vec![("a", vec![first(50)]), ("b", vec![later("full", 100)])]).await;
+        let id = execute(&app, "orphan", json!([{"job_name": "full", "job_type": "k8s-gray-release", "parameters": {}}])).await;
+        let d = ended(&app, "orphan", id).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let e = job(&d, 1, "full")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("gray deployment: web-zadig-gray not found"), "{e}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     async fn an_image_that_cannot_be_pulled_fails_naming_the_workload(app) {
         let Some((_emu, _)) = running_env(&app).await else { return }; // the cluster stays up
         workflow(&app, "bad", vec![("deploy", vec![deploy_job("deploy",

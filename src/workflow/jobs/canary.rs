@@ -245,7 +245,7 @@ impl Canary {
 }
 
 /// A Deployment's reference.
-fn deployment_ref(name: &str) -> ResourceRef {
+pub(super) fn deployment_ref(name: &str) -> ResourceRef {
     ResourceRef {
         api_version: "apps/v1".into(),
         kind: "Deployment".into(),
@@ -256,7 +256,7 @@ fn deployment_ref(name: &str) -> ResourceRef {
 }
 
 /// The deadline of a timeout in minutes (0: 10 minutes), as [`rollout::deadline`].
-fn minutes(state: &AppState, m: i64) -> (i64, i64) {
+pub(super) fn minutes(state: &AppState, m: i64) -> (i64, i64) {
     rollout::deadline(state, if m > 0 { m.saturating_mul(60) } else { 600 })
 }
 

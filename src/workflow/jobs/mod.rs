@@ -35,6 +35,7 @@ pub mod deploy_common;
 pub mod distribute_image;
 pub mod external;
 pub mod freestyle;
+pub mod gray;
 pub mod offline_service;
 pub mod plugin;
 pub mod resource_patch;
@@ -82,8 +83,8 @@ job_types! {
     K8sBlueGreenRelease = "k8s-blue-green-release" => &external::Missing { what: "blue-green deployments" },
     K8sCanaryDeploy = "k8s-canary-deploy" => &canary::Canary { release: false },
     K8sCanaryRelease = "k8s-canary-release" => &canary::Canary { release: true },
-    K8sGrayRelease = "k8s-gray-release" => &external::Missing { what: "gray releases" },
-    K8sGrayRollback = "k8s-gray-rollback" => &external::Missing { what: "gray releases" },
+    K8sGrayRelease = "k8s-gray-release" => &gray::Gray { rollback: false },
+    K8sGrayRollback = "k8s-gray-rollback" => &gray::Gray { rollback: true },
     K8sResourcePatch = "k8s-resource-patch" => &resource_patch::ResourcePatch,
     IstioRelease = "istio-release" => &external::Missing { what: "Istio releases" },
     IstioRollback = "istio-rollback" => &external::Missing { what: "Istio releases" },
