@@ -213,22 +213,22 @@ pub async fn deploy_images(
                 .unwrap_or_default();
         }
     }
-    let yaml = match env.service(service) {
-        Some(s) => {
-            applied_yaml(&env, s).map_err(|e| format!("get current service yaml error: {e}"))?
-        }
-        None => String::new(),
-    };
-    let namespace = env.namespace.clone();
     let done = Deployed {
         cc,
-        namespace,
+        namespace: env.namespace.clone(),
         workloads,
         changes,
         values,
-        yaml,
+        yaml: yaml_of(&env, service)?,
     };
     stored(state, env, caller, done).await
+}
+
+/// The YAML of `service` as now applied in `env` (empty when the service is not there).
+fn yaml_of(env: &Environment, service: &str) -> Result<String, String> {
+    env.service(service).map_or(Ok(String::new()), |s| {
+        applied_yaml(env, s).map_err(|e| format!("get current service yaml error: {e}"))
+    })
 }
 
 /// Restart the Deployments, StatefulSets and DaemonSets of `service` in the environment for

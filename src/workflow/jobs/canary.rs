@@ -255,6 +255,57 @@ pub(super) fn deployment_ref(name: &str) -> ResourceRef {
     }
 }
 
+/// A Deployment's `spec.replicas` (absent: 1, Kubernetes' default).
+pub(super) fn replicas_of(live: &Value) -> i64 {
+    live.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// A copy of Deployment `live` named `name` in `ns` — its labels, its spec with `replicas`
+/// replicas, `image` on `container` and `pod_label` added to its pod template — and the
+/// container's image in `live`. A container `live` lacks is the job's error.
+pub(super) fn copy_of(
+    live: &Value,
+    (ns, name): (&str, &str),
+    (container, image): (&str, &str),
+    replicas: i64,
+    pod_label: Option<(&str, &str)>,
+) -> Result<(Value, String), String> {
+    let original = live
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut spec = live.get("spec").cloned().unwrap_or(json!({}));
+    let c = spec
+        .pointer_mut("/template/spec/containers")
+        .and_then(Value::as_array_mut)
+        .and_then(|cs| {
+            cs.iter_mut()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(container))
+        })
+        .ok_or_else(|| format!("container {container} not found in deployment {original}"))?;
+    let origin = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    c["image"] = json!(image);
+    spec["replicas"] = json!(replicas);
+    if let (Some((k, v)), Some(labels)) = (
+        pod_label,
+        spec.pointer_mut("/template/metadata/labels")
+            .and_then(Value::as_object_mut),
+    ) {
+        labels.insert(k.into(), json!(v));
+    }
+    let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns,
+            "labels": live.pointer("/metadata/labels").cloned().unwrap_or(json!({}))},
+        "spec": spec});
+    Ok((object, origin))
+}
+
 /// The deadline of a timeout in minutes (0: 10 minutes), as [`rollout::deadline`].
 pub(super) fn minutes(state: &AppState, m: i64) -> (i64, i64) {
     rollout::deadline(state, if m > 0 { m.saturating_mul(60) } else { 600 })
@@ -339,37 +390,17 @@ async fn deploy(
             "canary deployment {canary} already exists: release it (k8s-canary-release) or delete it first"
         ));
     }
-    let mut spec = live.get("spec").cloned().unwrap_or(json!({}));
-    let Some(c) = spec
-        .pointer_mut("/template/spec/containers")
-        .and_then(Value::as_array_mut)
-        .and_then(|cs| {
-            cs.iter_mut()
-                .find(|c| c.get("name").and_then(Value::as_str) == Some(&t.container_name))
-        })
-    else {
-        return Err(format!(
-            "container {} not found in deployment {name}",
-            t.container_name
-        ));
-    };
-    let origin = c.get("image").cloned().unwrap_or(json!(""));
-    c["image"] = json!(t.image);
-    let replicas = live
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
+    let replicas = replicas_of(&live);
     // ceil(replicas × percentage / 100), as Zadig.
     let canary_replicas = (replicas * t.canary_percentage + 99) / 100;
-    spec["replicas"] = json!(canary_replicas);
-    let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": canary, "namespace": ns,
-            "labels": live.pointer("/metadata/labels").cloned().unwrap_or(json!({}))},
-        "spec": spec});
-    job.log.info(&format!(
-        "the original image is: {}",
-        origin.as_str().unwrap_or("")
-    ));
+    let (object, origin) = copy_of(
+        &live,
+        (ns, &canary),
+        (&t.container_name, &t.image),
+        canary_replicas,
+        None,
+    )?;
+    job.log.info(&format!("the original image is: {origin}"));
     k::apply(cc, ns, &canary_ref, &object).await.map_err(|e| {
         format!(
             "create canary deployment: {canary} failed: {}",

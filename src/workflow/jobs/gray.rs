@@ -16,7 +16,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::canary::{deployment_ref, minutes};
+use super::canary::{copy_of, deployment_ref, minutes, replicas_of};
 use super::custom_deploy::{allowed_client, image_patch};
 use super::rollout;
 use super::{
@@ -382,9 +382,7 @@ async fn release(
     let gray = format!("{name}{GRAY_SUFFIX}");
     let first = spec.from_job.is_empty();
     let total = if first {
-        live.pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1)
+        replicas_of(live)
     } else {
         recorded(live, name)?.2
     };
@@ -457,44 +455,17 @@ async fn create_gray(
 ) -> Result<(), String> {
     let name = t.workload_name.as_str();
     let gray = format!("{name}{GRAY_SUFFIX}");
-    let mut spec = live.get("spec").cloned().unwrap_or(json!({}));
-    let c = spec
-        .pointer_mut("/template/spec/containers")
-        .and_then(Value::as_array_mut)
-        .and_then(|cs| {
-            cs.iter_mut()
-                .find(|c| c.get("name").and_then(Value::as_str) == Some(&t.container_name))
-        })
-        .ok_or_else(|| {
-            format!(
-                "container {} not found in deployment {name}",
-                t.container_name
-            )
-        })?;
-    let origin = c
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    c["image"] = json!(t.image);
-    spec["replicas"] = json!(replicas);
-    if let Some(labels) = spec
-        .pointer_mut("/template/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.insert(GRAY_LABEL.0.into(), json!(GRAY_LABEL.1));
-    }
-    let total = live
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
+    let (object, origin) = copy_of(
+        live,
+        (at.ns, &gray),
+        (&t.container_name, &t.image),
+        replicas,
+        Some(GRAY_LABEL),
+    )?;
+    let total = replicas_of(live);
     let notes = json!({"metadata": {"annotations": {IMAGE_NOTE: origin, CONTAINER_NOTE: t.container_name,
         REPLICA_NOTE: total.to_string()}}});
     merge(at, name, notes, "annotate origin").await?;
-    let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": gray, "namespace": at.ns,
-            "labels": live.pointer("/metadata/labels").cloned().unwrap_or(json!({}))},
-        "spec": spec});
     k::apply(&at.cc, at.ns, &deployment_ref(&gray), &object)
         .await
         .map_err(|e| {
