@@ -465,15 +465,13 @@ fn services(
         .collect())
 }
 
+/// A `service_list` item of a deploy job's execute input (seed 002).
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct DeployServiceInput {
-    #[serde(default)]
     service_name: String,
-    #[serde(default)]
     service_module: String,
-    #[serde(default)]
     image_name: String,
-    #[serde(default)]
     value_merge_strategy: String,
 }
 
