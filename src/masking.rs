@@ -1,8 +1,9 @@
 //! Credentials inside definitions, in answers: the `value` and `default` of any JSON object
 //! whose `is_credential` flag is set (a workflow parameter, a job's `key_vals`/`envs` entry, a
 //! build variable), every repository `oauth_token`, and a workflow notification's hook address
-//! and webhook `token` show as [`MASK`], wherever they sit in a document; and a definition sent back with the mask keeps the stored value, so a client may
-//! GET, change and PUT a definition without knowing (or wiping) its secrets.
+//! and webhook `token` show as [`MASK`], wherever they sit in a document; and a definition
+//! sent back with the mask keeps the stored value, so a client may GET, change and PUT a
+//! definition without knowing (or wiping) its secrets.
 //!
 //! Stored definitions keep the model's shape, so these functions work on JSON: the same walk
 //! ([`for_each_secret`]) covers workflow definitions, tasks, the workflow copies inside release

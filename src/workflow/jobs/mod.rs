@@ -224,9 +224,8 @@ pub trait JobKind: Sync {
         Ok(vec![x.single(job)])
     }
 
-    /// The jobs this one quotes, each `(field, job name)` — the field of the spec that names
-    /// it, and the one whose `fromjob` value makes it a quote (none: always) — which must end
-    /// before this one starts. By default `job_name` when `source` is `fromjob`.
+    /// The jobs this one quotes ([`Quote`]), which must end before it starts (lint checks
+    /// it). By default `job_name` when `source` is `fromjob`.
     fn quotes(&self, spec: &Value) -> Vec<Quote> {
         Quote::when_from_job(spec, "source", "job_name")
             .into_iter()
