@@ -159,9 +159,23 @@ pub(super) fn end_task(t: &mut Task, status: Status, error: &str, at: i64) {
     t.final_notified = t.status.is_final();
 }
 
-/// Write the task's end — the roll-up of its stages, or `failed` with `interrupted` when the
-/// server stopped under it, or `cancelled` — then tell the release plan.
+/// Let each job task's type undo what it set up for the task's duration only
+/// ([`crate::workflow::jobs::JobKind::clean`]).
+pub(super) async fn clean_up(state: &AppState, task: &Task) {
+    for job in task.stages.iter().flat_map(|s| &s.jobs) {
+        if let Some(ty) = job.kind() {
+            ty.kind().clean(state, &task.project_name, job).await;
+        }
+    }
+}
+
+/// Clean up after the task's job tasks, then write the task's end — the roll-up of its
+/// stages, or `failed` with `interrupted` when the server stopped under it, or `cancelled` —
+/// and tell the release plan. Cleaning comes first: a runner that dies meanwhile leaves the
+/// task to recovery, which cleans again.
 async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
+    let task = ctl.lock().await.task.clone();
+    clean_up(state, &task).await;
     let at = now(state);
     let mut c = ctl.lock().await;
     let res = c

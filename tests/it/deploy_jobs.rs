@@ -744,3 +744,102 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    /// `k8s-blue-green-deploy` keeps Service `web` on the green pods (`origin`) and creates
+    /// `web-blue` with the new image and the job's blue Service; `k8s-blue-green-release`
+    /// moves the green Deployment to the image and deletes the blue copies. A deploy without a
+    /// release is undone when its task ends.
+    async fn blue_green_deploy_and_release(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        const BLUE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-blue\nspec:\n  selector:\n    app: web\n    zadig-blue-green-version: blue\n  ports:\n  - port: 80\n";
+        let deploy = |blue_yaml: &str| json!({"name": "bg", "type": "k8s-blue-green-deploy", "spec": {
+            "version": "v2", "env": "dev", "production": false, "services": [{"service_name": "shop",
+                "blue_service_yaml": blue_yaml, "service_and_image": [{"service_module": "web", "image": "nginx:1.25"}]}]}});
+        let release = json!({"name": "switch", "type": "k8s-blue-green-release", "spec": {"from_job": "bg"}});
+        let save = |name: &str, stages: Value| app.post("/openapi/workflows/custom", json!({"name": name,
+            "display_name": name, "project": "demo", "concurrency_limit": -1, "stages": stages}));
+        let mut old = deploy(BLUE);
+        old["spec"]["version"] = json!("");
+        save("bad", json!([{"name": "a", "jobs": [old]}])).await.expect_error(400, "spec.version");
+        save("bad", json!([{"name": "a", "jobs": [{"name": "r", "type": "k8s-blue-green-release", "spec": {}}]}]))
+            .await.expect_error(400, "from_job");
+        // The release waits behind a native approval, so the blue state can be looked at.
+        save("bg", json!([{"name": "deploy", "jobs": [deploy(BLUE)]},
+            {"name": "release", "approval": {"enabled": true, "type": "native", "native_approval": {"timeout": 60,
+                "needed_approvers": 1, "approve_users": [{"user_name": "admin", "user_id": "admin"}]}},
+             "jobs": [release.clone()]}])).await.expect(200);
+        let input = |service: &str| json!([{"job_name": "bg", "job_type": "k8s-blue-green-deploy",
+            "parameters": {"service_list": [{"service_name": service, "image_name": "nginx:1.27"}]}}]);
+        app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "bg",
+            "inputs": input("ghost")})).await.expect_error(400, "service_list[0].service_name");
+        let mut inputs = input("shop");
+        inputs.as_array_mut().unwrap().push(json!({"job_name": "switch", "job_type": "k8s-blue-green-release", "parameters": {}}));
+        let id = execute(&app, "bg", inputs).await;
+        let d = app.wait_for("the release's approval", LIMIT, || async {
+            let d = detail(&app, "bg", id).await;
+            ["wait_for_approval", "passed", "failed"].contains(&d["status"].as_str().unwrap_or_default()).then_some(d)
+        }).await;
+        assert_eq!(d["status"], "wait_for_approval", "{d}");
+        let j = job(&d, 0, "bg");
+        assert_eq!(j["status"], "passed", "{d}");
+        assert_eq!((&j["spec"]["blue_deployment_name"], &j["spec"]["green_service_name"]),
+            (&json!("web-blue"), &json!("web")), "{j}");
+        let text = log(&app, "bg", id, j["name"].as_str().unwrap()).await;
+        assert!(text.contains("create blue deployment: web-blue success"), "{text}");
+        let blue = emu.object("Deployment", "demo-dev", "web-blue").await.unwrap();
+        assert_eq!(blue["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(blue["spec"]["template"]["metadata"]["labels"]["zadig-blue-green-version"], "blue");
+        assert!(emu.object("Service", "demo-dev", "web-blue").await.is_some());
+        let green = emu.object("Service", "demo-dev", "web").await.unwrap();
+        assert_eq!(green["spec"]["selector"]["zadig-blue-green-version"], "origin");
+        let origin = |pods: &[Value]| pods.iter().filter(|p| p["metadata"]["labels"]["app"] == "web"
+            && p["metadata"]["labels"]["zadig-blue-green-version"] == "origin").count();
+        assert_eq!(origin(&emu.objects("Pod", "demo-dev").await), 1);
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
+
+        app.post("/openapi/workflows/custom/task/approve", json!({"task_id": id, "workflow_key": "bg",
+            "stage_name": "release", "approve": true})).await.expect(200);
+        let d = ended(&app, "bg", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let r = job(&d, 1, "switch");
+        assert_eq!(r["spec"]["replace_resources"][0]["image"], "nginx:1.27", "{r}");
+        let text = log(&app, "bg", id, r["name"].as_str().unwrap()).await;
+        for line in ["service web routes to the blue deployment web-blue", "blue deployment web-blue and blue service web-blue deleted"] {
+            assert!(text.contains(line), "log lacks {line:?}: {text}");
+        }
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.27");
+        let restored = || async {
+            assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_none());
+            assert!(emu.object("Service", "demo-dev", "web-blue").await.is_none());
+            let green = emu.object("Service", "demo-dev", "web").await.unwrap();
+            assert_eq!(green["spec"]["selector"], json!({"app": "web"}));
+            assert_eq!(origin(&emu.objects("Pod", "demo-dev").await), 0);
+        };
+        restored().await;
+        let env = app.get("/openapi/environments/dev?projectKey=demo").await;
+        assert!(env.text.contains("nginx:1.27"), "the environment records the image: {}", env.text);
+
+        // A deploy alone: its blue copy lives for its task only.
+        workflow(&app, "bg-only", vec![("deploy", vec![deploy(BLUE)])]).await;
+        let d = ended(&app, "bg-only", execute(&app, "bg-only", input("shop")).await).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        restored().await;
+
+        // A blue Service that does not select the blue pods is refused with the task.
+        workflow(&app, "bg-bad", vec![("deploy", vec![deploy(&BLUE.replace("blue\n  ports", "green\n  ports"))])]).await;
+        let d = ended(&app, "bg-bad", execute(&app, "bg-bad", input("shop")).await).await;
+        let e = job(&d, 0, "bg")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("blue service web-blue does not select the pods of web-blue"), "{e}");
+
+        // Dave may run workflows but not change the admin's environment: nothing changes.
+        let (_, dave) = app.create_user("dave", false).await;
+        let r = app.call(reqwest::Method::POST, "/openapi/workflows/custom/task", Some(&dave),
+            Some(json!({"project_key": "demo", "workflow_key": "bg-only", "parameters": [], "inputs": input("shop")}))).await;
+        let d = ended(&app, "bg-only", r.expect(200)["task_id"].as_i64().unwrap()).await;
+        let e = job(&d, 0, "bg")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy"), "{e}");
+        assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_none());
+        app.stop().await;
+    }
+}

@@ -686,7 +686,7 @@ backend_test! {
 backend_test! {
     async fn job_types_without_an_integration_fail_naming_it(app) {
         let mut deploy = freestyle("deploy", "");
-        deploy.job_type = "k8s-blue-green-deploy".into();
+        deploy.job_type = "istio-release".into();
         deploy.spec = json!({"cluster_id": "c", "namespace": "ns"});
         let mut plugin = freestyle("plugin", "");
         plugin.job_type = "plugin".into();
@@ -698,11 +698,11 @@ backend_test! {
         assert_eq!(t.status, "failed");
         let d = job(&t, "deploy");
         assert_eq!(d.status, "failed");
-        assert!(d.error.contains("blue-green deployments are not implemented by this server"), "{}", d.error);
+        assert!(d.error.contains("Istio releases are not implemented by this server"), "{}", d.error);
         assert!(job(&t, "plugin").error.contains("container runtime"), "{}", job(&t, "plugin").error);
         assert!(job(&t, "build").error.contains("no-such-build"), "{}", job(&t, "build").error);
         let log = full_log(&app, "integrations", id, "deploy").await;
-        assert!(log.contains("Failed to run: job type k8s-blue-green-deploy cannot run"), "{log}");
+        assert!(log.contains("Failed to run: job type istio-release cannot run"), "{log}");
         app.stop().await;
     }
 }

@@ -118,8 +118,18 @@ pub(super) fn applied_yaml(
     env: &Environment,
     svc: &EnvService,
 ) -> Result<String, serde_yaml_ng::Error> {
-    let mut docs = Vec::new();
-    for mut o in svc.objects() {
+    let docs = applied_objects(env, svc)
+        .iter()
+        .map(serde_yaml_ng::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(docs.join("---\n"))
+}
+
+/// The objects of `svc` as they are applied in `env`: decorated with its labels, images and
+/// overrides.
+pub fn applied_objects(env: &Environment, svc: &EnvService) -> Vec<Value> {
+    let mut objects = svc.objects();
+    for o in &mut objects {
         let namespaced = svc
             .resources
             .iter()
@@ -129,16 +139,15 @@ pub(super) fn applied_yaml(
             })
             .is_none_or(|r| r.namespaced);
         rules::decorate(
-            &mut o,
+            o,
             env,
             &svc.service_name,
             namespaced,
             &svc.containers,
             &svc.overrides,
         );
-        docs.push(serde_yaml_ng::to_string(&o)?);
     }
-    Ok(docs.join("---\n"))
+    objects
 }
 
 /// The images of a live workload's containers.

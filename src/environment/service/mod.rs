@@ -28,7 +28,7 @@ pub use lifecycle::{
     BasicInput, ContainerImage, CreateEnvInput, ServiceInput, check_initial, create,
     create_initial, delete, update_basic,
 };
-pub use live::{detail, service_detail, service_pods, service_yaml};
+pub use live::{applied_objects, detail, service_detail, service_pods, service_yaml};
 pub use variables::{
     ServiceVariablesInput, UpdateServicesInput, set_variables, update_services, variables,
 };

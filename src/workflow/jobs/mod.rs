@@ -27,6 +27,7 @@ use crate::workflow::model::{Job, Workflow};
 use crate::workflow::task::JobTask;
 
 pub mod approval;
+pub mod blue_green;
 pub mod build;
 pub mod canary;
 pub mod custom_deploy;
@@ -79,8 +80,8 @@ job_types! {
     CustomDeploy = "custom-deploy" => &custom_deploy::CustomDeploy,
     Freestyle = "freestyle" => &freestyle::Freestyle,
     Plugin = "plugin" => &plugin::Plugin,
-    K8sBlueGreenDeploy = "k8s-blue-green-deploy" => &external::Missing { what: "blue-green deployments" },
-    K8sBlueGreenRelease = "k8s-blue-green-release" => &external::Missing { what: "blue-green deployments" },
+    K8sBlueGreenDeploy = "k8s-blue-green-deploy" => &blue_green::BlueGreen { release: false },
+    K8sBlueGreenRelease = "k8s-blue-green-release" => &blue_green::BlueGreen { release: true },
     K8sCanaryDeploy = "k8s-canary-deploy" => &canary::Canary { release: false },
     K8sCanaryRelease = "k8s-canary-release" => &canary::Canary { release: true },
     K8sGrayRelease = "k8s-gray-release" => &gray::Gray { rollback: false },
@@ -279,6 +280,12 @@ pub trait JobKind: Sync {
 
     /// Outputs derived from the process's outputs when the job ended.
     fn finish_outputs(&self, _outputs: &mut BTreeMap<String, String>) {}
+
+    /// Undo, once the task has ended (whatever its status), what a job task of this type set
+    /// up for the task's duration only (a blue-green deploy's blue copy); `project` is the
+    /// task's. It may be called more than once for a task (recovery), so it is idempotent,
+    /// and it does not change the task: what it cannot undo it logs.
+    async fn clean(&self, _state: &AppState, _project: &str, _job: &JobTask) {}
 }
 
 /// serde `deserialize_with` for a spec field: `null` reads as absent (Zadig sends `null` for
