@@ -136,6 +136,19 @@ pub struct ResourceRef {
     pub name: String,
 }
 
+impl ResourceRef {
+    /// The namespaced object `name` of a kind given by its API version and plural.
+    pub fn namespaced(api_version: &str, kind: &str, plural: &str, name: &str) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced: true,
+            name: name.into(),
+        }
+    }
+}
+
 /// What the API changed on one workload besides its image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadOverride {

@@ -99,9 +99,14 @@ fn ensure_path<'a>(obj: &'a mut Value, ptr: &str) -> Option<&'a mut Map<String, 
 
 /// Set `labels` in the `labels` map of the metadata at `ptr`.
 fn set_labels(obj: &mut Value, ptr: &str, labels: &[(&str, &str)]) {
-    if let Some(l) = ensure_path(obj, &format!("{ptr}/labels")) {
-        for (k, v) in labels {
-            l.insert((*k).to_string(), Value::String((*v).to_string()));
+    set_strings(obj, &format!("{ptr}/labels"), labels);
+}
+
+/// Set `pairs` in the string map (labels, a selector) at `ptr`, creating it.
+pub fn set_strings(obj: &mut Value, ptr: &str, pairs: &[(&str, &str)]) {
+    if let Some(m) = ensure_path(obj, ptr) {
+        for (k, v) in pairs {
+            m.insert((*k).to_string(), Value::String((*v).to_string()));
         }
     }
 }

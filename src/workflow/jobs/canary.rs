@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::custom_deploy::{allowed_client, image_patch};
+use super::deploy_common::{lint_release, released_job, service_images};
 use super::rollout;
 use super::{
     InputCx, JobKind, JobType, Quote, Runs, Spec, ended, nullable, spec_of, stored, task_spec,
@@ -28,7 +29,7 @@ use crate::environment::kube as k;
 use crate::environment::model::ResourceRef;
 use crate::error::ApiResult;
 use crate::state::AppState;
-use crate::workflow::expand::{Expander, nothing_to_run, refused};
+use crate::workflow::expand::{Expander, nothing_to_run};
 use crate::workflow::inputs::decode;
 use crate::workflow::model::Job;
 use crate::workflow::task::JobTask;
@@ -85,18 +86,6 @@ struct Target {
     _extra: Map<String, Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ServiceInput {
-    service_name: String,
-    image_name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CanaryInput {
-    service_list: Option<Vec<ServiceInput>>,
-}
-
 #[async_trait::async_trait]
 impl JobKind for Canary {
     /// A release quotes its deploy job, `from_job`, always.
@@ -104,23 +93,13 @@ impl JobKind for Canary {
         if !self.release {
             return Vec::new();
         }
-        vec![Quote {
-            field: "from_job",
-            flag: None,
-            job: crate::workflow::model::str_of(spec, "from_job").to_string(),
-        }]
+        vec![Quote::of(spec, "from_job")]
     }
 
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
         let s: CanarySpec = decode(spec, field)?;
         if self.release {
-            if s.from_job.is_empty() {
-                return Err(bad(
-                    &format!("{field}.from_job"),
-                    "names the k8s-canary-deploy job to release",
-                ));
-            }
-            return Ok(());
+            return lint_release(&s.from_job, field, JobType::K8sCanaryDeploy);
         }
         for (i, t) in s.targets.iter().enumerate() {
             if !(1..=100).contains(&t.canary_percentage) {
@@ -139,8 +118,7 @@ impl JobKind for Canary {
         if self.release {
             return crate::workflow::inputs::record_as_is(spec, params, cx.field);
         }
-        let input: CanaryInput = decode(params, cx.field)?;
-        let Some(list) = input.service_list else {
+        let Some(list) = service_images(params, cx.field)? else {
             return Ok(());
         };
         let before: CanarySpec = decode(cx.before, &format!("job {}.spec", cx.job))?;
@@ -175,17 +153,7 @@ impl JobKind for Canary {
             return Ok(x.per_item(job, "targets", items));
         }
         // One task per target of the deploy job quoted, with its cluster and namespace.
-        let from = spec.from_job.as_str();
-        let deploy = x
-            .wf
-            .job(from)
-            .filter(|q| q.kind() == Some(JobType::K8sCanaryDeploy))
-            .ok_or_else(|| {
-                refused(format!(
-                    "`from_job`: job {} releases {from:?}, which is not a k8s-canary-deploy job of the workflow",
-                    job.name
-                ))
-            })?;
+        let deploy = released_job(x.wf, job, &spec.from_job, JobType::K8sCanaryDeploy)?;
         let quoted: CanarySpec = spec_of(deploy)?;
         let mut tasks = Vec::new();
         for (t, raw) in stored(&deploy.spec, "targets", &quoted.targets) {
@@ -246,13 +214,7 @@ impl Canary {
 
 /// A Deployment's reference.
 pub(super) fn deployment_ref(name: &str) -> ResourceRef {
-    ResourceRef {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        plural: "deployments".into(),
-        namespaced: true,
-        name: name.into(),
-    }
+    ResourceRef::namespaced("apps/v1", "Deployment", "deployments", name)
 }
 
 /// A Deployment's `spec.replicas` (absent: 1, Kubernetes' default).

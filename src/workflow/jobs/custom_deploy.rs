@@ -166,13 +166,7 @@ fn workload_ref(kind: &str, name: &str) -> Option<ResourceRef> {
         "CronJob" => ("batch/v1", "cronjobs"),
         _ => return None,
     };
-    Some(ResourceRef {
-        api_version: api_version.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-        namespaced: true,
-        name: name.into(),
-    })
+    Some(ResourceRef::namespaced(api_version, kind, plural, name))
 }
 
 /// `{"spec": {"template": {"spec": {"<key>": [{name, image}]}}}}` for the pod spec at `ptr`.

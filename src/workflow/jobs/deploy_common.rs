@@ -12,7 +12,8 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::refused;
 use crate::workflow::inputs::decode;
-use crate::workflow::model::Job;
+use crate::workflow::jobs::JobType;
+use crate::workflow::model::{Job, Workflow};
 use crate::workflow::task::JobTask;
 
 /// The environment `env` a deploy job deploys to; none is a 400 when a task is created.
@@ -67,6 +68,52 @@ pub(crate) fn deploy_input<S: DeserializeOwned>(
         spec.insert("env".into(), Value::String(input.env_name));
     }
     Ok(input.service_list)
+}
+
+/// A `service_list` item of a canary or blue-green deploy input: a service and its new image.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ServiceImage {
+    pub service_name: String,
+    pub image_name: String,
+}
+
+/// The `service_list` of a canary or blue-green deploy input, when given.
+pub(crate) fn service_images(params: &Value, field: &str) -> ApiResult<Option<Vec<ServiceImage>>> {
+    #[derive(Default, Deserialize)]
+    struct Input {
+        service_list: Option<Vec<ServiceImage>>,
+    }
+    decode::<Input>(params, field).map(|i| i.service_list)
+}
+
+/// A release job's rule when saved: `from_job` names its deploy job (of type `deploy`).
+pub(crate) fn lint_release(from_job: &str, field: &str, deploy: JobType) -> ApiResult<()> {
+    if from_job.is_empty() {
+        return Err(crate::workflow::bad(
+            &format!("{field}.from_job"),
+            format!("names the {deploy} job to release"),
+        ));
+    }
+    Ok(())
+}
+
+/// The job `from` that release job `job` releases: a job of `wf` of type `ty`, else the 400
+/// naming it (when the task is created).
+pub(crate) fn released_job<'w>(
+    wf: &'w Workflow,
+    job: &Job,
+    from: &str,
+    ty: JobType,
+) -> ApiResult<&'w Job> {
+    wf.job(from)
+        .filter(|q| q.kind() == Some(ty))
+        .ok_or_else(|| {
+            refused(format!(
+                "`from_job`: job {} releases {from:?}, which is not a {ty} job of the workflow",
+                job.name
+            ))
+        })
 }
 
 /// The uid of the task's creator (the user a deploy job acts for).

@@ -142,11 +142,7 @@ impl JobKind for Gray {
         if self.rollback || from.is_empty() {
             return Vec::new();
         }
-        vec![Quote {
-            field: "from_job",
-            flag: None,
-            job: from.to_string(),
-        }]
+        vec![Quote::of(spec, "from_job")]
     }
 
     /// `target_list` chooses targets by `workload_name` and, for a release, sets their image

@@ -174,6 +174,15 @@ pub struct Quote {
 }
 
 impl Quote {
+    /// The quote of the job field `field` names, always (a release's `from_job`).
+    pub fn of(spec: &Value, field: &'static str) -> Self {
+        Self {
+            field,
+            flag: None,
+            job: crate::workflow::model::str_of(spec, field).to_string(),
+        }
+    }
+
     /// The quote of field `field` when the spec's `flag` is `fromjob`.
     pub fn when_from_job(spec: &Value, flag: &'static str, field: &'static str) -> Option<Self> {
         (crate::workflow::model::str_of(spec, flag) == "fromjob").then(|| Self {

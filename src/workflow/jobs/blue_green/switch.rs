@@ -1,0 +1,268 @@
+//! The cluster steps of blue-green jobs: keeping the green Service on the green pods and
+//! creating the blue copies (deploy), the traffic switch and the green Deployment's update
+//! (release), and undoing a deploy.
+
+use std::collections::BTreeMap;
+
+use kube::api::Patch;
+use serde_json::{Value, json};
+
+use super::plan::Plan;
+use super::{At, BLUE, BlueGreenSpec, DELETE_WITHIN, ORIGIN, Placed, VERSION_LABEL};
+use crate::cluster::client::ClusterClient;
+use crate::engine::executor::{JobEnd, JobStatus};
+use crate::environment::kube as k;
+use crate::environment::model::ResourceRef;
+use crate::environment::service::{deploy_images, deployer};
+use crate::error::ErrorKind;
+use crate::state::AppState;
+use crate::workflow::jobs::canary::deployment_ref;
+use crate::workflow::jobs::deploy_common::creator_uid;
+use crate::workflow::jobs::rollout;
+
+fn service_ref(name: &str) -> ResourceRef {
+    ResourceRef::namespaced("v1", "Service", "services", name)
+}
+
+fn pod_ref(name: &str) -> ResourceRef {
+    ResourceRef::namespaced("v1", "Pod", "pods", name)
+}
+
+/// Merge-patch `body` into object `r`; `what` names the change in the error.
+async fn merge(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    body: Value,
+    what: &str,
+) -> Result<(), String> {
+    k::patch(cc, ns, r, &Patch::Merge(&body))
+        .await
+        .map_err(|e| format!("{what} error: {}", e.description))
+}
+
+/// Point Service `name`'s selector at the pods of `version` (`None`: at all the Deployment's
+/// pods again).
+async fn route(
+    cc: &ClusterClient,
+    ns: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(), String> {
+    let body = json!({"spec": {"selector": {VERSION_LABEL: version}}});
+    merge(
+        cc,
+        ns,
+        &service_ref(name),
+        body,
+        &format!("update service {name} selector"),
+    )
+    .await
+}
+
+/// Set (or, with `None`, remove) the version label of the pods selected by `selector`; how many.
+async fn label_pods(
+    cc: &ClusterClient,
+    ns: &str,
+    selector: &BTreeMap<String, String>,
+    version: Option<&str>,
+) -> Result<usize, String> {
+    let pods = k::pods(cc, ns, selector)
+        .await
+        .map_err(|e| format!("list pods error: {}", e.description))?;
+    let mut n = 0;
+    for p in pods {
+        let name = p.metadata.name.unwrap_or_default();
+        let has = p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(VERSION_LABEL))
+            .map(String::as_str);
+        if has == version {
+            continue;
+        }
+        let body = json!({"metadata": {"labels": {VERSION_LABEL: version}}});
+        // A pod gone meanwhile (replaced by a rollout) needs no label.
+        match k::patch(cc, ns, &pod_ref(&name), &Patch::Merge(&body)).await {
+            Ok(()) => n += 1,
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("label pod {name} error: {}", e.description)),
+        }
+    }
+    Ok(n)
+}
+
+/// Neither blue copy may exist yet (a Deployment or Service of that name is someone's).
+pub(super) async fn still_free(at: &At<'_>, placed: &Placed) -> Result<(), String> {
+    for r in [
+        deployment_ref(&placed.blue_deployment_name),
+        service_ref(&placed.blue_service_name),
+    ] {
+        let found = k::get(at.cc, at.ns, &r)
+            .await
+            .map_err(|e| format!("can't read {} {}: {}", r.kind, r.name, e.description))?;
+        if found.is_some() {
+            return Err(format!(
+                "blue {} {} already exists in namespace {}: delete it, or let the task that made it end",
+                r.kind.to_lowercase(),
+                r.name,
+                at.ns
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Deploy: keep the green Service on the green pods, create the blue copies and wait for them.
+pub(super) async fn create_blue(
+    state: &AppState,
+    at: &At<'_>,
+    plan: &Plan,
+    deadline: (i64, i64),
+) -> Result<JobEnd, String> {
+    let (p, log) = (&plan.placed, at.job.log);
+    let n = label_pods(at.cc, at.ns, &p.green_selector, Some(ORIGIN)).await?;
+    log.info(&format!("add origin label to {n} pods"));
+    route(at.cc, at.ns, &p.green_service_name, Some(ORIGIN)).await?;
+    log.info(&format!(
+        "add origin label selector to service: {}",
+        p.green_service_name
+    ));
+    for (r, o) in [
+        (service_ref(&p.blue_service_name), &plan.blue_service),
+        (
+            deployment_ref(&p.blue_deployment_name),
+            &plan.blue_deployment,
+        ),
+    ] {
+        let kind = r.kind.to_lowercase();
+        k::apply(at.cc, at.ns, &r, o)
+            .await
+            .map_err(|e| format!("create blue {kind}: {} error: {}", r.name, e.description))?;
+        log.info(&format!("create blue {kind}: {} success", r.name));
+    }
+    let blue = [deployment_ref(&p.blue_deployment_name)];
+    Ok(rollout::finish(state, at.job, false, (at.cc, at.ns), &blue, deadline).await)
+}
+
+/// Release: route the green Service to the blue pods, deploy the images to the green
+/// Deployment and wait for it, then route back and delete the blue copies.
+pub(super) async fn release(
+    state: &AppState,
+    at: &At<'_>,
+    spec: &BlueGreenSpec,
+    p: &Placed,
+    deadline: (i64, i64),
+) -> Result<JobEnd, String> {
+    let log = at.job.log;
+    let blue = k::get(at.cc, at.ns, &deployment_ref(&p.blue_deployment_name))
+        .await
+        .map_err(|e| {
+            format!(
+                "can't read deployment {}: {}",
+                p.blue_deployment_name, e.description
+            )
+        })?;
+    if blue.is_none() {
+        return Err(format!(
+            "blue deployment {} not found: job {} did not create it",
+            p.blue_deployment_name, spec.from_job
+        ));
+    }
+    route(at.cc, at.ns, &p.green_service_name, Some(BLUE)).await?;
+    log.info(&format!(
+        "service {} routes to the blue deployment {}",
+        p.green_service_name, p.blue_deployment_name
+    ));
+    let caller = deployer(state, creator_uid(at.job)).await?;
+    let service = (
+        at.job.ctx.project.as_str(),
+        spec.env.as_str(),
+        spec.service.service_name.as_str(),
+    );
+    let deployed = deploy_images(state, service, &spec.service.images(), None, &caller).await?;
+    for c in &deployed.changes {
+        log.info(&format!(
+            "{} {} container {}: {} -> {}",
+            c.kind, c.name, c.container, c.origin, c.image
+        ));
+    }
+    let mut end = rollout::finish(
+        state,
+        at.job,
+        false,
+        (at.cc, at.ns),
+        &deployed.workloads,
+        deadline,
+    )
+    .await;
+    end.record = rollout::record(&deployed.changes);
+    if end.status == JobStatus::Passed {
+        restore(at.cc, p, &|m| log.info(m)).await?;
+        log.info(&format!(
+            "blue-green deployment: {} release successfully",
+            p.green_deployment_name
+        ));
+    }
+    Ok(end)
+}
+
+/// Undo a deploy: the green Service selects all the green Deployment's pods again, the blue
+/// copies are deleted, the pods' version labels removed. Each step is skipped when done.
+pub(super) async fn restore(
+    cc: &ClusterClient,
+    p: &Placed,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<(), String> {
+    let ns = p.namespace.as_str();
+    let green = k::service(cc, ns, &p.green_service_name)
+        .await
+        .map_err(|e| {
+            format!(
+                "can't read service {}: {}",
+                p.green_service_name, e.description
+            )
+        })?;
+    let selected = green
+        .and_then(|s| s.spec)
+        .and_then(|s| s.selector)
+        .is_some_and(|s| s.contains_key(VERSION_LABEL));
+    if selected {
+        route(cc, ns, &p.green_service_name, None).await?;
+        say(&format!(
+            "service {} selects all pods of deployment {} again",
+            p.green_service_name, p.green_deployment_name
+        ));
+    }
+    k::delete_and_wait(
+        cc,
+        ns,
+        &deployment_ref(&p.blue_deployment_name),
+        DELETE_WITHIN,
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "delete blue deployment {} error: {}",
+            p.blue_deployment_name, e.description
+        )
+    })?;
+    k::delete(cc, ns, &service_ref(&p.blue_service_name))
+        .await
+        .map_err(|e| {
+            format!(
+                "delete blue service {} error: {}",
+                p.blue_service_name, e.description
+            )
+        })?;
+    say(&format!(
+        "blue deployment {} and blue service {} deleted",
+        p.blue_deployment_name, p.blue_service_name
+    ));
+    let n = label_pods(cc, ns, &p.green_selector, None).await?;
+    if n > 0 {
+        say(&format!("remove origin label from {n} pods"));
+    }
+    Ok(())
+}
