@@ -826,7 +826,16 @@ backend_test! {
         assert_eq!(d["status"], "passed", "{d}");
         restored().await;
 
-        // A blue Service that does not select the blue pods is refused with the task.
+        // A blue copy that cannot start fails the deploy, and is undone all the same.
+        let bad = json!([{"job_name": "bg", "job_type": "k8s-blue-green-deploy",
+            "parameters": {"service_list": [{"service_name": "shop", "image_name": "nginx:badimage"}]}}]);
+        let d = ended(&app, "bg-only", execute(&app, "bg-only", bad).await).await;
+        let j = job(&d, 0, "bg");
+        assert_eq!(j["status"], "failed", "{d}");
+        assert!(j["error"].as_str().unwrap().contains("web-blue"), "{j}");
+        restored().await;
+
+        // A blue Service that does not select the blue pods fails the job before anything changes.
         workflow(&app, "bg-bad", vec![("deploy", vec![deploy(&BLUE.replace("blue\n  ports", "green\n  ports"))])]).await;
         let d = ended(&app, "bg-bad", execute(&app, "bg-bad", input("shop")).await).await;
         let e = job(&d, 0, "bg")["error"].as_str().unwrap().to_string();

@@ -126,8 +126,27 @@ pub async fn env_for_job(
     }
 }
 
+/// The environment `env_key` of `project`, once `caller` (the task's creator) is known to be
+/// allowed to change it; the error is the job's.
+pub async fn env_to_change(
+    state: &AppState,
+    (project, env_key): (&str, &str),
+    caller: &Identity,
+) -> Result<Environment, String> {
+    let env = env_for_job(state, project, env_key).await?;
+    may_change(state, caller, &env).await.map_err(|e| {
+        format!(
+            "user {} may not deploy to {}: {}",
+            caller.account,
+            env.label(),
+            e.description
+        )
+    })?;
+    Ok(env)
+}
+
 /// The cluster client of `env`: Zadig's job error text when it cannot be had.
-async fn client(state: &AppState, env: &Environment) -> Result<ClusterClient, String> {
+pub async fn client(state: &AppState, env: &Environment) -> Result<ClusterClient, String> {
     client_for(state, &env.cluster_id)
         .await
         .map_err(|e| format!("can't init k8s client: {}", e.description))
@@ -277,15 +296,7 @@ async fn for_job(
     (project, env_key, service): (&str, &str, &str),
     caller: &Identity,
 ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Environment, EnvService), String> {
-    let env = env_for_job(state, project, env_key).await?;
-    may_change(state, caller, &env).await.map_err(|e| {
-        format!(
-            "user {} may not deploy to {}: {}",
-            caller.account,
-            env.label(),
-            e.description
-        )
-    })?;
+    env_to_change(state, (project, env_key), caller).await?;
     let held = state.environments.lock(project, env_key).lock_owned().await;
     let env = env_for_job(state, project, env_key).await?;
     let Some(svc) = env.service(service).cloned() else {

@@ -21,8 +21,8 @@ mod workload;
 
 pub use apply::{AddServicesInput, RemoveServicesInput, add_services, remove_services};
 pub use deploy::{
-    Deployed, ImageChange, Rerender, deploy_images, deployer, env_for_job, may_deploy_to_namespace,
-    restart_for_job,
+    Deployed, ImageChange, Rerender, client, deploy_images, deployer, env_for_job, env_to_change,
+    may_deploy_to_namespace, restart_for_job,
 };
 pub use lifecycle::{
     BasicInput, ContainerImage, CreateEnvInput, ServiceInput, check_initial, create,

@@ -27,10 +27,9 @@ use serde_json::{Map, Value, json};
 
 use self::plan::{Plan, blue_service, module_for, name_of, plan};
 use self::switch::{create_blue, release, restore, still_free};
-use super::custom_deploy::allowed_client;
 use super::deploy_common::{
-    deploy_env, env_of, lint_release, project_timeout_secs, released_job, service_images,
-    some_to_deploy, whole_services,
+    creator_uid, deploy_env, env_of, lint_release, project_timeout_secs, released_job,
+    service_images, some_to_deploy, whole_services,
 };
 use super::rollout;
 use super::{
@@ -40,7 +39,7 @@ use super::{
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
 use crate::engine::executor::{JobEnd, ServerJob};
-use crate::environment::service::{applied_objects, env_for_job};
+use crate::environment::service::{applied_objects, client, deployer, env_to_change};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, narrowed, refused};
@@ -356,14 +355,15 @@ impl JobKind for BlueGreen {
 }
 
 /// A job task's spec, cluster client and plan: its service as applied in its environment,
-/// for a task creator allowed to change it.
+/// for a task creator allowed to change the environment (as `zadig-deploy`).
 async fn prepare(
     state: &AppState,
     job: &ServerJob<'_>,
 ) -> Result<(BlueGreenSpec, ClusterClient, Plan), String> {
     let spec: BlueGreenSpec = task_spec(job)?;
-    let env = env_for_job(state, &job.ctx.project, &spec.env).await?;
-    let cc = allowed_client(state, job, &env.cluster_id, &env.namespace).await?;
+    let caller = deployer(state, creator_uid(job)).await?;
+    let env = env_to_change(state, (&job.ctx.project, &spec.env), &caller).await?;
+    let cc = client(state, &env).await?;
     let name = &spec.service.service_name;
     let svc = env.service(name).ok_or_else(|| {
         format!(

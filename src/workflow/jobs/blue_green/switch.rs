@@ -199,11 +199,14 @@ pub(super) async fn release(
     .await;
     end.record = rollout::record(&deployed.changes);
     if end.status == JobStatus::Passed {
-        restore(at.cc, p, &|m| log.info(m)).await?;
-        log.info(&format!(
-            "blue-green deployment: {} release successfully",
-            p.green_deployment_name
-        ));
+        // The images are deployed either way: a failure here keeps what was recorded.
+        match restore(at.cc, p, &|m| log.info(m)).await {
+            Ok(()) => log.info(&format!(
+                "blue-green deployment: {} release successfully",
+                p.green_deployment_name
+            )),
+            Err(e) => (end.status, end.error) = (JobStatus::Failed, e),
+        }
     }
     Ok(end)
 }
