@@ -142,17 +142,33 @@ pub(super) fn plan(
     })
 }
 
+/// Zadig's labels of a blue Deployment made for `service`.
+fn release_labels(service: &str) -> [(&str, &str); 2] {
+    [
+        ("zadigx-release-type", "blue-green"),
+        ("zadigx-release-service-name", service),
+    ]
+}
+
+/// Whether object `o` is a blue copy made for `service` (it has [`release_labels`]).
+pub(super) fn made_for(o: &Value, service: &str) -> bool {
+    let labels = labels_at(o, "/metadata/labels");
+    release_labels(service)
+        .iter()
+        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+}
+
 /// Deployment `green` as `name`: Zadig's release labels, `zadig-blue-green-version: blue` on
 /// its pods and in its selector, the job's images on their containers (one the Deployment
 /// lacks is the job's error).
 fn blue_copy(green: &Value, name: &str, svc: &BlueGreenService) -> Result<Value, String> {
     let mut blue = green.clone();
     blue["metadata"]["name"] = json!(name);
-    let labels = [
-        ("zadigx-release-type", "blue-green"),
-        ("zadigx-release-service-name", svc.service_name.as_str()),
-    ];
-    set_strings(&mut blue, "/metadata/labels", &labels);
+    set_strings(
+        &mut blue,
+        "/metadata/labels",
+        &release_labels(&svc.service_name),
+    );
     set_strings(
         &mut blue,
         "/spec/selector/matchLabels",
@@ -227,6 +243,7 @@ mod tests {
         let d = &p.blue_deployment;
         assert_eq!(d["metadata"]["name"], "web-blue");
         assert_eq!(d["metadata"]["labels"]["zadigx-release-type"], "blue-green");
+        assert!(made_for(d, "shop") && !made_for(d, "other") && !made_for(&shop()[0], "shop"));
         assert_eq!(d["spec"]["selector"]["matchLabels"][VERSION_LABEL], "blue");
         assert_eq!(
             d["spec"]["template"]["metadata"]["labels"][VERSION_LABEL],

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kube::api::Patch;
 use serde_json::{Value, json};
 
-use super::plan::Plan;
+use super::plan::{Plan, made_for};
 use super::{At, BLUE, BlueGreenSpec, DELETE_WITHIN, ORIGIN, Placed, VERSION_LABEL};
 use crate::cluster::client::ClusterClient;
 use crate::engine::executor::{JobEnd, JobStatus};
@@ -60,12 +60,14 @@ async fn route(
     .await
 }
 
-/// Set (or, with `None`, remove) the version label of the pods selected by `selector`; how many.
+/// Move the version label of the pods selected by `selector` that have it at `from` to `to`
+/// (`None`: no label); how many. Pods at another version are left alone: a blue pod that lost
+/// its label would leave its ReplicaSet and outlive it.
 async fn label_pods(
     cc: &ClusterClient,
     ns: &str,
     selector: &BTreeMap<String, String>,
-    version: Option<&str>,
+    (from, to): (Option<&str>, Option<&str>),
 ) -> Result<usize, String> {
     let pods = k::pods(cc, ns, selector)
         .await
@@ -79,10 +81,10 @@ async fn label_pods(
             .as_ref()
             .and_then(|l| l.get(VERSION_LABEL))
             .map(String::as_str);
-        if has == version {
+        if has != from {
             continue;
         }
-        let body = json!({"metadata": {"labels": {VERSION_LABEL: version}}});
+        let body = json!({"metadata": {"labels": {VERSION_LABEL: to}}});
         // A pod gone meanwhile (replaced by a rollout) needs no label.
         match k::patch(cc, ns, &pod_ref(&name), &Patch::Merge(&body)).await {
             Ok(()) => n += 1,
@@ -122,7 +124,7 @@ pub(super) async fn create_blue(
     deadline: (i64, i64),
 ) -> Result<JobEnd, String> {
     let (p, log) = (&plan.placed, at.job.log);
-    let n = label_pods(at.cc, at.ns, &p.green_selector, Some(ORIGIN)).await?;
+    let n = label_pods(at.cc, at.ns, &p.green_selector, (None, Some(ORIGIN))).await?;
     log.info(&format!("add origin label to {n} pods"));
     route(at.cc, at.ns, &p.green_service_name, Some(ORIGIN)).await?;
     log.info(&format!(
@@ -164,11 +166,22 @@ pub(super) async fn release(
                 p.blue_deployment_name, e.description
             )
         })?;
-    if blue.is_none() {
-        return Err(format!(
-            "blue deployment {} not found: job {} did not create it",
-            p.blue_deployment_name, spec.from_job
-        ));
+    let service = spec.service.service_name.as_str();
+    match blue {
+        None => {
+            return Err(format!(
+                "blue deployment {} not found: job {} did not create it",
+                p.blue_deployment_name, spec.from_job
+            ));
+        }
+        // Someone's own Deployment of that name is neither routed to nor deleted.
+        Some(b) if !made_for(&b, service) => {
+            return Err(format!(
+                "deployment {} was not made by a blue-green deploy of service {service}",
+                p.blue_deployment_name
+            ));
+        }
+        Some(_) => {}
     }
     route(at.cc, at.ns, &p.green_service_name, Some(BLUE)).await?;
     log.info(&format!(
@@ -176,12 +189,8 @@ pub(super) async fn release(
         p.green_service_name, p.blue_deployment_name
     ));
     let caller = deployer(state, creator_uid(at.job)).await?;
-    let service = (
-        at.job.ctx.project.as_str(),
-        spec.env.as_str(),
-        spec.service.service_name.as_str(),
-    );
-    let deployed = deploy_images(state, service, &spec.service.images(), None, &caller).await?;
+    let at_env = (at.job.ctx.project.as_str(), spec.env.as_str(), service);
+    let deployed = deploy_images(state, at_env, &spec.service.images(), None, &caller).await?;
     for c in &deployed.changes {
         log.info(&format!(
             "{} {} container {}: {} -> {}",
@@ -263,7 +272,7 @@ pub(super) async fn restore(
         "blue deployment {} and blue service {} deleted",
         p.blue_deployment_name, p.blue_service_name
     ));
-    let n = label_pods(cc, ns, &p.green_selector, None).await?;
+    let n = label_pods(cc, ns, &p.green_selector, (Some(ORIGIN), None)).await?;
     if n > 0 {
         say(&format!("remove origin label from {n} pods"));
     }
