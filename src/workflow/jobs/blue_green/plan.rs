@@ -28,7 +28,7 @@ pub(super) fn name_of(o: &Value) -> &str {
 }
 
 /// The string map at `ptr` of `o` (labels, a selector).
-pub(super) fn labels_at(o: &Value, ptr: &str) -> BTreeMap<String, String> {
+fn labels_at(o: &Value, ptr: &str) -> BTreeMap<String, String> {
     o.pointer(ptr)
         .and_then(Value::as_object)
         .map(|m| {
