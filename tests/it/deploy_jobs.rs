@@ -826,6 +826,19 @@ backend_test! {
         assert_eq!(d["status"], "passed", "{d}");
         restored().await;
 
+        // A release without its blue copy (retried after its task's end undid the deploy) rolls
+        // the images out on the green Deployment alone.
+        workflow(&app, "bg-retry", vec![("deploy", vec![deploy(BLUE)]), ("release", vec![release.clone()])]).await;
+        let id = execute(&app, "bg-retry", json!([{"job_name": "switch", "job_type": "k8s-blue-green-release",
+            "parameters": {}}])).await;
+        let d = ended(&app, "bg-retry", id).await;
+        assert_eq!(d["status"], "passed", "{d}");
+        let r = job(&d, 1, "switch");
+        let text = log(&app, "bg-retry", id, r["name"].as_str().unwrap()).await;
+        assert!(text.contains("blue deployment web-blue is gone: the images roll out on deployment web directly"), "{text}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
+        restored().await;
+
         // A blue copy that cannot start fails the deploy, and is undone all the same.
         let bad = json!([{"job_name": "bg", "job_type": "k8s-blue-green-deploy",
             "parameters": {"service_list": [{"service_name": "shop", "image_name": "nginx:badimage"}]}}]);

@@ -149,7 +149,8 @@ pub(super) async fn create_blue(
 }
 
 /// Release: route the green Service to the blue pods, deploy the images to the green
-/// Deployment and wait for it, then route back and delete the blue copies.
+/// Deployment and wait for it, then route back and delete the blue copies (with no blue copy
+/// left, just the rollout).
 pub(super) async fn release(
     state: &AppState,
     at: &At<'_>,
@@ -167,12 +168,15 @@ pub(super) async fn release(
             )
         })?;
     let service = spec.service.service_name.as_str();
-    match blue {
+    // Without its blue copy (a retried release: the task's end undid the deploy) the images
+    // roll out on the green Deployment alone.
+    let switched = match blue {
         None => {
-            return Err(format!(
-                "blue deployment {} not found: job {} did not create it",
-                p.blue_deployment_name, spec.from_job
+            log.info(&format!(
+                "blue deployment {} is gone: the images roll out on deployment {} directly",
+                p.blue_deployment_name, p.green_deployment_name
             ));
+            false
         }
         // Someone's own Deployment of that name is neither routed to nor deleted.
         Some(b) if !made_for(&b, service) => {
@@ -181,13 +185,15 @@ pub(super) async fn release(
                 p.blue_deployment_name
             ));
         }
-        Some(_) => {}
-    }
-    route(at.cc, at.ns, &p.green_service_name, Some(BLUE)).await?;
-    log.info(&format!(
-        "service {} routes to the blue deployment {}",
-        p.green_service_name, p.blue_deployment_name
-    ));
+        Some(_) => {
+            route(at.cc, at.ns, &p.green_service_name, Some(BLUE)).await?;
+            log.info(&format!(
+                "service {} routes to the blue deployment {}",
+                p.green_service_name, p.blue_deployment_name
+            ));
+            true
+        }
+    };
     let caller = deployer(state, creator_uid(at.job)).await?;
     let at_env = (at.job.ctx.project.as_str(), spec.env.as_str(), service);
     let deployed = deploy_images(state, at_env, &spec.service.images(), None, &caller).await?;
@@ -207,7 +213,7 @@ pub(super) async fn release(
     )
     .await;
     end.record = rollout::record(&deployed.changes);
-    if end.status == JobStatus::Passed {
+    if end.status == JobStatus::Passed && switched {
         // The images are deployed either way: a failure here keeps what was recorded.
         match restore(at.cc, p, &|m| log.info(m)).await {
             Ok(()) => log.info(&format!(
