@@ -267,7 +267,8 @@ pub(crate) fn check_outputs<'a>(
 /// A job that quotes another (`source: fromjob`, a restart's `env_source: fromjob`, a canary
 /// release's `from_job`: [`crate::workflow::jobs::JobKind::quotes`]) must quote a job that
 /// ends before it starts: a job of an earlier stage, or an earlier job of the same serial stage
-/// (jobs of a parallel stage run at the same time).
+/// (jobs of a parallel stage run at the same time). Then each job type's rules across jobs
+/// ([`crate::workflow::jobs::JobKind::lint_in`]).
 fn check_references(wf: &Workflow) -> ApiResult<()> {
     // job name -> (stage index, position)
     let mut at: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -300,6 +301,14 @@ fn check_references(wf: &Workflow) -> ApiResult<()> {
                         format!("can not quote job {target} in job {}", job.name),
                     ));
                 }
+            }
+        }
+    }
+    for (i, s) in wf.stages.iter().enumerate() {
+        for (j, job) in s.jobs.iter().enumerate() {
+            if let Some(kind) = job.kind() {
+                kind.kind()
+                    .lint_in(wf, job, &format!("stages[{i}].jobs[{j}]"))?;
             }
         }
     }

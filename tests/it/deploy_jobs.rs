@@ -467,6 +467,13 @@ backend_test! {
         save(json!([{"name": "a", "jobs": [first(100)]}])).await.expect_error(400, "gray_scale");
         save(json!([{"name": "a", "jobs": [later("full", 100)]}, {"name": "b", "jobs": [first(50)]}])).await
             .expect_error(400, "can not quote job gray");
+        // A gray release always ends in full: later steps below 100, the last at 100.
+        save(json!([{"name": "a", "jobs": [first(50)]}])).await.expect_error(400, "stages[0].jobs[0].name");
+        save(json!([{"name": "a", "jobs": [first(50)]}, {"name": "b", "jobs": [later("more", 80)]}])).await
+            .expect_error(400, "must release in full (100), got 80");
+        save(json!([{"name": "a", "jobs": [first(50)]}, {"name": "b", "jobs": [later("full", 100)]},
+            {"name": "c", "jobs": [later("again", 100)]}])).await
+            .expect_error(400, "stages[1].jobs[0].spec.gray_scale");
         workflow(&app, "gray", vec![("half", vec![first(50)]), ("full", vec![later("full", 100)])]).await;
         let r = app.post("/openapi/workflows/custom/task", json!({"project_key": "demo", "workflow_key": "gray",
             "inputs": [{"job_name": "gray", "job_type": "k8s-gray-release", "parameters": {"target_list": [

@@ -29,7 +29,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::workflow::expand::{Expander, nothing_to_run, refused};
 use crate::workflow::inputs::decode;
-use crate::workflow::model::Job;
+use crate::workflow::model::{Job, Workflow};
 use crate::workflow::task::JobTask;
 use crate::workflow::{bad, task_view};
 
@@ -130,6 +130,53 @@ impl JobKind for Gray {
                         ""
                     },
                     s.gray_scale
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A first release job's later jobs, in the workflow's order (Zadig's rule): at least one,
+    /// all but the last below 100, the last at 100 — so a gray release always ends in full.
+    fn lint_in(&self, wf: &Workflow, job: &Job, field: &str) -> ApiResult<()> {
+        if self.rollback || !spec_of::<GraySpec>(job)?.from_job.is_empty() {
+            return Ok(());
+        }
+        let mut later = Vec::new();
+        for (i, s) in wf.stages.iter().enumerate() {
+            for (j, q) in s.jobs.iter().enumerate() {
+                if q.kind() == Some(JobType::K8sGrayRelease)
+                    && crate::workflow::model::str_of(&q.spec, "from_job") == job.name
+                {
+                    let at = format!("stages[{i}].jobs[{j}].spec.gray_scale");
+                    later.push((at, spec_of::<GraySpec>(q)?.gray_scale));
+                }
+            }
+        }
+        let Some(((last_at, last), steps)) = later.split_last() else {
+            return Err(bad(
+                &format!("{field}.name"),
+                format!(
+                    "no later k8s-gray-release job (from_job: {}) releases it in full",
+                    job.name
+                ),
+            ));
+        };
+        if let Some((at, _)) = steps.iter().find(|(_, scale)| *scale >= 100) {
+            return Err(bad(
+                at,
+                format!(
+                    "only the last later job of {} may release in full",
+                    job.name
+                ),
+            ));
+        }
+        if *last != 100 {
+            return Err(bad(
+                last_at,
+                format!(
+                    "the last later job of {} must release in full (100), got {last}",
+                    job.name
                 ),
             ));
         }

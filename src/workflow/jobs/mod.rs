@@ -242,6 +242,13 @@ pub trait JobKind: Sync {
             .collect()
     }
 
+    /// Rules across the definition's jobs, checked when it is saved once every job passed
+    /// [`Self::lint`] and its quotes were checked; `field` is the job's JSON path
+    /// (`stages[i].jobs[j]`).
+    fn lint_in(&self, _wf: &Workflow, _job: &Job, _field: &str) -> ApiResult<()> {
+        Ok(())
+    }
+
     /// The environment a deploy job deploys to (checked against a ticket's `envs`).
     fn deploys_to(&self, _job: &Job) -> ApiResult<Option<String>> {
         Ok(None)
