@@ -48,17 +48,31 @@ fn mode(p: &Path) -> u32 {
         & 0o777
 }
 
-/// Every byte of every file under `dir`.
+/// Every byte of every file under `dir`. A file or folder gone between listing and reading
+/// (a finished job's workspace, a journal) is not at rest and is passed over.
 fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn unless_gone<T>(r: std::io::Result<T>, p: &Path) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("{}: {e}", p.display()),
+        }
+    }
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
+        let Some(entries) = unless_gone(std::fs::read_dir(&d), &d) else {
+            continue;
+        };
+        for e in entries {
+            let Some(e) = unless_gone(e, &d) else {
+                continue;
+            };
+            let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            } else if let Some(bytes) = unless_gone(std::fs::read(&p), &p) {
+                out.push((p, bytes));
             }
         }
     }
