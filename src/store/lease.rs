@@ -123,4 +123,79 @@ impl Leases {
             .await?;
         Ok(())
     }
+
+    /// Hold `name` for one piece of work of process `instance` until the returned guard is
+    /// dropped, waiting for another holder at most `wait` (`None` then). The owner is unique
+    /// to this hold, so a guard given back late never frees a later hold of the same process.
+    /// The guard renews the lease every third of `ttl`; a process that dies lets it expire.
+    pub async fn hold(
+        &self,
+        name: &str,
+        instance: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> StoreResult<Option<Held>> {
+        let owner = format!("{instance}/{}", uuid::Uuid::new_v4().simple());
+        let give_up = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(10);
+        while !self.claim(name, &owner, ttl).await? {
+            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+        let renewer = tokio::spawn({
+            let (leases, name, owner) = (self.clone(), name.to_string(), owner.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match leases.claim(&name, &owner, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(lease = %name, "a held lease was lost (it expired and was taken)");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(lease = %name, "renewing a held lease failed: {e}")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Some(Held {
+            leases: self.clone(),
+            name: name.to_string(),
+            owner,
+            renewer,
+        }))
+    }
+}
+
+/// A named lease held until dropped (see [`Leases::hold`]).
+pub struct Held {
+    leases: Leases,
+    name: String,
+    owner: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let (leases, name, owner) = (
+            self.leases.clone(),
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.owner),
+        );
+        // Outside a runtime (a process going down) the lease simply expires.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = leases.release(&name, &owner).await {
+                    tracing::warn!(lease = %name, "giving a lease back failed (it will expire): {e}");
+                }
+            });
+        }
+    }
 }

@@ -593,3 +593,40 @@ backend_test! {
         assert_eq!(svc["containers"][0]["image"], "busybox:1.37");
     }
 }
+
+backend_test! {
+    /// Changes of one environment through two replicas on one store take turns (a store lease
+    /// held from reading the record to saving it): none is refused after it changed the
+    /// cluster, and the record ends as the cluster is.
+    async fn two_replicas_change_one_environment_in_turn(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        apply_shop(&app, LIMIT).await;
+        let backend = zadig_server::store::open(&app.config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let clock: std::sync::Arc<dyn zadig_server::clock::Clock> = std::sync::Arc::new(app.clock.clone());
+        let second = zadig_server::start(app.config.clone(), backend, clock, listener).await.unwrap();
+        let client = crate::harness::client();
+        let basic = format!("http://{}/openapi/environments/dev?projectKey=demo", second.addr);
+        let on_second = (0..6).map(|_| crate::harness::send(&client, reqwest::Method::PUT, &basic,
+            Some(crate::harness::ADMIN_TOKEN), Some(json!({"registry_id": ""}))));
+        let on_first = async {
+            for n in 2..5 {
+                app.put("/openapi/environments/dev/services?projectKey=demo", json!({"service_list": [
+                    {"service_name": "shop", "variable_kvs": [{"key": "replicas", "value": n.to_string()}]}]}))
+                    .await.expect(200);
+            }
+        };
+        let ((), basics) = tokio::join!(on_first, futures::future::join_all(on_second));
+        for r in basics {
+            r.expect(200);
+        }
+        let d = app.get("/openapi/environments/dev?projectKey=demo").await;
+        let replicas = d.expect(200)["services"][0]["variable_kvs"].as_array().unwrap().iter()
+            .find(|v| v["key"] == "replicas").map(|v| v["value"].clone());
+        assert_eq!(replicas, Some(json!("4")));
+        assert_eq!(emu.object("Deployment", "demo-dev", "web").await.unwrap()["spec"]["replicas"], 4);
+        second.shutdown().await;
+        app.stop().await;
+    }
+}

@@ -295,9 +295,11 @@ async fn for_job(
     state: &AppState,
     (project, env_key, service): (&str, &str, &str),
     caller: &Identity,
-) -> Result<(tokio::sync::OwnedMutexGuard<()>, Environment, EnvService), String> {
+) -> Result<(super::Held, Environment, EnvService), String> {
     env_to_change(state, (project, env_key), caller).await?;
-    let held = state.environments.lock(project, env_key).lock_owned().await;
+    let held = super::hold(state, project, env_key)
+        .await
+        .map_err(|e| e.description)?;
     let env = env_for_job(state, project, env_key).await?;
     let Some(svc) = env.service(service).cloned() else {
         return Err(format!(

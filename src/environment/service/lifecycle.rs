@@ -11,7 +11,7 @@ use super::super::model::{EnvService, EnvStatus, Environment};
 use super::super::rules;
 use super::apply::{apply_all, env_service, rollback};
 use super::variables::check_keys;
-use super::{CREATE_ENV, check_registry, env_not_found, for_change, load, may_change, save};
+use super::{CREATE_ENV, check_registry, env_not_found, for_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::{client_for, resolve};
@@ -368,8 +368,7 @@ pub async fn update_basic(
     production: bool,
     input: BasicInput,
 ) -> ApiResult<()> {
-    let mut env = load(state, project, env_key, production).await?;
-    may_change(state, caller, &env).await?;
+    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
     validate::max_len("env_name", &input.env_name)?;
     check_registry(state, &input.registry_id).await?;
     if !input.registry_id.is_empty() {

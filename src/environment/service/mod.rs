@@ -90,18 +90,56 @@ async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> A
     caller.require_owner_or_admin(&env.owner_uid, &env.label())
 }
 
-/// The environment for a change: the caller checked, this process' lock on it held, read
-/// again under the lock.
+/// A change of one environment in progress, from reading its record to saving it: this
+/// process' lock, then the store lease `environment:<project>/<env>` that serialises the
+/// change across replicas on one store. (The record's `version` alone would catch a racing
+/// replica only at the save, after the cluster had been changed.)
+pub struct Held {
+    _lease: crate::store::lease::Held,
+    _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// How long a held change lease lasts without renewal (a replica that dies frees it then).
+const CHANGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a change waits for one in progress on another replica before giving up (409).
+const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Hold environment `env_key` of `project` for a change (see [`Held`]).
+pub async fn hold(state: &AppState, project: &str, env_key: &str) -> ApiResult<Held> {
+    let local = state.environments.lock(project, env_key).lock_owned().await;
+    let name = format!("environment:{project}/{env_key}");
+    match state
+        .leases
+        .hold(&name, &state.instance_id, CHANGE_TTL, CHANGE_WAIT)
+        .await?
+    {
+        Some(lease) => Ok(Held {
+            _lease: lease,
+            _local: local,
+        }),
+        None => Err(ApiError::code(
+            ErrorKind::Conflict,
+            UPDATE_ENV,
+            format!(
+                "environment {env_key:?} of project {project:?} is being changed by another \
+                 replica; try again"
+            ),
+        )),
+    }
+}
+
+/// The environment for a change: the caller checked, the change held ([`hold`]), read
+/// again under it.
 async fn for_change(
     state: &AppState,
     caller: &Identity,
     project: &str,
     env_key: &str,
     production: bool,
-) -> ApiResult<(tokio::sync::OwnedMutexGuard<()>, Environment)> {
+) -> ApiResult<(Held, Environment)> {
     let env = load(state, project, env_key, production).await?;
     may_change(state, caller, &env).await?;
-    let held = state.environments.lock(project, env_key).lock_owned().await;
+    let held = hold(state, project, env_key).await?;
     Ok((held, load(state, project, env_key, production).await?))
 }
 
