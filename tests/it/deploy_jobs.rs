@@ -624,6 +624,46 @@ backend_test! {
 }
 
 backend_test! {
+    /// A scheduled release plan's tasks act for who moved the plan to `executing`, not with the
+    /// server's own rights: any user may manage a plan, so a schedule deploys nothing its user
+    /// could not deploy by hand.
+    async fn scheduled_release_plans_deploy_for_who_started_execution(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        let (_, dave) = app.create_user("dave", false).await;
+        let call = |method: reqwest::Method, path: String, body: Value| {
+            let (app, dave) = (&app, &dave);
+            async move { app.call(method, &path, Some(dave), Some(body)).await }
+        };
+        call(reqwest::Method::POST, "/openapi/workflows/custom".into(), json!({"name": "daves", "display_name": "daves",
+            "project": "demo", "concurrency_limit": -1, "stages": [{"name": "deploy", "parallel": true,
+            "jobs": [deploy_job("deploy", json!({"env": "dev", "deploy_contents": ["image"]}))]}]})).await.expect(200);
+        let now = zadig_server::clock::Clock::now(&app.clock);
+        let mut plan = json!({"name": "daves", "manager": "dave", "manager_identity_type": "system",
+            "description": "d", "start_time": now - 10, "end_time": now + 10_000});
+        let r = call(reqwest::Method::POST, "/openapi/release_plan/v1".into(), plan.clone()).await;
+        let id = r.expect(200)["id"].as_str().unwrap().to_string();
+        plan["schedule_execute_time"] = json!(now + 60);
+        plan["jobs"] = json!([{"name": "deploy", "type": "workflow", "spec": {"workflow_key": "daves",
+            "project_key": "demo", "remark": "r", "parameters": [], "inputs": deploy_input("deploy", "nginx:1.99")}}]);
+        call(reqwest::Method::PATCH, format!("/openapi/release_plan/v1/{id}"), plan).await.expect(200);
+        for status in ["finish_planning", "executing"] {
+            call(reqwest::Method::POST, format!("/openapi/release_plan/v1/{id}/status/{status}"), json!({})).await.expect(200);
+        }
+        app.clock.advance(Duration::from_secs(60));
+        let task = app.wait_for("the scheduled task", Duration::from_secs(30), || async {
+            let d = app.get(&format!("/openapi/release_plan/v1/{id}")).await;
+            d.expect(200)["jobs"][0]["spec"]["task_id"].as_i64().filter(|t| *t > 0)
+        }).await;
+        let d = ended(&app, "daves", task).await;
+        assert_eq!(d["status"], "failed", "{d}");
+        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+        assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
+        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     /// `deploy_contents` `vars` renders the service again with the job's values at the
     /// revision the environment runs; `config` with `update_config` moves it to the template's
     /// latest revision. The image the job deploys and the environment's other values stay.

@@ -3,7 +3,7 @@
 
 use super::{
     Applied, apply, apply_from, apply_recorded, cancel_tasks, record, release, release_ref,
-    system_identity,
+    scheduled_identity,
 };
 use crate::auth::Identity;
 use crate::error::{ApiResult, ErrorKind};
@@ -51,27 +51,41 @@ pub(super) async fn start_tasks(
             }
             Err(err) => {
                 tracing::warn!(release_plan.id = %plan.id, "release job {} could not start workflow {}: {}", job.name, s.workflow_key, err.description);
-                let revert_to = if manual {
-                    applied.before.job(job_id).cloned()
-                } else {
-                    None
-                };
-                let ev = Event::TaskStartFailed {
-                    job_id: job.id.clone(),
-                    reason: format!(
-                        "cannot start workflow {}: {}",
-                        s.workflow_key, err.description
-                    ),
-                    revert_to,
-                };
-                let reverted = apply(state, &plan.id, &ev, false).await?;
-                record(state, &reverted.plan, &reverted.effects).await;
+                let reason = format!(
+                    "cannot start workflow {}: {}",
+                    s.workflow_key, err.description
+                );
+                start_failed(state, applied, job_id, reason, manual).await?;
                 if manual {
                     return Err(err);
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Starting the task of job `job_id` failed for `reason`: an API call (`manual`) puts the job
+/// back as it was (and answers the error); the scheduler marks it failed.
+async fn start_failed(
+    state: &AppState,
+    applied: &Applied,
+    job_id: &str,
+    reason: String,
+    manual: bool,
+) -> ApiResult<()> {
+    let revert_to = if manual {
+        applied.before.job(job_id).cloned()
+    } else {
+        None
+    };
+    let ev = Event::TaskStartFailed {
+        job_id: job_id.to_string(),
+        reason,
+        revert_to,
+    };
+    let reverted = apply(state, &applied.plan.id, &ev, false).await?;
+    record(state, &reverted.plan, &reverted.effects).await;
     Ok(())
 }
 
@@ -104,7 +118,18 @@ pub async fn tick(state: &AppState, claimed: ReleasePlan) -> ApiResult<()> {
     if applied.plan.status != applied.before.status {
         tracing::info!(release_plan.id = %id, "release plan {id} moved {} -> {}", applied.before.status, applied.plan.status);
     }
-    start_tasks(state, &applied, &system_identity(), false).await
+    if applied.started_jobs().next().is_none() {
+        return Ok(());
+    }
+    match scheduled_identity(state, &applied.plan).await {
+        Ok(who) => start_tasks(state, &applied, &who, false).await,
+        Err(e) => {
+            for job_id in applied.started_jobs() {
+                start_failed(state, &applied, job_id, e.description.clone(), false).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Follow the running workflow jobs of a claimed plan: apply a final task status the engine's

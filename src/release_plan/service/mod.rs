@@ -53,15 +53,30 @@ impl From<&Actor> for Identity {
     }
 }
 
-/// The identity background work acts as (task creator of scheduled executions).
-pub fn system_identity() -> Identity {
-    Identity {
-        uid: String::new(),
+/// The identity a scheduled execution of `plan` starts its tasks as: shown as the system
+/// (Zadig's `系统`), with the uid and rights of who moved the plan towards `executing` (its
+/// manager for plans recorded before that was kept), so that the tasks' deploy jobs may change
+/// only what that user may (docs/security.md). Plan editors are any users: acting with the
+/// server's own admin rights would let any of them deploy anywhere.
+pub async fn scheduled_identity(state: &AppState, plan: &ReleasePlan) -> ApiResult<Identity> {
+    let uid = match plan.internal.executor_id.as_str() {
+        "" => plan.manager_id.as_str(),
+        uid => uid,
+    };
+    let Some(user) = state.users.get(uid).await? else {
+        return Err(ApiError::forbidden(format!(
+            "the user who started the execution of release plan {} (uid {uid:?}) no longer \
+             exists, so its scheduled jobs run for nobody",
+            plan.name
+        )));
+    };
+    Ok(Identity {
+        uid: user.id,
         account: "system".to_string(),
         name: machine::SYSTEM_NAME.to_string(),
         identity_type: "system".to_string(),
-        is_admin: true,
-    }
+        is_admin: user.is_admin,
+    })
 }
 
 fn rejection(r: Rejection) -> ApiError {
@@ -277,7 +292,8 @@ async fn apply_recorded(state: &AppState, id: &str, event: &Event) -> ApiResult<
     let applied = apply(state, id, event, false).await?;
     record(state, &applied.plan, &applied.effects).await;
     if applied.cancels().next().is_some() {
-        let caller = event.actor().map_or_else(system_identity, Identity::from);
+        // Events without an actor (a task's end) cancel as the system: housekeeping, no deploy.
+        let caller = Identity::from(event.actor().unwrap_or(&machine::Actor::system()));
         cancel_tasks(state, &applied, &caller).await;
     }
     Ok(applied)
