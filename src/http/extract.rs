@@ -43,18 +43,18 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     // Every string and array of a body is bounded by its key (crate::limits), before any
-    // domain rule runs; a body that is not JSON falls through to the typed decode below,
-    // which names the syntax error.
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        crate::limits::document(&value)?;
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| match e.inner().classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            ApiError::bad_request(format!("request body is not valid JSON: {}", e.inner()))
-        }
-        _ => decode_error(&e, "invalid request body: field", "invalid request body"),
-    })
+    // domain rule runs.
+    let value = serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    crate::limits::document(&value)?;
+    decode_value(value)
+}
+
+/// Decode parsed JSON into `T`, naming the field on failure (a value of the wrong type, `null`
+/// included, is a field error, never "not valid JSON").
+fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| decode_error(&e, "invalid request body: field", "invalid request body"))
 }
 
 /// Decode an already-parsed JSON object body into `T`, naming the field on failure (for routes
@@ -66,8 +66,7 @@ pub fn decode_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T,
             "invalid request body: expected a JSON object",
         ));
     }
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| decode_error(&e, "invalid request body: field", "invalid request body"))
+    decode_value(value)
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {

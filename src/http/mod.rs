@@ -146,21 +146,28 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state);
     // Rewriting the path must happen before routing, so the whole router sits behind it.
-    Router::new().fallback_service(app.map_request(merge_slashes))
+    Router::new().fallback_service(app.map_request(normalize_path))
 }
 
 /// Merge repeated slashes in the request path (`//openapi/users` → `/openapi/users`), as the
-/// nginx in front of Zadig does; some SDKs join a base URL ending in `/` with a path starting
-/// with one.
-fn merge_slashes(mut req: Request) -> Request {
+/// nginx in front of Zadig does (some SDKs join a base URL ending in `/` with a path starting
+/// with one), and drop a trailing slash of an API path (`/openapi/workflows/` →
+/// `/openapi/workflows`), which Zadig's router redirects to the path without it.
+fn normalize_path(mut req: Request) -> Request {
     let path = req.uri().path();
-    if !path.contains("//") {
+    let trailing = path.ends_with('/') && is_api(path);
+    if !path.contains("//") && !trailing {
         return req;
     }
     let mut merged = String::with_capacity(path.len());
     for c in path.chars() {
         if !(c == '/' && merged.ends_with('/')) {
             merged.push(c);
+        }
+    }
+    if is_api(&merged) {
+        while merged.ends_with('/') {
+            merged.pop();
         }
     }
     if let Some(q) = req.uri().query() {
@@ -175,6 +182,11 @@ fn merge_slashes(mut req: Request) -> Request {
         }
     }
     req
+}
+
+/// A path of the API (not the dashboard's or the documents', whose own routes end in `/`).
+fn is_api(path: &str) -> bool {
+    ["/openapi/", "/api/"].iter().any(|p| path.starts_with(p))
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -89,6 +89,34 @@ backend_test! {
         assert!(r.expect(200)["users"].is_array(), "{}", r.text);
         // The token check still applies to the merged path.
         app.call(Method::GET, "//openapi/users", None, None).await.expect_error(401, "");
+        // A trailing slash of an API path is dropped (Zadig's router redirects to the path
+        // without it), for every method.
+        let r = app.get("/openapi/users/?pageNum=1&pageSize=5").await;
+        assert!(r.expect(200)["users"].is_array(), "{}", r.text);
+        let r = app.get("/openapi/release_plan/v1/?pageNum=1&pageSize=10").await;
+        assert!(r.expect(200)["list"].is_array(), "{}", r.text);
+        app.post("/openapi/users/", json!({"account": "slash", "name": "slash"})).await.expect(200);
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    /// A value of the wrong type in valid JSON is named as a field error, `null` and numbers in
+    /// enum fields included (not "not valid JSON"); fields of Zadig's null-as-default rule take
+    /// `null`.
+    async fn wrong_types_in_valid_json_name_the_field(app) {
+        let now = chrono::Utc::now().timestamp();
+        let plan = json!({"name": "nulls", "manager": "admin", "manager_identity_type": null,
+            "description": null, "start_time": now, "end_time": now + 3600, "schedule_execute_time": null,
+            "jobs": null});
+        app.post("/openapi/release_plan/v1", plan.clone()).await.expect(200);
+        for status in [json!(null), json!(5)] {
+            let mut bad = plan.clone();
+            bad["approval"] = json!({"enabled": true, "type": "native", "status": status});
+            app.post("/openapi/release_plan/v1", bad).await.expect_error(400, "approval.status");
+        }
+        app.raw(Method::POST, "/openapi/release_plan/v1", "{\"name\": ").await
+            .expect_error(400, "not valid JSON");
         app.stop().await;
     }
 }
