@@ -102,20 +102,12 @@ impl FsError {
     }
 }
 
-/// How paths are resolved below the job directory (tests force the fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolve {
-    /// `openat2`, falling back to [`Resolve::Walk`] where the kernel lacks it.
-    Openat2,
-    /// One component at a time.
-    Walk,
-}
-
 /// A job directory, held open: every path below it is resolved from this descriptor without
 /// following symbolic links. The calls block (run them on the blocking pool).
 pub struct JobDir {
     fd: OwnedFd,
-    resolve: Resolve,
+    /// Try `openat2` first (else resolve one component at a time; tests force that).
+    openat2: bool,
 }
 
 impl JobDir {
@@ -127,10 +119,7 @@ impl JobDir {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Self {
-            fd,
-            resolve: Resolve::Openat2,
-        })
+        Ok(Self { fd, openat2: true })
     }
 
     /// The contents of the regular file `rel`, at most `max` bytes (larger: refused).
@@ -241,7 +230,7 @@ impl JobDir {
     /// Open the directory `path` (components `dirs`) below the job directory.
     fn open_dir(&self, path: &Path, dirs: &[&std::ffi::OsStr]) -> Result<OwnedFd, FsError> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        if self.resolve == Resolve::Openat2 {
+        if self.openat2 {
             let how = OpenHow::new().flags(flags).resolve(
                 ResolveFlag::RESOLVE_BENEATH
                     | ResolveFlag::RESOLVE_NO_SYMLINKS
@@ -396,8 +385,8 @@ mod tests {
     }
 
     fn both(job: &Path) -> [JobDir; 2] {
-        [Resolve::Openat2, Resolve::Walk].map(|resolve| JobDir {
-            resolve,
+        [true, false].map(|openat2| JobDir {
+            openat2,
             ..JobDir::open(job).expect("open")
         })
     }
