@@ -420,6 +420,8 @@ async fn script_files_are_not_written_through_links(kind: Kind) {
             log.contains("fake-docker build --rm=true --build-arg A=1"),
             "{name}: the image step runs its own script:\n{log}"
         );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+        assert!(!absent.exists(), "the server created {}", absent.display());
     }
     let swap_dir = format!(
         r#"D="$WORKSPACE/../zadig"; mv "$D" "$D.old"; ln -s {} "$D"; echo swapped"#,
