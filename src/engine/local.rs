@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::executor::{ExecEnd, Executor, JobStatus, PreparedJob, Run, ScriptKind, Step};
 use super::logs::JobLog;
+use super::safe_fs;
 use super::sandbox::Sandbox;
 
 mod git;
@@ -314,14 +315,14 @@ async fn run_script(
 ) -> Result<BTreeMap<String, String>, String> {
     log.info("Executing user script.");
     let dir = jail.dir;
-    let results = dir.join("zadig").join("results");
+    let results = dir.join(RESULTS);
     let body = script.replace("\r\n", "\n").replace('\r', "\n");
-    let (file, argv, content) = match kind {
+    let (rel, argv, content) = match kind {
         ScriptKind::Bash => {
-            let file = dir.join("zadig").join("script.sh");
-            let argv = vec![OsString::from("bash"), file.clone().into_os_string()];
+            let rel = Path::new("zadig/script.sh");
+            let argv = vec![OsString::from("bash"), dir.join(rel).into_os_string()];
             let text = bash_script(&body, &job.outputs, &results);
-            (file, argv, text)
+            (rel, argv, text)
         }
         ScriptKind::PowerShell => {
             let Some(pwsh) = which("pwsh", env) else {
@@ -329,18 +330,20 @@ async fn run_script(
                     "powershell scripts need pwsh on the PATH, which is not installed".into(),
                 );
             };
-            let file = dir.join("zadig").join("script.ps1");
+            let rel = Path::new("zadig/script.ps1");
             let argv = vec![
                 pwsh.into_os_string(),
                 "-NoLogo".into(),
                 "-NonInteractive".into(),
                 "-File".into(),
-                file.clone().into_os_string(),
+                dir.join(rel).into_os_string(),
             ];
-            (file, argv, body)
+            (rel, argv, body)
         }
     };
-    tokio::fs::write(&file, content)
+    // An earlier step of the job may have replaced the file (or `zadig/`) with a link: the
+    // script is written as a new file, never through a link.
+    safe_fs::write_new(dir, rel, content.into_bytes(), 0o644)
         .await
         .map_err(|e| format!("cannot write the script file: {e}"))?;
     let started = Instant::now();
@@ -354,10 +357,32 @@ async fn run_script(
     if !status.success() {
         return Err(format!("script failed: {}", exit_text(status)));
     }
+    read_outputs(dir, &job.outputs).await
+}
+
+/// Where the EXIT trap of a script writes its outputs, in the job directory.
+const RESULTS: &str = "zadig/results";
+
+/// The values the script left in `zadig/results/<NAME>`. The job owns that directory, so the
+/// files are read without following links ([`safe_fs`]); a link, a FIFO, a hard link or an
+/// oversized file fails the job naming the output. A missing file (the script removed it) is
+/// an output the script did not set.
+async fn read_outputs(dir: &Path, names: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut outputs = BTreeMap::new();
-    for o in &job.outputs {
-        if let Ok(v) = tokio::fs::read_to_string(results.join(o)).await {
-            outputs.insert(o.clone(), v.trim_end_matches(['\n', '\r']).to_string());
+    for o in names {
+        let rel = Path::new(RESULTS).join(o);
+        let max = u64::try_from(crate::limits::MAX_STRING_BYTES).unwrap_or(u64::MAX);
+        match safe_fs::read(dir, &rel, max).await {
+            Ok(bytes) => {
+                let v = String::from_utf8_lossy(&bytes);
+                outputs.insert(o.clone(), v.trim_end_matches(['\n', '\r']).to_string());
+            }
+            Err(safe_fs::FsError::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(format!(
+                    "output {o} cannot be read: {e}; outputs must be regular files the job writes in {RESULTS}"
+                ));
+            }
         }
     }
     Ok(outputs)

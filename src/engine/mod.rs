@@ -9,6 +9,8 @@
 //!   point the runner calls for every job task that is not an approval; [`work`] translates a
 //!   job type's spec into steps, [`local`] runs them as local process groups, [`kube`] as
 //!   Kubernetes Jobs on a cluster (with the job agent running the same steps in the pod);
+//! - [`safe_fs`] is how the server reads and writes files in a job's directory (never
+//!   following a link the job planted);
 //! - [`logs`] stores every job log line (chunked, both backends) and fans them out live;
 //! - [`finished`] is the port through which the engine reports a release job's task ending
 //!   (the release-plan side subscribes; the engine does not call it).
@@ -27,6 +29,7 @@ pub mod logs;
 pub mod render;
 pub mod rollup;
 pub mod runner;
+pub mod safe_fs;
 pub mod sandbox;
 mod task_ctl;
 mod waits;

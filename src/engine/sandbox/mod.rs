@@ -154,7 +154,9 @@ impl Sandbox {
             .arg(serde_json::to_string(&spec).unwrap_or_default())
             .arg("--")
             .args(argv)
-            .current_dir(cwd);
+            // Not `cwd`: the job may have replaced it with a link, and the launcher starts as
+            // the server's user outside the sandbox. Stage 2 changes to `cwd` once confined.
+            .current_dir(job_dir);
         cmd
     }
 
