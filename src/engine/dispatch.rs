@@ -375,6 +375,7 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         runner::end_task(&mut t, Status::Failed, error, state.clock.now());
         match state.tasks.save(&mut t).await {
             Ok(true) => {
+                // What cannot be undone is logged (the task is stored already).
                 runner::clean_up(state, &t).await;
                 state.task_finished.publish(state, &t, t.status).await;
                 return;

@@ -160,11 +160,41 @@ pub(super) fn end_task(t: &mut Task, status: Status, error: &str, at: i64) {
 }
 
 /// Let each job task's type undo what it set up for the task's duration only
-/// ([`crate::workflow::jobs::JobKind::clean`]).
-pub(super) async fn clean_up(state: &AppState, task: &Task) {
+/// ([`crate::workflow::jobs::JobKind::clean`]), a few times a little apart (a cluster that
+/// blinked); what still could not be undone, by job name, logged.
+pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<(String, String)> {
+    use std::time::Duration;
+    const PAUSES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
+    let mut failed = Vec::new();
     for job in task.stages.iter().flat_map(|s| &s.jobs) {
-        if let Some(ty) = job.kind() {
-            ty.kind().clean(state, &task.project_name, job).await;
+        let Some(ty) = job.kind() else { continue };
+        let mut done = ty.kind().clean(state, &task.project_name, job).await;
+        for pause in PAUSES {
+            if done.is_ok() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            done = ty.kind().clean(state, &task.project_name, job).await;
+        }
+        if let Err(e) = done {
+            tracing::warn!(workflow = %task.workflow_name, task_id = task.task_id, job = %job.name,
+                "clean-up of job {} failed: {e}", job.name);
+            failed.push((job.name.clone(), e));
+        }
+    }
+    failed
+}
+
+/// Add what clean-up could not undo to the errors of the job tasks it concerns.
+fn record_clean_up(t: &mut Task, failed: &[(String, String)]) {
+    for (name, e) in failed {
+        for j in t.stages.iter_mut().flat_map(|s| &mut s.jobs) {
+            if j.name == *name {
+                j.error = match j.error.as_str() {
+                    "" => format!("clean-up failed: {e}"),
+                    before => format!("{before}; clean-up failed: {e}"),
+                };
+            }
         }
     }
 }
@@ -175,21 +205,24 @@ pub(super) async fn clean_up(state: &AppState, task: &Task) {
 /// task to recovery, which cleans again.
 async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
     let task = ctl.lock().await.task.clone();
-    clean_up(state, &task).await;
+    let unclean = clean_up(state, &task).await;
     let at = now(state);
     let mut c = ctl.lock().await;
     let res = c
-        .update(|t| match interrupted {
-            Some(why) => end_task(t, Status::Failed, why, at),
-            None => {
-                let rolled = rollup::task_status(t.stages.iter().map(|s| s.status));
-                let rolled = match rolled {
-                    Status::Running if t.stages.is_empty() => Status::Passed,
-                    Status::Running => Status::Failed,
-                    s => s,
-                };
-                end_task(t, rolled, "", at);
+        .update(|t| {
+            match interrupted {
+                Some(why) => end_task(t, Status::Failed, why, at),
+                None => {
+                    let rolled = rollup::task_status(t.stages.iter().map(|s| s.status));
+                    let rolled = match rolled {
+                        Status::Running if t.stages.is_empty() => Status::Passed,
+                        Status::Running => Status::Failed,
+                        s => s,
+                    };
+                    end_task(t, rolled, "", at);
+                }
             }
+            record_clean_up(t, &unclean);
         })
         .await;
     let task = c.task.clone();

@@ -624,6 +624,44 @@ backend_test! {
 }
 
 backend_test! {
+    /// A blue-green deploy that cannot be undone when its task ends (the cluster is gone) says
+    /// so in its job's error, after a few tries, rather than only in the server's log.
+    async fn a_blue_green_clean_up_that_fails_is_recorded(app) {
+        let Some((emu, _)) = running_env(&app).await else { return };
+        let blue = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-blue\nspec:\n  selector:\n    app: web\n    zadig-blue-green-version: blue\n  ports:\n  - port: 80\n";
+        app.post("/openapi/workflows/custom", json!({"name": "bg", "display_name": "bg", "project": "demo",
+            "concurrency_limit": -1, "stages": [
+                {"name": "deploy", "jobs": [{"name": "bg", "type": "k8s-blue-green-deploy", "spec": {
+                    "version": "v2", "env": "dev", "production": false, "services": [{"service_name": "shop",
+                        "blue_service_yaml": blue, "service_and_image": [{"service_module": "web", "image": "nginx:1.25"}]}]}}]},
+                {"name": "release", "approval": {"enabled": true, "type": "native", "native_approval": {"timeout": 60,
+                    "needed_approvers": 1, "approve_users": [{"user_name": "admin", "user_id": "admin"}]}},
+                 "jobs": [{"name": "switch", "type": "k8s-blue-green-release", "spec": {"from_job": "bg"}}]}]}))
+            .await.expect(200);
+        let id = execute(&app, "bg", json!([{"job_name": "bg", "job_type": "k8s-blue-green-deploy",
+            "parameters": {"service_list": [{"service_name": "shop", "image_name": "nginx:1.27"}]}},
+            {"job_name": "switch", "job_type": "k8s-blue-green-release", "parameters": {}}])).await;
+        let d = app.wait_for("the release's approval", LIMIT, || async {
+            let d = detail(&app, "bg", id).await;
+            ["wait_for_approval", "passed", "failed"].contains(&d["status"].as_str().unwrap_or_default()).then_some(d)
+        }).await;
+        assert_eq!(d["status"], "wait_for_approval", "{d}");
+        drop(emu);
+        app.post("/openapi/workflows/custom/task/approve", json!({"task_id": id, "workflow_key": "bg",
+            "stage_name": "release", "approve": false})).await.expect(200);
+        let d = app.wait_for("the rejected end", LIMIT, || async {
+            let d = detail(&app, "bg", id).await;
+            (d["status"] == "reject").then_some(d)
+        }).await;
+        let j = job(&d, 0, "bg");
+        assert_eq!(j["status"], "passed", "{d}");
+        let e = j["error"].as_str().unwrap();
+        assert!(e.starts_with("clean-up failed: ") && e.contains("web-blue"), "{e}");
+        app.stop().await;
+    }
+}
+
+backend_test! {
     /// A scheduled release plan's tasks act for who moved the plan to `executing`, not with the
     /// server's own rights: any user may manage a plan, so a schedule deploys nothing its user
     /// could not deploy by hand.

@@ -299,9 +299,12 @@ pub trait JobKind: Sync {
 
     /// Undo, once the task has ended (whatever its status), what a job task of this type set
     /// up for the task's duration only (a blue-green deploy's blue copy); `project` is the
-    /// task's. It may be called more than once for a task (recovery), so it is idempotent,
-    /// and it does not change the task: what it cannot undo it logs.
-    async fn clean(&self, _state: &AppState, _project: &str, _job: &JobTask) {}
+    /// task's. It may be called more than once for a task (recovery, a retry), so it is
+    /// idempotent; what it cannot undo it answers, and the engine retries and then records
+    /// it in the job task's error.
+    async fn clean(&self, _state: &AppState, _project: &str, _job: &JobTask) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// serde `deserialize_with` for a spec field: `null` reads as absent (Zadig sends `null` for

@@ -334,23 +334,28 @@ impl JobKind for BlueGreen {
     }
 
     /// Undo what a deploy set up (see the module's doc); nothing when it changed nothing.
-    async fn clean(&self, state: &AppState, _project: &str, job: &JobTask) {
+    async fn clean(&self, state: &AppState, _project: &str, job: &JobTask) -> Result<(), String> {
         if self.release {
-            return;
+            return Ok(());
         }
         let Ok(placed) = typed::<Placed>(&job.spec) else {
-            return;
+            return Ok(());
         };
         if placed.blue_deployment_name.is_empty() {
-            return;
+            return Ok(());
         }
-        let done = match client_for(state, &placed.cluster_id).await {
-            Ok(cc) => restore(&cc, &placed, &|m| tracing::info!(job = %job.name, "{m}")).await,
-            Err(e) => Err(e.description),
-        };
-        if let Err(e) = done {
-            tracing::warn!(job = %job.name, "cannot undo the blue-green deploy of {}: {e}", job.name);
-        }
+        let cc = client_for(state, &placed.cluster_id)
+            .await
+            .map_err(|e| e.description)?;
+        restore(&cc, &placed, &|m| tracing::info!(job = %job.name, "{m}"))
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot undo the blue-green deploy (Service {} still selects only the \
+                     labelled pods, Deployment {} may remain): {e}",
+                    placed.green_service_name, placed.blue_deployment_name
+                )
+            })
     }
 }
 
