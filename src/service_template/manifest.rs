@@ -39,6 +39,86 @@ pub struct Object {
     pub value: Value,
 }
 
+/// The well-known cluster-scoped kinds, by API group (`""`: the core group): Kubernetes' own
+/// and those of its standard API groups. A cluster's discovery is what decides when a
+/// service is applied (a CRD may define more); this list serves where no cluster is at hand,
+/// when a service template is saved.
+const CLUSTER_SCOPED: &[(&str, &[&str])] = &[
+    (
+        "",
+        &["Namespace", "Node", "PersistentVolume", "ComponentStatus"],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        &["ClusterRole", "ClusterRoleBinding"],
+    ),
+    ("apiextensions.k8s.io", &["CustomResourceDefinition"]),
+    (
+        "admissionregistration.k8s.io",
+        &[
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+        ],
+    ),
+    ("apiregistration.k8s.io", &["APIService"]),
+    (
+        "storage.k8s.io",
+        &[
+            "StorageClass",
+            "CSIDriver",
+            "CSINode",
+            "VolumeAttachment",
+            "VolumeAttributesClass",
+        ],
+    ),
+    ("scheduling.k8s.io", &["PriorityClass"]),
+    ("node.k8s.io", &["RuntimeClass"]),
+    (
+        "networking.k8s.io",
+        &["IngressClass", "IPAddress", "ServiceCIDR"],
+    ),
+    ("policy", &["PodSecurityPolicy"]),
+    (
+        "certificates.k8s.io",
+        &["CertificateSigningRequest", "ClusterTrustBundle"],
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+    ),
+    ("resource.k8s.io", &["DeviceClass", "ResourceSlice"]),
+];
+
+/// Whether `kind` of `api_version` (`group/version`, or `version` for the core group) is a
+/// well-known cluster-scoped kind ([`CLUSTER_SCOPED`]).
+pub fn cluster_scoped_kind(api_version: &str, kind: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    CLUSTER_SCOPED
+        .iter()
+        .any(|(g, kinds)| *g == group && kinds.contains(&kind))
+}
+
+/// The well-known cluster-scoped objects of `objects` ([`cluster_scoped_kind`]), as
+/// `(kind, name)`.
+pub fn cluster_scoped(objects: &[Object]) -> Vec<(String, String)> {
+    let s = |o: &Object, p: &str| {
+        o.value
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    objects
+        .iter()
+        .filter(|o| cluster_scoped_kind(&s(o, "/apiVersion"), &s(o, "/kind")))
+        .map(|o| (s(o, "/kind"), s(o, "/metadata/name")))
+        .collect()
+}
+
 /// The documents of `text` with the 1-based line each starts on. A document separator is a
 /// line that is `---` (optionally followed by spaces or a comment).
 pub fn split_documents(text: &str) -> Vec<(usize, String)> {
