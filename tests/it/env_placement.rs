@@ -319,8 +319,8 @@ async fn custom_deploy(app: &TestApp, token: &str, image: &str) -> Value {
 
 backend_test! {
     /// A `custom-deploy` job of a non-admin deploys into the namespace of their own test
-    /// environment; not once another project's or a production environment shares it, nor once
-    /// its cluster is marked production.
+    /// environment; not once another project's environment shares it, nor once its cluster is
+    /// marked production — and meanwhile the environment's routes are an admin's too.
     async fn custom_deploy_follows_where_environments_may_go(app) {
         let Some(emu) = Emulator::start().await else { return };
         let c1 = cluster(&app, &emu, "emu", false, json!(["demo"])).await;
@@ -349,6 +349,13 @@ backend_test! {
         assert!(d.to_string().contains("user mallory may not deploy into namespace m-ns"), "{d}");
         assert!(d.to_string().contains("environment \\\"o1\\\" of project \\\"other\\\" is there"), "{d}");
         assert_eq!(image().await, "nginx:1.26");
+        // Nor may she change her environment through the routes meanwhile (not even delete it
+        // with its objects); an admin may.
+        let restart = "/openapi/environments/m1/service/shop/restart?projectKey=demo";
+        app.call(Method::POST, restart, Some(&mallory), None).await.expect_error(403, "environment \"o1\" of project \"other\"");
+        app.call(Method::DELETE, "/openapi/environments/m1?projectKey=demo&isDelete=true", Some(&mallory), None).await
+            .expect_error(403, "only system admins");
+        assert!(emu.object("Deployment", "m-ns", "web").await.is_some());
         app.delete("/openapi/environments/o1?projectKey=other&isDelete=false").await.expect(200);
 
         // Its cluster marked production: refused too.
@@ -358,11 +365,13 @@ backend_test! {
         assert_eq!(d["status"], "failed", "{d}");
         assert!(d.to_string().contains("is a production cluster"), "{d}");
         assert_eq!(image().await, "nginx:1.26");
+        app.call(Method::POST, restart, Some(&mallory), None).await.expect_error(403, "is a production cluster");
         app.put(&format!("/openapi/system/cluster/{c1}"), json!({"name": "emu", "production": false,
             "project_names": ["demo"]})).await.expect(200);
         let d = custom_deploy(&app, &mallory, "nginx:1.29").await;
         assert_eq!(d["status"], "passed", "{d}");
         assert_eq!(image().await, "nginx:1.29");
+        app.call(Method::POST, restart, Some(&mallory), None).await.expect(200);
         app.stop().await;
     }
 }

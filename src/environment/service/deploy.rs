@@ -97,10 +97,13 @@ pub async fn may_deploy_to_namespace(
             "no environment of project {project} is there"
         )));
     }
+    if let Some(env) = envs
+        .iter()
+        .find(|e| e.production || e.project_key != project)
+    {
+        return Err(refused(format!("{} is there", env.label())));
+    }
     for env in &envs {
-        if env.production || env.project_key != project {
-            return Err(refused(format!("{} is there", env.label())));
-        }
         if may_change(state, caller, env).await.is_err() {
             return Err(refused(format!("they may not change {}", env.label())));
         }

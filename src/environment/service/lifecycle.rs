@@ -251,6 +251,41 @@ async fn check_placement(
     Ok(!others.is_empty())
 }
 
+/// Whether test environment `env` is still where a non-admin could put it (see
+/// [`check_placement`]): not in a system namespace, not on a cluster marked production, and
+/// no production environment nor another project's environment in its namespace. 403 naming
+/// what is in the way.
+pub(super) async fn still_placed(
+    state: &AppState,
+    caller: &Identity,
+    env: &Environment,
+) -> ApiResult<()> {
+    let refused = |why: String| {
+        ApiError::forbidden(format!(
+            "{} is in namespace {} where {why}: only system admins may change it; user {} is not one",
+            env.label(),
+            env.namespace,
+            caller.account
+        ))
+    };
+    if rules::SYSTEM_NAMESPACES.contains(&env.namespace.as_str()) {
+        return Err(refused("no environment may be (a system namespace)".into()));
+    }
+    if let Some(c) = resolve(state, &env.cluster_id).await?
+        && c.production
+    {
+        return Err(refused(format!("{} is a production cluster", c.label())));
+    }
+    let others = envs_in(state, &env.cluster_id, &env.namespace).await?;
+    if let Some(o) = others
+        .iter()
+        .find(|o| o.production || o.project_key != env.project_key)
+    {
+        return Err(refused(format!("{} is", o.label())));
+    }
+    Ok(())
+}
+
 fn duplicate(project: &str, env_key: &str) -> ApiError {
     ApiError::code(
         ErrorKind::Conflict,

@@ -108,7 +108,8 @@ async fn put(
 ) -> ApiResult<()> {
     let mut applied = Vec::new();
     apply_service(cc, kinds, actor, env, &mut s, &mut applied).await?;
-    if let Some(slot) = env.service_mut(&s.service_name.clone()) {
+    let name = s.service_name.clone();
+    if let Some(slot) = env.service_mut(&name) {
         *slot = s;
     }
     Ok(())
