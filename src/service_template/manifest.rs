@@ -278,6 +278,31 @@ mod tests {
     const TWO: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: init\n        image: busybox:1\n      containers:\n      - name: web\n        image: reg.io/ns/web:1.0\n---\n# comment only\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: job\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - name: web\n            image: other\n          - name: tick\n            image: tick@sha256:abc\n";
 
     #[test]
+    fn well_known_cluster_scoped_kinds_by_group() {
+        assert!(cluster_scoped_kind("v1", "Namespace"));
+        assert!(cluster_scoped_kind(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding"
+        ));
+        assert!(cluster_scoped_kind(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition"
+        ));
+        assert!(!cluster_scoped_kind("v1", "Service"));
+        assert!(!cluster_scoped_kind(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding"
+        ));
+        // A kind is known by its group: a CRD's `Namespace` of another group is not Kubernetes'.
+        assert!(!cluster_scoped_kind("example.com/v1", "Namespace"));
+        let objs = parse_objects("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n").unwrap();
+        assert_eq!(
+            cluster_scoped(&objs),
+            [("Namespace".to_string(), "x".to_string())]
+        );
+    }
+
+    #[test]
     fn containers_of_workloads() {
         let objs = parse_objects(TWO).unwrap();
         assert_eq!(objs.len(), 2);
