@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::kube::{LABEL_PRODUCT, LABEL_SERVICE};
 use super::model::{Container, Environment, WorkloadOverride};
+use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 
 /// Workload kinds whose containers are service modules.
@@ -21,8 +22,30 @@ pub const WORKLOAD_KINDS: &[&str] = &[
 /// Annotation a restart sets on the pod template (as `kubectl rollout restart`).
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// Namespaces a production environment may not use (spec §5.2).
+/// Namespaces a production environment may not use (spec §5.2); test environments may not
+/// either (ours: Zadig checks production environments only).
 pub const SYSTEM_NAMESPACES: &[&str] = &["kube-node-lease", "kube-public", "kube-system"];
+
+/// The one rule for cluster-scoped objects (Namespace, ClusterRole(Binding), CRDs, webhook
+/// configurations, PersistentVolumes, …) in a service: only a system admin may have them
+/// applied or deleted, since they act on the whole cluster, beyond any environment's
+/// namespace. `actor` is who acts (the caller, or a deploy job's task creator). Whether a kind
+/// is cluster-scoped is the cluster's discovery at apply time, and Zadig's well-known kinds
+/// ([`crate::service_template::manifest::cluster_scoped_kind`]) when a template is saved.
+pub fn may_apply_cluster_scoped(
+    actor: &Identity,
+    service: &str,
+    kind: &str,
+    name: &str,
+) -> ApiResult<()> {
+    if actor.is_admin {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "service {service:?} has the cluster-scoped object {kind}/{name}: only system admins may apply or delete cluster-scoped objects; user {} is not one",
+        actor.account
+    )))
+}
 
 /// A DNS-1123 label (namespaces, env keys): lower-case letters, digits and `-`, at most 63
 /// characters, starting and ending with a letter or digit. 400 naming `field` otherwise.

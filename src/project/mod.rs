@@ -82,8 +82,7 @@ pub async fn check_initial_environments(
     project_key: &str,
     envs: &[InitEnv],
 ) -> ApiResult<()> {
-    let _ = (caller, project_key);
-    crate::environment::service::check_initial(state, envs)
+    crate::environment::service::check_initial(state, caller, project_key, envs)
         .await
         .map(|_| ())
 }

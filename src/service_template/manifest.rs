@@ -39,6 +39,86 @@ pub struct Object {
     pub value: Value,
 }
 
+/// The well-known cluster-scoped kinds, by API group (`""`: the core group): Kubernetes' own
+/// and those of its standard API groups. A cluster's discovery is what decides when a
+/// service is applied (a CRD may define more); this list serves where no cluster is at hand,
+/// when a service template is saved.
+const CLUSTER_SCOPED: &[(&str, &[&str])] = &[
+    (
+        "",
+        &["Namespace", "Node", "PersistentVolume", "ComponentStatus"],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        &["ClusterRole", "ClusterRoleBinding"],
+    ),
+    ("apiextensions.k8s.io", &["CustomResourceDefinition"]),
+    (
+        "admissionregistration.k8s.io",
+        &[
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+        ],
+    ),
+    ("apiregistration.k8s.io", &["APIService"]),
+    (
+        "storage.k8s.io",
+        &[
+            "StorageClass",
+            "CSIDriver",
+            "CSINode",
+            "VolumeAttachment",
+            "VolumeAttributesClass",
+        ],
+    ),
+    ("scheduling.k8s.io", &["PriorityClass"]),
+    ("node.k8s.io", &["RuntimeClass"]),
+    (
+        "networking.k8s.io",
+        &["IngressClass", "IPAddress", "ServiceCIDR"],
+    ),
+    ("policy", &["PodSecurityPolicy"]),
+    (
+        "certificates.k8s.io",
+        &["CertificateSigningRequest", "ClusterTrustBundle"],
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+    ),
+    ("resource.k8s.io", &["DeviceClass", "ResourceSlice"]),
+];
+
+/// Whether `kind` of `api_version` (`group/version`, or `version` for the core group) is a
+/// well-known cluster-scoped kind ([`CLUSTER_SCOPED`]).
+pub fn cluster_scoped_kind(api_version: &str, kind: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    CLUSTER_SCOPED
+        .iter()
+        .any(|(g, kinds)| *g == group && kinds.contains(&kind))
+}
+
+/// The well-known cluster-scoped objects of `objects` ([`cluster_scoped_kind`]), as
+/// `(kind, name)`.
+pub fn cluster_scoped(objects: &[Object]) -> Vec<(String, String)> {
+    let s = |o: &Object, p: &str| {
+        o.value
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    objects
+        .iter()
+        .filter(|o| cluster_scoped_kind(&s(o, "/apiVersion"), &s(o, "/kind")))
+        .map(|o| (s(o, "/kind"), s(o, "/metadata/name")))
+        .collect()
+}
+
 /// The documents of `text` with the 1-based line each starts on. A document separator is a
 /// line that is `---` (optionally followed by spaces or a comment).
 pub fn split_documents(text: &str) -> Vec<(usize, String)> {
@@ -196,6 +276,31 @@ mod tests {
     use super::*;
 
     const TWO: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      initContainers:\n      - name: init\n        image: busybox:1\n      containers:\n      - name: web\n        image: reg.io/ns/web:1.0\n---\n# comment only\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: job\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - name: web\n            image: other\n          - name: tick\n            image: tick@sha256:abc\n";
+
+    #[test]
+    fn well_known_cluster_scoped_kinds_by_group() {
+        assert!(cluster_scoped_kind("v1", "Namespace"));
+        assert!(cluster_scoped_kind(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding"
+        ));
+        assert!(cluster_scoped_kind(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition"
+        ));
+        assert!(!cluster_scoped_kind("v1", "Service"));
+        assert!(!cluster_scoped_kind(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding"
+        ));
+        // A kind is known by its group: a CRD's `Namespace` of another group is not Kubernetes'.
+        assert!(!cluster_scoped_kind("example.com/v1", "Namespace"));
+        let objs = parse_objects("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n").unwrap();
+        assert_eq!(
+            cluster_scoped(&objs),
+            [("Namespace".to_string(), "x".to_string())]
+        );
+    }
 
     #[test]
     fn containers_of_workloads() {

@@ -103,7 +103,12 @@ pub struct Prepared {
     pub kvs: Vec<ServiceVariableKV>,
     pub variable_yaml: String,
     pub containers: Vec<Container>,
+    /// The well-known cluster-scoped objects the YAML renders.
+    pub cluster_scoped: Vec<KindName>,
 }
+
+/// An object's `(kind, name)`.
+type KindName = (String, String);
 
 fn field(at: &str, name: &str) -> String {
     if at.is_empty() {
@@ -164,29 +169,50 @@ fn build(
     let template = parse(service, &yaml).map_err(|e| invalid(format!("`{yaml_field}`: {e}")))?;
     let kvs = variables::merged(&template, kvs);
     let variable_yaml = variables::variable_yaml(&kvs).map_err(ApiError::bad_request)?;
-    let containers = containers_of(project, service, &yaml, &kvs, Mode::Placeholder)
-        .map_err(|e| invalid(format!("`{yaml_field}`: {e}")))?;
+    let (containers, cluster_scoped) =
+        containers_of(project, service, &yaml, &kvs, Mode::Placeholder)
+            .map_err(|e| invalid(format!("`{yaml_field}`: {e}")))?;
     Ok(Prepared {
         yaml,
         kvs,
         variable_yaml,
         containers,
+        cluster_scoped,
     })
 }
 
+/// The containers of the rendered YAML, and its well-known cluster-scoped objects.
 fn containers_of(
     project: &str,
     service: &str,
     yaml: &str,
     kvs: &[ServiceVariableKV],
     mode: Mode,
-) -> Result<Vec<Container>, super::RenderError> {
+) -> Result<(Vec<Container>, Vec<KindName>), super::RenderError> {
     let text = execute(project, service, yaml, kvs, mode)?;
     let objects = objects_of(service, &text)?;
-    manifest::containers(&objects).map_err(|error| super::RenderError::Manifest {
-        service: service.to_string(),
-        error,
-    })
+    let containers =
+        manifest::containers(&objects).map_err(|error| super::RenderError::Manifest {
+            service: service.to_string(),
+            error,
+        })?;
+    Ok((containers, manifest::cluster_scoped(&objects)))
+}
+
+/// A service whose YAML has cluster-scoped objects is saved by system admins only (the rule
+/// environments apply it by, [`crate::environment::rules::may_apply_cluster_scoped`]); 403
+/// naming `field`, the service and the object.
+fn check_scope(
+    caller: &Identity,
+    service: &str,
+    scoped: &[KindName],
+    field: &str,
+) -> ApiResult<()> {
+    for (kind, name) in scoped {
+        crate::environment::rules::may_apply_cluster_scoped(caller, service, kind, name)
+            .map_err(|e| e.map_description(|d| format!("`{field}`: {d}")))?;
+    }
+    Ok(())
 }
 
 fn hash256(yaml: &str) -> String {
@@ -328,6 +354,7 @@ pub async fn create(
     may_create(caller, production)?;
     k8s_project(state, project_key).await?;
     let p = prepare(project_key, new, "")?;
+    check_scope(caller, &new.service_name, &p.cluster_scoped, "yaml")?;
     if state
         .service_templates
         .latest(project_key, &new.service_name, production)
@@ -385,6 +412,7 @@ pub async fn update_yaml(
         cur.service_variable_kvs.clone(),
         "yaml",
     )?;
+    check_scope(caller, name, &p.cluster_scoped, "yaml")?;
     let now = state.clock.now();
     let t = ServiceTemplate {
         id: validate::new_object_id(now),
@@ -423,8 +451,9 @@ pub async fn update_variables(
     may_change(caller, &t)?;
     let kvs = variables::updated(t.service_variable_kvs.clone(), &input);
     let variable_yaml = variables::variable_yaml(&kvs).map_err(ApiError::bad_request)?;
-    let containers = containers_of(project_key, name, &t.yaml, &kvs, Mode::Strict)
+    let (containers, scoped) = containers_of(project_key, name, &t.yaml, &kvs, Mode::Strict)
         .map_err(|e| invalid(format!("`service_variable_kvs`: {e}")))?;
+    check_scope(caller, name, &scoped, "service_variable_kvs")?;
     t.service_variable_kvs = kvs;
     t.variable_yaml = variable_yaml;
     t.containers = containers;

@@ -82,41 +82,100 @@ async fn prepared(
     Ok(out)
 }
 
+/// Refuse, naming `service` and the object, when `actor` may not have one of `refs` applied
+/// or deleted: cluster-scoped objects are a system admin's ([`rules::may_apply_cluster_scoped`]).
+pub(super) fn check_scope<'a>(
+    actor: &Identity,
+    service: &str,
+    refs: impl IntoIterator<Item = &'a ResourceRef>,
+) -> ApiResult<()> {
+    for r in refs.into_iter().filter(|r| !r.namespaced) {
+        rules::may_apply_cluster_scoped(actor, service, &r.kind, &r.name)?;
+    }
+    Ok(())
+}
+
+/// What applying `svc` does: the objects to apply and the recorded ones it no longer renders
+/// (to delete) — once `actor` is found allowed to apply and delete them all.
+async fn planned(
+    cc: &ClusterClient,
+    kinds: &mut Kinds,
+    actor: &Identity,
+    env: &Environment,
+    svc: &EnvService,
+) -> ApiResult<(Vec<(ResourceRef, Value)>, Vec<ResourceRef>)> {
+    let objects = prepared(cc, kinds, env, svc).await?;
+    let gone: Vec<ResourceRef> = svc
+        .resources
+        .iter()
+        .filter(|o| !objects.iter().any(|(r, _)| r == *o))
+        .cloned()
+        .collect();
+    check_scope(
+        actor,
+        &svc.service_name,
+        objects.iter().map(|(r, _)| r).chain(&gone),
+    )?;
+    Ok((objects, gone))
+}
+
+/// Check, before anything is applied, that `actor` may apply every one of `services` into
+/// `env` (reads the cluster's discovery only).
+pub(super) async fn check_services(
+    cc: &ClusterClient,
+    kinds: &mut Kinds,
+    actor: &Identity,
+    env: &Environment,
+    services: &[EnvService],
+) -> ApiResult<()> {
+    for s in services {
+        planned(cc, kinds, actor, env, s).await?;
+    }
+    Ok(())
+}
+
 /// Apply every object of `svc` (server-side apply) and delete the objects it no longer
-/// renders; `applied` collects what this call created or changed, for a rollback.
+/// renders; `applied` collects what this call created or changed, for a rollback. `actor`
+/// must be allowed to (see [`planned`]), else nothing is done.
 pub(super) async fn apply_service(
     cc: &ClusterClient,
     kinds: &mut Kinds,
+    actor: &Identity,
     env: &Environment,
     svc: &mut EnvService,
     applied: &mut Vec<ResourceRef>,
 ) -> ApiResult<()> {
-    let objects = prepared(cc, kinds, env, svc).await?;
-    let refs: Vec<ResourceRef> = objects.iter().map(|(r, _)| r.clone()).collect();
+    let (objects, gone) = planned(cc, kinds, actor, env, svc).await?;
     for (r, o) in &objects {
         k::apply(cc, &env.namespace, r, o).await?;
         applied.push(r.clone());
     }
-    for old in svc.resources.iter().filter(|o| !refs.contains(o)) {
+    for old in &gone {
         k::delete(cc, &env.namespace, old).await?;
     }
-    svc.resources = refs;
+    svc.resources = objects.into_iter().map(|(r, _)| r).collect();
     Ok(())
 }
 
-/// Apply `services` into `env` one after another, adding each to `env.services`; on a
-/// failure undo what was applied (the namespace when `namespace_created`). What was
-/// applied, for a rollback should a later step fail.
+/// Apply `services` into `env` one after another, adding each to `env.services`, once
+/// `actor` is found allowed to apply them all; on a failure undo what was applied (the
+/// namespace when `namespace_created`). What was applied, for a rollback should a later step
+/// fail.
 pub(super) async fn apply_all(
     cc: &ClusterClient,
+    actor: &Identity,
     env: &mut Environment,
     services: Vec<EnvService>,
     namespace_created: bool,
 ) -> ApiResult<Vec<ResourceRef>> {
     let mut kinds = Kinds::default();
+    if let Err(e) = check_services(cc, &mut kinds, actor, env, &services).await {
+        rollback(cc, &env.namespace, &[], namespace_created).await;
+        return Err(e);
+    }
     let mut applied = Vec::new();
     for mut s in services {
-        if let Err(e) = apply_service(cc, &mut kinds, env, &mut s, &mut applied).await {
+        if let Err(e) = apply_service(cc, &mut kinds, actor, env, &mut s, &mut applied).await {
             rollback(cc, &env.namespace, &applied, namespace_created).await;
             return Err(e);
         }
@@ -125,18 +184,24 @@ pub(super) async fn apply_all(
     Ok(applied)
 }
 
-/// Apply only the objects of `svc` matching `pick` (kind, name).
+/// Apply only the objects of `svc` matching `pick` (kind, name), once `actor` is found
+/// allowed to apply those.
 pub(super) async fn apply_some(
     cc: &ClusterClient,
+    actor: &Identity,
     env: &Environment,
     svc: &EnvService,
     pick: impl Fn(&ResourceRef) -> bool,
 ) -> ApiResult<()> {
     let mut kinds = Kinds::default();
-    for (r, o) in prepared(cc, &mut kinds, env, svc).await? {
-        if pick(&r) {
-            k::apply(cc, &env.namespace, &r, &o).await?;
-        }
+    let picked: Vec<(ResourceRef, Value)> = prepared(cc, &mut kinds, env, svc)
+        .await?
+        .into_iter()
+        .filter(|(r, _)| pick(r))
+        .collect();
+    check_scope(actor, &svc.service_name, picked.iter().map(|(r, _)| r))?;
+    for (r, o) in &picked {
+        k::apply(cc, &env.namespace, r, o).await?;
     }
     Ok(())
 }
@@ -207,7 +272,7 @@ pub async fn add_services(
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;
-    let applied = apply_all(&cc, &mut env, new, false).await?;
+    let applied = apply_all(&cc, caller, &mut env, new, false).await?;
     if let Err(e) = save(state, &mut env, caller).await {
         rollback(&cc, &env.namespace, &applied, false).await;
         return Err(e);
@@ -251,6 +316,13 @@ pub async fn remove_services(
         return Ok(());
     }
     if !input.not_delete_resource {
+        for s in &gone {
+            check_scope(caller, &s.service_name, &s.resources).map_err(|e| {
+                e.map_description(|d| {
+                    format!("{d} (`not_delete_resource: true` keeps the objects)")
+                })
+            })?;
+        }
         let cc = client_for(state, &env.cluster_id).await?;
         for s in &gone {
             for r in &s.resources {

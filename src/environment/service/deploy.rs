@@ -16,14 +16,14 @@ use super::super::kube::Kinds;
 use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
+use super::lifecycle::envs_in;
 use super::live::applied_yaml;
 use super::variables::{Revision, over, reapply};
 use super::workload::restart_in;
 use super::{may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
-use crate::cluster::model::is_local;
-use crate::cluster::service::client_for;
+use crate::cluster::service::{client_for, resolve};
 use crate::error::{ApiError, ErrorKind};
 use crate::service_template::RenderVariableKV;
 use crate::state::AppState;
@@ -50,9 +50,11 @@ pub async fn deployer(state: &AppState, uid: &str) -> Result<Identity, String> {
     }
 }
 
-/// Whether `caller` may deploy into namespace `ns` of cluster `cluster_id` (`custom-deploy`):
-/// admins anywhere; others only into the namespace of an environment of `project` on that
-/// cluster that they may change (as through the image routes).
+/// Whether `caller` may deploy into namespace `ns` of cluster `cluster_id` (`custom-deploy`,
+/// `k8s-resource-patch`, canary, gray release): admins anywhere; others only into a namespace
+/// where an environment could be put for them (the rules of environment creation, see
+/// `check_placement`): not a system namespace, not on a production cluster, and every
+/// environment there a test environment of `project` that they may change (at least one).
 pub async fn may_deploy_to_namespace(
     state: &AppState,
     caller: &Identity,
@@ -63,27 +65,50 @@ pub async fn may_deploy_to_namespace(
     if caller.is_admin {
         return Ok(());
     }
-    let same_cluster = |c: &str| c == cluster_id || (is_local(c) && is_local(cluster_id));
-    for production in [false, true] {
-        let envs = state
-            .environments
-            .store
-            .list(project, production)
-            .await
-            .map_err(|e| format!("can't read the environments of project {project}: {e}"))?;
-        for env in envs
-            .iter()
-            .filter(|e| e.namespace == ns && same_cluster(&e.cluster_id))
-        {
-            if may_change(state, caller, env).await.is_ok() {
-                return Ok(());
-            }
+    let refused = |why: String| {
+        format!(
+            "user {} may not deploy into namespace {ns} of cluster {cluster_id:?}: {why}; only system admins may, or the creator or a project admin of an environment of project {project} in that namespace",
+            caller.account
+        )
+    };
+    if rules::SYSTEM_NAMESPACES.contains(&ns) {
+        return Err(refused("it is a system namespace".into()));
+    }
+    match resolve(state, cluster_id).await {
+        Ok(Some(c)) if c.production => {
+            return Err(refused(format!("{} is a production cluster", c.label())));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(format!(
+                "can't read cluster {cluster_id:?}: {}",
+                e.description
+            ));
         }
     }
-    Err(format!(
-        "user {} may not deploy into namespace {ns} of cluster {cluster_id:?}: only system admins may, or the creator or a project admin of an environment of project {project} in that namespace",
-        caller.account
-    ))
+    let envs = envs_in(state, cluster_id, ns).await.map_err(|e| {
+        format!(
+            "can't read the environments of namespace {ns}: {}",
+            e.description
+        )
+    })?;
+    if !envs.iter().any(|e| e.project_key == project) {
+        return Err(refused(format!(
+            "no environment of project {project} is there"
+        )));
+    }
+    if let Some(env) = envs
+        .iter()
+        .find(|e| e.production || e.project_key != project)
+    {
+        return Err(refused(format!("{} is there", env.label())));
+    }
+    for env in &envs {
+        if may_change(state, caller, env).await.is_err() {
+            return Err(refused(format!("they may not change {}", env.label())));
+        }
+    }
+    Ok(())
 }
 
 /// One container of one workload whose image a deploy set.
@@ -190,7 +215,7 @@ pub async fn deploy_images(
     let mut values = Vec::new();
     match rerender {
         None => {
-            apply_some(&cc, &env, &svc, |r| workloads.contains(r))
+            apply_some(&cc, caller, &env, &svc, |r| workloads.contains(r))
                 .await
                 .map_err(applied)?;
             svc.update_time = state.clock.now();
@@ -214,6 +239,7 @@ pub async fn deploy_images(
             reapply(
                 state,
                 (&cc, &mut Kinds::default()),
+                caller,
                 &mut env,
                 service,
                 at,
@@ -260,7 +286,7 @@ pub async fn restart_for_job(
 ) -> Result<Deployed, String> {
     let (_held, mut env, _) = for_job(state, at, caller).await?;
     let cc = client(state, &env).await?;
-    let workloads = restart_in(state, &cc, &mut env, at.2)
+    let workloads = restart_in(state, &cc, caller, &mut env, at.2)
         .await
         .map_err(|e| format!("failed to restart workload resources: {}", e.description))?;
     let namespace = env.namespace.clone();

@@ -6,14 +6,15 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::super::catalog;
-use super::super::kube::{self as k, NsState};
+use super::super::kube::{self as k, Kinds, NsState};
 use super::super::model::{EnvService, EnvStatus, Environment};
 use super::super::rules;
-use super::apply::{apply_all, env_service, rollback};
+use super::apply::{apply_all, check_scope, check_services, env_service, rollback};
 use super::variables::check_keys;
-use super::{CREATE_ENV, check_registry, env_not_found, for_change, save};
+use super::{CREATE_ENV, check_registry, env_not_found, for_change, may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
+use crate::cluster::model::{Cluster, LOCAL_CLUSTER_ID, is_local};
 use crate::cluster::service::{client_for, resolve};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::service_template::{GlobalVariableKV, RenderVariableKV};
@@ -119,12 +120,7 @@ async fn check_create(
     rules::dns_label("namespace", &input.namespace)?;
     validate::name("cluster_id", &input.cluster_id)?;
     validate::max_len("env_name", &input.env_name)?;
-    if production && rules::SYSTEM_NAMESPACES.contains(&input.namespace.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "`namespace`: namespace {} is invalid, production environment namespace cannot be set to these three namespaces: kube-node-lease, kube-public, kube-system",
-            input.namespace
-        )));
-    }
+    check_system_namespace("namespace", &input.namespace, production)?;
     check_unsupported(input)?;
     check_registry(state, &input.registry_id).await?;
     match catalog::project_deploy_type(state, project).await? {
@@ -150,6 +146,142 @@ async fn check_create(
     if !production {
         let defined = catalog::project_globals(state, project, false).await?;
         check_keys(&defined, &input.global_variables)?;
+    }
+    Ok(())
+}
+
+/// No environment in a system namespace: Zadig's rule for production environments (spec §5.2),
+/// ours for test environments too.
+fn check_system_namespace(field: &str, ns: &str, production: bool) -> ApiResult<()> {
+    if !rules::SYSTEM_NAMESPACES.contains(&ns) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(if production {
+        format!(
+            "`{field}`: namespace {ns} is invalid, production environment namespace cannot be set to these three namespaces: kube-node-lease, kube-public, kube-system"
+        )
+    } else {
+        format!(
+            "`{field}`: namespace {ns} is invalid, an environment namespace cannot be set to these three namespaces: kube-node-lease, kube-public, kube-system"
+        )
+    }))
+}
+
+/// Whether `cluster` is offered to `project`: its `project_names` (Zadig's
+/// `project_cluster_relation`) name the project or `<all_projects>`; an empty list offers it
+/// to no project, as in Zadig.
+fn offered(cluster: &Cluster, project: &str) -> bool {
+    cluster
+        .project_names
+        .iter()
+        .any(|n| n == project || n == "<all_projects>")
+}
+
+/// The environments (of any project) recorded in namespace `ns` of cluster `cluster_id`.
+pub(super) async fn envs_in(
+    state: &AppState,
+    cluster_id: &str,
+    ns: &str,
+) -> ApiResult<Vec<Environment>> {
+    let store = &state.environments.store;
+    if !is_local(cluster_id) {
+        return Ok(store.in_namespace(cluster_id, ns).await?);
+    }
+    let mut out = store.in_namespace(LOCAL_CLUSTER_ID, ns).await?;
+    out.extend(store.in_namespace("", ns).await?);
+    Ok(out)
+}
+
+/// Where a new environment of `project` may go, checked before anything is changed
+/// (docs/security.md "Where environments go"; `fields` name the cluster and namespace fields
+/// of the request):
+/// - a test environment not on a cluster marked `production` (400);
+/// - a non-admin only on a cluster offered to the project ([`offered`]; 403);
+/// - no environment in a system namespace (400);
+/// - a test environment not in a namespace of a production environment (400);
+/// - a non-admin not in a namespace of an environment of another project, nor of one they may
+///   not change (403).
+///
+/// Whether `caller` may adopt the namespace should it exist already: system admins may; others
+/// only a namespace environments of the project (which they may change) already use.
+async fn check_placement(
+    state: &AppState,
+    caller: &Identity,
+    (project, production): (&str, bool),
+    cluster: &Cluster,
+    ns: &str,
+    (cluster_field, ns_field): (&str, &str),
+) -> ApiResult<bool> {
+    if !production && cluster.production {
+        return Err(ApiError::bad_request(format!(
+            "`{cluster_field}`: {} is a production cluster: test environments may not be created on it",
+            cluster.label()
+        )));
+    }
+    if !caller.is_admin && !offered(cluster, project) {
+        return Err(ApiError::forbidden(format!(
+            "`{cluster_field}`: {} is not offered to project {project} (its `project_names`): only system admins may create environments of the project on it; user {} is not one",
+            cluster.label(),
+            caller.account
+        )));
+    }
+    check_system_namespace(ns_field, ns, production)?;
+    let others = envs_in(state, &cluster.id, ns).await?;
+    if !production && let Some(p) = others.iter().find(|e| e.production) {
+        return Err(ApiError::bad_request(format!(
+            "`{ns_field}`: namespace {ns} of {} is used by the production {}: a test environment may not use it",
+            cluster.label(),
+            p.label()
+        )));
+    }
+    if caller.is_admin {
+        return Ok(true);
+    }
+    for e in &others {
+        let theirs = e.project_key != project || may_change(state, caller, e).await.is_err();
+        if theirs {
+            return Err(ApiError::forbidden(format!(
+                "`{ns_field}`: namespace {ns} of {} is used by {}, which user {} may not change: only system admins may put an environment there",
+                cluster.label(),
+                e.label(),
+                caller.account
+            )));
+        }
+    }
+    Ok(!others.is_empty())
+}
+
+/// Whether test environment `env` is still where a non-admin could put it (see
+/// [`check_placement`]): not in a system namespace, not on a cluster marked production, and
+/// no production environment nor another project's environment in its namespace. 403 naming
+/// what is in the way.
+pub(super) async fn still_placed(
+    state: &AppState,
+    caller: &Identity,
+    env: &Environment,
+) -> ApiResult<()> {
+    let refused = |why: String| {
+        ApiError::forbidden(format!(
+            "{} is in namespace {} where {why}: only system admins may change it; user {} is not one",
+            env.label(),
+            env.namespace,
+            caller.account
+        ))
+    };
+    if rules::SYSTEM_NAMESPACES.contains(&env.namespace.as_str()) {
+        return Err(refused("no environment may be (a system namespace)".into()));
+    }
+    if let Some(c) = resolve(state, &env.cluster_id).await?
+        && c.production
+    {
+        return Err(refused(format!("{} is a production cluster", c.label())));
+    }
+    let others = envs_in(state, &env.cluster_id, &env.namespace).await?;
+    if let Some(o) = others
+        .iter()
+        .find(|o| o.production || o.project_key != env.project_key)
+    {
+        return Err(refused(format!("{} is", o.label())));
     }
     Ok(())
 }
@@ -191,6 +323,7 @@ async fn render_services(
 /// Make the namespace, or adopt an existing one when told; whether this call made it.
 async fn claim_namespace(
     cc: &ClusterClient,
+    (caller, adoptable): (&Identity, bool),
     input: &CreateEnvInput,
     project: &str,
 ) -> ApiResult<bool> {
@@ -211,6 +344,10 @@ async fn claim_namespace(
                 input.namespace, cc.label
             ),
         )),
+        NsState::Active if !adoptable => Err(ApiError::forbidden(format!(
+            "`namespace`: namespace {:?} already exists in {} and no environment of project {project} uses it: only system admins may adopt (`adopt_namespace`) such a namespace; user {} is not one",
+            input.namespace, cc.label, caller.account
+        ))),
         NsState::Active => Ok(false),
         NsState::Absent => {
             k::create_namespace(cc, &input.namespace, project).await?;
@@ -227,7 +364,6 @@ fn record(
     production: bool,
     input: &CreateEnvInput,
     cluster_id: &str,
-    namespace_created: bool,
 ) -> Environment {
     let now = state.clock.now();
     Environment {
@@ -242,7 +378,7 @@ fn record(
         production,
         cluster_id: cluster_id.to_string(),
         namespace: input.namespace.clone(),
-        namespace_created,
+        namespace_created: false,
         registry_id: input.registry_id.clone(),
         source: "spock".to_string(),
         status: EnvStatus::Success,
@@ -280,6 +416,9 @@ pub async fn create(
     let cluster = resolve(state, &input.cluster_id).await?.ok_or_else(|| {
         ApiError::bad_request(format!("`cluster_id`: no cluster {:?}", input.cluster_id))
     })?;
+    let fields = ("cluster_id", "namespace");
+    let at = (project, production);
+    let adoptable = check_placement(state, caller, at, &cluster, &input.namespace, fields).await?;
     // Production envs start empty (spec §5.2).
     let services = if production {
         Vec::new()
@@ -287,17 +426,12 @@ pub async fn create(
         render_services(state, project, &input, &input.global_variables).await?
     };
     let cc = state.clusters.clients.get(&cluster).await?;
-    let namespace_created = claim_namespace(&cc, &input, project).await?;
-    let mut env = record(
-        state,
-        caller,
-        project,
-        production,
-        &input,
-        &cluster.id,
-        namespace_created,
-    );
-    let applied = apply_all(&cc, &mut env, services, namespace_created).await?;
+    let mut env = record(state, caller, project, production, &input, &cluster.id);
+    // The caller must be allowed every object before the namespace is made.
+    check_services(&cc, &mut Kinds::default(), caller, &env, &services).await?;
+    let namespace_created = claim_namespace(&cc, (caller, adoptable), &input, project).await?;
+    env.namespace_created = namespace_created;
+    let applied = apply_all(&cc, caller, &mut env, services, namespace_created).await?;
     match envs.insert(&env).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -322,6 +456,13 @@ pub async fn delete(
     delete_resources: bool,
 ) -> ApiResult<()> {
     let (_held, env) = for_change(state, caller, project, env_key, production).await?;
+    if delete_resources && !production {
+        for s in &env.services {
+            check_scope(caller, &s.service_name, &s.resources).map_err(|e| {
+                e.map_description(|d| format!("{d} (`isDelete=false` keeps the objects)"))
+            })?;
+        }
+    }
     let cc = client_for(state, &env.cluster_id).await?;
     if delete_resources && !production {
         for s in &env.services {
@@ -329,10 +470,7 @@ pub async fn delete(
                 k::delete(&cc, &env.namespace, r).await?;
             }
         }
-        let others = state
-            .environments
-            .store
-            .in_namespace(&env.cluster_id, &env.namespace)
+        let others = envs_in(state, &env.cluster_id, &env.namespace)
             .await?
             .into_iter()
             .filter(|e| e.id != env.id)
@@ -381,10 +519,13 @@ pub async fn update_basic(
 }
 
 /// `init/yaml`'s `env_list` (spec §2.2), checked before anything is stored: keys and
-/// namespaces well-formed and distinct, clusters registered (by name), reachable, and the
-/// namespaces not taken. The cluster ids, in list order.
+/// namespaces well-formed and distinct, clusters registered (by name), the environments'
+/// places allowed as for E2 ([`check_placement`]), clusters reachable, and the namespaces not
+/// taken. The cluster ids, in list order.
 pub async fn check_initial(
     state: &AppState,
+    caller: &Identity,
+    project: &str,
     envs: &[crate::project::InitEnv],
 ) -> ApiResult<Vec<String>> {
     let mut ids = Vec::new();
@@ -414,6 +555,13 @@ pub async fn check_initial(
                 )));
             }
         };
+        let fields = (
+            format!("env_list[{i}].cluster_name"),
+            format!("env_list[{i}].namespace"),
+        );
+        let fields = (fields.0.as_str(), fields.1.as_str());
+        let at = (project, false);
+        check_placement(state, caller, at, &cluster, &e.namespace, fields).await?;
         let cc = state.clusters.clients.get(&cluster).await?;
         if k::namespace_state(&cc, &e.namespace).await? != NsState::Absent {
             return Err(ApiError::code(
@@ -438,7 +586,7 @@ pub async fn create_initial(
     project: &str,
     envs: &[crate::project::InitEnv],
 ) -> ApiResult<()> {
-    let ids = check_initial(state, envs).await?;
+    let ids = check_initial(state, caller, project, envs).await?;
     let services: Vec<ServiceInput> = crate::service_template::list(state, project, false)
         .await?
         .into_iter()

@@ -79,15 +79,21 @@ pub async fn load(
 }
 
 /// Who may change an environment: its creator, the project's admins and system admins;
-/// production ones: system admins.
+/// production ones: system admins. A non-admin acts through a test environment only while it
+/// is where they could put it ([`lifecycle::still_placed`]): an environment recorded before
+/// those rules, or joined since by another project's or a production environment, or on a
+/// cluster since marked production, is an admin's.
 async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> ApiResult<()> {
     if env.production {
         return caller.require_admin();
     }
-    if !caller.is_admin && catalog::is_project_admin(state, &env.project_key, &caller.uid).await? {
+    if caller.is_admin {
         return Ok(());
     }
-    caller.require_owner_or_admin(&env.owner_uid, &env.label())
+    if !catalog::is_project_admin(state, &env.project_key, &caller.uid).await? {
+        caller.require_owner_or_admin(&env.owner_uid, &env.label())?;
+    }
+    lifecycle::still_placed(state, caller, env).await
 }
 
 /// A change of one environment in progress, from reading its record to saving it: this

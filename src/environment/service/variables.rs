@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::super::catalog;
 use super::super::kube::Kinds;
 use super::super::model::{EnvService, Environment};
-use super::apply::{apply_service, env_service};
+use super::apply::{apply_service, check_services, env_service};
 use super::{ContainerImage, UPDATE_ENV, for_change, load, save, service_of};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -61,19 +61,18 @@ pub(super) enum Revision {
     Deployed,
 }
 
-/// Render service `name` of `env` again — at `at` — with the values `vars` makes of its
-/// current ones, keeping its images (as the record holds them), objects and overrides, and
-/// apply it; objects the new rendering lacks are deleted.
-pub(super) async fn reapply(
+/// Service `name` of `env` rendered again — at `at` — with the values `vars` makes of its
+/// current ones, keeping its images (as the record holds them), objects and overrides; `None`
+/// when the environment has no such service. Nothing is applied.
+pub(super) async fn rerendered(
     state: &AppState,
-    (cc, kinds): (&ClusterClient, &mut Kinds),
-    env: &mut Environment,
+    env: &Environment,
     name: &str,
     at: Revision,
     vars: impl FnOnce(&[RenderVariableKV]) -> Vec<RenderVariableKV>,
-) -> ApiResult<()> {
-    let Some(old) = env.service(name).cloned() else {
-        return Ok(());
+) -> ApiResult<Option<EnvService>> {
+    let Some(old) = env.service(name) else {
+        return Ok(None);
     };
     let revision = (at == Revision::Deployed).then_some(old.revision);
     let r = catalog::render(
@@ -96,12 +95,40 @@ pub(super) async fn reapply(
     let mut s = env_service(state, r, name, &kept);
     s.resources = old.resources.clone();
     s.overrides = old.overrides.clone();
+    Ok(Some(s))
+}
+
+/// Apply `s` (a [`rerendered`] service of `env`) for `actor` and keep it in the record;
+/// objects the new rendering lacks are deleted.
+async fn put(
+    (cc, kinds): (&ClusterClient, &mut Kinds),
+    actor: &Identity,
+    env: &mut Environment,
+    mut s: EnvService,
+) -> ApiResult<()> {
     let mut applied = Vec::new();
-    apply_service(cc, kinds, env, &mut s, &mut applied).await?;
-    if let Some(slot) = env.service_mut(name) {
+    apply_service(cc, kinds, actor, env, &mut s, &mut applied).await?;
+    let name = s.service_name.clone();
+    if let Some(slot) = env.service_mut(&name) {
         *slot = s;
     }
     Ok(())
+}
+
+/// Render service `name` of `env` again ([`rerendered`]) and apply it for `actor`.
+pub(super) async fn reapply(
+    state: &AppState,
+    cx: (&ClusterClient, &mut Kinds),
+    actor: &Identity,
+    env: &mut Environment,
+    name: &str,
+    at: Revision,
+    vars: impl FnOnce(&[RenderVariableKV]) -> Vec<RenderVariableKV>,
+) -> ApiResult<()> {
+    match rerendered(state, env, name, at, vars).await? {
+        Some(s) => put(cx, actor, env, s).await,
+        None => Ok(()),
+    }
 }
 
 /// E17: replace the environment's global variable values; the keys must be the project's,
@@ -141,11 +168,17 @@ pub async fn set_variables(
         .map(|s| s.service_name.clone())
         .collect();
     if !targets.is_empty() {
+        // Everything is rendered and checked before the first service is applied.
+        let mut again = Vec::new();
+        for name in &targets {
+            let latest = rerendered(state, &env, name, Revision::Latest, <[_]>::to_vec);
+            again.extend(latest.await?);
+        }
         let cc = client_for(state, &env.cluster_id).await?;
         let mut kinds = Kinds::default();
-        for name in targets {
-            let cx = (&cc, &mut kinds);
-            reapply(state, cx, &mut env, &name, Revision::Latest, <[_]>::to_vec).await?;
+        check_services(&cc, &mut kinds, caller, &env, &again).await?;
+        for s in again {
+            put((&cc, &mut kinds), caller, &mut env, s).await?;
         }
     }
     save(state, &mut env, caller).await
@@ -219,14 +252,31 @@ pub async fn update_services(
             })
         })?;
     }
+    // Every service is rendered first, and those before the first that does not render are
+    // checked before any is applied: a refused object changes nothing; a service that does not
+    // render fails at its turn, as a cluster that refuses one.
+    let mut again = Vec::new();
+    for s in &input.service_list {
+        let given = |current: &[RenderVariableKV]| over(current, &s.variable_kvs);
+        let r = rerendered(state, &env, &s.service_name, Revision::Latest, given).await;
+        again.push(r.and_then(|r| r.ok_or_else(|| ApiError::internal("service gone"))));
+    }
     let cc = client_for(state, &env.cluster_id).await?;
     let mut kinds = Kinds::default();
-    for (i, s) in input.service_list.iter().enumerate() {
-        let name = &s.service_name;
-        let given = |current: &[RenderVariableKV]| over(current, &s.variable_kvs);
-        let cx = (&cc, &mut kinds);
-        if let Err(e) = reapply(state, cx, &mut env, name, Revision::Latest, given).await {
-            let e = e.map_description(|d| format!("service {name:?}: {d}"));
+    let named = |name: &str, e: ApiError| e.map_description(|d| format!("service {name:?}: {d}"));
+    for s in again.iter().map_while(|r| r.as_ref().ok()) {
+        let one = std::slice::from_ref(s);
+        check_services(&cc, &mut kinds, caller, &env, one)
+            .await
+            .map_err(|e| named(&s.service_name, e))?;
+    }
+    for (i, (r, s)) in again.into_iter().zip(&input.service_list).enumerate() {
+        let done = match r {
+            Ok(r) => put((&cc, &mut kinds), caller, &mut env, r).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            let e = named(&s.service_name, e);
             if i == 0 {
                 return Err(e);
             }

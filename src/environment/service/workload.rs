@@ -59,7 +59,7 @@ pub async fn restart_service(
     let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
     service_of(&env, service, RESTART_SERVICE)?;
     let cc = client_for(state, &env.cluster_id).await?;
-    restart_in(state, &cc, &mut env, service).await?;
+    restart_in(state, &cc, caller, &mut env, service).await?;
     save(state, &mut env, caller).await
 }
 
@@ -68,6 +68,7 @@ pub async fn restart_service(
 pub(super) async fn restart_in(
     state: &AppState,
     cc: &ClusterClient,
+    actor: &Identity,
     env: &mut Environment,
     service: &str,
 ) -> ApiResult<Vec<ResourceRef>> {
@@ -88,7 +89,7 @@ pub(super) async fn restart_in(
             o.restarted_at = Some(at.clone())
         });
     }
-    apply_some(cc, env, &svc, |r| targets.contains(r)).await?;
+    apply_some(cc, actor, env, &svc, |r| targets.contains(r)).await?;
     if let Some(slot) = env.service_mut(service) {
         *slot = svc;
     }
@@ -173,7 +174,7 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
         o.replicas = Some(replicas)
     });
     let cc = client_for(state, &env.cluster_id).await?;
-    apply_some(&cc, &env, &svc, owns).await?;
+    apply_some(&cc, caller, &env, &svc, owns).await?;
     if let Some(slot) = env.service_mut(&input.service_name) {
         *slot = svc;
     }
@@ -303,7 +304,7 @@ pub async fn set_image(
         })
     };
     let cc = client_for(state, &env.cluster_id).await?;
-    apply_some(&cc, &env, &svc, with_container).await?;
+    apply_some(&cc, caller, &env, &svc, with_container).await?;
     svc.update_time = state.clock.now();
     if let Some(slot) = env.service_mut(&input.service_name) {
         *slot = svc;
