@@ -215,14 +215,20 @@ async fn method_not_allowed(matched: Option<MatchedPath>, req: Request) -> ApiEr
 }
 
 /// Bound the time to produce a response. Streams (SSE logs) are not cut: once their headers
-/// are out, the handler has returned.
+/// are out, the handler has returned. A handler that overruns is answered 503 but runs on to
+/// its end in the background: every step it takes is bounded on its own, and a change cut
+/// half-way (objects applied to a cluster, the record not saved, no rollback) would be worse
+/// than one that finishes late. The client reads the outcome back.
 async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
+    let mut handler = tokio::spawn(next.run(req));
+    match tokio::time::timeout(limit, &mut handler).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => ApiError::internal(format!("the handler failed: {e}")).into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "request timed out after {}s (request_timeout_secs)",
+                "request timed out after {}s (request_timeout_secs); a change it makes still \
+                 completes: read the resource again",
                 limit.as_secs()
             ),
         )

@@ -630,3 +630,41 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    /// A call that fails part-way puts back what it changed: objects it created are deleted,
+    /// objects that were there before (another service's) are applied again as they were —
+    /// never deleted; a service re-rendered with values one of its objects refuses is put back.
+    async fn a_failed_apply_puts_back_what_was_there(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        seed_env(&app, &emu).await;
+        let cm = |name: &str, value: &str| format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: \"{value}\"\n");
+        let service = |name: &str, yaml: String, vars: Value| {
+            let app = &app;
+            let body = json!({"service_name": name, "yaml": yaml, "variable_yaml": vars});
+            async move { app.post("/openapi/service/yaml/raw?projectKey=demo", body).await.expect(200); }
+        };
+        service("first", format!("{}---\n{}", cm("cfg", "{{.a}}"), cm("{{.extra}}", "x")),
+            json!([{"key": "a", "value": "1", "type": "string"}, {"key": "extra", "value": "first-extra", "type": "string"}])).await;
+        service("second", format!("{}---\n{}", cm("cfg", "7"), cm("{{.cm}}", "x")),
+            json!([{"key": "cm", "value": "Bad_Name", "type": "string"}])).await;
+        let add = |name: &str| json!({"env_key": "dev", "service_list": [{"service_name": name}]});
+        app.post("/openapi/environments/service/yaml?projectKey=demo", add("first")).await.expect(200);
+        let data = || async { emu.object("ConfigMap", "demo-dev", "cfg").await.map(|c| c["data"]["a"].clone()) };
+        assert_eq!(data().await, Some(json!("1")));
+
+        // `second` changes `cfg`, then one of its objects is refused: `cfg` is first's again.
+        let r = app.post("/openapi/environments/service/yaml?projectKey=demo", add("second")).await;
+        assert!(r.status.is_client_error(), "{}", r.text);
+        assert_eq!(data().await, Some(json!("1")));
+
+        // Re-rendered with values its second object refuses, `first` is put back as it was.
+        let r = app.put("/openapi/environments/dev/services?projectKey=demo", json!({"service_list": [
+            {"service_name": "first", "variable_kvs": [{"key": "a", "value": "2"}, {"key": "extra", "value": "Bad_Name"}]}]})).await;
+        assert!(r.status.is_client_error(), "{}", r.text);
+        assert_eq!(data().await, Some(json!("1")));
+        assert!(emu.object("ConfigMap", "demo-dev", "first-extra").await.is_some());
+        app.stop().await;
+    }
+}

@@ -1,5 +1,6 @@
 //! Rendering a service's template into its deployed form and applying it (server-side
-//! apply, with a best-effort rollback of what a failed call applied); adding services to an
+//! apply, with a best-effort rollback of what a failed call changed: created objects deleted,
+//! changed or deleted ones applied again as they were); adding services to an
 //! environment and removing them (E6, E8).
 
 use serde::Deserialize;
@@ -134,23 +135,43 @@ pub(super) async fn check_services(
     Ok(())
 }
 
+/// What a call changed in the cluster, to put back should it fail: each object it applied or
+/// deleted, with the live object it replaced (none: the call created it). Objects that existed
+/// before — another service's, an adopted namespace's — are restored, never deleted.
+#[derive(Debug, Default)]
+pub(super) struct Undo {
+    changed: Vec<(ResourceRef, Option<Value>)>,
+}
+
+impl Undo {
+    /// Note `r` before this call changes it for the first time.
+    async fn note(&mut self, cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<()> {
+        if !self.changed.iter().any(|(x, _)| x == r) {
+            let before = k::get(cc, ns, r).await?;
+            self.changed.push((r.clone(), before));
+        }
+        Ok(())
+    }
+}
+
 /// Apply every object of `svc` (server-side apply) and delete the objects it no longer
-/// renders; `applied` collects what this call created or changed, for a rollback. `actor`
-/// must be allowed to (see [`planned`]), else nothing is done.
+/// renders, noting in `undo` what each replaced. `actor` must be allowed to (see
+/// [`planned`]), else nothing is done.
 pub(super) async fn apply_service(
     cc: &ClusterClient,
     kinds: &mut Kinds,
     actor: &Identity,
     env: &Environment,
     svc: &mut EnvService,
-    applied: &mut Vec<ResourceRef>,
+    undo: &mut Undo,
 ) -> ApiResult<()> {
     let (objects, gone) = planned(cc, kinds, actor, env, svc).await?;
     for (r, o) in &objects {
+        undo.note(cc, &env.namespace, r).await?;
         k::apply(cc, &env.namespace, r, o).await?;
-        applied.push(r.clone());
     }
     for old in &gone {
+        undo.note(cc, &env.namespace, old).await?;
         k::delete(cc, &env.namespace, old).await?;
     }
     svc.resources = objects.into_iter().map(|(r, _)| r).collect();
@@ -167,21 +188,21 @@ pub(super) async fn apply_all(
     env: &mut Environment,
     services: Vec<EnvService>,
     namespace_created: bool,
-) -> ApiResult<Vec<ResourceRef>> {
+) -> ApiResult<Undo> {
     let mut kinds = Kinds::default();
     if let Err(e) = check_services(cc, &mut kinds, actor, env, &services).await {
-        rollback(cc, &env.namespace, &[], namespace_created).await;
+        rollback(cc, &env.namespace, Undo::default(), namespace_created).await;
         return Err(e);
     }
-    let mut applied = Vec::new();
+    let mut undo = Undo::default();
     for mut s in services {
-        if let Err(e) = apply_service(cc, &mut kinds, actor, env, &mut s, &mut applied).await {
-            rollback(cc, &env.namespace, &applied, namespace_created).await;
+        if let Err(e) = apply_service(cc, &mut kinds, actor, env, &mut s, &mut undo).await {
+            rollback(cc, &env.namespace, undo, namespace_created).await;
             return Err(e);
         }
         env.services.push(s);
     }
-    Ok(applied)
+    Ok(undo)
 }
 
 /// Apply only the objects of `svc` matching `pick` (kind, name), once `actor` is found
@@ -206,24 +227,48 @@ pub(super) async fn apply_some(
     Ok(())
 }
 
-/// Best effort: remove what a failed call applied (the namespace when this call made it).
-pub(super) async fn rollback(
-    cc: &ClusterClient,
-    ns: &str,
-    applied: &[ResourceRef],
-    namespace_created: bool,
-) {
+/// Best effort: put back what a failed call changed, newest first — delete what it created,
+/// apply again the objects it changed or deleted as they were (the whole namespace when this
+/// call made it).
+pub(super) async fn rollback(cc: &ClusterClient, ns: &str, undo: Undo, namespace_created: bool) {
     if namespace_created {
         if let Err(e) = k::delete_namespace(cc, ns).await {
             tracing::warn!(namespace = ns, error = %e, "rollback: namespace not deleted");
         }
         return;
     }
-    for r in applied {
-        if let Err(e) = k::delete(cc, ns, r).await {
-            tracing::warn!(kind = %r.kind, name = %r.name, error = %e, "rollback: object not deleted");
+    for (r, before) in undo.changed.into_iter().rev() {
+        let done = match before {
+            None => k::delete(cc, ns, &r).await,
+            Some(obj) => k::apply(cc, ns, &r, &as_it_was(obj)).await,
+        };
+        if let Err(e) = done {
+            tracing::warn!(kind = %r.kind, name = %r.name, error = %e, "rollback: object not put back");
         }
     }
+}
+
+/// A live object as a configuration to apply again: without its status and the fields the
+/// API server keeps for itself.
+fn as_it_was(mut obj: Value) -> Value {
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            m.remove(key);
+        }
+    }
+    obj
 }
 
 /// E6's body.
@@ -272,9 +317,9 @@ pub async fn add_services(
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;
-    let applied = apply_all(&cc, caller, &mut env, new, false).await?;
+    let undo = apply_all(&cc, caller, &mut env, new, false).await?;
     if let Err(e) = save(state, &mut env, caller).await {
-        rollback(&cc, &env.namespace, &applied, false).await;
+        rollback(&cc, &env.namespace, undo, false).await;
         return Err(e);
     }
     Ok(())

@@ -431,11 +431,11 @@ pub async fn create(
     check_services(&cc, &mut Kinds::default(), caller, &env, &services).await?;
     let namespace_created = claim_namespace(&cc, (caller, adoptable), &input, project).await?;
     env.namespace_created = namespace_created;
-    let applied = apply_all(&cc, caller, &mut env, services, namespace_created).await?;
+    let undo = apply_all(&cc, caller, &mut env, services, namespace_created).await?;
     match envs.insert(&env).await {
         Ok(()) => Ok(()),
         Err(e) => {
-            rollback(&cc, &env.namespace, &applied, namespace_created).await;
+            rollback(&cc, &env.namespace, undo, namespace_created).await;
             Err(match e {
                 StoreError::Duplicate(_) => duplicate(project, &input.env_key),
                 other => other.into(),

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::super::catalog;
 use super::super::kube::Kinds;
 use super::super::model::{EnvService, Environment};
-use super::apply::{apply_service, check_services, env_service};
+use super::apply::{Undo, apply_service, check_services, env_service, rollback};
 use super::{ContainerImage, UPDATE_ENV, for_change, load, save, service_of};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -106,8 +106,12 @@ async fn put(
     env: &mut Environment,
     mut s: EnvService,
 ) -> ApiResult<()> {
-    let mut applied = Vec::new();
-    apply_service(cc, kinds, actor, env, &mut s, &mut applied).await?;
+    // A service half applied is put back as it was: the record keeps the old one.
+    let mut undo = Undo::default();
+    if let Err(e) = apply_service(cc, kinds, actor, env, &mut s, &mut undo).await {
+        rollback(cc, &env.namespace, undo, false).await;
+        return Err(e);
+    }
     let name = s.service_name.clone();
     if let Some(slot) = env.service_mut(&name) {
         *slot = s;
