@@ -329,28 +329,28 @@ fn check_regular(st: &FileStat, path: &Path) -> Result<(), FsError> {
 
 /// [`JobDir::read`] on the blocking pool.
 pub async fn read(dir: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, FsError> {
-    let (dir, rel) = (dir.to_path_buf(), rel.to_path_buf());
-    blocking(move || {
-        JobDir::open(&dir)
-            .map_err(|error| FsError::Io {
-                path: PathBuf::from("."),
-                error,
-            })?
-            .read(&rel, max)
-    })
-    .await
+    let rel = rel.to_path_buf();
+    in_dir(dir, move |d| d.read(&rel, max)).await
 }
 
 /// [`JobDir::write_new`] on the blocking pool.
 pub async fn write_new(dir: &Path, rel: &Path, content: Vec<u8>, mode: u32) -> Result<(), FsError> {
-    let (dir, rel) = (dir.to_path_buf(), rel.to_path_buf());
+    let rel = rel.to_path_buf();
+    in_dir(dir, move |d| d.write_new(&rel, &content, mode)).await
+}
+
+/// Open job directory `dir` and run `f` on it, on the blocking pool.
+async fn in_dir<T: Send + 'static>(
+    dir: &Path,
+    f: impl FnOnce(JobDir) -> Result<T, FsError> + Send + 'static,
+) -> Result<T, FsError> {
+    let dir = dir.to_path_buf();
     blocking(move || {
-        JobDir::open(&dir)
-            .map_err(|error| FsError::Io {
-                path: PathBuf::from("."),
-                error,
-            })?
-            .write_new(&rel, &content, mode)
+        let d = JobDir::open(&dir).map_err(|error| FsError::Io {
+            path: PathBuf::from("."),
+            error,
+        })?;
+        f(d)
     })
     .await
 }

@@ -4,6 +4,7 @@
 //! behind.
 //!
 //! - [`lifecycle`]: create (also `init/yaml`'s), delete, basic settings;
+//! - [`placement`]: where an environment may be, for whom;
 //! - [`apply`]: rendering and applying services, adding and removing them;
 //! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
 //! - [`workload`]: workload actions — restart, scale, image;
@@ -16,6 +17,7 @@ mod apply;
 mod deploy;
 mod lifecycle;
 mod live;
+mod placement;
 mod variables;
 mod workload;
 
@@ -80,7 +82,7 @@ pub async fn load(
 
 /// Who may change an environment: its creator, the project's admins and system admins;
 /// production ones: system admins. A non-admin acts through a test environment only while it
-/// is where they could put it ([`lifecycle::still_placed`]): an environment recorded before
+/// is where they could put it ([`placement::still_placed`]): an environment recorded before
 /// those rules, or joined since by another project's or a production environment, or on a
 /// cluster since marked production, is an admin's.
 async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> ApiResult<()> {
@@ -93,7 +95,7 @@ async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> A
     if !catalog::is_project_admin(state, &env.project_key, &caller.uid).await? {
         caller.require_owner_or_admin(&env.owner_uid, &env.label())?;
     }
-    lifecycle::still_placed(state, caller, env).await
+    placement::still_placed(state, caller, env).await
 }
 
 /// A change of one environment in progress, from reading its record to saving it: this
