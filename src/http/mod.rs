@@ -220,7 +220,8 @@ async fn method_not_allowed(matched: Option<MatchedPath>, req: Request) -> ApiEr
 /// half-way (objects applied to a cluster, the record not saved, no rollback) would be worse
 /// than one that finishes late. The client reads the outcome back.
 async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    let mut handler = tokio::spawn(next.run(req));
+    // The handler keeps the request's span (its logs carry the request id).
+    let mut handler = tokio::spawn(tracing::Instrument::in_current_span(next.run(req)));
     match tokio::time::timeout(limit, &mut handler).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => ApiError::internal(format!("the handler failed: {e}")).into_response(),
