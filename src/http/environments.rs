@@ -221,7 +221,8 @@ both_groups! {
     /// E2: create a test environment: the namespace (or an existing one with
     /// `adopt_namespace`), then every listed service applied. Answers once the cluster holds it.
     create_env = "/openapi/environments"
-        + ((status = 404, body = ErrorBody, description = "unknown project or service"));
+        + ((status = 404, body = ErrorBody, description = "unknown project or service"),
+            (status = 403, body = ErrorBody, description = "a non-admin: a cluster not offered to the project, a namespace of another project's environment or one the project does not use already (adopt_namespace); anyone but a system admin: a cluster-scoped object in a service"));
     /// Create an (empty) production environment (admins).
     prod_create_env = "/openapi/environments/production"
         + ((status = 404, body = ErrorBody, description = "unknown project"),

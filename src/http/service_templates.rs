@@ -106,7 +106,8 @@ impl IntoParams for ServiceAt {
 
 both_groups! {
     /// Create a service from raw YAML (spec §4.1, S1).
-    create_service = "/openapi/service/yaml/raw";
+    create_service = "/openapi/service/yaml/raw"
+        + ((status = 403, body = ErrorBody, description = "a cluster-scoped object in the YAML (system admins only)"));
     /// Create a production service from raw YAML (spec §4.1, S1). Admins only.
     create_production_service = "/openapi/service/yaml/production/raw"
         + ((status = 403, body = ErrorBody, description = "not a system admin"));
@@ -175,7 +176,7 @@ both_groups! {
     /// Replace a service's YAML: a new revision; variables kept, new keys added (spec §4.4, S4).
     /// The service's creator or an admin.
     update_yaml = "/openapi/service/yaml/{name}"
-        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin"));
+        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin; a cluster-scoped object in the YAML (system admins only)"));
     /// Replace a production service's YAML (spec §4.4, S4). Admins only.
     update_production_yaml = "/openapi/service/yaml/production/{name}"
         + ((status = 403, body = ErrorBody, description = "not a system admin"));
@@ -199,7 +200,7 @@ both_groups! {
     /// Change the values of a service's variables in place (spec §4.5, S5). The service's
     /// creator or an admin.
     update_variables = "/openapi/service/yaml/{name}/variable"
-        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin"));
+        + ((status = 403, body = ErrorBody, description = "not the service's creator or an admin; a cluster-scoped object in the YAML (system admins only)"));
     /// Change a production service's variables (spec §4.5, S5). Admins only.
     update_production_variables = "/openapi/service/yaml/production/{name}/variable"
         + ((status = 403, body = ErrorBody, description = "not a system admin"));
