@@ -94,9 +94,28 @@ pub fn normalise(field: &str, kvs: &mut [ServiceVariableKV]) -> Result<(), Strin
                 kv.kind
             ));
         }
-        value_of(kv).map_err(|e| format!("`{at}.value`: {e}"))?;
+        exact(&kv.value)
+            .and_then(|()| value_of(kv).map(drop))
+            .map_err(|e| format!("`{at}.value`: {e}"))?;
     }
     Ok(())
+}
+
+/// A caller's number is kept as sent: JSON integers past 2^53 reach us as floats
+/// (18446744073709551617 → 1.8446744073709552e19), another value once stored.
+fn exact(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Number(n)
+            if n.is_f64()
+                && n.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9_007_199_254_740_992.0) =>
+        {
+            Err(format!(
+                "the number {n} is too large to be kept exactly: send the value as a string"
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The template data of one variable, checked against its type (Zadig's messages, spelling
@@ -297,6 +316,19 @@ mod tests {
             vec![("name", "string"), ("port", "string"), ("res", "yaml")]
         );
         assert_eq!(kvs[0].value, json!("web"));
+    }
+
+    #[test]
+    fn numbers_past_2_53_are_refused_not_rounded() {
+        let big: Value = serde_json::from_str("18446744073709551617").unwrap();
+        let mut kvs = vec![kv("n", big, "string")];
+        let e = normalise("kvs", &mut kvs).unwrap_err();
+        assert!(e.starts_with("`kvs[0].value`: the number"), "{e}");
+        let mut fine = vec![
+            kv("n", json!(9_007_199_254_740_993_u64), "string"),
+            kv("f", json!(1.5), "string"),
+        ];
+        normalise("kvs", &mut fine).unwrap();
     }
 
     #[test]
