@@ -123,12 +123,15 @@ pub async fn tick(state: &AppState, claimed: ReleasePlan) -> ApiResult<()> {
     }
     match scheduled_identity(state, &applied.plan).await {
         Ok(who) => start_tasks(state, &applied, &who, false).await,
-        Err(e) => {
+        // Nobody to act for: the jobs fail saying so. (A store error is left to the reconciler,
+        // which fails jobs whose task never started once their lease has passed.)
+        Err(e) if e.kind == ErrorKind::Forbidden => {
             for job_id in applied.started_jobs() {
                 start_failed(state, &applied, job_id, e.description.clone(), false).await?;
             }
             Ok(())
         }
+        Err(e) => Err(e),
     }
 }
 
