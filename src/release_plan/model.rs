@@ -295,9 +295,10 @@ pub struct Internal {
     /// The uid of the plan's creator, who may edit it beside the manager (docs/security.md).
     /// Plans stored before it was recorded have none: only the manager and admins edit those.
     pub creator_id: String,
-    /// The uid of who moved the plan towards `executing` (the status API, or the approval vote
-    /// that passed it): its scheduled execution acts for them (docs/security.md). Plans that
-    /// entered `executing` before it was recorded have none: their manager's rights apply.
+    /// The uid of who asked for the plan to execute (the status call to `executing`, or the
+    /// submission an approval then passed; never the approver): its scheduled execution acts
+    /// for them (docs/security.md). Plans from before it was recorded have none: their
+    /// manager's rights apply.
     pub executor_id: String,
     /// Seconds: when the scheduled execution is due (0: nothing to fire). Set on entering
     /// `executing`, cleared when fired or when the plan leaves `executing`.

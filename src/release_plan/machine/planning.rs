@@ -112,7 +112,10 @@ impl Step<'_> {
                 }
                 self.hook(HookEvent::FinishPlanning);
             }
-            Status::WaitForApproval => self.submit_approval()?,
+            Status::WaitForApproval => {
+                self.submit_approval()?;
+                self.record_executor();
+            }
             Status::Executing => {
                 if !self.approval_passed() {
                     let st = self.p.approval.as_ref().map(|a| a.status.as_str());
@@ -122,6 +125,7 @@ impl Step<'_> {
                         self.p.name
                     )));
                 }
+                self.record_executor();
                 self.enter_executing();
             }
             other => {
@@ -132,6 +136,16 @@ impl Step<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Step<'_> {
+    /// The plan's scheduled execution acts for who asked for it to execute — the status call
+    /// to `executing`, or the submission that an approval then passes — never for the
+    /// approver: an approval does not lend the approver's rights to what the plan runs (its
+    /// workflows may still change after the vote).
+    fn record_executor(&mut self) {
+        self.p.internal.executor_id = self.who.uid.clone();
     }
 }
 

@@ -160,7 +160,6 @@ impl Step<'_> {
 
     /// Towards `executing`: through the start-execute check when the plan waits for it.
     pub(super) fn enter_executing(&mut self) {
-        self.p.internal.executor_id = self.who.uid.clone();
         if self.waits(HookEvent::StartExecute) {
             self.move_to(Status::WaitForExecuteExternalCheck);
             self.hook(HookEvent::StartExecute);
