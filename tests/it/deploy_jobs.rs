@@ -676,55 +676,38 @@ backend_test! {
             "project": "demo", "concurrency_limit": -1, "stages": [{"name": "deploy", "parallel": true,
             "jobs": [deploy_job("deploy", json!({"env": "dev", "deploy_contents": ["image"]}))]}]})).await.expect(200);
         let now = zadig_server::clock::Clock::now(&app.clock);
-        let mut plan = json!({"name": "daves", "manager": "dave", "manager_identity_type": "system",
-            "description": "d", "start_time": now - 10, "end_time": now + 10_000});
-        let r = call(reqwest::Method::POST, "/openapi/release_plan/v1".into(), plan.clone()).await;
-        let id = r.expect(200)["id"].as_str().unwrap().to_string();
-        plan["schedule_execute_time"] = json!(now + 60);
-        plan["jobs"] = json!([{"name": "deploy", "type": "workflow", "spec": {"workflow_key": "daves",
-            "project_key": "demo", "remark": "r", "parameters": [], "inputs": deploy_input("deploy", "nginx:1.99")}}]);
-        call(reqwest::Method::PATCH, format!("/openapi/release_plan/v1/{id}"), plan).await.expect(200);
-        for status in ["finish_planning", "executing"] {
-            call(reqwest::Method::POST, format!("/openapi/release_plan/v1/{id}/status/{status}"), json!({})).await.expect(200);
+        // Moved to `executing` by dave; then submitted by dave and passed by an admin's approval,
+        // which does not lend the admin's rights (the workflow may still change after the vote).
+        let approval = json!({"enabled": true, "type": "native", "native_approval": {"timeout": 0,
+            "needed_approvers": 1, "approve_users": [{"user_name": "admin"}]}});
+        for (n, approval) in [(1, None), (2, Some(approval))] {
+            let mut plan = json!({"name": format!("daves-{n}"), "manager": "dave", "manager_identity_type": "system",
+                "description": "d", "start_time": now - 10, "end_time": now + 10_000});
+            let to = if let Some(a) = approval { plan["approval"] = a; "wait_for_approval" } else { "executing" };
+            let r = call(reqwest::Method::POST, "/openapi/release_plan/v1".into(), plan.clone()).await;
+            let id = r.expect(200)["id"].as_str().unwrap().to_string();
+            plan["schedule_execute_time"] = json!(now + 60 * n);
+            plan["jobs"] = json!([{"name": "deploy", "type": "workflow", "spec": {"workflow_key": "daves",
+                "project_key": "demo", "remark": "r", "parameters": [], "inputs": deploy_input("deploy", "nginx:1.99")}}]);
+            call(reqwest::Method::PATCH, format!("/openapi/release_plan/v1/{id}"), plan).await.expect(200);
+            for status in ["finish_planning", to] {
+                call(reqwest::Method::POST, format!("/openapi/release_plan/v1/{id}/status/{status}"), json!({})).await.expect(200);
+            }
+            if to == "wait_for_approval" {
+                app.post(&format!("/openapi/release_plan/v1/{id}/approve"), json!({"approve": true, "comment": "ok"}))
+                    .await.expect(200);
+            }
+            app.clock.advance(Duration::from_secs(60));
+            let task = app.wait_for("the scheduled task", Duration::from_secs(30), || async {
+                let d = app.get(&format!("/openapi/release_plan/v1/{id}")).await;
+                d.expect(200)["jobs"][0]["spec"]["task_id"].as_i64().filter(|t| *t > 0)
+            }).await;
+            let d = ended(&app, "daves", task).await;
+            assert_eq!(d["status"], "failed", "{d}");
+            let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
+            assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
+            assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
         }
-        app.clock.advance(Duration::from_secs(60));
-        let task = app.wait_for("the scheduled task", Duration::from_secs(30), || async {
-            let d = app.get(&format!("/openapi/release_plan/v1/{id}")).await;
-            d.expect(200)["jobs"][0]["spec"]["task_id"].as_i64().filter(|t| *t > 0)
-        }).await;
-        let d = ended(&app, "daves", task).await;
-        assert_eq!(d["status"], "failed", "{d}");
-        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
-        assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
-        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
-
-        // An admin's approval does not lend the admin's rights: the workflow may still change
-        // after the vote. The plan still acts for dave, who submitted it.
-        let mut plan = json!({"name": "daves-approved", "manager": "dave", "manager_identity_type": "system",
-            "description": "d", "start_time": now - 10, "end_time": now + 10_000,
-            "approval": {"enabled": true, "type": "native", "native_approval": {"timeout": 0, "needed_approvers": 1,
-                "approve_users": [{"user_name": "admin"}]}}});
-        let r = call(reqwest::Method::POST, "/openapi/release_plan/v1".into(), plan.clone()).await;
-        let id = r.expect(200)["id"].as_str().unwrap().to_string();
-        plan["schedule_execute_time"] = json!(now + 120);
-        plan["jobs"] = json!([{"name": "deploy", "type": "workflow", "spec": {"workflow_key": "daves",
-            "project_key": "demo", "remark": "r", "parameters": [], "inputs": deploy_input("deploy", "nginx:1.98")}}]);
-        call(reqwest::Method::PATCH, format!("/openapi/release_plan/v1/{id}"), plan).await.expect(200);
-        for status in ["finish_planning", "wait_for_approval"] {
-            call(reqwest::Method::POST, format!("/openapi/release_plan/v1/{id}/status/{status}"), json!({})).await.expect(200);
-        }
-        app.post(&format!("/openapi/release_plan/v1/{id}/approve"), json!({"approve": true, "comment": "ok"}))
-            .await.expect(200);
-        app.clock.advance(Duration::from_secs(60));
-        let task = app.wait_for("the approved plan's scheduled task", Duration::from_secs(30), || async {
-            let d = app.get(&format!("/openapi/release_plan/v1/{id}")).await;
-            d.expect(200)["jobs"][0]["spec"]["task_id"].as_i64().filter(|t| *t > 0)
-        }).await;
-        let d = ended(&app, "daves", task).await;
-        assert_eq!(d["status"], "failed", "{d}");
-        let e = job(&d, 0, "deploy")["error"].as_str().unwrap().to_string();
-        assert!(e.contains("user dave may not deploy to environment \"dev\""), "{e}");
-        assert_eq!(image_of(&emu, "Deployment", "web").await, "nginx:1.25");
         app.stop().await;
     }
 }
