@@ -2,8 +2,8 @@
 //! create`, `job-agent` (in a Kubernetes job's pod) — and the hidden
 //! `__sandbox` stages that run a job's commands in the job sandbox.
 
-// One exception, in `scrub_environment`: removing environment variables is `unsafe` in
-// edition 2024 because it races with other threads; it runs before any thread exists.
+// One exception, in `scrub_environment`: removing environment variables (and erasing their
+// values) is `unsafe` because it races with other threads; it runs before any thread exists.
 #![deny(unsafe_code)]
 
 use std::path::PathBuf;
@@ -137,18 +137,32 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// Remove every `ZADIG_*` variable (the admin token among them) from this process'
 /// environment once the configuration has been read, so nothing started later can inherit
-/// it. (`/proc/<pid>/environ` still shows the environment the process was started with; the
-/// server is non-dumpable and jobs run in their own PID namespace, so no job can read it.)
+/// it, and overwrite each value where it lies: `/proc/<pid>/environ` reads the environment
+/// block the process was started with, not the current environment, so removing the
+/// variable alone would leave the token readable there for anyone who may read that file.
 fn scrub_environment() {
     let keys: Vec<std::ffi::OsString> = std::env::vars_os()
         .map(|(k, _)| k)
         .filter(|k| k.to_string_lossy().starts_with("ZADIG_"))
         .collect();
     for k in keys {
+        let Ok(name) =
+            std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(k.as_os_str()))
+        else {
+            continue;
+        };
         // SAFETY: called from `main` before the runtime or any other thread is started, so
-        // nothing reads the environment concurrently.
-        #[expect(unsafe_code, reason = "the one unsafe call, see SAFETY")]
+        // nothing reads or changes the environment concurrently. `getenv` returns the
+        // variable's value inside its `NAME=value` string (in the initial environment block
+        // for variables the process was started with), a NUL-terminated string that is ours
+        // to write: the bytes are zeroed up to, not including, the terminator, and the
+        // variable is then removed, so nothing reads the emptied value afterwards.
+        #[expect(unsafe_code, reason = "the environment's memory, see SAFETY")]
         unsafe {
+            let value = nix::libc::getenv(name.as_ptr());
+            if !value.is_null() {
+                std::ptr::write_bytes(value, 0, nix::libc::strlen(value));
+            }
             std::env::remove_var(&k);
         }
     }

@@ -1,5 +1,6 @@
 //! The `zadig-server` binary: config errors name the key, `user create` prints a working token,
-//! jobs run with the default relative data dir, SIGTERM shuts down gracefully.
+//! jobs run with the default relative data dir, SIGTERM shuts down gracefully, the admin token
+//! is erased from the environment block the server started with.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -41,6 +42,49 @@ fn a_bad_config_value_stops_the_server_naming_the_key() {
             "{key}: stderr {err:?} does not name {needle}"
         );
     }
+}
+
+/// The admin token given in the environment works, and is gone from the process's initial
+/// environment block (`/proc/<pid>/environ`), which removing the variable alone leaves as it was.
+#[tokio::test]
+async fn the_admin_token_is_erased_from_the_server_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("scrub-me-{}", free_port());
+    let port = free_port();
+    let child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("ZADIG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ZADIG_ADMIN_TOKEN", &token)
+        .env("SCRUB_CHECK", "still-visible")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server");
+    let pid = child.id().expect("server pid");
+    let client = crate::harness::client();
+    let url = format!("http://127.0.0.1:{port}/openapi/users");
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(&url).bearer_auth(&token).send().await {
+            status = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(200), "the admin token works");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+    let environ = String::from_utf8_lossy(&environ);
+    // Failures do not print the block: it holds this machine's whole environment.
+    assert!(
+        environ.contains("SCRUB_CHECK=still-visible"),
+        "environ not read"
+    );
+    assert!(
+        !environ.contains(&token),
+        "the token is still in the environ block"
+    );
 }
 
 /// As the README runs it: the default, relative data dir (`./data`).
