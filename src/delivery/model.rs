@@ -176,8 +176,11 @@ pub struct NewVersion {
     /// `manual`, `from_env` or `from_version`.
     #[serde(default)]
     pub source: String,
+    /// `from_env` (K8s YAML): the environment (its key) whose services' images and YAML the
+    /// version takes.
     #[serde(default)]
     pub env_name: String,
+    /// `from_env`: whether `env_name` is a production environment.
     #[serde(default)]
     pub production: bool,
     #[serde(default)]

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::kube::{LABEL_PRODUCT, LABEL_SERVICE};
-use super::model::{Container, Environment, WorkloadOverride};
+use super::model::{Container, EnvService, Environment, WorkloadOverride};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 
@@ -229,6 +229,23 @@ fn strip_server_fields(obj: &mut Value, namespace: Option<&str>) {
             }
         }
     }
+}
+
+/// The service's rendered objects with the environment's images: what a `from_env` delivery
+/// version takes as the service's YAML (Zadig: the template rendered with the environment's
+/// values and images). The environment's labels, namespace and replica/restart overrides are
+/// left out: they belong to this environment, not to what is delivered elsewhere.
+pub fn delivered_objects(svc: &EnvService) -> Vec<Value> {
+    let mut objects = svc.objects();
+    for o in &mut objects {
+        let kind = o
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        set_images(o, &kind, &svc.containers);
+    }
+    objects
 }
 
 /// Give the workload's (init) containers the environment's image of the same name.

@@ -333,7 +333,7 @@ backend_test! {
             ("version_name", json!("x".repeat(300)), "version_name"),
             ("source", Value::Null, "source"),
             ("source", json!("from_cloud"), "source"),
-            ("source", json!("from_env"), "environment"),
+            ("source", json!("from_env"), "env_name"),
             ("source", json!("from_version"), "original_version_name"),
             ("services", json!([]), "services"),
             ("services", Value::Null, "services"),

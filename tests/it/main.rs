@@ -17,6 +17,7 @@ mod cli;
 mod clusters;
 mod delivery;
 mod delivery_ecr;
+mod delivery_from_env;
 mod delivery_pipeline;
 mod delivery_registry;
 mod deploy_jobs;

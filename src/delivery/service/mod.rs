@@ -17,6 +17,7 @@ use super::model::{
 };
 use super::registry::Registry;
 use crate::auth::Identity;
+use crate::environment::model::Environment;
 use crate::error::{ApiError, ApiResult, ErrorKind, codes};
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -46,10 +47,9 @@ pub async fn create(
     req: NewVersion,
 ) -> ApiResult<DeliveryVersion> {
     let (labels, services) = check_fields(kind, &req)?;
-    let original = original_version(state, kind, &req).await?;
+    let origin = origin(state, kind, &req).await?;
     let target = target_registry(state, kind, &req, &services).await?;
-    let prepared =
-        prepare::prepare(state, kind, &services, original.as_ref(), target.as_ref()).await?;
+    let prepared = prepare::prepare(state, kind, &services, &origin, target.as_ref()).await?;
     let now = state.clock.now();
     let v = DeliveryVersion {
         id: validate::new_object_id(now),
@@ -59,7 +59,7 @@ pub async fn create(
         production: req.production,
         kind: kind.to_string(),
         source: req.source.clone(),
-        original_version_name: if original.is_some() {
+        original_version_name: if matches!(origin, Origin::Version(_)) {
             req.original_version_name.clone()
         } else {
             String::new()
@@ -117,26 +117,78 @@ fn check_fields(kind: &str, req: &NewVersion) -> ApiResult<(Vec<String>, Vec<New
     Ok((labels, services))
 }
 
-/// The version a `from_version` request copies (of the same kind); `from_env` is refused
-/// (this server has no environments to read a version from).
+/// Where a version's images (and a K8s YAML version's YAML) come from, besides the request.
+pub(super) enum Origin {
+    /// `manual`: the request says everything.
+    Request,
+    /// `from_version`: the original version, of the same kind.
+    Version(DeliveryVersion),
+    /// `from_env` (K8s YAML only): the environment's deployed services.
+    Env(Environment),
+}
+
+/// The origin the request's `source` names, looked up.
+async fn origin(state: &AppState, kind: &str, req: &NewVersion) -> ApiResult<Origin> {
+    match req.source.as_str() {
+        "from_version" => original_version(state, kind, req)
+            .await
+            .map(Origin::Version),
+        "from_env" => source_env(state, kind, req).await.map(Origin::Env),
+        _ => Ok(Origin::Request),
+    }
+}
+
+/// `from_env`: the environment `env_name` of the project, in the group `production` names.
+/// Helm versions cannot come from an environment here (no Helm-chart environments).
+async fn source_env(state: &AppState, kind: &str, req: &NewVersion) -> ApiResult<Environment> {
+    if kind == TYPE_HELM {
+        return Err(bad(
+            "source",
+            "from_env is not supported for HelmChart versions: this server has no Helm-chart \
+             environments; use manual or from_version",
+        ));
+    }
+    if req.env_name.trim().is_empty() {
+        return Err(bad(
+            "env_name",
+            "is required when source is from_env (the environment the images and YAML come from)",
+        ));
+    }
+    validate::name("env_name", &req.env_name)?;
+    let env = state
+        .environments
+        .store
+        .get(&req.project_key, &req.env_name)
+        .await?
+        .ok_or_else(|| not_in_project("env_name", "environment", &req.env_name, req))?;
+    if env.production != req.production {
+        return Err(bad(
+            "production",
+            format!(
+                "is {}, but {} is {}a production environment",
+                req.production,
+                env.label(),
+                if env.production { "" } else { "not " }
+            ),
+        ));
+    }
+    Ok(env)
+}
+
+/// 400 naming `field`: the `what` called `name` is not in the request's project.
+fn not_in_project(field: &str, what: &str, name: &str, req: &NewVersion) -> ApiError {
+    bad(
+        field,
+        format!("{what} {name:?} not found in project {:?}", req.project_key),
+    )
+}
+
+/// The version a `from_version` request copies (of the same kind).
 async fn original_version(
     state: &AppState,
     kind: &str,
     req: &NewVersion,
-) -> ApiResult<Option<DeliveryVersion>> {
-    if req.source == "from_env" {
-        return Err(bad(
-            "source",
-            format!(
-                "from_env needs environment {:?} of project {:?}, but this server has no environments; \
-                 create the version with source manual (or from_version) and the images and YAML you deploy",
-                req.env_name, req.project_key
-            ),
-        ));
-    }
-    if req.source != "from_version" {
-        return Ok(None);
-    }
+) -> ApiResult<DeliveryVersion> {
     validate::name("original_version_name", &req.original_version_name)?;
     let o = state
         .delivery
@@ -144,12 +196,11 @@ async fn original_version(
         .by_name(&req.project_key, &req.original_version_name)
         .await?
         .ok_or_else(|| {
-            bad(
+            not_in_project(
                 "original_version_name",
-                format!(
-                    "version {:?} not found in project {:?}",
-                    req.original_version_name, req.project_key
-                ),
+                "version",
+                &req.original_version_name,
+                req,
             )
         })?;
     if o.kind != kind {
@@ -161,7 +212,7 @@ async fn original_version(
             ),
         ));
     }
-    Ok(Some(o))
+    Ok(o)
 }
 
 /// The registry images are pushed to (required when an image has `push_image`); then a Helm
@@ -252,7 +303,8 @@ fn listed_once<'a>(
 
 /// Required fields and their formats, by position (`services[0].images[1].target_image`).
 fn check_shape(kind: &str, req: &NewVersion, services: &[NewService]) -> ApiResult<()> {
-    let from_version = req.source == "from_version";
+    // `from_version` and `from_env` take the source image from the original or the environment.
+    let manual = req.source == "manual";
     let mut seen = std::collections::HashSet::new();
     for (i, s) in services.iter().enumerate() {
         let at = format!("services[{i}]");
@@ -284,7 +336,7 @@ fn check_shape(kind: &str, req: &NewVersion, services: &[NewService]) -> ApiResu
                 "container",
                 &im.container_name,
             )?;
-            if !from_version {
+            if manual {
                 validate::name(&format!("{at}.image_name"), &im.image_name)?;
                 validate::name(&format!("{at}.source_image"), &im.source_image)?;
             }

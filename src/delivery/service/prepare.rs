@@ -1,7 +1,7 @@
 //! What a create stores for each requested service: full image references (from the request
 //! or the original version), the push targets checked, a Helm service's chart and values.
 
-use super::bad;
+use super::{Origin, bad};
 use crate::delivery::copier::{explicit_tag, fold_host, parse_image, registry_host};
 use crate::delivery::model::{
     ChartPackage, DeliveryVersion, ImagePath, ItemStatus, NewImage, NewService, TYPE_K8S,
@@ -9,6 +9,7 @@ use crate::delivery::model::{
 };
 use crate::delivery::registry::Registry;
 use crate::delivery::yaml;
+use crate::environment::model::{Container, EnvService};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -47,40 +48,46 @@ pub(super) fn full_reference(field: &str, image: &str, tag: &str) -> ApiResult<(
     Ok((format!("{image}:{tag}"), tag.to_string()))
 }
 
-/// Turn the request's services into stored services: images resolved (from the request or
-/// the original version), references checked, YAML/values rewritten.
+/// What a requested service starts from: the original version's service (`from_version`) or
+/// the environment's (`from_env`).
+#[derive(Clone, Copy)]
+enum Base<'a> {
+    None,
+    Version(&'a DeliveryVersion, Option<&'a VersionService>),
+    Env(&'a EnvService),
+}
+
+/// Turn the request's services into stored services: images resolved (from the request,
+/// the original version or the environment), references checked, YAML/values rewritten.
 pub(super) async fn prepare(
     state: &AppState,
     kind: &str,
     services: &[NewService],
-    original: Option<&DeliveryVersion>,
+    origin: &Origin,
     target: Option<&Registry>,
 ) -> ApiResult<Prepared> {
     let mut out = Vec::with_capacity(services.len());
     let mut base_charts = Vec::new();
     for (i, s) in services.iter().enumerate() {
         let at = format!("services[{i}]");
-        let orig_service = original.and_then(|o| {
-            o.services
-                .iter()
-                .find(|os| os.service_name == s.service_name)
-        });
+        let base = base_of(&at, s, origin)?;
+        let orig_service = match base {
+            Base::Version(_, os) => os,
+            _ => None,
+        };
         let mut images = Vec::new();
         for (j, im) in s.images.iter().flatten().enumerate() {
             let at = format!("{at}.images[{j}]");
-            images.push(prepare_image(
-                &at,
-                &s.service_name,
-                im,
-                original,
-                orig_service,
-                target,
-            )?);
+            images.push(prepare_image(&at, &s.service_name, im, base, target)?);
         }
-        let mut yaml_content = s.yaml_content.clone();
-        if let Some(os) = orig_service.filter(|_| yaml_content.trim().is_empty()) {
-            yaml_content = os.yaml_content.clone();
-        }
+        let yaml_content = match base {
+            // Zadig ignores the request's YAML here: what is delivered is what runs.
+            Base::Env(es) => env_yaml(&at, es)?,
+            Base::Version(_, Some(os)) if s.yaml_content.trim().is_empty() => {
+                os.yaml_content.clone()
+            }
+            _ => s.yaml_content.clone(),
+        };
         let mut service = VersionService {
             service_name: s.service_name.clone(),
             yaml_content,
@@ -101,7 +108,7 @@ pub(super) async fn prepare(
                 .map_err(|e| bad(format!("{at}.yaml_content"), e))?;
         } else {
             prepare_helm(&at, s, orig_service, &mut service)?;
-            if let (Some(o), Some(_)) = (original, orig_service)
+            if let Base::Version(o, Some(_)) = base
                 && let Some(pkg) = state
                     .delivery
                     .versions
@@ -124,31 +131,73 @@ pub(super) async fn prepare(
     })
 }
 
-fn prepare_image(
+/// The service `s` starts from; `from_env`: it must be deployed in the environment.
+fn base_of<'a>(at: &str, s: &NewService, origin: &'a Origin) -> ApiResult<Base<'a>> {
+    Ok(match origin {
+        Origin::Request => Base::None,
+        Origin::Version(o) => Base::Version(
+            o,
+            o.services
+                .iter()
+                .find(|os| os.service_name == s.service_name),
+        ),
+        Origin::Env(env) => Base::Env(env.service(&s.service_name).ok_or_else(|| {
+            bad(
+                format!("{at}.service_name"),
+                format!(
+                    "service {:?} is not deployed in {}",
+                    s.service_name,
+                    env.label()
+                ),
+            )
+        })?),
+    })
+}
+
+/// The YAML of an environment's service as it runs there (rendered, with its images).
+fn env_yaml(at: &str, es: &EnvService) -> ApiResult<String> {
+    let docs = crate::environment::rules::delivered_objects(es)
+        .iter()
+        .map(serde_yaml_ng::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            bad(
+                format!("{at}.service_name"),
+                format!(
+                    "the YAML of service {:?} cannot be written: {e}",
+                    es.service_name
+                ),
+            )
+        })?;
+    Ok(docs.join("---\n"))
+}
+
+/// The image name, source reference, source tag and (Helm) image path of a requested image:
+/// from the request, the original version's image or the environment's container.
+fn image_source(
     at: &str,
     service_name: &str,
     im: &NewImage,
-    original: Option<&DeliveryVersion>,
-    orig_service: Option<&VersionService>,
-    target: Option<&Registry>,
-) -> ApiResult<VersionImage> {
-    let (image_name, source, source_tag, orig_path) = match original {
-        Some(o) => {
-            let oi = orig_service
+    base: Base<'_>,
+) -> ApiResult<(String, String, String, Option<ImagePath>)> {
+    let missing = |whose: String| {
+        bad(
+            format!("{at}.container_name"),
+            format!(
+                "no image of container {:?} of service {service_name:?} in {whose}",
+                im.container_name
+            ),
+        )
+    };
+    Ok(match base {
+        Base::Version(o, os) => {
+            let oi = os
                 .and_then(|os| {
                     os.images
                         .iter()
                         .find(|x| x.container_name == im.container_name)
                 })
-                .ok_or_else(|| {
-                    bad(
-                        format!("{at}.container_name"),
-                        format!(
-                            "no image of container {:?} of service {:?} in version {:?}",
-                            im.container_name, service_name, o.version
-                        ),
-                    )
-                })?;
+                .ok_or_else(|| missing(format!("version {:?}", o.version)))?;
             // Copy what the original delivered: its target once copied, else its source.
             let (src, tag) = if oi.push_image && oi.status == ItemStatus::Passed {
                 (oi.target_image.clone(), oi.target_image_tag.clone())
@@ -157,13 +206,37 @@ fn prepare_image(
             };
             (oi.image_name.clone(), src, tag, oi.image_path.clone())
         }
-        None => (
+        Base::Env(es) => {
+            let c: &Container = es
+                .containers
+                .iter()
+                .find(|c| c.name == im.container_name)
+                .ok_or_else(|| missing("the environment".to_string()))?;
+            // A reference with neither tag nor digest runs `latest`.
+            let tag = if explicit_tag(&c.image).is_none() && !c.image.contains('@') {
+                "latest"
+            } else {
+                ""
+            };
+            (c.image_name.clone(), c.image.clone(), tag.to_string(), None)
+        }
+        Base::None => (
             im.image_name.clone(),
             im.source_image.clone(),
             im.source_image_tag.clone(),
             None,
         ),
-    };
+    })
+}
+
+fn prepare_image(
+    at: &str,
+    service_name: &str,
+    im: &NewImage,
+    base: Base<'_>,
+    target: Option<&Registry>,
+) -> ApiResult<VersionImage> {
+    let (image_name, source, source_tag, orig_path) = image_source(at, service_name, im, base)?;
     let (source_image, source_image_tag) =
         full_reference(&format!("{at}.source_image"), &source, &source_tag)?;
     let (target_image, target_image_tag) = full_reference(
