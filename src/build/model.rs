@@ -162,12 +162,12 @@ pub struct Storages {
     pub storages_properties: Vec<StorageProperty>,
 }
 
-/// A custom annotation or label; `value` is any JSON, as in Zadig.
+/// A custom annotation or label.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Pair {
     pub key: String,
+    /// Usually a string (the seed's); any JSON is kept as sent, as in Zadig.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub value: Value,
 }
 

@@ -62,6 +62,7 @@ impl From<&Cluster> for ClusterView {
 
 /// The answer of C1: the cluster and Zadig's `agent_cmd` (empty: there is no agent).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ClusterCreated)]
 pub struct Created {
     pub cluster: ClusterView,
     pub agent_cmd: String,

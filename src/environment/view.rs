@@ -92,6 +92,7 @@ pub struct EnvDetail {
 
 /// An image of a workload (E9).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkloadImage)]
 pub struct ImageView {
     pub name: String,
     pub image: String,
@@ -149,6 +150,7 @@ pub struct ScaleView {
 
 /// E9.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EnvServiceDetail)]
 pub struct ServiceDetail {
     pub service_name: String,
     pub namespace: String,

@@ -278,6 +278,7 @@ async fn delete_version(
 
 /// `{"message": "success", "id": "<version id>"}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = VersionCreated)]
 pub struct Created {
     pub message: &'static str,
     pub id: String,

@@ -33,11 +33,11 @@ pub struct LogEntry {
     pub verb: String,
     pub target_name: String,
     pub target_type: String,
+    /// What the change replaced: a status string, or an object (a job, the plan's fields).
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
     pub before: Value,
+    /// What the change put in place (as `before`).
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
     pub after: Value,
     #[serde(default)]
     #[schema(required = true)]

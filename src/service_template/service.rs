@@ -28,6 +28,7 @@ pub const UPDATE_SERVICE: (i64, &str) = (6092, "Update service failed");
 
 /// A service to create: S1's body, or one `service_list` item of `init/yaml`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = NewServiceTemplate)]
 pub struct NewService {
     /// `^[a-zA-Z0-9-_]+$`.
     #[serde(default)]
@@ -78,6 +79,7 @@ pub struct ServiceBrief {
 
 /// S3's answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ServiceTemplateDetail)]
 pub struct ServiceDetail {
     pub service_name: String,
     pub source: String,

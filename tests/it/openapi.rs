@@ -167,3 +167,65 @@ sys.exit(1 if errors else 0)
     cmd.args(["-c", check]).arg(&spec_file).arg(&docs_file);
     succeeds(&mut cmd, "a release-plan detail does not match its schema");
 }
+
+/// utoipa names a component schema after its Rust type and keeps one schema per name, so two
+/// `ToSchema` types of one name leave one of them documented with the other's schema (audit:
+/// S3 answered with E9's `ServiceDetail`). Every schema name in `src/` is unique: a type
+/// whose name is taken gets `#[schema(as = …)]`.
+#[test]
+fn schema_names_are_unique() {
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut stack = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                for (name, line) in schema_names(&text) {
+                    seen.entry(name)
+                        .or_default()
+                        .push(format!("{}:{line}", path.display()));
+                }
+            }
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, at)| at.len() > 1).collect();
+    assert!(twice.is_empty(), "schema names defined twice: {twice:#?}");
+    assert!(
+        seen.len() > 100,
+        "the scan found only {} schemas",
+        seen.len()
+    );
+}
+
+/// The schema names a source file declares, with their lines: a `ToSchema` derive's type (or
+/// its `#[schema(as = …)]`), and `wire_enum!`'s `enum X as "Name"`.
+fn schema_names(text: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let (mut derive, mut alias) = (false, None);
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        let words: Vec<&str> = l
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '"'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        if l.starts_with("#[derive") && l.contains("ToSchema") {
+            (derive, alias) = (true, None);
+        } else if derive && l.starts_with("#[schema(as") {
+            alias = words.last().map(|w| w.to_string());
+        } else if let Some(at) = words.iter().position(|w| *w == "struct" || *w == "enum") {
+            if let Some(quoted) = words
+                .get(at + 3)
+                .filter(|_| words.get(at + 2) == Some(&"as"))
+            {
+                out.push((quoted.trim_matches('"').to_string(), i + 1));
+            } else if derive && let Some(name) = words.get(at + 1) {
+                out.push((alias.take().unwrap_or_else(|| name.to_string()), i + 1));
+            }
+            derive = false;
+        }
+    }
+    out
+}

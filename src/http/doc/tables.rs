@@ -210,7 +210,7 @@ pub(super) const REQUIRED_NAMES: &[(&str, &[&str])] = &[
         &["project_name", "project_key", "service_list"],
     ),
     ("InitService", &["source", "service_name"]),
-    ("CreateServiceRequest", &["service_name"]),
+    ("CreateServiceRequest", &["service_name", "yaml"]),
     ("UpdateYamlRequest", &["type"]),
     ("UpdateVariablesRequest", &["service_variable_kvs"]),
     ("ServiceVariableKV", &["key"]),
