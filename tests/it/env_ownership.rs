@@ -68,8 +68,12 @@ async fn services_of(app: &TestApp, env: &str) -> Vec<String> {
 /// Run demo's workflow `config` (a zadig-deploy of `plain`'s latest template into `dev`); the
 /// task detail once it ended.
 async fn deploy_plain_config(app: &TestApp) -> Value {
-    let id = execute(app, "config", json!([{"job_name": "deploy", "job_type": "zadig-deploy",
-        "parameters": {"env_name": "dev", "service_list": [{"service_name": "plain"}]}}]))
+    let id = execute(
+        app,
+        "config",
+        json!([{"job_name": "deploy", "job_type": "zadig-deploy",
+        "parameters": {"env_name": "dev", "service_list": [{"service_name": "plain"}]}}]),
+    )
     .await;
     ended(app, "config", id).await
 }
