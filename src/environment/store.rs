@@ -55,8 +55,7 @@ impl EnvStore {
     /// `project/env` of every environment in cluster `id`.
     pub async fn in_cluster(&self, id: &str) -> StoreResult<Vec<String>> {
         Ok(self
-            .envs
-            .find(&Filter::eq("cluster_id", id), &FindOptions::default())
+            .placed(id, None)
             .await?
             .into_iter()
             .map(|e| format!("{}/{}", e.project_key, e.env_key))
@@ -65,12 +64,17 @@ impl EnvStore {
 
     /// Environments using namespace `ns` of cluster `cluster`.
     pub async fn in_namespace(&self, cluster: &str, ns: &str) -> StoreResult<Vec<Environment>> {
-        self.envs
-            .find(
-                &Filter::eq("cluster_id", cluster).and(Filter::eq("namespace", ns)),
-                &FindOptions::default(),
-            )
-            .await
+        self.placed(cluster, Some(ns)).await
+    }
+
+    /// Environments of cluster `cluster` (index `cluster`), in namespace `ns` if given (index
+    /// `cluster_namespace`).
+    pub async fn placed(&self, cluster: &str, ns: Option<&str>) -> StoreResult<Vec<Environment>> {
+        let mut filter = Filter::eq("cluster_id", cluster);
+        if let Some(ns) = ns {
+            filter = filter.and(Filter::eq("namespace", ns));
+        }
+        self.envs.find(&filter, &FindOptions::default()).await
     }
 
     /// Replace `e` if it is still at `expected_version` (`e.version` already the next one).

@@ -229,7 +229,7 @@ both_groups! {
             (status = 403, body = ErrorBody, description = "not a system admin"));
     post(tag = "environments", params(ProjectQuery), request_body = CreateEnvInput),
     responses((status = 200, body = Success),
-        (status = 409, body = ErrorBody, description = "environment or namespace exists, or the cluster is unreachable (code 6074)"),
+        (status = 409, body = ErrorBody, description = "environment or namespace exists, another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`), or the cluster is unreachable (code 6074)"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
     |production| (
         State(state): State<AppState>,
@@ -326,7 +326,7 @@ both_groups! {
     responses((status = 200, body = Success),
         (status = 404, body = ErrorBody, description = "unknown project, environment or service"),
         (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "the cluster is unreachable"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
     |production| (
         State(state): State<AppState>,
@@ -417,7 +417,8 @@ both_groups! {
     prod_restart_service = "/openapi/environments/production/{name}/service/{serviceName}/restart";
     post(tag = "environments",
         params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery)),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -474,7 +475,8 @@ both_groups! {
     prod_set_variables = "/openapi/environments/production/{name}/variable";
     put(tag = "environments", params(("name" = String, Path), ProjectQuery),
         request_body = VariablesInput),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")),
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -507,7 +509,7 @@ both_groups! {
         (status = 400, body = ErrorBody, description = "a missing or repeated service name; a variable without `key`; a template that does not render"),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown project or environment; a service not in the environment (code 6076)"),
-        (status = 409, body = ErrorBody, description = "the cluster is unreachable; the environment changed meanwhile"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable; the environment changed meanwhile"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
     |production| (
         State(state): State<AppState>,
@@ -523,7 +525,8 @@ both_groups! {
 
 /// E13: set a workload's replica count.
 #[utoipa::path(post, path = "/openapi/environments/scale", tag = "environments", request_body = ScaleInput,
-    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")))]
 async fn env_scale(
     State(state): State<AppState>,
     caller: Identity,
@@ -536,7 +539,8 @@ async fn env_scale(
 /// E14: set a Deployment container's image.
 #[utoipa::path(post, path = "/openapi/environments/image/deployment/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")))]
 async fn image_deployment(
     State(state): State<AppState>,
     caller: Identity,
@@ -550,7 +554,8 @@ async fn image_deployment(
 /// E15: set a StatefulSet container's image.
 #[utoipa::path(post, path = "/openapi/environments/image/statefulset/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")))]
 async fn image_statefulset(
     State(state): State<AppState>,
     caller: Identity,
@@ -565,6 +570,7 @@ async fn image_statefulset(
 #[utoipa::path(post, path = "/openapi/environments/image/cronjob/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)"),
         (status = 404, body = ErrorBody, description = "unknown environment or service; no such CronJob or container in the service (code 6082)")))]
 async fn image_cronjob(
     State(state): State<AppState>,
@@ -581,6 +587,7 @@ async fn image_cronjob(
 #[utoipa::path(post, path = "/openapi/environments/image/job/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)"),
         (status = 404, body = ErrorBody, description = "unknown environment or service; no such Job or container in the service (code 6082)")))]
 async fn image_job(
     State(state): State<AppState>,

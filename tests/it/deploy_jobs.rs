@@ -64,7 +64,7 @@ pub async fn detail(app: &TestApp, name: &str, id: i64) -> Value {
 }
 
 /// Task detail once the task has ended.
-async fn ended(app: &TestApp, name: &str, id: i64) -> Value {
+pub async fn ended(app: &TestApp, name: &str, id: i64) -> Value {
     app.wait_for("the task to end", LIMIT, || async {
         let d = detail(app, name, id).await;
         ["passed", "failed", "timeout", "cancelled"]
@@ -75,7 +75,7 @@ async fn ended(app: &TestApp, name: &str, id: i64) -> Value {
 }
 
 /// The job task of `stage` whose name contains `part`.
-fn job<'a>(d: &'a Value, stage: usize, part: &str) -> &'a Value {
+pub fn job<'a>(d: &'a Value, stage: usize, part: &str) -> &'a Value {
     d["stages"][stage]["jobs"]
         .as_array()
         .unwrap()

@@ -375,3 +375,40 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    /// Two non-admins of two projects creating environments into the same new namespace at
+    /// once: the creation that comes second (whichever it is) sees the first's environment and
+    /// gets the placement refusal, never a second environment there. Holds whatever the
+    /// timing: a round never has two winners, and its loser is refused by the placement rule.
+    async fn two_projects_racing_for_one_new_namespace_get_it_once(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let c1 = cluster(&app, &emu, "emu", false, json!(["demo", "other"])).await;
+        seed_project(&app, false).await;
+        create_project(&app, "other").await;
+        let (_, alice) = app.create_user("alice", false).await;
+        let (_, bob) = app.create_user("bob", false).await;
+        for round in 0..3 {
+            let ns = format!("contested-{round}");
+            let key = format!("e{round}");
+            let body = |services: Value| json!({"env_key": key, "cluster_id": c1, "namespace": ns,
+                "adopt_namespace": round == 2, "services": services});
+            let (a, b) = tokio::join!(
+                call_as(&app, &alice, Method::POST, "/openapi/environments?projectKey=demo",
+                    body(json!([{"service_name": "shop"}]))),
+                call_as(&app, &bob, Method::POST, "/openapi/environments?projectKey=other", body(json!([]))),
+            );
+            let (winner, loser, (loser_project, loser_user)) = match (a.status.as_u16(), b.status.as_u16()) {
+                (200, _) => ("demo", b, ("other", "bob")),
+                (_, 200) => ("other", a, ("demo", "alice")),
+                _ => panic!("round {round}: nobody got namespace {ns}: {} / {}", a.text, b.text),
+            };
+            let b = loser.expect_error(403, &format!("`namespace`: namespace {ns} of cluster \"emu\""));
+            let why = format!("is used by environment \"{key}\" of project \"{winner}\", which user {loser_user} may not change");
+            assert!(b["description"].as_str().unwrap().contains(&why), "round {round}: {b}");
+            app.get(&format!("/openapi/environments/{key}?projectKey={loser_project}")).await.expect(404);
+            app.get(&format!("/openapi/environments/{key}?projectKey={winner}")).await.expect(200);
+        }
+        app.stop().await;
+    }
+}

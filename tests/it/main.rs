@@ -24,6 +24,7 @@ mod deploy_jobs;
 mod engine;
 mod engine_api;
 mod engine_restart;
+mod env_ownership;
 mod env_placement;
 mod environments;
 mod environments_real;

@@ -11,6 +11,7 @@ use super::super::catalog;
 use super::super::kube::{self as k, Kinds};
 use super::super::model::{EnvService, Environment, ResourceRef};
 use super::super::rules;
+use super::ownership::check_owners;
 use super::{ContainerImage, ServiceInput, UPDATE_ENV, for_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -97,10 +98,11 @@ pub(super) fn check_scope<'a>(
 }
 
 /// What applying `svc` does: the objects to apply and the recorded ones it no longer renders
-/// (to delete) — once `actor` is found allowed to apply and delete them all.
+/// (to delete) — once `actor` is found allowed to apply and delete them all, and no other
+/// environment is found to own one of those to apply ([`check_owners`]).
 async fn planned(
-    cc: &ClusterClient,
-    kinds: &mut Kinds,
+    state: &AppState,
+    (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &Environment,
     svc: &EnvService,
@@ -117,20 +119,22 @@ async fn planned(
         &svc.service_name,
         objects.iter().map(|(r, _)| r).chain(&gone),
     )?;
+    check_owners(state, env, objects.iter().map(|(r, _)| r)).await?;
     Ok((objects, gone))
 }
 
 /// Check, before anything is applied, that `actor` may apply every one of `services` into
-/// `env` (reads the cluster's discovery only).
+/// `env` and that no other environment owns one of their objects (reads the cluster's
+/// discovery and the store only).
 pub(super) async fn check_services(
-    cc: &ClusterClient,
-    kinds: &mut Kinds,
+    state: &AppState,
+    (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &Environment,
     services: &[EnvService],
 ) -> ApiResult<()> {
     for s in services {
-        planned(cc, kinds, actor, env, s).await?;
+        planned(state, (cc, &mut *kinds), actor, env, s).await?;
     }
     Ok(())
 }
@@ -158,14 +162,14 @@ impl Undo {
 /// renders, noting in `undo` what each replaced. `actor` must be allowed to (see
 /// [`planned`]), else nothing is done.
 pub(super) async fn apply_service(
-    cc: &ClusterClient,
-    kinds: &mut Kinds,
+    state: &AppState,
+    (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &Environment,
     svc: &mut EnvService,
     undo: &mut Undo,
 ) -> ApiResult<()> {
-    let (objects, gone) = planned(cc, kinds, actor, env, svc).await?;
+    let (objects, gone) = planned(state, (cc, kinds), actor, env, svc).await?;
     for (r, o) in &objects {
         undo.note(cc, &env.namespace, r).await?;
         k::apply(cc, &env.namespace, r, o).await?;
@@ -183,20 +187,21 @@ pub(super) async fn apply_service(
 /// namespace when `namespace_created`). What was applied, for a rollback should a later step
 /// fail.
 pub(super) async fn apply_all(
-    cc: &ClusterClient,
+    (state, cc): (&AppState, &ClusterClient),
     actor: &Identity,
     env: &mut Environment,
     services: Vec<EnvService>,
     namespace_created: bool,
 ) -> ApiResult<Undo> {
     let mut kinds = Kinds::default();
-    if let Err(e) = check_services(cc, &mut kinds, actor, env, &services).await {
+    if let Err(e) = check_services(state, (cc, &mut kinds), actor, env, &services).await {
         rollback(cc, &env.namespace, Undo::default(), namespace_created).await;
         return Err(e);
     }
     let mut undo = Undo::default();
     for mut s in services {
-        if let Err(e) = apply_service(cc, &mut kinds, actor, env, &mut s, &mut undo).await {
+        if let Err(e) = apply_service(state, (cc, &mut kinds), actor, env, &mut s, &mut undo).await
+        {
             rollback(cc, &env.namespace, undo, namespace_created).await;
             return Err(e);
         }
@@ -206,9 +211,9 @@ pub(super) async fn apply_all(
 }
 
 /// Apply only the objects of `svc` matching `pick` (kind, name), once `actor` is found
-/// allowed to apply those.
+/// allowed to apply those and no other environment to own one.
 pub(super) async fn apply_some(
-    cc: &ClusterClient,
+    (state, cc): (&AppState, &ClusterClient),
     actor: &Identity,
     env: &Environment,
     svc: &EnvService,
@@ -221,6 +226,7 @@ pub(super) async fn apply_some(
         .filter(|(r, _)| pick(r))
         .collect();
     check_scope(actor, &svc.service_name, picked.iter().map(|(r, _)| r))?;
+    check_owners(state, env, picked.iter().map(|(r, _)| r)).await?;
     for (r, o) in &picked {
         k::apply(cc, &env.namespace, r, o).await?;
     }
@@ -317,7 +323,7 @@ pub async fn add_services(
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;
-    let undo = apply_all(&cc, caller, &mut env, new, false).await?;
+    let undo = apply_all((state, &cc), caller, &mut env, new, false).await?;
     if let Err(e) = save(state, &mut env, caller).await {
         rollback(&cc, &env.namespace, undo, false).await;
         return Err(e);

@@ -215,7 +215,7 @@ pub async fn deploy_images(
     let mut values = Vec::new();
     match rerender {
         None => {
-            apply_some(&cc, caller, &env, &svc, |r| workloads.contains(r))
+            apply_some((state, &cc), caller, &env, &svc, |r| workloads.contains(r))
                 .await
                 .map_err(applied)?;
             svc.update_time = state.clock.now();
@@ -322,10 +322,8 @@ async fn for_job(
     (project, env_key, service): (&str, &str, &str),
     caller: &Identity,
 ) -> Result<(super::Held, Environment, EnvService), String> {
-    env_to_change(state, (project, env_key), caller).await?;
-    let held = super::hold(state, project, env_key)
-        .await
-        .map_err(|e| e.description)?;
+    let env = env_to_change(state, (project, env_key), caller).await?;
+    let held = super::hold(state, &env).await.map_err(|e| e.description)?;
     let env = env_for_job(state, project, env_key).await?;
     let Some(svc) = env.service(service).cloned() else {
         return Err(format!(

@@ -10,9 +10,10 @@ use super::super::kube::{self as k, Kinds, NsState};
 use super::super::model::{EnvService, EnvStatus, Environment};
 use super::super::rules;
 use super::apply::{apply_all, check_scope, check_services, env_service, rollback};
+use super::ownership::as_creation;
 use super::placement::{check_placement, check_system_namespace, envs_in};
 use super::variables::check_keys;
-use super::{CREATE_ENV, check_registry, env_not_found, for_change, save};
+use super::{CREATE_ENV, check_registry, env_not_found, for_change, hold_namespace, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::{client_for, resolve};
@@ -280,6 +281,9 @@ pub async fn create(
     let cluster = resolve(state, &input.cluster_id).await?.ok_or_else(|| {
         ApiError::bad_request(format!("`cluster_id`: no cluster {:?}", input.cluster_id))
     })?;
+    // Held until the record is stored: another creation or change in the namespace waits
+    // for it, and then sees this environment (placement) and its objects (ownership).
+    let _held = hold_namespace(state, &cluster.id, &input.namespace).await?;
     let fields = ("cluster_id", "namespace");
     let at = (project, production);
     let adoptable = check_placement(state, caller, at, &cluster, &input.namespace, fields).await?;
@@ -292,10 +296,14 @@ pub async fn create(
     let cc = state.clusters.clients.get(&cluster).await?;
     let mut env = record(state, caller, project, production, &input, &cluster.id);
     // The caller must be allowed every object before the namespace is made.
-    check_services(&cc, &mut Kinds::default(), caller, &env, &services).await?;
+    check_services(state, (&cc, &mut Kinds::default()), caller, &env, &services)
+        .await
+        .map_err(as_creation)?;
     let namespace_created = claim_namespace(&cc, (caller, adoptable), &input, project).await?;
     env.namespace_created = namespace_created;
-    let undo = apply_all(&cc, caller, &mut env, services, namespace_created).await?;
+    let undo = apply_all((state, &cc), caller, &mut env, services, namespace_created)
+        .await
+        .map_err(as_creation)?;
     match envs.insert(&env).await {
         Ok(()) => Ok(()),
         Err(e) => {

@@ -5,6 +5,7 @@
 //!
 //! - [`lifecycle`]: create (also `init/yaml`'s), delete, basic settings;
 //! - [`placement`]: where an environment may be, for whom;
+//! - [`ownership`]: no object of another environment is applied over;
 //! - [`apply`]: rendering and applying services, adding and removing them;
 //! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
 //! - [`workload`]: workload actions — restart, scale, image;
@@ -17,6 +18,7 @@ mod apply;
 mod deploy;
 mod lifecycle;
 mod live;
+mod ownership;
 mod placement;
 mod variables;
 mod workload;
@@ -40,6 +42,7 @@ use super::catalog;
 use super::model::{EnvService, Environment};
 use super::view::EnvBrief;
 use crate::auth::Identity;
+use crate::cluster::model::{LOCAL_CLUSTER_ID, is_local};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
 use crate::validate;
@@ -100,11 +103,22 @@ async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> A
 
 /// A change of one environment in progress, from reading its record to saving it: this
 /// process' lock, then the store lease `environment:<project>/<env>` that serialises the
-/// change across replicas on one store. (The record's `version` alone would catch a racing
-/// replica only at the save, after the cluster had been changed.)
+/// change across replicas on one store (the record's `version` alone would catch a racing
+/// replica only at the save, after the cluster had been changed), then the lease of its
+/// namespace ([`Namespace`]), which every environment sharing the namespace takes for its
+/// changes (ownership, [`ownership`]). Always in that order, and one environment at a time,
+/// so two changes never wait on each other crosswise.
 pub struct Held {
+    _namespace: Namespace,
     _lease: crate::store::lease::Held,
     _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The store lease `namespace:<cluster>/<namespace>`, held from the first check of a change
+/// or creation to its record's save: who else is in the namespace ([`placement`]) and which
+/// objects they recorded ([`ownership`]) cannot change meanwhile, on any replica.
+struct Namespace {
+    _lease: crate::store::lease::Held,
 }
 
 /// How long a held change lease lasts without renewal (a replica that dies frees it then).
@@ -112,28 +126,58 @@ const CHANGE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a change waits for one in progress on another replica before giving up (409).
 const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Hold environment `env_key` of `project` for a change (see [`Held`]).
-pub async fn hold(state: &AppState, project: &str, env_key: &str) -> ApiResult<Held> {
-    let local = state.environments.lock(project, env_key).lock_owned().await;
-    let name = format!("environment:{project}/{env_key}");
+/// Hold the store lease `name` for a change (a 409 saying `busy` after [`CHANGE_WAIT`]).
+async fn lease(
+    state: &AppState,
+    name: &str,
+    busy: impl FnOnce() -> String,
+) -> ApiResult<crate::store::lease::Held> {
     match state
         .leases
-        .hold(&name, &state.instance_id, CHANGE_TTL, CHANGE_WAIT)
+        .hold(name, &state.instance_id, CHANGE_TTL, CHANGE_WAIT)
         .await?
     {
-        Some(lease) => Ok(Held {
-            _lease: lease,
-            _local: local,
-        }),
-        None => Err(ApiError::code(
-            ErrorKind::Conflict,
-            UPDATE_ENV,
-            format!(
-                "environment {env_key:?} of project {project:?} is being changed by another \
-                 replica; try again"
-            ),
-        )),
+        Some(held) => Ok(held),
+        None => Err(ApiError::code(ErrorKind::Conflict, UPDATE_ENV, busy())),
     }
+}
+
+/// Hold namespace `ns` of cluster `cluster_id` (see [`Namespace`]); the local cluster's two
+/// ids (empty and [`LOCAL_CLUSTER_ID`]) are one namespace.
+async fn hold_namespace(state: &AppState, cluster_id: &str, ns: &str) -> ApiResult<Namespace> {
+    let cluster = if is_local(cluster_id) {
+        LOCAL_CLUSTER_ID
+    } else {
+        cluster_id
+    };
+    let name = format!("namespace:{cluster}/{ns}");
+    let busy = || {
+        format!(
+            "namespace {ns} of cluster {cluster:?} is being changed by another request; try again"
+        )
+    };
+    Ok(Namespace {
+        _lease: lease(state, &name, busy).await?,
+    })
+}
+
+/// Hold environment `env` for a change (see [`Held`]).
+pub async fn hold(state: &AppState, env: &Environment) -> ApiResult<Held> {
+    let (project, env_key) = (env.project_key.as_str(), env.env_key.as_str());
+    let local = state.environments.lock(project, env_key).lock_owned().await;
+    let name = format!("environment:{project}/{env_key}");
+    let busy = || {
+        format!(
+            "environment {env_key:?} of project {project:?} is being changed by another \
+             replica; try again"
+        )
+    };
+    let lease = lease(state, &name, busy).await?;
+    Ok(Held {
+        _namespace: hold_namespace(state, &env.cluster_id, &env.namespace).await?,
+        _lease: lease,
+        _local: local,
+    })
 }
 
 /// The environment for a change: the caller checked, the change held ([`hold`]), read
@@ -147,7 +191,7 @@ async fn for_change(
 ) -> ApiResult<(Held, Environment)> {
     let env = load(state, project, env_key, production).await?;
     may_change(state, caller, &env).await?;
-    let held = hold(state, project, env_key).await?;
+    let held = hold(state, &env).await?;
     Ok((held, load(state, project, env_key, production).await?))
 }
 

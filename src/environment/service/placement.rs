@@ -45,12 +45,22 @@ pub(super) async fn envs_in(
     cluster_id: &str,
     ns: &str,
 ) -> ApiResult<Vec<Environment>> {
+    envs_at(state, cluster_id, Some(ns)).await
+}
+
+/// The environments (of any project) recorded in cluster `cluster_id` — in namespace `ns`
+/// if given —, the local cluster's two ids (empty and [`LOCAL_CLUSTER_ID`]) being one.
+pub(super) async fn envs_at(
+    state: &AppState,
+    cluster_id: &str,
+    ns: Option<&str>,
+) -> ApiResult<Vec<Environment>> {
     let store = &state.environments.store;
     if !is_local(cluster_id) {
-        return Ok(store.in_namespace(cluster_id, ns).await?);
+        return Ok(store.placed(cluster_id, ns).await?);
     }
-    let mut out = store.in_namespace(LOCAL_CLUSTER_ID, ns).await?;
-    out.extend(store.in_namespace("", ns).await?);
+    let mut out = store.placed(LOCAL_CLUSTER_ID, ns).await?;
+    out.extend(store.placed("", ns).await?);
     Ok(out)
 }
 

@@ -101,6 +101,7 @@ pub(super) async fn rerendered(
 /// Apply `s` (a [`rerendered`] service of `env`) for `actor` and keep it in the record;
 /// objects the new rendering lacks are deleted.
 async fn put(
+    state: &AppState,
     (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &mut Environment,
@@ -108,7 +109,7 @@ async fn put(
 ) -> ApiResult<()> {
     // A service half applied is put back as it was: the record keeps the old one.
     let mut undo = Undo::default();
-    if let Err(e) = apply_service(cc, kinds, actor, env, &mut s, &mut undo).await {
+    if let Err(e) = apply_service(state, (cc, kinds), actor, env, &mut s, &mut undo).await {
         rollback(cc, &env.namespace, undo, false).await;
         return Err(e);
     }
@@ -130,7 +131,7 @@ pub(super) async fn reapply(
     vars: impl FnOnce(&[RenderVariableKV]) -> Vec<RenderVariableKV>,
 ) -> ApiResult<()> {
     match rerendered(state, env, name, at, vars).await? {
-        Some(s) => put(cx, actor, env, s).await,
+        Some(s) => put(state, cx, actor, env, s).await,
         None => Ok(()),
     }
 }
@@ -180,9 +181,9 @@ pub async fn set_variables(
         }
         let cc = client_for(state, &env.cluster_id).await?;
         let mut kinds = Kinds::default();
-        check_services(&cc, &mut kinds, caller, &env, &again).await?;
+        check_services(state, (&cc, &mut kinds), caller, &env, &again).await?;
         for s in again {
-            put((&cc, &mut kinds), caller, &mut env, s).await?;
+            put(state, (&cc, &mut kinds), caller, &mut env, s).await?;
         }
     }
     save(state, &mut env, caller).await
@@ -270,13 +271,13 @@ pub async fn update_services(
     let named = |name: &str, e: ApiError| e.map_description(|d| format!("service {name:?}: {d}"));
     for s in again.iter().map_while(|r| r.as_ref().ok()) {
         let one = std::slice::from_ref(s);
-        check_services(&cc, &mut kinds, caller, &env, one)
+        check_services(state, (&cc, &mut kinds), caller, &env, one)
             .await
             .map_err(|e| named(&s.service_name, e))?;
     }
     for (i, (r, s)) in again.into_iter().zip(&input.service_list).enumerate() {
         let done = match r {
-            Ok(r) => put((&cc, &mut kinds), caller, &mut env, r).await,
+            Ok(r) => put(state, (&cc, &mut kinds), caller, &mut env, r).await,
             Err(e) => Err(e),
         };
         if let Err(e) = done {

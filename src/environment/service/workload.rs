@@ -89,7 +89,7 @@ pub(super) async fn restart_in(
             o.restarted_at = Some(at.clone())
         });
     }
-    apply_some(cc, actor, env, &svc, |r| targets.contains(r)).await?;
+    apply_some((state, cc), actor, env, &svc, |r| targets.contains(r)).await?;
     if let Some(slot) = env.service_mut(service) {
         *slot = svc;
     }
@@ -174,7 +174,7 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
         o.replicas = Some(replicas)
     });
     let cc = client_for(state, &env.cluster_id).await?;
-    apply_some(&cc, caller, &env, &svc, owns).await?;
+    apply_some((state, &cc), caller, &env, &svc, owns).await?;
     if let Some(slot) = env.service_mut(&input.service_name) {
         *slot = svc;
     }
@@ -304,7 +304,7 @@ pub async fn set_image(
         })
     };
     let cc = client_for(state, &env.cluster_id).await?;
-    apply_some(&cc, caller, &env, &svc, with_container).await?;
+    apply_some((state, &cc), caller, &env, &svc, with_container).await?;
     svc.update_time = state.clock.now();
     if let Some(slot) = env.service_mut(&input.service_name) {
         *slot = svc;
