@@ -11,10 +11,11 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git bash \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --create-home --home-dir /var/lib/zadig zadig \
+    && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/zadig zadig \
     && install -d -o zadig -g zadig /var/lib/zadig/data
 COPY --from=build /src/target/release/zadig-server /usr/local/bin/zadig-server
-USER zadig
+# Numeric, so that Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
 WORKDIR /var/lib/zadig
 ENV ZADIG_LISTEN=0.0.0.0:8080 \
     ZADIG_DATA_DIR=/var/lib/zadig/data \

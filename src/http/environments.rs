@@ -229,7 +229,7 @@ both_groups! {
             (status = 403, body = ErrorBody, description = "not a system admin"));
     post(tag = "environments", params(ProjectQuery), request_body = CreateEnvInput),
     responses((status = 200, body = Success),
-        (status = 409, body = ErrorBody, description = "environment or namespace exists, another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`), or the cluster is unreachable (code 6074)"),
+        (status = 409, body = ErrorBody, description = "environment or namespace exists, another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`), or the cluster is unreachable (code 6074 for an ownership or existence conflict; 409 for an unreachable cluster)"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
     |production| (
         State(state): State<AppState>,
