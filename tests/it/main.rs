@@ -30,6 +30,7 @@ mod foundation;
 mod hook_egress;
 mod kube_emulator;
 mod kube_jobs;
+mod kube_proxy;
 mod limits;
 mod net_hygiene;
 mod openapi;
