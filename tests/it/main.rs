@@ -39,6 +39,7 @@ mod release_plan;
 mod release_plan_hooks;
 mod release_plan_scheduler;
 mod release_plan_workflow;
+mod request_timeout;
 mod roles;
 mod sandbox;
 mod secrets_at_rest;
