@@ -191,6 +191,14 @@ pub struct Config {
     pub engine_kube_pending_secs: u64,
     /// `ttlSecondsAfterFinished` of a Kubernetes job (a backstop: the executor deletes it).
     pub engine_kube_ttl_secs: u64,
+    /// A job task's clean-up that still fails when its task ends is retried in the background
+    /// after this many seconds, the pause doubling after each failure ...
+    pub engine_clean_up_retry_secs: u64,
+    /// ... up to this many seconds between two retries ...
+    pub engine_clean_up_retry_max_secs: u64,
+    /// ... until this many seconds after the first failure; then it is given up (the job task's
+    /// error says so).
+    pub engine_clean_up_give_up_secs: u64,
     pub release_plan_hook_timeout_secs: u64,
     pub release_plan_hook_retry_secs: Vec<u64>,
     /// Networks (CIDR or single addresses) hooks must not connect to, on top of the built-in
@@ -337,6 +345,12 @@ impl Config {
         if self.engine_kube_namespace.trim().is_empty() {
             anyhow::bail!("invalid configuration (key engine_kube_namespace): must not be empty");
         }
+        if self.engine_clean_up_retry_max_secs < self.engine_clean_up_retry_secs {
+            anyhow::bail!(
+                "invalid configuration (key engine_clean_up_retry_max_secs): must be at least engine_clean_up_retry_secs ({})",
+                self.engine_clean_up_retry_secs
+            );
+        }
         if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
             anyhow::bail!(
                 "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
@@ -397,6 +411,18 @@ impl Config {
             ("delivery_poll_ms", self.delivery_poll_ms),
             ("kube_request_timeout_secs", self.kube_request_timeout_secs),
             ("engine_kube_pending_secs", self.engine_kube_pending_secs),
+            (
+                "engine_clean_up_retry_secs",
+                self.engine_clean_up_retry_secs,
+            ),
+            (
+                "engine_clean_up_retry_max_secs",
+                self.engine_clean_up_retry_max_secs,
+            ),
+            (
+                "engine_clean_up_give_up_secs",
+                self.engine_clean_up_give_up_secs,
+            ),
             (
                 "delivery_copy_timeout_secs",
                 self.delivery_copy_timeout_secs,

@@ -105,7 +105,7 @@ impl AppState {
             workflows: WorkflowStore::new(b, &secrets),
             workflow_views: ViewStore::new(b),
             approval_tickets: TicketStore::new(b),
-            engine: Engine::new(b, &config),
+            engine: Engine::new(b, &config, &secrets),
             task_finished: TaskFinishedPort::default(),
             release_plans: PlanStore::new(b, &secrets).with_details(plan_details.clone()),
             plan_details,

@@ -9,6 +9,8 @@
 //!   claims and starts work until the slots are full or nothing is claimable, [`Pool::wait`]
 //!   sleeps until there may be more (a wake-up, the poll interval, a run ending) or shutdown,
 //!   [`Pool::drain`] claims until nothing is left, and [`Pool::join`] waits for the runs;
+//! - [`wait_due`] is how a loop whose work falls due at business-clock moments sleeps between
+//!   rounds (the release-plan scheduler, the engine's clean-up retries);
 //! - [`renewing`] runs one piece of work while renewing its lease every third of its TTL;
 //!   when a renewal finds the lease gone (the work was deleted, retried or taken over by
 //!   another replica) it cancels the run's token, which the work watches.
@@ -19,10 +21,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::store::StoreResult;
 
 /// The runs of one worker loop.
@@ -125,6 +130,28 @@ impl Pool {
     /// Wait for every run to end.
     pub async fn join(&mut self) {
         while self.runs.join_next().await.is_some() {}
+    }
+}
+
+/// Sleep until the business-clock moment `due_ms` (when it is later than now: work already
+/// due but claimed by another replica is looked at again after `poll`), `poll`, a wake-up or
+/// shutdown. False on shutdown.
+pub async fn wait_due(
+    clock: &dyn Clock,
+    shutdown: &CancellationToken,
+    due_ms: Option<i64>,
+    wake: &Notify,
+    poll: Duration,
+) -> bool {
+    let until: BoxFuture<'static, ()> = match due_ms {
+        Some(d) if d > clock.now_ms() => clock.sleep_until(d),
+        _ => futures::future::pending().boxed(),
+    };
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = until => true,
+        () = tokio::time::sleep(poll) => true,
+        () = wake.notified() => true,
     }
 }
 

@@ -43,7 +43,7 @@ pub const TASK_LEASE: Encoding = Encoding::at("lease_owner", "lease_until_ms");
 const ACTIVE: &[Status] = &[Status::Running, Status::WaitForApproval];
 
 /// Tasks holding a slot ([`ACTIVE`]).
-fn holding_slot() -> Filter {
+pub(super) fn holding_slot() -> Filter {
     Filter::is_in("status", ACTIVE.iter().map(|s| s.as_str()))
 }
 
@@ -375,8 +375,15 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
         runner::end_task(&mut t, Status::Failed, error, state.clock.now());
         match state.tasks.save(&mut t).await {
             Ok(true) => {
-                // What cannot be undone is logged (the task is stored already).
-                runner::clean_up(state, &t).await;
+                // The task is stored already: what cannot be undone is noted with a write of
+                // its own (and retried in the background).
+                let notes = runner::clean_up(state, &t).await;
+                if let Err(e) = super::clean_ups::write_notes(state, &t.id, &notes).await {
+                    tracing::warn!(
+                        task = id,
+                        "cannot note the failed clean-up on the task: {e}"
+                    );
+                }
                 state.task_finished.publish(state, &t, t.status).await;
                 return;
             }

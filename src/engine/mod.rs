@@ -5,6 +5,8 @@
 //!   tasks left running by a dead process and notices cancels made through another replica;
 //! - [`runner`] drives one claimed task through its stages and jobs (roll-up, approvals,
 //!   cancel, error policies), writing every change with a conditional update;
+//! - [`clean_ups`] keeps the clean-ups that still failed when their task ended and retries
+//!   them in the background;
 //! - [`executor`] turns one job task into work: [`executor::run_job`] is the single entry
 //!   point the runner calls for every job task that is not an approval; [`work`] translates a
 //!   job type's spec into steps, [`local`] runs them as local process groups, [`kube`] as
@@ -19,6 +21,7 @@
 //! engine through [`task_queued`], [`task_cancelled`] and [`approval_recorded`].
 
 pub mod approval;
+pub mod clean_ups;
 pub mod dispatch;
 pub mod executor;
 pub mod finished;
@@ -43,7 +46,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
-use crate::store::Backend;
+use crate::store::{Backend, Typed};
 
 /// What identifies a task across the engine: (workflow key, task id).
 pub type TaskKey = (String, i64);
@@ -70,10 +73,19 @@ pub struct Engine {
     /// The job sandbox of the local executor (probed at start).
     pub sandbox: Arc<sandbox::Sandbox>,
     workspace_root: std::path::PathBuf,
+    /// Clean-ups still to be retried ([`clean_ups`]); the job tasks they keep are sealed like
+    /// the tasks' own.
+    pub clean_ups: Typed<clean_ups::PendingCleanUp>,
+    /// Wakes the clean-up loop (a clean-up was kept: its due time is new).
+    clean_up_wake: Notify,
 }
 
 impl Engine {
-    pub fn new(backend: &dyn Backend, config: &crate::config::Config) -> Self {
+    pub fn new(
+        backend: &dyn Backend,
+        config: &crate::config::Config,
+        secrets: &Arc<crate::secrets::SecretBox>,
+    ) -> Self {
         let sandbox = Arc::new(sandbox::Sandbox::new(config));
         Self {
             wake: Notify::new(),
@@ -86,6 +98,8 @@ impl Engine {
             )),
             sandbox,
             workspace_root: config.engine_workspace_root(),
+            clean_ups: Typed::new(backend, clean_ups::COLLECTION).sealed_vars(secrets, None),
+            clean_up_wake: Notify::new(),
         }
     }
 
@@ -178,6 +192,7 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
         st.engine.sandbox.probe(&root).await;
     })];
     loops.extend(dispatch::spawn(state));
+    loops.push(tokio::spawn(clean_ups::run(state.clone())));
     loops
 }
 

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use super::approval::Decision;
+use super::clean_ups::{self, Note};
 use super::executor::{self, JobContext, JobEnd, JobStatus};
 use super::job_context::{context_of, execute_policy, job_context};
 use super::task_ctl::{Ctl, Stop, TaskCtl};
@@ -161,8 +162,9 @@ pub(super) fn end_task(t: &mut Task, status: Status, error: &str, at: i64) {
 
 /// Let each job task's type undo what it set up for the task's duration only
 /// ([`crate::workflow::jobs::JobKind::clean`]), a few times a little apart (a cluster that
-/// blinked); what still could not be undone, by job name, logged.
-pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<(String, String)> {
+/// blinked); what still could not be undone is kept to be retried in the background
+/// ([`super::clean_ups`]). Returns what the job tasks' errors must say about it.
+pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<Note> {
     use std::time::Duration;
     const PAUSES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
     let mut failed = Vec::new();
@@ -178,25 +180,11 @@ pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<(String, Stri
         }
         if let Err(e) = done {
             tracing::warn!(workflow = %task.workflow_name, task_id = task.task_id, job = %job.name,
-                "clean-up of job {} failed: {e}", job.name);
+                "clean-up of job {} failed (retried in the background): {e}", job.name);
             failed.push((job.name.clone(), e));
         }
     }
-    failed
-}
-
-/// Add what clean-up could not undo to the errors of the job tasks it concerns.
-fn record_clean_up(t: &mut Task, failed: &[(String, String)]) {
-    for (name, e) in failed {
-        for j in t.stages.iter_mut().flat_map(|s| &mut s.jobs) {
-            if j.name == *name {
-                j.error = match j.error.as_str() {
-                    "" => format!("clean-up failed: {e}"),
-                    before => format!("{before}; clean-up failed: {e}"),
-                };
-            }
-        }
-    }
+    clean_ups::keep(state, task, &failed).await
 }
 
 /// Clean up after the task's job tasks, then write the task's end — the roll-up of its
@@ -222,7 +210,7 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
                     end_task(t, rolled, "", at);
                 }
             }
-            record_clean_up(t, &unclean);
+            clean_ups::apply_notes(t, &unclean);
         })
         .await;
     let task = c.task.clone();

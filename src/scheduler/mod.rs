@@ -18,8 +18,6 @@ pub mod timeouts;
 use std::future::Future;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -109,14 +107,5 @@ pub async fn earliest(state: &AppState, filter: Filter, path: &str) -> Option<i6
 /// wake-up or shutdown. False on shutdown.
 pub async fn wait(state: &AppState, due_ms: Option<i64>, wake: &Notify) -> bool {
     let poll = Duration::from_millis(state.config.release_plan_poll_ms);
-    let until: BoxFuture<'static, ()> = match due_ms {
-        Some(d) if d > state.clock.now_ms() => state.clock.sleep_until(d),
-        _ => futures::future::pending().boxed(),
-    };
-    tokio::select! {
-        () = state.shutdown.cancelled() => false,
-        () = until => true,
-        () = tokio::time::sleep(poll) => true,
-        () = wake.notified() => true,
-    }
+    crate::worker::wait_due(state.clock.as_ref(), &state.shutdown, due_ms, wake, poll).await
 }

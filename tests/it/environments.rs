@@ -97,7 +97,12 @@ async fn emulated_project(app: &TestApp, production: bool) -> Option<(Emulator, 
 /// A cluster on `emu`, project `demo` with service `shop`, and env `dev` in namespace
 /// `demo-dev`; the cluster id.
 pub async fn seed_env(app: &TestApp, emu: &Emulator) -> String {
-    let cluster = add_cluster(app, "emu", &emu.kubeconfig).await;
+    seed_env_at(app, &emu.kubeconfig).await
+}
+
+/// [`seed_env`] on the cluster of `kubeconfig` (an emulator behind a proxy).
+pub async fn seed_env_at(app: &TestApp, kubeconfig: &str) -> String {
+    let cluster = add_cluster(app, "emu", kubeconfig).await;
     seed_project(app, false).await;
     app.post(
         "/openapi/environments?projectKey=demo",

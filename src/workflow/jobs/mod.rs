@@ -300,8 +300,9 @@ pub trait JobKind: Sync {
     /// Undo, once the task has ended (whatever its status), what a job task of this type set
     /// up for the task's duration only (a blue-green deploy's blue copy); `project` is the
     /// task's. It may be called more than once for a task (recovery, a retry), so it is
-    /// idempotent; what it cannot undo it answers, and the engine retries and then records
-    /// it in the job task's error.
+    /// idempotent; what it cannot undo it answers, and the engine retries — a few times at
+    /// once, then in the background from a stored copy of `job` ([`crate::engine::clean_ups`])
+    /// — noting it in the job task's error.
     async fn clean(&self, _state: &AppState, _project: &str, _job: &JobTask) -> Result<(), String> {
         Ok(())
     }
