@@ -14,6 +14,39 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `zadig-server serve` in `dir` on a free port with `env` set; the child and the port, once
+/// `token` is answered with `GET /openapi/users`'s status (asserted to be 200, `what`).
+async fn serve(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    token: &str,
+    what: &str,
+) -> (tokio::process::Child, u16) {
+    let port = free_port();
+    let child = tokio::process::Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir)
+        .env("ZADIG_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server");
+    let client = crate::harness::client();
+    let url = format!("http://127.0.0.1:{port}/openapi/users");
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(&url).bearer_auth(token).send().await {
+            status = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(200), "{what}");
+    (child, port)
+}
+
 #[test]
 fn a_bad_config_value_stops_the_server_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,30 +83,12 @@ fn a_bad_config_value_stops_the_server_naming_the_key() {
 async fn the_admin_token_is_erased_from_the_server_environment() {
     let dir = tempfile::tempdir().unwrap();
     let token = format!("scrub-me-{}", free_port());
-    let port = free_port();
-    let child = tokio::process::Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("ZADIG_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ZADIG_ADMIN_TOKEN", &token)
-        .env("SCRUB_CHECK", "still-visible")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn server");
+    let env = [
+        ("ZADIG_ADMIN_TOKEN", token.as_str()),
+        ("SCRUB_CHECK", "still-visible"),
+    ];
+    let (child, _) = serve(dir.path(), &env, &token, "the admin token works").await;
     let pid = child.id().expect("server pid");
-    let client = crate::harness::client();
-    let url = format!("http://127.0.0.1:{port}/openapi/users");
-    let mut status = None;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(&url).bearer_auth(&token).send().await {
-            status = Some(r.status().as_u16());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, Some(200), "the admin token works");
     let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
     let environ = String::from_utf8_lossy(&environ);
     // Failures do not print the block: it holds this machine's whole environment.
@@ -108,31 +123,9 @@ async fn user_create_then_serve_run_a_job_and_sigterm() {
         .expect("token printed")
         .to_string();
 
-    let port = free_port();
-    let mut child = tokio::process::Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("ZADIG_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn server");
+    let what = "the CLI-created token works against the server";
+    let (mut child, port) = serve(dir.path(), &[], &token, what).await;
     let client = crate::harness::client();
-    let url = format!("http://127.0.0.1:{port}/openapi/users");
-    let mut status = None;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(&url).bearer_auth(&token).send().await {
-            status = Some(r.status().as_u16());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        status,
-        Some(200),
-        "the CLI-created token works against the server"
-    );
 
     // A job runs in its workspace under the relative data dir.
     let base = format!("http://127.0.0.1:{port}");
