@@ -491,9 +491,48 @@ pub fn check_integrations(list: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `public_url` is empty or an absolute http(s) URL without query or fragment (links are built
+/// by appending paths to it).
+fn check_public_url(url: &str) -> anyhow::Result<()> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(());
+    }
+    let bad =
+        |why: &str| anyhow::anyhow!("invalid configuration (key public_url): {why}, got {url:?}");
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
+        return Err(bad("must be an http or https URL with a host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Role, check_integrations};
+    use super::{Role, check_integrations, check_public_url};
+
+    #[test]
+    fn public_url_is_a_base_to_append_paths_to() {
+        for ok in [
+            "",
+            "https://zadig.example.com",
+            "http://10.0.0.1:8080/zadig/",
+        ] {
+            assert!(check_public_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "zadig.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            let e = check_public_url(bad).unwrap_err().to_string();
+            assert!(e.contains("public_url"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn roles_parse_and_say_what_runs() {
@@ -520,23 +559,4 @@ mod tests {
         );
         assert!(check_integrations("nope").unwrap_err().contains("unknown"));
     }
-}
-
-/// `public_url` is empty or an absolute http(s) URL without query or fragment (links are built
-/// by appending paths to it).
-fn check_public_url(url: &str) -> anyhow::Result<()> {
-    let url = url.trim();
-    if url.is_empty() {
-        return Ok(());
-    }
-    let bad =
-        |why: &str| anyhow::anyhow!("invalid configuration (key public_url): {why}, got {url:?}");
-    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
-        return Err(bad("must be an http or https URL with a host"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(bad("must not have a query or fragment"));
-    }
-    Ok(())
 }

@@ -536,12 +536,7 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
                 .task_finished
                 .publish(state, &task, Status::Cancelled)
                 .await;
-            let written = Task {
-                version: task.version + 1,
-                final_notified: true,
-                ..task
-            };
-            crate::workflow::notify::status_changed(state, &written, Status::Cancelled).await;
+            crate::workflow::notify::status_changed(state, &task, Status::Cancelled).await;
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(workflow, task_id, "cannot mark cancelled task: {e}"),
