@@ -166,6 +166,37 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The hook client and the egress policy it enforces (literal addresses are checked before
+/// sending, by [`post`]; the client's resolver checks the rest). Release-plan hooks and
+/// workflow notifications send through it.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    policy: std::sync::Arc<EgressPolicy>,
+}
+
+impl Sender {
+    /// A sender with `timeout` under the configured egress policy.
+    pub fn new(config: &crate::config::Config, timeout: std::time::Duration) -> Self {
+        let policy = std::sync::Arc::new(EgressPolicy::of(config));
+        Self {
+            client: client(timeout, policy.clone()),
+            policy,
+        }
+    }
+
+    /// [`post`] through this sender.
+    pub async fn post(
+        &self,
+        address: &str,
+        field: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Result<Vec<u8>, String> {
+        post(&self.client, &self.policy, address, field, headers, body).await
+    }
+}
+
 /// The HTTP client for hooks: no proxy, bounded time, no redirects (a 3xx is a failed
 /// delivery: following it would send the body and `X-Zadig-Token` to wherever the receiver
 /// points), and every resolved address checked against `policy` (see [`super::egress`]).
@@ -198,8 +229,7 @@ pub fn client(
 
 /// One delivery attempt of `hook` to the setting's address. `Err` says why it failed.
 pub async fn deliver(
-    client: &reqwest::Client,
-    policy: &EgressPolicy,
+    sender: &Sender,
     setting: &HookSetting,
     hook: &PendingHook,
     now_secs: i64,
@@ -219,16 +249,15 @@ pub async fn deliver(
             ),
         ]);
     }
-    post(
-        client,
-        policy,
-        &setting.hook_address,
-        "hook_address",
-        &headers,
-        hook.body.clone(),
-    )
-    .await
-    .map(drop)
+    sender
+        .post(
+            &setting.hook_address,
+            "hook_address",
+            &headers,
+            hook.body.clone(),
+        )
+        .await
+        .map(drop)
 }
 
 /// The most of a receiver's answer [`post`] reads.

@@ -76,7 +76,7 @@ fn flag(v: &Value, key: &str) -> bool {
 
 /// The type's config object, or the older top-level fields when it is absent: `(config,
 /// hook field)`.
-fn config<'a>(ctl: &'a Value, key: &str, legacy_hook: &'static str) -> (&'a Value, &'static str) {
+fn config<'a, 'k>(ctl: &'a Value, key: &str, legacy_hook: &'k str) -> (&'a Value, &'k str) {
     match ctl.get(key) {
         Some(c) if c.is_object() => (c, "hook_address"),
         _ => (ctl, legacy_hook),
@@ -109,6 +109,29 @@ pub fn missing_integration(kind: &str) -> Option<String> {
     Some(format!("{kind} notifications need {what}"))
 }
 
+/// A group bot's hook and recipients.
+struct Bot {
+    hook: String,
+    at: Vec<String>,
+    is_at_all: bool,
+}
+
+/// The bot of a `kind` setting: its config object (`fields[0]`) with `hook_address` and
+/// `recipients[0]`, or the older top-level hook field (`fields[1]`) with `recipients[1]`.
+fn bot(ctl: &Value, kind: &str, fields: [&str; 2], recipients: [&str; 2]) -> Result<Bot, String> {
+    let (cfg, field) = config(ctl, fields[0], fields[1]);
+    let users = if field == "hook_address" {
+        recipients[0]
+    } else {
+        recipients[1]
+    };
+    Ok(Bot {
+        hook: hook(cfg, field, kind)?,
+        at: names(cfg, users),
+        is_at_all: flag(cfg, "is_at_all"),
+    })
+}
+
 /// Where the setting's message goes; `Err` says why it cannot be sent.
 pub fn channel(ctl: &Value) -> Result<Channel, String> {
     let kind = kind(ctl);
@@ -117,37 +140,42 @@ pub fn channel(ctl: &Value) -> Result<Channel, String> {
     }
     Ok(match kind {
         "dingding" => {
-            let (cfg, field) = config(ctl, "dingding_notification_config", "dingding_webhook");
+            let b = bot(
+                ctl,
+                kind,
+                ["dingding_notification_config", "dingding_webhook"],
+                ["at_mobiles", "at_mobiles"],
+            )?;
             Channel::DingDing {
-                hook: hook(cfg, field, kind)?,
-                at_mobiles: names(cfg, "at_mobiles"),
-                is_at_all: flag(cfg, "is_at_all"),
+                hook: b.hook,
+                at_mobiles: b.at,
+                is_at_all: b.is_at_all,
             }
         }
         "feishu" => {
-            let (cfg, field) = config(ctl, "lark_hook_notification_config", "feishu_webhook");
-            let users = if field == "hook_address" {
-                "at_users"
-            } else {
-                "lark_user_ids"
-            };
+            let b = bot(
+                ctl,
+                kind,
+                ["lark_hook_notification_config", "feishu_webhook"],
+                ["at_users", "lark_user_ids"],
+            )?;
             Channel::Lark {
-                hook: hook(cfg, field, kind)?,
-                at_users: names(cfg, users),
-                is_at_all: flag(cfg, "is_at_all"),
+                hook: b.hook,
+                at_users: b.at,
+                is_at_all: b.is_at_all,
             }
         }
         "wechat" => {
-            let (cfg, field) = config(ctl, "wechat_notification_config", "weChat_webHook");
-            let users = if field == "hook_address" {
-                "at_users"
-            } else {
-                "wechat_user_ids"
-            };
+            let b = bot(
+                ctl,
+                kind,
+                ["wechat_notification_config", "weChat_webHook"],
+                ["at_users", "wechat_user_ids"],
+            )?;
             Channel::WeCom {
-                hook: hook(cfg, field, kind)?,
-                at_users: names(cfg, users),
-                is_at_all: flag(cfg, "is_at_all"),
+                hook: b.hook,
+                at_users: b.at,
+                is_at_all: b.is_at_all,
             }
         }
         "msteams" => {

@@ -3,7 +3,7 @@
 //! sends its due sends in order — one setting's messages never overtake each other: a setting
 //! whose send must wait holds back its later ones — and records each outcome.
 //!
-//! Each POST goes through the release-plan hook client ([`hooks::client`], [`hooks::post`]):
+//! Each POST goes through the release-plan hook client ([`hooks::Sender`]):
 //! the hook egress policy (`hook_denied_networks` / `hook_allowed_networks`), a timeout of
 //! `notify_timeout_secs`, no proxy, no redirects. A failed send is tried again after each delay
 //! of `notify_retry_secs` (business clock), then given up. A send accepted by the receiver but
@@ -11,7 +11,6 @@
 //! at least once.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::message::{self, Context, Reply};
 use super::outbox::{self, Outbox, Send, SendState};
 use super::{count, ctl};
-use crate::release_plan::egress::EgressPolicy;
 use crate::release_plan::hooks;
 use crate::state::AppState;
 use crate::worker::{Pool, renewing};
@@ -28,27 +26,16 @@ use crate::worker::{Pool, renewing};
 /// Tasks whose notifications one replica sends at once.
 const SLOTS: usize = 8;
 
-/// The hook client and the egress policy it enforces.
-#[derive(Clone)]
-struct Sender {
-    client: reqwest::Client,
-    policy: Arc<EgressPolicy>,
-}
-
 fn lease_ttl(state: &AppState) -> Duration {
     Duration::from_secs(state.config.release_plan_lease_secs)
 }
 
 /// The loop, until shutdown.
 pub async fn run(state: AppState) {
-    let policy = Arc::new(EgressPolicy::of(&state.config));
-    let sender = Sender {
-        client: hooks::client(
-            Duration::from_secs(state.config.notify_timeout_secs),
-            policy.clone(),
-        ),
-        policy,
-    };
+    let sender = hooks::Sender::new(
+        &state.config,
+        Duration::from_secs(state.config.notify_timeout_secs),
+    );
     let poll = Duration::from_millis(state.config.release_plan_poll_ms);
     let ttl = lease_ttl(&state);
     let mut pool = Pool::new(SLOTS);
@@ -72,7 +59,7 @@ pub async fn run(state: AppState) {
     pool.join().await;
 }
 
-async fn run_claimed(state: AppState, sender: Sender, o: Outbox) {
+async fn run_claimed(state: AppState, sender: hooks::Sender, o: Outbox) {
     let token = state.shutdown.child_token();
     let ttl = lease_ttl(&state);
     let id = o.id.clone();
@@ -107,7 +94,7 @@ enum Outcome {
 }
 
 /// Send the claimed task's due sends, in order; stop when the claim is lost.
-async fn send_due(state: &AppState, sender: &Sender, o: Outbox, token: &CancellationToken) {
+async fn send_due(state: &AppState, sender: &hooks::Sender, o: Outbox, token: &CancellationToken) {
     // The settings (with their hook addresses, opened from the store's encryption) are read
     // from the task, never copied into the notifications.
     let task = match state.tasks.tasks.get(&o.id).await {
@@ -146,7 +133,7 @@ async fn send_due(state: &AppState, sender: &Sender, o: Outbox, token: &Cancella
 }
 
 /// Send the POSTs of `send` not accepted yet.
-async fn attempt(state: &AppState, sender: &Sender, c: &Value, send: &Send) -> Outcome {
+async fn attempt(state: &AppState, sender: &hooks::Sender, c: &Value, send: &Send) -> Outcome {
     let channel = match ctl::channel(c) {
         Ok(ch) => ch,
         Err(why) => return Outcome::Impossible(why),
@@ -158,15 +145,7 @@ async fn attempt(state: &AppState, sender: &Sender, c: &Value, send: &Send) -> O
     let posts = message::posts(&channel, &send.facts, &ctx);
     for (i, p) in posts.iter().enumerate().skip(send.posts_done) {
         let body = p.body.to_string();
-        let answer = hooks::post(
-            &sender.client,
-            &sender.policy,
-            &p.url,
-            "hook address",
-            &p.headers,
-            body,
-        )
-        .await;
+        let answer = sender.post(&p.url, "hook address", &p.headers, body).await;
         let error = match answer {
             Ok(answer) => match refusal(p.reply, &answer) {
                 None => continue,
