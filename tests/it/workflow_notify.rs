@@ -292,3 +292,23 @@ async fn unreachable_and_impossible(kind: Kind) {
     app.stop().await;
 }
 crate::kind_test!(unreachable_and_impossible);
+
+crate::backend_test! {
+    async fn created_approval_and_cancel_are_told(app) {
+        let recv = Receiver::start().await;
+        create(&app, json!({"name": "gated", "project": "p", "concurrency_limit": -1,
+            "stages": [{"name": "deploy", "approval": {"enabled": true, "type": "native",
+                "native_approval": {"approve_users": [{"user_name": "admin"}], "timeout": 30, "needed_approvers": 1}},
+                "jobs": [freestyle("job", "echo never")]}],
+            "notify_ctls": [webhook(&recv.url, &["created", "wait_for_approval", "cancelled"])]})).await;
+        let id = run(&app, "gated", json!([])).await;
+        recv.wait_hits(&app, 2).await;
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={id}&workflowKey=gated")).await.expect(200);
+        let sent = settled(&app, "gated", id, "cancelled", 3).await;
+        assert!(sent.iter().all(|s| s["state"] == "sent"), "{sent:?}");
+        let told = events(&recv.hits(), |h| h.json["workflow"]["status"].as_str().unwrap().to_string());
+        assert_eq!(told, ["created", "wait_for_approval", "cancelled"]);
+        assert!(recv.hits()[2].json["workflow"]["end_time"].as_i64().unwrap() > 0);
+        app.stop().await;
+    }
+}

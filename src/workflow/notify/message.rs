@@ -289,27 +289,11 @@ pub fn posts(channel: &Channel, f: &Facts, ctx: &Context<'_>) -> Vec<Post> {
             hook,
             at_mobiles,
             is_at_all,
-        } => {
-            let color = match tone(f.status) {
-                Tone::Good => "#00a13e",
-                Tone::Bad => "#eb0823",
-                Tone::Warn => "#ff8800",
-            };
-            let mut text = format!(
-                "### <font color=\"{color}\">**{title}**</font>\n{}",
-                markdown(f, ctx, "##### ")
-            );
-            // DingTalk mentions a number only when the text names it.
-            if !at_mobiles.is_empty() {
-                text.push_str(&format!(
-                    "\n\n##### **Mentions**: @{}",
-                    at_mobiles.join(" @")
-                ));
-            }
-            let body = json!({"msgtype": "markdown", "markdown": {"title": title, "text": text},
-                "at": {"atMobiles": at_mobiles, "isAtAll": is_at_all}});
-            vec![post(hook, body, Reply::ErrCode)]
-        }
+        } => vec![post(
+            hook,
+            dingding_body(f, ctx, &title, at_mobiles, *is_at_all),
+            Reply::ErrCode,
+        )],
         Channel::Lark {
             hook,
             at_users,
@@ -354,16 +338,7 @@ pub fn posts(channel: &Channel, f: &Facts, ctx: &Context<'_>) -> Vec<Post> {
             Reply::Status,
         )],
         Channel::Webhook { address, token } => {
-            let mut workflow = serde_json::to_value(f).unwrap_or_default();
-            if let Some(w) = workflow.as_object_mut() {
-                w.insert("project_display_name".into(), json!(f.project_name));
-                w.insert("detail_url".into(), json!(ctx.link(f).unwrap_or_default()));
-                w.insert("task_creator_email".into(), json!(""));
-                w.insert("task_type".into(), json!("workflow"));
-            }
-            let body = json!({"object_kind": "workflow", "event": "workflow",
-                "workflow": workflow, "release_plan": null});
-            let mut p = post(address, body, Reply::Status);
+            let mut p = post(address, webhook_body(f, ctx), Reply::Status);
             p.headers = vec![
                 ("X-Zadig-Event", "workflow".to_string()),
                 ("X-Zadig-Instance", ctx.base.to_string()),
@@ -372,6 +347,46 @@ pub fn posts(channel: &Channel, f: &Facts, ctx: &Context<'_>) -> Vec<Post> {
             vec![p]
         }
     }
+}
+
+/// DingTalk's markdown message (the numbers to mention are named in the text as well: DingTalk
+/// mentions a number only when the text names it).
+fn dingding_body(
+    f: &Facts,
+    ctx: &Context<'_>,
+    title: &str,
+    at_mobiles: &[String],
+    is_at_all: bool,
+) -> Value {
+    let color = match tone(f.status) {
+        Tone::Good => "#00a13e",
+        Tone::Bad => "#eb0823",
+        Tone::Warn => "#ff8800",
+    };
+    let mut text = format!(
+        "### <font color=\"{color}\">**{title}**</font>\n{}",
+        markdown(f, ctx, "##### ")
+    );
+    if !at_mobiles.is_empty() {
+        text.push_str(&format!(
+            "\n\n##### **Mentions**: @{}",
+            at_mobiles.join(" @")
+        ));
+    }
+    json!({"msgtype": "markdown", "markdown": {"title": title, "text": text},
+        "at": {"atMobiles": at_mobiles, "isAtAll": is_at_all}})
+}
+
+/// Zadig's workflow event for generic webhooks.
+fn webhook_body(f: &Facts, ctx: &Context<'_>) -> Value {
+    let mut workflow = serde_json::to_value(f).unwrap_or_default();
+    if let Some(w) = workflow.as_object_mut() {
+        w.insert("project_display_name".into(), json!(f.project_name));
+        w.insert("detail_url".into(), json!(ctx.link(f).unwrap_or_default()));
+        w.insert("task_creator_email".into(), json!(""));
+        w.insert("task_type".into(), json!("workflow"));
+    }
+    json!({"object_kind": "workflow", "event": "workflow", "workflow": workflow, "release_plan": null})
 }
 
 fn lark_card(f: &Facts, ctx: &Context<'_>, title: &str) -> Value {
