@@ -206,6 +206,13 @@ pub struct Config {
     pub hook_denied_networks: Vec<String>,
     /// Networks hooks may connect to even though the built-in deny list covers them.
     pub hook_allowed_networks: Vec<String>,
+    /// Where users reach this server (`https://zadig.example.com`); workflow notifications link
+    /// to the task's dashboard page under it. Empty: messages carry no link.
+    pub public_url: String,
+    /// Timeout of one workflow-notification POST, in seconds.
+    pub notify_timeout_secs: u64,
+    /// Delays before each retry of a failed workflow notification, in seconds.
+    pub notify_retry_secs: Vec<u64>,
     pub release_plan_poll_ms: u64,
     pub release_plan_lease_secs: u64,
     pub release_plan_reconcile_secs: u64,
@@ -351,6 +358,7 @@ impl Config {
                 self.engine_clean_up_retry_secs
             );
         }
+        check_public_url(&self.public_url)?;
         if !["auto", "always", "never"].contains(&self.ui_cookie_secure.as_str()) {
             anyhow::bail!(
                 "invalid configuration (key ui_cookie_secure): must be auto, always or never, got {:?}",
@@ -358,6 +366,11 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// `public_url` without a trailing slash (empty when unset).
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim().trim_end_matches('/')
     }
 
     /// The storage keys, and the role the storage allows.
@@ -399,6 +412,7 @@ impl Config {
                 "release_plan_hook_timeout_secs",
                 self.release_plan_hook_timeout_secs,
             ),
+            ("notify_timeout_secs", self.notify_timeout_secs),
             ("release_plan_poll_ms", self.release_plan_poll_ms),
             ("release_plan_lease_secs", self.release_plan_lease_secs),
             (
@@ -503,9 +517,48 @@ pub fn check_integrations(list: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `public_url` is empty or an absolute http(s) URL without query or fragment (links are built
+/// by appending paths to it).
+fn check_public_url(url: &str) -> anyhow::Result<()> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(());
+    }
+    let bad =
+        |why: &str| anyhow::anyhow!("invalid configuration (key public_url): {why}, got {url:?}");
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
+        return Err(bad("must be an http or https URL with a host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Role, check_integrations};
+    use super::{Role, check_integrations, check_public_url};
+
+    #[test]
+    fn public_url_is_a_base_to_append_paths_to() {
+        for ok in [
+            "",
+            "https://zadig.example.com",
+            "http://10.0.0.1:8080/zadig/",
+        ] {
+            assert!(check_public_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "zadig.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            let e = check_public_url(bad).unwrap_err().to_string();
+            assert!(e.contains("public_url"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn roles_parse_and_say_what_runs() {

@@ -95,6 +95,9 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut loops = vec![tokio::spawn(delivery::pipeline::run(state.clone()))];
     loops.extend(scheduler::spawn(state));
     loops.extend(engine::spawn(state));
+    loops.push(tokio::spawn(crate::workflow::notify::deliver::run(
+        state.clone(),
+    )));
     loops
 }
 

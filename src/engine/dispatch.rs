@@ -200,6 +200,8 @@ async fn claim_eligible(
                 }
                 *free -= 1;
                 progressed = true;
+                // Queued before the runner starts, so `running` is told before what follows.
+                crate::workflow::notify::status_changed(state, &claimed, Status::Running).await;
                 start(state, runners, claimed);
             }
         }
@@ -385,6 +387,7 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
                     );
                 }
                 state.task_finished.publish(state, &t, t.status).await;
+                crate::workflow::notify::status_changed(state, &t, t.status).await;
                 return;
             }
             Ok(false) => {}

@@ -224,6 +224,7 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             if task.status.is_final() {
                 state.task_finished.publish(state, &task, task.status).await;
             }
+            crate::workflow::notify::status_changed(state, &task, task.status).await;
         }
         Err(e) => tracing::error!(workflow = %task.workflow_name, task_id = task.task_id,
             "cannot store the end of task {}#{}: {e:?}; recovery will mark it failed", task.workflow_name, task.task_id),
@@ -523,6 +524,7 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
                 .task_finished
                 .publish(state, &task, Status::Cancelled)
                 .await;
+            crate::workflow::notify::status_changed(state, &task, Status::Cancelled).await;
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(workflow, task_id, "cannot mark cancelled task: {e}"),

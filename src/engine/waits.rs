@@ -45,6 +45,7 @@ pub(super) async fn stage_approval(
             }
         })
         .await?;
+        crate::workflow::notify::status_changed(state, &c.task, Status::WaitForApproval).await;
         c.task.stages[si]
             .approval
             .as_ref()
@@ -170,6 +171,8 @@ pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {
         approval::clear_job_votes(&mut j.spec);
     })
     .await?;
+    let waiting = this.ctl.lock().await.task.clone();
+    crate::workflow::notify::status_changed(state, &waiting, Status::WaitForApproval).await;
     let read = JobApproval::from_spec(&this.of(&this.ctl.lock().await.task).spec);
     let (st, error) = match read {
         // A spec that does not decode fails the job naming the field.

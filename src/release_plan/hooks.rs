@@ -166,6 +166,37 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The hook client and the egress policy it enforces (literal addresses are checked before
+/// sending, by [`post`]; the client's resolver checks the rest). Release-plan hooks and
+/// workflow notifications send through it.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    policy: std::sync::Arc<EgressPolicy>,
+}
+
+impl Sender {
+    /// A sender with `timeout` under the configured egress policy.
+    pub fn new(config: &crate::config::Config, timeout: std::time::Duration) -> Self {
+        let policy = std::sync::Arc::new(EgressPolicy::of(config));
+        Self {
+            client: client(timeout, policy.clone()),
+            policy,
+        }
+    }
+
+    /// [`post`] through this sender.
+    pub async fn post(
+        &self,
+        address: &str,
+        field: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Result<Vec<u8>, String> {
+        post(&self.client, &self.policy, address, field, headers, body).await
+    }
+}
+
 /// The HTTP client for hooks: no proxy, bounded time, no redirects (a 3xx is a failed
 /// delivery: following it would send the body and `X-Zadig-Token` to wherever the receiver
 /// points), and every resolved address checked against `policy` (see [`super::egress`]).
@@ -198,49 +229,89 @@ pub fn client(
 
 /// One delivery attempt of `hook` to the setting's address. `Err` says why it failed.
 pub async fn deliver(
-    client: &reqwest::Client,
-    policy: &EgressPolicy,
+    sender: &Sender,
     setting: &HookSetting,
     hook: &PendingHook,
     now_secs: i64,
 ) -> Result<(), String> {
-    // reqwest connects to an IP literal without asking the resolver: check it here.
-    let url = reqwest::Url::parse(&setting.hook_address)
-        .map_err(|e| format!("hook_address is not a URL: {e}"))?;
+    let mut headers = vec![
+        ("X-Zadig-Event", "release_plan".to_string()),
+        ("X-Zadig-Event-UUID", hook.id.clone()),
+        ("X-Zadig-Webhook-UUID", uuid::Uuid::new_v4().to_string()),
+    ];
+    if !setting.hook_secret.is_empty() {
+        headers.extend([
+            ("X-Zadig-Token", setting.hook_secret.clone()),
+            ("X-Zadig-Timestamp", now_secs.to_string()),
+            (
+                "X-Zadig-Signature",
+                signature(&setting.hook_secret, hook.body.as_bytes()),
+            ),
+        ]);
+    }
+    sender
+        .post(
+            &setting.hook_address,
+            "hook_address",
+            &headers,
+            hook.body.clone(),
+        )
+        .await
+        .map(drop)
+}
+
+/// The most of a receiver's answer [`post`] reads.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// One JSON POST of `body` to `address` (named `field` in errors) through `client`, with
+/// `headers`: the literal address is checked against `policy` first (reqwest connects to an IP
+/// literal without asking the resolver), redirects are failures. `Ok` holds the start of a 2xx
+/// answer's body (at most 64 KiB, what arrived); `Err` says why it failed, without the address (which may
+/// carry credentials). Shared by release-plan hooks and workflow notifications.
+pub async fn post(
+    client: &reqwest::Client,
+    policy: &EgressPolicy,
+    address: &str,
+    field: &str,
+    headers: &[(&str, String)],
+    body: String,
+) -> Result<Vec<u8>, String> {
+    let url = reqwest::Url::parse(address).map_err(|e| format!("{field} is not a URL: {e}"))?;
     policy
         .check_url(&url)
         .map_err(|why| format!("denied by the hook egress policy: {why}"))?;
     let mut req = client
         .post(url)
         .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .header("X-Zadig-Event", "release_plan")
-        .header("X-Zadig-Event-UUID", &hook.id)
-        .header("X-Zadig-Webhook-UUID", uuid::Uuid::new_v4().to_string());
-    if !setting.hook_secret.is_empty() {
-        req = req
-            .header("X-Zadig-Token", &setting.hook_secret)
-            .header("X-Zadig-Timestamp", now_secs.to_string())
-            .header(
-                "X-Zadig-Signature",
-                signature(&setting.hook_secret, hook.body.as_bytes()),
-            );
+        .header("Accept", "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, value);
     }
-    let resp = req
-        .body(hook.body.clone())
+    let mut resp = req
+        .body(body)
         .send()
         .await
         .map_err(|e| format!("request failed: {}", without_url(&e)))?;
     let status = resp.status();
-    if status.is_success() {
-        Ok(())
-    } else if status.is_redirection() {
-        Err(format!(
+    if status.is_redirection() {
+        return Err(format!(
             "receiver answered {status}: a redirect, not followed (hooks never follow redirects)"
-        ))
-    } else {
-        Err(format!("receiver answered {status}"))
+        ));
     }
+    if !status.is_success() {
+        return Err(format!("receiver answered {status}"));
+    }
+    let mut answer = Vec::new();
+    while answer.len() < ANSWER_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(c)) => answer.extend_from_slice(&c),
+            Ok(None) => break,
+            // The receiver took the request (2xx): a broken answer does not undo that.
+            Err(_) => break,
+        }
+    }
+    answer.truncate(ANSWER_LIMIT);
+    Ok(answer)
 }
 
 /// reqwest's error text without the URL (which may carry credentials).

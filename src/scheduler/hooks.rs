@@ -6,10 +6,8 @@
 //! destination must pass the hook egress policy ([`crate::release_plan::egress`]). A hook that fails every attempt is dropped
 //! with an error log; the queue is in the store, so a restart loses nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::release_plan::egress::EgressPolicy;
 use crate::release_plan::hooks::{self, HookSetting};
 use crate::release_plan::model::ReleasePlan;
 use crate::release_plan::service;
@@ -22,14 +20,10 @@ fn pending() -> Filter {
 
 /// The loop.
 pub async fn run(state: AppState) {
-    let policy = Arc::new(EgressPolicy::of(&state.config));
-    let client = Sender {
-        client: hooks::client(
-            Duration::from_secs(state.config.release_plan_hook_timeout_secs),
-            policy.clone(),
-        ),
-        policy,
-    };
+    let client = hooks::Sender::new(
+        &state.config,
+        Duration::from_secs(state.config.release_plan_hook_timeout_secs),
+    );
     loop {
         let due = pending().and(Filter::lte("internal.hook_due_ms", state.clock.now_ms()));
         let c = client.clone();
@@ -53,14 +47,6 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// The hook client and the egress policy it enforces (literal addresses are checked before
-/// sending; the client's resolver checks the rest).
-#[derive(Clone)]
-struct Sender {
-    client: reqwest::Client,
-    policy: Arc<EgressPolicy>,
-}
-
 /// What became of one attempt.
 enum Outcome {
     Delivered,
@@ -72,7 +58,7 @@ enum Outcome {
 /// Send the due hooks of a claimed plan, oldest first; stop at the first that must wait.
 async fn deliver_plan(
     state: &AppState,
-    client: &Sender,
+    client: &hooks::Sender,
     mut plan: ReleasePlan,
 ) -> crate::store::StoreResult<()> {
     let setting = state.release_plans.hook_setting().await?;
@@ -105,7 +91,7 @@ async fn deliver_plan(
 
 async fn attempt(
     state: &AppState,
-    client: &Sender,
+    client: &hooks::Sender,
     setting: &HookSetting,
     hook: &crate::release_plan::model::PendingHook,
 ) -> Outcome {
@@ -115,15 +101,7 @@ async fn attempt(
     if setting.hook_address.is_empty() {
         return Outcome::Dropped("the hook setting has no hook_address");
     }
-    match hooks::deliver(
-        &client.client,
-        &client.policy,
-        setting,
-        hook,
-        state.clock.now(),
-    )
-    .await
-    {
+    match hooks::deliver(client, setting, hook, state.clock.now()).await {
         Ok(()) => Outcome::Delivered,
         Err(e) => Outcome::Failed(e),
     }

@@ -34,6 +34,8 @@ pub struct Wakers {
     pub schedule: Notify,
     pub timeouts: Notify,
     pub hooks: Notify,
+    /// Workflow notifications were queued ([`crate::workflow::notify::deliver`]).
+    pub notifications: Notify,
 }
 
 /// Start the release-plan loops.

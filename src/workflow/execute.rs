@@ -474,6 +474,7 @@ pub async fn execute(
     };
     state.tasks.insert(&task).await?;
     tracing::info!(workflow = %task.workflow_name, task_id, "task {}#{task_id} created by {}", task.workflow_name, caller.account);
+    crate::workflow::notify::status_changed(state, &task, Status::Created).await;
     crate::engine::task_queued(state);
     Ok(StartedTask {
         project_name: task.project_name,

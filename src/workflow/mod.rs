@@ -10,7 +10,8 @@
 //! - [`views`], [`tickets`]: workflow views and pre-approval tickets;
 //! - [`jobs`]: the job types, one module each (lint, inputs, expansion, view, engine);
 //! - [`execute`] (with [`inputs`], [`expand`], [`registry`]): execute → a queued task;
-//! - [`task`], [`tasks`]: the task record (shared with the engine) and the task API.
+//! - [`task`], [`tasks`]: the task record (shared with the engine) and the task API;
+//! - [`notify`]: the notifications `notify_ctls` ask for when a task's status changes.
 
 pub mod approval;
 pub mod definitions;
@@ -22,6 +23,7 @@ pub mod jobs;
 pub mod legacy;
 pub mod lint;
 pub mod model;
+pub mod notify;
 pub mod params;
 pub mod registry;
 pub mod store;

@@ -41,8 +41,8 @@ enum Change {
 
 /// The read–modify–conditional-write loop over one task (see `store::retry`): `change` edits
 /// the task as read (or refuses with the caller's error); the answer says whether a write
-/// happened, so the caller logs and notifies the engine only then. A task that keeps changing
-/// ends in 409 naming `what`.
+/// happened, so the caller logs and notifies the engine only then, with the task as written (or
+/// as read, when unchanged). A task that keeps changing ends in 409 naming `what`.
 async fn update(
     state: &AppState,
     workflow: &str,
@@ -50,15 +50,15 @@ async fn update(
     op: Op,
     what: &str,
     mut change: impl FnMut(&mut Task) -> ApiResult<Change>,
-) -> ApiResult<Change> {
+) -> ApiResult<(Change, Task)> {
     let mut attempts = Attempts::new();
     while attempts.next().await {
         let mut t = get(state, workflow, task_id, op).await?;
         if change(&mut t)? == Change::Unchanged {
-            return Ok(Change::Unchanged);
+            return Ok((Change::Unchanged, t));
         }
         if state.tasks.save(&mut t).await? {
-            return Ok(Change::Write);
+            return Ok((Change::Write, t));
         }
     }
     Err(raced(what))
@@ -90,6 +90,20 @@ pub async fn get(state: &AppState, workflow: &str, task_id: i64, op: Op) -> ApiR
 }
 
 pub use crate::workflow::task_view::{MASK, cost_seconds, job_spec_view};
+
+/// The task's notifications for its detail; a store failure shows none (logged) rather than
+/// failing the detail.
+pub async fn notifications(
+    state: &AppState,
+    t: &Task,
+) -> Vec<crate::workflow::notify::outbox::Send> {
+    crate::workflow::notify::outbox::of_task(state, &t.id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(workflow = %t.workflow_name, task_id = t.task_id, "cannot read the notifications of task {}#{}: {e}", t.workflow_name, t.task_id);
+            Vec::new()
+        })
+}
 
 /// Cancel a task (`DELETE /openapi/workflows/custom/task`): any unfinished task becomes
 /// `cancelled`; a passed task → 400/6163 with the seed's text; other finished tasks → 409.
@@ -126,7 +140,11 @@ pub async fn cancel(
         t.task_revoker = caller.name.clone();
         Ok(Change::Write)
     };
-    if update(state, workflow, task_id, Op::CancelTask, "cancel", change).await? == Change::Write {
+    if update(state, workflow, task_id, Op::CancelTask, "cancel", change)
+        .await?
+        .0
+        == Change::Write
+    {
         tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} cancelled by {}", caller.account);
         crate::engine::task_cancelled(state, workflow, task_id);
     }
@@ -176,8 +194,9 @@ pub async fn retry(
         requeue(t, state.clock.now_ms());
         Ok(Change::Write)
     };
-    update(state, workflow, task_id, Op::GetTask, "retry", change).await?;
+    let (_, task) = update(state, workflow, task_id, Op::GetTask, "retry", change).await?;
     tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} retried by {}", caller.account);
+    crate::workflow::notify::status_changed(state, &task, Status::Created).await;
     crate::engine::task_queued(state);
     Ok(())
 }
@@ -197,7 +216,11 @@ pub async fn set_remark(
         t.remark = remark.to_string();
         Ok(Change::Write)
     };
-    if update(state, workflow, task_id, Op::GetTask, "remark", change).await? == Change::Write {
+    if update(state, workflow, task_id, Op::GetTask, "remark", change)
+        .await?
+        .0
+        == Change::Write
+    {
         tracing::info!(workflow = %workflow, task_id, "remark of task {workflow}#{task_id} set by {}", caller.account);
     }
     Ok(())
@@ -428,7 +451,7 @@ pub async fn manual_exec(
         requeue(task, state.clock.now_ms());
         Ok(Change::Write)
     };
-    update(
+    let (_, task) = update(
         state,
         workflow,
         task_id,
@@ -438,6 +461,7 @@ pub async fn manual_exec(
     )
     .await?;
     tracing::info!(workflow = %workflow, task_id, "stage {stage_name} of task {workflow}#{task_id} executed manually by {}", caller.account);
+    crate::workflow::notify::status_changed(state, &task, Status::Created).await;
     crate::engine::task_queued(state);
     Ok(())
 }

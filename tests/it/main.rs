@@ -51,5 +51,6 @@ mod ui;
 mod ui_browser;
 mod wire;
 mod workflow_e2e;
+mod workflow_notify;
 mod workflow_tasks;
 mod workflows;

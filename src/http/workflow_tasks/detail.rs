@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::workflow::notify::outbox::{Send, SendState};
 use crate::workflow::params::Param;
 use crate::workflow::task::{
     ApproveOrReject, JobTask, StageApproval, StageTask, Status as TaskStatus, Task,
@@ -120,6 +121,38 @@ pub struct ReleasePlanRef {
     pub job_id: String,
 }
 
+/// What became of one notification of the task (our extension; see docs/compatibility.md):
+/// the setting (`notify_ctls[ctl]`), the status it told, and whether it was sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationView {
+    /// Index of the setting in the workflow's `notify_ctls`.
+    pub ctl: usize,
+    pub webhook_type: String,
+    /// The task status the message tells.
+    pub status: TaskStatus,
+    /// `pending` (waiting for its next attempt), `sent` or `failed` (given up).
+    pub state: SendState,
+    pub attempts: u32,
+    /// Why the last attempt failed, or why it cannot be sent (`""` once sent).
+    pub error: String,
+    /// When it was sent or given up (Unix seconds; 0 while pending).
+    pub time: i64,
+}
+
+impl From<Send> for NotificationView {
+    fn from(s: Send) -> Self {
+        Self {
+            ctl: s.ctl,
+            webhook_type: s.webhook_type,
+            status: s.event,
+            state: s.state,
+            attempts: s.attempts,
+            error: s.error,
+            time: s.done_at,
+        }
+    }
+}
+
 /// Task detail (seed 002 "Get Workflow Task Details").
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskDetail {
@@ -146,6 +179,9 @@ pub struct TaskDetail {
     pub approval_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release_plan: Option<ReleasePlanRef>,
+    /// The task's notifications, oldest first (our extension; absent when it has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationView>,
 }
 
 /// A parameter as task detail shows it: credential values masked ([`Param::is_secret`], which
@@ -161,7 +197,7 @@ fn param_view(p: &Value) -> Value {
 }
 
 /// The detail of task `t` at `now` (running jobs' cost counts up to `now`).
-pub(super) fn detail(t: Task, now: i64) -> TaskDetail {
+pub(super) fn detail(t: Task, notifications: Vec<Send>, now: i64) -> TaskDetail {
     let stages = t.stages.iter().map(|s| stage_view(s, now)).collect();
     TaskDetail {
         task_id: t.task_id,
@@ -190,6 +226,7 @@ pub(super) fn detail(t: Task, now: i64) -> TaskDetail {
             index: r.plan_index,
             job_id: r.job_id,
         }),
+        notifications: notifications.into_iter().map(Into::into).collect(),
     }
 }
 

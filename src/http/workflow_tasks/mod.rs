@@ -130,7 +130,8 @@ async fn task_detail(
 ) -> ApiResult<Json<detail::TaskDetail>> {
     let (wf, id) = q.key()?;
     let t = tasks::get(&state, wf, id, Op::GetTask).await?;
-    Ok(Json(detail::detail(t, state.clock.now())))
+    let notifications = tasks::notifications(&state, &t).await;
+    Ok(Json(detail::detail(t, notifications, state.clock.now())))
 }
 
 /// Cancel a task (seed 002 "Cancel Workflow Tasks"; spec §2.6).

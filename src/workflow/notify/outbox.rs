@@ -1,0 +1,218 @@
+//! The notifications of each task, in the store (`workflow_notifications`, one document per
+//! task, its id the task's storage id): what is still to be sent, and what became of what was
+//! sent — the record task detail shows.
+//!
+//! A send is added when the task's status changes ([`enqueue`], idempotent: its id is the task
+//! version of the change and the setting's index) and delivered by whichever replica claims the
+//! document ([`claim`], a lease on the document itself). Every write is conditional on the
+//! document's `version`, so an enqueue and a delivery racing on one task lose nothing.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::message::Facts;
+use crate::state::AppState;
+use crate::store::lease::Encoding;
+use crate::store::retry::{Attempts, exhausted};
+use crate::store::{Dir, Filter, StoreError, StoreResult, Typed, Update};
+use crate::wire::wire_enum;
+use crate::workflow::task::Status;
+
+/// The collection.
+pub const COLLECTION: &str = "workflow_notifications";
+
+/// Sends kept per task: the oldest finished ones go first.
+const KEEP: usize = 100;
+
+/// Where the delivery lease is kept on the document.
+pub const LEASE: Encoding = Encoding::at("lease_owner", "lease_until_ms");
+
+wire_enum! {
+    /// Where one send stands.
+    #[derive(Default)]
+    pub enum SendState as "NotificationState" {
+        #[default]
+        Pending = "pending",
+        Sent = "sent",
+        Failed = "failed",
+    }
+}
+
+/// One message for one setting (`notify_ctls[ctl]`) about one status change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Send {
+    /// `<task version at the change>:<ctl>`: the same change is never added twice.
+    pub id: String,
+    /// The task version at the change (sends of one setting go out in this order).
+    pub seq: i64,
+    /// The index of the setting in the task's `notify_ctls`.
+    pub ctl: usize,
+    pub webhook_type: String,
+    /// The status the message tells.
+    pub event: Status,
+    pub facts: Facts,
+    pub state: SendState,
+    pub attempts: u32,
+    /// POSTs of this send already accepted (a retry sends only the rest).
+    pub posts_done: usize,
+    /// Business-clock ms of the next attempt (pending sends).
+    pub next_attempt_ms: i64,
+    /// Why the last attempt failed (never the receiver's address).
+    pub error: String,
+    /// When it was sent or given up, Unix seconds.
+    pub done_at: i64,
+}
+
+/// A task's notifications.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Outbox {
+    /// The task's storage id.
+    pub id: String,
+    pub workflow_name: String,
+    pub task_id: i64,
+    pub sends: Vec<Send>,
+    /// The earliest `next_attempt_ms` of a pending send; 0 when none is pending.
+    pub due_ms: i64,
+    pub lease_owner: String,
+    pub lease_until_ms: i64,
+    pub version: i64,
+}
+
+impl Outbox {
+    /// Recompute `due_ms`, and drop the oldest finished sends beyond [`KEEP`].
+    fn tidy(&mut self) {
+        self.sends.sort_by_key(|s| (s.seq, s.ctl));
+        while self.sends.len() > KEEP {
+            match self
+                .sends
+                .iter()
+                .position(|s| s.state != SendState::Pending)
+            {
+                Some(i) => {
+                    self.sends.remove(i);
+                }
+                None => break,
+            }
+        }
+        self.due_ms = self
+            .sends
+            .iter()
+            .filter(|s| s.state == SendState::Pending)
+            .map(|s| s.next_attempt_ms.max(1))
+            .min()
+            .unwrap_or(0);
+    }
+}
+
+pub fn store(state: &AppState) -> Typed<Outbox> {
+    Typed::new(state.backend.as_ref(), COLLECTION)
+}
+
+/// Write `o` if nobody wrote since it was read; bumps its version.
+async fn save(coll: &Typed<Outbox>, o: &mut Outbox) -> StoreResult<bool> {
+    let expected = o.version;
+    o.version += 1;
+    let ok = coll.replace_version(&o.id, expected, o).await?;
+    if !ok {
+        o.version -= 1;
+    }
+    Ok(ok)
+}
+
+/// Add `sends` to the notifications of a task (`head` names it); sends already there (same
+/// id) are not added again.
+pub async fn enqueue(state: &AppState, head: &Outbox, sends: Vec<Send>) -> StoreResult<()> {
+    let coll = store(state);
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
+        let Some(mut o) = coll.get(&head.id).await? else {
+            let mut o = Outbox {
+                sends: sends.clone(),
+                ..head.clone()
+            };
+            o.tidy();
+            match coll.insert(&o).await {
+                Err(StoreError::Duplicate(_)) => continue,
+                other => return other,
+            }
+        };
+        let fresh: Vec<Send> = sends
+            .iter()
+            .filter(|s| !o.sends.iter().any(|have| have.id == s.id))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        o.sends.extend(fresh);
+        o.tidy();
+        if save(&coll, &mut o).await? {
+            return Ok(());
+        }
+    }
+    Err(exhausted("the notifications of a workflow task"))
+}
+
+/// Claim a task's notifications with a due send for this process for `ttl`.
+pub async fn claim(state: &AppState, ttl: Duration) -> StoreResult<Option<Outbox>> {
+    let due = Filter::gt("due_ms", 0)
+        .and(Filter::lte("due_ms", state.clock.now_ms()))
+        .and(LEASE.free());
+    // Claiming bumps the version, so a writer holding an older copy re-reads.
+    let update = LEASE.take(Update::new().inc("version", 1), &state.instance_id, ttl);
+    store(state)
+        .find_one_and_update(&due, &[("due_ms".to_string(), Dir::Asc)], &update)
+        .await
+}
+
+/// Extend this process' claim.
+pub async fn renew(state: &AppState, id: &str, ttl: Duration) -> StoreResult<bool> {
+    let mine = Filter::id(id).and(LEASE.taken_by(&state.instance_id));
+    store(state)
+        .update_one(&mine, &LEASE.renew(Update::new(), ttl))
+        .await
+}
+
+/// Give the claim back (the next due send may be taken by anyone at once).
+pub async fn release(state: &AppState, id: &str) -> StoreResult<bool> {
+    let mine = Filter::id(id).and(LEASE.taken_by(&state.instance_id));
+    let update = LEASE.hand_over(Update::new().inc("version", 1));
+    store(state).update_one(&mine, &update).await
+}
+
+/// Apply `change` to send `send_id` of the task's notifications (re-read on a lost race).
+pub async fn settle(
+    state: &AppState,
+    id: &str,
+    send_id: &str,
+    change: impl Fn(&mut Send),
+) -> StoreResult<()> {
+    let coll = store(state);
+    let mut attempts = Attempts::new();
+    while attempts.next().await {
+        let Some(mut o) = coll.get(id).await? else {
+            return Ok(());
+        };
+        let Some(s) = o.sends.iter_mut().find(|s| s.id == send_id) else {
+            return Ok(());
+        };
+        change(s);
+        o.tidy();
+        if save(&coll, &mut o).await? {
+            return Ok(());
+        }
+    }
+    Err(exhausted("the record of a workflow notification"))
+}
+
+/// A task's notifications (none when it has no document).
+pub async fn of_task(state: &AppState, task_storage_id: &str) -> StoreResult<Vec<Send>> {
+    Ok(store(state)
+        .get(task_storage_id)
+        .await?
+        .map(|o| o.sends)
+        .unwrap_or_default())
+}
