@@ -91,20 +91,6 @@ pub async fn get(state: &AppState, workflow: &str, task_id: i64, op: Op) -> ApiR
 
 pub use crate::workflow::task_view::{MASK, cost_seconds, job_spec_view};
 
-/// The task's notifications for its detail; a store failure shows none (logged) rather than
-/// failing the detail.
-pub async fn notifications(
-    state: &AppState,
-    t: &Task,
-) -> Vec<crate::workflow::notify::outbox::Send> {
-    crate::workflow::notify::outbox::of_task(state, &t.id)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(workflow = %t.workflow_name, task_id = t.task_id, "cannot read the notifications of task {}#{}: {e}", t.workflow_name, t.task_id);
-            Vec::new()
-        })
-}
-
 /// Cancel a task (`DELETE /openapi/workflows/custom/task`): any unfinished task becomes
 /// `cancelled`; a passed task → 400/6163 with the seed's text; other finished tasks → 409.
 pub async fn cancel(

@@ -130,7 +130,7 @@ async fn task_detail(
 ) -> ApiResult<Json<detail::TaskDetail>> {
     let (wf, id) = q.key()?;
     let t = tasks::get(&state, wf, id, Op::GetTask).await?;
-    let notifications = tasks::notifications(&state, &t).await;
+    let notifications = crate::workflow::notify::outbox::for_detail(&state, &t).await;
     Ok(Json(detail::detail(t, notifications, state.clock.now())))
 }
 

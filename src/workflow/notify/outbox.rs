@@ -216,3 +216,12 @@ pub async fn of_task(state: &AppState, task_storage_id: &str) -> StoreResult<Vec
         .map(|o| o.sends)
         .unwrap_or_default())
 }
+
+/// The task's notifications for its detail; a store failure shows none (logged) rather than
+/// failing the detail.
+pub async fn for_detail(state: &AppState, t: &crate::workflow::task::Task) -> Vec<Send> {
+    of_task(state, &t.id).await.unwrap_or_else(|e| {
+        tracing::warn!(workflow = %t.workflow_name, task_id = t.task_id, "cannot read the notifications of task {}#{}: {e}", t.workflow_name, t.task_id);
+        Vec::new()
+    })
+}
