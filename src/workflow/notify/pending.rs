@@ -67,10 +67,15 @@ pub fn record(t: &mut Task, event: Status, now_ms: i64) {
 /// The notice fields of `t` set on `update`: for a writer that changes a task with a partial
 /// update conditional on the version it read (the notices as [`record`] left them on its copy).
 pub fn set_fields(update: Update, t: &Task) -> Update {
+    // A notice is strings, numbers and statuses: it always serializes.
+    let notices = t
+        .notify_pending
+        .iter()
+        .filter_map(|n| serde_json::to_value(n).ok());
     update
         .set(
             "notify_pending",
-            serde_json::to_value(&t.notify_pending).unwrap_or_default(),
+            serde_json::Value::Array(notices.collect()),
         )
         .set("notify_pending_ms", t.notify_pending_ms)
         .set("notify_seq", t.notify_seq)
