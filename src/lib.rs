@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod engine;
 pub mod environment;
 pub mod error;
+pub mod fault;
 pub mod http;
 pub mod limits;
 pub mod masking;

@@ -109,6 +109,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    zadig_server::fault::arm_from_env();
     scrub_environment();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -170,6 +171,9 @@ fn scrub_environment() {
 
 async fn async_main(cli: Cli, config: Config) -> std::process::ExitCode {
     init_tracing(&config);
+    if let Some(w) = zadig_server::fault::warning() {
+        tracing::warn!("{w}");
+    }
     match run(cli.command, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

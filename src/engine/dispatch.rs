@@ -30,6 +30,7 @@ use crate::store::lease::{Encoding, now_ms};
 use crate::store::retry::Attempts;
 use crate::store::{Dir, Filter, FindOptions, Update};
 use crate::worker::{Pool, renewing};
+use crate::workflow::notify::pending;
 use crate::workflow::task::{Status, Task};
 
 const DISPATCH_LEASE: &str = "engine-dispatch";
@@ -194,14 +195,14 @@ async fn claim_eligible(
                     continue;
                 }
             }
-            if let Some(claimed) = claim(state, &t).await? {
+            if let Some(mut claimed) = claim(state, &t).await? {
                 if let Some(n) = active.get_mut(&t.workflow_name) {
                     *n += 1;
                 }
                 *free -= 1;
                 progressed = true;
-                // Queued before the runner starts, so `running` is told before what follows.
-                crate::workflow::notify::status_changed(state, &claimed, Status::Running).await;
+                // Before the runner starts, so that it starts from the version as cleared.
+                pending::flush(state, &mut claimed).await;
                 start(state, runners, claimed);
             }
         }
@@ -262,13 +263,20 @@ async fn claim(state: &AppState, t: &Task) -> crate::store::StoreResult<Option<T
     let filter = Filter::id(&t.id)
         .and(Filter::eq("status", Status::Waiting.as_str()))
         .and(Filter::eq("version", t.version));
+    // The task as claimed, for the notice of `running` written with the claim (the filter
+    // pins the version, so the stored notices are the ones read).
+    let mut running = t.clone();
+    (running.status, running.start_time) = (Status::Running, state.clock.now());
+    (running.end_time, running.error) = (0, String::new());
+    pending::record(&mut running, Status::Running, state.clock.now_ms());
     let update = Update::new()
         .set("status", Status::Running.as_str())
-        .set("start_time", state.clock.now())
+        .set("start_time", running.start_time)
         .set("end_time", 0)
         .set("error", "")
         .set("final_notified", false)
         .inc("version", 1);
+    let update = pending::set_fields(update, &running);
     let update = TASK_LEASE.take(update, &state.instance_id, ttl);
     state
         .tasks
@@ -375,8 +383,11 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
             return;
         }
         runner::end_task(&mut t, Status::Failed, error, state.clock.now());
+        let ended = t.status;
+        pending::record(&mut t, ended, state.clock.now_ms());
         match state.tasks.save(&mut t).await {
             Ok(true) => {
+                pending::flush(state, &mut t).await;
                 // The task is stored already: what cannot be undone is noted with a write of
                 // its own (and retried in the background).
                 let notes = runner::clean_up(state, &t).await;
@@ -387,7 +398,6 @@ async fn recover_task(state: &AppState, id: &str, error: &str) {
                     );
                 }
                 state.task_finished.publish(state, &t, t.status).await;
-                crate::workflow::notify::status_changed(state, &t, t.status).await;
                 return;
             }
             Ok(false) => {}

@@ -27,6 +27,7 @@ use crate::store::{Filter, Update};
 use crate::workflow::approval::ManualExec;
 use crate::workflow::jobs::{JobKind, JobType, Runs};
 use crate::workflow::model::{ErrorPolicy, OnError};
+use crate::workflow::notify::pending;
 use crate::workflow::task::{JobTask, Status, Task, Timed};
 
 /// The error of a task whose process died (or stopped) while it ran.
@@ -62,16 +63,29 @@ impl JobRun<'_> {
 
     /// Change the job task (and store the task).
     pub async fn set(&self, f: impl Fn(&mut JobTask)) -> Result<(), Stop> {
-        let (si, ji) = (self.si, self.ji);
-        self.ctl
-            .lock()
-            .await
-            .update(|t| {
-                if let Some(j) = t.stages.get_mut(si).and_then(|s| s.jobs.get_mut(ji)) {
-                    f(j);
-                }
-            })
-            .await
+        self.set_telling(None, f).await
+    }
+
+    /// [`Self::set`], recording that the task's status changed to `event` (if any) with the
+    /// same write and queueing its notifications after it.
+    pub async fn set_telling(
+        &self,
+        event: Option<Status>,
+        f: impl Fn(&mut JobTask),
+    ) -> Result<(), Stop> {
+        let (si, ji, at_ms) = (self.si, self.ji, self.state.clock.now_ms());
+        let mut c = self.ctl.lock().await;
+        c.update(|t| {
+            if let Some(j) = t.stages.get_mut(si).and_then(|s| s.jobs.get_mut(ji)) {
+                f(j);
+            }
+            if let Some(e) = event {
+                pending::record(t, e, at_ms);
+            }
+        })
+        .await?;
+        pending::flush(self.state, &mut c.task).await;
+        Ok(())
     }
 }
 
@@ -194,7 +208,7 @@ pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<Note> {
 async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
     let task = ctl.lock().await.task.clone();
     let unclean = clean_up(state, &task).await;
-    let at = now(state);
+    let (at, at_ms) = (now(state), state.clock.now_ms());
     let mut c = ctl.lock().await;
     let res = c
         .update(|t| {
@@ -211,8 +225,13 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
                 }
             }
             clean_ups::apply_notes(t, &unclean);
+            let ended = t.status;
+            pending::record(t, ended, at_ms);
         })
         .await;
+    if res.is_ok() {
+        pending::flush(state, &mut c.task).await;
+    }
     let task = c.task.clone();
     drop(c);
     match res {
@@ -224,7 +243,6 @@ async fn finalize(state: &AppState, ctl: &Ctl, interrupted: Option<&str>) {
             if task.status.is_final() {
                 state.task_finished.publish(state, &task, task.status).await;
             }
-            crate::workflow::notify::status_changed(state, &task, task.status).await;
         }
         Err(e) => tracing::error!(workflow = %task.workflow_name, task_id = task.task_id,
             "cannot store the end of task {}#{}: {e:?}; recovery will mark it failed", task.workflow_name, task.task_id),
@@ -520,11 +538,11 @@ pub(super) async fn finish_unclaimed_cancel(state: &AppState, workflow: &str, ta
     let update = Update::new().set("final_notified", true).inc("version", 1);
     match state.tasks.tasks.update_one(&filter, &update).await {
         Ok(true) => {
+            // Its notifications were told with the cancel (`workflow::tasks::cancel`).
             state
                 .task_finished
                 .publish(state, &task, Status::Cancelled)
                 .await;
-            crate::workflow::notify::status_changed(state, &task, Status::Cancelled).await;
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(workflow, task_id, "cannot mark cancelled task: {e}"),

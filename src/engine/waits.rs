@@ -14,6 +14,7 @@ use super::task_ctl::{Ctl, Stop};
 use super::work;
 use crate::state::AppState;
 use crate::workflow::approval::{ERROR_HANDLING, ErrorDecision, ErrorHandling};
+use crate::workflow::notify::pending;
 use crate::workflow::task::{ApproveOrReject, JobTask, Status, Task, Timed};
 
 pub(super) fn stage_approval_error(stage: &crate::workflow::task::StageTask) -> String {
@@ -43,9 +44,10 @@ pub(super) async fn stage_approval(
                 approval::clear_votes(&mut a.approve_users);
                 a.wait_start_ms = at_ms;
             }
+            pending::record(t, Status::WaitForApproval, at_ms);
         })
         .await?;
-        crate::workflow::notify::status_changed(state, &c.task, Status::WaitForApproval).await;
+        pending::flush(state, &mut c.task).await;
         c.task.stages[si]
             .approval
             .as_ref()
@@ -166,13 +168,11 @@ impl JobRun<'_> {
 pub(super) async fn approval_job(this: JobRun<'_>) -> Result<Status, Stop> {
     let state = this.state;
     let at = now(state);
-    this.set(|j| {
+    this.set_telling(Some(Status::WaitForApproval), |j| {
         j.begin(Status::WaitForApproval, at);
         approval::clear_job_votes(&mut j.spec);
     })
     .await?;
-    let waiting = this.ctl.lock().await.task.clone();
-    crate::workflow::notify::status_changed(state, &waiting, Status::WaitForApproval).await;
     let read = JobApproval::from_spec(&this.of(&this.ctl.lock().await.task).spec);
     let (st, error) = match read {
         // A spec that does not decode fails the job naming the field.

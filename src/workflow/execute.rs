@@ -20,6 +20,7 @@ use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::inputs::{self, RepoInput, decode};
 use crate::workflow::lint::lint;
 use crate::workflow::model::{Workflow, str_of};
+use crate::workflow::notify::pending;
 use crate::workflow::params::{Param, ParamType};
 use crate::workflow::task::{Status, Task};
 use crate::workflow::{ReleaseRef, StartedTask, definitions, expand, registry, tickets};
@@ -450,7 +451,7 @@ pub async fn execute(
             )
         })?;
     let now = state.clock.now();
-    let task = Task {
+    let mut task = Task {
         id: validate::new_object_id(now),
         task_id,
         workflow_name: merged.name.clone(),
@@ -472,9 +473,10 @@ pub async fn execute(
         queued_at_ms: state.clock.now_ms(),
         ..Task::default()
     };
+    pending::record(&mut task, Status::Created, state.clock.now_ms());
     state.tasks.insert(&task).await?;
     tracing::info!(workflow = %task.workflow_name, task_id, "task {}#{task_id} created by {}", task.workflow_name, caller.account);
-    crate::workflow::notify::status_changed(state, &task, Status::Created).await;
+    pending::flush(state, &mut task).await;
     crate::engine::task_queued(state);
     Ok(StartedTask {
         project_name: task.project_name,

@@ -18,6 +18,7 @@ use crate::secrets::SecretBox;
 use crate::store::{Backend, Dir, Filter, FindOptions, StoreResult, Typed};
 use crate::wire::wire_enum;
 use crate::workflow::ReleaseRef;
+use crate::workflow::notify::pending::Notice;
 
 wire_enum! {
     /// A task's, stage's or job task's status (spec/workflow.md §5.2), with Zadig's strings on
@@ -302,6 +303,17 @@ pub struct Task {
     /// status. Reset when the engine claims the task.
     #[serde(default)]
     pub final_notified: bool,
+    /// Notifications of status changes written with them and not queued yet (the task's half
+    /// of the outbox, `workflow::notify::pending`).
+    #[serde(default)]
+    pub notify_pending: Vec<Notice>,
+    /// Business-clock ms when the oldest of `notify_pending` was recorded; 0 when none (what
+    /// the background sweep looks for).
+    #[serde(default)]
+    pub notify_pending_ms: i64,
+    /// The sequence number of the last notice recorded.
+    #[serde(default)]
+    pub notify_seq: i64,
 }
 
 /// Queries over `workflow_tasks`.

@@ -22,6 +22,7 @@ use crate::workflow::error::{Kind, Op, refuse};
 use crate::workflow::expand;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::{ErrorPolicy, Workflow};
+use crate::workflow::notify::pending;
 use crate::workflow::task::{ApproveOrReject, ApproveUser, StageTask, Status, Task, Timed};
 
 fn raced(what: &str) -> ApiError {
@@ -118,20 +119,22 @@ pub async fn cancel(
             }
             _ => {}
         }
-        // A task nobody started ends now; a running one ends when the engine winds it down.
-        if [Status::Waiting, Status::Created].contains(&t.status) {
-            t.end_time = state.clock.now();
-        }
+        // A task nobody started ends now (and is told so); a running one ends when the engine
+        // winds it down.
+        let unclaimed = [Status::Waiting, Status::Created].contains(&t.status);
         t.status = Status::Cancelled;
         t.task_revoker = caller.name.clone();
+        if unclaimed {
+            t.end_time = state.clock.now();
+            pending::record(t, Status::Cancelled, state.clock.now_ms());
+        }
         Ok(Change::Write)
     };
-    if update(state, workflow, task_id, Op::CancelTask, "cancel", change)
-        .await?
-        .0
-        == Change::Write
-    {
+    let (written, mut task) =
+        update(state, workflow, task_id, Op::CancelTask, "cancel", change).await?;
+    if written == Change::Write {
         tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} cancelled by {}", caller.account);
+        pending::flush(state, &mut task).await;
         crate::engine::task_cancelled(state, workflow, task_id);
     }
     Ok(())
@@ -180,9 +183,9 @@ pub async fn retry(
         requeue(t, state.clock.now_ms());
         Ok(Change::Write)
     };
-    let (_, task) = update(state, workflow, task_id, Op::GetTask, "retry", change).await?;
+    let (_, mut task) = update(state, workflow, task_id, Op::GetTask, "retry", change).await?;
     tracing::info!(workflow = %workflow, task_id, "task {workflow}#{task_id} retried by {}", caller.account);
-    crate::workflow::notify::status_changed(state, &task, Status::Created).await;
+    pending::flush(state, &mut task).await;
     crate::engine::task_queued(state);
     Ok(())
 }
@@ -239,7 +242,8 @@ fn reset_stage(stage: &mut StageTask, fresh: &HashMap<String, Value>) {
     }
 }
 
-/// Put a task back in the queue (the engine resumes it at its first stage not done).
+/// Put a task back in the queue (the engine resumes it at its first stage not done), telling
+/// its notifications `created` (as Zadig does on a retry or a manual stage run).
 fn requeue(t: &mut Task, now_ms: i64) {
     t.status = Status::Waiting;
     t.queued_at_ms = now_ms;
@@ -247,6 +251,7 @@ fn requeue(t: &mut Task, now_ms: i64) {
     t.error.clear();
     t.lease_owner.clear();
     t.lease_until_ms = 0;
+    pending::record(t, Status::Created, now_ms);
 }
 
 /// The stage a paused task waits at (spec §2.15, §5.8).
@@ -437,7 +442,7 @@ pub async fn manual_exec(
         requeue(task, state.clock.now_ms());
         Ok(Change::Write)
     };
-    let (_, task) = update(
+    let (_, mut task) = update(
         state,
         workflow,
         task_id,
@@ -447,7 +452,7 @@ pub async fn manual_exec(
     )
     .await?;
     tracing::info!(workflow = %workflow, task_id, "stage {stage_name} of task {workflow}#{task_id} executed manually by {}", caller.account);
-    crate::workflow::notify::status_changed(state, &task, Status::Created).await;
+    pending::flush(state, &mut task).await;
     crate::engine::task_queued(state);
     Ok(())
 }

@@ -1,12 +1,18 @@
 //! Workflow notifications (`notify_ctls`, spec/workflow.md §1.5, §3.4): tasks that change status
 //! send what their settings ask for, to real local HTTP receivers (loopback is allowed by the
-//! hook egress policy's defaults).
+//! hook egress policy's defaults). A server process that dies between a task's status write and
+//! the queueing of its notifications loses none and repeats none once restarted.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
+use zadig_server::store::{Backend, Filter};
+use zadig_server::workflow::notify::outbox;
 
-use crate::harness::{Kind, TestApp};
+use crate::engine_restart::{free_port, healthy, poll, serve, server_env};
+use crate::harness::{ADMIN_TOKEN, Kind, Resp, TestApp, client, send};
 use crate::release_plan_hooks::{Hit, Receiver};
 use crate::workflow_e2e::{detail, freestyle};
 use crate::workflows::create;
@@ -311,4 +317,198 @@ crate::backend_test! {
         assert!(recv.hits()[2].json["workflow"]["end_time"].as_i64().unwrap() > 0);
         app.stop().await;
     }
+}
+
+crate::backend_test! {
+    /// A task cancelled while queued (never run) is told `cancelled` by the cancel itself.
+    async fn a_queued_task_cancelled_is_told(app) {
+        let recv = Receiver::start().await;
+        create(&app, json!({"name": "one", "project": "p", "concurrency_limit": 1,
+            "stages": [{"name": "deploy", "approval": {"enabled": true, "type": "native",
+                "native_approval": {"approve_users": [{"user_name": "admin"}], "timeout": 30, "needed_approvers": 1}},
+                "jobs": [freestyle("job", "echo never")]}],
+            "notify_ctls": [webhook(&recv.url, &["cancelled"])]})).await;
+        let first = run(&app, "one", json!([])).await;
+        app.wait_for("the first task to wait for its approval", LIMIT, || async {
+            (detail(&app, "one", first).await["status"] == "wait_for_approval").then_some(())
+        }).await;
+        // At the workflow's limit: the second waits in the queue.
+        let second = run(&app, "one", json!([])).await;
+        assert_eq!(detail(&app, "one", second).await["status"], "waiting");
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={second}&workflowKey=one")).await.expect(200);
+        settled(&app, "one", second, "cancelled", 1).await;
+        let hits = recv.wait_hits(&app, 1).await;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].json["workflow"]["task_id"], second);
+        assert_eq!(hits[0].json["workflow"]["status"], "cancelled");
+        assert!(hits[0].json["workflow"]["end_time"].as_i64().unwrap() > 0);
+        app.delete(&format!("/openapi/workflows/custom/task?taskId={first}&workflowKey=one")).await.expect(200);
+        settled(&app, "one", first, "cancelled", 1).await;
+        let told: Vec<i64> = recv.hits().iter().map(|h| h.json["workflow"]["task_id"].as_i64().unwrap()).collect();
+        assert_eq!(told, [second, first]);
+        app.stop().await;
+    }
+}
+
+/// A request to the server process listening on `port`, as the admin.
+async fn call(port: u16, method: Method, path: &str, body: Option<Value>) -> Resp {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    send(&client(), method, &url, Some(ADMIN_TOKEN), body).await
+}
+
+/// The stored task `wf#1` and its queued notifications (raw documents).
+async fn stored(backend: &dyn Backend) -> (Value, Option<Value>) {
+    let key = Filter::eq("workflow_name", "wf").and(Filter::eq("task_id", 1));
+    let task = backend.collection("workflow_tasks").find_one(&key).await;
+    let task = Value::Object(task.unwrap().expect("task wf#1 stored"));
+    let id = task["_id"]
+        .as_str()
+        .or(task["id"].as_str())
+        .unwrap()
+        .to_string();
+    let queued = backend
+        .collection(outbox::COLLECTION)
+        .find_one(&Filter::id(&id))
+        .await;
+    (task, queued.unwrap().map(Value::Object))
+}
+
+/// Where the server process is made to die, and what the settings listen to.
+#[cfg(debug_assertions)]
+struct Crash {
+    /// The fault point (`ZADIG_TEST_FAULT`).
+    point: &'static str,
+    /// The statuses the one setting lists; the first recorded is where the process dies.
+    types: &'static [&'static str],
+    /// The status the stored task has then.
+    stored_status: &'static str,
+}
+
+/// The first server process, dying at `crash.point`: its environment.
+#[cfg(debug_assertions)]
+fn faulted(env: &[(String, String)], crash: &Crash) -> Vec<(String, String)> {
+    let mut faulted: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "ZADIG_ENGINE_SWEEP_INTERVAL_MS")
+        .cloned()
+        .collect();
+    // Dying at `created`: the dispatcher is left to its (far) sweep, so that the task is not
+    // claimed before the abort.
+    let sweep = if crash.stored_status == "waiting" {
+        "600000"
+    } else {
+        "100"
+    };
+    faulted.push(("ZADIG_ENGINE_SWEEP_INTERVAL_MS".into(), sweep.into()));
+    faulted.push(("ZADIG_TEST_FAULT".into(), crash.point.into()));
+    faulted
+}
+
+/// The server process dies (abort: no clean-up, as `kill -9`) at `crash.point` right after a
+/// task's status change is stored — before its notification is queued, or after it is queued
+/// but before the task forgets it — and is started again on the same store: the receiver gets
+/// each message exactly once, in order.
+#[cfg(debug_assertions)]
+async fn crash_then_restart(kind: Kind, crash: Crash) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some((config, env)) = server_env(kind, dir.path(), port) else {
+        return;
+    };
+    let recv = Receiver::start().await;
+    let mut server = serve(&faulted(&env, &crash));
+    healthy(port).await;
+    let def = workflow("wf", "echo ok", json!([webhook(&recv.url, crash.types)]));
+    call(port, Method::POST, "/api/aslan/workflow/v4", Some(def))
+        .await
+        .expect(200);
+    let run = json!({"project_key": "p", "workflow_key": "wf", "inputs": [{"job_name": "job"}]});
+    // Dying at `created`, the server gives no answer.
+    let url = format!("http://127.0.0.1:{port}/openapi/workflows/custom/task");
+    let _ = client()
+        .post(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&run)
+        .send()
+        .await;
+    let status = poll("the server to abort", LIMIT, || {
+        std::future::ready(server.0.try_wait().unwrap())
+    })
+    .await;
+    assert_eq!(status.signal(), Some(nix::libc::SIGABRT), "{status:?}");
+
+    // The status change and its notice are stored; the notification is queued only after
+    // `notify-before-queue`.
+    let backend = zadig_server::store::open(&config).await.unwrap();
+    let (task, queued) = stored(backend.as_ref()).await;
+    assert_eq!(task["status"], crash.stored_status);
+    let notices = task["notify_pending"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{task}");
+    assert_eq!(notices[0]["event"], crash.types[0]);
+    let queued_sends = queued.map_or(0, |q| q["sends"].as_array().unwrap().len());
+    assert_eq!(
+        queued_sends,
+        usize::from(crash.point == "notify-before-clear")
+    );
+    assert!(recv.hits().is_empty());
+
+    let _server = serve(&env);
+    healthy(port).await;
+    // Settled: the task passed, no notice is left on it (every one queued), and every queued
+    // message is sent.
+    let path = "/openapi/workflows/custom/task?taskId=1&workflowKey=wf";
+    let sent = poll(
+        "the task to pass and its messages to be sent",
+        LIMIT,
+        || async {
+            let d = call(port, Method::GET, path, None).await;
+            let list = d.body["notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if d.body["status"] != "passed" || list.iter().any(|s| s["state"] != "sent") {
+                return None;
+            }
+            let (task, _) = stored(backend.as_ref()).await;
+            (task["notify_pending"] == json!([]) && task["notify_pending_ms"] == 0).then_some(list)
+        },
+    )
+    .await;
+    assert_eq!(sent.len(), crash.types.len(), "{sent:?}");
+    assert!(sent.iter().all(|s| s["attempts"] == 1), "{sent:?}");
+    let told = events(&recv.hits(), |h| {
+        h.json["workflow"]["status"].as_str().unwrap().to_string()
+    });
+    assert_eq!(told, crash.types, "each once, in order");
+}
+
+/// A [`crash_then_restart`] test on both backends (debug builds: release builds have no fault
+/// points).
+macro_rules! crash_test {
+    ($(#[doc = $d:literal])* $name:ident: $point:literal, $types:expr, $stored:literal) => {
+        $(#[doc = $d])*
+        #[cfg(debug_assertions)]
+        async fn $name(kind: Kind) {
+            let crash = Crash { point: $point, types: $types, stored_status: $stored };
+            crash_then_restart(kind, crash).await;
+        }
+        #[cfg(debug_assertions)]
+        crate::kind_test!($name);
+    };
+}
+
+crash_test! {
+    /// The API stored the task (`created`) and died.
+    crash_after_the_created_write: "notify-before-queue", &["created", "passed"], "waiting"
+}
+
+crash_test! {
+    /// The engine stored the task's end and died: nothing writes the task again, the restarted
+    /// server's sweep queues the notice.
+    crash_after_the_final_write: "notify-before-queue", &["passed"], "passed"
+}
+
+crash_test! {
+    /// The notification was queued, the task still has its notice: queued again, sent once.
+    crash_after_the_queue_write: "notify-before-clear", &["passed"], "passed"
 }

@@ -40,6 +40,8 @@ pub async fn run(state: AppState) {
     let ttl = lease_ttl(&state);
     let mut pool = Pool::new(SLOTS);
     loop {
+        // Notices a crash (or a store failure) left on tasks are queued first.
+        super::pending::sweep(&state).await;
         pool.fill(
             &state.shutdown,
             "workflow notifications",

@@ -2,10 +2,12 @@
 //! task, its id the task's storage id): what is still to be sent, and what became of what was
 //! sent — the record task detail shows.
 //!
-//! A send is added when the task's status changes ([`enqueue`], idempotent: its id is the task
-//! version of the change and the setting's index) and delivered by whichever replica claims the
-//! document ([`claim`], a lease on the document itself). Every write is conditional on the
-//! document's `version`, so an enqueue and a delivery racing on one task lose nothing.
+//! Sends are added from the notices the task's status writes recorded ([`super::pending`]):
+//! [`enqueue`] is idempotent — a send's id is the notice's sequence number and the setting's
+//! index, and `queued_seq` remembers the last notice queued — so moving the same notices again
+//! after a crash adds nothing. They are delivered by whichever replica claims the document
+//! ([`claim`], a lease on the document itself). Every write is conditional on the document's
+//! `version`, so an enqueue and a delivery racing on one task lose nothing.
 
 use std::time::Duration;
 
@@ -43,9 +45,10 @@ wire_enum! {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Send {
-    /// `<task version at the change>:<ctl>`: the same change is never added twice.
+    /// `<notice seq>:<ctl>`: the same change is never added twice.
     pub id: String,
-    /// The task version at the change (sends of one setting go out in this order).
+    /// The notice's sequence number (sends of one setting go out in this order). Sends queued
+    /// before notices existed have the task version at the change (lower than any notice's).
     pub seq: i64,
     /// The index of the setting in the task's `notify_ctls`.
     pub ctl: usize,
@@ -74,6 +77,8 @@ pub struct Outbox {
     pub workflow_name: String,
     pub task_id: i64,
     pub sends: Vec<Send>,
+    /// The sequence number of the last notice queued: notices up to it are never added again.
+    pub queued_seq: i64,
     /// The earliest `next_attempt_ms` of a pending send; 0 when none is pending.
     pub due_ms: i64,
     pub lease_owner: String,
@@ -122,35 +127,43 @@ async fn save(coll: &Typed<Outbox>, o: &mut Outbox) -> StoreResult<bool> {
     Ok(ok)
 }
 
-/// Add `sends` to the notifications of a task (`head` names it); sends already there (same
-/// id) are not added again.
-pub async fn enqueue(state: &AppState, head: &Outbox, sends: Vec<Send>) -> StoreResult<()> {
+/// Add `sends` (of notices up to `through`) to the notifications of a task (`head` names it);
+/// sends of notices queued already (up to `queued_seq`, or the same id) are not added again.
+/// Returns the sends added.
+pub async fn enqueue(
+    state: &AppState,
+    head: &Outbox,
+    sends: Vec<Send>,
+    through: i64,
+) -> StoreResult<Vec<Send>> {
     let coll = store(state);
     let mut attempts = Attempts::new();
     while attempts.next().await {
         let Some(mut o) = coll.get(&head.id).await? else {
             let mut o = Outbox {
                 sends: sends.clone(),
+                queued_seq: through,
                 ..head.clone()
             };
             o.tidy();
             match coll.insert(&o).await {
                 Err(StoreError::Duplicate(_)) => continue,
-                other => return other,
+                other => return other.map(|()| sends),
             }
         };
         let fresh: Vec<Send> = sends
             .iter()
-            .filter(|s| !o.sends.iter().any(|have| have.id == s.id))
+            .filter(|s| s.seq > o.queued_seq && !o.sends.iter().any(|have| have.id == s.id))
             .cloned()
             .collect();
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(fresh);
         }
-        o.sends.extend(fresh);
+        o.sends.extend(fresh.iter().cloned());
+        o.queued_seq = o.queued_seq.max(through);
         o.tidy();
         if save(&coll, &mut o).await? {
-            return Ok(());
+            return Ok(fresh);
         }
     }
     Err(exhausted("the notifications of a workflow task"))
