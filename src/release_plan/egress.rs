@@ -5,9 +5,10 @@
 //! reach: link-local addresses and the cloud metadata services behind them. The policy is
 //! applied three times:
 //!
-//! - when the hook setting is saved, to a literal address (`http://2852039166/`,
+//! - when an address is saved ([`EgressPolicy::check_saved`]: the release-plan hook setting,
+//!   a workflow's notification settings), to a literal address (`http://2852039166/`,
 //!   `http://0xa9fea9fe/` and other numeric IPv4 forms are normalised by the URL parser
-//!   first) and to well-known metadata host names → 400 naming `hook_address`;
+//!   first) and to well-known metadata host names → 400 naming the field;
 //! - before each delivery, to a literal address (reqwest does not resolve IP literals);
 //! - at connect time, to every address a host name resolves to ([`PolicyResolver`]): only
 //!   allowed addresses are handed to the connector, so a name that resolves (or is rebound)
@@ -23,6 +24,7 @@ use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
 
 /// Networks hooks never connect to unless `hook_allowed_networks` says otherwise.
 const DEFAULT_DENIED: &[(&str, &str)] = &[
@@ -140,6 +142,26 @@ impl EgressPolicy {
             Ok(ip) => self.check(ip).or_else(denied),
             Err(_) => check_name(host).or_else(denied),
         }
+    }
+
+    /// The check of a hook address about to be stored, named `field` in the 400: an http(s)
+    /// URL with a host (when `required`, or when one is given at all), and not one
+    /// [`Self::check_url`] denies. Host names are not resolved here (the answer could change
+    /// before delivery; the resolver checks them then). The address is not repeated in the
+    /// error: a chat bot's key is in its URL.
+    pub fn check_saved(&self, field: &str, address: &str, required: bool) -> ApiResult<()> {
+        let address = address.trim();
+        if !required && address.is_empty() {
+            return Ok(());
+        }
+        let url = reqwest::Url::parse(address)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("`{field}` must be an http(s) URL with a host"))
+            })?;
+        self.check_url(&url)
+            .map_err(|why| ApiError::bad_request(format!("`{field}` is not allowed: {why}")))
     }
 }
 

@@ -38,6 +38,16 @@ pub async fn find_in(state: &AppState, name: &str, project: &str, op: Op) -> Api
     }
 }
 
+/// The notification hook addresses of a definition about to be stored, against the hook
+/// egress policy (not at execute time: a definition stored before the policy changed still
+/// runs, and its denied notifications fail when sent). A 400 with the lint code, as the
+/// definition's other field errors.
+fn check_hooks(state: &AppState, wf: &Workflow) -> ApiResult<()> {
+    let policy = crate::release_plan::egress::EgressPolicy::of(&state.config);
+    crate::workflow::notify::ctl::check_hooks(&wf.notify_ctls, &policy)
+        .map_err(|e| refuse(Kind::BadRequest, Op::LintWorkflow, e.description))
+}
+
 fn duplicate(existing: &Workflow) -> ApiError {
     refuse(
         Kind::Conflict,
@@ -58,6 +68,7 @@ pub async fn create(
     view: Option<&str>,
 ) -> ApiResult<()> {
     lint(&mut wf)?;
+    check_hooks(state, &wf)?;
     if let Some(existing) = state.workflows.get(&wf.name).await? {
         return Err(duplicate(&existing));
     }
@@ -122,6 +133,7 @@ pub async fn update(
         // Credentials sent back as the detail shows them keep the stored values.
         crate::masking::restore_typed(&mut wf, &existing).map_err(ApiError::internal)?;
         lint(&mut wf)?;
+        check_hooks(state, &wf)?;
         if wf.display_name != existing.display_name
             && let Some(other) = state
                 .workflows

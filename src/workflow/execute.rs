@@ -355,15 +355,21 @@ fn apply_notify(wf: &mut Workflow, notify: &Value) -> ApiResult<Vec<Value>> {
             .iter()
             .filter(|(k, _)| k.ends_with("_notification_config"))
         {
-            match (ctl.get_mut(k), v) {
-                (Some(Value::Object(stored)), Value::Object(add)) => {
-                    for (ak, av) in add {
-                        stored.insert(ak.clone(), av.clone());
-                    }
-                }
-                _ => {
-                    ctl.insert(k.clone(), v.clone());
-                }
+            let Value::Object(add) = v else { continue };
+            if !ctl.get(k).is_some_and(Value::is_object) {
+                ctl.insert(k.clone(), json!({}));
+            }
+            let Some(Value::Object(stored)) = ctl.get_mut(k) else {
+                continue;
+            };
+            // Where the message goes stays as stored (spec §3.4): the input names recipients.
+            // Its addresses were never checked against the hook egress policy, and a masked
+            // one copied from a detail would replace the real one.
+            for (ak, av) in add
+                .iter()
+                .filter(|(ak, _)| !crate::workflow::notify::ctl::DESTINATION.contains(&ak.as_str()))
+            {
+                stored.insert(ak.clone(), av.clone());
             }
         }
     }

@@ -4,10 +4,12 @@
 //! service of the second with a Deployment of the first's name refused with Zadig's text by
 //! every route and by a deploy job, nothing of it applied and the first's object unchanged;
 //! a cluster-scoped object owned across namespaces; re-applying into the owner passes; once
-//! the owner is deleted, the other may apply.
+//! the owner is deleted, the other may apply. Two admins racing one new cluster-scoped object
+//! into two namespaces: exactly one gets it.
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_test;
@@ -164,6 +166,68 @@ backend_test! {
         assert_eq!(web_now["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.29");
         app.post("/openapi/environments?projectKey=demo", env("dev3", "elsewhere", false, &["nsgrab"])).await.expect(200);
         assert_eq!(emu.object("Namespace", "", "owned-ns").await.unwrap()["metadata"]["labels"]["s-service"], "nsgrab");
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    /// Two system admins applying the same new cluster-scoped object (a Namespace; the
+    /// emulator has no ClusterRole) from two environments in two namespaces of one cluster at
+    /// once — by creating the environments, or by adding a service to existing ones: exactly
+    /// one gets it, the other is refused with Zadig's ownership text and records nothing.
+    /// Holds whatever the timing (the lease of the cluster's cluster-scoped objects).
+    async fn two_admins_racing_one_new_cluster_scoped_object_get_it_once(app) {
+        let Some(emu) = Emulator::start().await else { return };
+        let c = add_cluster(&app, "emu", &emu.kubeconfig).await;
+        create_project(&app, "demo").await;
+        create_project(&app, "other").await;
+        let (_, root) = app.create_user("root", true).await;
+        let env = |key: &str, ns: &str, services: Value| {
+            json!({"env_key": key, "cluster_id": c, "namespace": ns, "services": services})
+        };
+        app.post("/openapi/environments?projectKey=demo", env("a", "ns-a", json!([]))).await.expect(200);
+        app.post("/openapi/environments?projectKey=other", env("b", "ns-b", json!([]))).await.expect(200);
+        for round in 0..6 {
+            let (svc, grabbed) = (format!("grab{round}"), format!("grabbed-{round}"));
+            for p in ["demo", "other"] {
+                service(&app, p, &svc, namespace(&grabbed)).await;
+            }
+            let created = round % 2 == 0;
+            let body = |p: &str, key: &str, ns: &str| if created {
+                (format!("/openapi/environments?projectKey={p}"),
+                 env(&format!("{key}{round}"), &format!("{ns}-{round}"), json!([{"service_name": svc}])))
+            } else {
+                (format!("/openapi/environments/service/yaml?projectKey={p}"),
+                 json!({"env_key": key, "service_list": [{"service_name": svc}]}))
+            };
+            let (ra, rb) = (body("demo", "a", "ns-a"), body("other", "b", "ns-b"));
+            let (a, b) = tokio::join!(
+                app.post(&ra.0, ra.1.clone()),
+                app.call(Method::POST, &rb.0, Some(&root), Some(rb.1.clone())),
+            );
+            let ((winner, winner_env), loser, (loser_project, loser_env)) =
+                match (a.status.as_u16(), b.status.as_u16()) {
+                    (200, 409) => (("demo", "a"), b, ("other", "b")),
+                    (409, 200) => (("other", "b"), a, ("demo", "a")),
+                    _ => panic!("round {round}: not exactly one winner: {} / {}", a.text, b.text),
+                };
+            let env_of = |key: &str| if created { format!("{key}{round}") } else { key.to_string() };
+            let why = format!("resource \"Namespace/{grabbed}\" is already applied by service \"{svc}\" \
+                in environment \"{}\" of project \"{winner}\"", env_of(winner_env));
+            let code = if created { 6074 } else { 6076 };
+            assert_eq!(loser.expect_error(409, &why)["code"], code, "round {round}");
+            let detail = |p: &str, key: &str| format!("/openapi/environments/{key}?projectKey={p}");
+            let won = app.get(&detail(winner, &env_of(winner_env))).await;
+            assert!(won.expect(200)["services"].to_string().contains(&svc), "round {round}: {}", won.text);
+            let lost = app.get(&detail(loser_project, &env_of(loser_env))).await;
+            if created {
+                lost.expect(404);
+            } else {
+                assert!(!lost.expect(200)["services"].to_string().contains(&svc), "round {round}: {}", lost.text);
+            }
+            let labels = emu.object("Namespace", "", &grabbed).await.expect("applied")["metadata"]["labels"].clone();
+            assert_eq!(labels["s-product"], winner, "round {round}: {labels}");
+        }
         app.stop().await;
     }
 }

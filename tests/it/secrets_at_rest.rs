@@ -618,7 +618,8 @@ async fn notification_hooks_are_secrets(kind: Kind) {
     let Some(app) = start_in(kind, &lax_data_dir(root.path())).await else {
         return;
     };
-    let (hook, token, legacy) = (marker("hook"), marker("token"), marker("legacy"));
+    let (hook, token) = (marker("hook"), marker("token"));
+    let legacy = format!("https://qyapi.example.com/send?key={}", marker("legacy"));
     let ctls = json!([
         {"enabled": true, "webhook_type": "wechat", "notify_type": ["failed"],
          "wechat_notification_config": {"hook_address": format!("https://qyapi.example.com/send?key={hook}"), "at_users": ["a"]}},

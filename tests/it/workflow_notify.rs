@@ -224,8 +224,6 @@ async fn unreachable_and_impossible(kind: Kind) {
         {"enabled": true, "webhook_type": "feishu_app", "notify_type": ["passed"],
          "lark_group_notification_config": {"app_id": "cli_x", "chat": {"chat_id": "oc_1"}}},
         webhook(&ok.url, &["passed"]),
-        // The metadata service is denied by the egress policy.
-        webhook("http://169.254.169.254/latest", &["passed"]),
     ]);
     create(&app, workflow("wf", "echo ok", ctls)).await;
     let id = run(&app, "wf", json!([])).await;
@@ -234,7 +232,7 @@ async fn unreachable_and_impossible(kind: Kind) {
             let d = detail(&app, "wf", id).await;
             let l = d["notifications"].as_array().cloned().unwrap_or_default();
             (d["status"] == "passed"
-                && l.len() == 4
+                && l.len() == 3
                 && l.iter()
                     .all(|s| s["attempts"] == 1 || s["state"] == "failed"))
             .then_some(l)
@@ -269,26 +267,18 @@ async fn unreachable_and_impossible(kind: Kind) {
         "{app_needed}"
     );
     assert_eq!(by_ctl(&list, 2)["state"], "sent");
-    let denied = by_ctl(&list, 3);
-    assert_eq!(denied["state"], "pending");
-    assert!(
-        denied["error"].as_str().unwrap().contains("egress policy"),
-        "{denied}"
-    );
     assert_eq!(ok.hits().len(), 1);
 
     // One retry 10 s later (business clock), then given up.
     app.clock.advance(Duration::from_secs(10));
-    let list = settled(&app, "wf", id, "passed", 4).await;
-    for i in [0, 3] {
-        let s = by_ctl(&list, i);
-        assert_eq!(
-            (s["state"].as_str(), s["attempts"].as_i64()),
-            (Some("failed"), Some(2)),
-            "{s}"
-        );
-        assert!(s["time"].as_i64().unwrap() > 0);
-    }
+    let list = settled(&app, "wf", id, "passed", 3).await;
+    let s = by_ctl(&list, 0);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_i64()),
+        (Some("failed"), Some(2)),
+        "{s}"
+    );
+    assert!(s["time"].as_i64().unwrap() > 0);
     assert_eq!(ok.hits().len(), 1, "the sent one is not sent again");
     let metrics = app.get("/metrics").await.text;
     assert!(
@@ -346,6 +336,64 @@ crate::backend_test! {
         settled(&app, "one", first, "cancelled", 1).await;
         let told: Vec<i64> = recv.hits().iter().map(|h| h.json["workflow"]["task_id"].as_i64().unwrap()).collect();
         assert_eq!(told, [second, first]);
+        app.stop().await;
+    }
+
+    async fn hook_addresses_are_checked_when_saved(app) {
+        let recv = Receiver::start().await;
+        let bot = |kind: &str, cfg: &str, addr: &str| json!({"enabled": true, "webhook_type": kind,
+            "notify_type": ["passed"], cfg: {"hook_address": addr}});
+        // Each type's address field, current and older forms; a disabled setting too (a task's
+        // notify_inputs can turn it on).
+        let refused = [
+            (webhook("http://metadata.google.internal/computeMetadata/v1/", &["passed"]),
+             "notify_ctls[1].webhook_notification_config.address"),
+            (dingding("http://169.254.169.254/latest", &["passed"], false),
+             "notify_ctls[1].dingding_notification_config.hook_address"),
+            (bot("feishu", "lark_hook_notification_config", "http://[fe80::1]/hook?k=key-secret"),
+             "notify_ctls[1].lark_hook_notification_config.hook_address"),
+            (bot("msteams", "msteams_notification_config", "http://0xa9fea9fe/"),
+             "notify_ctls[1].msteams_notification_config.hook_address"),
+            (json!({"enabled": false, "webhook_type": "wechat", "weChat_webHook": "http://metadata/?key=key-secret"}),
+             "notify_ctls[1].weChat_webHook"),
+            (json!({"enabled": true, "webhook_type": "webhook", "webhook_notify": {"address": "http://2852039166/"}}),
+             "notify_ctls[1].webhook_notify.address"),
+            (bot("dingding", "dingding_notification_config", "robot?key=key-secret"),
+             "notify_ctls[1].dingding_notification_config.hook_address` must be an http(s) URL"),
+            (bot("wechat", "wechat_notification_config", ""),
+             "notify_ctls[1].wechat_notification_config.hook_address` must be an http(s) URL"),
+        ];
+        for (ctl, field) in refused {
+            let r = app.post("/api/aslan/workflow/v4",
+                workflow("wf", "echo ok", json!([webhook(&recv.url, &["passed"]), ctl]))).await;
+            assert_eq!(r.expect_error(400, field)["code"], 6545, "{}", r.text);
+            assert!(!r.text.contains("access_token") && !r.text.contains("key-secret"),
+                "the address is not repeated: {}", r.text);
+        }
+        // Disabled and without an address is fine; so is an ordinary address.
+        let ctls = json!([webhook(&recv.url, &["passed"]), dingding(&recv.url, &["failed"], false),
+            bot("wechat", "wechat_notification_config", "")]);
+        let mut wf = workflow("wf", "echo ok", ctls);
+        wf["notify_ctls"][2]["enabled"] = json!(false);
+        create(&app, wf.clone()).await;
+        // Sent back as the detail shows it (masked), it is accepted; a denied address is not.
+        let shown = app.get("/openapi/workflows/custom/wf/detail?projectKey=p").await.expect(200)["notify_ctls"].clone();
+        wf["notify_ctls"] = shown;
+        app.put("/api/aslan/workflow/v4/wf?projectName=p", wf.clone()).await.expect(200);
+        wf["notify_ctls"][1]["dingding_notification_config"]["hook_address"] = json!("http://100.100.100.200/robot");
+        app.put("/api/aslan/workflow/v4/wf?projectName=p", wf).await
+            .expect_error(400, "notify_ctls[1].dingding_notification_config.hook_address");
+
+        // A task's notify_inputs name recipients, not where the message goes: the stored
+        // address and token are used.
+        let inputs = json!([{"id": 0, "type": "webhook",
+            "webhook_notification_config": {"address": "http://169.254.169.254/", "token": "other"}}]);
+        let id = run(&app, "wf", inputs).await;
+        let sent = settled(&app, "wf", id, "passed", 1).await;
+        assert_eq!(sent[0]["state"], "sent", "{sent:?}");
+        let hits = recv.hits();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].header("x-zadig-token"), "tok-secret");
         app.stop().await;
     }
 }
@@ -512,3 +560,46 @@ crash_test! {
     /// The notification was queued, the task still has its notice: queued again, sent once.
     crash_after_the_queue_write: "notify-before-clear", &["passed"], "passed"
 }
+
+/// A host name is resolved only when a message is sent: saved, then refused at connect time
+/// when every address it resolves to is denied.
+async fn names_are_checked_when_sent(kind: Kind) {
+    let Some(app) = TestApp::start_with(kind, |c| {
+        c.hook_denied_networks = vec!["127.0.0.0/8".into(), "::1/128".into()];
+        c.notify_retry_secs = vec![];
+    })
+    .await
+    else {
+        return;
+    };
+    // The configured list applies to a literal address when saving.
+    app.post(
+        "/api/aslan/workflow/v4",
+        workflow(
+            "wf",
+            "echo ok",
+            json!([webhook("http://127.0.0.1:9/hook", &["passed"])]),
+        ),
+    )
+    .await
+    .expect_error(400, "hook_denied_networks");
+    create(
+        &app,
+        workflow(
+            "wf",
+            "echo ok",
+            json!([webhook("http://localhost:9/hook", &["passed"])]),
+        ),
+    )
+    .await;
+    let id = run(&app, "wf", json!([])).await;
+    let sent = settled(&app, "wf", id, "passed", 1).await;
+    assert_eq!(sent[0]["state"], "failed", "{sent:?}");
+    let error = sent[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("egress policy") && error.contains("no allowed address"),
+        "{error}"
+    );
+    app.stop().await;
+}
+crate::kind_test!(names_are_checked_when_sent);

@@ -32,7 +32,7 @@ fn seed_workflow() -> Value {
             {"name": "token", "type": "string", "value": "s3cret", "is_credential": true}
         ],
         "notify_ctls": [
-            {"enabled": true, "webhook_type": "wechat", "weChat_webHook": "xxx", "notify_type": ["failed"]},
+            {"enabled": true, "webhook_type": "wechat", "weChat_webHook": "https://qyapi.example.com/cgi-bin/webhook/send?key=xxx", "notify_type": ["failed"]},
             {"enabled": true, "webhook_type": "feishu_person", "notify_type": ["passed"],
              "lark_person_notification_config": {"app_id": "cli_1", "users": [{"id": "old", "id_type": "user_id"}]}}
         ],

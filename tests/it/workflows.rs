@@ -114,7 +114,7 @@ backend_test! {
                 {"name": "version", "type": "choice", "choice_option": ["1", "2"], "value": "1"},
                 {"name": "src", "type": "repo", "repo": {"repo_namespace": "org", "repo_name": "app", "branch": "main"}}
             ],
-            "notify_ctls": [{"enabled": true, "webhook_type": "wechat", "weChat_webHook": "xxx", "notify_type": ["created", "failed"]}],
+            "notify_ctls": [{"enabled": true, "webhook_type": "wechat", "weChat_webHook": "https://qyapi.example.com/cgi-bin/webhook/send?key=xxx", "notify_type": ["created", "failed"]}],
             "share_storages": [{"name": "cache", "path": "/cache"}],
             "stages": [{"name": "s1", "parallel": true, "jobs": [
                 {"name": "fs", "type": "freestyle", "run_policy": "default_not_run",

@@ -12,7 +12,7 @@ use super::super::kube::{self as k, Kinds};
 use super::super::model::{EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::ownership::check_owners;
-use super::{ContainerImage, ServiceInput, UPDATE_ENV, for_change, save};
+use super::{ContainerImage, Namespace, ServiceInput, UPDATE_ENV, for_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
@@ -102,6 +102,7 @@ pub(super) fn check_scope<'a>(
 /// environment is found to own one of those to apply ([`check_owners`]).
 async fn planned(
     state: &AppState,
+    held: &Namespace,
     (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &Environment,
@@ -119,22 +120,23 @@ async fn planned(
         &svc.service_name,
         objects.iter().map(|(r, _)| r).chain(&gone),
     )?;
-    check_owners(state, env, objects.iter().map(|(r, _)| r)).await?;
+    check_owners(state, held, env, objects.iter().map(|(r, _)| r)).await?;
     Ok((objects, gone))
 }
 
 /// Check, before anything is applied, that `actor` may apply every one of `services` into
 /// `env` and that no other environment owns one of their objects (reads the cluster's
-/// discovery and the store only).
+/// discovery and the store only). `held`: `env`'s namespace, held to its record's save.
 pub(super) async fn check_services(
     state: &AppState,
+    held: &Namespace,
     (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &Environment,
     services: &[EnvService],
 ) -> ApiResult<()> {
     for s in services {
-        planned(state, (cc, &mut *kinds), actor, env, s).await?;
+        planned(state, held, (cc, &mut *kinds), actor, env, s).await?;
     }
     Ok(())
 }
@@ -163,13 +165,14 @@ impl Undo {
 /// [`planned`]), else nothing is done.
 pub(super) async fn apply_service(
     state: &AppState,
+    held: &Namespace,
     (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &Environment,
     svc: &mut EnvService,
     undo: &mut Undo,
 ) -> ApiResult<()> {
-    let (objects, gone) = planned(state, (cc, kinds), actor, env, svc).await?;
+    let (objects, gone) = planned(state, held, (cc, kinds), actor, env, svc).await?;
     for (r, o) in &objects {
         undo.note(cc, &env.namespace, r).await?;
         k::apply(cc, &env.namespace, r, o).await?;
@@ -188,19 +191,21 @@ pub(super) async fn apply_service(
 /// fail.
 pub(super) async fn apply_all(
     (state, cc): (&AppState, &ClusterClient),
+    held: &Namespace,
     actor: &Identity,
     env: &mut Environment,
     services: Vec<EnvService>,
     namespace_created: bool,
 ) -> ApiResult<Undo> {
     let mut kinds = Kinds::default();
-    if let Err(e) = check_services(state, (cc, &mut kinds), actor, env, &services).await {
+    if let Err(e) = check_services(state, held, (cc, &mut kinds), actor, env, &services).await {
         rollback(cc, &env.namespace, Undo::default(), namespace_created).await;
         return Err(e);
     }
     let mut undo = Undo::default();
     for mut s in services {
-        if let Err(e) = apply_service(state, (cc, &mut kinds), actor, env, &mut s, &mut undo).await
+        if let Err(e) =
+            apply_service(state, held, (cc, &mut kinds), actor, env, &mut s, &mut undo).await
         {
             rollback(cc, &env.namespace, undo, namespace_created).await;
             return Err(e);
@@ -214,6 +219,7 @@ pub(super) async fn apply_all(
 /// allowed to apply those and no other environment to own one.
 pub(super) async fn apply_some(
     (state, cc): (&AppState, &ClusterClient),
+    held: &Namespace,
     actor: &Identity,
     env: &Environment,
     svc: &EnvService,
@@ -226,7 +232,7 @@ pub(super) async fn apply_some(
         .filter(|(r, _)| pick(r))
         .collect();
     check_scope(actor, &svc.service_name, picked.iter().map(|(r, _)| r))?;
-    check_owners(state, env, picked.iter().map(|(r, _)| r)).await?;
+    check_owners(state, held, env, picked.iter().map(|(r, _)| r)).await?;
     for (r, o) in &picked {
         k::apply(cc, &env.namespace, r, o).await?;
     }
@@ -301,7 +307,7 @@ pub async fn add_services(
     for s in &input.service_list {
         validate::name("service_list.service_name", &s.service_name)?;
     }
-    let (_held, mut env) = for_change(state, caller, project, &input.env_key, production).await?;
+    let (held, mut env) = for_change(state, caller, project, &input.env_key, production).await?;
     let mut new = Vec::new();
     for s in &input.service_list {
         if env.service(&s.service_name).is_some()
@@ -323,7 +329,7 @@ pub async fn add_services(
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;
-    let undo = apply_all((state, &cc), caller, &mut env, new, false).await?;
+    let undo = apply_all((state, &cc), held.namespace(), caller, &mut env, new, false).await?;
     if let Err(e) = save(state, &mut env, caller).await {
         rollback(&cc, &env.namespace, undo, false).await;
         return Err(e);

@@ -200,7 +200,7 @@ pub async fn deploy_images(
     rerender: Option<&Rerender>,
     caller: &Identity,
 ) -> Result<Deployed, String> {
-    let (_held, mut env, mut svc) = for_job(state, (project, env_key, service), caller).await?;
+    let (held, mut env, mut svc) = for_job(state, (project, env_key, service), caller).await?;
     set_images(&mut svc, images, service, project, env_key)?;
     let objects = svc.objects();
     let mut workloads = workloads_running(&objects, &svc.resources, images);
@@ -215,9 +215,11 @@ pub async fn deploy_images(
     let mut values = Vec::new();
     match rerender {
         None => {
-            apply_some((state, &cc), caller, &env, &svc, |r| workloads.contains(r))
-                .await
-                .map_err(applied)?;
+            apply_some((state, &cc), held.namespace(), caller, &env, &svc, |r| {
+                workloads.contains(r)
+            })
+            .await
+            .map_err(applied)?;
             svc.update_time = state.clock.now();
             if let Some(slot) = env.service_mut(service) {
                 *slot = svc;
@@ -237,7 +239,7 @@ pub async fn deploy_images(
             // A template the values do not render is Zadig's "generate" error, a cluster
             // that refuses the objects its "create or patch" one.
             reapply(
-                state,
+                (state, held.namespace()),
                 (&cc, &mut Kinds::default()),
                 caller,
                 &mut env,
@@ -284,9 +286,9 @@ pub async fn restart_for_job(
     at: (&str, &str, &str),
     caller: &Identity,
 ) -> Result<Deployed, String> {
-    let (_held, mut env, _) = for_job(state, at, caller).await?;
+    let (held, mut env, _) = for_job(state, at, caller).await?;
     let cc = client(state, &env).await?;
-    let workloads = restart_in(state, &cc, caller, &mut env, at.2)
+    let workloads = restart_in(state, held.namespace(), &cc, caller, &mut env, at.2)
         .await
         .map_err(|e| format!("failed to restart workload resources: {}", e.description))?;
     let namespace = env.namespace.clone();

@@ -283,7 +283,7 @@ pub async fn create(
     })?;
     // Held until the record is stored: another creation or change in the namespace waits
     // for it, and then sees this environment (placement) and its objects (ownership).
-    let _held = hold_namespace(state, &cluster.id, &input.namespace).await?;
+    let held = hold_namespace(state, &cluster.id, &input.namespace).await?;
     let fields = ("cluster_id", "namespace");
     let at = (project, production);
     let adoptable = check_placement(state, caller, at, &cluster, &input.namespace, fields).await?;
@@ -296,14 +296,28 @@ pub async fn create(
     let cc = state.clusters.clients.get(&cluster).await?;
     let mut env = record(state, caller, project, production, &input, &cluster.id);
     // The caller must be allowed every object before the namespace is made.
-    check_services(state, (&cc, &mut Kinds::default()), caller, &env, &services)
-        .await
-        .map_err(as_creation)?;
+    check_services(
+        state,
+        &held,
+        (&cc, &mut Kinds::default()),
+        caller,
+        &env,
+        &services,
+    )
+    .await
+    .map_err(as_creation)?;
     let namespace_created = claim_namespace(&cc, (caller, adoptable), &input, project).await?;
     env.namespace_created = namespace_created;
-    let undo = apply_all((state, &cc), caller, &mut env, services, namespace_created)
-        .await
-        .map_err(as_creation)?;
+    let undo = apply_all(
+        (state, &cc),
+        &held,
+        caller,
+        &mut env,
+        services,
+        namespace_created,
+    )
+    .await
+    .map_err(as_creation)?;
     match envs.insert(&env).await {
         Ok(()) => Ok(()),
         Err(e) => {

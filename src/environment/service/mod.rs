@@ -106,19 +106,53 @@ async fn may_change(state: &AppState, caller: &Identity, env: &Environment) -> A
 /// change across replicas on one store (the record's `version` alone would catch a racing
 /// replica only at the save, after the cluster had been changed), then the lease of its
 /// namespace ([`Namespace`]), which every environment sharing the namespace takes for its
-/// changes (ownership, [`ownership`]). Always in that order, and one environment at a time,
-/// so two changes never wait on each other crosswise.
+/// changes (ownership, [`ownership`]), and last, when the change applies a cluster-scoped
+/// object, the lease of the cluster's cluster-scoped objects. Always in that order, and one
+/// environment at a time, so two changes never wait on each other crosswise.
 pub struct Held {
-    _namespace: Namespace,
+    namespace: Namespace,
     _lease: crate::store::lease::Held,
     _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Held {
+    /// The namespace lease this change holds.
+    pub(super) fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
 }
 
 /// The store lease `namespace:<cluster>/<namespace>`, held from the first check of a change
 /// or creation to its record's save: who else is in the namespace ([`placement`]) and which
 /// objects they recorded ([`ownership`]) cannot change meanwhile, on any replica.
-struct Namespace {
+pub(super) struct Namespace {
+    cluster: String,
     _lease: crate::store::lease::Held,
+    /// `cluster-scoped:<cluster>` once taken ([`Namespace::hold_cluster_scoped`]); given back
+    /// with the namespace's lease.
+    cluster_scoped: tokio::sync::OnceCell<crate::store::lease::Held>,
+}
+
+impl Namespace {
+    /// Also hold the store lease `cluster-scoped:<cluster>` (once per change): no other
+    /// environment of the cluster, in any namespace, checks and records a cluster-scoped
+    /// object meanwhile ([`ownership`]). Taken after this namespace's lease and never before
+    /// another, and only changes that apply a cluster-scoped object (system admins') take it,
+    /// so changes of other namespaces are not serialised.
+    pub(super) async fn hold_cluster_scoped(&self, state: &AppState) -> ApiResult<()> {
+        let cluster = self.cluster.as_str();
+        let busy = || {
+            format!(
+                "the cluster-scoped objects of cluster {cluster:?} are being changed by another \
+                 request; try again"
+            )
+        };
+        let name = format!("cluster-scoped:{cluster}");
+        self.cluster_scoped
+            .get_or_try_init(|| lease(state, &name, busy))
+            .await?;
+        Ok(())
+    }
 }
 
 /// How long a held change lease lasts without renewal (a replica that dies frees it then).
@@ -143,7 +177,7 @@ async fn lease(
 }
 
 /// Hold namespace `ns` of cluster `cluster_id` (see [`Namespace`]); the local cluster's two
-/// ids (empty and [`LOCAL_CLUSTER_ID`]) are one namespace.
+/// ids (empty and [`LOCAL_CLUSTER_ID`]) are one namespace (and one cluster).
 async fn hold_namespace(state: &AppState, cluster_id: &str, ns: &str) -> ApiResult<Namespace> {
     let cluster = if is_local(cluster_id) {
         LOCAL_CLUSTER_ID
@@ -158,6 +192,8 @@ async fn hold_namespace(state: &AppState, cluster_id: &str, ns: &str) -> ApiResu
     };
     Ok(Namespace {
         _lease: lease(state, &name, busy).await?,
+        cluster: cluster.to_string(),
+        cluster_scoped: tokio::sync::OnceCell::new(),
     })
 }
 
@@ -174,7 +210,7 @@ pub async fn hold(state: &AppState, env: &Environment) -> ApiResult<Held> {
     };
     let lease = lease(state, &name, busy).await?;
     Ok(Held {
-        _namespace: hold_namespace(state, &env.cluster_id, &env.namespace).await?,
+        namespace: hold_namespace(state, &env.cluster_id, &env.namespace).await?,
         _lease: lease,
         _local: local,
     })

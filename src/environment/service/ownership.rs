@@ -15,22 +15,26 @@
 //! Races. Every change of an environment and every creation holds the lease of its namespace
 //! ([`super::Held`]) from its first check to its record's save (or insert), so of two
 //! environments sharing a namespace only one checks, applies and records at a time: the
-//! second sees the first's record. Cluster-scoped objects of environments in *different*
-//! namespaces are not covered by that lease; two admins applying the same new cluster-scoped
-//! object into two namespaces at the same moment may both pass. We accept that window (it
-//! needs two system admins racing on one new ClusterRole or Namespace) rather than serialise
-//! every change of a cluster (docs/compatibility.md).
+//! second sees the first's record. A call that applies a cluster-scoped object also holds the
+//! lease of the cluster's cluster-scoped objects ([`Namespace::hold_cluster_scoped`]), taken
+//! here before the cluster's records are read and kept with the namespace's to the save: of
+//! two environments in *different* namespaces applying the same new cluster-scoped object at
+//! once, the second to check sees the first's record. Calls that apply only namespaced
+//! objects do not take it (they record no cluster-scoped object), so a cluster's namespaces
+//! still change in parallel.
 
 use super::super::model::{EnvService, Environment, ResourceRef};
 use super::placement::envs_at;
-use super::{CREATE_ENV, UPDATE_ENV};
+use super::{CREATE_ENV, Namespace, UPDATE_ENV};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
 
 /// Refuse when an environment other than `env` has recorded one of `refs` (see the module
-/// doc); the first such object found is named.
+/// doc); the first such object found is named. `held` is the lease of `env`'s namespace,
+/// held by the caller until `env`'s record is saved.
 pub(super) async fn check_owners<'a>(
     state: &AppState,
+    held: &Namespace,
     env: &Environment,
     refs: impl IntoIterator<Item = &'a ResourceRef>,
 ) -> ApiResult<()> {
@@ -39,6 +43,9 @@ pub(super) async fn check_owners<'a>(
         return Ok(());
     }
     let whole_cluster = refs.iter().any(|r| !r.namespaced);
+    if whole_cluster {
+        held.hold_cluster_scoped(state).await?;
+    }
     let ns = (!whole_cluster).then_some(env.namespace.as_str());
     let others: Vec<Environment> = envs_at(state, &env.cluster_id, ns)
         .await?

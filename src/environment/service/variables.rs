@@ -9,7 +9,7 @@ use super::super::catalog;
 use super::super::kube::Kinds;
 use super::super::model::{EnvService, Environment};
 use super::apply::{Undo, apply_service, check_services, env_service, rollback};
-use super::{ContainerImage, UPDATE_ENV, for_change, load, save, service_of};
+use super::{ContainerImage, Namespace, UPDATE_ENV, for_change, load, save, service_of};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::client_for;
@@ -102,6 +102,7 @@ pub(super) async fn rerendered(
 /// objects the new rendering lacks are deleted.
 async fn put(
     state: &AppState,
+    held: &Namespace,
     (cc, kinds): (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &mut Environment,
@@ -109,7 +110,7 @@ async fn put(
 ) -> ApiResult<()> {
     // A service half applied is put back as it was: the record keeps the old one.
     let mut undo = Undo::default();
-    if let Err(e) = apply_service(state, (cc, kinds), actor, env, &mut s, &mut undo).await {
+    if let Err(e) = apply_service(state, held, (cc, kinds), actor, env, &mut s, &mut undo).await {
         rollback(cc, &env.namespace, undo, false).await;
         return Err(e);
     }
@@ -120,9 +121,10 @@ async fn put(
     Ok(())
 }
 
-/// Render service `name` of `env` again ([`rerendered`]) and apply it for `actor`.
+/// Render service `name` of `env` again ([`rerendered`]) and apply it for `actor`; `held`:
+/// `env`'s namespace, held to its record's save.
 pub(super) async fn reapply(
-    state: &AppState,
+    (state, held): (&AppState, &Namespace),
     cx: (&ClusterClient, &mut Kinds),
     actor: &Identity,
     env: &mut Environment,
@@ -131,7 +133,7 @@ pub(super) async fn reapply(
     vars: impl FnOnce(&[RenderVariableKV]) -> Vec<RenderVariableKV>,
 ) -> ApiResult<()> {
     match rerendered(state, env, name, at, vars).await? {
-        Some(s) => put(state, cx, actor, env, s).await,
+        Some(s) => put(state, held, cx, actor, env, s).await,
         None => Ok(()),
     }
 }
@@ -146,7 +148,7 @@ pub async fn set_variables(
     production: bool,
     globals: Vec<GlobalVariableKV>,
 ) -> ApiResult<()> {
-    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
+    let (held, mut env) = for_change(state, caller, project, env_key, production).await?;
     let defined = catalog::project_globals(state, project, production).await?;
     check_keys(&defined, &globals)?;
     let changed: Vec<String> = globals
@@ -179,11 +181,11 @@ pub async fn set_variables(
             let latest = rerendered(state, &env, name, Revision::Latest, <[_]>::to_vec);
             again.extend(latest.await?);
         }
-        let cc = client_for(state, &env.cluster_id).await?;
+        let (cc, ns) = (client_for(state, &env.cluster_id).await?, held.namespace());
         let mut kinds = Kinds::default();
-        check_services(state, (&cc, &mut kinds), caller, &env, &again).await?;
+        check_services(state, ns, (&cc, &mut kinds), caller, &env, &again).await?;
         for s in again {
-            put(state, (&cc, &mut kinds), caller, &mut env, s).await?;
+            put(state, ns, (&cc, &mut kinds), caller, &mut env, s).await?;
         }
     }
     save(state, &mut env, caller).await
@@ -249,7 +251,7 @@ pub async fn update_services(
             )));
         }
     }
-    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
+    let (held, mut env) = for_change(state, caller, project, env_key, production).await?;
     for s in &input.service_list {
         service_of(&env, &s.service_name, UPDATE_ENV).map_err(|e| {
             e.map_description(|d| {
@@ -266,18 +268,18 @@ pub async fn update_services(
         let r = rerendered(state, &env, &s.service_name, Revision::Latest, given).await;
         again.push(r.and_then(|r| r.ok_or_else(|| ApiError::internal("service gone"))));
     }
-    let cc = client_for(state, &env.cluster_id).await?;
+    let (cc, ns) = (client_for(state, &env.cluster_id).await?, held.namespace());
     let mut kinds = Kinds::default();
     let named = |name: &str, e: ApiError| e.map_description(|d| format!("service {name:?}: {d}"));
     for s in again.iter().map_while(|r| r.as_ref().ok()) {
         let one = std::slice::from_ref(s);
-        check_services(state, (&cc, &mut kinds), caller, &env, one)
+        check_services(state, ns, (&cc, &mut kinds), caller, &env, one)
             .await
             .map_err(|e| named(&s.service_name, e))?;
     }
     for (i, (r, s)) in again.into_iter().zip(&input.service_list).enumerate() {
         let done = match r {
-            Ok(r) => put(state, (&cc, &mut kinds), caller, &mut env, r).await,
+            Ok(r) => put(state, ns, (&cc, &mut kinds), caller, &mut env, r).await,
             Err(e) => Err(e),
         };
         if let Err(e) = done {

@@ -11,8 +11,8 @@ use super::super::model::{Container, EnvService, Environment, ResourceRef, Workl
 use super::super::rules;
 use super::apply::apply_some;
 use super::{
-    GET_POD, RESTART_SERVICE, SCALE_SERVICE, UPDATE_IMAGE, for_change, load, may_change, save,
-    service_of,
+    GET_POD, Namespace, RESTART_SERVICE, SCALE_SERVICE, UPDATE_IMAGE, for_change, load, may_change,
+    save, service_of,
 };
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -56,10 +56,10 @@ pub async fn restart_service(
     production: bool,
 ) -> ApiResult<()> {
     validate::name("serviceName", service)?;
-    let (_held, mut env) = for_change(state, caller, project, env_key, production).await?;
+    let (held, mut env) = for_change(state, caller, project, env_key, production).await?;
     service_of(&env, service, RESTART_SERVICE)?;
     let cc = client_for(state, &env.cluster_id).await?;
-    restart_in(state, &cc, caller, &mut env, service).await?;
+    restart_in(state, held.namespace(), &cc, caller, &mut env, service).await?;
     save(state, &mut env, caller).await
 }
 
@@ -67,6 +67,7 @@ pub async fn restart_service(
 /// lock; saved by the caller): the workloads restarted.
 pub(super) async fn restart_in(
     state: &AppState,
+    held: &Namespace,
     cc: &ClusterClient,
     actor: &Identity,
     env: &mut Environment,
@@ -89,7 +90,7 @@ pub(super) async fn restart_in(
             o.restarted_at = Some(at.clone())
         });
     }
-    apply_some((state, cc), actor, env, &svc, |r| targets.contains(r)).await?;
+    apply_some((state, cc), held, actor, env, &svc, |r| targets.contains(r)).await?;
     if let Some(slot) = env.service_mut(service) {
         *slot = svc;
     }
@@ -157,7 +158,7 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
         Some(n) => n,
     };
     let (project, env_key) = (input.project_key.as_str(), input.env_key.as_str());
-    let (_held, mut env) = for_change(state, caller, project, env_key, false).await?;
+    let (held, mut env) = for_change(state, caller, project, env_key, false).await?;
     let mut svc = service_of(&env, &input.service_name, SCALE_SERVICE)?.clone();
     let owns = |r: &ResourceRef| r.kind == input.workload_type && r.name == input.workload_name;
     if !svc.resources.iter().any(owns) {
@@ -174,7 +175,7 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
         o.replicas = Some(replicas)
     });
     let cc = client_for(state, &env.cluster_id).await?;
-    apply_some((state, &cc), caller, &env, &svc, owns).await?;
+    apply_some((state, &cc), held.namespace(), caller, &env, &svc, owns).await?;
     if let Some(slot) = env.service_mut(&input.service_name) {
         *slot = svc;
     }
@@ -273,7 +274,7 @@ pub async fn set_image(
 ) -> ApiResult<()> {
     check_image_input(path_env, &input)?;
     let project = input.product_name.as_str();
-    let (_held, mut env) = for_change(state, caller, project, path_env, false).await?;
+    let (held, mut env) = for_change(state, caller, project, path_env, false).await?;
     let mut svc = service_of(&env, &input.service_name, UPDATE_IMAGE)?.clone();
     check_workload(&svc, kind, &input)?;
     match svc
@@ -304,7 +305,15 @@ pub async fn set_image(
         })
     };
     let cc = client_for(state, &env.cluster_id).await?;
-    apply_some((state, &cc), caller, &env, &svc, with_container).await?;
+    apply_some(
+        (state, &cc),
+        held.namespace(),
+        caller,
+        &env,
+        &svc,
+        with_container,
+    )
+    .await?;
     svc.update_time = state.clock.now();
     if let Some(slot) = env.service_mut(&input.service_name) {
         *slot = svc;

@@ -4,7 +4,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::release_plan::egress::EgressPolicy;
 use crate::release_plan::hooks::{HookSetting, SETTING_ID};
 use crate::release_plan::input::HookSettingInput;
 use crate::release_plan::model::HookEvent;
@@ -44,7 +45,9 @@ pub async fn put_hook_setting(
     caller.require_admin()?;
     let events = hook_events(&input.hook_events)?;
     let address = input.hook_address.trim().to_string();
-    check_address(state, &address, input.enable)?;
+    // An http(s) URL when hooks are enabled (or an address is given), not one the egress
+    // policy denies by literal address or metadata host name.
+    EgressPolicy::of(&state.config).check_saved("hook_address", &address, input.enable)?;
     let store = &state.release_plans;
     let old = store.hook_setting().await?;
     let setting = HookSetting {
@@ -70,30 +73,6 @@ fn hook_events(names: &[String]) -> ApiResult<Vec<HookEvent>> {
         }
     }
     Ok(events)
-}
-
-/// An http(s) URL when hooks are enabled (or an address is given), and not one the egress
-/// policy denies.
-fn check_address(state: &AppState, address: &str, enable: bool) -> ApiResult<()> {
-    if enable || !address.is_empty() {
-        let ok = reqwest::Url::parse(address)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        if !ok {
-            return Err(ApiError::bad_request(format!(
-                "`hook_address` must be an http(s) URL when hooks are enabled, got {address:?}"
-            )));
-        }
-    }
-    // A literal address or metadata host name the egress policy denies is refused now;
-    // names are checked again on every resolution at delivery.
-    if let Ok(url) = reqwest::Url::parse(address) {
-        crate::release_plan::egress::EgressPolicy::of(&state.config)
-            .check_url(&url)
-            .map_err(|why| {
-                ApiError::bad_request(format!("`hook_address` {address:?} is not allowed: {why}"))
-            })?;
-    }
-    Ok(())
 }
 
 /// Upsert: replace, or insert the first time (a racing insert loses and replaces).

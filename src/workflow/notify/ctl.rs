@@ -6,9 +6,13 @@
 //! (`dingding_webhook`, `weChat_webHook`, `feishu_webhook`, `webhook_notify`, with `at_mobiles`,
 //! `wechat_user_ids`, `lark_user_ids`, `is_at_all`), which are used when the type's
 //! `<type>_notification_config` is absent, as Zadig does.
+//!
+//! The same reading decides which address [`check_hooks`] checks when a definition is saved.
 
 use serde_json::Value;
 
+use crate::error::ApiResult;
+use crate::release_plan::egress::EgressPolicy;
 use crate::workflow::model::{arr_of, str_of};
 
 /// Where one setting's message goes.
@@ -74,24 +78,110 @@ fn flag(v: &Value, key: &str) -> bool {
     v.get(key).and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// The type's config object, or the older top-level fields when it is absent: `(config,
-/// hook field)`.
-fn config<'a, 'k>(ctl: &'a Value, key: &str, legacy_hook: &'k str) -> (&'a Value, &'k str) {
-    match ctl.get(key) {
-        Some(c) if c.is_object() => (c, "hook_address"),
-        _ => (ctl, legacy_hook),
-    }
+/// Where each type with a hook reads its address: `(webhook_type, config object, address field
+/// in it, older top-level field)`. The older field is used when the config object is absent: a
+/// string, or for `webhook` an object with the same address field.
+const HOOKS: &[(&str, &str, &str, &str)] = &[
+    (
+        "dingding",
+        "dingding_notification_config",
+        "hook_address",
+        "dingding_webhook",
+    ),
+    (
+        "feishu",
+        "lark_hook_notification_config",
+        "hook_address",
+        "feishu_webhook",
+    ),
+    (
+        "wechat",
+        "wechat_notification_config",
+        "hook_address",
+        "weChat_webHook",
+    ),
+    ("msteams", "msteams_notification_config", "hook_address", ""),
+    (
+        "webhook",
+        "webhook_notification_config",
+        "address",
+        "webhook_notify",
+    ),
+];
+
+/// Fields of a config object that say where its message goes (not to whom): a task's
+/// `notify_inputs` cannot change them.
+pub const DESTINATION: &[&str] = &["hook_address", "address", "token", "app_id"];
+
+/// A setting's hook as read for sending.
+struct Located<'a> {
+    /// The object the address and the recipients are read from.
+    cfg: &'a Value,
+    /// The address field in `cfg`.
+    field: &'static str,
+    /// The address field's path in the setting (`dingding_notification_config.hook_address`).
+    path: String,
+    /// Whether the older top-level fields are used.
+    legacy: bool,
 }
 
-/// The hook address at `field` of `cfg`, required.
-fn hook(cfg: &Value, field: &str, kind: &str) -> Result<String, String> {
-    let h = str_of(cfg, field).trim();
+/// Where a setting of a type with a hook reads it (`None` for the other types).
+fn locate(ctl: &Value) -> Option<Located<'_>> {
+    let &(_, key, field, legacy) = HOOKS.iter().find(|h| h.0 == kind(ctl))?;
+    Some(match ctl.get(key) {
+        Some(c) if c.is_object() => Located {
+            cfg: c,
+            field,
+            path: format!("{key}.{field}"),
+            legacy: false,
+        },
+        _ if legacy.is_empty() => Located {
+            cfg: &Value::Null,
+            field,
+            path: format!("{key}.{field}"),
+            legacy: false,
+        },
+        // `webhook_notify` is an object with the address field; the others are strings.
+        _ if field == "address" => Located {
+            cfg: ctl.get(legacy).unwrap_or(&Value::Null),
+            field,
+            path: format!("{legacy}.{field}"),
+            legacy: true,
+        },
+        _ => Located {
+            cfg: ctl,
+            field: legacy,
+            path: legacy.to_string(),
+            legacy: true,
+        },
+    })
+}
+
+/// The hook address of a located setting, required.
+fn hook(loc: &Located<'_>, kind: &str) -> Result<String, String> {
+    let h = str_of(loc.cfg, loc.field).trim();
     if h.is_empty() {
         return Err(format!(
-            "the {kind} notification has no hook address ({field} is empty)"
+            "the {kind} notification has no hook address ({} is empty)",
+            loc.path
         ));
     }
     Ok(h.to_string())
+}
+
+/// Refuse settings whose hook address may not be stored: 400 naming its field
+/// (`notify_ctls[1].webhook_notification_config.address`), by the check the release-plan hook
+/// setting uses ([`EgressPolicy::check_saved`]). An enabled setting needs an http(s) URL; a
+/// disabled one is checked too when it has an address, because a task's `notify_inputs` can
+/// turn it on without the definition being saved again.
+pub fn check_hooks(ctls: &[Value], policy: &EgressPolicy) -> ApiResult<()> {
+    for (i, c) in ctls.iter().enumerate() {
+        if let Some(loc) = locate(c) {
+            let field = format!("notify_ctls[{i}].{}", loc.path);
+            policy.check_saved(&field, str_of(loc.cfg, loc.field), enabled(c))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a setting of a type this server cannot send through says when it would fire.
@@ -116,19 +206,18 @@ struct Bot {
     is_at_all: bool,
 }
 
-/// The bot of a `kind` setting: its config object (`fields[0]`) with `hook_address` and
-/// `recipients[0]`, or the older top-level hook field (`fields[1]`) with `recipients[1]`.
-fn bot(ctl: &Value, kind: &str, fields: [&str; 2], recipients: [&str; 2]) -> Result<Bot, String> {
-    let (cfg, field) = config(ctl, fields[0], fields[1]);
-    let users = if field == "hook_address" {
-        recipients[0]
-    } else {
+/// The bot of a `kind` setting: its hook, and `recipients[0]` of its config object or
+/// `recipients[1]` of the older top-level fields.
+fn bot(loc: &Located<'_>, kind: &str, recipients: [&str; 2]) -> Result<Bot, String> {
+    let users = if loc.legacy {
         recipients[1]
+    } else {
+        recipients[0]
     };
     Ok(Bot {
-        hook: hook(cfg, field, kind)?,
-        at: names(cfg, users),
-        is_at_all: flag(cfg, "is_at_all"),
+        hook: hook(loc, kind)?,
+        at: names(loc.cfg, users),
+        is_at_all: flag(loc.cfg, "is_at_all"),
     })
 }
 
@@ -138,14 +227,15 @@ pub fn channel(ctl: &Value) -> Result<Channel, String> {
     if let Some(why) = missing_integration(kind) {
         return Err(why);
     }
+    let Some(loc) = locate(ctl) else {
+        return Err(match kind {
+            "" => "the notification has no webhook_type".to_string(),
+            other => format!("unsupported notification type {other:?}"),
+        });
+    };
     Ok(match kind {
         "dingding" => {
-            let b = bot(
-                ctl,
-                kind,
-                ["dingding_notification_config", "dingding_webhook"],
-                ["at_mobiles", "at_mobiles"],
-            )?;
+            let b = bot(&loc, kind, ["at_mobiles", "at_mobiles"])?;
             Channel::DingDing {
                 hook: b.hook,
                 at_mobiles: b.at,
@@ -153,12 +243,7 @@ pub fn channel(ctl: &Value) -> Result<Channel, String> {
             }
         }
         "feishu" => {
-            let b = bot(
-                ctl,
-                kind,
-                ["lark_hook_notification_config", "feishu_webhook"],
-                ["at_users", "lark_user_ids"],
-            )?;
+            let b = bot(&loc, kind, ["at_users", "lark_user_ids"])?;
             Channel::Lark {
                 hook: b.hook,
                 at_users: b.at,
@@ -166,39 +251,21 @@ pub fn channel(ctl: &Value) -> Result<Channel, String> {
             }
         }
         "wechat" => {
-            let b = bot(
-                ctl,
-                kind,
-                ["wechat_notification_config", "weChat_webHook"],
-                ["at_users", "wechat_user_ids"],
-            )?;
+            let b = bot(&loc, kind, ["at_users", "wechat_user_ids"])?;
             Channel::WeCom {
                 hook: b.hook,
                 at_users: b.at,
                 is_at_all: b.is_at_all,
             }
         }
-        "msteams" => {
-            let cfg = ctl
-                .get("msteams_notification_config")
-                .unwrap_or(&Value::Null);
-            Channel::Teams {
-                hook: hook(cfg, "hook_address", kind)?,
-                at_emails: names(cfg, "at_emails"),
-            }
-        }
-        "webhook" => {
-            let cfg = match ctl.get("webhook_notification_config") {
-                Some(c) if c.is_object() => c,
-                _ => ctl.get("webhook_notify").unwrap_or(&Value::Null),
-            };
-            Channel::Webhook {
-                address: hook(cfg, "address", kind)?,
-                token: str_of(cfg, "token").to_string(),
-            }
-        }
-        "" => return Err("the notification has no webhook_type".to_string()),
-        other => return Err(format!("unsupported notification type {other:?}")),
+        "msteams" => Channel::Teams {
+            hook: hook(&loc, kind)?,
+            at_emails: names(loc.cfg, "at_emails"),
+        },
+        _ => Channel::Webhook {
+            address: hook(&loc, kind)?,
+            token: str_of(loc.cfg, "token").to_string(),
+        },
     })
 }
 
