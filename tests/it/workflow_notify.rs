@@ -338,7 +338,9 @@ crate::backend_test! {
         assert_eq!(told, [second, first]);
         app.stop().await;
     }
+}
 
+crate::backend_test! {
     async fn hook_addresses_are_checked_when_saved(app) {
         let recv = Receiver::start().await;
         let bot = |kind: &str, cfg: &str, addr: &str| json!({"enabled": true, "webhook_type": kind,
