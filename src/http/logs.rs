@@ -8,13 +8,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::engine::logs::{Follow, LogKey, full_piece};
+use crate::engine::logs::{Follow, LogKey, full_stream};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::Path;
 use crate::state::AppState;
@@ -128,31 +127,7 @@ async fn full_log(
     Path(path): Path<JobLogPath>,
 ) -> ApiResult<Response> {
     let key = path.key()?;
-    // The first piece is read before answering, so a store failure is an honest 500.
-    let mut cur = 0u64;
-    let first = full_piece(&state.engine.logs, &key, &mut cur)
-        .await
-        .map_err(ApiError::from)?;
-    let rest = futures::stream::unfold(
-        (state, key, cur, first.is_some()),
-        |(state, key, mut cur, more)| async move {
-            if !more {
-                return None;
-            }
-            match full_piece(&state.engine.logs, &key, &mut cur).await {
-                Ok(Some(piece)) => Some((Bytes::from(piece), (state, key, cur, true))),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::error!(workflow = %key.workflow, task_id = key.task_id, job = %key.job,
-                        "reading the job log failed mid-stream: {e}");
-                    None
-                }
-            }
-        },
-    );
-    let body = futures::stream::iter(first.map(Bytes::from))
-        .chain(rest)
-        .map(Ok::<_, Infallible>);
+    let body = full_stream(state, key).await.map_err(ApiError::from)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(body),

@@ -1,12 +1,12 @@
 //! Delivery-version pages: the list and a version's detail with each image's copy status and
 //! error, and retry through [`crate::delivery::service`] as the API does.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde_json::json;
 
 use super::render::page;
 use super::session::Viewer;
-use super::{Posted, UiResult, done};
+use super::{Posted, UiQuery, UiResult, done};
 use crate::delivery::model::{DeliveryVersion, ItemStatus, VersionStatus};
 use crate::delivery::service;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ use crate::store::{Dir, FindOptions, Typed};
 pub async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<super::ListQuery>,
+    UiQuery(q): UiQuery<super::ListQuery>,
 ) -> UiResult {
     let p = q.paging();
     let docs: Typed<DeliveryVersion> = Typed::new(state.backend.as_ref(), "delivery_versions");

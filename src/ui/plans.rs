@@ -2,12 +2,12 @@
 //! records, approval with votes, jobs with links to their workflow tasks) and its actions, each
 //! through [`crate::release_plan::service`] as the API does.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::render::{page, urlencode};
 use super::session::Viewer;
-use super::{Posted, UiError, UiResult, done};
+use super::{Posted, UiError, UiQuery, UiResult, done};
 use crate::auth::Identity;
 use crate::release_plan::input::{ApproveInput, JobActionInput};
 use crate::release_plan::machine::status_api_allows;
@@ -21,7 +21,7 @@ use crate::store::{Dir, Filter, FindOptions};
 pub async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<super::ListQuery>,
+    UiQuery(q): UiQuery<super::ListQuery>,
 ) -> UiResult {
     let p = q.paging();
     let opts = FindOptions::sort("index", Dir::Desc).page(p.num, p.size);

@@ -32,6 +32,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/project_filter.html"),
     ),
     ("version.html", include_str!("templates/version.html")),
+    // The previous/next links of a list page (`page`, `has_next`, `project` when filtered).
+    ("pager.html", include_str!("templates/pager.html")),
     // The approve/reject pair of a release plan's and a task stage's vote form.
     (
         "vote_buttons.html",

@@ -8,10 +8,11 @@
 //!
 //! The cookie is `HttpOnly; SameSite=Strict; Path=/`, `Secure` when the request came over TLS
 //! (see [`secure_cookie`]), and expires after `ui_session_secs`. State-changing forms carry the
-//! session's CSRF token and are also refused when `Origin` names another host or
-//! `Sec-Fetch-Site` says `cross-site`.
+//! session's CSRF token and are also refused when `Origin` names a host that is not this
+//! server's (see [`check_origin`]) or `Sec-Fetch-Site` says `cross-site`.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderName;
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -21,6 +22,8 @@ use crate::auth::{Identity, hash_token, new_token};
 use crate::state::AppState;
 use crate::store::{Filter, StoreResult, Typed};
 use crate::ui::UiError;
+
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "zadig_session";
@@ -133,34 +136,40 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, UiError> {
-        let login = || {
+        let viewer = match cookie_value(&parts.headers) {
+            Some(cookie) => viewer_of(state, &cookie).await?,
+            None => None,
+        };
+        viewer.ok_or_else(|| {
             let next = parts
                 .uri
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/ui/");
             UiError::SignIn(next.to_string())
-        };
-        let Some(cookie) = cookie_value(&parts.headers) else {
-            return Err(login());
-        };
-        let Some(session) = store(state).get(&hash_token(&cookie)).await? else {
-            return Err(login());
-        };
-        if session.expires_at <= state.clock.now() {
-            return Err(login());
-        }
-        let Some(user) = state.users.by_token_hash(&session.token_hash).await? else {
-            return Err(login());
-        };
-        if user.id != session.uid {
-            return Err(login());
-        }
-        Ok(Viewer {
-            identity: Identity::from(&user),
-            csrf: session.csrf,
         })
     }
+}
+
+/// The signed-in user of a session cookie value: `None` when the session does not exist, has
+/// expired, or its token no longer belongs to its user (rotated, user deleted).
+pub async fn viewer_of(state: &AppState, cookie: &str) -> StoreResult<Option<Viewer>> {
+    let Some(session) = store(state).get(&hash_token(cookie)).await? else {
+        return Ok(None);
+    };
+    if session.expires_at <= state.clock.now() {
+        return Ok(None);
+    }
+    let Some(user) = state.users.by_token_hash(&session.token_hash).await? else {
+        return Ok(None);
+    };
+    if user.id != session.uid {
+        return Ok(None);
+    }
+    Ok(Some(Viewer {
+        identity: Identity::from(&user),
+        csrf: session.csrf,
+    }))
 }
 
 /// The host a browser names in `Origin` (`scheme://host[:port]` → `host[:port]`).
@@ -168,10 +177,34 @@ fn origin_host(origin: &str) -> Option<&str> {
     origin.split_once("://").map(|(_, rest)| rest)
 }
 
+/// The hosts this server is reached at, as a browser names them in `Origin`: the request's
+/// `Host`, the `X-Forwarded-Host` a reverse proxy sets, and the host of the configured
+/// `public_url` (a proxy that does not pass the original `Host` on, as nginx by default).
+/// Trusting the forwarded header is safe here: a cross-site page cannot add headers to a
+/// form post (and the CSRF token is checked besides).
+fn own_hosts<'a>(headers: &'a HeaderMap, public_url: &'a str) -> impl Iterator<Item = &'a str> {
+    let header = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    let public = origin_host(public_url)
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .into_iter();
+    header(HOST)
+        .chain(header(X_FORWARDED_HOST))
+        .chain(public)
+        .filter(|h| !h.is_empty())
+}
+
 /// Refuse a cross-site form post: `Sec-Fetch-Site: cross-site`, or an `Origin` whose host is
-/// not this request's `Host`. (Browsers send `Origin` on every POST; a request without one is
-/// not from a browser and still needs the CSRF token, or a session, to do anything.)
-pub fn check_origin(headers: &HeaderMap) -> Result<(), UiError> {
+/// none of this server's (see [`own_hosts`]). (Browsers send `Origin` on every POST; a
+/// request without one is not from a browser and still needs the CSRF token, or a session,
+/// to do anything.)
+pub fn check_origin(headers: &HeaderMap, public_url: &str) -> Result<(), UiError> {
     let forbidden = |why: &str| UiError::Status(StatusCode::FORBIDDEN, why.to_string());
     if headers
         .get("sec-fetch-site")
@@ -184,26 +217,26 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), UiError> {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or_default();
-    let host = headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if origin_host(origin).is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host)) {
+    let ours = origin_host(origin)
+        .is_some_and(|o| own_hosts(headers, public_url).any(|h| o.eq_ignore_ascii_case(h)));
+    if ours {
         Ok(())
     } else {
         Err(forbidden(
-            "the form was posted from another origin (Origin does not match Host)",
+            "the form was posted from another origin (Origin is not this server's host; \
+             behind a reverse proxy, pass the Host header on or set public_url)",
         ))
     }
 }
 
 /// Check a posted form's CSRF token (and its origin) against the viewer's session.
 pub fn check_csrf(
+    state: &AppState,
     viewer: &Viewer,
     headers: &HeaderMap,
     posted: Option<&str>,
 ) -> Result<(), UiError> {
-    check_origin(headers)?;
+    check_origin(headers, state.config.public_base())?;
     let posted = posted.unwrap_or_default();
     // Both are 64 hex characters from our own generator; compare without an early exit anyway.
     let same = posted.len() == viewer.csrf.len()
@@ -247,12 +280,19 @@ mod tests {
     fn origin_must_match_host() {
         let mut h = HeaderMap::new();
         h.insert(HOST, "127.0.0.1:8080".parse().unwrap());
-        assert!(check_origin(&h).is_ok());
+        assert!(check_origin(&h, "").is_ok());
         h.insert(ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
-        assert!(check_origin(&h).is_ok());
+        assert!(check_origin(&h, "").is_ok());
         h.insert(ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(check_origin(&h).is_err());
+        assert!(check_origin(&h, "").is_err());
         h.insert(ORIGIN, "null".parse().unwrap());
-        assert!(check_origin(&h).is_err());
+        assert!(check_origin(&h, "").is_err());
+        // Behind a proxy that sends its own Host: the public URL's host, or X-Forwarded-Host.
+        h.insert(ORIGIN, "https://zadig.example.com".parse().unwrap());
+        assert!(check_origin(&h, "").is_err());
+        assert!(check_origin(&h, "https://zadig.example.com/").is_ok());
+        assert!(check_origin(&h, "https://other.example.com").is_err());
+        h.insert(X_FORWARDED_HOST, "zadig.example.com".parse().unwrap());
+        assert!(check_origin(&h, "").is_ok());
     }
 }

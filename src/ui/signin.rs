@@ -1,7 +1,7 @@
 //! Sign-in and sign-out pages.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::render;
 use super::session;
-use super::{Form, UiResult};
+use super::{Form, UiQuery, UiResult};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -18,9 +18,13 @@ pub struct NextQuery {
     next: String,
 }
 
-/// Only local dashboard paths are followed after sign-in (no open redirect).
+/// Only local dashboard paths are followed after sign-in (no open redirect), and only in
+/// visible ASCII (what the dashboard's own sign-in redirects send): the value becomes the
+/// `Location` header, where a control character cannot go, and URL parsers drop tabs and
+/// newlines, which would make the browser read another URL than the one checked here.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') {
+    let local = next.starts_with("/ui/") && !next.contains('\\');
+    if local && next.bytes().all(|b| b.is_ascii_graphic()) {
         next
     } else {
         "/ui/plans"
@@ -39,7 +43,7 @@ fn form_page(next: &str, error: Option<&str>, status: StatusCode) -> Response {
 }
 
 /// `GET /ui/login?next=`: the sign-in form.
-pub async fn page(Query(q): Query<NextQuery>) -> Response {
+pub async fn page(UiQuery(q): UiQuery<NextQuery>) -> Response {
     form_page(&q.next, None, StatusCode::OK)
 }
 
@@ -50,7 +54,7 @@ pub async fn sign_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> UiResult {
-    session::check_origin(&headers)?;
+    session::check_origin(&headers, state.config.public_base())?;
     let form = Form::parse(&body);
     let next = form.get("next").unwrap_or_default().to_string();
     let token = form.get("token").unwrap_or_default();
@@ -60,6 +64,11 @@ pub async fn sign_in(
             Some("Enter your API token."),
             StatusCode::BAD_REQUEST,
         ));
+    }
+    // A new sign-in in this browser ends the session it had (whoever's it was): a session id
+    // is never carried across sign-ins.
+    if let Some(previous) = session::cookie_value(&headers) {
+        session::sign_out(&state, &previous).await?;
     }
     let Some((cookie, s)) = session::sign_in(&state, token).await? else {
         return Ok(form_page(

@@ -2,21 +2,17 @@
 //! a job's log (live while the job runs, in full once it ended) and the task actions (cancel,
 //! retry, approve, manual execution), each through [`crate::workflow::tasks`] as the API does.
 
-use std::convert::Infallible;
-
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::render::{page, render, urlencode};
 use super::session::Viewer;
-use super::{Posted, UiError, UiResult, done};
+use super::{Posted, UiError, UiQuery, UiResult, done};
 use crate::auth::Identity;
 use crate::engine::approval::JobApproval;
-use crate::engine::logs::{Follow, LogKey, full_piece};
 use crate::state::AppState;
 use crate::store::{Dir, FindOptions, Typed};
 use crate::workflow::error::Op;
@@ -25,21 +21,20 @@ use crate::workflow::model::Workflow;
 use crate::workflow::task::{ApproveUser, JobTask, StageTask, Status, Task};
 use crate::workflow::tasks;
 
-/// Most log text put into a page; the plain-text link has the rest.
-const LOG_PAGE_LIMIT: usize = 1 << 20;
-
 /// `GET /ui/workflows[?project=]`: every workflow (of one project when asked).
 pub async fn workflows(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<super::ListQuery>,
+    UiQuery(q): UiQuery<super::ListQuery>,
 ) -> UiResult {
     let docs: Typed<Workflow> = Typed::new(state.backend.as_ref(), "workflows");
     let filter = q.project_filter("project");
-    let opts = FindOptions::sort("project", Dir::Asc).then("name", Dir::Asc);
-    let list: Vec<Value> = docs
-        .find(&filter, &opts)
-        .await?
+    let p = q.paging();
+    let opts = FindOptions::sort("project", Dir::Asc)
+        .then("name", Dir::Asc)
+        .page(p.num, p.size);
+    let (found, total) = docs.page(&filter, &opts).await?;
+    let list: Vec<Value> = found
         .into_iter()
         .map(|w| {
             json!({
@@ -51,7 +46,10 @@ pub async fn workflows(
     Ok(page(
         "workflows.html",
         Some(&viewer),
-        json!({"title": "Workflows", "nav": "workflows", "workflows": list, "project": q.project}),
+        json!({
+            "title": "Workflows", "nav": "workflows", "workflows": list, "project": q.project,
+            "total": total, "page": p.num, "has_next": super::has_next(p, total),
+        }),
     ))
 }
 
@@ -60,7 +58,7 @@ pub async fn workflow(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(key): Path<String>,
-    Query(q): Query<super::ListQuery>,
+    UiQuery(q): UiQuery<super::ListQuery>,
 ) -> UiResult {
     crate::validate::name("workflowKey", &key)?;
     let wf = state.workflows.get(&key).await?.ok_or_else(|| {
@@ -119,11 +117,7 @@ fn may_vote(users: &[ApproveUser], who: &Identity) -> bool {
     }
 }
 
-fn job_ended(j: &JobTask) -> bool {
-    j.status.is_final() || j.status == Status::Unstable
-}
-
-async fn load(state: &AppState, key: &str, id: &str) -> UiResult<Task> {
+pub(super) async fn load(state: &AppState, key: &str, id: &str) -> UiResult<Task> {
     crate::validate::name("workflowKey", key)?;
     let id = parse_id(id)?;
     Ok(tasks::get(state, key, id, Op::GetTask).await?)
@@ -223,25 +217,12 @@ async fn task_view(state: &AppState, t: &Task, who: &Identity, selected: &str) -
     })
 }
 
-/// The text of a job's log so far (bounded), and whether it was cut.
-async fn log_text(state: &AppState, key: &LogKey) -> UiResult<(String, bool)> {
-    let mut cur = 0u64;
-    let mut text = String::new();
-    while let Some(piece) = full_piece(&state.engine.logs, key, &mut cur).await? {
-        text.push_str(&piece);
-        if text.len() > LOG_PAGE_LIMIT {
-            return Ok((text, true));
-        }
-    }
-    Ok((text, false))
-}
-
 /// `GET /ui/workflows/{key}/tasks/{id}[?job=]`
 pub async fn task(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((key, id)): Path<(String, String)>,
-    Query(q): Query<TaskQuery>,
+    UiQuery(q): UiQuery<TaskQuery>,
 ) -> UiResult {
     let t = load(&state, &key, &id).await?;
     let jobs: Vec<&JobTask> = t.stages.iter().flat_map(|s| s.jobs.iter()).collect();
@@ -256,24 +237,7 @@ pub async fn task(
     let selected = job.map(|j| j.name.clone()).unwrap_or_default();
     let view = task_view(&state, &t, &viewer.identity, &selected).await;
     let log = match job {
-        Some(j) => {
-            let key = LogKey {
-                workflow: t.workflow_name.clone(),
-                task_id: t.task_id,
-                job: j.name.clone(),
-            };
-            let (text, cut) = log_text(&state, &key).await?;
-            let path = format!(
-                "/ui/workflows/{}/tasks/{}/jobs/{}",
-                urlencode(&t.workflow_name),
-                t.task_id,
-                urlencode(&j.name)
-            );
-            Some(json!({
-                "job": j.name, "status": j.status, "ended": job_ended(j), "text": text, "cut": cut,
-                "events": format!("{path}/events"), "full": format!("{path}/log"),
-            }))
-        }
+        Some(j) => Some(super::logs::section(&state, &t, j).await?),
         None => None,
     };
     Ok(page(
@@ -291,7 +255,7 @@ pub async fn task_live(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((key, id)): Path<(String, String)>,
-    Query(q): Query<TaskQuery>,
+    UiQuery(q): UiQuery<TaskQuery>,
 ) -> UiResult {
     let t = load(&state, &key, &id).await?;
     let view = task_view(&state, &t, &viewer.identity, &q.job).await;
@@ -348,65 +312,4 @@ pub async fn task_action(
         Some(j) if !j.is_empty() => done(&format!("{back}?job={}", urlencode(j))),
         _ => done(&back),
     })
-}
-
-fn log_key(key: String, id: &str, job: String) -> UiResult<LogKey> {
-    crate::validate::name("workflowKey", &key)?;
-    crate::validate::name("jobName", &job)?;
-    Ok(LogKey {
-        workflow: key,
-        task_id: parse_id(id)?,
-        job,
-    })
-}
-
-/// `GET …/jobs/{job}/events`: the job's whole log, then each new line, as server-sent events
-/// (the same reader and event format as the API's SSE route), closed by an `end` event so the
-/// browser does not reconnect.
-pub async fn log_events(
-    State(state): State<AppState>,
-    _viewer: Viewer,
-    Path((key, id, job)): Path<(String, String, String)>,
-) -> UiResult {
-    let key = log_key(key, &id, job)?;
-    let follow = Follow::new(&state.engine.logs, key.clone(), u64::MAX);
-    let lines = futures::stream::unfold(Some((state, key, follow)), |st| async move {
-        let (state, key, mut follow) = st?;
-        match follow
-            .next(&state.engine.logs, || {
-                crate::engine::job_phase(&state, &key)
-            })
-            .await
-        {
-            Some(piece) => Some((Bytes::from(piece), Some((state, key, follow)))),
-            None => Some((Bytes::from_static(b"event:end\ndata:end\n\n"), None)),
-        }
-    });
-    let body = futures::StreamExt::map(lines, Ok::<_, Infallible>);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-/// `GET …/jobs/{job}/log`: the full log as plain text.
-pub async fn full_log(
-    State(state): State<AppState>,
-    _viewer: Viewer,
-    Path((key, id, job)): Path<(String, String, String)>,
-) -> UiResult {
-    let key = log_key(key, &id, job)?;
-    let mut cur = 0u64;
-    let mut text = String::new();
-    while let Some(piece) = full_piece(&state.engine.logs, &key, &mut cur).await? {
-        text.push_str(&piece);
-    }
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Body::from(text))
-        .map_err(crate::error::ApiError::internal)?)
 }

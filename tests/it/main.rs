@@ -49,6 +49,8 @@ mod service_templates;
 mod store_conformance;
 mod ui;
 mod ui_browser;
+mod ui_logs;
+mod ui_security;
 mod wire;
 mod workflow_e2e;
 mod workflow_notify;

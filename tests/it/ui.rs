@@ -16,8 +16,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A dashboard visitor: a client that does not follow redirects, and the session cookie.
 pub struct Visitor {
-    client: reqwest::Client,
-    base: String,
+    pub client: reqwest::Client,
+    pub base: String,
     pub cookie: String,
 }
 
@@ -46,7 +46,7 @@ impl FormBody for reqwest::RequestBuilder {
     }
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -55,14 +55,17 @@ fn no_redirects() -> reqwest::Client {
         .expect("client")
 }
 
-async fn page_of(resp: reqwest::Response) -> Page {
-    let h = |k: &str| {
-        resp.headers()
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+/// A response header as text (empty when absent).
+pub fn header_text(headers: &reqwest::header::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub async fn page_of(resp: reqwest::Response) -> Page {
+    let h = |k: &str| header_text(resp.headers(), k);
     let (location, set_cookie, content_type) = (h("location"), h("set-cookie"), h("content-type"));
     Page {
         status: resp.status(),
@@ -104,15 +107,18 @@ impl Visitor {
         }
     }
 
-    pub async fn get(&self, path: &str) -> Page {
-        let r = self
-            .client
+    /// GET `path` with the session cookie: the response as it came.
+    pub async fn fetch(&self, path: &str) -> reqwest::Response {
+        self.client
             .get(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
             .send()
             .await
-            .expect("get");
-        page_of(r).await
+            .expect("get")
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        page_of(self.fetch(path).await).await
     }
 
     /// Get a page and assert 200 and that it mentions every needle.

@@ -6,7 +6,8 @@ WebSocket client (RFC 6455, text frames, client masking) talks CDP to the page t
 
 Arguments (environment): ZADIG_UI_BASE (server URL), ZADIG_UI_ADMIN_TOKEN, ZADIG_UI_USER_TOKEN
 (a user without rights), ZADIG_UI_WORKFLOW (a workflow whose `slow` job prints lines slowly
-and whose second stage waits for the admin's approval), CHROMIUM (browser binary),
+and whose second stage waits for the admin's approval), ZADIG_UI_TICKER (a workflow whose
+`tick` job prints `tick 1` … `tick 40` a quarter second apart), CHROMIUM (browser binary),
 ZADIG_UI_SCREENSHOTS (directory for screenshots; optional). Exits non-zero on the first
 failed check, naming it.
 """
@@ -20,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +30,7 @@ BASE = os.environ["ZADIG_UI_BASE"].rstrip("/")
 ADMIN = os.environ["ZADIG_UI_ADMIN_TOKEN"]
 USER = os.environ["ZADIG_UI_USER_TOKEN"]
 WORKFLOW = os.environ["ZADIG_UI_WORKFLOW"]
+TICKER = os.environ["ZADIG_UI_TICKER"]
 CHROMIUM = os.environ.get("CHROMIUM", "chromium")
 SHOTS = os.environ.get("ZADIG_UI_SCREENSHOTS", "")
 
@@ -152,6 +155,10 @@ class Browser:
         self.next_id = 0
         self.cmd("Page.enable")
         self.cmd("Runtime.enable")
+        # Every page records what its Content-Security-Policy blocked (see assert_clean).
+        self.cmd("Page.addScriptToEvaluateOnNewDocument", source=(
+            "window.__csp = []; document.addEventListener('securitypolicyviolation', function (e) {"
+            " window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); });"))
         self.viewport(1280, 900, False)
 
     def close(self):
@@ -194,8 +201,8 @@ class Browser:
             time.sleep(0.1)
         fail(f"timed out waiting for {what} ({expression}); page: {self.text()[:1500]}")
 
-    def go(self, path):
-        self.cmd("Page.navigate", url=BASE + path)
+    def go(self, path, base=None):
+        self.cmd("Page.navigate", url=(base or BASE) + path)
         self.wait_loaded()
 
     def wait_loaded(self):
@@ -233,6 +240,64 @@ class Browser:
         with open(os.path.join(SHOTS, name), "wb") as f:
             f.write(base64.b64decode(shot["data"]))
         log(f"screenshot {name} ({width}x{height})")
+
+
+class Proxy:
+    """A TCP proxy in front of the server whose open connections can be cut (a network drop)."""
+
+    def __init__(self, target):
+        t = urllib.parse.urlparse(target)
+        self.target = (t.hostname, t.port)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.base = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            for s in self.open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open = []
+
+
+def assert_clean(b, where):
+    """Nothing injected ran, and the page needed nothing its CSP blocks."""
+    blocked = b.js("window.__csp || []")
+    if blocked:
+        fail(f"{where}: the Content-Security-Policy blocked {blocked}")
+    if b.js("window.__xss !== undefined"):
+        fail(f"{where}: injected markup ran (window.__xss = {b.js('window.__xss')})")
 
 
 def sign_in(b, token):
@@ -282,6 +347,7 @@ def run(b):
     b.go("/ui/plans")
     if "Spring release" not in b.text():
         fail(f"the new plan is not in the list: {b.text()[:1500]}")
+    assert_clean(b, "the plan list")
 
     log("move the plan on with the status buttons and execute the workflow job")
     b.click(f"a[href='/ui/plans/{plan_id}']")
@@ -305,6 +371,7 @@ def run(b):
         fail(f"the log lines did not appear before the job ended (job {slow['status']}): {shown!r}")
     log(f"live log shows {shown.count('line ')} lines while the job is {slow['status']}")
     b.wait("line 6 in the live log", "document.getElementById('log-text').textContent.includes('line 6')")
+    assert_clean(b, "the task page")
     b.screenshot("task-live-log.png")
 
     log("approve the waiting stage with the button and see the task go on")
@@ -316,11 +383,15 @@ def run(b):
 
     b.go(f"/ui/plans/{plan_id}")
     b.wait("the job done", "document.body.innerText.includes('done')", 30)
+    assert_clean(b, "the plan page")
     b.screenshot("plan-detail.png")
     b.viewport(390, 844, True)
     b.go("/ui/plans")
     b.screenshot("plans-phone.png")
     b.viewport(1280, 900, False)
+
+    reconnect(b)
+    injected_markup(b)
 
     log("sign out")
     sign_out(b)
@@ -343,6 +414,51 @@ def run(b):
     if api("GET", f"/openapi/release_plan/v1/{plan_id}")["jobs"][1]["status"] != "todo":
         fail("the job changed although the post was refused")
     sign_out(b)
+
+
+def reconnect(b):
+    log("the live log survives a dropped connection: every line once")
+    proxy = Proxy(BASE)
+    task = api("POST", "/openapi/workflows/custom/task", {
+        "project_key": "demo", "workflow_key": TICKER, "parameters": [],
+        "inputs": [{"job_name": "tick", "job_type": "freestyle", "parameters": {}}]})["task_id"]
+    # The cookie is the host's, whatever the port: the page through the proxy is signed in.
+    b.go(f"/ui/workflows/{TICKER}/tasks/{task}?job=tick", proxy.base)
+    b.wait("tick 5 in the live log", "document.getElementById('log-text').textContent.includes('tick 5\\n')")
+    proxy.cut()
+    b.wait("the log to end", "document.getElementById('log-state').innerText.includes('ended')", 60)
+    shown = b.js("document.getElementById('log-text').textContent")
+    full = urllib.request.urlopen(urllib.request.Request(
+        f"{BASE}/openapi/logs/log/v4/workflow/{TICKER}/{task}/tick",
+        headers={"Authorization": f"Bearer {ADMIN}"}), timeout=30).read().decode()
+    if shown != full:
+        fail(f"after a reconnect the page shows {shown!r}, the log is {full!r}")
+    assert_clean(b, "the reconnected log")
+
+
+def injected_markup(b):
+    log("markup in names, descriptions and log lines is shown as text and never runs")
+    x = "<script>window.__xss=1</script>\"><img src=x onerror=\"window.__xss=2\">"
+    api("POST", "/api/aslan/workflow/v4", {
+        "name": "markup", "display_name": x, "project": "demo", "description": x,
+        "concurrency_limit": -1,
+        "stages": [{"name": x, "parallel": False, "jobs": [{
+            "name": "say", "display_name": x, "type": "freestyle",
+            "spec": {"properties": {"timeout": 5}, "steps": [{"name": "s", "type": "shell",
+                     "spec": {"script": "echo '" + x + "'; sleep 2; echo '" + x + "'"}}]}}]}]})
+    task = api("POST", "/openapi/workflows/custom/task", {
+        "project_key": "demo", "workflow_key": "markup", "parameters": [],
+        "inputs": [{"job_name": "say", "job_type": "freestyle", "parameters": {}}]})["task_id"]
+    # While the job runs, its second line comes by the stream; then the page as rendered.
+    b.go(f"/ui/workflows/markup/tasks/{task}?job=say")
+    b.wait("both lines", "document.getElementById('log-text').textContent.split(%s).length === 3"
+           % json.dumps(x), 30)
+    for path in ["/ui/workflows", "/ui/workflows/markup", f"/ui/workflows/markup/tasks/{task}?job=say"]:
+        b.go(path)
+        if x not in b.text():
+            fail(f"{path} does not show the markup as text: {b.text()[:1500]}")
+        time.sleep(0.3)  # an injected image's error handler would have run by now
+        assert_clean(b, path)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 //! DevTools Protocol by `ui_browser.py` (standard-library Python): sign in; create a plan
 //! through the API and see it in the list; open a task whose job prints lines slowly and see
 //! lines appear before the job ends; approve a waiting stage with the button and see the task
-//! go on; a user without rights does not see the execute button and gets 403 posting the form
-//! anyway; sign out.
+//! go on; drop the connection under a following log and see it go on with every line once;
+//! markup in names, descriptions and log lines shows as text and never runs, and no page needs
+//! anything its Content-Security-Policy blocks; a user without rights does not see the execute
+//! button and gets 403 posting the form anyway; sign out.
 //!
 //! Skipped with a message when no Chromium is installed, unless
 //! `ZADIG_TEST_REQUIRE_CHROMIUM=1` (as `.ci/run` sets) makes that a failure. With
@@ -55,6 +57,15 @@ async fn browser_flow(kind: Kind) {
                 shell_job("lint", "echo 'lint: 0 warnings'", 60)]},
             approved_stage("release", "Ship to production?", 10, vec![shell_job("ship", "echo 'shipped v1.4.0'", 60)]),
         ]})).await.expect(200);
+    app.post(
+        "/api/aslan/workflow/v4",
+        json!({
+        "name": "ticker", "project": "demo", "concurrency_limit": -1,
+        "stages": [{"name": "s", "jobs": [shell_job("tick",
+            "for i in $(seq 1 40); do echo \"tick $i\"; sleep 0.25; done", 10)]}]}),
+    )
+    .await
+    .expect(200);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ui_browser.py");
     let mut cmd = tokio::process::Command::new("python3");
@@ -63,6 +74,7 @@ async fn browser_flow(kind: Kind) {
         .env("ZADIG_UI_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("ZADIG_UI_USER_TOKEN", &user_token)
         .env("ZADIG_UI_WORKFLOW", "spring-train")
+        .env("ZADIG_UI_TICKER", "ticker")
         .env("CHROMIUM", &chromium)
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())

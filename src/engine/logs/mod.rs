@@ -13,7 +13,7 @@
 mod flush;
 mod read;
 
-pub use read::{Follow, JobPhase, KEEPALIVE, full_piece, sse_events};
+pub use read::{Follow, JobPhase, KEEPALIVE, full_piece, full_stream, sse_events};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,10 +1,15 @@
 //! Reading job logs: SSE followers (live window or stored chunks) and the full log.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::body::Bytes;
+use futures::{Stream, StreamExt};
+
 use super::{LiveLog, LogHub, LogKey};
+use crate::state::AppState;
 use crate::store::StoreResult;
 
 /// Where a job stands, for readers that do not see its live log.
@@ -79,6 +84,20 @@ impl Follow {
             done: false,
             count: hub.followers.clone(),
         }
+    }
+
+    /// A reader that starts at line `line` (0-based) rather than `tail` lines before the end:
+    /// a client that already has the lines before it (a page, a reconnecting stream).
+    pub fn starting_at(hub: &LogHub, key: LogKey, line: u64) -> Self {
+        let mut f = Self::new(hub, key, 0);
+        f.cur = Some(line);
+        f
+    }
+
+    /// The next line this reader sends (the number of lines sent so far, counted from line
+    /// 0); `None` until it is positioned.
+    pub fn position(&self) -> Option<u64> {
+        self.cur
     }
 
     /// Stored lines from `cur`; a store failure is logged and reads as nothing yet (the
@@ -223,4 +242,37 @@ pub async fn full_piece(hub: &LogHub, key: &LogKey, cur: &mut u64) -> StoreResul
     }
     *cur += r.lines.len() as u64;
     Ok(Some(plain(&r.lines)))
+}
+
+/// The whole log as the pieces of a response body, read as they are sent (a log has no size
+/// limit, so it is never held whole). The first piece is read before returning, so a store
+/// failure is an error the caller answers honestly; a failure later ends the body early,
+/// logged.
+pub async fn full_stream(
+    state: AppState,
+    key: LogKey,
+) -> StoreResult<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static> {
+    let mut cur = 0u64;
+    let first = full_piece(&state.engine.logs, &key, &mut cur).await?;
+    let more = first.is_some();
+    let rest = futures::stream::unfold(
+        (state, key, cur, more),
+        |(state, key, mut cur, more)| async move {
+            if !more {
+                return None;
+            }
+            match full_piece(&state.engine.logs, &key, &mut cur).await {
+                Ok(Some(piece)) => Some((Bytes::from(piece), (state, key, cur, true))),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(workflow = %key.workflow, task_id = key.task_id, job = %key.job,
+                        "reading the job log failed mid-stream: {e}");
+                    None
+                }
+            }
+        },
+    );
+    Ok(futures::stream::iter(first.map(Bytes::from))
+        .chain(rest)
+        .map(Ok::<_, Infallible>))
 }
