@@ -17,9 +17,12 @@
 //!   `engine_clean_up_give_up_secs` after the first failure, when the note says it was given up.
 //!
 //! Due times are on the injected business clock (tests move it instead of waiting); leases on
-//! the wall clock ([`crate::store::lease`]). A retry waits while a task of the same project runs:
-//! that task may have set up objects under the same names (a new blue copy), which a late
-//! clean-up of an older task must not undo.
+//! the wall clock ([`crate::store::lease`]). A retry runs whatever else the project runs: a
+//! newer task may have set up objects under the same names (a new blue copy), which the job
+//! type's clean-up tells from its own (their uids, its marks) and leaves alone, saying so in
+//! the note. Only a record from before clean-ups could tell
+//! ([`crate::workflow::jobs::JobKind::clean_waits_for_idle_project`]) waits until no task of
+//! its project holds a slot.
 
 use std::time::Duration;
 
@@ -95,7 +98,8 @@ pub fn apply_notes(t: &mut Task, notes: &[Note]) -> bool {
                 Some(old) if !old.is_empty() && j.error.contains(old) => {
                     j.error.replace(old, &n.new)
                 }
-                _ if !n.append => continue,
+                // Said already (a clean-up run again: recovery).
+                _ if !n.append || j.error.contains(&n.new) => continue,
                 _ if j.error.is_empty() => n.new.clone(),
                 _ => format!("{}; {}", j.error, n.new),
             };
@@ -305,9 +309,11 @@ async fn earliest(state: &AppState) -> Option<i64> {
 
 /// How a background attempt ended.
 enum Outcome {
-    Done,
+    /// Done; what the clean-up left to a newer task, if anything.
+    Done(Option<String>),
     Failed(String),
-    /// A task of the project runs: not tried (see the module doc).
+    /// A task of the project runs and the record cannot tell its objects: not tried (see the
+    /// module doc).
     Deferred,
 }
 
@@ -343,22 +349,25 @@ async fn attempt(
     p: &PendingCleanUp,
     token: &CancellationToken,
 ) -> Option<Outcome> {
-    let busy = Filter::eq("project_name", p.project.as_str()).and(super::dispatch::holding_slot());
-    match state.tasks.tasks.count(&busy).await {
-        Ok(0) => {}
-        Ok(_) => return Some(Outcome::Deferred),
-        Err(e) => {
-            return Some(Outcome::Failed(format!(
-                "cannot read the project's tasks: {e}"
-            )));
+    let Some(ty) = p.job.kind() else {
+        return Some(Outcome::Done(None));
+    };
+    if ty.kind().clean_waits_for_idle_project(&p.job) {
+        let busy =
+            Filter::eq("project_name", p.project.as_str()).and(super::dispatch::holding_slot());
+        match state.tasks.tasks.count(&busy).await {
+            Ok(0) => {}
+            Ok(_) => return Some(Outcome::Deferred),
+            Err(e) => {
+                return Some(Outcome::Failed(format!(
+                    "cannot read the project's tasks: {e}"
+                )));
+            }
         }
     }
-    let Some(ty) = p.job.kind() else {
-        return Some(Outcome::Done);
-    };
     tokio::select! {
         r = ty.kind().clean(state, &p.project, &p.job) => Some(match r {
-            Ok(()) => Outcome::Done,
+            Ok(left) => Outcome::Done(left),
             Err(e) => Outcome::Failed(e),
         }),
         () = token.cancelled() => None,
@@ -378,13 +387,14 @@ async fn settle(state: &AppState, p: &PendingCleanUp, outcome: Outcome) -> Store
             let update = CLAIM.clear(Update::new().set("next_at_ms", next));
             return update_mine(state, p, update).await;
         }
-        Outcome::Done => {
+        Outcome::Done(left) => {
             tracing::info!(workflow = %p.workflow, task_id = p.task_id, job = %job,
                 "clean-up of job {job} of task {task} succeeded on background retry {attempts}");
             metrics::counter!("engine_clean_up_retries_total", "outcome" => "succeeded")
                 .increment(1);
+            let left = left.map(|l| format!("; {l}")).unwrap_or_default();
             format!(
-                "clean-up failed at first ({}) and succeeded on background retry {attempts} at {}",
+                "clean-up failed at first ({}) and succeeded on background retry {attempts} at {}{left}",
                 p.first_error,
                 when(now)
             )
@@ -483,6 +493,8 @@ mod tests {
             &[note("b", "clean-up failed: x; retried", false)]
         ));
         assert!(apply_notes(&mut t, &[note("b", "gone", true)]));
+        // Said already: a clean-up run again (recovery) adds nothing.
+        assert!(!apply_notes(&mut t, &[note("b", "gone", true)]));
         let errors: Vec<&str> = t.stages[0].jobs.iter().map(|j| j.error.as_str()).collect();
         assert_eq!(
             errors,

@@ -177,11 +177,12 @@ pub(super) fn end_task(t: &mut Task, status: Status, error: &str, at: i64) {
 /// Let each job task's type undo what it set up for the task's duration only
 /// ([`crate::workflow::jobs::JobKind::clean`]), a few times a little apart (a cluster that
 /// blinked); what still could not be undone is kept to be retried in the background
-/// ([`super::clean_ups`]). Returns what the job tasks' errors must say about it.
+/// ([`super::clean_ups`]). Returns what the job tasks' errors must say about it: that, and
+/// what a clean-up left to a newer task.
 pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<Note> {
     use std::time::Duration;
     const PAUSES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
-    let mut failed = Vec::new();
+    let (mut failed, mut notes) = (Vec::new(), Vec::new());
     for job in task.stages.iter().flat_map(|s| &s.jobs) {
         let Some(ty) = job.kind() else { continue };
         let mut done = ty.kind().clean(state, &task.project_name, job).await;
@@ -192,13 +193,23 @@ pub(super) async fn clean_up(state: &AppState, task: &Task) -> Vec<Note> {
             tokio::time::sleep(pause).await;
             done = ty.kind().clean(state, &task.project_name, job).await;
         }
-        if let Err(e) = done {
-            tracing::warn!(workflow = %task.workflow_name, task_id = task.task_id, job = %job.name,
-                "clean-up of job {} failed (retried in the background): {e}", job.name);
-            failed.push((job.name.clone(), e));
+        match done {
+            Ok(None) => {}
+            Ok(Some(left)) => notes.push(Note {
+                job: job.name.clone(),
+                old: None,
+                new: left,
+                append: true,
+            }),
+            Err(e) => {
+                tracing::warn!(workflow = %task.workflow_name, task_id = task.task_id, job = %job.name,
+                    "clean-up of job {} failed (retried in the background): {e}", job.name);
+                failed.push((job.name.clone(), e));
+            }
         }
     }
-    clean_ups::keep(state, task, &failed).await
+    notes.extend(clean_ups::keep(state, task, &failed).await);
+    notes
 }
 
 /// Clean up after the task's job tasks, then write the task's end — the roll-up of its

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use serde_json::{Value, json};
@@ -26,6 +26,14 @@ pub const LABEL_SERVICE: &str = "s-service";
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// A patch (not an apply) under our field manager.
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    }
 }
 
 /// What a namespace looks like now.
@@ -78,13 +86,9 @@ pub async fn delete_namespace(cc: &ClusterClient, ns: &str) -> ApiResult<()> {
 pub async fn unlabel_namespace(cc: &ClusterClient, ns: &str) -> ApiResult<()> {
     let api: Api<Namespace> = Api::all(cc.client.clone());
     let body = json!({"metadata": {"labels": {LABEL_CREATED_BY: null, LABEL_PRODUCT: null}}});
-    let pp = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
     cc.call_opt(
         &format!("removing Zadig's labels from namespace {ns:?}"),
-        api.patch(ns, &pp, &Patch::Merge(&body)),
+        api.patch(ns, &patch_params(), &Patch::Merge(&body)),
     )
     .await
     .map(|_| ())
@@ -208,8 +212,21 @@ pub async fn reference(
 pub async fn apply(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) -> ApiResult<()> {
     match server_side_apply(cc, ns, r, obj).await {
         Err(e) if is_job(r) && immutable(&e) => recreate(cc, ns, r, obj).await,
-        other => other,
+        other => other.map(|_| ()),
     }
+}
+
+/// Server-side apply `obj` as [`apply`] does (not for a Job, which it may create again), and
+/// answer the `metadata.uid` of the object applied: what a clean-up later deletes only while
+/// it is still that object ([`delete_if_uid`]).
+pub async fn apply_uid(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    obj: &Value,
+) -> ApiResult<String> {
+    let o = server_side_apply(cc, ns, r, obj).await?;
+    Ok(o.metadata.uid.unwrap_or_default())
 }
 
 async fn server_side_apply(
@@ -217,14 +234,13 @@ async fn server_side_apply(
     ns: &str,
     r: &ResourceRef,
     obj: &Value,
-) -> ApiResult<()> {
+) -> ApiResult<DynamicObject> {
     let api = api_of(cc, &resource_of(r), r.namespaced, ns);
     cc.call(
         &format!("applying {} {:?}", r.kind, r.name),
         api.patch(&r.name, &apply_params(), &Patch::Apply(obj)),
     )
     .await
-    .map(|_| ())
 }
 
 fn is_job(r: &ResourceRef) -> bool {
@@ -248,8 +264,21 @@ pub async fn delete_and_wait(
     within: std::time::Duration,
 ) -> ApiResult<()> {
     delete(cc, ns, r).await?;
+    wait_gone(cc, ns, r, None, within).await
+}
+
+/// Wait until object `r` — the one of `uid`, when given: another of its name does not count —
+/// is gone, for `within` at most (then a 409 saying it is still there).
+pub async fn wait_gone(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    uid: Option<&str>,
+    within: std::time::Duration,
+) -> ApiResult<()> {
     let until = tokio::time::Instant::now() + within;
-    while get(cc, ns, r).await?.is_some() {
+    let same = |o: &Value| uid.is_none_or(|u| o.pointer("/metadata/uid") == Some(&json!(u)));
+    while get(cc, ns, r).await?.is_some_and(|o| same(&o)) {
         if tokio::time::Instant::now() >= until {
             return Err(ApiError::conflict(format!(
                 "{} {:?} was deleted and is still there after {}s",
@@ -271,7 +300,7 @@ async fn recreate(cc: &ClusterClient, ns: &str, r: &ResourceRef, obj: &Value) ->
             format!("{d} (deleted to be created again with its new pod template)")
         })
     })?;
-    server_side_apply(cc, ns, r, obj).await.map_err(|e| {
+    server_side_apply(cc, ns, r, obj).await.map(|_| ()).map_err(|e| {
         e.map_description(|d| {
             format!(
                 "Job {:?} was deleted to be created again with its new pod template (Kubernetes does not change one in place), and creating it failed: {d}",
@@ -301,13 +330,9 @@ pub async fn patch<P: serde::Serialize + std::fmt::Debug>(
     body: &Patch<P>,
 ) -> ApiResult<()> {
     let api = api_of(cc, &resource_of(r), r.namespaced, ns);
-    let pp = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
     cc.call(
         &format!("patching {} {:?}", r.kind, r.name),
-        api.patch(&r.name, &pp, body),
+        api.patch(&r.name, &patch_params(), body),
     )
     .await
     .map(|_| ())
@@ -322,6 +347,76 @@ pub async fn delete(cc: &ClusterClient, ns: &str, r: &ResourceRef) -> ApiResult<
     )
     .await
     .map(|_| ())
+}
+
+/// How a write conditioned on which object it meets (its uid, its resourceVersion) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guarded {
+    Done,
+    /// No object of that name.
+    Absent,
+    /// Refused (409): the object of that name is another one (a new uid), or changed since it
+    /// was read (a new resourceVersion); Kubernetes' message.
+    Stale(String),
+}
+
+/// Run `f`, a write with a precondition, as a [`Guarded`] end.
+async fn guarded<T>(
+    cc: &ClusterClient,
+    what: &str,
+    f: impl Future<Output = Result<T, kube::Error>>,
+) -> ApiResult<Guarded> {
+    let f = async {
+        match f.await {
+            Ok(_) => Ok(Guarded::Done),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Guarded::Stale(s.message)),
+            Err(e) => Err(e),
+        }
+    };
+    Ok(cc.call_opt(what, f).await?.unwrap_or(Guarded::Absent))
+}
+
+/// Delete object `r` if it is still the object of `uid` (Kubernetes' delete precondition): a
+/// newer object of the same name is not touched.
+pub async fn delete_if_uid(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    uid: &str,
+) -> ApiResult<Guarded> {
+    let api = api_of(cc, &resource_of(r), r.namespaced, ns);
+    let mut dp = DeleteParams::background();
+    dp.preconditions = Some(Preconditions {
+        uid: Some(uid.to_string()),
+        resource_version: None,
+    });
+    let what = format!("deleting {} {:?}", r.kind, r.name);
+    guarded(cc, &what, api.delete(&r.name, &dp)).await
+}
+
+/// Merge-patch `body` (an object) into object `r` if it has not changed since it was read at
+/// `resource_version` (Kubernetes' optimistic concurrency), with our field manager.
+pub async fn merge_if_unchanged(
+    cc: &ClusterClient,
+    ns: &str,
+    r: &ResourceRef,
+    resource_version: &str,
+    mut body: Value,
+) -> ApiResult<Guarded> {
+    if let Some(m) = body.as_object_mut() {
+        let meta = m.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("resourceVersion".into(), json!(resource_version));
+        }
+    }
+    let api = api_of(cc, &resource_of(r), r.namespaced, ns);
+    let what = format!("patching {} {:?}", r.kind, r.name);
+    guarded(
+        cc,
+        &what,
+        api.patch(&r.name, &patch_params(), &Patch::Merge(&body)),
+    )
+    .await
 }
 
 /// The live object, if any.

@@ -13,10 +13,9 @@ use serde_json::{Value, json};
 
 use crate::backend_test;
 use crate::build::create_shell_build;
-use crate::environments::{apply_shop, seed_env, seed_env_at};
+use crate::environments::{apply_shop, seed_env};
 use crate::harness::TestApp;
 use crate::kube_emulator::Emulator;
-use crate::kube_proxy::{KubeProxy, Mode};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -624,155 +623,6 @@ backend_test! {
     }
 }
 
-/// Workflow `bg` of project `demo`: a blue-green deploy of `shop` (module `web`), then its
-/// release behind the admin's native approval. Started through `proxy`'s cluster, it waits for
-/// the approval; the cluster then becomes unreachable and the release is rejected, so the
-/// deploy's clean-up fails when the task ends. The task id and its detail once it ended.
-async fn blue_green_left_behind(app: &TestApp, proxy: &KubeProxy) -> (i64, Value) {
-    seed_env_at(app, &proxy.kubeconfig).await;
-    apply_shop(app, LIMIT).await;
-    let blue = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-blue\nspec:\n  selector:\n    app: web\n    zadig-blue-green-version: blue\n  ports:\n  - port: 80\n";
-    let deploy = json!({"name": "bg", "type": "k8s-blue-green-deploy", "spec": {"version": "v2", "env": "dev",
-        "production": false, "services": [{"service_name": "shop", "blue_service_yaml": blue,
-            "service_and_image": [{"service_module": "web", "image": "nginx:1.25"}]}]}});
-    let approval = json!({"enabled": true, "type": "native", "native_approval": {"timeout": 60,
-        "needed_approvers": 1, "approve_users": [{"user_name": "admin", "user_id": "admin"}]}});
-    app.post("/openapi/workflows/custom", json!({"name": "bg", "display_name": "bg", "project": "demo",
-        "concurrency_limit": -1, "stages": [{"name": "deploy", "jobs": [deploy]},
-            {"name": "release", "approval": approval,
-             "jobs": [{"name": "switch", "type": "k8s-blue-green-release", "spec": {"from_job": "bg"}}]}]}))
-        .await.expect(200);
-    let id = execute(
-        app,
-        "bg",
-        json!([{"job_name": "bg", "job_type": "k8s-blue-green-deploy",
-        "parameters": {"service_list": [{"service_name": "shop", "image_name": "nginx:1.27"}]}},
-        {"job_name": "switch", "job_type": "k8s-blue-green-release", "parameters": {}}]),
-    )
-    .await;
-    let d = app
-        .wait_for("the release's approval", LIMIT, || async {
-            let d = detail(app, "bg", id).await;
-            ["wait_for_approval", "passed", "failed"]
-                .contains(&d["status"].as_str().unwrap_or_default())
-                .then_some(d)
-        })
-        .await;
-    assert_eq!(d["status"], "wait_for_approval", "{d}");
-    proxy.set(Mode::Down);
-    app.post(
-        "/openapi/workflows/custom/task/approve",
-        json!({"task_id": id, "workflow_key": "bg",
-        "stage_name": "release", "approve": false}),
-    )
-    .await
-    .expect(200);
-    let d = app
-        .wait_for("the rejected end", LIMIT, || async {
-            let d = detail(app, "bg", id).await;
-            (d["status"] == "reject").then_some(d)
-        })
-        .await;
-    assert_eq!(job(&d, 0, "bg")["status"], "passed", "{d}");
-    (id, d)
-}
-
-/// The error of the blue-green deploy job task of task `id` of `bg`, once it mentions `needle`.
-async fn bg_error_once(app: &TestApp, id: i64, needle: &str) -> String {
-    app.wait_for(needle, LIMIT, || async {
-        let d = detail(app, "bg", id).await;
-        let e = job(&d, 0, "bg")["error"].as_str()?.to_string();
-        e.contains(needle).then_some(e)
-    })
-    .await
-}
-
-/// The clean-ups kept to be retried, as stored.
-async fn pending_clean_ups(app: &TestApp) -> Vec<serde_json::Map<String, Value>> {
-    use zadig_server::store::{Filter, FindOptions};
-    app.backend
-        .collection("clean_ups")
-        .find(&Filter::All, &FindOptions::default())
-        .await
-        .unwrap()
-}
-
-backend_test! {
-    /// A blue-green deploy that cannot be undone when its task ends (the cluster is unreachable)
-    /// says so in its job's error, after a few tries; the clean-up is kept (across a restart) and
-    /// retried in the background — not while another task of the project runs — until the
-    /// cluster answers again: the blue copies are then gone and the job's error says so.
-    async fn a_blue_green_clean_up_that_fails_is_retried_later(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let proxy = KubeProxy::start(&emu).await;
-        let (id, d) = blue_green_left_behind(&app, &proxy).await;
-        let e = job(&d, 0, "bg")["error"].as_str().unwrap().to_string();
-        assert!(e.starts_with("clean-up failed: ") && e.contains("web-blue")
-            && e.ends_with("; retried in the background for up to 6h"), "{e}");
-        assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_some());
-
-        // Kept across a restart; due 30 s (business clock) later, when the cluster is still down.
-        let app = app.restart().await;
-        app.clock.advance(Duration::from_secs(30));
-        app.wait_for("a failed background retry", LIMIT, || async {
-            let p = pending_clean_ups(&app).await;
-            (p.len() == 1 && p[0]["attempts"] == 1).then_some(())
-        }).await;
-        assert!(bg_error_once(&app, id, "retried in the background").await.starts_with("clean-up failed: "));
-
-        // Due 60 s later, while a task of the project waits for an approval: put off 30 s.
-        app.post("/openapi/workflows/custom", json!({"name": "gate", "display_name": "gate", "project": "demo", "concurrency_limit": -1,
-            "stages": [{"name": "gate", "jobs": [{"name": "ok", "type": "approval", "spec": {"type": "native",
-                "timeout": 60, "native_approval": {"timeout": 60, "needed_approvers": 1,
-                    "approve_users": [{"user_name": "admin", "user_id": "admin"}]}}}]}]})).await.expect(200);
-        let gate = execute(&app, "gate", json!([{"job_name": "ok", "job_type": "approval", "parameters": {}}])).await;
-        app.wait_for("the gate's approval", LIMIT, || async {
-            let d = detail(&app, "gate", gate).await;
-            (job(&d, 0, "ok")["status"] == "wait_for_approval").then_some(())
-        }).await;
-        proxy.set(Mode::Pass);
-        app.clock.advance(Duration::from_secs(60));
-        let later = zadig_server::clock::Clock::now_ms(&app.clock) + 30_000;
-        app.wait_for("the retry put off", LIMIT, || async {
-            let p = pending_clean_ups(&app).await;
-            (p.len() == 1 && p[0]["next_at_ms"] == later && p[0]["attempts"] == 1).then_some(())
-        }).await;
-        assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_some());
-
-        // The gate cancelled, the next retry undoes the deploy.
-        app.delete(&format!("/openapi/workflows/custom/task?taskId={gate}&workflowKey=gate")).await.expect(200);
-        app.clock.advance(Duration::from_secs(30));
-        let e = bg_error_once(&app, id, "succeeded on background retry").await;
-        assert!(e.starts_with("clean-up failed at first (") && e.contains("web-blue")
-            && e.contains(") and succeeded on background retry 2 at "), "{e}");
-        assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_none());
-        assert!(emu.object("Service", "demo-dev", "web-blue").await.is_none());
-        let green = emu.object("Service", "demo-dev", "web").await.unwrap();
-        assert!(green["spec"]["selector"].get("zadig-blue-green-version").is_none(), "{green}");
-        assert!(pending_clean_ups(&app).await.is_empty());
-        let d = detail(&app, "bg", id).await;
-        assert_eq!((&d["status"], &job(&d, 0, "bg")["status"]), (&json!("reject"), &json!("passed")));
-        app.stop().await;
-    }
-}
-
-backend_test! {
-    /// A clean-up still failing `engine_clean_up_give_up_secs` (6 h) after its first failure is
-    /// given up: the job's error says so, and nothing is retried any more.
-    async fn a_clean_up_that_keeps_failing_is_given_up(app) {
-        let Some(emu) = Emulator::start().await else { return };
-        let proxy = KubeProxy::start(&emu).await;
-        let (id, _) = blue_green_left_behind(&app, &proxy).await;
-        app.clock.advance(Duration::from_secs(6 * 3600));
-        let e = bg_error_once(&app, id, "given up").await;
-        assert!(e.starts_with("clean-up failed: ") && e.contains("web-blue")
-            && e.ends_with("; given up after 1 background retry over 6h: undo it by hand"), "{e}");
-        assert!(pending_clean_ups(&app).await.is_empty());
-        assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_some());
-        app.stop().await;
-    }
-}
-
 backend_test! {
     /// A scheduled release plan's tasks act for who moved the plan to `executing`, not with the
     /// server's own rights: any user may manage a plan, so a schedule deploys nothing its user
@@ -1001,6 +851,8 @@ backend_test! {
         assert!(emu.object("Service", "demo-dev", "web-blue").await.is_some());
         let green = emu.object("Service", "demo-dev", "web").await.unwrap();
         assert_eq!(green["spec"]["selector"]["zadig-blue-green-version"], "origin");
+        let owner = green["metadata"]["annotations"]["zadig-server/blue-green-owner"].as_str().unwrap();
+        assert!(owner.starts_with(&format!("bg#{id}/")), "the deploy marks the Service it holds: {owner}");
         let origin = |pods: &[Value]| pods.iter().filter(|p| p["metadata"]["labels"]["app"] == "web"
             && p["metadata"]["labels"]["zadig-blue-green-version"] == "origin").count();
         assert_eq!(origin(&emu.objects("Pod", "demo-dev").await), 1);
@@ -1022,6 +874,7 @@ backend_test! {
             assert!(emu.object("Service", "demo-dev", "web-blue").await.is_none());
             let green = emu.object("Service", "demo-dev", "web").await.unwrap();
             assert_eq!(green["spec"]["selector"], json!({"app": "web"}));
+            assert!(green["metadata"]["annotations"].get("zadig-server/blue-green-owner").is_none(), "{green}");
             assert_eq!(origin(&emu.objects("Pod", "demo-dev").await), 0);
         };
         restored().await;
@@ -1032,6 +885,7 @@ backend_test! {
         workflow(&app, "bg-only", vec![("deploy", vec![deploy(BLUE)])]).await;
         let d = ended(&app, "bg-only", execute(&app, "bg-only", input("shop")).await).await;
         assert_eq!(d["status"], "passed", "{d}");
+        assert_eq!(job(&d, 0, "bg")["error"], "", "{d}");
         restored().await;
 
         // A release without its blue copy (retried after its task's end undid the deploy) rolls

@@ -137,6 +137,47 @@ impl Emulator {
         assert!(r.status().is_success(), "set-status: {}", r.status());
     }
 
+    /// The API requests the emulator answered, oldest first (its last 500): `method`, `path`,
+    /// `query`, `code`, `body`.
+    pub async fn requests(&self) -> Vec<Value> {
+        let url = format!("{}/_emulator/requests", self.base);
+        let r = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("emulator requests");
+        let v: Value = r.json().await.expect("emulator requests JSON");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Forget the requests answered so far.
+    pub async fn clear_requests(&self) {
+        let url = format!("{}/_emulator/requests", self.base);
+        let r = self
+            .client
+            .delete(url)
+            .send()
+            .await
+            .expect("emulator requests");
+        assert!(r.status().is_success(), "clear requests: {}", r.status());
+    }
+
+    /// A change by hand: `method` on the API path `path` (`/apis/apps/v1/namespaces/…`) with
+    /// the kubeconfig's token; the status.
+    pub async fn api(&self, method: reqwest::Method, path: &str) -> u16 {
+        let kc: Value = serde_yaml_ng::from_str(&self.kubeconfig).expect("kubeconfig YAML");
+        let token = kc["users"][0]["user"]["token"].as_str().expect("token");
+        let r = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("emulator API");
+        r.status().as_u16()
+    }
+
     /// The object `kind`/`name` in `namespace`, if any.
     pub async fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         self.objects(kind, namespace)

@@ -13,6 +13,7 @@ mod build;
 mod build_engine;
 mod build_recipe;
 mod build_templates;
+mod clean_ups;
 mod cli;
 mod clusters;
 mod delivery;

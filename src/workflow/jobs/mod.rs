@@ -302,9 +302,24 @@ pub trait JobKind: Sync {
     /// task's. It may be called more than once for a task (recovery, a retry), so it is
     /// idempotent; what it cannot undo it answers, and the engine retries — a few times at
     /// once, then in the background from a stored copy of `job` ([`crate::engine::clean_ups`])
-    /// — noting it in the job task's error.
-    async fn clean(&self, _state: &AppState, _project: &str, _job: &JobTask) -> Result<(), String> {
-        Ok(())
+    /// — noting it in the job task's error. A late retry may meet objects a newer task made
+    /// under the same names: it touches only what is still this job task's (an object's uid,
+    /// a mark it set) and answers what it left to others (`Ok(Some(..))`, for the job task's
+    /// error).
+    async fn clean(
+        &self,
+        _state: &AppState,
+        _project: &str,
+        _job: &JobTask,
+    ) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+
+    /// Whether a background retry of [`Self::clean`] must wait until no task of the project
+    /// runs, because `job` (a record stored before clean-ups could tell their own objects)
+    /// cannot tell what a newer task made under the same names.
+    fn clean_waits_for_idle_project(&self, _job: &JobTask) -> bool {
+        false
     }
 }
 

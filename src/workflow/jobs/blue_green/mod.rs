@@ -15,10 +15,13 @@
 //!   deletes the blue copies.
 //! - When the task ends, whatever its status, what a deploy set up is undone
 //!   ([`JobKind::clean`]): the Service's selector and the pods' labels restored, the blue
-//!   copies deleted — a blue copy lives for its task only, as in Zadig.
+//!   copies deleted — a blue copy lives for its task only, as in Zadig. A late clean-up
+//!   (retried in the background) touches only what is still the deploy's own (module
+//!   `undo`).
 
 mod plan;
 mod switch;
+mod undo;
 
 use std::collections::BTreeMap;
 
@@ -26,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use self::plan::{Plan, blue_service, module_for, name_of, plan};
-use self::switch::{create_blue, release, restore, still_free};
+use self::switch::{create_blue, release, still_free};
+use self::undo::{restore, undo};
 use super::deploy_common::{
     creator_uid, deploy_env, env_of, lint_release, project_timeout_secs, released_job,
     service_images, some_to_deploy, whole_services,
@@ -131,6 +135,13 @@ struct Placed {
     green_selector: BTreeMap<String, String>,
     blue_deployment_name: String,
     blue_service_name: String,
+    /// Who the deploy marks the green Service as held by ([`undo::OWNER_NOTE`]), set before
+    /// the cluster changes; empty in records from before marks, whose clean-up undoes by name
+    /// once no task of the project runs.
+    green_service_mark: String,
+    /// The `metadata.uid` of each blue copy the deploy made (empty: not made).
+    blue_deployment_uid: String,
+    blue_service_uid: String,
 }
 
 const PLACED_KEYS: &[&str] = &[
@@ -141,6 +152,9 @@ const PLACED_KEYS: &[&str] = &[
     "green_selector",
     "blue_deployment_name",
     "blue_service_name",
+    "green_service_mark",
+    "blue_deployment_uid",
+    "blue_service_uid",
 ];
 
 impl Placed {
@@ -305,7 +319,7 @@ impl JobKind for BlueGreen {
     }
 
     async fn run(&self, _ty: JobType, state: &AppState, job: ServerJob<'_>) -> JobEnd {
-        let (spec, cc, plan) = match prepare(state, &job).await {
+        let (spec, cc, mut plan) = match prepare(state, &job).await {
             Ok(p) => p,
             Err(e) => return JobEnd::failed(e),
         };
@@ -327,35 +341,67 @@ impl JobKind for BlueGreen {
         if let Err(e) = still_free(&at, &plan.placed).await {
             return JobEnd::failed(e);
         }
-        // From here on the cluster changes: the record tells the clean-up what to undo.
-        let mut end = ended(create_blue(state, &at, &plan, deadline).await);
+        // From here on the cluster changes: the record tells the clean-up what to undo, and
+        // which objects are this deploy's (what it made, the mark it puts on what it holds).
+        let ctx = job.ctx;
+        plan.placed.green_service_mark = format!(
+            "{}#{}/{}/{}",
+            ctx.workflow,
+            ctx.task_id,
+            ctx.job_name,
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut end = ended(create_blue(state, &at, &mut plan, deadline).await);
         end.record.extend(plan.placed.record());
         end
     }
 
-    /// Undo what a deploy set up (see the module's doc); nothing when it changed nothing.
-    async fn clean(&self, state: &AppState, _project: &str, job: &JobTask) -> Result<(), String> {
-        if self.release {
-            return Ok(());
-        }
-        let Ok(placed) = typed::<Placed>(&job.spec) else {
-            return Ok(());
+    /// Undo what a deploy set up (see the module's doc); nothing when it changed nothing. What
+    /// a newer deploy holds or made under the same names is left to it, and said.
+    async fn clean(
+        &self,
+        state: &AppState,
+        _project: &str,
+        job: &JobTask,
+    ) -> Result<Option<String>, String> {
+        let Some(placed) = self.placed(job) else {
+            return Ok(None);
         };
-        if placed.blue_deployment_name.is_empty() {
-            return Ok(());
-        }
         let cc = client_for(state, &placed.cluster_id)
             .await
             .map_err(|e| e.description)?;
-        restore(&cc, &placed, &|m| tracing::info!(job = %job.name, "{m}"))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot undo the blue-green deploy (Service {} still selects only the \
-                     labelled pods, Deployment {} may remain): {e}",
-                    placed.green_service_name, placed.blue_deployment_name
-                )
-            })
+        let say = |m: &str| tracing::info!(job = %job.name, "{m}");
+        let undone = if placed.green_service_mark.is_empty() {
+            restore(&cc, &placed, &say).await.map(|()| None)
+        } else {
+            undo(&cc, &placed, &say).await
+        };
+        undone.map_err(|e| {
+            format!(
+                "cannot undo the blue-green deploy (Service {} still selects only the \
+                 labelled pods, Deployment {} may remain): {e}",
+                placed.green_service_name, placed.blue_deployment_name
+            )
+        })
+    }
+
+    /// A deploy recorded before deploys marked what they hold cannot tell a newer deploy's
+    /// blue copy from its own.
+    fn clean_waits_for_idle_project(&self, job: &JobTask) -> bool {
+        self.placed(job)
+            .is_some_and(|p| p.green_service_mark.is_empty())
+    }
+}
+
+impl BlueGreen {
+    /// What a deploy job task set up, when it changed the cluster.
+    fn placed(&self, job: &JobTask) -> Option<Placed> {
+        if self.release {
+            return None;
+        }
+        typed::<Placed>(&job.spec)
+            .ok()
+            .filter(|p| !p.blue_deployment_name.is_empty())
     }
 }
 

@@ -136,6 +136,7 @@ pub(super) fn plan(
             green_selector: selector,
             blue_deployment_name: blue_name,
             blue_service_name,
+            ..Placed::default()
         },
         blue_deployment,
         blue_service,

@@ -1,6 +1,6 @@
 //! The cluster steps of blue-green jobs: keeping the green Service on the green pods and
 //! creating the blue copies (deploy), the traffic switch and the green Deployment's update
-//! (release), and undoing a deploy.
+//! (release).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,8 @@ use kube::api::Patch;
 use serde_json::{Value, json};
 
 use super::plan::{Plan, made_for};
-use super::{At, BLUE, BlueGreenSpec, DELETE_WITHIN, ORIGIN, Placed, VERSION_LABEL};
+use super::undo::{OWNER_NOTE, restore};
+use super::{At, BLUE, BlueGreenSpec, ORIGIN, Placed, VERSION_LABEL};
 use crate::cluster::client::ClusterClient;
 use crate::engine::executor::{JobEnd, JobStatus};
 use crate::environment::kube as k;
@@ -20,7 +21,7 @@ use crate::workflow::jobs::canary::deployment_ref;
 use crate::workflow::jobs::deploy_common::creator_uid;
 use crate::workflow::jobs::rollout;
 
-fn service_ref(name: &str) -> ResourceRef {
+pub(super) fn service_ref(name: &str) -> ResourceRef {
     ResourceRef::namespaced("v1", "Service", "services", name)
 }
 
@@ -29,7 +30,7 @@ fn pod_ref(name: &str) -> ResourceRef {
 }
 
 /// Merge-patch `body` into object `r`; `what` names the change in the error.
-async fn merge(
+pub(super) async fn merge(
     cc: &ClusterClient,
     ns: &str,
     r: &ResourceRef,
@@ -43,7 +44,7 @@ async fn merge(
 
 /// Point Service `name`'s selector at the pods of `version` (`None`: at all the Deployment's
 /// pods again).
-async fn route(
+pub(super) async fn route(
     cc: &ClusterClient,
     ns: &str,
     name: &str,
@@ -63,7 +64,7 @@ async fn route(
 /// Move the version label of the pods selected by `selector` that have it at `from` to `to`
 /// (`None`: no label); how many. Pods at another version are left alone: a blue pod that lost
 /// its label would leave its ReplicaSet and outlive it.
-async fn label_pods(
+pub(super) async fn label_pods(
     cc: &ClusterClient,
     ns: &str,
     selector: &BTreeMap<String, String>,
@@ -116,30 +117,38 @@ pub(super) async fn still_free(at: &At<'_>, placed: &Placed) -> Result<(), Strin
     Ok(())
 }
 
-/// Deploy: keep the green Service on the green pods, create the blue copies and wait for them.
+/// Deploy: keep the green Service on the green pods — marked as held by the deploy
+/// (`plan.placed.green_service_mark`) — create the blue copies (their uids recorded in
+/// `plan.placed` as they are made) and wait for them.
 pub(super) async fn create_blue(
     state: &AppState,
     at: &At<'_>,
-    plan: &Plan,
+    plan: &mut Plan,
     deadline: (i64, i64),
 ) -> Result<JobEnd, String> {
-    let (p, log) = (&plan.placed, at.job.log);
+    let (p, log) = (&mut plan.placed, at.job.log);
     let n = label_pods(at.cc, at.ns, &p.green_selector, (None, Some(ORIGIN))).await?;
     log.info(&format!("add origin label to {n} pods"));
-    route(at.cc, at.ns, &p.green_service_name, Some(ORIGIN)).await?;
-    log.info(&format!(
-        "add origin label selector to service: {}",
-        p.green_service_name
-    ));
-    for (r, o) in [
-        (service_ref(&p.blue_service_name), &plan.blue_service),
+    let body = json!({"metadata": {"annotations": {OWNER_NOTE: p.green_service_mark}},
+        "spec": {"selector": {VERSION_LABEL: ORIGIN}}});
+    let name = p.green_service_name.clone();
+    let what = format!("update service {name} selector");
+    merge(at.cc, at.ns, &service_ref(&name), body, &what).await?;
+    log.info(&format!("add origin label selector to service: {name}"));
+    for (r, o, uid) in [
+        (
+            service_ref(&p.blue_service_name),
+            &plan.blue_service,
+            &mut p.blue_service_uid,
+        ),
         (
             deployment_ref(&p.blue_deployment_name),
             &plan.blue_deployment,
+            &mut p.blue_deployment_uid,
         ),
     ] {
         let kind = r.kind.to_lowercase();
-        k::apply(at.cc, at.ns, &r, o)
+        *uid = k::apply_uid(at.cc, at.ns, &r, o)
             .await
             .map_err(|e| format!("create blue {kind}: {} error: {}", r.name, e.description))?;
         log.info(&format!("create blue {kind}: {} success", r.name));
@@ -224,63 +233,4 @@ pub(super) async fn release(
         }
     }
     Ok(end)
-}
-
-/// Undo a deploy: the green Service selects all the green Deployment's pods again, the blue
-/// copies are deleted, the pods' version labels removed. Each step is skipped when done.
-pub(super) async fn restore(
-    cc: &ClusterClient,
-    p: &Placed,
-    say: &(dyn Fn(&str) + Sync),
-) -> Result<(), String> {
-    let ns = p.namespace.as_str();
-    let green = k::service(cc, ns, &p.green_service_name)
-        .await
-        .map_err(|e| {
-            format!(
-                "can't read service {}: {}",
-                p.green_service_name, e.description
-            )
-        })?;
-    let selected = green
-        .and_then(|s| s.spec)
-        .and_then(|s| s.selector)
-        .is_some_and(|s| s.contains_key(VERSION_LABEL));
-    if selected {
-        route(cc, ns, &p.green_service_name, None).await?;
-        say(&format!(
-            "service {} selects all pods of deployment {} again",
-            p.green_service_name, p.green_deployment_name
-        ));
-    }
-    k::delete_and_wait(
-        cc,
-        ns,
-        &deployment_ref(&p.blue_deployment_name),
-        DELETE_WITHIN,
-    )
-    .await
-    .map_err(|e| {
-        format!(
-            "delete blue deployment {} error: {}",
-            p.blue_deployment_name, e.description
-        )
-    })?;
-    k::delete(cc, ns, &service_ref(&p.blue_service_name))
-        .await
-        .map_err(|e| {
-            format!(
-                "delete blue service {} error: {}",
-                p.blue_service_name, e.description
-            )
-        })?;
-    say(&format!(
-        "blue deployment {} and blue service {} deleted",
-        p.blue_deployment_name, p.blue_service_name
-    ));
-    let n = label_pods(cc, ns, &p.green_selector, (Some(ORIGIN), None)).await?;
-    if n > 0 {
-        say(&format!("remove origin label from {n} pods"));
-    }
-    Ok(())
 }
