@@ -19,7 +19,7 @@ use crate::workflow::error::Op;
 use crate::workflow::jobs::Runs;
 use crate::workflow::model::Workflow;
 use crate::workflow::task::{ApproveUser, JobTask, StageTask, Status, Task};
-use crate::workflow::tasks;
+use crate::workflow::{tasks, votes};
 
 /// `GET /ui/workflows[?project=]`: every workflow (of one project when asked).
 pub async fn workflows(
@@ -286,14 +286,14 @@ pub async fn task_action(
         "cancel" => tasks::cancel(&state, who, &key, task_id).await?,
         "retry" => tasks::retry(&state, who, &key, task_id).await?,
         "approve" => {
-            let vote = tasks::Vote {
+            let vote = votes::Vote {
                 task_id,
                 workflow_key: key.clone(),
                 stage_name: form.get("stage").unwrap_or_default().to_string(),
                 approve: form.get("approve") == Some("true"),
                 comment: form.get("comment").unwrap_or_default().to_string(),
             };
-            tasks::approve(&state, who, &vote).await?;
+            votes::approve(&state, who, &vote).await?;
         }
         "manual-exec" => {
             let t = load(&state, &key, &id).await?;

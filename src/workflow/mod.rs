@@ -32,6 +32,7 @@ pub mod task_view;
 pub mod tasks;
 pub mod tickets;
 pub mod views;
+pub mod votes;
 
 use serde::{Deserialize, Serialize};
 

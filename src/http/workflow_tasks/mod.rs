@@ -23,7 +23,7 @@ use crate::validate;
 use crate::workflow::error::Op;
 use crate::workflow::execute::{self, ExecuteInput};
 use crate::workflow::task::Status as TaskStatus;
-use crate::workflow::tasks;
+use crate::workflow::{tasks, votes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -357,13 +357,13 @@ async fn approve_task(
     caller: Identity,
     Json(req): Json<ApproveRequest>,
 ) -> ApiResult<Json<Success>> {
-    let vote = tasks::Vote {
+    let vote = votes::Vote {
         task_id: req.task_id,
         workflow_key: req.workflow_key,
         stage_name: req.stage_name,
         approve: req.approve,
         comment: req.comment,
     };
-    tasks::approve(&state, &caller, &vote).await?;
+    votes::approve(&state, &caller, &vote).await?;
     Ok(Success::new())
 }
