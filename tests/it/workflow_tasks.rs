@@ -884,3 +884,30 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn plugin_detail_shows_the_rendered_plugin(app) {
+        let plugin = json!({"name": "echo", "image": "alpine", "cmds": ["sh", "-c"],
+            "args": ["echo $(inputs.CONTENT) $(inputs.CONTENT) $(inputs.TOKEN) $(inputs.UNSET)"],
+            "envs": [{"name": "CONTENT", "value": "$(inputs.CONTENT)"}, {"name": "T", "value": "$(inputs.TOKEN)"}],
+            "inputs": [{"name": "CONTENT", "type": "string", "value": "default"},
+                       {"name": "TOKEN", "type": "string", "value": "s3cret-token", "is_credential": true}]});
+        create(&app, json!({"name": "plug", "project": "p", "concurrency_limit": 1, "stages": [{"name": "s", "jobs": [
+            {"name": "hello", "type": "plugin", "spec": {"plugin": plugin}}]}]})).await;
+        hold_engine(&app, "plug", 1).await;
+        let inputs = json!([{"job_name": "hello", "job_type": "plugin", "parameters": {"kv": [{"key": "CONTENT", "value": "hi"}]}}]);
+        app.post("/openapi/workflows/custom/task", execute("p", "plug", inputs)).await.expect(200);
+        let d = app.get("/openapi/workflows/custom/task?taskId=1&workflowKey=plug").await.expect(200).clone();
+        let spec = &d["stages"][0]["jobs"][0]["spec"];
+        // As Zadig renders it (spec/workflow.md §2.4); an input nobody declared stays as written.
+        assert_eq!(spec["args"], json!(["echo hi hi ******** $(inputs.UNSET)"]), "{spec}");
+        assert_eq!(spec["cmds"], json!(["sh", "-c"]));
+        assert_eq!(spec["envs"][0]["value"], "hi");
+        assert_eq!(spec["envs"][1]["value"], "********", "a credential input is never shown");
+        assert!(!d.to_string().contains("s3cret-token"), "{d}");
+        // The stored spec keeps the placeholders and the values.
+        let t = stored(&app, "plug", 1).await;
+        assert_eq!(t.stages[0].jobs[0].spec["plugin"]["envs"][0]["value"], "$(inputs.CONTENT)");
+        app.stop().await;
+    }
+}

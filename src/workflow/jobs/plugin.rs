@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{InputCx, JobKind, Runs, Spec, nullable};
 use crate::error::ApiResult;
+use crate::masking::MASK;
 use crate::workflow::inputs::{KvInput, decode, with_list};
 use crate::workflow::task::JobTask;
 use crate::workflow::{bad, lint, text};
@@ -87,11 +88,57 @@ impl JobKind for Plugin {
         })
     }
 
+    /// The plugin after input rendering, as Zadig's task detail shows it (spec/workflow.md
+    /// §2.4).
     fn view(&self, job: &JobTask) -> Value {
-        job.spec.get("plugin").cloned().unwrap_or(json!({}))
+        let mut plugin = job.spec.get("plugin").cloned().unwrap_or(json!({}));
+        if let Some(p) = plugin.as_object_mut() {
+            render(p);
+        }
+        plugin
     }
 
     fn runs(&self) -> Runs {
         Runs::Needs("container-runtime")
+    }
+}
+
+/// Zadig's rendering of a plugin: each `$(inputs.<name>)` in `envs[].value`, `args` and `cmds`
+/// becomes the input's value. Zadig renders when the task is created; we render when it is
+/// shown, so a credential input's value is replaced by the mask rather than copied into
+/// fields the detail's masking does not know are secret (plugin jobs do not run here, see
+/// [`Plugin::runs`]).
+fn render(plugin: &mut Map<String, Value>) {
+    let values: Vec<(String, String)> = plugin
+        .get("inputs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let name = i.get("name")?.as_str()?;
+            let value = if crate::masking::is_credential_var(i) {
+                MASK.to_string()
+            } else {
+                text(i.get("value").unwrap_or(&Value::Null))
+            };
+            Some((format!("$(inputs.{name})"), value))
+        })
+        .collect();
+    let fill = |v: &mut Value| {
+        if let Value::String(s) = v {
+            for (placeholder, value) in &values {
+                *s = s.replace(placeholder, value);
+            }
+        }
+    };
+    for key in ["args", "cmds"] {
+        if let Some(list) = plugin.get_mut(key).and_then(Value::as_array_mut) {
+            list.iter_mut().for_each(fill);
+        }
+    }
+    if let Some(envs) = plugin.get_mut("envs").and_then(Value::as_array_mut) {
+        envs.iter_mut()
+            .filter_map(|e| e.get_mut("value"))
+            .for_each(fill);
     }
 }
