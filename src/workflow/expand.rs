@@ -127,9 +127,14 @@ fn job_task(job: &Job, parts: &[&str], spec: Value, used: &mut HashSet<String>) 
     name_parts.push(&job.name);
     let mut display: Vec<&str> = vec![&job.name];
     display.extend(parts.iter().filter(|p| !p.is_empty()));
+    // Zadig's key: the job name and the item's parts, `<job>.<service>[.<module>]`.
+    let key = std::iter::once(job.name.as_str())
+        .chain(parts.iter().copied())
+        .collect::<Vec<_>>()
+        .join(".");
     JobTask {
         name: unique_name(&name_parts, used),
-        key: job.name.clone(),
+        key,
         display_name: display.join("-"),
         origin_name: job.name.clone(),
         job_type: job.job_type.clone(),

@@ -174,9 +174,9 @@ backend_test! {
             .map(|s| json!([s.name, s.jobs.iter().map(|j| json!([j.name, j.key, j.status])).collect::<Vec<_>>()]))
             .collect();
         assert_eq!(Value::Array(layout), json!([
-            ["build", [["zadig-aslan-build-myapps", "build-myapps", ""]]],
-            ["deploy", [["zadig-deploy-myapps", "deploy-myapps", ""],
-                        ["service2-service2-deploy-my-app", "deploy-my-app", ""]]],
+            ["build", [["zadig-aslan-build-myapps", "build-myapps.zadig.aslan", ""]]],
+            ["deploy", [["zadig-deploy-myapps", "deploy-myapps.zadig", ""],
+                        ["service2-service2-deploy-my-app", "deploy-my-app.Deployment.service2.service2", ""]]],
             ["ops", [["jira-issue-update", "jira-issue-update", ""], ["sql", "sql", ""]]],
             ["after", [["cleanup", "cleanup", "skipped"]]],
         ]));
@@ -252,6 +252,9 @@ backend_test! {
             "job_info": {"job_name": "build-myapps", "service_name": "zadig", "service_module": "aslan"}
         }));
         assert_eq!(bj["spec"]["service_name"], "zadig");
+        // Zadig's job-task key: `<job>.<service>.<module>` (`<job>.<service>` for a deploy).
+        assert_eq!(bj["key"], "build-myapps.zadig.aslan");
+        assert_eq!(det["stages"][1]["jobs"][0]["key"], "deploy-myapps.zadig");
         assert_eq!(bj["spec"]["repos"][0]["repo_name"], "zadig");
         assert_eq!(bj["spec"]["envs"][1], json!({"key": "password", "value": "Zadig", "type": "string", "is_credential": false}));
         let dj = &det["stages"][1]["jobs"][0]["spec"];

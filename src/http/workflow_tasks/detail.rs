@@ -246,7 +246,12 @@ fn stage_view(s: &StageTask, now: i64) -> StageTaskView {
 
 fn job_view(j: &JobTask, now: i64) -> JobTaskView {
     let mut info = serde_json::Map::new();
-    info.insert("job_name".into(), Value::String(j.key.clone()));
+    // The workflow job's name (the key also names the item: `<job>.<service>`).
+    let job_name = match j.origin_name.as_str() {
+        "" => &j.key,
+        origin => origin,
+    };
+    info.insert("job_name".into(), Value::String(job_name.to_string()));
     for k in ["service_name", "service_module"] {
         if let Some(v) = j
             .spec

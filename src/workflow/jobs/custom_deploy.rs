@@ -129,7 +129,15 @@ impl JobKind for CustomDeploy {
             let names = t.target.split('/').skip(1).map(str::to_string).collect();
             (raw, names)
         });
-        Ok(x.per_item(job, "targets", items))
+        let mut tasks = x.per_item(job, "targets", items);
+        // Zadig's key names the workload type too: `<job>.<type>.<workload>.<container>`.
+        for (task, (t, _)) in tasks
+            .iter_mut()
+            .zip(stored(&job.spec, "targets", &spec.targets))
+        {
+            task.key = format!("{}.{}", job.name, t.target.replace('/', "."));
+        }
+        Ok(tasks)
     }
 
     fn view(&self, job: &JobTask) -> Value {
