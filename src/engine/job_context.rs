@@ -86,9 +86,10 @@ pub(super) fn value_text(v: Option<&Value>) -> String {
 
 /// A job task's key in the context: the workflow job name, plus `.<service>.<module>` for a
 /// service module's job task (`{{.job.build.svc.mod.output.IMAGE}}`), `.<service>` for a
-/// service's (deploy, restart).
+/// service's (deploy, restart). Built from the job's name rather than the job task's `key`,
+/// which names other items too (a custom deploy's workload).
 pub fn job_key(j: &JobTask) -> String {
-    let base = [&j.key, &j.origin_name, &j.name]
+    let base = [&j.origin_name, &j.key, &j.name]
         .into_iter()
         .find(|s| !s.is_empty())
         .cloned()
