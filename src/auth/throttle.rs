@@ -307,7 +307,10 @@ mod tests {
         let blocked = t.begin(a, &clock).await.err().unwrap();
         assert_eq!(blocked.retry_after_secs, 60);
         // Another client is not concerned.
-        t.begin(ip("10.0.0.2"), &clock).await.unwrap().succeeded(&clock);
+        t.begin(ip("10.0.0.2"), &clock)
+            .await
+            .unwrap()
+            .succeeded(&clock);
         clock.advance(Duration::from_millis(59_500));
         assert_eq!(t.begin(a, &clock).await.err().unwrap().retry_after_secs, 1);
         clock.advance(Duration::from_millis(500));
@@ -364,7 +367,10 @@ mod tests {
         let clock = ManualClock::new(0);
         let t = Arc::new(AuthThrottle::new(5, 60, 16));
         for i in 0..100u8 {
-            t.begin(ip(&format!("10.0.1.{i}")), &clock).await.unwrap().failed(&clock);
+            t.begin(ip(&format!("10.0.1.{i}")), &clock)
+                .await
+                .unwrap()
+                .failed(&clock);
             clock.advance(Duration::from_millis(10));
         }
         assert!(t.tracked() <= 16, "{}", t.tracked());
@@ -381,7 +387,10 @@ mod tests {
         let clock = ManualClock::new(0);
         let t = Arc::new(AuthThrottle::new(0, 60, 16));
         for _ in 0..50 {
-            t.begin(ip("10.0.0.1"), &clock).await.unwrap().failed(&clock);
+            t.begin(ip("10.0.0.1"), &clock)
+                .await
+                .unwrap()
+                .failed(&clock);
         }
         assert_eq!(t.tracked(), 0);
     }

@@ -285,7 +285,10 @@ mod tests {
         assert_eq!(cookie_value(&h, false).as_deref(), Some("abc"));
         // On a secure request only the `__Host-` cookie is a session.
         assert_eq!(cookie_value(&h, true), None);
-        h.insert(COOKIE, "zadig_session=x; __Host-zadig_session=def".parse().unwrap());
+        h.insert(
+            COOKIE,
+            "zadig_session=x; __Host-zadig_session=def".parse().unwrap(),
+        );
         assert_eq!(cookie_value(&h, true).as_deref(), Some("def"));
         assert_eq!(cookie_value(&h, false).as_deref(), Some("x"));
         h.insert(COOKIE, "zadig_session=".parse().unwrap());

@@ -28,7 +28,10 @@ fn assert_throttled(r: &Resp, retry_after: u64) {
     let body = r.expect_error(429, "too many failed authentications");
     assert_eq!(body["code"], 429, "{}", r.text);
     assert_eq!(body["message"], "Too Many Requests", "{}", r.text);
-    assert_eq!(header_text(&r.headers, "retry-after"), retry_after.to_string());
+    assert_eq!(
+        header_text(&r.headers, "retry-after"),
+        retry_after.to_string()
+    );
 }
 
 async fn api_blocks_after_too_many_wrong_tokens(kind: Kind) {
@@ -44,7 +47,9 @@ async fn api_blocks_after_too_many_wrong_tokens(kind: Kind) {
     // A valid (low-privilege) token in between does not reset the count ...
     get(&bob).await.expect(200);
     // ... nor does a request without a token count as a failure.
-    app.call(Method::GET, USERS, None, None).await.expect_error(401, "token");
+    app.call(Method::GET, USERS, None, None)
+        .await
+        .expect_error(401, "token");
     get("wrong-3").await.expect_error(401, "invalid");
 
     // Blocked: the right token is not even checked, nor a valid one of another user.
@@ -90,22 +95,41 @@ async fn sign_in_form_is_throttled_with_the_api(kind: Kind) {
     assert_eq!(header_text(r.headers(), "retry-after"), "60");
     let p = page_of(r).await;
     assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.text);
-    assert!(p.content_type.starts_with("text/html"), "{}", p.content_type);
-    assert!(p.text.contains("429") && p.text.contains("too many failed authentications"), "{}", p.text);
-    assert!(p.set_cookie.is_empty(), "no session while blocked: {}", p.set_cookie);
+    assert!(
+        p.content_type.starts_with("text/html"),
+        "{}",
+        p.content_type
+    );
+    assert!(
+        p.text.contains("429") && p.text.contains("too many failed authentications"),
+        "{}",
+        p.text
+    );
+    assert!(
+        p.set_cookie.is_empty(),
+        "no session while blocked: {}",
+        p.set_cookie
+    );
     assert_throttled(&app.get(USERS).await, 60);
 
     // After the window, signing in works.
     app.clock.advance(Duration::from_secs(60));
     let p = page_of(sign_in(ADMIN_TOKEN).await.unwrap()).await;
-    assert_eq!((p.status, p.location.as_str()), (StatusCode::SEE_OTHER, "/ui/plans"), "{}", p.text);
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, "/ui/plans"),
+        "{}",
+        p.text
+    );
     app.stop().await;
 }
 kind_test!(sign_in_form_is_throttled_with_the_api);
 
 /// `auth_max_failures = 0` turns the throttle off.
 async fn zero_turns_the_throttle_off(kind: Kind) {
-    let Some(app) = TestApp::start_with(kind, |c| c.auth_max_failures = 0).await else { return };
+    let Some(app) = TestApp::start_with(kind, |c| c.auth_max_failures = 0).await else {
+        return;
+    };
     for i in 0..15 {
         app.call(Method::GET, USERS, Some(&format!("wrong-{i}")), None)
             .await

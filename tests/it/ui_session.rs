@@ -64,11 +64,21 @@ backend_test! {
 
 /// `ui_cookie_secure = always`: the prefixed name on a plain-http request too.
 async fn always_secure_uses_the_prefix(kind: Kind) {
-    let Some(app) = TestApp::start_with(kind, |c| c.ui_cookie_secure = "always".into()).await else { return };
+    let Some(app) = TestApp::start_with(kind, |c| c.ui_cookie_secure = "always".into()).await
+    else {
+        return;
+    };
     let p = secure_sign_in(&app, false).await;
-    assert!(p.set_cookie.starts_with("__Host-zadig_session=") && p.set_cookie.ends_with("; Secure"), "{}", p.set_cookie);
+    assert!(
+        p.set_cookie.starts_with("__Host-zadig_session=") && p.set_cookie.ends_with("; Secure"),
+        "{}",
+        p.set_cookie
+    );
     let cookie = p.set_cookie.split(';').next().unwrap().to_string();
-    assert_eq!(get_with(&app, "/ui/plans", &cookie, false).await.status, StatusCode::OK);
+    assert_eq!(
+        get_with(&app, "/ui/plans", &cookie, false).await.status,
+        StatusCode::OK
+    );
     app.stop().await;
 }
 kind_test!(always_secure_uses_the_prefix);
