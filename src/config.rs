@@ -134,6 +134,14 @@ pub struct Config {
     pub mongodb_uri: String,
     pub mongodb_database: String,
     pub admin_token: String,
+    /// Failed authentications (wrong API tokens, API or dashboard sign-in) a client may make
+    /// within `auth_failure_window_secs` before its attempts are refused; 0 = no limit
+    /// (see [`crate::auth::throttle`]).
+    pub auth_max_failures: u32,
+    /// The window of `auth_max_failures`, and how long a client is refused once it reached it.
+    pub auth_failure_window_secs: u64,
+    /// Most clients whose failures are tracked at once (the oldest are forgotten beyond).
+    pub auth_throttle_max_clients: usize,
     pub log: String,
     pub log_format: LogFormat,
     pub body_limit: usize,
@@ -450,6 +458,11 @@ impl Config {
                 self.registry_read_timeout_secs,
             ),
             ("ui_session_secs", self.ui_session_secs),
+            ("auth_failure_window_secs", self.auth_failure_window_secs),
+            (
+                "auth_throttle_max_clients",
+                n(self.auth_throttle_max_clients),
+            ),
         ] {
             if v == 0 {
                 anyhow::bail!("invalid configuration (key {key}): must be > 0");

@@ -5,7 +5,7 @@
 //! (6161, 6520, … where the spec names one for the operation, else the kind's) with its fixed
 //! summary, and a description naming the field or resource concerned. Domain modules know
 //! nothing of HTTP: the edge ([`crate::http::error`]) maps the kind to the honest HTTP status
-//! (400/401/403/404/409/413/500/503, unlike Zadig) once, and renders the body
+//! (400/401/403/404/409/413/429/500/503, unlike Zadig) once, and renders the body
 //! `{"code","description","extra","message","type":"error"}` (DESIGN.md §1.2).
 
 use serde::Serialize;
@@ -48,6 +48,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// Well-formed, but a system we drive (a Kubernetes API server) rejected what it says.
     Unprocessable,
+    /// The client made too many failed attempts (authentication throttling); not Zadig's.
+    TooManyRequests,
     /// A server fault (the details are in the log, never in the answer).
     Internal,
     /// The server cannot take the request now (overload, shutting down).
@@ -68,6 +70,7 @@ impl ErrorKind {
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::Unprocessable => 422,
+            Self::TooManyRequests => 429,
             Self::Internal => 500,
             Self::BadGateway => 502,
             Self::Unavailable => 503,
@@ -90,6 +93,7 @@ impl ErrorKind {
             Self::Conflict => "Conflict",
             Self::PayloadTooLarge => "Payload Too Large",
             Self::Unprocessable => "Unprocessable Entity",
+            Self::TooManyRequests => "Too Many Requests",
             Self::Internal => "Internal Error",
             Self::BadGateway => "Bad Gateway",
             Self::Unavailable => "Service Unavailable",

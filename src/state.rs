@@ -38,6 +38,8 @@ pub struct App {
     pub users: UserStore,
     /// Authenticated tokens (embedded store only; see [`crate::auth::TokenCache`]).
     pub token_cache: crate::auth::TokenCache,
+    /// Failed authentications per client (see [`crate::auth::throttle`]).
+    pub auth_throttle: Arc<crate::auth::throttle::AuthThrottle>,
     pub tasks: TaskStore,
     pub workflows: WorkflowStore,
     pub workflow_views: ViewStore,
@@ -101,6 +103,7 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
+            auth_throttle: Arc::new(crate::auth::throttle::AuthThrottle::from_config(&config)),
             tasks: TaskStore::new(b, &secrets),
             workflows: WorkflowStore::new(b, &secrets),
             workflow_views: ViewStore::new(b),

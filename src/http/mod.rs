@@ -54,7 +54,9 @@ use crate::state::AppState;
     info(
         title = "zadig-server",
         description = "Zadig's OpenAPI (release plans, workflows, builds, delivery versions), reimplemented in Rust. \
-            Every /openapi and /api route needs `Authorization: Bearer <api token>` (or `?token=`).",
+            Every /openapi and /api route needs `Authorization: Bearer <api token>` (or `?token=`). \
+            A client that sent too many wrong tokens (auth_max_failures within auth_failure_window_secs) \
+            is answered 429 with the error body and a Retry-After header, its token unchecked, until the window has passed.",
     ),
     modifiers(&SecurityAddon),
     security(("bearer" = []), ("token" = [])),

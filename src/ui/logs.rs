@@ -159,6 +159,7 @@ impl Stream {
 pub async fn events(
     State(state): State<AppState>,
     _viewer: Viewer,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Path((key, id, job)): Path<(String, String, String)>,
     UiQuery(q): UiQuery<FromQuery>,
@@ -166,13 +167,15 @@ pub async fn events(
     let key = job_key(&state, key, &id, job).await?;
     let line = start_line(&headers, q.from);
     let checked = state.clock.now();
+    // The extractor found the session by this cookie.
+    let secure = session::secure_cookie(&state, &headers, &uri);
+    let cookie = session::cookie_value(&headers, secure).unwrap_or_default();
     let stream = Stream {
         follow: Follow::starting_at(&state.engine.logs, key.clone(), line),
         state,
         key,
         sent: line,
-        // The extractor found the session by this cookie.
-        cookie: session::cookie_value(&headers).unwrap_or_default(),
+        cookie,
         checked,
     };
     let body = futures::stream::unfold((stream, false), |(mut s, done)| async move {

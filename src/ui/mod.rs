@@ -38,7 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui/assets/app.css", get(css))
         .route("/ui/assets/app.js", get(js))
         .route("/ui/login", get(signin::page).post(signin::sign_in))
-        .route("/ui/logout", post(signin::sign_out))
+        .route(
+            "/ui/logout",
+            get(signin::sign_out_page).post(signin::sign_out),
+        )
         .route("/ui/plans", get(plans::list))
         .route("/ui/plans/{id}", get(plans::detail))
         .route("/ui/plans/{id}/approve", post(plans::approve))

@@ -20,6 +20,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("error.html", include_str!("templates/error.html")),
     ("login.html", include_str!("templates/login.html")),
+    ("logout.html", include_str!("templates/logout.html")),
     ("plans.html", include_str!("templates/plans.html")),
     ("plan.html", include_str!("templates/plan.html")),
     ("workflows.html", include_str!("templates/workflows.html")),

@@ -7,7 +7,10 @@
 //! the token or deleting the user ends the session at once, on every replica.
 //!
 //! The cookie is `HttpOnly; SameSite=Strict; Path=/`, `Secure` when the request came over TLS
-//! (see [`secure_cookie`]), and expires after `ui_session_secs`. State-changing forms carry the
+//! (see [`secure_cookie`]), and expires after `ui_session_secs`. A `Secure` cookie is named
+//! `__Host-zadig_session`: browsers accept that name only from a secure origin, for this host
+//! alone (no `Domain`), so a sibling subdomain or a plain-http page cannot plant one; only
+//! that name is read on such a request. State-changing forms carry the
 //! session's CSRF token and are also refused when `Origin` names a host that is not this
 //! server's (see [`check_origin`]) or `Sec-Fetch-Site` says `cross-site`.
 
@@ -25,8 +28,20 @@ use crate::ui::UiError;
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The session cookie's name.
+/// The session cookie's name on plain http.
 pub const COOKIE_NAME: &str = "zadig_session";
+/// The session cookie's name when it is `Secure` (see [`cookie_name`]).
+pub const SECURE_COOKIE_NAME: &str = "__Host-zadig_session";
+
+/// The session cookie's name: `__Host-` prefixed when it is `Secure` (the prefix requires
+/// `Secure`, `Path=/` and no `Domain`, which [`set_cookie`] always gives it).
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
 const COLLECTION: &str = "ui_sessions";
 
 /// A stored session. `id` is the SHA-256 of the cookie value.
@@ -84,15 +99,17 @@ pub async fn sign_out(state: &AppState, cookie: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// The session cookie's value in a request, if any.
-pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+/// The session cookie's value in a request, if any: the cookie of [`cookie_name`]`(secure)`
+/// (on a secure request, a plain `zadig_session` is not a session: anyone could have set it).
+pub fn cookie_value(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let name = cookie_name(secure);
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
+        .find(|(k, _)| k.trim() == name)
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
@@ -116,8 +133,9 @@ pub fn secure_cookie(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
 
 /// The `Set-Cookie` value of a new session.
 pub fn set_cookie(value: &str, max_age: u64, secure: bool) -> String {
+    let name = cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+    format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
 }
 
 /// The `Set-Cookie` value that removes the session cookie.
@@ -136,7 +154,8 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, UiError> {
-        let viewer = match cookie_value(&parts.headers) {
+        let secure = secure_cookie(state, &parts.headers, &parts.uri);
+        let viewer = match cookie_value(&parts.headers, secure) {
             Some(cookie) => viewer_of(state, &cookie).await?,
             None => None,
         };
@@ -263,16 +282,26 @@ mod tests {
     fn cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, "a=1; zadig_session=abc ; b=2".parse().unwrap());
-        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&h, false).as_deref(), Some("abc"));
+        // On a secure request only the `__Host-` cookie is a session.
+        assert_eq!(cookie_value(&h, true), None);
+        h.insert(
+            COOKIE,
+            "zadig_session=x; __Host-zadig_session=def".parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&h, true).as_deref(), Some("def"));
+        assert_eq!(cookie_value(&h, false).as_deref(), Some("x"));
         h.insert(COOKIE, "zadig_session=".parse().unwrap());
-        assert_eq!(cookie_value(&h), None);
+        assert_eq!(cookie_value(&h, false), None);
     }
 
     #[test]
     fn cookie_attributes() {
         let c = set_cookie("v", 60, true);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("Secure"));
-        assert!(!set_cookie("v", 60, false).contains("Secure"));
+        assert!(c.starts_with("__Host-zadig_session=v; Path=/;") && !c.contains("Domain"));
+        let plain = set_cookie("v", 60, false);
+        assert!(plain.starts_with("zadig_session=v;") && !plain.contains("Secure"));
         assert!(clear_cookie(false).contains("Max-Age=0"));
     }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::render;
 use super::session;
 use super::{Form, UiQuery, UiResult};
+use crate::auth::throttle::Client;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -47,9 +48,11 @@ pub async fn page(UiQuery(q): UiQuery<NextQuery>) -> Response {
     form_page(&q.next, None, StatusCode::OK)
 }
 
-/// `POST /ui/login` (`token`, `next`): check the API token and start a session.
+/// `POST /ui/login` (`token`, `next`): check the API token and start a session. A client that
+/// made too many failed attempts (API or dashboard alike) gets a 429 page, its token unchecked.
 pub async fn sign_in(
     State(state): State<AppState>,
+    Client(client): Client,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -65,26 +68,48 @@ pub async fn sign_in(
             StatusCode::BAD_REQUEST,
         ));
     }
+    let clock = state.clock.as_ref();
+    let attempt = match state.auth_throttle.begin(client, clock).await {
+        Ok(attempt) => attempt,
+        Err(blocked) => {
+            let mut resp = render::error_page(StatusCode::TOO_MANY_REQUESTS, &blocked.message());
+            let (name, value) = blocked.header();
+            resp.headers_mut().insert(name, value);
+            return Ok(resp);
+        }
+    };
+    let secure = session::secure_cookie(&state, &headers, &uri);
     // A new sign-in in this browser ends the session it had (whoever's it was): a session id
     // is never carried across sign-ins.
-    if let Some(previous) = session::cookie_value(&headers) {
+    if let Some(previous) = session::cookie_value(&headers, secure) {
         session::sign_out(&state, &previous).await?;
     }
     let Some((cookie, s)) = session::sign_in(&state, token).await? else {
+        attempt.failed(clock);
         return Ok(form_page(
             &next,
             Some("This API token is not valid (unknown or revoked)."),
             StatusCode::UNAUTHORIZED,
         ));
     };
+    attempt.succeeded(clock);
     tracing::info!(uid = %s.uid, "dashboard sign-in of user {}", s.uid);
-    let secure = session::secure_cookie(&state, &headers, &uri);
     let set = session::set_cookie(&cookie, state.config.ui_session_secs, secure);
     let mut resp = Redirect::to(safe_next(&next)).into_response();
     if let Ok(v) = HeaderValue::from_str(&set) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// `GET /ui/logout`: a page whose button signs out (a link or a prefetch does not: only the
+/// POST below, with the session's CSRF token, ends a session). Without a session: the
+/// sign-in page.
+pub async fn sign_out_page(viewer: Result<session::Viewer, super::UiError>) -> Response {
+    match viewer {
+        Ok(viewer) => render::page("logout.html", Some(&viewer), json!({"title": "Sign out"})),
+        Err(_) => Redirect::to("/ui/login").into_response(),
+    }
 }
 
 /// `POST /ui/logout`: end the session and clear the cookie.
@@ -94,13 +119,12 @@ pub async fn sign_out(
     headers: HeaderMap,
     _: super::Posted,
 ) -> UiResult {
-    if let Some(cookie) = session::cookie_value(&headers) {
+    let secure = session::secure_cookie(&state, &headers, &uri);
+    if let Some(cookie) = session::cookie_value(&headers, secure) {
         session::sign_out(&state, &cookie).await?;
     }
     let mut resp = Redirect::to("/ui/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(session::secure_cookie(
-        &state, &headers, &uri,
-    ))) {
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(secure)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod auth_throttle;
 mod authz;
 mod build;
 mod build_engine;
@@ -52,6 +53,7 @@ mod ui;
 mod ui_browser;
 mod ui_logs;
 mod ui_security;
+mod ui_session;
 mod wire;
 mod workflow_e2e;
 mod workflow_notify;

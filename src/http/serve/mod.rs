@@ -23,12 +23,14 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -99,7 +101,7 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => acceptor.accepted(stream, &mut tasks),
+                Ok((stream, peer)) => acceptor.accepted(stream, peer, &mut tasks),
                 Err(e) => if let Some(delay) = acceptor.failed(&e) {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -143,7 +145,7 @@ struct Acceptor {
 impl Acceptor {
     /// Serve a new connection in `tasks` — at the cap, once an idle one is evicted, else
     /// refuse it.
-    fn accepted(&mut self, stream: TcpStream, tasks: &mut JoinSet<()>) {
+    fn accepted(&mut self, stream: TcpStream, peer: SocketAddr, tasks: &mut JoinSet<()>) {
         if self.failures > 0 {
             tracing::info!(
                 "accepting connections again after {} failed accepts",
@@ -164,7 +166,7 @@ impl Acceptor {
         }
         let conn = self.registry.register();
         tasks.spawn(serve_connection(
-            stream,
+            (stream, peer),
             self.router.clone(),
             self.builder.clone(),
             conn,
@@ -401,8 +403,9 @@ impl Drop for Deregister {
     }
 }
 
+/// Serve one accepted connection (its stream and peer address).
 async fn serve_connection(
-    stream: TcpStream,
+    (stream, peer): (TcpStream, SocketAddr),
     router: Router,
     builder: Arc<Builder<TokioExecutor>>,
     conn: Arc<Conn>,
@@ -421,9 +424,11 @@ async fn serve_connection(
         conn: conn.clone(),
     });
     let svc_conn = conn.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let active = Active::start(svc_conn.clone());
         let router = router.clone();
+        // The peer address, for what is counted per client (failed authentications).
+        req.extensions_mut().insert(ConnectInfo(peer));
         async move {
             let resp = router.oneshot(req.map(Body::new)).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|inner| TrackedBody {

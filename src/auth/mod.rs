@@ -3,16 +3,19 @@
 //! Every `/openapi/*` and `/api/*` route goes through [`require_auth`]: the token comes from
 //! `?token=` (which wins, as in Zadig) or `Authorization: <scheme> <token>`; it is hashed and
 //! looked up; the user found becomes the request's [`Identity`]. Tokens are 32 random bytes,
-//! shown once, stored only as SHA-256 hashes (DESIGN.md §1.3).
+//! shown once, stored only as SHA-256 hashes (DESIGN.md §1.3). Wrong tokens are counted per
+//! client, and a client with too many is refused for a while ([`throttle`]).
+
+pub mod throttle;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::users::{User, UserStore};
@@ -189,29 +192,44 @@ fn token_of(parts: &Parts) -> Result<String, ApiError> {
     }
 }
 
-/// Middleware: resolve the caller or answer 401.
+/// Middleware: resolve the caller, or answer 401 (no token or a wrong one) or 429 (this client
+/// made too many failed attempts: the token is not checked; see [`throttle`]).
 pub async fn require_auth(
     State(state): State<AppState>,
+    throttle::Client(client): throttle::Client,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let hash = hash_token(&token_of(&parts)?);
-    let identity = match state.token_cache.get(&hash) {
-        Some(identity) => identity,
-        None => {
-            let user = state
-                .users
-                .by_token_hash(&hash)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API token"))?;
-            let identity = Identity::from(&user);
-            state.token_cache.put(hash, identity.clone());
-            identity
+    let clock = state.clock.as_ref();
+    let attempt = match state.auth_throttle.begin(client, clock).await {
+        Ok(attempt) => attempt,
+        Err(blocked) => {
+            let error = ApiError::new(ErrorKind::TooManyRequests, blocked.message());
+            return Ok(([blocked.header()], error).into_response());
         }
     };
+    let Some(identity) = identify(&state, hash).await? else {
+        attempt.failed(clock);
+        return Err(ApiError::unauthorized("invalid or revoked API token"));
+    };
+    attempt.succeeded(clock);
     parts.extensions.insert(identity);
     Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// The user whose token has this hash (through the cache).
+async fn identify(state: &AppState, hash: String) -> Result<Option<Identity>, StoreError> {
+    if let Some(identity) = state.token_cache.get(&hash) {
+        return Ok(Some(identity));
+    }
+    let Some(user) = state.users.by_token_hash(&hash).await? else {
+        return Ok(None);
+    };
+    let identity = Identity::from(&user);
+    state.token_cache.put(hash, identity.clone());
+    Ok(Some(identity))
 }
 
 /// Token-hash → identity cache, so an authenticated request costs no store read.
@@ -262,9 +280,20 @@ impl TokenCache {
     }
 }
 
+/// Below this many characters, `admin_token` draws a warning at start.
+const ADMIN_TOKEN_MIN_LEN: usize = 32;
+
 /// Make sure the admin `admin` exists and its token is `token` (idempotent; a changed value
 /// replaces the old token).
 pub async fn bootstrap_admin(state: &AppState, token: &str) -> anyhow::Result<()> {
+    if token.chars().count() < ADMIN_TOKEN_MIN_LEN {
+        // The length only, never the token.
+        tracing::warn!(
+            "admin_token is {} characters long; use at least {ADMIN_TOKEN_MIN_LEN} random ones \
+             (`openssl rand -hex 32`): failed attempts are throttled per client, not in total",
+            token.chars().count()
+        );
+    }
     let hash = hash_token(token);
     if let Some(existing) = state.users.by_account("admin", "system").await? {
         if existing.token_hash != hash || !existing.is_admin {

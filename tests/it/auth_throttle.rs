@@ -1,0 +1,141 @@
+//! Failed-authentication throttling over a real socket, on both backends: after
+//! `auth_max_failures` wrong tokens from one client (here 3; every test client is 127.0.0.1),
+//! the API answers 429 with Zadig's error JSON and `Retry-After`, and the sign-in form a 429
+//! page, even for a right token; a valid token's use neither resets the count nor unblocks;
+//! once the window has passed on the injected clock, the right token works again.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+use crate::harness::{ADMIN_TOKEN, Kind, Resp, TestApp};
+use crate::kind_test;
+use crate::ui::{FormBody, header_text, no_redirects, page_of};
+
+const USERS: &str = "/openapi/users";
+
+async fn start(kind: Kind) -> Option<TestApp> {
+    TestApp::start_with(kind, |c| {
+        c.auth_max_failures = 3;
+        c.auth_failure_window_secs = 60;
+    })
+    .await
+}
+
+/// Assert the API's 429: Zadig's error JSON, and `Retry-After` in seconds.
+#[track_caller]
+fn assert_throttled(r: &Resp, retry_after: u64) {
+    let body = r.expect_error(429, "too many failed authentications");
+    assert_eq!(body["code"], 429, "{}", r.text);
+    assert_eq!(body["message"], "Too Many Requests", "{}", r.text);
+    assert_eq!(
+        header_text(&r.headers, "retry-after"),
+        retry_after.to_string()
+    );
+}
+
+async fn api_blocks_after_too_many_wrong_tokens(kind: Kind) {
+    let Some(app) = start(kind).await else { return };
+    let (_, bob) = app.create_user("bob", false).await;
+    let get = |token: &str| {
+        let token = token.to_string();
+        let app = &app;
+        async move { app.call(Method::GET, USERS, Some(&token), None).await }
+    };
+    get("wrong-1").await.expect_error(401, "invalid");
+    get("wrong-2").await.expect_error(401, "invalid");
+    // A valid (low-privilege) token in between does not reset the count ...
+    get(&bob).await.expect(200);
+    // ... nor does a request without a token count as a failure.
+    app.call(Method::GET, USERS, None, None)
+        .await
+        .expect_error(401, "token");
+    get("wrong-3").await.expect_error(401, "invalid");
+
+    // Blocked: the right token is not even checked, nor a valid one of another user.
+    assert_throttled(&get(ADMIN_TOKEN).await, 60);
+    assert_throttled(&get(&bob).await, 60);
+    app.clock.advance(Duration::from_secs(30));
+    assert_throttled(&get(ADMIN_TOKEN).await, 30);
+    // Refused attempts do not extend the block.
+    app.clock.advance(Duration::from_millis(29_500));
+    assert_throttled(&get("wrong-4").await, 1);
+    app.clock.advance(Duration::from_millis(500));
+    get(ADMIN_TOKEN).await.expect(200);
+
+    // A fresh window: three more wrong tokens are needed to block again.
+    get("wrong-5").await.expect_error(401, "invalid");
+    get(ADMIN_TOKEN).await.expect(200);
+    get("wrong-6").await.expect_error(401, "invalid");
+    get("wrong-7").await.expect_error(401, "invalid");
+    assert_throttled(&get(ADMIN_TOKEN).await, 60);
+    app.stop().await;
+}
+kind_test!(api_blocks_after_too_many_wrong_tokens);
+
+async fn sign_in_form_is_throttled_with_the_api(kind: Kind) {
+    let Some(app) = start(kind).await else { return };
+    let anon = no_redirects();
+    let sign_in = |token: &'static str| {
+        anon.post(app.url("/ui/login"))
+            .form_body(&[("token", token), ("next", "/ui/plans")])
+            .send()
+    };
+    // Wrong tokens on the form count as on the API (one count per client).
+    for _ in 0..2 {
+        let p = page_of(sign_in("nope").await.unwrap()).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.text);
+    }
+    app.call(Method::GET, USERS, Some("wrong"), None)
+        .await
+        .expect_error(401, "invalid");
+
+    // Blocked: the form answers a 429 page (the dashboard's error page), the API a 429.
+    let r = sign_in(ADMIN_TOKEN).await.unwrap();
+    assert_eq!(header_text(r.headers(), "retry-after"), "60");
+    let p = page_of(r).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.text);
+    assert!(
+        p.content_type.starts_with("text/html"),
+        "{}",
+        p.content_type
+    );
+    assert!(
+        p.text.contains("429") && p.text.contains("too many failed authentications"),
+        "{}",
+        p.text
+    );
+    assert!(
+        p.set_cookie.is_empty(),
+        "no session while blocked: {}",
+        p.set_cookie
+    );
+    assert_throttled(&app.get(USERS).await, 60);
+
+    // After the window, signing in works.
+    app.clock.advance(Duration::from_secs(60));
+    let p = page_of(sign_in(ADMIN_TOKEN).await.unwrap()).await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, "/ui/plans"),
+        "{}",
+        p.text
+    );
+    app.stop().await;
+}
+kind_test!(sign_in_form_is_throttled_with_the_api);
+
+/// `auth_max_failures = 0` turns the throttle off.
+async fn zero_turns_the_throttle_off(kind: Kind) {
+    let Some(app) = TestApp::start_with(kind, |c| c.auth_max_failures = 0).await else {
+        return;
+    };
+    for i in 0..15 {
+        app.call(Method::GET, USERS, Some(&format!("wrong-{i}")), None)
+            .await
+            .expect_error(401, "invalid");
+    }
+    app.get(USERS).await.expect(200);
+    app.stop().await;
+}
+kind_test!(zero_turns_the_throttle_off);
