@@ -33,9 +33,9 @@ pub struct ServiceVariableKV {
 /// A service variable as an environment holds it (Zadig's `RenderVariableKV`): the
 /// template's variable with the environment's value, taken from the environment's global
 /// variable of the same key when `use_global_variable` is set.
-///
-/// Decoded through [`RenderVariableKVFields`]: a `#[serde(flatten)]`ed `kv` buffers its
-/// fields, and a type error in one would name only the item (`variable_kvs[0]`), not the field.
+// Decoded through `RenderVariableKVFields` (not a doc comment: it would reach the OpenAPI
+// document): a `#[serde(flatten)]`ed `kv` buffers its fields, and a type error in one would
+// name only the item (`variable_kvs[0]`), not the field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(from = "RenderVariableKVFields")]
 pub struct RenderVariableKV {
@@ -49,7 +49,7 @@ pub struct RenderVariableKV {
 }
 
 /// A project global variable's value in an environment (Zadig's `GlobalVariableKV`).
-/// Decoded through [`GlobalVariableKVFields`], as [`RenderVariableKV`] is.
+// Decoded through `GlobalVariableKVFields`, as `RenderVariableKV` is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(from = "GlobalVariableKVFields")]
 pub struct GlobalVariableKV {
