@@ -56,6 +56,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A system we drive (a Kubernetes API server) failed on its side.
     BadGateway,
+    /// A system we drive (a Kubernetes API server) cannot be reached, does not answer in time,
+    /// refuses our credentials or cannot be used as configured: its state, which an admin fixes. Answered as a conflict,
+    /// with the code of the operation it interrupted ([`ApiError::during`]).
+    Unreachable,
 }
 
 impl ErrorKind {
@@ -67,7 +71,7 @@ impl ErrorKind {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::Conflict => 409,
+            Self::Conflict | Self::Unreachable => 409,
             Self::PayloadTooLarge => 413,
             Self::Unprocessable => 422,
             Self::TooManyRequests => 429,
@@ -90,7 +94,7 @@ impl ErrorKind {
             Self::Forbidden => "Forbidden",
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
-            Self::Conflict => "Conflict",
+            Self::Conflict | Self::Unreachable => "Conflict",
             Self::PayloadTooLarge => "Payload Too Large",
             Self::Unprocessable => "Unprocessable Entity",
             Self::TooManyRequests => "Too Many Requests",
@@ -168,6 +172,18 @@ impl ApiError {
             ErrorKind::Internal,
             "internal server error; the server log has the details",
         )
+    }
+
+    /// An unreachable system ([`ErrorKind::Unreachable`]) answered with the Zadig code of the
+    /// operation it interrupted (`CREATE_ENV`: 6074 "Create environment failed"), as Zadig
+    /// answers every failure of an environment route with the route's code. Other errors keep
+    /// their own code.
+    pub fn during(mut self, op: (i64, &str)) -> Self {
+        if self.kind == ErrorKind::Unreachable {
+            self.code = op.0;
+            self.message = op.1.to_string();
+        }
+        self
     }
 
     /// Keep the kind and code; the description becomes `f` of it (to say where it happened).

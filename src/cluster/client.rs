@@ -4,8 +4,8 @@
 //! a changed record (this process or another replica updated it) is rebuilt on next use, and
 //! update/delete drop the entry at once. [`ClusterClient::call`] bounds each call with
 //! `kube_request_timeout_secs` and turns failures into [`ApiError`]s that name the cluster:
-//! unreachable, timed out or refusing our credentials → 409 (the cluster's state, which an
-//! admin fixes), Kubernetes `Invalid`/`BadRequest` → 422, `NotFound` → 404, `Conflict` → 409,
+//! unreachable, timed out or refusing our credentials → [`ErrorKind::Unreachable`] (409, the
+//! cluster's state, which an admin fixes; a route gives it its Zadig code), Kubernetes `Invalid`/`BadRequest` → 422, `NotFound` → 404, `Conflict` → 409,
 //! a server error of the API server → 502.
 
 use std::collections::HashMap;
@@ -109,12 +109,19 @@ impl ClusterClient {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(kube_error(&self.label, what, &e)),
-            Err(_) => Err(ApiError::conflict(format!(
+            Err(_) => Err(self.timed_out(what)),
+        }
+    }
+
+    fn timed_out(&self, what: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::Unreachable,
+            format!(
                 "{} is unreachable: {what} got no answer within {}s (kube_request_timeout_secs)",
                 self.label,
                 self.timeout.as_secs()
-            ))),
-        }
+            ),
+        )
     }
 
     /// Like [`Self::call`], with Kubernetes' `NotFound` as `None`.
@@ -127,11 +134,7 @@ impl ClusterClient {
             Ok(Ok(v)) => Ok(Some(v)),
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
             Ok(Err(e)) => Err(kube_error(&self.label, what, &e)),
-            Err(_) => Err(ApiError::conflict(format!(
-                "{} is unreachable: {what} got no answer within {}s (kube_request_timeout_secs)",
-                self.label,
-                self.timeout.as_secs()
-            ))),
+            Err(_) => Err(self.timed_out(what)),
         }
     }
 }
@@ -145,10 +148,13 @@ pub fn kube_error(label: &str, what: &str, err: &kube::Error) -> ApiError {
                 404 => ApiError::not_found(text),
                 409 => ApiError::conflict(text),
                 400 | 422 => ApiError::new(ErrorKind::Unprocessable, text),
-                401 | 403 => ApiError::conflict(format!(
-                    "{label} refused the credentials of its kubeconfig ({}): {what}: {}",
-                    s.code, s.message
-                )),
+                401 | 403 => ApiError::new(
+                    ErrorKind::Unreachable,
+                    format!(
+                        "{label} refused the credentials of its kubeconfig ({}): {what}: {}",
+                        s.code, s.message
+                    ),
+                ),
                 _ => ApiError::new(
                     ErrorKind::BadGateway,
                     format!("{label} failed ({}): {what}: {}", s.code, s.message),
@@ -157,9 +163,18 @@ pub fn kube_error(label: &str, what: &str, err: &kube::Error) -> ApiError {
         }
         other => {
             let detail = crate::error::error_chain(other);
-            ApiError::conflict(format!("{label} is unreachable: {what}: {detail}"))
+            ApiError::new(
+                ErrorKind::Unreachable,
+                format!("{label} is unreachable: {what}: {detail}"),
+            )
         }
     }
+}
+
+/// A cluster that cannot be used as recorded (no in-cluster configuration, a kubeconfig that
+/// does not load): like an unreachable one, the cluster's state, which an admin fixes.
+fn unusable(description: String) -> ApiError {
+    ApiError::new(ErrorKind::Unreachable, description)
 }
 
 /// The cache of clients, keyed by cluster id.
@@ -190,7 +205,7 @@ impl Clients {
         }
         let cfg = if cluster.kind == TYPE_LOCAL {
             let mut cfg = kube::Config::incluster().map_err(|e| {
-                ApiError::conflict(format!(
+                unusable(format!(
                     "{} is not available: zadig-server is not running in a Kubernetes cluster (it needs {IN_CLUSTER_NEEDS}): {e}",
                     cluster.label()
                 ))
@@ -201,7 +216,7 @@ impl Clients {
             kube_config(&cluster.kube_config, self.timeout)
                 .await
                 .map_err(|e| {
-                    ApiError::conflict(format!(
+                    unusable(format!(
                         "{} has an unusable kubeconfig: {}",
                         cluster.label(),
                         e.description
@@ -209,7 +224,7 @@ impl Clients {
                 })?
         };
         let client = kube::Client::try_from(cfg).map_err(|e| {
-            ApiError::conflict(format!(
+            unusable(format!(
                 "{}: cannot build a Kubernetes client: {e}",
                 cluster.label()
             ))

@@ -124,7 +124,7 @@ impl Kinds {
             .call_opt(&what, kube::discovery::pinned_kind(&cc.client, &gvk))
             .await
             .map_err(|e| {
-                if e.kind == ErrorKind::Conflict {
+                if matches!(e.kind, ErrorKind::Conflict | ErrorKind::Unreachable) {
                     e
                 } else {
                     ApiError::new(

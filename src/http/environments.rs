@@ -19,6 +19,7 @@ use crate::environment::service::{
 };
 use crate::environment::view::{EnvBrief, EnvDetail, ServiceDetail, ServicePods};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::groups::both_groups;
 use crate::http::{Json, Path, Query, Success};
 use crate::service_template::GlobalVariableKV;
 use crate::state::AppState;
@@ -134,38 +135,6 @@ fn text(body: String) -> axum::response::Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-/// Two handlers sharing one body and one OpenAPI description: the test group's (`production`
-/// false) and the production group's (`production` true). utoipa needs one annotated
-/// function per path, so this writes both operations from the shared arguments and
-/// responses; each group names its path and may add responses of its own (`+ (…)`, e.g.
-/// the production group's 403 for callers who are not admins).
-macro_rules! both_groups {
-    (
-        $(#[$test_doc:meta])* $test:ident = $test_path:tt $(+ ($($test_resp:tt)*))?;
-        $(#[$prod_doc:meta])* $prod:ident = $prod_path:tt $(+ ($($prod_resp:tt)*))?;
-        $method:ident($($args:tt)*),
-        responses($($resp:tt)*),
-        |$production:ident| ($($params:tt)*) -> $ret:ty $body:block
-    ) => {
-        $(#[$test_doc])*
-        #[utoipa::path($method, path = $test_path, $($args)*,
-            responses($($resp)* $(, $($test_resp)*)?))]
-        async fn $test($($params)*) -> $ret {
-            let $production = false;
-            $body
-        }
-
-        $(#[$prod_doc])*
-        #[utoipa::path($method, path = $prod_path, $($args)*,
-            responses($($resp)* $(, $($prod_resp)*)?))]
-        async fn $prod($($params)*) -> $ret {
-            let $production = true;
-            $body
-        }
-    };
-}
-pub(crate) use both_groups;
-
 // ---- shared bodies --------------------------------------------------------------------
 
 async fn do_delete(
@@ -199,6 +168,20 @@ async fn do_yaml(
     ))
 }
 
+/// E14/E15 and the CronJob/Job routes: set a workload container's image.
+async fn set_image(
+    state: &AppState,
+    caller: &Identity,
+    kind: &str,
+    env: &str,
+    input: ImageInput,
+) -> ApiResult<Json<Success>> {
+    service::set_image(state, caller, kind, env, input)
+        .await
+        .map_err(|e| e.during(service::UPDATE_IMAGE))?;
+    Ok(Success::new())
+}
+
 // ---- both groups (production ones: admins change them) -----------------------------
 
 both_groups! {
@@ -229,8 +212,9 @@ both_groups! {
             (status = 403, body = ErrorBody, description = "not a system admin"));
     post(tag = "environments", params(ProjectQuery), request_body = CreateEnvInput),
     responses((status = 200, body = Success),
-        (status = 409, body = ErrorBody, description = "environment or namespace exists, another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`), or the cluster is unreachable (code 6074 for an ownership or existence conflict; 409 for an unreachable cluster)"),
+        (status = 409, body = ErrorBody, description = "environment or namespace exists, another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`), or the cluster is unreachable (code 6074)"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
+    code = service::CREATE_ENV,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -249,7 +233,8 @@ both_groups! {
     prod_get_env = "/openapi/environments/production/{name}";
     get(tag = "environments", params(("name" = String, Path), ProjectQuery)),
     responses((status = 200, body = EnvDetail),
-        (status = 409, body = ErrorBody, description = "the cluster is unreachable")),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable (code 6078)")),
+    code = service::GET_ENV,
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -285,11 +270,12 @@ both_groups! {
 both_groups! {
     /// E5: delete a test environment (its creator, admins).
     delete_env = "/openapi/environments/{name}"
-        + ((status = 409, body = ErrorBody, description = "the cluster is unreachable"));
+        + ((status = 409, body = ErrorBody, description = "the cluster is unreachable (code 6077)"));
     /// Forget a production environment (admins); its objects stay in the cluster.
     prod_delete_env = "/openapi/environments/production/{name}";
     delete(tag = "environments", params(("name" = String, Path), DeleteQuery)),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
+    code = service::DELETE_ENV,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -326,8 +312,9 @@ both_groups! {
     responses((status = 200, body = Success),
         (status = 404, body = ErrorBody, description = "unknown project, environment or service"),
         (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) or the cluster is unreachable (code 6076)"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
+    code = service::UPDATE_ENV,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -342,13 +329,14 @@ both_groups! {
 both_groups! {
     /// E8: remove services (and, unless `not_delete_resource`, their objects).
     env_remove_services = "/openapi/environments/service/yaml"
-        + ((status = 409, body = ErrorBody, description = "the cluster is unreachable"));
+        + ((status = 409, body = ErrorBody, description = "the cluster is unreachable (code 6076)"));
     /// Remove services from a production environment (admins).
     prod_remove_services = "/openapi/environments/production/service/yaml";
     delete(tag = "environments", params(ProjectQuery), request_body = RemoveServicesInput),
     responses((status = 200, body = Success),
         (status = 404, body = ErrorBody, description = "unknown project, environment or service"),
         (status = 403, body = ErrorBody)),
+    code = service::UPDATE_ENV,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -368,7 +356,8 @@ both_groups! {
     get(tag = "environments",
         params(("name" = String, Path), ("serviceName" = String, Path), DetailQuery)),
     responses((status = 200, body = ServiceDetail),
-        (status = 409, body = ErrorBody, description = "the cluster is unreachable")),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable (code 6083)")),
+    code = service::GET_SERVICE,
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -397,7 +386,8 @@ both_groups! {
     get(tag = "environments",
         params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery)),
     responses((status = 200, body = ServicePods),
-        (status = 409, body = ErrorBody, description = "the cluster is unreachable")),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable (code 6083)")),
+    code = service::GET_SERVICE,
     |production| (
         State(state): State<AppState>,
         _caller: Identity,
@@ -418,7 +408,8 @@ both_groups! {
     post(tag = "environments",
         params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery)),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6080)")),
+    code = service::RESTART_SERVICE,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -437,7 +428,9 @@ both_groups! {
     prod_restart_pod = "/openapi/environments/production/{name}/pod/{podName}/restart";
     post(tag = "environments",
         params(("name" = String, Path), ("podName" = String, Path), ProjectQuery)),
-    responses((status = 200, body = Success), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Success), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the cluster is unreachable (code 6153)")),
+    code = service::GET_POD,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -476,7 +469,8 @@ both_groups! {
     put(tag = "environments", params(("name" = String, Path), ProjectQuery),
         request_body = VariablesInput),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) or the cluster is unreachable (code 6076)")),
+    code = service::UPDATE_ENV,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -509,8 +503,9 @@ both_groups! {
         (status = 400, body = ErrorBody, description = "a missing or repeated service name; a variable without `key`; a template that does not render"),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown project or environment; a service not in the environment (code 6076)"),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable; the environment changed meanwhile"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) or the cluster is unreachable (code 6076); the environment changed meanwhile"),
         (status = 422, body = ErrorBody, description = "the cluster refused an object")),
+    code = service::UPDATE_ENV,
     |production| (
         State(state): State<AppState>,
         caller: Identity,
@@ -526,13 +521,16 @@ both_groups! {
 /// E13: set a workload's replica count.
 #[utoipa::path(post, path = "/openapi/environments/scale", tag = "environments", request_body = ScaleInput,
     responses((status = 200, body = Success), (status = 404, body = ErrorBody, description = "unknown project, environment or service"), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")))]
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6081)")))]
 async fn env_scale(
     State(state): State<AppState>,
     caller: Identity,
     Json(input): Json<ScaleInput>,
 ) -> ApiResult<Json<Success>> {
-    service::scale(&state, &caller, input).await?;
+    let during = |e: ApiError| e.during(service::SCALE_SERVICE);
+    service::scale(&state, &caller, input)
+        .await
+        .map_err(during)?;
     Ok(Success::new())
 }
 
@@ -540,37 +538,35 @@ async fn env_scale(
 #[utoipa::path(post, path = "/openapi/environments/image/deployment/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")))]
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)")))]
 async fn image_deployment(
     State(state): State<AppState>,
     caller: Identity,
     Path(env): Path<String>,
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
-    service::set_image(&state, &caller, "Deployment", &env, input).await?;
-    Ok(Success::new())
+    set_image(&state, &caller, "Deployment", &env, input).await
 }
 
 /// E15: set a StatefulSet container's image.
 #[utoipa::path(post, path = "/openapi/environments/image/statefulset/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)")))]
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)")))]
 async fn image_statefulset(
     State(state): State<AppState>,
     caller: Identity,
     Path(env): Path<String>,
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
-    service::set_image(&state, &caller, "StatefulSet", &env, input).await?;
-    Ok(Success::new())
+    set_image(&state, &caller, "StatefulSet", &env, input).await
 }
 
 /// Set a CronJob container's image (Zadig's `/image/cronjob` route).
 #[utoipa::path(post, path = "/openapi/environments/image/cronjob/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)"),
         (status = 404, body = ErrorBody, description = "unknown environment or service; no such CronJob or container in the service (code 6082)")))]
 async fn image_cronjob(
     State(state): State<AppState>,
@@ -578,8 +574,7 @@ async fn image_cronjob(
     Path(env): Path<String>,
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
-    service::set_image(&state, &caller, "CronJob", &env, input).await?;
-    Ok(Success::new())
+    set_image(&state, &caller, "CronJob", &env, input).await
 }
 
 /// Set a Job container's image (Zadig's `/image/job` route): the Job is deleted and created
@@ -587,7 +582,7 @@ async fn image_cronjob(
 #[utoipa::path(post, path = "/openapi/environments/image/job/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076)"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)"),
         (status = 404, body = ErrorBody, description = "unknown environment or service; no such Job or container in the service (code 6082)")))]
 async fn image_job(
     State(state): State<AppState>,
@@ -595,6 +590,5 @@ async fn image_job(
     Path(env): Path<String>,
     Json(input): Json<ImageInput>,
 ) -> ApiResult<Json<Success>> {
-    service::set_image(&state, &caller, "Job", &env, input).await?;
-    Ok(Success::new())
+    set_image(&state, &caller, "Job", &env, input).await
 }

@@ -14,7 +14,7 @@ pub const fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Conflict | ErrorKind::Unreachable => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -86,5 +86,18 @@ mod tests {
                 assert_eq!(Some(kind.summary()), status.canonical_reason());
             }
         }
+    }
+
+    /// An unreachable cluster is a conflict on the wire; a route gives it its own code.
+    #[test]
+    fn unreachable_is_a_conflict_with_the_route_code() {
+        let e = ApiError::new(ErrorKind::Unreachable, "cluster \"c\" (x) is unreachable");
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!((e.code, e.message.as_str()), (409, "Conflict"));
+        let e = e.during((6074, "Create environment failed"));
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!(e.code, 6074);
+        let other = ApiError::conflict("taken").during((6074, "Create environment failed"));
+        assert_eq!(other.code, 409);
     }
 }

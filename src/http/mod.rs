@@ -12,6 +12,7 @@ pub mod doc;
 pub mod environments;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod helm_repos;
 pub mod logs;
 pub mod metrics;

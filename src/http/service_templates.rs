@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::environments::both_groups;
+use crate::http::groups::both_groups;
 use crate::http::projects::{KeyQuery, project_key};
 use crate::http::{Json, Path, Query, Success};
 use crate::service_template::ServiceVariableKV;

@@ -33,7 +33,11 @@ pub struct ServiceVariableKV {
 /// A service variable as an environment holds it (Zadig's `RenderVariableKV`): the
 /// template's variable with the environment's value, taken from the environment's global
 /// variable of the same key when `use_global_variable` is set.
+// Decoded through `RenderVariableKVFields` (not a doc comment: it would reach the OpenAPI
+// document): a `#[serde(flatten)]`ed `kv` buffers its fields, and a type error in one would
+// name only the item (`variable_kvs[0]`), not the field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(from = "RenderVariableKVFields")]
 pub struct RenderVariableKV {
     #[serde(flatten)]
     pub kv: ServiceVariableKV,
@@ -45,7 +49,9 @@ pub struct RenderVariableKV {
 }
 
 /// A project global variable's value in an environment (Zadig's `GlobalVariableKV`).
+// Decoded through `GlobalVariableKVFields`, as `RenderVariableKV` is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(from = "GlobalVariableKVFields")]
 pub struct GlobalVariableKV {
     #[serde(flatten)]
     pub kv: ServiceVariableKV,
@@ -53,6 +59,55 @@ pub struct GlobalVariableKV {
     #[serde(default, deserialize_with = "nullable")]
     pub related_services: Vec<String>,
 }
+
+/// Declares the plain-field (wire) form of a variable type that extends [`ServiceVariableKV`]
+/// with `$own` fields, and its conversion into `$target`: the same JSON as the flattened type,
+/// each field decoded in place so errors keep their path (`variable_kvs[0].key`). The
+/// OpenAPI schema and serialisation stay those of `$target`.
+macro_rules! variable_fields {
+    ($name:ident => $target:ident { $($(#[$fattr:meta])* $field:ident: $ty:ty,)* }) => {
+        #[derive(Deserialize)]
+        struct $name {
+            key: String,
+            #[serde(default)]
+            value: Value,
+            #[serde(default, rename = "type")]
+            kind: String,
+            #[serde(default, deserialize_with = "nullable")]
+            options: Vec<String>,
+            #[serde(default)]
+            desc: String,
+            $($(#[$fattr])* $field: $ty,)*
+        }
+
+        impl From<$name> for $target {
+            fn from(f: $name) -> Self {
+                $target {
+                    kv: ServiceVariableKV {
+                        key: f.key,
+                        value: f.value,
+                        kind: f.kind,
+                        options: f.options,
+                        desc: f.desc,
+                    },
+                    $($field: f.$field,)*
+                }
+            }
+        }
+    };
+}
+
+variable_fields!(RenderVariableKVFields => RenderVariableKV {
+    #[serde(default, deserialize_with = "nullable")]
+    use_global_variable: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    is_reference_variable: bool,
+});
+
+variable_fields!(GlobalVariableKVFields => GlobalVariableKV {
+    #[serde(default, deserialize_with = "nullable")]
+    related_services: Vec<String>,
+});
 
 impl ServiceVariableKV {
     fn scalar_text(&self) -> Option<String> {

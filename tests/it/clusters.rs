@@ -136,7 +136,7 @@ backend_test! {
         let id = add_cluster(&app, "gone", &dead).await;
         let body = json!({"env_key": "dev", "cluster_id": id, "namespace": "demo-dev"});
         let r = app.post("/openapi/environments?projectKey=demo", body.clone()).await;
-        r.expect_error(409, "\"gone\"");
+        assert_eq!(r.expect_error(409, "\"gone\"")["code"], 6074, "{}", r.text);
         assert!(r.body["description"].as_str().unwrap().contains("unreachable"), "{}", r.text);
         assert_eq!(app.get("/openapi/environments?projectKey=demo").await.expect(200), &json!([]));
 
@@ -149,7 +149,7 @@ backend_test! {
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
             let r = app.post("/openapi/environments?projectKey=demo",
                 json!({"env_key": "dev", "cluster_id": "0123456789abcdef12345678", "namespace": "demo-dev"})).await;
-            r.expect_error(409, "KUBERNETES_SERVICE_HOST");
+            assert_eq!(r.expect_error(409, "KUBERNETES_SERVICE_HOST")["code"], 6074);
         }
         assert_eq!(app.get("/openapi/environments?projectKey=demo").await.expect(200), &json!([]));
 
@@ -163,5 +163,62 @@ backend_test! {
         // A cluster in use cannot be unregistered.
         let r = app.delete(&format!("/openapi/system/cluster/{id}")).await;
         assert_eq!(r.expect_error(409, "demo/dev")["code"], 6644);
+    }
+}
+
+backend_test! {
+    /// Every environment route that reaches an unreachable cluster answers 409 with the route's
+    /// Zadig code (6074 create, 6076 update, 6077 delete, 6078 detail, 6080 restart, 6081
+    /// scale, 6082 image, 6083 service, 6153 pod) and changes nothing.
+    async fn an_unreachable_cluster_answers_the_route_code(app) {
+        use reqwest::Method;
+        let Some(emu) = Emulator::start().await else { return };
+        let id = crate::environments::seed_env(&app, &emu).await;
+        crate::environments::apply_shop(&app, std::time::Duration::from_secs(60)).await;
+        app.post("/openapi/service/yaml/raw?projectKey=demo", json!({"service_name": "extra",
+            "yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n"})).await.expect(200);
+        let dead = kubeconfig(&format!("https://127.0.0.1:{}", closed_port()), "t");
+        app.put(&format!("/openapi/system/cluster/{id}"), json!({"name": "emu", "kube_config": dead})).await.expect(200);
+
+        let q = "?projectKey=demo";
+        let cases: Vec<(Method, String, Option<Value>, i64)> = vec![
+            (Method::GET, format!("/openapi/environments/dev{q}"), None, 6078),
+            (Method::GET, format!("/openapi/environments/dev/services/shop{q}"), None, 6083),
+            (Method::GET, format!("/openapi/environments/dev/service/shop/pods{q}"), None, 6083),
+            (Method::POST, format!("/openapi/environments/dev/service/shop/restart{q}"), None, 6080),
+            (Method::POST, format!("/openapi/environments/dev/pod/web-0/restart{q}"), None, 6153),
+            (Method::POST, "/openapi/environments/scale".into(), Some(json!({"project_key": "demo", "env_key": "dev",
+                "service_name": "shop", "workload_name": "web", "workload_type": "Deployment", "target_replicas": 3})), 6081),
+            (Method::POST, "/openapi/environments/image/deployment/dev".into(), Some(json!({"product_name": "demo",
+                "service_name": "shop", "name": "web", "container_name": "web", "image": "nginx:1.27"})), 6082),
+            (Method::POST, format!("/openapi/environments/service/yaml{q}"),
+                Some(json!({"env_key": "dev", "service_list": [{"service_name": "extra"}]})), 6076),
+            (Method::PUT, format!("/openapi/environments/dev/services{q}"), Some(json!({"service_list": [
+                {"service_name": "shop", "variable_kvs": [{"key": "replicas", "value": "2"}]}]})), 6076),
+            (Method::DELETE, format!("/openapi/environments/service/yaml{q}"),
+                Some(json!({"env_key": "dev", "service_names": ["shop"]})), 6076),
+            (Method::POST, format!("/openapi/environments{q}"),
+                Some(json!({"env_key": "qa", "cluster_id": id, "namespace": "demo-qa"})), 6074),
+            (Method::DELETE, format!("/openapi/environments/dev{q}&isDelete=true"), None, 6077),
+        ];
+        for (method, path, body, code) in cases {
+            let r = app.call(method.clone(), &path, Some(crate::harness::ADMIN_TOKEN), body).await;
+            let e = r.expect_error(409, "\"emu\"");
+            assert_eq!(e["code"], code, "{method} {path}: {}", r.text);
+            assert!(e["description"].as_str().unwrap().contains("unreachable"), "{method} {path}: {}", r.text);
+        }
+
+        // Nothing changed: the environment is as it was once the cluster answers again.
+        app.put(&format!("/openapi/system/cluster/{id}"), json!({"name": "emu", "kube_config": emu.kubeconfig}))
+            .await.expect(200);
+        let d = app.get(&format!("/openapi/environments/dev{q}")).await;
+        let services = &d.expect(200)["services"];
+        assert_eq!(services.as_array().unwrap().len(), 1, "{services}");
+        assert_eq!(services[0]["containers"][0]["image"], "nginx:1.25");
+        let dep = emu.object("Deployment", "demo-dev", "web").await.unwrap();
+        assert_eq!(dep["spec"]["replicas"], 1);
+        assert!(emu.object("ConfigMap", "demo-dev", "extra").await.is_none());
+        let envs = app.get(&format!("/openapi/environments{q}")).await;
+        assert_eq!(envs.expect(200).as_array().unwrap().len(), 1);
     }
 }

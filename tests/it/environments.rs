@@ -461,6 +461,47 @@ backend_test! {
 }
 
 backend_test! {
+    /// A value of the wrong type inside a variable list is a 400 naming the field itself
+    /// (`…variable_kvs[0].key`, not the item), on every route that takes one; the body is
+    /// decoded before anything is looked up.
+    async fn a_mistyped_variable_names_its_field(app) {
+        let kvs = |kv: Value| json!({"service_list": [{"service_name": "many", "variable_kvs": [kv]}]});
+        let add = |kv: Value| json!({"env_key": "dev", "service_list": [{"service_name": "many", "variable_kvs": [kv]}]});
+        let globals = |kv: Value| json!({"global_variables": [kv]});
+        let create = |kv: Value| json!({"env_key": "dev", "namespace": "n", "global_variables": [kv],
+            "services": [{"service_name": "many", "variable_kvs": [kv]}]});
+        let bad_key = json!({"key": 5, "value": "x", "type": "string"});
+        let bad_option = json!({"key": "k", "options": [1]});
+        let bad_options = json!({"key": "k", "options": "a"});
+        let bad_flag = json!({"key": "k", "use_global_variable": "yes"});
+        type Body = Box<dyn Fn(Value) -> Value>;
+        let routes: Vec<(reqwest::Method, &str, Body, &str)> = vec![
+            (reqwest::Method::PUT, "/openapi/environments/dev/services", Box::new(kvs), "service_list[0].variable_kvs[0]"),
+            (reqwest::Method::PUT, "/openapi/environments/production/dev/services", Box::new(kvs), "service_list[0].variable_kvs[0]"),
+            (reqwest::Method::POST, "/openapi/environments/service/yaml", Box::new(add), "service_list[0].variable_kvs[0]"),
+            (reqwest::Method::POST, "/openapi/environments/production/service/yaml", Box::new(add), "service_list[0].variable_kvs[0]"),
+            (reqwest::Method::PUT, "/openapi/environments/dev/variable", Box::new(globals), "global_variables[0]"),
+            (reqwest::Method::PUT, "/openapi/environments/production/dev/variable", Box::new(globals), "global_variables[0]"),
+            (reqwest::Method::POST, "/openapi/environments", Box::new(create), "global_variables[0]"),
+        ];
+        for (method, path, body, at) in &routes {
+            let path = format!("{path}?projectKey=demo");
+            for (kv, field) in [(&bad_key, ".key"), (&bad_option, ".options[0]"), (&bad_options, ".options")] {
+                let r = app.call(method.clone(), &path, Some(crate::harness::ADMIN_TOKEN), Some(body(kv.clone()))).await;
+                r.expect_error(400, &format!("invalid request body: field `{at}{field}`: invalid type"));
+            }
+            if at.contains("variable_kvs") {
+                let r = app.call(method.clone(), &path, Some(crate::harness::ADMIN_TOKEN), Some(body(bad_flag.clone()))).await;
+                r.expect_error(400, &format!("field `{at}.use_global_variable`"));
+            }
+        }
+        // Well-typed, the same bodies get as far as the missing project.
+        app.put("/openapi/environments/dev/services?projectKey=demo",
+            kvs(json!({"key": "k", "value": 1, "options": null, "use_global_variable": null}))).await.expect(404);
+    }
+}
+
+backend_test! {
     /// E18: services are rendered again at their templates' latest revisions with the values
     /// given (the others keep the environment's), keeping the images set through the API.
     async fn updating_services_renders_them_again_with_new_values(app) {

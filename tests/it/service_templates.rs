@@ -192,6 +192,10 @@ backend_test! {
             (with("variable_yaml", json!([{"key": "e", "value": "c", "type": "enum", "options": ["a", "b"]}])), "options: [a b]"),
             (with("variable_yaml", json!([{"key": "x", "value": "1", "type": "number"}])), "variable_yaml[0].type"),
             (with("variable_yaml", json!("image: x")), "variable_yaml"),
+            // A value of the wrong type names the field inside the item.
+            (with("variable_yaml", json!([{"key": 5, "value": "1"}])), "field `variable_yaml[0].key`"),
+            (with("variable_yaml", json!([{"key": "e", "options": "a"}])), "field `variable_yaml[0].options`"),
+            (with("variable_yaml", json!([{"key": "e", "options": [1]}])), "field `variable_yaml[0].options[0]`"),
         ];
         for (body, needle) in cases {
             let r = app.post(raw, body.clone()).await;
@@ -215,6 +219,12 @@ backend_test! {
         let var = "/openapi/service/yaml/web/variable?projectKey=demo";
         app.put(var, json!({})).await.expect_error(400, "service_variable_kvs");
         app.put(var, json!({"service_variable_kvs": [{"key": "replicas", "value": "x", "type": "bool"}]})).await.expect_error(400, "service_variable_kvs[0].value");
+        for (kv, field) in [(json!({"key": {"a": 1}}), "[0].key"), (json!({"key": "k", "options": [true]}), "[0].options[0]")] {
+            for var in [var, "/openapi/service/yaml/production/web/variable?projectKey=demo"] {
+                app.put(var, json!({"service_variable_kvs": [kv]})).await
+                    .expect_error(400, &format!("field `service_variable_kvs{field}`"));
+            }
+        }
         // A value that breaks the rendered YAML is refused, naming the document.
         app.put(var, json!({"service_variable_kvs": [{"key": "replicas", "value": "[unclosed"}]})).await.expect_error(400, "document 1");
         app.put("/openapi/service/yaml/ghost/variable?projectKey=demo", json!({"service_variable_kvs": []})).await.expect_error(404, "ghost");

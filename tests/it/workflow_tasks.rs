@@ -836,6 +836,17 @@ backend_test! {
             ("zadig-vm-deploy", json!({"env": ["dev"]}), "stages[0].jobs[0].spec.env"),
             ("plugin", json!({"plugin": {"inputs": [{"name": 5}]}}), "stages[0].jobs[0].spec.plugin.inputs[0].name"),
             ("zadig-distribute-image", json!({"targets": [{"update_tag": "yes"}]}), "stages[0].jobs[0].spec.targets[0].update_tag"),
+            // A job task's one target is at the spec's top level; its fields are named too.
+            ("k8s-gray-release", json!({"targets": [{"workload_name": ["w"]}]}), "stages[0].jobs[0].spec.targets[0].workload_name"),
+            ("k8s-gray-release", json!({"image": 5}), "stages[0].jobs[0].spec.image"),
+            ("k8s-gray-rollback", json!({"workload_name": {"a": 1}}), "stages[0].jobs[0].spec.workload_name"),
+            ("k8s-canary-deploy", json!({"targets": [{"deploy_timeout": "soon"}]}), "stages[0].jobs[0].spec.targets[0].deploy_timeout"),
+            ("k8s-canary-deploy", json!({"canary_percentage": "half"}), "stages[0].jobs[0].spec.canary_percentage"),
+            ("k8s-blue-green-deploy", json!({"version": "v2", "services": [{"service_and_image": [{"image": 5}]}]}),
+                "stages[0].jobs[0].spec.services[0].service_and_image[0].image"),
+            ("k8s-blue-green-deploy", json!({"version": "v2", "service_and_image": [{"service_module": 1}]}),
+                "stages[0].jobs[0].spec.service_and_image[0].service_module"),
+            ("k8s-blue-green-release", json!({"service_name": true}), "stages[0].jobs[0].spec.service_name"),
         ];
         for (job_type, spec, field) in cases {
             let r = app.post("/api/aslan/workflow/v4", wf("typed", job_type, spec)).await;

@@ -496,7 +496,8 @@ pub async fn create_initial(
                     tracing::warn!(env = key, error = %e, "init/yaml rollback: environment not deleted");
                 }
             }
-            return Err(err);
+            // Its failures are E2's, an unreachable cluster included (code 6074).
+            return Err(err.during(CREATE_ENV));
         }
         made.push(&e.env_key);
     }

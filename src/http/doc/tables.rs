@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::OBJECT_ID;
 
 /// The environment routes' production group: each route shares its handler body with the test
-/// group's route of the same path without this segment (`http::environments::both_groups!`).
+/// group's route of the same path without this segment (`http::groups::both_groups!`).
 const PRODUCTION_ENVS: &str = "/openapi/environments/production";
 
 /// The query parameters `method path` requires: its [`REQUIRED_QUERY`] row, and `projectKey`

@@ -55,8 +55,9 @@ struct CanarySpec {
     namespace: String,
     #[serde(deserialize_with = "nullable")]
     targets: Vec<Target>,
-    /// A job task's target.
-    #[serde(flatten)]
+    /// A job task's target: its fields are at the spec's top level, read as a [`Target`] of
+    /// their own (a `#[serde(flatten)]`ed field would lose the failing field's name in errors).
+    #[serde(skip)]
     target: Target,
     /// A release job's deploy job.
     #[serde(deserialize_with = "nullable")]
@@ -98,6 +99,7 @@ impl JobKind for Canary {
 
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
         let s: CanarySpec = decode(spec, field)?;
+        decode::<Target>(spec, field)?;
         if self.release {
             return lint_release(&s.from_job, field, JobType::K8sCanaryDeploy);
         }
@@ -200,7 +202,8 @@ impl JobKind for Canary {
 
 impl Canary {
     async fn canary(&self, state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
-        let spec: CanarySpec = task_spec(job)?;
+        let mut spec: CanarySpec = task_spec(job)?;
+        spec.target = task_spec(job)?;
         let ns = spec.namespace.as_str();
         let cc = allowed_client(state, job, &spec.cluster_id, ns).await?;
         let live = deployment_behind(&cc, ns, &spec.target.k8s_service_name).await?;

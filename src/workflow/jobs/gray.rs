@@ -69,8 +69,9 @@ struct GraySpec {
     rollback_timeout: i64,
     #[serde(deserialize_with = "nullable")]
     targets: Vec<Target>,
-    /// A job task's target.
-    #[serde(flatten)]
+    /// A job task's target: its fields are at the spec's top level, read as a [`Target`] of
+    /// their own (a `#[serde(flatten)]`ed field would lose the failing field's name in errors).
+    #[serde(skip)]
     target: Target,
 }
 
@@ -106,6 +107,7 @@ struct GrayInput {
 impl JobKind for Gray {
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
         let s: GraySpec = decode(spec, field)?;
+        decode::<Target>(spec, field)?;
         for (i, t) in s.targets.iter().enumerate() {
             if !matches!(t.workload_type.as_str(), "" | "Deployment") {
                 return Err(bad(
@@ -303,7 +305,8 @@ struct At<'a> {
 
 impl Gray {
     async fn gray(&self, state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String> {
-        let spec: GraySpec = task_spec(job)?;
+        let mut spec: GraySpec = task_spec(job)?;
+        spec.target = task_spec(job)?;
         let ns = spec.namespace.as_str();
         let cc = allowed_client(state, job, &spec.cluster_id, ns).await?;
         let timeout = if self.rollback {

@@ -81,8 +81,9 @@ struct BlueGreenSpec {
     /// A release job's deploy job.
     #[serde(deserialize_with = "nullable")]
     from_job: String,
-    /// A job task's service.
-    #[serde(flatten)]
+    /// A job task's service: its fields are at the spec's top level, read as a [`BlueGreenService`] of
+    /// their own (a `#[serde(flatten)]`ed field would lose the failing field's name in errors).
+    #[serde(skip)]
     service: BlueGreenService,
 }
 
@@ -178,6 +179,7 @@ impl JobKind for BlueGreen {
 
     fn lint(&self, spec: &mut Value, field: &str) -> ApiResult<()> {
         let s: BlueGreenSpec = decode(spec, field)?;
+        decode::<BlueGreenService>(spec, field)?;
         if self.release {
             return lint_release(&s.from_job, field, JobType::K8sBlueGreenDeploy);
         }
@@ -411,7 +413,8 @@ async fn prepare(
     state: &AppState,
     job: &ServerJob<'_>,
 ) -> Result<(BlueGreenSpec, ClusterClient, Plan), String> {
-    let spec: BlueGreenSpec = task_spec(job)?;
+    let mut spec: BlueGreenSpec = task_spec(job)?;
+    spec.service = task_spec(job)?;
     let caller = deployer(state, creator_uid(job)).await?;
     let env = env_to_change(state, (&job.ctx.project, &spec.env), &caller).await?;
     let cc = client(state, &env).await?;
