@@ -157,6 +157,7 @@ async fn ecr_keys_are_exchanged_for_a_login(kind: Kind) {
     create_shell_build(&app, "demo", "ecr-build", script, ("app", "app"), json!({})).await;
     let mut build = freestyle("app-app-build", "");
     build.key = "build".into();
+    build.origin_name = "build".into();
     build.job_type = "zadig-build".into();
     build.spec = json!({"service_name": "app", "service_module": "app", "build_name": "ecr-build",
         "image_name": "app", "docker_registry_id": reg_id});

@@ -782,6 +782,7 @@ backend_test! {
         let reg_id = reg.expect(200)["id"].as_str().unwrap().to_string();
         let mut build = freestyle("job-0-0-0-build", "");
         build.key = "build".into();
+        build.origin_name = "build".into();
         build.job_type = "zadig-build".into();
         build.spec = json!({
             "service_name": "web", "service_module": "web-mod", "build_name": "web-build",
