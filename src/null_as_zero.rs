@@ -287,8 +287,10 @@ mod tests {
 
     #[test]
     fn null_reads_as_zero_at_every_depth() {
-        let o: Outer = deserialize(json!({"name": null, "list": [{"s": null, "b": null, "n": null}],
-            "inner": null, "opt": null, "free": {"a": null, "b": [null, 1]}}))
+        let o: Outer = deserialize(
+            json!({"name": null, "list": [{"s": null, "b": null, "n": null}],
+            "inner": null, "opt": null, "free": {"a": null, "b": [null, 1]}}),
+        )
         .unwrap();
         assert_eq!(o.name, "");
         assert_eq!(o.list, vec![Inner::default()]);
