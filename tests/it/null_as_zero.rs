@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::backend_test;
 use crate::build::seed_build;
+use crate::delivery::{add_registry, deployment, wait_status};
 use crate::release_plan::{BASE, detail};
 use crate::workflows::echo_workflow;
 
@@ -75,5 +76,33 @@ backend_test! {
         app.put("/openapi/workflows/view/v-null?projectKey=demo",
             json!({"workflow_list": [{"workflow_key": "wfn", "workflow_type": null, "enabled": true}]})).await
             .expect_error(400, "workflow_list[0].workflow_type");
+    }
+}
+
+backend_test! {
+    async fn delivery_version_and_ticket_nulls(app) {
+        // The audit's example: optional strings and bools of a K8s version sent as null.
+        let reg = add_registry(&app, "https://koderover.tencentcloudcr.com", "test").await;
+        let src = "koderover.tencentcloudcr.com/test/service1:t1";
+        let body = json!({"project_key": "yaml", "version_name": "vn1", "source": "manual", "env_name": null,
+            "production": null, "desc": null, "labels": null, "image_registry_id": reg,
+            "services": [{"service_name": "service1", "yaml_content": deployment("service1", src),
+                "original_chart_version": null, "chart_version": null, "images": [{
+                    "container_name": "service1", "image_name": "service1", "source_image": src,
+                    "source_image_tag": null, "target_image": "koderover.tencentcloudcr.com/test/service1:v2",
+                    "target_image_tag": null, "push_image": false}]}]});
+        let r = app.post("/openapi/delivery/releases/k8s", body).await;
+        let id = r.expect(200)["id"].as_str().unwrap().to_string();
+        let v = wait_status(&app, &id, &["success", "failed"]).await;
+        assert_eq!((&v["env_name"], &v["production"], &v["desc"], &v["labels"]),
+            (&json!(""), &json!(false), &json!(""), &json!([])), "{v}");
+
+        // Tickets: null lists are empty ones; a null status is still required.
+        app.post("/openapi/ticket/approval", json!({"project_key": "demo", "approval_id": "T-3", "status": 1,
+            "envs": null, "services": null, "users": null, "execution_window_start": null})).await.expect(200);
+        let t = app.state().approval_tickets.find("T-3").await.unwrap().unwrap();
+        assert!(t.envs.is_empty() && t.services.is_empty() && t.users.is_empty());
+        app.post("/openapi/ticket/approval", json!({"project_key": "demo", "approval_id": "T-4", "status": null})).await
+            .expect_error(400, "status");
     }
 }
