@@ -76,6 +76,11 @@ backend_test! {
         app.put("/openapi/workflows/view/v-null?projectKey=demo",
             json!({"workflow_list": [{"workflow_key": "wfn", "workflow_type": null, "enabled": true}]})).await
             .expect_error(400, "workflow_list[0].workflow_type");
+
+        // An approval's comment sent as null decodes: the answer is about the missing task.
+        let r = app.post("/openapi/workflows/custom/task/approve", json!({"task_id": 1, "workflow_key": "wfn",
+            "stage_name": "approval", "approve": true, "comment": null})).await;
+        assert_eq!(r.status.as_u16(), 404, "{}", r.text);
     }
 }
 
