@@ -20,6 +20,7 @@ pub mod fault;
 pub mod http;
 pub mod limits;
 pub mod masking;
+pub mod null_as_zero;
 pub mod project;
 pub mod release_plan;
 pub mod repo;

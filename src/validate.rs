@@ -7,7 +7,9 @@ use crate::error::{ApiError, ApiResult};
 
 /// serde `deserialize_with` for Zadig's null-as-default rule: `null` reads as the type's
 /// default (Go's binder treats null as the zero value: nil slices, empty strings), anything
-/// else must have the field's type.
+/// else must have the field's type. Request bodies get the rule for every field from their
+/// decoder ([`crate::null_as_zero`]); this attribute still matters where a document is read
+/// with plain serde_json (stored records).
 pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,

@@ -50,10 +50,11 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     decode_value(value)
 }
 
-/// Decode parsed JSON into `T`, naming the field on failure (a value of the wrong type, `null`
-/// included, is a field error, never "not valid JSON").
+/// Decode parsed JSON into `T` under Zadig's null-as-zero rule ([`crate::null_as_zero`]),
+/// naming the field on failure (a value of the wrong type is a field error, never "not valid
+/// JSON").
 fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value)
+    crate::null_as_zero::deserialize(value)
         .map_err(|e| decode_error(&e, "invalid request body: field", "invalid request body"))
 }
 

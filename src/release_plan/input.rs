@@ -255,7 +255,7 @@ fn check_job(i: usize, j: JobInput) -> ApiResult<CheckedJob> {
     let spec: JobSpecInput = if j.spec.is_null() {
         JobSpecInput::default()
     } else {
-        serde_path_to_error::deserialize(j.spec).map_err(|e| {
+        crate::null_as_zero::deserialize(j.spec).map_err(|e| {
             bad(format!(
                 "invalid request body: field `{}.{}`: {}",
                 f("spec"),

@@ -31,7 +31,7 @@ pub fn decode<T: DeserializeOwned + Default>(v: &Value, field: &str) -> ApiResul
 /// (`params[0].is_credential`) and what is wrong with it. For stored documents, where the
 /// error is not a 400 (the engine fails the job with it).
 pub(crate) fn read_at<T: DeserializeOwned>(v: &Value, field: &str) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+    crate::null_as_zero::deserialize(v.clone()).map_err(|e| {
         let path = e.path().to_string();
         let full = match path.as_str() {
             "." => field.to_string(),

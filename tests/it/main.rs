@@ -37,6 +37,7 @@ mod kube_jobs;
 mod kube_proxy;
 mod limits;
 mod net_hygiene;
+mod null_as_zero;
 mod openapi;
 mod projects;
 mod release_plan;

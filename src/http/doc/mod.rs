@@ -10,7 +10,8 @@
 //! - path and query parameters say what the handlers enforce (24-hex ids, positive task ids and
 //!   pages, name lengths, the release-plan status list, which query parameters are required);
 //! - request bodies say which fields are required, their closed value lists, lengths and id
-//!   patterns, and which fields take `null` (those decoded with Zadig's null-as-default rule);
+//!   patterns, and which fields take `null` (computed: those whose zero value is valid, since
+//!   the decoder reads `null` as the zero value — [`nullable`]);
 //! - every schema a request body reaches states the size limits of [`crate::limits`]
 //!   (`maxLength`, `maxItems`), computed by the server's own key → limit functions.
 //!
@@ -22,9 +23,10 @@
 //! `#[utoipa::path]`.
 //!
 //! The files: [`tables`] (the contract's tables), [`schemas`] (applying them to the
-//! components), [`params`] (parameters), [`size_limits`] (the bounds of [`crate::limits`]);
+//! components), [`nullable`] (which request fields take `null`), [`params`] (parameters), [`size_limits`] (the bounds of [`crate::limits`]);
 //! this file walks the operations.
 
+mod nullable;
 mod params;
 mod schemas;
 mod size_limits;
@@ -83,6 +85,7 @@ fn name_schema() -> Value {
 
 fn finish_value(doc: &mut Value) {
     schemas::finish(doc);
+    nullable::mark(doc);
     size_limits::state(doc);
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;

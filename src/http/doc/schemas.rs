@@ -1,10 +1,10 @@
-//! The components' schemas: nullable fields, property overrides and required names from
-//! [`super::tables`].
+//! The components' schemas: property overrides and required names from [`super::tables`]
+//! (which fields take `null` is computed afterwards, [`super::nullable`]).
 
 use serde_json::{Map, Value, json};
 
 use super::name_schema;
-use super::tables::{NULLABLE, REQUIRED_NAMES, property_overrides};
+use super::tables::{REQUIRED_NAMES, property_overrides};
 
 /// The property `field` of component `schema`, when both exist.
 fn property<'a>(
@@ -27,25 +27,12 @@ pub(super) fn finish(doc: &mut Value) {
     else {
         return;
     };
-    mark_nullable(schemas);
     apply_overrides(schemas);
     require_names(schemas);
 }
 
-/// [`NULLABLE`] fields take `null` besides their type.
-fn mark_nullable(schemas: &mut Map<String, Value>) {
-    for (schema, fields) in NULLABLE {
-        for field in *fields {
-            if let Some(p) = property(schemas, schema, field)
-                && let Some(Value::String(t)) = p.get("type").cloned()
-            {
-                p.insert("type".into(), json!([t, "null"]));
-            }
-        }
-    }
-}
-
-/// The property overrides; a nullable field stays nullable unless it is a required name.
+/// The property overrides; a field utoipa made nullable (an `Option`) stays nullable unless it
+/// is a required name.
 fn apply_overrides(schemas: &mut Map<String, Value>) {
     for (schema, field, over) in property_overrides() {
         if let Some(p) = property(schemas, schema, field)

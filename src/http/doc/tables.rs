@@ -1,4 +1,4 @@
-//! The contract's tables: required query parameters and fields, nullable fields, and the
+//! The contract's tables: required query parameters and fields, and the
 //! property schemas beyond utoipa's types. `.ci/run` drives schemathesis against them.
 
 use serde_json::{Value, json};
@@ -216,34 +216,6 @@ pub(super) const REQUIRED_NAMES: &[(&str, &[&str])] = &[
     ("ServiceVariableKV", &["key"]),
 ];
 
-/// Fields decoded with Zadig's null-as-default rule: `null` is accepted and means the default.
-pub(super) const NULLABLE: &[(&str, &[&str])] = &[
-    (
-        "PlanInput",
-        &[
-            "manager_identity_type",
-            "description",
-            "start_time",
-            "end_time",
-            "schedule_execute_time",
-            "jobs",
-        ],
-    ),
-    ("JobInput", &["manager", "manager_identity_type"]),
-    ("JobActionInput", &["name"]),
-    ("ApproveInput", &["approve", "comment"]),
-    ("CallbackInput", &["failed_reason"]),
-    ("InitYamlRequest", &["service_list", "env_list"]),
-    ("InitService", &["variable_yaml"]),
-    ("CreateServiceRequest", &["variable_yaml"]),
-    ("ServiceVariableKV", &["options"]),
-    ("ServiceVariablesInput", &["variable_kvs"]),
-    (
-        "HookSettingInput",
-        &["enable", "enable_call_back", "hook_address", "hook_events"],
-    ),
-];
-
 /// Property schemas beyond utoipa's types: closed value lists, ranges, id patterns, lengths.
 pub(super) fn property_overrides() -> Vec<(&'static str, &'static str, Value)> {
     let mut all = release_plan_overrides();
@@ -364,6 +336,8 @@ fn workflow_overrides() -> Vec<(&'static str, &'static str, Value)> {
 
 /// Delivery, projects and services.
 fn service_overrides() -> Vec<(&'static str, &'static str, Value)> {
+    let mut var_types = crate::service_template::variables::VAR_TYPES.to_vec();
+    var_types.push("");
     vec![
         (
             "RegistryInput",
@@ -414,7 +388,8 @@ fn service_overrides() -> Vec<(&'static str, &'static str, Value)> {
         (
             "ServiceVariableKV",
             "type",
-            json!({"type": "string", "enum": crate::service_template::variables::VAR_TYPES}),
+            // `""` (absent, or `null`) means `string`.
+            json!({"type": "string", "enum": var_types}),
         ),
     ]
 }
