@@ -2,7 +2,8 @@
 //! written once here instead of on each of the ~70 handlers.
 //!
 //! - every response has a `description` (OpenAPI 3.1 requires one; utoipa leaves it empty);
-//! - every `/openapi` and `/api` operation documents 401 (the token check in front of them),
+//! - every `/openapi` and `/api` operation documents 401 (the token check in front of them), 429
+//!   (the failed-authentication throttle),
 //!   400 when it takes parameters or a body (the extractors answer 400 naming the field), 413
 //!   when it takes a body (`body_limit`), 404 when it has path parameters, 500 (a server fault)
 //!   and 503 (storage down, `request_timeout_secs`) — all with [`ErrorBody`];
@@ -72,6 +73,9 @@ fn describe(status: &str) -> &'static str {
         "404" => "The resource (or a resource the request names) does not exist",
         "409" => "Wrong state for this action, or a duplicate",
         "413" => "The request body is larger than `body_limit`",
+        "429" => {
+            "Too many wrong API tokens from this address (`auth_max_failures`); the token was not checked, retry after `Retry-After` seconds"
+        }
         "503" => "Storage does not answer, or the request took longer than `request_timeout_secs`",
         "500" => "A server fault; the details are only in the server log",
         _ => "Answer",
@@ -138,7 +142,7 @@ fn finish_operation(path: &str, method: &str, op: &mut Map<String, Value>) {
         return;
     };
     if !open {
-        let mut add = vec!["401", "500", "503"];
+        let mut add = vec!["401", "429", "500", "503"];
         if has_params || has_body {
             add.push("400");
         }
