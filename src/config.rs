@@ -142,6 +142,9 @@ pub struct Config {
     pub auth_failure_window_secs: u64,
     /// Most clients whose failures are tracked at once (the oldest are forgotten beyond).
     pub auth_throttle_max_clients: usize,
+    /// Reverse proxies (CIDRs or addresses) whose `X-Forwarded-For` names the client for the
+    /// throttle; empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
     pub log: String,
     pub log_format: LogFormat,
     pub body_limit: usize,
@@ -339,6 +342,7 @@ impl Config {
         }
         self.check_positive()?;
         crate::release_plan::egress::EgressPolicy::from_config(self)?;
+        crate::release_plan::egress::parse_networks("trusted_proxies", &self.trusted_proxies)?;
         match parse_ids(&self.engine_job_user) {
             Some((0, _) | (_, 0)) => anyhow::bail!(
                 "invalid configuration (key engine_job_user): jobs must not run as root (uid or gid 0)"

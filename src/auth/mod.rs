@@ -196,14 +196,18 @@ fn token_of(parts: &Parts) -> Result<String, ApiError> {
 /// made too many failed attempts: the token is not checked; see [`throttle`]).
 pub async fn require_auth(
     State(state): State<AppState>,
-    throttle::Client(client): throttle::Client,
+    client: throttle::Client,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let hash = hash_token(&token_of(&parts)?);
     let clock = state.clock.as_ref();
-    let attempt = match state.auth_throttle.begin(client, clock).await {
+    let attempt = match state
+        .auth_throttle
+        .begin(state.auth_throttle.key_of(&client), clock)
+        .await
+    {
         Ok(attempt) => attempt,
         Err(blocked) => {
             let error = ApiError::new(ErrorKind::TooManyRequests, blocked.message());

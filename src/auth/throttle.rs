@@ -17,17 +17,20 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ipnet::IpNet;
+
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::release_plan::egress::parse_networks;
 
 /// Who is counted: an IPv4 address, or an IPv6 /64.
 pub type ClientKey = IpAddr;
 
-/// The client key of a peer address (`None`, no peer known: one shared key).
-pub fn client_key(peer: Option<SocketAddr>) -> ClientKey {
-    match peer.map(|p| p.ip().to_canonical()) {
+/// The client key of an address (`None`, no peer known: one shared key).
+pub fn client_key(ip: Option<IpAddr>) -> ClientKey {
+    match ip.map(|ip| ip.to_canonical()) {
         Some(IpAddr::V6(v6)) => {
             let mut s = v6.segments();
             s[4..].fill(0);
@@ -38,9 +41,14 @@ pub fn client_key(peer: Option<SocketAddr>) -> ClientKey {
     }
 }
 
-/// The client of a request, for the throttle (the peer address the accept loop recorded).
-#[derive(Debug, Clone, Copy)]
-pub struct Client(pub ClientKey);
+/// The client of a request, for the throttle: the peer address the accept loop recorded and
+/// the addresses of `X-Forwarded-For` (in order; read only when the peer is a trusted proxy,
+/// see [`AuthThrottle::key_of`]).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    peer: Option<SocketAddr>,
+    forwarded: Vec<IpAddr>,
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
@@ -53,7 +61,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        Ok(Self(client_key(peer)))
+        // Entries that are not addresses (`unknown`, obfuscated names) are passed over: a
+        // trusted proxy appends the address it saw, so the client is never one of them.
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .collect();
+        Ok(Self { peer, forwarded })
     }
 }
 
@@ -120,6 +138,8 @@ pub struct AuthThrottle {
     max_failures: u32,
     window_ms: i64,
     max_clients: usize,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` is believed.
+    trusted: Vec<IpNet>,
     clients: Mutex<HashMap<ClientKey, Entry>>,
     /// Woken whenever a check ends, for attempts waiting on their client's in-flight checks.
     ended: Notify,
@@ -131,17 +151,45 @@ impl AuthThrottle {
             max_failures,
             window_ms: i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             max_clients: max_clients.max(1),
+            trusted: Vec::new(),
             clients: Mutex::new(HashMap::new()),
             ended: Notify::new(),
         }
     }
 
-    pub fn from_config(c: &Config) -> Self {
-        Self::new(
-            c.auth_max_failures,
-            c.auth_failure_window_secs,
-            c.auth_throttle_max_clients,
-        )
+    /// The throttle `c` configures (`trusted_proxies` must parse: [`Config::validate`]).
+    pub fn from_config(c: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            trusted: parse_networks("trusted_proxies", &c.trusted_proxies)?,
+            ..Self::new(
+                c.auth_max_failures,
+                c.auth_failure_window_secs,
+                c.auth_throttle_max_clients,
+            )
+        })
+    }
+
+    /// Who `client` is: its peer address, or, when the peer is a trusted proxy, the last
+    /// address of `X-Forwarded-For` that is not a trusted proxy (each proxy appends the address
+    /// it saw, so what stands left of it is whatever the client chose to send).
+    pub fn key_of(&self, client: &Client) -> ClientKey {
+        let trusted = |ip: &IpAddr| {
+            let ip = ip.to_canonical();
+            self.trusted.iter().any(|n| n.contains(&ip))
+        };
+        let peer = client.peer.map(|p| p.ip());
+        let ip = match peer {
+            Some(p) if trusted(&p) => client
+                .forwarded
+                .iter()
+                .rev()
+                .find(|a| !trusted(a))
+                .or(client.forwarded.first())
+                .copied()
+                .or(peer),
+            _ => peer,
+        };
+        client_key(ip)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ClientKey, Entry>> {
@@ -293,7 +341,7 @@ mod tests {
     use std::time::Duration;
 
     fn ip(s: &str) -> ClientKey {
-        client_key(Some(SocketAddr::new(s.parse().unwrap(), 1)))
+        client_key(Some(s.parse().unwrap()))
     }
 
     #[tokio::test]

@@ -182,7 +182,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn parse_networks(key: &str, entries: &[String]) -> anyhow::Result<Vec<IpNet>> {
+/// Parse a config list of networks (CIDRs or single addresses), naming `key` on an error.
+pub(crate) fn parse_networks(key: &str, entries: &[String]) -> anyhow::Result<Vec<IpNet>> {
     entries
         .iter()
         .map(|e| {

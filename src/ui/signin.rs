@@ -52,7 +52,7 @@ pub async fn page(UiQuery(q): UiQuery<NextQuery>) -> Response {
 /// made too many failed attempts (API or dashboard alike) gets a 429 page, its token unchecked.
 pub async fn sign_in(
     State(state): State<AppState>,
-    Client(client): Client,
+    client: Client,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -69,7 +69,11 @@ pub async fn sign_in(
         ));
     }
     let clock = state.clock.as_ref();
-    let attempt = match state.auth_throttle.begin(client, clock).await {
+    let attempt = match state
+        .auth_throttle
+        .begin(state.auth_throttle.key_of(&client), clock)
+        .await
+    {
         Ok(attempt) => attempt,
         Err(blocked) => {
             let mut resp = render::error_page(StatusCode::TOO_MANY_REQUESTS, &blocked.message());

@@ -139,3 +139,75 @@ async fn zero_turns_the_throttle_off(kind: Kind) {
     app.stop().await;
 }
 kind_test!(zero_turns_the_throttle_off);
+
+/// Behind a trusted proxy (`trusted_proxies`), the client is the last address of
+/// `X-Forwarded-For` that is not a proxy: one client's wrong tokens do not lock out another
+/// behind the same proxy, and what a client writes left of the proxy's entry changes nothing.
+async fn trusted_proxies_name_the_client(kind: Kind) {
+    let Some(app) = TestApp::start_with(kind, |c| {
+        c.auth_max_failures = 2;
+        c.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    let get = |token: &str, forwarded: &str| {
+        let req = app
+            .client
+            .get(app.url(USERS))
+            .bearer_auth(token)
+            .header("x-forwarded-for", forwarded);
+        async move { req.send().await.expect("request sent").status() }
+    };
+    // The guesser varies what it writes itself; the proxies append what they saw.
+    assert_eq!(
+        get("wrong-1", "1.1.1.1, 203.0.113.7, 10.1.2.3").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("wrong-2", "2.2.2.2, 203.0.113.7").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(ADMIN_TOKEN, "203.0.113.7").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same proxies, and the proxy's own requests, are not blocked.
+    assert_eq!(
+        get(ADMIN_TOKEN, "203.0.113.7, 198.51.100.9, 10.9.9.9").await,
+        StatusCode::OK
+    );
+    app.get(USERS).await.expect(200);
+    app.stop().await;
+}
+kind_test!(trusted_proxies_name_the_client);
+
+/// Without `trusted_proxies`, `X-Forwarded-For` is not believed: the peer is the client.
+async fn forwarded_for_is_ignored_by_default(kind: Kind) {
+    let Some(app) = TestApp::start_with(kind, |c| c.auth_max_failures = 2).await else {
+        return;
+    };
+    for (i, forwarded) in ["203.0.113.1", "203.0.113.2"].iter().enumerate() {
+        let r = app
+            .client
+            .get(app.url(USERS))
+            .bearer_auth(format!("wrong-{i}"))
+            .header("x-forwarded-for", *forwarded)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = app
+        .client
+        .get(app.url(USERS))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+}
+kind_test!(forwarded_for_is_ignored_by_default);
