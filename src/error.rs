@@ -57,8 +57,9 @@ pub enum ErrorKind {
     /// A system we drive (a Kubernetes API server) failed on its side.
     BadGateway,
     /// A system we drive (a Kubernetes API server) cannot be reached, does not answer in time,
-    /// refuses our credentials or cannot be used as configured: its state, which an admin fixes. Answered as a conflict,
-    /// with the code of the operation it interrupted ([`ApiError::during`]).
+    /// refuses our credentials or cannot be used as configured: its state, which an admin
+    /// fixes. Answered as a conflict, with the code of the operation it interrupted
+    /// ([`ApiError::during`]).
     Unreachable,
 }
 
