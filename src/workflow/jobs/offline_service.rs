@@ -105,6 +105,7 @@ async fn offline(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String
     let env = env_for_job(state, project, &spec.env_name).await?;
     let caller = deployer(state, creator_uid(job)).await?;
     let mut events = Vec::new();
+    let mut failed = Vec::new();
     for service in &spec.services {
         let outcome = if env.service(service).is_none() {
             Err(format!(
@@ -127,21 +128,17 @@ async fn offline(state: &AppState, job: &ServerJob<'_>) -> Result<JobEnd, String
                     "service {service} taken offline from env {} (namespace {})",
                     spec.env_name, env.namespace
                 ));
-                ("passed", String::new())
+                (JobStatus::Passed, String::new())
             }
             Err(e) => {
                 job.log
                     .info(&format!("service {service} not taken offline: {e}"));
-                ("failed", e)
+                failed.push(service.as_str());
+                (JobStatus::Failed, e)
             }
         };
-        events.push(json!({"service_name": service, "status": status, "error": error}));
+        events.push(json!({"service_name": service, "status": status.as_str(), "error": error}));
     }
-    let failed: Vec<&str> = events
-        .iter()
-        .filter(|e| e["status"] == "failed")
-        .filter_map(|e| e["service_name"].as_str())
-        .collect();
     let mut end = match failed.as_slice() {
         [] => super::rollout::end(JobStatus::Passed, ""),
         names => JobEnd::failed(format!(
