@@ -182,9 +182,11 @@ fn check_storages(field: &str, s: &Storages) -> ApiResult<()> {
 
 fn check_pairs(field: &str, pairs: &[Pair]) -> ApiResult<()> {
     for (i, p) in pairs.iter().enumerate() {
+        let at = format!("{field}[{i}].key");
         if p.key.trim().is_empty() {
-            return Err(bad(&format!("{field}[{i}].key"), "is required"));
+            return Err(bad(&at, "is required"));
         }
+        validate::max_len(&at, &p.key)?;
     }
     Ok(())
 }

@@ -101,6 +101,7 @@ pub struct RegistryInput {
     /// native, harbor, dockerhub, acr, tcr, swr or ecr.
     #[serde(default)]
     pub provider: String,
+    /// Required unless `provider` is `ecr`.
     #[serde(default)]
     pub namespace: String,
     #[serde(default)]

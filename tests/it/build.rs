@@ -386,6 +386,8 @@ backend_test! {
             ("advanced_settings.storages.storages_properties[0].provision_type", Box::new(|b| b["advanced_settings"]["storages"]["storages_properties"][0]["provision_type"] = json!("magic"))),
             ("advanced_settings.cache_setting.cache_dir", Box::new(|b| b["advanced_settings"]["cache_setting"]["cache_dir"] = json!(""))),
             ("advanced_settings.outputs[0]", Box::new(|b| b["advanced_settings"]["outputs"] = json!(["not a name"]))),
+            ("advanced_settings.custom_labels[0].key", Box::new(|b| b["advanced_settings"]["custom_labels"] = json!([{"key": null}]))),
+            ("advanced_settings.custom_labels[0].key", Box::new(|b| b["advanced_settings"]["custom_labels"] = json!([{"key": "k".repeat(300)}]))),
             ("services", Box::new(|b| b["services"] = json!("service1"))),
         ];
         for (field, mutate) in &cases {

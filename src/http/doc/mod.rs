@@ -153,9 +153,16 @@ fn finish_operation(path: &str, method: &str, op: &mut Map<String, Value>) {
             add.push("404");
         }
         for status in add {
-            responses.entry(status).or_insert_with(
-                || json!({"description": describe(status), "content": error_ref()}),
-            );
+            responses.entry(status).or_insert_with(|| {
+                let mut r = json!({"description": describe(status), "content": error_ref()});
+                if status == "429" {
+                    // The throttle always says when to come back.
+                    r["headers"] = json!({"Retry-After": {
+                        "description": "Seconds until the address may try a token again",
+                        "schema": {"type": "integer", "minimum": 1}}});
+                }
+                r
+            });
         }
     }
     for (status, resp) in responses.iter_mut() {

@@ -191,6 +191,7 @@ pub(super) const REQUIRED_NAMES: &[(&str, &[&str])] = &[
         &["approval_id", "project_key", "status"],
     ),
     ("RegistryInput", &["address", "provider"]),
+    ("Pair", &["key"]),
     ("HelmRepoInput", &["repo_name", "url"]),
     (
         "NewVersion",
@@ -295,6 +296,11 @@ fn workflow_overrides() -> Vec<(&'static str, &'static str, Value)> {
             "CreateTicketRequest",
             "status",
             json!({"type": "integer", "enum": [0, 1]}),
+        ),
+        (
+            "Output",
+            "name",
+            json!({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": MAX_NAME_LEN}),
         ),
         (
             "ViewWorkflowInput",
