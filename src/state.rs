@@ -103,7 +103,9 @@ impl AppState {
             leases: Leases::new(b),
             users: UserStore::new(b),
             token_cache: crate::auth::TokenCache::new(backend.kind() == "embedded"),
-            auth_throttle: Arc::new(crate::auth::throttle::AuthThrottle::from_config(&config)?),
+            auth_throttle: Arc::new(crate::auth::throttle::AuthThrottle::from_config(
+                &config, b,
+            )?),
             tasks: TaskStore::new(b, &secrets),
             workflows: WorkflowStore::new(b, &secrets),
             workflow_views: ViewStore::new(b),

@@ -203,22 +203,16 @@ pub async fn require_auth(
     let (mut parts, body) = request.into_parts();
     let hash = hash_token(&token_of(&parts)?);
     let clock = state.clock.as_ref();
-    let attempt = match state
-        .auth_throttle
-        .begin(state.auth_throttle.key_of(&client), clock)
-        .await
-    {
+    let refused = |m: &str| ApiError::new(ErrorKind::TooManyRequests, m).into_response();
+    let attempt = match state.auth_throttle.attempt(&client, clock, refused).await {
         Ok(attempt) => attempt,
-        Err(blocked) => {
-            let error = ApiError::new(ErrorKind::TooManyRequests, blocked.message());
-            return Ok(([blocked.header()], error).into_response());
-        }
+        Err(refused) => return Ok(refused),
     };
     let Some(identity) = identify(&state, hash).await? else {
-        attempt.failed(clock);
+        attempt.failed(clock).await;
         return Err(ApiError::unauthorized("invalid or revoked API token"));
     };
-    attempt.succeeded(clock);
+    attempt.succeeded();
     parts.extensions.insert(identity);
     Ok(next.run(Request::from_parts(parts, body)).await)
 }

@@ -3,19 +3,32 @@
 //! checked, until that window has passed since its last counted failure (docs/security.md).
 //!
 //! A client is the peer address of its connection (an IPv6 address by its /64, the smallest
-//! block one host is usually given). The table is in memory, per process, and bounded by
-//! `auth_throttle_max_clients`. Time comes from the injected [`Clock`].
+//! block one host is usually given). Time comes from the injected [`Clock`].
+//!
+//! Two tables. The fast path is in memory, per process, bounded by `auth_throttle_max_clients`:
+//! it counts the checks in flight and remembers until when a client is refused, so a success
+//! never touches the store. Each failure is also counted in the store every replica shares
+//! ([`AuthFailures`]), and the shared count read back: once it reaches the limit the client is
+//! refused here until the shared window ends. A replica learns of another's failures only at
+//! a failure of its own, so a client guessing one attempt at a time gets at most
+//! `max_failures + replicas - 1` tries per window. When the store cannot record a failure it is
+//! counted in memory only (a logged warning), never turned into an error or an acceptance.
 //!
 //! Attempts are counted before the token is checked: a client may have at most
 //! `max_failures - failures` checks in flight, and further attempts wait for one to end. So a
-//! burst of parallel guesses gets no more tries than sequential ones, while a client whose
-//! tokens are valid only waits, briefly, when it has that many checks in flight at once.
+//! burst of parallel guesses gets no more tries than sequential ones on a replica that has
+//! counted the client's failures, while a client whose tokens are valid only waits, briefly,
+//! when it has that many checks in flight at once.
 //! A success does not forget earlier failures: one valid low-privilege token must not let a
 //! client reset its count and go on guessing another (the admin's) token.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::response::Response;
 
 use ipnet::IpNet;
 
@@ -24,6 +37,12 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::release_plan::egress::parse_networks;
+use crate::store::Backend;
+use crate::store::auth_failures::{AuthFailures, Window};
+
+/// How long a failure may take to be recorded in the store before it is counted locally only
+/// (a store that hangs must not hold a wrong token's answer, and the client's attempts, long).
+const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Who is counted: an IPv4 address, or an IPv6 /64.
 pub type ClientKey = IpAddr;
@@ -77,7 +96,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
 
 impl Blocked {
     /// What a refused client is told (the API's error description, the dashboard's page).
-    pub fn message(self) -> String {
+    fn message(self) -> String {
         format!(
             "too many failed authentications from this address: try again in {}s \
              (auth_max_failures per auth_failure_window_secs)",
@@ -85,22 +104,25 @@ impl Blocked {
         )
     }
 
-    /// The `Retry-After` header of the answer.
-    pub fn header(self) -> (axum::http::HeaderName, axum::http::HeaderValue) {
-        (
+    /// The 429 answer: `body` made of the message, plus `Retry-After` in seconds.
+    fn answer(self, body: impl FnOnce(&str) -> Response) -> Response {
+        let mut resp = body(&self.message());
+        resp.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from(self.retry_after_secs),
-        )
+        );
+        resp
     }
 }
 
 /// One client's record.
 #[derive(Debug, Default)]
 struct Entry {
-    /// Failures counted in the current window.
+    /// Failures counted in the current window (the shared count, as last read, when higher).
     failures: u32,
-    /// When the current window started (its first failure), ms.
-    window_start_ms: i64,
+    /// When the current window ends, ms: a window after the client's first failure here, or
+    /// the shared window's end.
+    window_end_ms: i64,
     /// Refused until then (ms), once `failures` reached the limit.
     blocked_until_ms: Option<i64>,
     /// Checks begun and not yet ended.
@@ -109,10 +131,10 @@ struct Entry {
 
 impl Entry {
     /// Forget a window (and a block) that has passed.
-    fn refresh(&mut self, now_ms: i64, window_ms: i64) {
+    fn refresh(&mut self, now_ms: i64) {
         let ended = match self.blocked_until_ms {
             Some(until) => now_ms >= until,
-            None => now_ms >= self.window_start_ms.saturating_add(window_ms),
+            None => now_ms >= self.window_end_ms,
         };
         if ended {
             self.failures = 0;
@@ -143,6 +165,10 @@ pub struct AuthThrottle {
     clients: Mutex<HashMap<ClientKey, Entry>>,
     /// Woken whenever a check ends, for attempts waiting on their client's in-flight checks.
     ended: Notify,
+    /// The failures shared with every replica on the store (`None`: this process only).
+    shared: Option<AuthFailures>,
+    /// When this process last swept the ended shared windows, ms.
+    swept_ms: AtomicI64,
 }
 
 impl AuthThrottle {
@@ -154,13 +180,25 @@ impl AuthThrottle {
             trusted: Vec::new(),
             clients: Mutex::new(HashMap::new()),
             ended: Notify::new(),
+            shared: None,
+            swept_ms: AtomicI64::new(i64::MIN),
         }
     }
 
-    /// The throttle `c` configures (`trusted_proxies` must parse: [`Config::validate`]).
-    pub fn from_config(c: &Config) -> anyhow::Result<Self> {
+    /// Count failures in `store` too, shared with every replica on it.
+    pub fn shared_through(self, store: AuthFailures) -> Self {
+        Self {
+            shared: Some(store),
+            ..self
+        }
+    }
+
+    /// The throttle `c` configures, sharing its counts through `backend` (`trusted_proxies`
+    /// must parse: [`Config::validate`]).
+    pub fn from_config(c: &Config, backend: &dyn Backend) -> anyhow::Result<Self> {
         Ok(Self {
             trusted: parse_networks("trusted_proxies", &c.trusted_proxies)?,
+            shared: Some(AuthFailures::new(backend)),
             ..Self::new(
                 c.auth_max_failures,
                 c.auth_failure_window_secs,
@@ -199,6 +237,20 @@ impl AuthThrottle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Begin the authentication attempt of a request from `client`, or answer its 429:
+    /// `refused` makes the body of the message (the API's error JSON, the dashboard's page),
+    /// and `Retry-After` is added.
+    pub async fn attempt(
+        self: &Arc<Self>,
+        client: &Client,
+        clock: &dyn Clock,
+        refused: impl FnOnce(&str) -> Response,
+    ) -> Result<Attempt, Response> {
+        self.begin(self.key_of(client), clock)
+            .await
+            .map_err(|blocked| blocked.answer(refused))
+    }
+
     /// Begin an authentication attempt of `client`: refused while it is blocked, else an
     /// [`Attempt`] whose outcome the caller reports (waiting first while the client has as
     /// many checks in flight as it has failures left).
@@ -222,7 +274,7 @@ impl AuthThrottle {
                     self.make_room(&mut clients, now);
                 }
                 let entry = clients.entry(client).or_default();
-                entry.refresh(now, self.window_ms);
+                entry.refresh(now);
                 if let Some(until) = entry.blocked_until_ms {
                     let ms = u64::try_from(until.saturating_sub(now)).unwrap_or(0);
                     return Err(Blocked {
@@ -242,25 +294,87 @@ impl AuthThrottle {
         }
     }
 
-    /// End a check of `client`: count it when it `failed`.
-    fn end(&self, client: ClientKey, failed: bool, now_ms: i64) {
+    /// End a check of `client` that did not fail (or whose outcome is unknown).
+    fn end(&self, client: ClientKey) {
         let mut clients = self.lock();
         if let Some(entry) = clients.get_mut(&client) {
             entry.pending = entry.pending.saturating_sub(1);
-            if failed {
-                entry.refresh(now_ms, self.window_ms);
-                if entry.failures == 0 {
-                    entry.window_start_ms = now_ms;
-                }
-                entry.failures += 1;
-                if entry.failures >= self.max_failures {
-                    entry.blocked_until_ms = Some(now_ms.saturating_add(self.window_ms));
-                    tracing::warn!(client = %client, "authentication of {client} refused for {}s after {} failures (auth_max_failures)",
-                        self.window_ms / 1000, entry.failures);
-                }
-            }
             if entry.idle() {
                 clients.remove(&client);
+            }
+        }
+        drop(clients);
+        self.ended.notify_waiters();
+    }
+
+    /// Count a failure of `client` in the store, in the client's shared window: `None` when
+    /// nothing is shared, or the store failed (logged; the failure is then counted locally
+    /// only). Sweeps ended windows at most once a window.
+    async fn record(&self, client: ClientKey, now_ms: i64) -> Option<Window> {
+        let store = self.shared.as_ref()?;
+        let key = client.to_string();
+        let recorded = tokio::time::timeout(
+            STORE_TIMEOUT,
+            store.record(&key, now_ms, self.window_ms, self.max_failures),
+        )
+        .await;
+        let last = self.swept_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= self.window_ms
+            && self
+                .swept_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.sweep(now_ms).await {
+                    tracing::warn!("sweeping ended failed-authentication windows failed: {e}");
+                }
+            });
+        }
+        match recorded {
+            Ok(Ok(window)) => Some(window),
+            Ok(Err(e)) => {
+                tracing::warn!(client = %client, "a failed authentication of {client} could not be recorded in the store, counted by this replica only: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(client = %client, "recording a failed authentication of {client} in the store took over {}s; counted by this replica only", STORE_TIMEOUT.as_secs());
+                None
+            }
+        }
+    }
+
+    /// End a failed check of `client`: count it, with `shared` the shared window it was
+    /// counted in (if it was), and refuse the client once the count reaches the limit.
+    fn end_failed(&self, client: ClientKey, shared: Option<Window>, now_ms: i64) {
+        let mut clients = self.lock();
+        if let Some(entry) = clients.get_mut(&client) {
+            entry.pending = entry.pending.saturating_sub(1);
+            entry.refresh(now_ms);
+            let local_end = now_ms.saturating_add(self.window_ms);
+            let first = entry.failures == 0;
+            entry.failures = entry.failures.saturating_add(1);
+            entry.window_end_ms = match shared {
+                Some(w) => {
+                    entry.failures = entry.failures.max(w.count);
+                    if first {
+                        w.until_ms
+                    } else {
+                        entry.window_end_ms.max(w.until_ms)
+                    }
+                }
+                None if first => local_end,
+                None => entry.window_end_ms,
+            };
+            if entry.failures >= self.max_failures {
+                // The shared block when the shared count reached the limit, else a local one.
+                let until = shared
+                    .filter(|w| w.count >= self.max_failures)
+                    .map_or(local_end, |w| w.until_ms.max(local_end));
+                entry.blocked_until_ms = Some(until);
+                tracing::warn!(client = %client, "authentication of {client} refused for {}s after {} failures (auth_max_failures)",
+                    until.saturating_sub(now_ms).div_euclid(1000), entry.failures);
             }
         }
         drop(clients);
@@ -274,9 +388,8 @@ impl AuthThrottle {
         if clients.len() < self.max_clients {
             return;
         }
-        let window = self.window_ms;
         clients.retain(|_, e| {
-            e.refresh(now_ms, window);
+            e.refresh(now_ms);
             !e.idle()
         });
         if clients.len() < self.max_clients {
@@ -285,7 +398,7 @@ impl AuthThrottle {
         let mut oldest: Vec<(i64, ClientKey)> = clients
             .iter()
             .filter(|(_, e)| e.pending == 0)
-            .map(|(k, e)| (e.window_start_ms, *k))
+            .map(|(k, e)| (e.window_end_ms, *k))
             .collect();
         let n = (self.max_clients / 8).clamp(1, oldest.len().max(1));
         if oldest.len() > n {
@@ -311,17 +424,23 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// The token was wrong: count a failure.
-    pub fn failed(mut self, clock: &dyn Clock) {
-        if let Some(t) = self.throttle.take() {
-            t.end(self.client, true, clock.now_ms());
-        }
+    /// The token was wrong: count a failure (here and in the shared store).
+    pub async fn failed(mut self, clock: &dyn Clock) {
+        // `self` keeps the check in flight while the store is written: if this future is
+        // dropped meanwhile, `Drop` ends it.
+        let Some(t) = self.throttle.clone() else {
+            return;
+        };
+        let now = clock.now_ms();
+        let shared = t.record(self.client, now).await;
+        self.throttle = None;
+        t.end_failed(self.client, shared, now);
     }
 
-    /// The token was right (earlier failures are not forgotten).
-    pub fn succeeded(mut self, clock: &dyn Clock) {
+    /// The token was right (earlier failures are not forgotten; the store is not touched).
+    pub fn succeeded(mut self) {
         if let Some(t) = self.throttle.take() {
-            t.end(self.client, false, clock.now_ms());
+            t.end(self.client);
         }
     }
 }
@@ -329,117 +448,10 @@ impl Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         if let Some(t) = self.throttle.take() {
-            t.end(self.client, false, i64::MIN);
+            t.end(self.client);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-    use std::time::Duration;
-
-    fn ip(s: &str) -> ClientKey {
-        client_key(Some(s.parse().unwrap()))
-    }
-
-    #[tokio::test]
-    async fn blocks_after_the_limit_until_the_window_passes() {
-        let clock = ManualClock::new(1_000_000);
-        let t = Arc::new(AuthThrottle::new(3, 60, 100));
-        let a = ip("10.0.0.1");
-        for _ in 0..3 {
-            t.begin(a, &clock).await.unwrap().failed(&clock);
-        }
-        let blocked = t.begin(a, &clock).await.err().unwrap();
-        assert_eq!(blocked.retry_after_secs, 60);
-        // Another client is not concerned.
-        t.begin(ip("10.0.0.2"), &clock)
-            .await
-            .unwrap()
-            .succeeded(&clock);
-        clock.advance(Duration::from_millis(59_500));
-        assert_eq!(t.begin(a, &clock).await.err().unwrap().retry_after_secs, 1);
-        clock.advance(Duration::from_millis(500));
-        t.begin(a, &clock).await.unwrap().succeeded(&clock);
-        assert_eq!(t.tracked(), 0, "a passed window is forgotten");
-    }
-
-    #[tokio::test]
-    async fn a_success_does_not_reset_the_count_and_old_failures_expire() {
-        let clock = ManualClock::new(0);
-        let t = Arc::new(AuthThrottle::new(3, 60, 100));
-        let a = ip("10.0.0.1");
-        t.begin(a, &clock).await.unwrap().failed(&clock);
-        t.begin(a, &clock).await.unwrap().failed(&clock);
-        t.begin(a, &clock).await.unwrap().succeeded(&clock);
-        t.begin(a, &clock).await.unwrap().failed(&clock);
-        assert!(t.begin(a, &clock).await.is_err());
-        // Failures spread over more than a window never block.
-        let b = ip("10.0.0.9");
-        for _ in 0..5 {
-            t.begin(b, &clock).await.unwrap().failed(&clock);
-            t.begin(b, &clock).await.unwrap().failed(&clock);
-            clock.advance(Duration::from_secs(61));
-        }
-        assert!(t.begin(b, &clock).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn parallel_checks_get_no_more_tries() {
-        let clock = ManualClock::new(0);
-        let t = Arc::new(AuthThrottle::new(2, 60, 100));
-        let a = ip("10.0.0.1");
-        let first = t.begin(a, &clock).await.unwrap();
-        let second = t.begin(a, &clock).await.unwrap();
-        // A third waits for one of the two to end ...
-        let waiting = {
-            let t = t.clone();
-            let clock = clock.clone();
-            tokio::spawn(async move { t.begin(a, &clock).await.map(|at| at.succeeded(&clock)) })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        first.failed(&clock);
-        second.failed(&clock);
-        // ... and is refused once both failed.
-        assert!(waiting.await.unwrap().is_err());
-    }
-
-    #[tokio::test]
-    async fn ipv6_counts_by_64_and_the_table_is_bounded() {
-        assert_eq!(ip("2001:db8::1"), ip("2001:db8::ffff:2"));
-        assert_ne!(ip("2001:db8::1"), ip("2001:db8:0:1::1"));
-        assert_eq!(ip("::ffff:10.0.0.1"), ip("10.0.0.1"));
-        let clock = ManualClock::new(0);
-        let t = Arc::new(AuthThrottle::new(5, 60, 16));
-        for i in 0..100u8 {
-            t.begin(ip(&format!("10.0.1.{i}")), &clock)
-                .await
-                .unwrap()
-                .failed(&clock);
-            clock.advance(Duration::from_millis(10));
-        }
-        assert!(t.tracked() <= 16, "{}", t.tracked());
-        // The newest client is still counted.
-        let last = ip("10.0.1.99");
-        for _ in 0..4 {
-            t.begin(last, &clock).await.unwrap().failed(&clock);
-        }
-        assert!(t.begin(last, &clock).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn zero_means_off() {
-        let clock = ManualClock::new(0);
-        let t = Arc::new(AuthThrottle::new(0, 60, 16));
-        for _ in 0..50 {
-            t.begin(ip("10.0.0.1"), &clock)
-                .await
-                .unwrap()
-                .failed(&clock);
-        }
-        assert_eq!(t.tracked(), 0);
-    }
-}
+mod tests;

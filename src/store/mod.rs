@@ -10,8 +10,10 @@
 //! `tests/` checks the primitives on both.
 //!
 //! Shared primitives on top: atomic [`sequence`] counters and [`lease`]s (exactly one holder
-//! of a named piece of work until a deadline).
+//! of a named piece of work until a deadline), and the [`auth_failures`] the authentication
+//! throttle shares between replicas.
 
+pub mod auth_failures;
 pub mod embedded;
 pub mod lease;
 pub mod mongo;

@@ -69,18 +69,10 @@ pub async fn sign_in(
         ));
     }
     let clock = state.clock.as_ref();
-    let attempt = match state
-        .auth_throttle
-        .begin(state.auth_throttle.key_of(&client), clock)
-        .await
-    {
+    let refused = |m: &str| render::error_page(StatusCode::TOO_MANY_REQUESTS, m);
+    let attempt = match state.auth_throttle.attempt(&client, clock, refused).await {
         Ok(attempt) => attempt,
-        Err(blocked) => {
-            let mut resp = render::error_page(StatusCode::TOO_MANY_REQUESTS, &blocked.message());
-            let (name, value) = blocked.header();
-            resp.headers_mut().insert(name, value);
-            return Ok(resp);
-        }
+        Err(refused) => return Ok(refused),
     };
     let secure = session::secure_cookie(&state, &headers, &uri);
     // A new sign-in in this browser ends the session it had (whoever's it was): a session id
@@ -89,14 +81,14 @@ pub async fn sign_in(
         session::sign_out(&state, &previous).await?;
     }
     let Some((cookie, s)) = session::sign_in(&state, token).await? else {
-        attempt.failed(clock);
+        attempt.failed(clock).await;
         return Ok(form_page(
             &next,
             Some("This API token is not valid (unknown or revoked)."),
             StatusCode::UNAUTHORIZED,
         ));
     };
-    attempt.succeeded(clock);
+    attempt.succeeded();
     tracing::info!(uid = %s.uid, "dashboard sign-in of user {}", s.uid);
     let set = session::set_cookie(&cookie, state.config.ui_session_secs, secure);
     let mut resp = Redirect::to(safe_next(&next)).into_response();

@@ -2,13 +2,14 @@
 //! `auth_max_failures` wrong tokens from one client (here 3; every test client is 127.0.0.1),
 //! the API answers 429 with Zadig's error JSON and `Retry-After`, and the sign-in form a 429
 //! page, even for a right token; a valid token's use neither resets the count nor unblocks;
-//! once the window has passed on the injected clock, the right token works again.
+//! once the window has passed on the injected clock, the right token works again. Two servers
+//! on one store share the count.
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
-use crate::harness::{ADMIN_TOKEN, Kind, Resp, TestApp};
+use crate::harness::{ADMIN_TOKEN, Kind, Resp, TestApp, send};
 use crate::kind_test;
 use crate::ui::{FormBody, header_text, no_redirects, page_of};
 
@@ -125,7 +126,60 @@ async fn sign_in_form_is_throttled_with_the_api(kind: Kind) {
 }
 kind_test!(sign_in_form_is_throttled_with_the_api);
 
-/// `auth_max_failures = 0` turns the throttle off.
+/// Two servers on one store (each with its own connection, as two replicas), on the same
+/// clock: the failure count is shared. A client blocked on the first is refused on the second
+/// at its first failure there; failures split between them block it on the one where the
+/// shared count reaches the limit, and on the other at its next failure there — at most
+/// `auth_max_failures + replicas - 1` tries per window. After the window both accept it again.
+async fn replicas_share_the_count(kind: Kind) {
+    let Some(app) = start(kind).await else { return };
+    let backend = zadig_server::store::open(&app.config).await.expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let clock: std::sync::Arc<dyn zadig_server::clock::Clock> =
+        std::sync::Arc::new(app.clock.clone());
+    let second = zadig_server::start(app.config.clone(), backend, clock, listener)
+        .await
+        .expect("second server");
+    let (a, b) = (app.base.clone(), format!("http://{}", second.addr));
+    let get = |base: &str, token: &str| {
+        let url = format!("{base}{USERS}");
+        let (client, token) = (app.client.clone(), token.to_string());
+        async move { send(&client, Method::GET, &url, Some(&token), None).await }
+    };
+
+    for i in 1..=3 {
+        get(&a, &format!("wrong-{i}"))
+            .await
+            .expect_error(401, "invalid");
+    }
+    assert_throttled(&get(&a, ADMIN_TOKEN).await, 60);
+    // The second server has not seen this client fail: it checks one more token ...
+    app.clock.advance(Duration::from_secs(10));
+    get(&b, "wrong-4").await.expect_error(401, "invalid");
+    // ... and then refuses it for a full window from that failure, as does the store.
+    assert_throttled(&get(&b, ADMIN_TOKEN).await, 60);
+    assert_throttled(&get(&a, ADMIN_TOKEN).await, 50);
+    app.clock.advance(Duration::from_secs(60));
+    get(&a, ADMIN_TOKEN).await.expect(200);
+    get(&b, ADMIN_TOKEN).await.expect(200);
+
+    // Split: two failures on the first, the third on the second blocks there.
+    get(&a, "wrong-5").await.expect_error(401, "invalid");
+    get(&a, "wrong-6").await.expect_error(401, "invalid");
+    get(&b, "wrong-7").await.expect_error(401, "invalid");
+    assert_throttled(&get(&b, ADMIN_TOKEN).await, 60);
+    // The first learns of it at the client's next failure there: 3 + 2 - 1 tries in all.
+    get(&a, ADMIN_TOKEN).await.expect(200);
+    get(&a, "wrong-8").await.expect_error(401, "invalid");
+    assert_throttled(&get(&a, ADMIN_TOKEN).await, 60);
+    second.shutdown().await;
+    app.stop().await;
+}
+kind_test!(replicas_share_the_count);
+
+/// `auth_max_failures = 0` turns the throttle off, shared count included.
 async fn zero_turns_the_throttle_off(kind: Kind) {
     let Some(app) = TestApp::start_with(kind, |c| c.auth_max_failures = 0).await else {
         return;
@@ -136,6 +190,10 @@ async fn zero_turns_the_throttle_off(kind: Kind) {
             .expect_error(401, "invalid");
     }
     app.get(USERS).await.expect(200);
+    // Nothing was written to the shared count either.
+    let shared = app.backend.collection("auth_failures");
+    let all = zadig_server::store::Filter::All;
+    assert_eq!(shared.count(&all).await.expect("count"), 0);
     app.stop().await;
 }
 kind_test!(zero_turns_the_throttle_off);

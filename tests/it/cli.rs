@@ -14,13 +14,15 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// `zadig-server serve` in `dir` on a free port with `env` set; the child and the port, once
-/// `token` is answered with `GET /openapi/users`'s status (asserted to be 200, `what`).
+/// `zadig-server serve` in `dir` on a free port with `env` set, its logs (stderr) into
+/// `logs`; the child and the port, once `token` is answered with `GET /openapi/users`'s status
+/// (asserted to be 200, `what`).
 async fn serve(
     dir: &std::path::Path,
     env: &[(&str, &str)],
     token: &str,
     what: &str,
+    logs: Stdio,
 ) -> (tokio::process::Child, u16) {
     let port = free_port();
     let child = tokio::process::Command::new(BIN)
@@ -29,7 +31,7 @@ async fn serve(
         .env("ZADIG_LISTEN", format!("127.0.0.1:{port}"))
         .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(logs)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn server");
@@ -87,7 +89,14 @@ async fn the_admin_token_is_erased_from_the_server_environment() {
         ("ZADIG_ADMIN_TOKEN", token.as_str()),
         ("SCRUB_CHECK", "still-visible"),
     ];
-    let (child, _) = serve(dir.path(), &env, &token, "the admin token works").await;
+    let (child, _) = serve(
+        dir.path(),
+        &env,
+        &token,
+        "the admin token works",
+        Stdio::null(),
+    )
+    .await;
     let pid = child.id().expect("server pid");
     let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
     let environ = String::from_utf8_lossy(&environ);
@@ -100,6 +109,23 @@ async fn the_admin_token_is_erased_from_the_server_environment() {
         !environ.contains(&token),
         "the token is still in the environ block"
     );
+}
+
+/// A short `admin_token` draws a warning at start-up that gives its length, never the token.
+#[tokio::test]
+async fn a_short_admin_token_is_warned_of_by_its_length_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("short-secret-{}", free_port());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let env = [("ZADIG_ADMIN_TOKEN", token.as_str()), ("ZADIG_LOG", "info")];
+    let what = "the short admin token works";
+    let (mut child, _) = serve(dir.path(), &env, &token, what, log.into()).await;
+    child.kill().await.expect("stop the server");
+    let logs = std::fs::read_to_string(&log_path).expect("read the logs");
+    let warning = format!("admin_token is {} characters long", token.len());
+    assert!(logs.contains(&warning), "no {warning:?} in {logs}");
+    assert!(!logs.contains(&token), "the token is in the logs");
 }
 
 /// As the README runs it: the default, relative data dir (`./data`).
@@ -124,7 +150,7 @@ async fn user_create_then_serve_run_a_job_and_sigterm() {
         .to_string();
 
     let what = "the CLI-created token works against the server";
-    let (mut child, port) = serve(dir.path(), &[], &token, what).await;
+    let (mut child, port) = serve(dir.path(), &[], &token, what, Stdio::null()).await;
     let client = crate::harness::client();
 
     // A job runs in its workspace under the relative data dir.
