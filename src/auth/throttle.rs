@@ -61,12 +61,26 @@ pub fn client_key(ip: Option<IpAddr>) -> ClientKey {
 }
 
 /// The client of a request, for the throttle: the peer address the accept loop recorded and
-/// the addresses of `X-Forwarded-For` (in order; read only when the peer is a trusted proxy,
-/// see [`AuthThrottle::key_of`]).
+/// the entries of `X-Forwarded-For` (in order, `None` for one that is not an address; read only
+/// when the peer is a trusted proxy, see [`AuthThrottle::key_of`]).
 #[derive(Debug, Clone, Default)]
 pub struct Client {
     peer: Option<SocketAddr>,
-    forwarded: Vec<IpAddr>,
+    forwarded: Vec<Option<IpAddr>>,
+}
+
+/// An `X-Forwarded-For` entry as proxies write it: an address, or one with a port
+/// (`203.0.113.7:4711`, `[2001:db8::5]:4711`), or a bracketed IPv6 address.
+fn forwarded_addr(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        })
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
@@ -80,15 +94,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        // Entries that are not addresses (`unknown`, obfuscated names) are passed over: a
-        // trusted proxy appends the address it saw, so the client is never one of them.
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(forwarded_addr)
             .collect();
         Ok(Self { peer, forwarded })
     }
@@ -209,7 +220,11 @@ impl AuthThrottle {
 
     /// Who `client` is: its peer address, or, when the peer is a trusted proxy, the last
     /// address of `X-Forwarded-For` that is not a trusted proxy (each proxy appends the address
-    /// it saw, so what stands left of it is whatever the client chose to send).
+    /// it saw, so what stands left of it is whatever the client chose to send). When the walk
+    /// from the right meets an entry that is not an address (`unknown`, an obfuscated name)
+    /// before such an address, or finds none, the peer is the client: going further left, or
+    /// taking a trusted address the client may have written itself, would let one client
+    /// change its key at will.
     pub fn key_of(&self, client: &Client) -> ClientKey {
         let trusted = |ip: &IpAddr| {
             let ip = ip.to_canonical();
@@ -221,9 +236,9 @@ impl AuthThrottle {
                 .forwarded
                 .iter()
                 .rev()
-                .find(|a| !trusted(a))
-                .or(client.forwarded.first())
+                .find(|a| a.is_none_or(|a| !trusted(&a)))
                 .copied()
+                .flatten()
                 .or(peer),
             _ => peer,
         };

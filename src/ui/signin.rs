@@ -75,13 +75,9 @@ pub async fn sign_in(
         Err(refused) => return Ok(refused),
     };
     let secure = session::secure_cookie(&state, &headers, &uri);
-    // A new sign-in in this browser ends the session it had (whoever's it was): a session id
-    // is never carried across sign-ins.
-    if let Some(previous) = session::cookie_value(&headers, secure) {
-        session::sign_out(&state, &previous).await?;
-    }
     let Some((cookie, s)) = session::sign_in(&state, token).await? else {
         attempt.failed(clock).await;
+        // The browser's session (if any) is left as it was: a mistyped token signs nobody out.
         return Ok(form_page(
             &next,
             Some("This API token is not valid (unknown or revoked)."),
@@ -89,6 +85,11 @@ pub async fn sign_in(
         ));
     };
     attempt.succeeded();
+    // A new sign-in in this browser ends the session it had (whoever's it was): a session id
+    // is never carried across sign-ins.
+    if let Some(previous) = session::cookie_value(&headers, secure) {
+        session::sign_out(&state, &previous).await?;
+    }
     tracing::info!(uid = %s.uid, "dashboard sign-in of user {}", s.uid);
     let set = session::set_cookie(&cookie, state.config.ui_session_secs, secure);
     let mut resp = Redirect::to(safe_next(&next)).into_response();

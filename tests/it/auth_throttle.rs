@@ -241,6 +241,44 @@ async fn trusted_proxies_name_the_client(kind: Kind) {
 }
 kind_test!(trusted_proxies_name_the_client);
 
+/// Proxies that write `address:port` or a bracketed IPv6 address name the same client as
+/// those that do not; an entry that is not an address, or a chain of trusted addresses only,
+/// leaves the peer as the client (the guesser cannot pick its key by writing one).
+async fn forwarded_entries_are_read_as_proxies_write_them(kind: Kind) {
+    let Some(app) = TestApp::start_with(kind, |c| {
+        c.auth_max_failures = 2;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    let get = |token: &str, forwarded: &str| {
+        let req = app.client.get(app.url(USERS)).bearer_auth(token);
+        let req = match forwarded {
+            "" => req,
+            f => req.header("x-forwarded-for", f),
+        };
+        async move { req.send().await.expect("request sent").status() }
+    };
+    let (no, blocked) = (StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS);
+    for (tries, last) in [
+        (["4.4.4.1, 5.5.5.5:4711", "4.4.4.2, 5.5.5.5"], "5.5.5.5:1"),
+        (
+            ["9.9.9.1, [2001:db8::5]:4711", "[2001:db8::5]"],
+            "2001:db8::5",
+        ),
+        (["6.6.6.1, unknown", "127.0.0.1, 127.0.0.1"], ""),
+    ] {
+        for forwarded in tries {
+            assert_eq!(get("wrong", forwarded).await, no, "{forwarded}");
+        }
+        assert_eq!(get(ADMIN_TOKEN, last).await, blocked, "{last:?}");
+    }
+    app.stop().await;
+}
+kind_test!(forwarded_entries_are_read_as_proxies_write_them);
+
 /// Without `trusted_proxies`, `X-Forwarded-For` is not believed: the peer is the client.
 async fn forwarded_for_is_ignored_by_default(kind: Kind) {
     let Some(app) = TestApp::start_with(kind, |c| c.auth_max_failures = 2).await else {

@@ -101,3 +101,22 @@ backend_test! {
         app.stop().await;
     }
 }
+
+backend_test! {
+    async fn a_failed_sign_in_keeps_the_browsers_session(app) {
+        let admin = Visitor::sign_in(&app, ADMIN_TOKEN).await;
+        let sign_in = |token: &'static str| {
+            no_redirects().post(app.url("/ui/login")).header("cookie", &admin.cookie)
+                .form_body(&[("token", token), ("next", "/ui/plans")]).send()
+        };
+        // A mistyped token signs nobody out.
+        let p = page_of(sign_in("not-a-token").await.unwrap()).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.text);
+        admin.page("/ui/plans", &["Release plans"]).await;
+        // A successful sign-in in this browser ends the session it had.
+        let p = page_of(sign_in(ADMIN_TOKEN).await.unwrap()).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.text);
+        assert_eq!(admin.get("/ui/plans").await.status, StatusCode::SEE_OTHER, "the old session ended");
+        app.stop().await;
+    }
+}
