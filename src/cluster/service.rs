@@ -250,10 +250,8 @@ pub async fn resolve(state: &AppState, id: &str) -> ApiResult<Option<Cluster>> {
 
 /// The client of cluster `id`; a cluster deleted meanwhile is a 409 naming it.
 pub async fn client_for(state: &AppState, id: &str) -> ApiResult<ClusterClient> {
-    let c = resolve(state, id).await?.ok_or_else(|| {
-        ApiError::conflict(format!(
-            "cluster {id} of this environment is no longer registered"
-        ))
-    })?;
+    let c = resolve(state, id)
+        .await?
+        .ok_or_else(|| ApiError::conflict(format!("cluster {id} is no longer registered")))?;
     state.clusters.clients.get(&c).await
 }

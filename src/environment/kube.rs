@@ -58,14 +58,30 @@ pub async fn namespace_state(cc: &ClusterClient, ns: &str) -> ApiResult<NsState>
     })
 }
 
-/// Create namespace `ns` with Zadig's labels.
+/// Create namespace `ns` with Zadig's labels. A create, not an apply: should someone else
+/// make `ns` meanwhile, the call fails (409) rather than label their namespace.
 pub async fn create_namespace(cc: &ClusterClient, ns: &str, project: &str) -> ApiResult<()> {
     let api: Api<Namespace> = Api::all(cc.client.clone());
-    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
-        "labels": {LABEL_CREATED_BY: CREATED_BY_VALUE, LABEL_PRODUCT: project}}});
+    let labels = [
+        (LABEL_CREATED_BY, CREATED_BY_VALUE),
+        (LABEL_PRODUCT, project),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let body = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(ns.to_string()),
+            labels: Some(BTreeMap::from(labels)),
+            ..kube::api::ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let params = kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..kube::api::PostParams::default()
+    };
     cc.call(
         &format!("creating namespace {ns:?}"),
-        api.patch(ns, &apply_params(), &Patch::Apply(&body)),
+        api.create(&params, &body),
     )
     .await
     .map(|_| ())

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::backend_test;
 use crate::build::create_shell_build;
-use crate::environments::{apply_shop, seed_env};
+use crate::environments::{apply_shop, delete_namespace_by_hand, seed_env};
 use crate::harness::TestApp;
 use crate::kube_emulator::Emulator;
 
@@ -924,6 +924,40 @@ backend_test! {
         let e = job(&d, 0, "bg")["error"].as_str().unwrap().to_string();
         assert!(e.contains("user dave may not deploy"), "{e}");
         assert!(emu.object("Deployment", "demo-dev", "web-blue").await.is_none());
+        app.stop().await;
+    }
+}
+
+backend_test! {
+    /// A `zadig-deploy` into an environment whose namespace was deleted behind its back makes
+    /// the namespace again, labelled as at creation (Zadig's deploy re-ensures it), and deploys
+    /// into it — test and production environments alike.
+    async fn zadig_deploy_makes_a_deleted_namespace_again(app) {
+        let Some((emu, cluster)) = running_env(&app).await else { return };
+        let body = json!({"service_name": "shop", "yaml": crate::environments::shop_yaml(), "variable_yaml": [
+            {"key": "image", "value": "nginx:1.25", "type": "string"},
+            {"key": "replicas", "value": "1", "type": "string"}]});
+        app.post("/openapi/service/yaml/production/raw?projectKey=demo", body).await.expect(200);
+        app.post("/openapi/environments/production?projectKey=demo",
+            json!({"env_key": "prod", "cluster_id": cluster, "namespace": "demo-prod"})).await.expect(200);
+        app.post("/openapi/environments/production/service/yaml?projectKey=demo",
+            json!({"env_key": "prod", "service_list": [{"service_name": "shop"}]})).await.expect(200);
+        workflow(&app, "ship", vec![("deploy", vec![deploy_job("deploy",
+            json!({"env": "dev", "source": "runtime", "deploy_contents": ["image"], "services": []}))])]).await;
+        for (env, ns) in [("dev", "demo-dev"), ("prod", "demo-prod")] {
+            delete_namespace_by_hand(&app, &emu, ns).await;
+            let mut input = deploy_input("deploy", "nginx:1.27");
+            input[0]["parameters"]["env_name"] = json!(env);
+            let id = execute(&app, "ship", input).await;
+            let d = ended(&app, "ship", id).await;
+            assert_eq!(d["status"], "passed", "{d}");
+            let made = emu.object("Namespace", "", ns).await.expect("namespace made again");
+            assert_eq!(made["metadata"]["labels"]["createdBy"], "koderover", "{made}");
+            assert_eq!(made["metadata"]["labels"]["s-product"], "demo", "{made}");
+            let dep = emu.object("Deployment", ns, "web").await.expect("web deployed");
+            assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+            assert_eq!(dep["status"]["availableReplicas"], 1);
+        }
         app.stop().await;
     }
 }

@@ -129,6 +129,23 @@ pub async fn apply_shop(app: &TestApp, limit: Duration) {
     .await;
 }
 
+/// Delete namespace `ns` in the emulator by hand (as a user, or a cluster rebuilt empty) and
+/// wait until it and its objects are gone.
+pub async fn delete_namespace_by_hand(app: &TestApp, emu: &Emulator, ns: &str) {
+    let path = format!("/api/v1/namespaces/{ns}");
+    let status = emu.api(reqwest::Method::DELETE, &path).await;
+    assert!(
+        (200..300).contains(&status),
+        "deleting namespace {ns}: {status}"
+    );
+    app.wait_for("the namespace and its objects to go", LIMIT, || async {
+        let gone =
+            emu.objects("", ns).await.is_empty() && emu.object("Namespace", "", ns).await.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
 async fn wait_running(app: &TestApp, path: &str) -> Value {
     app.wait_for("the service to run", LIMIT, || async {
         let d = app.get(path).await;
@@ -384,6 +401,17 @@ backend_test! {
         let dep = emu.object("Deployment", "demo-prod", "web").await.unwrap();
         assert_eq!(dep["spec"]["replicas"], 2);
         assert!(dep["metadata"]["labels"]["s-product"].is_null(), "{dep}");
+        // The image and scale routes are the test group's: a production environment is not
+        // theirs, answered with their own codes (spec §5.14, §5.15), and left alone.
+        let r = app.post("/openapi/environments/image/deployment/prod", json!({"product_name": "demo",
+            "service_name": "shop", "name": "web", "container_name": "web", "image": "nginx:1.27"})).await;
+        assert_eq!(r.expect_error(404, "prod")["code"], 6082);
+        let r = app.post("/openapi/environments/scale", json!({"project_key": "demo", "env_key": "prod",
+            "service_name": "shop", "workload_name": "web", "workload_type": "Deployment", "target_replicas": 3})).await;
+        assert_eq!(r.expect_error(404, "prod")["code"], 6081);
+        let dep = emu.object("Deployment", "demo-prod", "web").await.unwrap();
+        assert_eq!((dep["spec"]["replicas"].as_i64(), dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str()),
+            (Some(2), Some("nginx:1.25")));
 
         // Deleting a production env keeps its objects (spec §5.10).
         app.delete("/openapi/environments/production/prod?projectKey=demo").await.expect(200);
@@ -712,5 +740,65 @@ backend_test! {
         assert_eq!(data().await, Some(json!("1")));
         assert!(emu.object("ConfigMap", "demo-dev", "first-extra").await.is_some());
         app.stop().await;
+    }
+}
+
+backend_test! {
+    /// An environment whose namespace was deleted behind its back (by hand, a cluster rebuilt)
+    /// is repaired by its next change, as Zadig re-ensures the namespace (spec §5.7, §5.8 step
+    /// 4): E18 and E6, test and production, make it again with Zadig's labels and apply into
+    /// it; a change that then fails deletes the namespace it made; a namespace someone else
+    /// made meanwhile is used as it is, never labelled.
+    async fn a_deleted_namespace_is_made_again_by_the_next_change(app) {
+        let Some((emu, cluster)) = emulated_project(&app, true).await else { return };
+        let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: \"1\"\n";
+        for group in ["", "/production"] {
+            app.post(&format!("/openapi/service/yaml{group}/raw?projectKey=demo"),
+                json!({"service_name": "extra", "yaml": extra})).await.expect(200);
+        }
+        for (group, env, ns) in [("", "dev", "demo-dev"), ("/production", "prod", "demo-prod")] {
+            let services = format!("/openapi/environments{group}/{env}/services?projectKey=demo");
+            let add = format!("/openapi/environments{group}/service/yaml?projectKey=demo");
+            let replicas = |n: &str| json!({"service_list": [{"service_name": "shop",
+                "variable_kvs": [{"key": "replicas", "value": n}]}]});
+            app.post(&format!("/openapi/environments{group}?projectKey=demo"),
+                json!({"env_key": env, "cluster_id": cluster, "namespace": ns})).await.expect(200);
+            app.post(&add, json!({"env_key": env, "service_list": [{"service_name": "shop"}]})).await.expect(200);
+            delete_namespace_by_hand(&app, &emu, ns).await;
+
+            // E18: the namespace is back, labelled as at creation, with every object.
+            app.put(&services, replicas("2")).await.expect(200);
+            let made = emu.object("Namespace", "", ns).await.expect("namespace made again");
+            assert_eq!(made["metadata"]["labels"]["createdBy"], "koderover", "{made}");
+            assert_eq!(made["metadata"]["labels"]["s-product"], "demo", "{made}");
+            assert_eq!(emu.object("Deployment", ns, "web").await.expect("web")["spec"]["replicas"], 2);
+            assert!(emu.object("StatefulSet", ns, "cache").await.is_some());
+            assert!(emu.object("Service", ns, "web").await.is_some());
+            wait_running(&app, &format!("/openapi/environments{group}/{env}?projectKey=demo")).await;
+
+            // E6 likewise.
+            delete_namespace_by_hand(&app, &emu, ns).await;
+            app.post(&add, json!({"env_key": env, "service_list": [{"service_name": "extra"}]})).await.expect(200);
+            assert!(emu.object("Namespace", "", ns).await.is_some());
+            assert!(emu.object("ConfigMap", ns, "extra").await.is_some());
+
+            // A change that fails deletes the namespace it made: the cluster is as it found it.
+            delete_namespace_by_hand(&app, &emu, ns).await;
+            app.put(&services, replicas("[oops")).await.expect_error(400, "shop");
+            app.wait_for("the namespace made to go again", LIMIT, || async {
+                emu.object("Namespace", "", ns).await.is_none().then_some(())
+            }).await;
+
+            // A namespace someone else made meanwhile is used, never labelled nor taken over.
+            let theirs = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"owner": "someone"}}});
+            let status = emu.api_with(reqwest::Method::POST, "/api/v1/namespaces", Some(theirs)).await;
+            assert_eq!(status, 201);
+            app.put(&services, replicas("1")).await.expect(200);
+            let labels = emu.object("Namespace", "", ns).await.unwrap()["metadata"]["labels"].clone();
+            assert_eq!(labels["owner"], "someone", "{labels}");
+            assert!(labels["createdBy"].is_null() && labels["s-product"].is_null(), "{labels}");
+            assert_eq!(emu.object("Deployment", ns, "web").await.expect("web")["spec"]["replicas"], 1);
+        }
     }
 }

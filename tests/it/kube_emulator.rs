@@ -166,15 +166,21 @@ impl Emulator {
     /// A change by hand: `method` on the API path `path` (`/apis/apps/v1/namespaces/…`) with
     /// the kubeconfig's token; the status.
     pub async fn api(&self, method: reqwest::Method, path: &str) -> u16 {
+        self.api_with(method, path, None).await
+    }
+
+    /// [`Self::api`] with a JSON `body` (e.g. a `POST` creating an object).
+    pub async fn api_with(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
         let kc: Value = serde_yaml_ng::from_str(&self.kubeconfig).expect("kubeconfig YAML");
         let token = kc["users"][0]["user"]["token"].as_str().expect("token");
-        let r = self
+        let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("emulator API");
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req.send().await.expect("emulator API");
         r.status().as_u16()
     }
 

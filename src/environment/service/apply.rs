@@ -11,6 +11,7 @@ use super::super::catalog;
 use super::super::kube::{self as k, Kinds};
 use super::super::model::{EnvService, Environment, ResourceRef};
 use super::super::rules;
+use super::lifecycle::ensure_namespace;
 use super::ownership::check_owners;
 use super::{ContainerImage, Namespace, ServiceInput, UPDATE_ENV, for_change, save};
 use crate::auth::Identity;
@@ -292,7 +293,8 @@ pub struct AddServicesInput {
     pub service_list: Vec<ServiceInput>,
 }
 
-/// E6: render each service's latest template and apply it into the environment.
+/// E6: render each service's latest template and apply it into the environment (its namespace
+/// made again first when it is gone, see `ensure_namespace`).
 pub async fn add_services(
     state: &AppState,
     caller: &Identity,
@@ -329,9 +331,10 @@ pub async fn add_services(
         new.push(env_service(state, r, &s.service_name, &s.containers));
     }
     let cc = client_for(state, &env.cluster_id).await?;
-    let undo = apply_all((state, &cc), held.namespace(), caller, &mut env, new, false).await?;
+    let made = ensure_namespace(&cc, &mut env).await?;
+    let undo = apply_all((state, &cc), held.namespace(), caller, &mut env, new, made).await?;
     if let Err(e) = save(state, &mut env, caller).await {
-        rollback(&cc, &env.namespace, undo, false).await;
+        rollback(&cc, &env.namespace, undo, made).await;
         return Err(e);
     }
     Ok(())

@@ -15,7 +15,8 @@ use super::super::kube as k;
 use super::super::kube::Kinds;
 use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
-use super::apply::apply_some;
+use super::apply::{Undo, apply_some, rollback};
+use super::lifecycle::ensure_namespace;
 use super::live::applied_yaml;
 use super::placement::envs_in;
 use super::variables::{Revision, over, reapply};
@@ -189,10 +190,16 @@ pub struct Rerender {
     pub latest: bool,
 }
 
+/// A refused apply, as Zadig's deploy job says it.
+fn applied(e: ApiError) -> String {
+    format!("create or patch resource error: {}", e.description)
+}
+
 /// Set the images of `images` (module → image) of `service` in the environment and apply
 /// the workloads that run those modules — or, with `rerender`, render the service again and
 /// apply all of it; the record keeps the new images (and values, revision). `caller` (the
-/// task's creator) must be allowed to change the environment.
+/// task's creator) must be allowed to change the environment. A namespace gone from the
+/// cluster is made again first (`ensure_namespace`), and deleted again should the deploy fail.
 pub async fn deploy_images(
     state: &AppState,
     (project, env_key, service): (&str, &str, &str),
@@ -202,20 +209,40 @@ pub async fn deploy_images(
 ) -> Result<Deployed, String> {
     let (held, mut env, mut svc) = for_job(state, (project, env_key, service), caller).await?;
     set_images(&mut svc, images, service, project, env_key)?;
+    let cc = client(state, &env).await?;
+    let made = ensure_namespace(&cc, &mut env).await.map_err(applied)?;
+    let namespace = env.namespace.clone();
+    let done = deploy_into((state, &held, &cc), env, svc, images, rerender, caller).await;
+    if done.is_err() {
+        rollback(&cc, &namespace, Undo::default(), made).await;
+    }
+    done
+}
+
+/// [`deploy_images`] once the environment is held, `svc` has the new images and the
+/// namespace is there: apply, then store the record.
+async fn deploy_into(
+    (state, held, cc): (&AppState, &super::Held, &ClusterClient),
+    mut env: Environment,
+    mut svc: EnvService,
+    images: &[(String, String)],
+    rerender: Option<&Rerender>,
+    caller: &Identity,
+) -> Result<Deployed, String> {
+    let service = svc.service_name.clone();
+    let service = service.as_str();
     let objects = svc.objects();
     let mut workloads = workloads_running(&objects, &svc.resources, images);
-    let cc = client(state, &env).await?;
     let recorded = env
         .service(service)
         .map(|s| s.containers.clone())
         .unwrap_or_default();
     let changes =
-        image_changes(&cc, &env.namespace, &objects, &workloads, &recorded, images).await?;
-    let applied = |e: ApiError| format!("create or patch resource error: {}", e.description);
+        image_changes(cc, &env.namespace, &objects, &workloads, &recorded, images).await?;
     let mut values = Vec::new();
     match rerender {
         None => {
-            apply_some((state, &cc), held.namespace(), caller, &env, &svc, |r| {
+            apply_some((state, cc), held.namespace(), caller, &env, &svc, |r| {
                 workloads.contains(r)
             })
             .await
@@ -240,7 +267,7 @@ pub async fn deploy_images(
             // that refuses the objects its "create or patch" one.
             reapply(
                 (state, held.namespace()),
-                (&cc, &mut Kinds::default()),
+                (cc, &mut Kinds::default()),
                 caller,
                 &mut env,
                 service,
@@ -261,7 +288,7 @@ pub async fn deploy_images(
         }
     }
     let done = Deployed {
-        cc,
+        cc: cc.clone(),
         namespace: env.namespace.clone(),
         workloads,
         changes,

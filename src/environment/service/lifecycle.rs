@@ -13,7 +13,9 @@ use super::apply::{apply_all, check_scope, check_services, env_service, rollback
 use super::ownership::as_creation;
 use super::placement::{check_placement, check_system_namespace, envs_in};
 use super::variables::check_keys;
-use super::{CREATE_ENV, check_registry, env_not_found, for_change, hold_namespace, save};
+use super::{
+    CREATE_ENV, UPDATE_ENV, check_registry, env_not_found, for_change, hold_namespace, save,
+};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::{client_for, resolve};
@@ -216,6 +218,35 @@ async fn claim_namespace(
         NsState::Active => Ok(false),
         NsState::Absent => {
             k::create_namespace(cc, &input.namespace, project).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Make `env`'s namespace again when it is gone (deleted by hand, the cluster rebuilt) before a
+/// change applies into it, as Zadig re-ensures it (spec §5.7, §5.8 step 4): created as
+/// [`claim_namespace`] creates one, with Zadig's labels, and from then on the environment's own
+/// (`namespace_created`: deleting the environment deletes it). A namespace that exists is used
+/// as it is: the environment already claimed it at creation ([`claim_namespace`]'s rule for an
+/// existing namespace — adopted only by whoever may use it — holds, as its caller may change
+/// the environment), and it is never labelled nor taken over; should another make it between
+/// the look and the create, the create fails (409). A terminating one: 409 code 6076. Whether
+/// this call made it: a change that then fails deletes it again (`rollback`), leaving the
+/// cluster as it found it.
+pub(super) async fn ensure_namespace(cc: &ClusterClient, env: &mut Environment) -> ApiResult<bool> {
+    match k::namespace_state(cc, &env.namespace).await? {
+        NsState::Active => Ok(false),
+        NsState::Terminating => Err(ApiError::code(
+            ErrorKind::Conflict,
+            UPDATE_ENV,
+            format!(
+                "namespace `{}` is in terminating state, please wait for a while and try again",
+                env.namespace
+            ),
+        )),
+        NsState::Absent => {
+            k::create_namespace(cc, &env.namespace, &env.project_key).await?;
+            env.namespace_created = true;
             Ok(true)
         }
     }

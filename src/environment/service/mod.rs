@@ -231,6 +231,25 @@ async fn for_change(
     Ok((held, load(state, project, env_key, production).await?))
 }
 
+/// [`for_change`] for a route whose every failure is its Zadig operation's (E13: 6081, E14/E15:
+/// 6082, spec §5.14, §5.15): an unknown environment is answered with `op`'s code, not 6078.
+async fn for_change_during(
+    state: &AppState,
+    caller: &Identity,
+    (project, env_key): (&str, &str),
+    op: (i64, &str),
+) -> ApiResult<(Held, Environment)> {
+    for_change(state, caller, project, env_key, false)
+        .await
+        .map_err(|e| {
+            if e.code == GET_ENV.0 {
+                ApiError::code(e.kind, op, e.description)
+            } else {
+                e
+            }
+        })
+}
+
 /// Store `env` (its version bumped) if nobody changed it since it was read.
 async fn save(state: &AppState, env: &mut Environment, caller: &Identity) -> ApiResult<()> {
     let expected = env.version;

@@ -9,6 +9,7 @@ use super::super::catalog;
 use super::super::kube::Kinds;
 use super::super::model::{EnvService, Environment};
 use super::apply::{Undo, apply_service, check_services, env_service, rollback};
+use super::lifecycle::ensure_namespace;
 use super::{ContainerImage, Namespace, UPDATE_ENV, for_change, load, save, service_of};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -184,8 +185,12 @@ pub async fn set_variables(
         let (cc, ns) = (client_for(state, &env.cluster_id).await?, held.namespace());
         let mut kinds = Kinds::default();
         check_services(state, ns, (&cc, &mut kinds), caller, &env, &again).await?;
+        let made = ensure_namespace(&cc, &mut env).await?;
         for s in again {
-            put(state, ns, (&cc, &mut kinds), caller, &mut env, s).await?;
+            if let Err(e) = put(state, ns, (&cc, &mut kinds), caller, &mut env, s).await {
+                rollback(&cc, &env.namespace, Undo::default(), made).await;
+                return Err(e);
+            }
         }
     }
     save(state, &mut env, caller).await
@@ -227,7 +232,8 @@ pub(super) fn over(
 /// E18: render services of the environment again at their templates' latest revisions with
 /// new variable values, keeping their images and overrides, and apply them one after another.
 /// Services must be in the environment (E6 adds them). Should one fail, the record keeps
-/// the ones updated before it (they are in the cluster) and the error names it.
+/// the ones updated before it (they are in the cluster) and the error names it. A namespace
+/// gone from the cluster is made again first (`ensure_namespace`).
 pub async fn update_services(
     state: &AppState,
     caller: &Identity,
@@ -277,6 +283,7 @@ pub async fn update_services(
             .await
             .map_err(|e| named(&s.service_name, e))?;
     }
+    let made = ensure_namespace(&cc, &mut env).await?;
     for (i, (r, s)) in again.into_iter().zip(&input.service_list).enumerate() {
         let done = match r {
             Ok(r) => put(state, ns, (&cc, &mut kinds), caller, &mut env, r).await,
@@ -285,6 +292,7 @@ pub async fn update_services(
         if let Err(e) = done {
             let e = named(&s.service_name, e);
             if i == 0 {
+                rollback(&cc, &env.namespace, Undo::default(), made).await;
                 return Err(e);
             }
             save(state, &mut env, caller).await?;

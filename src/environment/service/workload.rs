@@ -11,8 +11,8 @@ use super::super::model::{Container, EnvService, Environment, ResourceRef, Workl
 use super::super::rules;
 use super::apply::apply_some;
 use super::{
-    GET_POD, Namespace, RESTART_SERVICE, SCALE_SERVICE, UPDATE_IMAGE, for_change, load, may_change,
-    save, service_of,
+    GET_POD, Namespace, RESTART_SERVICE, SCALE_SERVICE, UPDATE_IMAGE, for_change,
+    for_change_during, load, may_change, save, service_of,
 };
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
@@ -158,7 +158,8 @@ pub async fn scale(state: &AppState, caller: &Identity, input: ScaleInput) -> Ap
         Some(n) => n,
     };
     let (project, env_key) = (input.project_key.as_str(), input.env_key.as_str());
-    let (held, mut env) = for_change(state, caller, project, env_key, false).await?;
+    let (held, mut env) =
+        for_change_during(state, caller, (project, env_key), SCALE_SERVICE).await?;
     let mut svc = service_of(&env, &input.service_name, SCALE_SERVICE)?.clone();
     let owns = |r: &ResourceRef| r.kind == input.workload_type && r.name == input.workload_name;
     if !svc.resources.iter().any(owns) {
@@ -274,7 +275,8 @@ pub async fn set_image(
 ) -> ApiResult<()> {
     check_image_input(path_env, &input)?;
     let project = input.product_name.as_str();
-    let (held, mut env) = for_change(state, caller, project, path_env, false).await?;
+    let (held, mut env) =
+        for_change_during(state, caller, (project, path_env), UPDATE_IMAGE).await?;
     let mut svc = service_of(&env, &input.service_name, UPDATE_IMAGE)?.clone();
     check_workload(&svc, kind, &input)?;
     match svc
