@@ -17,12 +17,12 @@ use crate::environments::{apply_shop, seed_env};
 use crate::harness::TestApp;
 use crate::kube_emulator::Emulator;
 
-const LIMIT: Duration = Duration::from_secs(90);
+pub const LIMIT: Duration = Duration::from_secs(90);
 
 /// A Kubernetes API emulator with its cluster, project `demo`, env `dev` (namespace
 /// `demo-dev`) with service `shop` applied (Deployment `web` on `nginx:1.25`, StatefulSet
 /// `cache`) and running; the emulator and the cluster id, `None` without the emulator.
-async fn running_env(app: &TestApp) -> Option<(Emulator, String)> {
+pub async fn running_env(app: &TestApp) -> Option<(Emulator, String)> {
     let emu = Emulator::start().await?;
     let cluster = seed_env(app, &emu).await;
     apply_shop(app, LIMIT).await;
@@ -84,14 +84,14 @@ pub fn job<'a>(d: &'a Value, stage: usize, part: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no job {part} in {d}"))
 }
 
-async fn log(app: &TestApp, name: &str, id: i64, job: &str) -> String {
+pub async fn log(app: &TestApp, name: &str, id: i64, job: &str) -> String {
     app.get(&format!("/openapi/logs/log/v4/workflow/{name}/{id}/{job}"))
         .await
         .text
 }
 
 /// Wait until the log of the only job of stage 0 has `needle` (the job reached that point).
-async fn wait_log(app: &TestApp, name: &str, id: i64, needle: &str) -> String {
+pub async fn wait_log(app: &TestApp, name: &str, id: i64, needle: &str) -> String {
     app.wait_for(needle, LIMIT, || async {
         let d = detail(app, name, id).await;
         let j = d["stages"][0]["jobs"][0]["name"].as_str()?.to_string();

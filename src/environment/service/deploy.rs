@@ -16,11 +16,12 @@ use super::super::kube::Kinds;
 use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::apply_some;
+use super::blue_green::{Window, refuse_held};
 use super::live::applied_yaml;
 use super::placement::envs_in;
 use super::variables::{Revision, over, reapply};
 use super::workload::restart_in;
-use super::{may_change, save};
+use super::{UPDATE_ENV, may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::{client_for, resolve};
@@ -192,19 +193,31 @@ pub struct Rerender {
 /// Set the images of `images` (module → image) of `service` in the environment and apply
 /// the workloads that run those modules — or, with `rerender`, render the service again and
 /// apply all of it; the record keeps the new images (and values, revision). `caller` (the
-/// task's creator) must be allowed to change the environment.
+/// task's creator) must be allowed to change the environment. While a blue-green deploy holds
+/// the service's Service nothing is changed, unless `window` is its release.
 pub async fn deploy_images(
     state: &AppState,
     (project, env_key, service): (&str, &str, &str),
-    images: &[(String, String)],
-    rerender: Option<&Rerender>,
+    (images, rerender): (&[(String, String)], Option<&Rerender>),
     caller: &Identity,
+    window: Window,
 ) -> Result<Deployed, String> {
     let (held, mut env, mut svc) = for_job(state, (project, env_key, service), caller).await?;
     set_images(&mut svc, images, service, project, env_key)?;
     let objects = svc.objects();
     let mut workloads = workloads_running(&objects, &svc.resources, images);
     let cc = client(state, &env).await?;
+    if window == Window::Refuse {
+        // A re-render may roll out any workload of the service.
+        let rolled = if rerender.is_some() {
+            &svc.resources
+        } else {
+            &workloads
+        };
+        refuse_held(&cc, &env, &svc, rolled, UPDATE_ENV)
+            .await
+            .map_err(|e| e.description)?;
+    }
     let recorded = env
         .service(service)
         .map(|s| s.containers.clone())
