@@ -17,7 +17,7 @@ use crate::environments::{apply_shop, seed_env};
 use crate::harness::TestApp;
 use crate::kube_emulator::Emulator;
 
-pub const LIMIT: Duration = Duration::from_secs(90);
+const LIMIT: Duration = Duration::from_secs(90);
 
 /// A Kubernetes API emulator with its cluster, project `demo`, env `dev` (namespace
 /// `demo-dev`) with service `shop` applied (Deployment `web` on `nginx:1.25`, StatefulSet
@@ -106,6 +106,14 @@ pub async fn image_of(emu: &Emulator, kind: &str, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Deployment `web`'s status stops moving: a rollout of a new image never completes.
+pub async fn freeze_web(emu: &Emulator) {
+    let status = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+        "readyReplicas": 1, "availableReplicas": 1});
+    emu.set_status("Deployment", "demo-dev", "web", status)
+        .await;
 }
 
 pub fn deploy_job(name: &str, spec: Value) -> Value {
@@ -540,9 +548,7 @@ backend_test! {
 backend_test! {
     async fn a_frozen_rollout_skips_cancels_and_times_out(app) {
         let Some((emu, _)) = running_env(&app).await else { return };
-        // The Deployment's status stops moving: a rollout of a new image never completes.
-        emu.set_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
-            "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1})).await;
+        freeze_web(&emu).await;
         workflow(&app, "skip", vec![("deploy", vec![deploy_job("deploy",
             json!({"env": "dev", "deploy_contents": ["image"], "skip_check_run_status": true}))])]).await;
         workflow(&app, "wait", vec![("deploy", vec![deploy_job("deploy",

@@ -10,8 +10,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_test;
+use crate::clean_ups::{bg_workflow, deployed_blue};
 use crate::deploy_jobs::{
-    LIMIT, deploy_input, deploy_job, detail, ended, execute, image_of, job, log, running_env,
+    deploy_input, deploy_job, ended, execute, freeze_web, image_of, job, log, running_env,
     wait_log, workflow,
 };
 use crate::harness::ADMIN_TOKEN;
@@ -20,8 +21,7 @@ backend_test! {
     async fn a_workload_deleted_during_the_rollout_fails_the_job(app) {
         let Some((emu, _)) = running_env(&app).await else { return };
         // The rollout never completes, so the job is still waiting when the Deployment goes.
-        emu.set_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
-            "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1})).await;
+        freeze_web(&emu).await;
         workflow(&app, "wait", vec![("deploy", vec![deploy_job("deploy",
             json!({"env": "dev", "deploy_contents": ["image"]}))])]).await;
         let id = execute(&app, "wait", deploy_input("deploy", "nginx:1.30")).await;
@@ -42,43 +42,11 @@ backend_test! {
     }
 }
 
-/// Workflow `bg`: a blue-green deploy of `shop` (image nginx:1.27), then its release behind a
-/// native approval; a task of it started and waiting for the approval. Its id.
-async fn blue_green_waiting(app: &crate::harness::TestApp) -> i64 {
-    const BLUE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-blue\nspec:\n  selector:\n    app: web\n    zadig-blue-green-version: blue\n  ports:\n  - port: 80\n";
-    let deploy = json!({"name": "bg", "type": "k8s-blue-green-deploy", "spec": {
-        "version": "v2", "env": "dev", "production": false, "services": [{"service_name": "shop",
-            "blue_service_yaml": BLUE, "service_and_image": [{"service_module": "web", "image": "nginx:1.27"}]}]}});
-    let release =
-        json!({"name": "switch", "type": "k8s-blue-green-release", "spec": {"from_job": "bg"}});
-    app.post("/openapi/workflows/custom", json!({"name": "bg", "display_name": "bg", "project": "demo",
-        "concurrency_limit": -1, "stages": [{"name": "deploy", "jobs": [deploy]},
-        {"name": "release", "approval": {"enabled": true, "type": "native", "native_approval": {"timeout": 60,
-            "needed_approvers": 1, "approve_users": [{"user_name": "admin", "user_id": "admin"}]}},
-         "jobs": [release]}]})).await.expect(200);
-    let id = execute(
-        app,
-        "bg",
-        json!([{"job_name": "bg", "job_type": "k8s-blue-green-deploy", "parameters": {}},
-        {"job_name": "switch", "job_type": "k8s-blue-green-release", "parameters": {}}]),
-    )
-    .await;
-    let d = app
-        .wait_for("the release's approval", LIMIT, || async {
-            let d = detail(app, "bg", id).await;
-            ["wait_for_approval", "passed", "failed"]
-                .contains(&d["status"].as_str().unwrap_or_default())
-                .then_some(d)
-        })
-        .await;
-    assert_eq!(d["status"], "wait_for_approval", "{d}");
-    id
-}
-
 backend_test! {
     async fn rollouts_of_a_service_wait_for_its_blue_green_release(app) {
         let Some((emu, _)) = running_env(&app).await else { return };
-        let id = blue_green_waiting(&app).await;
+        bg_workflow(&app).await;
+        let id = deployed_blue(&app).await;
         let holder = format!("service shop is in the blue-green deploy of task bg#{id} (job ");
         let restart = "/openapi/environments/dev/service/shop/restart?projectKey=demo";
         let r = app.call(Method::POST, restart, Some(ADMIN_TOKEN), None).await;
