@@ -207,17 +207,9 @@ pub async fn deploy_images(
     let objects = svc.objects();
     let mut workloads = workloads_running(&objects, &svc.resources, images);
     let cc = client(state, &env).await?;
-    if window == Window::Refuse {
-        // A re-render may roll out any workload of the service.
-        let rolled = if rerender.is_some() {
-            &svc.resources
-        } else {
-            &workloads
-        };
-        refuse_held(&cc, &env, &svc, rolled, UPDATE_ENV)
-            .await
-            .map_err(|e| e.description)?;
-    }
+    // A re-render may roll out any workload of the service.
+    let rolled = rerender.map_or(&workloads, |_| &svc.resources);
+    not_held(&cc, &env, &svc, rolled, window).await?;
     let recorded = env
         .service(service)
         .map(|s| s.containers.clone())
@@ -282,6 +274,23 @@ pub async fn deploy_images(
         yaml: yaml_of(&env, service)?,
     };
     stored(state, env, caller, done).await
+}
+
+/// A deploy job's refusal ([`refuse_held`]) to roll out `rolled` of `svc` while a
+/// blue-green deploy holds the service — unless the job is that deploy's release.
+async fn not_held(
+    cc: &ClusterClient,
+    env: &Environment,
+    svc: &EnvService,
+    rolled: &[ResourceRef],
+    window: Window,
+) -> Result<(), String> {
+    if window == Window::Release {
+        return Ok(());
+    }
+    refuse_held(cc, env, svc, rolled, UPDATE_ENV)
+        .await
+        .map_err(|e| e.description)
 }
 
 /// The YAML of `service` as now applied in `env` (empty when the service is not there).
