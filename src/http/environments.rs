@@ -408,7 +408,7 @@ both_groups! {
     post(tag = "environments",
         params(("name" = String, Path), ("serviceName" = String, Path), ProjectQuery)),
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6080)")),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable, or a blue-green deploy holds the service's Service until its release (`service <s> is in the blue-green deploy of task <workflow>#<id> …`) (code 6080)")),
     code = service::RESTART_SERVICE,
     |production| (
         State(state): State<AppState>,
@@ -538,7 +538,7 @@ async fn env_scale(
 #[utoipa::path(post, path = "/openapi/environments/image/deployment/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)")))]
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable, or a blue-green deploy holds the service's Service until its release (`service <s> is in the blue-green deploy of task <workflow>#<id> …`) (code 6082)")))]
 async fn image_deployment(
     State(state): State<AppState>,
     caller: Identity,
@@ -552,7 +552,7 @@ async fn image_deployment(
 #[utoipa::path(post, path = "/openapi/environments/image/statefulset/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)")))]
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable, or a Deployment of the service also runs that container and a blue-green deploy holds the service's Service until its release (`service <s> is in the blue-green deploy of task <workflow>#<id> …`) (code 6082)")))]
 async fn image_statefulset(
     State(state): State<AppState>,
     caller: Identity,
@@ -566,7 +566,7 @@ async fn image_statefulset(
 #[utoipa::path(post, path = "/openapi/environments/image/cronjob/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable, or a Deployment of the service also runs that container and a blue-green deploy holds the service's Service until its release (`service <s> is in the blue-green deploy of task <workflow>#<id> …`) (code 6082)"),
         (status = 404, body = ErrorBody, description = "unknown environment or service; no such CronJob or container in the service (code 6082)")))]
 async fn image_cronjob(
     State(state): State<AppState>,
@@ -582,7 +582,7 @@ async fn image_cronjob(
 #[utoipa::path(post, path = "/openapi/environments/image/job/{envName}", tag = "environments",
     params(("envName" = String, Path)), request_body = ImageInput,
     responses((status = 200, body = Success), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable (code 6082)"),
+        (status = 409, body = ErrorBody, description = "another environment already applied one of its objects (`resource \"<Kind>/<name>\" is already applied by service …`) (code 6076); the cluster is unreachable, or a Deployment of the service also runs that container and a blue-green deploy holds the service's Service until its release (`service <s> is in the blue-green deploy of task <workflow>#<id> …`) (code 6082)"),
         (status = 404, body = ErrorBody, description = "unknown environment or service; no such Job or container in the service (code 6082)")))]
 async fn image_job(
     State(state): State<AppState>,

@@ -24,7 +24,7 @@ const OWNER_NOTE: &str = "zadig-server/blue-green-owner";
 
 /// Workflow `bg` of project `demo`: a blue-green deploy of `shop` (module `web`), then its
 /// release behind the admin's native approval.
-async fn bg_workflow(app: &TestApp) {
+pub async fn bg_workflow(app: &TestApp) {
     let blue = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-blue\nspec:\n  selector:\n    app: web\n    zadig-blue-green-version: blue\n  ports:\n  - port: 80\n";
     let deploy = json!({"name": "bg", "type": "k8s-blue-green-deploy", "spec": {"version": "v2", "env": "dev",
         "production": false, "services": [{"service_name": "shop", "blue_service_yaml": blue,
@@ -40,7 +40,7 @@ async fn bg_workflow(app: &TestApp) {
 
 /// Start a task of `bg` deploying `nginx:1.27` blue; its id once it waits for the release's
 /// approval (the blue copies made).
-async fn deployed_blue(app: &TestApp) -> i64 {
+pub async fn deployed_blue(app: &TestApp) -> i64 {
     let id = execute(
         app,
         "bg",

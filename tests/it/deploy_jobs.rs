@@ -22,7 +22,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// A Kubernetes API emulator with its cluster, project `demo`, env `dev` (namespace
 /// `demo-dev`) with service `shop` applied (Deployment `web` on `nginx:1.25`, StatefulSet
 /// `cache`) and running; the emulator and the cluster id, `None` without the emulator.
-async fn running_env(app: &TestApp) -> Option<(Emulator, String)> {
+pub async fn running_env(app: &TestApp) -> Option<(Emulator, String)> {
     let emu = Emulator::start().await?;
     let cluster = seed_env(app, &emu).await;
     apply_shop(app, LIMIT).await;
@@ -84,14 +84,14 @@ pub fn job<'a>(d: &'a Value, stage: usize, part: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no job {part} in {d}"))
 }
 
-async fn log(app: &TestApp, name: &str, id: i64, job: &str) -> String {
+pub async fn log(app: &TestApp, name: &str, id: i64, job: &str) -> String {
     app.get(&format!("/openapi/logs/log/v4/workflow/{name}/{id}/{job}"))
         .await
         .text
 }
 
 /// Wait until the log of the only job of stage 0 has `needle` (the job reached that point).
-async fn wait_log(app: &TestApp, name: &str, id: i64, needle: &str) -> String {
+pub async fn wait_log(app: &TestApp, name: &str, id: i64, needle: &str) -> String {
     app.wait_for(needle, LIMIT, || async {
         let d = detail(app, name, id).await;
         let j = d["stages"][0]["jobs"][0]["name"].as_str()?.to_string();
@@ -106,6 +106,14 @@ pub async fn image_of(emu: &Emulator, kind: &str, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Deployment `web`'s status stops moving: a rollout of a new image never completes.
+pub async fn freeze_web(emu: &Emulator) {
+    let status = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+        "readyReplicas": 1, "availableReplicas": 1});
+    emu.set_status("Deployment", "demo-dev", "web", status)
+        .await;
 }
 
 pub fn deploy_job(name: &str, spec: Value) -> Value {
@@ -540,9 +548,7 @@ backend_test! {
 backend_test! {
     async fn a_frozen_rollout_skips_cancels_and_times_out(app) {
         let Some((emu, _)) = running_env(&app).await else { return };
-        // The Deployment's status stops moving: a rollout of a new image never completes.
-        emu.set_status("Deployment", "demo-dev", "web", json!({"observedGeneration": 1, "replicas": 1,
-            "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1})).await;
+        freeze_web(&emu).await;
         workflow(&app, "skip", vec![("deploy", vec![deploy_job("deploy",
             json!({"env": "dev", "deploy_contents": ["image"], "skip_check_run_status": true}))])]).await;
         workflow(&app, "wait", vec![("deploy", vec![deploy_job("deploy",

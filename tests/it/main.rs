@@ -46,6 +46,7 @@ mod release_plan_scheduler;
 mod release_plan_workflow;
 mod request_timeout;
 mod roles;
+mod rollout_guards;
 mod sandbox;
 mod secrets_at_rest;
 mod service_templates;

@@ -16,12 +16,13 @@ use super::super::kube::Kinds;
 use super::super::model::{Container, EnvService, Environment, ResourceRef};
 use super::super::rules;
 use super::apply::{Undo, apply_some, rollback};
+use super::blue_green::{Window, refuse_held};
 use super::lifecycle::ensure_namespace;
 use super::live::applied_yaml;
 use super::placement::envs_in;
 use super::variables::{Revision, over, reapply};
 use super::workload::restart_in;
-use super::{may_change, save};
+use super::{UPDATE_ENV, may_change, save};
 use crate::auth::Identity;
 use crate::cluster::client::ClusterClient;
 use crate::cluster::service::{client_for, resolve};
@@ -198,18 +199,26 @@ fn applied(e: ApiError) -> String {
 /// Set the images of `images` (module → image) of `service` in the environment and apply
 /// the workloads that run those modules — or, with `rerender`, render the service again and
 /// apply all of it; the record keeps the new images (and values, revision). `caller` (the
-/// task's creator) must be allowed to change the environment. A namespace gone from the
-/// cluster is made again first (`ensure_namespace`), and deleted again should the deploy fail.
+/// task's creator) must be allowed to change the environment. While a blue-green deploy holds
+/// the service's Service nothing is changed, unless `window` is its release. A namespace gone
+/// from the cluster is made again first (`ensure_namespace`), and deleted again should the
+/// deploy fail.
 pub async fn deploy_images(
     state: &AppState,
     (project, env_key, service): (&str, &str, &str),
-    images: &[(String, String)],
-    rerender: Option<&Rerender>,
+    (images, rerender): (&[(String, String)], Option<&Rerender>),
     caller: &Identity,
+    window: Window,
 ) -> Result<Deployed, String> {
     let (held, mut env, mut svc) = for_job(state, (project, env_key, service), caller).await?;
     set_images(&mut svc, images, service, project, env_key)?;
     let cc = client(state, &env).await?;
+    {
+        // A re-render may roll out any workload of the service.
+        let workloads = workloads_running(&svc.objects(), &svc.resources, images);
+        let rolled = rerender.map_or(&workloads, |_| &svc.resources);
+        not_held(&cc, &env, &svc, rolled, window).await?;
+    }
     let made = ensure_namespace(&cc, &mut env).await.map_err(applied)?;
     let namespace = env.namespace.clone();
     let done = deploy_into((state, &held, &cc), env, svc, images, rerender, caller).await;
@@ -296,6 +305,23 @@ async fn deploy_into(
         yaml: yaml_of(&env, service)?,
     };
     stored(state, env, caller, done).await
+}
+
+/// A deploy job's refusal ([`refuse_held`]) to roll out `rolled` of `svc` while a
+/// blue-green deploy holds the service — unless the job is that deploy's release.
+async fn not_held(
+    cc: &ClusterClient,
+    env: &Environment,
+    svc: &EnvService,
+    rolled: &[ResourceRef],
+    window: Window,
+) -> Result<(), String> {
+    if window == Window::Release {
+        return Ok(());
+    }
+    refuse_held(cc, env, svc, rolled, UPDATE_ENV)
+        .await
+        .map_err(|e| e.description)
 }
 
 /// The YAML of `service` as now applied in `env` (empty when the service is not there).

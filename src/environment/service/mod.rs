@@ -9,12 +9,14 @@
 //! - [`apply`]: rendering and applying services, adding and removing them;
 //! - [`live`]: live reads — environment detail, service YAML, workloads, pods, status;
 //! - [`workload`]: workload actions — restart, scale, image;
+//! - [`blue_green`]: no rollout of a service whose Service a blue-green deploy holds;
 //! - [`deploy`]: a deploy job's image change (`zadig-deploy`);
 //! - [`variables`]: the environment's global variables and its services' values.
 //!
 //! This file holds what they share: error codes, loading, the change check and lock, saving.
 
 mod apply;
+mod blue_green;
 mod deploy;
 mod lifecycle;
 mod live;
@@ -24,6 +26,7 @@ mod variables;
 mod workload;
 
 pub use apply::{AddServicesInput, RemoveServicesInput, add_services, remove_services};
+pub use blue_green::{BLUE_GREEN_OWNER, Window};
 pub use deploy::{
     Deployed, ImageChange, Rerender, client, deploy_images, deployer, env_for_job, env_to_change,
     may_deploy_to_namespace, restart_for_job,

@@ -10,6 +10,7 @@ use super::super::kube as k;
 use super::super::model::{Container, EnvService, Environment, ResourceRef, WorkloadOverride};
 use super::super::rules;
 use super::apply::apply_some;
+use super::blue_green::refuse_held;
 use super::{
     GET_POD, Namespace, RESTART_SERVICE, SCALE_SERVICE, UPDATE_IMAGE, for_change,
     for_change_during, load, may_change, save, service_of,
@@ -85,6 +86,7 @@ pub(super) async fn restart_in(
         .filter(|r| matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet"))
         .cloned()
         .collect();
+    refuse_held(cc, env, &svc, &targets, RESTART_SERVICE).await?;
     for r in &targets {
         set_override(&mut svc, &r.kind, &r.name, |o| {
             o.restarted_at = Some(at.clone())
@@ -307,6 +309,13 @@ pub async fn set_image(
         })
     };
     let cc = client_for(state, &env.cluster_id).await?;
+    let rolled: Vec<ResourceRef> = svc
+        .resources
+        .iter()
+        .filter(|r| with_container(r))
+        .cloned()
+        .collect();
+    refuse_held(&cc, &env, &svc, &rolled, UPDATE_IMAGE).await?;
     apply_some(
         (state, &cc),
         held.namespace(),

@@ -20,7 +20,7 @@ use super::{
     InputCx, JobKind, JobType, Runs, Spec, ended, nullable, spec_of, stored, task_spec, typed,
 };
 use crate::engine::executor::{JobEnd, ServerJob};
-use crate::environment::service::{Rerender, deploy_images, deployer, env_for_job};
+use crate::environment::service::{Rerender, Window, deploy_images, deployer, env_for_job};
 use crate::error::ApiResult;
 use crate::service_template::RenderVariableKV;
 use crate::state::AppState;
@@ -408,7 +408,7 @@ async fn deploy_as(
     rerender: Option<&Rerender>,
 ) -> Result<crate::environment::service::Deployed, String> {
     let caller = deployer(state, creator_uid(job)).await?;
-    deploy_images(state, at, images, rerender, &caller).await
+    deploy_images(state, at, (images, rerender), &caller, Window::Refuse).await
 }
 
 /// The services to deploy, each read and as stored: `services`, else the documented older flat

@@ -4,8 +4,9 @@
 //! up, updated/ready/available replicas equal to the desired count; DaemonSet likewise; Jobs
 //! and CronJobs are not waited for). A pod of the new template waiting with
 //! `ImagePullBackOff`, `ErrImagePull`, `ErrImageNeverPull` or `CrashLoopBackOff` fails the job
-//! at once, naming the pod and the workload; the deadline fails it naming the workload and
-//! what it lacked; cancel ends it `cancelled` within a poll.
+//! at once, naming the pod and the workload, and so does a workload deleted (or being deleted)
+//! during the wait — the job applied or found it just before; the deadline fails it naming
+//! the workload and what it lacked; cancel ends it `cancelled` within a poll.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -102,6 +103,8 @@ pub struct Progress {
     pub desired: i64,
     /// What it still lacks, for the timeout error.
     pub lacks: String,
+    /// Its deletion has begun (`metadata.deletionTimestamp`).
+    pub deleting: bool,
 }
 
 fn num(v: &Value, ptr: &str) -> i64 {
@@ -149,6 +152,7 @@ pub fn progress(kind: &str, live: &Value) -> Progress {
                 ready_pods: 0,
                 desired: 0,
                 lacks: String::new(),
+                deleting: false,
             };
         }
     };
@@ -181,6 +185,7 @@ pub fn progress(kind: &str, live: &Value) -> Progress {
         ready_pods,
         desired,
         lacks: lacks.join(", "),
+        deleting: live.pointer("/metadata/deletionTimestamp").is_some(),
     }
 }
 
@@ -391,14 +396,20 @@ async fn check(
 ) -> Result<Option<String>, Option<String>> {
     let mut waiting = Vec::new();
     for r in targets {
+        // Every caller applied, patched or found the workload just before waiting, so one
+        // that is not there (or is going) was deleted meanwhile: it will never roll out.
         let Some((p, pods)) = read(cc, ns, r).await.map_err(Some)? else {
-            log.info(&format!(
-                "Waiting for {} {} to be created ...",
+            return Err(Some(format!(
+                "{} {} was deleted during the rollout",
                 r.kind, r.name
-            ));
-            waiting.push(format!("{} {} does not exist", r.kind, r.name));
-            continue;
+            )));
         };
+        if p.deleting {
+            return Err(Some(format!(
+                "{} {} is being deleted during the rollout",
+                r.kind, r.name
+            )));
+        }
         log.info(&format!(
             "Ready pods for {} {}: {}/{}",
             r.kind, r.name, p.ready_pods, p.desired

@@ -14,7 +14,7 @@ use crate::cluster::client::ClusterClient;
 use crate::engine::executor::{JobEnd, JobStatus};
 use crate::environment::kube as k;
 use crate::environment::model::ResourceRef;
-use crate::environment::service::{deploy_images, deployer};
+use crate::environment::service::{Window, deploy_images, deployer};
 use crate::error::ErrorKind;
 use crate::state::AppState;
 use crate::workflow::jobs::canary::deployment_ref;
@@ -205,7 +205,10 @@ pub(super) async fn release(
     };
     let caller = deployer(state, creator_uid(at.job)).await?;
     let at_env = (at.job.ctx.project.as_str(), spec.env.as_str(), service);
-    let deployed = deploy_images(state, at_env, &spec.service.images(), None, &caller).await?;
+    // The release ends the window: the Service routes to the blue pods (or the deploy was
+    // undone) before the green Deployment rolls out.
+    let images = spec.service.images();
+    let deployed = deploy_images(state, at_env, (&images, None), &caller, Window::Release).await?;
     for c in &deployed.changes {
         log.info(&format!(
             "{} {} container {}: {} -> {}",

@@ -20,9 +20,9 @@ use crate::environment::kube::{self as k, Guarded};
 use crate::workflow::jobs::canary::deployment_ref;
 
 /// The annotation on the green Service naming the deploy that holds it
-/// (`Placed::green_service_mark`), from the deploy until it is undone (ours; Zadig marks
-/// nothing).
-pub(super) const OWNER_NOTE: &str = "zadig-server/blue-green-owner";
+/// (`Placed::green_service_mark`), from the deploy until it is undone; the environment's
+/// rollouts are refused while it is there.
+pub(super) const OWNER_NOTE: &str = crate::environment::service::BLUE_GREEN_OWNER;
 
 /// How often a write to the green Service is tried again when the Service changed between
 /// its read and the write.
